@@ -1,0 +1,114 @@
+/*
+ * Row records: the layout of a partition's row arena, and the validated
+ * reader that local threads and RDMA clients both run.
+ *
+ *   offset 0   u64 checksum  = XXH3_64(key || version || payload)
+ *   offset 8   u64 key
+ *   offset 16  u64 version   (bit 63 set: the record is dead, i.e. erased)
+ *   offset 24  payload       dim x fp32
+ *
+ * The checksum comes first so that key, version and payload are one
+ * contiguous span hashed by a single XXH3 call. Records are self-verifying
+ * (Pilaf): a copy is accepted only when its checksum matches and its key is
+ * the one asked for, so no reader ever depends on the order in which the
+ * bytes of a record were written or DMA'd.
+ */
+#ifndef EMBKV_HASHING_RECORD_H
+#define EMBKV_HASHING_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "hashing/hash.h"
+#include "hashing/sum.h"
+
+#define EMBKV_RECORD_HDR_BYTES 24u
+#define EMBKV_RECORD_ALIGN 8u
+#define EMBKV_VERSION_DEAD (UINT64_C(1) << 63)
+/* How often a local reader re-copies a record that keeps failing its
+ * checksum before it gives up with EMBKV_ETORN. */
+#define EMBKV_READ_MAX_TRIES 64u
+
+struct embkv_record {
+	uint64_t checksum;
+	uint64_t key;
+	uint64_t version;
+	float payload[];
+};
+
+/* Bytes between consecutive records of a table with this payload. */
+static inline size_t embkv_record_stride(size_t payload_bytes)
+{
+	size_t n = EMBKV_RECORD_HDR_BYTES + payload_bytes;
+
+	return (n + EMBKV_RECORD_ALIGN - 1) & ~(size_t)(EMBKV_RECORD_ALIGN - 1);
+}
+
+/* Unseeded on purpose: XXH3 with a seed derives a fresh secret for every
+ * input over 240 bytes, which would triple the cost of a checksum. */
+static inline uint64_t embkv_record_sum(const struct embkv_record *r,
+					size_t payload_bytes)
+{
+	return embkv_sum(&r->key, 2 * sizeof(uint64_t) + payload_bytes);
+}
+
+/* Prefetches every cache line of the first `bytes` of a record (its start
+ * is only 8-byte aligned, so it may straddle one line more than
+ * bytes / 64). */
+static inline void embkv_record_prefetch(const void *r, size_t bytes)
+{
+	const uint8_t *p = (const uint8_t *)((uintptr_t)r & ~(uintptr_t)63);
+	const uint8_t *end = (const uint8_t *)r + bytes;
+
+	for (; p < end; p += 64)
+		__builtin_prefetch(p);
+}
+
+enum embkv_record_verdict {
+	EMBKV_RECORD_OK = 0,
+	EMBKV_RECORD_TORN,      /* checksum mismatch: copy again */
+	EMBKV_RECORD_OTHER_KEY, /* row now holds another key */
+	EMBKV_RECORD_DEAD,      /* row was erased */
+};
+
+/* Checks a private copy of a record (never live memory). */
+static inline enum embkv_record_verdict
+embkv_record_check(const struct embkv_record *copy, uint64_t key,
+		   size_t payload_bytes)
+{
+	if (embkv_record_sum(copy, payload_bytes) != copy->checksum)
+		return EMBKV_RECORD_TORN;
+	if (copy->version & EMBKV_VERSION_DEAD)
+		return EMBKV_RECORD_DEAD;
+	if (copy->key != key)
+		return EMBKV_RECORD_OTHER_KEY;
+	return EMBKV_RECORD_OK;
+}
+
+/*
+ * Validated lock-free read of a live record: copies stride bytes from src
+ * to dst (a private buffer of at least that size), checks the copy, and
+ * copies again while the checksum does not match, up to max_tries times.
+ * Returns 0 (dst holds key's row), EMBKV_ENOTFOUND (the row holds another
+ * key or was erased) or EMBKV_ETORN. *retries (if not NULL) grows by the
+ * number of extra copies. Any thread.
+ */
+int embkv_record_read(const struct embkv_record *src, struct embkv_record *dst,
+		      uint64_t key, size_t payload_bytes, unsigned max_tries, uint64_t *retries);
+
+/*
+ * Owner only: publish a record's new contents. The payload has already
+ * been written in place; this sets key and version, then the checksum
+ * last (release ordering), so a reader that sees the new checksum sees
+ * everything it covers.
+ */
+static inline void embkv_record_seal(struct embkv_record *r, uint64_t key,
+				     uint64_t version, size_t payload_bytes)
+{
+	__atomic_store_n(&r->key, key, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->version, version, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->checksum, embkv_record_sum(r, payload_bytes),
+			 __ATOMIC_RELEASE);
+}
+
+#endif

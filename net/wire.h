@@ -1,0 +1,573 @@
+/*
+ * embkv wire protocol: frame header and message bodies, encoded and decoded
+ * as pure functions over byte buffers (no I/O). net/PROTOCOL.md is the
+ * normative description; this header mirrors it.
+ *
+ * Conventions for every function below:
+ * - Pure and reentrant: any thread, no global state, no allocation except
+ *   in the embkv_buf helpers.
+ * - Int-returning functions return 0 or a negative code. Decoders return
+ *   EMBKV_EPROTO for a malformed body, EMBKV_ELIMIT for a length or count
+ *   over its limit, -EINVAL for a caller mistake (NULL out-param, body not
+ *   8-byte aligned). Encoders return -EINVAL for an invalid message,
+ *   EMBKV_ELIMIT for one over a limit and -ENOSPC when cap is too small.
+ * - Decoders never read outside [body, body + len) and never trust a count
+ *   before checking it against its limit and against len.
+ * - Zero copy: decoded messages hold pointers INTO the caller's body
+ *   buffer (keys, floats, strings). They stay valid while that buffer does;
+ *   the caller owns it. Array offsets are multiples of 8 relative to the
+ *   body start, so body buffers must be 8-byte aligned (malloc, registered
+ *   RDMA buffers and a body right after the 32-byte header in such a buffer
+ *   all are); decoders and prepare functions return -EINVAL otherwise.
+ * - Decoded strings (struct embkv_wire_str) are NOT NUL-terminated; table
+ *   names are copied into NUL-terminated char arrays instead.
+ * - embkv runs on little-endian hosts only (checked at compile time in
+ *   wire.c): wire arrays are then native arrays.
+ */
+#ifndef EMBKV_NET_WIRE_H
+#define EMBKV_NET_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <embkv/embkv.h>
+
+/* Frame header ------------------------------------------------------------ */
+
+#define EMBKV_WIRE_MAGIC 0x564b4d45u /* bytes 'E' 'M' 'K' 'V' on the wire */
+#define EMBKV_WIRE_VERSION 1u
+#define EMBKV_WIRE_HDR_SIZE 32u
+
+/* Byte offsets of the header fields (all little-endian). Magic and version
+ * keep these offsets in every protocol version. */
+enum embkv_wire_hdr_off {
+	EMBKV_WIRE_HDR_MAGIC = 0,     /* u32 EMBKV_WIRE_MAGIC */
+	EMBKV_WIRE_HDR_VERSION = 4,   /* u16 EMBKV_WIRE_VERSION */
+	EMBKV_WIRE_HDR_OPCODE = 6,    /* u8 enum embkv_wire_op */
+	EMBKV_WIRE_HDR_FLAGS = 7,     /* u8, no flag defined in version 1 */
+	EMBKV_WIRE_HDR_REQ_ID = 8,    /* u64, echoed by the reply */
+	EMBKV_WIRE_HDR_EPOCH = 16,    /* u64 shard-map epoch */
+	EMBKV_WIRE_HDR_BODY_LEN = 24, /* u32 bytes after the header */
+	EMBKV_WIRE_HDR_RESERVED = 28, /* u32, must be 0 */
+};
+
+/* Flag bits a receiver accepts; any other bit is EMBKV_EPROTO. */
+#define EMBKV_WIRE_FLAGS_KNOWN 0u
+
+/* Limits ------------------------------------------------------------------ */
+
+#define EMBKV_WIRE_MAX_BODY (64u << 20)   /* bytes of one frame body */
+#define EMBKV_WIRE_MAX_PREAUTH_BODY 512u  /* bytes, before AUTH succeeded */
+#define EMBKV_WIRE_MAX_KEYS (1u << 20)    /* keys of one batch */
+#define EMBKV_WIRE_MAX_TABLES 65536u      /* entries of a TABLE_LIST reply */
+#define EMBKV_WIRE_MAX_STAT_GROUPS (EMBKV_WIRE_MAX_TABLES + 1u)
+#define EMBKV_WIRE_MAX_SERVERS 4096u      /* servers of a shard map */
+#define EMBKV_WIRE_ADDR_MAX 255u          /* bytes of a server address */
+#define EMBKV_WIRE_ERRMSG_MAX 255u        /* bytes of an error message */
+#define EMBKV_WIRE_NAME_LEN_MAX (EMBKV_TABLE_NAME_MAX - 1u) /* name bytes */
+
+#define EMBKV_WIRE_NONCE_SIZE 32u
+#define EMBKV_WIRE_MAC_SIZE 16u
+
+/* A table id no table has: "every table" in a STATS request, "the server
+ * itself" as the table id of a STATS group. */
+#define EMBKV_WIRE_TABLE_ALL UINT32_MAX
+
+/* Opcodes. A reply's opcode is its request's with EMBKV_WIRE_OP_REPLY set;
+ * EMBKV_WIRE_OP_ERROR answers any request. */
+enum embkv_wire_op {
+	EMBKV_WIRE_OP_HELLO = 0x01,
+	EMBKV_WIRE_OP_AUTH = 0x02,
+	EMBKV_WIRE_OP_TABLE_CREATE = 0x10,
+	EMBKV_WIRE_OP_TABLE_DROP = 0x11,
+	EMBKV_WIRE_OP_TABLE_LIST = 0x12,
+	EMBKV_WIRE_OP_TABLE_OPEN = 0x13,
+	EMBKV_WIRE_OP_PULL = 0x20,
+	EMBKV_WIRE_OP_PUSH = 0x21,
+	EMBKV_WIRE_OP_ASSIGN = 0x22,
+	EMBKV_WIRE_OP_ERASE = 0x23,
+	EMBKV_WIRE_OP_STATS = 0x30,
+	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
+	EMBKV_WIRE_OP_REPLY = 0x80, /* bit */
+	EMBKV_WIRE_OP_ERROR = 0xff,
+};
+
+struct embkv_wire_hdr {
+	uint16_t version;    /* set by decode; encode always writes
+				EMBKV_WIRE_VERSION */
+	uint8_t opcode;      /* enum embkv_wire_op */
+	uint8_t flags;
+	uint32_t body_len;
+	uint64_t request_id;
+	uint64_t epoch;
+};
+
+/*
+ * Writes the EMBKV_WIRE_HDR_SIZE header bytes of h to buf. Returns
+ * EMBKV_WIRE_HDR_SIZE, or 0 (nothing written) when h has an unknown opcode
+ * or flag or a body_len over EMBKV_WIRE_MAX_BODY.
+ */
+size_t embkv_wire_hdr_encode(const struct embkv_wire_hdr *h, uint8_t *buf);
+
+/*
+ * Decodes the header at buf, checking in this order: len >= header size
+ * (else EMBKV_EPROTO), magic (EMBKV_EPROTO), version (EMBKV_EVERSION),
+ * opcode (EMBKV_EOPCODE), flags and reserved field (EMBKV_EPROTO), body_len
+ * <= EMBKV_WIRE_MAX_BODY (EMBKV_ELIMIT). Whenever len >= header size, *out
+ * holds the raw fields even on error, so that a server can answer with the
+ * request id; only fields checked before the failing one are trustworthy.
+ */
+int embkv_wire_hdr_decode(const uint8_t *buf, size_t len,
+			  struct embkv_wire_hdr *out);
+
+/*
+ * A whole frame (one RDMA RECV, or a header and body read off a socket into
+ * one buffer): the header decode above, then len must be exactly
+ * header + body_len (else EMBKV_EPROTO). *body points into buf.
+ */
+int embkv_wire_frame_decode(const uint8_t *buf, size_t len,
+			    struct embkv_wire_hdr *out, const uint8_t **body);
+
+bool embkv_wire_op_known(unsigned int op);      /* request, reply or ERROR */
+bool embkv_wire_op_is_reply(unsigned int op);   /* reply bit or ERROR */
+/* Request opcodes whose header epoch the server checks (PULL, PUSH, ASSIGN,
+ * ERASE): a mismatch is answered with ERROR EMBKV_ESTALE. */
+bool embkv_wire_op_checks_epoch(unsigned int op);
+/*
+ * The epoch rule, server side: EMBKV_ESTALE when h is a request that
+ * checks epochs and h->epoch differs from server_epoch (the server then
+ * answers ERROR EMBKV_ESTALE with server_epoch in the reply header), else 0.
+ */
+int embkv_wire_epoch_check(const struct embkv_wire_hdr *h,
+			   uint64_t server_epoch);
+/* "PULL", "PULL_REPLY", "ERROR", ...; "UNKNOWN" for an unknown opcode. */
+const char *embkv_wire_op_name(unsigned int op);
+
+/*
+ * Runs the body decoder that op's frames use, discarding the result: 0 when
+ * the body is well formed for op, else the decoder's error (EMBKV_EOPCODE
+ * for an unknown op).
+ */
+int embkv_wire_body_validate(unsigned int op, const uint8_t *body,
+			     size_t len);
+
+/*
+ * Largest batch (keys) whose PULL reply and PUSH/ASSIGN request bodies fit
+ * EMBKV_WIRE_MAX_BODY at this dim, at most EMBKV_WIRE_MAX_KEYS; 0 when dim
+ * is 0 or over EMBKV_MAX_DIM. Clients split batches with it.
+ */
+uint32_t embkv_wire_max_rows(uint32_t dim);
+
+/* Growable byte buffer for building frames --------------------------------- */
+
+/*
+ * data is malloc'ed (so 8-byte aligned); pointers into it are invalidated
+ * by any call that grows it. One owner at a time; no locking.
+ */
+struct embkv_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+void embkv_buf_init(struct embkv_buf *b);
+/* Makes room for extra more bytes past len: 0, -ENOMEM or -EOVERFLOW. */
+int embkv_buf_reserve(struct embkv_buf *b, size_t extra);
+/* Grows len by n and points *out at those n (uninitialized) bytes. */
+int embkv_buf_extend(struct embkv_buf *b, size_t n, uint8_t **out);
+void embkv_buf_reset(struct embkv_buf *b); /* len = 0, keeps memory */
+void embkv_buf_destroy(struct embkv_buf *b); /* frees; NULL is a no-op */
+
+/*
+ * Appends a frame: h encoded (h->body_len decides the body size) then
+ * h->body_len bytes for the body, at *body, for a body encoder to fill.
+ * The header is 32 bytes, so the body is 8-byte aligned whenever b->len
+ * was a multiple of 8 on entry (an empty or reset buffer always is). *body
+ * is invalidated by the next call that grows b. -EINVAL when h does not
+ * encode (see embkv_wire_hdr_encode); -ENOMEM.
+ */
+int embkv_wire_frame_start(struct embkv_buf *b, const struct embkv_wire_hdr *h,
+			   uint8_t **body);
+
+/* Strings ------------------------------------------------------------------ */
+
+/* Bytes inside a body; not NUL-terminated (print with "%.*s"). */
+struct embkv_wire_str {
+	const char *ptr;
+	uint32_t len;
+};
+
+/* Decode-side cursor over a validated variable-length section. Private:
+ * filled by a decoder, advanced by the matching _next(). */
+struct embkv_wire_cursor {
+	const uint8_t *p;
+	const uint8_t *end;
+	uint32_t left;       /* items (entries, groups, servers) left */
+	uint32_t inner_left; /* stats: counters left in the current group */
+	uint32_t group;      /* stats: table id of the current group */
+};
+
+/* Messages ----------------------------------------------------------------- */
+/*
+ * For each body: _size() computes the body length of a valid message,
+ * _encode() writes exactly that many bytes (cap must be at least that),
+ * _decode() parses and fully validates. _prepare() (array-carrying bodies)
+ * writes the fixed fields and returns where the caller writes the arrays
+ * in place, avoiding a copy; the caller must fill them all.
+ */
+
+/* HELLO request and reply: a 32-byte nonce (client's, then server's). */
+struct embkv_wire_hello {
+	uint8_t nonce[EMBKV_WIRE_NONCE_SIZE];
+};
+#define EMBKV_WIRE_HELLO_SIZE EMBKV_WIRE_NONCE_SIZE
+int embkv_wire_hello_encode(const struct embkv_wire_hello *m, uint8_t *body,
+			    size_t cap);
+int embkv_wire_hello_decode(const uint8_t *body, size_t len,
+			    struct embkv_wire_hello *out);
+
+/* AUTH request (client's MAC) and reply (server's MAC). */
+struct embkv_wire_auth {
+	uint8_t mac[EMBKV_WIRE_MAC_SIZE];
+};
+#define EMBKV_WIRE_AUTH_SIZE EMBKV_WIRE_MAC_SIZE
+int embkv_wire_auth_encode(const struct embkv_wire_auth *m, uint8_t *body,
+			   size_t cap);
+int embkv_wire_auth_decode(const uint8_t *body, size_t len,
+			   struct embkv_wire_auth *out);
+
+/* Empty body (TABLE_LIST request, TABLE_DROP reply): len must be 0. */
+int embkv_wire_empty_decode(const uint8_t *body, size_t len);
+
+/* A table id (TABLE_CREATE reply, STATS and SHARD_MAP requests). */
+#define EMBKV_WIRE_TABLE_ID_SIZE 4u
+int embkv_wire_table_id_encode(uint32_t table_id, uint8_t *body, size_t cap);
+int embkv_wire_table_id_decode(const uint8_t *body, size_t len,
+			       uint32_t *table_id);
+
+/* A table name (TABLE_DROP and TABLE_OPEN requests): u16 length and the
+ * bytes, 1 to EMBKV_WIRE_NAME_LEN_MAX of them, no NUL. Encoding a name with
+ * no NUL in its first EMBKV_TABLE_NAME_MAX bytes is EMBKV_ELIMIT. */
+int embkv_wire_name_size(const char *name, size_t *len);
+int embkv_wire_name_encode(const char *name, uint8_t *body, size_t cap);
+int embkv_wire_name_decode(const uint8_t *body, size_t len,
+			   char name[EMBKV_TABLE_NAME_MAX]);
+
+/*
+ * TABLE_CREATE request: struct embkv_table_attr field by field. Decoding
+ * checks the name (as above) and 1 <= dim <= EMBKV_MAX_DIM (0 is
+ * EMBKV_EPROTO, over is EMBKV_ELIMIT) and nothing else: the receiver must
+ * run embkv_table_attr_check() before using the result.
+ */
+enum embkv_wire_attr_off {
+	EMBKV_WIRE_ATTR_DIM = 0,             /* u32 */
+	EMBKV_WIRE_ATTR_DTYPE = 4,           /* u32 */
+	EMBKV_WIRE_ATTR_PARTITIONS = 8,      /* u32 */
+	EMBKV_WIRE_ATTR_ADMIT_AFTER = 12,    /* u32 */
+	EMBKV_WIRE_ATTR_CAPACITY = 16,       /* u64 */
+	EMBKV_WIRE_ATTR_OPT_TYPE = 24,       /* u32 */
+	EMBKV_WIRE_ATTR_OPT_LR = 28,         /* f32 x 9: lr, beta1, beta2, eps, */
+	EMBKV_WIRE_ATTR_OPT_BETA1 = 32,      /* initial_accum, l1, l2, ftrl_beta */
+	EMBKV_WIRE_ATTR_OPT_BETA2 = 36,
+	EMBKV_WIRE_ATTR_OPT_EPS = 40,
+	EMBKV_WIRE_ATTR_OPT_INIT_ACCUM = 44,
+	EMBKV_WIRE_ATTR_OPT_L1 = 48,
+	EMBKV_WIRE_ATTR_OPT_L2 = 52,
+	EMBKV_WIRE_ATTR_OPT_FTRL_BETA = 56,
+	EMBKV_WIRE_ATTR_INIT_TYPE = 60,      /* u32 */
+	EMBKV_WIRE_ATTR_INIT_A = 64,         /* f32 */
+	EMBKV_WIRE_ATTR_INIT_B = 68,         /* f32 */
+	EMBKV_WIRE_ATTR_INIT_SEED = 72,      /* u64 */
+	EMBKV_WIRE_ATTR_LFU_DECAY = 80,      /* u32 */
+	EMBKV_WIRE_ATTR_FLAGS = 84,          /* u32 */
+	EMBKV_WIRE_ATTR_HASH_SEED = 88,      /* u64 */
+	EMBKV_WIRE_ATTR_NAME = 96,           /* u16 length, then the bytes */
+};
+int embkv_wire_table_attr_size(const struct embkv_table_attr *a, size_t *len);
+int embkv_wire_table_attr_encode(const struct embkv_table_attr *a,
+				 uint8_t *body, size_t cap);
+int embkv_wire_table_attr_decode(const uint8_t *body, size_t len,
+				 struct embkv_table_attr *out);
+
+/* TABLE_OPEN reply: u32 table id, u32 reserved 0, then the attr encoding
+ * above at offset EMBKV_WIRE_TABLE_INFO_ATTR. */
+#define EMBKV_WIRE_TABLE_INFO_ATTR 8u
+struct embkv_wire_table_info {
+	uint32_t table_id;
+	struct embkv_table_attr attr;
+};
+int embkv_wire_table_info_size(const struct embkv_wire_table_info *m,
+			       size_t *len);
+int embkv_wire_table_info_encode(const struct embkv_wire_table_info *m,
+				 uint8_t *body, size_t cap);
+int embkv_wire_table_info_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_table_info *out);
+
+/* TABLE_LIST reply: u32 count, then per table u32 id, u32 dim, name. */
+struct embkv_wire_table_entry {
+	uint32_t table_id;
+	uint32_t dim;
+	char name[EMBKV_TABLE_NAME_MAX];
+};
+struct embkv_wire_table_list {
+	uint32_t count;
+	struct embkv_wire_cursor cur;
+};
+int embkv_wire_table_list_size(const struct embkv_wire_table_entry *e,
+			       uint32_t n, size_t *len);
+int embkv_wire_table_list_encode(const struct embkv_wire_table_entry *e,
+				 uint32_t n, uint8_t *body, size_t cap);
+int embkv_wire_table_list_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_table_list *out);
+/* Next entry of a decoded list; false when none is left. */
+bool embkv_wire_table_list_next(struct embkv_wire_table_list *l,
+				struct embkv_wire_table_entry *out);
+
+/* PULL request. */
+enum embkv_wire_pull_mode {
+	EMBKV_WIRE_PULL_TRAIN = 0, /* find or insert */
+	EMBKV_WIRE_PULL_INFER = 1, /* find; missing rows read as default */
+	EMBKV_WIRE_PULL_MODE_COUNT,
+};
+enum embkv_wire_pull_req_off {
+	EMBKV_WIRE_PULL_REQ_TABLE = 0,    /* u32 */
+	EMBKV_WIRE_PULL_REQ_DIM = 4,      /* u32, the client's idea of dim */
+	EMBKV_WIRE_PULL_REQ_N = 8,        /* u32 */
+	EMBKV_WIRE_PULL_REQ_MODE = 12,    /* u8 */
+	EMBKV_WIRE_PULL_REQ_RESERVED = 13, /* 3 bytes of 0 */
+	EMBKV_WIRE_PULL_REQ_KEYS = 16,    /* u64[n] */
+};
+struct embkv_wire_pull_req {
+	uint32_t table_id;
+	uint32_t dim;
+	uint32_t n;
+	uint8_t mode;         /* enum embkv_wire_pull_mode */
+	const uint64_t *keys; /* n keys */
+};
+int embkv_wire_pull_req_size(const struct embkv_wire_pull_req *m,
+			     size_t *len);
+int embkv_wire_pull_req_encode(const struct embkv_wire_pull_req *m,
+			       uint8_t *body, size_t cap);
+/* m->keys is ignored; *keys gets the n slots to fill. */
+int embkv_wire_pull_req_prepare(const struct embkv_wire_pull_req *m,
+				uint8_t *body, size_t cap, uint64_t **keys);
+int embkv_wire_pull_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_pull_req *out);
+
+/* PULL reply: u32 n, u32 dim, u8 found[n] (0 or 1), zero padding to a
+ * multiple of 8, f32 vals[n * dim]. */
+enum embkv_wire_pull_reply_off {
+	EMBKV_WIRE_PULL_REPLY_N = 0,     /* u32 */
+	EMBKV_WIRE_PULL_REPLY_DIM = 4,   /* u32 */
+	EMBKV_WIRE_PULL_REPLY_FOUND = 8, /* u8[n] */
+};
+struct embkv_wire_pull_reply {
+	uint32_t n;
+	uint32_t dim;
+	const uint8_t *found; /* n bytes, each 0 or 1 */
+	const float *vals;    /* n * dim floats, row i at i * dim */
+};
+int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len);
+int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
+				 uint8_t *body, size_t cap);
+int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
+				  size_t cap, uint8_t **found, float **vals);
+int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_pull_reply *out);
+
+/* PUSH (vals are gradients) and ASSIGN (vals are values) requests. */
+enum embkv_wire_rows_req_off {
+	EMBKV_WIRE_ROWS_REQ_TABLE = 0,    /* u32 */
+	EMBKV_WIRE_ROWS_REQ_DIM = 4,      /* u32 */
+	EMBKV_WIRE_ROWS_REQ_N = 8,        /* u32 */
+	EMBKV_WIRE_ROWS_REQ_RESERVED = 12, /* u32 0 */
+	EMBKV_WIRE_ROWS_REQ_KEYS = 16,    /* u64[n], then f32[n * dim] */
+};
+struct embkv_wire_rows_req {
+	uint32_t table_id;
+	uint32_t dim;
+	uint32_t n;
+	const uint64_t *keys; /* n keys */
+	const float *vals;    /* n * dim floats, row i at i * dim */
+};
+int embkv_wire_rows_req_size(const struct embkv_wire_rows_req *m,
+			     size_t *len);
+int embkv_wire_rows_req_encode(const struct embkv_wire_rows_req *m,
+			       uint8_t *body, size_t cap);
+int embkv_wire_rows_req_prepare(const struct embkv_wire_rows_req *m,
+				uint8_t *body, size_t cap, uint64_t **keys,
+				float **vals);
+int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_rows_req *out);
+
+/* ERASE request: u32 table id, u32 n, u64 keys[n]. */
+enum embkv_wire_erase_req_off {
+	EMBKV_WIRE_ERASE_REQ_TABLE = 0, /* u32 */
+	EMBKV_WIRE_ERASE_REQ_N = 4,     /* u32 */
+	EMBKV_WIRE_ERASE_REQ_KEYS = 8,  /* u64[n] */
+};
+struct embkv_wire_erase_req {
+	uint32_t table_id;
+	uint32_t n;
+	const uint64_t *keys;
+};
+int embkv_wire_erase_req_size(const struct embkv_wire_erase_req *m,
+			      size_t *len);
+int embkv_wire_erase_req_encode(const struct embkv_wire_erase_req *m,
+				uint8_t *body, size_t cap);
+int embkv_wire_erase_req_prepare(const struct embkv_wire_erase_req *m,
+				 uint8_t *body, size_t cap, uint64_t **keys);
+int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
+				struct embkv_wire_erase_req *out);
+
+/* PUSH, ASSIGN and ERASE replies. done: keys applied / stored / erased;
+ * skipped: gradients dropped (row evicted or not admitted) / values not
+ * stored (table full, not admitted) / keys not found. */
+struct embkv_wire_count_reply {
+	uint32_t done;
+	uint32_t skipped;
+};
+#define EMBKV_WIRE_COUNT_REPLY_SIZE 8u
+int embkv_wire_count_reply_encode(const struct embkv_wire_count_reply *m,
+				  uint8_t *body, size_t cap);
+int embkv_wire_count_reply_decode(const uint8_t *body, size_t len,
+				  struct embkv_wire_count_reply *out);
+
+/*
+ * STATS reply: u32 group count, then per group u32 table id
+ * (EMBKV_WIRE_TABLE_ALL: the server itself), u16 counter count, and that
+ * many packed (u16 id, u64 value) pairs. Ids are never reused; a reader
+ * skips ids it does not know. Id 0 is invalid.
+ */
+enum embkv_wire_stat_id {
+	EMBKV_WIRE_STAT_ROWS = 1,          /* rows stored */
+	EMBKV_WIRE_STAT_CAPACITY = 2,      /* row capacity */
+	EMBKV_WIRE_STAT_MEM_BYTES = 3,     /* arena + index + private state */
+	EMBKV_WIRE_STAT_PULLS = 4,         /* pull requests served */
+	EMBKV_WIRE_STAT_PULL_KEYS = 5,
+	EMBKV_WIRE_STAT_PULL_MISSES = 6,   /* keys not found */
+	EMBKV_WIRE_STAT_PUSHES = 7,
+	EMBKV_WIRE_STAT_PUSH_KEYS = 8,
+	EMBKV_WIRE_STAT_GRADS_DROPPED = 9, /* row evicted since its pull */
+	EMBKV_WIRE_STAT_INSERTS = 10,
+	EMBKV_WIRE_STAT_EVICTIONS = 11,
+	EMBKV_WIRE_STAT_ADMIT_REJECTS = 12,
+	EMBKV_WIRE_STAT_ASSIGN_KEYS = 13,
+	EMBKV_WIRE_STAT_ERASE_KEYS = 14,
+	EMBKV_WIRE_STAT_BYTES_IN = 15,
+	EMBKV_WIRE_STAT_BYTES_OUT = 16,
+	EMBKV_WIRE_STAT_CONNECTIONS = 17,  /* open connections */
+	EMBKV_WIRE_STAT_ERRORS = 18,       /* ERROR replies sent */
+	EMBKV_WIRE_STAT_STALE_EPOCH = 19,  /* EMBKV_ESTALE replies sent */
+	EMBKV_WIRE_STAT_AUTH_FAILURES = 20,
+	EMBKV_WIRE_STAT_ID_COUNT,
+};
+/* "rows", "pull_keys", ...; NULL for an id this build does not know. */
+const char *embkv_wire_stat_name(unsigned int id);
+
+struct embkv_wire_stat {
+	uint16_t id;
+	uint64_t value;
+};
+struct embkv_wire_stats_group {
+	uint32_t table_id;
+	uint16_t n;
+	const struct embkv_wire_stat *stats;
+};
+struct embkv_wire_stats {
+	uint32_t n_groups;
+	uint64_t n_stats; /* counters in all groups */
+	struct embkv_wire_cursor cur;
+};
+int embkv_wire_stats_size(const struct embkv_wire_stats_group *g,
+			  uint32_t n_groups, size_t *len);
+int embkv_wire_stats_encode(const struct embkv_wire_stats_group *g,
+			    uint32_t n_groups, uint8_t *body, size_t cap);
+int embkv_wire_stats_decode(const uint8_t *body, size_t len,
+			    struct embkv_wire_stats *out);
+/* Next counter of a decoded reply, with its group's table id; false when
+ * none is left. */
+bool embkv_wire_stats_next(struct embkv_wire_stats *s, uint32_t *table_id,
+			   struct embkv_wire_stat *out);
+
+/*
+ * SHARD_MAP reply: u64 epoch, u32 table id, u32 partition count P (a power
+ * of two, <= EMBKV_MAX_PARTITIONS), u32 server count S (1 to
+ * EMBKV_WIRE_MAX_SERVERS), u32 reserved 0, u16 part_server[P] (each < S),
+ * then S addresses (u16 length, 1 to EMBKV_WIRE_ADDR_MAX bytes, no NUL).
+ */
+enum embkv_wire_shard_map_off {
+	EMBKV_WIRE_SHARD_MAP_EPOCH = 0,       /* u64 */
+	EMBKV_WIRE_SHARD_MAP_TABLE = 8,       /* u32 */
+	EMBKV_WIRE_SHARD_MAP_PARTS = 12,      /* u32 */
+	EMBKV_WIRE_SHARD_MAP_SERVERS = 16,    /* u32 */
+	EMBKV_WIRE_SHARD_MAP_RESERVED = 20,   /* u32 0 */
+	EMBKV_WIRE_SHARD_MAP_PART_SERVER = 24, /* u16[P], then addresses */
+};
+struct embkv_wire_shard_map {
+	uint64_t epoch;
+	uint32_t table_id;
+	uint32_t n_partitions;
+	uint32_t n_servers;
+	const uint16_t *part_server;   /* n_partitions server indexes */
+	const char *const *servers;    /* encode only: n_servers C strings */
+	struct embkv_wire_cursor cur;  /* decode only: see _next_server */
+};
+int embkv_wire_shard_map_size(const struct embkv_wire_shard_map *m,
+			      size_t *len);
+int embkv_wire_shard_map_encode(const struct embkv_wire_shard_map *m,
+				uint8_t *body, size_t cap);
+int embkv_wire_shard_map_decode(const uint8_t *body, size_t len,
+				struct embkv_wire_shard_map *out);
+/* Next server address of a decoded map, in index order; false at the end. */
+bool embkv_wire_shard_map_next_server(struct embkv_wire_shard_map *m,
+				      struct embkv_wire_str *addr);
+
+/* ERROR reply: i32 status (< 0), u16 message length (<=
+ * EMBKV_WIRE_ERRMSG_MAX, no NUL), message bytes. Frozen in all versions. */
+struct embkv_wire_error {
+	int32_t status;
+	struct embkv_wire_str msg;
+};
+int embkv_wire_error_size(const struct embkv_wire_error *m, size_t *len);
+int embkv_wire_error_encode(const struct embkv_wire_error *m, uint8_t *body,
+			    size_t cap);
+int embkv_wire_error_decode(const uint8_t *body, size_t len,
+			    struct embkv_wire_error *out);
+
+/* Authentication ----------------------------------------------------------- */
+/*
+ * Shared-secret challenge-response (net/PROTOCOL.md, "Authentication"):
+ * MAC = XXH3_128bits_withSecret(label || version || server nonce ||
+ * client nonce, secret), secret derived from the token. No secret crosses
+ * the wire. XXH3 is not a cryptographic MAC; see PROTOCOL.md for what this
+ * does and does not protect against. Nonces must come from getrandom().
+ */
+#define EMBKV_WIRE_AUTH_SECRET_SIZE 192u
+
+enum embkv_wire_auth_role {
+	EMBKV_WIRE_AUTH_CLIENT = 0, /* the MAC the client sends */
+	EMBKV_WIRE_AUTH_SERVER = 1, /* the MAC the server answers with */
+};
+
+struct embkv_wire_auth_key {
+	uint8_t secret[EMBKV_WIRE_AUTH_SECRET_SIZE];
+};
+
+/* -EINVAL for an empty token. Wipe the key when done with it. */
+int embkv_wire_auth_key_derive(const void *token, size_t token_len,
+			       struct embkv_wire_auth_key *key);
+void embkv_wire_auth_key_wipe(struct embkv_wire_auth_key *key);
+int embkv_wire_auth_mac(const struct embkv_wire_auth_key *key,
+			enum embkv_wire_auth_role role,
+			const uint8_t server_nonce[EMBKV_WIRE_NONCE_SIZE],
+			const uint8_t client_nonce[EMBKV_WIRE_NONCE_SIZE],
+			uint8_t mac[EMBKV_WIRE_MAC_SIZE]);
+/* 0 when mac is right (constant-time compare), else EMBKV_EAUTH. */
+int embkv_wire_auth_verify(const struct embkv_wire_auth_key *key,
+			   enum embkv_wire_auth_role role,
+			   const uint8_t server_nonce[EMBKV_WIRE_NONCE_SIZE],
+			   const uint8_t client_nonce[EMBKV_WIRE_NONCE_SIZE],
+			   const uint8_t mac[EMBKV_WIRE_MAC_SIZE]);
+
+#endif /* EMBKV_NET_WIRE_H */

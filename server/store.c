@@ -1,0 +1,676 @@
+/*
+ * Shard store: table and partition memory, and the owner-thread operations
+ * (pull with find-or-insert, push through the optimizer, assign, erase,
+ * LFU eviction and admission).
+ *
+ * Invariants kept here:
+ * - Only the owner writes a partition. Every row change writes the payload
+ *   first and seals key, version and checksum last (embkv_record_seal), and
+ *   an index slot is published only after its record is sealed, so a
+ *   lock-free reader that validates never accepts a half-written row.
+ * - A row's version only grows, across erase and reuse too, so a record
+ *   copy can never be mistaken for a later state of the same row.
+ * - rows <= capacity at all times; an insert at capacity (or into two full
+ *   buckets the cuckoo search cannot clear) evicts the least-frequently
+ *   used row among the key's candidate buckets, reusing its row in place.
+ * - Batches run as a three-stage software pipeline (hash and prefetch the
+ *   buckets; find a candidate slot and prefetch record and state; verify
+ *   and act), so the memory latency of one key hides behind the others.
+ *   The last stage always verifies the key on the row, so a hint that went
+ *   stale in between (an insert, an eviction) only costs a rescan.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "server/init.h"
+#include "server/optim.h"
+#include "server/store.h"
+
+#define NO_ROW EMBKV_ROW_MASK
+#define HUGE_PAGE_BYTES (2u << 20)
+#define PAGE_BYTES 4096u
+#define CACHE_LINE 64u
+/* Buckets scanned past a key's own for a victim when its two buckets are
+ * empty but the partition is at capacity. */
+#define VICTIM_SCAN_LIMIT 4096u
+
+/* Per-key working state of a batch pipeline. */
+struct key_ctx {
+	struct embkv_khash h;
+	struct embkv_part *p;
+	uint64_t b1, b2;
+	uint64_t hint_row;   /* row of the first fingerprint match, or NO_ROW */
+};
+
+/* ---- memory ------------------------------------------------------------ */
+
+static size_t page_round(size_t bytes)
+{
+	return (bytes + PAGE_BYTES - 1) & ~(size_t)(PAGE_BYTES - 1);
+}
+
+static void locate_buckets(void *ctx, uint64_t row, uint64_t *b1, uint64_t *b2)
+{
+	const struct embkv_part *p = ctx;
+	const struct embkv_record *r = embkv_part_record(p, row);
+	struct embkv_khash h = embkv_hash_key(r->key, p->table->attr.hash_seed);
+
+	embkv_hash_buckets(h, p->index.nbuckets, b1, b2);
+}
+
+/* Maps every slab, zeroed; pages are committed on first touch. */
+static int slabs_map(struct embkv_table *t)
+{
+	for (int k = 0; k < EMBKV_SLAB_COUNT; k++) {
+		void *m;
+
+		t->slab_bytes[k] = t->slice_bytes[k] * t->nparts;
+		if (!t->slab_bytes[k])
+			continue;
+		m = mmap(NULL, t->slab_bytes[k], PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m == MAP_FAILED)
+			return -ENOMEM;
+		/* Random row and bucket access: huge pages spare a TLB miss
+		 * (a page walk) on nearly every key. */
+		if (t->slab_bytes[k] >= HUGE_PAGE_BYTES)
+			(void)madvise(m, t->slab_bytes[k], MADV_HUGEPAGE);
+		t->slab[k] = m;
+	}
+	return 0;
+}
+
+static void slabs_unmap(struct embkv_table *t)
+{
+	for (int k = 0; k < EMBKV_SLAB_COUNT; k++)
+		if (t->slab[k])
+			munmap(t->slab[k], t->slab_bytes[k]);
+}
+
+static void *slice(const struct embkv_table *t, enum embkv_slab_kind k,
+		   uint32_t part)
+{
+	return t->slab[k] ? t->slab[k] + t->slice_bytes[k] * part : NULL;
+}
+
+static void part_fini(struct embkv_part *p)
+{
+	embkv_index_fini(&p->index);
+	embkv_cms_fini(&p->cms);
+}
+
+static int part_init(struct embkv_table *t, struct embkv_part *p, uint32_t id,
+		     uint64_t nbuckets)
+{
+	uint64_t cap = t->part_capacity;
+	int err;
+
+	p->table = t;
+	p->id = id;
+	p->capacity = cap;
+	p->free_head = NO_ROW;
+	err = embkv_index_init(&p->index, nbuckets,
+			       slice(t, EMBKV_SLAB_INDEX, id));
+	if (err)
+		return err;
+	p->arena = slice(t, EMBKV_SLAB_ARENA, id);
+	p->lfu = slice(t, EMBKV_SLAB_LFU, id);
+	p->state = slice(t, EMBKV_SLAB_STATE, id);
+	p->steps = slice(t, EMBKV_SLAB_STEPS, id);
+	p->clock.period = (uint64_t)t->attr.lfu_decay_period * cap;
+	if (t->attr.admit_after > 1) {
+		/* Most sighted keys are cold, so the sketch is sized for
+		 * twice the rows the partition can hold. */
+		err = embkv_cms_init(&p->cms, 2 * cap,
+				     t->attr.hash_seed ^ ((uint64_t)id << 32), 0);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int embkv_table_create(const struct embkv_table_attr *attr,
+		       struct embkv_table **out)
+{
+	struct embkv_table *t;
+	double load;
+	uint64_t nbuckets, cap;
+	int err;
+
+	*out = NULL;
+	err = embkv_table_attr_check(attr);
+	if (err)
+		return err;
+	if (embkv_optim_check(&attr->opt) || embkv_init_check(&attr->init))
+		return -EINVAL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->attr = *attr;
+	t->opt = embkv_optim_get(attr->opt.type);
+	t->nparts = attr->partitions;
+	t->part_bits = (unsigned)__builtin_ctz(attr->partitions);
+	t->dim = attr->dim;
+	t->payload_bytes = (size_t)attr->dim * sizeof(float);
+	t->stride = embkv_record_stride(t->payload_bytes);
+	t->state_floats = t->opt->state_floats(attr->dim);
+	t->part_capacity = cap = (attr->capacity + t->nparts - 1) / t->nparts;
+	load = attr->index_load > 0 ? attr->index_load : EMBKV_INDEX_LOAD_DEFAULT;
+	nbuckets = embkv_index_buckets_for(cap, load);
+	t->slice_bytes[EMBKV_SLAB_INDEX] = embkv_index_bytes(nbuckets);
+	t->slice_bytes[EMBKV_SLAB_ARENA] = page_round(cap * t->stride);
+	t->slice_bytes[EMBKV_SLAB_LFU] = page_round(cap * sizeof(uint16_t));
+	t->slice_bytes[EMBKV_SLAB_STATE] =
+		page_round(cap * t->state_floats * sizeof(float));
+	t->slice_bytes[EMBKV_SLAB_STEPS] =
+		t->opt->needs_step ? page_round(cap * sizeof(uint32_t)) : 0;
+	err = slabs_map(t);
+	if (err)
+		goto unmap;
+	t->parts = aligned_alloc(CACHE_LINE, sizeof(*t->parts) * t->nparts);
+	if (!t->parts) {
+		err = -ENOMEM;
+		goto unmap;
+	}
+	memset(t->parts, 0, sizeof(*t->parts) * t->nparts);
+	for (uint32_t i = 0; i < t->nparts; i++) {
+		err = part_init(t, &t->parts[i], i, nbuckets);
+		if (err)
+			goto free_parts;
+	}
+	*out = t;
+	return 0;
+
+free_parts:
+	for (uint32_t i = 0; i < t->nparts; i++)
+		part_fini(&t->parts[i]);
+	free(t->parts);
+unmap:
+	slabs_unmap(t);
+	free(t);
+	return err;
+}
+
+void embkv_table_destroy(struct embkv_table *t)
+{
+	if (!t)
+		return;
+	for (uint32_t i = 0; i < t->nparts; i++)
+		part_fini(&t->parts[i]);
+	free(t->parts);
+	slabs_unmap(t);
+	free(t);
+}
+
+/* ---- rows -------------------------------------------------------------- */
+
+static float *row_state(const struct embkv_part *p, uint64_t row)
+{
+	return p->state ? p->state + row * p->table->state_floats : NULL;
+}
+
+static uint32_t *row_step(const struct embkv_part *p, uint64_t row)
+{
+	return p->steps ? p->steps + row : NULL;
+}
+
+static void touch(struct embkv_part *p, uint64_t row)
+{
+	embkv_lfu_touch(&p->lfu[row]);
+	if (embkv_lfu_clock_tick(&p->clock, 1)) {
+		embkv_lfu_decay(p->lfu, p->next_fresh);
+		p->st.decays++;
+	}
+}
+
+/* Writes key's new row (values, or the initializer when NULL) into `row`,
+ * resets its private state and seals it. The row is not yet in the index. */
+static void row_fill(struct embkv_part *p, uint64_t row, uint64_t key,
+		     const float *values)
+{
+	const struct embkv_table *t = p->table;
+	struct embkv_record *r = embkv_part_record(p, row);
+	uint64_t version = (r->version & ~EMBKV_VERSION_DEAD) + 1;
+
+	if (values)
+		memcpy(r->payload, values, t->payload_bytes);
+	else
+		embkv_init_row(&t->attr.init, key, t->dim, r->payload);
+	embkv_record_seal(r, key, version, t->payload_bytes);
+	if (p->state)
+		t->opt->init_state(&t->attr.opt, t->dim, row_state(p, row));
+	if (p->steps)
+		p->steps[row] = 0;
+	p->lfu[row] = 0;
+}
+
+/* Marks a row dead (readers then report it missing) and frees it. */
+static void row_free(struct embkv_part *p, uint64_t row)
+{
+	const struct embkv_table *t = p->table;
+	struct embkv_record *r = embkv_part_record(p, row);
+	uint64_t version = (r->version + 1) | EMBKV_VERSION_DEAD;
+
+	memcpy(r->payload, &p->free_head, sizeof(p->free_head));
+	embkv_record_seal(r, r->key, version, t->payload_bytes);
+	p->lfu[row] = 0;
+	p->free_head = row;
+	p->rows--;
+}
+
+static uint64_t row_alloc(struct embkv_part *p)
+{
+	uint64_t row;
+
+	if (p->free_head != NO_ROW) {
+		row = p->free_head;
+		memcpy(&p->free_head, embkv_part_record(p, row)->payload,
+		       sizeof(p->free_head));
+	} else {
+		row = p->next_fresh++;
+	}
+	p->rows++;
+	return row;
+}
+
+/* ---- lookup ------------------------------------------------------------ */
+
+static void ctx_hash(const struct embkv_table *t, struct key_ctx *c,
+		     uint64_t key)
+{
+	c->h = embkv_hash_key(key, t->attr.hash_seed);
+	c->p = &t->parts[embkv_hash_partition(c->h, t->part_bits)];
+	embkv_hash_buckets(c->h, c->p->index.nbuckets, &c->b1, &c->b2);
+	__builtin_prefetch(&c->p->index.buckets[c->b1]);
+	__builtin_prefetch(&c->p->index.buckets[c->b2]);
+}
+
+/* First row in b1 then b2 whose fingerprint matches, or NO_ROW. */
+static uint64_t ctx_hint(struct key_ctx *c)
+{
+	uint16_t fp = embkv_hash_fp(c->h);
+	unsigned m = embkv_index_match(&c->p->index, c->b1, fp);
+	uint64_t b = c->b1;
+
+	if (!m) {
+		m = embkv_index_match(&c->p->index, c->b2, fp);
+		b = c->b2;
+	}
+	if (!m)
+		return NO_ROW;
+	return embkv_slot_row(c->p->index.buckets[b].slot[__builtin_ctz(m)]);
+}
+
+static void prefetch_row(const struct embkv_part *p, uint64_t row)
+{
+	embkv_record_prefetch(embkv_part_record(p, row), p->table->stride);
+	__builtin_prefetch(&p->lfu[row], 1);
+	if (p->state)
+		__builtin_prefetch(row_state(p, row), 1);
+}
+
+/* Owner: exact lookup. Returns the row of key or NO_ROW; *bucket and *slot
+ * locate its index slot. */
+static uint64_t locate(const struct key_ctx *c, uint64_t key, uint64_t *bucket,
+		       unsigned *slot)
+{
+	const struct embkv_part *p = c->p;
+	uint16_t fp = embkv_hash_fp(c->h);
+	uint64_t bs[2] = { c->b1, c->b2 };
+
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned m = embkv_index_match(&p->index, bs[k], fp); m;
+		     m &= m - 1) {
+			unsigned i = (unsigned)__builtin_ctz(m);
+			uint64_t row = embkv_slot_row(p->index.buckets[bs[k]].slot[i]);
+
+			if (embkv_part_record(p, row)->key == key) {
+				*bucket = bs[k];
+				*slot = i;
+				return row;
+			}
+		}
+	return NO_ROW;
+}
+
+/* ---- insert and eviction ----------------------------------------------- */
+
+/* Lowest-count occupied slot among the key's buckets, or, when both are
+ * empty, in the buckets that follow b1. Returns 0 and its place, or -1. */
+static int pick_victim(const struct key_ctx *c, uint64_t *vb, unsigned *vs)
+{
+	const struct embkv_part *p = c->p;
+	const struct embkv_index *ix = &p->index;
+	uint64_t rows[2 * EMBKV_BUCKET_SLOTS], bk[2 * EMBKV_BUCKET_SLOTS];
+	unsigned sl[2 * EMBKV_BUCKET_SLOTS], n = 0;
+	uint64_t bs[2] = { c->b1, c->b2 };
+
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned i = 0; i < EMBKV_BUCKET_SLOTS; i++) {
+			uint64_t s = ix->buckets[bs[k]].slot[i];
+
+			if (s) {
+				rows[n] = embkv_slot_row(s);
+				bk[n] = bs[k];
+				sl[n++] = i;
+			}
+		}
+	for (uint64_t d = 1; n == 0 && d <= VICTIM_SCAN_LIMIT &&
+			     d < ix->nbuckets; d++) {
+		uint64_t b = (c->b1 + d) % ix->nbuckets;
+
+		for (unsigned i = 0; i < EMBKV_BUCKET_SLOTS; i++) {
+			uint64_t s = ix->buckets[b].slot[i];
+
+			if (s) {
+				rows[n] = embkv_slot_row(s);
+				bk[n] = b;
+				sl[n++] = i;
+			}
+		}
+	}
+	if (n == 0)
+		return -1;
+	n = embkv_lfu_pick_victim(p->lfu, rows, n);
+	*vb = bk[n];
+	*vs = sl[n];
+	return 0;
+}
+
+static int in_own_buckets(const struct key_ctx *c, uint64_t b)
+{
+	return b == c->b1 || b == c->b2;
+}
+
+/*
+ * Owner: stores key (values or the initializer) as a new row. Returns the
+ * row, or NO_ROW when nothing could be evicted.
+ */
+static uint64_t insert(struct key_ctx *c, uint64_t key, const float *values)
+{
+	struct embkv_part *p = c->p;
+	uint64_t slot_fp = embkv_hash_fp(c->h);
+	struct embkv_index_locator loc = { locate_buckets, p };
+	uint64_t row, vb;
+	unsigned vs;
+	int index_full = 0;
+
+	if (p->rows < p->capacity) {
+		row = row_alloc(p);
+		row_fill(p, row, key, values);
+		if (embkv_index_insert(&p->index, embkv_slot_make(slot_fp, row),
+				       c->b1, c->b2, &loc) == 0)
+			goto inserted;
+		row_free(p, row);
+		index_full = 1;
+	}
+	if (pick_victim(c, &vb, &vs))
+		return NO_ROW;
+	row = embkv_slot_row(p->index.buckets[vb].slot[vs]);
+	if (in_own_buckets(c, vb)) {
+		/* Reuse the victim's row and slot in place: the slot never
+		 * points at a half-written record, and a reader of the old key
+		 * sees the new key in the record and reports a miss. */
+		row_fill(p, row, key, values);
+		embkv_index_slot_store(&p->index, vb, vs,
+				       embkv_slot_make(slot_fp, row));
+	} else {
+		/* Victim elsewhere (the key's buckets are empty): unlink it,
+		 * then reuse its row under the key's own buckets. */
+		embkv_index_clear(&p->index, vb, vs);
+		row_fill(p, row, key, values);
+		if (embkv_index_insert(&p->index, embkv_slot_make(slot_fp, row),
+				       c->b1, c->b2, &loc) != 0) {
+			/* Cannot happen (both buckets were empty); if it did,
+			 * the victim is gone and its row goes back free. */
+			row_free(p, row);
+			p->st.evictions++;
+			return NO_ROW;
+		}
+	}
+	p->st.evictions++;
+	p->st.index_evictions += (uint64_t)index_full;
+inserted:
+	p->st.inserts++;
+	return row;
+}
+
+/* ---- batch operations -------------------------------------------------- */
+
+/*
+ * A rolling software pipeline over a batch: when key i is acted on, key
+ * i + PIPE_DIST has had its candidate row prefetched and key
+ * i + 2 * PIPE_DIST its buckets. A steady, bounded number of misses is in
+ * flight, instead of bursts that overflow the core's miss buffers.
+ */
+#define PIPE_DIST 16u
+#define PIPE_RING 64u /* > 2 * PIPE_DIST, a power of two */
+
+struct pipe {
+	const struct embkv_table *t;
+	const uint64_t *keys;
+	uint32_t n;
+	struct key_ctx ring[PIPE_RING];
+};
+
+static void pipe_hash(struct pipe *pp, uint32_t i)
+{
+	ctx_hash(pp->t, &pp->ring[i % PIPE_RING], pp->keys[i]);
+}
+
+static void pipe_hint(struct pipe *pp, uint32_t i)
+{
+	struct key_ctx *c = &pp->ring[i % PIPE_RING];
+
+	c->hint_row = ctx_hint(c);
+	if (c->hint_row != NO_ROW)
+		prefetch_row(c->p, c->hint_row);
+}
+
+static void pipe_init(struct pipe *pp, const struct embkv_table *t,
+		      const uint64_t *keys, uint32_t n)
+{
+	pp->t = t;
+	pp->keys = keys;
+	pp->n = n;
+	for (uint32_t j = 0; j < n && j < 2 * PIPE_DIST; j++)
+		pipe_hash(pp, j);
+	for (uint32_t j = 0; j < n && j < PIPE_DIST; j++)
+		pipe_hint(pp, j);
+}
+
+/* The context of key i (i = 0, 1, ... in order), advancing the stages. */
+static struct key_ctx *pipe_step(struct pipe *pp, uint32_t i)
+{
+	if (i + 2 * PIPE_DIST < pp->n)
+		pipe_hash(pp, i + 2 * PIPE_DIST);
+	if (i + PIPE_DIST < pp->n)
+		pipe_hint(pp, i + PIPE_DIST);
+	return &pp->ring[i % PIPE_RING];
+}
+
+/* The row of key: the hint when it still holds the key (an insert or an
+ * eviction since the hint was taken only costs a rescan), else a rescan. */
+static uint64_t pipe_locate(const struct key_ctx *c, uint64_t key)
+{
+	uint64_t b;
+	unsigned s;
+
+	if (c->hint_row != NO_ROW) {
+		const struct embkv_record *r = embkv_part_record(c->p, c->hint_row);
+
+		if (r->key == key && !(r->version & EMBKV_VERSION_DEAD))
+			return c->hint_row;
+	}
+	return locate(c, key, &b, &s);
+}
+
+static void fill_default(float *dst, const float *dflt, size_t bytes)
+{
+	if (dflt)
+		memcpy(dst, dflt, bytes);
+	else
+		memset(dst, 0, bytes);
+}
+
+/* Pull of a key that is not stored: create it, or say what it reads as. */
+static uint64_t pull_miss(struct key_ctx *c, uint64_t key, float *dst,
+			  enum embkv_pull_mode mode, const float *dflt)
+{
+	const struct embkv_table *t = c->p->table;
+	uint64_t row = NO_ROW;
+
+	if (mode == EMBKV_PULL_INFER) {
+		fill_default(dst, dflt, t->payload_bytes);
+	} else if (t->attr.admit_after > 1 &&
+		   embkv_cms_add(&c->p->cms, key) < t->attr.admit_after) {
+		c->p->st.admit_rejects++;
+		embkv_init_row(&t->attr.init, key, t->dim, dst);
+	} else {
+		row = insert(c, key, NULL);
+		if (row == NO_ROW)
+			embkv_init_row(&t->attr.init, key, t->dim, dst);
+	}
+	return row;
+}
+
+uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, float *out, uint8_t *found,
+			  enum embkv_pull_mode mode, const float *dflt)
+{
+	struct pipe pp;
+	uint32_t nfound = 0;
+
+	pipe_init(&pp, t, keys, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct key_ctx *c = pipe_step(&pp, i);
+		float *dst = out + (size_t)i * t->dim;
+		uint64_t row = pipe_locate(c, keys[i]);
+		int hit = row != NO_ROW;
+
+		if (hit)
+			c->p->st.hits++;
+		else {
+			c->p->st.misses++;
+			row = pull_miss(c, keys[i], dst, mode, dflt);
+		}
+		if (row != NO_ROW) {
+			memcpy(dst, embkv_part_record(c->p, row)->payload,
+			       t->payload_bytes);
+			touch(c->p, row);
+		}
+		if (found)
+			found[i] = (uint8_t)hit;
+		nfound += (uint32_t)hit;
+	}
+	return nfound;
+}
+
+uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, const float *grads)
+{
+	struct pipe pp;
+	uint32_t applied = 0;
+
+	pipe_init(&pp, t, keys, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct key_ctx *c = pipe_step(&pp, i);
+		struct embkv_part *p = c->p;
+		uint64_t row = pipe_locate(c, keys[i]);
+		struct embkv_record *r;
+
+		if (row == NO_ROW) {
+			p->st.push_dropped++;
+			continue;
+		}
+		r = embkv_part_record(p, row);
+		t->opt->apply(&t->attr.opt, t->dim, r->payload, row_state(p, row),
+			      row_step(p, row), grads + (size_t)i * t->dim);
+		embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
+		touch(p, row);
+		p->st.pushes++;
+		applied++;
+	}
+	return applied;
+}
+
+uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
+			    const uint64_t *keys, const float *values)
+{
+	struct pipe pp;
+	uint32_t stored = 0;
+
+	pipe_init(&pp, t, keys, n);
+	for (uint32_t i = 0; i < n; i++) {
+		struct key_ctx *c = pipe_step(&pp, i);
+		const float *v = values + (size_t)i * t->dim;
+		uint64_t row = pipe_locate(c, keys[i]);
+
+		if (row != NO_ROW) {
+			/* Overwrite in place: the slot keeps pointing at the
+			 * row, the version grows, the count is kept. */
+			uint16_t lfu = c->p->lfu[row];
+
+			row_fill(c->p, row, keys[i], v);
+			c->p->lfu[row] = lfu;
+		} else {
+			row = insert(c, keys[i], v);
+			if (row == NO_ROW)
+				continue;
+		}
+		touch(c->p, row);
+		c->p->st.assigns++;
+		stored++;
+	}
+	return stored;
+}
+
+uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
+			   const uint64_t *keys)
+{
+	uint32_t erased = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct key_ctx c;
+		uint64_t row, b;
+		unsigned s;
+
+		ctx_hash(t, &c, keys[i]);
+		row = locate(&c, keys[i], &b, &s);
+		if (row == NO_ROW)
+			continue;
+		/* Unlink first, then kill the record: a reader that still
+		 * holds the old slot sees a dead record. */
+		embkv_index_clear(&c.p->index, b, s);
+		row_free(c.p, row);
+		c.p->st.erases++;
+		erased++;
+	}
+	return erased;
+}
+
+void embkv_table_get_stats(const struct embkv_table *t,
+			   struct embkv_table_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < t->nparts; i++) {
+		const struct embkv_part *p = &t->parts[i];
+		const uint64_t *src = (const uint64_t *)&p->st;
+		uint64_t *dst = (uint64_t *)&out->sum;
+
+		for (size_t k = 0; k < sizeof(p->st) / sizeof(uint64_t); k++)
+			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+		out->rows += __atomic_load_n(&p->rows, __ATOMIC_RELAXED);
+		out->capacity += p->capacity;
+		out->index_slots += p->index.nbuckets * EMBKV_BUCKET_SLOTS;
+		out->index_used += __atomic_load_n(&p->index.used,
+						   __ATOMIC_RELAXED);
+		out->cuckoo_moves += __atomic_load_n(&p->index.cuckoo_moves,
+						     __ATOMIC_RELAXED);
+		out->bytes += embkv_cms_bytes(&p->cms);
+	}
+	for (int k = 0; k < EMBKV_SLAB_COUNT; k++)
+		out->bytes += t->slab_bytes[k];
+	out->bytes += sizeof(*t) + sizeof(*t->parts) * t->nparts;
+}

@@ -1,0 +1,179 @@
+/*
+ * The shard store: tables of P partitions, each with a bucket index and a
+ * row arena that clients may read one-sided, and private state they never
+ * see (optimizer state, LFU counters, admission sketch).
+ *
+ * Threads. Every partition has one owner thread: embkv_table_pull, _push,
+ * _assign and _erase must only be called by the owner of the partitions of
+ * all the keys they are given (in-process tools own every partition and
+ * call them from one thread; embkvd groups keys by partition first).
+ * embkv_table_find is the lock-free validated reader: any thread, at any
+ * time, concurrently with the owners.
+ */
+#ifndef EMBKV_SERVER_STORE_H
+#define EMBKV_SERVER_STORE_H
+
+#include <stdint.h>
+#include <embkv/embkv.h>
+#include "eviction/admit.h"
+#include "eviction/lfu.h"
+#include "hashing/hash.h"
+#include "hashing/index.h"
+#include "hashing/record.h"
+
+#define EMBKV_INDEX_LOAD_DEFAULT 0.92
+
+enum embkv_pull_mode {
+	EMBKV_PULL_TRAIN = 0, /* find-or-insert */
+	EMBKV_PULL_INFER = 1, /* find; missing keys get the default value */
+};
+
+/* Counters of one partition, written by its owner only. Readers on other
+ * threads (stats) get a recent value, not a snapshot. */
+struct embkv_part_stats {
+	uint64_t hits;            /* owner lookups that found the key */
+	uint64_t misses;
+	uint64_t inserts;
+	uint64_t evictions;       /* rows evicted to make room */
+	uint64_t index_evictions; /* of which the index, not capacity, was full */
+	uint64_t admit_rejects;
+	uint64_t pushes;          /* gradients applied */
+	uint64_t push_dropped;    /* gradients for keys not (or no longer) stored */
+	uint64_t assigns;
+	uint64_t erases;
+	uint64_t decays;
+};
+
+/* Counters of a lock-free reader (caller-owned, so no sharing). */
+struct embkv_read_stats {
+	uint64_t hits, misses;
+	uint64_t retries;     /* torn copies read again */
+	uint64_t giveups;     /* keys reported missing after EMBKV_READ_MAX_TRIES */
+	uint64_t reprobes;    /* lookups redone after a concurrent cuckoo move */
+};
+
+struct embkv_table;
+
+struct embkv_part {
+	/* Remote-readable regions; their addresses never change. */
+	struct embkv_index index;
+	uint8_t *arena;            /* capacity records of table->stride bytes */
+	/* Owner-private. */
+	uint64_t capacity;         /* rows this partition may hold */
+	uint64_t rows;             /* live rows */
+	uint64_t next_fresh;       /* rows [0, next_fresh) were used before */
+	uint64_t free_head;        /* erased rows, linked through their payload */
+	uint16_t *lfu;             /* per row: count | dirty */
+	float *state;              /* per row: optimizer state */
+	uint32_t *steps;           /* per row: step count (Adam) */
+	struct embkv_cms cms;      /* admission sketch (admit_after > 1) */
+	struct embkv_lfu_clock clock;
+	struct embkv_part_stats st;
+	const struct embkv_table *table;
+	uint32_t id;
+} __attribute__((aligned(64)));
+
+/* Each kind of region of all partitions is one mapping (a slab), so that
+ * huge pages cover it whatever the partition size; partition i owns the
+ * page-aligned slice i. */
+enum embkv_slab_kind {
+	EMBKV_SLAB_INDEX,
+	EMBKV_SLAB_ARENA,
+	EMBKV_SLAB_LFU,
+	EMBKV_SLAB_STATE,
+	EMBKV_SLAB_STEPS,
+	EMBKV_SLAB_COUNT,
+};
+
+struct embkv_table {
+	struct embkv_table_attr attr;
+	uint8_t *slab[EMBKV_SLAB_COUNT];
+	size_t slab_bytes[EMBKV_SLAB_COUNT];
+	size_t slice_bytes[EMBKV_SLAB_COUNT]; /* per partition, page multiple */
+	const struct embkv_optim_ops *opt;
+	unsigned part_bits;
+	uint32_t nparts;
+	uint32_t dim;
+	size_t payload_bytes;
+	size_t stride;
+	uint32_t state_floats;     /* optimizer state floats per row */
+	uint64_t part_capacity;
+	struct embkv_part *parts;
+};
+
+/* Table totals: sums over partitions (recent values, see part_stats). */
+struct embkv_table_stats {
+	uint64_t rows, capacity;
+	uint64_t bytes;            /* all memory the table holds */
+	uint64_t index_slots, index_used;
+	uint64_t cuckoo_moves;
+	struct embkv_part_stats sum;
+};
+
+/*
+ * Validates attr (embkv_table_attr_check plus optimizer and initializer
+ * checks) and builds an empty table. 0, -EINVAL, EMBKV_ELIMIT or -ENOMEM.
+ * The caller owns *out until embkv_table_destroy().
+ */
+int embkv_table_create(const struct embkv_table_attr *attr,
+		       struct embkv_table **out);
+void embkv_table_destroy(struct embkv_table *t);
+
+static inline uint32_t embkv_table_partition_of(const struct embkv_table *t,
+						uint64_t key)
+{
+	return embkv_hash_partition(embkv_hash_key(key, t->attr.hash_seed),
+				    t->part_bits);
+}
+
+/* Record `row` of partition p (owner, or a reader that validates). */
+static inline struct embkv_record *embkv_part_record(const struct embkv_part *p,
+						     uint64_t row)
+{
+	return (struct embkv_record *)(p->arena + row * p->table->stride);
+}
+
+/*
+ * Lock-free validated lookup, any thread. For each key, out[i*dim...] gets
+ * its row and found[i] = 1, or dflt (dim floats; NULL: zeros) and
+ * found[i] = 0. Never returns another key's row. Counts into *rs (may be
+ * NULL). Returns the number of keys found.
+ */
+uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, float *out, uint8_t *found,
+			  const float *dflt, struct embkv_read_stats *rs);
+
+/*
+ * Owner: pull rows. TRAIN: a missing key is created with the initializer,
+ * unless the admission filter rejects it (then out gets the initializer
+ * value and nothing is stored); INFER: a missing key gets dflt (NULL:
+ * zeros). found[i] = 1 when the key was stored before this call (found may
+ * be NULL). Counts an access to every stored key. Returns the number found.
+ */
+uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, float *out, uint8_t *found,
+			  enum embkv_pull_mode mode, const float *dflt);
+
+/*
+ * Owner: applies grads (n x dim) with the table's optimizer. A gradient for
+ * a key that is not stored is dropped and counted, never applied to another
+ * row; repeated keys are applied in order. Returns the number applied.
+ */
+uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, const float *grads);
+
+/* Owner: inserts or overwrites rows with values (n x dim), bypassing
+ * admission; optimizer state of an overwritten row is reset. Returns the
+ * number stored (less than n only when nothing could be evicted). */
+uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
+			    const uint64_t *keys, const float *values);
+
+/* Owner: removes keys; returns the number that were stored. */
+uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
+			   const uint64_t *keys);
+
+/* Any thread: recent totals. */
+void embkv_table_get_stats(const struct embkv_table *t,
+			   struct embkv_table_stats *out);
+
+#endif

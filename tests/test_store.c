@@ -1,0 +1,317 @@
+/*
+ * server/store: find-or-insert with deterministic initializers, infer mode,
+ * push through the optimizer, assign and erase, capacity, and filling the
+ * index until the first eviction with every stored key findable.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "server/init.h"
+#include "server/store.h"
+
+#define DIM 16u
+
+static struct embkv_table *make_table(uint64_t capacity, uint32_t parts,
+				      enum embkv_optimizer opt)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *t;
+
+	embkv_table_attr_init(&a);
+	a.dim = DIM;
+	a.capacity = capacity;
+	a.partitions = parts;
+	a.opt.type = opt;
+	a.opt.lr = 0.5f;
+	a.init.seed = 99;
+	assert_int_equal(embkv_table_create(&a, &t), 0);
+	return t;
+}
+
+static void test_create_rejects_bad_attr(void **state)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *t = (void *)1;
+
+	(void)state;
+	embkv_table_attr_init(&a);
+	a.partitions = 3;
+	assert_int_equal(embkv_table_create(&a, &t), -EINVAL);
+	assert_null(t);
+	embkv_table_attr_init(&a);
+	a.dim = 0;
+	assert_int_equal(embkv_table_create(&a, &t), -EINVAL);
+	embkv_table_attr_init(&a);
+	a.dim = EMBKV_MAX_DIM + 1;
+	assert_int_equal(embkv_table_create(&a, &t), EMBKV_ELIMIT);
+	embkv_table_attr_init(&a);
+	a.opt.lr = -1;
+	assert_int_equal(embkv_table_create(&a, &t), -EINVAL);
+	embkv_table_attr_init(&a);
+	a.init.type = EMBKV_INIT_UNIFORM;
+	a.init.a = 1;
+	a.init.b = 0;
+	assert_int_equal(embkv_table_create(&a, &t), -EINVAL);
+	embkv_table_attr_init(&a);
+	a.name[0] = 0;
+	assert_int_equal(embkv_table_create(&a, &t), -EINVAL);
+	embkv_table_attr_init(&a);
+	a.index_load = 1.5f;
+	assert_int_equal(embkv_table_create(&a, &t), -EINVAL);
+	embkv_table_destroy(NULL);
+}
+
+static void test_pull_train_inserts_initializer_rows(void **state)
+{
+	struct embkv_table *t = make_table(10000, 8, EMBKV_OPT_SGD);
+	uint64_t keys[100];
+	float out[100 * DIM], again[100 * DIM], want[DIM];
+	uint8_t found[100];
+	struct embkv_table_stats st;
+
+	(void)state;
+	for (int i = 0; i < 100; i++)
+		keys[i] = (uint64_t)i * 7919 + 1;
+	assert_int_equal(embkv_table_pull(t, 100, keys, out, found,
+					  EMBKV_PULL_TRAIN, NULL), 0);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(found[i], 0);
+		embkv_init_row(&t->attr.init, keys[i], DIM, want);
+		assert_memory_equal(out + i * DIM, want, sizeof(want));
+	}
+	assert_int_equal(embkv_table_pull(t, 100, keys, again, found,
+					  EMBKV_PULL_TRAIN, NULL), 100);
+	assert_memory_equal(out, again, sizeof(out));
+	/* the lock-free reader sees the same rows */
+	memset(again, 0, sizeof(again));
+	assert_int_equal(embkv_table_find(t, 100, keys, again, found, NULL, NULL),
+			 100);
+	assert_memory_equal(out, again, sizeof(out));
+	embkv_table_get_stats(t, &st);
+	assert_int_equal(st.rows, 100);
+	assert_int_equal(st.sum.inserts, 100);
+	assert_int_equal(st.sum.hits, 100);
+	assert_int_equal(st.sum.misses, 100);
+	embkv_table_destroy(t);
+}
+
+static void test_duplicate_keys_in_batch(void **state)
+{
+	struct embkv_table *t = make_table(1000, 2, EMBKV_OPT_SGD);
+	uint64_t keys[4] = { 5, 5, 6, 5 };
+	float out[4 * DIM];
+	uint8_t found[4];
+	struct embkv_table_stats st;
+
+	(void)state;
+	embkv_table_pull(t, 4, keys, out, found, EMBKV_PULL_TRAIN, NULL);
+	assert_int_equal(found[0], 0);
+	assert_int_equal(found[1], 1);
+	assert_int_equal(found[3], 1);
+	assert_memory_equal(out, out + DIM, DIM * sizeof(float));
+	embkv_table_get_stats(t, &st);
+	assert_int_equal(st.rows, 2);
+	embkv_table_destroy(t);
+}
+
+static void test_pull_infer_does_not_insert(void **state)
+{
+	struct embkv_table *t = make_table(1000, 4, EMBKV_OPT_SGD);
+	uint64_t keys[3] = { 1, 2, 3 };
+	float out[3 * DIM], dflt[DIM];
+	uint8_t found[3] = { 9, 9, 9 };
+	struct embkv_table_stats st;
+
+	(void)state;
+	for (unsigned d = 0; d < DIM; d++)
+		dflt[d] = 0.25f * (float)d;
+	embkv_table_pull(t, 1, &keys[1], out, NULL, EMBKV_PULL_TRAIN, NULL);
+	assert_int_equal(embkv_table_pull(t, 3, keys, out, found,
+					  EMBKV_PULL_INFER, dflt), 1);
+	assert_int_equal(found[0], 0);
+	assert_int_equal(found[1], 1);
+	assert_int_equal(found[2], 0);
+	assert_memory_equal(out, dflt, sizeof(dflt));
+	assert_memory_equal(out + 2 * DIM, dflt, sizeof(dflt));
+	embkv_table_get_stats(t, &st);
+	assert_int_equal(st.rows, 1);
+	/* NULL default: zeros; find agrees */
+	embkv_table_find(t, 3, keys, out, found, NULL, NULL);
+	for (unsigned d = 0; d < DIM; d++)
+		assert_true(out[d] == 0.0f);
+	assert_int_equal(found[1], 1);
+	embkv_table_destroy(t);
+}
+
+static void test_push_sgd_exact_and_drops_unknown(void **state)
+{
+	struct embkv_table *t = make_table(1000, 4, EMBKV_OPT_SGD);
+	uint64_t keys[2] = { 10, 11 }, unknown = 12;
+	float before[2 * DIM], after[2 * DIM], grads[2 * DIM];
+	struct embkv_table_stats st;
+
+	(void)state;
+	embkv_table_pull(t, 2, keys, before, NULL, EMBKV_PULL_TRAIN, NULL);
+	for (unsigned i = 0; i < 2 * DIM; i++)
+		grads[i] = (float)i * 0.01f - 0.1f;
+	assert_int_equal(embkv_table_push(t, 2, keys, grads), 2);
+	assert_int_equal(embkv_table_push(t, 1, &unknown, grads), 0);
+	embkv_table_find(t, 2, keys, after, NULL, NULL, NULL);
+	for (unsigned i = 0; i < 2 * DIM; i++)
+		assert_true(after[i] == before[i] - 0.5f * grads[i]);
+	embkv_table_get_stats(t, &st);
+	assert_int_equal(st.sum.pushes, 2);
+	assert_int_equal(st.sum.push_dropped, 1);
+	assert_int_equal(st.rows, 2); /* a push never inserts */
+	embkv_table_destroy(t);
+}
+
+static void test_assign_erase_and_recreate(void **state)
+{
+	struct embkv_table *t = make_table(1000, 4, EMBKV_OPT_ADAM);
+	uint64_t keys[3] = { 100, 200, 300 };
+	float vals[3 * DIM], out[3 * DIM], first[DIM];
+	uint8_t found[3];
+	struct embkv_table_stats st;
+
+	(void)state;
+	for (unsigned i = 0; i < 3 * DIM; i++)
+		vals[i] = (float)i;
+	embkv_table_pull(t, 1, &keys[0], first, NULL, EMBKV_PULL_TRAIN, NULL);
+	assert_int_equal(embkv_table_assign(t, 3, keys, vals), 3);
+	embkv_table_find(t, 3, keys, out, found, NULL, NULL);
+	assert_memory_equal(out, vals, sizeof(vals));
+	assert_int_equal(embkv_table_erase(t, 2, keys), 2);
+	assert_int_equal(embkv_table_erase(t, 1, keys), 0);
+	assert_int_equal(embkv_table_find(t, 3, keys, out, found, NULL, NULL), 1);
+	assert_int_equal(found[0], 0);
+	assert_int_equal(found[1], 0);
+	assert_int_equal(found[2], 1);
+	embkv_table_get_stats(t, &st);
+	assert_int_equal(st.rows, 1);
+	assert_int_equal(st.sum.erases, 2);
+	/* re-created from the initializer: identical to the first time */
+	embkv_table_pull(t, 1, &keys[0], out, found, EMBKV_PULL_TRAIN, NULL);
+	assert_int_equal(found[0], 0);
+	assert_memory_equal(out, first, sizeof(first));
+	/* freed rows are reused: no growth past what was ever live */
+	for (int r = 0; r < 50; r++) {
+		assert_int_equal(embkv_table_erase(t, 1, &keys[0]), 1);
+		embkv_table_pull(t, 1, &keys[0], out, NULL, EMBKV_PULL_TRAIN, NULL);
+	}
+	{
+		uint64_t fresh = 0;
+
+		for (uint32_t p = 0; p < t->nparts; p++)
+			fresh += t->parts[p].next_fresh;
+		assert_true(fresh <= 3);
+	}
+	embkv_table_destroy(t);
+}
+
+static void test_fill_until_first_eviction(void **state)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *t;
+	struct embkv_table_stats st;
+	uint64_t *keys = malloc(200000 * sizeof(uint64_t));
+	uint8_t *found = malloc(200000);
+	float *out = malloc(200000 * sizeof(float) * 4);
+	uint64_t n = 0;
+	double load;
+
+	(void)state;
+	embkv_table_attr_init(&a);
+	a.dim = 4;
+	a.partitions = 4;
+	a.capacity = 100000;
+	a.index_load = 1.0f; /* arena as large as the index */
+	assert_int_equal(embkv_table_create(&a, &t), 0);
+	for (;; n++) {
+		keys[n] = n * 0x2545f4914f6cdd1dull + 3;
+		embkv_table_get_stats(t, &st);
+		load = (double)st.index_used / (double)st.index_slots;
+		embkv_table_pull(t, 1, &keys[n], out, NULL, EMBKV_PULL_TRAIN, NULL);
+		embkv_table_get_stats(t, &st);
+		if (st.sum.evictions)
+			break;
+		assert_true(n < 200000);
+	}
+	print_message("first eviction after %llu keys at index load %.4f\n",
+		      (unsigned long long)n, load);
+	assert_true(load > 0.90);
+	/* n + 1 keys went in and the last one evicted one of them: every other
+	 * key is findable, by the lock-free reader and by the owner alike */
+	{
+		uint8_t *owner = malloc(n + 1);
+
+		assert_int_equal(embkv_table_find(t, (uint32_t)n + 1, keys, out,
+						  found, NULL, NULL), n);
+		assert_int_equal(embkv_table_pull(t, (uint32_t)n + 1, keys, out,
+						  owner, EMBKV_PULL_INFER, NULL), n);
+		assert_memory_equal(found, owner, n + 1);
+		assert_int_equal(found[n], 1);
+		free(owner);
+	}
+	/* erase half: absent; the rest still there */
+	for (uint64_t i = 0; i <= n; i++)
+		if (found[i] && i % 2 == 0)
+			assert_int_equal(embkv_table_erase(t, 1, &keys[i]), 1);
+	{
+		uint8_t *was = malloc(n + 1);
+
+		memcpy(was, found, n + 1);
+		embkv_table_find(t, (uint32_t)n + 1, keys, out, found, NULL, NULL);
+		for (uint64_t i = 0; i <= n; i++)
+			assert_int_equal(found[i], i % 2 ? was[i] : 0);
+		free(was);
+	}
+	embkv_table_destroy(t);
+	free(keys);
+	free(found);
+	free(out);
+}
+
+static void test_capacity_never_exceeded(void **state)
+{
+	struct embkv_table *t = make_table(512, 4, EMBKV_OPT_ADAGRAD);
+	uint64_t keys[64];
+	float out[64 * DIM];
+	struct embkv_table_stats st;
+
+	(void)state;
+	for (int round = 0; round < 200; round++) {
+		for (int i = 0; i < 64; i++)
+			keys[i] = (uint64_t)round * 64 + (uint64_t)i;
+		embkv_table_pull(t, 64, keys, out, NULL, EMBKV_PULL_TRAIN, NULL);
+		embkv_table_get_stats(t, &st);
+		assert_true(st.rows <= st.capacity);
+		for (uint32_t p = 0; p < t->nparts; p++)
+			assert_true(t->parts[p].rows <= t->parts[p].capacity);
+	}
+	assert_true(st.sum.evictions > 0);
+	assert_int_equal(st.rows, st.index_used);
+	embkv_table_destroy(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_rejects_bad_attr),
+		cmocka_unit_test(test_pull_train_inserts_initializer_rows),
+		cmocka_unit_test(test_duplicate_keys_in_batch),
+		cmocka_unit_test(test_pull_infer_does_not_insert),
+		cmocka_unit_test(test_push_sgd_exact_and_drops_unknown),
+		cmocka_unit_test(test_assign_erase_and_recreate),
+		cmocka_unit_test(test_fill_until_first_eviction),
+		cmocka_unit_test(test_capacity_never_exceeded),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

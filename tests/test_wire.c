@@ -1,0 +1,2109 @@
+/*
+ * Unit tests for net/wire.c: round trip of every message, every limit and
+ * malformation rejected with its code, and a fuzz loop over random and
+ * mutated frames (meant to run under ASan/UBSan as well).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "net/wire.h"
+
+#define N_KEYS 5u
+#define DIM 3u
+#define FUZZ_ITERS 100000u
+#define FUZZ_SEED_DEFAULT 0x5eed0f0e1b1e5ull
+#define FUZZ_EXTEND_MAX 64u
+#define FUZZ_RANDOM_LEN_MAX 512u
+#define FUZZ_MUTATIONS_MAX 4u
+#define FUZZ_RANDOM_PERCENT 10u
+#define N_KNOWN_OPS 25u /* 12 requests, 12 replies, ERROR */
+
+static const uint64_t sample_keys[N_KEYS] = {
+	1, 2, 0xdeadbeefcafef00dull, UINT64_MAX, 0,
+};
+static const uint8_t sample_found[N_KEYS] = { 1, 0, 1, 1, 0 };
+
+static float sample_vals[N_KEYS * DIM];
+
+/* ------------------------------------------------------------------------ */
+/* helpers */
+
+static uint8_t *xmalloc(size_t len)
+{
+	uint8_t *p = malloc(len ? len : 1);
+
+	assert_non_null(p);
+	return p;
+}
+
+/* An exact-size heap copy (8-aligned; ASan catches any over-read). */
+static uint8_t *dup_bytes(const uint8_t *src, size_t len)
+{
+	uint8_t *p = xmalloc(len);
+
+	if (len)
+		memcpy(p, src, len);
+	return p;
+}
+
+static void sample_attr(struct embkv_table_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	strcpy(a->name, "user_emb");
+	a->dim = 16;
+	a->dtype = EMBKV_DTYPE_F32;
+	a->partitions = 1024;
+	a->capacity = 123456789012ull;
+	a->opt.type = EMBKV_OPT_ADAM;
+	a->opt.lr = 0.001f;
+	a->opt.beta1 = 0.9f;
+	a->opt.beta2 = 0.999f;
+	a->opt.eps = 1e-8f;
+	a->opt.initial_accum = 0.1f;
+	a->opt.l1 = 0.01f;
+	a->opt.l2 = 0.02f;
+	a->opt.ftrl_beta = 1.0f;
+	a->init.type = EMBKV_INIT_NORMAL;
+	a->init.a = -0.5f;
+	a->init.b = 0.05f;
+	a->init.seed = 0x1122334455667788ull;
+	a->admit_after = 3;
+	a->lfu_decay_period = 7;
+	a->hash_seed = 0xabcdef0123456789ull;
+	a->flags = 0x40;
+}
+
+static void assert_f32_same(float x, float y)
+{
+	assert_memory_equal(&x, &y, sizeof(x));
+}
+
+static void assert_attr_equal(const struct embkv_table_attr *x,
+			      const struct embkv_table_attr *y)
+{
+	assert_string_equal(x->name, y->name);
+	assert_int_equal(x->dim, y->dim);
+	assert_int_equal(x->dtype, y->dtype);
+	assert_int_equal(x->partitions, y->partitions);
+	assert_int_equal(x->capacity, y->capacity);
+	assert_int_equal(x->opt.type, y->opt.type);
+	assert_f32_same(x->opt.lr, y->opt.lr);
+	assert_f32_same(x->opt.beta1, y->opt.beta1);
+	assert_f32_same(x->opt.beta2, y->opt.beta2);
+	assert_f32_same(x->opt.eps, y->opt.eps);
+	assert_f32_same(x->opt.initial_accum, y->opt.initial_accum);
+	assert_f32_same(x->opt.l1, y->opt.l1);
+	assert_f32_same(x->opt.l2, y->opt.l2);
+	assert_f32_same(x->opt.ftrl_beta, y->opt.ftrl_beta);
+	assert_int_equal(x->init.type, y->init.type);
+	assert_f32_same(x->init.a, y->init.a);
+	assert_f32_same(x->init.b, y->init.b);
+	assert_int_equal(x->init.seed, y->init.seed);
+	assert_int_equal(x->admit_after, y->admit_after);
+	assert_int_equal(x->lfu_decay_period, y->lfu_decay_period);
+	assert_int_equal(x->hash_seed, y->hash_seed);
+	assert_int_equal(x->flags, y->flags);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+/* ------------------------------------------------------------------------ */
+/* samples: one valid body per known opcode, built with the encoders */
+
+struct sample {
+	unsigned int op;
+	uint8_t *body;
+	size_t len;
+};
+
+static struct sample samples[N_KNOWN_OPS];
+static size_t n_samples;
+
+static const struct embkv_wire_stat stats_server[] = {
+	{ EMBKV_WIRE_STAT_CONNECTIONS, 12 },
+	{ EMBKV_WIRE_STAT_BYTES_IN, 1ull << 40 },
+};
+static const struct embkv_wire_stat stats_table[] = {
+	{ EMBKV_WIRE_STAT_ROWS, 1000 },
+	{ 999, UINT64_MAX }, /* an id this build does not know */
+	{ EMBKV_WIRE_STAT_EVICTIONS, 0 },
+};
+static const struct embkv_wire_stats_group stats_groups[] = {
+	{ EMBKV_WIRE_TABLE_ALL, 2, stats_server },
+	{ 7, 0, NULL },
+	{ 3, 3, stats_table },
+};
+#define N_STATS_GROUPS 3u
+#define N_STATS 5u
+
+static const uint16_t map_parts[] = { 0, 1, 2, 1, 0, 2, 2, 1 };
+static const char *const map_servers[] = {
+	"tcp://10.0.0.1:7000", "rdma://10.0.0.2:7000", "tcp://[::1]:7001",
+};
+#define N_MAP_PARTS 8u
+#define N_MAP_SERVERS 3u
+
+static const struct embkv_wire_table_entry list_entries[] = {
+	{ 1, 16, "user_emb" },
+	{ 2, 4096, "item_emb" },
+	{ 3, 1, "x" },
+};
+#define N_LIST 3u
+
+static const char err_msg[] = "shard map epoch 42 is newer";
+
+static void add_sample(unsigned int op, uint8_t *body, size_t len)
+{
+	assert_true(n_samples < N_KNOWN_OPS);
+	samples[n_samples].op = op;
+	samples[n_samples].body = body;
+	samples[n_samples].len = len;
+	n_samples++;
+}
+
+static const struct sample *find_sample(unsigned int op)
+{
+	size_t i;
+
+	for (i = 0; i < n_samples; i++)
+		if (samples[i].op == op)
+			return &samples[i];
+	fail_msg("no sample for op 0x%x", op);
+	return NULL;
+}
+
+#define R(op) ((op) | EMBKV_WIRE_OP_REPLY)
+
+static void sample_shard_map(struct embkv_wire_shard_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->epoch = 42;
+	m->table_id = 3;
+	m->n_partitions = N_MAP_PARTS;
+	m->n_servers = N_MAP_SERVERS;
+	m->part_server = map_parts;
+	m->servers = map_servers;
+}
+
+static int build_samples(void **state)
+{
+	struct embkv_wire_hello hello;
+	struct embkv_wire_auth auth;
+	struct embkv_table_attr attr;
+	struct embkv_wire_table_info info;
+	struct embkv_wire_pull_req pr = { 3, DIM, N_KEYS, EMBKV_WIRE_PULL_INFER,
+					  sample_keys };
+	struct embkv_wire_pull_reply prep = { N_KEYS, DIM, sample_found,
+					      sample_vals };
+	struct embkv_wire_rows_req rr = { 3, DIM, N_KEYS, sample_keys,
+					  sample_vals };
+	struct embkv_wire_erase_req er = { 3, N_KEYS, sample_keys };
+	struct embkv_wire_count_reply cr = { 4, 1 };
+	struct embkv_wire_shard_map sm;
+	struct embkv_wire_error err = { EMBKV_ESTALE,
+					{ err_msg, sizeof(err_msg) - 1 } };
+	uint8_t *b;
+	size_t len, i;
+
+	(void)state;
+	for (i = 0; i < N_KEYS * DIM; i++)
+		sample_vals[i] = (float)i * 0.25f - 1.0f;
+	for (i = 0; i < EMBKV_WIRE_NONCE_SIZE; i++)
+		hello.nonce[i] = (uint8_t)(i * 7 + 1);
+	for (i = 0; i < EMBKV_WIRE_MAC_SIZE; i++)
+		auth.mac[i] = (uint8_t)(0xa0 + i);
+	sample_attr(&attr);
+	info.table_id = 3;
+	info.attr = attr;
+	sample_shard_map(&sm);
+
+#define ADD_FIXED(op, LEN, call) do { \
+		b = xmalloc(LEN); \
+		if (call) \
+			return -1; \
+		add_sample(op, b, LEN); \
+	} while (0)
+#define ADD_SIZED(op, sizecall, call) do { \
+		if (sizecall) \
+			return -1; \
+		b = xmalloc(len); \
+		if (call) \
+			return -1; \
+		add_sample(op, b, len); \
+	} while (0)
+
+	ADD_FIXED(EMBKV_WIRE_OP_HELLO, EMBKV_WIRE_HELLO_SIZE,
+		  embkv_wire_hello_encode(&hello, b, EMBKV_WIRE_HELLO_SIZE));
+	ADD_FIXED(R(EMBKV_WIRE_OP_HELLO), EMBKV_WIRE_HELLO_SIZE,
+		  embkv_wire_hello_encode(&hello, b, EMBKV_WIRE_HELLO_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_AUTH, EMBKV_WIRE_AUTH_SIZE,
+		  embkv_wire_auth_encode(&auth, b, EMBKV_WIRE_AUTH_SIZE));
+	ADD_FIXED(R(EMBKV_WIRE_OP_AUTH), EMBKV_WIRE_AUTH_SIZE,
+		  embkv_wire_auth_encode(&auth, b, EMBKV_WIRE_AUTH_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_TABLE_CREATE,
+		  embkv_wire_table_attr_size(&attr, &len),
+		  embkv_wire_table_attr_encode(&attr, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_TABLE_CREATE), EMBKV_WIRE_TABLE_ID_SIZE,
+		  embkv_wire_table_id_encode(3, b, EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_TABLE_DROP,
+		  embkv_wire_name_size("user_emb", &len),
+		  embkv_wire_name_encode("user_emb", b, len));
+	add_sample(R(EMBKV_WIRE_OP_TABLE_DROP), xmalloc(0), 0);
+	add_sample(EMBKV_WIRE_OP_TABLE_LIST, xmalloc(0), 0);
+	ADD_SIZED(R(EMBKV_WIRE_OP_TABLE_LIST),
+		  embkv_wire_table_list_size(list_entries, N_LIST, &len),
+		  embkv_wire_table_list_encode(list_entries, N_LIST, b, len));
+	ADD_SIZED(EMBKV_WIRE_OP_TABLE_OPEN,
+		  embkv_wire_name_size("item_emb", &len),
+		  embkv_wire_name_encode("item_emb", b, len));
+	ADD_SIZED(R(EMBKV_WIRE_OP_TABLE_OPEN),
+		  embkv_wire_table_info_size(&info, &len),
+		  embkv_wire_table_info_encode(&info, b, len));
+	ADD_SIZED(EMBKV_WIRE_OP_PULL, embkv_wire_pull_req_size(&pr, &len),
+		  embkv_wire_pull_req_encode(&pr, b, len));
+	ADD_SIZED(R(EMBKV_WIRE_OP_PULL),
+		  embkv_wire_pull_reply_size(N_KEYS, DIM, &len),
+		  embkv_wire_pull_reply_encode(&prep, b, len));
+	ADD_SIZED(EMBKV_WIRE_OP_PUSH, embkv_wire_rows_req_size(&rr, &len),
+		  embkv_wire_rows_req_encode(&rr, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_PUSH), EMBKV_WIRE_COUNT_REPLY_SIZE,
+		  embkv_wire_count_reply_encode(&cr, b,
+						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_ASSIGN, embkv_wire_rows_req_size(&rr, &len),
+		  embkv_wire_rows_req_encode(&rr, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_ASSIGN), EMBKV_WIRE_COUNT_REPLY_SIZE,
+		  embkv_wire_count_reply_encode(&cr, b,
+						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_ERASE, embkv_wire_erase_req_size(&er, &len),
+		  embkv_wire_erase_req_encode(&er, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_ERASE), EMBKV_WIRE_COUNT_REPLY_SIZE,
+		  embkv_wire_count_reply_encode(&cr, b,
+						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_STATS, EMBKV_WIRE_TABLE_ID_SIZE,
+		  embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, b,
+					     EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_SIZED(R(EMBKV_WIRE_OP_STATS),
+		  embkv_wire_stats_size(stats_groups, N_STATS_GROUPS, &len),
+		  embkv_wire_stats_encode(stats_groups, N_STATS_GROUPS, b,
+					  len));
+	ADD_FIXED(EMBKV_WIRE_OP_SHARD_MAP, EMBKV_WIRE_TABLE_ID_SIZE,
+		  embkv_wire_table_id_encode(3, b, EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_SIZED(R(EMBKV_WIRE_OP_SHARD_MAP),
+		  embkv_wire_shard_map_size(&sm, &len),
+		  embkv_wire_shard_map_encode(&sm, b, len));
+	ADD_SIZED(EMBKV_WIRE_OP_ERROR, embkv_wire_error_size(&err, &len),
+		  embkv_wire_error_encode(&err, b, len));
+#undef ADD_FIXED
+#undef ADD_SIZED
+	return n_samples == N_KNOWN_OPS ? 0 : -1;
+}
+
+static int free_samples(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < n_samples; i++)
+		free(samples[i].body);
+	n_samples = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* header */
+
+static void test_hdr_round_trip(void **state)
+{
+	struct embkv_wire_hdr h = {
+		.opcode = EMBKV_WIRE_OP_PULL,
+		.flags = 0,
+		.body_len = 1234,
+		.request_id = 0x0102030405060708ull,
+		.epoch = 0x1112131415161718ull,
+	};
+	struct embkv_wire_hdr d;
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+
+	(void)state;
+	assert_int_equal(embkv_wire_hdr_encode(&h, buf), EMBKV_WIRE_HDR_SIZE);
+	/* explicit layout: magic bytes, LE version, LE ids */
+	assert_memory_equal(buf + EMBKV_WIRE_HDR_MAGIC, "EMKV", 4);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_VERSION], EMBKV_WIRE_VERSION);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_VERSION + 1], 0);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_OPCODE], EMBKV_WIRE_OP_PULL);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_REQ_ID], 0x08);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_REQ_ID + 7], 0x01);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_EPOCH], 0x18);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_BODY_LEN], 1234 & 0xff);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_BODY_LEN + 1], 1234 >> 8);
+
+	memset(&d, 0xee, sizeof(d));
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d), 0);
+	assert_int_equal(d.version, EMBKV_WIRE_VERSION);
+	assert_int_equal(d.opcode, h.opcode);
+	assert_int_equal(d.flags, 0);
+	assert_int_equal(d.body_len, h.body_len);
+	assert_int_equal(d.request_id, h.request_id);
+	assert_int_equal(d.epoch, h.epoch);
+
+	/* every known opcode encodes and decodes, replies included */
+	for (size_t i = 0; i < n_samples; i++) {
+		h.opcode = (uint8_t)samples[i].op;
+		assert_int_equal(embkv_wire_hdr_encode(&h, buf),
+				 EMBKV_WIRE_HDR_SIZE);
+		assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d), 0);
+		assert_int_equal(d.opcode, samples[i].op);
+	}
+}
+
+static void valid_hdr(uint8_t buf[EMBKV_WIRE_HDR_SIZE])
+{
+	struct embkv_wire_hdr h = {
+		.opcode = EMBKV_WIRE_OP_PUSH, .body_len = 64,
+		.request_id = 77, .epoch = 5,
+	};
+
+	assert_int_equal(embkv_wire_hdr_encode(&h, buf), EMBKV_WIRE_HDR_SIZE);
+}
+
+static void test_hdr_truncated(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+	size_t len;
+
+	(void)state;
+	valid_hdr(buf);
+	for (len = 0; len < EMBKV_WIRE_HDR_SIZE; len++) {
+		uint8_t *p = dup_bytes(buf, len);
+
+		assert_int_equal(embkv_wire_hdr_decode(p, len, &d), EMBKV_EPROTO);
+		free(p);
+	}
+	assert_int_equal(embkv_wire_hdr_decode(NULL, 0, &d), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), NULL), -EINVAL);
+}
+
+static void test_hdr_bad_magic(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(uint32_t); i++) {
+		valid_hdr(buf);
+		buf[EMBKV_WIRE_HDR_MAGIC + i] ^= 0x20;
+		assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d),
+				 EMBKV_EPROTO);
+	}
+	/* the raw fields are still filled for an error reply */
+	assert_int_equal(d.request_id, 77);
+}
+
+static void test_hdr_bad_version(void **state)
+{
+	static const uint16_t bad[] = { 0, EMBKV_WIRE_VERSION + 1, 0x0100,
+					UINT16_MAX };
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		valid_hdr(buf);
+		put16(buf + EMBKV_WIRE_HDR_VERSION, bad[i]);
+		assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d),
+				 EMBKV_EVERSION);
+		assert_int_equal(d.version, bad[i]);
+		assert_int_equal(d.request_id, 77);
+	}
+}
+
+static void test_hdr_unknown_opcode(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+	unsigned int op, known = 0;
+	int rc;
+
+	(void)state;
+	for (op = 0; op <= UINT8_MAX; op++) {
+		valid_hdr(buf);
+		buf[EMBKV_WIRE_HDR_OPCODE] = (uint8_t)op;
+		rc = embkv_wire_hdr_decode(buf, sizeof(buf), &d);
+		if (embkv_wire_op_known(op)) {
+			assert_int_equal(rc, 0);
+			known++;
+		} else {
+			assert_int_equal(rc, EMBKV_EOPCODE);
+			assert_int_equal(d.request_id, 77);
+		}
+	}
+	assert_int_equal(known, N_KNOWN_OPS);
+	/* spot checks, independent of embkv_wire_op_known */
+	assert_false(embkv_wire_op_known(0x00));
+	assert_false(embkv_wire_op_known(0x03));
+	assert_false(embkv_wire_op_known(0x7f));
+	assert_false(embkv_wire_op_known(0x80));
+	assert_false(embkv_wire_op_known(0xfe));
+	assert_true(embkv_wire_op_known(0xa0));
+	assert_true(embkv_wire_op_known(0xff));
+}
+
+static void test_hdr_body_len_limit(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+
+	(void)state;
+	valid_hdr(buf);
+	put32(buf + EMBKV_WIRE_HDR_BODY_LEN, UINT32_MAX);
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d),
+			 EMBKV_ELIMIT);
+	assert_int_equal(d.body_len, UINT32_MAX);
+	put32(buf + EMBKV_WIRE_HDR_BODY_LEN, EMBKV_WIRE_MAX_BODY + 1);
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d),
+			 EMBKV_ELIMIT);
+	put32(buf + EMBKV_WIRE_HDR_BODY_LEN, EMBKV_WIRE_MAX_BODY);
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d), 0);
+}
+
+static void test_hdr_flags_reserved(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+	unsigned int bit;
+
+	(void)state;
+	for (bit = 0; bit < 8; bit++) {
+		valid_hdr(buf);
+		buf[EMBKV_WIRE_HDR_FLAGS] = (uint8_t)(1u << bit);
+		assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d),
+				 EMBKV_EPROTO);
+	}
+	valid_hdr(buf);
+	buf[EMBKV_WIRE_HDR_RESERVED + 3] = 1;
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d),
+			 EMBKV_EPROTO);
+}
+
+static void test_hdr_encode_invalid(void **state)
+{
+	struct embkv_wire_hdr h = { .opcode = EMBKV_WIRE_OP_PULL };
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
+
+	(void)state;
+	h.opcode = 0x7f;
+	assert_int_equal(embkv_wire_hdr_encode(&h, buf), 0);
+	h.opcode = EMBKV_WIRE_OP_PULL;
+	h.body_len = EMBKV_WIRE_MAX_BODY + 1;
+	assert_int_equal(embkv_wire_hdr_encode(&h, buf), 0);
+	h.body_len = 0;
+	h.flags = 1;
+	assert_int_equal(embkv_wire_hdr_encode(&h, buf), 0);
+	assert_int_equal(embkv_wire_hdr_encode(NULL, buf), 0);
+	h.flags = 0;
+	assert_int_equal(embkv_wire_hdr_encode(&h, buf), EMBKV_WIRE_HDR_SIZE);
+}
+
+static void test_frame_decode(void **state)
+{
+	const struct sample *s = find_sample(EMBKV_WIRE_OP_PULL);
+	struct embkv_wire_hdr h = { .opcode = EMBKV_WIRE_OP_PULL,
+				    .request_id = 9 };
+	struct embkv_wire_hdr d;
+	const uint8_t *body;
+	struct embkv_buf b;
+	uint8_t *p, *frame;
+
+	(void)state;
+	embkv_buf_init(&b);
+	h.body_len = (uint32_t)s->len;
+	assert_int_equal(embkv_wire_frame_start(&b, &h, &p), 0);
+	memcpy(p, s->body, s->len);
+	assert_int_equal(b.len, EMBKV_WIRE_HDR_SIZE + s->len);
+
+	frame = dup_bytes(b.data, b.len);
+	assert_int_equal(embkv_wire_frame_decode(frame, b.len, &d, &body), 0);
+	assert_ptr_equal(body, frame + EMBKV_WIRE_HDR_SIZE);
+	assert_int_equal(embkv_wire_body_validate(d.opcode, body, d.body_len),
+			 0);
+	assert_int_equal(embkv_wire_frame_decode(frame, b.len - 1, &d, &body),
+			 EMBKV_EPROTO);
+	free(frame);
+	frame = xmalloc(b.len + 1);
+	memcpy(frame, b.data, b.len);
+	frame[b.len] = 0;
+	assert_int_equal(embkv_wire_frame_decode(frame, b.len + 1, &d, &body),
+			 EMBKV_EPROTO);
+	free(frame);
+	embkv_buf_destroy(&b);
+}
+
+static void test_buf(void **state)
+{
+	struct embkv_wire_hdr h = { .opcode = R(EMBKV_WIRE_OP_PULL) };
+	struct embkv_buf b;
+	uint8_t *p, *q;
+	size_t i;
+
+	(void)state;
+	embkv_buf_init(&b);
+	for (i = 0; i < 100; i++) {
+		h.body_len = (uint32_t)(i * 8);
+		assert_int_equal(embkv_wire_frame_start(&b, &h, &p), 0);
+		assert_int_equal((uintptr_t)p % 8, 0);
+		memset(p, (int)i, h.body_len);
+	}
+	q = b.data;
+	for (i = 0; i < 100; i++) {
+		struct embkv_wire_hdr d;
+
+		assert_int_equal(embkv_wire_hdr_decode(q, EMBKV_WIRE_HDR_SIZE,
+						       &d), 0);
+		assert_int_equal(d.body_len, i * 8);
+		if (d.body_len)
+			assert_int_equal(q[EMBKV_WIRE_HDR_SIZE + d.body_len - 1],
+					 i);
+		q += EMBKV_WIRE_HDR_SIZE + d.body_len;
+	}
+	assert_ptr_equal(q, b.data + b.len);
+	assert_true(b.cap >= b.len);
+	assert_int_equal(embkv_buf_reserve(&b, SIZE_MAX), -EOVERFLOW);
+	h.opcode = 0x55;
+	assert_int_equal(embkv_wire_frame_start(&b, &h, &p), -EINVAL);
+	embkv_buf_reset(&b);
+	assert_int_equal(b.len, 0);
+	embkv_buf_destroy(&b);
+	assert_null(b.data);
+	embkv_buf_destroy(NULL);
+}
+
+static void test_op_helpers(void **state)
+{
+	(void)state;
+	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_PULL), "PULL");
+	assert_string_equal(embkv_wire_op_name(R(EMBKV_WIRE_OP_PULL)),
+			    "PULL_REPLY");
+	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_ERROR), "ERROR");
+	assert_string_equal(embkv_wire_op_name(0x42), "UNKNOWN");
+	assert_true(embkv_wire_op_is_reply(R(EMBKV_WIRE_OP_HELLO)));
+	assert_true(embkv_wire_op_is_reply(EMBKV_WIRE_OP_ERROR));
+	assert_false(embkv_wire_op_is_reply(EMBKV_WIRE_OP_HELLO));
+	assert_false(embkv_wire_op_is_reply(0x83));
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_PULL));
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_PUSH));
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ASSIGN));
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ERASE));
+	assert_false(embkv_wire_op_checks_epoch(R(EMBKV_WIRE_OP_PULL)));
+	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_TABLE_CREATE));
+	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_SHARD_MAP));
+	assert_int_equal(embkv_wire_body_validate(0x42, NULL, 0),
+			 EMBKV_EOPCODE);
+	assert_string_equal(embkv_wire_stat_name(EMBKV_WIRE_STAT_ROWS), "rows");
+	assert_null(embkv_wire_stat_name(0));
+	assert_null(embkv_wire_stat_name(EMBKV_WIRE_STAT_ID_COUNT));
+	for (unsigned int id = 1; id < EMBKV_WIRE_STAT_ID_COUNT; id++)
+		assert_non_null(embkv_wire_stat_name(id));
+}
+
+static void test_epoch_rule(void **state)
+{
+	static const unsigned int checked[] = {
+		EMBKV_WIRE_OP_PULL, EMBKV_WIRE_OP_PUSH, EMBKV_WIRE_OP_ASSIGN,
+		EMBKV_WIRE_OP_ERASE,
+	};
+	struct embkv_wire_hdr h = { .epoch = 7 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(checked) / sizeof(checked[0]); i++) {
+		h.opcode = (uint8_t)checked[i];
+		assert_int_equal(embkv_wire_epoch_check(&h, 7), 0);
+		assert_int_equal(embkv_wire_epoch_check(&h, 8), EMBKV_ESTALE);
+		assert_int_equal(embkv_wire_epoch_check(&h, 6), EMBKV_ESTALE);
+	}
+	/* admin requests and replies are never stale */
+	for (i = 0; i < n_samples; i++) {
+		h.opcode = (uint8_t)samples[i].op;
+		if (embkv_wire_op_checks_epoch(h.opcode))
+			continue;
+		assert_int_equal(embkv_wire_epoch_check(&h, 8), 0);
+	}
+	assert_int_equal(embkv_wire_epoch_check(NULL, 0), -EINVAL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* round trips */
+
+/* Every sample (one per known opcode, built by the encoders) validates
+ * under its opcode through the generic dispatcher. */
+static void test_all_samples_validate(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < n_samples; i++)
+		assert_int_equal(embkv_wire_body_validate(samples[i].op,
+							  samples[i].body,
+							  samples[i].len), 0);
+}
+
+static void test_hello_auth_round_trip(void **state)
+{
+	struct embkv_wire_hello h, hd;
+	struct embkv_wire_auth a, ad;
+	uint8_t buf[EMBKV_WIRE_HELLO_SIZE + 8];
+
+	(void)state;
+	memset(h.nonce, 0x5a, sizeof(h.nonce));
+	h.nonce[31] = 1;
+	assert_int_equal(embkv_wire_hello_encode(&h, buf,
+						 EMBKV_WIRE_HELLO_SIZE - 1),
+			 -ENOSPC);
+	assert_int_equal(embkv_wire_hello_encode(&h, buf, sizeof(buf)), 0);
+	assert_int_equal(embkv_wire_hello_decode(buf, EMBKV_WIRE_HELLO_SIZE,
+						 &hd), 0);
+	assert_memory_equal(h.nonce, hd.nonce, sizeof(h.nonce));
+	assert_int_equal(embkv_wire_hello_decode(buf, EMBKV_WIRE_HELLO_SIZE - 1,
+						 &hd), EMBKV_EPROTO);
+
+	memset(a.mac, 0xc3, sizeof(a.mac));
+	assert_int_equal(embkv_wire_auth_encode(&a, buf, EMBKV_WIRE_AUTH_SIZE),
+			 0);
+	assert_int_equal(embkv_wire_auth_decode(buf, EMBKV_WIRE_AUTH_SIZE, &ad),
+			 0);
+	assert_memory_equal(a.mac, ad.mac, sizeof(a.mac));
+	assert_int_equal(embkv_wire_auth_decode(buf, EMBKV_WIRE_AUTH_SIZE + 1,
+						&ad), EMBKV_EPROTO);
+}
+
+static void test_table_attr_round_trip(void **state)
+{
+	struct embkv_table_attr a, d;
+	struct embkv_wire_table_info info, infod;
+	uint8_t *b;
+	size_t len;
+	uint32_t id;
+
+	(void)state;
+	sample_attr(&a);
+	assert_int_equal(embkv_wire_table_attr_size(&a, &len), 0);
+	assert_int_equal(len, EMBKV_WIRE_ATTR_NAME + 2 + strlen(a.name));
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_table_attr_encode(&a, b, len - 1), -ENOSPC);
+	assert_int_equal(embkv_wire_table_attr_encode(&a, b, len), 0);
+	memset(&d, 0x77, sizeof(d));
+	assert_int_equal(embkv_wire_table_attr_decode(b, len, &d), 0);
+	assert_attr_equal(&a, &d);
+	/* field by field at its documented offset */
+	assert_int_equal(b[EMBKV_WIRE_ATTR_DIM], 16);
+	assert_int_equal(b[EMBKV_WIRE_ATTR_OPT_TYPE], EMBKV_OPT_ADAM);
+	assert_int_equal(b[EMBKV_WIRE_ATTR_INIT_SEED], 0x88);
+	assert_int_equal(b[EMBKV_WIRE_ATTR_NAME], strlen(a.name));
+	free(b);
+
+	info.table_id = 0xfeed;
+	info.attr = a;
+	assert_int_equal(embkv_wire_table_info_size(&info, &len), 0);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_table_info_encode(&info, b, len), 0);
+	assert_int_equal(embkv_wire_table_info_decode(b, len, &infod), 0);
+	assert_int_equal(infod.table_id, 0xfeed);
+	assert_attr_equal(&a, &infod.attr);
+	b[EMBKV_WIRE_TABLE_INFO_ATTR - 1] = 1; /* reserved */
+	assert_int_equal(embkv_wire_table_info_decode(b, len, &infod),
+			 EMBKV_EPROTO);
+	free(b);
+
+	b = xmalloc(EMBKV_WIRE_TABLE_ID_SIZE);
+	assert_int_equal(embkv_wire_table_id_encode(0x01020304, b,
+						    EMBKV_WIRE_TABLE_ID_SIZE),
+			 0);
+	assert_int_equal(b[0], 0x04);
+	assert_int_equal(embkv_wire_table_id_decode(b, EMBKV_WIRE_TABLE_ID_SIZE,
+						    &id), 0);
+	assert_int_equal(id, 0x01020304);
+	assert_int_equal(embkv_wire_table_id_decode(b, 3, &id), EMBKV_EPROTO);
+	free(b);
+}
+
+static void test_name_round_trip_and_limits(void **state)
+{
+	char longest[EMBKV_TABLE_NAME_MAX];
+	char unterminated[EMBKV_TABLE_NAME_MAX + 8];
+	char name[EMBKV_TABLE_NAME_MAX];
+	uint8_t buf[2 + EMBKV_TABLE_NAME_MAX + 8];
+	struct embkv_table_attr a;
+	size_t len;
+
+	(void)state;
+	memset(longest, 'n', sizeof(longest) - 1);
+	longest[sizeof(longest) - 1] = '\0';
+	assert_int_equal(embkv_wire_name_size(longest, &len), 0);
+	assert_int_equal(len, 2 + EMBKV_WIRE_NAME_LEN_MAX);
+	assert_int_equal(embkv_wire_name_encode(longest, buf, len), 0);
+	assert_int_equal(embkv_wire_name_decode(buf, len, name), 0);
+	assert_string_equal(name, longest);
+
+	/* encode: no NUL within EMBKV_TABLE_NAME_MAX bytes, or empty */
+	memset(unterminated, 'u', sizeof(unterminated) - 1);
+	unterminated[sizeof(unterminated) - 1] = '\0';
+	assert_int_equal(embkv_wire_name_size(unterminated, &len), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_name_encode("", buf, sizeof(buf)), -EINVAL);
+	assert_int_equal(embkv_wire_name_encode(NULL, buf, sizeof(buf)),
+			 -EINVAL);
+	sample_attr(&a);
+	memset(a.name, 'x', sizeof(a.name)); /* no NUL at all */
+	assert_int_equal(embkv_wire_table_attr_size(&a, &len), EMBKV_ELIMIT);
+
+	/* decode: too long, NUL inside, empty, truncated, trailing */
+	put16(buf, EMBKV_TABLE_NAME_MAX);
+	memset(buf + 2, 'n', EMBKV_TABLE_NAME_MAX);
+	assert_int_equal(embkv_wire_name_decode(buf, 2 + EMBKV_TABLE_NAME_MAX,
+						name), EMBKV_ELIMIT);
+	put16(buf, 5);
+	memcpy(buf + 2, "ab\0cd", 5);
+	assert_int_equal(embkv_wire_name_decode(buf, 7, name), EMBKV_EPROTO);
+	put16(buf, 0);
+	assert_int_equal(embkv_wire_name_decode(buf, 2, name), EMBKV_EPROTO);
+	put16(buf, 5);
+	memcpy(buf + 2, "abcde", 5);
+	assert_int_equal(embkv_wire_name_decode(buf, 6, name), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_name_decode(buf, 8, name), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_name_decode(buf, 7, name), 0);
+	assert_string_equal(name, "abcde");
+	assert_int_equal(embkv_wire_name_decode(buf, 1, name), EMBKV_EPROTO);
+}
+
+static void test_table_list_round_trip(void **state)
+{
+	const struct sample *s = find_sample(R(EMBKV_WIRE_OP_TABLE_LIST));
+	struct embkv_wire_table_entry e, bad;
+	struct embkv_wire_table_list l;
+	size_t len;
+	uint32_t i = 0;
+
+	(void)state;
+	assert_int_equal(embkv_wire_table_list_decode(s->body, s->len, &l), 0);
+	assert_int_equal(l.count, N_LIST);
+	while (embkv_wire_table_list_next(&l, &e)) {
+		assert_true(i < N_LIST);
+		assert_int_equal(e.table_id, list_entries[i].table_id);
+		assert_int_equal(e.dim, list_entries[i].dim);
+		assert_string_equal(e.name, list_entries[i].name);
+		i++;
+	}
+	assert_int_equal(i, N_LIST);
+	assert_false(embkv_wire_table_list_next(&l, &e));
+
+	/* empty list */
+	{
+		uint8_t b[4];
+
+		assert_int_equal(embkv_wire_table_list_size(NULL, 0, &len), 0);
+		assert_int_equal(len, 4);
+		assert_int_equal(embkv_wire_table_list_encode(NULL, 0, b, 4), 0);
+		assert_int_equal(embkv_wire_table_list_decode(b, 4, &l), 0);
+		assert_false(embkv_wire_table_list_next(&l, &e));
+	}
+	bad = list_entries[0];
+	bad.dim = 0;
+	assert_int_equal(embkv_wire_table_list_size(&bad, 1, &len), -EINVAL);
+	bad.dim = EMBKV_MAX_DIM + 1;
+	assert_int_equal(embkv_wire_table_list_size(&bad, 1, &len),
+			 EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_table_list_size(list_entries,
+						    EMBKV_WIRE_MAX_TABLES + 1,
+						    &len), EMBKV_ELIMIT);
+}
+
+static void test_table_list_invalid(void **state)
+{
+	const struct sample *s = find_sample(R(EMBKV_WIRE_OP_TABLE_LIST));
+	struct embkv_wire_table_list l;
+	uint8_t *b = dup_bytes(s->body, s->len);
+
+	(void)state;
+	put32(b, N_LIST + 1); /* one entry more than the body holds */
+	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l),
+			 EMBKV_EPROTO);
+	put32(b, EMBKV_WIRE_MAX_TABLES + 1);
+	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l),
+			 EMBKV_ELIMIT);
+	put32(b, N_LIST);
+	put32(b + 4 + 4, 0); /* first entry's dim */
+	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l),
+			 EMBKV_EPROTO);
+	put32(b + 4 + 4, EMBKV_MAX_DIM + 1);
+	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l),
+			 EMBKV_ELIMIT);
+	free(b);
+}
+
+static void test_pull_round_trip(void **state)
+{
+	struct embkv_wire_pull_req m = { 11, DIM, N_KEYS, EMBKV_WIRE_PULL_TRAIN,
+					 sample_keys };
+	struct embkv_wire_pull_req d;
+	struct embkv_wire_pull_reply rm = { N_KEYS, DIM, sample_found,
+					    sample_vals };
+	struct embkv_wire_pull_reply rd;
+	uint64_t *keys;
+	uint8_t *found;
+	float *vals;
+	uint8_t *b, *b2;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_pull_req_size(&m, &len), 0);
+	assert_int_equal(len, EMBKV_WIRE_PULL_REQ_KEYS + 8 * N_KEYS);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_pull_req_encode(&m, b, len - 1), -ENOSPC);
+	assert_int_equal(embkv_wire_pull_req_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), 0);
+	assert_int_equal(d.table_id, 11);
+	assert_int_equal(d.dim, DIM);
+	assert_int_equal(d.n, N_KEYS);
+	assert_int_equal(d.mode, EMBKV_WIRE_PULL_TRAIN);
+	/* zero copy: keys point into the body, 8-aligned */
+	assert_ptr_equal(d.keys, b + EMBKV_WIRE_PULL_REQ_KEYS);
+	assert_int_equal((uintptr_t)d.keys % 8, 0);
+	assert_memory_equal(d.keys, sample_keys, sizeof(sample_keys));
+	/* prepare gives the same bytes */
+	b2 = xmalloc(len);
+	assert_int_equal(embkv_wire_pull_req_prepare(&m, b2, len, &keys), 0);
+	memcpy(keys, sample_keys, sizeof(sample_keys));
+	assert_memory_equal(b, b2, len);
+	/* bad mode */
+	b[EMBKV_WIRE_PULL_REQ_MODE] = EMBKV_WIRE_PULL_MODE_COUNT;
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_PULL_REQ_MODE] = EMBKV_WIRE_PULL_TRAIN;
+	b[EMBKV_WIRE_PULL_REQ_RESERVED + 2] = 1;
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), EMBKV_EPROTO);
+	m.mode = EMBKV_WIRE_PULL_MODE_COUNT;
+	assert_int_equal(embkv_wire_pull_req_size(&m, &len), -EINVAL);
+	free(b);
+	free(b2);
+
+	/* reply */
+	assert_int_equal(embkv_wire_pull_reply_size(N_KEYS, DIM, &len), 0);
+	assert_int_equal(len, 8 + 8 + 4 * N_KEYS * DIM); /* found padded to 8 */
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_pull_reply_encode(&rm, b, len), 0);
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &rd), 0);
+	assert_int_equal(rd.n, N_KEYS);
+	assert_int_equal(rd.dim, DIM);
+	assert_memory_equal(rd.found, sample_found, N_KEYS);
+	assert_memory_equal(rd.vals, sample_vals, sizeof(sample_vals));
+	assert_int_equal((uintptr_t)rd.vals % 8, 0);
+	b2 = xmalloc(len);
+	memset(b2, 0xff, len);
+	assert_int_equal(embkv_wire_pull_reply_prepare(N_KEYS, DIM, b2, len,
+						       &found, &vals), 0);
+	memcpy(found, sample_found, N_KEYS);
+	memcpy(vals, sample_vals, sizeof(sample_vals));
+	assert_memory_equal(b, b2, len);
+	/* found byte other than 0/1, and non-zero padding */
+	b[EMBKV_WIRE_PULL_REPLY_FOUND + 1] = 2;
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &rd),
+			 EMBKV_EPROTO);
+	b[EMBKV_WIRE_PULL_REPLY_FOUND + 1] = 0;
+	b[EMBKV_WIRE_PULL_REPLY_FOUND + N_KEYS] = 1;
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &rd),
+			 EMBKV_EPROTO);
+	free(b);
+	free(b2);
+
+	/* empty batch */
+	m.n = 0;
+	m.mode = EMBKV_WIRE_PULL_INFER;
+	m.keys = NULL;
+	assert_int_equal(embkv_wire_pull_req_size(&m, &len), 0);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_pull_req_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), 0);
+	assert_int_equal(d.n, 0);
+	free(b);
+}
+
+static void test_rows_round_trip(void **state)
+{
+	struct embkv_wire_rows_req m = { 5, DIM, N_KEYS, sample_keys,
+					 sample_vals };
+	struct embkv_wire_rows_req d;
+	uint64_t *keys;
+	float *vals;
+	uint8_t *b, *b2;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_rows_req_size(&m, &len), 0);
+	assert_int_equal(len, 16 + 8 * N_KEYS + 4 * N_KEYS * DIM);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_rows_req_encode(&m, b, len - 1), -ENOSPC);
+	assert_int_equal(embkv_wire_rows_req_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_rows_req_decode(b, len, &d), 0);
+	assert_int_equal(d.table_id, 5);
+	assert_int_equal(d.dim, DIM);
+	assert_int_equal(d.n, N_KEYS);
+	assert_ptr_equal(d.keys, b + EMBKV_WIRE_ROWS_REQ_KEYS);
+	assert_memory_equal(d.keys, sample_keys, sizeof(sample_keys));
+	assert_memory_equal(d.vals, sample_vals, sizeof(sample_vals));
+	assert_int_equal((uintptr_t)d.vals % 8, 0);
+	/* PUSH and ASSIGN share the body */
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_PUSH, b, len), 0);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_ASSIGN, b, len),
+			 0);
+	b2 = xmalloc(len);
+	assert_int_equal(embkv_wire_rows_req_prepare(&m, b2, len, &keys, &vals),
+			 0);
+	memcpy(keys, sample_keys, sizeof(sample_keys));
+	memcpy(vals, sample_vals, sizeof(sample_vals));
+	assert_memory_equal(b, b2, len);
+	b[EMBKV_WIRE_ROWS_REQ_RESERVED] = 1;
+	assert_int_equal(embkv_wire_rows_req_decode(b, len, &d), EMBKV_EPROTO);
+	m.keys = NULL;
+	assert_int_equal(embkv_wire_rows_req_encode(&m, b, len), -EINVAL);
+	free(b);
+	free(b2);
+}
+
+static void test_erase_count_round_trip(void **state)
+{
+	struct embkv_wire_erase_req m = { 9, N_KEYS, sample_keys };
+	struct embkv_wire_erase_req d;
+	struct embkv_wire_count_reply c = { 0xfffffffe, 17 }, cd;
+	uint64_t *keys;
+	uint8_t *b, *b2;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_erase_req_size(&m, &len), 0);
+	assert_int_equal(len, 8 + 8 * N_KEYS);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_erase_req_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_erase_req_decode(b, len, &d), 0);
+	assert_int_equal(d.table_id, 9);
+	assert_int_equal(d.n, N_KEYS);
+	assert_ptr_equal(d.keys, b + EMBKV_WIRE_ERASE_REQ_KEYS);
+	assert_memory_equal(d.keys, sample_keys, sizeof(sample_keys));
+	b2 = xmalloc(len);
+	assert_int_equal(embkv_wire_erase_req_prepare(&m, b2, len, &keys), 0);
+	memcpy(keys, sample_keys, sizeof(sample_keys));
+	assert_memory_equal(b, b2, len);
+	free(b);
+	free(b2);
+
+	b = xmalloc(EMBKV_WIRE_COUNT_REPLY_SIZE);
+	assert_int_equal(embkv_wire_count_reply_encode(&c, b,
+						       EMBKV_WIRE_COUNT_REPLY_SIZE),
+			 0);
+	assert_int_equal(embkv_wire_count_reply_decode(b,
+						       EMBKV_WIRE_COUNT_REPLY_SIZE,
+						       &cd), 0);
+	assert_int_equal(cd.done, c.done);
+	assert_int_equal(cd.skipped, c.skipped);
+	assert_int_equal(embkv_wire_count_reply_decode(b, 7, &cd), EMBKV_EPROTO);
+	free(b);
+}
+
+static void test_stats_round_trip(void **state)
+{
+	const struct sample *s = find_sample(R(EMBKV_WIRE_OP_STATS));
+	struct embkv_wire_stats st;
+	struct embkv_wire_stat v;
+	uint32_t table, n = 0;
+	uint8_t *b;
+
+	(void)state;
+	assert_int_equal(embkv_wire_stats_decode(s->body, s->len, &st), 0);
+	assert_int_equal(st.n_groups, N_STATS_GROUPS);
+	assert_int_equal(st.n_stats, N_STATS);
+	while (embkv_wire_stats_next(&st, &table, &v)) {
+		const struct embkv_wire_stat *want =
+			n < 2 ? &stats_server[n] : &stats_table[n - 2];
+
+		assert_int_equal(table, n < 2 ? EMBKV_WIRE_TABLE_ALL : 3);
+		assert_int_equal(v.id, want->id);
+		assert_int_equal(v.value, want->value);
+		n++;
+	}
+	assert_int_equal(n, N_STATS);
+	assert_null(embkv_wire_stat_name(999)); /* unknown id passed through */
+
+	b = dup_bytes(s->body, s->len);
+	put16(b + 4 + 6, 0); /* first counter id 0 */
+	assert_int_equal(embkv_wire_stats_decode(b, s->len, &st), EMBKV_EPROTO);
+	memcpy(b, s->body, s->len);
+	put16(b + 4 + 4, 3); /* first group claims one counter more */
+	assert_int_equal(embkv_wire_stats_decode(b, s->len, &st), EMBKV_EPROTO);
+	memcpy(b, s->body, s->len);
+	put32(b, EMBKV_WIRE_MAX_STAT_GROUPS + 1);
+	assert_int_equal(embkv_wire_stats_decode(b, s->len, &st), EMBKV_ELIMIT);
+	put32(b, N_STATS_GROUPS + 1);
+	assert_int_equal(embkv_wire_stats_decode(b, s->len, &st), EMBKV_EPROTO);
+	free(b);
+}
+
+static void test_shard_map_round_trip(void **state)
+{
+	const struct sample *s = find_sample(R(EMBKV_WIRE_OP_SHARD_MAP));
+	struct embkv_wire_shard_map m, bad;
+	struct embkv_wire_str addr;
+	uint32_t i = 0;
+	size_t len;
+	char long_addr[EMBKV_WIRE_ADDR_MAX + 2];
+	const char *servers[1];
+	uint16_t parts[2] = { 0, 1 };
+
+	(void)state;
+	assert_int_equal(embkv_wire_shard_map_decode(s->body, s->len, &m), 0);
+	assert_int_equal(m.epoch, 42);
+	assert_int_equal(m.table_id, 3);
+	assert_int_equal(m.n_partitions, N_MAP_PARTS);
+	assert_int_equal(m.n_servers, N_MAP_SERVERS);
+	assert_ptr_equal(m.part_server,
+			 s->body + EMBKV_WIRE_SHARD_MAP_PART_SERVER);
+	assert_memory_equal(m.part_server, map_parts, sizeof(map_parts));
+	while (embkv_wire_shard_map_next_server(&m, &addr)) {
+		assert_true(i < N_MAP_SERVERS);
+		assert_int_equal(addr.len, strlen(map_servers[i]));
+		assert_memory_equal(addr.ptr, map_servers[i], addr.len);
+		i++;
+	}
+	assert_int_equal(i, N_MAP_SERVERS);
+
+	/* encoder refusals */
+	sample_shard_map(&bad);
+	bad.n_partitions = 6;
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), -EINVAL);
+	bad.n_partitions = EMBKV_MAX_PARTITIONS * 2;
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), EMBKV_ELIMIT);
+	sample_shard_map(&bad);
+	bad.n_servers = 2; /* map names server 2 */
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), -EINVAL);
+	bad.n_servers = EMBKV_WIRE_MAX_SERVERS + 1;
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), EMBKV_ELIMIT);
+	memset(long_addr, 'a', sizeof(long_addr) - 1);
+	long_addr[sizeof(long_addr) - 1] = '\0';
+	servers[0] = long_addr;
+	sample_shard_map(&bad);
+	bad.n_partitions = 1;
+	bad.n_servers = 1;
+	bad.part_server = parts;
+	bad.servers = servers;
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), EMBKV_ELIMIT);
+	long_addr[EMBKV_WIRE_ADDR_MAX] = '\0';
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), 0);
+	servers[0] = "";
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), -EINVAL);
+}
+
+/* A shard map body laid out by hand, bypassing the encoder's checks:
+ * P partitions mapped round-robin on S servers named "s<i>". */
+static uint8_t *hand_shard_map(uint32_t parts, uint32_t servers, size_t *len)
+{
+	uint8_t *b, *p;
+	uint32_t i;
+
+	*len = EMBKV_WIRE_SHARD_MAP_PART_SERVER + 2 * (size_t)parts +
+	       (size_t)servers * (2 + 2);
+	b = xmalloc(*len);
+	memset(b, 0, EMBKV_WIRE_SHARD_MAP_PART_SERVER);
+	put32(b + EMBKV_WIRE_SHARD_MAP_PARTS, parts);
+	put32(b + EMBKV_WIRE_SHARD_MAP_SERVERS, servers);
+	p = b + EMBKV_WIRE_SHARD_MAP_PART_SERVER;
+	for (i = 0; i < parts; i++, p += 2)
+		put16(p, (uint16_t)(servers ? i % servers : 0));
+	for (i = 0; i < servers; i++, p += 4) {
+		put16(p, 2);
+		p[2] = 's';
+		p[3] = (uint8_t)('a' + i % 26);
+	}
+	return b;
+}
+
+static void test_shard_map_partitions(void **state)
+{
+	static const struct {
+		uint32_t parts, servers;
+		int rc;
+	} cases[] = {
+		{ 1, 1, 0 },
+		{ 2, 3, 0 },
+		{ EMBKV_MAX_PARTITIONS, 5, 0 },
+		{ 0, 1, EMBKV_EPROTO },
+		{ 6, 3, EMBKV_EPROTO },   /* not a power of two */
+		{ 1023, 2, EMBKV_EPROTO },
+		{ EMBKV_MAX_PARTITIONS * 2, 1, EMBKV_ELIMIT },
+		{ 4, 0, EMBKV_EPROTO },
+		{ 1, EMBKV_WIRE_MAX_SERVERS, 0 },
+		{ 1, EMBKV_WIRE_MAX_SERVERS + 1, EMBKV_ELIMIT },
+	};
+	struct embkv_wire_shard_map m;
+	size_t i, len;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t *b = hand_shard_map(cases[i].parts, cases[i].servers,
+					    &len);
+
+		assert_int_equal(embkv_wire_shard_map_decode(b, len, &m),
+				 cases[i].rc);
+		if (!cases[i].rc) {
+			assert_int_equal(m.n_partitions, cases[i].parts);
+			assert_int_equal(m.n_servers, cases[i].servers);
+		}
+		free(b);
+	}
+}
+
+static void test_shard_map_invalid(void **state)
+{
+	const struct sample *s = find_sample(R(EMBKV_WIRE_OP_SHARD_MAP));
+	struct embkv_wire_shard_map m;
+	uint8_t *b = dup_bytes(s->body, s->len);
+	uint8_t *map = b + EMBKV_WIRE_SHARD_MAP_PART_SERVER;
+
+	(void)state;
+#define RESET() memcpy(b, s->body, s->len)
+#define DEC() embkv_wire_shard_map_decode(b, s->len, &m)
+	put16(map + 2, N_MAP_SERVERS); /* index out of range */
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	RESET();
+	put32(b + EMBKV_WIRE_SHARD_MAP_PARTS, 0);
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_SHARD_MAP_PARTS, 6);
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_SHARD_MAP_PARTS, EMBKV_MAX_PARTITIONS * 2);
+	assert_int_equal(DEC(), EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_SHARD_MAP_PARTS, 16); /* more than the body has */
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	RESET();
+	put32(b + EMBKV_WIRE_SHARD_MAP_SERVERS, 0);
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_SHARD_MAP_SERVERS, EMBKV_WIRE_MAX_SERVERS + 1);
+	assert_int_equal(DEC(), EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_SHARD_MAP_SERVERS, N_MAP_SERVERS + 1);
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	RESET();
+	put32(b + EMBKV_WIRE_SHARD_MAP_RESERVED, 1);
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	RESET();
+	put16(map + 2 * N_MAP_PARTS, 0); /* first address empty */
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	put16(map + 2 * N_MAP_PARTS, EMBKV_WIRE_ADDR_MAX + 1);
+	assert_int_equal(DEC(), EMBKV_ELIMIT);
+	RESET();
+	map[2 * N_MAP_PARTS + 2 + 3] = '\0'; /* NUL inside the address */
+	assert_int_equal(DEC(), EMBKV_EPROTO);
+	RESET();
+	assert_int_equal(DEC(), 0);
+#undef RESET
+#undef DEC
+	free(b);
+}
+
+static void test_error_round_trip(void **state)
+{
+	const struct sample *s = find_sample(EMBKV_WIRE_OP_ERROR);
+	struct embkv_wire_error e, bad;
+	char msg[EMBKV_WIRE_ERRMSG_MAX + 1];
+	size_t len;
+	uint8_t *b;
+
+	(void)state;
+	assert_int_equal(embkv_wire_error_decode(s->body, s->len, &e), 0);
+	assert_int_equal(e.status, EMBKV_ESTALE);
+	assert_int_equal(e.msg.len, strlen(err_msg));
+	assert_memory_equal(e.msg.ptr, err_msg, e.msg.len);
+	assert_ptr_equal(e.msg.ptr, s->body + 6);
+
+	b = dup_bytes(s->body, s->len);
+	put32(b, 0);
+	assert_int_equal(embkv_wire_error_decode(b, s->len, &e), EMBKV_EPROTO);
+	put32(b, 5);
+	assert_int_equal(embkv_wire_error_decode(b, s->len, &e), EMBKV_EPROTO);
+	memcpy(b, s->body, s->len);
+	put16(b + 4, EMBKV_WIRE_ERRMSG_MAX + 1);
+	assert_int_equal(embkv_wire_error_decode(b, s->len, &e), EMBKV_ELIMIT);
+	memcpy(b, s->body, s->len);
+	b[6 + 2] = '\0';
+	assert_int_equal(embkv_wire_error_decode(b, s->len, &e), EMBKV_EPROTO);
+	free(b);
+
+	/* empty message, errno status */
+	bad.status = -ENOMEM;
+	bad.msg.ptr = NULL;
+	bad.msg.len = 0;
+	assert_int_equal(embkv_wire_error_size(&bad, &len), 0);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_error_encode(&bad, b, len), 0);
+	assert_int_equal(embkv_wire_error_decode(b, len, &e), 0);
+	assert_int_equal(e.status, -ENOMEM);
+	assert_int_equal(e.msg.len, 0);
+	free(b);
+	bad.status = 0;
+	assert_int_equal(embkv_wire_error_size(&bad, &len), -EINVAL);
+	memset(msg, 'm', sizeof(msg));
+	bad.status = EMBKV_ESERVER;
+	bad.msg.ptr = msg;
+	bad.msg.len = sizeof(msg);
+	assert_int_equal(embkv_wire_error_size(&bad, &len), EMBKV_ELIMIT);
+}
+
+static void test_empty_bodies(void **state)
+{
+	uint8_t *b = xmalloc(1);
+
+	(void)state;
+	b[0] = 0;
+	assert_int_equal(embkv_wire_empty_decode(b, 0), 0);
+	assert_int_equal(embkv_wire_empty_decode(NULL, 0), 0);
+	assert_int_equal(embkv_wire_empty_decode(b, 1), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_TABLE_LIST, b, 1),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_body_validate(R(EMBKV_WIRE_OP_TABLE_DROP),
+						  b, 0), 0);
+	free(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* limits */
+
+static void test_limit_keys(void **state)
+{
+	struct embkv_wire_pull_req pm = { 1, DIM, EMBKV_WIRE_MAX_KEYS + 1,
+					  EMBKV_WIRE_PULL_TRAIN, sample_keys };
+	struct embkv_wire_rows_req rm = { 1, 1, EMBKV_WIRE_MAX_KEYS + 1,
+					  sample_keys, sample_vals };
+	struct embkv_wire_erase_req em = { 1, EMBKV_WIRE_MAX_KEYS + 1,
+					   sample_keys };
+	struct embkv_wire_pull_req pd;
+	struct embkv_wire_pull_reply prd;
+	struct embkv_wire_rows_req rd;
+	struct embkv_wire_erase_req ed;
+	uint8_t *b;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_pull_req_size(&pm, &len), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_rows_req_size(&rm, &len), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_erase_req_size(&em, &len), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_pull_reply_size(EMBKV_WIRE_MAX_KEYS + 1, 1,
+						    &len), EMBKV_ELIMIT);
+
+	b = dup_bytes(find_sample(EMBKV_WIRE_OP_PULL)->body,
+		      find_sample(EMBKV_WIRE_OP_PULL)->len);
+	len = find_sample(EMBKV_WIRE_OP_PULL)->len;
+	put32(b + EMBKV_WIRE_PULL_REQ_N, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &pd), EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_PULL_REQ_N, UINT32_MAX);
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &pd), EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_PULL_REQ_N, N_KEYS + 1);
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &pd), EMBKV_EPROTO);
+	free(b);
+
+	b = dup_bytes(find_sample(R(EMBKV_WIRE_OP_PULL))->body,
+		      find_sample(R(EMBKV_WIRE_OP_PULL))->len);
+	len = find_sample(R(EMBKV_WIRE_OP_PULL))->len;
+	put32(b + EMBKV_WIRE_PULL_REPLY_N, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &prd),
+			 EMBKV_ELIMIT);
+	free(b);
+
+	b = dup_bytes(find_sample(EMBKV_WIRE_OP_PUSH)->body,
+		      find_sample(EMBKV_WIRE_OP_PUSH)->len);
+	len = find_sample(EMBKV_WIRE_OP_PUSH)->len;
+	put32(b + EMBKV_WIRE_ROWS_REQ_N, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_rows_req_decode(b, len, &rd), EMBKV_ELIMIT);
+	free(b);
+
+	b = dup_bytes(find_sample(EMBKV_WIRE_OP_ERASE)->body,
+		      find_sample(EMBKV_WIRE_OP_ERASE)->len);
+	len = find_sample(EMBKV_WIRE_OP_ERASE)->len;
+	put32(b + EMBKV_WIRE_ERASE_REQ_N, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_erase_req_decode(b, len, &ed), EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_ERASE_REQ_N, N_KEYS - 1);
+	assert_int_equal(embkv_wire_erase_req_decode(b, len, &ed), EMBKV_EPROTO);
+	free(b);
+}
+
+/* n * dim must match the body length exactly. */
+static void test_limit_count_dim_mismatch(void **state)
+{
+	const struct sample *s = find_sample(EMBKV_WIRE_OP_PUSH);
+	const struct sample *r = find_sample(R(EMBKV_WIRE_OP_PULL));
+	struct embkv_wire_rows_req d;
+	struct embkv_wire_pull_reply pd;
+	uint8_t *b = xmalloc(s->len + sizeof(float));
+
+	(void)state;
+	memcpy(b, s->body, s->len);
+	memset(b + s->len, 0, sizeof(float));
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len, &d), 0);
+	/* one float short, one float extra */
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len - sizeof(float),
+						    &d), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len + sizeof(float),
+						    &d), EMBKV_EPROTO);
+	/* dim or n off by one for the same body */
+	put32(b + EMBKV_WIRE_ROWS_REQ_DIM, DIM + 1);
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len, &d), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_ROWS_REQ_DIM, DIM - 1);
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len, &d), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_ROWS_REQ_DIM, DIM);
+	put32(b + EMBKV_WIRE_ROWS_REQ_N, N_KEYS - 1);
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len, &d), EMBKV_EPROTO);
+	/* a product that would wrap 32 bits: n * dim * 4 = 2^32 */
+	put32(b + EMBKV_WIRE_ROWS_REQ_N, EMBKV_WIRE_MAX_KEYS);
+	put32(b + EMBKV_WIRE_ROWS_REQ_DIM, 1024);
+	assert_int_equal(embkv_wire_rows_req_decode(b, s->len, &d), EMBKV_EPROTO);
+	free(b);
+
+	b = dup_bytes(r->body, r->len);
+	put32(b + EMBKV_WIRE_PULL_REPLY_DIM, DIM + 1);
+	assert_int_equal(embkv_wire_pull_reply_decode(b, r->len, &pd),
+			 EMBKV_EPROTO);
+	free(b);
+}
+
+static void test_limit_dim(void **state)
+{
+	static const struct {
+		unsigned int op;
+		size_t off;
+	} where[] = {
+		{ EMBKV_WIRE_OP_PULL, EMBKV_WIRE_PULL_REQ_DIM },
+		{ R(EMBKV_WIRE_OP_PULL), EMBKV_WIRE_PULL_REPLY_DIM },
+		{ EMBKV_WIRE_OP_PUSH, EMBKV_WIRE_ROWS_REQ_DIM },
+		{ EMBKV_WIRE_OP_ASSIGN, EMBKV_WIRE_ROWS_REQ_DIM },
+		{ EMBKV_WIRE_OP_TABLE_CREATE, EMBKV_WIRE_ATTR_DIM },
+		{ R(EMBKV_WIRE_OP_TABLE_OPEN),
+		  EMBKV_WIRE_TABLE_INFO_ATTR + EMBKV_WIRE_ATTR_DIM },
+	};
+	struct embkv_wire_pull_req pm = { 1, 0, 1, EMBKV_WIRE_PULL_TRAIN,
+					  sample_keys };
+	struct embkv_wire_rows_req rm = { 1, 0, 1, sample_keys, sample_vals };
+	struct embkv_table_attr a;
+	size_t i, len;
+
+	(void)state;
+	for (i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		const struct sample *s = find_sample(where[i].op);
+		uint8_t *b = dup_bytes(s->body, s->len);
+
+		put32(b + where[i].off, 0);
+		assert_int_equal(embkv_wire_body_validate(s->op, b, s->len),
+				 EMBKV_EPROTO);
+		put32(b + where[i].off, EMBKV_MAX_DIM + 1);
+		assert_int_equal(embkv_wire_body_validate(s->op, b, s->len),
+				 EMBKV_ELIMIT);
+		put32(b + where[i].off, UINT32_MAX);
+		assert_int_equal(embkv_wire_body_validate(s->op, b, s->len),
+				 EMBKV_ELIMIT);
+		free(b);
+	}
+	/* encoders */
+	assert_int_equal(embkv_wire_pull_req_size(&pm, &len), -EINVAL);
+	pm.dim = EMBKV_MAX_DIM + 1;
+	assert_int_equal(embkv_wire_pull_req_size(&pm, &len), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_rows_req_size(&rm, &len), -EINVAL);
+	rm.dim = EMBKV_MAX_DIM + 1;
+	assert_int_equal(embkv_wire_rows_req_size(&rm, &len), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_pull_reply_size(1, 0, &len), -EINVAL);
+	assert_int_equal(embkv_wire_pull_reply_size(1, EMBKV_MAX_DIM + 1, &len),
+			 EMBKV_ELIMIT);
+	sample_attr(&a);
+	a.dim = 0;
+	assert_int_equal(embkv_wire_table_attr_size(&a, &len), -EINVAL);
+	a.dim = EMBKV_MAX_DIM + 1;
+	assert_int_equal(embkv_wire_table_attr_size(&a, &len), EMBKV_ELIMIT);
+	a.dim = EMBKV_MAX_DIM;
+	assert_int_equal(embkv_wire_table_attr_size(&a, &len), 0);
+}
+
+static void test_max_rows(void **state)
+{
+	static const uint32_t dims[] = { 1, 8, 64, 128, 1000, EMBKV_MAX_DIM };
+	struct embkv_wire_rows_req rm = { 0 };
+	struct embkv_wire_pull_req pm = { 0 };
+	size_t i, len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_max_rows(0), 0);
+	assert_int_equal(embkv_wire_max_rows(EMBKV_MAX_DIM + 1), 0);
+	for (i = 0; i < sizeof(dims) / sizeof(dims[0]); i++) {
+		uint32_t n = embkv_wire_max_rows(dims[i]);
+
+		assert_true(n > 0 && n <= EMBKV_WIRE_MAX_KEYS);
+		rm.dim = pm.dim = dims[i];
+		rm.n = pm.n = n;
+		assert_int_equal(embkv_wire_rows_req_size(&rm, &len), 0);
+		assert_true(len <= EMBKV_WIRE_MAX_BODY);
+		assert_int_equal(embkv_wire_pull_req_size(&pm, &len), 0);
+		assert_int_equal(embkv_wire_pull_reply_size(n, dims[i], &len), 0);
+		if (n < EMBKV_WIRE_MAX_KEYS) {
+			rm.n = n + 1;
+			assert_int_equal(embkv_wire_rows_req_size(&rm, &len),
+					 EMBKV_ELIMIT);
+		}
+	}
+	assert_int_equal(embkv_wire_max_rows(1), EMBKV_WIRE_MAX_KEYS);
+	/* the figures net/PROTOCOL.md quotes */
+	assert_int_equal(embkv_wire_max_rows(13), EMBKV_WIRE_MAX_KEYS);
+	assert_int_equal(embkv_wire_max_rows(14), EMBKV_WIRE_MAX_KEYS - 1);
+	assert_int_equal(embkv_wire_max_rows(128), 129055);
+	assert_int_equal(embkv_wire_max_rows(EMBKV_MAX_DIM), 4094);
+}
+
+/* Every proper prefix of every valid body is EMBKV_EPROTO; so is any
+ * trailing byte. */
+static void test_truncated_and_trailing_bodies(void **state)
+{
+	size_t i, len;
+
+	(void)state;
+	for (i = 0; i < n_samples; i++) {
+		const struct sample *s = &samples[i];
+		uint8_t *b;
+
+		for (len = 0; len < s->len; len++) {
+			b = dup_bytes(s->body, len);
+			assert_int_equal(embkv_wire_body_validate(s->op, b, len),
+					 EMBKV_EPROTO);
+			free(b);
+		}
+		b = xmalloc(s->len + 1);
+		if (s->len)
+			memcpy(b, s->body, s->len);
+		b[s->len] = 0;
+		assert_int_equal(embkv_wire_body_validate(s->op, b, s->len + 1),
+				 EMBKV_EPROTO);
+		free(b);
+	}
+}
+
+/* A body length over the frame limit is refused before anything is read. */
+static void test_body_over_limit(void **state)
+{
+	size_t len = (size_t)EMBKV_WIRE_MAX_BODY + 1;
+	uint8_t *b = calloc(1, len);
+	size_t i;
+
+	(void)state;
+	assert_non_null(b);
+	for (i = 0; i < n_samples; i++) {
+		if (!samples[i].len)
+			continue; /* empty bodies: any length is EPROTO */
+		assert_int_equal(embkv_wire_body_validate(samples[i].op, b, len),
+				 EMBKV_ELIMIT);
+	}
+	free(b);
+}
+
+static void test_misaligned_body(void **state)
+{
+	const struct sample *s = find_sample(EMBKV_WIRE_OP_PULL);
+	struct embkv_wire_pull_req d;
+	uint64_t *keys;
+	uint8_t *b = xmalloc(s->len + 1);
+
+	(void)state;
+	memcpy(b + 1, s->body, s->len);
+	assert_int_equal(embkv_wire_pull_req_decode(b + 1, s->len, &d), -EINVAL);
+	assert_int_equal(embkv_wire_pull_req_decode(b + 1, s->len, NULL),
+			 -EINVAL);
+	d.table_id = 1;
+	d.dim = DIM;
+	d.n = N_KEYS;
+	d.mode = 0;
+	assert_int_equal(embkv_wire_pull_req_prepare(&d, b + 1, s->len, &keys),
+			 -EINVAL);
+	free(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* authentication */
+
+/* The MAC as net/PROTOCOL.md spells it, written independently of wire.c:
+ * secret = XXH128 canonical of the token with seeds KDF + 0..11;
+ * MAC = XXH3_128bits_withSecret(label || u16 version || sn || cn). */
+#define SPEC_KDF_SEED 0x656d626b762d6b64ull
+static void spec_mac(const char *token, const char label[8],
+		     const uint8_t *sn, const uint8_t *cn, uint8_t *mac)
+{
+	uint8_t secret[EMBKV_WIRE_AUTH_SECRET_SIZE], msg[8 + 2 + 32 + 32];
+	XXH128_canonical_t c;
+	size_t i;
+
+	for (i = 0; i < sizeof(secret) / 16; i++) {
+		XXH128_canonicalFromHash(&c, XXH3_128bits_withSeed(token,
+				strlen(token), SPEC_KDF_SEED + i));
+		memcpy(secret + 16 * i, c.digest, 16);
+	}
+	memcpy(msg, label, 8);
+	msg[8] = EMBKV_WIRE_VERSION & 0xff;
+	msg[9] = EMBKV_WIRE_VERSION >> 8;
+	memcpy(msg + 10, sn, 32);
+	memcpy(msg + 42, cn, 32);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_withSecret(msg, sizeof(msg),
+							     secret,
+							     sizeof(secret)));
+	memcpy(mac, c.digest, 16);
+}
+
+static void test_auth(void **state)
+{
+	static const char token[] = "correct horse battery staple";
+	/* Pinned (net/PROTOCOL.md test vector): the MAC is part of the
+	 * protocol and must not drift. */
+	static const uint8_t want_client[EMBKV_WIRE_MAC_SIZE] = {
+		0xbd, 0xad, 0x10, 0x3e, 0xee, 0xfb, 0x04, 0x84,
+		0x4d, 0x20, 0x2c, 0x33, 0xdd, 0x53, 0xf5, 0x03,
+	};
+	static const uint8_t want_server[EMBKV_WIRE_MAC_SIZE] = {
+		0xcd, 0x7a, 0xd9, 0xae, 0xf4, 0xc7, 0xe4, 0x2e,
+		0xf5, 0xf4, 0x8e, 0xf2, 0xd6, 0x03, 0x65, 0x30,
+	};
+	struct embkv_wire_auth_key key, other;
+	uint8_t sn[EMBKV_WIRE_NONCE_SIZE], cn[EMBKV_WIRE_NONCE_SIZE];
+	uint8_t mc[EMBKV_WIRE_MAC_SIZE], ms[EMBKV_WIRE_MAC_SIZE];
+	uint8_t spec[EMBKV_WIRE_MAC_SIZE];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < EMBKV_WIRE_NONCE_SIZE; i++) {
+		sn[i] = (uint8_t)i;
+		cn[i] = (uint8_t)(0xff - i);
+	}
+	assert_int_equal(embkv_wire_auth_key_derive(token, strlen(token), &key),
+			 0);
+	assert_int_equal(embkv_wire_auth_mac(&key, EMBKV_WIRE_AUTH_CLIENT, sn,
+					     cn, mc), 0);
+	assert_int_equal(embkv_wire_auth_mac(&key, EMBKV_WIRE_AUTH_SERVER, sn,
+					     cn, ms), 0);
+	assert_memory_not_equal(mc, ms, EMBKV_WIRE_MAC_SIZE);
+	assert_memory_equal(mc, want_client, EMBKV_WIRE_MAC_SIZE);
+	assert_memory_equal(ms, want_server, EMBKV_WIRE_MAC_SIZE);
+	spec_mac(token, "EMKVAUTC", sn, cn, spec);
+	assert_memory_equal(mc, spec, EMBKV_WIRE_MAC_SIZE);
+	spec_mac(token, "EMKVAUTS", sn, cn, spec);
+	assert_memory_equal(ms, spec, EMBKV_WIRE_MAC_SIZE);
+	assert_int_equal(embkv_wire_auth_verify(&key, EMBKV_WIRE_AUTH_CLIENT,
+						sn, cn, mc), 0);
+	assert_int_equal(embkv_wire_auth_verify(&key, EMBKV_WIRE_AUTH_SERVER,
+						sn, cn, ms), 0);
+	/* reflection: the server's MAC is not a valid client MAC */
+	assert_int_equal(embkv_wire_auth_verify(&key, EMBKV_WIRE_AUTH_CLIENT,
+						sn, cn, ms), EMBKV_EAUTH);
+	/* another token */
+	assert_int_equal(embkv_wire_auth_key_derive("correct horse battery "
+						    "stapler", strlen(token) + 1,
+						    &other), 0);
+	assert_int_equal(embkv_wire_auth_verify(&other, EMBKV_WIRE_AUTH_CLIENT,
+						sn, cn, mc), EMBKV_EAUTH);
+	/* any changed nonce byte or MAC bit */
+	for (i = 0; i < EMBKV_WIRE_NONCE_SIZE; i++) {
+		sn[i] ^= 1;
+		assert_int_equal(embkv_wire_auth_verify(&key,
+							EMBKV_WIRE_AUTH_CLIENT,
+							sn, cn, mc),
+				 EMBKV_EAUTH);
+		sn[i] ^= 1;
+		cn[i] ^= 0x80;
+		assert_int_equal(embkv_wire_auth_verify(&key,
+							EMBKV_WIRE_AUTH_CLIENT,
+							sn, cn, mc),
+				 EMBKV_EAUTH);
+		cn[i] ^= 0x80;
+	}
+	for (i = 0; i < EMBKV_WIRE_MAC_SIZE * 8; i++) {
+		mc[i / 8] ^= (uint8_t)(1u << (i % 8));
+		assert_int_equal(embkv_wire_auth_verify(&key,
+							EMBKV_WIRE_AUTH_CLIENT,
+							sn, cn, mc),
+				 EMBKV_EAUTH);
+		mc[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+	assert_int_equal(embkv_wire_auth_key_derive(token, 0, &other), -EINVAL);
+	assert_int_equal(embkv_wire_auth_mac(&key, (enum embkv_wire_auth_role)2,
+					     sn, cn, mc), -EINVAL);
+	embkv_wire_auth_key_wipe(&key);
+	for (i = 0; i < EMBKV_WIRE_AUTH_SECRET_SIZE; i++)
+		assert_int_equal(key.secret[i], 0);
+	embkv_wire_auth_key_wipe(&other);
+}
+
+/* ------------------------------------------------------------------------ */
+/* fuzz */
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+	/* xorshift64* */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+static uint32_t rng_below(uint32_t n)
+{
+	return n ? (uint32_t)(rng() % n) : 0;
+}
+
+enum { FZ_OK, FZ_FAIL, FZ_N };
+
+struct fuzz_target {
+	const char *name;
+	int (*run)(const uint8_t *b, size_t len);
+	unsigned long seen[FZ_N];
+};
+
+static void check_rc(int rc)
+{
+	if (rc != 0 && rc != EMBKV_EPROTO && rc != EMBKV_ELIMIT)
+		fail_msg("decoder returned %d", rc);
+}
+
+static int fz_hello(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_hello m;
+
+	return embkv_wire_hello_decode(b, len, &m);
+}
+
+static int fz_auth(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_auth m;
+
+	return embkv_wire_auth_decode(b, len, &m);
+}
+
+static int fz_empty(const uint8_t *b, size_t len)
+{
+	return embkv_wire_empty_decode(b, len);
+}
+
+static int fz_table_id(const uint8_t *b, size_t len)
+{
+	uint32_t id;
+
+	return embkv_wire_table_id_decode(b, len, &id);
+}
+
+static int fz_name(const uint8_t *b, size_t len)
+{
+	char name[EMBKV_TABLE_NAME_MAX];
+	int rc = embkv_wire_name_decode(b, len, name);
+
+	if (!rc)
+		assert_true(strlen(name) >= 1 &&
+			    strlen(name) <= EMBKV_WIRE_NAME_LEN_MAX);
+	return rc;
+}
+
+static int fz_attr(const uint8_t *b, size_t len)
+{
+	struct embkv_table_attr a;
+	int rc = embkv_wire_table_attr_decode(b, len, &a);
+
+	if (!rc)
+		assert_true(a.dim >= 1 && a.dim <= EMBKV_MAX_DIM &&
+			    strlen(a.name) < EMBKV_TABLE_NAME_MAX);
+	return rc;
+}
+
+static int fz_table_info(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_table_info m;
+	int rc = embkv_wire_table_info_decode(b, len, &m);
+
+	if (!rc)
+		assert_true(m.attr.dim >= 1 && m.attr.dim <= EMBKV_MAX_DIM);
+	return rc;
+}
+
+static int fz_table_list(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_table_list l;
+	struct embkv_wire_table_entry e;
+	uint32_t n = 0;
+	int rc = embkv_wire_table_list_decode(b, len, &l);
+
+	if (rc)
+		return rc;
+	while (embkv_wire_table_list_next(&l, &e)) {
+		assert_true(e.dim >= 1 && e.dim <= EMBKV_MAX_DIM);
+		assert_true(strlen(e.name) >= 1);
+		n++;
+	}
+	assert_int_equal(n, l.count);
+	return 0;
+}
+
+static int fz_pull_req(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_pull_req m;
+	int rc = embkv_wire_pull_req_decode(b, len, &m);
+
+	if (!rc) {
+		assert_true(m.n <= EMBKV_WIRE_MAX_KEYS);
+		assert_int_equal(EMBKV_WIRE_PULL_REQ_KEYS + 8ull * m.n, len);
+		if (m.n)
+			assert_true((const uint8_t *)(m.keys + m.n) == b + len);
+	}
+	return rc;
+}
+
+static int fz_pull_reply(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_pull_reply m;
+	uint32_t i;
+	int rc = embkv_wire_pull_reply_decode(b, len, &m);
+
+	if (rc)
+		return rc;
+	for (i = 0; i < m.n; i++)
+		assert_true(m.found[i] <= 1);
+	assert_true((const uint8_t *)(m.vals + (size_t)m.n * m.dim) == b + len);
+	return 0;
+}
+
+static int fz_rows_req(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_rows_req m;
+	int rc = embkv_wire_rows_req_decode(b, len, &m);
+
+	if (!rc)
+		assert_true((const uint8_t *)(m.vals + (size_t)m.n * m.dim) ==
+			    b + len);
+	return rc;
+}
+
+static int fz_erase_req(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_erase_req m;
+	int rc = embkv_wire_erase_req_decode(b, len, &m);
+
+	if (!rc)
+		assert_int_equal(EMBKV_WIRE_ERASE_REQ_KEYS + 8ull * m.n, len);
+	return rc;
+}
+
+static int fz_count(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_count_reply m;
+
+	return embkv_wire_count_reply_decode(b, len, &m);
+}
+
+static int fz_stats(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_stats s;
+	struct embkv_wire_stat v;
+	uint64_t n = 0;
+	uint32_t table;
+	int rc = embkv_wire_stats_decode(b, len, &s);
+
+	if (rc)
+		return rc;
+	while (embkv_wire_stats_next(&s, &table, &v)) {
+		assert_true(v.id != 0);
+		n++;
+	}
+	assert_int_equal(n, s.n_stats);
+	return 0;
+}
+
+static int fz_shard_map(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_shard_map m;
+	struct embkv_wire_str addr;
+	uint32_t i, n = 0;
+	int rc = embkv_wire_shard_map_decode(b, len, &m);
+
+	if (rc)
+		return rc;
+	for (i = 0; i < m.n_partitions; i++)
+		assert_true(m.part_server[i] < m.n_servers);
+	while (embkv_wire_shard_map_next_server(&m, &addr)) {
+		assert_true(addr.len >= 1 && addr.len <= EMBKV_WIRE_ADDR_MAX);
+		assert_null(memchr(addr.ptr, '\0', addr.len));
+		n++;
+	}
+	assert_int_equal(n, m.n_servers);
+	return 0;
+}
+
+static int fz_error(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_error e;
+	int rc = embkv_wire_error_decode(b, len, &e);
+
+	if (!rc)
+		assert_true(e.status < 0 && e.msg.len <= EMBKV_WIRE_ERRMSG_MAX);
+	return rc;
+}
+
+static struct fuzz_target targets[] = {
+	{ "hello", fz_hello, { 0 } },
+	{ "auth", fz_auth, { 0 } },
+	{ "empty", fz_empty, { 0 } },
+	{ "table_id", fz_table_id, { 0 } },
+	{ "name", fz_name, { 0 } },
+	{ "table_attr", fz_attr, { 0 } },
+	{ "table_info", fz_table_info, { 0 } },
+	{ "table_list", fz_table_list, { 0 } },
+	{ "pull_req", fz_pull_req, { 0 } },
+	{ "pull_reply", fz_pull_reply, { 0 } },
+	{ "rows_req", fz_rows_req, { 0 } },
+	{ "erase_req", fz_erase_req, { 0 } },
+	{ "count_reply", fz_count, { 0 } },
+	{ "stats", fz_stats, { 0 } },
+	{ "shard_map", fz_shard_map, { 0 } },
+	{ "error", fz_error, { 0 } },
+};
+#define N_TARGETS (sizeof(targets) / sizeof(targets[0]))
+
+static const uint32_t interesting32[] = {
+	0, 1, 2, 3, 7, 8, 0xff, 0x100, 0xffff, 0x10000, EMBKV_MAX_DIM,
+	EMBKV_MAX_DIM + 1, EMBKV_WIRE_MAX_KEYS, EMBKV_WIRE_MAX_KEYS + 1,
+	EMBKV_WIRE_MAX_BODY, EMBKV_WIRE_MAX_BODY + 1, 0x7fffffff, 0x80000000,
+	0xfffffffe, 0xffffffff,
+};
+static const uint16_t interesting16[] = {
+	0, 1, 2, 63, 64, 255, 256, 0x7fff, 0x8000, 0xffff,
+};
+#define N_INTERESTING32 (sizeof(interesting32) / sizeof(interesting32[0]))
+#define N_INTERESTING16 (sizeof(interesting16) / sizeof(interesting16[0]))
+
+/* Builds a whole valid frame for sample s into f; returns its length. */
+static size_t sample_frame(const struct sample *s, uint8_t *f)
+{
+	struct embkv_wire_hdr h = { .opcode = (uint8_t)s->op,
+				    .body_len = (uint32_t)s->len,
+				    .request_id = rng(), .epoch = rng() };
+
+	assert_int_equal(embkv_wire_hdr_encode(&h, f), EMBKV_WIRE_HDR_SIZE);
+	if (s->len)
+		memcpy(f + EMBKV_WIRE_HDR_SIZE, s->body, s->len);
+	return EMBKV_WIRE_HDR_SIZE + s->len;
+}
+
+static size_t mutate(uint8_t *f, size_t len, size_t cap)
+{
+	unsigned int k, n = 1 + rng_below(FUZZ_MUTATIONS_MAX);
+	size_t at, extra, i;
+
+	for (k = 0; k < n; k++) {
+		switch (rng_below(7)) {
+		case 0: /* flip a bit */
+			if (len)
+				f[rng_below((uint32_t)len)] ^=
+					(uint8_t)(1u << rng_below(8));
+			break;
+		case 1: /* random byte */
+			if (len)
+				f[rng_below((uint32_t)len)] = (uint8_t)rng();
+			break;
+		case 2: /* interesting u32, usually on a field boundary */
+			if (len >= 4) {
+				at = rng_below((uint32_t)len - 3);
+				if (rng_below(2))
+					at &= ~(size_t)3;
+				put32(f + at,
+				      interesting32[rng_below(N_INTERESTING32)]);
+			}
+			break;
+		case 3: /* interesting u16 */
+			if (len >= 2)
+				put16(f + rng_below((uint32_t)len - 1),
+				      interesting16[rng_below(N_INTERESTING16)]);
+			break;
+		case 4: /* truncate */
+			len = rng_below((uint32_t)len + 1);
+			break;
+		case 5: /* extend */
+			extra = 1 + rng_below(FUZZ_EXTEND_MAX);
+			if (len + extra > cap)
+				extra = cap - len;
+			for (i = 0; i < extra; i++)
+				f[len + i] = (uint8_t)rng();
+			len += extra;
+			break;
+		default: /* make the header's body_len agree */
+			if (len >= EMBKV_WIRE_HDR_SIZE)
+				put32(f + EMBKV_WIRE_HDR_BODY_LEN,
+				      (uint32_t)(len - EMBKV_WIRE_HDR_SIZE));
+			break;
+		}
+	}
+	return len;
+}
+
+static void fuzz_one(const uint8_t *f, size_t len)
+{
+	struct embkv_wire_hdr h;
+	const uint8_t *body;
+	const uint8_t *src = f;
+	size_t blen = len, t;
+	uint8_t *frame, *b;
+	int rc;
+
+	/* header and frame decoders on an exact-size copy */
+	frame = dup_bytes(f, len);
+	rc = embkv_wire_hdr_decode(frame, len, &h);
+	if (rc != 0 && rc != EMBKV_EPROTO && rc != EMBKV_EVERSION &&
+	    rc != EMBKV_EOPCODE && rc != EMBKV_ELIMIT)
+		fail_msg("hdr_decode returned %d", rc);
+	rc = embkv_wire_frame_decode(frame, len, &h, &body);
+	if (!rc) {
+		assert_int_equal(h.body_len + EMBKV_WIRE_HDR_SIZE, len);
+		/* body right after a 32-byte header in a malloc'ed buffer
+		 * is aligned: validate it in place */
+		check_rc(embkv_wire_body_validate(h.opcode, body, h.body_len));
+	}
+	free(frame);
+
+	/* every body decoder on the body (or on all bytes if no header) */
+	if (len >= EMBKV_WIRE_HDR_SIZE) {
+		src = f + EMBKV_WIRE_HDR_SIZE;
+		blen = len - EMBKV_WIRE_HDR_SIZE;
+	}
+	b = dup_bytes(src, blen);
+	for (t = 0; t < N_TARGETS; t++) {
+		rc = targets[t].run(b, blen);
+		check_rc(rc);
+		targets[t].seen[rc ? FZ_FAIL : FZ_OK]++;
+	}
+	free(b);
+}
+
+static void test_fuzz(void **state)
+{
+	size_t max_len = 0, i, len;
+	uint8_t *f;
+	uint32_t it;
+	const char *env = getenv("EMBKV_FUZZ_SEED");
+
+	(void)state;
+	rng_state = env ? strtoull(env, NULL, 0) : FUZZ_SEED_DEFAULT;
+	if (!rng_state)
+		rng_state = FUZZ_SEED_DEFAULT;
+	print_message("fuzz seed 0x%llx (EMBKV_FUZZ_SEED to change)\n",
+		      (unsigned long long)rng_state);
+	for (i = 0; i < n_samples; i++)
+		if (samples[i].len > max_len)
+			max_len = samples[i].len;
+	max_len += EMBKV_WIRE_HDR_SIZE + FUZZ_EXTEND_MAX * FUZZ_MUTATIONS_MAX +
+		   FUZZ_RANDOM_LEN_MAX;
+	f = xmalloc(max_len);
+	for (i = 0; i < N_TARGETS; i++)
+		memset(targets[i].seen, 0, sizeof(targets[i].seen));
+
+	for (it = 0; it < FUZZ_ITERS; it++) {
+		const struct sample *s = &samples[rng_below((uint32_t)n_samples)];
+
+		if (rng_below(100) < FUZZ_RANDOM_PERCENT) {
+			len = rng_below(FUZZ_RANDOM_LEN_MAX);
+			for (i = 0; i < len; i++)
+				f[i] = (uint8_t)rng();
+			if (len >= EMBKV_WIRE_HDR_SIZE && rng_below(2)) {
+				/* a valid header over random body bytes */
+				struct embkv_wire_hdr h = {
+					.opcode = (uint8_t)s->op,
+					.body_len = (uint32_t)(len -
+						EMBKV_WIRE_HDR_SIZE),
+				};
+
+				embkv_wire_hdr_encode(&h, f);
+			}
+		} else {
+			len = sample_frame(s, f);
+			/* unmutated 1 time in 16: success paths stay covered */
+			if (rng_below(16))
+				len = mutate(f, len, max_len);
+		}
+		fuzz_one(f, len);
+	}
+	free(f);
+	for (i = 0; i < N_TARGETS; i++) {
+		print_message("  %-12s %7lu ok %7lu rejected\n", targets[i].name,
+			      targets[i].seen[FZ_OK], targets[i].seen[FZ_FAIL]);
+		if (!targets[i].seen[FZ_OK] || !targets[i].seen[FZ_FAIL])
+			fail_msg("decoder %s: %lu ok, %lu failed", targets[i].name,
+				 targets[i].seen[FZ_OK],
+				 targets[i].seen[FZ_FAIL]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hdr_round_trip),
+		cmocka_unit_test(test_hdr_truncated),
+		cmocka_unit_test(test_hdr_bad_magic),
+		cmocka_unit_test(test_hdr_bad_version),
+		cmocka_unit_test(test_hdr_unknown_opcode),
+		cmocka_unit_test(test_hdr_body_len_limit),
+		cmocka_unit_test(test_hdr_flags_reserved),
+		cmocka_unit_test(test_hdr_encode_invalid),
+		cmocka_unit_test(test_frame_decode),
+		cmocka_unit_test(test_buf),
+		cmocka_unit_test(test_op_helpers),
+		cmocka_unit_test(test_epoch_rule),
+		cmocka_unit_test(test_all_samples_validate),
+		cmocka_unit_test(test_hello_auth_round_trip),
+		cmocka_unit_test(test_table_attr_round_trip),
+		cmocka_unit_test(test_name_round_trip_and_limits),
+		cmocka_unit_test(test_table_list_round_trip),
+		cmocka_unit_test(test_table_list_invalid),
+		cmocka_unit_test(test_pull_round_trip),
+		cmocka_unit_test(test_rows_round_trip),
+		cmocka_unit_test(test_erase_count_round_trip),
+		cmocka_unit_test(test_stats_round_trip),
+		cmocka_unit_test(test_shard_map_round_trip),
+		cmocka_unit_test(test_shard_map_invalid),
+		cmocka_unit_test(test_shard_map_partitions),
+		cmocka_unit_test(test_error_round_trip),
+		cmocka_unit_test(test_empty_bodies),
+		cmocka_unit_test(test_limit_keys),
+		cmocka_unit_test(test_limit_count_dim_mismatch),
+		cmocka_unit_test(test_limit_dim),
+		cmocka_unit_test(test_max_rows),
+		cmocka_unit_test(test_truncated_and_trailing_bodies),
+		cmocka_unit_test(test_body_over_limit),
+		cmocka_unit_test(test_misaligned_body),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_fuzz),
+	};
+
+	return cmocka_run_group_tests(tests, build_samples, free_samples);
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds the normal and the
+# ASan/UBSan flavours, and runs every test of both with ctest.
+# Usage: tools/test.sh        (exit status 0 only if everything passed)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+tools/install-deps.sh
+tools/build.sh build
+tools/build.sh build-asan -DEMBKV_SANITIZE=ON
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+status=0
+echo "== tests (normal build)"
+ctest --test-dir build --output-on-failure -j 2 || status=1
+echo "== tests (ASan/UBSan build)"
+ctest --test-dir build-asan --output-on-failure -j 2 || status=1
+exit $status
