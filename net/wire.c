@@ -604,6 +604,8 @@ static void attr_write(uint8_t *p, const struct embkv_table_attr *a, size_t len)
 	put_u32(p + EMBKV_WIRE_ATTR_LFU_DECAY, a->lfu_decay_period);
 	put_u32(p + EMBKV_WIRE_ATTR_FLAGS, a->flags);
 	put_u64(p + EMBKV_WIRE_ATTR_HASH_SEED, a->hash_seed);
+	put_f32(p + EMBKV_WIRE_ATTR_INDEX_LOAD, a->index_load);
+	put_u32(p + EMBKV_WIRE_ATTR_RESERVED, 0);
 	put_str(p + EMBKV_WIRE_ATTR_NAME, a->name,
 		len - ATTR_FIXED_SIZE - STR_LEN_SIZE);
 }
@@ -648,6 +650,9 @@ static int attr_read(const uint8_t *p, size_t len, struct embkv_table_attr *out)
 	a.lfu_decay_period = get_u32(p + EMBKV_WIRE_ATTR_LFU_DECAY);
 	a.flags = get_u32(p + EMBKV_WIRE_ATTR_FLAGS);
 	a.hash_seed = get_u64(p + EMBKV_WIRE_ATTR_HASH_SEED);
+	a.index_load = get_f32(p + EMBKV_WIRE_ATTR_INDEX_LOAD);
+	if (get_u32(p + EMBKV_WIRE_ATTR_RESERVED) != 0)
+		return EMBKV_EPROTO;
 	*out = a;
 	return 0;
 }

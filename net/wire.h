@@ -281,7 +281,9 @@ enum embkv_wire_attr_off {
 	EMBKV_WIRE_ATTR_LFU_DECAY = 80,      /* u32 */
 	EMBKV_WIRE_ATTR_FLAGS = 84,          /* u32 */
 	EMBKV_WIRE_ATTR_HASH_SEED = 88,      /* u64 */
-	EMBKV_WIRE_ATTR_NAME = 96,           /* u16 length, then the bytes */
+	EMBKV_WIRE_ATTR_INDEX_LOAD = 96,     /* f32 */
+	EMBKV_WIRE_ATTR_RESERVED = 100,      /* u32, 0 */
+	EMBKV_WIRE_ATTR_NAME = 104,          /* u16 length, then the bytes */
 };
 int embkv_wire_table_attr_size(const struct embkv_table_attr *a, size_t *len);
 int embkv_wire_table_attr_encode(const struct embkv_table_attr *a,

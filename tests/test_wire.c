@@ -80,6 +80,7 @@ static void sample_attr(struct embkv_table_attr *a)
 	a->admit_after = 3;
 	a->lfu_decay_period = 7;
 	a->hash_seed = 0xabcdef0123456789ull;
+	a->index_load = 0.875f;
 	a->flags = 0x40;
 }
 
@@ -112,6 +113,7 @@ static void assert_attr_equal(const struct embkv_table_attr *x,
 	assert_int_equal(x->admit_after, y->admit_after);
 	assert_int_equal(x->lfu_decay_period, y->lfu_decay_period);
 	assert_int_equal(x->hash_seed, y->hash_seed);
+	assert_f32_same(x->index_load, y->index_load);
 	assert_int_equal(x->flags, y->flags);
 }
 

@@ -133,6 +133,125 @@ int embkv_optimizer_parse(const char *name);
 const char *embkv_init_name(enum embkv_init_type t);
 int embkv_init_parse(const char *name);
 
+/* ======================================================================
+ * Client library (libembkv)
+ *
+ * A client holds connections to every server of one cluster and a cached
+ * shard map per open table. It is thread-safe: any number of threads may
+ * call any function on one client concurrently (each call is independent;
+ * calls on the same keys from different threads are ordered by the
+ * servers, per key). Every call returns 0 or a negative status
+ * (embkv_strerror() names it) and never prints, exits or aborts.
+ * ====================================================================== */
+
+struct embkv_client;
+struct embkv_table_handle;
+struct embkv_op;
+
+struct embkv_client_attr {
+	/* Servers, "tcp://host:port" (later "rdma://host:port"). Copied. */
+	const char *const *servers;
+	uint32_t nservers;
+	/* Shared secret; NULL or "" for no authentication. Copied. */
+	const char *token;
+	uint32_t connect_timeout_ms;   /* per server; default 5000 */
+	uint32_t request_timeout_ms;   /* per request; default 30000 */
+	uint32_t max_retries;          /* on a stale epoch; default 3 */
+	uint32_t flags;                /* reserved, must be 0 */
+};
+
+/* Defaults: no servers, no token, the timeouts above. */
+void embkv_client_attr_init(struct embkv_client_attr *attr);
+
+/* Connects (and authenticates) to every server. 0, -EINVAL, -ENOMEM,
+ * EMBKV_EAUTH, EMBKV_ETIMEDOUT, EMBKV_EDISCONNECTED, -ECONNREFUSED, ...
+ * On success the caller owns *out until embkv_client_destroy(). */
+int embkv_client_create(const struct embkv_client_attr *attr,
+			struct embkv_client **out);
+/* Closes every connection; waits for outstanding async operations first.
+ * Table handles of this client must be closed before. NULL is a no-op. */
+void embkv_client_destroy(struct embkv_client *c);
+
+/* Creates the table on every server (attr checked with
+ * embkv_table_attr_check first). EMBKV_ETABLEEXISTS when the name is used. */
+int embkv_table_create_remote(struct embkv_client *c,
+			      const struct embkv_table_attr *attr);
+/* Drops the table everywhere. EMBKV_ENOTABLE when it does not exist. */
+int embkv_table_drop_remote(struct embkv_client *c, const char *name);
+
+/* Names of the tables, up to max; *count gets how many exist. */
+struct embkv_table_summary {
+	char name[EMBKV_TABLE_NAME_MAX];
+	uint32_t dim;
+};
+int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
+		     uint32_t max, uint32_t *count);
+
+/* Opens a table: its attributes and shard map. The handle stays valid
+ * until embkv_table_close(); it may be used from any thread. */
+int embkv_table_open(struct embkv_client *c, const char *name,
+		     struct embkv_table_handle **out);
+void embkv_table_close(struct embkv_table_handle *t);
+/* The table's attributes (valid while the handle is open). */
+const struct embkv_table_attr *embkv_table_attr_get(
+	const struct embkv_table_handle *t);
+
+enum embkv_mode {
+	EMBKV_MODE_TRAIN = 0, /* find or insert (admission permitting) */
+	EMBKV_MODE_INFER = 1, /* find; missing keys read as default, found 0 */
+};
+
+/*
+ * Pulls n rows into out (n x dim floats, row i for keys[i]). Duplicate
+ * keys are fetched once. found (may be NULL) gets 1 for a stored key, 0
+ * otherwise. In infer mode a missing key reads as dflt (dim floats; NULL:
+ * zeros). Keys go to their servers in parallel.
+ */
+int embkv_pull(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
+	       float *out, uint8_t *found, enum embkv_mode mode,
+	       const float *dflt);
+
+/* Pushes gradients (n x dim): duplicates are summed client-side, the
+ * server applies the table's optimizer. *applied (may be NULL) gets how
+ * many distinct keys were applied (the rest were not stored). */
+int embkv_push(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
+	       const float *grads, uint32_t *applied);
+
+/* Stores values (n x dim) as the rows of keys (last one wins for a
+ * duplicate key), bypassing admission. */
+int embkv_assign(struct embkv_table_handle *t, uint32_t n,
+		 const uint64_t *keys, const float *values);
+
+/* Removes keys; *erased (may be NULL) gets how many were stored. */
+int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
+		uint32_t *erased);
+
+/*
+ * Asynchronous pull and push: start the operation and return at once; the
+ * buffers must stay untouched until embkv_op_wait() returns, which gives
+ * the operation's status and frees *op. Every started op must be waited.
+ */
+int embkv_pull_async(struct embkv_table_handle *t, uint32_t n,
+		     const uint64_t *keys, float *out, uint8_t *found,
+		     enum embkv_mode mode, const float *dflt,
+		     struct embkv_op **op);
+int embkv_push_async(struct embkv_table_handle *t, uint32_t n,
+		     const uint64_t *keys, const float *grads,
+		     struct embkv_op **op);
+int embkv_op_wait(struct embkv_op *op);
+
+/* Shard map of an open table: epoch and the server index of each
+ * partition (out has room for the table's partitions). */
+int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,
+		    uint16_t *part_server, uint32_t nparts);
+
+/* Statistics: one callback per (server, table, counter). table is NULL
+ * for server-wide counters. Counter names are stable identifiers
+ * ("rows", "pull_p99_us", ...). */
+typedef void (*embkv_stat_fn)(void *ctx, uint32_t server, const char *table,
+			      const char *name, uint64_t value);
+int embkv_stats(struct embkv_client *c, embkv_stat_fn fn, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif
