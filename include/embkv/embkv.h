@@ -248,9 +248,10 @@ int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,
 /* Statistics: one callback per (server, table, counter). table is NULL
  * for server-wide counters. Counter names are stable identifiers
  * ("rows", "pull_p99_us", ...). */
-typedef void (*embkv_stat_fn)(void *ctx, uint32_t server, const char *table,
-			      const char *name, uint64_t value);
-int embkv_stats(struct embkv_client *c, embkv_stat_fn fn, void *ctx);
+int embkv_stats(struct embkv_client *c,
+		void (*fn)(void *ctx, uint32_t server, const char *table,
+			   const char *name, uint64_t value),
+		void *ctx);
 
 #ifdef __cplusplus
 }
