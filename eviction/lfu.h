@@ -1,10 +1,15 @@
 /*
- * LFU counters: one 16-bit word of private state per row, its low 15 bits
- * a saturating access count and its top bit the row's dirty flag. The
- * owner thread touches a row on every server-visible access (RPC pull,
- * push, assign) and halves all counters every decay period so that old
- * popularity fades. Victim choice is bucket-local: the lowest count among a
- * key's candidate slots (O(1), as in HierarchicalKV).
+ * LFU counters: one 32-bit word per row, kept in the record's tail (see
+ * hashing/record.h), so the owner's access to a row touches no other
+ * memory. The word is count:15 | dirty:1 | epoch:16.
+ *
+ * Decay is lazy: a partition's clock advances its epoch every decay
+ * period, and a count is worth count >> (epoch now - epoch of the word).
+ * Old popularity fades without any pass over the rows. The owner thread
+ * counts every server-visible access (RPC pull, push, assign); victim
+ * choice is bucket-local: the lowest count among a key's candidate slots
+ * (O(1), as in HierarchicalKV). The dirty bit marks rows written since the
+ * last checkpoint.
  */
 #ifndef EMBKV_EVICTION_LFU_H
 #define EMBKV_EVICTION_LFU_H
@@ -12,43 +17,56 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EMBKV_LFU_DIRTY 0x8000u
 #define EMBKV_LFU_COUNT_MAX 0x7fffu
+#define EMBKV_LFU_DIRTY 0x8000u
+#define EMBKV_LFU_EPOCH_SHIFT 16u
+/* A count halves per epoch, so after this many it is 0 whatever it was. */
+#define EMBKV_LFU_MAX_AGE 15u
 
-static inline unsigned embkv_lfu_count(uint16_t w)
+/* The count of word w as of epoch `now` (decay applied). */
+static inline unsigned embkv_lfu_count(uint32_t w, uint16_t now)
 {
-	return w & EMBKV_LFU_COUNT_MAX;
+	unsigned age = (uint16_t)(now - (uint16_t)(w >> EMBKV_LFU_EPOCH_SHIFT));
+
+	return age > EMBKV_LFU_MAX_AGE ? 0 : (w & EMBKV_LFU_COUNT_MAX) >> age;
 }
 
-/* Counts one access and marks the row dirty; saturates, never wraps. */
-static inline void embkv_lfu_touch(uint16_t *w)
+static inline uint32_t embkv_lfu_make(unsigned count, uint32_t dirty,
+				      uint16_t now)
 {
-	uint16_t c = *w & EMBKV_LFU_COUNT_MAX;
-
-	*w = (uint16_t)(EMBKV_LFU_DIRTY | (c + (c < EMBKV_LFU_COUNT_MAX)));
+	if (count > EMBKV_LFU_COUNT_MAX)
+		count = EMBKV_LFU_COUNT_MAX;
+	return ((uint32_t)now << EMBKV_LFU_EPOCH_SHIFT) |
+	       (dirty ? EMBKV_LFU_DIRTY : 0u) | count;
 }
 
-/* Counts hits seen elsewhere (one-sided reads reported by clients). */
-static inline void embkv_lfu_add(uint16_t *w, unsigned n)
+/* Counts n accesses (saturating), keeping the dirty flag. */
+static inline void embkv_lfu_add(uint32_t *w, unsigned n, uint16_t now)
 {
-	unsigned c = (*w & EMBKV_LFU_COUNT_MAX) + n;
-
-	if (c > EMBKV_LFU_COUNT_MAX)
-		c = EMBKV_LFU_COUNT_MAX;
-	*w = (uint16_t)((*w & EMBKV_LFU_DIRTY) | c);
+	*w = embkv_lfu_make(embkv_lfu_count(*w, now) + n,
+			    *w & EMBKV_LFU_DIRTY, now);
 }
 
-/* Halves the counts of n rows, keeping their dirty flags. */
-void embkv_lfu_decay(uint16_t *w, size_t n);
+static inline void embkv_lfu_touch(uint32_t *w, uint16_t now)
+{
+	embkv_lfu_add(w, 1, now);
+}
+
+static inline void embkv_lfu_mark_dirty(uint32_t *w)
+{
+	*w |= EMBKV_LFU_DIRTY;
+}
 
 /*
- * Decay clock of one partition: after `period` touches, the owner halves
- * every counter. embkv_lfu_clock_tick returns 1 when that time has come.
+ * Decay clock of one partition: every `period` accesses the epoch moves
+ * on, which halves every count. embkv_lfu_clock_tick returns 1 when it
+ * did.
  */
 struct embkv_lfu_clock {
 	uint64_t ticks;
 	uint64_t period;
 	uint64_t decays;
+	uint16_t epoch;
 };
 
 static inline int embkv_lfu_clock_tick(struct embkv_lfu_clock *c, uint64_t n)
@@ -58,14 +76,11 @@ static inline int embkv_lfu_clock_tick(struct embkv_lfu_clock *c, uint64_t n)
 		return 0;
 	c->ticks = 0;
 	c->decays++;
+	c->epoch++;
 	return 1;
 }
 
-/*
- * Index of the entry with the lowest count among n candidate rows
- * (rows[i] indexes w); ties go to the earliest. n >= 1.
- */
-unsigned embkv_lfu_pick_victim(const uint16_t *w, const uint64_t *rows,
-			       unsigned n);
+/* Index of the lowest of n counts (n >= 1); ties go to the earliest. */
+unsigned embkv_lfu_pick_victim(const unsigned *counts, unsigned n);
 
 #endif

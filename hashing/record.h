@@ -6,12 +6,17 @@
  *   offset 8   u64 key
  *   offset 16  u64 version   (bit 63 set: the record is dead, i.e. erased)
  *   offset 24  payload       dim x fp32
+ *   then       u32 meta      owner-private: LFU count, dirty, decay epoch
  *
  * The checksum comes first so that key, version and payload are one
  * contiguous span hashed by a single XXH3 call. Records are self-verifying
  * (Pilaf): a copy is accepted only when its checksum matches and its key is
  * the one asked for, so no reader ever depends on the order in which the
  * bytes of a record were written or DMA'd.
+ *
+ * The meta word sits outside the checksum and outside what readers copy
+ * (header and payload): the owner updates it on every access without
+ * resealing the record, and an owner's access to a row touches one region.
  */
 #ifndef EMBKV_HASHING_RECORD_H
 #define EMBKV_HASHING_RECORD_H
@@ -39,9 +44,16 @@ struct embkv_record {
 /* Bytes between consecutive records of a table with this payload. */
 static inline size_t embkv_record_stride(size_t payload_bytes)
 {
-	size_t n = EMBKV_RECORD_HDR_BYTES + payload_bytes;
+	size_t n = EMBKV_RECORD_HDR_BYTES + payload_bytes + sizeof(uint32_t);
 
 	return (n + EMBKV_RECORD_ALIGN - 1) & ~(size_t)(EMBKV_RECORD_ALIGN - 1);
+}
+
+/* The owner-private meta word after the payload (4-byte aligned). */
+static inline uint32_t *embkv_record_meta(struct embkv_record *r,
+					  size_t payload_bytes)
+{
+	return (uint32_t *)((uint8_t *)r->payload + payload_bytes);
 }
 
 /* Unseeded on purpose: XXH3 with a seed derives a fresh secret for every

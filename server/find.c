@@ -1,9 +1,10 @@
 /*
  * The lock-free validated lookup (embkv_table_find): what a local reader
  * thread runs concurrently with the owners, and the same steps an RDMA
- * client runs on its READ buffers: read the key's two buckets, match
+ * client runs on its READ buffers: read the key's buckets, match
  * fingerprints, copy the record, and accept it only through
- * embkv_record_read (checksum, then key).
+ * embkv_record_read (checksum, then key). Batches run on the probe
+ * pipeline of server/probe.h.
  *
  * A miss is trusted only when the partition's cuckoo-move sequence did not
  * change during the lookup (and was even); otherwise the lookup is redone,
@@ -11,87 +12,53 @@
  * that scans them one after the other.
  */
 #include <string.h>
+#include "server/probe.h"
 #include "server/store.h"
 
-#define PIPE_DIST 16u
-#define PIPE_RING 64u /* > 2 * PIPE_DIST */
 #define MAX_REPROBES 64u
 
-struct find_ctx {
-	struct embkv_khash h;
-	const struct embkv_part *p;
-	uint64_t b1, b2;
-	uint64_t seq;
-	unsigned match; /* fingerprint matches: bits 0-7 in b1, 8-15 in b2 */
-};
-
-static unsigned ctx_match(const struct find_ctx *c)
+/* Tries the records that the match bits in m point at. 0 when one of them
+ * is key's (copied into buf), EMBKV_ENOTFOUND or EMBKV_ETORN. */
+static int try_matches(const struct embkv_table *t,
+		       const struct embkv_probe *pr, unsigned m, uint64_t key,
+		       struct embkv_record *buf, struct embkv_read_stats *rs)
 {
-	uint16_t fp = embkv_hash_fp(c->h);
+	for (; m; m &= m - 1) {
+		uint64_t row = embkv_probe_row(pr, (unsigned)__builtin_ctz(m));
+		int err = embkv_record_read(embkv_part_record(pr->p, row), buf,
+					    key, t->payload_bytes,
+					    EMBKV_READ_MAX_TRIES, &rs->retries);
 
-	return embkv_index_match(&c->p->index, c->b1, fp) |
-	       embkv_index_match(&c->p->index, c->b2, fp) << EMBKV_BUCKET_SLOTS;
-}
-
-static uint64_t match_row(const struct find_ctx *c, unsigned bit)
-{
-	uint64_t b = bit < EMBKV_BUCKET_SLOTS ? c->b1 : c->b2;
-
-	return embkv_slot_row(embkv_index_slot_load(&c->p->index, b,
-						    bit % EMBKV_BUCKET_SLOTS));
-}
-
-/* Full lookup of one key: every fingerprint match, validated; redone while
- * a concurrent cuckoo move may have hidden the key. */
-static int find_one(const struct embkv_table *t, struct find_ctx *c,
-		    uint64_t key, struct embkv_record *buf,
-		    struct embkv_read_stats *rs)
-{
-	for (unsigned probe = 0; probe < MAX_REPROBES; probe++) {
-		for (unsigned m = c->match; m; m &= m - 1) {
-			int err = embkv_record_read(
-				embkv_part_record(c->p, match_row(c, (unsigned)__builtin_ctz(m))),
-				buf, key, t->payload_bytes, EMBKV_READ_MAX_TRIES,
-				&rs->retries);
-
-			if (err == 0)
-				return 0;
-			if (err == EMBKV_ETORN) {
-				rs->giveups++;
-				return err;
-			}
-		}
-		if (!(c->seq & 1) && embkv_index_moves(&c->p->index) == c->seq)
-			return EMBKV_ENOTFOUND;
-		rs->reprobes++;
-		c->seq = embkv_index_moves(&c->p->index);
-		c->match = ctx_match(c);
+		if (err != EMBKV_ENOTFOUND)
+			return err;
 	}
 	return EMBKV_ENOTFOUND;
 }
 
-/* Stages of the rolling pipeline (see store.c): hash and prefetch the
- * buckets of key i + 2 * PIPE_DIST, find the first candidate of key
- * i + PIPE_DIST and prefetch its record, validate and copy key i. */
-static void stage_hash(const struct embkv_table *t, struct find_ctx *c,
-		       uint64_t key)
+/* Full lookup of one key: the probe's matches first, then every match in
+ * both buckets, redone while a concurrent cuckoo move may have hidden it. */
+static int find_one(const struct embkv_table *t, struct embkv_probe *pr,
+		    uint64_t key, struct embkv_record *buf,
+		    struct embkv_read_stats *rs)
 {
-	c->h = embkv_hash_key(key, t->attr.hash_seed);
-	c->p = &t->parts[embkv_hash_partition(c->h, t->part_bits)];
-	embkv_hash_buckets(c->h, c->p->index.nbuckets, &c->b1, &c->b2);
-	__builtin_prefetch(&c->p->index.buckets[c->b1]);
-	__builtin_prefetch(&c->p->index.buckets[c->b2]);
-}
+	unsigned tried = pr->match;
+	int err = try_matches(t, pr, tried, key, buf, rs);
 
-static void stage_hint(const struct embkv_table *t, struct find_ctx *c)
-{
-	c->seq = embkv_index_moves(&c->p->index);
-	c->match = ctx_match(c);
-	if (c->match) {
-		embkv_record_prefetch(
-			embkv_part_record(c->p, match_row(c, (unsigned)__builtin_ctz(c->match))),
-			EMBKV_RECORD_HDR_BYTES + t->payload_bytes);
+	for (unsigned probe = 0; err == EMBKV_ENOTFOUND && probe < MAX_REPROBES;
+	     probe++) {
+		err = try_matches(t, pr, embkv_probe_match_all(pr) & ~tried, key,
+				  buf, rs);
+		if (err != EMBKV_ENOTFOUND)
+			break;
+		if (!(pr->seq & 1) && embkv_index_moves(&pr->p->index) == pr->seq)
+			return EMBKV_ENOTFOUND;
+		rs->reprobes++;
+		pr->seq = embkv_index_moves(&pr->p->index);
+		tried = 0;
 	}
+	if (err == EMBKV_ETORN)
+		rs->giveups++;
+	return err;
 }
 
 uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
@@ -99,7 +66,7 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 			  const float *dflt, struct embkv_read_stats *rs)
 {
 	struct embkv_read_stats local = { 0 };
-	struct find_ctx ring[PIPE_RING];
+	struct embkv_pipe pp;
 	union {
 		struct embkv_record r;
 		uint8_t bytes[EMBKV_RECORD_HDR_BYTES +
@@ -109,20 +76,12 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 
 	if (!rs)
 		rs = &local;
-	for (uint32_t j = 0; j < n && j < 2 * PIPE_DIST; j++)
-		stage_hash(t, &ring[j % PIPE_RING], keys[j]);
-	for (uint32_t j = 0; j < n && j < PIPE_DIST; j++)
-		stage_hint(t, &ring[j % PIPE_RING]);
+	embkv_pipe_init(&pp, t, keys, n, 0);
 	for (uint32_t i = 0; i < n; i++) {
+		struct embkv_probe *pr = embkv_pipe_step(&pp, i);
 		float *dst = out + (size_t)i * t->dim;
-		int ok;
+		int ok = find_one(t, pr, keys[i], &buf.r, rs) == 0;
 
-		if (i + 2 * PIPE_DIST < n)
-			stage_hash(t, &ring[(i + 2 * PIPE_DIST) % PIPE_RING],
-				   keys[i + 2 * PIPE_DIST]);
-		if (i + PIPE_DIST < n)
-			stage_hint(t, &ring[(i + PIPE_DIST) % PIPE_RING]);
-		ok = find_one(t, &ring[i % PIPE_RING], keys[i], &buf.r, rs) == 0;
 		if (ok)
 			memcpy(dst, buf.r.payload, t->payload_bytes);
 		else if (dflt)

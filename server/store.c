@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include "server/init.h"
 #include "server/optim.h"
+#include "server/probe.h"
 #include "server/store.h"
 
 #define NO_ROW EMBKV_ROW_MASK
@@ -34,14 +35,6 @@
 /* Buckets scanned past a key's own for a victim when its two buckets are
  * empty but the partition is at capacity. */
 #define VICTIM_SCAN_LIMIT 4096u
-
-/* Per-key working state of a batch pipeline. */
-struct key_ctx {
-	struct embkv_khash h;
-	struct embkv_part *p;
-	uint64_t b1, b2;
-	uint64_t hint_row;   /* row of the first fingerprint match, or NO_ROW */
-};
 
 /* ---- memory ------------------------------------------------------------ */
 
@@ -115,7 +108,6 @@ static int part_init(struct embkv_table *t, struct embkv_part *p, uint32_t id,
 	if (err)
 		return err;
 	p->arena = slice(t, EMBKV_SLAB_ARENA, id);
-	p->lfu = slice(t, EMBKV_SLAB_LFU, id);
 	p->state = slice(t, EMBKV_SLAB_STATE, id);
 	p->steps = slice(t, EMBKV_SLAB_STEPS, id);
 	p->clock.period = (uint64_t)t->attr.lfu_decay_period * cap;
@@ -160,7 +152,6 @@ int embkv_table_create(const struct embkv_table_attr *attr,
 	nbuckets = embkv_index_buckets_for(cap, load);
 	t->slice_bytes[EMBKV_SLAB_INDEX] = embkv_index_bytes(nbuckets);
 	t->slice_bytes[EMBKV_SLAB_ARENA] = page_round(cap * t->stride);
-	t->slice_bytes[EMBKV_SLAB_LFU] = page_round(cap * sizeof(uint16_t));
 	t->slice_bytes[EMBKV_SLAB_STATE] =
 		page_round(cap * t->state_floats * sizeof(float));
 	t->slice_bytes[EMBKV_SLAB_STEPS] =
@@ -215,13 +206,18 @@ static uint32_t *row_step(const struct embkv_part *p, uint64_t row)
 	return p->steps ? p->steps + row : NULL;
 }
 
+static uint32_t *row_meta(const struct embkv_part *p, uint64_t row)
+{
+	return embkv_record_meta(embkv_part_record(p, row),
+				 p->table->payload_bytes);
+}
+
+/* Counts one server-visible access to a row. */
 static void touch(struct embkv_part *p, uint64_t row)
 {
-	embkv_lfu_touch(&p->lfu[row]);
-	if (embkv_lfu_clock_tick(&p->clock, 1)) {
-		embkv_lfu_decay(p->lfu, p->next_fresh);
+	embkv_lfu_touch(row_meta(p, row), p->clock.epoch);
+	if (embkv_lfu_clock_tick(&p->clock, 1))
 		p->st.decays++;
-	}
 }
 
 /* Writes key's new row (values, or the initializer when NULL) into `row`,
@@ -242,7 +238,7 @@ static void row_fill(struct embkv_part *p, uint64_t row, uint64_t key,
 		t->opt->init_state(&t->attr.opt, t->dim, row_state(p, row));
 	if (p->steps)
 		p->steps[row] = 0;
-	p->lfu[row] = 0;
+	*row_meta(p, row) = embkv_lfu_make(0, 1, p->clock.epoch);
 }
 
 /* Marks a row dead (readers then report it missing) and frees it. */
@@ -254,7 +250,7 @@ static void row_free(struct embkv_part *p, uint64_t row)
 
 	memcpy(r->payload, &p->free_head, sizeof(p->free_head));
 	embkv_record_seal(r, r->key, version, t->payload_bytes);
-	p->lfu[row] = 0;
+	*row_meta(p, row) = 0;
 	p->free_head = row;
 	p->rows--;
 }
@@ -276,43 +272,9 @@ static uint64_t row_alloc(struct embkv_part *p)
 
 /* ---- lookup ------------------------------------------------------------ */
 
-static void ctx_hash(const struct embkv_table *t, struct key_ctx *c,
-		     uint64_t key)
-{
-	c->h = embkv_hash_key(key, t->attr.hash_seed);
-	c->p = &t->parts[embkv_hash_partition(c->h, t->part_bits)];
-	embkv_hash_buckets(c->h, c->p->index.nbuckets, &c->b1, &c->b2);
-	__builtin_prefetch(&c->p->index.buckets[c->b1]);
-	__builtin_prefetch(&c->p->index.buckets[c->b2]);
-}
-
-/* First row in b1 then b2 whose fingerprint matches, or NO_ROW. */
-static uint64_t ctx_hint(struct key_ctx *c)
-{
-	uint16_t fp = embkv_hash_fp(c->h);
-	unsigned m = embkv_index_match(&c->p->index, c->b1, fp);
-	uint64_t b = c->b1;
-
-	if (!m) {
-		m = embkv_index_match(&c->p->index, c->b2, fp);
-		b = c->b2;
-	}
-	if (!m)
-		return NO_ROW;
-	return embkv_slot_row(c->p->index.buckets[b].slot[__builtin_ctz(m)]);
-}
-
-static void prefetch_row(const struct embkv_part *p, uint64_t row)
-{
-	embkv_record_prefetch(embkv_part_record(p, row), p->table->stride);
-	__builtin_prefetch(&p->lfu[row], 1);
-	if (p->state)
-		__builtin_prefetch(row_state(p, row), 1);
-}
-
 /* Owner: exact lookup. Returns the row of key or NO_ROW; *bucket and *slot
  * locate its index slot. */
-static uint64_t locate(const struct key_ctx *c, uint64_t key, uint64_t *bucket,
+static uint64_t locate(const struct embkv_probe *c, uint64_t key, uint64_t *bucket,
 		       unsigned *slot)
 {
 	const struct embkv_part *p = c->p;
@@ -338,7 +300,7 @@ static uint64_t locate(const struct key_ctx *c, uint64_t key, uint64_t *bucket,
 
 /* Lowest-count occupied slot among the key's buckets, or, when both are
  * empty, in the buckets that follow b1. Returns 0 and its place, or -1. */
-static int pick_victim(const struct key_ctx *c, uint64_t *vb, unsigned *vs)
+static int pick_victim(const struct embkv_probe *c, uint64_t *vb, unsigned *vs)
 {
 	const struct embkv_part *p = c->p;
 	const struct embkv_index *ix = &p->index;
@@ -372,13 +334,20 @@ static int pick_victim(const struct key_ctx *c, uint64_t *vb, unsigned *vs)
 	}
 	if (n == 0)
 		return -1;
-	n = embkv_lfu_pick_victim(p->lfu, rows, n);
+	{
+		unsigned counts[2 * EMBKV_BUCKET_SLOTS];
+
+		for (unsigned i = 0; i < n; i++)
+			counts[i] = embkv_lfu_count(*row_meta(p, rows[i]),
+						    p->clock.epoch);
+		n = embkv_lfu_pick_victim(counts, n);
+	}
 	*vb = bk[n];
 	*vs = sl[n];
 	return 0;
 }
 
-static int in_own_buckets(const struct key_ctx *c, uint64_t b)
+static int in_own_buckets(const struct embkv_probe *c, uint64_t b)
 {
 	return b == c->b1 || b == c->b2;
 }
@@ -387,7 +356,7 @@ static int in_own_buckets(const struct key_ctx *c, uint64_t b)
  * Owner: stores key (values or the initializer) as a new row. Returns the
  * row, or NO_ROW when nothing could be evicted.
  */
-static uint64_t insert(struct key_ctx *c, uint64_t key, const float *values)
+static uint64_t insert(struct embkv_probe *c, uint64_t key, const float *values)
 {
 	struct embkv_part *p = c->p;
 	uint64_t slot_fp = embkv_hash_fp(c->h);
@@ -438,70 +407,20 @@ inserted:
 
 /* ---- batch operations -------------------------------------------------- */
 
-/*
- * A rolling software pipeline over a batch: when key i is acted on, key
- * i + PIPE_DIST has had its candidate row prefetched and key
- * i + 2 * PIPE_DIST its buckets. A steady, bounded number of misses is in
- * flight, instead of bursts that overflow the core's miss buffers.
- */
-#define PIPE_DIST 16u
-#define PIPE_RING 64u /* > 2 * PIPE_DIST, a power of two */
-
-struct pipe {
-	const struct embkv_table *t;
-	const uint64_t *keys;
-	uint32_t n;
-	struct key_ctx ring[PIPE_RING];
-};
-
-static void pipe_hash(struct pipe *pp, uint32_t i)
-{
-	ctx_hash(pp->t, &pp->ring[i % PIPE_RING], pp->keys[i]);
-}
-
-static void pipe_hint(struct pipe *pp, uint32_t i)
-{
-	struct key_ctx *c = &pp->ring[i % PIPE_RING];
-
-	c->hint_row = ctx_hint(c);
-	if (c->hint_row != NO_ROW)
-		prefetch_row(c->p, c->hint_row);
-}
-
-static void pipe_init(struct pipe *pp, const struct embkv_table *t,
-		      const uint64_t *keys, uint32_t n)
-{
-	pp->t = t;
-	pp->keys = keys;
-	pp->n = n;
-	for (uint32_t j = 0; j < n && j < 2 * PIPE_DIST; j++)
-		pipe_hash(pp, j);
-	for (uint32_t j = 0; j < n && j < PIPE_DIST; j++)
-		pipe_hint(pp, j);
-}
-
-/* The context of key i (i = 0, 1, ... in order), advancing the stages. */
-static struct key_ctx *pipe_step(struct pipe *pp, uint32_t i)
-{
-	if (i + 2 * PIPE_DIST < pp->n)
-		pipe_hash(pp, i + 2 * PIPE_DIST);
-	if (i + PIPE_DIST < pp->n)
-		pipe_hint(pp, i + PIPE_DIST);
-	return &pp->ring[i % PIPE_RING];
-}
-
-/* The row of key: the hint when it still holds the key (an insert or an
- * eviction since the hint was taken only costs a rescan), else a rescan. */
-static uint64_t pipe_locate(const struct key_ctx *c, uint64_t key)
+/* The row of key: a fingerprint match of the probe when its record holds
+ * the key (an insert or an eviction since the probe only costs a
+ * rescan), else a rescan of both buckets. */
+static uint64_t probe_locate(const struct embkv_probe *c, uint64_t key)
 {
 	uint64_t b;
 	unsigned s;
 
-	if (c->hint_row != NO_ROW) {
-		const struct embkv_record *r = embkv_part_record(c->p, c->hint_row);
+	for (unsigned m = c->match; m; m &= m - 1) {
+		uint64_t row = embkv_probe_row(c, (unsigned)__builtin_ctz(m));
+		const struct embkv_record *r = embkv_part_record(c->p, row);
 
 		if (r->key == key && !(r->version & EMBKV_VERSION_DEAD))
-			return c->hint_row;
+			return row;
 	}
 	return locate(c, key, &b, &s);
 }
@@ -515,7 +434,7 @@ static void fill_default(float *dst, const float *dflt, size_t bytes)
 }
 
 /* Pull of a key that is not stored: create it, or say what it reads as. */
-static uint64_t pull_miss(struct key_ctx *c, uint64_t key, float *dst,
+static uint64_t pull_miss(struct embkv_probe *c, uint64_t key, float *dst,
 			  enum embkv_pull_mode mode, const float *dflt)
 {
 	const struct embkv_table *t = c->p->table;
@@ -539,14 +458,14 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, float *out, uint8_t *found,
 			  enum embkv_pull_mode mode, const float *dflt)
 {
-	struct pipe pp;
+	struct embkv_pipe pp;
 	uint32_t nfound = 0;
 
-	pipe_init(&pp, t, keys, n);
+	embkv_pipe_init(&pp, t, keys, n, 1);
 	for (uint32_t i = 0; i < n; i++) {
-		struct key_ctx *c = pipe_step(&pp, i);
+		struct embkv_probe *c = embkv_pipe_step(&pp, i);
 		float *dst = out + (size_t)i * t->dim;
-		uint64_t row = pipe_locate(c, keys[i]);
+		uint64_t row = probe_locate(c, keys[i]);
 		int hit = row != NO_ROW;
 
 		if (hit)
@@ -570,14 +489,14 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, const float *grads)
 {
-	struct pipe pp;
+	struct embkv_pipe pp;
 	uint32_t applied = 0;
 
-	pipe_init(&pp, t, keys, n);
+	embkv_pipe_init(&pp, t, keys, n, 1);
 	for (uint32_t i = 0; i < n; i++) {
-		struct key_ctx *c = pipe_step(&pp, i);
+		struct embkv_probe *c = embkv_pipe_step(&pp, i);
 		struct embkv_part *p = c->p;
-		uint64_t row = pipe_locate(c, keys[i]);
+		uint64_t row = probe_locate(c, keys[i]);
 		struct embkv_record *r;
 
 		if (row == NO_ROW) {
@@ -588,6 +507,7 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 		t->opt->apply(&t->attr.opt, t->dim, r->payload, row_state(p, row),
 			      row_step(p, row), grads + (size_t)i * t->dim);
 		embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
+		embkv_lfu_mark_dirty(row_meta(p, row));
 		touch(p, row);
 		p->st.pushes++;
 		applied++;
@@ -598,22 +518,22 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 			    const uint64_t *keys, const float *values)
 {
-	struct pipe pp;
+	struct embkv_pipe pp;
 	uint32_t stored = 0;
 
-	pipe_init(&pp, t, keys, n);
+	embkv_pipe_init(&pp, t, keys, n, 1);
 	for (uint32_t i = 0; i < n; i++) {
-		struct key_ctx *c = pipe_step(&pp, i);
+		struct embkv_probe *c = embkv_pipe_step(&pp, i);
 		const float *v = values + (size_t)i * t->dim;
-		uint64_t row = pipe_locate(c, keys[i]);
+		uint64_t row = probe_locate(c, keys[i]);
 
 		if (row != NO_ROW) {
 			/* Overwrite in place: the slot keeps pointing at the
 			 * row, the version grows, the count is kept. */
-			uint16_t lfu = c->p->lfu[row];
+			uint32_t meta = *row_meta(c->p, row);
 
 			row_fill(c->p, row, keys[i], v);
-			c->p->lfu[row] = lfu;
+			*row_meta(c->p, row) = meta | EMBKV_LFU_DIRTY;
 		} else {
 			row = insert(c, keys[i], v);
 			if (row == NO_ROW)
@@ -632,11 +552,11 @@ uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
 	uint32_t erased = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		struct key_ctx c;
+		struct embkv_probe c;
 		uint64_t row, b;
 		unsigned s;
 
-		ctx_hash(t, &c, keys[i]);
+		embkv_probe_hash(t, &c, keys[i]);
 		row = locate(&c, keys[i], &b, &s);
 		if (row == NO_ROW)
 			continue;

@@ -41,7 +41,7 @@ struct embkv_part_stats {
 	uint64_t push_dropped;    /* gradients for keys not (or no longer) stored */
 	uint64_t assigns;
 	uint64_t erases;
-	uint64_t decays;
+	uint64_t decays;          /* LFU decay epochs passed */
 };
 
 /* Counters of a lock-free reader (caller-owned, so no sharing). */
@@ -63,9 +63,9 @@ struct embkv_part {
 	uint64_t rows;             /* live rows */
 	uint64_t next_fresh;       /* rows [0, next_fresh) were used before */
 	uint64_t free_head;        /* erased rows, linked through their payload */
-	uint16_t *lfu;             /* per row: count | dirty */
 	float *state;              /* per row: optimizer state */
 	uint32_t *steps;           /* per row: step count (Adam) */
+	/* LFU counts live in each record's meta word (hashing/record.h). */
 	struct embkv_cms cms;      /* admission sketch (admit_after > 1) */
 	struct embkv_lfu_clock clock;
 	struct embkv_part_stats st;
@@ -79,7 +79,6 @@ struct embkv_part {
 enum embkv_slab_kind {
 	EMBKV_SLAB_INDEX,
 	EMBKV_SLAB_ARENA,
-	EMBKV_SLAB_LFU,
 	EMBKV_SLAB_STATE,
 	EMBKV_SLAB_STEPS,
 	EMBKV_SLAB_COUNT,

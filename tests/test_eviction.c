@@ -18,29 +18,38 @@
 #include "server/init.h"
 #include "server/store.h"
 
-static void test_lfu_touch_saturates_and_decays(void **state)
+static void test_lfu_counts_saturate_and_decay_lazily(void **state)
 {
-	uint16_t w[3] = { 0, 0, 0 };
-	uint64_t rows[3] = { 0, 1, 2 };
+	uint32_t w[3] = { 0, 0, 0 };
+	unsigned counts[3];
 
 	(void)state;
 	for (int i = 0; i < 40000; i++)
-		embkv_lfu_touch(&w[0]);
-	assert_int_equal(embkv_lfu_count(w[0]), EMBKV_LFU_COUNT_MAX);
-	assert_true(w[0] & EMBKV_LFU_DIRTY);
+		embkv_lfu_touch(&w[0], 0);
+	assert_int_equal(embkv_lfu_count(w[0], 0), EMBKV_LFU_COUNT_MAX);
+	assert_false(w[0] & EMBKV_LFU_DIRTY); /* an access is not a write */
 	for (int i = 0; i < 10; i++)
-		embkv_lfu_touch(&w[1]);
-	embkv_lfu_add(&w[2], 3);
-	assert_int_equal(embkv_lfu_count(w[2]), 3);
-	assert_false(w[2] & EMBKV_LFU_DIRTY);
-	assert_int_equal(embkv_lfu_pick_victim(w, rows, 3), 2);
-	embkv_lfu_decay(w, 3);
-	assert_int_equal(embkv_lfu_count(w[0]), EMBKV_LFU_COUNT_MAX / 2);
-	assert_int_equal(embkv_lfu_count(w[1]), 5);
-	assert_int_equal(embkv_lfu_count(w[2]), 1);
-	assert_true(w[1] & EMBKV_LFU_DIRTY); /* decay keeps the dirty bit */
-	embkv_lfu_add(&w[2], 100000);
-	assert_int_equal(embkv_lfu_count(w[2]), EMBKV_LFU_COUNT_MAX);
+		embkv_lfu_touch(&w[1], 0);
+	embkv_lfu_mark_dirty(&w[1]);
+	embkv_lfu_add(&w[2], 3, 0);
+	assert_int_equal(embkv_lfu_count(w[2], 0), 3);
+	for (int i = 0; i < 3; i++)
+		counts[i] = embkv_lfu_count(w[i], 0);
+	assert_int_equal(embkv_lfu_pick_victim(counts, 3), 2);
+	/* one epoch later every count is worth half, without a pass */
+	assert_int_equal(embkv_lfu_count(w[0], 1), EMBKV_LFU_COUNT_MAX / 2);
+	assert_int_equal(embkv_lfu_count(w[1], 1), 5);
+	assert_int_equal(embkv_lfu_count(w[2], 1), 1);
+	assert_int_equal(embkv_lfu_count(w[0], 16), 0);
+	/* touching at a later epoch folds the decay in, keeps the dirty bit */
+	embkv_lfu_touch(&w[1], 2);
+	assert_int_equal(embkv_lfu_count(w[1], 2), 3);
+	assert_true(w[1] & EMBKV_LFU_DIRTY);
+	/* the epoch wraps around without making old counts young */
+	w[2] = embkv_lfu_make(100, 0, 0xfffe);
+	assert_int_equal(embkv_lfu_count(w[2], 0x0001), 100 >> 3);
+	embkv_lfu_add(&w[2], 100000, 1);
+	assert_int_equal(embkv_lfu_count(w[2], 1), EMBKV_LFU_COUNT_MAX);
 }
 
 static void test_cms_never_underestimates(void **state)
@@ -247,25 +256,28 @@ static void test_store_decays_counters(void **state)
 	uint64_t k = 7;
 	float out[8];
 	struct embkv_table_stats st;
-	const struct embkv_part *p = &t->parts[embkv_table_partition_of(t, k)];
+	struct embkv_part *p = &t->parts[embkv_table_partition_of(t, k)];
+	uint32_t *meta;
 
 	(void)state;
 	for (int i = 0; i < 15; i++)
 		embkv_table_pull(t, 1, &k, out, NULL, EMBKV_PULL_TRAIN, NULL);
 	embkv_table_get_stats(t, &st);
 	assert_int_equal(st.sum.decays, 0);
-	assert_int_equal(embkv_lfu_count(p->lfu[0]), 15);
+	meta = embkv_record_meta(embkv_part_record(p, 0), t->payload_bytes);
+	assert_int_equal(embkv_lfu_count(*meta, p->clock.epoch), 15);
 	embkv_table_pull(t, 1, &k, out, NULL, EMBKV_PULL_TRAIN, NULL);
 	embkv_table_get_stats(t, &st);
 	assert_int_equal(st.sum.decays, 1);
-	assert_int_equal(embkv_lfu_count(p->lfu[0]), 8);
+	assert_int_equal(embkv_lfu_count(*meta, p->clock.epoch), 8);
+	assert_true(*meta & EMBKV_LFU_DIRTY); /* created: dirty */
 	embkv_table_destroy(t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lfu_touch_saturates_and_decays),
+		cmocka_unit_test(test_lfu_counts_saturate_and_decay_lazily),
 		cmocka_unit_test(test_cms_never_underestimates),
 		cmocka_unit_test(test_cms_decay_halves),
 		cmocka_unit_test(test_zipf_hot_survive_cold_go),

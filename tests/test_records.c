@@ -47,8 +47,10 @@ static int teardown(void **state)
 static void test_stride(void **state)
 {
 	(void)state;
-	assert_int_equal(embkv_record_stride(256), 280);
+	/* header 24 + payload + meta 4, rounded up to 8 */
+	assert_int_equal(embkv_record_stride(256), 288);
 	assert_int_equal(embkv_record_stride(4), 32);
+	assert_int_equal(embkv_record_stride(8), 40);
 	assert_int_equal(embkv_record_stride(PAYLOAD) % EMBKV_RECORD_ALIGN, 0);
 }
 
