@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <embkv/embkv.h>
 #include "hashing/hash.h"
 #include "hashing/sum.h"
 
@@ -98,15 +99,39 @@ embkv_record_check(const struct embkv_record *copy, uint64_t key,
 }
 
 /*
- * Validated lock-free read of a live record: copies stride bytes from src
- * to dst (a private buffer of at least that size), checks the copy, and
- * copies again while the checksum does not match, up to max_tries times.
- * Returns 0 (dst holds key's row), EMBKV_ENOTFOUND (the row holds another
- * key or was erased) or EMBKV_ETORN. *retries (if not NULL) grows by the
- * number of extra copies. Any thread.
+ * Validated lock-free read of a live record: copies the header and payload
+ * from src to dst (a private buffer of at least that size), checks the
+ * copy, and copies again while the checksum does not match, up to
+ * max_tries times. It never trusts what it copied until the checksum over
+ * key, version and payload matches; a record that holds another key or is
+ * dead is reported as not found, so a reader never returns another key's
+ * row, whatever happened to the row in between. Returns 0 (dst holds key's
+ * row), EMBKV_ENOTFOUND or EMBKV_ETORN; *retries (if not NULL) grows by
+ * the number of extra copies. Any thread.
  */
-int embkv_record_read(const struct embkv_record *src, struct embkv_record *dst,
-		      uint64_t key, size_t payload_bytes, unsigned max_tries, uint64_t *retries);
+static inline int embkv_record_read(const struct embkv_record *src,
+				    struct embkv_record *dst, uint64_t key,
+				    size_t payload_bytes, unsigned max_tries,
+				    uint64_t *retries)
+{
+	size_t bytes = EMBKV_RECORD_HDR_BYTES + payload_bytes;
+
+	for (unsigned t = 0; t < max_tries; t++) {
+		enum embkv_record_verdict v;
+
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		memcpy(dst, src, bytes);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		v = embkv_record_check(dst, key, payload_bytes);
+		if (v == EMBKV_RECORD_OK)
+			return 0;
+		if (v != EMBKV_RECORD_TORN)
+			return EMBKV_ENOTFOUND;
+		if (retries)
+			(*retries)++;
+	}
+	return EMBKV_ETORN;
+}
 
 /*
  * Owner only: publish a record's new contents. The payload has already

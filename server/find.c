@@ -37,12 +37,11 @@ static int try_matches(const struct embkv_table *t,
 
 /* Full lookup of one key: the probe's matches first, then every match in
  * both buckets, redone while a concurrent cuckoo move may have hidden it. */
-static int find_one(const struct embkv_table *t, struct embkv_probe *pr,
-		    uint64_t key, struct embkv_record *buf,
-		    struct embkv_read_stats *rs)
+static int find_slow(const struct embkv_table *t, struct embkv_probe *pr,
+		     uint64_t key, unsigned tried, struct embkv_record *buf,
+		     struct embkv_read_stats *rs)
 {
-	unsigned tried = pr->match;
-	int err = try_matches(t, pr, tried, key, buf, rs);
+	int err = EMBKV_ENOTFOUND;
 
 	for (unsigned probe = 0; err == EMBKV_ENOTFOUND && probe < MAX_REPROBES;
 	     probe++) {
@@ -61,12 +60,35 @@ static int find_one(const struct embkv_table *t, struct embkv_probe *pr,
 	return err;
 }
 
+/* The common case inline: the first fingerprint match holds the key. */
+static inline int find_one(const struct embkv_table *t, struct embkv_probe *pr,
+			   uint64_t key, struct embkv_record *buf,
+			   struct embkv_read_stats *rs)
+{
+	if (pr->match) {
+		unsigned first = pr->match & -pr->match;
+		uint64_t row = embkv_probe_row(pr, (unsigned)__builtin_ctz(first));
+		int err = embkv_record_read(embkv_part_record(pr->p, row), buf, key,
+					    t->payload_bytes,
+					    EMBKV_READ_MAX_TRIES, &rs->retries);
+
+		if (err == 0)
+			return 0;
+		if (err == EMBKV_ETORN) {
+			rs->giveups++;
+			return err;
+		}
+		return find_slow(t, pr, key, first, buf, rs);
+	}
+	return find_slow(t, pr, key, 0, buf, rs);
+}
+
 uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, float *out, uint8_t *found,
 			  const float *dflt, struct embkv_read_stats *rs)
 {
 	struct embkv_read_stats local = { 0 };
-	struct embkv_pipe pp;
+	struct embkv_probe probes[EMBKV_PROBE_CHUNK];
 	union {
 		struct embkv_record r;
 		uint8_t bytes[EMBKV_RECORD_HDR_BYTES +
@@ -76,21 +98,27 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 
 	if (!rs)
 		rs = &local;
-	embkv_pipe_init(&pp, t, keys, n, 0);
-	for (uint32_t i = 0; i < n; i++) {
-		struct embkv_probe *pr = embkv_pipe_step(&pp, i);
-		float *dst = out + (size_t)i * t->dim;
-		int ok = find_one(t, pr, keys[i], &buf.r, rs) == 0;
+	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
+		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
+							 : EMBKV_PROBE_CHUNK;
 
-		if (ok)
-			memcpy(dst, buf.r.payload, t->payload_bytes);
-		else if (dflt)
-			memcpy(dst, dflt, t->payload_bytes);
-		else
-			memset(dst, 0, t->payload_bytes);
-		if (found)
-			found[i] = (uint8_t)ok;
-		nfound += (uint32_t)ok;
+		embkv_probe_chunk(t, probes, keys + i0, m, 0);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_probe *pr = &probes[j];
+			float *dst = out + (size_t)i * t->dim;
+			int ok = find_one(t, pr, keys[i], &buf.r, rs) == 0;
+
+			if (ok)
+				memcpy(dst, buf.r.payload, t->payload_bytes);
+			else if (dflt)
+				memcpy(dst, dflt, t->payload_bytes);
+			else
+				memset(dst, 0, t->payload_bytes);
+			if (found)
+				found[i] = (uint8_t)ok;
+			nfound += (uint32_t)ok;
+		}
 	}
 	rs->hits += nfound;
 	rs->misses += n - nfound;

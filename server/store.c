@@ -458,30 +458,36 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, float *out, uint8_t *found,
 			  enum embkv_pull_mode mode, const float *dflt)
 {
-	struct embkv_pipe pp;
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t nfound = 0;
 
-	embkv_pipe_init(&pp, t, keys, n, 1);
-	for (uint32_t i = 0; i < n; i++) {
-		struct embkv_probe *c = embkv_pipe_step(&pp, i);
-		float *dst = out + (size_t)i * t->dim;
-		uint64_t row = probe_locate(c, keys[i]);
-		int hit = row != NO_ROW;
+	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
+		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
+							 : EMBKV_PROBE_CHUNK;
 
-		if (hit)
-			c->p->st.hits++;
-		else {
-			c->p->st.misses++;
-			row = pull_miss(c, keys[i], dst, mode, dflt);
+		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_probe *c = &pr[j];
+			float *dst = out + (size_t)i * t->dim;
+			uint64_t row = probe_locate(c, keys[i]);
+			int hit = row != NO_ROW;
+
+			if (hit)
+				c->p->st.hits++;
+			else {
+				c->p->st.misses++;
+				row = pull_miss(c, keys[i], dst, mode, dflt);
+			}
+			if (row != NO_ROW) {
+				memcpy(dst, embkv_part_record(c->p, row)->payload,
+				       t->payload_bytes);
+				touch(c->p, row);
+			}
+			if (found)
+				found[i] = (uint8_t)hit;
+			nfound += (uint32_t)hit;
 		}
-		if (row != NO_ROW) {
-			memcpy(dst, embkv_part_record(c->p, row)->payload,
-			       t->payload_bytes);
-			touch(c->p, row);
-		}
-		if (found)
-			found[i] = (uint8_t)hit;
-		nfound += (uint32_t)hit;
 	}
 	return nfound;
 }
@@ -489,28 +495,34 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, const float *grads)
 {
-	struct embkv_pipe pp;
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t applied = 0;
 
-	embkv_pipe_init(&pp, t, keys, n, 1);
-	for (uint32_t i = 0; i < n; i++) {
-		struct embkv_probe *c = embkv_pipe_step(&pp, i);
-		struct embkv_part *p = c->p;
-		uint64_t row = probe_locate(c, keys[i]);
-		struct embkv_record *r;
+	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
+		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
+							 : EMBKV_PROBE_CHUNK;
 
-		if (row == NO_ROW) {
-			p->st.push_dropped++;
-			continue;
+		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_probe *c = &pr[j];
+			struct embkv_part *p = c->p;
+			uint64_t row = probe_locate(c, keys[i]);
+			struct embkv_record *r;
+
+			if (row == NO_ROW) {
+				p->st.push_dropped++;
+				continue;
+			}
+			r = embkv_part_record(p, row);
+			t->opt->apply(&t->attr.opt, t->dim, r->payload, row_state(p, row),
+				      row_step(p, row), grads + (size_t)i * t->dim);
+			embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
+			embkv_lfu_mark_dirty(row_meta(p, row));
+			touch(p, row);
+			p->st.pushes++;
+			applied++;
 		}
-		r = embkv_part_record(p, row);
-		t->opt->apply(&t->attr.opt, t->dim, r->payload, row_state(p, row),
-			      row_step(p, row), grads + (size_t)i * t->dim);
-		embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
-		embkv_lfu_mark_dirty(row_meta(p, row));
-		touch(p, row);
-		p->st.pushes++;
-		applied++;
 	}
 	return applied;
 }
@@ -518,30 +530,36 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 			    const uint64_t *keys, const float *values)
 {
-	struct embkv_pipe pp;
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t stored = 0;
 
-	embkv_pipe_init(&pp, t, keys, n, 1);
-	for (uint32_t i = 0; i < n; i++) {
-		struct embkv_probe *c = embkv_pipe_step(&pp, i);
-		const float *v = values + (size_t)i * t->dim;
-		uint64_t row = probe_locate(c, keys[i]);
+	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
+		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
+							 : EMBKV_PROBE_CHUNK;
 
-		if (row != NO_ROW) {
-			/* Overwrite in place: the slot keeps pointing at the
-			 * row, the version grows, the count is kept. */
-			uint32_t meta = *row_meta(c->p, row);
+		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_probe *c = &pr[j];
+			const float *v = values + (size_t)i * t->dim;
+			uint64_t row = probe_locate(c, keys[i]);
 
-			row_fill(c->p, row, keys[i], v);
-			*row_meta(c->p, row) = meta | EMBKV_LFU_DIRTY;
-		} else {
-			row = insert(c, keys[i], v);
-			if (row == NO_ROW)
-				continue;
+			if (row != NO_ROW) {
+				/* Overwrite in place: the slot keeps pointing at the
+				 * row, the version grows, the count is kept. */
+				uint32_t meta = *row_meta(c->p, row);
+
+				row_fill(c->p, row, keys[i], v);
+				*row_meta(c->p, row) = meta | EMBKV_LFU_DIRTY;
+			} else {
+				row = insert(c, keys[i], v);
+				if (row == NO_ROW)
+					continue;
+			}
+			touch(c->p, row);
+			c->p->st.assigns++;
+			stored++;
 		}
-		touch(c->p, row);
-		c->p->st.assigns++;
-		stored++;
 	}
 	return stored;
 }
