@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <emmintrin.h>
 
 #define EMBKV_BUCKET_SLOTS 8u
 #define EMBKV_BUCKET_BYTES 64u
@@ -81,20 +82,29 @@ static inline void embkv_index_slot_store(struct embkv_index *ix,
 
 /*
  * Bit i set when slot i of bucket b holds fingerprint fp (never 0, so an
- * empty slot never matches). A plain copy of the bucket is enough, any
+ * empty slot never matches). A plain read of the bucket is enough, any
  * thread: a slot is only a hint, and whoever follows it validates the
- * record it points at.
+ * record it points at. SSE2 (x86-64 baseline): compare the bucket as 32
+ * 16-bit lanes, where slot i's fingerprint is lane 4i + 3, then gather
+ * the byte-mask bits of those lanes (bits 8i + 6) into bits 0-7 with one
+ * multiply (the partial products land on distinct bits: no carries).
  */
 static inline unsigned embkv_index_match(const struct embkv_index *ix,
 					 uint64_t b, uint16_t fp)
 {
-	uint64_t s[EMBKV_BUCKET_SLOTS];
-	unsigned m = 0;
+	const __m128i *p = (const __m128i *)&ix->buckets[b];
+	__m128i f = _mm_set1_epi16((short)fp);
+	uint64_t m = (uint64_t)(uint16_t)_mm_movemask_epi8(
+			     _mm_cmpeq_epi16(_mm_load_si128(p), f)) |
+		     (uint64_t)(uint16_t)_mm_movemask_epi8(
+			     _mm_cmpeq_epi16(_mm_load_si128(p + 1), f)) << 16 |
+		     (uint64_t)(uint16_t)_mm_movemask_epi8(
+			     _mm_cmpeq_epi16(_mm_load_si128(p + 2), f)) << 32 |
+		     (uint64_t)(uint16_t)_mm_movemask_epi8(
+			     _mm_cmpeq_epi16(_mm_load_si128(p + 3), f)) << 48;
 
-	memcpy(s, &ix->buckets[b], sizeof(s));
-	for (unsigned i = 0; i < EMBKV_BUCKET_SLOTS; i++)
-		m |= (unsigned)((s[i] >> EMBKV_ROW_BITS) == fp) << i;
-	return m;
+	m = (m >> 6) & UINT64_C(0x0101010101010101);
+	return (unsigned)((m * UINT64_C(0x0102040810204080)) >> 56);
 }
 
 /* Sequence of cuckoo moves, for local readers: read before a lookup; a

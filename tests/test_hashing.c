@@ -223,6 +223,34 @@ static void test_index_fill_find_erase(void **state)
 	free(ks.keys);
 }
 
+static void test_index_match_against_scalar(void **state)
+{
+	struct embkv_index ix;
+	uint64_t rng = 7;
+
+	(void)state;
+	assert_int_equal(embkv_index_init(&ix, 4, NULL), 0);
+	for (int round = 0; round < 100000; round++) {
+		uint16_t fp = (uint16_t)(1 + round % 7);
+		unsigned want = 0;
+
+		for (unsigned i = 0; i < EMBKV_BUCKET_SLOTS; i++) {
+			uint64_t row, f;
+
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			/* row bits that look like fp must not count */
+			row = (rng >> 16) & EMBKV_ROW_MASK;
+			if (rng & 1)
+				row = (row & ~0xffffull) | fp;
+			f = (rng >> 8) % 9; /* 0: empty; 1..8 */
+			ix.buckets[1].slot[i] = f ? embkv_slot_make((uint16_t)f, row) : 0;
+			want |= (unsigned)(f == fp) << i;
+		}
+		assert_int_equal(embkv_index_match(&ix, 1, fp), want);
+	}
+	embkv_index_fini(&ix);
+}
+
 static void test_index_rejects_bad_memory(void **state)
 {
 	struct embkv_index ix;
@@ -246,6 +274,7 @@ int main(void)
 		cmocka_unit_test(test_partition_edges),
 		cmocka_unit_test(test_buckets_distinct_and_spread),
 		cmocka_unit_test(test_index_fill_find_erase),
+		cmocka_unit_test(test_index_match_against_scalar),
 		cmocka_unit_test(test_index_rejects_bad_memory),
 	};
 
