@@ -1266,6 +1266,22 @@ static const char *const stat_names[EMBKV_WIRE_STAT_ID_COUNT] = {
 	[EMBKV_WIRE_STAT_ERRORS] = "errors",
 	[EMBKV_WIRE_STAT_STALE_EPOCH] = "stale_epoch",
 	[EMBKV_WIRE_STAT_AUTH_FAILURES] = "auth_failures",
+	[EMBKV_WIRE_STAT_UPTIME_S] = "uptime_s",
+	[EMBKV_WIRE_STAT_REQUESTS] = "requests",
+	[EMBKV_WIRE_STAT_PULLS_PER_S] = "pulls_per_s",
+	[EMBKV_WIRE_STAT_PUSHES_PER_S] = "pushes_per_s",
+	[EMBKV_WIRE_STAT_PULL_KEYS_PER_S] = "pull_keys_per_s",
+	[EMBKV_WIRE_STAT_PUSH_KEYS_PER_S] = "push_keys_per_s",
+	[EMBKV_WIRE_STAT_PULL_P50_US] = "pull_p50_us",
+	[EMBKV_WIRE_STAT_PULL_P99_US] = "pull_p99_us",
+	[EMBKV_WIRE_STAT_PUSH_P50_US] = "push_p50_us",
+	[EMBKV_WIRE_STAT_PUSH_P99_US] = "push_p99_us",
+	[EMBKV_WIRE_STAT_HITS] = "hits",
+	[EMBKV_WIRE_STAT_TABLES] = "tables",
+	[EMBKV_WIRE_STAT_MEM_LIMIT] = "mem_limit",
+	[EMBKV_WIRE_STAT_EPOCH] = "epoch",
+	[EMBKV_WIRE_STAT_OWNER_THREADS] = "owner_threads",
+	[EMBKV_WIRE_STAT_IO_THREADS] = "io_threads",
 };
 
 const char *embkv_wire_stat_name(unsigned int id)

@@ -462,6 +462,22 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_ERRORS = 18,       /* ERROR replies sent */
 	EMBKV_WIRE_STAT_STALE_EPOCH = 19,  /* EMBKV_ESTALE replies sent */
 	EMBKV_WIRE_STAT_AUTH_FAILURES = 20,
+	EMBKV_WIRE_STAT_UPTIME_S = 21,       /* seconds since the server started */
+	EMBKV_WIRE_STAT_REQUESTS = 22,       /* frames handled */
+	EMBKV_WIRE_STAT_PULLS_PER_S = 23,    /* over the last few seconds */
+	EMBKV_WIRE_STAT_PUSHES_PER_S = 24,
+	EMBKV_WIRE_STAT_PULL_KEYS_PER_S = 25,
+	EMBKV_WIRE_STAT_PUSH_KEYS_PER_S = 26,
+	EMBKV_WIRE_STAT_PULL_P50_US = 27,    /* pull handling latency, us */
+	EMBKV_WIRE_STAT_PULL_P99_US = 28,
+	EMBKV_WIRE_STAT_PUSH_P50_US = 29,    /* push handling latency, us */
+	EMBKV_WIRE_STAT_PUSH_P99_US = 30,
+	EMBKV_WIRE_STAT_HITS = 31,           /* keys found by owner lookups */
+	EMBKV_WIRE_STAT_TABLES = 32,         /* tables served */
+	EMBKV_WIRE_STAT_MEM_LIMIT = 33,      /* bytes for all tables; 0: none */
+	EMBKV_WIRE_STAT_EPOCH = 34,          /* the server's shard-map epoch */
+	EMBKV_WIRE_STAT_OWNER_THREADS = 35,
+	EMBKV_WIRE_STAT_IO_THREADS = 36,
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

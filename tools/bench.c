@@ -19,6 +19,7 @@
 #include <time.h>
 #include <xxhash.h>
 #include "server/store.h"
+#include "tools/bench_net.h"
 
 #define DEFAULT_KEYS 10000000ull
 #define DEFAULT_DIM 64u
@@ -299,7 +300,8 @@ static double fill_until_eviction(uint32_t dim, int *index_driven)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: embkv-bench [options]\n"
+		"usage: embkv-bench [--mode inproc] [options]\n"
+		"       embkv-bench --mode net [options]   (see --mode net --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -339,6 +341,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "reps", required_argument, 0, 'r' },
 		{ "zipf", required_argument, 0, 'z' },
 		{ "json", no_argument, 0, 'j' },
+		{ "mode", required_argument, 0, 'M' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -392,6 +395,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'j':
 			o->json = 1;
 			break;
+		case 'M':
+			if (strcmp(name, "inproc") != 0)
+				goto bad;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -431,6 +438,11 @@ int main(int argc, char **argv)
 	int index_driven;
 	const char *dist_name[2] = { "uniform", "zipf" };
 
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--mode=net") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "net") == 0))
+			return bench_net_main(argc, argv);
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));

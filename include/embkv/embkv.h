@@ -1,9 +1,12 @@
 /*
- * embkv public API: status codes and table attributes.
+ * embkv public API: status codes, table attributes and the client
+ * library (libembkv: link with -lembkv, pkg-config embkv, or CMake's
+ * find_package(embkv) and embkv::embkv).
  *
  * This header is the only one a trainer, an inference pod or an operator
- * tool includes. It carries no verbs or CUDA types. All functions here are
- * pure (no I/O) and may be called from any thread.
+ * tool includes. It carries no verbs or CUDA types. The functions before
+ * the client part are pure (no I/O) and may be called from any thread;
+ * the client part says what each call does.
  */
 #ifndef EMBKV_EMBKV_H
 #define EMBKV_EMBKV_H
@@ -154,23 +157,40 @@ struct embkv_client_attr {
 	uint32_t nservers;
 	/* Shared secret; NULL or "" for no authentication. Copied. */
 	const char *token;
-	uint32_t connect_timeout_ms;   /* per server; default 5000 */
-	uint32_t request_timeout_ms;   /* per request; default 30000 */
+	uint32_t connect_timeout_ms;   /* per server; default 5000 (0: default) */
+	uint32_t request_timeout_ms;   /* per request; default 30000 (0: default) */
 	uint32_t max_retries;          /* on a stale epoch; default 3 */
+	/* Connections the client may open to one server, so that that many
+	 * calls (threads, async operations) reach it at once; further calls
+	 * wait for a free one. Default 8 (0: default), at most 256. */
+	uint32_t max_conns_per_server;
+	/* Worker threads that run async operations, started on the first
+	 * one. Default 2 (0: default), at most 64. */
+	uint32_t async_threads;
 	uint32_t flags;                /* reserved, must be 0 */
 };
 
-/* Defaults: no servers, no token, the timeouts above. */
+/* Defaults: no servers, no token, the values above. */
 void embkv_client_attr_init(struct embkv_client_attr *attr);
 
-/* Connects (and authenticates) to every server. 0, -EINVAL, -ENOMEM,
- * EMBKV_EAUTH, EMBKV_ETIMEDOUT, EMBKV_EDISCONNECTED, -ECONNREFUSED, ...
- * On success the caller owns *out until embkv_client_destroy(). */
+/* Connects (and authenticates) to every server. 0, -EINVAL (bad attr or
+ * server address, duplicate address), -EPROTONOSUPPORT (scheme not built
+ * in), -ENOMEM, EMBKV_EAUTH, EMBKV_ETIMEDOUT, EMBKV_EDISCONNECTED,
+ * -ECONNREFUSED, ... On success the caller owns *out until
+ * embkv_client_destroy(). */
 int embkv_client_create(const struct embkv_client_attr *attr,
 			struct embkv_client **out);
 /* Closes every connection; waits for outstanding async operations first.
  * Table handles of this client must be closed before. NULL is a no-op. */
 void embkv_client_destroy(struct embkv_client *c);
+
+/* Servers the client knows: those of attr, in order, then any that a shard
+ * map named besides them. Indexes never change; embkv_table_map() and
+ * embkv_stats() use them. The address string is the client's, valid until
+ * embkv_client_destroy(); NULL when index >= the count. Any thread. */
+uint32_t embkv_client_server_count(const struct embkv_client *c);
+const char *embkv_client_server_addr(const struct embkv_client *c,
+				     uint32_t index);
 
 /* Creates the table on every server (attr checked with
  * embkv_table_attr_check first). EMBKV_ETABLEEXISTS when the name is used. */
@@ -206,6 +226,11 @@ enum embkv_mode {
  * keys are fetched once. found (may be NULL) gets 1 for a stored key, 0
  * otherwise. In infer mode a missing key reads as dflt (dim floats; NULL:
  * zeros). Keys go to their servers in parallel.
+ *
+ * For all the batch calls below: n = 0 is a no-op; the arrays are the
+ * caller's and are only used during the call; a batch larger than one
+ * frame may carry is split. A call that fails may have been applied on
+ * some servers and not on others (a push is never applied twice).
  */
 int embkv_pull(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 	       float *out, uint8_t *found, enum embkv_mode mode,
@@ -240,14 +265,19 @@ int embkv_push_async(struct embkv_table_handle *t, uint32_t n,
 		     struct embkv_op **op);
 int embkv_op_wait(struct embkv_op *op);
 
-/* Shard map of an open table: epoch and the server index of each
- * partition (out has room for the table's partitions). */
+/* Shard map of an open table, as last fetched: epoch and, for each
+ * partition, the client's index of the server that owns it (see
+ * embkv_client_server_addr). nparts must be the table's partition count
+ * (else -EINVAL); epoch or part_server may be NULL. */
 int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,
 		    uint16_t *part_server, uint32_t nparts);
 
-/* Statistics: one callback per (server, table, counter). table is NULL
- * for server-wide counters. Counter names are stable identifiers
- * ("rows", "pull_p99_us", ...). */
+/* Statistics: one callback per (server, table, counter), from the calling
+ * thread, with no lock held. server is the client's server index; table
+ * is NULL for server-wide counters. Counter names are stable identifiers
+ * ("rows", "pull_p99_us", ...); a counter id this library has no name for
+ * is reported as "stat_<id>". Every server is asked; the first error is
+ * returned after the servers that answered were reported. */
 int embkv_stats(struct embkv_client *c,
 		void (*fn)(void *ctx, uint32_t server, const char *table,
 			   const char *name, uint64_t value),

@@ -1,0 +1,164 @@
+/*
+ * Batch dedup and routing (client/batch.h).
+ *
+ * Dedup is one pass over the batch with an open-addressing table of
+ * distinct-key indexes (linear probing, at most half full, a 64-bit mixer
+ * on the key so that sequential feature ids spread). Each new position of
+ * a known key is linked after the previous one, so every distinct key has
+ * the chain of all its positions in increasing order: a pull scatters its
+ * row along the chain and a push sums the chain's gradients in order.
+ * Invariant: ukeys[u] == keys[p] for every p on u's chain, and every
+ * position is on exactly one chain.
+ *
+ * Routing is a counting sort of the distinct keys by owning server: two
+ * passes, no allocation.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/batch.h"
+#include "hashing/hash.h"
+
+#define SLOTS_MIN 16u
+#define SLOT_EMPTY 0u /* slots hold distinct index + 1 */
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static size_t slots_for(uint32_t n)
+{
+	size_t cap = SLOTS_MIN;
+
+	while (cap < 2 * (size_t)n)
+		cap <<= 1;
+	return cap;
+}
+
+int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys)
+{
+	size_t cap, mask, bytes;
+	uint32_t *slots, nuniq = 0;
+	uint8_t *p;
+
+	if (!b || (n && !keys))
+		return -EINVAL;
+	memset(b, 0, sizeof(*b));
+	cap = slots_for(n);
+	mask = cap - 1;
+	/* ukeys (8-aligned) first, then the u32 arrays, then the slots. */
+	bytes = (size_t)n * sizeof(uint64_t) + 3 * (size_t)n * sizeof(uint32_t) +
+		cap * sizeof(uint32_t);
+	p = malloc(bytes ? bytes : 1);
+	if (!p)
+		return -ENOMEM;
+	b->mem = p;
+	b->ukeys = (uint64_t *)p;
+	b->first = (uint32_t *)(p + (size_t)n * sizeof(uint64_t));
+	b->last = b->first + n;
+	b->next = b->last + n;
+	slots = b->next + n;
+	memset(slots, 0, cap * sizeof(uint32_t));
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t key = keys[i];
+		size_t s = (size_t)mix64(key) & mask;
+
+		for (;;) {
+			uint32_t v = slots[s];
+
+			if (v == SLOT_EMPTY) {
+				slots[s] = nuniq + 1;
+				b->ukeys[nuniq] = key;
+				b->first[nuniq] = i;
+				b->last[nuniq] = i;
+				nuniq++;
+				break;
+			}
+			if (b->ukeys[v - 1] == key) {
+				b->next[b->last[v - 1]] = i;
+				b->last[v - 1] = i;
+				break;
+			}
+			s = (s + 1) & mask;
+		}
+		b->next[i] = EMBKV_BATCH_END;
+	}
+	b->n = n;
+	b->nuniq = nuniq;
+	return 0;
+}
+
+void embkv_batch_destroy(struct embkv_batch *b)
+{
+	if (!b)
+		return;
+	free(b->mem);
+	memset(b, 0, sizeof(*b));
+}
+
+void embkv_batch_sum_row(const struct embkv_batch *b, uint32_t u,
+			 const float *vals, uint32_t dim, float *out)
+{
+	uint32_t p = b->first[u];
+
+	memcpy(out, vals + (size_t)p * dim, (size_t)dim * sizeof(float));
+	for (p = b->next[p]; p != EMBKV_BATCH_END; p = b->next[p]) {
+		const float *row = vals + (size_t)p * dim;
+
+		for (uint32_t j = 0; j < dim; j++)
+			out[j] += row[j];
+	}
+}
+
+uint32_t embkv_batch_part_bits(uint32_t nparts)
+{
+	uint32_t bits = 0;
+
+	while (bits < 31 && (1u << bits) < nparts)
+		bits++;
+	return bits;
+}
+
+void embkv_batch_partitions(const struct embkv_batch *b, uint64_t seed,
+			    uint32_t nparts, uint32_t *upart)
+{
+	unsigned bits = embkv_batch_part_bits(nparts);
+
+	for (uint32_t u = 0; u < b->nuniq; u++)
+		upart[u] = embkv_hash_partition(embkv_hash_key(b->ukeys[u], seed),
+						bits);
+}
+
+int embkv_batch_route(const uint32_t *items, uint32_t nitems,
+		      const uint32_t *upart, const uint16_t *part_srv,
+		      uint32_t nsrv, uint32_t *order, uint32_t *off)
+{
+	uint32_t i, s;
+
+	memset(off, 0, ((size_t)nsrv + 1) * sizeof(*off));
+	for (i = 0; i < nitems; i++) {
+		s = part_srv[upart[items[i]]];
+		if (s >= nsrv)
+			return -EINVAL;
+		off[s + 1]++;
+	}
+	for (s = 0; s < nsrv; s++)
+		off[s + 1] += off[s];
+	/* Fill with off[s] as the cursor, then shift the cursors back. */
+	for (i = 0; i < nitems; i++) {
+		s = part_srv[upart[items[i]]];
+		order[off[s]++] = items[i];
+	}
+	for (s = nsrv; s > 0; s--)
+		off[s] = off[s - 1];
+	off[0] = 0;
+	return 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * Client-side batch preparation, pure functions (no I/O, no locks; any
+ * thread on its own struct):
+ * - dedup: the distinct keys of a batch in order of first appearance, with
+ *   the chain of every position of each (so that pulled rows are scattered
+ *   back to all of them and pushed gradients summed over all of them);
+ * - routing: the partition of each distinct key (the server's function,
+ *   hashing/hash.h) and a grouping of keys by the server that owns their
+ *   partition in a shard map.
+ */
+#ifndef EMBKV_CLIENT_BATCH_H
+#define EMBKV_CLIENT_BATCH_H
+
+#include <stdint.h>
+
+#define EMBKV_BATCH_END UINT32_MAX /* end of a position chain */
+
+struct embkv_batch {
+	uint32_t n;        /* positions */
+	uint32_t nuniq;    /* distinct keys */
+	uint64_t *ukeys;   /* nuniq distinct keys, in order of first sight */
+	uint32_t *first;   /* nuniq: first position of each distinct key */
+	uint32_t *last;    /* nuniq: last position */
+	uint32_t *next;    /* n: next position of the same key, or
+			      EMBKV_BATCH_END */
+	void *mem;         /* one allocation behind all of the above */
+};
+
+/*
+ * Deduplicates keys[0..n). 0 or -ENOMEM (-EINVAL for a NULL argument).
+ * keys is only read during the call. The caller owns b's memory until
+ * embkv_batch_destroy().
+ */
+int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys);
+/* Frees; b zeroed. NULL or a zeroed b is a no-op. */
+void embkv_batch_destroy(struct embkv_batch *b);
+
+/*
+ * out[0..dim) = the sum of the rows vals[p * dim ...] over every position
+ * p of distinct key u, added in order of position (so the result is
+ * deterministic and exactly what a sequential loop gives).
+ */
+void embkv_batch_sum_row(const struct embkv_batch *b, uint32_t u,
+			 const float *vals, uint32_t dim, float *out);
+
+/* The partition of each distinct key: upart[u] for u < nuniq, with
+ * nparts a power of two (the table's) and the table's hash seed. */
+void embkv_batch_partitions(const struct embkv_batch *b, uint64_t seed,
+			    uint32_t nparts, uint32_t *upart);
+
+/* log2 of a power of two. */
+uint32_t embkv_batch_part_bits(uint32_t nparts);
+
+/*
+ * Groups items (distinct key indexes) by the shard-map server owning their
+ * partition: part_srv[upart[item]] < nsrv. order gets the items grouped
+ * (server 0's first, each group in input order), off[s]..off[s+1] the
+ * range of server s (off has nsrv + 1 entries). -EINVAL when a partition's
+ * server index is out of range.
+ */
+int embkv_batch_route(const uint32_t *items, uint32_t nitems,
+		      const uint32_t *upart, const uint16_t *part_srv,
+		      uint32_t nsrv, uint32_t *order, uint32_t *off);
+
+#endif /* EMBKV_CLIENT_BATCH_H */

@@ -1,0 +1,207 @@
+/*
+ * libembkv internals: the client, its servers and their connection pools,
+ * the RPC exchange engine, shard maps of open tables and the async pool.
+ * Not installed; tests include it to reach the pieces below.
+ *
+ * Ownership and threads, in one place:
+ * - struct embkv_client owns its servers (never removed, so a server
+ *   index and its address stay valid until destroy) and their idle
+ *   connections. servers[] is allocated at its largest size at create;
+ *   new entries are published with a release store of nservers.
+ * - A connection (struct embkv_cconn) is used by one thread at a time: it
+ *   is taken from its server's pool for one exchange and given back after.
+ *   A connection that saw any error or timeout is closed on return, never
+ *   reused (its framing or pending replies cannot be trusted).
+ * - A table handle's shard map is immutable once published and
+ *   reference-counted; a refresh publishes a new one under the handle's
+ *   lock.
+ */
+#ifndef EMBKV_CLIENT_CLIENT_H
+#define EMBKV_CLIENT_CLIENT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <embkv/embkv.h>
+#include "net/transport.h"
+#include "net/wire.h"
+
+#define EMBKV_CLIENT_CONNECT_MS_DEFAULT 5000u
+#define EMBKV_CLIENT_REQUEST_MS_DEFAULT 30000u
+#define EMBKV_CLIENT_RETRIES_DEFAULT 3u
+#define EMBKV_CLIENT_CONNS_DEFAULT 8u
+#define EMBKV_CLIENT_CONNS_MAX 256u
+#define EMBKV_CLIENT_ASYNC_DEFAULT 2u
+#define EMBKV_CLIENT_ASYNC_MAX 64u
+#define EMBKV_CLIENT_TOKEN_MAX 4096u  /* bytes of a token */
+#define EMBKV_NO_TABLE UINT32_MAX     /* table id not known on a server */
+
+struct embkv_async;
+
+/* A pooled connection: authenticated, framing intact while !broken. */
+struct embkv_cconn {
+	struct embkv_conn *tc;
+	struct embkv_cconn *next;   /* idle list link */
+	struct embkv_rx rx;         /* reply being received */
+	uint64_t next_req_id;
+	uint32_t server;
+	int broken;
+};
+
+struct embkv_server {
+	char addr[EMBKV_WIRE_ADDR_MAX + 1]; /* as given, or as a map named it */
+	char alias[EMBKV_WIRE_ADDR_MAX + 1]; /* another name a map gave it */
+	struct embkv_endpoint ep;
+	pthread_mutex_t lock;               /* idle, nconns */
+	pthread_cond_t freed;               /* a connection came back */
+	struct embkv_cconn *idle;
+	uint32_t nconns;                    /* open: idle plus in use */
+};
+
+struct embkv_client {
+	uint32_t connect_timeout_ms, request_timeout_ms, max_retries;
+	uint32_t max_conns, async_threads;
+	/* Largest rows per request; 0: the wire limit. Tests lower it to
+	 * exercise batch splitting without huge batches. */
+	uint32_t rows_cap;
+	int has_key;
+	struct embkv_wire_auth_key key;     /* derived from the token */
+	pthread_mutex_t lock;               /* adding servers */
+	struct embkv_server **servers;      /* EMBKV_WIRE_MAX_SERVERS slots */
+	uint32_t nservers;                  /* atomic: published entries */
+	struct embkv_async *async;
+};
+
+/* Servers and connections (client.c) --------------------------------------- */
+
+/* pthread_cond_init with CLOCK_MONOTONIC (embkv_now_ms deadlines). */
+int embkv_cond_init_monotonic(pthread_cond_t *cond);
+
+/*
+ * Index of the server with this address (any thread): the one known by
+ * that name, else one with the same scheme and port whose host resolves to
+ * the same address (remembered as its alias), else a new entry. -EINVAL
+ * for a bad address, EMBKV_ELIMIT when the server table is full.
+ */
+int embkv_client_server_find(struct embkv_client *c, const char *addr,
+			     size_t len, uint32_t *index);
+struct embkv_server *embkv_client_server(const struct embkv_client *c,
+					 uint32_t index);
+/*
+ * Takes a connection to server (an idle one, or a new one when fewer than
+ * max_conns are open, connected and authenticated), waiting for one until
+ * deadline (EMBKV_ETIMEDOUT). The caller owns *out until conn_put().
+ */
+int embkv_client_conn_get(struct embkv_client *c, uint32_t server,
+			  uint64_t deadline, struct embkv_cconn **out);
+/* Gives cc back: to the idle list, or closed when cc->broken. */
+void embkv_client_conn_put(struct embkv_client *c, struct embkv_cconn *cc);
+
+/* RPC exchange (rpc.c) ------------------------------------------------------ */
+
+/*
+ * One request and its reply. The caller fills server and req (a whole
+ * frame: embkv_rpc_frame()) and may use user_off/user_n for its own
+ * bookkeeping. After embkv_rpc_exchange(): status 0 and the reply in rep
+ * (body, body_len; rhdr its header), or status < 0: the status of an ERROR
+ * reply (rhdr valid, has_reply 1: e.g. EMBKV_ESTALE with the server's
+ * epoch) or a local error (connection, timeout, malformed reply).
+ */
+struct embkv_rpc {
+	uint32_t server;
+	struct embkv_buf req;
+	uint32_t user_off, user_n;
+	int status;
+	int has_reply;
+	struct embkv_wire_hdr rhdr;
+	struct embkv_buf rep;
+	const uint8_t *body;
+	size_t body_len;
+	/* exchange private */
+	uint64_t req_id;
+	size_t sent;
+	int done;
+};
+
+void embkv_rpc_init(struct embkv_rpc *r, uint32_t server);
+/* Frees req and rep; r may be initialized again. */
+void embkv_rpc_clear(struct embkv_rpc *r);
+/* Starts r->req as a frame of opcode op with this epoch and body_len bytes
+ * of body at *body (8-byte aligned) for the caller to fill. */
+int embkv_rpc_frame(struct embkv_rpc *r, uint8_t op, uint64_t epoch,
+		    size_t body_len, uint8_t **body);
+/*
+ * Sends every request, pipelined on one connection per server and to all
+ * servers at once from this thread, and collects every reply (matched by
+ * request id, in any order) until deadline. Always fills every rpc's
+ * status; returns 0, or -ENOMEM when it could not start.
+ */
+int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
+		       uint32_t n, uint64_t deadline);
+/* The request deadline of a call starting now. */
+uint64_t embkv_client_deadline(const struct embkv_client *c);
+
+/* Shard maps (table.c) ------------------------------------------------------- */
+
+struct embkv_shardmap {
+	uint64_t epoch;
+	uint32_t nparts, part_bits;
+	uint32_t nsrv;           /* servers of the map */
+	uint16_t *part_srv;      /* nparts: map server index */
+	uint32_t *srv;           /* nsrv: client server index */
+	uint32_t *tid;           /* nsrv: the table's id on that server */
+	int refs;                /* atomic */
+};
+
+struct embkv_table_handle {
+	struct embkv_client *c;
+	struct embkv_table_attr attr;
+	uint32_t rows_cap;       /* rows per request */
+	pthread_mutex_t lock;    /* map */
+	struct embkv_shardmap *map;
+};
+
+/* The current map with a reference; give it back with _put. */
+struct embkv_shardmap *embkv_shardmap_get(struct embkv_table_handle *t);
+void embkv_shardmap_put(struct embkv_shardmap *m);
+/*
+ * Fetches SHARD_MAP (from server hint first, a client server index, or
+ * any server of the current map), opens the table on servers the new map
+ * names for the first time, and publishes it when its epoch is newer than
+ * the current one. *newer gets 1 when it was.
+ */
+int embkv_shardmap_refresh(struct embkv_table_handle *t, uint32_t hint,
+			   int *newer);
+
+/* Async pool (async.c) ------------------------------------------------------ */
+
+int embkv_async_create(struct embkv_client *c);
+/* Runs every queued operation, then stops the workers. */
+void embkv_async_destroy(struct embkv_client *c);
+
+/* Synchronous batch operations, shared by the API and async workers
+ * (ops.c). */
+enum embkv_batch_op {
+	EMBKV_BATCH_PULL,
+	EMBKV_BATCH_PUSH,
+	EMBKV_BATCH_ASSIGN,
+	EMBKV_BATCH_ERASE,
+};
+
+struct embkv_batch_args {
+	struct embkv_table_handle *t;
+	enum embkv_batch_op op;
+	uint32_t n;
+	const uint64_t *keys;
+	const float *vals;        /* push: grads; assign: values */
+	float *out;               /* pull */
+	uint8_t *found;           /* pull, may be NULL */
+	enum embkv_mode mode;     /* pull */
+	const float *dflt;        /* pull, may be NULL */
+	uint32_t *done;           /* push: applied; erase: erased; may be NULL */
+};
+
+/* Checks args without side effects: 0 or -EINVAL. */
+int embkv_batch_check(const struct embkv_batch_args *a);
+int embkv_batch_run(const struct embkv_batch_args *a);
+
+#endif /* EMBKV_CLIENT_CLIENT_H */

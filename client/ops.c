@@ -1,0 +1,436 @@
+/*
+ * Batch operations: pull, push, assign, erase.
+ *
+ * A call deduplicates its keys (client/batch.c), computes each distinct
+ * key's partition once, then runs rounds: route the pending keys over the
+ * current shard map, cut each server's share into frames of at most
+ * rows_cap rows, exchange all frames at once (client/rpc.c), and consume
+ * the replies: pulled rows are scattered to every position of their key,
+ * counts are summed. Frames answered EMBKV_ESTALE were not applied by
+ * their server (PROTOCOL.md 7), so only their keys go to the next round,
+ * after the map was refreshed (or, when no newer map exists yet, after a
+ * short backoff), at most max_retries times. No frame that a server
+ * accepted is ever sent again, so a push is applied at most once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/batch.h"
+#include "client/client.h"
+
+#define BACKOFF_MS_BASE 5u
+#define BACKOFF_MS_MAX 200u
+#define NS_PER_MS 1000000L
+
+struct op_state {
+	const struct embkv_batch_args *a;
+	struct embkv_table_handle *t;
+	uint32_t dim;
+	struct embkv_batch b;
+	void *mem;          /* upart, pend, retry, order */
+	uint32_t *upart;    /* partition of each distinct key */
+	uint32_t *pend;     /* distinct keys of this round */
+	uint32_t npend;
+	uint32_t *retry;    /* those answered EMBKV_ESTALE */
+	uint32_t nretry;
+	uint32_t *order;    /* pend grouped by server */
+	uint64_t done;      /* counts replies' "done" */
+	uint64_t stale_epoch;
+	uint32_t stale_server;
+};
+
+int embkv_batch_check(const struct embkv_batch_args *a)
+{
+	if (!a || !a->t)
+		return -EINVAL;
+	if (a->n == 0)
+		return 0;
+	if (!a->keys)
+		return -EINVAL;
+	switch (a->op) {
+	case EMBKV_BATCH_PULL:
+		if (!a->out || (a->mode != EMBKV_MODE_TRAIN &&
+				a->mode != EMBKV_MODE_INFER))
+			return -EINVAL;
+		return 0;
+	case EMBKV_BATCH_PUSH:
+	case EMBKV_BATCH_ASSIGN:
+		return a->vals ? 0 : -EINVAL;
+	case EMBKV_BATCH_ERASE:
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* Frames ------------------------------------------------------------------- */
+
+static int build_pull(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
+		      uint64_t epoch)
+{
+	struct embkv_wire_pull_req m = {
+		.table_id = tid,
+		.dim = o->dim,
+		.n = r->user_n,
+		.mode = o->a->mode == EMBKV_MODE_INFER ? EMBKV_WIRE_PULL_INFER
+						       : EMBKV_WIRE_PULL_TRAIN,
+	};
+	const uint32_t *ord = o->order + r->user_off;
+	uint64_t *keys;
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	rc = embkv_wire_pull_req_size(&m, &len);
+	if (!rc)
+		rc = embkv_rpc_frame(r, EMBKV_WIRE_OP_PULL, epoch, len, &body);
+	if (!rc)
+		rc = embkv_wire_pull_req_prepare(&m, body, len, &keys);
+	if (rc)
+		return rc;
+	for (uint32_t j = 0; j < m.n; j++)
+		keys[j] = o->b.ukeys[ord[j]];
+	return 0;
+}
+
+static int build_rows(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
+		      uint64_t epoch)
+{
+	struct embkv_wire_rows_req m = {
+		.table_id = tid,
+		.dim = o->dim,
+		.n = r->user_n,
+	};
+	const uint32_t *ord = o->order + r->user_off;
+	int push = o->a->op == EMBKV_BATCH_PUSH;
+	size_t row = (size_t)o->dim * sizeof(float);
+	uint64_t *keys;
+	uint8_t *body;
+	float *vals;
+	size_t len;
+	int rc;
+
+	rc = embkv_wire_rows_req_size(&m, &len);
+	if (!rc)
+		rc = embkv_rpc_frame(r, push ? EMBKV_WIRE_OP_PUSH
+					     : EMBKV_WIRE_OP_ASSIGN,
+				     epoch, len, &body);
+	if (!rc)
+		rc = embkv_wire_rows_req_prepare(&m, body, len, &keys, &vals);
+	if (rc)
+		return rc;
+	for (uint32_t j = 0; j < m.n; j++) {
+		uint32_t u = ord[j];
+		float *dst = vals + (size_t)j * o->dim;
+
+		keys[j] = o->b.ukeys[u];
+		if (push) /* duplicates' gradients summed */
+			embkv_batch_sum_row(&o->b, u, o->a->vals, o->dim, dst);
+		else      /* the last value of a duplicate wins */
+			memcpy(dst, o->a->vals + (size_t)o->b.last[u] * o->dim,
+			       row);
+	}
+	return 0;
+}
+
+static int build_erase(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
+		       uint64_t epoch)
+{
+	struct embkv_wire_erase_req m = { .table_id = tid, .n = r->user_n };
+	const uint32_t *ord = o->order + r->user_off;
+	uint64_t *keys;
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	rc = embkv_wire_erase_req_size(&m, &len);
+	if (!rc)
+		rc = embkv_rpc_frame(r, EMBKV_WIRE_OP_ERASE, epoch, len, &body);
+	if (!rc)
+		rc = embkv_wire_erase_req_prepare(&m, body, len, &keys);
+	if (rc)
+		return rc;
+	for (uint32_t j = 0; j < m.n; j++)
+		keys[j] = o->b.ukeys[ord[j]];
+	return 0;
+}
+
+static int build(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
+		 uint64_t epoch)
+{
+	switch (o->a->op) {
+	case EMBKV_BATCH_PULL:
+		return build_pull(o, r, tid, epoch);
+	case EMBKV_BATCH_PUSH:
+	case EMBKV_BATCH_ASSIGN:
+		return build_rows(o, r, tid, epoch);
+	case EMBKV_BATCH_ERASE:
+		return build_erase(o, r, tid, epoch);
+	}
+	return -EINVAL;
+}
+
+/* Replies ------------------------------------------------------------------ */
+
+/* Writes one pulled row (or the default) to every position of key u. */
+static void scatter(struct op_state *o, uint32_t u, const float *row,
+		    uint8_t found)
+{
+	const struct embkv_batch_args *a = o->a;
+	size_t bytes = (size_t)o->dim * sizeof(float);
+
+	if (!found && a->mode == EMBKV_MODE_INFER)
+		row = a->dflt; /* NULL: zeros */
+	for (uint32_t p = o->b.first[u]; p != EMBKV_BATCH_END;
+	     p = o->b.next[p]) {
+		float *dst = a->out + (size_t)p * o->dim;
+
+		if (row)
+			memcpy(dst, row, bytes);
+		else
+			memset(dst, 0, bytes);
+		if (a->found)
+			a->found[p] = found;
+	}
+}
+
+static int consume(struct op_state *o, const struct embkv_rpc *r)
+{
+	const uint32_t *ord = o->order + r->user_off;
+	struct embkv_wire_count_reply cnt;
+	struct embkv_wire_pull_reply pr;
+	int rc;
+
+	if (o->a->op != EMBKV_BATCH_PULL) {
+		rc = embkv_wire_count_reply_decode(r->body, r->body_len, &cnt);
+		if (rc)
+			return rc;
+		if ((uint64_t)cnt.done + cnt.skipped > r->user_n)
+			return EMBKV_EPROTO;
+		o->done += cnt.done;
+		return 0;
+	}
+	rc = embkv_wire_pull_reply_decode(r->body, r->body_len, &pr);
+	if (rc)
+		return rc;
+	if (pr.n != r->user_n || pr.dim != o->dim)
+		return EMBKV_EPROTO;
+	for (uint32_t j = 0; j < pr.n; j++)
+		scatter(o, ord[j], pr.vals + (size_t)j * o->dim, pr.found[j]);
+	return 0;
+}
+
+/* Rounds -------------------------------------------------------------------- */
+
+static uint32_t frames_of(uint32_t n, uint32_t cap)
+{
+	return n / cap + (n % cap != 0);
+}
+
+static int round_run(struct op_state *o, struct embkv_shardmap *m)
+{
+	struct embkv_client *c = o->t->c;
+	uint32_t cap = o->t->rows_cap, nrpc = 0, s, k = 0, i;
+	struct embkv_rpc *rpcs = NULL;
+	uint32_t *off;
+	int rc, err = 0;
+
+	off = malloc(((size_t)m->nsrv + 1) * sizeof(*off));
+	if (!off)
+		return -ENOMEM;
+	rc = embkv_batch_route(o->pend, o->npend, o->upart, m->part_srv,
+			       m->nsrv, o->order, off);
+	if (rc)
+		goto free_off;
+	for (s = 0; s < m->nsrv; s++)
+		nrpc += frames_of(off[s + 1] - off[s], cap);
+	rpcs = calloc(nrpc ? nrpc : 1, sizeof(*rpcs));
+	if (!rpcs) {
+		rc = -ENOMEM;
+		goto free_off;
+	}
+	for (s = 0; s < m->nsrv; s++) {
+		for (uint32_t at = off[s]; at < off[s + 1]; at += cap) {
+			struct embkv_rpc *r = &rpcs[k++];
+
+			embkv_rpc_init(r, m->srv[s]);
+			r->user_off = at;
+			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
+			rc = build(o, r, m->tid[s], m->epoch);
+			if (rc)
+				goto clear;
+		}
+	}
+	rc = embkv_rpc_exchange(c, rpcs, nrpc, embkv_client_deadline(c));
+	if (rc)
+		goto clear;
+	o->nretry = 0;
+	for (i = 0; i < nrpc; i++) {
+		struct embkv_rpc *r = &rpcs[i];
+
+		if (r->status == EMBKV_ESTALE && r->has_reply) {
+			memcpy(o->retry + o->nretry, o->order + r->user_off,
+			       (size_t)r->user_n * sizeof(uint32_t));
+			o->nretry += r->user_n;
+			if (r->rhdr.epoch >= o->stale_epoch) {
+				o->stale_epoch = r->rhdr.epoch;
+				o->stale_server = r->server;
+			}
+			continue;
+		}
+		rc = r->status ? r->status : consume(o, r);
+		if (rc && !err)
+			err = rc;
+	}
+	rc = err;
+clear:
+	for (i = 0; i < k; i++)
+		embkv_rpc_clear(&rpcs[i]);
+	free(rpcs);
+free_off:
+	free(off);
+	return rc;
+}
+
+static void backoff(uint32_t attempt)
+{
+	uint32_t ms = BACKOFF_MS_BASE << (attempt < 8 ? attempt : 8);
+	struct timespec ts;
+
+	if (ms > BACKOFF_MS_MAX)
+		ms = BACKOFF_MS_MAX;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)ms * NS_PER_MS;
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int state_init(struct op_state *o, const struct embkv_batch_args *a)
+{
+	struct embkv_table_handle *t = a->t;
+	uint32_t u, nu;
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	o->a = a;
+	o->t = t;
+	o->dim = t->attr.dim;
+	rc = embkv_batch_dedup(&o->b, a->n, a->keys);
+	if (rc)
+		return rc;
+	nu = o->b.nuniq;
+	o->mem = malloc(4 * (size_t)nu * sizeof(uint32_t));
+	if (!o->mem) {
+		embkv_batch_destroy(&o->b);
+		return -ENOMEM;
+	}
+	o->upart = o->mem;
+	o->pend = o->upart + nu;
+	o->retry = o->pend + nu;
+	o->order = o->retry + nu;
+	embkv_batch_partitions(&o->b, t->attr.hash_seed, t->attr.partitions,
+			       o->upart);
+	for (u = 0; u < nu; u++)
+		o->pend[u] = u;
+	o->npend = nu;
+	return 0;
+}
+
+int embkv_batch_run(const struct embkv_batch_args *a)
+{
+	struct embkv_client *c;
+	struct op_state o;
+	uint32_t attempt, *tmp;
+	int rc, newer;
+
+	rc = embkv_batch_check(a);
+	if (rc)
+		return rc;
+	if (a->done)
+		*a->done = 0;
+	if (a->n == 0)
+		return 0;
+	c = a->t->c;
+	rc = state_init(&o, a);
+	if (rc)
+		return rc;
+	for (attempt = 0;; attempt++) {
+		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
+		uint64_t used = m->epoch;
+
+		o.stale_epoch = 0;
+		o.stale_server = UINT32_MAX;
+		rc = round_run(&o, m);
+		embkv_shardmap_put(m);
+		if (rc || o.nretry == 0)
+			break;
+		if (attempt >= c->max_retries) {
+			rc = EMBKV_ESTALE;
+			break;
+		}
+		rc = embkv_shardmap_refresh(a->t, o.stale_server, &newer);
+		if (rc)
+			break;
+		m = embkv_shardmap_get(a->t);
+		if (m->epoch == used) /* the servers are behind us: wait */
+			backoff(attempt);
+		embkv_shardmap_put(m);
+		tmp = o.pend;
+		o.pend = o.retry;
+		o.retry = tmp;
+		o.npend = o.nretry;
+	}
+	if (a->done)
+		*a->done = (uint32_t)o.done;
+	free(o.mem);
+	embkv_batch_destroy(&o.b);
+	return rc;
+}
+
+/* Public entry points ------------------------------------------------------- */
+
+int embkv_pull(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
+	       float *out, uint8_t *found, enum embkv_mode mode,
+	       const float *dflt)
+{
+	struct embkv_batch_args a = {
+		.t = t, .op = EMBKV_BATCH_PULL, .n = n, .keys = keys,
+		.out = out, .found = found, .mode = mode, .dflt = dflt,
+	};
+
+	return embkv_batch_run(&a);
+}
+
+int embkv_push(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
+	       const float *grads, uint32_t *applied)
+{
+	struct embkv_batch_args a = {
+		.t = t, .op = EMBKV_BATCH_PUSH, .n = n, .keys = keys,
+		.vals = grads, .done = applied,
+	};
+
+	return embkv_batch_run(&a);
+}
+
+int embkv_assign(struct embkv_table_handle *t, uint32_t n,
+		 const uint64_t *keys, const float *values)
+{
+	struct embkv_batch_args a = {
+		.t = t, .op = EMBKV_BATCH_ASSIGN, .n = n, .keys = keys,
+		.vals = values,
+	};
+
+	return embkv_batch_run(&a);
+}
+
+int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
+		uint32_t *erased)
+{
+	struct embkv_batch_args a = {
+		.t = t, .op = EMBKV_BATCH_ERASE, .n = n, .keys = keys,
+		.done = erased,
+	};
+
+	return embkv_batch_run(&a);
+}

@@ -1,0 +1,155 @@
+/*
+ * embkv_stats: asks every server for TABLE_LIST and STATS (all tables),
+ * pipelined on one connection per server, all servers at once, and walks
+ * the replies calling the user's function per counter.
+ *
+ * Table ids are per server, so each server's STATS groups are named with
+ * that server's own TABLE_LIST. The callback runs after the exchange, on
+ * the calling thread, with no lock and no connection held, so it may call
+ * back into the library.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+
+#define STAT_NAME_MAX 24u  /* "stat_65535" and table ids fit */
+
+struct id_name {
+	uint32_t id;
+	char name[EMBKV_TABLE_NAME_MAX];
+};
+
+static int id_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const struct id_name *)a)->id;
+	uint32_t y = ((const struct id_name *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The server's table names by id, sorted by id. */
+static int names_of(const struct embkv_rpc *r, struct id_name **out,
+		    uint32_t *n)
+{
+	struct embkv_wire_table_entry e;
+	struct embkv_wire_table_list l;
+	struct id_name *v;
+	uint32_t i = 0;
+	int rc;
+
+	rc = r->status;
+	if (!rc)
+		rc = embkv_wire_table_list_decode(r->body, r->body_len, &l);
+	if (rc)
+		return rc;
+	v = malloc((l.count ? l.count : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	while (embkv_wire_table_list_next(&l, &e)) {
+		v[i].id = e.table_id;
+		memcpy(v[i].name, e.name, sizeof(v[i].name));
+		i++;
+	}
+	qsort(v, i, sizeof(*v), id_cmp);
+	*out = v;
+	*n = i;
+	return 0;
+}
+
+static int report(const struct embkv_rpc *lr, const struct embkv_rpc *sr,
+		  uint32_t server,
+		  void (*fn)(void *ctx, uint32_t server, const char *table,
+			     const char *name, uint64_t value),
+		  void *ctx)
+{
+	struct id_name *names = NULL, key, *hit;
+	char unknown_table[STAT_NAME_MAX], unknown_stat[STAT_NAME_MAX];
+	struct embkv_wire_stats st;
+	struct embkv_wire_stat s;
+	uint32_t nnames = 0, tid;
+	int rc;
+
+	rc = sr->status;
+	if (!rc)
+		rc = embkv_wire_stats_decode(sr->body, sr->body_len, &st);
+	if (!rc)
+		rc = names_of(lr, &names, &nnames);
+	if (rc)
+		return rc;
+	while (embkv_wire_stats_next(&st, &tid, &s)) {
+		const char *table = NULL, *name = embkv_wire_stat_name(s.id);
+
+		if (tid != EMBKV_WIRE_TABLE_ALL) {
+			key.id = tid;
+			hit = nnames ? bsearch(&key, names, nnames,
+					       sizeof(*names), id_cmp)
+				     : NULL;
+			if (hit) {
+				table = hit->name;
+			} else { /* created after the list was taken */
+				snprintf(unknown_table, sizeof(unknown_table),
+					 "#%u", tid);
+				table = unknown_table;
+			}
+		}
+		if (!name) {
+			snprintf(unknown_stat, sizeof(unknown_stat), "stat_%u",
+				 (unsigned)s.id);
+			name = unknown_stat;
+		}
+		fn(ctx, server, table, name, s.value);
+	}
+	free(names);
+	return 0;
+}
+
+int embkv_stats(struct embkv_client *c,
+		void (*fn)(void *ctx, uint32_t server, const char *table,
+			   const char *name, uint64_t value),
+		void *ctx)
+{
+	struct embkv_rpc *rpcs;
+	uint32_t n, i;
+	uint8_t *body;
+	int rc, err = 0;
+
+	if (!c || !fn)
+		return -EINVAL;
+	n = embkv_client_server_count(c);
+	rpcs = calloc(2 * (size_t)n, sizeof(*rpcs));
+	if (!rpcs)
+		return -ENOMEM;
+	for (i = 0; i < 2 * n; i++)
+		embkv_rpc_init(&rpcs[i], i / 2);
+	for (i = 0; i < n; i++) {
+		struct embkv_rpc *list = &rpcs[2 * i], *st = &rpcs[2 * i + 1];
+
+		rc = embkv_rpc_frame(list, EMBKV_WIRE_OP_TABLE_LIST, 0, 0, &body);
+		if (!rc)
+			rc = embkv_rpc_frame(st, EMBKV_WIRE_OP_STATS, 0,
+					     EMBKV_WIRE_TABLE_ID_SIZE, &body);
+		if (!rc)
+			rc = embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL,
+							body,
+							EMBKV_WIRE_TABLE_ID_SIZE);
+		if (rc)
+			goto clear;
+	}
+	rc = embkv_rpc_exchange(c, rpcs, 2 * n, embkv_client_deadline(c));
+	if (rc)
+		goto clear;
+	for (i = 0; i < n; i++) {
+		rc = report(&rpcs[2 * i], &rpcs[2 * i + 1], i, fn, ctx);
+		if (rc && !err)
+			err = rc;
+	}
+	rc = err;
+clear:
+	for (i = 0; i < 2 * n; i++)
+		embkv_rpc_clear(&rpcs[i]);
+	free(rpcs);
+	return rc;
+}

@@ -1,0 +1,603 @@
+/*
+ * Tables from the client's side: create, drop and list on every server,
+ * open (attributes, per-server table ids, shard map), and shard map
+ * refresh.
+ *
+ * Table ids are per server (each server numbers its own tables), so a
+ * handle keeps the table's id on every server of its map; a map that names
+ * a server for the first time opens the table there before it is
+ * published. Maps are immutable and reference-counted: an operation works
+ * on one map for a whole round and a refresh swaps the handle's pointer
+ * under its lock. Invariant: a published map has a valid table id for
+ * every one of its servers, and its partition count is the table's.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/batch.h"
+#include "client/client.h"
+
+/* Shard maps --------------------------------------------------------------- */
+
+static void map_free(struct embkv_shardmap *m)
+{
+	if (!m)
+		return;
+	free(m->part_srv);
+	free(m->srv);
+	free(m->tid);
+	free(m);
+}
+
+struct embkv_shardmap *embkv_shardmap_get(struct embkv_table_handle *t)
+{
+	struct embkv_shardmap *m;
+
+	pthread_mutex_lock(&t->lock);
+	m = t->map;
+	__atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&t->lock);
+	return m;
+}
+
+void embkv_shardmap_put(struct embkv_shardmap *m)
+{
+	if (m && __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		map_free(m);
+}
+
+/* The attributes that placement and framing depend on must agree. */
+static int attr_same(const struct embkv_table_attr *a,
+		     const struct embkv_table_attr *b)
+{
+	if (a->dim != b->dim)
+		return EMBKV_EDIM;
+	if (a->partitions != b->partitions || a->hash_seed != b->hash_seed ||
+	    a->dtype != b->dtype)
+		return EMBKV_EPROTO;
+	return 0;
+}
+
+static int name_rpc(struct embkv_rpc *r, uint8_t op, const char *name)
+{
+	size_t len;
+	uint8_t *body;
+	int rc;
+
+	rc = embkv_wire_name_size(name, &len);
+	if (rc)
+		return rc;
+	rc = embkv_rpc_frame(r, op, 0, len, &body);
+	if (rc)
+		return rc;
+	return embkv_wire_name_encode(name, body, len);
+}
+
+static int id_rpc(struct embkv_rpc *r, uint8_t op, uint32_t id)
+{
+	uint8_t *body;
+	int rc;
+
+	rc = embkv_rpc_frame(r, op, 0, EMBKV_WIRE_TABLE_ID_SIZE, &body);
+	if (rc)
+		return rc;
+	return embkv_wire_table_id_encode(id, body, EMBKV_WIRE_TABLE_ID_SIZE);
+}
+
+static void rpcs_clear(struct embkv_rpc *rpcs, uint32_t n)
+{
+	for (uint32_t i = 0; rpcs && i < n; i++)
+		embkv_rpc_clear(&rpcs[i]);
+	free(rpcs);
+}
+
+/*
+ * Opens name on each server of servers[0..n): tids[i] gets its id, or
+ * EMBKV_NO_TABLE and st[i] the error. The first attributes seen go to
+ * *attr when have_attr is 0 (then set); later ones must agree.
+ */
+static int open_on(struct embkv_client *c, const char *name,
+		   const uint32_t *servers, uint32_t n, uint32_t *tids,
+		   int *st, struct embkv_table_attr *attr, int *have_attr)
+{
+	struct embkv_wire_table_info info;
+	struct embkv_rpc *rpcs;
+	uint32_t i;
+	int rc;
+
+	rpcs = calloc(n ? n : 1, sizeof(*rpcs));
+	if (!rpcs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		embkv_rpc_init(&rpcs[i], servers[i]);
+		rc = name_rpc(&rpcs[i], EMBKV_WIRE_OP_TABLE_OPEN, name);
+		if (rc)
+			goto clear;
+	}
+	rc = embkv_rpc_exchange(c, rpcs, n, embkv_client_deadline(c));
+	if (rc)
+		goto clear;
+	for (i = 0; i < n; i++) {
+		tids[i] = EMBKV_NO_TABLE;
+		st[i] = rpcs[i].status;
+		if (st[i])
+			continue;
+		st[i] = embkv_wire_table_info_decode(rpcs[i].body,
+						     rpcs[i].body_len, &info);
+		if (!st[i] && *have_attr)
+			st[i] = attr_same(attr, &info.attr);
+		if (!st[i] && !*have_attr) {
+			st[i] = embkv_table_attr_check(&info.attr) ? EMBKV_EPROTO
+								   : 0;
+			if (!st[i]) {
+				*attr = info.attr;
+				*have_attr = 1;
+			}
+		}
+		if (!st[i])
+			tids[i] = info.table_id;
+	}
+clear:
+	rpcs_clear(rpcs, n);
+	return rc;
+}
+
+static int queued(const uint32_t *todo, uint32_t n, uint32_t s)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (todo[i] == s)
+			return 1;
+	return 0;
+}
+
+/*
+ * Builds a map from a SHARD_MAP reply body. known[s] is the table's id on
+ * client server s or EMBKV_NO_TABLE (an array of EMBKV_WIRE_MAX_SERVERS);
+ * servers not known are opened first.
+ */
+static int map_build(struct embkv_table_handle *t, const uint8_t *body,
+		     size_t len, uint32_t *known, struct embkv_shardmap **out)
+{
+	struct embkv_client *c = t->c;
+	struct embkv_wire_shard_map wm;
+	struct embkv_wire_str addr;
+	struct embkv_shardmap *m;
+	uint32_t *todo = NULL, *tids = NULL, ntodo = 0, i;
+	int *st = NULL, have = 1, rc;
+
+	rc = embkv_wire_shard_map_decode(body, len, &wm);
+	if (rc)
+		return rc;
+	if (wm.n_partitions != t->attr.partitions)
+		return EMBKV_EPROTO;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->epoch = wm.epoch;
+	m->nparts = wm.n_partitions;
+	m->part_bits = embkv_batch_part_bits(wm.n_partitions);
+	m->nsrv = wm.n_servers;
+	m->refs = 1;
+	m->part_srv = malloc((size_t)m->nparts * sizeof(*m->part_srv));
+	m->srv = malloc((size_t)m->nsrv * sizeof(*m->srv));
+	m->tid = malloc((size_t)m->nsrv * sizeof(*m->tid));
+	todo = malloc((size_t)m->nsrv * sizeof(*todo));
+	tids = malloc((size_t)m->nsrv * sizeof(*tids));
+	st = malloc((size_t)m->nsrv * sizeof(*st));
+	if (!m->part_srv || !m->srv || !m->tid || !todo || !tids || !st) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	memcpy(m->part_srv, wm.part_server, (size_t)m->nparts * sizeof(uint16_t));
+	for (i = 0; embkv_wire_shard_map_next_server(&wm, &addr); i++) {
+		rc = embkv_client_server_find(c, addr.ptr, addr.len, &m->srv[i]);
+		if (rc)
+			goto fail;
+		m->tid[i] = known[m->srv[i]];
+		if (m->tid[i] == EMBKV_NO_TABLE &&
+		    !queued(todo, ntodo, m->srv[i]))
+			todo[ntodo++] = m->srv[i];
+	}
+	if (ntodo) {
+		rc = open_on(c, t->attr.name, todo, ntodo, tids, st, &t->attr,
+			     &have);
+		if (rc)
+			goto fail;
+		for (i = 0; i < ntodo; i++) {
+			if (st[i]) {
+				rc = st[i];
+				goto fail;
+			}
+			known[todo[i]] = tids[i];
+		}
+		for (i = 0; i < m->nsrv; i++)
+			m->tid[i] = known[m->srv[i]];
+	}
+	free(st);
+	free(tids);
+	free(todo);
+	*out = m;
+	return 0;
+
+fail:
+	free(st);
+	free(tids);
+	free(todo);
+	map_free(m);
+	return rc;
+}
+
+/* Asks server for the map (its table id tid) and builds it. */
+static int map_fetch(struct embkv_table_handle *t, uint32_t server,
+		     uint32_t tid, uint32_t *known, struct embkv_shardmap **out)
+{
+	struct embkv_rpc r;
+	int rc;
+
+	embkv_rpc_init(&r, server);
+	rc = id_rpc(&r, EMBKV_WIRE_OP_SHARD_MAP, tid);
+	if (!rc)
+		rc = embkv_rpc_exchange(t->c, &r, 1, embkv_client_deadline(t->c));
+	if (!rc)
+		rc = r.status;
+	if (!rc)
+		rc = map_build(t, r.body, r.body_len, known, out);
+	embkv_rpc_clear(&r);
+	return rc;
+}
+
+static uint32_t *known_alloc(void)
+{
+	uint32_t *known = malloc(EMBKV_WIRE_MAX_SERVERS * sizeof(*known));
+
+	if (known)
+		for (uint32_t i = 0; i < EMBKV_WIRE_MAX_SERVERS; i++)
+			known[i] = EMBKV_NO_TABLE;
+	return known;
+}
+
+int embkv_shardmap_refresh(struct embkv_table_handle *t, uint32_t hint,
+			   int *newer)
+{
+	struct embkv_shardmap *cur = embkv_shardmap_get(t), *m = NULL;
+	uint32_t *known, i, k;
+	int rc = EMBKV_ETIMEDOUT;
+
+	*newer = 0;
+	known = known_alloc();
+	if (!known) {
+		rc = -ENOMEM;
+		goto put_cur;
+	}
+	for (i = 0; i < cur->nsrv; i++)
+		known[cur->srv[i]] = cur->tid[i];
+	/* The hint (the server that said we are stale) first, then the
+	 * others in map order, until one answers. */
+	for (k = 0; k <= cur->nsrv; k++) {
+		uint32_t s, tid;
+
+		if (k == 0) {
+			if (hint == UINT32_MAX || known[hint] == EMBKV_NO_TABLE)
+				continue;
+			s = hint;
+		} else {
+			s = cur->srv[k - 1];
+			if (s == hint)
+				continue;
+		}
+		tid = known[s];
+		rc = map_fetch(t, s, tid, known, &m);
+		if (!rc)
+			break;
+		if (rc == -ENOMEM)
+			goto free_known;
+	}
+	if (rc)
+		goto free_known;
+	pthread_mutex_lock(&t->lock);
+	if (m->epoch > t->map->epoch) {
+		embkv_shardmap_put(t->map);
+		t->map = m;
+		m = NULL;
+		*newer = 1;
+	}
+	pthread_mutex_unlock(&t->lock);
+	embkv_shardmap_put(m);
+free_known:
+	free(known);
+put_cur:
+	embkv_shardmap_put(cur);
+	return rc;
+}
+
+/* Open and close ------------------------------------------------------------- */
+
+int embkv_table_open(struct embkv_client *c, const char *name,
+		     struct embkv_table_handle **out)
+{
+	struct embkv_table_handle *t;
+	uint32_t n, i, src = UINT32_MAX, *servers = NULL, *tids = NULL;
+	uint32_t *known = NULL;
+	int *st = NULL, have = 0, rc;
+	size_t len;
+
+	if (!c || !name || !out)
+		return -EINVAL;
+	rc = embkv_wire_name_size(name, &len);
+	if (rc)
+		return rc;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->c = c;
+	if (pthread_mutex_init(&t->lock, NULL)) {
+		free(t);
+		return -ENOMEM;
+	}
+	n = embkv_client_server_count(c);
+	servers = calloc(n, sizeof(*servers));
+	tids = calloc(n, sizeof(*tids));
+	st = calloc(n, sizeof(*st));
+	known = known_alloc();
+	if (!servers || !tids || !st || !known) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < n; i++)
+		servers[i] = i;
+	rc = open_on(c, name, servers, n, tids, st, &t->attr, &have);
+	if (rc)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if (!st[i] && src == UINT32_MAX)
+			src = i;
+		if (!st[i])
+			known[i] = tids[i];
+	}
+	if (src == UINT32_MAX) {
+		/* Nowhere: ENOTABLE unless something else went wrong. */
+		rc = EMBKV_ENOTABLE;
+		for (i = 0; i < n; i++)
+			if (st[i] != EMBKV_ENOTABLE) {
+				rc = st[i];
+				break;
+			}
+		goto fail;
+	}
+	rc = map_fetch(t, src, known[src], known, &t->map);
+	if (rc)
+		goto fail;
+	t->rows_cap = embkv_wire_max_rows(t->attr.dim);
+	if (c->rows_cap && c->rows_cap < t->rows_cap)
+		t->rows_cap = c->rows_cap;
+	free(known);
+	free(st);
+	free(tids);
+	free(servers);
+	*out = t;
+	return 0;
+
+fail:
+	free(known);
+	free(st);
+	free(tids);
+	free(servers);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+	return rc;
+}
+
+void embkv_table_close(struct embkv_table_handle *t)
+{
+	if (!t)
+		return;
+	embkv_shardmap_put(t->map);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+const struct embkv_table_attr *embkv_table_attr_get(
+	const struct embkv_table_handle *t)
+{
+	return t ? &t->attr : NULL;
+}
+
+int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,
+		    uint16_t *part_server, uint32_t nparts)
+{
+	struct embkv_shardmap *m;
+
+	if (!t)
+		return -EINVAL;
+	m = embkv_shardmap_get(t);
+	if (nparts != m->nparts) {
+		embkv_shardmap_put(m);
+		return -EINVAL;
+	}
+	if (epoch)
+		*epoch = m->epoch;
+	for (uint32_t p = 0; part_server && p < nparts; p++)
+		part_server[p] = (uint16_t)m->srv[m->part_srv[p]];
+	embkv_shardmap_put(m);
+	return 0;
+}
+
+/* Create, drop, list ------------------------------------------------------- */
+
+/* One rpc per known server, each built by fill; exchanged. */
+static int all_servers(struct embkv_client *c, struct embkv_rpc **out,
+		       uint32_t *nout,
+		       int (*fill)(struct embkv_rpc *r, const void *arg),
+		       const void *arg)
+{
+	uint32_t n = embkv_client_server_count(c), i;
+	struct embkv_rpc *rpcs = calloc(n ? n : 1, sizeof(*rpcs));
+	int rc = 0;
+
+	if (!rpcs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		embkv_rpc_init(&rpcs[i], i);
+	for (i = 0; i < n && !rc; i++)
+		rc = fill(&rpcs[i], arg);
+	if (!rc)
+		rc = embkv_rpc_exchange(c, rpcs, n, embkv_client_deadline(c));
+	if (rc) {
+		rpcs_clear(rpcs, n);
+		return rc;
+	}
+	*out = rpcs;
+	*nout = n;
+	return 0;
+}
+
+static int fill_create(struct embkv_rpc *r, const void *arg)
+{
+	const struct embkv_table_attr *a = arg;
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	rc = embkv_wire_table_attr_size(a, &len);
+	if (!rc)
+		rc = embkv_rpc_frame(r, EMBKV_WIRE_OP_TABLE_CREATE, 0, len,
+				     &body);
+	if (!rc)
+		rc = embkv_wire_table_attr_encode(a, body, len);
+	return rc;
+}
+
+static int fill_drop(struct embkv_rpc *r, const void *arg)
+{
+	return name_rpc(r, EMBKV_WIRE_OP_TABLE_DROP, arg);
+}
+
+static int fill_list(struct embkv_rpc *r, const void *arg)
+{
+	uint8_t *body;
+
+	(void)arg;
+	return embkv_rpc_frame(r, EMBKV_WIRE_OP_TABLE_LIST, 0, 0, &body);
+}
+
+/*
+ * Combines the per-server results of an operation sent everywhere: the
+ * first error other than soft; else soft when every server said soft (or
+ * any did, with soft_wins); else 0.
+ */
+static int combine(const struct embkv_rpc *rpcs, uint32_t n, int soft,
+		   int soft_wins)
+{
+	uint32_t i, nsoft = 0;
+
+	for (i = 0; i < n; i++) {
+		if (rpcs[i].status == soft)
+			nsoft++;
+		else if (rpcs[i].status)
+			return rpcs[i].status;
+	}
+	if (nsoft && (soft_wins || nsoft == n))
+		return soft;
+	return 0;
+}
+
+int embkv_table_create_remote(struct embkv_client *c,
+			      const struct embkv_table_attr *attr)
+{
+	struct embkv_rpc *rpcs;
+	uint32_t n;
+	int rc;
+
+	if (!c || !attr)
+		return -EINVAL;
+	rc = embkv_table_attr_check(attr);
+	if (rc)
+		return rc;
+	rc = all_servers(c, &rpcs, &n, fill_create, attr);
+	if (rc)
+		return rc;
+	/* A server that had it already makes the name "used", but the
+	 * others did create it: the table exists everywhere either way. */
+	rc = combine(rpcs, n, EMBKV_ETABLEEXISTS, 1);
+	rpcs_clear(rpcs, n);
+	return rc;
+}
+
+int embkv_table_drop_remote(struct embkv_client *c, const char *name)
+{
+	struct embkv_rpc *rpcs;
+	uint32_t n;
+	size_t len;
+	int rc;
+
+	if (!c || !name)
+		return -EINVAL;
+	rc = embkv_wire_name_size(name, &len);
+	if (rc)
+		return rc;
+	rc = all_servers(c, &rpcs, &n, fill_drop, name);
+	if (rc)
+		return rc;
+	rc = combine(rpcs, n, EMBKV_ENOTABLE, 0);
+	rpcs_clear(rpcs, n);
+	return rc;
+}
+
+static int summary_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct embkv_table_summary *)a)->name,
+		      ((const struct embkv_table_summary *)b)->name);
+}
+
+int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
+		     uint32_t max, uint32_t *count)
+{
+	struct embkv_table_summary *all = NULL;
+	struct embkv_wire_table_entry e;
+	struct embkv_wire_table_list l;
+	struct embkv_rpc *rpcs;
+	uint32_t n, i, k, nall = 0, total = 0;
+	int rc;
+
+	if (!c || !count || (max && !out))
+		return -EINVAL;
+	rc = all_servers(c, &rpcs, &n, fill_list, NULL);
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++) {
+		rc = rpcs[i].status;
+		if (!rc)
+			rc = embkv_wire_table_list_decode(rpcs[i].body,
+							  rpcs[i].body_len, &l);
+		if (rc)
+			goto free_all;
+		total += l.count; /* each <= EMBKV_WIRE_MAX_TABLES */
+	}
+	all = malloc((total ? total : 1) * sizeof(*all));
+	if (!all) {
+		rc = -ENOMEM;
+		goto free_all;
+	}
+	for (i = 0; i < n; i++) {
+		embkv_wire_table_list_decode(rpcs[i].body, rpcs[i].body_len, &l);
+		while (embkv_wire_table_list_next(&l, &e)) {
+			memcpy(all[nall].name, e.name, sizeof(e.name));
+			all[nall].dim = e.dim;
+			nall++;
+		}
+	}
+	/* Every server lists the same tables: sort, keep one of each. */
+	if (nall)
+		qsort(all, nall, sizeof(*all), summary_cmp);
+	for (i = 0, k = 0; i < nall; i++)
+		if (k == 0 || strcmp(all[k - 1].name, all[i].name) != 0)
+			all[k++] = all[i];
+	for (i = 0; i < k && i < max; i++)
+		out[i] = all[i];
+	*count = k;
+free_all:
+	free(all);
+	rpcs_clear(rpcs, n);
+	return rc;
+}

@@ -1,0 +1,512 @@
+/*
+ * embkvd table operations: PULL, PUSH, ASSIGN and ERASE on owner threads.
+ *
+ * What: the I/O thread checks a batch completely, groups its keys by owner
+ * thread (a counting sort on the owner of each key's partition), queues
+ * one job per owner involved and returns to its loop. Each owner runs the
+ * store operation on its keys only and writes its results straight into
+ * the reply frame at the keys' positions; the last owner to finish posts
+ * the request back to the connection's I/O thread, which sends the reply.
+ *
+ * Why: the store is lock-free on the write path because one thread owns a
+ * partition; splitting by owner keeps that true while a batch runs on all
+ * owners at once.
+ *
+ * Invariants:
+ * - All or nothing: decode, epoch, table, dim and "every key's partition
+ *   is served here" are checked, and every byte the owners will use (the
+ *   reply and the by-owner scratch) is allocated, before any job is
+ *   queued. Owners never allocate and never fail.
+ * - Placement: partition p lives on server p % S; on that server its local
+ *   index p / S picks the owner, (p / S) % T of T owners (p % T when the
+ *   server is alone), so that owners share a server's partitions evenly.
+ * - Per-key order: one connection is served by one I/O thread, which
+ *   queues its jobs in arrival order on FIFO owner queues.
+ * - The request holds a table reference and a connection hold until the
+ *   I/O thread finished it, so neither is freed under an owner.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "server/daemon.h"
+#include "server/init.h"
+
+struct batch_job {
+	struct embkv_job job;
+	struct embkv_req *req;
+	uint32_t owner;
+};
+
+struct embkv_req {
+	struct cds_wfcq_node done_node;  /* in the I/O inbox when finished */
+	struct embkv_conn *conn;
+	struct embkv_io *io;
+	struct embkv_catalog_entry *ent; /* reference */
+	struct embkv_table *t;
+	uint8_t op, mode;
+	uint32_t n, dim;
+	uint64_t req_id, t0_ns;
+	uint8_t *body;                   /* the request body (owned) */
+	const uint64_t *keys;
+	const float *vals;               /* PUSH: grads; ASSIGN: values */
+	struct embkv_obuf *reply;
+	uint8_t *found;                  /* PULL reply, in reply */
+	float *out;
+	uint8_t *counts;                 /* count reply body, in reply */
+	/* By-owner grouping; order == NULL when one owner takes all keys. */
+	uint32_t *off;                   /* owner o: order[off[o], off[o+1]) */
+	uint32_t *order;                 /* key positions grouped by owner */
+	uint64_t *skeys;                 /* scratch, same grouping */
+	float *svals;
+	uint8_t *sfound;
+	uint8_t *plan, *scratch;         /* the allocations behind them */
+	size_t mem;                      /* bytes of body, reply, scratch */
+	uint32_t pending, done, skipped; /* atomics */
+	uint32_t njobs;
+	struct batch_job jobs[];
+};
+
+/* Grouping ---------------------------------------------------------------- */
+
+struct plan {
+	uint8_t *mem;
+	uint32_t *off, *order;
+	uint32_t owners;     /* owners with keys */
+	uint32_t single;     /* the only owner, when owners == 1 */
+};
+
+/* Groups keys by owner, checking that this server serves each. 0,
+ * EMBKV_ESTALE (*bad_key set), or -ENOMEM. */
+static int plan_build(struct embkv_server *s, const struct embkv_table *t,
+		      uint32_t n, const uint64_t *keys, struct plan *pl,
+		      uint64_t *bad_key)
+{
+	uint32_t nown = embkv_owner_count(s->owners);
+	uint32_t cur[EMBKV_OWNER_MAX];
+	uint16_t *owner_of;
+	size_t off_bytes = sizeof(uint32_t) * ((size_t)nown + 1);
+
+	memset(pl, 0, sizeof(*pl));
+	pl->owners = n ? 1 : 0;
+	if (nown == 1 && s->nservers == 1)
+		return 0;
+	pl->mem = malloc(off_bytes + (size_t)n * (sizeof(uint32_t) +
+						  sizeof(uint16_t)));
+	if (!pl->mem)
+		return -ENOMEM;
+	pl->off = (uint32_t *)pl->mem;
+	pl->order = (uint32_t *)(pl->mem + off_bytes);
+	owner_of = (uint16_t *)(pl->order + n);
+	memset(pl->off, 0, off_bytes);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t p = embkv_table_partition_of(t, keys[i]);
+		uint32_t o;
+
+		if (p % s->nservers != s->self) {
+			*bad_key = keys[i];
+			free(pl->mem);
+			pl->mem = NULL;
+			return EMBKV_ESTALE;
+		}
+		o = (p / s->nservers) % nown;
+		owner_of[i] = (uint16_t)o;
+		pl->off[o + 1]++;
+	}
+	pl->owners = 0;
+	for (uint32_t o = 0; o < nown; o++) {
+		if (pl->off[o + 1]) {
+			pl->owners++;
+			pl->single = o;
+		}
+		pl->off[o + 1] += pl->off[o];
+		cur[o] = pl->off[o];
+	}
+	if (pl->owners <= 1) {
+		free(pl->mem);
+		pl->mem = NULL;
+		pl->off = pl->order = NULL;
+		return 0;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		pl->order[cur[owner_of[i]]++] = i;
+	return 0;
+}
+
+/* Owner side ------------------------------------------------------------------ */
+
+/* Infer mode: a missing row reads as its initializer's value. */
+static void infer_fill(const struct embkv_table *t, uint32_t n,
+		       const uint64_t *keys, const uint8_t *found, float *out)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!found[i])
+			embkv_init_row(&t->attr.init, keys[i], t->dim,
+				       out + (size_t)i * t->dim);
+}
+
+static uint32_t run_pull(struct embkv_req *r, uint32_t lo, uint32_t cnt)
+{
+	size_t row = (size_t)r->dim * sizeof(float);
+	const uint64_t *keys = r->keys;
+	float *out = r->out;
+	uint8_t *found = r->found;
+	uint32_t hits;
+
+	if (r->order) {
+		keys = r->skeys + lo;
+		out = r->svals + (size_t)lo * r->dim;
+		found = r->sfound + lo;
+		for (uint32_t j = 0; j < cnt; j++)
+			r->skeys[lo + j] = r->keys[r->order[lo + j]];
+	}
+	hits = embkv_table_pull(r->t, cnt, keys, out, found, r->mode, NULL);
+	if (r->mode == EMBKV_PULL_INFER && hits < cnt)
+		infer_fill(r->t, cnt, keys, found, out);
+	if (r->order) {
+		for (uint32_t j = 0; j < cnt; j++) {
+			uint32_t i = r->order[lo + j];
+
+			memcpy(r->out + (size_t)i * r->dim,
+			       out + (size_t)j * r->dim, row);
+			r->found[i] = found[j];
+		}
+	}
+	return hits;
+}
+
+static uint32_t run_rows(struct embkv_req *r, uint32_t lo, uint32_t cnt)
+{
+	size_t row = (size_t)r->dim * sizeof(float);
+	const uint64_t *keys = r->keys;
+	const float *vals = r->vals;
+
+	if (r->order) {
+		for (uint32_t j = 0; j < cnt; j++) {
+			uint32_t i = r->order[lo + j];
+
+			r->skeys[lo + j] = r->keys[i];
+			if (vals)
+				memcpy(r->svals + (size_t)(lo + j) * r->dim,
+				       r->vals + (size_t)i * r->dim, row);
+		}
+		keys = r->skeys + lo;
+		vals = r->svals + (size_t)lo * r->dim;
+	}
+	switch (r->op) {
+	case EMBKV_WIRE_OP_PUSH:
+		return embkv_table_push(r->t, cnt, keys, vals);
+	case EMBKV_WIRE_OP_ASSIGN:
+		return embkv_table_assign(r->t, cnt, keys, vals);
+	default:
+		return embkv_table_erase(r->t, cnt, keys);
+	}
+}
+
+static void job_run(struct embkv_job *job)
+{
+	struct batch_job *bj = caa_container_of(job, struct batch_job, job);
+	struct embkv_req *r = bj->req;
+	uint32_t lo = 0, cnt = r->n, done;
+
+	if (r->order) {
+		lo = r->off[bj->owner];
+		cnt = r->off[bj->owner + 1] - lo;
+	}
+	if (r->op == EMBKV_WIRE_OP_PULL)
+		done = run_pull(r, lo, cnt);
+	else
+		done = run_rows(r, lo, cnt);
+	__atomic_add_fetch(&r->done, done, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&r->skipped, cnt - done, __ATOMIC_RELAXED);
+	/* bj and r may be freed as soon as the count reaches zero. */
+	if (!__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL))
+		embkv_io_post(r->io, &r->done_node);
+}
+
+/* I/O side ---------------------------------------------------------------------- */
+
+static void req_free(struct embkv_req *r)
+{
+	embkv_obuf_free(r->reply);
+	embkv_catalog_entry_put(r->ent);
+	free(r->scratch);
+	free(r->plan);
+	free(r->body);
+	free(r);
+}
+
+/* A decoded batch request. */
+struct batch_msg {
+	uint32_t table_id, n, dim;
+	uint8_t mode;
+	const uint64_t *keys;
+	const float *vals;
+};
+
+static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
+		      struct batch_msg *m)
+{
+	struct embkv_wire_pull_req pull;
+	struct embkv_wire_rows_req rows;
+	struct embkv_wire_erase_req erase;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	switch (op) {
+	case EMBKV_WIRE_OP_PULL:
+		rc = embkv_wire_pull_req_decode(body, len, &pull);
+		if (rc)
+			return rc;
+		m->table_id = pull.table_id;
+		m->n = pull.n;
+		m->dim = pull.dim;
+		m->keys = pull.keys;
+		m->mode = pull.mode == EMBKV_WIRE_PULL_INFER ?
+				  EMBKV_PULL_INFER : EMBKV_PULL_TRAIN;
+		return 0;
+	case EMBKV_WIRE_OP_PUSH:
+	case EMBKV_WIRE_OP_ASSIGN:
+		rc = embkv_wire_rows_req_decode(body, len, &rows);
+		if (rc)
+			return rc;
+		m->table_id = rows.table_id;
+		m->n = rows.n;
+		m->dim = rows.dim;
+		m->keys = rows.keys;
+		m->vals = rows.vals;
+		return 0;
+	default:
+		rc = embkv_wire_erase_req_decode(body, len, &erase);
+		if (rc)
+			return rc;
+		m->table_id = erase.table_id;
+		m->n = erase.n;
+		m->keys = erase.keys;
+		return 0;
+	}
+}
+
+/* The reply frame, and the by-owner scratch when keys are grouped. */
+static int req_buffers(struct embkv_req *r)
+{
+	struct embkv_wire_hdr h = {
+		.opcode = r->op | EMBKV_WIRE_OP_REPLY,
+		.request_id = r->req_id,
+		.epoch = r->io->srv->epoch,
+	};
+	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE, vals_bytes = 0;
+	uint8_t *body;
+	float *vals;
+	int rc;
+
+	if (r->op == EMBKV_WIRE_OP_PULL) {
+		rc = embkv_wire_pull_reply_size(r->n, r->dim, &len);
+		if (rc)
+			return rc;
+	}
+	h.body_len = (uint32_t)len;
+	r->reply = embkv_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
+	if (!r->reply)
+		return -ENOMEM;
+	r->mem += r->reply->len;
+	embkv_wire_hdr_encode(&h, r->reply->data);
+	body = r->reply->data + EMBKV_WIRE_HDR_SIZE;
+	if (r->op == EMBKV_WIRE_OP_PULL) {
+		rc = embkv_wire_pull_reply_prepare(r->n, r->dim, body, len,
+						   &r->found, &vals);
+		if (rc)
+			return rc;
+		r->out = vals;
+	} else {
+		r->counts = body;
+	}
+	if (!r->order)
+		return 0;
+	if (r->op != EMBKV_WIRE_OP_ERASE)
+		vals_bytes = (size_t)r->n * r->dim * sizeof(float);
+	len = (size_t)r->n * sizeof(uint64_t) + vals_bytes +
+	      (r->op == EMBKV_WIRE_OP_PULL ? r->n : 0);
+	r->scratch = malloc(len);
+	if (!r->scratch)
+		return -ENOMEM;
+	r->mem += len;
+	r->skeys = (uint64_t *)r->scratch;
+	r->svals = (float *)(r->skeys + r->n);
+	r->sfound = (uint8_t *)r->svals + vals_bytes;
+	return 0;
+}
+
+/* Queues one job per owner with keys; none when the batch is empty. */
+static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
+{
+	struct embkv_owner_pool *pool = r->io->srv->owners;
+	uint32_t nown = embkv_owner_count(pool), njobs = 0;
+
+	if (!r->order) {
+		if (owners) {
+			r->jobs[0].owner = single;
+			njobs = 1;
+		}
+	} else {
+		for (uint32_t o = 0; o < nown; o++)
+			if (r->off[o + 1] > r->off[o])
+				r->jobs[njobs++].owner = o;
+	}
+	r->njobs = njobs;
+	r->pending = njobs;
+	embkv_conn_hold(r->conn, r->mem);
+	if (!njobs) {
+		embkv_batch_finish(&r->done_node);
+		return;
+	}
+	/* r stays valid through this loop: only this thread frees it, after
+	 * it returns to its loop and finds r in its inbox. */
+	for (uint32_t j = 0; j < njobs; j++) {
+		r->jobs[j].req = r;
+		r->jobs[j].job.run = job_run;
+		embkv_owner_submit(pool, r->jobs[j].owner, &r->jobs[j].job);
+	}
+}
+
+void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		       uint8_t *body, uint64_t t0_ns)
+{
+	struct embkv_server *s = c->io->srv;
+	struct embkv_catalog_entry *ent;
+	struct embkv_req *r;
+	struct batch_msg m;
+	struct plan pl;
+	uint64_t bad_key = 0;
+	size_t reply_len;
+	int rc;
+
+	rc = msg_decode(h->opcode, body, h->body_len, &m);
+	if (rc) {
+		embkv_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
+				 embkv_wire_op_name(h->opcode),
+				 embkv_strerror(rc));
+		goto free_body;
+	}
+	if (embkv_wire_epoch_check(h, s->epoch)) {
+		embkv_conn_error(c, h->request_id, EMBKV_ESTALE, false,
+				 "epoch %llu is stale: the server's is %llu",
+				 (unsigned long long)h->epoch,
+				 (unsigned long long)s->epoch);
+		goto free_body;
+	}
+	rcu_read_lock();
+	ent = embkv_catalog_find_id(s->cat, m.table_id);
+	if (ent)
+		embkv_catalog_entry_get(ent);
+	rcu_read_unlock();
+	if (!ent) {
+		embkv_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
+				 "no table with id %u", m.table_id);
+		goto free_body;
+	}
+	if (h->opcode != EMBKV_WIRE_OP_ERASE && m.dim != ent->table->dim) {
+		embkv_conn_error(c, h->request_id, EMBKV_EDIM, false,
+				 "table %s has dim %u, not %u",
+				 ent->table->attr.name, ent->table->dim, m.dim);
+		goto put;
+	}
+	if (h->opcode == EMBKV_WIRE_OP_PULL &&
+	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
+		embkv_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
+				 "the reply to %u keys of dim %u would be over "
+				 "the frame limit", m.n, m.dim);
+		goto put;
+	}
+	rc = plan_build(s, ent->table, m.n, m.keys, &pl, &bad_key);
+	if (rc == EMBKV_ESTALE) {
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "key %llu: partition %u is on server %u, "
+				 "this is server %u",
+				 (unsigned long long)bad_key,
+				 embkv_table_partition_of(ent->table, bad_key),
+				 embkv_table_partition_of(ent->table, bad_key) %
+					 s->nservers, s->self);
+		goto put;
+	}
+	if (rc)
+		goto nomem;
+	r = calloc(1, sizeof(*r) + (size_t)pl.owners * sizeof(r->jobs[0]));
+	if (!r) {
+		free(pl.mem);
+		goto nomem;
+	}
+	r->conn = c;
+	r->io = c->io;
+	r->ent = ent;
+	r->t = ent->table;
+	r->op = h->opcode;
+	r->mode = m.mode;
+	r->n = m.n;
+	r->dim = ent->table->dim;
+	r->req_id = h->request_id;
+	r->t0_ns = t0_ns;
+	r->body = body;
+	r->mem = h->body_len;
+	r->keys = m.keys;
+	r->vals = m.vals;
+	r->plan = pl.mem;
+	r->off = pl.off;
+	r->order = pl.order;
+	rc = req_buffers(r);
+	if (rc) {
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "cannot serve a %u-key batch: %s", m.n,
+				 embkv_strerror(rc));
+		req_free(r);
+		return;
+	}
+	req_submit(r, pl.owners, pl.single);
+	return;
+
+nomem:
+	embkv_conn_error(c, h->request_id, -ENOMEM, false,
+			 "no memory for a %u-key batch", m.n);
+put:
+	embkv_catalog_entry_put(ent);
+free_body:
+	free(body);
+}
+
+void embkv_batch_finish(struct cds_wfcq_node *node)
+{
+	struct embkv_req *r = caa_container_of(node, struct embkv_req,
+					       done_node);
+	struct embkv_conn *c = r->conn;
+	struct embkv_io_stats *st = &r->io->st;
+	struct embkv_table_counters *ctr = &r->ent->ctr;
+	uint64_t us = (embkv_now_ns() - r->t0_ns) / 1000u;
+	size_t mem = r->mem;
+
+	if (r->op == EMBKV_WIRE_OP_PULL) {
+		embkv_stat_inc(&st->pulls, 1);
+		embkv_stat_inc(&st->pull_keys, r->n);
+		embkv_hist_add(&st->pull_us, us);
+		embkv_stat_add(&ctr->pulls, 1);
+		embkv_stat_add(&ctr->pull_keys, r->n);
+	} else if (r->op == EMBKV_WIRE_OP_PUSH) {
+		embkv_stat_inc(&st->pushes, 1);
+		embkv_stat_inc(&st->push_keys, r->n);
+		embkv_hist_add(&st->push_us, us);
+		embkv_stat_add(&ctr->pushes, 1);
+		embkv_stat_add(&ctr->push_keys, r->n);
+	}
+	if (r->counts) {
+		struct embkv_wire_count_reply cr = {
+			.done = __atomic_load_n(&r->done, __ATOMIC_RELAXED),
+			.skipped = __atomic_load_n(&r->skipped,
+						   __ATOMIC_RELAXED),
+		};
+
+		embkv_wire_count_reply_encode(&cr, r->counts,
+					      EMBKV_WIRE_COUNT_REPLY_SIZE);
+	}
+	embkv_conn_send(c, r->reply);
+	r->reply = NULL;
+	req_free(r);
+	embkv_conn_release(c, mem);
+}

@@ -1,0 +1,85 @@
+/*
+ * embkvd's table catalog: table id -> table, name lookup, create and drop,
+ * under a memory limit.
+ *
+ * Threads. Lookups (embkv_catalog_find_*, embkv_catalog_snapshot) run on
+ * any thread registered with liburcu, inside rcu_read_lock(); what they
+ * return stays valid until rcu_read_unlock() unless the caller takes a
+ * reference with embkv_catalog_entry_get() first. Create and drop may be
+ * called from any registered thread (a mutex orders them).
+ *
+ * Lifetime. An entry lives while the catalog or a reference holds it. A
+ * dropped entry leaves the catalog at once; the catalog's own reference is
+ * released only after an RCU grace period, so a reader that found it may
+ * still take a reference; the table is destroyed by whoever releases the
+ * last reference (the owner work holding one has finished by then).
+ */
+#ifndef EMBKV_SERVER_CATALOG_H
+#define EMBKV_SERVER_CATALOG_H
+
+#include <stdint.h>
+#include <urcu.h>
+#include <embkv/embkv.h>
+#include "server/store.h"
+
+/* Request counters of one table, kept by the service layer (relaxed
+ * atomics: any thread adds, STATS reads a recent value). */
+struct embkv_table_counters {
+	uint64_t pulls, pull_keys;
+	uint64_t pushes, push_keys;
+};
+
+struct embkv_catalog_entry {
+	uint32_t id;                 /* never reused within a server run */
+	struct embkv_table *table;   /* fixed for the entry's life */
+	uint64_t bytes;              /* embkv_table_get_stats().bytes at create */
+	uint32_t refs;               /* atomic */
+	struct embkv_table_counters ctr;
+	struct rcu_head rcu;
+};
+
+struct embkv_catalog_attr {
+	uint64_t memory_limit;  /* bytes of all tables; 0: no limit */
+	uint32_t flags;         /* reserved, must be 0 */
+};
+
+void embkv_catalog_attr_init(struct embkv_catalog_attr *attr);
+
+struct embkv_catalog;
+
+/* 0, -EINVAL or -ENOMEM. The caller owns *out until _destroy(). */
+int embkv_catalog_create(const struct embkv_catalog_attr *attr,
+			 struct embkv_catalog **out);
+/* Drops every table and waits for pending RCU callbacks (rcu_barrier).
+ * No other thread may use the catalog any more. NULL is a no-op. */
+void embkv_catalog_destroy(struct embkv_catalog *cat);
+
+/*
+ * Creates a table and publishes it. 0 and *id; -EINVAL or EMBKV_ELIMIT
+ * (bad attr, see embkv_table_create; or EMBKV_WIRE_MAX_TABLES tables
+ * exist), EMBKV_ETABLEEXISTS, -ENOMEM (out of memory, or the table would
+ * take the catalog over its memory limit).
+ */
+int embkv_catalog_add(struct embkv_catalog *cat,
+		      const struct embkv_table_attr *attr, uint32_t *id);
+/* Unpublishes the table called name: 0 or EMBKV_ENOTABLE. */
+int embkv_catalog_drop(struct embkv_catalog *cat, const char *name);
+
+/* Inside rcu_read_lock(): the entry, or NULL. */
+struct embkv_catalog_entry *embkv_catalog_find_id(struct embkv_catalog *cat,
+						  uint32_t id);
+struct embkv_catalog_entry *embkv_catalog_find_name(struct embkv_catalog *cat,
+						    const char *name);
+/* Inside rcu_read_lock(): every entry, in id order; returns the count. */
+uint32_t embkv_catalog_snapshot(struct embkv_catalog *cat,
+				struct embkv_catalog_entry *const **entries);
+/* Bytes of the published tables, and the limit (0: none). */
+uint64_t embkv_catalog_bytes(struct embkv_catalog *cat);
+uint64_t embkv_catalog_memory_limit(const struct embkv_catalog *cat);
+
+/* References: _get inside rcu_read_lock() (or while holding one), _put
+ * anywhere; the last _put destroys the table. */
+void embkv_catalog_entry_get(struct embkv_catalog_entry *e);
+void embkv_catalog_entry_put(struct embkv_catalog_entry *e);
+
+#endif

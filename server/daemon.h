@@ -1,0 +1,219 @@
+/*
+ * embkvd internals shared by its modules: the server context, I/O threads,
+ * connections, and the entry points between them.
+ *
+ *   server.c   lifecycle: listen socket, threads, signals, rate sampling
+ *   io.c       I/O threads: epoll, framing, output queues, backpressure
+ *   service.c  per-frame handling: auth, table admin, routing
+ *   batch.c    PULL/PUSH/ASSIGN/ERASE: split by owner, run, reply
+ *   report.c   STATS and SHARD_MAP replies
+ *   catalog.c, owner.c, metrics.c: see their headers
+ *
+ * Threads. A connection belongs to one I/O thread for its whole life:
+ * only that thread reads its socket, its buffers and its fields. Owner
+ * threads touch a batch request only between embkv_owner_submit() and the
+ * completion they post back with embkv_io_post().
+ */
+#ifndef EMBKV_SERVER_DAEMON_H
+#define EMBKV_SERVER_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <urcu.h>
+#include <urcu/list.h>
+#include <urcu/wfcqueue.h>
+#include "net/wire.h"
+#include "server/catalog.h"
+#include "server/metrics.h"
+#include "server/owner.h"
+
+#define EMBKVD_MAX_IO_THREADS 64u
+#define EMBKVD_HOST_MAX 200u        /* bytes of a listen host name */
+
+/* Settings, from the command line. */
+struct embkv_server_attr {
+	char host[EMBKVD_HOST_MAX + 1]; /* listen host (name or address) */
+	uint16_t port;                  /* 0: the kernel picks one */
+	uint32_t threads;               /* owner threads */
+	uint32_t io_threads;
+	uint64_t memory_limit;          /* bytes of all tables; 0: none */
+	uint32_t max_conns;
+	uint64_t epoch;                 /* shard-map epoch, >= 1 */
+	const char *const *peers;       /* NULL: alone; else npeers addresses */
+	uint32_t npeers;
+	uint32_t self;                  /* index of this server in peers */
+	const uint8_t *token;           /* shared secret; NULL: no auth */
+	size_t token_len;
+	const char *default_table;      /* created at start; NULL: none */
+	uint32_t flags;                 /* reserved, must be 0 */
+};
+
+/* Defaults: 127.0.0.1:7070, 1 owner and 1 I/O thread, no limit, 1024
+ * connections, epoch 1, alone, no token, no default table. */
+void embkv_server_attr_init(struct embkv_server_attr *attr);
+
+struct embkv_io;
+
+struct embkv_server {
+	struct embkv_server_attr attr;  /* strings below are copies */
+	char **servers;                 /* shard-map addresses */
+	uint32_t nservers, self;
+	uint64_t epoch;
+	struct embkv_catalog *cat;
+	struct embkv_owner_pool *owners;
+	struct embkv_io *io;
+	uint32_t nio;
+	int listen_fd, sig_fd, timer_fd, ep_fd;
+	uint16_t port;                  /* bound port */
+	bool auth;
+	struct embkv_wire_auth_key key;
+	uint64_t start_ns;
+	uint32_t conns;                 /* open connections (atomic) */
+	struct embkv_rates rates;
+};
+
+/* Binds, creates the default table and starts every thread; SIGINT and
+ * SIGTERM are blocked in the calling thread (and so in all threads) and
+ * read by embkv_server_run(). Call from the main thread, once. */
+int embkv_server_create(const struct embkv_server_attr *attr,
+			struct embkv_server **out);
+/* Serves until SIGINT or SIGTERM: 0, or a negative errno. */
+int embkv_server_run(struct embkv_server *s);
+/* Stops accepting, closes connections, joins threads, frees tables. */
+void embkv_server_destroy(struct embkv_server *s);
+
+/* Concise log line to stderr, prefixed "embkvd: ". */
+void embkv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- I/O threads (io.c) ------------------------------------------------ */
+
+struct embkv_io {
+	struct embkv_server *srv;
+	uint32_t idx;
+	pthread_t thread;
+	bool started;
+	int epfd, efd;                  /* epoll; eventfd for the inbox */
+	struct __cds_wfcq_head inbox_head; /* completions from owners */
+	struct cds_wfcq_tail inbox_tail;
+	bool stop;                      /* atomic */
+	struct cds_list_head conns;     /* open connections */
+	struct cds_list_head flush;     /* connections with output to send */
+	struct cds_list_head dead;      /* closed, to free after this round */
+	uint32_t nclosing;              /* connections lingering */
+	uint64_t inflight;              /* batch requests at owners */
+	uint8_t *stage;                 /* read staging buffer */
+	bool listening;
+	uint64_t accept_retry_ns;       /* after EMFILE: when to listen again */
+	uint64_t reject_log_ns;         /* last "too many connections" log */
+	struct embkv_io_stats st;
+} __attribute__((aligned(64)));
+
+int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
+		   uint32_t idx);
+/* Closes every connection, waits for its requests at the owners, joins
+ * the thread. The owners may still be inside embkv_io_post() for it: call
+ * embkv_io_fini() only after they were joined. */
+void embkv_io_stop(struct embkv_io *io);
+/* Frees what embkv_io_start() set up. */
+void embkv_io_fini(struct embkv_io *io);
+/* Any thread: hands a finished batch request back to its I/O thread. */
+void embkv_io_post(struct embkv_io *io, struct cds_wfcq_node *node);
+
+/* ---- connections (io.c) ------------------------------------------------ */
+
+struct embkv_obuf {
+	struct embkv_obuf *next;
+	uint8_t *data;                  /* a whole frame, malloc'ed */
+	size_t len, off;
+};
+
+enum embkv_conn_auth {
+	EMBKV_CONN_AUTH_WAIT_HELLO,     /* token set: nothing seen yet */
+	EMBKV_CONN_AUTH_WAIT_AUTH,      /* HELLO answered with our nonce */
+	EMBKV_CONN_AUTH_OK,             /* authenticated, or no token */
+};
+
+enum embkv_conn_rd {
+	EMBKV_CONN_RD_HDR,
+	EMBKV_CONN_RD_BODY,
+	EMBKV_CONN_RD_SKIP,             /* discarding a body (unknown opcode) */
+};
+
+struct embkv_conn {
+	struct cds_list_head link;      /* io->conns */
+	struct cds_list_head flush_link;
+	struct embkv_io *io;
+	int fd;
+	bool open;                      /* socket still open */
+	bool on_flush;
+	bool closing;                   /* error sent: flush, then close */
+	bool lingering;                 /* closing and write side shut */
+	bool rd_eof;
+	bool want_out;                  /* EPOLLOUT armed */
+	uint32_t events;                /* epoll interest now */
+	uint32_t inflight;              /* batch requests at owners */
+	size_t inflight_bytes;          /* their memory */
+	uint64_t deadline_ns;           /* closing: close by then anyway */
+	/* Frame being read. */
+	enum embkv_conn_rd rd;
+	uint8_t hdr[EMBKV_WIRE_HDR_SIZE];
+	uint32_t hdr_got;
+	struct embkv_wire_hdr h;
+	uint8_t *body;
+	uint32_t body_got;
+	uint64_t skip_left;
+	/* Output. */
+	struct embkv_obuf *out_head, *out_tail;
+	size_t out_bytes;
+	/* Authentication. */
+	enum embkv_conn_auth auth;
+	uint8_t server_nonce[EMBKV_WIRE_NONCE_SIZE];
+	uint8_t client_nonce[EMBKV_WIRE_NONCE_SIZE];
+};
+
+/*
+ * Queues a reply frame of body_len bytes with opcode op (a reply opcode or
+ * ERROR), req_id and the server's epoch; *body gets where to write the
+ * body, valid until the I/O thread returns to its loop. 0, -ENOMEM, or
+ * -ENOTCONN when c is closed already.
+ */
+int embkv_conn_reply(struct embkv_conn *c, uint64_t req_id, uint8_t op,
+		     uint32_t body_len, uint8_t **body);
+/* An output buffer for a frame of len bytes at ob->data (8-byte aligned,
+ * so a body right after the header is too); NULL when out of memory. */
+struct embkv_obuf *embkv_obuf_alloc(size_t len);
+void embkv_obuf_free(struct embkv_obuf *ob);
+/* Queues ob (a whole frame); ownership passes, even if c is closed. */
+void embkv_conn_send(struct embkv_conn *c, struct embkv_obuf *ob);
+/* Queues ERROR status with a message; close: then closes the connection
+ * (after sending what is queued, best effort). */
+void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
+		      bool close, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* A batch request in flight (holding bytes of memory) keeps the
+ * connection's memory alive and counts toward its backpressure. */
+void embkv_conn_hold(struct embkv_conn *c, size_t bytes);
+void embkv_conn_release(struct embkv_conn *c, size_t bytes);
+
+/* ---- request handling -------------------------------------------------- */
+
+/* service.c: one whole, header-checked frame; takes ownership of body
+ * (malloc'ed, h->body_len bytes; NULL when empty). I/O thread. */
+void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     uint8_t *body, uint64_t t0_ns);
+
+/* batch.c: PULL, PUSH, ASSIGN and ERASE; same contract. */
+void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		       uint8_t *body, uint64_t t0_ns);
+/* I/O thread: a request posted back with embkv_io_post(). */
+void embkv_batch_finish(struct cds_wfcq_node *node);
+
+/* report.c: STATS and SHARD_MAP requests (body already decoded). */
+void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
+			uint32_t table_id);
+void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
+			    uint32_t table_id);
+
+#endif

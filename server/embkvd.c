@@ -1,0 +1,472 @@
+/*
+ * embkvd: the embkv server daemon (TCP transport).
+ *
+ * What: parses and checks the command line, prepares the data directory
+ * and the token, starts the server (server/server.c), prints the line
+ * "embkvd: listening on tcp://HOST:PORT" on stdout once it accepts
+ * connections, and serves until SIGINT or SIGTERM.
+ *
+ * Why so strict: a server that starts with a mistyped flag silently
+ * ignored serves the wrong cluster. Every flag is checked in full (no
+ * trailing garbage, ranges enforced); anything wrong exits with status 2
+ * and one line saying what, before anything starts.
+ *
+ * Exit status: 0 after a clean shutdown, 1 when the server could not
+ * start or failed, 2 for a bad command line.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "server/daemon.h"
+
+#define EXIT_USAGE 2
+#define TOKEN_MAX 4096u
+#define PATH_BYTES 4096u
+#define TCP_SCHEME "tcp://"
+#define PORT_MAX 65535u
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_PORT_FILE,
+	OPT_THREADS,
+	OPT_IO_THREADS,
+	OPT_MEMORY_LIMIT,
+	OPT_DATA_DIR,
+	OPT_TOKEN_FILE,
+	OPT_PEERS,
+	OPT_SELF,
+	OPT_EPOCH,
+	OPT_MAX_CONNS,
+	OPT_DEFAULT_TABLE,
+};
+
+static const struct option long_opts[] = {
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "port-file", required_argument, NULL, OPT_PORT_FILE },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "io-threads", required_argument, NULL, OPT_IO_THREADS },
+	{ "memory-limit", required_argument, NULL, OPT_MEMORY_LIMIT },
+	{ "data-dir", required_argument, NULL, OPT_DATA_DIR },
+	{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "peers", required_argument, NULL, OPT_PEERS },
+	{ "self", required_argument, NULL, OPT_SELF },
+	{ "epoch", required_argument, NULL, OPT_EPOCH },
+	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+	{ "default-table", required_argument, NULL, OPT_DEFAULT_TABLE },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: embkvd [flags]\n"
+"The embkv server: sharded embedding tables over TCP.\n"
+"\n"
+"  --listen tcp://HOST:PORT  address to listen on (default tcp://127.0.0.1:7070);\n"
+"                            port 0 picks a free port. Once ready, prints\n"
+"                            'embkvd: listening on tcp://HOST:PORT' on stdout\n"
+"  --port-file PATH          also write the port (a decimal line) to PATH\n"
+"  --threads N               partition owner threads, 1-%u (default: CPUs)\n"
+"  --io-threads N            network I/O threads, 1-%u (default 1)\n"
+"  --memory-limit BYTES      memory for all tables, with an optional K, M, G\n"
+"                            or T suffix (powers of 1024); a TABLE_CREATE\n"
+"                            over it fails with ENOMEM (default: no limit)\n"
+"  --data-dir DIR            directory for checkpoints; created if missing,\n"
+"                            must be writable\n"
+"  --token-file PATH         shared secret (the file's content, trailing\n"
+"                            newline removed): clients must authenticate\n"
+"                            (HELLO/AUTH) before any other request\n"
+"  --peers ADDR,ADDR,...     every server of the cluster, tcp://host:port,\n"
+"                            in shard-map order: partition p lives on\n"
+"                            server p %% S. Needs --self. Without it the\n"
+"                            server is alone and serves every partition\n"
+"  --self N                  this server's index in --peers\n"
+"  --epoch N                 shard-map epoch, >= 1 (default 1)\n"
+"  --max-conns N             open connections at most (default 1024)\n"
+"  --default-table NAME      create table NAME with the default attributes\n"
+"                            at start\n"
+"  -h, --help                print this help and exit\n"
+"\n"
+"SIGINT or SIGTERM shuts the server down cleanly (exit status 0).\n",
+		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS);
+}
+
+struct opts {
+	struct embkv_server_attr attr;
+	const char *port_file;
+	const char *data_dir;
+	const char *token_file;
+	char *peers_arg;          /* strdup'ed, split in place */
+	const char **peers;
+	bool self_set;
+	uint8_t *token;
+};
+
+static int bad(const char *flag, const char *value, const char *why)
+{
+	fprintf(stderr, "embkvd: bad value '%s' for --%s: %s\n", value, flag,
+		why);
+	return -EINVAL;
+}
+
+/* A whole decimal number in [min, max]. */
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* BYTES[K|M|G|T]. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	char *end;
+	unsigned long long v;
+	const char *u;
+	unsigned shift = 0;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		if (end[1] || !(u = strchr(units, end[0] & ~0x20)))
+			return -EINVAL;
+		shift = 10u * (unsigned)(u - units + 1);
+	}
+	if (shift && v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* tcp://HOST:PORT, HOST a name, an IPv4 address or [IPv6]. */
+static int parse_addr(const char *s, char *host, size_t host_cap,
+		      uint16_t *port)
+{
+	const char *h, *colon;
+	size_t hl;
+	uint64_t p;
+
+	if (strncmp(s, TCP_SCHEME, strlen(TCP_SCHEME)))
+		return -EINVAL;
+	h = s + strlen(TCP_SCHEME);
+	if (*h == '[') {
+		const char *close = strchr(h, ']');
+
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		h++;
+		hl = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(h, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - h);
+		if (memchr(h, ':', hl))
+			return -EINVAL; /* IPv6 needs brackets */
+	}
+	if (!hl || hl >= host_cap || parse_u64(colon + 1, 0, PORT_MAX, &p))
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static int parse_peers(struct opts *o, const char *arg)
+{
+	char host[EMBKVD_HOST_MAX + 1];
+	uint32_t n = 1;
+	uint16_t port;
+	char *p, *save = NULL;
+
+	for (const char *q = arg; *q; q++)
+		n += *q == ',';
+	if (n > EMBKV_WIRE_MAX_SERVERS)
+		return bad("peers", arg, "too many servers");
+	free(o->peers_arg);
+	free(o->peers);
+	o->peers_arg = strdup(arg);
+	o->peers = calloc(n, sizeof(*o->peers));
+	if (!o->peers_arg || !o->peers)
+		return -ENOMEM;
+	n = 0;
+	for (p = strtok_r(o->peers_arg, ",", &save); p;
+	     p = strtok_r(NULL, ",", &save)) {
+		if (strlen(p) > EMBKV_WIRE_ADDR_MAX ||
+		    parse_addr(p, host, sizeof(host), &port) || !port)
+			return bad("peers", p, "expected tcp://HOST:PORT");
+		o->peers[n++] = p;
+	}
+	if (!n)
+		return bad("peers", arg, "no server");
+	o->attr.peers = o->peers;
+	o->attr.npeers = n;
+	return 0;
+}
+
+static int parse_flag(struct opts *o, int c, const char *arg)
+{
+	const char *name = long_opts[0].name;
+	uint64_t v;
+
+	for (const struct option *lo = long_opts; lo->name; lo++)
+		if (lo->val == c)
+			name = lo->name;
+	switch (c) {
+	case OPT_LISTEN:
+		if (parse_addr(arg, o->attr.host, sizeof(o->attr.host),
+			       &o->attr.port))
+			return bad(name, arg, "expected tcp://HOST:PORT");
+		return 0;
+	case OPT_PORT_FILE:
+		o->port_file = arg;
+		return 0;
+	case OPT_THREADS:
+	case OPT_IO_THREADS:
+	case OPT_MAX_CONNS:
+	case OPT_SELF:
+		if (parse_u64(arg, c == OPT_SELF ? 0 : 1,
+			      c == OPT_THREADS ? EMBKV_OWNER_MAX :
+			      c == OPT_IO_THREADS ? EMBKVD_MAX_IO_THREADS :
+			      c == OPT_SELF ? EMBKV_WIRE_MAX_SERVERS - 1 :
+			      UINT32_MAX, &v))
+			return bad(name, arg, "out of range or not a number");
+		if (c == OPT_THREADS)
+			o->attr.threads = (uint32_t)v;
+		else if (c == OPT_IO_THREADS)
+			o->attr.io_threads = (uint32_t)v;
+		else if (c == OPT_MAX_CONNS)
+			o->attr.max_conns = (uint32_t)v;
+		else {
+			o->attr.self = (uint32_t)v;
+			o->self_set = true;
+		}
+		return 0;
+	case OPT_EPOCH:
+		if (parse_u64(arg, 1, UINT64_MAX, &o->attr.epoch))
+			return bad(name, arg, "expected a number >= 1");
+		return 0;
+	case OPT_MEMORY_LIMIT:
+		if (parse_size(arg, &o->attr.memory_limit))
+			return bad(name, arg, "expected BYTES[K|M|G|T]");
+		return 0;
+	case OPT_DATA_DIR:
+		o->data_dir = arg;
+		return 0;
+	case OPT_TOKEN_FILE:
+		o->token_file = arg;
+		return 0;
+	case OPT_PEERS:
+		return parse_peers(o, arg);
+	case OPT_DEFAULT_TABLE: {
+		struct embkv_table_attr a;
+
+		embkv_table_attr_init(&a);
+		if (strlen(arg) >= sizeof(a.name))
+			return bad(name, arg, "name too long");
+		strcpy(a.name, arg);
+		if (embkv_table_attr_check(&a))
+			return bad(name, arg, "use 1-63 of [A-Za-z0-9_.-]");
+		o->attr.default_table = arg;
+		return 0;
+	}
+	default:
+		return -EINVAL;
+	}
+}
+
+/* mkdir -p, then check that we may create files there. */
+static int data_dir_prepare(const char *dir)
+{
+	char path[PATH_BYTES];
+	struct stat st;
+	size_t len = strlen(dir);
+
+	if (!len || len >= sizeof(path))
+		return bad("data-dir", dir, "bad path");
+	memcpy(path, dir, len + 1);
+	for (char *p = path + 1; ; p++) {
+		char save = *p;
+
+		if (save != '/' && save)
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) && errno != EEXIST)
+			return bad("data-dir", dir, strerror(errno));
+		*p = save;
+		if (!save)
+			break;
+	}
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+		return bad("data-dir", dir, "not a directory");
+	if (access(dir, W_OK | X_OK))
+		return bad("data-dir", dir, "not writable");
+	return 0;
+}
+
+static int token_read(struct opts *o)
+{
+	FILE *f = fopen(o->token_file, "rb");
+	size_t n;
+
+	if (!f)
+		return bad("token-file", o->token_file, strerror(errno));
+	o->token = malloc(TOKEN_MAX + 1);
+	if (!o->token) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(o->token, 1, TOKEN_MAX + 1, f);
+	fclose(f);
+	if (n > TOKEN_MAX)
+		return bad("token-file", o->token_file, "longer than 4096 bytes");
+	while (n && (o->token[n - 1] == '\n' || o->token[n - 1] == '\r'))
+		n--;
+	if (!n)
+		return bad("token-file", o->token_file, "empty");
+	o->attr.token = o->token;
+	o->attr.token_len = n;
+	return 0;
+}
+
+static int parse_args(struct opts *o, int argc, char **argv)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int c;
+
+	embkv_server_attr_init(&o->attr);
+	o->attr.threads = cpus < 1 ? 1 :
+			  cpus > EMBKV_OWNER_MAX ? EMBKV_OWNER_MAX :
+						   (uint32_t)cpus;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
+		if (c == 'h') {
+			usage(stdout);
+			exit(0);
+		}
+		if (c == '?') {
+			fprintf(stderr, "embkvd: unknown flag '%s' (see "
+				"--help)\n", argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (c == ':') {
+			fprintf(stderr, "embkvd: flag '%s' needs a value\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (parse_flag(o, c, optarg))
+			return -EINVAL;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "embkvd: unexpected argument '%s' (see "
+			"--help)\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (o->attr.peers && !o->self_set) {
+		fprintf(stderr, "embkvd: --peers needs --self\n");
+		return -EINVAL;
+	}
+	if (o->self_set && !o->attr.peers) {
+		fprintf(stderr, "embkvd: --self needs --peers\n");
+		return -EINVAL;
+	}
+	if (o->attr.peers && o->attr.self >= o->attr.npeers) {
+		fprintf(stderr, "embkvd: --self %u but --peers has %u "
+			"servers\n", o->attr.self, o->attr.npeers);
+		return -EINVAL;
+	}
+	if (o->data_dir && data_dir_prepare(o->data_dir))
+		return -EINVAL;
+	if (o->token_file && token_read(o))
+		return -EINVAL;
+	return 0;
+}
+
+static void opts_free(struct opts *o)
+{
+	if (o->token) {
+		explicit_bzero(o->token, TOKEN_MAX + 1);
+		free(o->token);
+	}
+	free(o->peers);
+	free(o->peers_arg);
+}
+
+static int port_file_write(const char *path, uint16_t port)
+{
+	char tmp[PATH_BYTES];
+	FILE *f;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "%u\n", port);
+	if (fclose(f) || rename(tmp, path)) {
+		unlink(tmp);
+		return -errno;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct embkv_server *s = NULL;
+	struct opts o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (parse_args(&o, argc, argv)) {
+		opts_free(&o);
+		return EXIT_USAGE;
+	}
+	rc = embkv_server_create(&o.attr, &s);
+	if (rc) {
+		embkv_log("cannot start: %s", embkv_strerror(rc));
+		opts_free(&o);
+		return EXIT_FAILURE;
+	}
+	if (o.port_file) {
+		rc = port_file_write(o.port_file, s->port);
+		if (rc) {
+			embkv_log("cannot write --port-file %s: %s",
+				  o.port_file, embkv_strerror(rc));
+			goto out;
+		}
+	}
+	embkv_log("%u owner threads, %u I/O threads, epoch %llu, server %u "
+		  "of %u%s", embkv_owner_count(s->owners), s->nio,
+		  (unsigned long long)s->epoch, s->self, s->nservers,
+		  s->auth ? ", token required" : "");
+	printf(strchr(o.attr.host, ':') ? "embkvd: listening on tcp://[%s]:%u\n"
+					 : "embkvd: listening on tcp://%s:%u\n",
+	       o.attr.host, s->port);
+	fflush(stdout);
+	rc = embkv_server_run(s);
+	if (rc)
+		embkv_log("failed: %s", embkv_strerror(rc));
+out:
+	embkv_server_destroy(s);
+	opts_free(&o);
+	return rc ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,741 @@
+/*
+ * embkvd I/O threads: accept, read frames, write replies.
+ *
+ * What: each I/O thread runs one level-triggered epoll loop over its
+ * nonblocking connections, the shared listening socket (EPOLLEXCLUSIVE,
+ * so one thread takes each new connection) and an eventfd that owner
+ * threads ring when they hand a finished batch back (a wfcqueue inbox).
+ *
+ * Why: a connection stays on one thread for its life, so its buffers and
+ * state need no lock; a frame is decoded by the codec header first and
+ * its body is allocated only after every header limit passed, so a bad
+ * peer cannot make the server allocate what it claims.
+ *
+ * Invariants:
+ * - Reading: the header is checked (magic, version, opcode, flags,
+ *   body_len against the limit, and before authentication the opcode and
+ *   the pre-auth size) before a body buffer is allocated. A frame is
+ *   handed to the service only when whole.
+ * - Output: replies are queued per connection and written at the end of
+ *   each loop round (batched sendmsg); a connection whose backlog or
+ *   number of requests in flight is over its mark is not read until it
+ *   drains (backpressure).
+ * - Lifetime: a closed connection leaves epoll and its fd at once, but
+ *   its memory lives while batch requests hold it (inflight) and at least
+ *   until the end of the current loop round (the dead list), so a stale
+ *   event or a late completion never touches freed memory.
+ * - The open-connection count drops exactly once per accepted socket, in
+ *   conn_close().
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+#include "server/daemon.h"
+
+#define STAGE_BYTES (64u << 10)         /* read staging buffer */
+#define READ_BUDGET (1u << 20)          /* bytes per connection per round */
+#define MAX_EVENTS 64
+#define OUT_HIGH_WATER (8u << 20)       /* stop reading above this backlog */
+#define MAX_INFLIGHT 64u                /* batch requests per connection */
+#define INFLIGHT_HIGH_WATER (96u << 20) /* their memory, bytes */
+#define IOV_BATCH 64
+#define ACCEPT_BATCH 64
+#define NS_PER_MS 1000000ull
+#define LINGER_NS (2000ull * NS_PER_MS) /* closing: deadline to close */
+#define ACCEPT_RETRY_NS (100ull * NS_PER_MS)
+#define REJECT_LOG_NS (1000ull * NS_PER_MS)
+#define TICK_MS 100                     /* loop wake-up while timers run */
+#define ERRMSG_BYTES (EMBKV_WIRE_ERRMSG_MAX + 1)
+
+/* epoll data tags for the fds that are not connections. */
+static char tag_listen, tag_inbox;
+
+/* Output buffers ----------------------------------------------------------- */
+
+_Static_assert(sizeof(struct embkv_obuf) % 8 == 0,
+	       "frame data right after the obuf must be 8-byte aligned");
+
+struct embkv_obuf *embkv_obuf_alloc(size_t len)
+{
+	struct embkv_obuf *ob = malloc(sizeof(*ob) + len);
+
+	if (!ob)
+		return NULL;
+	ob->next = NULL;
+	ob->data = (uint8_t *)(ob + 1);
+	ob->len = len;
+	ob->off = 0;
+	return ob;
+}
+
+void embkv_obuf_free(struct embkv_obuf *ob)
+{
+	free(ob);
+}
+
+/* Connection state ---------------------------------------------------------- */
+
+static bool conn_throttled(const struct embkv_conn *c)
+{
+	return c->out_bytes > OUT_HIGH_WATER || c->inflight >= MAX_INFLIGHT ||
+	       c->inflight_bytes > INFLIGHT_HIGH_WATER;
+}
+
+/* Sets the epoll interest from the connection's state. */
+static void conn_events(struct embkv_conn *c)
+{
+	struct epoll_event ev = { .data.ptr = c };
+	uint32_t want = 0;
+
+	if (!c->open)
+		return;
+	if (!c->rd_eof && (c->closing || !conn_throttled(c)))
+		want |= EPOLLIN;
+	if (c->want_out)
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return;
+	ev.events = want;
+	if (!epoll_ctl(c->io->epfd, EPOLL_CTL_MOD, c->fd, &ev))
+		c->events = want;
+}
+
+static void conn_free_later(struct embkv_conn *c)
+{
+	cds_list_add(&c->link, &c->io->dead);
+}
+
+static void conn_close(struct embkv_conn *c)
+{
+	struct embkv_io *io = c->io;
+	struct embkv_obuf *ob, *next;
+
+	if (!c->open)
+		return;
+	epoll_ctl(io->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	c->open = false;
+	for (ob = c->out_head; ob; ob = next) {
+		next = ob->next;
+		embkv_obuf_free(ob);
+	}
+	c->out_head = c->out_tail = NULL;
+	c->out_bytes = 0;
+	free(c->body);
+	c->body = NULL;
+	if (c->on_flush) {
+		cds_list_del(&c->flush_link);
+		c->on_flush = false;
+	}
+	if (c->closing)
+		io->nclosing--;
+	cds_list_del(&c->link);
+	__atomic_sub_fetch(&io->srv->conns, 1, __ATOMIC_RELAXED);
+	if (!c->inflight)
+		conn_free_later(c);
+}
+
+/* After any change: close a finished connection, shut the write side of
+ * a closing one, update the epoll interest. */
+static void conn_settle(struct embkv_conn *c)
+{
+	bool idle;
+
+	if (!c->open)
+		return;
+	idle = !c->out_head && !c->inflight;
+	if (idle && c->rd_eof) {
+		conn_close(c);
+		return;
+	}
+	if (idle && c->closing && !c->lingering) {
+		/* The peer sees our replies, then EOF; we read and discard
+		 * until it closes too (or the deadline), so that our close
+		 * does not reset the connection before it read them. */
+		shutdown(c->fd, SHUT_WR);
+		c->lingering = true;
+	}
+	conn_events(c);
+}
+
+static void conn_set_closing(struct embkv_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->deadline_ns = embkv_now_ns() + LINGER_NS;
+	c->io->nclosing++;
+	free(c->body);
+	c->body = NULL;
+}
+
+void embkv_conn_hold(struct embkv_conn *c, size_t bytes)
+{
+	c->inflight++;
+	c->inflight_bytes += bytes;
+	c->io->inflight++;
+}
+
+void embkv_conn_release(struct embkv_conn *c, size_t bytes)
+{
+	c->inflight--;
+	c->inflight_bytes -= bytes;
+	c->io->inflight--;
+	if (!c->open) {
+		if (!c->inflight)
+			conn_free_later(c);
+		return;
+	}
+	conn_settle(c);
+}
+
+/* Output -------------------------------------------------------------------- */
+
+void embkv_conn_send(struct embkv_conn *c, struct embkv_obuf *ob)
+{
+	if (!c->open) {
+		embkv_obuf_free(ob);
+		return;
+	}
+	ob->next = NULL;
+	if (c->out_tail)
+		c->out_tail->next = ob;
+	else
+		c->out_head = ob;
+	c->out_tail = ob;
+	c->out_bytes += ob->len;
+	if (!c->on_flush) {
+		cds_list_add_tail(&c->flush_link, &c->io->flush);
+		c->on_flush = true;
+	}
+}
+
+int embkv_conn_reply(struct embkv_conn *c, uint64_t req_id, uint8_t op,
+		     uint32_t body_len, uint8_t **body)
+{
+	struct embkv_wire_hdr h = {
+		.opcode = op,
+		.request_id = req_id,
+		.epoch = c->io->srv->epoch,
+		.body_len = body_len,
+	};
+	struct embkv_obuf *ob;
+
+	if (!c->open)
+		return -ENOTCONN; /* the body would have nowhere to go */
+	ob = embkv_obuf_alloc(EMBKV_WIRE_HDR_SIZE + (size_t)body_len);
+	if (!ob)
+		return -ENOMEM;
+	if (!embkv_wire_hdr_encode(&h, ob->data)) {
+		embkv_obuf_free(ob);
+		return -EINVAL;
+	}
+	*body = ob->data + EMBKV_WIRE_HDR_SIZE;
+	embkv_conn_send(c, ob);
+	return 0;
+}
+
+void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
+		      bool close, const char *fmt, ...)
+{
+	char msg[ERRMSG_BYTES];
+	struct embkv_wire_error e = { .status = status };
+	uint8_t *body;
+	size_t len;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e.msg.ptr = msg;
+	e.msg.len = n < 0 ? 0 : (uint32_t)strnlen(msg, EMBKV_WIRE_ERRMSG_MAX);
+	embkv_stat_inc(&c->io->st.errors, 1);
+	if (status == EMBKV_ESTALE)
+		embkv_stat_inc(&c->io->st.stale, 1);
+	if (!embkv_wire_error_size(&e, &len) &&
+	    !embkv_conn_reply(c, req_id, EMBKV_WIRE_OP_ERROR, (uint32_t)len,
+			      &body))
+		embkv_wire_error_encode(&e, body, len);
+	if (close)
+		conn_set_closing(c);
+}
+
+/* Writes as much queued output as the socket takes. */
+static void conn_flush(struct embkv_conn *c)
+{
+	struct iovec iov[IOV_BATCH];
+	struct msghdr mh = { .msg_iov = iov };
+
+	while (c->open && c->out_head) {
+		struct embkv_obuf *ob = c->out_head;
+		size_t n;
+		ssize_t r;
+		int k = 0;
+
+		for (; ob && k < IOV_BATCH; ob = ob->next, k++) {
+			iov[k].iov_base = ob->data + ob->off;
+			iov[k].iov_len = ob->len - ob->off;
+		}
+		mh.msg_iovlen = (size_t)k;
+		r = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				c->want_out = true;
+				break;
+			}
+			conn_close(c); /* peer gone: nothing more to say */
+			return;
+		}
+		embkv_stat_inc(&c->io->st.bytes_out, (uint64_t)r);
+		c->out_bytes -= (size_t)r;
+		for (n = (size_t)r; n;) {
+			ob = c->out_head;
+			if (n < ob->len - ob->off) {
+				ob->off += n;
+				break;
+			}
+			n -= ob->len - ob->off;
+			c->out_head = ob->next;
+			if (!c->out_head)
+				c->out_tail = NULL;
+			embkv_obuf_free(ob);
+		}
+	}
+	if (!c->out_head)
+		c->want_out = false;
+	conn_settle(c);
+}
+
+/* Input --------------------------------------------------------------------- */
+
+static void frame_done(struct embkv_conn *c)
+{
+	struct embkv_wire_hdr h = c->h;
+	uint8_t *body = c->body;
+
+	c->body = NULL;
+	c->rd = EMBKV_CONN_RD_HDR;
+	embkv_stat_inc(&c->io->st.requests, 1);
+	embkv_svc_frame(c, &h, body, embkv_now_ns());
+}
+
+static void skip_body(struct embkv_conn *c)
+{
+	c->skip_left = c->h.body_len;
+	c->rd = c->skip_left ? EMBKV_CONN_RD_SKIP : EMBKV_CONN_RD_HDR;
+}
+
+/* A whole header arrived: check it before reading (or allocating) the
+ * body, in net/PROTOCOL.md's order. */
+static void on_header(struct embkv_conn *c)
+{
+	struct embkv_wire_hdr *h = &c->h;
+	bool authed = c->auth == EMBKV_CONN_AUTH_OK;
+	int rc;
+
+	c->hdr_got = 0;
+	rc = embkv_wire_hdr_decode(c->hdr, EMBKV_WIRE_HDR_SIZE, h);
+	if (rc == EMBKV_EOPCODE && h->body_len > EMBKV_WIRE_MAX_BODY)
+		rc = EMBKV_ELIMIT;
+	if (rc == EMBKV_EOPCODE && authed) {
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "unknown opcode 0x%02x", h->opcode);
+		skip_body(c);
+		return;
+	}
+	if (rc && rc != EMBKV_EOPCODE) {
+		embkv_log("closing a connection: bad frame header: %s",
+			  embkv_strerror(rc));
+		embkv_conn_error(c, h->request_id, rc, true,
+				 "bad frame header: %s", embkv_strerror(rc));
+		return;
+	}
+	if (!authed && h->opcode != EMBKV_WIRE_OP_HELLO &&
+	    h->opcode != EMBKV_WIRE_OP_AUTH) {
+		embkv_stat_inc(&c->io->st.auth_failures, 1);
+		embkv_conn_error(c, h->request_id, EMBKV_EAUTH, true,
+				 "authenticate first (HELLO, AUTH)");
+		return;
+	}
+	if (!authed && h->body_len > EMBKV_WIRE_MAX_PREAUTH_BODY) {
+		embkv_conn_error(c, h->request_id, EMBKV_ELIMIT, true,
+				 "body of %u bytes before authentication",
+				 h->body_len);
+		return;
+	}
+	if (embkv_wire_op_is_reply(h->opcode)) {
+		embkv_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
+				 "%s is not a request",
+				 embkv_wire_op_name(h->opcode));
+		skip_body(c);
+		return;
+	}
+	if (!h->body_len) {
+		frame_done(c);
+		return;
+	}
+	c->body = malloc(h->body_len);
+	if (!c->body) {
+		embkv_conn_error(c, h->request_id, -ENOMEM, false,
+				 "no memory for a %u-byte body", h->body_len);
+		skip_body(c);
+		return;
+	}
+	c->body_got = 0;
+	c->rd = EMBKV_CONN_RD_BODY;
+}
+
+/* Consumes n bytes read into the staging buffer. */
+static void consume(struct embkv_conn *c, const uint8_t *p, size_t n)
+{
+	while (n && c->open && !c->closing) {
+		size_t k;
+
+		switch (c->rd) {
+		case EMBKV_CONN_RD_HDR:
+			k = EMBKV_WIRE_HDR_SIZE - c->hdr_got;
+			k = k < n ? k : n;
+			memcpy(c->hdr + c->hdr_got, p, k);
+			c->hdr_got += (uint32_t)k;
+			if (c->hdr_got == EMBKV_WIRE_HDR_SIZE)
+				on_header(c);
+			break;
+		case EMBKV_CONN_RD_BODY:
+			k = c->h.body_len - c->body_got;
+			k = k < n ? k : n;
+			memcpy(c->body + c->body_got, p, k);
+			c->body_got += (uint32_t)k;
+			if (c->body_got == c->h.body_len)
+				frame_done(c);
+			break;
+		default:
+			k = c->skip_left < n ? (size_t)c->skip_left : n;
+			c->skip_left -= k;
+			if (!c->skip_left)
+				c->rd = EMBKV_CONN_RD_HDR;
+			break;
+		}
+		p += k;
+		n -= k;
+	}
+}
+
+static void conn_readable(struct embkv_conn *c)
+{
+	struct embkv_io *io = c->io;
+	size_t budget = READ_BUDGET;
+
+	while (c->open && !c->rd_eof && budget &&
+	       (c->closing || !conn_throttled(c))) {
+		bool direct = !c->closing && c->rd == EMBKV_CONN_RD_BODY &&
+			      c->h.body_len - c->body_got >= STAGE_BYTES;
+		ssize_t r;
+
+		if (direct)
+			r = read(c->fd, c->body + c->body_got,
+				 c->h.body_len - c->body_got);
+		else
+			r = read(c->fd, io->stage, STAGE_BYTES);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_close(c);
+			break;
+		}
+		if (!r) {
+			/* EOF: a partial frame is dropped; whole frames
+			 * already handed on still get their replies. */
+			c->rd_eof = true;
+			free(c->body);
+			c->body = NULL;
+			break;
+		}
+		embkv_stat_inc(&io->st.bytes_in, (uint64_t)r);
+		budget -= (size_t)r < budget ? (size_t)r : budget;
+		if (c->closing)
+			continue; /* lingering: discard */
+		if (direct) {
+			c->body_got += (uint32_t)r;
+			if (c->body_got == c->h.body_len)
+				frame_done(c);
+		} else {
+			consume(c, io->stage, (size_t)r);
+		}
+	}
+	conn_settle(c);
+}
+
+/* Accepting ------------------------------------------------------------------ */
+
+static int conn_new(struct embkv_io *io, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct embkv_conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c)
+		return -ENOMEM;
+	c->io = io;
+	c->fd = fd;
+	c->open = true;
+	c->rd = EMBKV_CONN_RD_HDR;
+	c->auth = io->srv->auth ? EMBKV_CONN_AUTH_WAIT_HELLO
+				: EMBKV_CONN_AUTH_OK;
+	c->events = EPOLLIN;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ev.data.ptr = c;
+	if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+		free(c);
+		return -errno;
+	}
+	cds_list_add_tail(&c->link, &io->conns);
+	return 0;
+}
+
+static void listen_set(struct embkv_io *io, bool on)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLEXCLUSIVE,
+		.data.ptr = &tag_listen,
+	};
+	int fd = io->srv->listen_fd;
+
+	if (on == io->listening)
+		return;
+	if (on ? !epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)
+	       : !epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL))
+		io->listening = on;
+}
+
+static void accept_some(struct embkv_io *io)
+{
+	struct embkv_server *s = io->srv;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(s->listen_fd, NULL, NULL,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		uint32_t n;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			/* Out of fds or memory: stop listening a moment
+			 * rather than spin on a listener we cannot serve. */
+			embkv_log("accept: %s", strerror(errno));
+			listen_set(io, false);
+			io->accept_retry_ns = embkv_now_ns() + ACCEPT_RETRY_NS;
+			return;
+		}
+		n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
+		if (n > s->attr.max_conns || conn_new(io, fd)) {
+			uint64_t now = embkv_now_ns();
+
+			__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
+			close(fd);
+			if (now - io->reject_log_ns >= REJECT_LOG_NS) {
+				embkv_log("refusing a connection (%u open, "
+					  "--max-conns %u)", n - 1,
+					  s->attr.max_conns);
+				io->reject_log_ns = now;
+			}
+		}
+	}
+}
+
+/* The loop ---------------------------------------------------------------------- */
+
+void embkv_io_post(struct embkv_io *io, struct cds_wfcq_node *node)
+{
+	uint64_t one = 1;
+
+	if (!cds_wfcq_enqueue(&io->inbox_head, &io->inbox_tail, node))
+		while (write(io->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+}
+
+static void inbox_drain(struct embkv_io *io)
+{
+	struct cds_wfcq_node *node;
+	uint64_t v;
+
+	/* Reset the eventfd before looking: a post after this read rings
+	 * it again (see embkv_io_post), so none is missed. */
+	while (read(io->efd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+	while ((node = __cds_wfcq_dequeue_blocking(&io->inbox_head,
+						   &io->inbox_tail)))
+		embkv_batch_finish(node);
+}
+
+static void on_event(struct embkv_io *io, const struct epoll_event *ev)
+{
+	struct embkv_conn *c = ev->data.ptr;
+
+	if (ev->data.ptr == &tag_listen) {
+		accept_some(io);
+		return;
+	}
+	if (ev->data.ptr == &tag_inbox) {
+		inbox_drain(io);
+		return;
+	}
+	if (!c->open)
+		return;
+	if (ev->events & EPOLLOUT)
+		conn_flush(c);
+	if (c->open && (ev->events & EPOLLIN))
+		conn_readable(c);
+	if (c->open && (ev->events & (EPOLLERR | EPOLLHUP)))
+		conn_close(c);
+}
+
+static void flush_all(struct embkv_io *io)
+{
+	struct embkv_conn *c, *tmp;
+
+	cds_list_for_each_entry_safe(c, tmp, &io->flush, flush_link) {
+		cds_list_del(&c->flush_link);
+		c->on_flush = false;
+		conn_flush(c);
+	}
+}
+
+static void timers(struct embkv_io *io)
+{
+	struct embkv_conn *c, *tmp;
+	uint64_t now = embkv_now_ns();
+
+	if (io->nclosing)
+		cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
+			if (c->closing && now >= c->deadline_ns)
+				conn_close(c);
+	if (!io->listening && now >= io->accept_retry_ns &&
+	    !__atomic_load_n(&io->stop, __ATOMIC_RELAXED))
+		listen_set(io, true);
+}
+
+static void free_dead(struct embkv_io *io)
+{
+	struct embkv_conn *c, *tmp;
+
+	cds_list_for_each_entry_safe(c, tmp, &io->dead, link) {
+		cds_list_del(&c->link);
+		free(c);
+	}
+}
+
+static void close_all(struct embkv_io *io)
+{
+	struct embkv_conn *c, *tmp;
+
+	listen_set(io, false);
+	cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
+		conn_close(c);
+}
+
+static void *io_main(void *arg)
+{
+	struct embkv_io *io = arg;
+	struct epoll_event ev[MAX_EVENTS];
+	bool stopping = false;
+
+	rcu_register_thread();
+	for (;;) {
+		int timeout = io->nclosing || !io->listening ? TICK_MS : -1;
+		int n = epoll_wait(io->epfd, ev, MAX_EVENTS,
+				   stopping ? TICK_MS : timeout);
+
+		for (int i = 0; i < n; i++)
+			on_event(io, &ev[i]);
+		flush_all(io);
+		timers(io);
+		if (!stopping && __atomic_load_n(&io->stop, __ATOMIC_ACQUIRE)) {
+			stopping = true;
+			close_all(io);
+		}
+		free_dead(io);
+		if (stopping && !io->inflight)
+			break;
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
+		   uint32_t idx)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_inbox };
+	int err;
+
+	io->srv = srv;
+	io->idx = idx;
+	io->epfd = io->efd = -1;
+	__cds_wfcq_init(&io->inbox_head, &io->inbox_tail);
+	CDS_INIT_LIST_HEAD(&io->conns);
+	CDS_INIT_LIST_HEAD(&io->flush);
+	CDS_INIT_LIST_HEAD(&io->dead);
+	io->stage = malloc(STAGE_BYTES);
+	if (!io->stage)
+		return -ENOMEM;
+	io->epfd = epoll_create1(EPOLL_CLOEXEC);
+	io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (io->epfd < 0 || io->efd < 0 ||
+	    epoll_ctl(io->epfd, EPOLL_CTL_ADD, io->efd, &ev)) {
+		err = -errno;
+		goto close_fds;
+	}
+	listen_set(io, true);
+	if (!io->listening) {
+		err = -errno;
+		goto close_fds;
+	}
+	err = -pthread_create(&io->thread, NULL, io_main, io);
+	if (err)
+		goto close_fds;
+	io->started = true;
+	return 0;
+
+close_fds:
+	listen_set(io, false);
+	embkv_io_fini(io);
+	return err;
+}
+
+void embkv_io_stop(struct embkv_io *io)
+{
+	uint64_t one = 1;
+
+	if (!io->started)
+		return;
+	__atomic_store_n(&io->stop, true, __ATOMIC_RELEASE);
+	while (write(io->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_join(io->thread, NULL);
+	io->started = false;
+}
+
+void embkv_io_fini(struct embkv_io *io)
+{
+	if (io->efd >= 0)
+		close(io->efd);
+	if (io->epfd >= 0)
+		close(io->epfd);
+	io->epfd = io->efd = -1;
+	free(io->stage);
+	io->stage = NULL;
+}

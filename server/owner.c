@@ -1,0 +1,156 @@
+/*
+ * Owner threads: one FIFO job queue each.
+ *
+ * What: n threads, each draining its own queue of jobs (a part of a batch
+ * whose keys belong to that owner's partitions).
+ *
+ * Why: the store's write path takes no locks because exactly one thread
+ * mutates a partition (DESIGN.md section 4). A wait-free liburcu wfcqueue
+ * lets every I/O thread submit without a lock; an eventfd puts an idle
+ * owner to sleep and wakes it.
+ *
+ * Invariants:
+ * - One consumer per queue (its owner), so the single-consumer dequeue
+ *   needs no lock, and jobs run in the order each producer queued them.
+ * - The producer that finds the queue empty writes the eventfd; the owner
+ *   sleeps only after dequeueing found nothing, so no job is stranded:
+ *   an enqueue after that dequeue saw an empty queue and wrote the eventfd.
+ * - The owner reads the next job before running the current one, which
+ *   may free it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include "server/owner.h"
+
+struct owner {
+	struct __cds_wfcq_head head;
+	struct cds_wfcq_tail tail;
+	int efd;
+	bool stop;       /* atomic */
+	pthread_t thread;
+} __attribute__((aligned(64)));
+
+struct embkv_owner_pool {
+	uint32_t n;
+	struct owner *o;
+};
+
+static void owner_wake(struct owner *o)
+{
+	uint64_t one = 1;
+	ssize_t r;
+
+	do
+		r = write(o->efd, &one, sizeof(one));
+	while (r < 0 && errno == EINTR);
+}
+
+static void owner_sleep(struct owner *o)
+{
+	uint64_t v;
+	ssize_t r;
+
+	do
+		r = read(o->efd, &v, sizeof(v));
+	while (r < 0 && errno == EINTR);
+}
+
+static void *owner_main(void *arg)
+{
+	struct owner *o = arg;
+
+	for (;;) {
+		struct cds_wfcq_node *node;
+
+		node = __cds_wfcq_dequeue_blocking(&o->head, &o->tail);
+		if (node) {
+			struct embkv_job *job =
+				caa_container_of(node, struct embkv_job, node);
+
+			job->run(job);
+			continue;
+		}
+		if (__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE))
+			break;
+		owner_sleep(o);
+	}
+	return NULL;
+}
+
+int embkv_owner_pool_create(uint32_t n, struct embkv_owner_pool **out)
+{
+	struct embkv_owner_pool *pool;
+	uint32_t i;
+	int err;
+
+	if (!out || !n || n > EMBKV_OWNER_MAX)
+		return -EINVAL;
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return -ENOMEM;
+	pool->o = aligned_alloc(64, sizeof(*pool->o) * n);
+	if (!pool->o) {
+		free(pool);
+		return -ENOMEM;
+	}
+	memset(pool->o, 0, sizeof(*pool->o) * n);
+	pool->n = n;
+	for (i = 0; i < n; i++) {
+		struct owner *o = &pool->o[i];
+
+		__cds_wfcq_init(&o->head, &o->tail);
+		o->efd = eventfd(0, EFD_CLOEXEC);
+		if (o->efd < 0) {
+			err = -errno;
+			goto stop;
+		}
+		err = -pthread_create(&o->thread, NULL, owner_main, o);
+		if (err) {
+			close(o->efd);
+			goto stop;
+		}
+	}
+	*out = pool;
+	return 0;
+
+stop:
+	pool->n = i;
+	embkv_owner_pool_destroy(pool);
+	return err;
+}
+
+void embkv_owner_pool_destroy(struct embkv_owner_pool *pool)
+{
+	if (!pool)
+		return;
+	for (uint32_t i = 0; i < pool->n; i++) {
+		__atomic_store_n(&pool->o[i].stop, true, __ATOMIC_RELEASE);
+		owner_wake(&pool->o[i]);
+	}
+	for (uint32_t i = 0; i < pool->n; i++) {
+		pthread_join(pool->o[i].thread, NULL);
+		close(pool->o[i].efd);
+	}
+	free(pool->o);
+	free(pool);
+}
+
+uint32_t embkv_owner_count(const struct embkv_owner_pool *pool)
+{
+	return pool->n;
+}
+
+void embkv_owner_submit(struct embkv_owner_pool *pool, uint32_t owner,
+			struct embkv_job *job)
+{
+	struct owner *o = &pool->o[owner];
+
+	cds_wfcq_node_init(&job->node);
+	if (!cds_wfcq_enqueue(&o->head, &o->tail, &job->node))
+		owner_wake(o);
+}

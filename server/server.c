@@ -1,0 +1,366 @@
+/*
+ * embkvd server lifecycle.
+ *
+ * What: builds everything a running server needs (catalog, default table,
+ * listening socket, owner threads, I/O threads), waits for SIGINT or
+ * SIGTERM while sampling counters once a second for the rates, and takes
+ * it all down again in the reverse order.
+ *
+ * Why: signals are blocked before the first thread starts, so every
+ * thread inherits the mask and the only place a signal is seen is the
+ * signalfd read here: no handler ever runs in the middle of a request.
+ *
+ * Invariants (shutdown order): I/O threads stop first (they stop
+ * accepting, close their connections and wait until the owners have
+ * handed back every request they had queued), then the owners stop (their
+ * queues are empty by then), then the catalog frees the tables after an
+ * RCU barrier.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <netinet/in.h>
+#include <unistd.h>
+#include "server/daemon.h"
+
+#define DEFAULT_HOST "127.0.0.1"
+#define DEFAULT_PORT 7070u
+#define DEFAULT_MAX_CONNS 1024u
+#define PORT_STR_MAX sizeof("65535")
+#define SAMPLE_PERIOD_S 1
+#define MAX_EVENTS 4
+
+void embkv_log(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "embkvd: %s\n", line);
+}
+
+void embkv_server_attr_init(struct embkv_server_attr *attr)
+{
+	memset(attr, 0, sizeof(*attr));
+	strcpy(attr->host, DEFAULT_HOST);
+	attr->port = DEFAULT_PORT;
+	attr->threads = 1;
+	attr->io_threads = 1;
+	attr->max_conns = DEFAULT_MAX_CONNS;
+	attr->epoch = 1;
+}
+
+static int attr_check(const struct embkv_server_attr *a)
+{
+	if (!a->host[0] || !a->threads || a->threads > EMBKV_OWNER_MAX ||
+	    !a->io_threads || a->io_threads > EMBKVD_MAX_IO_THREADS ||
+	    !a->max_conns || !a->epoch || a->flags)
+		return -EINVAL;
+	if (a->peers && (!a->npeers || a->npeers > EMBKV_WIRE_MAX_SERVERS ||
+			 a->self >= a->npeers))
+		return -EINVAL;
+	if (a->token && !a->token_len)
+		return -EINVAL;
+	return 0;
+}
+
+static int listen_open(struct embkv_server *s)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE,
+	};
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct addrinfo *res, *ai;
+	char port[PORT_STR_MAX];
+	int one = 1, rc, fd = -1;
+
+	snprintf(port, sizeof(port), "%u", s->attr.port);
+	rc = getaddrinfo(s->attr.host, port, &hints, &res);
+	if (rc) {
+		embkv_log("cannot resolve %s: %s", s->attr.host,
+			  gai_strerror(rc));
+		return -EINVAL;
+	}
+	rc = -EADDRNOTAVAIL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+					  SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			rc = -errno;
+			continue;
+		}
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				 sizeof(one));
+		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) &&
+		    !listen(fd, SOMAXCONN))
+			break;
+		rc = -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return rc;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	s->port = ntohs(ss.ss_family == AF_INET6 ?
+				((struct sockaddr_in6 *)&ss)->sin6_port :
+				((struct sockaddr_in *)&ss)->sin_port);
+	s->listen_fd = fd;
+	return 0;
+}
+
+/* The shard map's server list: --peers, or this server alone. */
+static int servers_init(struct embkv_server *s)
+{
+	const struct embkv_server_attr *a = &s->attr;
+	uint32_t n = a->peers ? a->npeers : 1;
+	char self[EMBKV_WIRE_ADDR_MAX + 1];
+
+	s->servers = calloc(n, sizeof(*s->servers));
+	if (!s->servers)
+		return -ENOMEM;
+	s->nservers = n;
+	s->self = a->peers ? a->self : 0;
+	if (!a->peers) {
+		snprintf(self, sizeof(self),
+			 strchr(a->host, ':') ? "tcp://[%s]:%u" : "tcp://%s:%u",
+			 a->host, s->port);
+		s->servers[0] = strdup(self);
+		return s->servers[0] ? 0 : -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		s->servers[i] = strdup(a->peers[i]);
+		if (!s->servers[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int default_table(struct embkv_server *s, const char *name)
+{
+	struct embkv_table_attr a;
+	uint32_t id;
+	int rc;
+
+	embkv_table_attr_init(&a);
+	if (strlen(name) >= sizeof(a.name))
+		return EMBKV_ELIMIT;
+	strcpy(a.name, name);
+	rc = embkv_catalog_add(s->cat, &a, &id);
+	if (rc)
+		embkv_log("cannot create table %s: %s", name,
+			  embkv_strerror(rc));
+	else
+		embkv_log("table %s created: id %u, dim %u, %u partitions, "
+			  "capacity %llu", name, id, a.dim, a.partitions,
+			  (unsigned long long)a.capacity);
+	return rc;
+}
+
+/* signalfd for SIGINT/SIGTERM and a one-second timer, on one epoll. */
+static int control_open(struct embkv_server *s)
+{
+	struct itimerspec its = {
+		.it_interval.tv_sec = SAMPLE_PERIOD_S,
+		.it_value.tv_sec = SAMPLE_PERIOD_S,
+	};
+	struct epoll_event ev = { .events = EPOLLIN };
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
+		return -EINVAL;
+	signal(SIGPIPE, SIG_IGN);
+	s->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	s->timer_fd = timerfd_create(CLOCK_MONOTONIC,
+				     TFD_NONBLOCK | TFD_CLOEXEC);
+	s->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->sig_fd < 0 || s->timer_fd < 0 || s->ep_fd < 0 ||
+	    timerfd_settime(s->timer_fd, 0, &its, NULL))
+		return -errno;
+	ev.data.fd = s->sig_fd;
+	if (epoll_ctl(s->ep_fd, EPOLL_CTL_ADD, s->sig_fd, &ev))
+		return -errno;
+	ev.data.fd = s->timer_fd;
+	if (epoll_ctl(s->ep_fd, EPOLL_CTL_ADD, s->timer_fd, &ev))
+		return -errno;
+	return 0;
+}
+
+int embkv_server_create(const struct embkv_server_attr *attr,
+			struct embkv_server **out)
+{
+	struct embkv_catalog_attr ca;
+	struct embkv_server *s;
+	int err;
+
+	if (!attr || !out || attr_check(attr))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->attr = *attr;
+	s->attr.peers = NULL; /* copied into servers; not kept */
+	s->attr.token = NULL;
+	s->attr.default_table = NULL;
+	s->listen_fd = s->sig_fd = s->timer_fd = s->ep_fd = -1;
+	s->epoch = attr->epoch;
+	s->start_ns = embkv_now_ns();
+	rcu_register_thread();
+	err = embkv_rates_init(&s->rates);
+	if (err) {
+		rcu_unregister_thread();
+		free(s);
+		return err;
+	}
+	if (attr->token) {
+		err = embkv_wire_auth_key_derive(attr->token, attr->token_len,
+						 &s->key);
+		if (err)
+			goto destroy;
+		s->auth = true;
+	}
+	err = control_open(s);
+	if (err)
+		goto destroy;
+	embkv_catalog_attr_init(&ca);
+	ca.memory_limit = attr->memory_limit;
+	err = embkv_catalog_create(&ca, &s->cat);
+	if (err)
+		goto destroy;
+	if (attr->default_table) {
+		err = default_table(s, attr->default_table);
+		if (err)
+			goto destroy;
+	}
+	err = listen_open(s);
+	if (err) {
+		embkv_log("cannot listen on %s:%u: %s", attr->host, attr->port,
+			  embkv_strerror(err));
+		goto destroy;
+	}
+	s->attr.peers = attr->peers;
+	err = servers_init(s);
+	s->attr.peers = NULL;
+	if (err)
+		goto destroy;
+	err = embkv_owner_pool_create(attr->threads, &s->owners);
+	if (err)
+		goto destroy;
+	s->io = aligned_alloc(64, sizeof(*s->io) * attr->io_threads);
+	if (!s->io) {
+		err = -ENOMEM;
+		goto destroy;
+	}
+	memset(s->io, 0, sizeof(*s->io) * attr->io_threads);
+	for (uint32_t i = 0; i < attr->io_threads; i++)
+		s->io[i].epfd = s->io[i].efd = -1;
+	/* nio is final before any I/O thread runs (STATS reads it). */
+	s->nio = attr->io_threads;
+	for (uint32_t i = 0; i < s->nio; i++) {
+		err = embkv_io_start(&s->io[i], s, i);
+		if (err)
+			goto destroy;
+	}
+	*out = s;
+	return 0;
+
+destroy:
+	embkv_server_destroy(s);
+	return err;
+}
+
+static void sample_rates(struct embkv_server *s)
+{
+	uint64_t v[EMBKV_RATE_COUNT] = { 0 };
+
+	for (uint32_t i = 0; i < s->nio; i++) {
+		const struct embkv_io_stats *st = &s->io[i].st;
+
+		v[EMBKV_RATE_PULLS] += embkv_stat_read(&st->pulls);
+		v[EMBKV_RATE_PUSHES] += embkv_stat_read(&st->pushes);
+		v[EMBKV_RATE_PULL_KEYS] += embkv_stat_read(&st->pull_keys);
+		v[EMBKV_RATE_PUSH_KEYS] += embkv_stat_read(&st->push_keys);
+	}
+	embkv_rates_record(&s->rates, embkv_now_ns(), v);
+}
+
+int embkv_server_run(struct embkv_server *s)
+{
+	struct epoll_event ev[MAX_EVENTS];
+
+	for (;;) {
+		int n = epoll_wait(s->ep_fd, ev, MAX_EVENTS, -1);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.fd == s->timer_fd) {
+				uint64_t ticks;
+
+				if (read(s->timer_fd, &ticks, sizeof(ticks)) ==
+				    (ssize_t)sizeof(ticks))
+					sample_rates(s);
+			} else {
+				struct signalfd_siginfo si;
+
+				if (read(s->sig_fd, &si, sizeof(si)) !=
+				    (ssize_t)sizeof(si))
+					continue;
+				embkv_log("%s: shutting down",
+					  si.ssi_signo == SIGINT ? "SIGINT"
+								 : "SIGTERM");
+				return 0;
+			}
+		}
+	}
+}
+
+void embkv_server_destroy(struct embkv_server *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->nio; i++)
+		embkv_io_stop(&s->io[i]);
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	/* Owners next: one may still be ringing an I/O thread's eventfd
+	 * for the last request it handed back. */
+	embkv_owner_pool_destroy(s->owners);
+	for (uint32_t i = 0; i < s->nio; i++)
+		embkv_io_fini(&s->io[i]);
+	free(s->io);
+	embkv_catalog_destroy(s->cat);
+	for (uint32_t i = 0; s->servers && i < s->nservers; i++)
+		free(s->servers[i]);
+	free(s->servers);
+	if (s->ep_fd >= 0)
+		close(s->ep_fd);
+	if (s->timer_fd >= 0)
+		close(s->timer_fd);
+	if (s->sig_fd >= 0)
+		close(s->sig_fd);
+	embkv_wire_auth_key_wipe(&s->key);
+	embkv_rates_fini(&s->rates);
+	rcu_unregister_thread();
+	free(s);
+}

@@ -1,0 +1,320 @@
+/*
+ * embkvd request service: what each whole frame does.
+ *
+ * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
+ * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
+ * batch.c, STATS and SHARD_MAP to report.c.
+ *
+ * Why here, on the I/O thread: these are small, rare requests that read
+ * the RCU catalog or change it under its mutex; none touches a partition,
+ * so none needs an owner thread.
+ *
+ * Invariants:
+ * - Every body is decoded (so validated whole) by its codec decoder
+ *   before anything acts on it; a malformed body gets ERROR and the
+ *   connection stays usable (the body was read whole).
+ * - With a token, nothing but HELLO then AUTH is served until AUTH
+ *   verified the client's MAC (io.c refuses other opcodes before reading
+ *   their body); any authentication failure closes the connection.
+ * - Every request gets exactly one reply or ERROR with its request id.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include "server/daemon.h"
+
+/* Starts the reply to h, or answers -ENOMEM. */
+static int reply_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		       size_t len, uint8_t **body)
+{
+	int rc = embkv_conn_reply(c, h->request_id,
+				  h->opcode | EMBKV_WIRE_OP_REPLY,
+				  (uint32_t)len, body);
+
+	if (rc)
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "cannot send a %zu-byte reply: %s", len,
+				 embkv_strerror(rc));
+	return rc;
+}
+
+static void bad_body(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     int rc)
+{
+	embkv_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
+			 embkv_wire_op_name(h->opcode), embkv_strerror(rc));
+}
+
+/* Authentication (net/PROTOCOL.md section 8) ------------------------------ */
+
+static void svc_hello(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		      const uint8_t *body)
+{
+	struct embkv_server *s = c->io->srv;
+	struct embkv_wire_hello m;
+	uint8_t *out;
+	int rc;
+
+	rc = embkv_wire_hello_decode(body, h->body_len, &m);
+	if (rc) {
+		embkv_conn_error(c, h->request_id, rc, s->auth,
+				 "bad HELLO body");
+		return;
+	}
+	if (s->auth && c->auth != EMBKV_CONN_AUTH_WAIT_HELLO) {
+		bool fatal = c->auth != EMBKV_CONN_AUTH_OK;
+
+		embkv_conn_error(c, h->request_id,
+				 fatal ? EMBKV_EAUTH : EMBKV_EPROTO, fatal,
+				 "HELLO out of order");
+		return;
+	}
+	if (getrandom(c->server_nonce, sizeof(c->server_nonce), 0) !=
+	    (ssize_t)sizeof(c->server_nonce)) {
+		embkv_conn_error(c, h->request_id, EMBKV_ESERVER, true,
+				 "no random bytes for a nonce");
+		return;
+	}
+	memcpy(c->client_nonce, m.nonce, sizeof(c->client_nonce));
+	if (reply_start(c, h, EMBKV_WIRE_HELLO_SIZE, &out))
+		return;
+	memcpy(m.nonce, c->server_nonce, sizeof(m.nonce));
+	embkv_wire_hello_encode(&m, out, EMBKV_WIRE_HELLO_SIZE);
+	if (s->auth)
+		c->auth = EMBKV_CONN_AUTH_WAIT_AUTH;
+}
+
+static void auth_fail(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		      const char *why)
+{
+	embkv_stat_inc(&c->io->st.auth_failures, 1);
+	embkv_log("authentication failed: %s", why);
+	embkv_conn_error(c, h->request_id, EMBKV_EAUTH, true,
+			 "authentication failed: %s", why);
+}
+
+static void svc_auth(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     const uint8_t *body)
+{
+	struct embkv_server *s = c->io->srv;
+	struct embkv_wire_auth m;
+	uint8_t *out;
+
+	if (!s->auth) {
+		auth_fail(c, h, "this server has no token");
+		return;
+	}
+	if (c->auth == EMBKV_CONN_AUTH_OK) {
+		embkv_conn_error(c, h->request_id, EMBKV_EPROTO, false,
+				 "already authenticated");
+		return;
+	}
+	if (c->auth != EMBKV_CONN_AUTH_WAIT_AUTH) {
+		auth_fail(c, h, "AUTH before HELLO");
+		return;
+	}
+	if (embkv_wire_auth_decode(body, h->body_len, &m)) {
+		auth_fail(c, h, "bad AUTH body");
+		return;
+	}
+	if (embkv_wire_auth_verify(&s->key, EMBKV_WIRE_AUTH_CLIENT,
+				   c->server_nonce, c->client_nonce, m.mac)) {
+		auth_fail(c, h, "wrong token");
+		return;
+	}
+	if (reply_start(c, h, EMBKV_WIRE_AUTH_SIZE, &out))
+		return;
+	embkv_wire_auth_mac(&s->key, EMBKV_WIRE_AUTH_SERVER, c->server_nonce,
+			    c->client_nonce, m.mac);
+	embkv_wire_auth_encode(&m, out, EMBKV_WIRE_AUTH_SIZE);
+	c->auth = EMBKV_CONN_AUTH_OK;
+}
+
+/* Tables ---------------------------------------------------------------------- */
+
+static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		       const uint8_t *body)
+{
+	struct embkv_catalog *cat = c->io->srv->cat;
+	struct embkv_table_attr a;
+	uint32_t id;
+	uint8_t *out;
+	int rc;
+
+	rc = embkv_wire_table_attr_decode(body, h->body_len, &a);
+	if (rc) {
+		bad_body(c, h, rc);
+		return;
+	}
+	rc = embkv_catalog_add(cat, &a, &id);
+	if (rc == -ENOMEM && embkv_catalog_memory_limit(cat)) {
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "table %s: over --memory-limit or out of "
+				 "memory (%llu of %llu bytes in use)", a.name,
+				 (unsigned long long)embkv_catalog_bytes(cat),
+				 (unsigned long long)
+					 embkv_catalog_memory_limit(cat));
+		return;
+	}
+	if (rc) {
+		embkv_conn_error(c, h->request_id, rc, false, "table %s: %s",
+				 a.name, embkv_strerror(rc));
+		return;
+	}
+	embkv_log("table %s created: id %u, dim %u, %u partitions, "
+		  "capacity %llu, %s", a.name, id, a.dim, a.partitions,
+		  (unsigned long long)a.capacity,
+		  embkv_optimizer_name(a.opt.type));
+	if (reply_start(c, h, EMBKV_WIRE_TABLE_ID_SIZE, &out))
+		return;
+	embkv_wire_table_id_encode(id, out, EMBKV_WIRE_TABLE_ID_SIZE);
+}
+
+static void svc_drop(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     const uint8_t *body)
+{
+	char name[EMBKV_TABLE_NAME_MAX];
+	uint8_t *out;
+	int rc;
+
+	rc = embkv_wire_name_decode(body, h->body_len, name);
+	if (rc) {
+		bad_body(c, h, rc);
+		return;
+	}
+	rc = embkv_catalog_drop(c->io->srv->cat, name);
+	if (rc) {
+		embkv_conn_error(c, h->request_id, rc, false, "table %s: %s",
+				 name, embkv_strerror(rc));
+		return;
+	}
+	embkv_log("table %s dropped", name);
+	reply_start(c, h, 0, &out);
+}
+
+static void svc_list(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     const uint8_t *body)
+{
+	struct embkv_catalog_entry *const *e;
+	struct embkv_wire_table_entry *list = NULL;
+	uint8_t *out;
+	size_t len;
+	uint32_t n;
+	int rc;
+
+	rc = embkv_wire_empty_decode(body, h->body_len);
+	if (rc) {
+		bad_body(c, h, rc);
+		return;
+	}
+	rcu_read_lock();
+	n = embkv_catalog_snapshot(c->io->srv->cat, &e);
+	if (n)
+		list = calloc(n, sizeof(*list));
+	for (uint32_t i = 0; list && i < n; i++) {
+		list[i].table_id = e[i]->id;
+		list[i].dim = e[i]->table->attr.dim;
+		memcpy(list[i].name, e[i]->table->attr.name,
+		       EMBKV_TABLE_NAME_MAX);
+	}
+	rcu_read_unlock();
+	rc = n && !list ? -ENOMEM : embkv_wire_table_list_size(list, n, &len);
+	if (rc)
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "cannot list %u tables: %s", n,
+				 embkv_strerror(rc));
+	else if (!reply_start(c, h, len, &out))
+		embkv_wire_table_list_encode(list, n, out, len);
+	free(list);
+}
+
+static void svc_open(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     const uint8_t *body)
+{
+	struct embkv_catalog_entry *e;
+	struct embkv_wire_table_info info;
+	char name[EMBKV_TABLE_NAME_MAX];
+	uint8_t *out;
+	size_t len;
+	int rc;
+
+	rc = embkv_wire_name_decode(body, h->body_len, name);
+	if (rc) {
+		bad_body(c, h, rc);
+		return;
+	}
+	rcu_read_lock();
+	e = embkv_catalog_find_name(c->io->srv->cat, name);
+	if (e) {
+		info.table_id = e->id;
+		info.attr = e->table->attr;
+	}
+	rcu_read_unlock();
+	if (!e) {
+		embkv_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
+				 "no table called %s", name);
+		return;
+	}
+	rc = embkv_wire_table_info_size(&info, &len);
+	if (rc)
+		embkv_conn_error(c, h->request_id, EMBKV_ESERVER, false,
+				 "cannot encode table %s", name);
+	else if (!reply_start(c, h, len, &out))
+		embkv_wire_table_info_encode(&info, out, len);
+}
+
+/* A request whose body is one table id (STATS, SHARD_MAP). */
+static void svc_table_id(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+			 const uint8_t *body)
+{
+	uint32_t id;
+	int rc = embkv_wire_table_id_decode(body, h->body_len, &id);
+
+	if (rc)
+		bad_body(c, h, rc);
+	else if (h->opcode == EMBKV_WIRE_OP_STATS)
+		embkv_report_stats(c, h->request_id, id);
+	else
+		embkv_report_shard_map(c, h->request_id, id);
+}
+
+void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     uint8_t *body, uint64_t t0_ns)
+{
+	switch (h->opcode) {
+	case EMBKV_WIRE_OP_HELLO:
+		svc_hello(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_AUTH:
+		svc_auth(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_TABLE_CREATE:
+		svc_create(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_TABLE_DROP:
+		svc_drop(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_TABLE_LIST:
+		svc_list(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_TABLE_OPEN:
+		svc_open(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_STATS:
+	case EMBKV_WIRE_OP_SHARD_MAP:
+		svc_table_id(c, h, body);
+		break;
+	case EMBKV_WIRE_OP_PULL:
+	case EMBKV_WIRE_OP_PUSH:
+	case EMBKV_WIRE_OP_ASSIGN:
+	case EMBKV_WIRE_OP_ERASE:
+		embkv_batch_start(c, h, body, t0_ns);
+		return; /* body passed on */
+	default:
+		embkv_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
+				 "%s is not served", embkv_wire_op_name(h->opcode));
+		break;
+	}
+	free(body);
+}

@@ -1,0 +1,232 @@
+/*
+ * libembkv against real embkvd processes: three servers started with the
+ * cluster helper (spawn.h), four clients (each its own struct
+ * embkv_client, on its own thread) pulling and pushing at once. The final
+ * table equals a reference that applied the same SGD steps: exactly for
+ * each client's own keys, within 1e-5 relative for the keys all clients
+ * share (only the order of the float additions differs). Also checks
+ * async pulls, the shard map, stats and a clean shutdown (exit 0).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <embkv/embkv.h>
+#include "tests/client/spawn.h"
+
+#define NSRV 3u
+#define NCLIENTS 4u
+#define ROUNDS 5u
+#define OWN 3000u       /* keys only one client pushes */
+#define SHARED 500u     /* keys every client pushes */
+#define DIM 16u
+#define LR 0.05f
+#define READY_MS 10000u
+#define STOP_MS 15000u
+#define REL_TOL 1e-5f
+
+static const char *const extra[] = { "--threads", "1", NULL };
+
+static uint64_t own_key(uint32_t client, uint32_t i)
+{
+	return 1000000ull * (client + 1) + i;
+}
+
+static float grad(uint64_t key, uint32_t round, uint32_t client, uint32_t j)
+{
+	return (float)((int)((key * 31 + round * 7 + client) % 17) - 8) * 0.01f +
+	       (float)j * 0.001f;
+}
+
+struct client_arg {
+	struct embkv_test_cluster *cl;
+	uint32_t id;
+	int rc;
+};
+
+static void *client_main(void *p)
+{
+	struct client_arg *a = p;
+	const uint32_t n = OWN + SHARED;
+	struct embkv_client_attr ca;
+	struct embkv_table_handle *t = NULL;
+	struct embkv_client *c = NULL;
+	uint64_t *keys = malloc(n * sizeof(*keys));
+	float *buf = malloc((size_t)n * DIM * sizeof(float));
+	float *grads = malloc((size_t)n * DIM * sizeof(float));
+	struct embkv_op *op;
+
+	a->rc = -1;
+	if (!keys || !buf || !grads)
+		goto out;
+	for (uint32_t i = 0; i < OWN; i++)
+		keys[i] = own_key(a->id, i);
+	for (uint32_t i = 0; i < SHARED; i++)
+		keys[OWN + i] = i + 1;
+	embkv_client_attr_init(&ca);
+	ca.servers = a->cl->addrs;
+	ca.nservers = NSRV;
+	a->rc = embkv_client_create(&ca, &c);
+	if (!a->rc)
+		a->rc = embkv_table_open(c, "shared", &t);
+	for (uint32_t r = 0; r < ROUNDS && !a->rc; r++) {
+		/* the pull overlaps the gradient computation */
+		a->rc = embkv_pull_async(t, n, keys, buf, NULL,
+					 EMBKV_MODE_TRAIN, NULL, &op);
+		if (a->rc)
+			break;
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t j = 0; j < DIM; j++)
+				grads[(size_t)i * DIM + j] =
+					grad(keys[i], r, a->id, j);
+		a->rc = embkv_op_wait(op);
+		if (!a->rc)
+			a->rc = embkv_push(t, n, keys, grads, NULL);
+	}
+out:
+	embkv_table_close(t);
+	embkv_client_destroy(c);
+	free(grads);
+	free(buf);
+	free(keys);
+	return NULL;
+}
+
+struct rows_seen {
+	uint64_t rows;
+	uint32_t servers;
+};
+
+static void on_stat(void *ctx, uint32_t server, const char *table,
+		    const char *name, uint64_t value)
+{
+	struct rows_seen *s = ctx;
+
+	(void)server;
+	if (table && strcmp(table, "shared") == 0 &&
+	    strcmp(name, "rows") == 0) {
+		s->rows += value;
+		s->servers++;
+	}
+}
+
+static void check_table(struct embkv_test_cluster *cl)
+{
+	const uint32_t n = NCLIENTS * OWN + SHARED;
+	uint64_t *keys = malloc(n * sizeof(*keys)), epoch = 0;
+	float *out = malloc((size_t)n * DIM * sizeof(float));
+	uint8_t *found = malloc(n);
+	struct embkv_client_attr ca;
+	struct embkv_table_handle *t;
+	struct embkv_client *c;
+	struct rows_seen seen = { 0 };
+	uint16_t ps[64];
+
+	assert_non_null(keys);
+	assert_non_null(out);
+	assert_non_null(found);
+	for (uint32_t k = 0; k < NCLIENTS; k++)
+		for (uint32_t i = 0; i < OWN; i++)
+			keys[k * OWN + i] = own_key(k, i);
+	for (uint32_t i = 0; i < SHARED; i++)
+		keys[NCLIENTS * OWN + i] = i + 1;
+	embkv_client_attr_init(&ca);
+	ca.servers = cl->addrs;
+	ca.nservers = NSRV;
+	assert_int_equal(embkv_client_create(&ca, &c), 0);
+	assert_int_equal(embkv_table_open(c, "shared", &t), 0);
+	assert_int_equal(embkv_pull(t, n, keys, out, found, EMBKV_MODE_INFER,
+				    NULL), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		int own = i < NCLIENTS * OWN;
+
+		assert_int_equal(found[i], 1);
+		for (uint32_t j = 0; j < DIM; j++) {
+			float ref = 0.0f, got = out[(size_t)i * DIM + j];
+
+			if (own) {
+				for (uint32_t r = 0; r < ROUNDS; r++)
+					ref -= LR * grad(keys[i], r, i / OWN, j);
+				if (got != ref)
+					fail_msg("own key %llu [%u]: %g != %g",
+						 (unsigned long long)keys[i], j,
+						 (double)got, (double)ref);
+			} else {
+				for (uint32_t r = 0; r < ROUNDS; r++)
+					for (uint32_t k = 0; k < NCLIENTS; k++)
+						ref -= LR * grad(keys[i], r, k, j);
+				if (fabsf(got - ref) >
+				    REL_TOL * fmaxf(fabsf(ref), 1e-3f))
+					fail_msg("shared key %llu [%u]: %g vs %g",
+						 (unsigned long long)keys[i], j,
+						 (double)got, (double)ref);
+			}
+		}
+	}
+	assert_int_equal(embkv_table_map(t, &epoch, ps, 64), 0);
+	assert_int_equal(epoch, 1);
+	for (uint32_t p = 0; p < 64; p++)
+		assert_int_equal(ps[p], p % NSRV);
+	assert_int_equal(embkv_stats(c, on_stat, &seen), 0);
+	assert_int_equal(seen.servers, NSRV);
+	assert_int_equal(seen.rows, n);
+	embkv_table_close(t);
+	embkv_client_destroy(c);
+	free(found);
+	free(out);
+	free(keys);
+}
+
+static void test_cluster(void **state)
+{
+	struct embkv_test_cluster cl;
+	struct client_arg args[NCLIENTS];
+	pthread_t th[NCLIENTS];
+	struct embkv_client_attr ca;
+	struct embkv_table_attr ta;
+	struct embkv_client *c;
+
+	(void)state;
+	assert_int_equal(embkv_test_cluster_start(EMBKVD_PATH, NSRV, extra,
+						  READY_MS, &cl), 0);
+	embkv_client_attr_init(&ca);
+	ca.servers = cl.addrs;
+	ca.nservers = NSRV;
+	assert_int_equal(embkv_client_create(&ca, &c), 0);
+	embkv_table_attr_init(&ta);
+	strcpy(ta.name, "shared");
+	ta.dim = DIM;
+	ta.capacity = 1u << 16;
+	ta.init.type = EMBKV_INIT_ZEROS;
+	ta.opt.lr = LR;
+	assert_int_equal(embkv_table_create_remote(c, &ta), 0);
+	embkv_client_destroy(c);
+
+	for (uint32_t i = 0; i < NCLIENTS; i++) {
+		args[i] = (struct client_arg){ .cl = &cl, .id = i };
+		assert_int_equal(pthread_create(&th[i], NULL, client_main,
+						&args[i]), 0);
+	}
+	for (uint32_t i = 0; i < NCLIENTS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(args[i].rc, 0);
+	}
+	check_table(&cl);
+	assert_int_equal(embkv_test_cluster_stop(&cl, STOP_MS), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cluster),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,557 @@
+/*
+ * embkvd test harness: spawns the real server binary (EMBKVD_PATH), reads
+ * its port from the "listening on" line, and speaks wire frames built and
+ * checked with net/wire's codec. See harness.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+#include "tests/server/harness.h"
+
+#ifndef EMBKVD_PATH
+#error "EMBKVD_PATH must name the embkvd binary"
+#endif
+
+#define MAX_ARGS 64
+#define LINE_MAX_BYTES 512
+#define START_TIMEOUT_MS 20000
+#define STOP_TIMEOUT_MS 15000
+#define POLL_STEP_MS 20
+#define LISTEN_PREFIX "embkvd: listening on tcp://127.0.0.1:"
+
+static uint64_t next_req_id = 1;
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static pid_t spawn(const char *const *args, int out_fd, int err_fd)
+{
+	const char *argv[MAX_ARGS];
+	int n = 0;
+	pid_t pid;
+
+	argv[n++] = EMBKVD_PATH;
+	for (; args && *args && n < MAX_ARGS - 1; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	pid = fork();
+	if (pid)
+		return pid;
+	if (out_fd >= 0)
+		dup2(out_fd, STDOUT_FILENO);
+	if (err_fd >= 0)
+		dup2(err_fd, STDERR_FILENO);
+	execv(EMBKVD_PATH, (char *const *)argv);
+	_exit(127);
+}
+
+int th_start(struct th_server *s, const char *const *extra)
+{
+	const char *args[MAX_ARGS] = { "--listen", "tcp://127.0.0.1:0" };
+	char line[LINE_MAX_BYTES];
+	size_t got = 0;
+	long deadline = now_ms() + START_TIMEOUT_MS;
+	int pfd[2], n = 2;
+
+	for (; extra && *extra && n < MAX_ARGS - 1; extra++)
+		args[n++] = *extra;
+	args[n] = NULL;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	s->pid = spawn(args, pfd[1], -1);
+	close(pfd[1]);
+	if (s->pid < 0) {
+		close(pfd[0]);
+		return -errno;
+	}
+	s->out_fd = pfd[0];
+	while (got < sizeof(line) - 1) {
+		struct pollfd p = { .fd = s->out_fd, .events = POLLIN };
+		long left = deadline - now_ms();
+		ssize_t r;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		r = read(s->out_fd, line + got, 1);
+		if (r <= 0)
+			break;
+		if (line[got] == '\n') {
+			line[got] = '\0';
+			if (!strncmp(line, LISTEN_PREFIX,
+				     strlen(LISTEN_PREFIX))) {
+				s->port = (uint16_t)atoi(line +
+						strlen(LISTEN_PREFIX));
+				return 0;
+			}
+			got = 0;
+			continue;
+		}
+		got++;
+	}
+	th_stop(s);
+	return -ETIMEDOUT;
+}
+
+static int wait_status(pid_t pid, int ms)
+{
+	long deadline = now_ms() + ms;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0)
+			return -1;
+		if (now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1;
+		}
+		usleep(POLL_STEP_MS * 1000);
+	}
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+}
+
+int th_stop(struct th_server *s)
+{
+	int st;
+
+	if (s->pid <= 0)
+		return -1;
+	kill(s->pid, SIGTERM);
+	st = wait_status(s->pid, STOP_TIMEOUT_MS);
+	s->pid = 0;
+	close(s->out_fd);
+	s->out_fd = -1;
+	return st;
+}
+
+int th_run_status(const char *const *args)
+{
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	pid_t pid = spawn(args, null, null);
+
+	close(null);
+	return pid < 0 ? -1 : wait_status(pid, STOP_TIMEOUT_MS);
+}
+
+int th_connect(uint16_t port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port) };
+	struct timeval tv = { .tv_sec = TH_TIMEOUT_MS / 1000 };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return -errno;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int th_send_raw(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int th_send(int fd, uint8_t op, uint64_t req_id, uint64_t epoch,
+	    const void *body, uint32_t len)
+{
+	struct embkv_wire_hdr h = { .opcode = op, .request_id = req_id,
+				    .epoch = epoch, .body_len = len };
+	uint8_t hdr[EMBKV_WIRE_HDR_SIZE];
+	int rc;
+
+	if (!embkv_wire_hdr_encode(&h, hdr))
+		return -EINVAL;
+	rc = th_send_raw(fd, hdr, sizeof(hdr));
+	return rc || !len ? rc : th_send_raw(fd, body, len);
+}
+
+static int recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = recv(fd, p, len, 0);
+
+		if (r == 0)
+			return EMBKV_EDISCONNECTED;
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ?
+				       -ETIMEDOUT : -errno;
+		}
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int th_recv(int fd, struct th_frame *f)
+{
+	uint8_t hdr[EMBKV_WIRE_HDR_SIZE];
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	rc = recv_all(fd, hdr, sizeof(hdr));
+	if (rc)
+		return rc;
+	rc = embkv_wire_hdr_decode(hdr, sizeof(hdr), &f->h);
+	if (rc)
+		return rc;
+	f->body = malloc(f->h.body_len ? f->h.body_len : 1);
+	if (!f->body)
+		return -ENOMEM;
+	rc = recv_all(fd, f->body, f->h.body_len);
+	if (!rc)
+		rc = embkv_wire_body_validate(f->h.opcode, f->body,
+					      f->h.body_len);
+	if (rc)
+		th_frame_free(f);
+	return rc;
+}
+
+void th_frame_free(struct th_frame *f)
+{
+	free(f->body);
+	f->body = NULL;
+}
+
+int th_error_status(const struct th_frame *f)
+{
+	struct embkv_wire_error e;
+
+	if (f->h.opcode != EMBKV_WIRE_OP_ERROR ||
+	    embkv_wire_error_decode(f->body, f->h.body_len, &e))
+		return 0;
+	return e.status;
+}
+
+bool th_closed_within(int fd, int ms)
+{
+	long deadline = now_ms() + ms;
+	uint8_t buf[4096];
+
+	while (now_ms() < deadline) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
+			return false;
+		r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+			return true;
+	}
+	return false;
+}
+
+int th_call(int fd, uint8_t op, uint64_t epoch, const void *body,
+	    uint32_t len, struct th_frame *f)
+{
+	uint64_t id = next_req_id++;
+	int rc = th_send(fd, op, id, epoch, body, len);
+
+	if (rc)
+		return rc;
+	rc = th_recv(fd, f);
+	if (rc)
+		return rc;
+	if (f->h.request_id != id) {
+		th_frame_free(f);
+		return -EBADMSG;
+	}
+	if (f->h.opcode == EMBKV_WIRE_OP_ERROR) {
+		rc = th_error_status(f);
+		th_frame_free(f);
+		return rc ? rc : -EBADMSG;
+	}
+	if (f->h.opcode != (op | EMBKV_WIRE_OP_REPLY)) {
+		th_frame_free(f);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int th_create(int fd, const struct embkv_table_attr *a, uint32_t *id)
+{
+	uint8_t body[512];
+	struct th_frame f;
+	size_t len;
+	int rc = embkv_wire_table_attr_size(a, &len);
+
+	if (!rc)
+		rc = embkv_wire_table_attr_encode(a, body, sizeof(body));
+	if (!rc)
+		rc = th_call(fd, EMBKV_WIRE_OP_TABLE_CREATE, 1, body,
+			     (uint32_t)len, &f);
+	if (rc)
+		return rc;
+	rc = embkv_wire_table_id_decode(f.body, f.h.body_len, id);
+	th_frame_free(&f);
+	return rc;
+}
+
+static int name_call(int fd, uint8_t op, const char *name, struct th_frame *f)
+{
+	uint8_t body[EMBKV_TABLE_NAME_MAX + 8];
+	size_t len;
+	int rc = embkv_wire_name_size(name, &len);
+
+	if (!rc)
+		rc = embkv_wire_name_encode(name, body, sizeof(body));
+	return rc ? rc : th_call(fd, op, 1, body, (uint32_t)len, f);
+}
+
+int th_drop(int fd, const char *name)
+{
+	struct th_frame f;
+	int rc = name_call(fd, EMBKV_WIRE_OP_TABLE_DROP, name, &f);
+
+	if (!rc)
+		th_frame_free(&f);
+	return rc;
+}
+
+int th_open(int fd, const char *name, struct embkv_wire_table_info *info)
+{
+	struct th_frame f;
+	int rc = name_call(fd, EMBKV_WIRE_OP_TABLE_OPEN, name, &f);
+
+	if (rc)
+		return rc;
+	rc = embkv_wire_table_info_decode(f.body, f.h.body_len, info);
+	th_frame_free(&f);
+	return rc;
+}
+
+int th_pull(int fd, uint64_t epoch, uint32_t table, uint32_t dim, uint32_t n,
+	    const uint64_t *keys, uint8_t mode, float *out, uint8_t *found)
+{
+	struct embkv_wire_pull_req m = { .table_id = table, .dim = dim,
+					 .n = n, .mode = mode, .keys = keys };
+	struct embkv_wire_pull_reply r;
+	struct th_frame f;
+	uint8_t *body;
+	size_t len;
+	int rc = embkv_wire_pull_req_size(&m, &len);
+
+	if (rc)
+		return rc;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = embkv_wire_pull_req_encode(&m, body, len);
+	if (!rc)
+		rc = th_call(fd, EMBKV_WIRE_OP_PULL, epoch, body,
+			     (uint32_t)len, &f);
+	free(body);
+	if (rc)
+		return rc;
+	rc = embkv_wire_pull_reply_decode(f.body, f.h.body_len, &r);
+	if (!rc && (r.n != n || r.dim != dim))
+		rc = -EBADMSG;
+	if (!rc) {
+		memcpy(out, r.vals, sizeof(float) * n * dim);
+		if (found)
+			memcpy(found, r.found, n);
+	}
+	th_frame_free(&f);
+	return rc;
+}
+
+static int count_reply(struct th_frame *f, struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_count_reply tmp;
+	int rc = embkv_wire_count_reply_decode(f->body, f->h.body_len,
+					       cr ? cr : &tmp);
+
+	th_frame_free(f);
+	return rc;
+}
+
+int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
+	    const uint64_t *keys, const float *vals,
+	    struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_rows_req m = { .table_id = table, .dim = dim,
+					 .n = n, .keys = keys, .vals = vals };
+	struct th_frame f;
+	uint8_t *body;
+	size_t len;
+	int rc = embkv_wire_rows_req_size(&m, &len);
+
+	if (rc)
+		return rc;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = embkv_wire_rows_req_encode(&m, body, len);
+	if (!rc)
+		rc = th_call(fd, op, 1, body, (uint32_t)len, &f);
+	free(body);
+	return rc ? rc : count_reply(&f, cr);
+}
+
+int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
+	     struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_erase_req m = { .table_id = table, .n = n,
+					  .keys = keys };
+	struct th_frame f;
+	uint8_t *body;
+	size_t len;
+	int rc = embkv_wire_erase_req_size(&m, &len);
+
+	if (rc)
+		return rc;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = embkv_wire_erase_req_encode(&m, body, len);
+	if (!rc)
+		rc = th_call(fd, EMBKV_WIRE_OP_ERASE, 1, body, (uint32_t)len,
+			     &f);
+	free(body);
+	return rc ? rc : count_reply(&f, cr);
+}
+
+int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value)
+{
+	uint8_t body[EMBKV_WIRE_TABLE_ID_SIZE];
+	struct embkv_wire_stats st;
+	struct embkv_wire_stat s;
+	struct th_frame f;
+	uint32_t tid;
+	int rc;
+
+	embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, body, sizeof(body));
+	rc = th_call(fd, EMBKV_WIRE_OP_STATS, 0, body, sizeof(body), &f);
+	if (rc)
+		return rc;
+	rc = embkv_wire_stats_decode(f.body, f.h.body_len, &st);
+	if (!rc) {
+		rc = -ENOENT;
+		while (embkv_wire_stats_next(&st, &tid, &s))
+			if (tid == table && s.id == id) {
+				*value = s.value;
+				rc = 0;
+				break;
+			}
+	}
+	th_frame_free(&f);
+	return rc;
+}
+
+int th_wait_conns(int fd, uint64_t want, int ms)
+{
+	long deadline = now_ms() + ms;
+	uint64_t v = 0;
+
+	do {
+		int rc = th_stat(fd, EMBKV_WIRE_TABLE_ALL,
+				 EMBKV_WIRE_STAT_CONNECTIONS, &v);
+
+		if (rc)
+			return rc;
+		if (v == want)
+			return 0;
+		usleep(POLL_STEP_MS * 1000);
+	} while (now_ms() < deadline);
+	fprintf(stderr, "connections: %llu, want %llu\n",
+		(unsigned long long)v, (unsigned long long)want);
+	return -ETIMEDOUT;
+}
+
+int th_auth(int fd, const char *token)
+{
+	struct embkv_wire_auth_key key;
+	struct embkv_wire_hello hello, shello;
+	struct embkv_wire_auth auth, sauth;
+	struct th_frame f;
+	int rc;
+
+	if (getrandom(hello.nonce, sizeof(hello.nonce), 0) !=
+	    (ssize_t)sizeof(hello.nonce))
+		return -EIO;
+	rc = th_call(fd, EMBKV_WIRE_OP_HELLO, 0, hello.nonce,
+		     sizeof(hello.nonce), &f);
+	if (rc)
+		return rc;
+	rc = embkv_wire_hello_decode(f.body, f.h.body_len, &shello);
+	th_frame_free(&f);
+	if (rc)
+		return rc;
+	rc = embkv_wire_auth_key_derive(token, strlen(token), &key);
+	if (rc)
+		return rc;
+	embkv_wire_auth_mac(&key, EMBKV_WIRE_AUTH_CLIENT, shello.nonce,
+			    hello.nonce, auth.mac);
+	rc = th_call(fd, EMBKV_WIRE_OP_AUTH, 0, auth.mac, sizeof(auth.mac),
+		     &f);
+	if (!rc) {
+		rc = embkv_wire_auth_decode(f.body, f.h.body_len, &sauth);
+		th_frame_free(&f);
+	}
+	if (!rc)
+		rc = embkv_wire_auth_verify(&key, EMBKV_WIRE_AUTH_SERVER,
+					    shello.nonce, hello.nonce,
+					    sauth.mac);
+	embkv_wire_auth_key_wipe(&key);
+	return rc;
+}
+
+void th_attr(struct embkv_table_attr *a, const char *name, uint32_t dim,
+	     uint32_t partitions)
+{
+	embkv_table_attr_init(a);
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	a->dim = dim;
+	a->partitions = partitions;
+	a->capacity = 1u << 16;
+	a->opt.lr = 0.05f;
+	a->init.seed = 1234;
+}

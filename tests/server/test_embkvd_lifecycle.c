@@ -1,0 +1,325 @@
+/*
+ * embkvd as a process: the command line (bad flags exit 2, --help 0,
+ * --port-file), authentication with --token-file, the epoch rule,
+ * --max-conns, the connection count returning to its baseline, and a
+ * clean SIGTERM shutdown (exit 0; under ASan also: no leak) with clients
+ * still connected.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "tests/server/harness.h"
+
+#define TOKEN "correct horse battery staple"
+
+static char tmpdir[64];
+
+static int group_setup(void **state)
+{
+	(void)state;
+	strcpy(tmpdir, "/tmp/embkvd-test-XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path_in_tmp(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/%s", tmpdir, name);
+}
+
+static void test_bad_flags_exit_2(void **state)
+{
+	static const char *const bad[][8] = {
+		{ "--bogus", NULL },
+		{ "--threads", "0", NULL },
+		{ "--threads", "4x", NULL },
+		{ "--io-threads", "-1", NULL },
+		{ "--listen", "127.0.0.1:7000", NULL },
+		{ "--listen", "tcp://127.0.0.1:70000", NULL },
+		{ "--listen", "tcp://:7000", NULL },
+		{ "--memory-limit", "12Q", NULL },
+		{ "--memory-limit", "", NULL },
+		{ "--epoch", "0", NULL },
+		{ "--max-conns", "0", NULL },
+		{ "--peers", "tcp://a:1,tcp://b:2", NULL },
+		{ "--self", "0", NULL },
+		{ "--peers", "tcp://a:1,tcp://b:2", "--self", "2", NULL },
+		{ "--peers", "tcp://a:1,b:2", "--self", "0", NULL },
+		{ "--token-file", "/nonexistent/token", NULL },
+		{ "--default-table", "no spaces", NULL },
+		{ "--listen", NULL },
+		{ "positional", NULL },
+	};
+	static const char *const help[] = { "--help", NULL };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int st = th_run_status(bad[i]);
+
+		if (st != 2)
+			fprintf(stderr, "flags #%zu (%s): exit %d\n", i,
+				bad[i][0], st);
+		assert_int_equal(st, 2);
+	}
+	assert_int_equal(th_run_status(help), 0);
+}
+
+static void test_port_file_and_data_dir(void **state)
+{
+	char port_file[128], data_dir[128], buf[16] = { 0 };
+	const char *args[] = { "--port-file", port_file, "--data-dir",
+			       data_dir, NULL };
+	struct th_server srv;
+	FILE *f;
+
+	(void)state;
+	path_in_tmp(port_file, sizeof(port_file), "port");
+	path_in_tmp(data_dir, sizeof(data_dir), "data/nested");
+	assert_int_equal(th_start(&srv, args), 0);
+	f = fopen(port_file, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_int_equal(atoi(buf), srv.port);
+	assert_int_equal(access(data_dir, W_OK), 0);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+static void start_with_token(struct th_server *srv)
+{
+	char token_file[128];
+	const char *args[] = { "--token-file", token_file, NULL };
+	FILE *f;
+
+	path_in_tmp(token_file, sizeof(token_file), "token");
+	f = fopen(token_file, "w");
+	assert_non_null(f);
+	fprintf(f, "%s\n", TOKEN);
+	fclose(f);
+	assert_int_equal(th_start(srv, args), 0);
+}
+
+static void expect_refused(int fd, int status)
+{
+	struct th_frame f;
+
+	assert_int_equal(th_recv(fd, &f), 0);
+	assert_int_equal(th_error_status(&f), status);
+	th_frame_free(&f);
+	assert_true(th_closed_within(fd, TH_TIMEOUT_MS));
+}
+
+static void test_auth(void **state)
+{
+	struct embkv_table_attr a;
+	struct th_server srv;
+	struct th_frame f;
+	uint8_t big[1024] = { 0 };
+	uint64_t fails = 0;
+	uint32_t id;
+	int fd;
+
+	(void)state;
+	start_with_token(&srv);
+
+	/* Unauthenticated: refused before any table operation. */
+	fd = th_connect(srv.port);
+	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_TABLE_LIST, 1, 0, NULL, 0),
+			 0);
+	expect_refused(fd, EMBKV_EAUTH);
+	close(fd);
+	fd = th_connect(srv.port);
+	th_attr(&a, "t", 4, 4);
+	assert_int_equal(th_create(fd, &a, &id), EMBKV_EAUTH);
+	close(fd);
+
+	/* Wrong token. */
+	fd = th_connect(srv.port);
+	assert_int_equal(th_auth(fd, "wrong horse"), EMBKV_EAUTH);
+	assert_true(th_closed_within(fd, TH_TIMEOUT_MS));
+	close(fd);
+
+	/* AUTH before HELLO. */
+	fd = th_connect(srv.port);
+	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_AUTH, 1, 0, big,
+				 EMBKV_WIRE_AUTH_SIZE), 0);
+	expect_refused(fd, EMBKV_EAUTH);
+	close(fd);
+
+	/* A big body before authentication is not even read. */
+	fd = th_connect(srv.port);
+	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_HELLO, 1, 0, big,
+				 sizeof(big)), 0);
+	expect_refused(fd, EMBKV_ELIMIT);
+	close(fd);
+
+	/* Right token: everything works. */
+	fd = th_connect(srv.port);
+	assert_int_equal(th_auth(fd, TOKEN), 0);
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_TABLE_LIST, 0, NULL, 0, &f),
+			 0);
+	th_frame_free(&f);
+	assert_int_equal(th_create(fd, &a, &id), 0);
+	assert_int_equal(th_stat(fd, EMBKV_WIRE_TABLE_ALL,
+				 EMBKV_WIRE_STAT_AUTH_FAILURES, &fails), 0);
+	assert_true(fails >= 2);
+	assert_int_equal(th_wait_conns(fd, 1, TH_TIMEOUT_MS), 0);
+	close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+static void test_no_token_server_refuses_auth(void **state)
+{
+	struct th_server srv;
+	int fd;
+
+	(void)state;
+	assert_int_equal(th_start(&srv, NULL), 0);
+	fd = th_connect(srv.port);
+	assert_int_equal(th_auth(fd, TOKEN), EMBKV_EAUTH);
+	close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+static void test_stale_epoch(void **state)
+{
+	static const char *const args[] = { "--epoch", "5", "--threads", "2",
+					    NULL };
+	struct embkv_wire_pull_req m = { .dim = 4, .n = 3,
+					 .mode = EMBKV_WIRE_PULL_TRAIN };
+	struct embkv_table_attr a;
+	struct th_server srv;
+	struct th_frame f;
+	uint64_t keys[3] = { 1, 2, 3 }, rows = 1, stale = 0;
+	uint8_t body[16 + 3 * 8];
+	float out[12];
+	uint32_t id;
+	int fd;
+
+	(void)state;
+	memset(out, 0, sizeof(out));
+	assert_int_equal(th_start(&srv, args), 0);
+	fd = th_connect(srv.port);
+	th_attr(&a, "epochs", 4, 8);
+	assert_int_equal(th_create(fd, &a, &id), 0);
+	m.table_id = id;
+	m.keys = keys;
+	assert_int_equal(embkv_wire_pull_req_encode(&m, body, sizeof(body)),
+			 0);
+	for (uint64_t epoch = 0; epoch < 8; epoch++) {
+		if (epoch == 5)
+			continue;
+		assert_int_equal(th_send(fd, EMBKV_WIRE_OP_PULL, 10 + epoch,
+					 epoch, body, sizeof(body)), 0);
+		assert_int_equal(th_recv(fd, &f), 0);
+		assert_int_equal(f.h.request_id, 10 + epoch);
+		assert_int_equal(th_error_status(&f), EMBKV_ESTALE);
+		assert_int_equal(f.h.epoch, 5); /* the server's, to refresh */
+		th_frame_free(&f);
+	}
+	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, id, 4, 3, keys, out,
+				 NULL), EMBKV_ESTALE); /* th_rows sends epoch 1 */
+	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(rows, 0); /* nothing applied */
+	assert_int_equal(th_stat(fd, EMBKV_WIRE_TABLE_ALL,
+				 EMBKV_WIRE_STAT_STALE_EPOCH, &stale), 0);
+	assert_int_equal(stale, 8);
+	assert_int_equal(th_pull(fd, 5, id, 4, 3, keys, EMBKV_WIRE_PULL_TRAIN,
+				 out, NULL), 0);
+	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(rows, 3);
+	close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+static void test_conns_baseline_and_max(void **state)
+{
+	static const char *const args[] = { "--max-conns", "8",
+					    "--io-threads", "3", NULL };
+	struct th_server srv;
+	int fds[12], extra, probe;
+
+	(void)state;
+	assert_int_equal(th_start(&srv, args), 0);
+	probe = th_connect(srv.port);
+	assert_int_equal(th_wait_conns(probe, 1, TH_TIMEOUT_MS), 0);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 7; i++) {
+			fds[i] = th_connect(srv.port);
+			assert_true(fds[i] >= 0);
+		}
+		assert_int_equal(th_wait_conns(probe, 8, TH_TIMEOUT_MS), 0);
+		/* Over --max-conns: accepted by the kernel, closed by us. */
+		extra = th_connect(srv.port);
+		assert_true(extra >= 0);
+		assert_true(th_closed_within(extra, TH_TIMEOUT_MS));
+		close(extra);
+		for (int i = 0; i < 7; i++)
+			close(fds[i]);
+		assert_int_equal(th_wait_conns(probe, 1, TH_TIMEOUT_MS), 0);
+	}
+	close(probe);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+static void test_sigterm_with_clients(void **state)
+{
+	static const char *const args[] = { "--default-table", "emb",
+					    "--threads", "2", NULL };
+	struct embkv_wire_table_info info;
+	struct th_server srv;
+	uint8_t half[EMBKV_WIRE_HDR_SIZE / 2] = { 'E', 'M' };
+	uint64_t keys[512];
+	float *out = malloc(sizeof(float) * 512 * 64);
+	int idle, busy, partial;
+
+	(void)state;
+	assert_non_null(out);
+	assert_int_equal(th_start(&srv, args), 0);
+	idle = th_connect(srv.port);
+	busy = th_connect(srv.port);
+	partial = th_connect(srv.port);
+	assert_int_equal(th_open(busy, "emb", &info), 0);
+	for (int i = 0; i < 512; i++)
+		keys[i] = (uint64_t)i * 7919;
+	assert_int_equal(th_pull(busy, 1, info.table_id, 64, 512, keys,
+				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
+	assert_int_equal(th_send_raw(partial, half, sizeof(half)), 0);
+	assert_int_equal(th_wait_conns(busy, 3, TH_TIMEOUT_MS), 0);
+	assert_int_equal(th_stop(&srv), 0);
+	assert_true(th_closed_within(idle, TH_TIMEOUT_MS));
+	close(idle);
+	close(busy);
+	close(partial);
+	free(out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bad_flags_exit_2),
+		cmocka_unit_test(test_port_file_and_data_dir),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_no_token_server_refuses_auth),
+		cmocka_unit_test(test_stale_epoch),
+		cmocka_unit_test(test_conns_baseline_and_max),
+		cmocka_unit_test(test_sigterm_with_clients),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
