@@ -7,8 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-tools/install-deps.sh redis-server memcached
-tools/build.sh build
+tools/install-deps.sh redis-server memcached >&2
+tools/build.sh build >&2
 systemctl stop redis-server memcached 2>/dev/null || true
 
 redis_port=${REDIS_PORT:-16379}
