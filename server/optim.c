@@ -79,7 +79,8 @@ static void optim_init_adagrad(const struct embkv_opt_attr *hp, uint32_t dim,
 /* SGD: w -= lr * g. No state.                                           */
 /* -------------------------------------------------------------------- */
 
-static void optim_sgd_apply(const struct embkv_opt_attr *hp, uint32_t dim,
+static inline __attribute__((always_inline)) void
+optim_sgd_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 			    float *restrict w, float *restrict state,
 			    uint32_t *restrict step, const float *restrict g)
 {
@@ -96,7 +97,8 @@ static void optim_sgd_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 /* State: acc[dim], starting at initial_accum.                           */
 /* -------------------------------------------------------------------- */
 
-static void optim_adagrad_apply(const struct embkv_opt_attr *hp, uint32_t dim,
+static inline __attribute__((always_inline)) void
+optim_adagrad_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 				float *restrict w, float *restrict acc,
 				uint32_t *restrict step,
 				const float *restrict g)
@@ -119,7 +121,8 @@ static void optim_adagrad_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 /*   w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)               */
 /* -------------------------------------------------------------------- */
 
-static void optim_adam_kernel(uint32_t dim, float step_size, float inv_bc2,
+static inline __attribute__((always_inline)) void
+optim_adam_kernel(uint32_t dim, float step_size, float inv_bc2,
 			      float b1, float b2, float eps,
 			      float *restrict w, float *restrict m,
 			      float *restrict v, const float *restrict g)
@@ -138,7 +141,8 @@ static void optim_adam_kernel(uint32_t dim, float step_size, float inv_bc2,
 	}
 }
 
-static void optim_adam_apply(const struct embkv_opt_attr *hp, uint32_t dim,
+static inline __attribute__((always_inline)) void
+optim_adam_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 			     float *restrict w, float *restrict state,
 			     uint32_t *restrict step, const float *restrict g)
 {
@@ -163,7 +167,8 @@ static void optim_adam_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 /* replaces its initial values.                                          */
 /* -------------------------------------------------------------------- */
 
-static void optim_ftrl_kernel(uint32_t dim, float inv_alpha, float l1,
+static inline __attribute__((always_inline)) void
+optim_ftrl_kernel(uint32_t dim, float inv_alpha, float l1,
 			      float l2, float beta_over_alpha,
 			      float *restrict w, float *restrict z,
 			      float *restrict n, const float *restrict g)
@@ -186,7 +191,8 @@ static void optim_ftrl_kernel(uint32_t dim, float inv_alpha, float l1,
 	}
 }
 
-static void optim_ftrl_apply(const struct embkv_opt_attr *hp, uint32_t dim,
+static inline __attribute__((always_inline)) void
+optim_ftrl_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 			     float *restrict w, float *restrict state,
 			     uint32_t *restrict step, const float *restrict g)
 {
@@ -198,46 +204,77 @@ static void optim_ftrl_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 }
 
 /* -------------------------------------------------------------------- */
+/* Instances: every kernel above is an always-inline body, compiled here */
+/* twice, for the x86-64 baseline (SSE2) and for AVX2, which halves the  */
+/* instructions of a dim-64 row. No FMA: each element sees the same      */
+/* IEEE operations in both, so both give bit-identical rows.             */
+/* -------------------------------------------------------------------- */
+
+#define OPTIM_ARGS                                                      \
+	const struct embkv_opt_attr *hp, uint32_t dim, float *restrict w, \
+		float *restrict state, uint32_t *restrict step,           \
+		const float *restrict g
+
+static void sgd_base(OPTIM_ARGS) { optim_sgd_apply(hp, dim, w, state, step, g); }
+static void adagrad_base(OPTIM_ARGS) { optim_adagrad_apply(hp, dim, w, state, step, g); }
+static void adam_base(OPTIM_ARGS) { optim_adam_apply(hp, dim, w, state, step, g); }
+static void ftrl_base(OPTIM_ARGS) { optim_ftrl_apply(hp, dim, w, state, step, g); }
+
+#define AVX2 __attribute__((target("avx2")))
+AVX2 static void sgd_avx2(OPTIM_ARGS) { optim_sgd_apply(hp, dim, w, state, step, g); }
+AVX2 static void adagrad_avx2(OPTIM_ARGS) { optim_adagrad_apply(hp, dim, w, state, step, g); }
+AVX2 static void adam_avx2(OPTIM_ARGS) { optim_adam_apply(hp, dim, w, state, step, g); }
+AVX2 static void ftrl_avx2(OPTIM_ARGS) { optim_ftrl_apply(hp, dim, w, state, step, g); }
+
+/* -------------------------------------------------------------------- */
 /* Ops tables, lookup, checks                                            */
 /* -------------------------------------------------------------------- */
 
-static const struct embkv_optim_ops optim_ops[EMBKV_OPT_COUNT] = {
-	[EMBKV_OPT_SGD] = {
-		.name = "sgd",
-		.state_floats = optim_no_state,
-		.needs_step = false,
-		.init_state = optim_init_none,
-		.apply = optim_sgd_apply,
-	},
-	[EMBKV_OPT_ADAGRAD] = {
-		.name = "adagrad",
-		.state_floats = optim_one_array,
-		.needs_step = false,
-		.init_state = optim_init_adagrad,
-		.apply = optim_adagrad_apply,
-	},
-	[EMBKV_OPT_ADAM] = {
-		.name = "adam",
-		.state_floats = optim_two_arrays,
-		.needs_step = true,
-		.init_state = optim_init_zero2,
-		.apply = optim_adam_apply,
-	},
-	[EMBKV_OPT_FTRL] = {
-		.name = "ftrl",
-		.state_floats = optim_two_arrays,
-		.needs_step = false,
-		.init_state = optim_init_zero2,
-		.apply = optim_ftrl_apply,
-	},
+#define OPTIM_TABLE(sgd, adagrad, adam, ftrl)                           \
+	{                                                               \
+		[EMBKV_OPT_SGD] = { "sgd", optim_no_state, false,       \
+				    optim_init_none, sgd },             \
+		[EMBKV_OPT_ADAGRAD] = { "adagrad", optim_one_array,     \
+					false, optim_init_adagrad,      \
+					adagrad },                      \
+		[EMBKV_OPT_ADAM] = { "adam", optim_two_arrays, true,    \
+				     optim_init_zero2, adam },          \
+		[EMBKV_OPT_FTRL] = { "ftrl", optim_two_arrays, false,   \
+				     optim_init_zero2, ftrl },          \
+	}
+
+static const struct embkv_optim_ops optim_ops[EMBKV_OPTIM_ISA_COUNT]
+					     [EMBKV_OPT_COUNT] = {
+	[EMBKV_OPTIM_BASE] = OPTIM_TABLE(sgd_base, adagrad_base, adam_base,
+					 ftrl_base),
+	[EMBKV_OPTIM_AVX2] = OPTIM_TABLE(sgd_avx2, adagrad_avx2, adam_avx2,
+					 ftrl_avx2),
 };
+
+bool embkv_optim_isa_supported(enum embkv_optim_isa isa)
+{
+	__builtin_cpu_init();
+	return isa == EMBKV_OPTIM_BASE ||
+	       (isa == EMBKV_OPTIM_AVX2 && __builtin_cpu_supports("avx2"));
+}
+
+const struct embkv_optim_ops *embkv_optim_get_isa(enum embkv_optimizer type,
+						  enum embkv_optim_isa isa)
+{
+	/* Compare as unsigned: an out-of-range enum may be negative. */
+	if ((unsigned int)type >= (unsigned int)EMBKV_OPT_COUNT ||
+	    (unsigned int)isa >= (unsigned int)EMBKV_OPTIM_ISA_COUNT ||
+	    !embkv_optim_isa_supported(isa))
+		return NULL;
+	return &optim_ops[isa][type];
+}
 
 const struct embkv_optim_ops *embkv_optim_get(enum embkv_optimizer type)
 {
-	/* Compare as unsigned: an out-of-range enum may be negative. */
-	if ((unsigned int)type >= (unsigned int)EMBKV_OPT_COUNT)
-		return NULL;
-	return &optim_ops[type];
+	return embkv_optim_get_isa(type,
+				   embkv_optim_isa_supported(EMBKV_OPTIM_AVX2)
+					   ? EMBKV_OPTIM_AVX2
+					   : EMBKV_OPTIM_BASE);
 }
 
 static bool optim_is_beta(float b)

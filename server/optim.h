@@ -35,8 +35,21 @@ struct embkv_optim_ops {
 		      uint32_t *restrict step, const float *restrict g);
 };
 
-/* The ops for an optimizer type, or NULL for an unknown type. */
+/* Instruction sets the kernels are compiled for; all give identical rows. */
+enum embkv_optim_isa {
+	EMBKV_OPTIM_BASE = 0, /* x86-64 baseline (SSE2) */
+	EMBKV_OPTIM_AVX2 = 1,
+	EMBKV_OPTIM_ISA_COUNT,
+};
+
+/* The ops for an optimizer type on the widest instruction set this CPU
+ * has, or NULL for an unknown type. */
 const struct embkv_optim_ops *embkv_optim_get(enum embkv_optimizer type);
+/* The ops for a given instruction set; NULL when unknown or unsupported
+ * by this CPU (for tests). */
+const struct embkv_optim_ops *embkv_optim_get_isa(enum embkv_optimizer type,
+						  enum embkv_optim_isa isa);
+bool embkv_optim_isa_supported(enum embkv_optim_isa isa);
 
 /* 0 when the hyper-parameters are usable for their type, else -EINVAL. */
 int embkv_optim_check(const struct embkv_opt_attr *hp);

@@ -619,6 +619,62 @@ static void test_check_rejects_bad(void **unused)
 	expect_einval(hp, "type -1");
 }
 
+/* Every instruction set the CPU has gives bit-identical rows, states and
+ * step counts to the baseline: the server's results must not depend on
+ * which machine of a cluster applied a push. */
+static void test_isa_variants_identical(void **state)
+{
+	static const uint32_t dims[] = { 1, 7, 37, 64, 129 };
+	struct embkv_opt_attr hp = { 0 };
+
+	(void)state;
+	hp.lr = 0.05f;
+	hp.beta1 = 0.9f;
+	hp.beta2 = 0.999f;
+	hp.eps = 1e-6f;
+	hp.initial_accum = 0.1f;
+	hp.l1 = 0.01f;
+	hp.l2 = 0.001f;
+	hp.ftrl_beta = 1.0f;
+	assert_true(embkv_optim_isa_supported(EMBKV_OPTIM_BASE));
+	assert_null(embkv_optim_get_isa(EMBKV_OPT_SGD, EMBKV_OPTIM_ISA_COUNT));
+	for (int isa = 1; isa < EMBKV_OPTIM_ISA_COUNT; isa++) {
+		if (!embkv_optim_isa_supported((enum embkv_optim_isa)isa)) {
+			print_message("instruction set %d absent: skipped\n", isa);
+			continue;
+		}
+		for (int type = 0; type < EMBKV_OPT_COUNT; type++)
+			for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+				const struct embkv_optim_ops *a = embkv_optim_get_isa(
+					(enum embkv_optimizer)type, EMBKV_OPTIM_BASE);
+				const struct embkv_optim_ops *b = embkv_optim_get_isa(
+					(enum embkv_optimizer)type,
+					(enum embkv_optim_isa)isa);
+				uint32_t dim = dims[d], sf = a->state_floats(dim);
+				float wa[129], wb[129], sa[258], sb[258], g[129];
+				uint32_t ta = 0, tb = 0;
+
+				hp.type = (enum embkv_optimizer)type;
+				for (uint32_t i = 0; i < dim; i++)
+					wa[i] = wb[i] = 0.01f * (float)i - 0.3f;
+				a->init_state(&hp, dim, sa);
+				b->init_state(&hp, dim, sb);
+				for (int step = 0; step < 6; step++) {
+					for (uint32_t i = 0; i < dim; i++)
+						g[i] = sinf((float)(i * 7 + step)) * 0.5f;
+					a->apply(&hp, dim, wa, sf ? sa : NULL,
+						 a->needs_step ? &ta : NULL, g);
+					b->apply(&hp, dim, wb, sf ? sb : NULL,
+						 b->needs_step ? &tb : NULL, g);
+				}
+				assert_memory_equal(wa, wb, dim * sizeof(float));
+				if (sf)
+					assert_memory_equal(sa, sb, sf * sizeof(float));
+				assert_int_equal(ta, tb);
+			}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -633,6 +689,7 @@ int main(void)
 		cmocka_unit_test(test_ftrl_l1_sparsity),
 		cmocka_unit_test(test_check_accepts_valid),
 		cmocka_unit_test(test_check_rejects_bad),
+		cmocka_unit_test(test_isa_variants_identical),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
