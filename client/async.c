@@ -22,6 +22,8 @@
 
 struct embkv_op {
 	struct embkv_op *next;
+	void (*job)(void *arg);  /* a detached job instead of args */
+	void *job_arg;
 	struct embkv_async *pool;
 	struct embkv_batch_args args;
 	uint32_t applied;       /* push: args.done points here */
@@ -56,6 +58,12 @@ static void *worker(void *arg)
 		if (!p->head)
 			p->tail = NULL;
 		pthread_mutex_unlock(&p->lock);
+		if (op->job) {
+			op->job(op->job_arg);
+			free(op);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
 		op->status = embkv_batch_run(&op->args);
 		pthread_mutex_lock(&p->lock);
 		op->done = 1;
@@ -165,6 +173,37 @@ destroy_cond:
 free_op:
 	free(op);
 	return rc;
+}
+
+int embkv_async_job(struct embkv_client *c, void (*fn)(void *arg), void *arg)
+{
+	struct embkv_async *p = c->async;
+	struct embkv_op *op;
+	int rc;
+
+	if (!p || !fn)
+		return -EINVAL;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->pool = p;
+	op->job = fn;
+	op->job_arg = arg;
+	pthread_mutex_lock(&p->lock);
+	rc = p->stopping ? -ESHUTDOWN : ensure_workers(p);
+	if (rc) {
+		pthread_mutex_unlock(&p->lock);
+		free(op);
+		return rc;
+	}
+	if (p->tail)
+		p->tail->next = op;
+	else
+		p->head = op;
+	p->tail = op;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
 }
 
 int embkv_pull_async(struct embkv_table_handle *t, uint32_t n,

@@ -340,6 +340,12 @@ static int conn_open(struct embkv_client *c, uint32_t server,
 	rc = s->ep.ops->connect(&s->ep, wait, &cc->tc);
 	if (rc)
 		goto free_conn;
+	if (cc->tc->ops->limits) {
+		pthread_mutex_lock(&s->lock);
+		cc->tc->ops->limits(cc->tc, &s->limits);
+		s->onesided = cc->tc->ops->post_reads != NULL;
+		pthread_mutex_unlock(&s->lock);
+	}
 	if (c->has_key) {
 		rc = handshake(c, cc, now + wait);
 		if (rc)
@@ -374,6 +380,8 @@ static int conn_idle_ok(struct embkv_cconn *cc)
 		.events = POLLIN,
 	};
 
+	if (cc->tc->ops->idle_check)
+		return cc->tc->ops->idle_check(cc->tc) == 0;
 	return poll(&pfd, 1, 0) == 0;
 }
 
@@ -457,6 +465,36 @@ void embkv_client_conn_put(struct embkv_client *c, struct embkv_cconn *cc)
 	}
 	pthread_cond_signal(&s->freed);
 	pthread_mutex_unlock(&s->lock);
+}
+
+void embkv_client_server_limits(struct embkv_client *c, uint32_t server,
+				struct embkv_conn_limits *out, int *onesided)
+{
+	struct embkv_server *s = embkv_client_server(c, server);
+
+	memset(out, 0, sizeof(*out));
+	*onesided = 0;
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	*out = s->limits;
+	*onesided = s->onesided && !c->no_onesided;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int embkv_client_counters(const struct embkv_client *c,
+			  struct embkv_client_counters *out)
+{
+	const uint64_t *src;
+	uint64_t *dst;
+
+	if (!c || !out)
+		return -EINVAL;
+	src = (const uint64_t *)&c->cnt;
+	dst = (uint64_t *)out;
+	for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	return 0;
 }
 
 uint64_t embkv_client_deadline(const struct embkv_client *c)

@@ -49,6 +49,10 @@ struct embkv_cconn {
 
 struct embkv_server {
 	char addr[EMBKV_WIRE_ADDR_MAX + 1]; /* as given, or as a map named it */
+	/* The transport's limits, from the first connection (under lock;
+	 * 0 until then). onesided: the transport reads one-sided. */
+	struct embkv_conn_limits limits;
+	int onesided;
 	char alias[EMBKV_WIRE_ADDR_MAX + 1]; /* another name a map gave it */
 	struct embkv_endpoint ep;
 	pthread_mutex_t lock;               /* idle, nconns */
@@ -69,7 +73,14 @@ struct embkv_client {
 	struct embkv_server **servers;      /* EMBKV_WIRE_MAX_SERVERS slots */
 	uint32_t nservers;                  /* atomic: published entries */
 	struct embkv_async *async;
+	struct embkv_client_counters cnt;   /* atomic adds */
+	int no_onesided;                    /* tests: pulls by RPC only */
+	uint32_t loccache_entries;          /* per table; 0: default */
 };
+
+/* Adds v to one of c->cnt's fields. */
+#define EMBKV_COUNT(c, field, v) \
+	__atomic_add_fetch(&(c)->cnt.field, (uint64_t)(v), __ATOMIC_RELAXED)
 
 /* Servers and connections (client.c) --------------------------------------- */
 
@@ -95,6 +106,10 @@ int embkv_client_conn_get(struct embkv_client *c, uint32_t server,
 			  uint64_t deadline, struct embkv_cconn **out);
 /* Gives cc back: to the idle list, or closed when cc->broken. */
 void embkv_client_conn_put(struct embkv_client *c, struct embkv_cconn *cc);
+/* server's limits (zeros: only the wire's) and whether it reads
+ * one-sided. Any thread. */
+void embkv_client_server_limits(struct embkv_client *c, uint32_t server,
+				struct embkv_conn_limits *out, int *onesided);
 
 /* RPC exchange (rpc.c) ------------------------------------------------------ */
 
@@ -152,12 +167,15 @@ struct embkv_shardmap {
 	int refs;                /* atomic */
 };
 
+struct embkv_onesided;
+
 struct embkv_table_handle {
 	struct embkv_client *c;
 	struct embkv_table_attr attr;
 	uint32_t rows_cap;       /* rows per request */
 	pthread_mutex_t lock;    /* map */
 	struct embkv_shardmap *map;
+	struct embkv_onesided *os; /* one-sided pull state, or NULL */
 };
 
 /* The current map with a reference; give it back with _put. */
@@ -172,7 +190,35 @@ void embkv_shardmap_put(struct embkv_shardmap *m);
 int embkv_shardmap_refresh(struct embkv_table_handle *t, uint32_t hint,
 			   int *newer);
 
+/* One-sided pull (onesided.c) -------------------------------------------------- */
+
+/*
+ * After t's map is in: when a server of the map reads one-sided, sets up
+ * t->os (location cache, hit counts) and fetches the table's regions
+ * (TABLE_REGIONS) from those servers. Failing to get regions is not an
+ * error: those servers are pulled by RPC. 0 or -ENOMEM.
+ */
+int embkv_onesided_open(struct embkv_table_handle *t);
+/* Sends the hits still counted, waits for background sends, frees. */
+void embkv_onesided_close(struct embkv_table_handle *t);
+/*
+ * Serves what it can of the distinct keys pend[0..*npend) (indexes into
+ * ukeys and upart) by one-sided READs on map m, calling deliver(ctx, u,
+ * row) for each key u served (row: dim floats, valid during the call).
+ * *npend shrinks to the keys left for the RPC path (order kept). Never
+ * fails: whatever goes wrong sends keys to the RPC path.
+ */
+void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
+			 const uint64_t *ukeys, const uint32_t *upart,
+			 uint32_t *pend, uint32_t *npend,
+			 void (*deliver)(void *ctx, uint32_t u, const float *row),
+			 void *ctx);
+
 /* Async pool (async.c) ------------------------------------------------------ */
+
+/* Runs fn(arg) on a worker, detached (nobody waits for it). 0, or an
+ * error and fn was not queued. */
+int embkv_async_job(struct embkv_client *c, void (*fn)(void *arg), void *arg);
 
 int embkv_async_create(struct embkv_client *c);
 /* Runs every queued operation, then stops the workers. */

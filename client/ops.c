@@ -11,6 +11,11 @@
  * after the map was refreshed (or, when no newer map exists yet, after a
  * short backoff), at most max_retries times. No frame that a server
  * accepted is ever sent again, so a push is applied at most once.
+ *
+ * Frames are cut per server to fit its transport (frame_cap: an rdma
+ * server's RECV size and reply slots). A pull first lets the one-sided
+ * path (client/onesided.c) serve the keys of rdma servers; only the keys
+ * it leaves go to the rounds.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -228,29 +233,85 @@ static uint32_t frames_of(uint32_t n, uint32_t cap)
 	return n / cap + (n % cap != 0);
 }
 
+static uint32_t min_rows(uint32_t cap, uint64_t rows)
+{
+	return rows < cap ? (uint32_t)rows : cap;
+}
+
+/*
+ * Rows per frame to server: the table's cap, lowered so that the request
+ * fits the transport's largest request frame and a pull's reply its
+ * largest reply (the rdma transport's RECVs and reply slots).
+ */
+static uint32_t frame_cap(const struct op_state *o, uint32_t server)
+{
+	const size_t hdr = EMBKV_WIRE_HDR_SIZE, row = (size_t)o->dim * 4;
+	struct embkv_conn_limits lim;
+	uint32_t cap = o->t->rows_cap;
+	int one;
+
+	embkv_client_server_limits(o->t->c, server, &lim, &one);
+	if (lim.max_request > hdr + EMBKV_WIRE_ROWS_REQ_KEYS) {
+		size_t room = lim.max_request - hdr;
+
+		switch (o->a->op) {
+		case EMBKV_BATCH_PULL:
+			cap = min_rows(cap, (room - EMBKV_WIRE_PULL_REQ_KEYS) /
+					    sizeof(uint64_t));
+			break;
+		case EMBKV_BATCH_PUSH:
+		case EMBKV_BATCH_ASSIGN:
+			cap = min_rows(cap, (room - EMBKV_WIRE_ROWS_REQ_KEYS) /
+					    (sizeof(uint64_t) + row));
+			break;
+		case EMBKV_BATCH_ERASE:
+			cap = min_rows(cap, (room - EMBKV_WIRE_ERASE_REQ_KEYS) /
+					    sizeof(uint64_t));
+			break;
+		}
+	}
+	/* PULL reply: n, dim, found[n] padded to 8, then n rows */
+	if (o->a->op == EMBKV_BATCH_PULL && lim.max_reply > hdr + 16)
+		cap = min_rows(cap, (lim.max_reply - hdr - 16) / (row + 1));
+	return cap ? cap : 1;
+}
+
+/* The one-sided path's rows land here (client/onesided.c). */
+static void onesided_deliver(void *ctx, uint32_t u, const float *row)
+{
+	scatter(ctx, u, row, 1);
+}
+
 static int round_run(struct op_state *o, struct embkv_shardmap *m)
 {
 	struct embkv_client *c = o->t->c;
-	uint32_t cap = o->t->rows_cap, nrpc = 0, s, k = 0, i;
+	uint32_t nrpc = 0, s, k = 0, i, *caps;
 	struct embkv_rpc *rpcs = NULL;
 	uint32_t *off;
 	int rc, err = 0;
 
 	off = malloc(((size_t)m->nsrv + 1) * sizeof(*off));
-	if (!off)
-		return -ENOMEM;
+	caps = malloc((size_t)m->nsrv * sizeof(*caps));
+	if (!off || !caps) {
+		rc = -ENOMEM;
+		goto free_off;
+	}
 	rc = embkv_batch_route(o->pend, o->npend, o->upart, m->part_srv,
 			       m->nsrv, o->order, off);
 	if (rc)
 		goto free_off;
-	for (s = 0; s < m->nsrv; s++)
-		nrpc += frames_of(off[s + 1] - off[s], cap);
+	for (s = 0; s < m->nsrv; s++) {
+		caps[s] = off[s + 1] > off[s] ? frame_cap(o, m->srv[s]) : 1;
+		nrpc += frames_of(off[s + 1] - off[s], caps[s]);
+	}
 	rpcs = calloc(nrpc ? nrpc : 1, sizeof(*rpcs));
 	if (!rpcs) {
 		rc = -ENOMEM;
 		goto free_off;
 	}
 	for (s = 0; s < m->nsrv; s++) {
+		uint32_t cap = caps[s];
+
 		for (uint32_t at = off[s]; at < off[s + 1]; at += cap) {
 			struct embkv_rpc *r = &rpcs[k++];
 
@@ -289,6 +350,7 @@ clear:
 		embkv_rpc_clear(&rpcs[i]);
 	free(rpcs);
 free_off:
+	free(caps);
 	free(off);
 	return rc;
 }
@@ -355,6 +417,13 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 	rc = state_init(&o, a);
 	if (rc)
 		return rc;
+	if (a->op == EMBKV_BATCH_PULL && a->t->os) {
+		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
+
+		embkv_onesided_pull(a->t, m, o.b.ukeys, o.upart, o.pend,
+				    &o.npend, onesided_deliver, &o);
+		embkv_shardmap_put(m);
+	}
 	for (attempt = 0;; attempt++) {
 		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
 		uint64_t used = m->epoch;

@@ -371,6 +371,11 @@ int embkv_table_open(struct embkv_client *c, const char *name,
 	t->rows_cap = embkv_wire_max_rows(t->attr.dim);
 	if (c->rows_cap && c->rows_cap < t->rows_cap)
 		t->rows_cap = c->rows_cap;
+	rc = embkv_onesided_open(t);
+	if (rc) {
+		embkv_shardmap_put(t->map);
+		goto fail;
+	}
 	free(known);
 	free(st);
 	free(tids);
@@ -392,6 +397,7 @@ void embkv_table_close(struct embkv_table_handle *t)
 {
 	if (!t)
 		return;
+	embkv_onesided_close(t);
 	embkv_shardmap_put(t->map);
 	pthread_mutex_destroy(&t->lock);
 	free(t);

@@ -266,6 +266,9 @@ const struct embkv_transport_ops embkv_tcp_ops = {
 	.send_some = tcp_send_some,
 	.recv_some = tcp_recv_some,
 	.poll_fd = tcp_poll_fd,
+	.idle_check = NULL,
+	.limits = NULL,
+	.read_buf = NULL,
 	.post_reads = NULL,
 	.poll_reads = NULL,
 };

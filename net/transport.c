@@ -21,9 +21,11 @@
 #define MS_PER_S 1000ull
 #define NS_PER_MS 1000000ull
 
-/* Built-in transports. The verbs transport adds its entry when built. */
+/* Built-in transports. Without RDMA, embkv_verbs_ops is the stub whose
+ * connect says -EPROTONOSUPPORT (CMake picks the file). */
 static const struct embkv_transport_ops *const transports[] = {
 	&embkv_tcp_ops,
+	&embkv_verbs_ops,
 };
 
 /* Schemes embkv knows, whether or not this build has their transport. */

@@ -102,6 +102,17 @@ struct embkv_remote_read {
 	uint64_t cookie; /* returned by poll_reads for each completed read */
 };
 
+/*
+ * What one connection accepts beyond the wire's own limits (the rdma
+ * transport's RECV buffers and reply slots). 0 in a field: no limit of
+ * the transport's (the wire limits still hold).
+ */
+struct embkv_conn_limits {
+	uint32_t max_request; /* bytes of a request frame, header included */
+	uint32_t max_reply;   /* bytes of a reply frame, header included */
+	uint32_t max_reads;   /* reads of one post_reads call */
+};
+
 struct embkv_transport_ops {
 	const char *scheme; /* "tcp" */
 
@@ -134,20 +145,53 @@ struct embkv_transport_ops {
 	 */
 	int (*recv_some)(struct embkv_conn *c, struct embkv_rx *rx);
 	/* The descriptor to poll(): POLLOUT for send_some, POLLIN for
-	 * recv_some. */
+	 * recv_some. A transport whose sends wait for its peer (the rdma
+	 * window) makes it readable when send_some may go on. */
 	int (*poll_fd)(const struct embkv_conn *c);
 
-	/* Optional one-sided reads (NULL when unsupported). post_reads
-	 * queues n reads; poll_reads returns up to max completed cookies
-	 * (count, or a negative error). */
+	/*
+	 * Optional: checks an idle connection (no exchange on it) without
+	 * blocking: 0 when it may be reused, else an error (peer gone,
+	 * something arrived unasked). NULL: the caller polls poll_fd() for
+	 * POLLIN instead (readable while idle = closed or broken).
+	 */
+	int (*idle_check)(struct embkv_conn *c);
+
+	/*
+	 * Optional (NULL: no limits): the connection's limits, fixed once
+	 * connected. A request frame over max_request makes send_some fail
+	 * with EMBKV_ELIMIT, so callers split batches to fit.
+	 */
+	void (*limits)(const struct embkv_conn *c,
+		       struct embkv_conn_limits *out);
+
+	/*
+	 * Optional one-sided reads (all three NULL when unsupported).
+	 * read_buf returns a buffer of at least len bytes that the
+	 * connection registered for reads into (NULL: -ENOMEM); it stays
+	 * the connection's, valid until the next read_buf call or close,
+	 * and must not be replaced while reads are posted. Every
+	 * embkv_remote_read.local must lie inside it.
+	 * post_reads posts reads[0..n) as one chain (one doorbell, only the
+	 * last one signaled), n <= limits' max_reads: 0, -EAGAIN (too many
+	 * reads posted: poll first) or an error. The chain completes as a
+	 * whole: poll_reads returns, without blocking, the cookie of the
+	 * LAST read of each completed chain (every read of that chain is
+	 * then in local), up to max of them: the count (0: wait on
+	 * poll_fd() for POLLIN), or an error (a failed read, EMBKV_EDISCONNECTED)
+	 * after which the connection is unusable.
+	 */
+	void *(*read_buf)(struct embkv_conn *c, size_t len);
 	int (*post_reads)(struct embkv_conn *c,
 			  const struct embkv_remote_read *reads, uint32_t n);
 	int (*poll_reads)(struct embkv_conn *c, uint64_t *cookies,
 			  uint32_t max);
 };
 
-/* The built-in transports (net/tcp.c, ...). */
+/* The built-in transports (net/tcp.c, net/verbs.c or, built without
+ * RDMA, net/verbs_stub.c whose connect says -EPROTONOSUPPORT). */
 extern const struct embkv_transport_ops embkv_tcp_ops;
+extern const struct embkv_transport_ops embkv_verbs_ops;
 
 /* Monotonic milliseconds, for deadlines. */
 uint64_t embkv_now_ms(void);

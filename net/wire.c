@@ -1243,6 +1243,246 @@ int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
 	return 0;
 }
 
+/* HITS ------------------------------------------------------------------------- */
+
+static uint64_t hits_counts_off(uint32_t n)
+{
+	return EMBKV_WIRE_HITS_KEYS + (uint64_t)n * U64_SIZE;
+}
+
+static uint64_t hits_bytes(uint32_t n)
+{
+	return hits_counts_off(n) + (uint64_t)n * U32_SIZE;
+}
+
+static int hits_check(const struct embkv_wire_hits *m, size_t *len)
+{
+	if (!m)
+		return -EINVAL;
+	if (m->n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	*len = (size_t)hits_bytes(m->n);
+	return 0;
+}
+
+int embkv_wire_hits_size(const struct embkv_wire_hits *m, size_t *len)
+{
+	return len ? hits_check(m, len) : -EINVAL;
+}
+
+int embkv_wire_hits_encode(const struct embkv_wire_hits *m, uint8_t *body,
+			   size_t cap)
+{
+	size_t len;
+	int rc = hits_check(m, &len);
+
+	if (!rc && m->n && (!m->keys || !m->counts))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	if (m->n) {
+		memcpy(body + EMBKV_WIRE_HITS_KEYS, m->keys,
+		       (size_t)m->n * U64_SIZE);
+		memcpy(body + hits_counts_off(m->n), m->counts,
+		       (size_t)m->n * U32_SIZE);
+	}
+	return 0;
+}
+
+int embkv_wire_hits_prepare(const struct embkv_wire_hits *m, uint8_t *body,
+			    size_t cap, uint64_t **keys, uint32_t **counts)
+{
+	size_t len;
+	int rc = hits_check(m, &len);
+
+	if (!rc && (!keys || !counts || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_HITS_KEYS);
+	*counts = (uint32_t *)(void *)(body + hits_counts_off(m->n));
+	return 0;
+}
+
+int embkv_wire_hits_decode(const uint8_t *body, size_t len,
+			   struct embkv_wire_hits *out)
+{
+	uint32_t n;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_HITS_KEYS)
+		return EMBKV_EPROTO;
+	n = get_u32(body + EMBKV_WIRE_HITS_N);
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (len != hits_bytes(n))
+		return EMBKV_EPROTO;
+	out->table_id = get_u32(body + EMBKV_WIRE_HITS_TABLE);
+	out->n = n;
+	out->keys = (const uint64_t *)(const void *)
+		(body + EMBKV_WIRE_HITS_KEYS);
+	out->counts = (const uint32_t *)(const void *)
+		(body + hits_counts_off(n));
+	return 0;
+}
+
+/* TABLE_REGIONS ------------------------------------------------------------------ */
+
+#define REGION_BUCKET_SIZE 64u /* bytes of one index bucket */
+
+static uint64_t regions_bytes(uint32_t count)
+{
+	return EMBKV_WIRE_REGIONS_PARTS +
+	       (uint64_t)count * EMBKV_WIRE_REGION_SIZE;
+}
+
+/* The checks a decoder makes on one partition, shared with the encoder so
+ * that nothing encodes that would not decode. */
+static int region_part_check(const struct embkv_wire_region_part *p,
+			     uint32_t stride)
+{
+	if (p->part >= EMBKV_MAX_PARTITIONS || !p->nbuckets)
+		return EMBKV_EPROTO;
+	if (p->nbuckets > (UINT64_MAX - p->index_addr) / REGION_BUCKET_SIZE)
+		return EMBKV_EPROTO;
+	if (p->capacity > (UINT64_MAX - p->arena_addr) / stride)
+		return EMBKV_EPROTO;
+	return 0;
+}
+
+static int regions_check(const struct embkv_wire_table_regions *m,
+			 size_t *len)
+{
+	uint32_t i;
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	if (m->count > EMBKV_WIRE_MAX_REGION_PARTS)
+		return EMBKV_ELIMIT;
+	if (!m->stride || m->stride % BODY_ALIGN || (m->count && !m->parts))
+		return -EINVAL;
+	for (i = 0; i < m->count; i++) {
+		rc = region_part_check(&m->parts[i], m->stride);
+		if (rc)
+			return -EINVAL;
+	}
+	*len = (size_t)regions_bytes(m->count);
+	return 0;
+}
+
+int embkv_wire_table_regions_size(const struct embkv_wire_table_regions *m,
+				  size_t *len)
+{
+	return len ? regions_check(m, len) : -EINVAL;
+}
+
+int embkv_wire_table_regions_encode(const struct embkv_wire_table_regions *m,
+				    uint8_t *body, size_t cap)
+{
+	size_t len;
+	uint8_t *p;
+	uint32_t i;
+	int rc = regions_check(m, &len);
+
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_REGIONS_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_REGIONS_COUNT, m->count);
+	put_u32(body + EMBKV_WIRE_REGIONS_INDEX_RKEY, m->index_rkey);
+	put_u32(body + EMBKV_WIRE_REGIONS_ARENA_RKEY, m->arena_rkey);
+	put_u32(body + EMBKV_WIRE_REGIONS_STRIDE, m->stride);
+	put_u32(body + EMBKV_WIRE_REGIONS_RESERVED, 0);
+	for (i = 0; i < m->count; i++) {
+		p = body + regions_bytes(i);
+		put_u32(p + EMBKV_WIRE_REGION_PART, m->parts[i].part);
+		put_u32(p + EMBKV_WIRE_REGION_RESERVED, 0);
+		put_u64(p + EMBKV_WIRE_REGION_INDEX_ADDR,
+			m->parts[i].index_addr);
+		put_u64(p + EMBKV_WIRE_REGION_NBUCKETS, m->parts[i].nbuckets);
+		put_u64(p + EMBKV_WIRE_REGION_ARENA_ADDR,
+			m->parts[i].arena_addr);
+		put_u64(p + EMBKV_WIRE_REGION_CAPACITY, m->parts[i].capacity);
+	}
+	return 0;
+}
+
+static void region_part_read(const uint8_t *p,
+			     struct embkv_wire_region_part *out)
+{
+	out->part = get_u32(p + EMBKV_WIRE_REGION_PART);
+	out->index_addr = get_u64(p + EMBKV_WIRE_REGION_INDEX_ADDR);
+	out->nbuckets = get_u64(p + EMBKV_WIRE_REGION_NBUCKETS);
+	out->arena_addr = get_u64(p + EMBKV_WIRE_REGION_ARENA_ADDR);
+	out->capacity = get_u64(p + EMBKV_WIRE_REGION_CAPACITY);
+}
+
+int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
+				    struct embkv_wire_table_regions *out)
+{
+	struct embkv_wire_region_part part;
+	uint32_t count, stride, i;
+	const uint8_t *p;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_REGIONS_PARTS)
+		return EMBKV_EPROTO;
+	count = get_u32(body + EMBKV_WIRE_REGIONS_COUNT);
+	if (count > EMBKV_WIRE_MAX_REGION_PARTS)
+		return EMBKV_ELIMIT;
+	if (len != regions_bytes(count))
+		return EMBKV_EPROTO;
+	stride = get_u32(body + EMBKV_WIRE_REGIONS_STRIDE);
+	if (!stride || stride % BODY_ALIGN ||
+	    get_u32(body + EMBKV_WIRE_REGIONS_RESERVED))
+		return EMBKV_EPROTO;
+	for (i = 0; i < count; i++) {
+		p = body + regions_bytes(i);
+		if (get_u32(p + EMBKV_WIRE_REGION_RESERVED))
+			return EMBKV_EPROTO;
+		region_part_read(p, &part);
+		rc = region_part_check(&part, stride);
+		if (rc)
+			return rc;
+	}
+	out->table_id = get_u32(body + EMBKV_WIRE_REGIONS_TABLE);
+	out->count = count;
+	out->index_rkey = get_u32(body + EMBKV_WIRE_REGIONS_INDEX_RKEY);
+	out->arena_rkey = get_u32(body + EMBKV_WIRE_REGIONS_ARENA_RKEY);
+	out->stride = stride;
+	out->parts = NULL;
+	memset(&out->cur, 0, sizeof(out->cur));
+	out->cur.p = body + EMBKV_WIRE_REGIONS_PARTS;
+	out->cur.end = body + len;
+	out->cur.left = count;
+	return 0;
+}
+
+bool embkv_wire_table_regions_next(struct embkv_wire_table_regions *m,
+				   struct embkv_wire_region_part *out)
+{
+	if (!m || !out || !m->cur.left)
+		return false;
+	region_part_read(m->cur.p, out);
+	m->cur.p += EMBKV_WIRE_REGION_SIZE;
+	m->cur.left--;
+	return true;
+}
+
 /* STATS ------------------------------------------------------------------------ */
 
 static const char *const stat_names[EMBKV_WIRE_STAT_ID_COUNT] = {
@@ -1676,6 +1916,20 @@ static int v_erase_req(const uint8_t *b, size_t l)
 	return embkv_wire_erase_req_decode(b, l, &m);
 }
 
+static int v_hits(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_hits m;
+
+	return embkv_wire_hits_decode(b, l, &m);
+}
+
+static int v_table_regions(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_table_regions m;
+
+	return embkv_wire_table_regions_decode(b, l, &m);
+}
+
 static int v_count(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_count_reply m;
@@ -1725,6 +1979,8 @@ static const struct op_info ops[] = {
 	  embkv_wire_empty_decode, v_table_list },
 	{ EMBKV_WIRE_OP_TABLE_OPEN, "TABLE_OPEN", "TABLE_OPEN_REPLY", false,
 	  v_name, v_table_info },
+	{ EMBKV_WIRE_OP_TABLE_REGIONS, "TABLE_REGIONS", "TABLE_REGIONS_REPLY",
+	  false, v_table_id, v_table_regions },
 	{ EMBKV_WIRE_OP_PULL, "PULL", "PULL_REPLY", true,
 	  v_pull_req, v_pull_reply },
 	{ EMBKV_WIRE_OP_PUSH, "PUSH", "PUSH_REPLY", true, v_rows_req, v_count },
@@ -1732,6 +1988,7 @@ static const struct op_info ops[] = {
 	  v_rows_req, v_count },
 	{ EMBKV_WIRE_OP_ERASE, "ERASE", "ERASE_REPLY", true,
 	  v_erase_req, v_count },
+	{ EMBKV_WIRE_OP_HITS, "HITS", "HITS_REPLY", false, v_hits, v_count },
 	{ EMBKV_WIRE_OP_STATS, "STATS", "STATS_REPLY", false,
 	  v_table_id, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,
@@ -1802,6 +2059,134 @@ int embkv_wire_body_validate(unsigned int op, const uint8_t *body, size_t len)
 		return EMBKV_EOPCODE;
 	return op & EMBKV_WIRE_OP_REPLY ? oi->reply(body, len)
 					: oi->req(body, len);
+}
+
+/* Verbs private data ---------------------------------------------------------------- */
+
+static int verbs_recv_size_check(uint32_t v)
+{
+	if (!v)
+		return EMBKV_EPROTO;
+	if (v < EMBKV_VERBS_MIN_RECV_SIZE || v > EMBKV_VERBS_MAX_RECV_SIZE)
+		return EMBKV_ELIMIT;
+	return 0;
+}
+
+static int verbs_connect_check(const struct embkv_verbs_connect *m)
+{
+	int rc;
+
+	if (!m->credits || !m->reply_slots)
+		return EMBKV_EPROTO;
+	if (m->credits > EMBKV_VERBS_MAX_CREDITS ||
+	    m->reply_slots > EMBKV_VERBS_MAX_REPLY_SLOTS)
+		return EMBKV_ELIMIT;
+	rc = verbs_recv_size_check(m->recv_size);
+	if (!rc)
+		rc = verbs_recv_size_check(m->slot_size);
+	if (rc)
+		return rc;
+	if ((uint64_t)m->reply_slots * m->slot_size >
+	    EMBKV_VERBS_MAX_REPLY_ARENA)
+		return EMBKV_ELIMIT;
+	return 0;
+}
+
+int embkv_wire_verbs_connect_encode(const struct embkv_verbs_connect *m,
+				    uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!m || verbs_connect_check(m))
+		return -EINVAL;
+	rc = enc_room(buf, cap, EMBKV_VERBS_CONNECT_SIZE);
+	if (rc)
+		return rc;
+	put_u32(buf + EMBKV_VERBS_CONNECT_MAGIC, EMBKV_WIRE_MAGIC);
+	put_u16(buf + EMBKV_VERBS_CONNECT_VERSION, EMBKV_WIRE_VERSION);
+	put_u16(buf + EMBKV_VERBS_CONNECT_CREDITS, m->credits);
+	put_u32(buf + EMBKV_VERBS_CONNECT_RECV_SIZE, m->recv_size);
+	put_u32(buf + EMBKV_VERBS_CONNECT_SLOTS, m->reply_slots);
+	put_u64(buf + EMBKV_VERBS_CONNECT_REPLY_ADDR, m->reply_addr);
+	put_u32(buf + EMBKV_VERBS_CONNECT_REPLY_RKEY, m->reply_rkey);
+	put_u32(buf + EMBKV_VERBS_CONNECT_SLOT_SIZE, m->slot_size);
+	return 0;
+}
+
+int embkv_wire_verbs_connect_decode(const uint8_t *buf, size_t len,
+				    struct embkv_verbs_connect *out)
+{
+	struct embkv_verbs_connect m;
+	int rc;
+
+	if (!out || (!buf && len))
+		return -EINVAL;
+	if (len < EMBKV_VERBS_CONNECT_SIZE ||
+	    get_u32(buf + EMBKV_VERBS_CONNECT_MAGIC) != EMBKV_WIRE_MAGIC)
+		return EMBKV_EPROTO;
+	m.version = get_u16(buf + EMBKV_VERBS_CONNECT_VERSION);
+	if (m.version != EMBKV_WIRE_VERSION)
+		return EMBKV_EVERSION;
+	m.credits = get_u16(buf + EMBKV_VERBS_CONNECT_CREDITS);
+	m.recv_size = get_u32(buf + EMBKV_VERBS_CONNECT_RECV_SIZE);
+	m.reply_slots = get_u32(buf + EMBKV_VERBS_CONNECT_SLOTS);
+	m.reply_addr = get_u64(buf + EMBKV_VERBS_CONNECT_REPLY_ADDR);
+	m.reply_rkey = get_u32(buf + EMBKV_VERBS_CONNECT_REPLY_RKEY);
+	m.slot_size = get_u32(buf + EMBKV_VERBS_CONNECT_SLOT_SIZE);
+	rc = verbs_connect_check(&m);
+	if (rc)
+		return rc;
+	*out = m;
+	return 0;
+}
+
+static int verbs_accept_check(const struct embkv_verbs_accept *m)
+{
+	if (!m->credits)
+		return EMBKV_EPROTO;
+	if (m->credits > EMBKV_VERBS_MAX_CREDITS)
+		return EMBKV_ELIMIT;
+	return verbs_recv_size_check(m->recv_size);
+}
+
+int embkv_wire_verbs_accept_encode(const struct embkv_verbs_accept *m,
+				   uint8_t *buf, size_t cap)
+{
+	int rc;
+
+	if (!m || verbs_accept_check(m))
+		return -EINVAL;
+	rc = enc_room(buf, cap, EMBKV_VERBS_ACCEPT_SIZE);
+	if (rc)
+		return rc;
+	put_u32(buf + EMBKV_VERBS_ACCEPT_MAGIC, EMBKV_WIRE_MAGIC);
+	put_u16(buf + EMBKV_VERBS_ACCEPT_VERSION, EMBKV_WIRE_VERSION);
+	put_u16(buf + EMBKV_VERBS_ACCEPT_CREDITS, m->credits);
+	put_u32(buf + EMBKV_VERBS_ACCEPT_RECV_SIZE, m->recv_size);
+	return 0;
+}
+
+int embkv_wire_verbs_accept_decode(const uint8_t *buf, size_t len,
+				   struct embkv_verbs_accept *out)
+{
+	struct embkv_verbs_accept m;
+	int rc;
+
+	if (!out || (!buf && len))
+		return -EINVAL;
+	if (len < EMBKV_VERBS_ACCEPT_SIZE ||
+	    get_u32(buf + EMBKV_VERBS_ACCEPT_MAGIC) != EMBKV_WIRE_MAGIC)
+		return EMBKV_EPROTO;
+	m.version = get_u16(buf + EMBKV_VERBS_ACCEPT_VERSION);
+	if (m.version != EMBKV_WIRE_VERSION)
+		return EMBKV_EVERSION;
+	m.credits = get_u16(buf + EMBKV_VERBS_ACCEPT_CREDITS);
+	m.recv_size = get_u32(buf + EMBKV_VERBS_ACCEPT_RECV_SIZE);
+	rc = verbs_accept_check(&m);
+	if (rc)
+		return rc;
+	*out = m;
+	return 0;
 }
 
 /* Authentication -------------------------------------------------------------------- */

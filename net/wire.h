@@ -64,6 +64,7 @@ enum embkv_wire_hdr_off {
 #define EMBKV_WIRE_MAX_SERVERS 4096u      /* servers of a shard map */
 #define EMBKV_WIRE_ADDR_MAX 255u          /* bytes of a server address */
 #define EMBKV_WIRE_ERRMSG_MAX 255u        /* bytes of an error message */
+#define EMBKV_WIRE_MAX_REGION_PARTS EMBKV_MAX_PARTITIONS /* TABLE_REGIONS */
 #define EMBKV_WIRE_NAME_LEN_MAX (EMBKV_TABLE_NAME_MAX - 1u) /* name bytes */
 
 #define EMBKV_WIRE_NONCE_SIZE 32u
@@ -82,10 +83,12 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_TABLE_DROP = 0x11,
 	EMBKV_WIRE_OP_TABLE_LIST = 0x12,
 	EMBKV_WIRE_OP_TABLE_OPEN = 0x13,
+	EMBKV_WIRE_OP_TABLE_REGIONS = 0x14, /* RDMA connections only */
 	EMBKV_WIRE_OP_PULL = 0x20,
 	EMBKV_WIRE_OP_PUSH = 0x21,
 	EMBKV_WIRE_OP_ASSIGN = 0x22,
 	EMBKV_WIRE_OP_ERASE = 0x23,
+	EMBKV_WIRE_OP_HITS = 0x24,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
 	EMBKV_WIRE_OP_REPLY = 0x80, /* bit */
@@ -422,6 +425,86 @@ int embkv_wire_erase_req_prepare(const struct embkv_wire_erase_req *m,
 int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
 				struct embkv_wire_erase_req *out);
 
+/*
+ * HITS request (net/RDMA.md section 4): u32 table id, u32 n, u64 keys[n],
+ * u32 counts[n]. One-sided hits a client counted, for the server's LFU.
+ * Not epoch-checked; answered with a count reply (done: keys found,
+ * skipped: keys the server does not store).
+ */
+enum embkv_wire_hits_off {
+	EMBKV_WIRE_HITS_TABLE = 0, /* u32 */
+	EMBKV_WIRE_HITS_N = 4,     /* u32 */
+	EMBKV_WIRE_HITS_KEYS = 8,  /* u64[n], then u32[n] counts */
+};
+struct embkv_wire_hits {
+	uint32_t table_id;
+	uint32_t n;
+	const uint64_t *keys;   /* n keys */
+	const uint32_t *counts; /* n counts, counts[i] for keys[i] */
+};
+int embkv_wire_hits_size(const struct embkv_wire_hits *m, size_t *len);
+int embkv_wire_hits_encode(const struct embkv_wire_hits *m, uint8_t *body,
+			   size_t cap);
+/* m->keys and m->counts are ignored; *keys and *counts get the n slots. */
+int embkv_wire_hits_prepare(const struct embkv_wire_hits *m, uint8_t *body,
+			    size_t cap, uint64_t **keys, uint32_t **counts);
+int embkv_wire_hits_decode(const uint8_t *body, size_t len,
+			   struct embkv_wire_hits *out);
+
+/*
+ * TABLE_REGIONS reply (net/RDMA.md section 3; the request is a table id):
+ * u32 table id, u32 count, u32 index_rkey, u32 arena_rkey, u32 stride
+ * (record bytes), u32 reserved 0, then count 40-byte partition entries:
+ * u32 part, u32 reserved 0, u64 index_addr, u64 nbuckets, u64 arena_addr,
+ * u64 capacity (rows; row r at arena_addr + r * stride). Decoding checks
+ * count <= EMBKV_WIRE_MAX_REGION_PARTS (EMBKV_ELIMIT), reserved fields,
+ * part < EMBKV_MAX_PARTITIONS, stride a nonzero multiple of 8, nbuckets
+ * nonzero, and that neither region end overflows 64 bits (EMBKV_EPROTO).
+ */
+enum embkv_wire_regions_off {
+	EMBKV_WIRE_REGIONS_TABLE = 0,      /* u32 */
+	EMBKV_WIRE_REGIONS_COUNT = 4,      /* u32 */
+	EMBKV_WIRE_REGIONS_INDEX_RKEY = 8, /* u32 */
+	EMBKV_WIRE_REGIONS_ARENA_RKEY = 12, /* u32 */
+	EMBKV_WIRE_REGIONS_STRIDE = 16,    /* u32 */
+	EMBKV_WIRE_REGIONS_RESERVED = 20,  /* u32 0 */
+	EMBKV_WIRE_REGIONS_PARTS = 24,     /* entries */
+};
+enum embkv_wire_region_part_off {
+	EMBKV_WIRE_REGION_PART = 0,        /* u32 */
+	EMBKV_WIRE_REGION_RESERVED = 4,    /* u32 0 */
+	EMBKV_WIRE_REGION_INDEX_ADDR = 8,  /* u64 */
+	EMBKV_WIRE_REGION_NBUCKETS = 16,   /* u64 (64-byte buckets) */
+	EMBKV_WIRE_REGION_ARENA_ADDR = 24, /* u64 */
+	EMBKV_WIRE_REGION_CAPACITY = 32,   /* u64 rows */
+	EMBKV_WIRE_REGION_SIZE = 40,
+};
+struct embkv_wire_region_part {
+	uint32_t part;
+	uint64_t index_addr;
+	uint64_t nbuckets;
+	uint64_t arena_addr;
+	uint64_t capacity;
+};
+struct embkv_wire_table_regions {
+	uint32_t table_id;
+	uint32_t count;
+	uint32_t index_rkey;
+	uint32_t arena_rkey;
+	uint32_t stride;
+	const struct embkv_wire_region_part *parts; /* encode: count entries */
+	struct embkv_wire_cursor cur;              /* decode: see _next */
+};
+int embkv_wire_table_regions_size(const struct embkv_wire_table_regions *m,
+				  size_t *len);
+int embkv_wire_table_regions_encode(const struct embkv_wire_table_regions *m,
+				    uint8_t *body, size_t cap);
+int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
+				    struct embkv_wire_table_regions *out);
+/* Next partition of a decoded reply, in body order; false at the end. */
+bool embkv_wire_table_regions_next(struct embkv_wire_table_regions *m,
+				   struct embkv_wire_region_part *out);
+
 /* PUSH, ASSIGN and ERASE replies. done: keys applied / stored / erased;
  * skipped: gradients dropped (row evicted or not admitted) / values not
  * stored (table full, not admitted) / keys not found. */
@@ -552,6 +635,72 @@ int embkv_wire_error_encode(const struct embkv_wire_error *m, uint8_t *body,
 			    size_t cap);
 int embkv_wire_error_decode(const uint8_t *body, size_t len,
 			    struct embkv_wire_error *out);
+
+/* Verbs connection private data (net/RDMA.md section 1) -------------------- */
+
+#define EMBKV_VERBS_RECV_SIZE (64u << 10)   /* default RECV buffer bytes */
+#define EMBKV_VERBS_WINDOW 16u              /* default credits */
+#define EMBKV_VERBS_REPLY_SLOTS 16u         /* default reply arena slots */
+#define EMBKV_VERBS_SLOT_SIZE (4u << 20)    /* default reply slot bytes */
+#define EMBKV_VERBS_MAX_CREDITS 1024u
+#define EMBKV_VERBS_MIN_RECV_SIZE 1024u     /* holds any ERROR frame */
+#define EMBKV_VERBS_MAX_RECV_SIZE (EMBKV_WIRE_HDR_SIZE + EMBKV_WIRE_MAX_BODY)
+#define EMBKV_VERBS_MAX_REPLY_SLOTS 4096u
+#define EMBKV_VERBS_MAX_REPLY_ARENA (1ull << 30) /* slots x slot_size */
+#define EMBKV_VERBS_MAX_QPS_PER_CLIENT 64u  /* connections per address */
+
+/* rdma_connect private data, client to server (little-endian). */
+enum embkv_verbs_connect_off {
+	EMBKV_VERBS_CONNECT_MAGIC = 0,       /* u32 EMBKV_WIRE_MAGIC */
+	EMBKV_VERBS_CONNECT_VERSION = 4,     /* u16 EMBKV_WIRE_VERSION */
+	EMBKV_VERBS_CONNECT_CREDITS = 6,     /* u16 */
+	EMBKV_VERBS_CONNECT_RECV_SIZE = 8,   /* u32 */
+	EMBKV_VERBS_CONNECT_SLOTS = 12,      /* u32 reply_slots */
+	EMBKV_VERBS_CONNECT_REPLY_ADDR = 16, /* u64 */
+	EMBKV_VERBS_CONNECT_REPLY_RKEY = 24, /* u32 */
+	EMBKV_VERBS_CONNECT_SLOT_SIZE = 28,  /* u32 */
+	EMBKV_VERBS_CONNECT_SIZE = 32,
+};
+struct embkv_verbs_connect {
+	uint16_t version;     /* decode: as received; encode writes ours */
+	uint16_t credits;     /* client's RECVs posted for replies */
+	uint32_t recv_size;   /* bytes of each */
+	uint32_t reply_slots;
+	uint64_t reply_addr;
+	uint32_t reply_rkey;
+	uint32_t slot_size;
+};
+/* rdma_accept private data, server to client. */
+enum embkv_verbs_accept_off {
+	EMBKV_VERBS_ACCEPT_MAGIC = 0,     /* u32 EMBKV_WIRE_MAGIC */
+	EMBKV_VERBS_ACCEPT_VERSION = 4,   /* u16 */
+	EMBKV_VERBS_ACCEPT_CREDITS = 6,   /* u16 RECVs posted for requests */
+	EMBKV_VERBS_ACCEPT_RECV_SIZE = 8, /* u32 bytes of each */
+	EMBKV_VERBS_ACCEPT_SIZE = 12,
+};
+struct embkv_verbs_accept {
+	uint16_t version;
+	uint16_t credits;
+	uint32_t recv_size;
+};
+/*
+ * Private data may arrive padded (rdma_cm hands over the transport's whole
+ * private data area): decoders need len >= the size and ignore the rest.
+ * Decoders check magic (EMBKV_EPROTO), version (EMBKV_EVERSION), zero
+ * credits, sizes or slots (EMBKV_EPROTO), credits over
+ * EMBKV_VERBS_MAX_CREDITS, recv_size outside [EMBKV_VERBS_MIN_RECV_SIZE,
+ * EMBKV_VERBS_MAX_RECV_SIZE], slot_size outside the same range, slots over
+ * EMBKV_VERBS_MAX_REPLY_SLOTS or an arena over EMBKV_VERBS_MAX_REPLY_ARENA
+ * (EMBKV_ELIMIT); encoders refuse (-EINVAL) what would not decode.
+ */
+int embkv_wire_verbs_connect_encode(const struct embkv_verbs_connect *m,
+				    uint8_t *buf, size_t cap);
+int embkv_wire_verbs_connect_decode(const uint8_t *buf, size_t len,
+				    struct embkv_verbs_connect *out);
+int embkv_wire_verbs_accept_encode(const struct embkv_verbs_accept *m,
+				   uint8_t *buf, size_t cap);
+int embkv_wire_verbs_accept_decode(const uint8_t *buf, size_t len,
+				   struct embkv_verbs_accept *out);
 
 /* Authentication ----------------------------------------------------------- */
 /*

@@ -1,5 +1,6 @@
 /*
- * embkvd table operations: PULL, PUSH, ASSIGN and ERASE on owner threads.
+ * embkvd table operations: PULL, PUSH, ASSIGN, ERASE and HITS on owner
+ * threads.
  *
  * What: the I/O thread checks a batch completely, groups its keys by owner
  * thread (a counting sort on the owner of each key's partition), queues
@@ -49,6 +50,7 @@ struct embkv_req {
 	uint8_t *body;                   /* the request body (owned) */
 	const uint64_t *keys;
 	const float *vals;               /* PUSH: grads; ASSIGN: values */
+	const uint32_t *hcounts;         /* HITS: counts */
 	struct embkv_obuf *reply;
 	uint8_t *found;                  /* PULL reply, in reply */
 	float *out;
@@ -179,6 +181,8 @@ static uint32_t run_rows(struct embkv_req *r, uint32_t lo, uint32_t cnt)
 	size_t row = (size_t)r->dim * sizeof(float);
 	const uint64_t *keys = r->keys;
 	const float *vals = r->vals;
+	const uint32_t *hcounts = r->hcounts;
+	uint32_t *scounts = (uint32_t *)r->svals;
 
 	if (r->order) {
 		for (uint32_t j = 0; j < cnt; j++) {
@@ -188,11 +192,16 @@ static uint32_t run_rows(struct embkv_req *r, uint32_t lo, uint32_t cnt)
 			if (vals)
 				memcpy(r->svals + (size_t)(lo + j) * r->dim,
 				       r->vals + (size_t)i * r->dim, row);
+			if (hcounts)
+				scounts[lo + j] = r->hcounts[i];
 		}
 		keys = r->skeys + lo;
 		vals = r->svals + (size_t)lo * r->dim;
+		hcounts = scounts + lo;
 	}
 	switch (r->op) {
+	case EMBKV_WIRE_OP_HITS:
+		return embkv_table_hits(r->t, cnt, keys, hcounts);
 	case EMBKV_WIRE_OP_PUSH:
 		return embkv_table_push(r->t, cnt, keys, vals);
 	case EMBKV_WIRE_OP_ASSIGN:
@@ -241,6 +250,7 @@ struct batch_msg {
 	uint8_t mode;
 	const uint64_t *keys;
 	const float *vals;
+	const uint32_t *hcounts;
 };
 
 static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
@@ -249,6 +259,7 @@ static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
 	struct embkv_wire_pull_req pull;
 	struct embkv_wire_rows_req rows;
 	struct embkv_wire_erase_req erase;
+	struct embkv_wire_hits hits;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
@@ -274,6 +285,15 @@ static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
 		m->dim = rows.dim;
 		m->keys = rows.keys;
 		m->vals = rows.vals;
+		return 0;
+	case EMBKV_WIRE_OP_HITS:
+		rc = embkv_wire_hits_decode(body, len, &hits);
+		if (rc)
+			return rc;
+		m->table_id = hits.table_id;
+		m->n = hits.n;
+		m->keys = hits.keys;
+		m->hcounts = hits.counts;
 		return 0;
 	default:
 		rc = embkv_wire_erase_req_decode(body, len, &erase);
@@ -322,7 +342,9 @@ static int req_buffers(struct embkv_req *r)
 	}
 	if (!r->order)
 		return 0;
-	if (r->op != EMBKV_WIRE_OP_ERASE)
+	if (r->op == EMBKV_WIRE_OP_HITS)
+		vals_bytes = (size_t)r->n * sizeof(uint32_t);
+	else if (r->op != EMBKV_WIRE_OP_ERASE)
 		vals_bytes = (size_t)r->n * r->dim * sizeof(float);
 	len = (size_t)r->n * sizeof(uint64_t) + vals_bytes +
 	      (r->op == EMBKV_WIRE_OP_PULL ? r->n : 0);
@@ -404,7 +426,8 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 				 "no table with id %u", m.table_id);
 		goto free_body;
 	}
-	if (h->opcode != EMBKV_WIRE_OP_ERASE && m.dim != ent->table->dim) {
+	if (h->opcode != EMBKV_WIRE_OP_ERASE &&
+	    h->opcode != EMBKV_WIRE_OP_HITS && m.dim != ent->table->dim) {
 		embkv_conn_error(c, h->request_id, EMBKV_EDIM, false,
 				 "table %s has dim %u, not %u",
 				 ent->table->attr.name, ent->table->dim, m.dim);
@@ -449,6 +472,7 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	r->mem = h->body_len;
 	r->keys = m.keys;
 	r->vals = m.vals;
+	r->hcounts = m.hcounts;
 	r->plan = pl.mem;
 	r->off = pl.off;
 	r->order = pl.order;

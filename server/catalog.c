@@ -26,6 +26,7 @@
 #include <string.h>
 #include "net/wire.h"
 #include "server/catalog.h"
+#include "server/verbs.h"
 
 struct catalog_snap {
 	struct rcu_head rcu;
@@ -39,6 +40,7 @@ struct embkv_catalog {
 	uint32_t next_id;            /* under lock */
 	uint64_t bytes;              /* under lock; read relaxed */
 	uint64_t memory_limit;
+	struct embkv_verbs *verbs;
 };
 
 void embkv_catalog_attr_init(struct embkv_catalog_attr *attr)
@@ -89,6 +91,7 @@ int embkv_catalog_create(const struct embkv_catalog_attr *attr,
 		goto free_snap;
 	cat->next_id = 1;
 	cat->memory_limit = attr->memory_limit;
+	cat->verbs = attr->verbs;
 	*out = cat;
 	return 0;
 
@@ -126,6 +129,7 @@ void embkv_catalog_entry_put(struct embkv_catalog_entry *e)
 {
 	if (!e || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	embkv_regions_free(e->regions); /* before the memory goes */
 	embkv_table_destroy(e->table);
 	free(e);
 }
@@ -141,7 +145,8 @@ static struct embkv_catalog_entry *snap_find_name(struct catalog_snap *s,
 	return NULL;
 }
 
-static int entry_build(const struct embkv_table_attr *attr,
+static int entry_build(struct embkv_catalog *cat,
+		       const struct embkv_table_attr *attr,
 		       struct embkv_catalog_entry **out)
 {
 	struct embkv_table_stats st;
@@ -153,6 +158,12 @@ static int entry_build(const struct embkv_table_attr *attr,
 		return -ENOMEM;
 	err = embkv_table_create(attr, &e->table);
 	if (err) {
+		free(e);
+		return err;
+	}
+	err = embkv_regions_register(cat->verbs, e->table, &e->regions);
+	if (err) {
+		embkv_table_destroy(e->table);
 		free(e);
 		return err;
 	}
@@ -173,7 +184,7 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 	if (!cat || !attr || !id)
 		return -EINVAL;
 	/* Build outside the lock: mapping a big table takes a while. */
-	err = entry_build(attr, &e);
+	err = entry_build(cat, attr, &e);
 	if (err)
 		return err;
 	pthread_mutex_lock(&cat->lock);

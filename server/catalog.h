@@ -34,12 +34,17 @@ struct embkv_catalog_entry {
 	struct embkv_table *table;   /* fixed for the entry's life */
 	uint64_t bytes;              /* embkv_table_get_stats().bytes at create */
 	uint32_t refs;               /* atomic */
+	struct embkv_regions *regions; /* RDMA registrations; NULL: none */
 	struct embkv_table_counters ctr;
 	struct rcu_head rcu;
 };
 
+struct embkv_regions;
+struct embkv_verbs;
+
 struct embkv_catalog_attr {
 	uint64_t memory_limit;  /* bytes of all tables; 0: no limit */
+	struct embkv_verbs *verbs; /* register tables for RDMA; NULL: don't */
 	uint32_t flags;         /* reserved, must be 0 */
 };
 

@@ -7,6 +7,9 @@
  *   service.c  per-frame handling: auth, table admin, routing
  *   batch.c    PULL/PUSH/ASSIGN/ERASE: split by owner, run, reply
  *   report.c   STATS and SHARD_MAP replies
+ *   verbs.c    the RDMA verbs transport (rdma://): rdma_cm listener, one
+ *              RC QP per connection served by I/O thread 0, table regions
+ *              and TABLE_REGIONS (verbs_none.c when built without RDMA)
  *   catalog.c, owner.c, metrics.c: see their headers
  *
  * Threads. A connection belongs to one I/O thread for its whole life:
@@ -34,8 +37,12 @@
 
 /* Settings, from the command line. */
 struct embkv_server_attr {
+	bool tcp;                       /* listen on host:port over TCP */
 	char host[EMBKVD_HOST_MAX + 1]; /* listen host (name or address) */
 	uint16_t port;                  /* 0: the kernel picks one */
+	bool rdma;                      /* listen on rdma_host:rdma_port */
+	char rdma_host[EMBKVD_HOST_MAX + 1]; /* an address of an RDMA device */
+	uint16_t rdma_port;             /* 0: rdma_cm picks one */
 	uint32_t threads;               /* owner threads */
 	uint32_t io_threads;
 	uint64_t memory_limit;          /* bytes of all tables; 0: none */
@@ -50,11 +57,13 @@ struct embkv_server_attr {
 	uint32_t flags;                 /* reserved, must be 0 */
 };
 
-/* Defaults: 127.0.0.1:7070, 1 owner and 1 I/O thread, no limit, 1024
+/* Defaults: TCP on 127.0.0.1:7070, no RDMA, 1 owner and 1 I/O thread, no limit, 1024
  * connections, epoch 1, alone, no token, no default table. */
 void embkv_server_attr_init(struct embkv_server_attr *attr);
 
 struct embkv_io;
+struct embkv_verbs;
+struct embkv_vconn;
 
 struct embkv_server {
 	struct embkv_server_attr attr;  /* strings below are copies */
@@ -66,7 +75,9 @@ struct embkv_server {
 	struct embkv_io *io;
 	uint32_t nio;
 	int listen_fd, sig_fd, timer_fd, ep_fd;
-	uint16_t port;                  /* bound port */
+	uint16_t port;                  /* bound port (TCP) */
+	uint16_t rdma_port;             /* bound port (RDMA) */
+	struct embkv_verbs *verbs;      /* NULL: no rdma:// listener */
 	bool auth;
 	struct embkv_wire_auth_key key;
 	uint64_t start_ns;
@@ -102,6 +113,7 @@ struct embkv_io {
 	struct cds_list_head flush;     /* connections with output to send */
 	struct cds_list_head dead;      /* closed, to free after this round */
 	uint32_t nclosing;              /* connections lingering */
+	uint32_t nwaiting;              /* verbs connections being set up */
 	uint64_t inflight;              /* batch requests at owners */
 	uint8_t *stage;                 /* read staging buffer */
 	bool listening;
@@ -145,7 +157,8 @@ struct embkv_conn {
 	struct cds_list_head link;      /* io->conns */
 	struct cds_list_head flush_link;
 	struct embkv_io *io;
-	int fd;
+	struct embkv_vconn *vc;         /* RDMA connection (verbs.c); NULL: TCP */
+	int fd;                         /* TCP socket; -1 for RDMA */
 	bool open;                      /* socket still open */
 	bool on_flush;
 	bool closing;                   /* error sent: flush, then close */
@@ -192,6 +205,20 @@ void embkv_conn_send(struct embkv_conn *c, struct embkv_obuf *ob);
 void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
 		      bool close, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/*
+ * Admission of a frame header that embkv_wire_hdr_decode() returned rc
+ * for, in net/PROTOCOL.md's order (limits, authentication, pre-auth body
+ * size, reply opcodes): 0 to go on with the body; 1 when an ERROR was
+ * queued and the body is to be skipped; -1 when an ERROR was queued and
+ * the connection is closing.
+ */
+int embkv_conn_admit(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     int rc);
+/* Closes now (frees the socket or the verbs resources, drops queued
+ * output); the memory lives while batch requests hold it. */
+void embkv_conn_close(struct embkv_conn *c);
+/* Sends what is queued, then closes. */
+void embkv_conn_set_closing(struct embkv_conn *c);
 /* A batch request in flight (holding bytes of memory) keeps the
  * connection's memory alive and counts toward its backpressure. */
 void embkv_conn_hold(struct embkv_conn *c, size_t bytes);
@@ -204,7 +231,7 @@ void embkv_conn_release(struct embkv_conn *c, size_t bytes);
 void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		     uint8_t *body, uint64_t t0_ns);
 
-/* batch.c: PULL, PUSH, ASSIGN and ERASE; same contract. */
+/* batch.c: PULL, PUSH, ASSIGN, ERASE and HITS; same contract. */
 void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		       uint8_t *body, uint64_t t0_ns);
 /* I/O thread: a request posted back with embkv_io_post(). */

@@ -1,10 +1,11 @@
 /*
- * embkvd: the embkv server daemon (TCP transport).
+ * embkvd: the embkv server daemon (TCP and RDMA verbs transports).
  *
  * What: parses and checks the command line, prepares the data directory
  * and the token, starts the server (server/server.c), prints the line
- * "embkvd: listening on tcp://HOST:PORT" on stdout once it accepts
- * connections, and serves until SIGINT or SIGTERM.
+ * "embkvd: listening on tcp://HOST:PORT" (and/or rdma://HOST:PORT, one line
+ * per listener) on stdout once it accepts connections, and serves until
+ * SIGINT or SIGTERM.
  *
  * Why so strict: a server that starts with a mistyped flag silently
  * ignored serves the wrong cluster. Every flag is checked in full (no
@@ -27,6 +28,7 @@
 #define TOKEN_MAX 4096u
 #define PATH_BYTES 4096u
 #define TCP_SCHEME "tcp://"
+#define RDMA_SCHEME "rdma://"
 #define PORT_MAX 65535u
 
 enum {
@@ -65,12 +67,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: embkvd [flags]\n"
-"The embkv server: sharded embedding tables over TCP.\n"
+"The embkv server: sharded embedding tables over TCP and RDMA verbs.\n"
 "\n"
 "  --listen tcp://HOST:PORT  address to listen on (default tcp://127.0.0.1:7070);\n"
-"                            port 0 picks a free port. Once ready, prints\n"
-"                            'embkvd: listening on tcp://HOST:PORT' on stdout\n"
-"  --port-file PATH          also write the port (a decimal line) to PATH\n"
+"  --listen rdma://HOST:PORT port 0 picks a free port. Repeatable: at most one\n"
+"                            tcp:// and one rdma:// (HOST: an address of an\n"
+"                            RDMA device; table memory is registered for\n"
+"                            remote READ). Given any --listen, only those\n"
+"                            are served. Once ready, prints one line\n"
+"                            'embkvd: listening on SCHEME://HOST:PORT' per\n"
+"                            listener on stdout\n"
+"  --port-file PATH          also write the port (a decimal line) to PATH:\n"
+"                            the TCP one, or the RDMA one without TCP\n"
 "  --threads N               partition owner threads, 1-%u (default: CPUs)\n"
 "  --io-threads N            network I/O threads, 1-%u (default 1)\n"
 "  --memory-limit BYTES      memory for all tables, with an optional K, M, G\n"
@@ -81,7 +89,8 @@ static void usage(FILE *f)
 "  --token-file PATH         shared secret (the file's content, trailing\n"
 "                            newline removed): clients must authenticate\n"
 "                            (HELLO/AUTH) before any other request\n"
-"  --peers ADDR,ADDR,...     every server of the cluster, tcp://host:port,\n"
+"  --peers ADDR,ADDR,...     every server of the cluster, tcp:// or rdma://\n"
+"                            host:port,\n"
 "                            in shard-map order: partition p lives on\n"
 "                            server p %% S. Needs --self. Without it the\n"
 "                            server is alone and serves every partition\n"
@@ -104,6 +113,7 @@ struct opts {
 	char *peers_arg;          /* strdup'ed, split in place */
 	const char **peers;
 	bool self_set;
+	bool listen_set;          /* a --listen was given */
 	uint8_t *token;
 };
 
@@ -156,17 +166,17 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* tcp://HOST:PORT, HOST a name, an IPv4 address or [IPv6]. */
-static int parse_addr(const char *s, char *host, size_t host_cap,
-		      uint16_t *port)
+/* SCHEME HOST:PORT, HOST a name, an IPv4 address or [IPv6]. */
+static int parse_addr(const char *s, const char *scheme, char *host,
+		      size_t host_cap, uint16_t *port)
 {
 	const char *h, *colon;
 	size_t hl;
 	uint64_t p;
 
-	if (strncmp(s, TCP_SCHEME, strlen(TCP_SCHEME)))
+	if (strncmp(s, scheme, strlen(scheme)))
 		return -EINVAL;
-	h = s + strlen(TCP_SCHEME);
+	h = s + strlen(scheme);
 	if (*h == '[') {
 		const char *close = strchr(h, ']');
 
@@ -212,8 +222,11 @@ static int parse_peers(struct opts *o, const char *arg)
 	for (p = strtok_r(o->peers_arg, ",", &save); p;
 	     p = strtok_r(NULL, ",", &save)) {
 		if (strlen(p) > EMBKV_WIRE_ADDR_MAX ||
-		    parse_addr(p, host, sizeof(host), &port) || !port)
-			return bad("peers", p, "expected tcp://HOST:PORT");
+		    ((parse_addr(p, TCP_SCHEME, host, sizeof(host), &port) &&
+		      parse_addr(p, RDMA_SCHEME, host, sizeof(host), &port)) ||
+		     !port))
+			return bad("peers", p,
+				   "expected tcp://HOST:PORT or rdma://HOST:PORT");
 		o->peers[n++] = p;
 	}
 	if (!n)
@@ -233,10 +246,25 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 			name = lo->name;
 	switch (c) {
 	case OPT_LISTEN:
-		if (parse_addr(arg, o->attr.host, sizeof(o->attr.host),
-			       &o->attr.port))
-			return bad(name, arg, "expected tcp://HOST:PORT");
-		return 0;
+		if (!o->listen_set)
+			o->attr.tcp = false; /* only what --listen names */
+		o->listen_set = true;
+		if (!parse_addr(arg, TCP_SCHEME, o->attr.host,
+				sizeof(o->attr.host), &o->attr.port)) {
+			if (o->attr.tcp)
+				return bad(name, arg, "a second tcp:// address");
+			o->attr.tcp = true;
+			return 0;
+		}
+		if (!parse_addr(arg, RDMA_SCHEME, o->attr.rdma_host,
+				sizeof(o->attr.rdma_host), &o->attr.rdma_port)) {
+			if (o->attr.rdma)
+				return bad(name, arg, "a second rdma:// address");
+			o->attr.rdma = true;
+			return 0;
+		}
+		return bad(name, arg,
+			   "expected tcp://HOST:PORT or rdma://HOST:PORT");
 	case OPT_PORT_FILE:
 		o->port_file = arg;
 		return 0;
@@ -447,7 +475,8 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	if (o.port_file) {
-		rc = port_file_write(o.port_file, s->port);
+		rc = port_file_write(o.port_file,
+				     o.attr.tcp ? s->port : s->rdma_port);
 		if (rc) {
 			embkv_log("cannot write --port-file %s: %s",
 				  o.port_file, embkv_strerror(rc));
@@ -458,9 +487,16 @@ int main(int argc, char **argv)
 		  "of %u%s", embkv_owner_count(s->owners), s->nio,
 		  (unsigned long long)s->epoch, s->self, s->nservers,
 		  s->auth ? ", token required" : "");
-	printf(strchr(o.attr.host, ':') ? "embkvd: listening on tcp://[%s]:%u\n"
-					 : "embkvd: listening on tcp://%s:%u\n",
-	       o.attr.host, s->port);
+	if (o.attr.tcp)
+		printf(strchr(o.attr.host, ':') ?
+			       "embkvd: listening on tcp://[%s]:%u\n" :
+			       "embkvd: listening on tcp://%s:%u\n",
+		       o.attr.host, s->port);
+	if (o.attr.rdma)
+		printf(strchr(o.attr.rdma_host, ':') ?
+			       "embkvd: listening on rdma://[%s]:%u\n" :
+			       "embkvd: listening on rdma://%s:%u\n",
+		       o.attr.rdma_host, s->rdma_port);
 	fflush(stdout);
 	rc = embkv_server_run(s);
 	if (rc)

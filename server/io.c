@@ -40,6 +40,7 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 #include "server/daemon.h"
+#include "server/verbs.h"
 
 #define STAGE_BYTES (64u << 10)         /* read staging buffer */
 #define READ_BUDGET (1u << 20)          /* bytes per connection per round */
@@ -57,7 +58,7 @@
 #define ERRMSG_BYTES (EMBKV_WIRE_ERRMSG_MAX + 1)
 
 /* epoll data tags for the fds that are not connections. */
-static char tag_listen, tag_inbox;
+static char tag_listen, tag_inbox, tag_rdma_cm;
 
 /* Output buffers ----------------------------------------------------------- */
 
@@ -114,15 +115,19 @@ static void conn_free_later(struct embkv_conn *c)
 	cds_list_add(&c->link, &c->io->dead);
 }
 
-static void conn_close(struct embkv_conn *c)
+void embkv_conn_close(struct embkv_conn *c)
 {
 	struct embkv_io *io = c->io;
 	struct embkv_obuf *ob, *next;
 
 	if (!c->open)
 		return;
-	epoll_ctl(io->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	if (c->vc) {
+		embkv_vconn_destroy(c);
+	} else {
+		epoll_ctl(io->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
 	c->open = false;
 	for (ob = c->out_head; ob; ob = next) {
 		next = ob->next;
@@ -152,9 +157,13 @@ static void conn_settle(struct embkv_conn *c)
 
 	if (!c->open)
 		return;
+	if (c->vc) {
+		embkv_vconn_settle(c);
+		return;
+	}
 	idle = !c->out_head && !c->inflight;
 	if (idle && c->rd_eof) {
-		conn_close(c);
+		embkv_conn_close(c);
 		return;
 	}
 	if (idle && c->closing && !c->lingering) {
@@ -167,7 +176,7 @@ static void conn_settle(struct embkv_conn *c)
 	conn_events(c);
 }
 
-static void conn_set_closing(struct embkv_conn *c)
+void embkv_conn_set_closing(struct embkv_conn *c)
 {
 	if (c->closing)
 		return;
@@ -267,7 +276,7 @@ void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
 			      &body))
 		embkv_wire_error_encode(&e, body, len);
 	if (close)
-		conn_set_closing(c);
+		embkv_conn_set_closing(c);
 }
 
 /* Writes as much queued output as the socket takes. */
@@ -276,6 +285,10 @@ static void conn_flush(struct embkv_conn *c)
 	struct iovec iov[IOV_BATCH];
 	struct msghdr mh = { .msg_iov = iov };
 
+	if (c->vc) {
+		embkv_vconn_flush(c);
+		return;
+	}
 	while (c->open && c->out_head) {
 		struct embkv_obuf *ob = c->out_head;
 		size_t n;
@@ -295,7 +308,7 @@ static void conn_flush(struct embkv_conn *c)
 				c->want_out = true;
 				break;
 			}
-			conn_close(c); /* peer gone: nothing more to say */
+			embkv_conn_close(c); /* peer gone: nothing more to say */
 			return;
 		}
 		embkv_stat_inc(&c->io->st.bytes_out, (uint64_t)r);
@@ -337,48 +350,60 @@ static void skip_body(struct embkv_conn *c)
 	c->rd = c->skip_left ? EMBKV_CONN_RD_SKIP : EMBKV_CONN_RD_HDR;
 }
 
-/* A whole header arrived: check it before reading (or allocating) the
- * body, in net/PROTOCOL.md's order. */
-static void on_header(struct embkv_conn *c)
+int embkv_conn_admit(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+		     int rc)
 {
-	struct embkv_wire_hdr *h = &c->h;
 	bool authed = c->auth == EMBKV_CONN_AUTH_OK;
-	int rc;
 
-	c->hdr_got = 0;
-	rc = embkv_wire_hdr_decode(c->hdr, EMBKV_WIRE_HDR_SIZE, h);
 	if (rc == EMBKV_EOPCODE && h->body_len > EMBKV_WIRE_MAX_BODY)
 		rc = EMBKV_ELIMIT;
 	if (rc == EMBKV_EOPCODE && authed) {
 		embkv_conn_error(c, h->request_id, rc, false,
 				 "unknown opcode 0x%02x", h->opcode);
-		skip_body(c);
-		return;
+		return 1;
 	}
 	if (rc && rc != EMBKV_EOPCODE) {
 		embkv_log("closing a connection: bad frame header: %s",
 			  embkv_strerror(rc));
 		embkv_conn_error(c, h->request_id, rc, true,
 				 "bad frame header: %s", embkv_strerror(rc));
-		return;
+		return -1;
 	}
 	if (!authed && h->opcode != EMBKV_WIRE_OP_HELLO &&
 	    h->opcode != EMBKV_WIRE_OP_AUTH) {
 		embkv_stat_inc(&c->io->st.auth_failures, 1);
 		embkv_conn_error(c, h->request_id, EMBKV_EAUTH, true,
 				 "authenticate first (HELLO, AUTH)");
-		return;
+		return -1;
 	}
 	if (!authed && h->body_len > EMBKV_WIRE_MAX_PREAUTH_BODY) {
 		embkv_conn_error(c, h->request_id, EMBKV_ELIMIT, true,
 				 "body of %u bytes before authentication",
 				 h->body_len);
-		return;
+		return -1;
 	}
 	if (embkv_wire_op_is_reply(h->opcode)) {
 		embkv_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
 				 "%s is not a request",
 				 embkv_wire_op_name(h->opcode));
+		return 1;
+	}
+	return 0;
+}
+
+/* A whole header arrived: check it before reading (or allocating) the
+ * body, in net/PROTOCOL.md's order. */
+static void on_header(struct embkv_conn *c)
+{
+	struct embkv_wire_hdr *h = &c->h;
+	int rc;
+
+	c->hdr_got = 0;
+	rc = embkv_wire_hdr_decode(c->hdr, EMBKV_WIRE_HDR_SIZE, h);
+	rc = embkv_conn_admit(c, h, rc);
+	if (rc < 0)
+		return;
+	if (rc > 0) {
 		skip_body(c);
 		return;
 	}
@@ -452,7 +477,7 @@ static void conn_readable(struct embkv_conn *c)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				conn_close(c);
+				embkv_conn_close(c);
 			break;
 		}
 		if (!r) {
@@ -515,6 +540,10 @@ static void listen_set(struct embkv_io *io, bool on)
 
 	if (on == io->listening)
 		return;
+	if (fd < 0) { /* no TCP listener (rdma:// only) */
+		io->listening = on;
+		return;
+	}
 	if (on ? !epoll_ctl(io->epfd, EPOLL_CTL_ADD, fd, &ev)
 	       : !epoll_ctl(io->epfd, EPOLL_CTL_DEL, fd, NULL))
 		io->listening = on;
@@ -594,14 +623,22 @@ static void on_event(struct embkv_io *io, const struct epoll_event *ev)
 		inbox_drain(io);
 		return;
 	}
+	if (ev->data.ptr == &tag_rdma_cm) {
+		embkv_verbs_cm_events(io);
+		return;
+	}
 	if (!c->open)
 		return;
+	if (c->vc) {
+		embkv_vconn_event(c);
+		return;
+	}
 	if (ev->events & EPOLLOUT)
 		conn_flush(c);
 	if (c->open && (ev->events & EPOLLIN))
 		conn_readable(c);
 	if (c->open && (ev->events & (EPOLLERR | EPOLLHUP)))
-		conn_close(c);
+		embkv_conn_close(c);
 }
 
 static void flush_all(struct embkv_io *io)
@@ -623,10 +660,12 @@ static void timers(struct embkv_io *io)
 	if (io->nclosing)
 		cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
 			if (c->closing && now >= c->deadline_ns)
-				conn_close(c);
+				embkv_conn_close(c);
 	if (!io->listening && now >= io->accept_retry_ns &&
 	    !__atomic_load_n(&io->stop, __ATOMIC_RELAXED))
 		listen_set(io, true);
+	if (io->nwaiting)
+		embkv_verbs_timers(io, now);
 }
 
 static void free_dead(struct embkv_io *io)
@@ -645,7 +684,7 @@ static void close_all(struct embkv_io *io)
 
 	listen_set(io, false);
 	cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
-		conn_close(c);
+		embkv_conn_close(c);
 }
 
 static void *io_main(void *arg)
@@ -656,7 +695,8 @@ static void *io_main(void *arg)
 
 	rcu_register_thread();
 	for (;;) {
-		int timeout = io->nclosing || !io->listening ? TICK_MS : -1;
+		int timeout = io->nclosing || io->nwaiting || !io->listening ?
+			      TICK_MS : -1;
 		int n = epoll_wait(io->epfd, ev, MAX_EVENTS,
 				   stopping ? TICK_MS : timeout);
 
@@ -703,6 +743,13 @@ int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
 	if (!io->listening) {
 		err = -errno;
 		goto close_fds;
+	}
+	if (srv->verbs && !idx) {
+		/* Every verbs connection lives on I/O thread 0 (verbs.c). */
+		ev.data.ptr = &tag_rdma_cm;
+		err = embkv_verbs_attach(srv, io, io->epfd, &ev);
+		if (err)
+			goto close_fds;
 	}
 	err = -pthread_create(&io->thread, NULL, io_main, io);
 	if (err)

@@ -1,8 +1,9 @@
 /*
  * embkvd server lifecycle.
  *
- * What: builds everything a running server needs (catalog, default table,
- * listening socket, owner threads, I/O threads), waits for SIGINT or
+ * What: builds everything a running server needs (the RDMA listener and
+ * device when asked for, catalog, default table, listening socket, owner
+ * threads, I/O threads), waits for SIGINT or
  * SIGTERM while sampling counters once a second for the rates, and takes
  * it all down again in the reverse order.
  *
@@ -14,7 +15,8 @@
  * accepting, close their connections and wait until the owners have
  * handed back every request they had queued), then the owners stop (their
  * queues are empty by then), then the catalog frees the tables after an
- * RCU barrier.
+ * RCU barrier (deregistering their RDMA regions), and last the RDMA
+ * listener and protection domain go.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -30,6 +32,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include "server/daemon.h"
+#include "server/verbs.h"
 
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 7070u
@@ -52,6 +55,7 @@ void embkv_log(const char *fmt, ...)
 void embkv_server_attr_init(struct embkv_server_attr *attr)
 {
 	memset(attr, 0, sizeof(*attr));
+	attr->tcp = true;
 	strcpy(attr->host, DEFAULT_HOST);
 	attr->port = DEFAULT_PORT;
 	attr->threads = 1;
@@ -62,7 +66,8 @@ void embkv_server_attr_init(struct embkv_server_attr *attr)
 
 static int attr_check(const struct embkv_server_attr *a)
 {
-	if (!a->host[0] || !a->threads || a->threads > EMBKV_OWNER_MAX ||
+	if ((!a->tcp && !a->rdma) || (a->tcp && !a->host[0]) ||
+	    (a->rdma && !a->rdma_host[0]) || !a->threads || a->threads > EMBKV_OWNER_MAX ||
 	    !a->io_threads || a->io_threads > EMBKVD_MAX_IO_THREADS ||
 	    !a->max_conns || !a->epoch || a->flags)
 		return -EINVAL;
@@ -138,10 +143,18 @@ static int servers_init(struct embkv_server *s)
 		return -ENOMEM;
 	s->nservers = n;
 	s->self = a->peers ? a->self : 0;
-	if (!a->peers) {
+	if (!a->peers && a->tcp) {
 		snprintf(self, sizeof(self),
 			 strchr(a->host, ':') ? "tcp://[%s]:%u" : "tcp://%s:%u",
 			 a->host, s->port);
+		s->servers[0] = strdup(self);
+		return s->servers[0] ? 0 : -ENOMEM;
+	}
+	if (!a->peers) { /* rdma:// only */
+		snprintf(self, sizeof(self),
+			 strchr(a->rdma_host, ':') ? "rdma://[%s]:%u"
+						   : "rdma://%s:%u",
+			 a->rdma_host, s->rdma_port);
 		s->servers[0] = strdup(self);
 		return s->servers[0] ? 0 : -ENOMEM;
 	}
@@ -242,8 +255,18 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	err = control_open(s);
 	if (err)
 		goto destroy;
+	if (attr->rdma) {
+		err = embkv_verbs_open(s);
+		if (err) {
+			embkv_log("cannot listen on rdma://%s:%u: %s",
+				  attr->rdma_host, attr->rdma_port,
+				  embkv_strerror(err));
+			goto destroy;
+		}
+	}
 	embkv_catalog_attr_init(&ca);
 	ca.memory_limit = attr->memory_limit;
+	ca.verbs = s->verbs;
 	err = embkv_catalog_create(&ca, &s->cat);
 	if (err)
 		goto destroy;
@@ -252,7 +275,7 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 		if (err)
 			goto destroy;
 	}
-	err = listen_open(s);
+	err = attr->tcp ? listen_open(s) : 0;
 	if (err) {
 		embkv_log("cannot listen on %s:%u: %s", attr->host, attr->port,
 			  embkv_strerror(err));
@@ -350,6 +373,7 @@ void embkv_server_destroy(struct embkv_server *s)
 		embkv_io_fini(&s->io[i]);
 	free(s->io);
 	embkv_catalog_destroy(s->cat);
+	embkv_verbs_close(s->verbs);
 	for (uint32_t i = 0; s->servers && i < s->nservers; i++)
 		free(s->servers[i]);
 	free(s->servers);

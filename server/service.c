@@ -3,7 +3,8 @@
  *
  * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
  * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
- * batch.c, STATS and SHARD_MAP to report.c.
+ * batch.c, STATS and SHARD_MAP to report.c, TABLE_REGIONS to verbs.c (RDMA
+ * connections only; over TCP it is ERROR -EOPNOTSUPP).
  *
  * Why here, on the I/O thread: these are small, rare requests that read
  * the RCU catalog or change it under its mutex; none touches a partition,
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include "server/daemon.h"
+#include "server/verbs.h"
 
 /* Starts the reply to h, or answers -ENOMEM. */
 static int reply_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
@@ -264,7 +266,7 @@ static void svc_open(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		embkv_wire_table_info_encode(&info, out, len);
 }
 
-/* A request whose body is one table id (STATS, SHARD_MAP). */
+/* A request whose body is one table id (STATS, SHARD_MAP, TABLE_REGIONS). */
 static void svc_table_id(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 			 const uint8_t *body)
 {
@@ -273,6 +275,11 @@ static void svc_table_id(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 
 	if (rc)
 		bad_body(c, h, rc);
+	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS && !c->vc)
+		embkv_conn_error(c, h->request_id, -EOPNOTSUPP, false,
+				 "TABLE_REGIONS is for RDMA connections only");
+	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS)
+		embkv_verbs_table_regions(c, h->request_id, id);
 	else if (h->opcode == EMBKV_WIRE_OP_STATS)
 		embkv_report_stats(c, h->request_id, id);
 	else
@@ -303,12 +310,14 @@ void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		break;
 	case EMBKV_WIRE_OP_STATS:
 	case EMBKV_WIRE_OP_SHARD_MAP:
+	case EMBKV_WIRE_OP_TABLE_REGIONS:
 		svc_table_id(c, h, body);
 		break;
 	case EMBKV_WIRE_OP_PULL:
 	case EMBKV_WIRE_OP_PUSH:
 	case EMBKV_WIRE_OP_ASSIGN:
 	case EMBKV_WIRE_OP_ERASE:
+	case EMBKV_WIRE_OP_HITS:
 		embkv_batch_start(c, h, body, t0_ns);
 		return; /* body passed on */
 	default:

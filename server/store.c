@@ -588,6 +588,37 @@ uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
 	return erased;
 }
 
+uint32_t embkv_table_hits(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, const uint32_t *counts)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	uint32_t found = 0;
+
+	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
+		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
+							 : EMBKV_PROBE_CHUNK;
+
+		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_part *p = pr[j].p;
+			uint64_t row = probe_locate(&pr[j], keys[i]);
+			unsigned add = counts[i] < EMBKV_LFU_COUNT_MAX ?
+				       counts[i] : EMBKV_LFU_COUNT_MAX;
+
+			if (row == NO_ROW)
+				continue;
+			found++;
+			if (!add)
+				continue;
+			embkv_lfu_add(row_meta(p, row), add, p->clock.epoch);
+			if (embkv_lfu_clock_tick(&p->clock, add))
+				p->st.decays++;
+		}
+	}
+	return found;
+}
+
 void embkv_table_get_stats(const struct embkv_table *t,
 			   struct embkv_table_stats *out)
 {

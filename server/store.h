@@ -171,6 +171,15 @@ uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
 			   const uint64_t *keys);
 
+/*
+ * Owner: adds counts[i] accesses to the LFU count of keys[i] when it is
+ * stored (one-sided hits a client reports, net/RDMA.md section 4); keys not
+ * stored are dropped, nothing is inserted (a count over the LFU maximum
+ * saturates). Returns the number of keys found.
+ */
+uint32_t embkv_table_hits(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, const uint32_t *counts);
+
 /* Any thread: recent totals. */
 void embkv_table_get_stats(const struct embkv_table *t,
 			   struct embkv_table_stats *out);

@@ -172,6 +172,42 @@ static void test_push_sgd_exact_and_drops_unknown(void **state)
 	embkv_table_destroy(t);
 }
 
+/* Reported one-sided hits raise stored rows' LFU counts only. */
+static void test_hits_add_lfu_counts(void **state)
+{
+	struct embkv_table *t = make_table(1000, 4, EMBKV_OPT_SGD);
+	uint64_t keys[3] = { 10, 11, 12 };
+	uint32_t counts[3] = { 5, 200, 7 };
+	float out[3 * DIM];
+	struct embkv_table_stats st;
+	struct embkv_part *p;
+	uint64_t row;
+	unsigned c[2];
+
+	(void)state;
+	embkv_table_pull(t, 2, keys, out, NULL, EMBKV_PULL_TRAIN, NULL);
+	assert_int_equal(embkv_table_hits(t, 3, keys, counts), 2);
+	embkv_table_get_stats(t, &st);
+	assert_int_equal(st.rows, 2); /* hits never insert */
+	for (int i = 0; i < 2; i++) {
+		struct embkv_record *r = NULL;
+
+		p = &t->parts[embkv_table_partition_of(t, keys[i])];
+		for (row = 0; row < p->next_fresh; row++) {
+			r = embkv_part_record(p, row);
+			if (r->key == keys[i])
+				break;
+		}
+		assert_true(row < p->next_fresh);
+		c[i] = embkv_lfu_count(*embkv_record_meta(r, t->payload_bytes),
+				       p->clock.epoch);
+	}
+	assert_int_equal(c[0], 1 + 5);                 /* the pull, the hits */
+	assert_int_equal(c[1], 1 + 200);
+	assert_int_equal(embkv_table_hits(t, 0, keys, counts), 0);
+	embkv_table_destroy(t);
+}
+
 static void test_assign_erase_and_recreate(void **state)
 {
 	struct embkv_table *t = make_table(1000, 4, EMBKV_OPT_ADAM);
@@ -308,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_duplicate_keys_in_batch),
 		cmocka_unit_test(test_pull_infer_does_not_insert),
 		cmocka_unit_test(test_push_sgd_exact_and_drops_unknown),
+		cmocka_unit_test(test_hits_add_lfu_counts),
 		cmocka_unit_test(test_assign_erase_and_recreate),
 		cmocka_unit_test(test_fill_until_first_eviction),
 		cmocka_unit_test(test_capacity_never_exceeded),

@@ -26,7 +26,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 25u /* 12 requests, 12 replies, ERROR */
+#define N_KNOWN_OPS 29u /* 14 requests, 14 replies, ERROR */
 
 static const uint64_t sample_keys[N_KEYS] = {
 	1, 2, 0xdeadbeefcafef00dull, UINT64_MAX, 0,
@@ -125,6 +125,12 @@ static void put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)(v >> 24);
 }
 
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
 static void put16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)v;
@@ -176,6 +182,27 @@ static const struct embkv_wire_table_entry list_entries[] = {
 
 static const char err_msg[] = "shard map epoch 42 is newer";
 
+static const uint32_t sample_counts[] = { 1, 0, 7, 0xffffffff, 3, 2, 9, 4,
+					  5, 6, 8, 10, 11, 12, 13, 14 };
+
+static const struct embkv_wire_region_part region_parts[] = {
+	{ 0, 0x7f0000001000ull, 1024, 0x7f0000100000ull, 4096 },
+	{ 3, 0x7f0000201000ull, 2048, 0x7f0000300000ull, 8192 },
+	{ 65535, 0, 1, 0, 0 },
+};
+#define N_REGION_PARTS 3u
+
+static void sample_regions(struct embkv_wire_table_regions *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->table_id = 3;
+	m->count = N_REGION_PARTS;
+	m->index_rkey = 0x1234;
+	m->arena_rkey = 0xabcdef01;
+	m->stride = 280;
+	m->parts = region_parts;
+}
+
 static void add_sample(unsigned int op, uint8_t *body, size_t len)
 {
 	assert_true(n_samples < N_KNOWN_OPS);
@@ -223,6 +250,8 @@ static int build_samples(void **state)
 					  sample_vals };
 	struct embkv_wire_erase_req er = { 3, N_KEYS, sample_keys };
 	struct embkv_wire_count_reply cr = { 4, 1 };
+	struct embkv_wire_hits hr = { 3, N_KEYS, sample_keys, sample_counts };
+	struct embkv_wire_table_regions rg;
 	struct embkv_wire_shard_map sm;
 	struct embkv_wire_error err = { EMBKV_ESTALE,
 					{ err_msg, sizeof(err_msg) - 1 } };
@@ -240,6 +269,7 @@ static int build_samples(void **state)
 	info.table_id = 3;
 	info.attr = attr;
 	sample_shard_map(&sm);
+	sample_regions(&rg);
 
 #define ADD_FIXED(op, LEN, call) do { \
 		b = xmalloc(LEN); \
@@ -303,6 +333,16 @@ static int build_samples(void **state)
 	ADD_FIXED(R(EMBKV_WIRE_OP_ERASE), EMBKV_WIRE_COUNT_REPLY_SIZE,
 		  embkv_wire_count_reply_encode(&cr, b,
 						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_HITS, embkv_wire_hits_size(&hr, &len),
+		  embkv_wire_hits_encode(&hr, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_HITS), EMBKV_WIRE_COUNT_REPLY_SIZE,
+		  embkv_wire_count_reply_encode(&cr, b,
+						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_TABLE_REGIONS, EMBKV_WIRE_TABLE_ID_SIZE,
+		  embkv_wire_table_id_encode(3, b, EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_SIZED(R(EMBKV_WIRE_OP_TABLE_REGIONS),
+		  embkv_wire_table_regions_size(&rg, &len),
+		  embkv_wire_table_regions_encode(&rg, b, len));
 	ADD_FIXED(EMBKV_WIRE_OP_STATS, EMBKV_WIRE_TABLE_ID_SIZE,
 		  embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, b,
 					     EMBKV_WIRE_TABLE_ID_SIZE));
@@ -1031,6 +1071,235 @@ static void test_erase_count_round_trip(void **state)
 	assert_int_equal(cd.skipped, c.skipped);
 	assert_int_equal(embkv_wire_count_reply_decode(b, 7, &cd), EMBKV_EPROTO);
 	free(b);
+}
+
+static void test_hits_round_trip(void **state)
+{
+	struct embkv_wire_hits m = { 9, N_KEYS, sample_keys, sample_counts };
+	struct embkv_wire_hits d, big = { 1, EMBKV_WIRE_MAX_KEYS + 1, NULL,
+					  NULL };
+	uint64_t *keys;
+	uint32_t *counts;
+	uint8_t *b, *b2;
+	size_t len;
+
+	(void)state;
+	assert_true(sizeof(sample_counts) / sizeof(sample_counts[0]) >= N_KEYS);
+	assert_int_equal(embkv_wire_hits_size(&m, &len), 0);
+	assert_int_equal(len, 8 + 12 * N_KEYS);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_hits_encode(&m, b, len - 1), -ENOSPC);
+	assert_int_equal(embkv_wire_hits_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_hits_decode(b, len, &d), 0);
+	assert_int_equal(d.table_id, 9);
+	assert_int_equal(d.n, N_KEYS);
+	assert_ptr_equal(d.keys, b + EMBKV_WIRE_HITS_KEYS);
+	assert_memory_equal(d.keys, sample_keys, 8 * N_KEYS);
+	assert_memory_equal(d.counts, sample_counts, 4 * N_KEYS);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_HITS, b, len),
+			 0);
+	b2 = xmalloc(len);
+	assert_int_equal(embkv_wire_hits_prepare(&m, b2, len, &keys, &counts),
+			 0);
+	memcpy(keys, sample_keys, 8 * N_KEYS);
+	memcpy(counts, sample_counts, 4 * N_KEYS);
+	assert_memory_equal(b, b2, len);
+	/* truncated, trailing byte, count over the limit */
+	assert_int_equal(embkv_wire_hits_decode(b, len - 4, &d), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_hits_decode(b, 4, &d), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_HITS_N, N_KEYS - 1);
+	assert_int_equal(embkv_wire_hits_decode(b, len, &d), EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_HITS_N, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_hits_decode(b, len, &d), EMBKV_ELIMIT);
+	assert_int_equal(embkv_wire_hits_size(&big, &len), EMBKV_ELIMIT);
+	m.keys = NULL;
+	assert_int_equal(embkv_wire_hits_encode(&m, b, len), -EINVAL);
+	assert_int_equal(embkv_wire_hits_decode(b + 1, 8, &d), -EINVAL);
+	assert_int_equal(embkv_wire_hits_decode(b, len, NULL), -EINVAL);
+	/* empty */
+	m.n = 0;
+	assert_int_equal(embkv_wire_hits_size(&m, &len), 0);
+	assert_int_equal(len, 8);
+	assert_int_equal(embkv_wire_hits_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_hits_decode(b, len, &d), 0);
+	assert_int_equal(d.n, 0);
+	free(b);
+	free(b2);
+}
+
+static void test_table_regions_round_trip(void **state)
+{
+	struct embkv_wire_table_regions m, d;
+	struct embkv_wire_region_part p, bad[1];
+	uint8_t *b;
+	size_t len, len2;
+	uint32_t i;
+
+	(void)state;
+	sample_regions(&m);
+	assert_int_equal(embkv_wire_table_regions_size(&m, &len), 0);
+	assert_int_equal(len, 24 + 40 * N_REGION_PARTS);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len - 1),
+			 -ENOSPC);
+	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len), 0);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d), 0);
+	assert_int_equal(d.table_id, 3);
+	assert_int_equal(d.count, N_REGION_PARTS);
+	assert_int_equal(d.index_rkey, 0x1234);
+	assert_int_equal(d.arena_rkey, 0xabcdef01);
+	assert_int_equal(d.stride, 280);
+	for (i = 0; embkv_wire_table_regions_next(&d, &p); i++) {
+		assert_true(i < N_REGION_PARTS);
+		assert_int_equal(p.part, region_parts[i].part);
+		assert_int_equal(p.index_addr, region_parts[i].index_addr);
+		assert_int_equal(p.nbuckets, region_parts[i].nbuckets);
+		assert_int_equal(p.arena_addr, region_parts[i].arena_addr);
+		assert_int_equal(p.capacity, region_parts[i].capacity);
+	}
+	assert_int_equal(i, N_REGION_PARTS);
+	assert_false(embkv_wire_table_regions_next(&d, &p));
+	assert_int_equal(embkv_wire_body_validate(
+		EMBKV_WIRE_OP_TABLE_REGIONS | EMBKV_WIRE_OP_REPLY, b, len), 0);
+
+	/* malformed: length, reserved fields, stride, part, nbuckets, count */
+	assert_int_equal(embkv_wire_table_regions_decode(b, len - 8, &d),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_table_regions_decode(b, 20, &d),
+			 EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_REGIONS_RESERVED, 1);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_REGIONS_RESERVED, 0);
+	put32(b + 24 + 40 + EMBKV_WIRE_REGION_RESERVED, 1);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put32(b + 24 + 40 + EMBKV_WIRE_REGION_RESERVED, 0);
+	put32(b + EMBKV_WIRE_REGIONS_STRIDE, 0);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_REGIONS_STRIDE, 281);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put32(b + EMBKV_WIRE_REGIONS_STRIDE, 280);
+	put32(b + 24 + EMBKV_WIRE_REGION_PART, EMBKV_MAX_PARTITIONS);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put32(b + 24 + EMBKV_WIRE_REGION_PART, 0);
+	put64(b + 24 + EMBKV_WIRE_REGION_NBUCKETS, 0);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put64(b + 24 + EMBKV_WIRE_REGION_NBUCKETS, 1024);
+	put64(b + 24 + EMBKV_WIRE_REGION_CAPACITY, UINT64_MAX / 8);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put64(b + 24 + EMBKV_WIRE_REGION_CAPACITY, 4096);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d), 0);
+	put32(b + EMBKV_WIRE_REGIONS_COUNT, EMBKV_WIRE_MAX_REGION_PARTS + 1);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_REGIONS_COUNT, N_REGION_PARTS);
+	assert_int_equal(embkv_wire_table_regions_decode(b + 4, len - 8, &d),
+			 -EINVAL);
+
+	/* encoder refuses what would not decode */
+	m.count = EMBKV_WIRE_MAX_REGION_PARTS + 1;
+	assert_int_equal(embkv_wire_table_regions_size(&m, &len2),
+			 EMBKV_ELIMIT);
+	sample_regions(&m);
+	m.stride = 12;
+	assert_int_equal(embkv_wire_table_regions_size(&m, &len2), -EINVAL);
+	sample_regions(&m);
+	bad[0] = region_parts[0];
+	bad[0].nbuckets = 0;
+	m.parts = bad;
+	m.count = 1;
+	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len), -EINVAL);
+	m.parts = NULL;
+	assert_int_equal(embkv_wire_table_regions_size(&m, &len2), -EINVAL);
+	m.count = 0;
+	assert_int_equal(embkv_wire_table_regions_size(&m, &len2), 0);
+	assert_int_equal(len2, 24);
+	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len2), 0);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len2, &d), 0);
+	assert_false(embkv_wire_table_regions_next(&d, &p));
+	free(b);
+}
+
+static void test_verbs_private_data(void **state)
+{
+	struct embkv_verbs_connect c = {
+		.credits = EMBKV_VERBS_WINDOW, .recv_size = EMBKV_VERBS_RECV_SIZE,
+		.reply_slots = EMBKV_VERBS_REPLY_SLOTS,
+		.reply_addr = 0x7f1234567000ull, .reply_rkey = 0xdeadbeef,
+		.slot_size = EMBKV_VERBS_SLOT_SIZE,
+	}, cd, bad;
+	struct embkv_verbs_accept a = { .credits = 16,
+					.recv_size = EMBKV_VERBS_RECV_SIZE }, ad;
+	uint8_t buf[56] = { 0 };
+
+	(void)state;
+	assert_int_equal(embkv_wire_verbs_connect_encode(&c, buf, 31), -ENOSPC);
+	assert_int_equal(embkv_wire_verbs_connect_encode(&c, buf, 32), 0);
+	/* padded, as rdma_cm delivers it */
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, sizeof(buf), &cd),
+			 0);
+	assert_int_equal(cd.version, EMBKV_WIRE_VERSION);
+	assert_int_equal(cd.credits, c.credits);
+	assert_int_equal(cd.recv_size, c.recv_size);
+	assert_int_equal(cd.reply_slots, c.reply_slots);
+	assert_true(cd.reply_addr == c.reply_addr);
+	assert_int_equal(cd.reply_rkey, c.reply_rkey);
+	assert_int_equal(cd.slot_size, c.slot_size);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 31, &cd),
+			 EMBKV_EPROTO);
+	buf[0] ^= 1;
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_EPROTO);
+	buf[0] ^= 1;
+	put16(buf + EMBKV_VERBS_CONNECT_VERSION, 2);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_EVERSION);
+	put16(buf + EMBKV_VERBS_CONNECT_VERSION, 1);
+	put16(buf + EMBKV_VERBS_CONNECT_CREDITS, 0);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_EPROTO);
+	put16(buf + EMBKV_VERBS_CONNECT_CREDITS, EMBKV_VERBS_MAX_CREDITS + 1);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_ELIMIT);
+	put16(buf + EMBKV_VERBS_CONNECT_CREDITS, 16);
+	put32(buf + EMBKV_VERBS_CONNECT_RECV_SIZE, 100);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_ELIMIT);
+	put32(buf + EMBKV_VERBS_CONNECT_RECV_SIZE, EMBKV_VERBS_RECV_SIZE);
+	put32(buf + EMBKV_VERBS_CONNECT_SLOTS, 0);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_EPROTO);
+	put32(buf + EMBKV_VERBS_CONNECT_SLOTS, EMBKV_VERBS_MAX_REPLY_SLOTS);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_ELIMIT); /* 4096 slots of 4 MiB: arena too big */
+	put32(buf + EMBKV_VERBS_CONNECT_SLOTS, 16);
+	put32(buf + EMBKV_VERBS_CONNECT_SLOT_SIZE, EMBKV_VERBS_MAX_RECV_SIZE + 1);
+	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
+			 EMBKV_ELIMIT);
+	bad = c;
+	bad.credits = 0;
+	assert_int_equal(embkv_wire_verbs_connect_encode(&bad, buf, 32),
+			 -EINVAL);
+	assert_int_equal(embkv_wire_verbs_connect_decode(NULL, 0, &cd),
+			 EMBKV_EPROTO);
+
+	assert_int_equal(embkv_wire_verbs_accept_encode(&a, buf, 12), 0);
+	assert_int_equal(embkv_wire_verbs_accept_decode(buf, 56, &ad), 0);
+	assert_int_equal(ad.credits, 16);
+	assert_int_equal(ad.recv_size, EMBKV_VERBS_RECV_SIZE);
+	assert_int_equal(embkv_wire_verbs_accept_decode(buf, 11, &ad),
+			 EMBKV_EPROTO);
+	put16(buf + EMBKV_VERBS_ACCEPT_CREDITS, 0);
+	assert_int_equal(embkv_wire_verbs_accept_decode(buf, 12, &ad),
+			 EMBKV_EPROTO);
+	a.recv_size = 0;
+	assert_int_equal(embkv_wire_verbs_accept_encode(&a, buf, 12), -EINVAL);
 }
 
 static void test_stats_round_trip(void **state)
@@ -1819,6 +2088,34 @@ static int fz_erase_req(const uint8_t *b, size_t len)
 	return rc;
 }
 
+static int fz_hits(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_hits m;
+	int rc = embkv_wire_hits_decode(b, len, &m);
+
+	if (!rc)
+		assert_true((const uint8_t *)(m.counts + m.n) == b + len);
+	return rc;
+}
+
+static int fz_regions(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_table_regions m;
+	struct embkv_wire_region_part p;
+	uint32_t n = 0;
+	int rc = embkv_wire_table_regions_decode(b, len, &m);
+
+	if (rc)
+		return rc;
+	assert_int_equal(24ull + 40ull * m.count, len);
+	while (embkv_wire_table_regions_next(&m, &p)) {
+		assert_true(p.part < EMBKV_MAX_PARTITIONS && p.nbuckets);
+		n++;
+	}
+	assert_int_equal(n, m.count);
+	return 0;
+}
+
 static int fz_count(const uint8_t *b, size_t len)
 {
 	struct embkv_wire_count_reply m;
@@ -1887,6 +2184,8 @@ static struct fuzz_target targets[] = {
 	{ "pull_reply", fz_pull_reply, { 0 } },
 	{ "rows_req", fz_rows_req, { 0 } },
 	{ "erase_req", fz_erase_req, { 0 } },
+	{ "hits", fz_hits, { 0 } },
+	{ "table_regions", fz_regions, { 0 } },
 	{ "count_reply", fz_count, { 0 } },
 	{ "stats", fz_stats, { 0 } },
 	{ "shard_map", fz_shard_map, { 0 } },
@@ -2090,6 +2389,9 @@ int main(void)
 		cmocka_unit_test(test_pull_round_trip),
 		cmocka_unit_test(test_rows_round_trip),
 		cmocka_unit_test(test_erase_count_round_trip),
+		cmocka_unit_test(test_hits_round_trip),
+		cmocka_unit_test(test_table_regions_round_trip),
+		cmocka_unit_test(test_verbs_private_data),
 		cmocka_unit_test(test_stats_round_trip),
 		cmocka_unit_test(test_shard_map_round_trip),
 		cmocka_unit_test(test_shard_map_invalid),

@@ -20,6 +20,7 @@
 #include <xxhash.h>
 #include "server/store.h"
 #include "tools/bench_net.h"
+#include "tools/bench_rdma.h"
 
 #define DEFAULT_KEYS 10000000ull
 #define DEFAULT_DIM 64u
@@ -302,6 +303,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: embkv-bench [--mode inproc] [options]\n"
 		"       embkv-bench --mode net [options]   (see --mode net --help)\n"
+		"       embkv-bench --mode rdma-count --servers rdma://H:P,... (counts; see --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -443,6 +445,11 @@ int main(int argc, char **argv)
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
 		     strcmp(argv[i + 1], "net") == 0))
 			return bench_net_main(argc, argv);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--mode=rdma-count") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "rdma-count") == 0))
+			return bench_rdma_main(argc, argv);
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));

@@ -283,6 +283,28 @@ int embkv_stats(struct embkv_client *c,
 			   const char *name, uint64_t value),
 		void *ctx);
 
+/*
+ * What this client's pulls cost on rdma:// servers (one-sided READs of the
+ * servers' memory), counted since the client was created, over all its
+ * tables and threads. For benchmarks and monitoring; counts, not times.
+ */
+struct embkv_client_counters {
+	uint64_t round_trips;     /* chains of READs posted and waited for */
+	uint64_t key_round_trips; /* sum over keys of the chains each was in */
+	uint64_t read_wrs;        /* READ work requests */
+	uint64_t read_bytes;      /* bytes they moved */
+	uint64_t keys_onesided;   /* distinct keys of pulls served by READs */
+	uint64_t fallbacks;       /* keys of rdma servers pulled by RPC */
+	uint64_t torn_retries;    /* records read again (checksum mismatch) */
+	uint64_t cache_hits;      /* location cache entries used */
+	uint64_t cache_drops;     /* entries whose record failed */
+	uint64_t hits_sent;       /* keys whose hits went to the servers */
+};
+/* Copies the counters (a consistent-enough snapshot: each is atomic).
+ * -EINVAL for NULL. Any thread. */
+int embkv_client_counters(const struct embkv_client *c,
+			  struct embkv_client_counters *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -221,6 +221,13 @@ uint16_t embkv_test_free_port(void)
 	return port;
 }
 
+const char *embkv_test_listen_prefix(void)
+{
+	const char *p = getenv(EMBKV_TEST_LISTEN_ENV);
+
+	return p && *p ? p : EMBKV_TEST_LISTEN_DEFAULT;
+}
+
 static int cluster_try(const char *embkvd, uint32_t n,
 		       const char *const *extra, uint32_t timeout_ms,
 		       struct embkv_test_cluster *c)
@@ -236,8 +243,8 @@ static int cluster_try(const char *embkvd, uint32_t n,
 
 		if (!port)
 			return -EADDRNOTAVAIL;
-		snprintf(c->addr_buf[i], EMBKV_TEST_ADDR_MAX,
-			 "tcp://127.0.0.1:%u", (unsigned)port);
+		snprintf(c->addr_buf[i], EMBKV_TEST_ADDR_MAX, "%s:%u",
+			 embkv_test_listen_prefix(), (unsigned)port);
 		c->addrs[i] = c->addr_buf[i];
 		off += (size_t)snprintf(peers + off, sizeof(peers) - off, "%s%s",
 					i ? "," : "", c->addr_buf[i]);

@@ -47,8 +47,17 @@ void embkv_test_proc_kill(struct embkv_test_proc *p);
 uint16_t embkv_test_free_port(void);
 
 /*
- * A cluster of n embkvd processes on 127.0.0.1, started as
- *   EMBKVD --listen tcp://127.0.0.1:PORT_i --peers ADDR_0,...,ADDR_n-1
+ * Where clusters listen: $EMBKV_TEST_LISTEN ("rdma://10.0.2.15" in the
+ * RDMA VM) or tcp://127.0.0.1; "SCHEME://HOST" without the port.
+ */
+#define EMBKV_TEST_LISTEN_ENV "EMBKV_TEST_LISTEN"
+#define EMBKV_TEST_LISTEN_DEFAULT "tcp://127.0.0.1"
+const char *embkv_test_listen_prefix(void);
+
+/*
+ * A cluster of n embkvd processes, on 127.0.0.1 over TCP unless
+ * $EMBKV_TEST_LISTEN says otherwise (above), started as
+ *   EMBKVD --listen PREFIX:PORT_i --peers ADDR_0,...,ADDR_n-1
  *          --self i [extra...]
  * so that every server knows the whole map (partition p on server p % n).
  * addrs[] holds the addresses in map order, ready for a client's

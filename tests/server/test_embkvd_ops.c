@@ -3,7 +3,8 @@
  * in-process embkv_table fed the same inputs: pull in train and infer
  * mode, push through every optimizer (bit-exact, with keys spread over
  * several owner threads), assign and erase, pipelined requests, a large
- * batch, and per-key order of pipelined pushes.
+ * batch, per-key order of pipelined pushes, HITS (one-sided hits counted
+ * into LFU) and TABLE_REGIONS refused over TCP.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -231,6 +232,64 @@ static void test_assign_erase(void **state)
 		assert_int_equal(found[i], i >= N / 2);
 	assert_memory_equal(out + (N / 2) * DIM, vals + (N / 2) * DIM,
 			    sizeof(float) * (N / 2) * DIM);
+}
+
+/* HITS runs on the owners: found keys are counted, unknown ones skipped;
+ * TABLE_REGIONS is for RDMA connections only. */
+static void test_hits_and_regions_over_tcp(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 300, UNKNOWN = 50, DIM = 4 };
+	struct embkv_wire_count_reply cr;
+	struct embkv_table_attr a;
+	struct embkv_wire_hits hm;
+	struct th_frame f;
+	uint64_t keys[N + UNKNOWN];
+	uint32_t counts[N + UNKNOWN];
+	float vals[N * DIM];
+	uint8_t *body, idb[EMBKV_WIRE_TABLE_ID_SIZE];
+	size_t len;
+	uint32_t id;
+
+	th_attr(&a, "hits", DIM, 8);
+	assert_int_equal(th_create(fx->fd, &a, &id), 0);
+	fill_keys(keys, N + UNKNOWN, 11);
+	fill_floats(vals, N * DIM, 12);
+	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, id, DIM, N, keys,
+				 vals, &cr), 0);
+	for (uint32_t i = 0; i < N + UNKNOWN; i++)
+		counts[i] = i % 5 + 1;
+	hm.table_id = id;
+	hm.n = N + UNKNOWN;
+	hm.keys = keys;
+	hm.counts = counts;
+	assert_int_equal(embkv_wire_hits_size(&hm, &len), 0);
+	body = malloc(len);
+	assert_non_null(body);
+	assert_int_equal(embkv_wire_hits_encode(&hm, body, len), 0);
+	/* any epoch: HITS is not epoch-checked */
+	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_HITS, 99, body,
+				 (uint32_t)len, &f), 0);
+	assert_int_equal(f.h.opcode, EMBKV_WIRE_OP_HITS | EMBKV_WIRE_OP_REPLY);
+	assert_int_equal(embkv_wire_count_reply_decode(f.body, f.h.body_len,
+						       &cr), 0);
+	assert_int_equal(cr.done, N);
+	assert_int_equal(cr.skipped, UNKNOWN);
+	th_frame_free(&f);
+	/* no table */
+	hm.table_id = id + 100;
+	assert_int_equal(embkv_wire_hits_encode(&hm, body, len), 0);
+	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_HITS, 1, body,
+				 (uint32_t)len, &f), EMBKV_ENOTABLE);
+	free(body);
+
+	assert_int_equal(embkv_wire_table_id_encode(id, idb, sizeof(idb)), 0);
+	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_TABLE_REGIONS, 1, idb,
+				 sizeof(idb), &f), -EOPNOTSUPP);
+	/* the connection is still usable */
+	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, id, DIM, 1, keys,
+				 vals, &cr), 0);
+	assert_int_equal(cr.done, 1);
 }
 
 static void test_pipelined(void **state)
@@ -517,6 +576,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_assign_erase, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_hits_and_regions_over_tcp,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipelined, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_large_batch, setup,
