@@ -19,6 +19,7 @@
 #include <time.h>
 #include <xxhash.h>
 #include "server/store.h"
+#include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
 
@@ -43,14 +44,6 @@ struct opts {
 	int json;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void *big_alloc(size_t bytes)
 {
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -64,76 +57,12 @@ static void *big_alloc(size_t bytes)
 	return p;
 }
 
-/* The i-th benchmark key: arbitrary-looking 64-bit feature ids. */
-static uint64_t key_of(uint64_t i)
-{
-	return XXH3_64bits_withSeed(&i, sizeof(i), 0x6b657973);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double rng_unit(uint64_t *s)
-{
-	return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-/* Row indices of a uniform stream. */
-static void stream_uniform(uint64_t *idx, uint64_t n, uint64_t keys,
-			   uint64_t seed)
-{
-	for (uint64_t i = 0; i < n; i++)
-		idx[i] = rng_next(&seed) % keys;
-}
-
-/*
- * Row indices of a Zipf(s) stream over `keys` ranks by inverting the CDF
- * (binary search in a table of cumulative weights); rank r maps to a
- * scattered row so that hot keys are not neighbours.
- */
-static void stream_zipf(uint64_t *idx, uint64_t n, uint64_t keys, double s,
-			uint64_t seed)
-{
-	double *cdf = malloc(keys * sizeof(*cdf));
-	double sum = 0;
-
-	if (!cdf) {
-		fprintf(stderr, "embkv-bench: out of memory\n");
-		exit(1);
-	}
-	for (uint64_t r = 0; r < keys; r++) {
-		sum += pow((double)(r + 1), -s);
-		cdf[r] = sum;
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		double u = rng_unit(&seed) * sum;
-		uint64_t lo = 0, hi = keys - 1;
-
-		while (lo < hi) {
-			uint64_t mid = (lo + hi) / 2;
-
-			if (cdf[mid] < u)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		idx[i] = key_of(lo ^ 0x5a5a) % keys;
-	}
-	free(cdf);
-}
-
 /* Bound 1: prefetched random gather of rows from a plain array. */
 static double bound_gather(const float *plain, const uint64_t *idx, uint64_t n,
 			   uint32_t dim, uint32_t batch, float *out)
 {
 	size_t row_bytes = (size_t)dim * sizeof(float);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 
 	for (uint64_t b = 0; b < n; b += batch) {
 		uint64_t m = n - b < batch ? n - b : batch;
@@ -150,7 +79,7 @@ static double bound_gather(const float *plain, const uint64_t *idx, uint64_t n,
 			       row_bytes);
 		}
 	}
-	return (double)n / (now_s() - t0);
+	return (double)n / (bench_now_s() - t0);
 }
 
 /* Bound 2: a plain prefetched SGD loop over the same rows. */
@@ -158,7 +87,7 @@ static double bound_sgd(float *plain, const uint64_t *idx, uint64_t n,
 			uint32_t dim, uint32_t batch, const float *grads)
 {
 	size_t row_bytes = (size_t)dim * sizeof(float);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 
 	for (uint64_t b = 0; b < n; b += batch) {
 		uint64_t m = n - b < batch ? n - b : batch;
@@ -178,13 +107,13 @@ static double bound_sgd(float *plain, const uint64_t *idx, uint64_t n,
 				w[d] -= BENCH_LR * g[d];
 		}
 	}
-	return (double)n / (now_s() - t0);
+	return (double)n / (bench_now_s() - t0);
 }
 
 static void keys_of(const uint64_t *idx, uint64_t *keys, uint64_t m)
 {
 	for (uint64_t j = 0; j < m; j++)
-		keys[j] = key_of(idx[j]);
+		keys[j] = bench_key_of(idx[j]);
 }
 
 static double run_find(const struct embkv_table *t, const uint64_t *idx,
@@ -198,9 +127,9 @@ static double run_find(const struct embkv_table *t, const uint64_t *idx,
 		uint32_t m = (uint32_t)(n - b < batch ? n - b : batch);
 
 		keys_of(idx + b, kbuf, m); /* not timed: what a client sends */
-		dt -= now_s();
+		dt -= bench_now_s();
 		miss += m - embkv_table_find(t, m, kbuf, out, found, NULL, NULL);
-		dt += now_s();
+		dt += bench_now_s();
 	}
 	*missing = miss;
 	return (double)n / dt;
@@ -215,9 +144,9 @@ static double run_push(struct embkv_table *t, const uint64_t *idx, uint64_t n,
 		uint32_t m = (uint32_t)(n - b < batch ? n - b : batch);
 
 		keys_of(idx + b, kbuf, m);
-		dt -= now_s();
+		dt -= bench_now_s();
 		embkv_table_push(t, m, kbuf, grads);
-		dt += now_s();
+		dt += bench_now_s();
 	}
 	return (double)n / dt;
 }
@@ -243,20 +172,20 @@ static struct embkv_table *build_table(const struct opts *o,
 		fprintf(stderr, "embkv-bench: table: %s\n", embkv_strerror(err));
 		exit(1);
 	}
-	t0 = now_s();
+	t0 = bench_now_s();
 	for (uint64_t b = 0; b < o->keys; b += o->batch) {
 		uint32_t m = (uint32_t)(o->keys - b < o->batch ? o->keys - b
 							       : o->batch);
 
 		for (uint32_t j = 0; j < m; j++)
-			kbuf[j] = key_of(b + j);
+			kbuf[j] = bench_key_of(b + j);
 		embkv_table_pull(t, m, kbuf, out, NULL, EMBKV_PULL_TRAIN, NULL);
 		if (!o->json && (b / o->batch) % 512 == 0)
 			fprintf(stderr, "\rbuild %s: %5.1f%%",
 				embkv_optimizer_name(opt),
 				100.0 * (double)b / (double)o->keys);
 	}
-	*rate = (double)o->keys / (now_s() - t0);
+	*rate = (double)o->keys / (bench_now_s() - t0);
 	if (!o->json)
 		fprintf(stderr, "\rbuild %s: done, %.2f M rows/s\n",
 			embkv_optimizer_name(opt), *rate / 1e6);
@@ -283,7 +212,7 @@ static double fill_until_eviction(uint32_t dim, int *index_driven)
 		exit(1);
 	}
 	for (uint64_t i = 0;; i++) {
-		uint64_t k = key_of(i ^ 0xf111);
+		uint64_t k = bench_key_of(i ^ 0xf111);
 
 		embkv_table_get_stats(t, &st);
 		load = (double)st.index_used / (double)st.index_slots;
@@ -464,8 +393,11 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < (size_t)o.batch * o.dim; i++)
 		grads[i] = (float)((i % 13) - 6) * 1e-3f;
-	stream_uniform(idx[0], o.ops, o.keys, 1);
-	stream_zipf(idx[1], o.ops, o.keys, o.zipf, 2);
+	if (bench_stream(idx[0], o.ops, o.keys, 0, 1) ||
+	    bench_stream(idx[1], o.ops, o.keys, o.zipf, 2)) {
+		fprintf(stderr, "embkv-bench: out of memory\n");
+		return 1;
+	}
 
 	if (!o.json)
 		fprintf(stderr, "embkv-bench: %llu keys, dim %u, batch %u, "

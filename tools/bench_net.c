@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <xxhash.h>
 #include <embkv/embkv.h>
+#include "tools/bench_common.h"
 #include "tools/bench_kv.h"
 #include "tools/bench_net.h"
 
@@ -58,64 +59,6 @@ struct server_proc {
 	char addr[64];
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t key_of(uint64_t i)
-{
-	return XXH3_64bits_withSeed(&i, sizeof(i), 0x6b657973);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Keys of a uniform (zipf = 0) or Zipf stream over keys rows. */
-static int make_stream(uint64_t *out, uint64_t n, uint64_t keys, double zipf,
-		       uint64_t seed)
-{
-	double *cdf, sum = 0;
-
-	if (zipf == 0) {
-		for (uint64_t i = 0; i < n; i++)
-			out[i] = key_of(rng_next(&seed) % keys);
-		return 0;
-	}
-	cdf = malloc(keys * sizeof(*cdf));
-	if (!cdf)
-		return -ENOMEM;
-	for (uint64_t r = 0; r < keys; r++) {
-		sum += pow((double)(r + 1), -zipf);
-		cdf[r] = sum;
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		double u = (double)(rng_next(&seed) >> 11) / 9007199254740992.0 * sum;
-		uint64_t lo = 0, hi = keys - 1;
-
-		while (lo < hi) {
-			uint64_t mid = (lo + hi) / 2;
-
-			if (cdf[mid] < u)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		out[i] = key_of(key_of(lo ^ 0x5a5a) % keys);
-	}
-	free(cdf);
-	return 0;
-}
-
 /* A free loopback TCP port (bound and released: a tiny race, fine here). */
 static unsigned free_port(void)
 {
@@ -140,7 +83,7 @@ static int start_server(const struct net_opts *o, struct server_proc *s,
 	char listen_arg[80], self_arg[16], threads_arg[16], line[256];
 	int pipefd[2];
 	FILE *f;
-	double deadline = now_s() + SERVER_START_TIMEOUT_S;
+	double deadline = bench_now_s() + SERVER_START_TIMEOUT_S;
 
 	snprintf(listen_arg, sizeof(listen_arg), "tcp://127.0.0.1:%u", s->port);
 	snprintf(self_arg, sizeof(self_arg), "%u", self);
@@ -163,7 +106,7 @@ static int start_server(const struct net_opts *o, struct server_proc *s,
 	}
 	close(pipefd[1]);
 	f = fdopen(pipefd[0], "r");
-	while (f && now_s() < deadline && fgets(line, sizeof(line), f))
+	while (f && bench_now_s() < deadline && fgets(line, sizeof(line), f))
 		if (strstr(line, "embkvd: listening on ")) {
 			fclose(f); /* later output goes to a closed pipe: fine */
 			return 0;
@@ -200,7 +143,7 @@ static int load_all(const struct net_opts *o, struct systems *sy)
 {
 	uint64_t *keys = malloc(NET_BATCH * sizeof(*keys));
 	float *rows = malloc((size_t)NET_BATCH * NET_DIM * sizeof(float));
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	int err = keys && rows ? 0 : -ENOMEM;
 
 	for (uint64_t b = 0; !err && b < o->keys; b += NET_BATCH) {
@@ -208,7 +151,7 @@ static int load_all(const struct net_opts *o, struct systems *sy)
 							      : NET_BATCH);
 
 		for (uint32_t j = 0; j < m; j++) {
-			keys[j] = key_of(b + j);
+			keys[j] = bench_key_of(b + j);
 			row_values(keys[j], rows + (size_t)j * NET_DIM);
 		}
 		err = embkv_assign(sy->table, m, keys, rows);
@@ -221,7 +164,7 @@ static int load_all(const struct net_opts *o, struct systems *sy)
 				100.0 * (double)b / (double)o->keys);
 	}
 	if (!o->json && !err)
-		fprintf(stderr, "\rload: done in %.1f s\n", now_s() - t0);
+		fprintf(stderr, "\rload: done in %.1f s\n", bench_now_s() - t0);
 	free(keys);
 	free(rows);
 	return err;
@@ -241,7 +184,7 @@ static int run(struct systems *sy, enum sys_id s, int push,
 	       const uint64_t *stream, uint64_t ops, float *rows,
 	       const float *grads, uint8_t *found, double *rate)
 {
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	int err = 0;
 
 	for (uint64_t b = 0; !err && b < ops; b += NET_BATCH) {
@@ -266,7 +209,7 @@ static int run(struct systems *sy, enum sys_id s, int push,
 			}
 		}
 	}
-	*rate = (double)ops / (now_s() - t0);
+	*rate = (double)ops / (bench_now_s() - t0);
 	return err;
 }
 
@@ -534,10 +477,14 @@ int bench_net_main(int argc, char **argv)
 	stream[0] = malloc(o.ops * sizeof(uint64_t));
 	stream[1] = malloc(o.ops * sizeof(uint64_t));
 	if (!rows || !grads || !found || !stream[0] || !stream[1] ||
-	    make_stream(stream[0], o.ops, o.keys, 0, 1) ||
-	    make_stream(stream[1], o.ops, o.keys, NET_ZIPF, 2)) {
+	    bench_stream(stream[0], o.ops, o.keys, 0, 1) ||
+	    bench_stream(stream[1], o.ops, o.keys, NET_ZIPF, 2)) {
 		fprintf(stderr, "embkv-bench: out of memory\n");
 		goto out;
+	}
+	for (uint64_t i = 0; i < o.ops; i++) { /* row indices -> keys */
+		stream[0][i] = bench_key_of(stream[0][i]);
+		stream[1][i] = bench_key_of(stream[1][i]);
 	}
 	for (size_t i = 0; i < (size_t)NET_BATCH * NET_DIM; i++)
 		grads[i] = (float)((int)(i % 13) - 6) * 1e-3f;

@@ -1,0 +1,73 @@
+/*
+ * Shared pieces of embkv-bench (see bench_common.h). The Zipf stream
+ * inverts the CDF by binary search in a table of cumulative weights: exact
+ * and fast enough to pre-generate a stream before anything is timed.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+#include <xxhash.h>
+#include "tools/bench_common.h"
+
+#define KEY_SEED 0x6b657973ull   /* "keys" */
+#define RANK_SCATTER 0x5a5aull
+#define UNIT_53 (1.0 / 9007199254740992.0)
+
+double bench_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t bench_key_of(uint64_t i)
+{
+	return XXH3_64bits_withSeed(&i, sizeof(i), KEY_SEED);
+}
+
+/* splitmix64: a small, good generator for streams. */
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
+		 uint64_t seed)
+{
+	double *cdf, sum = 0;
+
+	if (zipf == 0) {
+		for (uint64_t i = 0; i < n; i++)
+			idx[i] = rng_next(&seed) % keys;
+		return 0;
+	}
+	cdf = malloc(keys * sizeof(*cdf));
+	if (!cdf)
+		return -ENOMEM;
+	for (uint64_t r = 0; r < keys; r++) {
+		sum += pow((double)(r + 1), -zipf);
+		cdf[r] = sum;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		double u = (double)(rng_next(&seed) >> 11) * UNIT_53 * sum;
+		uint64_t lo = 0, hi = keys - 1;
+
+		while (lo < hi) {
+			uint64_t mid = (lo + hi) / 2;
+
+			if (cdf[mid] < u)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		idx[i] = bench_key_of(lo ^ RANK_SCATTER) % keys;
+	}
+	free(cdf);
+	return 0;
+}
