@@ -98,11 +98,8 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 
 	if (!rs)
 		rs = &local;
-	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
-		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
-							 : EMBKV_PROBE_CHUNK;
-
-		embkv_probe_chunk(t, probes, keys + i0, m, 0);
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, probes, keys, n, i0, 0);
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_probe *pr = &probes[j];

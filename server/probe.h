@@ -80,15 +80,20 @@ static inline void embkv_probe_hash(const struct embkv_table *t,
 }
 
 /*
- * Probes keys[0, m) (m <= EMBKV_PROBE_CHUNK) into pr[0, m); owner says
- * whether the caller will write the rows (prefetch the whole stride and
- * the optimizer state) or only read them.
+ * Probes the next chunk of a batch, keys[i0, i0 + m) with m the return
+ * value (at most EMBKV_PROBE_CHUNK, 0 when i0 >= n), into pr[0, m); owner
+ * says whether the caller will write the rows (prefetch the whole stride
+ * and the optimizer state) or only read them.
  */
-static inline void embkv_probe_chunk(const struct embkv_table *t,
-				     struct embkv_probe *pr,
-				     const uint64_t *keys, uint32_t m,
-				     int owner)
+static inline uint32_t embkv_probe_chunk(const struct embkv_table *t,
+					 struct embkv_probe *pr,
+					 const uint64_t *all_keys, uint32_t n,
+					 uint32_t i0, int owner)
 {
+	const uint64_t *keys = all_keys + i0;
+	uint32_t m = i0 >= n ? 0
+		     : n - i0 < EMBKV_PROBE_CHUNK ? n - i0 : EMBKV_PROBE_CHUNK;
+
 	for (uint32_t j = 0; j < m; j++)
 		embkv_probe_hash(t, &pr[j], keys[j]);
 	for (uint32_t j = 0; j < m; j++) {
@@ -108,6 +113,7 @@ static inline void embkv_probe_chunk(const struct embkv_table *t,
 			      << EMBKV_BUCKET_SLOTS;
 		embkv_probe_prefetch(t, &pr[j], owner);
 	}
+	return m;
 }
 
 #endif

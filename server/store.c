@@ -461,11 +461,8 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t nfound = 0;
 
-	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
-		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
-							 : EMBKV_PROBE_CHUNK;
-
-		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_probe *c = &pr[j];
@@ -498,11 +495,8 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t applied = 0;
 
-	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
-		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
-							 : EMBKV_PROBE_CHUNK;
-
-		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_probe *c = &pr[j];
@@ -533,11 +527,8 @@ uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t stored = 0;
 
-	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
-		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
-							 : EMBKV_PROBE_CHUNK;
-
-		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_probe *c = &pr[j];
@@ -594,11 +585,8 @@ uint32_t embkv_table_hits(struct embkv_table *t, uint32_t n,
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t found = 0;
 
-	for (uint32_t i0 = 0; i0 < n; i0 += EMBKV_PROBE_CHUNK) {
-		uint32_t m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0
-							 : EMBKV_PROBE_CHUNK;
-
-		embkv_probe_chunk(t, pr, keys + i0, m, 1);
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_part *p = pr[j].p;
