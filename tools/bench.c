@@ -116,9 +116,15 @@ static void keys_of(const uint64_t *idx, uint64_t *keys, uint64_t m)
 		keys[j] = bench_key_of(idx[j]);
 }
 
-static double run_find(const struct embkv_table *t, const uint64_t *idx,
+/*
+ * Pull through the lock-free validated reader (owner = 0: what local
+ * readers and one-sided clients run, checksum and key checked) or through
+ * the owner's find (owner = 1: what embkvd runs for an RPC pull; the owner
+ * is the only writer, so it reads its rows without validating them).
+ */
+static double run_find(struct embkv_table *t, const uint64_t *idx,
 		       uint64_t n, uint32_t batch, float *out, uint8_t *found,
-		       uint64_t *kbuf, uint64_t *missing)
+		       uint64_t *kbuf, uint64_t *missing, int owner)
 {
 	double dt = 0;
 	uint64_t miss = 0;
@@ -128,7 +134,10 @@ static double run_find(const struct embkv_table *t, const uint64_t *idx,
 
 		keys_of(idx + b, kbuf, m); /* not timed: what a client sends */
 		dt -= bench_now_s();
-		miss += m - embkv_table_find(t, m, kbuf, out, found, NULL, NULL);
+		miss += m - (owner ? embkv_table_pull(t, m, kbuf, out, found,
+						      EMBKV_PULL_INFER, NULL)
+				   : embkv_table_find(t, m, kbuf, out, found,
+						      NULL, NULL));
 		dt += bench_now_s();
 	}
 	*missing = miss;
@@ -360,8 +369,10 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct embkv_table *t;
 	struct embkv_table_stats st;
-	double build_rate, pull[2] = { 0 }, gat[2] = { 0 }, sgd[2] = { 0 },
-			   sgdb[2] = { 0 }, adam[2] = { 0 }, build_adam;
+	double build_rate, build_adam;
+	/* [0]: uniform, [1]: Zipf; opull: the owner's pull (run_find) */
+	double pull[2] = { 0 }, opull[2] = { 0 }, gat[2] = { 0 };
+	double sgd[2] = { 0 }, sgdb[2] = { 0 }, adam[2] = { 0 };
 	uint64_t *idx[2], *kbuf, missing = 0;
 	float *plain, *out, *grads;
 	uint8_t *found;
@@ -424,8 +435,11 @@ int main(int argc, char **argv)
 							   o.dim, o.batch, out));
 			pull[d] = maxd(pull[d], run_find(t, idx[d], o.ops,
 							 o.batch, out, found,
-							 kbuf, &miss));
+							 kbuf, &miss, 0));
 			missing += miss;
+			opull[d] = maxd(opull[d], run_find(t, idx[d], o.ops,
+							   o.batch, out, found,
+							   kbuf, &miss, 1));
 			sgdb[d] = maxd(sgdb[d], bound_sgd(plain, idx[d], o.ops,
 							  o.dim, o.batch, grads));
 			sgd[d] = maxd(sgd[d], run_push(t, idx[d], o.ops,
@@ -454,6 +468,9 @@ int main(int argc, char **argv)
 	       " \"pull_zipf_rows_per_s\": %.0f,"
 	       " \"gather_bound_zipf_rows_per_s\": %.0f,"
 	       " \"pull_vs_bound_zipf\": %.3f, \"pull_missing\": %llu,"
+	       " \"owner_pull_rows_per_s\": %.0f, \"owner_pull_vs_bound\": %.3f,"
+	       " \"owner_pull_zipf_rows_per_s\": %.0f,"
+	       " \"owner_pull_vs_bound_zipf\": %.3f,"
 	       " \"sgd_rows_per_s\": %.0f, \"sgd_bound_rows_per_s\": %.0f,"
 	       " \"sgd_vs_bound\": %.3f,"
 	       " \"sgd_zipf_rows_per_s\": %.0f,"
@@ -464,7 +481,8 @@ int main(int argc, char **argv)
 	       " \"load_factor_at_first_eviction\": %.4f}\n",
 	       (unsigned long long)o.keys, o.dim, o.batch, o.parts, build_rate,
 	       pull[0], gat[0], pull[0] / gat[0], pull[1], gat[1],
-	       pull[1] / gat[1], (unsigned long long)missing, sgd[0], sgdb[0],
+	       pull[1] / gat[1], (unsigned long long)missing, opull[0],
+	       opull[0] / gat[0], opull[1], opull[1] / gat[1], sgd[0], sgdb[0],
 	       sgd[0] / sgdb[0], sgd[1], sgdb[1], sgd[1] / sgdb[1], adam[0],
 	       adam[1], bytes_per_row, (size_t)o.dim * sizeof(float), load);
 	free(kbuf);
