@@ -1,0 +1,500 @@
+/*
+ * Wire codec, row batches: PULL requests and replies, PUSH / ASSIGN rows,
+ * ERASE and HITS (net/wire.c has the codec's design). Arrays sit at 8-byte
+ * aligned body offsets and are returned as pointers into the body.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/wire.h"
+#include "net/wire_priv.h"
+
+/* PULL ------------------------------------------------------------------------ */
+
+static int pull_req_check(const struct embkv_wire_pull_req *m, size_t *len)
+{
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	rc = dim_check(m->dim, -EINVAL);
+	if (rc)
+		return rc;
+	if (m->mode >= EMBKV_WIRE_PULL_MODE_COUNT)
+		return -EINVAL;
+	if (m->n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	*len = (size_t)pull_req_bytes(m->n);
+	return 0;
+}
+
+int embkv_wire_pull_req_size(const struct embkv_wire_pull_req *m, size_t *len)
+{
+	return len ? pull_req_check(m, len) : -EINVAL;
+}
+
+static void pull_req_write(uint8_t *body, const struct embkv_wire_pull_req *m)
+{
+	put_u32(body + EMBKV_WIRE_PULL_REQ_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_PULL_REQ_DIM, m->dim);
+	put_u32(body + EMBKV_WIRE_PULL_REQ_N, m->n);
+	body[EMBKV_WIRE_PULL_REQ_MODE] = m->mode;
+	memset(body + EMBKV_WIRE_PULL_REQ_RESERVED, 0, PULL_REQ_RESERVED_LEN);
+}
+
+int embkv_wire_pull_req_encode(const struct embkv_wire_pull_req *m,
+			       uint8_t *body, size_t cap)
+{
+	size_t len;
+	int rc = pull_req_check(m, &len);
+
+	if (!rc && m->n && !m->keys)
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	pull_req_write(body, m);
+	if (m->n)
+		memcpy(body + EMBKV_WIRE_PULL_REQ_KEYS, m->keys,
+		       (size_t)m->n * U64_SIZE);
+	return 0;
+}
+
+int embkv_wire_pull_req_prepare(const struct embkv_wire_pull_req *m,
+				uint8_t *body, size_t cap, uint64_t **keys)
+{
+	size_t len;
+	int rc = pull_req_check(m, &len);
+
+	if (!rc && (!keys || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	pull_req_write(body, m);
+	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_PULL_REQ_KEYS);
+	return 0;
+}
+
+int embkv_wire_pull_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_pull_req *out)
+{
+	const uint8_t *res;
+	uint32_t dim, n;
+	uint8_t mode;
+	size_t i;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_PULL_REQ_KEYS)
+		return EMBKV_EPROTO;
+	dim = get_u32(body + EMBKV_WIRE_PULL_REQ_DIM);
+	n = get_u32(body + EMBKV_WIRE_PULL_REQ_N);
+	mode = body[EMBKV_WIRE_PULL_REQ_MODE];
+	rc = dim_check(dim, EMBKV_EPROTO);
+	if (rc)
+		return rc;
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (mode >= EMBKV_WIRE_PULL_MODE_COUNT)
+		return EMBKV_EPROTO;
+	res = body + EMBKV_WIRE_PULL_REQ_RESERVED;
+	for (i = 0; i < PULL_REQ_RESERVED_LEN; i++)
+		if (res[i])
+			return EMBKV_EPROTO;
+	if (len != pull_req_bytes(n))
+		return EMBKV_EPROTO;
+	out->table_id = get_u32(body + EMBKV_WIRE_PULL_REQ_TABLE);
+	out->dim = dim;
+	out->n = n;
+	out->mode = mode;
+	out->keys = (const uint64_t *)(const void *)
+		(body + EMBKV_WIRE_PULL_REQ_KEYS);
+	return 0;
+}
+
+static int pull_reply_check(uint32_t n, uint32_t dim, size_t *len)
+{
+	int rc = dim_check(dim, -EINVAL);
+	uint64_t bytes;
+
+	if (rc)
+		return rc;
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	bytes = pull_reply_bytes(n, dim);
+	if (bytes > EMBKV_WIRE_MAX_BODY)
+		return EMBKV_ELIMIT;
+	*len = (size_t)bytes;
+	return 0;
+}
+
+int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len)
+{
+	return len ? pull_reply_check(n, dim, len) : -EINVAL;
+}
+
+/* Writes the fixed fields and the zero padding after found[]. */
+static void pull_reply_write(uint8_t *body, uint32_t n, uint32_t dim)
+{
+	size_t pad_at = PULL_REPLY_FIXED + (size_t)n;
+
+	put_u32(body + EMBKV_WIRE_PULL_REPLY_N, n);
+	put_u32(body + EMBKV_WIRE_PULL_REPLY_DIM, dim);
+	memset(body + pad_at, 0, (size_t)pull_reply_vals_off(n) - pad_at);
+}
+
+int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
+				 uint8_t *body, size_t cap)
+{
+	size_t len, i;
+	int rc = m ? pull_reply_check(m->n, m->dim, &len) : -EINVAL;
+
+	if (!rc && m->n && (!m->found || !m->vals))
+		rc = -EINVAL;
+	for (i = 0; !rc && i < m->n; i++)
+		if (m->found[i] > 1)
+			rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	pull_reply_write(body, m->n, m->dim);
+	if (!m->n)
+		return 0;
+	memcpy(body + PULL_REPLY_FIXED, m->found, m->n);
+	memcpy(body + pull_reply_vals_off(m->n), m->vals,
+	       (size_t)m->n * m->dim * F32_SIZE);
+	return 0;
+}
+
+int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
+				  size_t cap, uint8_t **found, float **vals)
+{
+	size_t len;
+	int rc = pull_reply_check(n, dim, &len);
+
+	if (!rc && (!found || !vals || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	pull_reply_write(body, n, dim);
+	*found = body + PULL_REPLY_FIXED;
+	*vals = (float *)(void *)(body + pull_reply_vals_off(n));
+	return 0;
+}
+
+int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_pull_reply *out)
+{
+	uint32_t n, dim;
+	uint64_t i, vals_off;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < PULL_REPLY_FIXED)
+		return EMBKV_EPROTO;
+	n = get_u32(body + EMBKV_WIRE_PULL_REPLY_N);
+	dim = get_u32(body + EMBKV_WIRE_PULL_REPLY_DIM);
+	rc = dim_check(dim, EMBKV_EPROTO);
+	if (rc)
+		return rc;
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (len != pull_reply_bytes(n, dim))
+		return EMBKV_EPROTO;
+	vals_off = pull_reply_vals_off(n);
+	for (i = PULL_REPLY_FIXED; i < PULL_REPLY_FIXED + (uint64_t)n; i++)
+		if (body[i] > 1)
+			return EMBKV_EPROTO;
+	for (; i < vals_off; i++)
+		if (body[i])
+			return EMBKV_EPROTO;
+	out->n = n;
+	out->dim = dim;
+	out->found = body + PULL_REPLY_FIXED;
+	out->vals = (const float *)(const void *)(body + vals_off);
+	return 0;
+}
+
+/* PUSH / ASSIGN ------------------------------------------------------------------ */
+
+static int rows_req_check(const struct embkv_wire_rows_req *m, size_t *len)
+{
+	uint64_t bytes;
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	rc = dim_check(m->dim, -EINVAL);
+	if (rc)
+		return rc;
+	if (m->n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	bytes = rows_req_bytes(m->n, m->dim);
+	if (bytes > EMBKV_WIRE_MAX_BODY)
+		return EMBKV_ELIMIT;
+	*len = (size_t)bytes;
+	return 0;
+}
+
+int embkv_wire_rows_req_size(const struct embkv_wire_rows_req *m, size_t *len)
+{
+	return len ? rows_req_check(m, len) : -EINVAL;
+}
+
+static void rows_req_write(uint8_t *body, const struct embkv_wire_rows_req *m)
+{
+	put_u32(body + EMBKV_WIRE_ROWS_REQ_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_ROWS_REQ_DIM, m->dim);
+	put_u32(body + EMBKV_WIRE_ROWS_REQ_N, m->n);
+	put_u32(body + EMBKV_WIRE_ROWS_REQ_RESERVED, 0);
+}
+
+int embkv_wire_rows_req_encode(const struct embkv_wire_rows_req *m,
+			       uint8_t *body, size_t cap)
+{
+	size_t len;
+	int rc = rows_req_check(m, &len);
+
+	if (!rc && m->n && (!m->keys || !m->vals))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	rows_req_write(body, m);
+	if (!m->n)
+		return 0;
+	memcpy(body + EMBKV_WIRE_ROWS_REQ_KEYS, m->keys,
+	       (size_t)m->n * U64_SIZE);
+	memcpy(body + rows_vals_off(m->n), m->vals,
+	       (size_t)m->n * m->dim * F32_SIZE);
+	return 0;
+}
+
+int embkv_wire_rows_req_prepare(const struct embkv_wire_rows_req *m,
+				uint8_t *body, size_t cap, uint64_t **keys,
+				float **vals)
+{
+	size_t len;
+	int rc = rows_req_check(m, &len);
+
+	if (!rc && (!keys || !vals || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	rows_req_write(body, m);
+	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_ROWS_REQ_KEYS);
+	*vals = (float *)(void *)(body + rows_vals_off(m->n));
+	return 0;
+}
+
+int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_rows_req *out)
+{
+	uint32_t dim, n;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_ROWS_REQ_KEYS)
+		return EMBKV_EPROTO;
+	dim = get_u32(body + EMBKV_WIRE_ROWS_REQ_DIM);
+	n = get_u32(body + EMBKV_WIRE_ROWS_REQ_N);
+	rc = dim_check(dim, EMBKV_EPROTO);
+	if (rc)
+		return rc;
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (get_u32(body + EMBKV_WIRE_ROWS_REQ_RESERVED) ||
+	    len != rows_req_bytes(n, dim))
+		return EMBKV_EPROTO;
+	out->table_id = get_u32(body + EMBKV_WIRE_ROWS_REQ_TABLE);
+	out->dim = dim;
+	out->n = n;
+	out->keys = (const uint64_t *)(const void *)
+		(body + EMBKV_WIRE_ROWS_REQ_KEYS);
+	out->vals = (const float *)(const void *)(body + rows_vals_off(n));
+	return 0;
+}
+
+/* ERASE ------------------------------------------------------------------------ */
+
+static int erase_req_check(const struct embkv_wire_erase_req *m, size_t *len)
+{
+	if (!m)
+		return -EINVAL;
+	if (m->n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	*len = (size_t)erase_req_bytes(m->n);
+	return 0;
+}
+
+int embkv_wire_erase_req_size(const struct embkv_wire_erase_req *m,
+			      size_t *len)
+{
+	return len ? erase_req_check(m, len) : -EINVAL;
+}
+
+int embkv_wire_erase_req_encode(const struct embkv_wire_erase_req *m,
+				uint8_t *body, size_t cap)
+{
+	size_t len;
+	int rc = erase_req_check(m, &len);
+
+	if (!rc && m->n && !m->keys)
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_ERASE_REQ_N, m->n);
+	if (m->n)
+		memcpy(body + EMBKV_WIRE_ERASE_REQ_KEYS, m->keys,
+		       (size_t)m->n * U64_SIZE);
+	return 0;
+}
+
+int embkv_wire_erase_req_prepare(const struct embkv_wire_erase_req *m,
+				 uint8_t *body, size_t cap, uint64_t **keys)
+{
+	size_t len;
+	int rc = erase_req_check(m, &len);
+
+	if (!rc && (!keys || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_ERASE_REQ_N, m->n);
+	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_ERASE_REQ_KEYS);
+	return 0;
+}
+
+int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
+				struct embkv_wire_erase_req *out)
+{
+	uint32_t n;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_ERASE_REQ_KEYS)
+		return EMBKV_EPROTO;
+	n = get_u32(body + EMBKV_WIRE_ERASE_REQ_N);
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (len != erase_req_bytes(n))
+		return EMBKV_EPROTO;
+	out->table_id = get_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE);
+	out->n = n;
+	out->keys = (const uint64_t *)(const void *)
+		(body + EMBKV_WIRE_ERASE_REQ_KEYS);
+	return 0;
+}
+
+/* HITS ------------------------------------------------------------------------- */
+
+static uint64_t hits_counts_off(uint32_t n)
+{
+	return EMBKV_WIRE_HITS_KEYS + (uint64_t)n * U64_SIZE;
+}
+
+static uint64_t hits_bytes(uint32_t n)
+{
+	return hits_counts_off(n) + (uint64_t)n * U32_SIZE;
+}
+
+static int hits_check(const struct embkv_wire_hits *m, size_t *len)
+{
+	if (!m)
+		return -EINVAL;
+	if (m->n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	*len = (size_t)hits_bytes(m->n);
+	return 0;
+}
+
+int embkv_wire_hits_size(const struct embkv_wire_hits *m, size_t *len)
+{
+	return len ? hits_check(m, len) : -EINVAL;
+}
+
+int embkv_wire_hits_encode(const struct embkv_wire_hits *m, uint8_t *body,
+			   size_t cap)
+{
+	size_t len;
+	int rc = hits_check(m, &len);
+
+	if (!rc && m->n && (!m->keys || !m->counts))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	if (m->n) {
+		memcpy(body + EMBKV_WIRE_HITS_KEYS, m->keys,
+		       (size_t)m->n * U64_SIZE);
+		memcpy(body + hits_counts_off(m->n), m->counts,
+		       (size_t)m->n * U32_SIZE);
+	}
+	return 0;
+}
+
+int embkv_wire_hits_prepare(const struct embkv_wire_hits *m, uint8_t *body,
+			    size_t cap, uint64_t **keys, uint32_t **counts)
+{
+	size_t len;
+	int rc = hits_check(m, &len);
+
+	if (!rc && (!keys || !counts || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_HITS_KEYS);
+	*counts = (uint32_t *)(void *)(body + hits_counts_off(m->n));
+	return 0;
+}
+
+int embkv_wire_hits_decode(const uint8_t *body, size_t len,
+			   struct embkv_wire_hits *out)
+{
+	uint32_t n;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_HITS_KEYS)
+		return EMBKV_EPROTO;
+	n = get_u32(body + EMBKV_WIRE_HITS_N);
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (len != hits_bytes(n))
+		return EMBKV_EPROTO;
+	out->table_id = get_u32(body + EMBKV_WIRE_HITS_TABLE);
+	out->n = n;
+	out->keys = (const uint64_t *)(const void *)
+		(body + EMBKV_WIRE_HITS_KEYS);
+	out->counts = (const uint32_t *)(const void *)
+		(body + hits_counts_off(n));
+	return 0;
+}
