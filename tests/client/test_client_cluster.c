@@ -4,7 +4,12 @@
  * embkv_client, on its own thread) pulling and pushing at once. The final
  * table equals a reference that applied the same SGD steps: exactly for
  * each client's own keys, within 1e-5 relative for the keys all clients
- * share (only the order of the float additions differs). Also checks
+ * share (only the order of the float additions differs). A second
+ * table with Adam gets the same clients' pushes of their own keys only
+ * (disjoint): it equals, exactly, an in-process embkv_table
+ * (server/store.h) of the same attributes fed the same gradients (Adam's
+ * step count is per row, so the clients' interleaving does not matter).
+ * Also checks
  * async pulls, the shard map, stats and a clean shutdown (exit 0).
  * The same source runs over TCP (ctest) and over rdma:// in the VM (see
  * main); over rdma the pulls go one-sided.
@@ -21,6 +26,7 @@
 #include <string.h>
 
 #include <embkv/embkv.h>
+#include "server/store.h"
 #include "tests/client/spawn.h"
 
 #define NSRV 3u
@@ -33,6 +39,7 @@
 #define READY_MS 10000u
 #define STOP_MS 15000u
 #define REL_TOL 1e-5f
+#define ADAM_TABLE "adam"
 
 static const char *const extra[] = { "--threads", "1", NULL };
 
@@ -58,7 +65,7 @@ static void *client_main(void *p)
 	struct client_arg *a = p;
 	const uint32_t n = OWN + SHARED;
 	struct embkv_client_attr ca;
-	struct embkv_table_handle *t = NULL;
+	struct embkv_table_handle *t = NULL, *ta = NULL;
 	struct embkv_client *c = NULL;
 	uint64_t *keys = malloc(n * sizeof(*keys));
 	float *buf = malloc((size_t)n * DIM * sizeof(float));
@@ -78,6 +85,8 @@ static void *client_main(void *p)
 	a->rc = embkv_client_create(&ca, &c);
 	if (!a->rc)
 		a->rc = embkv_table_open(c, "shared", &t);
+	if (!a->rc)
+		a->rc = embkv_table_open(c, ADAM_TABLE, &ta);
 	for (uint32_t r = 0; r < ROUNDS && !a->rc; r++) {
 		/* the pull overlaps the gradient computation */
 		a->rc = embkv_pull_async(t, n, keys, buf, NULL,
@@ -91,8 +100,15 @@ static void *client_main(void *p)
 		a->rc = embkv_op_wait(op);
 		if (!a->rc)
 			a->rc = embkv_push(t, n, keys, grads, NULL);
+		/* Adam: this client's own keys only, the same gradients */
+		if (!a->rc)
+			a->rc = embkv_pull(ta, OWN, keys, buf, NULL,
+					   EMBKV_MODE_TRAIN, NULL);
+		if (!a->rc)
+			a->rc = embkv_push(ta, OWN, keys, grads, NULL);
 	}
 out:
+	embkv_table_close(ta);
 	embkv_table_close(t);
 	embkv_client_destroy(c);
 	free(grads);
@@ -186,13 +202,83 @@ static void check_table(struct embkv_test_cluster *cl)
 	free(keys);
 }
 
+/* The Adam table against an in-process table of the same attributes that
+ * applied each client's rounds: bit-exact. */
+static void check_adam(struct embkv_test_cluster *cl,
+		       const struct embkv_table_attr *attr)
+{
+	const uint32_t n = NCLIENTS * OWN;
+	uint64_t *keys = malloc(n * sizeof(*keys));
+	float *out = malloc((size_t)n * DIM * sizeof(float));
+	float *want = malloc((size_t)n * DIM * sizeof(float));
+	float *grads = malloc((size_t)OWN * DIM * sizeof(float));
+	uint8_t *found = malloc(n);
+	struct embkv_client_attr ca;
+	struct embkv_table_handle *t;
+	struct embkv_client *c;
+	struct embkv_table *ref;
+
+	assert_non_null(keys);
+	assert_non_null(out);
+	assert_non_null(want);
+	assert_non_null(grads);
+	assert_non_null(found);
+	assert_int_equal(embkv_table_create(attr, &ref), 0);
+	for (uint32_t k = 0; k < NCLIENTS; k++) {
+		uint64_t *own = keys + (size_t)k * OWN;
+
+		for (uint32_t i = 0; i < OWN; i++)
+			own[i] = own_key(k, i);
+		for (uint32_t r = 0; r < ROUNDS; r++) {
+			embkv_table_pull(ref, OWN, own, want, NULL,
+					 EMBKV_PULL_TRAIN, NULL);
+			for (uint32_t i = 0; i < OWN; i++)
+				for (uint32_t j = 0; j < DIM; j++)
+					grads[(size_t)i * DIM + j] =
+						grad(own[i], r, k, j);
+			assert_int_equal(embkv_table_push(ref, OWN, own, grads),
+					 OWN);
+		}
+	}
+	embkv_table_pull(ref, n, keys, want, NULL, EMBKV_PULL_INFER, NULL);
+	embkv_table_destroy(ref);
+
+	embkv_client_attr_init(&ca);
+	ca.servers = cl->addrs;
+	ca.nservers = NSRV;
+	assert_int_equal(embkv_client_create(&ca, &c), 0);
+	assert_int_equal(embkv_table_open(c, ADAM_TABLE, &t), 0);
+	assert_int_equal(embkv_pull(t, n, keys, out, found, EMBKV_MODE_INFER,
+				    NULL), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		assert_int_equal(found[i], 1);
+		for (uint32_t j = 0; j < DIM; j++) {
+			size_t x = (size_t)i * DIM + j;
+
+			if (memcmp(&out[x], &want[x], sizeof(float)))
+				fail_msg("adam key %llu [%u]: %.9g != %.9g",
+					 (unsigned long long)keys[i], j,
+					 (double)out[x], (double)want[x]);
+		}
+	}
+	/* and the Adam steps did move the rows */
+	assert_true(want[0] != 0.0f);
+	embkv_table_close(t);
+	embkv_client_destroy(c);
+	free(found);
+	free(grads);
+	free(want);
+	free(out);
+	free(keys);
+}
+
 static void test_cluster(void **state)
 {
 	struct embkv_test_cluster cl;
 	struct client_arg args[NCLIENTS];
 	pthread_t th[NCLIENTS];
 	struct embkv_client_attr ca;
-	struct embkv_table_attr ta;
+	struct embkv_table_attr ta, tadam;
 	struct embkv_client *c;
 
 	(void)state;
@@ -209,6 +295,11 @@ static void test_cluster(void **state)
 	ta.init.type = EMBKV_INIT_ZEROS;
 	ta.opt.lr = LR;
 	assert_int_equal(embkv_table_create_remote(c, &ta), 0);
+	tadam = ta;
+	strcpy(tadam.name, ADAM_TABLE);
+	tadam.opt.type = EMBKV_OPT_ADAM;
+	tadam.opt.lr = 0.01f;
+	assert_int_equal(embkv_table_create_remote(c, &tadam), 0);
 	embkv_client_destroy(c);
 
 	for (uint32_t i = 0; i < NCLIENTS; i++) {
@@ -221,6 +312,7 @@ static void test_cluster(void **state)
 		assert_int_equal(args[i].rc, 0);
 	}
 	check_table(&cl);
+	check_adam(&cl, &tadam);
 	assert_int_equal(embkv_test_cluster_stop(&cl, STOP_MS), 0);
 }
 

@@ -1,7 +1,13 @@
 /*
  * embkvd test harness: spawns the real server binary (EMBKVD_PATH), reads
- * its port from the "listening on" line, and speaks wire frames built and
- * checked with net/wire's codec. See harness.h.
+ * its ports from the "listening on" lines, and speaks wire frames built
+ * and checked with net/wire's codec. See harness.h.
+ *
+ * Connections live in a fixed table of this file, indexed by the handle:
+ * a TCP socket, or a client transport connection (rdma) with its receive
+ * state and a queue of replies that arrived while a send waited for room
+ * in the transport's window. The rdma transport splits nothing: a frame is
+ * one message, so callers keep frames within th_limits().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +24,8 @@
 #include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
+#include "net/transport.h"
 #include "tests/server/harness.h"
 
 #ifndef EMBKVD_PATH
@@ -29,9 +37,56 @@
 #define START_TIMEOUT_MS 20000
 #define STOP_TIMEOUT_MS 15000
 #define POLL_STEP_MS 20
-#define LISTEN_PREFIX "embkvd: listening on tcp://127.0.0.1:"
+#define LISTEN_PREFIX "embkvd: listening on "
+#define TH_MAX_CONNS 256
+#define ADDR_BYTES 128
 
 static uint64_t next_req_id = 1;
+static bool use_rdma;
+static char listen_host[TH_HOST_MAX] = "127.0.0.1";
+
+struct th_conn {
+	bool used;
+	int fd;                /* TCP */
+	struct embkv_conn *c;  /* rdma */
+	struct embkv_rx rx;
+	struct th_frame *q;    /* replies received while sending */
+	size_t qhead, qn, qcap;
+};
+
+static struct th_conn conns[TH_MAX_CONNS];
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int th_transport_init(int argc, char **argv)
+{
+	const char *l = argc > 1 ? argv[1] : getenv("EMBKV_TEST_LISTEN");
+	const char *host;
+
+	if (!l || !*l)
+		return 0;
+	if (!strncmp(l, "tcp://", 6)) {
+		host = l + 6;
+	} else if (!strncmp(l, "rdma://", 7)) {
+		host = l + 7;
+		use_rdma = true;
+	} else {
+		return -EINVAL;
+	}
+	if (!*host || strlen(host) >= sizeof(listen_host))
+		return -EINVAL;
+	strcpy(listen_host, host);
+	return 0;
+}
+
+bool th_rdma(void)
+{
+	return use_rdma;
+}
+
+static struct th_conn *conn_of(int h)
+{
+	return h >= 0 && h < TH_MAX_CONNS && conns[h].used ? &conns[h] : NULL;
+}
 
 static long now_ms(void)
 {
@@ -64,11 +119,26 @@ static pid_t spawn(const char *const *args, int out_fd, int err_fd)
 
 int th_start(struct th_server *s, const char *const *extra)
 {
-	const char *args[MAX_ARGS] = { "--listen", "tcp://127.0.0.1:0" };
+	char tcp_l[ADDR_BYTES], rdma_l[ADDR_BYTES], tcp_p[ADDR_BYTES],
+		rdma_p[ADDR_BYTES];
+	const char *args[MAX_ARGS] = { "--listen", tcp_l };
 	char line[LINE_MAX_BYTES];
 	size_t got = 0;
 	long deadline = now_ms() + START_TIMEOUT_MS;
 	int pfd[2], n = 2;
+	bool have_tcp = false, have_rdma = !use_rdma;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(s->host, sizeof(s->host), "%s", listen_host);
+	snprintf(tcp_l, sizeof(tcp_l), "tcp://%s:0", listen_host);
+	snprintf(rdma_l, sizeof(rdma_l), "rdma://%s:0", listen_host);
+	snprintf(tcp_p, sizeof(tcp_p), LISTEN_PREFIX "tcp://%s:", listen_host);
+	snprintf(rdma_p, sizeof(rdma_p), LISTEN_PREFIX "rdma://%s:",
+		 listen_host);
+	if (use_rdma) {
+		args[n++] = "--listen";
+		args[n++] = rdma_l;
+	}
 
 	for (; extra && *extra && n < MAX_ARGS - 1; extra++)
 		args[n++] = *extra;
@@ -94,12 +164,17 @@ int th_start(struct th_server *s, const char *const *extra)
 			break;
 		if (line[got] == '\n') {
 			line[got] = '\0';
-			if (!strncmp(line, LISTEN_PREFIX,
-				     strlen(LISTEN_PREFIX))) {
-				s->port = (uint16_t)atoi(line +
-						strlen(LISTEN_PREFIX));
-				return 0;
+			if (!strncmp(line, tcp_p, strlen(tcp_p))) {
+				s->port = (uint16_t)atoi(line + strlen(tcp_p));
+				have_tcp = true;
+			} else if (use_rdma &&
+				   !strncmp(line, rdma_p, strlen(rdma_p))) {
+				s->rdma_port = (uint16_t)atoi(line +
+							      strlen(rdma_p));
+				have_rdma = true;
 			}
+			if (have_tcp && have_rdma)
+				return 0;
 			got = 0;
 			continue;
 		}
@@ -156,16 +231,19 @@ int th_run_status(const char *const *args)
 	return pid < 0 ? -1 : wait_status(pid, STOP_TIMEOUT_MS);
 }
 
-int th_connect(uint16_t port)
+static int tcp_connect(const struct th_server *s)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons(port) };
+				  .sin_port = htons(s->port) };
 	struct timeval tv = { .tv_sec = TH_TIMEOUT_MS / 1000 };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 
 	if (fd < 0)
 		return -errno;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (inet_pton(AF_INET, s->host, &sa.sin_addr) != 1) {
+		close(fd);
+		return -EINVAL;
+	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -178,12 +256,182 @@ int th_connect(uint16_t port)
 	return fd;
 }
 
-int th_send_raw(int fd, const void *buf, size_t len)
+static int rdma_connect(const struct th_server *s, struct embkv_conn **out)
 {
+	struct embkv_endpoint ep;
+	char addr[ADDR_BYTES];
+	int rc;
+
+	snprintf(addr, sizeof(addr), "rdma://%s:%u", s->host, s->rdma_port);
+	rc = embkv_endpoint_parse(addr, &ep);
+	return rc ? rc : ep.ops->connect(&ep, TH_TIMEOUT_MS, out);
+}
+
+int th_connect(const struct th_server *s)
+{
+	struct embkv_conn *c = NULL;
+	int fd = -1, h;
+
+	if (use_rdma) {
+		int rc = rdma_connect(s, &c);
+
+		if (rc)
+			return rc < 0 ? rc : -ECONNREFUSED;
+	} else {
+		fd = tcp_connect(s);
+		if (fd < 0)
+			return fd;
+	}
+	pthread_mutex_lock(&conns_lock);
+	for (h = 0; h < TH_MAX_CONNS && conns[h].used; h++)
+		;
+	if (h < TH_MAX_CONNS) {
+		memset(&conns[h], 0, sizeof(conns[h]));
+		conns[h].used = true;
+		conns[h].fd = fd;
+		conns[h].c = c;
+		embkv_rx_init(&conns[h].rx, EMBKV_WIRE_MAX_BODY);
+	}
+	pthread_mutex_unlock(&conns_lock);
+	if (h == TH_MAX_CONNS) {
+		if (c)
+			c->ops->close(c);
+		if (fd >= 0)
+			close(fd);
+		return -EMFILE;
+	}
+	return h;
+}
+
+void th_close(int h)
+{
+	struct th_conn *k = conn_of(h);
+
+	if (!k)
+		return;
+	if (k->c)
+		k->c->ops->close(k->c);
+	if (k->fd >= 0)
+		close(k->fd);
+	embkv_rx_destroy(&k->rx);
+	for (size_t i = 0; i < k->qn; i++)
+		th_frame_free(&k->q[(k->qhead + i) % k->qcap]);
+	free(k->q);
+	pthread_mutex_lock(&conns_lock);
+	memset(k, 0, sizeof(*k));
+	pthread_mutex_unlock(&conns_lock);
+}
+
+void th_limits(int h, uint32_t *max_request, uint32_t *max_reply)
+{
+	struct th_conn *k = conn_of(h);
+	struct embkv_conn_limits l = { 0 };
+
+	if (k && k->c && k->c->ops->limits)
+		k->c->ops->limits(k->c, &l);
+	*max_request = l.max_request;
+	*max_reply = l.max_reply;
+}
+
+static int map_err(int rc)
+{
+	return rc == EMBKV_ETIMEDOUT ? -ETIMEDOUT : rc;
+}
+
+/* The frame now whole in k->rx, moved into f (body malloc'ed). */
+static int rx_take(struct th_conn *k, struct th_frame *f)
+{
+	f->h = k->rx.hdr;
+	f->body = malloc(f->h.body_len ? f->h.body_len : 1);
+	if (!f->body)
+		return -ENOMEM;
+	memcpy(f->body, k->rx.buf.data + EMBKV_WIRE_HDR_SIZE, f->h.body_len);
+	embkv_rx_reset(&k->rx);
+	return 0;
+}
+
+/* One rdma frame without waiting: 0 (in f), -EAGAIN, or an error. */
+static int rdma_try_recv(struct th_conn *k, struct th_frame *f)
+{
+	int rc = k->c->ops->recv_some(k->c, &k->rx);
+
+	return rc ? rc : rx_take(k, f);
+}
+
+static int rdma_recv(struct th_conn *k, struct th_frame *f, uint64_t deadline)
+{
+	for (;;) {
+		int rc = rdma_try_recv(k, f);
+
+		if (rc != -EAGAIN)
+			return rc;
+		rc = embkv_fd_wait(k->c->ops->poll_fd(k->c), POLLIN, deadline);
+		if (rc)
+			return map_err(rc);
+	}
+}
+
+static int queue_push(struct th_conn *k, struct th_frame *f)
+{
+	if (k->qn == k->qcap) {
+		size_t cap = k->qcap ? 2 * k->qcap : 16;
+		struct th_frame *q = malloc(cap * sizeof(*q));
+
+		if (!q)
+			return -ENOMEM;
+		for (size_t i = 0; i < k->qn; i++)
+			q[i] = k->q[(k->qhead + i) % k->qcap];
+		free(k->q);
+		k->q = q;
+		k->qcap = cap;
+		k->qhead = 0;
+	}
+	k->q[(k->qhead + k->qn++) % k->qcap] = *f;
+	return 0;
+}
+
+static int rdma_send(struct th_conn *k, const uint8_t *buf, size_t len)
+{
+	uint64_t deadline = embkv_now_ms() + TH_TIMEOUT_MS;
+	size_t off = 0;
+
+	if (len < EMBKV_WIRE_HDR_SIZE)
+		return -EINVAL; /* a message carries at least a header */
+	for (;;) {
+		struct th_frame f;
+		int rc = k->c->ops->send_some(k->c, buf, len, &off);
+
+		if (rc != -EAGAIN)
+			return rc;
+		/* The window is full: take replies to make room. */
+		rc = rdma_try_recv(k, &f);
+		if (!rc) {
+			rc = queue_push(k, &f);
+			if (rc) {
+				th_frame_free(&f);
+				return rc;
+			}
+			continue;
+		}
+		if (rc != -EAGAIN)
+			return rc;
+		rc = embkv_fd_wait(k->c->ops->poll_fd(k->c), POLLIN, deadline);
+		if (rc)
+			return map_err(rc);
+	}
+}
+
+int th_send_raw(int h, const void *buf, size_t len)
+{
+	struct th_conn *k = conn_of(h);
 	const uint8_t *p = buf;
 
+	if (!k)
+		return -EBADF;
+	if (k->c)
+		return rdma_send(k, buf, len);
 	while (len) {
-		ssize_t r = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t r = send(k->fd, p, len, MSG_NOSIGNAL);
 
 		if (r < 0) {
 			if (errno == EINTR)
@@ -196,18 +444,26 @@ int th_send_raw(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int th_send(int fd, uint8_t op, uint64_t req_id, uint64_t epoch,
+int th_send(int h, uint8_t op, uint64_t req_id, uint64_t epoch,
 	    const void *body, uint32_t len)
 {
-	struct embkv_wire_hdr h = { .opcode = op, .request_id = req_id,
-				    .epoch = epoch, .body_len = len };
-	uint8_t hdr[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr hd = { .opcode = op, .request_id = req_id,
+				     .epoch = epoch, .body_len = len };
+	uint8_t *frame;
 	int rc;
 
-	if (!embkv_wire_hdr_encode(&h, hdr))
+	frame = malloc(EMBKV_WIRE_HDR_SIZE + (size_t)len);
+	if (!frame)
+		return -ENOMEM;
+	if (!embkv_wire_hdr_encode(&hd, frame)) {
+		free(frame);
 		return -EINVAL;
-	rc = th_send_raw(fd, hdr, sizeof(hdr));
-	return rc || !len ? rc : th_send_raw(fd, body, len);
+	}
+	if (len)
+		memcpy(frame + EMBKV_WIRE_HDR_SIZE, body, len);
+	rc = th_send_raw(h, frame, EMBKV_WIRE_HDR_SIZE + (size_t)len);
+	free(frame);
+	return rc;
 }
 
 static int recv_all(int fd, void *buf, size_t len)
@@ -231,12 +487,11 @@ static int recv_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int th_recv(int fd, struct th_frame *f)
+static int tcp_recv(int fd, struct th_frame *f)
 {
 	uint8_t hdr[EMBKV_WIRE_HDR_SIZE];
 	int rc;
 
-	memset(f, 0, sizeof(*f));
 	rc = recv_all(fd, hdr, sizeof(hdr));
 	if (rc)
 		return rc;
@@ -246,7 +501,27 @@ int th_recv(int fd, struct th_frame *f)
 	f->body = malloc(f->h.body_len ? f->h.body_len : 1);
 	if (!f->body)
 		return -ENOMEM;
-	rc = recv_all(fd, f->body, f->h.body_len);
+	return recv_all(fd, f->body, f->h.body_len);
+}
+
+int th_recv(int h, struct th_frame *f)
+{
+	struct th_conn *k = conn_of(h);
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	if (!k)
+		return -EBADF;
+	if (k->qn) {
+		*f = k->q[k->qhead];
+		k->qhead = (k->qhead + 1) % k->qcap;
+		k->qn--;
+		rc = 0;
+	} else if (k->c) {
+		rc = rdma_recv(k, f, embkv_now_ms() + TH_TIMEOUT_MS);
+	} else {
+		rc = tcp_recv(k->fd, f);
+	}
 	if (!rc)
 		rc = embkv_wire_body_validate(f->h.opcode, f->body,
 					      f->h.body_len);
@@ -271,28 +546,67 @@ int th_error_status(const struct th_frame *f)
 	return e.status;
 }
 
-bool th_closed_within(int fd, int ms)
+bool th_closed_within(int h, int ms)
 {
+	struct th_conn *k = conn_of(h);
 	long deadline = now_ms() + ms;
 	uint8_t buf[4096];
 
+	if (!k)
+		return false;
+	while (k->c) {
+		struct th_frame f;
+		int rc = rdma_try_recv(k, &f);
+
+		if (!rc) {
+			th_frame_free(&f);
+			continue;
+		}
+		if (rc != -EAGAIN)
+			return true;
+		if (now_ms() >= deadline ||
+		    embkv_fd_wait(k->c->ops->poll_fd(k->c), POLLIN,
+				  embkv_now_ms() + (uint64_t)(deadline -
+							      now_ms())))
+			return false;
+	}
 	while (now_ms() < deadline) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = { .fd = k->fd, .events = POLLIN };
 		ssize_t r;
 
 		if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
 			return false;
-		r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		r = recv(k->fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
 			return true;
 	}
 	return false;
 }
 
+bool th_peer_gone(int h)
+{
+	struct th_conn *k = conn_of(h);
+	uint8_t buf[4096];
+
+	if (!k)
+		return true;
+	while (k->c) {
+		struct th_frame f;
+		int rc = rdma_try_recv(k, &f);
+
+		if (rc == -EAGAIN)
+			return false;
+		if (rc)
+			return true;
+		th_frame_free(&f);
+	}
+	return recv(k->fd, buf, sizeof(buf), MSG_DONTWAIT) == 0;
+}
+
 int th_call(int fd, uint8_t op, uint64_t epoch, const void *body,
 	    uint32_t len, struct th_frame *f)
 {
-	uint64_t id = next_req_id++;
+	uint64_t id = __atomic_fetch_add(&next_req_id, 1, __ATOMIC_RELAXED);
 	int rc = th_send(fd, op, id, epoch, body, len);
 
 	if (rc)
@@ -368,8 +682,9 @@ int th_open(int fd, const char *name, struct embkv_wire_table_info *info)
 	return rc;
 }
 
-int th_pull(int fd, uint64_t epoch, uint32_t table, uint32_t dim, uint32_t n,
-	    const uint64_t *keys, uint8_t mode, float *out, uint8_t *found)
+static int pull_one(int fd, uint64_t epoch, uint32_t table, uint32_t dim,
+		    uint32_t n, const uint64_t *keys, uint8_t mode, float *out,
+		    uint8_t *found)
 {
 	struct embkv_wire_pull_req m = { .table_id = table, .dim = dim,
 					 .n = n, .mode = mode, .keys = keys };
@@ -413,9 +728,9 @@ static int count_reply(struct th_frame *f, struct embkv_wire_count_reply *cr)
 	return rc;
 }
 
-int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
-	    const uint64_t *keys, const float *vals,
-	    struct embkv_wire_count_reply *cr)
+static int rows_one(int fd, uint8_t op, uint32_t table, uint32_t dim,
+		    uint32_t n, const uint64_t *keys, const float *vals,
+		    struct embkv_wire_count_reply *cr)
 {
 	struct embkv_wire_rows_req m = { .table_id = table, .dim = dim,
 					 .n = n, .keys = keys, .vals = vals };
@@ -436,8 +751,8 @@ int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
 	return rc ? rc : count_reply(&f, cr);
 }
 
-int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
-	     struct embkv_wire_count_reply *cr)
+static int erase_one(int fd, uint32_t table, uint32_t n,
+		     const uint64_t *keys, struct embkv_wire_count_reply *cr)
 {
 	struct embkv_wire_erase_req m = { .table_id = table, .n = n,
 					  .keys = keys };
@@ -457,6 +772,87 @@ int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
 			     &f);
 	free(body);
 	return rc ? rc : count_reply(&f, cr);
+}
+
+/* Keys per frame when each key costs per_key bytes of a frame limited to
+ * max bytes (0: no limit); at least 1. */
+static uint32_t fit(uint32_t max, uint32_t per_key, uint32_t n)
+{
+	/* header, the request's fixed part and the reply's padding */
+	const uint32_t fixed = EMBKV_WIRE_HDR_SIZE + 16 + 8;
+	uint32_t k;
+
+	if (!max || max <= fixed)
+		return n ? n : 1;
+	k = (max - fixed) / per_key;
+	return k ? (k < n ? k : n) : 1;
+}
+
+int th_pull(int fd, uint64_t epoch, uint32_t table, uint32_t dim, uint32_t n,
+	    const uint64_t *keys, uint8_t mode, float *out, uint8_t *found)
+{
+	uint32_t req, rep, chunk, done = 0;
+	int rc;
+
+	th_limits(fd, &req, &rep);
+	chunk = fit(req, 8, n);
+	if (fit(rep, 4 * dim + 1, n) < chunk)
+		chunk = fit(rep, 4 * dim + 1, n);
+	do {
+		uint32_t k = n - done < chunk ? n - done : chunk;
+
+		rc = pull_one(fd, epoch, table, dim, k, keys + done, mode,
+			      out + (size_t)done * dim,
+			      found ? found + done : NULL);
+		done += k;
+	} while (!rc && done < n);
+	return rc;
+}
+
+int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
+	    const uint64_t *keys, const float *vals,
+	    struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_count_reply sum = { 0 }, one = { 0 };
+	uint32_t req, rep, chunk, done = 0;
+	int rc;
+
+	th_limits(fd, &req, &rep);
+	chunk = fit(req, 8 + 4 * dim, n);
+	do {
+		uint32_t k = n - done < chunk ? n - done : chunk;
+
+		rc = rows_one(fd, op, table, dim, k, keys + done,
+			      vals + (size_t)done * dim, &one);
+		sum.done += one.done;
+		sum.skipped += one.skipped;
+		done += k;
+	} while (!rc && done < n);
+	if (!rc && cr)
+		*cr = sum;
+	return rc;
+}
+
+int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
+	     struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_count_reply sum = { 0 }, one = { 0 };
+	uint32_t req, rep, chunk, done = 0;
+	int rc;
+
+	th_limits(fd, &req, &rep);
+	chunk = fit(req, 8, n);
+	do {
+		uint32_t k = n - done < chunk ? n - done : chunk;
+
+		rc = erase_one(fd, table, k, keys + done, &one);
+		sum.done += one.done;
+		sum.skipped += one.skipped;
+		done += k;
+	} while (!rc && done < n);
+	if (!rc && cr)
+		*cr = sum;
+	return rc;
 }
 
 int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value)

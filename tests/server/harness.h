@@ -1,10 +1,19 @@
 /*
- * Test harness for embkvd: start the real binary on 127.0.0.1 port 0,
- * talk raw wire frames to it with the codec, stop it.
+ * Test harness for embkvd: start the real binary on port 0, talk raw wire
+ * frames to it with the codec, stop it.
  *
- * All helpers block, with a 5 s receive timeout on every test socket, so
- * a server that fails to answer fails the test instead of hanging it.
+ * One transport per run, chosen by th_transport_init(): TCP sockets on
+ * 127.0.0.1 (the default), or "rdma://HOST" (the RDMA VM, HOST 10.0.2.15):
+ * then embkvd also listens on rdma://HOST:0 and every connection goes
+ * through the client transport's ops (net/transport.h), one SEND per
+ * frame. A connection is a small integer handle (>= 0) of this harness,
+ * not a file descriptor: close it with th_close().
+ *
+ * All helpers block, with a 5 s receive timeout on every test connection,
+ * so a server that fails to answer fails the test instead of hanging it.
  * Helpers return 0, a negative errno, or the status of an ERROR reply.
+ * Connections are used by one thread at a time; th_connect and th_close
+ * may be called from any thread.
  */
 #ifndef EMBKV_TESTS_SERVER_HARNESS_H
 #define EMBKV_TESTS_SERVER_HARNESS_H
@@ -17,14 +26,28 @@
 
 #define TH_TIMEOUT_MS 5000
 
+#define TH_HOST_MAX 64
+
 struct th_server {
 	pid_t pid;
 	int out_fd;        /* the server's stdout */
-	uint16_t port;
+	uint16_t port;     /* the TCP listener's */
+	uint16_t rdma_port; /* the rdma:// listener's, under rdma */
+	char host[TH_HOST_MAX]; /* both listeners' address */
 };
 
-/* Starts embkvd --listen tcp://127.0.0.1:0 plus extra (NULL-terminated,
- * may be NULL) and waits for its "listening on" line. 0 or -errno. */
+/*
+ * The transport of this run: argv[1] when given, else $EMBKV_TEST_LISTEN,
+ * else tcp://127.0.0.1; "SCHEME://HOST" without a port (tcp or rdma).
+ * Call once from main before any test. 0 or -EINVAL.
+ */
+int th_transport_init(int argc, char **argv);
+/* true when this run goes over rdma://. */
+bool th_rdma(void);
+
+/* Starts embkvd --listen tcp://HOST:0 (and under rdma --listen
+ * rdma://HOST:0) plus extra (NULL-terminated, may be NULL) and waits for
+ * its "listening on" lines. 0 or -errno. */
 int th_start(struct th_server *s, const char *const *extra);
 /* SIGTERM, then waits up to 15 s (SIGKILL after): the exit status (0 to
  * 255), 128 + signal when killed, or -1. */
@@ -33,7 +56,17 @@ int th_stop(struct th_server *s);
  * with stdout and stderr discarded: its exit status, or -1. */
 int th_run_status(const char *const *args);
 
-int th_connect(uint16_t port);
+/* A connection to s over this run's transport: a handle >= 0, or -errno
+ * (a connection refused by the server included). */
+int th_connect(const struct th_server *s);
+/* Closes a handle; a negative or closed one is a no-op. */
+void th_close(int fd);
+/* The largest request and reply frames (header included) the connection
+ * carries; 0: no limit but the wire's (TCP). */
+void th_limits(int fd, uint32_t *max_request, uint32_t *max_reply);
+/* Sends bytes as they are: over TCP onto the stream, over rdma as ONE
+ * message (at least a header's size; replies that must be taken to make
+ * room in the window are kept for th_recv). */
 int th_send_raw(int fd, const void *buf, size_t len);
 int th_send(int fd, uint8_t op, uint64_t req_id, uint64_t epoch,
 	    const void *body, uint32_t len);
@@ -50,13 +83,19 @@ int th_error_status(const struct th_frame *f);
 /* true when the peer closes fd (EOF or reset) within ms, reading and
  * discarding whatever comes before. */
 bool th_closed_within(int fd, int ms);
+/* Without waiting: reads and discards what has arrived; true when the
+ * peer has closed the connection. */
+bool th_peer_gone(int fd);
 
 /* Sends a request and receives its reply: 0 (reply in *f, which the
  * caller frees), the ERROR status (f freed), or a receive error. */
 int th_call(int fd, uint8_t op, uint64_t epoch, const void *body,
 	    uint32_t len, struct th_frame *f);
 
-/* Conveniences on top of th_call (epoch 1 unless given). */
+/* Conveniences on top of th_call (epoch 1 unless given). th_pull,
+ * th_rows and th_erase split a batch into as many frames as the
+ * connection's limits need (none over TCP), in order; counts are summed,
+ * the first error is returned. */
 int th_create(int fd, const struct embkv_table_attr *a, uint32_t *id);
 int th_drop(int fd, const char *name);
 int th_open(int fd, const char *name, struct embkv_wire_table_info *info);

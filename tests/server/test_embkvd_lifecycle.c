@@ -4,6 +4,10 @@
  * --max-conns, the connection count returning to its baseline, and a
  * clean SIGTERM shutdown (exit 0; under ASan also: no leak) with clients
  * still connected.
+ *
+ * Runs over TCP, or over rdma:// with the argument rdma://HOST (harness.h).
+ * TCP-only: the command line and --port-file/--data-dir tests (no
+ * connection at all: nothing transport-specific).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,38 +142,38 @@ static void test_auth(void **state)
 	start_with_token(&srv);
 
 	/* Unauthenticated: refused before any table operation. */
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_TABLE_LIST, 1, 0, NULL, 0),
 			 0);
 	expect_refused(fd, EMBKV_EAUTH);
-	close(fd);
-	fd = th_connect(srv.port);
+	th_close(fd);
+	fd = th_connect(&srv);
 	th_attr(&a, "t", 4, 4);
 	assert_int_equal(th_create(fd, &a, &id), EMBKV_EAUTH);
-	close(fd);
+	th_close(fd);
 
 	/* Wrong token. */
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	assert_int_equal(th_auth(fd, "wrong horse"), EMBKV_EAUTH);
 	assert_true(th_closed_within(fd, TH_TIMEOUT_MS));
-	close(fd);
+	th_close(fd);
 
 	/* AUTH before HELLO. */
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_AUTH, 1, 0, big,
 				 EMBKV_WIRE_AUTH_SIZE), 0);
 	expect_refused(fd, EMBKV_EAUTH);
-	close(fd);
+	th_close(fd);
 
 	/* A big body before authentication is not even read. */
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_HELLO, 1, 0, big,
 				 sizeof(big)), 0);
 	expect_refused(fd, EMBKV_ELIMIT);
-	close(fd);
+	th_close(fd);
 
 	/* Right token: everything works. */
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	assert_int_equal(th_auth(fd, TOKEN), 0);
 	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_TABLE_LIST, 0, NULL, 0, &f),
 			 0);
@@ -179,7 +183,7 @@ static void test_auth(void **state)
 				 EMBKV_WIRE_STAT_AUTH_FAILURES, &fails), 0);
 	assert_true(fails >= 2);
 	assert_int_equal(th_wait_conns(fd, 1, TH_TIMEOUT_MS), 0);
-	close(fd);
+	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);
 }
 
@@ -190,9 +194,9 @@ static void test_no_token_server_refuses_auth(void **state)
 
 	(void)state;
 	assert_int_equal(th_start(&srv, NULL), 0);
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	assert_int_equal(th_auth(fd, TOKEN), EMBKV_EAUTH);
-	close(fd);
+	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);
 }
 
@@ -214,7 +218,7 @@ static void test_stale_epoch(void **state)
 	(void)state;
 	memset(out, 0, sizeof(out));
 	assert_int_equal(th_start(&srv, args), 0);
-	fd = th_connect(srv.port);
+	fd = th_connect(&srv);
 	th_attr(&a, "epochs", 4, 8);
 	assert_int_equal(th_create(fd, &a, &id), 0);
 	m.table_id = id;
@@ -243,7 +247,7 @@ static void test_stale_epoch(void **state)
 				 out, NULL), 0);
 	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
 	assert_int_equal(rows, 3);
-	close(fd);
+	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);
 }
 
@@ -256,24 +260,27 @@ static void test_conns_baseline_and_max(void **state)
 
 	(void)state;
 	assert_int_equal(th_start(&srv, args), 0);
-	probe = th_connect(srv.port);
+	probe = th_connect(&srv);
 	assert_int_equal(th_wait_conns(probe, 1, TH_TIMEOUT_MS), 0);
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 7; i++) {
-			fds[i] = th_connect(srv.port);
+			fds[i] = th_connect(&srv);
 			assert_true(fds[i] >= 0);
 		}
 		assert_int_equal(th_wait_conns(probe, 8, TH_TIMEOUT_MS), 0);
-		/* Over --max-conns: accepted by the kernel, closed by us. */
-		extra = th_connect(srv.port);
-		assert_true(extra >= 0);
-		assert_true(th_closed_within(extra, TH_TIMEOUT_MS));
-		close(extra);
+		/* Over --max-conns: over TCP accepted by the kernel, closed
+		 * by us; over rdma rejected (or closed) by us. */
+		extra = th_connect(&srv);
+		if (extra >= 0 || !th_rdma()) {
+			assert_true(extra >= 0);
+			assert_true(th_closed_within(extra, TH_TIMEOUT_MS));
+			th_close(extra);
+		}
 		for (int i = 0; i < 7; i++)
-			close(fds[i]);
+			th_close(fds[i]);
 		assert_int_equal(th_wait_conns(probe, 1, TH_TIMEOUT_MS), 0);
 	}
-	close(probe);
+	th_close(probe);
 	assert_int_equal(th_stop(&srv), 0);
 }
 
@@ -281,7 +288,11 @@ static void test_sigterm_with_clients(void **state)
 {
 	static const char *const args[] = { "--default-table", "emb",
 					    "--threads", "2", NULL };
+	/* rdma: a small "emb" instead of the 300 MB default table */
+	static const char *const rdma_args[] = { "--threads", "2", NULL };
 	struct embkv_wire_table_info info;
+	struct embkv_table_attr a;
+	uint32_t id;
 	struct th_server srv;
 	uint8_t half[EMBKV_WIRE_HDR_SIZE / 2] = { 'E', 'M' };
 	uint64_t keys[512];
@@ -290,36 +301,53 @@ static void test_sigterm_with_clients(void **state)
 
 	(void)state;
 	assert_non_null(out);
-	assert_int_equal(th_start(&srv, args), 0);
-	idle = th_connect(srv.port);
-	busy = th_connect(srv.port);
-	partial = th_connect(srv.port);
+	assert_int_equal(th_start(&srv, th_rdma() ? rdma_args : args), 0);
+	idle = th_connect(&srv);
+	busy = th_connect(&srv);
+	partial = th_connect(&srv);
+	if (th_rdma()) {
+		th_attr(&a, "emb", 64, 16);
+		assert_int_equal(th_create(busy, &a, &id), 0);
+	}
 	assert_int_equal(th_open(busy, "emb", &info), 0);
 	for (int i = 0; i < 512; i++)
 		keys[i] = (uint64_t)i * 7919;
 	assert_int_equal(th_pull(busy, 1, info.table_id, 64, 512, keys,
 				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
-	assert_int_equal(th_send_raw(partial, half, sizeof(half)), 0);
+	/* half a frame: a stream only (a SEND is whole) */
+	if (!th_rdma())
+		assert_int_equal(th_send_raw(partial, half, sizeof(half)), 0);
 	assert_int_equal(th_wait_conns(busy, 3, TH_TIMEOUT_MS), 0);
 	assert_int_equal(th_stop(&srv), 0);
 	assert_true(th_closed_within(idle, TH_TIMEOUT_MS));
-	close(idle);
-	close(busy);
-	close(partial);
+	th_close(idle);
+	th_close(busy);
+	th_close(partial);
 	free(out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_flags_exit_2),
-		cmocka_unit_test(test_port_file_and_data_dir),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_no_token_server_refuses_auth),
 		cmocka_unit_test(test_stale_epoch),
 		cmocka_unit_test(test_conns_baseline_and_max),
 		cmocka_unit_test(test_sigterm_with_clients),
 	};
+	const struct CMUnitTest tcp_only[] = {
+		cmocka_unit_test(test_bad_flags_exit_2),
+		cmocka_unit_test(test_port_file_and_data_dir),
+	};
+	int failed;
 
-	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+	if (th_transport_init(argc, argv))
+		return 2;
+	failed = cmocka_run_group_tests_name("lifecycle", tests, group_setup,
+					     group_teardown);
+	if (!th_rdma())
+		failed += cmocka_run_group_tests_name("lifecycle, tcp only",
+						      tcp_only, group_setup,
+						      group_teardown);
+	return failed;
 }
