@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,6 +125,9 @@ int embkv_test_proc_start(const char *const argv[], uint32_t nready,
 		return rc;
 	}
 	if (p->pid == 0) {
+		/* A test killed by its runner's timeout must not leave its
+		 * servers behind: they get SIGTERM when it dies. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(fds[1], STDOUT_FILENO);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);

@@ -272,20 +272,42 @@ static void check_adam(struct embkv_test_cluster *cl,
 	free(keys);
 }
 
+/* The cluster lives in the test's state, so that the teardown stops its
+ * servers even when an assertion ended the test early (a running server
+ * would keep the test's output pipe open). */
+static int cluster_setup(void **state)
+{
+	struct embkv_test_cluster *cl = calloc(1, sizeof(*cl));
+
+	if (!cl || embkv_test_cluster_start(EMBKVD_PATH, NSRV, extra, READY_MS,
+					    cl)) {
+		free(cl);
+		return -1;
+	}
+	*state = cl;
+	return 0;
+}
+
+static int cluster_teardown(void **state)
+{
+	struct embkv_test_cluster *cl = *state;
+	int status = embkv_test_cluster_stop(cl, STOP_MS);
+
+	free(cl);
+	return status == 0 ? 0 : -1; /* every server must exit with 0 */
+}
+
 static void test_cluster(void **state)
 {
-	struct embkv_test_cluster cl;
+	struct embkv_test_cluster *clp = *state;
 	struct client_arg args[NCLIENTS];
 	pthread_t th[NCLIENTS];
 	struct embkv_client_attr ca;
 	struct embkv_table_attr ta, tadam;
 	struct embkv_client *c;
 
-	(void)state;
-	assert_int_equal(embkv_test_cluster_start(EMBKVD_PATH, NSRV, extra,
-						  READY_MS, &cl), 0);
 	embkv_client_attr_init(&ca);
-	ca.servers = cl.addrs;
+	ca.servers = clp->addrs;
 	ca.nservers = NSRV;
 	assert_int_equal(embkv_client_create(&ca, &c), 0);
 	embkv_table_attr_init(&ta);
@@ -303,7 +325,7 @@ static void test_cluster(void **state)
 	embkv_client_destroy(c);
 
 	for (uint32_t i = 0; i < NCLIENTS; i++) {
-		args[i] = (struct client_arg){ .cl = &cl, .id = i };
+		args[i] = (struct client_arg){ .cl = clp, .id = i };
 		assert_int_equal(pthread_create(&th[i], NULL, client_main,
 						&args[i]), 0);
 	}
@@ -311,9 +333,8 @@ static void test_cluster(void **state)
 		pthread_join(th[i], NULL);
 		assert_int_equal(args[i].rc, 0);
 	}
-	check_table(&cl);
-	check_adam(&cl, &tadam);
-	assert_int_equal(embkv_test_cluster_stop(&cl, STOP_MS), 0);
+	check_table(clp);
+	check_adam(clp, &tadam);
 }
 
 /*
@@ -325,7 +346,8 @@ static void test_cluster(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cluster),
+		cmocka_unit_test_setup_teardown(test_cluster, cluster_setup,
+						cluster_teardown),
 	};
 
 	if (argc > 1)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -109,6 +110,9 @@ static pid_t spawn(const char *const *args, int out_fd, int err_fd)
 	pid = fork();
 	if (pid)
 		return pid;
+	/* A test killed by its runner's timeout must not leave its server
+	 * behind: it gets SIGTERM when the test dies. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (out_fd >= 0)
 		dup2(out_fd, STDOUT_FILENO);
 	if (err_fd >= 0)
