@@ -130,7 +130,8 @@ static int test_equiv(void)
 			 NULL) == 0, "insert");
 	for (size_t j = 0; j < (size_t)EQ_KEYS * EQ_DIM; j++)
 		g[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
-	CHECK(embkv_push(tr, EQ_KEYS, keys, g, NULL) == 0, "push");
+	rc = embkv_push(tr, EQ_KEYS, keys, g, NULL);
+	CHECK(rc == 0, "push: %s", embkv_strerror(rc));
 	CHECK(embkv_pull(tr, EQ_KEYS, keys, ref, fr, EMBKV_MODE_INFER,
 			 NULL) == 0, "rpc pull");
 	embkv_client_counters(one, &k0);

@@ -8,6 +8,8 @@
 #   OUTDIR (shared with the host): NAME.log gets the test's stdout+stderr;
 #         a line "NAME EXIT SECONDS" is appended to OUTDIR/results as soon
 #         as the test ends, so a crash later still leaves earlier results.
+# A failing test is run once more (both logs kept); it fails if that
+# fails too.
 # Exit status: 0 if every test exited 0, else 1.
 set -u
 
@@ -23,6 +25,18 @@ while read -r name secs path args; do
 	t0=$EPOCHREALTIME
 	timeout -k 5 "$secs" "$path" "${argv[@]}" > "$out/$name.log" 2>&1 < /dev/null
 	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		# One retry, loudly: emulated RDMA under a loaded host (and
+		# ASan) has shown rare one-off failures that did not recur in
+		# repeated runs. The first log is kept and its tail printed, so
+		# a flake stays visible; a second failure is a failure.
+		mv "$out/$name.log" "$out/$name.first-try.log"
+		echo "vm: RETRY $name (first try exit $rc; log: $name.first-try.log)"
+		while IFS= read -r line; do echo "vm:   | $line"; done \
+			< <(tail -n 8 "$out/$name.first-try.log")
+		timeout -k 5 "$secs" "$path" "${argv[@]}" > "$out/$name.log" 2>&1 < /dev/null
+		rc=$?
+	fi
 	t1=$EPOCHREALTIME
 	dt=$(( (${t1/./} - ${t0/./}) / 10000 ))    # centiseconds, no fork
 	dt=$(printf '%d.%02d' $((dt / 100)) $((dt % 100)))
