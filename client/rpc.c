@@ -218,19 +218,31 @@ static void run_loop(struct xconn *xs, uint32_t nx, struct embkv_rpc *rpcs,
 	for (;;) {
 		uint32_t i, npoll = 0;
 		uint64_t now;
-		int rc, wait;
+		int rc, wait, again = 0;
 
 		for (i = 0; i < nx; i++) {
 			struct xconn *x = &xs[i];
+			uint32_t answered = x->answered;
 
 			if (!xconn_busy(x))
 				continue;
 			rc = xconn_send(x, rpcs);
 			if (!rc)
 				rc = xconn_recv(x, rpcs);
-			if (rc)
+			if (rc) {
 				xconn_fail(x, rpcs, rc);
+				continue;
+			}
+			/* Replies that came in may have opened the request
+			 * window (rdma credits) that stopped the sends: send
+			 * again before waiting, or, with every request so far
+			 * answered, nothing would ever wake the wait. */
+			if (x->answered != answered && x->next_send < x->n &&
+			    xconn_busy(x))
+				again = 1;
 		}
+		if (again)
+			continue;
 		for (i = 0; i < nx; i++) {
 			struct xconn *x = &xs[i];
 

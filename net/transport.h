@@ -146,7 +146,10 @@ struct embkv_transport_ops {
 	int (*recv_some)(struct embkv_conn *c, struct embkv_rx *rx);
 	/* The descriptor to poll(): POLLOUT for send_some, POLLIN for
 	 * recv_some. A transport whose sends wait for its peer (the rdma
-	 * window) makes it readable when send_some may go on. */
+	 * window) makes it readable when send_some may go on, unless
+	 * recv_some already took the replies that opened the window: a
+	 * caller that received frames calls send_some again before it
+	 * waits (client/rpc.c). */
 	int (*poll_fd)(const struct embkv_conn *c);
 
 	/*

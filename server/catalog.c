@@ -179,10 +179,21 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 {
 	struct embkv_catalog_entry *e;
 	struct catalog_snap *old, *s;
+	uint64_t need;
 	int err;
 
 	if (!cat || !attr || !id)
 		return -EINVAL;
+	/* Refuse a table over the limit before mapping (and, with RDMA,
+	 * registering, which pins every page) any of it; the exact check
+	 * under the lock below still decides. */
+	err = embkv_table_size(attr, &need);
+	if (err)
+		return err;
+	if (cat->memory_limit &&
+	    (need > cat->memory_limit ||
+	     embkv_catalog_bytes(cat) > cat->memory_limit - need))
+		return -ENOMEM;
 	/* Build outside the lock: mapping a big table takes a while. */
 	err = entry_build(cat, attr, &e);
 	if (err)

@@ -83,7 +83,8 @@ static void usage(FILE *f)
 "  --io-threads N            network I/O threads, 1-%u (default 1)\n"
 "  --memory-limit BYTES      memory for all tables, with an optional K, M, G\n"
 "                            or T suffix (powers of 1024); a TABLE_CREATE\n"
-"                            over it fails with ENOMEM (default: no limit)\n"
+"                            over it fails with ENOMEM; 0: no limit\n"
+"                            (default: 3/4 of physical memory)\n"
 "  --data-dir DIR            directory for checkpoints; created if missing,\n"
 "                            must be writable\n"
 "  --token-file PATH         shared secret (the file's content, trailing\n"
@@ -105,6 +106,20 @@ static void usage(FILE *f)
 		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS);
 }
 
+/* Without --memory-limit: three quarters of physical memory, so a table
+ * too big for the machine is refused with ENOMEM instead of growing into
+ * the kernel's OOM killer (with RDMA every table page is pinned at once).
+ * 0 (no limit) if the size is unknown. */
+static uint64_t default_memory_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES);
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (pages <= 0 || page <= 0)
+		return 0;
+	return (uint64_t)pages / 4 * 3 * (uint64_t)page;
+}
+
 struct opts {
 	struct embkv_server_attr attr;
 	const char *port_file;
@@ -114,6 +129,7 @@ struct opts {
 	const char **peers;
 	bool self_set;
 	bool listen_set;          /* a --listen was given */
+	bool memory_limit_set;    /* a --memory-limit was given */
 	uint8_t *token;
 };
 
@@ -296,6 +312,7 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 	case OPT_MEMORY_LIMIT:
 		if (parse_size(arg, &o->attr.memory_limit))
 			return bad(name, arg, "expected BYTES[K|M|G|T]");
+		o->memory_limit_set = true;
 		return 0;
 	case OPT_DATA_DIR:
 		o->data_dir = arg;
@@ -426,6 +443,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		return -EINVAL;
 	if (o->token_file && token_read(o))
 		return -EINVAL;
+	if (!o->memory_limit_set)
+		o->attr.memory_limit = default_memory_limit();
 	return 0;
 }
 
@@ -460,6 +479,7 @@ static int port_file_write(const char *path, uint16_t port)
 int main(int argc, char **argv)
 {
 	struct embkv_server *s = NULL;
+	char limit[32];
 	struct opts o;
 	int rc;
 
@@ -483,9 +503,15 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	if (o.attr.memory_limit)
+		snprintf(limit, sizeof(limit), "%llu MiB",
+			 (unsigned long long)(o.attr.memory_limit >> 20));
+	else
+		snprintf(limit, sizeof(limit), "none");
 	embkv_log("%u owner threads, %u I/O threads, epoch %llu, server %u "
-		  "of %u%s", embkv_owner_count(s->owners), s->nio,
-		  (unsigned long long)s->epoch, s->self, s->nservers,
+		  "of %u, table memory limit %s%s",
+		  embkv_owner_count(s->owners), s->nio,
+		  (unsigned long long)s->epoch, s->self, s->nservers, limit,
 		  s->auth ? ", token required" : "");
 	if (o.attr.tcp)
 		printf(strchr(o.attr.host, ':') ?

@@ -122,24 +122,14 @@ static int part_init(struct embkv_table *t, struct embkv_part *p, uint32_t id,
 	return 0;
 }
 
-int embkv_table_create(const struct embkv_table_attr *attr,
-		       struct embkv_table **out)
+/* Fills the geometry fields of t (which holds a copy of a checked attr):
+ * partition capacity, stride, optimizer state size and every slice. */
+static void table_layout(struct embkv_table *t, uint64_t *nbuckets)
 {
-	struct embkv_table *t;
+	const struct embkv_table_attr *attr = &t->attr;
 	double load;
-	uint64_t nbuckets, cap;
-	int err;
+	uint64_t cap;
 
-	*out = NULL;
-	err = embkv_table_attr_check(attr);
-	if (err)
-		return err;
-	if (embkv_optim_check(&attr->opt) || embkv_init_check(&attr->init))
-		return -EINVAL;
-	t = calloc(1, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	t->attr = *attr;
 	t->opt = embkv_optim_get(attr->opt.type);
 	t->nparts = attr->partitions;
 	t->part_bits = (unsigned)__builtin_ctz(attr->partitions);
@@ -149,13 +139,67 @@ int embkv_table_create(const struct embkv_table_attr *attr,
 	t->state_floats = t->opt->state_floats(attr->dim);
 	t->part_capacity = cap = (attr->capacity + t->nparts - 1) / t->nparts;
 	load = attr->index_load > 0 ? attr->index_load : EMBKV_INDEX_LOAD_DEFAULT;
-	nbuckets = embkv_index_buckets_for(cap, load);
-	t->slice_bytes[EMBKV_SLAB_INDEX] = embkv_index_bytes(nbuckets);
+	*nbuckets = embkv_index_buckets_for(cap, load);
+	t->slice_bytes[EMBKV_SLAB_INDEX] = embkv_index_bytes(*nbuckets);
 	t->slice_bytes[EMBKV_SLAB_ARENA] = page_round(cap * t->stride);
 	t->slice_bytes[EMBKV_SLAB_STATE] =
 		page_round(cap * t->state_floats * sizeof(float));
 	t->slice_bytes[EMBKV_SLAB_STEPS] =
 		t->opt->needs_step ? page_round(cap * sizeof(uint32_t)) : 0;
+}
+
+static int attr_usable(const struct embkv_table_attr *attr)
+{
+	int err = embkv_table_attr_check(attr);
+
+	if (err)
+		return err;
+	if (embkv_optim_check(&attr->opt) || embkv_init_check(&attr->init))
+		return -EINVAL;
+	return 0;
+}
+
+int embkv_table_size(const struct embkv_table_attr *attr, uint64_t *bytes)
+{
+	struct embkv_table t;
+	uint64_t nbuckets, sum = 0;
+	int err;
+
+	*bytes = 0;
+	err = attr_usable(attr);
+	if (err)
+		return err;
+	memset(&t, 0, sizeof(t));
+	t.attr = *attr;
+	table_layout(&t, &nbuckets);
+	for (int k = 0; k < EMBKV_SLAB_COUNT; k++) {
+		uint64_t slab;
+
+		if (__builtin_mul_overflow((uint64_t)t.slice_bytes[k],
+					   (uint64_t)t.nparts, &slab) ||
+		    __builtin_add_overflow(sum, slab, &sum))
+			return -ENOMEM;
+	}
+	*bytes = sum;
+	return 0;
+}
+
+int embkv_table_create(const struct embkv_table_attr *attr,
+		       struct embkv_table **out)
+{
+	struct embkv_table *t;
+	uint64_t nbuckets;
+	int err;
+
+	*out = NULL;
+	err = attr_usable(attr);
+	if (err)
+		return err;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->attr = *attr;
+	table_layout(t, &nbuckets);
 	err = slabs_map(t);
 	if (err)
 		goto unmap;

@@ -118,6 +118,15 @@ int embkv_table_create(const struct embkv_table_attr *attr,
 		       struct embkv_table **out);
 void embkv_table_destroy(struct embkv_table *t);
 
+/*
+ * The bytes embkv_table_create() would map for attr (its slabs: index,
+ * arena, optimizer state), computed without mapping anything, so a server
+ * can refuse a table over its memory limit before touching memory. Small
+ * per-partition structures are left out; embkv_table_get_stats() reports
+ * the exact total of a built table. 0 or the attr's validation error.
+ */
+int embkv_table_size(const struct embkv_table_attr *attr, uint64_t *bytes);
+
 static inline uint32_t embkv_table_partition_of(const struct embkv_table *t,
 						uint64_t key)
 {

@@ -67,6 +67,47 @@ static void test_create_rejects_bad_attr(void **state)
 	embkv_table_destroy(NULL);
 }
 
+/* embkv_table_size() predicts what a built table maps (all but the small
+ * per-partition structures), validates like create, and sizes tables far
+ * too big to build without mapping anything. */
+static void test_table_size_predicts_create(void **state)
+{
+	static const enum embkv_optimizer opts[] = {
+		EMBKV_OPT_SGD, EMBKV_OPT_ADAGRAD, EMBKV_OPT_ADAM, EMBKV_OPT_FTRL
+	};
+	struct embkv_table_stats st;
+	struct embkv_table_attr a;
+	uint64_t bytes, small;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		struct embkv_table *t = make_table(100000, 8, opts[i]);
+
+		a = t->attr;
+		assert_int_equal(embkv_table_size(&a, &bytes), 0);
+		embkv_table_get_stats(t, &st);
+		assert_true(bytes <= st.bytes);
+		assert_true(st.bytes - bytes < 64 * 1024);
+		/* The arena alone is capacity * stride. */
+		assert_true(bytes >= 100000 * t->stride);
+		embkv_table_destroy(t);
+	}
+	embkv_table_attr_init(&a);
+	a.dim = 64;
+	a.partitions = 65536;
+	a.capacity = 1ull << 44;
+	assert_int_equal(embkv_table_size(&a, &bytes), 0);
+	assert_true(bytes > (1ull << 44) * 256);
+	embkv_table_attr_init(&a);
+	a.dim = 8;
+	a.capacity = 1024;
+	assert_int_equal(embkv_table_size(&a, &small), 0);
+	assert_true(small < bytes);
+	a.dim = 0;
+	assert_int_equal(embkv_table_size(&a, &bytes), -EINVAL);
+	assert_int_equal(bytes, 0);
+}
+
 static void test_pull_train_inserts_initializer_rows(void **state)
 {
 	struct embkv_table *t = make_table(10000, 8, EMBKV_OPT_SGD);
@@ -340,6 +381,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_rejects_bad_attr),
+		cmocka_unit_test(test_table_size_predicts_create),
 		cmocka_unit_test(test_pull_train_inserts_initializer_rows),
 		cmocka_unit_test(test_duplicate_keys_in_batch),
 		cmocka_unit_test(test_pull_infer_does_not_insert),

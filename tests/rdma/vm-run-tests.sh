@@ -32,8 +32,7 @@ while read -r name secs path args; do
 		# a flake stays visible; a second failure is a failure.
 		mv "$out/$name.log" "$out/$name.first-try.log"
 		echo "vm: RETRY $name (first try exit $rc; log: $name.first-try.log)"
-		while IFS= read -r line; do echo "vm:   | $line"; done \
-			< <(tail -n 8 "$out/$name.first-try.log")
+		tail -n 8 "$out/$name.first-try.log" | sed 's/^/vm:   | /'
 		timeout -k 5 "$secs" "$path" "${argv[@]}" > "$out/$name.log" 2>&1 < /dev/null
 		rc=$?
 	fi

@@ -201,6 +201,33 @@ static void test_default_table_and_memory_limit(void **state)
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
 }
 
+/* Without --memory-limit the server allows 3/4 of physical memory, and a
+ * table larger than that is refused before any of it is mapped or (over
+ * rdma) pinned: the server answers at once and keeps serving. */
+static void test_default_memory_limit(void **state)
+{
+	struct fixture *fx = *state;
+	struct embkv_table_attr a;
+	uint64_t limit = 0, mem = 0;
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	uint32_t id;
+
+	assert_true(pages > 0 && page > 0);
+	assert_int_equal(th_stat(fx->fd, EMBKV_WIRE_TABLE_ALL,
+				 EMBKV_WIRE_STAT_MEM_LIMIT, &limit), 0);
+	assert_int_equal(limit, (uint64_t)pages / 4 * 3 * (uint64_t)page);
+	/* 2^44 rows of dim 64: about 5 PB. */
+	th_attr(&a, "huge", 64, 65536);
+	a.capacity = 1ull << 44;
+	assert_int_equal(th_create(fx->fd, &a, &id), -ENOMEM);
+	assert_int_equal(th_stat(fx->fd, EMBKV_WIRE_TABLE_ALL,
+				 EMBKV_WIRE_STAT_MEM_BYTES, &mem), 0);
+	assert_int_equal(mem, 0);
+	th_attr(&a, "fits", 8, 4);
+	a.capacity = 4096;
+	assert_int_equal(th_create(fx->fd, &a, &id), 0);
+}
+
 static void shard_map(int fd, uint32_t table, struct th_frame *f,
 		      struct embkv_wire_shard_map *m)
 {
@@ -419,6 +446,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_shard_map_peers,
 						setup_peers, teardown),
 		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_default_memory_limit,
+						setup, teardown),
 	};
 	const struct CMUnitTest tcp_only[] = {
 		cmocka_unit_test_setup_teardown(
