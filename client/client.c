@@ -574,6 +574,11 @@ int embkv_client_create(const struct embkv_client_attr *attr,
 		rc = -ENOMEM;
 		goto wipe_key;
 	}
+	if (pthread_mutex_init(&c->pool.lock, NULL)) {
+		pthread_mutex_destroy(&c->lock);
+		rc = -ENOMEM;
+		goto wipe_key;
+	}
 	c->servers = calloc(EMBKV_WIRE_MAX_SERVERS, sizeof(*c->servers));
 	if (!c->servers) {
 		rc = -ENOMEM;
@@ -621,6 +626,7 @@ free_servers:
 		server_destroy(c->servers[i]);
 	free(c->servers);
 destroy_lock:
+	pthread_mutex_destroy(&c->pool.lock);
 	pthread_mutex_destroy(&c->lock);
 wipe_key:
 	embkv_wire_auth_key_wipe(&c->key);
@@ -639,7 +645,40 @@ void embkv_client_destroy(struct embkv_client *c)
 	for (i = 0; i < c->nservers; i++)
 		server_destroy(c->servers[i]);
 	free(c->servers);
+	for (i = 0; i < c->pool.n; i++)
+		embkv_buf_destroy(&c->pool.bufs[i]);
+	pthread_mutex_destroy(&c->pool.lock);
 	pthread_mutex_destroy(&c->lock);
 	embkv_wire_auth_key_wipe(&c->key);
 	free(c);
+}
+
+void embkv_client_buf_take(struct embkv_client *c, struct embkv_buf *b)
+{
+	if (b->cap)
+		return;
+	pthread_mutex_lock(&c->pool.lock);
+	if (c->pool.n) {
+		*b = c->pool.bufs[--c->pool.n];
+		c->pool.bytes -= b->cap;
+		b->len = 0;
+	}
+	pthread_mutex_unlock(&c->pool.lock);
+}
+
+void embkv_client_buf_give(struct embkv_client *c, struct embkv_buf *b)
+{
+	if (!b->cap) {
+		embkv_buf_destroy(b);
+		return;
+	}
+	pthread_mutex_lock(&c->pool.lock);
+	if (c->pool.n < EMBKV_BUFPOOL_MAX &&
+	    b->cap <= EMBKV_BUFPOOL_BYTES - c->pool.bytes) {
+		c->pool.bufs[c->pool.n++] = *b;
+		c->pool.bytes += b->cap;
+		embkv_buf_init(b);
+	}
+	pthread_mutex_unlock(&c->pool.lock);
+	embkv_buf_destroy(b); /* a no-op when it was kept */
 }

@@ -61,6 +61,23 @@ struct embkv_server {
 	uint32_t nconns;                    /* open: idle plus in use */
 };
 
+/*
+ * Frame buffers kept for the next call: a batch's request frames and
+ * replies are up to megabytes each, and freeing them after every call
+ * gives the memory back to the kernel, so each call faulted fresh zeroed
+ * pages in again (measured: push throughput nearly doubled with buffers
+ * kept). At most EMBKV_BUFPOOL_MAX buffers and EMBKV_BUFPOOL_BYTES bytes.
+ */
+#define EMBKV_BUFPOOL_MAX 32u
+#define EMBKV_BUFPOOL_BYTES (64u << 20)
+
+struct embkv_bufpool {
+	pthread_mutex_t lock;
+	struct embkv_buf bufs[EMBKV_BUFPOOL_MAX];
+	uint32_t n;
+	size_t bytes;
+};
+
 struct embkv_client {
 	uint32_t connect_timeout_ms, request_timeout_ms, max_retries;
 	uint32_t max_conns, async_threads;
@@ -76,7 +93,14 @@ struct embkv_client {
 	struct embkv_client_counters cnt;   /* atomic adds */
 	int no_onesided;                    /* tests: pulls by RPC only */
 	uint32_t loccache_entries;          /* per table; 0: default */
+	struct embkv_bufpool pool;
 };
+
+/* Gives b's memory a kept buffer when b has none and one is kept. */
+void embkv_client_buf_take(struct embkv_client *c, struct embkv_buf *b);
+/* Keeps b's memory for a later call (within the pool's limits, else frees
+ * it); b is left empty. */
+void embkv_client_buf_give(struct embkv_client *c, struct embkv_buf *b);
 
 /* Adds v to one of c->cnt's fields. */
 #define EMBKV_COUNT(c, field, v) \
@@ -138,6 +162,12 @@ struct embkv_rpc {
 };
 
 void embkv_rpc_init(struct embkv_rpc *r, uint32_t server);
+/* embkv_rpc_init with kept buffers for the request and the reply; end it
+ * with embkv_rpc_release. */
+void embkv_rpc_init_pooled(struct embkv_client *c, struct embkv_rpc *r,
+			   uint32_t server);
+/* Gives r's buffers back to c's pool; r may be initialized again. */
+void embkv_rpc_release(struct embkv_client *c, struct embkv_rpc *r);
 /* Frees req and rep; r may be initialized again. */
 void embkv_rpc_clear(struct embkv_rpc *r);
 /* Starts r->req as a frame of opcode op with this epoch and body_len bytes

@@ -315,7 +315,7 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 		for (uint32_t at = off[s]; at < off[s + 1]; at += cap) {
 			struct embkv_rpc *r = &rpcs[k++];
 
-			embkv_rpc_init(r, m->srv[s]);
+			embkv_rpc_init_pooled(c, r, m->srv[s]);
 			r->user_off = at;
 			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
 			rc = build(o, r, m->tid[s], m->epoch);
@@ -347,7 +347,7 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 	rc = err;
 clear:
 	for (i = 0; i < k; i++)
-		embkv_rpc_clear(&rpcs[i]);
+		embkv_rpc_release(c, &rpcs[i]);
 	free(rpcs);
 free_off:
 	free(caps);

@@ -42,6 +42,20 @@ void embkv_rpc_init(struct embkv_rpc *r, uint32_t server)
 	embkv_buf_init(&r->rep);
 }
 
+void embkv_rpc_init_pooled(struct embkv_client *c, struct embkv_rpc *r,
+			   uint32_t server)
+{
+	embkv_rpc_init(r, server);
+	embkv_client_buf_take(c, &r->req);
+	embkv_client_buf_take(c, &r->rep);
+}
+
+void embkv_rpc_release(struct embkv_client *c, struct embkv_rpc *r)
+{
+	embkv_client_buf_give(c, &r->req);
+	embkv_client_buf_give(c, &r->rep);
+}
+
 void embkv_rpc_clear(struct embkv_rpc *r)
 {
 	if (!r)

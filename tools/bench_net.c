@@ -363,13 +363,42 @@ bad:
 	return -EINVAL;
 }
 
+/* The servers' counters of the bench table, summed: inserts and
+ * evictions after the load say whether the measured pulls found every
+ * row (they must: the table has room for every key). */
+struct churn {
+	uint64_t inserts, evictions, pull_misses;
+};
+
+static void churn_add(void *ctx, uint32_t server, const char *table,
+		      const char *name, uint64_t value)
+{
+	struct churn *c = ctx;
+
+	(void)server;
+	if (!table || strcmp(table, "bench_net"))
+		return;
+	if (!strcmp(name, "inserts"))
+		c->inserts += value;
+	else if (!strcmp(name, "evictions"))
+		c->evictions += value;
+	else if (!strcmp(name, "pull_misses"))
+		c->pull_misses += value;
+}
+
 static void print_json(const struct net_opts *o, double pull[SYS_COUNT][2],
-		       double push[SYS_COUNT][2], const struct systems *sy)
+		       double push[SYS_COUNT][2], const struct systems *sy,
+		       const struct churn *ch)
 {
 	const int have[SYS_COUNT] = { 1, sy->have_redis, sy->have_memc };
 
 	printf("{\"keys\": %llu, \"dim\": %u, \"batch\": %u, \"servers\": %u",
 	       (unsigned long long)o->keys, NET_DIM, NET_BATCH, o->servers);
+	printf(", \"embkv_inserts\": %llu, \"embkv_evictions\": %llu, "
+	       "\"embkv_pull_misses\": %llu",
+	       (unsigned long long)ch->inserts,
+	       (unsigned long long)ch->evictions,
+	       (unsigned long long)ch->pull_misses);
 	for (int s = 0; s < SYS_COUNT; s++) {
 		if (!have[s]) {
 			printf(", \"%s_pull_rows_per_s\": null, "
@@ -404,6 +433,7 @@ int bench_net_main(int argc, char **argv)
 	struct server_proc procs[NET_MAX_SERVERS];
 	struct embkv_client_attr ca;
 	struct embkv_table_attr ta;
+	struct churn churn = { 0 };
 	struct systems sy;
 	struct net_opts o;
 	double pull[SYS_COUNT][2] = { { 0 } }, push[SYS_COUNT][2] = { { 0 } };
@@ -537,7 +567,12 @@ int bench_net_main(int argc, char **argv)
 							rate / 1e6);
 				}
 			}
-	print_json(&o, pull, push, &sy);
+	err = embkv_stats(sy.client, churn_add, &churn);
+	if (err) {
+		fprintf(stderr, "embkv-bench: stats: %s\n", embkv_strerror(err));
+		goto out;
+	}
+	print_json(&o, pull, push, &sy, &churn);
 	status = 0;
 out:
 	if (sy.have_redis)

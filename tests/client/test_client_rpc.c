@@ -8,8 +8,9 @@
  * until the deadline with every request so far answered. Found as a rare
  * "push: timed out" of a 100k-row push over soft-RoCE on a loaded host.
  *
- * Also: replies in any order are matched by request id, and a transport
- * error fails every unanswered request of that connection.
+ * Also: replies in any order are matched by request id, a transport error
+ * fails every unanswered request of that connection, and the client's
+ * frame buffer pool keeps within its limits.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -251,6 +252,63 @@ static void test_transport_error_fails_the_rest(void **state)
 	rig_fini(&r);
 }
 
+/* The frame buffer pool keeps at most EMBKV_BUFPOOL_MAX buffers and
+ * EMBKV_BUFPOOL_BYTES bytes, hands kept memory out again, and leaves a
+ * buffer that has memory alone. */
+static void test_buffer_pool_limits(void **state)
+{
+	struct embkv_client c;
+	struct embkv_buf b;
+	size_t mb = 1u << 20;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(pthread_mutex_init(&c.pool.lock, NULL), 0);
+	for (uint32_t i = 0; i < EMBKV_BUFPOOL_MAX + 8; i++) {
+		embkv_buf_init(&b);
+		assert_int_equal(embkv_buf_reserve(&b, mb), 0);
+		embkv_client_buf_give(&c, &b);
+		assert_null(b.data);
+		assert_int_equal(b.cap, 0);
+	}
+	assert_int_equal(c.pool.n, EMBKV_BUFPOOL_MAX);
+	assert_true(c.pool.bytes >= EMBKV_BUFPOOL_MAX * mb);
+	assert_true(c.pool.bytes <= EMBKV_BUFPOOL_BYTES);
+	/* Taken back, the buffers are empty but keep their memory. */
+	embkv_buf_init(&b);
+	embkv_client_buf_take(&c, &b);
+	assert_non_null(b.data);
+	assert_true(b.cap >= mb);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(c.pool.n, EMBKV_BUFPOOL_MAX - 1);
+	/* A buffer with memory is not replaced. */
+	{
+		uint8_t *keep = b.data;
+
+		embkv_client_buf_take(&c, &b);
+		assert_ptr_equal(b.data, keep);
+		assert_int_equal(c.pool.n, EMBKV_BUFPOOL_MAX - 1);
+	}
+	embkv_buf_destroy(&b);
+	/* Over the byte limit: freed, not kept. */
+	while (c.pool.n) {
+		embkv_buf_init(&b);
+		embkv_client_buf_take(&c, &b);
+		embkv_buf_destroy(&b);
+	}
+	assert_int_equal(c.pool.bytes, 0);
+	embkv_buf_init(&b);
+	assert_int_equal(embkv_buf_reserve(&b, EMBKV_BUFPOOL_BYTES + 1), 0);
+	embkv_client_buf_give(&c, &b);
+	assert_int_equal(c.pool.n, 0);
+	assert_null(b.data);
+	/* An empty buffer is not kept either. */
+	embkv_buf_init(&b);
+	embkv_client_buf_give(&c, &b);
+	assert_int_equal(c.pool.n, 0);
+	pthread_mutex_destroy(&c.pool.lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_window_of_eight_replies_reversed),
 		cmocka_unit_test(test_no_window),
 		cmocka_unit_test(test_transport_error_fails_the_rest),
+		cmocka_unit_test(test_buffer_pool_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
