@@ -8,7 +8,8 @@
  *         | memcached get + client-side SGD + set
  * Every store gets batches of the same size, one client connection each,
  * and every system alternates in each repetition, so a noisy neighbour
- * hurts all alike; the best of --reps is kept. The servers are started by
+ * hurts all alike; the best of --reps is kept. Measuring starts once the
+ * machine is quiet after the load (settle()). The servers are started by
  * this program (embkvd) or by tools/bench-net.sh (Redis, memcached).
  */
 #include <errno.h>
@@ -34,7 +35,7 @@
 #define NET_DEFAULT_KEYS 10000000ull
 #define NET_DEFAULT_OPS 2000000ull
 #define NET_DEFAULT_SERVERS 2u
-#define NET_DEFAULT_REPS 2u
+#define NET_DEFAULT_REPS 3u
 #define NET_DIM 64u
 #define NET_BATCH 4096u
 #define NET_PARTITIONS 256u
@@ -168,6 +169,57 @@ static int load_all(const struct net_opts *o, struct systems *sy)
 	free(keys);
 	free(rows);
 	return err;
+}
+
+/* Busy and total jiffies of all CPUs (/proc/stat); 0 when unreadable. */
+static int cpu_jiffies(unsigned long long *busy, unsigned long long *total)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+		   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n < 5)
+		return -1;
+	*total = 0;
+	for (int i = 0; i < 8; i++)
+		*total += v[i];
+	*busy = *total - v[3] - v[4]; /* less idle and iowait */
+	return 0;
+}
+
+/*
+ * After the load the stores still work in the background for a while
+ * (memcached's LRU maintainer sorting 10M fresh items, Redis rehashing
+ * its dict), which would slow whichever system is measured first. Waits
+ * until the machine is quiet (under SETTLE_BUSY busy over a second) or
+ * SETTLE_MAX_S passed, and says how long it took.
+ */
+#define SETTLE_BUSY 0.10
+#define SETTLE_MAX_S 60
+
+static void settle(const struct net_opts *o)
+{
+	unsigned long long b0, t0, b1, t1;
+	double start = bench_now_s(), busy = 1;
+
+	for (int s = 0; s < SETTLE_MAX_S; s++) {
+		if (cpu_jiffies(&b0, &t0))
+			return;
+		sleep(1);
+		if (cpu_jiffies(&b1, &t1) || t1 <= t0)
+			return;
+		busy = (double)(b1 - b0) / (double)(t1 - t0);
+		if (busy < SETTLE_BUSY)
+			break;
+	}
+	if (!o->json)
+		fprintf(stderr, "settled: %.0f s after the load, machine %.0f%% "
+			"busy\n", bench_now_s() - start, 100 * busy);
 }
 
 enum sys_id { SYS_EMBKV, SYS_REDIS, SYS_MEMC, SYS_COUNT };
@@ -530,6 +582,7 @@ int bench_net_main(int argc, char **argv)
 			embkv_strerror(err));
 		goto out;
 	}
+	settle(&o);
 	for (uint32_t r = 0; r < o.reps; r++)
 		for (int d = 0; d < 2; d++)
 			for (int s = 0; s < SYS_COUNT; s++) {
