@@ -21,6 +21,7 @@
  *   so no reader can take a reference to an entry whose count reached 0.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,14 @@ static struct embkv_catalog_entry *snap_find_name(struct catalog_snap *s,
 	return NULL;
 }
 
+/* Whether a table of `bytes` fits beside `used` bytes under the limit. */
+static bool fits(const struct embkv_catalog *cat, uint64_t used,
+		 uint64_t bytes)
+{
+	return !cat->memory_limit || (bytes <= cat->memory_limit &&
+				      used <= cat->memory_limit - bytes);
+}
+
 static int entry_build(struct embkv_catalog *cat,
 		       const struct embkv_table_attr *attr,
 		       struct embkv_catalog_entry **out)
@@ -190,9 +199,7 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 	err = embkv_table_size(attr, &need);
 	if (err)
 		return err;
-	if (cat->memory_limit &&
-	    (need > cat->memory_limit ||
-	     embkv_catalog_bytes(cat) > cat->memory_limit - need))
+	if (!fits(cat, embkv_catalog_bytes(cat), need))
 		return -ENOMEM;
 	/* Build outside the lock: mapping a big table takes a while. */
 	err = entry_build(cat, attr, &e);
@@ -204,9 +211,7 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 		err = EMBKV_ETABLEEXISTS;
 		goto unlock;
 	}
-	if (cat->memory_limit &&
-	    (e->bytes > cat->memory_limit ||
-	     cat->bytes > cat->memory_limit - e->bytes)) {
+	if (!fits(cat, cat->bytes, e->bytes)) {
 		err = -ENOMEM;
 		goto unlock;
 	}
