@@ -2,17 +2,22 @@
  * Row records: the layout of a partition's row arena, and the validated
  * reader that local threads and RDMA clients both run.
  *
- *   offset 0   u64 checksum  = XXH3_64(key || version || payload)
+ *   offset 0   u64 checksum  = XXH3_64(key || version, seed = XXH3_64(payload))
  *   offset 8   u64 key
  *   offset 16  u64 version   (bit 63 set: the record is dead, i.e. erased)
  *   offset 24  payload       dim x fp32
  *   then       u32 meta      owner-private: LFU count, dirty, decay epoch
  *
- * The checksum comes first so that key, version and payload are one
- * contiguous span hashed by a single XXH3 call. Records are self-verifying
- * (Pilaf): a copy is accepted only when its checksum matches and its key is
- * the one asked for, so no reader ever depends on the order in which the
- * bytes of a record were written or DMA'd.
+ * The checksum hashes the payload on its own, then key and version seeded
+ * with that hash: a reader can copy the payload straight to where the
+ * caller wants it and hash it there, and the owner rehashes the payload
+ * it just wrote, with loads that line up with the stores that wrote it.
+ * (Hashing one span from the key on, over a copy made by memcpy, made
+ * every vector load straddle two earlier stores: a failed store forward
+ * each, which doubled the cost of a validated read.) Records are
+ * self-verifying (Pilaf): a copy is accepted only when its checksum matches
+ * and its key is the one asked for, so no reader ever depends on the order
+ * in which the bytes of a record were written or DMA'd.
  *
  * The meta word sits outside the checksum and outside what readers copy
  * (header and payload): the owner updates it on every access without
@@ -57,24 +62,44 @@ static inline uint32_t *embkv_record_meta(struct embkv_record *r,
 	return (uint32_t *)((uint8_t *)r->payload + payload_bytes);
 }
 
-/* Unseeded on purpose: XXH3 with a seed derives a fresh secret for every
- * input over 240 bytes, which would triple the cost of a checksum. */
+/*
+ * The checksum of a record with this key, version and payload. The payload
+ * hash is unseeded on purpose: XXH3 with a seed derives a fresh secret for
+ * every input over 240 bytes, which would triple its cost; the 16 bytes of
+ * key and version are short enough for a seeded hash to cost nothing extra.
+ */
+static inline uint64_t embkv_record_sum_of(uint64_t key, uint64_t version,
+					   const void *payload,
+					   size_t payload_bytes)
+{
+	uint64_t kv[2] = { key, version };
+
+	return XXH3_64bits_withSeed(kv, sizeof(kv),
+				    embkv_sum(payload, payload_bytes));
+}
+
 static inline uint64_t embkv_record_sum(const struct embkv_record *r,
 					size_t payload_bytes)
 {
-	return embkv_sum(&r->key, 2 * sizeof(uint64_t) + payload_bytes);
+	return embkv_record_sum_of(r->key, r->version, r->payload,
+				   payload_bytes);
 }
 
-/* Prefetches every cache line of the first `bytes` of a record (its start
+/*
+ * Prefetches every cache line of the first `bytes` of a record (its start
  * is only 8-byte aligned, so it may straddle one line more than
- * bytes / 64). */
+ * bytes / 64) into L2 (prefetcht1). Batches prefetch hundreds of lines at
+ * once; requests for L2 are let go by the core sooner than those for L1,
+ * so more of them are in flight: lookups measured 8-10% faster than with
+ * prefetcht0 (and writers gain nothing from prefetching for write).
+ */
 static inline void embkv_record_prefetch(const void *r, size_t bytes)
 {
 	const uint8_t *p = (const uint8_t *)((uintptr_t)r & ~(uintptr_t)63);
 	const uint8_t *end = (const uint8_t *)r + bytes;
 
 	for (; p < end; p += 64)
-		__builtin_prefetch(p);
+		__builtin_prefetch(p, 0, 2);
 }
 
 enum embkv_record_verdict {
@@ -99,34 +124,34 @@ embkv_record_check(const struct embkv_record *copy, uint64_t key,
 }
 
 /*
- * Validated lock-free read of a live record: copies the header and payload
- * from src to dst (a private buffer of at least that size), checks the
- * copy, and copies again while the checksum does not match, up to
- * max_tries times. It never trusts what it copied until the checksum over
- * key, version and payload matches; a record that holds another key or is
- * dead is reported as not found, so a reader never returns another key's
- * row, whatever happened to the row in between. Returns 0 (dst holds key's
- * row), EMBKV_ENOTFOUND or EMBKV_ETORN; *retries (if not NULL) grows by
- * the number of extra copies. Any thread.
+ * Validated lock-free read of a live record: copies its payload from src
+ * to dst (payload_bytes, the caller's memory) and its header to locals,
+ * checks the copy, and copies again while the checksum does not match, up
+ * to max_tries times. It never trusts what it copied until the checksum
+ * over key, version and payload matches; a record that holds another key
+ * or is dead is reported as not found, so a reader never returns another
+ * key's row, whatever happened to the row in between. Returns 0 (dst holds
+ * key's row), EMBKV_ENOTFOUND or EMBKV_ETORN (dst then holds garbage);
+ * *retries (if not NULL) grows by the number of extra copies. Any thread.
  */
-static inline int embkv_record_read(const struct embkv_record *src,
-				    struct embkv_record *dst, uint64_t key,
-				    size_t payload_bytes, unsigned max_tries,
-				    uint64_t *retries)
+static inline int embkv_record_read(const struct embkv_record *src, void *dst,
+				    uint64_t key, size_t payload_bytes,
+				    unsigned max_tries, uint64_t *retries)
 {
-	size_t bytes = EMBKV_RECORD_HDR_BYTES + payload_bytes;
-
 	for (unsigned t = 0; t < max_tries; t++) {
-		enum embkv_record_verdict v;
+		uint64_t sum, k, version;
 
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		memcpy(dst, src, bytes);
+		sum = __atomic_load_n(&src->checksum, __ATOMIC_RELAXED);
+		k = __atomic_load_n(&src->key, __ATOMIC_RELAXED);
+		version = __atomic_load_n(&src->version, __ATOMIC_RELAXED);
+		memcpy(dst, src->payload, payload_bytes);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		v = embkv_record_check(dst, key, payload_bytes);
-		if (v == EMBKV_RECORD_OK)
+		if (embkv_record_sum_of(k, version, dst, payload_bytes) == sum) {
+			if ((version & EMBKV_VERSION_DEAD) || k != key)
+				return EMBKV_ENOTFOUND;
 			return 0;
-		if (v != EMBKV_RECORD_TORN)
-			return EMBKV_ENOTFOUND;
+		}
 		if (retries)
 			(*retries)++;
 	}

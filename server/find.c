@@ -16,16 +16,18 @@
 #include "server/store.h"
 
 #define MAX_REPROBES 64u
+/* Output rows at this alignment are validated in place (see below). */
+#define DST_ALIGN 64u
 
 /* Tries the records that the match bits in m point at. 0 when one of them
- * is key's (copied into buf), EMBKV_ENOTFOUND or EMBKV_ETORN. */
+ * is key's (its payload copied to dst), EMBKV_ENOTFOUND or EMBKV_ETORN. */
 static int try_matches(const struct embkv_table *t,
 		       const struct embkv_probe *pr, unsigned m, uint64_t key,
-		       struct embkv_record *buf, struct embkv_read_stats *rs)
+		       float *dst, struct embkv_read_stats *rs)
 {
 	for (; m; m &= m - 1) {
 		uint64_t row = embkv_probe_row(pr, (unsigned)__builtin_ctz(m));
-		int err = embkv_record_read(embkv_part_record(pr->p, row), buf,
+		int err = embkv_record_read(embkv_part_record(pr->p, row), dst,
 					    key, t->payload_bytes,
 					    EMBKV_READ_MAX_TRIES, &rs->retries);
 
@@ -38,7 +40,7 @@ static int try_matches(const struct embkv_table *t,
 /* Full lookup of one key: the probe's matches first, then every match in
  * both buckets, redone while a concurrent cuckoo move may have hidden it. */
 static int find_slow(const struct embkv_table *t, struct embkv_probe *pr,
-		     uint64_t key, unsigned tried, struct embkv_record *buf,
+		     uint64_t key, unsigned tried, float *dst,
 		     struct embkv_read_stats *rs)
 {
 	int err = EMBKV_ENOTFOUND;
@@ -46,7 +48,7 @@ static int find_slow(const struct embkv_table *t, struct embkv_probe *pr,
 	for (unsigned probe = 0; err == EMBKV_ENOTFOUND && probe < MAX_REPROBES;
 	     probe++) {
 		err = try_matches(t, pr, embkv_probe_match_all(pr) & ~tried, key,
-				  buf, rs);
+				  dst, rs);
 		if (err != EMBKV_ENOTFOUND)
 			break;
 		if (!(pr->seq & 1) && embkv_index_moves(&pr->p->index) == pr->seq)
@@ -62,13 +64,13 @@ static int find_slow(const struct embkv_table *t, struct embkv_probe *pr,
 
 /* The common case inline: the first fingerprint match holds the key. */
 static inline int find_one(const struct embkv_table *t, struct embkv_probe *pr,
-			   uint64_t key, struct embkv_record *buf,
+			   uint64_t key, float *dst,
 			   struct embkv_read_stats *rs)
 {
 	if (pr->match) {
 		unsigned first = pr->match & -pr->match;
 		uint64_t row = embkv_probe_row(pr, (unsigned)__builtin_ctz(first));
-		int err = embkv_record_read(embkv_part_record(pr->p, row), buf, key,
+		int err = embkv_record_read(embkv_part_record(pr->p, row), dst, key,
 					    t->payload_bytes,
 					    EMBKV_READ_MAX_TRIES, &rs->retries);
 
@@ -78,9 +80,9 @@ static inline int find_one(const struct embkv_table *t, struct embkv_probe *pr,
 			rs->giveups++;
 			return err;
 		}
-		return find_slow(t, pr, key, first, buf, rs);
+		return find_slow(t, pr, key, first, dst, rs);
 	}
-	return find_slow(t, pr, key, 0, buf, rs);
+	return find_slow(t, pr, key, 0, dst, rs);
 }
 
 uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
@@ -89,12 +91,14 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 {
 	struct embkv_read_stats local = { 0 };
 	struct embkv_probe probes[EMBKV_PROBE_CHUNK];
-	union {
-		struct embkv_record r;
-		uint8_t bytes[EMBKV_RECORD_HDR_BYTES +
-			      EMBKV_MAX_DIM * sizeof(float)];
-	} buf;
+	float buf[EMBKV_MAX_DIM] __attribute__((aligned(DST_ALIGN)));
 	uint32_t nfound = 0;
+	/* A row is validated by hashing the copy just made of it; the hash's
+	 * vector loads line up with the copy's stores only in an aligned row
+	 * (else they stall on failed store forwards), so rows of an output
+	 * that is not 64-byte aligned are validated in buf and copied out. */
+	int direct = (uintptr_t)out % DST_ALIGN == 0 &&
+		     t->payload_bytes % DST_ALIGN == 0;
 
 	if (!rs)
 		rs = &local;
@@ -104,13 +108,14 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 			uint32_t i = i0 + j;
 			struct embkv_probe *pr = &probes[j];
 			float *dst = out + (size_t)i * t->dim;
-			int ok = find_one(t, pr, keys[i], &buf.r, rs) == 0;
+			int ok = find_one(t, pr, keys[i], direct ? dst : buf,
+					  rs) == 0;
 
-			if (ok)
-				memcpy(dst, buf.r.payload, t->payload_bytes);
-			else if (dflt)
+			if (ok && !direct)
+				memcpy(dst, buf, t->payload_bytes);
+			else if (!ok && dflt)
 				memcpy(dst, dflt, t->payload_bytes);
-			else
+			else if (!ok)
 				memset(dst, 0, t->payload_bytes);
 			if (found)
 				found[i] = (uint8_t)ok;

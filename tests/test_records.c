@@ -61,11 +61,28 @@ static void test_good_record_accepted(void **state)
 
 	assert_int_equal(embkv_record_check(f->live, 1234, PAYLOAD),
 			 EMBKV_RECORD_OK);
-	assert_int_equal(embkv_record_read(f->live, f->copy, 1234, PAYLOAD, 4,
+	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234, PAYLOAD, 4,
 					   &retries), 0);
 	assert_int_equal(retries, 0);
 	assert_memory_equal(f->copy->payload, f->live->payload, PAYLOAD);
-	assert_int_equal(f->copy->version, 7);
+}
+
+/* The checksum is the documented composition (net/RDMA.md): every reader,
+ * local or remote, recomputes exactly this. */
+static void test_checksum_definition(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t kv[2] = { 1234, 7 };
+
+	assert_int_equal(f->live->checksum,
+			 XXH3_64bits_withSeed(kv, sizeof(kv),
+					      XXH3_64bits(f->live->payload,
+							  PAYLOAD)));
+	/* key and version are both covered: swapping them is torn */
+	f->live->key = 7;
+	f->live->version = 1234;
+	assert_int_equal(embkv_record_check(f->live, 7, PAYLOAD),
+			 EMBKV_RECORD_TORN);
 }
 
 static void test_flipped_payload_byte_rejected(void **state)
@@ -77,7 +94,7 @@ static void test_flipped_payload_byte_rejected(void **state)
 		((uint8_t *)f->live->payload)[byte] ^= 0x10;
 		assert_int_equal(embkv_record_check(f->live, 1234, PAYLOAD),
 				 EMBKV_RECORD_TORN);
-		assert_int_equal(embkv_record_read(f->live, f->copy, 1234,
+		assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234,
 						   PAYLOAD, 3, &retries),
 				 EMBKV_ETORN);
 		((uint8_t *)f->live->payload)[byte] ^= 0x10;
@@ -116,7 +133,7 @@ static void test_foreign_key_rejected(void **state)
 	/* a valid record, but of another key: the row was reused */
 	assert_int_equal(embkv_record_check(f->live, 1235, PAYLOAD),
 			 EMBKV_RECORD_OTHER_KEY);
-	assert_int_equal(embkv_record_read(f->live, f->copy, 1235, PAYLOAD, 4,
+	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1235, PAYLOAD, 4,
 					   &retries), EMBKV_ENOTFOUND);
 	assert_int_equal(retries, 0);
 	/* the key field rewritten without a new checksum is torn, not ok */
@@ -133,7 +150,7 @@ static void test_dead_record_rejected(void **state)
 	embkv_record_seal(f->live, 1234, 8 | EMBKV_VERSION_DEAD, PAYLOAD);
 	assert_int_equal(embkv_record_check(f->live, 1234, PAYLOAD),
 			 EMBKV_RECORD_DEAD);
-	assert_int_equal(embkv_record_read(f->live, f->copy, 1234, PAYLOAD, 4,
+	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234, PAYLOAD, 4,
 					   NULL), EMBKV_ENOTFOUND);
 }
 
@@ -152,6 +169,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stride),
 		cmocka_unit_test_setup_teardown(test_good_record_accepted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checksum_definition, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flipped_payload_byte_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_checksum_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_key_rejected, setup, teardown),

@@ -142,6 +142,49 @@ static void test_pull_train_inserts_initializer_rows(void **state)
 	embkv_table_destroy(t);
 }
 
+/* The lock-free reader validates rows in place in an aligned output and
+ * through a buffer otherwise: both give the same rows, found masks and
+ * defaults. */
+static void test_find_any_output_alignment(void **state)
+{
+	enum { N = 300 };
+	struct embkv_table *t = make_table(10000, 8, EMBKV_OPT_SGD);
+	uint64_t keys[N];
+	float *want = aligned_alloc(64, N * DIM * sizeof(float));
+	float *mem = aligned_alloc(64, (N * DIM + 16) * sizeof(float));
+	float dflt[DIM];
+	uint8_t found[N];
+
+	(void)state;
+	for (unsigned d = 0; d < DIM; d++)
+		dflt[d] = -1.0f - (float)d;
+	for (int i = 0; i < N; i++)
+		keys[i] = (uint64_t)i * 104729 + 3;
+	/* every third key is never stored */
+	for (int i = 0; i < N; i += 3)
+		assert_int_equal(embkv_table_pull(t, 1, &keys[i + 1], want, NULL,
+						  EMBKV_PULL_TRAIN, NULL), 0);
+	for (int i = 0; i < N; i += 3)
+		assert_int_equal(embkv_table_pull(t, 1, &keys[i + 2], want, NULL,
+						  EMBKV_PULL_TRAIN, NULL), 0);
+	assert_int_equal(embkv_table_pull(t, N, keys, want, found,
+					  EMBKV_PULL_INFER, dflt), 2 * N / 3);
+	for (unsigned off = 0; off < 16; off += 5) {
+		float *out = mem + off; /* off 0: aligned, else not */
+
+		memset(mem, 0x5a, (N * DIM + 16) * sizeof(float));
+		memset(found, 7, sizeof(found));
+		assert_int_equal(embkv_table_find(t, N, keys, out, found, dflt,
+						  NULL), 2 * N / 3);
+		assert_memory_equal(out, want, N * DIM * sizeof(float));
+		for (int i = 0; i < N; i++)
+			assert_int_equal(found[i], i % 3 != 0);
+	}
+	free(want);
+	free(mem);
+	embkv_table_destroy(t);
+}
+
 static void test_duplicate_keys_in_batch(void **state)
 {
 	struct embkv_table *t = make_table(1000, 2, EMBKV_OPT_SGD);
@@ -383,6 +426,7 @@ int main(void)
 		cmocka_unit_test(test_create_rejects_bad_attr),
 		cmocka_unit_test(test_table_size_predicts_create),
 		cmocka_unit_test(test_pull_train_inserts_initializer_rows),
+		cmocka_unit_test(test_find_any_output_alignment),
 		cmocka_unit_test(test_duplicate_keys_in_batch),
 		cmocka_unit_test(test_pull_infer_does_not_insert),
 		cmocka_unit_test(test_push_sgd_exact_and_drops_unknown),

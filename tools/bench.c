@@ -393,8 +393,8 @@ int main(int argc, char **argv)
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));
-	out = malloc((size_t)o.batch * o.dim * sizeof(float));
-	grads = malloc((size_t)o.batch * o.dim * sizeof(float));
+	out = aligned_alloc(64, (size_t)o.batch * o.dim * sizeof(float));
+	grads = aligned_alloc(64, (size_t)o.batch * o.dim * sizeof(float));
 	found = malloc(o.batch);
 	idx[0] = malloc(o.ops * sizeof(uint64_t));
 	idx[1] = malloc(o.ops * sizeof(uint64_t));
