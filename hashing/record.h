@@ -89,9 +89,9 @@ static inline uint64_t embkv_record_sum(const struct embkv_record *r,
  * Prefetches every cache line of the first `bytes` of a record (its start
  * is only 8-byte aligned, so it may straddle one line more than
  * bytes / 64) into L2 (prefetcht1). Batches prefetch hundreds of lines at
- * once; requests for L2 are let go by the core sooner than those for L1,
- * so more of them are in flight: lookups measured 8-10% faster than with
- * prefetcht0 (and writers gain nothing from prefetching for write).
+ * once, and with requests for L2 more of them seem to be in flight:
+ * lookups measured 8-10% faster than with prefetcht0 (and writers gain
+ * nothing from prefetching for write).
  */
 static inline void embkv_record_prefetch(const void *r, size_t bytes)
 {
