@@ -109,18 +109,28 @@ enum embkv_record_verdict {
 	EMBKV_RECORD_DEAD,      /* row was erased */
 };
 
+/* The verdict on a record read as these header fields and this payload
+ * (a private copy, never live memory), for the key asked for. */
+static inline enum embkv_record_verdict
+embkv_record_judge(uint64_t sum, uint64_t key_read, uint64_t version,
+		   const void *payload, uint64_t key, size_t payload_bytes)
+{
+	if (embkv_record_sum_of(key_read, version, payload, payload_bytes) != sum)
+		return EMBKV_RECORD_TORN;
+	if (version & EMBKV_VERSION_DEAD)
+		return EMBKV_RECORD_DEAD;
+	if (key_read != key)
+		return EMBKV_RECORD_OTHER_KEY;
+	return EMBKV_RECORD_OK;
+}
+
 /* Checks a private copy of a record (never live memory). */
 static inline enum embkv_record_verdict
 embkv_record_check(const struct embkv_record *copy, uint64_t key,
 		   size_t payload_bytes)
 {
-	if (embkv_record_sum(copy, payload_bytes) != copy->checksum)
-		return EMBKV_RECORD_TORN;
-	if (copy->version & EMBKV_VERSION_DEAD)
-		return EMBKV_RECORD_DEAD;
-	if (copy->key != key)
-		return EMBKV_RECORD_OTHER_KEY;
-	return EMBKV_RECORD_OK;
+	return embkv_record_judge(copy->checksum, copy->key, copy->version,
+				  copy->payload, key, payload_bytes);
 }
 
 /*
@@ -139,6 +149,7 @@ static inline int embkv_record_read(const struct embkv_record *src, void *dst,
 				    unsigned max_tries, uint64_t *retries)
 {
 	for (unsigned t = 0; t < max_tries; t++) {
+		enum embkv_record_verdict v;
 		uint64_t sum, k, version;
 
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
@@ -147,11 +158,11 @@ static inline int embkv_record_read(const struct embkv_record *src, void *dst,
 		version = __atomic_load_n(&src->version, __ATOMIC_RELAXED);
 		memcpy(dst, src->payload, payload_bytes);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (embkv_record_sum_of(k, version, dst, payload_bytes) == sum) {
-			if ((version & EMBKV_VERSION_DEAD) || k != key)
-				return EMBKV_ENOTFOUND;
+		v = embkv_record_judge(sum, k, version, dst, key, payload_bytes);
+		if (v == EMBKV_RECORD_OK)
 			return 0;
-		}
+		if (v != EMBKV_RECORD_TORN)
+			return EMBKV_ENOTFOUND;
 		if (retries)
 			(*retries)++;
 	}

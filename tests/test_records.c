@@ -61,7 +61,8 @@ static void test_good_record_accepted(void **state)
 
 	assert_int_equal(embkv_record_check(f->live, 1234, PAYLOAD),
 			 EMBKV_RECORD_OK);
-	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234, PAYLOAD, 4,
+	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234,
+					   PAYLOAD, 4,
 					   &retries), 0);
 	assert_int_equal(retries, 0);
 	assert_memory_equal(f->copy->payload, f->live->payload, PAYLOAD);
@@ -133,7 +134,8 @@ static void test_foreign_key_rejected(void **state)
 	/* a valid record, but of another key: the row was reused */
 	assert_int_equal(embkv_record_check(f->live, 1235, PAYLOAD),
 			 EMBKV_RECORD_OTHER_KEY);
-	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1235, PAYLOAD, 4,
+	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1235,
+					   PAYLOAD, 4,
 					   &retries), EMBKV_ENOTFOUND);
 	assert_int_equal(retries, 0);
 	/* the key field rewritten without a new checksum is torn, not ok */
@@ -150,7 +152,8 @@ static void test_dead_record_rejected(void **state)
 	embkv_record_seal(f->live, 1234, 8 | EMBKV_VERSION_DEAD, PAYLOAD);
 	assert_int_equal(embkv_record_check(f->live, 1234, PAYLOAD),
 			 EMBKV_RECORD_DEAD);
-	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234, PAYLOAD, 4,
+	assert_int_equal(embkv_record_read(f->live, f->copy->payload, 1234,
+					   PAYLOAD, 4,
 					   NULL), EMBKV_ENOTFOUND);
 }
 
