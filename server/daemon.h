@@ -115,6 +115,8 @@ struct embkv_io {
 	uint32_t nclosing;              /* connections lingering */
 	uint32_t nwaiting;              /* verbs connections being set up */
 	uint64_t inflight;              /* batch requests at owners */
+	bool inline_ok;                 /* this round: may run a job itself */
+	bool inlined;                   /* this round: ran one (drain inbox) */
 	uint8_t *stage;                 /* read staging buffer */
 	bool listening;
 	uint64_t accept_retry_ns;       /* after EMFILE: when to listen again */

@@ -700,8 +700,15 @@ static void *io_main(void *arg)
 		int n = epoll_wait(io->epfd, ev, MAX_EVENTS,
 				   stopping ? TICK_MS : timeout);
 
+		/* Only one thing to serve: a batch may run here (batch.c). */
+		io->inline_ok = n == 1;
 		for (int i = 0; i < n; i++)
 			on_event(io, &ev[i]);
+		io->inline_ok = false;
+		if (io->inlined) {
+			io->inlined = false;
+			inbox_drain(io); /* their replies go out in this round */
+		}
 		flush_all(io);
 		timers(io);
 		if (!stopping && __atomic_load_n(&io->stop, __ATOMIC_ACQUIRE)) {

@@ -7,13 +7,16 @@
  *
  * Threads. embkv_owner_submit() may be called from any thread, any number
  * at once (wait-free). Jobs submitted by one thread to one owner run in
- * submission order. A job's run() is called on the owner thread, and the
- * job memory belongs to the submitter again as soon as run() starts: run()
- * may free it (or hand it on) and the pool never touches it afterwards.
+ * submission order. A job's run() is called on the owner thread, or on
+ * the submitter's by embkv_owner_try_run(); either way one runner at a
+ * time per owner. The job memory belongs to the submitter again as soon as
+ * run() starts: run() may free it (or hand it on) and the pool never
+ * touches it afterwards.
  */
 #ifndef EMBKV_SERVER_OWNER_H
 #define EMBKV_SERVER_OWNER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <urcu/wfcqueue.h>
 
@@ -37,5 +40,12 @@ uint32_t embkv_owner_count(const struct embkv_owner_pool *pool);
 /* Queues job on owner (< count); job->run must be set. */
 void embkv_owner_submit(struct embkv_owner_pool *pool, uint32_t owner,
 			struct embkv_job *job);
+/*
+ * Runs job on the calling thread, as owner, when the owner is idle: no job
+ * running and none queued. true when it ran (it is finished), false when
+ * the owner was busy (nothing done: submit it). Never blocks.
+ */
+bool embkv_owner_try_run(struct embkv_owner_pool *pool, uint32_t owner,
+			 struct embkv_job *job);
 
 #endif
