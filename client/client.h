@@ -155,6 +155,14 @@ struct embkv_rpc {
 	struct embkv_buf rep;
 	const uint8_t *body;
 	size_t body_len;
+	/* Set by the caller (NULL: none): called once by the exchange as soon
+	 * as this rpc's reply has come and is not an error, while the other
+	 * rpcs may still be in flight, so the caller consumes replies as they
+	 * arrive; what it returns is kept in consume_rc, and consumed says
+	 * that it ran. */
+	int (*on_reply)(void *ctx, const struct embkv_rpc *r);
+	void *on_reply_ctx;
+	int consumed, consume_rc;
 	/* exchange private */
 	uint64_t req_id;
 	size_t sent;

@@ -5,12 +5,13 @@
  * key's partition once, then runs rounds: route the pending keys over the
  * current shard map, cut each server's share into frames of at most
  * rows_cap rows, exchange all frames at once (client/rpc.c), and consume
- * the replies: pulled rows are scattered to every position of their key,
- * counts are summed. Frames answered EMBKV_ESTALE were not applied by
- * their server (PROTOCOL.md 7), so only their keys go to the next round,
- * after the map was refreshed (or, when no newer map exists yet, after a
- * short backoff), at most max_retries times. No frame that a server
- * accepted is ever sent again, so a push is applied at most once.
+ * the replies as each arrives: pulled rows are scattered to every
+ * position of their key, counts are summed. Frames answered EMBKV_ESTALE
+ * were not applied by their server (PROTOCOL.md 7), so only their keys go
+ * to the next round, after the map was refreshed (or, when no newer map
+ * exists yet, after a short backoff), at most max_retries times. No frame
+ * that a server accepted is ever sent again, so a push is applied at most
+ * once.
  *
  * Frames are cut per server to fit its transport (frame_cap: an rdma
  * server's RECV size and reply slots). A pull first lets the one-sided
@@ -226,6 +227,12 @@ static int consume(struct op_state *o, const struct embkv_rpc *r)
 	return 0;
 }
 
+/* on_reply of every frame of a round: consumed on arrival (client/rpc.c). */
+static int consume_on_arrival(void *ctx, const struct embkv_rpc *r)
+{
+	return consume(ctx, r);
+}
+
 /* Rounds -------------------------------------------------------------------- */
 
 static uint32_t frames_of(uint32_t n, uint32_t cap)
@@ -318,6 +325,8 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			embkv_rpc_init_pooled(c, r, m->srv[s]);
 			r->user_off = at;
 			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
+			r->on_reply = consume_on_arrival;
+			r->on_reply_ctx = o;
 			rc = build(o, r, m->tid[s], m->epoch);
 			if (rc)
 				goto clear;
@@ -340,7 +349,8 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			}
 			continue;
 		}
-		rc = r->status ? r->status : consume(o, r);
+		rc = r->status ? r->status
+		     : r->consumed ? r->consume_rc : consume(o, r);
 		if (rc && !err)
 			err = rc;
 	}

@@ -10,6 +10,10 @@
  * replies are unread (backpressure) never deadlocks against us: we always
  * read what it sends.
  *
+ * A caller may consume each reply as it arrives (on_reply), while the
+ * others are still on their way: a pull scatters the rows of the first
+ * server to answer while the slower ones are still sending.
+ *
  * Invariants: every rpc ends with done = 1 and a status; replies are
  * matched by request id and opcode (any order); a connection that saw an
  * error, a malformed or unexpected reply, or the deadline is marked
@@ -164,6 +168,10 @@ static int dispatch(struct xconn *x, struct embkv_rpc *rpcs)
 		return 0;
 	}
 	r->status = 0;
+	if (r->on_reply) {
+		r->consume_rc = r->on_reply(r->on_reply_ctx, r);
+		r->consumed = 1;
+	}
 	return 0;
 }
 
@@ -314,6 +322,8 @@ int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
 		rpcs[i].sent = 0;
 		rpcs[i].body = NULL;
 		rpcs[i].body_len = 0;
+		rpcs[i].consumed = 0;
+		rpcs[i].consume_rc = 0;
 	}
 	if (!n)
 		return 0;
