@@ -42,24 +42,45 @@ static size_t slots_for(uint32_t n)
 	return cap;
 }
 
+size_t embkv_batch_dedup_bytes(uint32_t n)
+{
+	/* ukeys (8-aligned) first, then the u32 arrays, then the slots. */
+	return (size_t)n * sizeof(uint64_t) + 3 * (size_t)n * sizeof(uint32_t) +
+	       slots_for(n) * sizeof(uint32_t);
+}
+
 int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys)
 {
-	size_t cap, mask, bytes;
-	uint32_t *slots, nuniq = 0;
-	uint8_t *p;
+	size_t bytes = embkv_batch_dedup_bytes(n);
+	void *mem;
+	int rc;
 
 	if (!b || (n && !keys))
+		return -EINVAL;
+	mem = malloc(bytes ? bytes : 1);
+	if (!mem)
+		return -ENOMEM;
+	rc = embkv_batch_dedup_into(b, n, keys, mem);
+	if (rc) {
+		free(mem);
+		return rc;
+	}
+	b->mem = mem;
+	return 0;
+}
+
+int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
+			   const uint64_t *keys, void *mem)
+{
+	size_t cap, mask;
+	uint32_t *slots, nuniq = 0;
+	uint8_t *p = mem;
+
+	if (!b || (n && !keys) || !mem || (uintptr_t)mem % sizeof(uint64_t))
 		return -EINVAL;
 	memset(b, 0, sizeof(*b));
 	cap = slots_for(n);
 	mask = cap - 1;
-	/* ukeys (8-aligned) first, then the u32 arrays, then the slots. */
-	bytes = (size_t)n * sizeof(uint64_t) + 3 * (size_t)n * sizeof(uint32_t) +
-		cap * sizeof(uint32_t);
-	p = malloc(bytes ? bytes : 1);
-	if (!p)
-		return -ENOMEM;
-	b->mem = p;
 	b->ukeys = (uint64_t *)p;
 	b->first = (uint32_t *)(p + (size_t)n * sizeof(uint64_t));
 	b->last = b->first + n;

@@ -11,6 +11,7 @@
 #ifndef EMBKV_CLIENT_BATCH_H
 #define EMBKV_CLIENT_BATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define EMBKV_BATCH_END UINT32_MAX /* end of a position chain */
@@ -23,7 +24,8 @@ struct embkv_batch {
 	uint32_t *last;    /* nuniq: last position */
 	uint32_t *next;    /* n: next position of the same key, or
 			      EMBKV_BATCH_END */
-	void *mem;         /* one allocation behind all of the above */
+	void *mem;         /* one allocation behind all of the above (NULL:
+			      the caller's, embkv_batch_dedup_into) */
 };
 
 /*
@@ -32,6 +34,14 @@ struct embkv_batch {
  * embkv_batch_destroy().
  */
 int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys);
+/* The same in caller memory: mem (8-byte aligned) holds at least
+ * embkv_batch_dedup_bytes(n) bytes and outlives b, which does not own it
+ * (embkv_batch_destroy leaves it alone). 0 or -EINVAL. Callers that
+ * dedup every call keep that memory: freeing ~100 KiB a call let glibc
+ * trim the heap, and every next call faulted fresh zeroed pages in. */
+size_t embkv_batch_dedup_bytes(uint32_t n);
+int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
+			   const uint64_t *keys, void *mem);
 /* Frees; b zeroed. NULL or a zeroed b is a no-op. */
 void embkv_batch_destroy(struct embkv_batch *b);
 

@@ -35,7 +35,8 @@ struct op_state {
 	struct embkv_table_handle *t;
 	uint32_t dim;
 	struct embkv_batch b;
-	void *mem;          /* upart, pend, retry, order */
+	struct embkv_buf scratch; /* pooled: b's memory, then upart, pend,
+				     retry, order */
 	uint32_t *upart;    /* partition of each distinct key */
 	uint32_t *pend;     /* distinct keys of this round */
 	uint32_t npend;
@@ -382,22 +383,29 @@ static int state_init(struct op_state *o, const struct embkv_batch_args *a)
 {
 	struct embkv_table_handle *t = a->t;
 	uint32_t u, nu;
+	size_t dbytes;
 	int rc;
 
 	memset(o, 0, sizeof(*o));
 	o->a = a;
 	o->t = t;
 	o->dim = t->attr.dim;
-	rc = embkv_batch_dedup(&o->b, a->n, a->keys);
-	if (rc)
+	/* From the client's pool (client.c): a fresh allocation every call
+	 * was trimmed back to the kernel and faulted in again each time. */
+	embkv_buf_init(&o->scratch);
+	embkv_client_buf_take(t->c, &o->scratch);
+	dbytes = (embkv_batch_dedup_bytes(a->n) + 7) & ~(size_t)7;
+	rc = embkv_buf_reserve(&o->scratch,
+			       dbytes + 4 * (size_t)a->n * sizeof(uint32_t));
+	if (!rc)
+		rc = embkv_batch_dedup_into(&o->b, a->n, a->keys,
+					    o->scratch.data);
+	if (rc) {
+		embkv_client_buf_give(t->c, &o->scratch);
 		return rc;
-	nu = o->b.nuniq;
-	o->mem = malloc(4 * (size_t)nu * sizeof(uint32_t));
-	if (!o->mem) {
-		embkv_batch_destroy(&o->b);
-		return -ENOMEM;
 	}
-	o->upart = o->mem;
+	nu = o->b.nuniq;
+	o->upart = (uint32_t *)(o->scratch.data + dbytes);
 	o->pend = o->upart + nu;
 	o->retry = o->pend + nu;
 	o->order = o->retry + nu;
@@ -462,8 +470,8 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 	}
 	if (a->done)
 		*a->done = (uint32_t)o.done;
-	free(o.mem);
 	embkv_batch_destroy(&o.b);
+	embkv_client_buf_give(c, &o.scratch);
 	return rc;
 }
 

@@ -63,6 +63,41 @@ static void test_dedup_small(void **state)
 	assert_int_equal(embkv_batch_dedup(&b, 3, NULL), -EINVAL);
 }
 
+/* In caller memory: the same result as dedup, reusable across calls,
+ * never freed by destroy (ASan would report the double free), and a
+ * misaligned or missing buffer is refused. */
+static void test_dedup_into(void **state)
+{
+	const uint64_t keys[] = { 7, 3, 7, 7, 42, 3 };
+	const uint32_t n = sizeof(keys) / sizeof(keys[0]);
+	size_t bytes = embkv_batch_dedup_bytes(n);
+	uint8_t *mem = malloc(bytes + 8);
+	struct embkv_batch a, b;
+
+	(void)state;
+	assert_non_null(mem);
+	assert_int_equal(embkv_batch_dedup(&a, n, keys), 0);
+	for (int round = 0; round < 2; round++) {
+		memset(mem, 0xa5, bytes + 8); /* stale contents must not matter */
+		assert_int_equal(embkv_batch_dedup_into(&b, n, keys, mem), 0);
+		assert_null(b.mem);
+		assert_int_equal(b.nuniq, a.nuniq);
+		assert_int_equal(b.nuniq, 3);
+		for (uint32_t u = 0; u < b.nuniq; u++) {
+			assert_true(b.ukeys[u] == a.ukeys[u]);
+			assert_int_equal(b.first[u], a.first[u]);
+			assert_int_equal(b.last[u], a.last[u]);
+		}
+		for (uint32_t p = 0; p < n; p++)
+			assert_int_equal(b.next[p], a.next[p]);
+		embkv_batch_destroy(&b);
+	}
+	assert_int_equal(embkv_batch_dedup_into(&b, n, keys, mem + 4), -EINVAL);
+	assert_int_equal(embkv_batch_dedup_into(&b, n, keys, NULL), -EINVAL);
+	embkv_batch_destroy(&a);
+	free(mem);
+}
+
 /* Every position is on its key's chain exactly once, chains ascend. */
 static void test_dedup_big(void **state)
 {
@@ -244,6 +279,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dedup_small),
+		cmocka_unit_test(test_dedup_into),
 		cmocka_unit_test(test_dedup_big),
 		cmocka_unit_test(test_sum_exact),
 		cmocka_unit_test(test_partitions_match_server),
