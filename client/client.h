@@ -158,11 +158,12 @@ struct embkv_rpc {
 	/* Set by the caller (NULL: none): called once by the exchange as soon
 	 * as this rpc's reply has come and is not an error, while the other
 	 * rpcs may still be in flight, so the caller consumes replies as they
-	 * arrive; what it returns is kept in consume_rc, and consumed says
-	 * that it ran. */
+	 * arrive. What it returns is kept in consume_rc: with on_reply set,
+	 * an rpc that ends with status 0 was consumed, and consume_rc says
+	 * how that went. */
 	int (*on_reply)(void *ctx, const struct embkv_rpc *r);
 	void *on_reply_ctx;
-	int consumed, consume_rc;
+	int consume_rc;
 	/* exchange private */
 	uint64_t req_id;
 	size_t sent;

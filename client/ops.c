@@ -350,8 +350,8 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			}
 			continue;
 		}
-		rc = r->status ? r->status
-		     : r->consumed ? r->consume_rc : consume(o, r);
+		/* status 0: consumed on arrival, with this outcome */
+		rc = r->status ? r->status : r->consume_rc;
 		if (rc && !err)
 			err = rc;
 	}
@@ -394,7 +394,7 @@ static int state_init(struct op_state *o, const struct embkv_batch_args *a)
 	 * was trimmed back to the kernel and faulted in again each time. */
 	embkv_buf_init(&o->scratch);
 	embkv_client_buf_take(t->c, &o->scratch);
-	dbytes = (embkv_batch_dedup_bytes(a->n) + 7) & ~(size_t)7;
+	dbytes = embkv_batch_dedup_bytes(a->n); /* a multiple of 4 */
 	rc = embkv_buf_reserve(&o->scratch,
 			       dbytes + 4 * (size_t)a->n * sizeof(uint32_t));
 	if (!rc)

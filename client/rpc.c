@@ -168,10 +168,8 @@ static int dispatch(struct xconn *x, struct embkv_rpc *rpcs)
 		return 0;
 	}
 	r->status = 0;
-	if (r->on_reply) {
+	if (r->on_reply)
 		r->consume_rc = r->on_reply(r->on_reply_ctx, r);
-		r->consumed = 1;
-	}
 	return 0;
 }
 
@@ -322,7 +320,6 @@ int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
 		rpcs[i].sent = 0;
 		rpcs[i].body = NULL;
 		rpcs[i].body_len = 0;
-		rpcs[i].consumed = 0;
 		rpcs[i].consume_rc = 0;
 	}
 	if (!n)
