@@ -4,7 +4,9 @@
  * uniform and Zipf key streams, beside bounds measured in the same run on
  * the same rows: a prefetched random gather from a plain array, and a
  * plain prefetched SGD loop over it. Ratios to those bounds are what to
- * compare across machines; absolute rates are noisy.
+ * compare across machines; absolute rates are noisy. Two more bounds, the
+ * same loops plus the record checksum each row costs (hash the copy, or
+ * reseal the update), say how much of the gap validation alone explains.
  *
  * Every measurement is repeated (best of --reps) and the bound and the
  * store alternate, so a noisy neighbour hurts both alike.
@@ -107,6 +109,92 @@ static double bound_sgd(float *plain, const uint64_t *idx, uint64_t n,
 				w[d] -= BENCH_LR * g[d];
 		}
 	}
+	return (double)n / (bench_now_s() - t0);
+}
+
+/*
+ * The checksum floors: bounds 1 and 2 plus the checksum work that every
+ * checksummed row costs, whatever the index: a validated read hashes the
+ * payload it copied, then a 16-byte key and version seeded with that
+ * (embkv_record_sum_of, the store's own function); an owner update reseals
+ * the row it changed. The same rows, no index, no header lines fetched.
+ * With hashing in the loop, prefetching a row ahead of each one measured
+ * slower here than prefetching a chunk of rows and then working through
+ * it (the store's way, server/probe.h), so the floors run in chunks of
+ * FLOOR_CHUNK rows. How far they fall below the plain bounds is what the
+ * checksum alone costs.
+ */
+#define FLOOR_CHUNK 128u
+static volatile uint64_t checksum_sink;
+
+static void prefetch_chunk(const float *plain, const uint64_t *idx,
+			   uint64_t m, size_t row_bytes, int write)
+{
+	for (uint64_t j = 0; j < m; j++) {
+		const char *p = (const char *)plain + idx[j] * row_bytes;
+
+		for (size_t o = 0; o < row_bytes; o += CACHE_LINE)
+			if (write)
+				__builtin_prefetch(p + o, 1, 2);
+			else
+				__builtin_prefetch(p + o, 0, 2);
+	}
+}
+
+static double bound_gather_checked(const float *plain, const uint64_t *idx,
+				   uint64_t n, uint32_t dim, uint32_t batch,
+				   float *out)
+{
+	size_t row_bytes = (size_t)dim * sizeof(float);
+	uint64_t sink = 0;
+	double t0 = bench_now_s();
+
+	for (uint64_t b = 0; b < n; b += batch) {
+		uint64_t m = n - b < batch ? n - b : batch;
+
+		for (uint64_t c = 0; c < m; c += FLOOR_CHUNK) {
+			uint64_t e = m - c < FLOOR_CHUNK ? m : c + FLOOR_CHUNK;
+
+			prefetch_chunk(plain, idx + b + c, e - c, row_bytes, 0);
+			for (uint64_t j = c; j < e; j++) {
+				float *dst = out + j * dim;
+
+				memcpy(dst, plain + idx[b + j] * dim, row_bytes);
+				sink ^= embkv_record_sum_of(idx[b + j], 0, dst,
+							    row_bytes);
+			}
+		}
+	}
+	checksum_sink = sink;
+	return (double)n / (bench_now_s() - t0);
+}
+
+static double bound_sgd_sealed(float *plain, const uint64_t *idx, uint64_t n,
+			       uint32_t dim, uint32_t batch, const float *grads)
+{
+	size_t row_bytes = (size_t)dim * sizeof(float);
+	uint64_t sink = 0;
+	double t0 = bench_now_s();
+
+	for (uint64_t b = 0; b < n; b += batch) {
+		uint64_t m = n - b < batch ? n - b : batch;
+
+		for (uint64_t c = 0; c < m; c += FLOOR_CHUNK) {
+			uint64_t e = m - c < FLOOR_CHUNK ? m : c + FLOOR_CHUNK;
+
+			prefetch_chunk(plain, idx + b + c, e - c, row_bytes, 1);
+			for (uint64_t j = c; j < e; j++) {
+				float *restrict w = plain + idx[b + j] * dim;
+				const float *restrict g = grads + j * dim;
+
+				for (uint32_t d = 0; d < dim; d++)
+					w[d] -= BENCH_LR * g[d];
+				sink ^= embkv_record_sum_of(idx[b + j], 1, w,
+							    row_bytes);
+			}
+		}
+	}
+	checksum_sink = sink;
 	return (double)n / (bench_now_s() - t0);
 }
 
@@ -373,6 +461,8 @@ int main(int argc, char **argv)
 	/* [0]: uniform, [1]: Zipf; opull: the owner's pull (run_find) */
 	double pull[2] = { 0 }, opull[2] = { 0 }, gat[2] = { 0 };
 	double sgd[2] = { 0 }, sgdb[2] = { 0 }, adam[2] = { 0 };
+	/* uniform only: the checksum floors (bound_gather_checked etc.) */
+	double gatc = 0, sgdc = 0;
 	uint64_t *idx[2], *kbuf, missing = 0;
 	float *plain, *out, *grads;
 	uint8_t *found;
@@ -444,12 +534,24 @@ int main(int argc, char **argv)
 							  o.dim, o.batch, grads));
 			sgd[d] = maxd(sgd[d], run_push(t, idx[d], o.ops,
 						       o.batch, grads, kbuf));
+			if (d == 0) {
+				gatc = maxd(gatc, bound_gather_checked(
+						  plain, idx[d], o.ops, o.dim,
+						  o.batch, out));
+				sgdc = maxd(sgdc, bound_sgd_sealed(
+						  plain, idx[d], o.ops, o.dim,
+						  o.batch, grads));
+			}
 			if (!o.json)
 				fprintf(stderr, "%s rep %u: pull %.2f M/s (bound "
 					"%.2f), sgd %.2f M/s (bound %.2f)\n",
 					dist_name[d], r + 1, pull[d] / 1e6,
 					gat[d] / 1e6, sgd[d] / 1e6,
 					sgdb[d] / 1e6);
+			if (!o.json && d == 0)
+				fprintf(stderr, "  checksum floors: checked "
+					"gather %.2f M/s, sealed sgd %.2f M/s\n",
+					gatc / 1e6, sgdc / 1e6);
 		}
 	embkv_table_destroy(t);
 	munmap(plain, o.keys * o.dim * sizeof(float));
@@ -473,6 +575,12 @@ int main(int argc, char **argv)
 	       " \"owner_pull_vs_bound_zipf\": %.3f,"
 	       " \"sgd_rows_per_s\": %.0f, \"sgd_bound_rows_per_s\": %.0f,"
 	       " \"sgd_vs_bound\": %.3f,"
+	       " \"checked_gather_bound_rows_per_s\": %.0f,"
+	       " \"checked_gather_vs_bound\": %.3f,"
+	       " \"pull_vs_checked_bound\": %.3f,"
+	       " \"sealed_sgd_bound_rows_per_s\": %.0f,"
+	       " \"sealed_sgd_vs_bound\": %.3f,"
+	       " \"sgd_vs_sealed_bound\": %.3f,"
 	       " \"sgd_zipf_rows_per_s\": %.0f,"
 	       " \"sgd_bound_zipf_rows_per_s\": %.0f,"
 	       " \"sgd_vs_bound_zipf\": %.3f,"
@@ -483,7 +591,8 @@ int main(int argc, char **argv)
 	       pull[0], gat[0], pull[0] / gat[0], pull[1], gat[1],
 	       pull[1] / gat[1], (unsigned long long)missing, opull[0],
 	       opull[0] / gat[0], opull[1], opull[1] / gat[1], sgd[0], sgdb[0],
-	       sgd[0] / sgdb[0], sgd[1], sgdb[1], sgd[1] / sgdb[1], adam[0],
+	       sgd[0] / sgdb[0], gatc, gatc / gat[0], pull[0] / gatc, sgdc,
+	       sgdc / sgdb[0], sgd[0] / sgdc, sgd[1], sgdb[1], sgd[1] / sgdb[1], adam[0],
 	       adam[1], bytes_per_row, (size_t)o.dim * sizeof(float), load);
 	free(kbuf);
 	free(out);

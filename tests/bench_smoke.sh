@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# embkv-bench, in-process mode, on a small table: it runs to the end,
+# prints one JSON object with every figure the shard engine's bars and the
+# README name (the checksum floors included), loses no row, and refuses a
+# bad option with a message. Speed is the bench's business, not this test's.
+# usage: tests/bench_smoke.sh PATH/TO/embkv-bench
+set -euo pipefail
+bench=$1
+out=$("$bench" --keys 20000 --ops 20000 --reps 1 --partitions 16 --json)
+status=0
+[ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || { echo "not one line: $out"; status=1; }
+for f in pull_rows_per_s gather_bound_rows_per_s pull_vs_bound \
+	sgd_rows_per_s sgd_bound_rows_per_s sgd_vs_bound adam_rows_per_s \
+	bytes_per_row payload_bytes_per_row load_factor_at_first_eviction \
+	owner_pull_vs_bound checked_gather_bound_rows_per_s \
+	checked_gather_vs_bound pull_vs_checked_bound \
+	sealed_sgd_bound_rows_per_s sealed_sgd_vs_bound sgd_vs_sealed_bound; do
+	v=$(printf '%s' "$out" | grep -o "\"$f\": [0-9.]*" | cut -d' ' -f2 || true)
+	if [ -z "$v" ] || ! awk -v v="$v" 'BEGIN { exit !(v > 0) }'; then
+		echo "field $f missing or not positive in: $out"
+		status=1
+	fi
+done
+printf '%s' "$out" | grep -q '"pull_missing": 0,' ||
+	{ echo "rows went missing: $out"; status=1; }
+if err=$("$bench" --keys 5 2>&1); then
+	echo "--keys 5 was accepted"; status=1
+elif ! printf '%s' "$err" | grep -q "bad value '5' for --keys"; then
+	echo "no clear error for --keys 5: $err"; status=1
+fi
+[ $status -eq 0 ] && echo "embkv-bench smoke: ok"
+exit $status
