@@ -141,9 +141,11 @@ static void prefetch_chunk(const float *plain, const uint64_t *idx,
 	}
 }
 
-static double bound_gather_checked(const float *plain, const uint64_t *idx,
-				   uint64_t n, uint32_t dim, uint32_t batch,
-				   float *out)
+/* The read floor (grads NULL: copy each row to out, hash the copy) or the
+ * update floor (SGD each row in place with grads, hash it: the reseal). */
+static double bound_floor(float *plain, const uint64_t *idx, uint64_t n,
+			  uint32_t dim, uint32_t batch, float *out,
+			  const float *grads)
 {
 	size_t row_bytes = (size_t)dim * sizeof(float);
 	uint64_t sink = 0;
@@ -155,41 +157,23 @@ static double bound_gather_checked(const float *plain, const uint64_t *idx,
 		for (uint64_t c = 0; c < m; c += FLOOR_CHUNK) {
 			uint64_t e = m - c < FLOOR_CHUNK ? m : c + FLOOR_CHUNK;
 
-			prefetch_chunk(plain, idx + b + c, e - c, row_bytes, 0);
-			for (uint64_t j = c; j < e; j++) {
-				float *dst = out + j * dim;
-
-				memcpy(dst, plain + idx[b + j] * dim, row_bytes);
-				sink ^= embkv_record_sum_of(idx[b + j], 0, dst,
-							    row_bytes);
-			}
-		}
-	}
-	checksum_sink = sink;
-	return (double)n / (bench_now_s() - t0);
-}
-
-static double bound_sgd_sealed(float *plain, const uint64_t *idx, uint64_t n,
-			       uint32_t dim, uint32_t batch, const float *grads)
-{
-	size_t row_bytes = (size_t)dim * sizeof(float);
-	uint64_t sink = 0;
-	double t0 = bench_now_s();
-
-	for (uint64_t b = 0; b < n; b += batch) {
-		uint64_t m = n - b < batch ? n - b : batch;
-
-		for (uint64_t c = 0; c < m; c += FLOOR_CHUNK) {
-			uint64_t e = m - c < FLOOR_CHUNK ? m : c + FLOOR_CHUNK;
-
-			prefetch_chunk(plain, idx + b + c, e - c, row_bytes, 1);
+			prefetch_chunk(plain, idx + b + c, e - c, row_bytes,
+				       grads != NULL);
 			for (uint64_t j = c; j < e; j++) {
 				float *restrict w = plain + idx[b + j] * dim;
-				const float *restrict g = grads + j * dim;
+				const float *row = w;
 
-				for (uint32_t d = 0; d < dim; d++)
-					w[d] -= BENCH_LR * g[d];
-				sink ^= embkv_record_sum_of(idx[b + j], 1, w,
+				if (grads) {
+					const float *restrict g = grads + j * dim;
+
+					for (uint32_t d = 0; d < dim; d++)
+						w[d] -= BENCH_LR * g[d];
+				} else {
+					memcpy(out + j * dim, w, row_bytes);
+					row = out + j * dim;
+				}
+				sink ^= embkv_record_sum_of(idx[b + j],
+							    grads != NULL, row,
 							    row_bytes);
 			}
 		}
@@ -461,7 +445,7 @@ int main(int argc, char **argv)
 	/* [0]: uniform, [1]: Zipf; opull: the owner's pull (run_find) */
 	double pull[2] = { 0 }, opull[2] = { 0 }, gat[2] = { 0 };
 	double sgd[2] = { 0 }, sgdb[2] = { 0 }, adam[2] = { 0 };
-	/* uniform only: the checksum floors (bound_gather_checked etc.) */
+	/* uniform only: the checksum floors (bound_floor) */
 	double gatc = 0, sgdc = 0;
 	uint64_t *idx[2], *kbuf, missing = 0;
 	float *plain, *out, *grads;
@@ -535,12 +519,14 @@ int main(int argc, char **argv)
 			sgd[d] = maxd(sgd[d], run_push(t, idx[d], o.ops,
 						       o.batch, grads, kbuf));
 			if (d == 0) {
-				gatc = maxd(gatc, bound_gather_checked(
-						  plain, idx[d], o.ops, o.dim,
-						  o.batch, out));
-				sgdc = maxd(sgdc, bound_sgd_sealed(
-						  plain, idx[d], o.ops, o.dim,
-						  o.batch, grads));
+				gatc = maxd(gatc, bound_floor(plain, idx[d],
+							      o.ops, o.dim,
+							      o.batch, out,
+							      NULL));
+				sgdc = maxd(sgdc, bound_floor(plain, idx[d],
+							      o.ops, o.dim,
+							      o.batch, NULL,
+							      grads));
 			}
 			if (!o.json)
 				fprintf(stderr, "%s rep %u: pull %.2f M/s (bound "
