@@ -1,14 +1,18 @@
 /*
  * Batch dedup and routing (client/batch.h).
  *
- * Dedup is one pass over the batch with an open-addressing table of
- * distinct-key indexes (linear probing, at most half full, a 64-bit mixer
- * on the key so that sequential feature ids spread). Each new position of
- * a known key is linked after the previous one, so every distinct key has
- * the chain of all its positions in increasing order: a pull scatters its
- * row along the chain and a push sums the chain's gradients in order.
- * Invariant: ukeys[u] == keys[p] for every p on u's chain, and every
- * position is on exactly one chain.
+ * Dedup is an open-addressing table of distinct-key indexes (linear
+ * probing, at most a quarter full), in two passes over the batch. The
+ * first only hashes, with the table's own key hash (hashing/hash.h), which
+ * gives each key's slot and, for routing, its partition: hashing inside
+ * the probe loop, or hashing the distinct keys again in a pass of their
+ * own, cost a quarter more. The second inserts. A table only half full
+ * spent most of the dedup on mispredicted "slot taken?" branches. Each
+ * new position of a known key is linked after the previous one, so every
+ * distinct key has the chain of all its positions in increasing order: a
+ * pull scatters its row along the chain and a push sums the chain's
+ * gradients in order. Invariant: ukeys[u] == keys[p] for every p on u's
+ * chain, and every position is on exactly one chain.
  *
  * Routing is a counting sort of the distinct keys by owning server: two
  * passes, no allocation.
@@ -23,21 +27,11 @@
 #define SLOTS_MIN 16u
 #define SLOT_EMPTY 0u /* slots hold distinct index + 1 */
 
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
 static size_t slots_for(uint32_t n)
 {
 	size_t cap = SLOTS_MIN;
 
-	while (cap < 2 * (size_t)n)
+	while (cap < 4 * (size_t)n) /* at most a quarter full */
 		cap <<= 1;
 	return cap;
 }
@@ -72,8 +66,16 @@ int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys)
 int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
 			   const uint64_t *keys, void *mem)
 {
-	size_t cap, mask;
+	return embkv_batch_dedup_parts_into(b, n, keys, mem, 0, 1, NULL);
+}
+
+int embkv_batch_dedup_parts_into(struct embkv_batch *b, uint32_t n,
+				 const uint64_t *keys, void *mem, uint64_t seed,
+				 uint32_t nparts, uint32_t *upart)
+{
+	unsigned bits = embkv_batch_part_bits(nparts);
 	uint32_t *slots, nuniq = 0;
+	size_t cap, mask;
 	uint8_t *p = mem;
 
 	if (!b || (n && !keys) || !mem || (uintptr_t)mem % sizeof(uint64_t))
@@ -88,9 +90,21 @@ int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
 	slots = b->next + n;
 	memset(slots, 0, cap * sizeof(uint32_t));
 
+	/* Pass 1, hashing only (independent iterations that overlap): the
+	 * slot hash of position i parks in next[i] and its partition in
+	 * upart[i]. Pass 2 reads both at i before it writes next[i], and
+	 * writes upart[u] only for u <= i, so nothing is read after it was
+	 * overwritten. */
+	for (uint32_t i = 0; i < n; i++) {
+		struct embkv_khash h = embkv_hash_key(keys[i], seed);
+
+		b->next[i] = (uint32_t)h.hi;
+		if (upart)
+			upart[i] = embkv_hash_partition(h, bits);
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t key = keys[i];
-		size_t s = (size_t)mix64(key) & mask;
+		size_t s = b->next[i] & mask;
 
 		for (;;) {
 			uint32_t v = slots[s];
@@ -100,6 +114,8 @@ int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
 				b->ukeys[nuniq] = key;
 				b->first[nuniq] = i;
 				b->last[nuniq] = i;
+				if (upart)
+					upart[nuniq] = upart[i];
 				nuniq++;
 				break;
 			}

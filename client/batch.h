@@ -42,6 +42,12 @@ int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys);
 size_t embkv_batch_dedup_bytes(uint32_t n);
 int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
 			   const uint64_t *keys, void *mem);
+/* The same, and in the same pass the partition of every distinct key
+ * (upart[u] for u < nuniq, as embkv_batch_partitions gives it) for a
+ * table with this hash seed and nparts partitions (a power of two). */
+int embkv_batch_dedup_parts_into(struct embkv_batch *b, uint32_t n,
+				 const uint64_t *keys, void *mem, uint64_t seed,
+				 uint32_t nparts, uint32_t *upart);
 /* Frees; b zeroed. NULL or a zeroed b is a no-op. */
 void embkv_batch_destroy(struct embkv_batch *b);
 

@@ -2,8 +2,8 @@
  * Unit tests for client/batch.c, no server: dedup (order, chains, every
  * position covered), gradient coalescing (sums bit-identical to a plain
  * sequential loop), partitions equal to the server store's own
- * embkv_table_partition_of for many keys and partition counts, and
- * grouping by server.
+ * embkv_table_partition_of for many keys and partition counts (computed
+ * apart, and in the dedup pass), and grouping by server.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -221,6 +221,63 @@ static void test_partitions_match_server(void **state)
 	free(keys);
 }
 
+/* Dedup with partitions in the same pass: the same dedup as without, and
+ * the store's partition for every distinct key, under several seeds. */
+static void test_dedup_parts(void **state)
+{
+	const uint32_t counts[] = { 1, 256, 65536 };
+	const uint64_t seeds[] = { 0, 0x656d626b76ull, UINT64_MAX };
+	uint64_t *keys = malloc(ROUTE_KEYS * sizeof(*keys)), s = TEST_SEED;
+	uint32_t *upart = malloc(ROUTE_KEYS * sizeof(*upart));
+	uint8_t *mem = malloc(embkv_batch_dedup_bytes(ROUTE_KEYS));
+	struct embkv_batch plain, b;
+
+	(void)state;
+	assert_non_null(keys);
+	assert_non_null(upart);
+	assert_non_null(mem);
+	for (uint32_t i = 0; i < ROUTE_KEYS; i++) /* about 4 positions a key */
+		keys[i] = i < 1000 ? i % 7 : rng(&s) % (ROUTE_KEYS / 4);
+	assert_int_equal(embkv_batch_dedup(&plain, ROUTE_KEYS, keys), 0);
+	assert_true(plain.nuniq < ROUTE_KEYS / 3);
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+			struct embkv_table_attr a;
+			struct embkv_table *t;
+
+			embkv_table_attr_init(&a);
+			a.dim = 1;
+			a.partitions = counts[c];
+			a.capacity = counts[c] * 4u;
+			a.hash_seed = seeds[k];
+			assert_int_equal(embkv_table_create(&a, &t), 0);
+			memset(upart, 0xff, ROUTE_KEYS * sizeof(*upart));
+			assert_int_equal(embkv_batch_dedup_parts_into(
+						 &b, ROUTE_KEYS, keys, mem,
+						 seeds[k], counts[c], upart),
+					 0);
+			assert_int_equal(b.nuniq, plain.nuniq);
+			assert_memory_equal(b.ukeys, plain.ukeys,
+					    b.nuniq * sizeof(*b.ukeys));
+			assert_memory_equal(b.first, plain.first,
+					    b.nuniq * sizeof(*b.first));
+			assert_memory_equal(b.last, plain.last,
+					    b.nuniq * sizeof(*b.last));
+			assert_memory_equal(b.next, plain.next,
+					    ROUTE_KEYS * sizeof(*b.next));
+			for (uint32_t u = 0; u < b.nuniq; u++)
+				assert_int_equal(upart[u],
+						 embkv_table_partition_of(t,
+							b.ukeys[u]));
+			embkv_table_destroy(t);
+		}
+	}
+	embkv_batch_destroy(&plain);
+	free(mem);
+	free(upart);
+	free(keys);
+}
+
 static void test_route(void **state)
 {
 	const uint32_t nparts = 256, nitems = 10000;
@@ -283,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_dedup_big),
 		cmocka_unit_test(test_sum_exact),
 		cmocka_unit_test(test_partitions_match_server),
+		cmocka_unit_test(test_dedup_parts),
 		cmocka_unit_test(test_route),
 		cmocka_unit_test(test_part_bits),
 	};
