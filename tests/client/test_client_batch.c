@@ -182,6 +182,31 @@ static void test_sum_exact(void **state)
 	free(keys);
 }
 
+/* A store table with this partition count and seed: its
+ * embkv_table_partition_of is the reference for the client's. */
+static struct embkv_table *reference_table(uint32_t partitions, uint64_t seed)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *t;
+
+	embkv_table_attr_init(&a);
+	a.dim = 1;
+	a.partitions = partitions;
+	a.capacity = partitions * 4u;
+	a.hash_seed = seed;
+	assert_int_equal(embkv_table_create(&a, &t), 0);
+	return t;
+}
+
+static void assert_partitions(struct embkv_table *t,
+			      const struct embkv_batch *b,
+			      const uint32_t *upart)
+{
+	for (uint32_t u = 0; u < b->nuniq; u++)
+		assert_int_equal(upart[u],
+				 embkv_table_partition_of(t, b->ukeys[u]));
+}
+
 /* The client's partitions are the server store's, for every count. */
 static void test_partitions_match_server(void **state)
 {
@@ -199,20 +224,11 @@ static void test_partitions_match_server(void **state)
 	assert_int_equal(embkv_batch_dedup(&b, ROUTE_KEYS, keys), 0);
 	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
 		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
-			struct embkv_table_attr a;
-			struct embkv_table *t;
+			struct embkv_table *t = reference_table(counts[c],
+								seeds[k]);
 
-			embkv_table_attr_init(&a);
-			a.dim = 1;
-			a.partitions = counts[c];
-			a.capacity = counts[c] * 4u;
-			a.hash_seed = seeds[k];
-			assert_int_equal(embkv_table_create(&a, &t), 0);
 			embkv_batch_partitions(&b, seeds[k], counts[c], upart);
-			for (uint32_t u = 0; u < b.nuniq; u++)
-				assert_int_equal(upart[u],
-						 embkv_table_partition_of(t,
-							b.ukeys[u]));
+			assert_partitions(t, &b, upart);
 			embkv_table_destroy(t);
 		}
 	}
@@ -242,15 +258,9 @@ static void test_dedup_parts(void **state)
 	assert_true(plain.nuniq < ROUTE_KEYS / 3);
 	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
 		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
-			struct embkv_table_attr a;
-			struct embkv_table *t;
+			struct embkv_table *t = reference_table(counts[c],
+								seeds[k]);
 
-			embkv_table_attr_init(&a);
-			a.dim = 1;
-			a.partitions = counts[c];
-			a.capacity = counts[c] * 4u;
-			a.hash_seed = seeds[k];
-			assert_int_equal(embkv_table_create(&a, &t), 0);
 			memset(upart, 0xff, ROUTE_KEYS * sizeof(*upart));
 			assert_int_equal(embkv_batch_dedup_parts_into(
 						 &b, ROUTE_KEYS, keys, mem,
@@ -265,10 +275,7 @@ static void test_dedup_parts(void **state)
 					    b.nuniq * sizeof(*b.last));
 			assert_memory_equal(b.next, plain.next,
 					    ROUTE_KEYS * sizeof(*b.next));
-			for (uint32_t u = 0; u < b.nuniq; u++)
-				assert_int_equal(upart[u],
-						 embkv_table_partition_of(t,
-							b.ukeys[u]));
+			assert_partitions(t, &b, upart);
 			embkv_table_destroy(t);
 		}
 	}
