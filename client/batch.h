@@ -42,9 +42,10 @@ int embkv_batch_dedup(struct embkv_batch *b, uint32_t n, const uint64_t *keys);
 size_t embkv_batch_dedup_bytes(uint32_t n);
 int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
 			   const uint64_t *keys, void *mem);
-/* The same, and in the same pass the partition of every distinct key
- * (upart[u] for u < nuniq, as embkv_batch_partitions gives it) for a
- * table with this hash seed and nparts partitions (a power of two). */
+/* The same, and from the same hash of each key the partition of every
+ * distinct key (upart[u] for u < nuniq, as embkv_batch_partitions gives
+ * it) for a table with this hash seed and nparts partitions (a power of
+ * two). upart has room for n entries: the call uses all of them. */
 int embkv_batch_dedup_parts_into(struct embkv_batch *b, uint32_t n,
 				 const uint64_t *keys, void *mem, uint64_t seed,
 				 uint32_t nparts, uint32_t *upart);
