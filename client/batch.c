@@ -167,16 +167,6 @@ uint32_t embkv_batch_part_bits(uint32_t nparts)
 	return bits;
 }
 
-void embkv_batch_partitions(const struct embkv_batch *b, uint64_t seed,
-			    uint32_t nparts, uint32_t *upart)
-{
-	unsigned bits = embkv_batch_part_bits(nparts);
-
-	for (uint32_t u = 0; u < b->nuniq; u++)
-		upart[u] = embkv_hash_partition(embkv_hash_key(b->ukeys[u], seed),
-						bits);
-}
-
 int embkv_batch_route(const uint32_t *items, uint32_t nitems,
 		      const uint32_t *upart, const uint16_t *part_srv,
 		      uint32_t nsrv, uint32_t *order, uint32_t *off)

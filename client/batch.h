@@ -43,9 +43,10 @@ size_t embkv_batch_dedup_bytes(uint32_t n);
 int embkv_batch_dedup_into(struct embkv_batch *b, uint32_t n,
 			   const uint64_t *keys, void *mem);
 /* The same, and from the same hash of each key the partition of every
- * distinct key (upart[u] for u < nuniq, as embkv_batch_partitions gives
- * it) for a table with this hash seed and nparts partitions (a power of
- * two). upart has room for n entries: the call uses all of them. */
+ * distinct key (upart[u] for u < nuniq: the server's partition function,
+ * hashing/hash.h) for a table with this hash seed and nparts partitions
+ * (a power of two). upart has room for n entries: the call uses all of
+ * them. */
 int embkv_batch_dedup_parts_into(struct embkv_batch *b, uint32_t n,
 				 const uint64_t *keys, void *mem, uint64_t seed,
 				 uint32_t nparts, uint32_t *upart);
@@ -59,11 +60,6 @@ void embkv_batch_destroy(struct embkv_batch *b);
  */
 void embkv_batch_sum_row(const struct embkv_batch *b, uint32_t u,
 			 const float *vals, uint32_t dim, float *out);
-
-/* The partition of each distinct key: upart[u] for u < nuniq, with
- * nparts a power of two (the table's) and the table's hash seed. */
-void embkv_batch_partitions(const struct embkv_batch *b, uint64_t seed,
-			    uint32_t nparts, uint32_t *upart);
 
 /* log2 of a power of two. */
 uint32_t embkv_batch_part_bits(uint32_t nparts);

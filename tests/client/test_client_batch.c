@@ -1,9 +1,9 @@
 /*
  * Unit tests for client/batch.c, no server: dedup (order, chains, every
  * position covered), gradient coalescing (sums bit-identical to a plain
- * sequential loop), partitions equal to the server store's own
- * embkv_table_partition_of for many keys and partition counts (computed
- * apart, and in the dedup pass), and grouping by server.
+ * sequential loop), partitions (computed with the dedup) equal to the
+ * server store's own embkv_table_partition_of for many keys, seeds and
+ * partition counts, and grouping by server.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -214,30 +214,34 @@ static void test_partitions_match_server(void **state)
 	const uint64_t seeds[] = { 0, 0x656d626b76ull, UINT64_MAX };
 	uint64_t *keys = malloc(ROUTE_KEYS * sizeof(*keys)), s = TEST_SEED;
 	uint32_t *upart = malloc(ROUTE_KEYS * sizeof(*upart));
+	uint8_t *mem = malloc(embkv_batch_dedup_bytes(ROUTE_KEYS));
 	struct embkv_batch b;
 
 	(void)state;
 	assert_non_null(keys);
 	assert_non_null(upart);
+	assert_non_null(mem);
 	for (uint32_t i = 0; i < ROUTE_KEYS; i++)
 		keys[i] = i < 1000 ? i : rng(&s); /* small ids and random */
-	assert_int_equal(embkv_batch_dedup(&b, ROUTE_KEYS, keys), 0);
 	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
 		for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
 			struct embkv_table *t = reference_table(counts[c],
 								seeds[k]);
 
-			embkv_batch_partitions(&b, seeds[k], counts[c], upart);
+			assert_int_equal(embkv_batch_dedup_parts_into(
+						 &b, ROUTE_KEYS, keys, mem,
+						 seeds[k], counts[c], upart),
+					 0);
 			assert_partitions(t, &b, upart);
 			embkv_table_destroy(t);
 		}
 	}
-	embkv_batch_destroy(&b);
+	free(mem);
 	free(upart);
 	free(keys);
 }
 
-/* Dedup with partitions in the same pass: the same dedup as without, and
+/* Dedup with partitions from the same hashes: the same dedup as without, and
  * the store's partition for every distinct key, under several seeds. */
 static void test_dedup_parts(void **state)
 {
