@@ -60,11 +60,12 @@
 /* One partition as a server described it; capacity 0: not described. */
 struct os_part {
 	uint64_t index_addr, nbuckets, arena_addr, capacity;
+	uint32_t index_rkey, arena_rkey; /* each partition registered alone */
 };
 
 struct os_srv {
 	uint32_t server;           /* client server index */
-	uint32_t index_rkey, arena_rkey, stride;
+	uint32_t stride;
 	struct os_part *part;      /* nparts */
 };
 
@@ -140,8 +141,6 @@ static int regions_decode(struct embkv_table_handle *t, uint32_t tid,
 		return rc;
 	if (m.table_id != tid || m.stride < rec)
 		return EMBKV_EPROTO;
-	s->index_rkey = m.index_rkey;
-	s->arena_rkey = m.arena_rkey;
 	s->stride = m.stride;
 	s->part = calloc(t->attr.partitions, sizeof(*s->part));
 	if (!s->part)
@@ -153,6 +152,8 @@ static int regions_decode(struct embkv_table_handle *t, uint32_t tid,
 		s->part[p.part].nbuckets = p.nbuckets;
 		s->part[p.part].arena_addr = p.arena_addr;
 		s->part[p.part].capacity = p.capacity;
+		s->part[p.part].index_rkey = p.index_rkey;
+		s->part[p.part].arena_rkey = p.arena_rkey;
 	}
 	return 0;
 }
@@ -527,12 +528,12 @@ static int wave(struct os_run *r, struct embkv_cconn *cc, uint32_t n,
 			r->reads[nr++] = (struct embkv_remote_read){
 				.remote_addr = k->p->index_addr +
 					       b1 * EMBKV_BUCKET_BYTES,
-				.rkey = r->srv->index_rkey,
+				.rkey = k->p->index_rkey,
 				.len = EMBKV_BUCKET_BYTES, .local = s };
 			r->reads[nr++] = (struct embkv_remote_read){
 				.remote_addr = k->p->index_addr +
 					       b2 * EMBKV_BUCKET_BYTES,
-				.rkey = r->srv->index_rkey,
+				.rkey = k->p->index_rkey,
 				.len = EMBKV_BUCKET_BYTES,
 				.local = s + EMBKV_BUCKET_BYTES };
 			bytes += BUCKETS_BYTES;
@@ -541,7 +542,7 @@ static int wave(struct os_run *r, struct embkv_cconn *cc, uint32_t n,
 			r->reads[nr++] = (struct embkv_remote_read){
 				.remote_addr = k->p->arena_addr +
 					       k->row * r->srv->stride,
-				.rkey = r->srv->arena_rkey,
+				.rkey = k->p->arena_rkey,
 				.len = r->rec_len, .local = s + BUCKETS_BYTES };
 			bytes += r->rec_len;
 			nk++;

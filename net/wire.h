@@ -453,34 +453,39 @@ int embkv_wire_hits_decode(const uint8_t *body, size_t len,
 
 /*
  * TABLE_REGIONS reply (net/RDMA.md section 3; the request is a table id):
- * u32 table id, u32 count, u32 index_rkey, u32 arena_rkey, u32 stride
- * (record bytes), u32 reserved 0, then count 40-byte partition entries:
- * u32 part, u32 reserved 0, u64 index_addr, u64 nbuckets, u64 arena_addr,
- * u64 capacity (rows; row r at arena_addr + r * stride). Decoding checks
- * count <= EMBKV_WIRE_MAX_REGION_PARTS (EMBKV_ELIMIT), reserved fields,
- * part < EMBKV_MAX_PARTITIONS, stride a nonzero multiple of 8, nbuckets
- * nonzero, and that neither region end overflows 64 bits (EMBKV_EPROTO).
+ * u32 table id, u32 count, u64 reserved 0, u32 stride (record bytes), u32
+ * reserved 0, then count 48-byte partition entries: u32 part, u32
+ * index_rkey, u64 index_addr, u64 nbuckets, u64 arena_addr, u64 capacity
+ * (rows; row r at arena_addr + r * stride), u32 arena_rkey, u32 reserved 0.
+ * Every partition is registered on its own, so each entry carries its own
+ * rkeys. Decoding checks count <= EMBKV_WIRE_MAX_REGION_PARTS
+ * (EMBKV_ELIMIT), reserved fields, part < EMBKV_MAX_PARTITIONS, stride a
+ * nonzero multiple of 8, nbuckets nonzero, and that neither region end
+ * overflows 64 bits (EMBKV_EPROTO).
  */
 enum embkv_wire_regions_off {
 	EMBKV_WIRE_REGIONS_TABLE = 0,      /* u32 */
 	EMBKV_WIRE_REGIONS_COUNT = 4,      /* u32 */
-	EMBKV_WIRE_REGIONS_INDEX_RKEY = 8, /* u32 */
-	EMBKV_WIRE_REGIONS_ARENA_RKEY = 12, /* u32 */
+	EMBKV_WIRE_REGIONS_RESERVED8 = 8,  /* u64 0 */
 	EMBKV_WIRE_REGIONS_STRIDE = 16,    /* u32 */
 	EMBKV_WIRE_REGIONS_RESERVED = 20,  /* u32 0 */
 	EMBKV_WIRE_REGIONS_PARTS = 24,     /* entries */
 };
 enum embkv_wire_region_part_off {
 	EMBKV_WIRE_REGION_PART = 0,        /* u32 */
-	EMBKV_WIRE_REGION_RESERVED = 4,    /* u32 0 */
+	EMBKV_WIRE_REGION_INDEX_RKEY = 4,  /* u32 */
 	EMBKV_WIRE_REGION_INDEX_ADDR = 8,  /* u64 */
 	EMBKV_WIRE_REGION_NBUCKETS = 16,   /* u64 (64-byte buckets) */
 	EMBKV_WIRE_REGION_ARENA_ADDR = 24, /* u64 */
 	EMBKV_WIRE_REGION_CAPACITY = 32,   /* u64 rows */
-	EMBKV_WIRE_REGION_SIZE = 40,
+	EMBKV_WIRE_REGION_ARENA_RKEY = 40, /* u32 */
+	EMBKV_WIRE_REGION_RESERVED = 44,   /* u32 0 */
+	EMBKV_WIRE_REGION_SIZE = 48,
 };
 struct embkv_wire_region_part {
 	uint32_t part;
+	uint32_t index_rkey;
+	uint32_t arena_rkey;
 	uint64_t index_addr;
 	uint64_t nbuckets;
 	uint64_t arena_addr;
@@ -489,8 +494,6 @@ struct embkv_wire_region_part {
 struct embkv_wire_table_regions {
 	uint32_t table_id;
 	uint32_t count;
-	uint32_t index_rkey;
-	uint32_t arena_rkey;
 	uint32_t stride;
 	const struct embkv_wire_region_part *parts; /* encode: count entries */
 	struct embkv_wire_cursor cur;              /* decode: see _next */

@@ -411,13 +411,16 @@ int embkv_wire_table_regions_encode(const struct embkv_wire_table_regions *m,
 		return rc;
 	put_u32(body + EMBKV_WIRE_REGIONS_TABLE, m->table_id);
 	put_u32(body + EMBKV_WIRE_REGIONS_COUNT, m->count);
-	put_u32(body + EMBKV_WIRE_REGIONS_INDEX_RKEY, m->index_rkey);
-	put_u32(body + EMBKV_WIRE_REGIONS_ARENA_RKEY, m->arena_rkey);
+	put_u64(body + EMBKV_WIRE_REGIONS_RESERVED8, 0);
 	put_u32(body + EMBKV_WIRE_REGIONS_STRIDE, m->stride);
 	put_u32(body + EMBKV_WIRE_REGIONS_RESERVED, 0);
 	for (i = 0; i < m->count; i++) {
 		p = body + regions_bytes(i);
 		put_u32(p + EMBKV_WIRE_REGION_PART, m->parts[i].part);
+		put_u32(p + EMBKV_WIRE_REGION_INDEX_RKEY,
+			m->parts[i].index_rkey);
+		put_u32(p + EMBKV_WIRE_REGION_ARENA_RKEY,
+			m->parts[i].arena_rkey);
 		put_u32(p + EMBKV_WIRE_REGION_RESERVED, 0);
 		put_u64(p + EMBKV_WIRE_REGION_INDEX_ADDR,
 			m->parts[i].index_addr);
@@ -433,6 +436,8 @@ static void region_part_read(const uint8_t *p,
 			     struct embkv_wire_region_part *out)
 {
 	out->part = get_u32(p + EMBKV_WIRE_REGION_PART);
+	out->index_rkey = get_u32(p + EMBKV_WIRE_REGION_INDEX_RKEY);
+	out->arena_rkey = get_u32(p + EMBKV_WIRE_REGION_ARENA_RKEY);
 	out->index_addr = get_u64(p + EMBKV_WIRE_REGION_INDEX_ADDR);
 	out->nbuckets = get_u64(p + EMBKV_WIRE_REGION_NBUCKETS);
 	out->arena_addr = get_u64(p + EMBKV_WIRE_REGION_ARENA_ADDR);
@@ -458,6 +463,7 @@ int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
 		return EMBKV_EPROTO;
 	stride = get_u32(body + EMBKV_WIRE_REGIONS_STRIDE);
 	if (!stride || stride % BODY_ALIGN ||
+	    get_u64(body + EMBKV_WIRE_REGIONS_RESERVED8) ||
 	    get_u32(body + EMBKV_WIRE_REGIONS_RESERVED))
 		return EMBKV_EPROTO;
 	for (i = 0; i < count; i++) {
@@ -471,8 +477,6 @@ int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
 	}
 	out->table_id = get_u32(body + EMBKV_WIRE_REGIONS_TABLE);
 	out->count = count;
-	out->index_rkey = get_u32(body + EMBKV_WIRE_REGIONS_INDEX_RKEY);
-	out->arena_rkey = get_u32(body + EMBKV_WIRE_REGIONS_ARENA_RKEY);
 	out->stride = stride;
 	out->parts = NULL;
 	memset(&out->cur, 0, sizeof(out->cur));

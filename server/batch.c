@@ -77,11 +77,12 @@ struct plan {
 	uint32_t single;     /* the only owner, when owners == 1 */
 };
 
-/* Groups keys by owner, checking that this server serves each. 0,
- * EMBKV_ESTALE (*bad_key set), or -ENOMEM. */
-static int plan_build(struct embkv_server *s, const struct embkv_table *t,
-		      uint32_t n, const uint64_t *keys, struct plan *pl,
-		      uint64_t *bad_key)
+/* Groups keys by owner, checking that this server serves each under map
+ * (the caller holds rcu_read_lock). 0, EMBKV_ESTALE (*bad_key set), or
+ * -ENOMEM. */
+static int plan_build(struct embkv_server *s, const struct embkvd_map *map,
+		      const struct embkv_table *t, uint32_t n,
+		      const uint64_t *keys, struct plan *pl, uint64_t *bad_key)
 {
 	uint32_t nown = embkv_owner_count(s->owners);
 	uint32_t cur[EMBKV_OWNER_MAX];
@@ -90,7 +91,7 @@ static int plan_build(struct embkv_server *s, const struct embkv_table *t,
 
 	memset(pl, 0, sizeof(*pl));
 	pl->owners = n ? 1 : 0;
-	if (nown == 1 && s->nservers == 1)
+	if (nown == 1 && map->nservers == 1)
 		return 0;
 	pl->mem = malloc(off_bytes + (size_t)n * (sizeof(uint32_t) +
 						  sizeof(uint16_t)));
@@ -104,13 +105,13 @@ static int plan_build(struct embkv_server *s, const struct embkv_table *t,
 		uint32_t p = embkv_table_partition_of(t, keys[i]);
 		uint32_t o;
 
-		if (p % s->nservers != s->self) {
+		if (!embkvd_map_mine(map, p)) {
 			*bad_key = keys[i];
 			free(pl->mem);
 			pl->mem = NULL;
 			return EMBKV_ESTALE;
 		}
-		o = (p / s->nservers) % nown;
+		o = embkvd_map_owner(map, p, nown);
 		owner_of[i] = (uint16_t)o;
 		pl->off[o + 1]++;
 	}
@@ -312,7 +313,7 @@ static int req_buffers(struct embkv_req *r)
 	struct embkv_wire_hdr h = {
 		.opcode = r->op | EMBKV_WIRE_OP_REPLY,
 		.request_id = r->req_id,
-		.epoch = r->io->srv->epoch,
+		.epoch = embkv_server_epoch(r->io->srv),
 	};
 	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE, vals_bytes = 0;
 	uint8_t *body;
@@ -404,8 +405,11 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		       uint8_t *body, uint64_t t0_ns)
 {
 	struct embkv_server *s = c->io->srv;
+	const struct embkvd_map *map;
 	struct embkv_catalog_entry *ent;
 	struct embkv_req *r;
+	uint32_t bad_server = 0, self = 0;
+	uint64_t epoch;
 	struct batch_msg m;
 	struct plan pl;
 	uint64_t bad_key = 0;
@@ -419,11 +423,12 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 				 embkv_strerror(rc));
 		goto free_body;
 	}
-	if (embkv_wire_epoch_check(h, s->epoch)) {
+	epoch = embkv_server_epoch(s);
+	if (embkv_wire_epoch_check(h, epoch)) {
 		embkv_conn_error(c, h->request_id, EMBKV_ESTALE, false,
 				 "epoch %llu is stale: the server's is %llu",
 				 (unsigned long long)h->epoch,
-				 (unsigned long long)s->epoch);
+				 (unsigned long long)epoch);
 		goto free_body;
 	}
 	rcu_read_lock();
@@ -450,15 +455,22 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 				 "the frame limit", m.n, m.dim);
 		goto put;
 	}
-	rc = plan_build(s, ent->table, m.n, m.keys, &pl, &bad_key);
+	rcu_read_lock();
+	map = embkvd_map_cur(&s->map);
+	rc = plan_build(s, map, ent->table, m.n, m.keys, &pl, &bad_key);
+	if (rc == EMBKV_ESTALE) {
+		bad_server = embkvd_map_server(
+			map, embkv_table_partition_of(ent->table, bad_key));
+		self = map->self;
+	}
+	rcu_read_unlock();
 	if (rc == EMBKV_ESTALE) {
 		embkv_conn_error(c, h->request_id, rc, false,
 				 "key %llu: partition %u is on server %u, "
 				 "this is server %u",
 				 (unsigned long long)bad_key,
 				 embkv_table_partition_of(ent->table, bad_key),
-				 embkv_table_partition_of(ent->table, bad_key) %
-					 s->nservers, s->self);
+				 bad_server, self);
 		goto put;
 	}
 	if (rc)

@@ -156,7 +156,7 @@ static bool fits(const struct embkv_catalog *cat, uint64_t used,
 
 static int entry_build(struct embkv_catalog *cat,
 		       const struct embkv_table_attr *attr,
-		       struct embkv_catalog_entry **out)
+		       const uint8_t *owned, struct embkv_catalog_entry **out)
 {
 	struct embkv_table_stats st;
 	struct embkv_catalog_entry *e;
@@ -165,7 +165,7 @@ static int entry_build(struct embkv_catalog *cat,
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	err = embkv_table_create(attr, &e->table);
+	err = embkv_table_create_parts(attr, owned, &e->table);
 	if (err) {
 		free(e);
 		return err;
@@ -184,7 +184,8 @@ static int entry_build(struct embkv_catalog *cat,
 }
 
 int embkv_catalog_add(struct embkv_catalog *cat,
-		      const struct embkv_table_attr *attr, uint32_t *id)
+		      const struct embkv_table_attr *attr,
+		      const uint8_t *owned, uint32_t *id)
 {
 	struct embkv_catalog_entry *e;
 	struct catalog_snap *old, *s;
@@ -196,13 +197,13 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 	/* Refuse a table over the limit before mapping (and, with RDMA,
 	 * registering, which pins every page) any of it; the exact check
 	 * under the lock below still decides. */
-	err = embkv_table_size(attr, &need);
+	err = embkv_table_size_parts(attr, owned, &need);
 	if (err)
 		return err;
 	if (!fits(cat, embkv_catalog_bytes(cat), need))
 		return -ENOMEM;
 	/* Build outside the lock: mapping a big table takes a while. */
-	err = entry_build(cat, attr, &e);
+	err = entry_build(cat, attr, owned, &e);
 	if (err)
 		return err;
 	pthread_mutex_lock(&cat->lock);

@@ -32,7 +32,8 @@ struct embkv_table_counters {
 struct embkv_catalog_entry {
 	uint32_t id;                 /* never reused within a server run */
 	struct embkv_table *table;   /* fixed for the entry's life */
-	uint64_t bytes;              /* embkv_table_get_stats().bytes at create */
+	uint64_t bytes;              /* embkv_table_get_stats().bytes at create:
+					the loaded partitions only */
 	uint32_t refs;               /* atomic */
 	struct embkv_regions *regions; /* RDMA registrations; NULL: none */
 	struct embkv_table_counters ctr;
@@ -60,13 +61,16 @@ int embkv_catalog_create(const struct embkv_catalog_attr *attr,
 void embkv_catalog_destroy(struct embkv_catalog *cat);
 
 /*
- * Creates a table and publishes it. 0 and *id; -EINVAL or EMBKV_ELIMIT
- * (bad attr, see embkv_table_create; or EMBKV_WIRE_MAX_TABLES tables
- * exist), EMBKV_ETABLEEXISTS, -ENOMEM (out of memory, or the table would
- * take the catalog over its memory limit).
+ * Creates a table holding the partitions p with owned[p] != 0 (owned has
+ * attr->partitions entries; NULL: all), and publishes it; only their
+ * memory is mapped, registered and charged against the limit. 0 and *id;
+ * -EINVAL or EMBKV_ELIMIT (bad attr, see embkv_table_create; or
+ * EMBKV_WIRE_MAX_TABLES tables exist), EMBKV_ETABLEEXISTS, -ENOMEM (out of
+ * memory, or the table would take the catalog over its memory limit).
  */
 int embkv_catalog_add(struct embkv_catalog *cat,
-		      const struct embkv_table_attr *attr, uint32_t *id);
+		      const struct embkv_table_attr *attr,
+		      const uint8_t *owned, uint32_t *id);
 /* Unpublishes the table called name: 0 or EMBKV_ENOTABLE. */
 int embkv_catalog_drop(struct embkv_catalog *cat, const char *name);
 

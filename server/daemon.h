@@ -31,6 +31,7 @@
 #include "server/catalog.h"
 #include "server/metrics.h"
 #include "server/owner.h"
+#include "server/shardmap.h"
 
 #define EMBKVD_MAX_IO_THREADS 64u
 #define EMBKVD_HOST_MAX 200u        /* bytes of a listen host name */
@@ -67,9 +68,7 @@ struct embkv_vconn;
 
 struct embkv_server {
 	struct embkv_server_attr attr;  /* strings below are copies */
-	char **servers;                 /* shard-map addresses */
-	uint32_t nservers, self;
-	uint64_t epoch;
+	struct embkvd_map *map;         /* RCU: embkvd_map_cur(&s->map) */
 	struct embkv_catalog *cat;
 	struct embkv_owner_pool *owners;
 	struct embkv_io *io;
@@ -94,6 +93,15 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 int embkv_server_run(struct embkv_server *s);
 /* Stops accepting, closes connections, joins threads, frees tables. */
 void embkv_server_destroy(struct embkv_server *s);
+
+/* The current shard-map epoch (any registered thread). */
+uint64_t embkv_server_epoch(struct embkv_server *s);
+/*
+ * Creates a table with this server's share of its partitions loaded (the
+ * shard map decides which): embkv_catalog_add's results.
+ */
+int embkv_server_table_add(struct embkv_server *s,
+			   const struct embkv_table_attr *attr, uint32_t *id);
 
 /* Concise log line to stderr, prefixed "embkvd: ". */
 void embkv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

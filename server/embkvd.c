@@ -511,7 +511,8 @@ int main(int argc, char **argv)
 	embkv_log("%u owner threads, %u I/O threads, epoch %llu, server %u "
 		  "of %u, table memory limit %s%s",
 		  embkv_owner_count(s->owners), s->nio,
-		  (unsigned long long)s->epoch, s->self, s->nservers, limit,
+		  (unsigned long long)s->map->epoch, s->map->self,
+		  s->map->nservers, limit,
 		  s->auth ? ", token required" : "");
 	if (o.attr.tcp)
 		printf(strchr(o.attr.host, ':') ?

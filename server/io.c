@@ -234,7 +234,7 @@ int embkv_conn_reply(struct embkv_conn *c, uint64_t req_id, uint8_t op,
 	struct embkv_wire_hdr h = {
 		.opcode = op,
 		.request_id = req_id,
-		.epoch = c->io->srv->epoch,
+		.epoch = embkv_server_epoch(c->io->srv),
 		.body_len = body_len,
 	};
 	struct embkv_obuf *ob;

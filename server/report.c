@@ -94,7 +94,7 @@ static void server_stats(struct embkv_server *s, struct stat_fill *f)
 	put(f, EMBKV_WIRE_STAT_TABLES, embkv_catalog_snapshot(s->cat, &e));
 	put(f, EMBKV_WIRE_STAT_MEM_BYTES, embkv_catalog_bytes(s->cat));
 	put(f, EMBKV_WIRE_STAT_MEM_LIMIT, embkv_catalog_memory_limit(s->cat));
-	put(f, EMBKV_WIRE_STAT_EPOCH, s->epoch);
+	put(f, EMBKV_WIRE_STAT_EPOCH, embkv_server_epoch(s));
 	put(f, EMBKV_WIRE_STAT_OWNER_THREADS, embkv_owner_count(s->owners));
 	put(f, EMBKV_WIRE_STAT_IO_THREADS, s->nio);
 }
@@ -194,13 +194,9 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 {
 	struct embkv_server *s = c->io->srv;
 	struct embkv_catalog_entry *e;
-	struct embkv_wire_shard_map m = {
-		.epoch = s->epoch,
-		.table_id = table_id,
-		.n_servers = s->nservers,
-		.servers = (const char *const *)s->servers,
-	};
-	uint16_t *map;
+	struct embkv_wire_shard_map m = { .table_id = table_id };
+	const struct embkvd_map *cur;
+	uint16_t *map = NULL;
 	uint8_t *body;
 	size_t len;
 	int rc;
@@ -209,22 +205,17 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 	e = embkv_catalog_find_id(s->cat, table_id);
 	if (e)
 		m.n_partitions = e->table->nparts;
-	rcu_read_unlock();
-	if (!e) {
-		embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				 "no table with id %u", table_id);
-		return;
-	}
-	map = malloc(sizeof(*map) * m.n_partitions);
-	if (!map) {
-		embkv_conn_error(c, req_id, -ENOMEM, false,
-				 "no memory for a shard map");
-		return;
-	}
-	for (uint32_t p = 0; p < m.n_partitions; p++)
-		map[p] = (uint16_t)(p % s->nservers);
+	if (e)
+		map = malloc(sizeof(*map) * m.n_partitions);
+	cur = embkvd_map_cur(&s->map);
+	for (uint32_t p = 0; map && p < m.n_partitions; p++)
+		map[p] = (uint16_t)embkvd_map_server(cur, p);
+	m.epoch = cur->epoch;
+	m.n_servers = cur->nservers;
+	m.servers = (const char *const *)cur->servers;
 	m.part_server = map;
-	rc = embkv_wire_shard_map_size(&m, &len);
+	rc = !e ? EMBKV_ENOTABLE : !map ? -ENOMEM
+	     : embkv_wire_shard_map_size(&m, &len);
 	if (!rc)
 		rc = embkv_conn_reply(c, req_id,
 				      EMBKV_WIRE_OP_SHARD_MAP |
@@ -232,7 +223,11 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 				      (uint32_t)len, &body);
 	if (!rc)
 		embkv_wire_shard_map_encode(&m, body, len);
-	else
+	rcu_read_unlock();
+	if (rc == EMBKV_ENOTABLE)
+		embkv_conn_error(c, req_id, rc, false, "no table with id %u",
+				 table_id);
+	else if (rc)
 		embkv_conn_error(c, req_id, rc, false,
 				 "cannot encode the shard map: %s",
 				 embkv_strerror(rc));

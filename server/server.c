@@ -131,39 +131,63 @@ static int listen_open(struct embkv_server *s)
 	return 0;
 }
 
-/* The shard map's server list: --peers, or this server alone. */
-static int servers_init(struct embkv_server *s)
+/* The first shard map: --peers, or this server alone. */
+static int map_init(struct embkv_server *s, const char *const *peers)
 {
 	const struct embkv_server_attr *a = &s->attr;
-	uint32_t n = a->peers ? a->npeers : 1;
 	char self[EMBKV_WIRE_ADDR_MAX + 1];
+	const char *one = self;
+	struct embkvd_map *m;
+	int err;
 
-	s->servers = calloc(n, sizeof(*s->servers));
-	if (!s->servers)
+	if (peers)
+		err = embkvd_map_create(a->epoch, peers, a->npeers, a->self,
+					&m);
+	else {
+		if (a->tcp)
+			snprintf(self, sizeof(self),
+				 strchr(a->host, ':') ? "tcp://[%s]:%u"
+						      : "tcp://%s:%u",
+				 a->host, s->port);
+		else /* rdma:// only */
+			snprintf(self, sizeof(self),
+				 strchr(a->rdma_host, ':') ? "rdma://[%s]:%u"
+							   : "rdma://%s:%u",
+				 a->rdma_host, s->rdma_port);
+		err = embkvd_map_create(a->epoch, &one, 1, 0, &m);
+	}
+	if (!err)
+		embkvd_map_publish(&s->map, m);
+	return err;
+}
+
+uint64_t embkv_server_epoch(struct embkv_server *s)
+{
+	uint64_t epoch;
+
+	rcu_read_lock();
+	epoch = embkvd_map_cur(&s->map)->epoch;
+	rcu_read_unlock();
+	return epoch;
+}
+
+int embkv_server_table_add(struct embkv_server *s,
+			   const struct embkv_table_attr *attr, uint32_t *id)
+{
+	uint8_t *owned;
+	int rc;
+
+	if (embkv_table_attr_check(attr))
+		return embkv_table_attr_check(attr);
+	owned = malloc(attr->partitions);
+	if (!owned)
 		return -ENOMEM;
-	s->nservers = n;
-	s->self = a->peers ? a->self : 0;
-	if (!a->peers && a->tcp) {
-		snprintf(self, sizeof(self),
-			 strchr(a->host, ':') ? "tcp://[%s]:%u" : "tcp://%s:%u",
-			 a->host, s->port);
-		s->servers[0] = strdup(self);
-		return s->servers[0] ? 0 : -ENOMEM;
-	}
-	if (!a->peers) { /* rdma:// only */
-		snprintf(self, sizeof(self),
-			 strchr(a->rdma_host, ':') ? "rdma://[%s]:%u"
-						   : "rdma://%s:%u",
-			 a->rdma_host, s->rdma_port);
-		s->servers[0] = strdup(self);
-		return s->servers[0] ? 0 : -ENOMEM;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		s->servers[i] = strdup(a->peers[i]);
-		if (!s->servers[i])
-			return -ENOMEM;
-	}
-	return 0;
+	rcu_read_lock();
+	embkvd_map_owned(embkvd_map_cur(&s->map), attr->partitions, owned);
+	rcu_read_unlock();
+	rc = embkv_catalog_add(s->cat, attr, owned, id);
+	free(owned);
+	return rc;
 }
 
 static int default_table(struct embkv_server *s, const char *name)
@@ -176,7 +200,7 @@ static int default_table(struct embkv_server *s, const char *name)
 	if (strlen(name) >= sizeof(a.name))
 		return EMBKV_ELIMIT;
 	strcpy(a.name, name);
-	rc = embkv_catalog_add(s->cat, &a, &id);
+	rc = embkv_server_table_add(s, &a, &id);
 	if (rc)
 		embkv_log("cannot create table %s: %s", name,
 			  embkv_strerror(rc));
@@ -236,7 +260,6 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	s->attr.token = NULL;
 	s->attr.default_table = NULL;
 	s->listen_fd = s->sig_fd = s->timer_fd = s->ep_fd = -1;
-	s->epoch = attr->epoch;
 	s->start_ns = embkv_now_ns();
 	rcu_register_thread();
 	err = embkv_rates_init(&s->rates);
@@ -270,22 +293,20 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	err = embkv_catalog_create(&ca, &s->cat);
 	if (err)
 		goto destroy;
-	if (attr->default_table) {
-		err = default_table(s, attr->default_table);
-		if (err)
-			goto destroy;
-	}
 	err = attr->tcp ? listen_open(s) : 0;
 	if (err) {
 		embkv_log("cannot listen on %s:%u: %s", attr->host, attr->port,
 			  embkv_strerror(err));
 		goto destroy;
 	}
-	s->attr.peers = attr->peers;
-	err = servers_init(s);
-	s->attr.peers = NULL;
+	err = map_init(s, attr->peers);
 	if (err)
 		goto destroy;
+	if (attr->default_table) {
+		err = default_table(s, attr->default_table);
+		if (err)
+			goto destroy;
+	}
 	err = embkv_owner_pool_create(attr->threads, &s->owners);
 	if (err)
 		goto destroy;
@@ -374,9 +395,7 @@ void embkv_server_destroy(struct embkv_server *s)
 	free(s->io);
 	embkv_catalog_destroy(s->cat);
 	embkv_verbs_close(s->verbs);
-	for (uint32_t i = 0; s->servers && i < s->nservers; i++)
-		free(s->servers[i]);
-	free(s->servers);
+	embkvd_map_destroy(s->map); /* no reader is left */
 	if (s->ep_fd >= 0)
 		close(s->ep_fd);
 	if (s->timer_fd >= 0)

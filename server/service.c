@@ -149,7 +149,7 @@ static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		bad_body(c, h, rc);
 		return;
 	}
-	rc = embkv_catalog_add(cat, &a, &id);
+	rc = embkv_server_table_add(c->io->srv, &a, &id);
 	if (rc == -ENOMEM && embkv_catalog_memory_limit(cat)) {
 		embkv_conn_error(c, h->request_id, rc, false,
 				 "table %s: over --memory-limit or out of "

@@ -52,83 +52,121 @@ static void locate_buckets(void *ctx, uint64_t row, uint64_t *b1, uint64_t *b2)
 	embkv_hash_buckets(h, p->index.nbuckets, b1, b2);
 }
 
-/* Maps every slab, zeroed; pages are committed on first touch. */
-static int slabs_map(struct embkv_table *t)
-{
-	for (int k = 0; k < EMBKV_SLAB_COUNT; k++) {
-		void *m;
+/* The index of every unloaded partition: one empty bucket that nothing
+ * ever writes (an unloaded partition has capacity 0, so no insert reaches
+ * its index). */
+static struct embkv_bucket empty_bucket;
 
-		t->slab_bytes[k] = t->slice_bytes[k] * t->nparts;
-		if (!t->slab_bytes[k])
-			continue;
-		m = mmap(NULL, t->slab_bytes[k], PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		if (m == MAP_FAILED)
-			return -ENOMEM;
-		/* Random row and bucket access: huge pages spare a TLB miss
-		 * (a page walk) on nearly every key. */
-		if (t->slab_bytes[k] >= HUGE_PAGE_BYTES)
-			(void)madvise(m, t->slab_bytes[k], MADV_HUGEPAGE);
-		t->slab[k] = m;
-	}
-	return 0;
+/* Sizes of the mappings of a partition of cap rows. */
+static void part_layout(const struct embkv_table *t, uint64_t cap,
+			uint64_t *nbuckets, size_t bytes[EMBKV_MEM_COUNT])
+{
+	double load = t->attr.index_load > 0 ? t->attr.index_load
+					     : EMBKV_INDEX_LOAD_DEFAULT;
+
+	*nbuckets = embkv_index_buckets_for(cap, load);
+	bytes[EMBKV_MEM_INDEX] = embkv_index_bytes(*nbuckets);
+	bytes[EMBKV_MEM_ARENA] = page_round(cap * t->stride);
+	bytes[EMBKV_MEM_STATE] = page_round(cap * t->state_floats *
+					    sizeof(float));
+	bytes[EMBKV_MEM_STEPS] =
+		t->opt->needs_step ? page_round(cap * sizeof(uint32_t)) : 0;
 }
 
-static void slabs_unmap(struct embkv_table *t)
+/* A zeroed private mapping; pages are committed on first touch. */
+static void *mem_map(size_t bytes)
 {
-	for (int k = 0; k < EMBKV_SLAB_COUNT; k++)
-		if (t->slab[k])
-			munmap(t->slab[k], t->slab_bytes[k]);
+	void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (m == MAP_FAILED)
+		return NULL;
+	/* Random row access: huge pages spare a TLB miss (a page walk) on
+	 * nearly every key. */
+	if (bytes >= HUGE_PAGE_BYTES)
+		(void)madvise(m, bytes, MADV_HUGEPAGE);
+	return m;
 }
 
-static void *slice(const struct embkv_table *t, enum embkv_slab_kind k,
-		   uint32_t part)
+/* An unloaded partition: no memory, capacity 0, the static empty index. */
+static void part_clear(struct embkv_table *t, struct embkv_part *p,
+		       uint32_t id)
 {
-	return t->slab[k] ? t->slab[k] + t->slice_bytes[k] * part : NULL;
-}
-
-static void part_fini(struct embkv_part *p)
-{
-	embkv_index_fini(&p->index);
-	embkv_cms_fini(&p->cms);
-}
-
-static int part_init(struct embkv_table *t, struct embkv_part *p, uint32_t id,
-		     uint64_t nbuckets)
-{
-	uint64_t cap = t->part_capacity;
-	int err;
-
+	memset(p, 0, sizeof(*p));
 	p->table = t;
 	p->id = id;
-	p->capacity = cap;
 	p->free_head = NO_ROW;
-	err = embkv_index_init(&p->index, nbuckets,
-			       slice(t, EMBKV_SLAB_INDEX, id));
+	p->index.buckets = &empty_bucket;
+	p->index.nbuckets = 1;
+}
+
+void embkv_part_unload(struct embkv_table *t, uint32_t i)
+{
+	struct embkv_part *p = &t->parts[i];
+
+	if (!p->loaded)
+		return;
+	embkv_index_fini(&p->index);
+	embkv_cms_fini(&p->cms);
+	for (int k = EMBKV_MEM_ARENA; k < EMBKV_MEM_COUNT; k++)
+		if (p->mem[k])
+			munmap(p->mem[k], p->mem_bytes[k]);
+	part_clear(t, p, i);
+	t->nloaded--;
+}
+
+int embkv_part_load(struct embkv_table *t, uint32_t i)
+{
+	struct embkv_part *p = &t->parts[i];
+	uint64_t cap = embkv_part_capacity(t->attr.capacity, t->nparts, i);
+	uint64_t nbuckets;
+	int err;
+
+	if (p->loaded)
+		return 0;
+	part_layout(t, cap, &nbuckets, p->mem_bytes);
+	err = embkv_index_init(&p->index, nbuckets, NULL);
 	if (err)
-		return err;
-	p->arena = slice(t, EMBKV_SLAB_ARENA, id);
-	p->state = slice(t, EMBKV_SLAB_STATE, id);
-	p->steps = slice(t, EMBKV_SLAB_STEPS, id);
+		goto clear;
+	p->mem[EMBKV_MEM_INDEX] = (uint8_t *)p->index.buckets;
+	err = -ENOMEM;
+	for (int k = EMBKV_MEM_ARENA; k < EMBKV_MEM_COUNT; k++)
+		if (p->mem_bytes[k] && !(p->mem[k] = mem_map(p->mem_bytes[k])))
+			goto unmap;
+	p->arena = p->mem[EMBKV_MEM_ARENA];
+	p->state = (float *)p->mem[EMBKV_MEM_STATE];
+	p->steps = (uint32_t *)p->mem[EMBKV_MEM_STEPS];
+	p->capacity = cap;
 	p->clock.period = (uint64_t)t->attr.lfu_decay_period * cap;
 	if (t->attr.admit_after > 1) {
 		/* Most sighted keys are cold, so the sketch is sized for
 		 * twice the rows the partition can hold. */
-		err = embkv_cms_init(&p->cms, 2 * cap,
-				     t->attr.hash_seed ^ ((uint64_t)id << 32), 0);
+		err = embkv_cms_init(&p->cms, cap ? 2 * cap : 1,
+				     t->attr.hash_seed ^ ((uint64_t)i << 32), 0);
 		if (err)
-			return err;
+			goto unmap;
 	}
+	p->bytes = embkv_cms_bytes(&p->cms);
+	for (int k = 0; k < EMBKV_MEM_COUNT; k++)
+		p->bytes += p->mem_bytes[k];
+	p->loaded = true;
+	t->nloaded++;
 	return 0;
+
+unmap:
+	for (int k = EMBKV_MEM_ARENA; k < EMBKV_MEM_COUNT; k++)
+		if (p->mem[k])
+			munmap(p->mem[k], p->mem_bytes[k]);
+	embkv_index_fini(&p->index);
+clear:
+	part_clear(t, p, i);
+	return err;
 }
 
-/* Fills the geometry fields of t (which holds a copy of a checked attr):
- * partition capacity, stride, optimizer state size and every slice. */
-static void table_layout(struct embkv_table *t, uint64_t *nbuckets)
+/* Fills the geometry fields of t (which holds a copy of a checked attr). */
+static void table_layout(struct embkv_table *t)
 {
 	const struct embkv_table_attr *attr = &t->attr;
-	double load;
-	uint64_t cap;
 
 	t->opt = embkv_optim_get(attr->opt.type);
 	t->nparts = attr->partitions;
@@ -137,15 +175,6 @@ static void table_layout(struct embkv_table *t, uint64_t *nbuckets)
 	t->payload_bytes = (size_t)attr->dim * sizeof(float);
 	t->stride = embkv_record_stride(t->payload_bytes);
 	t->state_floats = t->opt->state_floats(attr->dim);
-	t->part_capacity = cap = (attr->capacity + t->nparts - 1) / t->nparts;
-	load = attr->index_load > 0 ? attr->index_load : EMBKV_INDEX_LOAD_DEFAULT;
-	*nbuckets = embkv_index_buckets_for(cap, load);
-	t->slice_bytes[EMBKV_SLAB_INDEX] = embkv_index_bytes(*nbuckets);
-	t->slice_bytes[EMBKV_SLAB_ARENA] = page_round(cap * t->stride);
-	t->slice_bytes[EMBKV_SLAB_STATE] =
-		page_round(cap * t->state_floats * sizeof(float));
-	t->slice_bytes[EMBKV_SLAB_STEPS] =
-		t->opt->needs_step ? page_round(cap * sizeof(uint32_t)) : 0;
 }
 
 static int attr_usable(const struct embkv_table_attr *attr)
@@ -159,10 +188,11 @@ static int attr_usable(const struct embkv_table_attr *attr)
 	return 0;
 }
 
-int embkv_table_size(const struct embkv_table_attr *attr, uint64_t *bytes)
+int embkv_table_size_parts(const struct embkv_table_attr *attr,
+			   const uint8_t *owned, uint64_t *bytes)
 {
 	struct embkv_table t;
-	uint64_t nbuckets, sum = 0;
+	uint64_t sum = 0;
 	int err;
 
 	*bytes = 0;
@@ -171,24 +201,32 @@ int embkv_table_size(const struct embkv_table_attr *attr, uint64_t *bytes)
 		return err;
 	memset(&t, 0, sizeof(t));
 	t.attr = *attr;
-	table_layout(&t, &nbuckets);
-	for (int k = 0; k < EMBKV_SLAB_COUNT; k++) {
-		uint64_t slab;
+	table_layout(&t);
+	for (uint32_t i = 0; i < t.nparts; i++) {
+		size_t b[EMBKV_MEM_COUNT];
+		uint64_t nbuckets;
 
-		if (__builtin_mul_overflow((uint64_t)t.slice_bytes[k],
-					   (uint64_t)t.nparts, &slab) ||
-		    __builtin_add_overflow(sum, slab, &sum))
-			return -ENOMEM;
+		if (owned && !owned[i])
+			continue;
+		part_layout(&t, embkv_part_capacity(attr->capacity, t.nparts,
+						    i), &nbuckets, b);
+		for (int k = 0; k < EMBKV_MEM_COUNT; k++)
+			if (__builtin_add_overflow(sum, (uint64_t)b[k], &sum))
+				return -ENOMEM;
 	}
 	*bytes = sum;
 	return 0;
 }
 
-int embkv_table_create(const struct embkv_table_attr *attr,
-		       struct embkv_table **out)
+int embkv_table_size(const struct embkv_table_attr *attr, uint64_t *bytes)
+{
+	return embkv_table_size_parts(attr, NULL, bytes);
+}
+
+int embkv_table_create_parts(const struct embkv_table_attr *attr,
+			     const uint8_t *owned, struct embkv_table **out)
 {
 	struct embkv_table *t;
-	uint64_t nbuckets;
 	int err;
 
 	*out = NULL;
@@ -199,32 +237,31 @@ int embkv_table_create(const struct embkv_table_attr *attr,
 	if (!t)
 		return -ENOMEM;
 	t->attr = *attr;
-	table_layout(t, &nbuckets);
-	err = slabs_map(t);
-	if (err)
-		goto unmap;
+	table_layout(t);
 	t->parts = aligned_alloc(CACHE_LINE, sizeof(*t->parts) * t->nparts);
 	if (!t->parts) {
-		err = -ENOMEM;
-		goto unmap;
+		free(t);
+		return -ENOMEM;
 	}
-	memset(t->parts, 0, sizeof(*t->parts) * t->nparts);
+	for (uint32_t i = 0; i < t->nparts; i++)
+		part_clear(t, &t->parts[i], i);
 	for (uint32_t i = 0; i < t->nparts; i++) {
-		err = part_init(t, &t->parts[i], i, nbuckets);
-		if (err)
-			goto free_parts;
+		if (owned && !owned[i])
+			continue;
+		err = embkv_part_load(t, i);
+		if (err) {
+			embkv_table_destroy(t);
+			return err;
+		}
 	}
 	*out = t;
 	return 0;
+}
 
-free_parts:
-	for (uint32_t i = 0; i < t->nparts; i++)
-		part_fini(&t->parts[i]);
-	free(t->parts);
-unmap:
-	slabs_unmap(t);
-	free(t);
-	return err;
+int embkv_table_create(const struct embkv_table_attr *attr,
+		       struct embkv_table **out)
+{
+	return embkv_table_create_parts(attr, NULL, out);
 }
 
 void embkv_table_destroy(struct embkv_table *t)
@@ -232,9 +269,8 @@ void embkv_table_destroy(struct embkv_table *t)
 	if (!t)
 		return;
 	for (uint32_t i = 0; i < t->nparts; i++)
-		part_fini(&t->parts[i]);
+		embkv_part_unload(t, i);
 	free(t->parts);
-	slabs_unmap(t);
 	free(t);
 }
 
@@ -660,6 +696,8 @@ void embkv_table_get_stats(const struct embkv_table *t,
 		const uint64_t *src = (const uint64_t *)&p->st;
 		uint64_t *dst = (uint64_t *)&out->sum;
 
+		if (!p->loaded)
+			continue;
 		for (size_t k = 0; k < sizeof(p->st) / sizeof(uint64_t); k++)
 			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
 		out->rows += __atomic_load_n(&p->rows, __ATOMIC_RELAXED);
@@ -669,9 +707,7 @@ void embkv_table_get_stats(const struct embkv_table *t,
 						   __ATOMIC_RELAXED);
 		out->cuckoo_moves += __atomic_load_n(&p->index.cuckoo_moves,
 						     __ATOMIC_RELAXED);
-		out->bytes += embkv_cms_bytes(&p->cms);
+		out->bytes += p->bytes;
 	}
-	for (int k = 0; k < EMBKV_SLAB_COUNT; k++)
-		out->bytes += t->slab_bytes[k];
 	out->bytes += sizeof(*t) + sizeof(*t->parts) * t->nparts;
 }

@@ -13,6 +13,7 @@
 #ifndef EMBKV_SERVER_STORE_H
 #define EMBKV_SERVER_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <embkv/embkv.h>
 #include "eviction/admit.h"
@@ -54,12 +55,30 @@ struct embkv_read_stats {
 
 struct embkv_table;
 
+/* The memory regions of one partition, each its own mapping. */
+enum embkv_mem_kind {
+	EMBKV_MEM_INDEX,           /* remote-readable: the bucket index */
+	EMBKV_MEM_ARENA,           /* remote-readable: the records */
+	EMBKV_MEM_STATE,           /* private: optimizer state */
+	EMBKV_MEM_STEPS,           /* private: step counts (Adam) */
+	EMBKV_MEM_COUNT,
+};
+
+/*
+ * One partition: the unit of memory. A table has all P of them, but a
+ * partition holds memory only while it is loaded (embkv_part_load): a
+ * server loads the partitions its shard map gives it and no others. An
+ * unloaded partition has capacity 0 and an index of one empty static
+ * bucket, so that a lookup in it misses without a branch on the hot path
+ * and an insert finds nothing to evict (NO_ROW).
+ */
 struct embkv_part {
-	/* Remote-readable regions; their addresses never change. */
+	/* Remote-readable regions; their addresses never change while the
+	 * partition is loaded. */
 	struct embkv_index index;
 	uint8_t *arena;            /* capacity records of table->stride bytes */
 	/* Owner-private. */
-	uint64_t capacity;         /* rows this partition may hold */
+	uint64_t capacity;         /* rows this partition may hold (exact) */
 	uint64_t rows;             /* live rows */
 	uint64_t next_fresh;       /* rows [0, next_fresh) were used before */
 	uint64_t free_head;        /* erased rows, linked through their payload */
@@ -70,34 +89,24 @@ struct embkv_part {
 	struct embkv_lfu_clock clock;
 	struct embkv_part_stats st;
 	const struct embkv_table *table;
+	uint8_t *mem[EMBKV_MEM_COUNT];   /* mappings (index: see index) */
+	size_t mem_bytes[EMBKV_MEM_COUNT];
+	uint64_t bytes;            /* all memory the partition holds */
 	uint32_t id;
+	bool loaded;
 } __attribute__((aligned(64)));
-
-/* Each kind of region of all partitions is one mapping (a slab), so that
- * huge pages cover it whatever the partition size; partition i owns the
- * page-aligned slice i. */
-enum embkv_slab_kind {
-	EMBKV_SLAB_INDEX,
-	EMBKV_SLAB_ARENA,
-	EMBKV_SLAB_STATE,
-	EMBKV_SLAB_STEPS,
-	EMBKV_SLAB_COUNT,
-};
 
 struct embkv_table {
 	struct embkv_table_attr attr;
-	uint8_t *slab[EMBKV_SLAB_COUNT];
-	size_t slab_bytes[EMBKV_SLAB_COUNT];
-	size_t slice_bytes[EMBKV_SLAB_COUNT]; /* per partition, page multiple */
 	const struct embkv_optim_ops *opt;
 	unsigned part_bits;
 	uint32_t nparts;
+	uint32_t nloaded;          /* partitions holding memory */
 	uint32_t dim;
 	size_t payload_bytes;
 	size_t stride;
 	uint32_t state_floats;     /* optimizer state floats per row */
-	uint64_t part_capacity;
-	struct embkv_part *parts;
+	struct embkv_part *parts;  /* all nparts, loaded or not */
 };
 
 /* Table totals: sums over partitions (recent values, see part_stats). */
@@ -111,21 +120,52 @@ struct embkv_table_stats {
 
 /*
  * Validates attr (embkv_table_attr_check plus optimizer and initializer
- * checks) and builds an empty table. 0, -EINVAL, EMBKV_ELIMIT or -ENOMEM.
- * The caller owns *out until embkv_table_destroy().
+ * checks) and builds an empty table with every partition loaded (what an
+ * in-process user wants). 0, -EINVAL, EMBKV_ELIMIT or -ENOMEM. The caller
+ * owns *out until embkv_table_destroy().
  */
 int embkv_table_create(const struct embkv_table_attr *attr,
 		       struct embkv_table **out);
+/*
+ * The same, loading only the partitions i with owned[i] != 0 (owned has
+ * attr->partitions entries; NULL: all): a server's share of a table.
+ */
+int embkv_table_create_parts(const struct embkv_table_attr *attr,
+			     const uint8_t *owned, struct embkv_table **out);
 void embkv_table_destroy(struct embkv_table *t);
 
 /*
- * The bytes embkv_table_create() would map for attr (its slabs: index,
- * arena, optimizer state), computed without mapping anything, so a server
- * can refuse a table over its memory limit before touching memory. Small
- * per-partition structures are left out; embkv_table_get_stats() reports
- * the exact total of a built table. 0 or the attr's validation error.
+ * The bytes embkv_table_create_parts() would map for attr and owned (NULL:
+ * all partitions): index, arena and optimizer state of each loaded
+ * partition, computed without mapping anything, so a server can refuse a
+ * table over its memory limit before touching memory. The admission sketch
+ * and small structures are left out; embkv_table_get_stats() reports the
+ * exact total of a built table. 0 or the attr's validation error.
  */
 int embkv_table_size(const struct embkv_table_attr *attr, uint64_t *bytes);
+int embkv_table_size_parts(const struct embkv_table_attr *attr,
+			   const uint8_t *owned, uint64_t *bytes);
+
+/*
+ * The exact capacity of partition `part` of a table of `capacity` rows in
+ * nparts partitions: capacity / nparts, plus one for the first
+ * capacity % nparts partitions, so the partitions add up to capacity.
+ */
+static inline uint64_t embkv_part_capacity(uint64_t capacity, uint32_t nparts,
+					   uint32_t part)
+{
+	return capacity / nparts + (part < capacity % nparts ? 1 : 0);
+}
+
+/*
+ * Gives partition i its memory: an empty partition of its exact capacity.
+ * 0 (also when it was loaded already) or -ENOMEM. Unload frees it again.
+ * Both change what readers see, so a live server calls them only on a
+ * partition no reader can reach (before the table is published, or after
+ * it left the shard map and an RCU grace period passed).
+ */
+int embkv_part_load(struct embkv_table *t, uint32_t i);
+void embkv_part_unload(struct embkv_table *t, uint32_t i);
 
 static inline uint32_t embkv_table_partition_of(const struct embkv_table *t,
 						uint64_t key)

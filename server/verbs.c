@@ -78,8 +78,12 @@ struct embkv_verbs {
 	struct embkv_io *io;            /* I/O thread 0 */
 };
 
+/* A table's registrations: per partition, only those the server holds
+ * (NULL where a partition is not loaded or has no rows to read). */
 struct embkv_regions {
-	struct ibv_mr *index_mr, *arena_mr;
+	uint32_t nparts;
+	struct ibv_mr **index_mr, **arena_mr; /* nparts each */
+	uint64_t bytes;                       /* registered (pinned) bytes */
 };
 
 enum vconn_state {
@@ -257,13 +261,38 @@ int embkv_verbs_attach(struct embkv_server *s, struct embkv_io *io, int epfd,
 
 /* Regions ---------------------------------------------------------------------- */
 
-int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
-			   struct embkv_regions **out)
+void embkv_regions_free(struct embkv_regions *r)
+{
+	if (!r)
+		return;
+	for (uint32_t i = 0; i < r->nparts; i++) {
+		if (r->arena_mr[i])
+			ibv_dereg_mr(r->arena_mr[i]);
+		if (r->index_mr[i])
+			ibv_dereg_mr(r->index_mr[i]);
+	}
+	free(r->index_mr);
+	free(r->arena_mr);
+	free(r);
+}
+
+static struct ibv_mr *reg_read_only(struct embkv_verbs *v, void *addr,
+				    size_t len, int *err)
 {
 	/* Remote READ only: never IBV_ACCESS_REMOTE_WRITE or _ATOMIC. */
 	const int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ;
+	struct ibv_mr *mr = ibv_reg_mr(v->pd, addr, len, access);
+
+	if (!mr)
+		*err = errno ? -errno : -ENOMEM;
+	return mr;
+}
+
+int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
+			   struct embkv_regions **out)
+{
 	struct embkv_regions *r;
-	int err;
+	int err = 0;
 
 	*out = NULL;
 	if (!v)
@@ -271,37 +300,44 @@ int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->index_mr = ibv_reg_mr(v->pd, t->slab[EMBKV_SLAB_INDEX],
-				 t->slab_bytes[EMBKV_SLAB_INDEX], access);
-	if (!r->index_mr) {
-		err = errno ? -errno : -ENOMEM;
+	r->nparts = t->nparts;
+	r->index_mr = calloc(t->nparts, sizeof(*r->index_mr));
+	r->arena_mr = calloc(t->nparts, sizeof(*r->arena_mr));
+	if (!r->index_mr || !r->arena_mr) {
+		err = -ENOMEM;
 		goto free_r;
 	}
-	r->arena_mr = ibv_reg_mr(v->pd, t->slab[EMBKV_SLAB_ARENA],
-				 t->slab_bytes[EMBKV_SLAB_ARENA], access);
-	if (!r->arena_mr) {
-		err = errno ? -errno : -ENOMEM;
-		goto dereg_index;
+	for (uint32_t i = 0; i < t->nparts; i++) {
+		const struct embkv_part *p = &t->parts[i];
+
+		if (!p->loaded || !p->arena)
+			continue;
+		r->index_mr[i] = reg_read_only(v, p->mem[EMBKV_MEM_INDEX],
+					       p->mem_bytes[EMBKV_MEM_INDEX],
+					       &err);
+		if (!r->index_mr[i])
+			goto free_r;
+		r->arena_mr[i] = reg_read_only(v, p->arena,
+					       p->mem_bytes[EMBKV_MEM_ARENA],
+					       &err);
+		if (!r->arena_mr[i])
+			goto free_r;
+		r->bytes += p->mem_bytes[EMBKV_MEM_INDEX] +
+			    p->mem_bytes[EMBKV_MEM_ARENA];
 	}
 	*out = r;
 	return 0;
 
-dereg_index:
-	ibv_dereg_mr(r->index_mr);
 free_r:
 	embkv_log("cannot register table %s for RDMA: %s", t->attr.name,
 		  strerror(-err));
-	free(r);
+	embkv_regions_free(r);
 	return err;
 }
 
-void embkv_regions_free(struct embkv_regions *r)
+uint64_t embkv_regions_bytes(const struct embkv_regions *r)
 {
-	if (!r)
-		return;
-	ibv_dereg_mr(r->arena_mr);
-	ibv_dereg_mr(r->index_mr);
-	free(r);
+	return r ? r->bytes : 0;
 }
 
 void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
@@ -343,9 +379,11 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 	for (uint32_t i = 0; i < t->nparts; i++) {
 		const struct embkv_part *p = &t->parts[i];
 
-		if (i % s->nservers != s->self)
+		if (!ent->regions->arena_mr[i])
 			continue;
 		parts[n].part = i;
+		parts[n].index_rkey = ent->regions->index_mr[i]->rkey;
+		parts[n].arena_rkey = ent->regions->arena_mr[i]->rkey;
 		parts[n].index_addr = (uint64_t)(uintptr_t)p->index.buckets;
 		parts[n].nbuckets = p->index.nbuckets;
 		parts[n].arena_addr = (uint64_t)(uintptr_t)p->arena;
@@ -353,8 +391,6 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 		n++;
 	}
 	m.count = n;
-	m.index_rkey = ent->regions->index_mr->rkey;
-	m.arena_rkey = ent->regions->arena_mr->rkey;
 	m.stride = (uint32_t)t->stride;
 	m.parts = parts;
 	rc = embkv_wire_table_regions_size(&m, &len);
@@ -711,7 +747,7 @@ static size_t limit_error(struct embkv_conn *c, uint8_t *buf, size_t cap,
 	struct embkv_wire_hdr h = {
 		.opcode = EMBKV_WIRE_OP_ERROR,
 		.request_id = req_id,
-		.epoch = c->io->srv->epoch,
+		.epoch = embkv_server_epoch(c->io->srv),
 	};
 	size_t blen;
 	int n;

@@ -48,13 +48,16 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 			       uint32_t table_id);
 
 /*
- * Registers table t's index and arena slabs with v's protection domain,
- * for remote READ only. v NULL: nothing to do, *out = NULL. 0 or a
- * negative errno.
+ * Registers the index and the arena of every loaded partition of table t
+ * with v's protection domain, each on its own, for remote READ only (a
+ * partition the server does not hold is neither mapped nor pinned). v
+ * NULL: nothing to do, *out = NULL. 0 or a negative errno.
  */
 int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
 			   struct embkv_regions **out);
 /* Deregisters; before the table's memory is freed. NULL is a no-op. */
 void embkv_regions_free(struct embkv_regions *r);
+/* Bytes registered (pinned) by r; 0 for NULL. */
+uint64_t embkv_regions_bytes(const struct embkv_regions *r);
 
 #endif

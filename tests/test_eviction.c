@@ -274,6 +274,57 @@ static void test_store_decays_counters(void **state)
 	embkv_table_destroy(t);
 }
 
+/* Capacity is exact: the partitions' capacities add up to the table's, and
+ * Zipf inserts (hot keys again and again, a long tail of cold ones) never
+ * make the table hold one row more, for capacities that do not divide
+ * evenly and for fewer rows than partitions would suggest. */
+static void test_capacity_exact_under_zipf(void **state)
+{
+	static const struct { uint64_t cap; uint32_t parts; } cases[] = {
+		{ 1000, 64 }, { 1000, 16 }, { 1001, 8 }, { 100, 64 }, { 7, 16 },
+	};
+	const uint32_t batch = 256;
+	uint64_t keys[256];
+	float *out = malloc(sizeof(float) * 8 * batch);
+	struct zipf z;
+
+	(void)state;
+	zipf_init(&z, 200000, 1.05);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct embkv_table_attr a;
+		struct embkv_table *t;
+		struct embkv_table_stats st;
+		uint64_t sum = 0;
+
+		embkv_table_attr_init(&a);
+		a.dim = 8;
+		a.capacity = cases[c].cap;
+		a.partitions = cases[c].parts;
+		assert_int_equal(embkv_table_create(&a, &t), 0);
+		for (uint32_t p = 0; p < t->nparts; p++)
+			sum += t->parts[p].capacity;
+		assert_int_equal(sum, cases[c].cap);
+		embkv_table_get_stats(t, &st);
+		assert_int_equal(st.capacity, cases[c].cap);
+		for (int round = 0; round < 200; round++) {
+			for (uint32_t i = 0; i < batch; i++)
+				keys[i] = rank_key(zipf_next(&z));
+			embkv_table_pull(t, batch, keys, out, NULL,
+					 EMBKV_PULL_TRAIN, NULL);
+			embkv_table_get_stats(t, &st);
+			assert_true(st.rows <= cases[c].cap);
+			for (uint32_t p = 0; p < t->nparts; p++)
+				assert_true(t->parts[p].rows <=
+					    t->parts[p].capacity);
+		}
+		/* Full: every partition that may hold rows holds all it may. */
+		assert_int_equal(st.rows, cases[c].cap);
+		embkv_table_destroy(t);
+	}
+	free(z.cdf);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_cms_never_underestimates),
 		cmocka_unit_test(test_cms_decay_halves),
 		cmocka_unit_test(test_zipf_hot_survive_cold_go),
+		cmocka_unit_test(test_capacity_exact_under_zipf),
 		cmocka_unit_test(test_admission_third_sighting),
 		cmocka_unit_test(test_store_decays_counters),
 	};

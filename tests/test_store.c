@@ -420,6 +420,84 @@ static void test_capacity_never_exceeded(void **state)
 	embkv_table_destroy(t);
 }
 
+/* A table built with a share of its partitions maps, sizes and counts only
+ * that share; an unloaded partition finds nothing, stores nothing and
+ * never crashes; loading and unloading a partition is a unit. */
+static void test_partitions_load_only_owned(void **state)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *all, *half;
+	struct embkv_table_stats sa, sh;
+	uint8_t owned[16];
+	uint64_t bytes_all, bytes_half, keys[256];
+	float out[256 * DIM];
+	uint8_t found[256];
+	uint32_t in_half = 0;
+
+	(void)state;
+	embkv_table_attr_init(&a);
+	a.dim = DIM;
+	a.capacity = 100000;
+	a.partitions = 16;
+	a.opt.type = EMBKV_OPT_ADAM;
+	for (uint32_t p = 0; p < 16; p++)
+		owned[p] = p % 2 == 1;
+	assert_int_equal(embkv_table_size(&a, &bytes_all), 0);
+	assert_int_equal(embkv_table_size_parts(&a, owned, &bytes_half), 0);
+	assert_true(bytes_half * 2 >= bytes_all - 16 * 4096 &&
+		    bytes_half * 2 <= bytes_all + 16 * 4096);
+	assert_int_equal(embkv_table_create(&a, &all), 0);
+	assert_int_equal(embkv_table_create_parts(&a, owned, &half), 0);
+	assert_int_equal(half->nloaded, 8);
+	embkv_table_get_stats(all, &sa);
+	embkv_table_get_stats(half, &sh);
+	assert_int_equal(sa.capacity, 100000);
+	assert_int_equal(sh.capacity, 50000);
+	assert_true(sh.bytes >= bytes_half && sh.bytes - bytes_half < 64 * 1024);
+	assert_true(sh.bytes * 2 < sa.bytes + 64 * 1024);
+	for (uint32_t p = 0; p < 16; p++) {
+		assert_int_equal(half->parts[p].loaded, owned[p]);
+		if (!owned[p])
+			assert_null(half->parts[p].arena);
+	}
+
+	/* Owner ops on an unloaded partition store nothing; find misses. */
+	for (uint32_t i = 0; i < 256; i++)
+		keys[i] = 1000 + i;
+	embkv_table_pull(half, 256, keys, out, found, EMBKV_PULL_TRAIN, NULL);
+	memset(found, 0xff, sizeof(found));
+	embkv_table_find(half, 256, keys, out, found, NULL, NULL);
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t p = embkv_table_partition_of(half, keys[i]);
+
+		assert_int_equal(found[i], owned[p]);
+		in_half += owned[p];
+	}
+	assert_true(in_half > 64 && in_half < 192);
+	embkv_table_get_stats(half, &sh);
+	assert_int_equal(sh.rows, in_half);
+
+	/* Unload one, load it again: empty, at its exact capacity. */
+	{
+		uint32_t p = 1;
+		uint64_t rows = half->parts[p].rows;
+
+		embkv_part_unload(half, p);
+		assert_false(half->parts[p].loaded);
+		assert_int_equal(half->nloaded, 7);
+		embkv_table_get_stats(half, &sh);
+		assert_int_equal(sh.rows, in_half - rows);
+		assert_int_equal(embkv_part_load(half, p), 0);
+		assert_int_equal(half->parts[p].rows, 0);
+		assert_int_equal(half->parts[p].capacity,
+				 embkv_part_capacity(100000, 16, p));
+		assert_int_equal(embkv_part_load(half, p), 0); /* no-op */
+		assert_int_equal(half->nloaded, 8);
+	}
+	embkv_table_destroy(all);
+	embkv_table_destroy(half);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -434,6 +512,7 @@ int main(void)
 		cmocka_unit_test(test_assign_erase_and_recreate),
 		cmocka_unit_test(test_fill_until_first_eviction),
 		cmocka_unit_test(test_capacity_never_exceeded),
+		cmocka_unit_test(test_partitions_load_only_owned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -186,9 +186,13 @@ static const uint32_t sample_counts[] = { 1, 0, 7, 0xffffffff, 3, 2, 9, 4,
 					  5, 6, 8, 10, 11, 12, 13, 14 };
 
 static const struct embkv_wire_region_part region_parts[] = {
-	{ 0, 0x7f0000001000ull, 1024, 0x7f0000100000ull, 4096 },
-	{ 3, 0x7f0000201000ull, 2048, 0x7f0000300000ull, 8192 },
-	{ 65535, 0, 1, 0, 0 },
+	{ .part = 0, .index_rkey = 0x1234, .arena_rkey = 0xabcdef01,
+	  .index_addr = 0x7f0000001000ull, .nbuckets = 1024,
+	  .arena_addr = 0x7f0000100000ull, .capacity = 4096 },
+	{ .part = 3, .index_rkey = 0x5678, .arena_rkey = 0x9abc,
+	  .index_addr = 0x7f0000201000ull, .nbuckets = 2048,
+	  .arena_addr = 0x7f0000300000ull, .capacity = 8192 },
+	{ .part = 65535, .nbuckets = 1 },
 };
 #define N_REGION_PARTS 3u
 
@@ -197,8 +201,6 @@ static void sample_regions(struct embkv_wire_table_regions *m)
 	memset(m, 0, sizeof(*m));
 	m->table_id = 3;
 	m->count = N_REGION_PARTS;
-	m->index_rkey = 0x1234;
-	m->arena_rkey = 0xabcdef01;
 	m->stride = 280;
 	m->parts = region_parts;
 }
@@ -1138,7 +1140,7 @@ static void test_table_regions_round_trip(void **state)
 	(void)state;
 	sample_regions(&m);
 	assert_int_equal(embkv_wire_table_regions_size(&m, &len), 0);
-	assert_int_equal(len, 24 + 40 * N_REGION_PARTS);
+	assert_int_equal(len, 24 + 48 * N_REGION_PARTS);
 	b = xmalloc(len);
 	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len - 1),
 			 -ENOSPC);
@@ -1146,12 +1148,12 @@ static void test_table_regions_round_trip(void **state)
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d), 0);
 	assert_int_equal(d.table_id, 3);
 	assert_int_equal(d.count, N_REGION_PARTS);
-	assert_int_equal(d.index_rkey, 0x1234);
-	assert_int_equal(d.arena_rkey, 0xabcdef01);
 	assert_int_equal(d.stride, 280);
 	for (i = 0; embkv_wire_table_regions_next(&d, &p); i++) {
 		assert_true(i < N_REGION_PARTS);
 		assert_int_equal(p.part, region_parts[i].part);
+		assert_int_equal(p.index_rkey, region_parts[i].index_rkey);
+		assert_int_equal(p.arena_rkey, region_parts[i].arena_rkey);
 		assert_int_equal(p.index_addr, region_parts[i].index_addr);
 		assert_int_equal(p.nbuckets, region_parts[i].nbuckets);
 		assert_int_equal(p.arena_addr, region_parts[i].arena_addr);
@@ -1171,10 +1173,14 @@ static void test_table_regions_round_trip(void **state)
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
 	put32(b + EMBKV_WIRE_REGIONS_RESERVED, 0);
-	put32(b + 24 + 40 + EMBKV_WIRE_REGION_RESERVED, 1);
+	put64(b + EMBKV_WIRE_REGIONS_RESERVED8, 1);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
-	put32(b + 24 + 40 + EMBKV_WIRE_REGION_RESERVED, 0);
+	put64(b + EMBKV_WIRE_REGIONS_RESERVED8, 0);
+	put32(b + 24 + 48 + EMBKV_WIRE_REGION_RESERVED, 1);
+	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	put32(b + 24 + 48 + EMBKV_WIRE_REGION_RESERVED, 0);
 	put32(b + EMBKV_WIRE_REGIONS_STRIDE, 0);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
@@ -2107,7 +2113,7 @@ static int fz_regions(const uint8_t *b, size_t len)
 
 	if (rc)
 		return rc;
-	assert_int_equal(24ull + 40ull * m.count, len);
+	assert_int_equal(24ull + 48ull * m.count, len);
 	while (embkv_wire_table_regions_next(&m, &p)) {
 		assert_true(p.part < EMBKV_MAX_PARTITIONS && p.nbuckets);
 		n++;

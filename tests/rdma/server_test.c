@@ -679,8 +679,8 @@ static void test_rpc(uint16_t port, struct regions *g, uint64_t *keys,
 	if (rc)
 		goto out;
 	embkv_wire_table_regions_next(&reg, &part);
-	g->arena_rkey = reg.arena_rkey;
-	g->index_rkey = reg.index_rkey;
+	g->arena_rkey = part.arena_rkey;
+	g->index_rkey = part.index_rkey;
 	g->stride = reg.stride;
 	g->arena_addr = part.arena_addr;
 	g->index_addr = part.index_addr;
