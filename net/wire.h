@@ -564,6 +564,8 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_EPOCH = 34,          /* the server's shard-map epoch */
 	EMBKV_WIRE_STAT_OWNER_THREADS = 35,
 	EMBKV_WIRE_STAT_IO_THREADS = 36,
+	EMBKV_WIRE_STAT_PARTITIONS = 37,     /* partitions this server holds */
+	EMBKV_WIRE_STAT_RDMA_BYTES = 38,     /* bytes registered for READ */
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

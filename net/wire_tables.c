@@ -536,6 +536,8 @@ static const char *const stat_names[EMBKV_WIRE_STAT_ID_COUNT] = {
 	[EMBKV_WIRE_STAT_EPOCH] = "epoch",
 	[EMBKV_WIRE_STAT_OWNER_THREADS] = "owner_threads",
 	[EMBKV_WIRE_STAT_IO_THREADS] = "io_threads",
+	[EMBKV_WIRE_STAT_PARTITIONS] = "partitions",
+	[EMBKV_WIRE_STAT_RDMA_BYTES] = "rdma_bytes",
 };
 
 const char *embkv_wire_stat_name(unsigned int id)

@@ -18,9 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/daemon.h"
+#include "server/verbs.h"
 
 #define SERVER_STATS 32u
-#define TABLE_STATS 16u
+#define TABLE_STATS 24u
 #define NS_PER_S 1000000000ull
 #define P50 0.50
 #define P99 0.99
@@ -109,6 +110,8 @@ static void table_stats(const struct embkv_catalog_entry *e,
 	put(f, EMBKV_WIRE_STAT_ROWS, st.rows);
 	put(f, EMBKV_WIRE_STAT_CAPACITY, st.capacity);
 	put(f, EMBKV_WIRE_STAT_MEM_BYTES, st.bytes);
+	put(f, EMBKV_WIRE_STAT_PARTITIONS, e->table->nloaded);
+	put(f, EMBKV_WIRE_STAT_RDMA_BYTES, embkv_regions_bytes(e->regions));
 	put(f, EMBKV_WIRE_STAT_HITS, st.sum.hits);
 	put(f, EMBKV_WIRE_STAT_PULL_MISSES, st.sum.misses);
 	put(f, EMBKV_WIRE_STAT_INSERTS, st.sum.inserts);
