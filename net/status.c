@@ -23,6 +23,8 @@ static const char *const project_msgs[] = {
 	[13] = "peer disconnected",
 	[14] = "timed out",
 	[15] = "server internal error",
+	[16] = "partition not loaded on its server (restarted, waiting for a "
+	       "checkpoint or a stream)",
 };
 
 const char *embkv_strerror(int status)

@@ -78,8 +78,8 @@ struct plan {
 };
 
 /* Groups keys by owner, checking that this server serves each under map
- * (the caller holds rcu_read_lock). 0, EMBKV_ESTALE (*bad_key set), or
- * -ENOMEM. */
+ * (the caller holds rcu_read_lock) and has its partition loaded. 0,
+ * EMBKV_ESTALE or EMBKV_EUNAVAIL (*bad_key set), or -ENOMEM. */
 static int plan_build(struct embkv_server *s, const struct embkvd_map *map,
 		      const struct embkv_table *t, uint32_t n,
 		      const uint64_t *keys, struct plan *pl, uint64_t *bad_key)
@@ -91,7 +91,8 @@ static int plan_build(struct embkv_server *s, const struct embkvd_map *map,
 
 	memset(pl, 0, sizeof(*pl));
 	pl->owners = n ? 1 : 0;
-	if (nown == 1 && map->nservers == 1)
+	if (nown == 1 && map->nservers == 1 &&
+	    !__atomic_load_n(&t->nunloaded, __ATOMIC_ACQUIRE))
 		return 0;
 	pl->mem = malloc(off_bytes + (size_t)n * (sizeof(uint32_t) +
 						  sizeof(uint16_t)));
@@ -105,11 +106,13 @@ static int plan_build(struct embkv_server *s, const struct embkvd_map *map,
 		uint32_t p = embkv_table_partition_of(t, keys[i]);
 		uint32_t o;
 
-		if (!embkvd_map_mine(map, p)) {
+		if (!embkvd_map_mine(map, p) ||
+		    embkv_part_state(&t->parts[p]) != EMBKV_PART_SERVING) {
 			*bad_key = keys[i];
 			free(pl->mem);
 			pl->mem = NULL;
-			return EMBKV_ESTALE;
+			return embkvd_map_mine(map, p) ? EMBKV_EUNAVAIL
+						       : EMBKV_ESTALE;
 		}
 		o = embkvd_map_owner(map, p, nown);
 		owner_of[i] = (uint16_t)o;
@@ -464,6 +467,15 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		self = map->self;
 	}
 	rcu_read_unlock();
+	if (rc == EMBKV_EUNAVAIL) {
+		embkv_conn_error(c, h->request_id, rc, false,
+				 "key %llu: partition %u of table %s is not "
+				 "loaded on this server yet",
+				 (unsigned long long)bad_key,
+				 embkv_table_partition_of(ent->table, bad_key),
+				 ent->table->attr.name);
+		goto put;
+	}
 	if (rc == EMBKV_ESTALE) {
 		embkv_conn_error(c, h->request_id, rc, false,
 				 "key %llu: partition %u is on server %u, "

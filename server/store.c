@@ -100,12 +100,32 @@ static void part_clear(struct embkv_table *t, struct embkv_part *p,
 	p->index.nbuckets = 1;
 }
 
+int embkv_part_set_state(struct embkv_table *t, uint32_t i,
+			 enum embkv_part_state state)
+{
+	struct embkv_part *p = &t->parts[i];
+
+	if (!p->loaded || (state != EMBKV_PART_SERVING &&
+			   state != EMBKV_PART_UNLOADED))
+		return -EINVAL;
+	if (p->pstate == state)
+		return 0;
+	if (state == EMBKV_PART_UNLOADED)
+		__atomic_add_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->pstate, (uint8_t)state, __ATOMIC_RELEASE);
+	if (state == EMBKV_PART_SERVING)
+		__atomic_sub_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
 void embkv_part_unload(struct embkv_table *t, uint32_t i)
 {
 	struct embkv_part *p = &t->parts[i];
 
 	if (!p->loaded)
 		return;
+	if (p->pstate == EMBKV_PART_UNLOADED)
+		__atomic_sub_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
 	embkv_index_fini(&p->index);
 	embkv_cms_fini(&p->cms);
 	for (int k = EMBKV_MEM_ARENA; k < EMBKV_MEM_COUNT; k++)
@@ -150,6 +170,7 @@ int embkv_part_load(struct embkv_table *t, uint32_t i)
 	for (int k = 0; k < EMBKV_MEM_COUNT; k++)
 		p->bytes += p->mem_bytes[k];
 	p->loaded = true;
+	__atomic_store_n(&p->pstate, EMBKV_PART_SERVING, __ATOMIC_RELEASE);
 	t->nloaded++;
 	return 0;
 
@@ -246,9 +267,11 @@ int embkv_table_create_parts(const struct embkv_table_attr *attr,
 	for (uint32_t i = 0; i < t->nparts; i++)
 		part_clear(t, &t->parts[i], i);
 	for (uint32_t i = 0; i < t->nparts; i++) {
-		if (owned && !owned[i])
+		if (owned && owned[i] == EMBKV_PART_ABSENT)
 			continue;
 		err = embkv_part_load(t, i);
+		if (!err && owned)
+			err = embkv_part_set_state(t, i, owned[i]);
 		if (err) {
 			embkv_table_destroy(t);
 			return err;

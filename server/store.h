@@ -64,6 +64,15 @@ enum embkv_mem_kind {
 	EMBKV_MEM_COUNT,
 };
 
+/* What a partition is on this server. */
+enum embkv_part_state {
+	EMBKV_PART_ABSENT = 0,   /* not held here: no memory */
+	EMBKV_PART_SERVING = 1,  /* loaded: its rows are served */
+	EMBKV_PART_UNLOADED = 2, /* held here (memory mapped, empty) but its
+				    rows are not loaded yet: requests for it
+				    are refused with EMBKV_EUNAVAIL */
+};
+
 /*
  * One partition: the unit of memory. A table has all P of them, but a
  * partition holds memory only while it is loaded (embkv_part_load): a
@@ -93,7 +102,9 @@ struct embkv_part {
 	size_t mem_bytes[EMBKV_MEM_COUNT];
 	uint64_t bytes;            /* all memory the partition holds */
 	uint32_t id;
-	bool loaded;
+	bool loaded;               /* holds memory (SERVING or UNLOADED) */
+	uint8_t pstate;            /* enum embkv_part_state; atomic: readers
+				      on other threads check it */
 } __attribute__((aligned(64)));
 
 struct embkv_table {
@@ -102,6 +113,7 @@ struct embkv_table {
 	unsigned part_bits;
 	uint32_t nparts;
 	uint32_t nloaded;          /* partitions holding memory */
+	uint32_t nunloaded;        /* of which UNLOADED (atomic) */
 	uint32_t dim;
 	size_t payload_bytes;
 	size_t stride;
@@ -127,8 +139,9 @@ struct embkv_table_stats {
 int embkv_table_create(const struct embkv_table_attr *attr,
 		       struct embkv_table **out);
 /*
- * The same, loading only the partitions i with owned[i] != 0 (owned has
- * attr->partitions entries; NULL: all): a server's share of a table.
+ * The same, with partition i in state owned[i] (enum embkv_part_state;
+ * owned has attr->partitions entries; NULL: all SERVING): a server's share
+ * of a table. Partitions SERVING or UNLOADED get memory, ABSENT ones none.
  */
 int embkv_table_create_parts(const struct embkv_table_attr *attr,
 			     const uint8_t *owned, struct embkv_table **out);
@@ -136,7 +149,7 @@ void embkv_table_destroy(struct embkv_table *t);
 
 /*
  * The bytes embkv_table_create_parts() would map for attr and owned (NULL:
- * all partitions): index, arena and optimizer state of each loaded
+ * all partitions; else those not ABSENT): index, arena and optimizer state of each loaded
  * partition, computed without mapping anything, so a server can refuse a
  * table over its memory limit before touching memory. The admission sketch
  * and small structures are left out; embkv_table_get_stats() reports the
@@ -166,6 +179,19 @@ static inline uint64_t embkv_part_capacity(uint64_t capacity, uint32_t nparts,
  */
 int embkv_part_load(struct embkv_table *t, uint32_t i);
 void embkv_part_unload(struct embkv_table *t, uint32_t i);
+
+/* A loaded partition's state: SERVING or UNLOADED (a restored partition
+ * turns SERVING once its rows are in). Owner thread, or before the table
+ * is published; readers see it with embkv_part_state(). -EINVAL when the
+ * partition holds no memory or state is ABSENT. */
+int embkv_part_set_state(struct embkv_table *t, uint32_t i,
+			 enum embkv_part_state state);
+
+static inline enum embkv_part_state embkv_part_state(const struct embkv_part *p)
+{
+	return (enum embkv_part_state)__atomic_load_n(&p->pstate,
+						      __ATOMIC_ACQUIRE);
+}
 
 static inline uint32_t embkv_table_partition_of(const struct embkv_table *t,
 						uint64_t key)

@@ -379,7 +379,10 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 	for (uint32_t i = 0; i < t->nparts; i++) {
 		const struct embkv_part *p = &t->parts[i];
 
-		if (!ent->regions->arena_mr[i])
+		/* Only serving partitions: an unloaded one has no rows to
+		 * read, and a reader must take the RPC path (EMBKV_EUNAVAIL). */
+		if (!ent->regions->arena_mr[i] ||
+		    embkv_part_state(p) != EMBKV_PART_SERVING)
 			continue;
 		parts[n].part = i;
 		parts[n].index_rkey = ent->regions->index_mr[i]->rkey;

@@ -498,6 +498,48 @@ static void test_partitions_load_only_owned(void **state)
 	embkv_table_destroy(half);
 }
 
+/* Partition states: ABSENT holds nothing, UNLOADED holds (empty) memory
+ * but is counted as not serving until it is set SERVING. */
+static void test_partition_states(void **state)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *t;
+	uint8_t owned[8] = { EMBKV_PART_ABSENT, EMBKV_PART_SERVING,
+			     EMBKV_PART_UNLOADED, EMBKV_PART_UNLOADED,
+			     EMBKV_PART_SERVING, EMBKV_PART_ABSENT,
+			     EMBKV_PART_SERVING, EMBKV_PART_UNLOADED };
+
+	(void)state;
+	embkv_table_attr_init(&a);
+	a.dim = DIM;
+	a.capacity = 8000;
+	a.partitions = 8;
+	assert_int_equal(embkv_table_create_parts(&a, owned, &t), 0);
+	assert_int_equal(t->nloaded, 6);
+	assert_int_equal(t->nunloaded, 3);
+	for (uint32_t p = 0; p < 8; p++) {
+		assert_int_equal(embkv_part_state(&t->parts[p]), owned[p]);
+		assert_int_equal(t->parts[p].loaded,
+				 owned[p] != EMBKV_PART_ABSENT);
+	}
+	assert_int_equal(embkv_part_set_state(t, 0, EMBKV_PART_SERVING),
+			 -EINVAL);
+	assert_int_equal(embkv_part_set_state(t, 1, EMBKV_PART_ABSENT),
+			 -EINVAL);
+	assert_int_equal(embkv_part_set_state(t, 2, EMBKV_PART_SERVING), 0);
+	assert_int_equal(embkv_part_set_state(t, 2, EMBKV_PART_SERVING), 0);
+	assert_int_equal(t->nunloaded, 2);
+	assert_int_equal(embkv_part_set_state(t, 1, EMBKV_PART_UNLOADED), 0);
+	assert_int_equal(t->nunloaded, 3);
+	embkv_part_unload(t, 3);
+	assert_int_equal(t->nunloaded, 2);
+	assert_int_equal(embkv_part_state(&t->parts[3]), EMBKV_PART_ABSENT);
+	owned[0] = 7; /* not a state */
+	embkv_table_destroy(t);
+	assert_int_equal(embkv_table_create_parts(&a, owned, &t), -EINVAL);
+	assert_null(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -513,6 +555,7 @@ int main(void)
 		cmocka_unit_test(test_fill_until_first_eviction),
 		cmocka_unit_test(test_capacity_never_exceeded),
 		cmocka_unit_test(test_partitions_load_only_owned),
+		cmocka_unit_test(test_partition_states),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,7 +42,11 @@ enum embkv_status {
 	EMBKV_EDISCONNECTED = EMBKV_ERR_BASE - 13, /* peer went away */
 	EMBKV_ETIMEDOUT = EMBKV_ERR_BASE - 14, /* no answer in time */
 	EMBKV_ESERVER = EMBKV_ERR_BASE - 15,   /* server-side internal error */
-	EMBKV_ERR_LAST = EMBKV_ESERVER,
+	/* A partition the server holds but has not loaded yet (it restarted
+	 * and waits for a checkpoint or a stream to fill it): its rows are
+	 * not served, never replaced by freshly initialised ones. */
+	EMBKV_EUNAVAIL = EMBKV_ERR_BASE - 16,
+	EMBKV_ERR_LAST = EMBKV_EUNAVAIL,
 };
 
 /*
