@@ -10,7 +10,7 @@
  *   verbs.c    the RDMA verbs transport (rdma://): rdma_cm listener, one
  *              RC QP per connection served by I/O thread 0, table regions
  *              and TABLE_REGIONS (verbs_none.c when built without RDMA)
- *   catalog.c, owner.c, metrics.c: see their headers
+ *   catalog.c, owner.c, metrics.c, member.c: see their headers
  *
  * Threads. A connection belongs to one I/O thread for its whole life:
  * only that thread reads its socket, its buffers and its fields. Owner
@@ -55,6 +55,12 @@ struct embkv_server_attr {
 	const uint8_t *token;           /* shared secret; NULL: no auth */
 	size_t token_len;
 	const char *default_table;      /* created at start; NULL: none */
+	/* Cluster membership (server/member.h); etcd NULL: none. */
+	const char *etcd;               /* etcd endpoints, http://h:p,... */
+	const char *cluster;            /* key prefix /<cluster>/ */
+	const char *advertise;          /* NULL: the first listener's */
+	uint32_t member_id;
+	uint32_t member_ttl_s;          /* lease TTL */
 	uint32_t flags;                 /* reserved, must be 0 */
 };
 
@@ -63,6 +69,7 @@ struct embkv_server_attr {
 void embkv_server_attr_init(struct embkv_server_attr *attr);
 
 struct embkv_io;
+struct embkv_member;
 struct embkv_verbs;
 struct embkv_vconn;
 
@@ -77,6 +84,7 @@ struct embkv_server {
 	uint16_t port;                  /* bound port (TCP) */
 	uint16_t rdma_port;             /* bound port (RDMA) */
 	struct embkv_verbs *verbs;      /* NULL: no rdma:// listener */
+	struct embkv_member *member;    /* NULL: no --etcd */
 	bool auth;
 	struct embkv_wire_auth_key key;
 	uint64_t start_ns;

@@ -23,12 +23,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "server/daemon.h"
+#include "server/member.h"
 
 #define EXIT_USAGE 2
 #define TOKEN_MAX 4096u
 #define PATH_BYTES 4096u
 #define TCP_SCHEME "tcp://"
 #define RDMA_SCHEME "rdma://"
+#define HTTP_SCHEME "http://"
 #define PORT_MAX 65535u
 
 enum {
@@ -44,6 +46,11 @@ enum {
 	OPT_EPOCH,
 	OPT_MAX_CONNS,
 	OPT_DEFAULT_TABLE,
+	OPT_ETCD,
+	OPT_CLUSTER,
+	OPT_ADVERTISE,
+	OPT_MEMBER_TTL,
+	OPT_MEMBER_ID,
 };
 
 static const struct option long_opts[] = {
@@ -59,6 +66,11 @@ static const struct option long_opts[] = {
 	{ "epoch", required_argument, NULL, OPT_EPOCH },
 	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
 	{ "default-table", required_argument, NULL, OPT_DEFAULT_TABLE },
+	{ "etcd", required_argument, NULL, OPT_ETCD },
+	{ "cluster", required_argument, NULL, OPT_CLUSTER },
+	{ "advertise", required_argument, NULL, OPT_ADVERTISE },
+	{ "member-ttl", required_argument, NULL, OPT_MEMBER_TTL },
+	{ "member-id", required_argument, NULL, OPT_MEMBER_ID },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -100,10 +112,22 @@ static void usage(FILE *f)
 "  --max-conns N             open connections at most (default 1024)\n"
 "  --default-table NAME      create table NAME with the default attributes\n"
 "                            at start\n"
+"  --etcd URL[,URL...]       register in the etcd cluster at these client\n"
+"                            URLs (http://HOST:PORT): /CLUSTER/members/ID,\n"
+"                            under a lease kept alive every TTL/3, and\n"
+"                            /CLUSTER/nodes/ID. Serves on with etcd down\n"
+"  --cluster NAME            the cluster's etcd key prefix (default %s)\n"
+"  --advertise ADDR          the address clients use, tcp:// or rdma://\n"
+"                            HOST:PORT (default: the first listener's)\n"
+"  --member-id N             member id (default: --self, else 0); refused\n"
+"                            while another live member holds it\n"
+"  --member-ttl SECONDS      member lease TTL, 2-%u (default %u)\n"
 "  -h, --help                print this help and exit\n"
 "\n"
 "SIGINT or SIGTERM shuts the server down cleanly (exit status 0).\n",
-		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS);
+		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS,
+		EMBKV_MEMBER_CLUSTER_DEFAULT, EMBKV_MEMBER_TTL_MAX_S,
+		EMBKV_MEMBER_TTL_S);
 }
 
 /* Without --memory-limit: three quarters of physical memory, so a table
@@ -130,6 +154,8 @@ struct opts {
 	bool self_set;
 	bool listen_set;          /* a --listen was given */
 	bool memory_limit_set;    /* a --memory-limit was given */
+	bool member_set;          /* a membership flag other than --etcd */
+	bool member_id_set;
 	uint8_t *token;
 };
 
@@ -322,6 +348,53 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		return 0;
 	case OPT_PEERS:
 		return parse_peers(o, arg);
+	case OPT_ETCD:
+		for (const char *p = arg;;) {
+			const char *comma = strchr(p, ',');
+			size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+			if (len <= strlen(HTTP_SCHEME) ||
+			    strncmp(p, HTTP_SCHEME, strlen(HTTP_SCHEME)))
+				return bad(name, arg, "expected http://HOST:PORT"
+					   "[,http://HOST:PORT...]");
+			if (!comma)
+				break;
+			p = comma + 1;
+		}
+		o->attr.etcd = arg;
+		return 0;
+	case OPT_CLUSTER:
+		if (!embkv_member_cluster_ok(arg))
+			return bad(name, arg, "use 1-63 of [A-Za-z0-9_.-]");
+		o->attr.cluster = arg;
+		o->member_set = true;
+		return 0;
+	case OPT_ADVERTISE: {
+		char host[EMBKVD_HOST_MAX + 1];
+		uint16_t port = 0;
+
+		if (strlen(arg) > EMBKV_WIRE_ADDR_MAX ||
+		    ((parse_addr(arg, TCP_SCHEME, host, sizeof(host), &port) &&
+		      parse_addr(arg, RDMA_SCHEME, host, sizeof(host), &port)) ||
+		     !port))
+			return bad(name, arg,
+				   "expected tcp://HOST:PORT or rdma://HOST:PORT");
+		o->attr.advertise = arg;
+		o->member_set = true;
+		return 0;
+	}
+	case OPT_MEMBER_TTL:
+		if (parse_u64(arg, 2, EMBKV_MEMBER_TTL_MAX_S, &v))
+			return bad(name, arg, "out of range or not a number");
+		o->attr.member_ttl_s = (uint32_t)v;
+		o->member_set = true;
+		return 0;
+	case OPT_MEMBER_ID:
+		if (parse_u64(arg, 0, UINT32_MAX, &v))
+			return bad(name, arg, "out of range or not a number");
+		o->attr.member_id = (uint32_t)v;
+		o->member_id_set = o->member_set = true;
+		return 0;
 	case OPT_DEFAULT_TABLE: {
 		struct embkv_table_attr a;
 
@@ -438,6 +511,19 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		fprintf(stderr, "embkvd: --self %u but --peers has %u "
 			"servers\n", o->attr.self, o->attr.npeers);
 		return -EINVAL;
+	}
+	if (o->member_set && !o->attr.etcd) {
+		fprintf(stderr, "embkvd: --cluster, --advertise, --member-id "
+			"and --member-ttl need --etcd\n");
+		return -EINVAL;
+	}
+	if (o->attr.etcd) {
+		if (!o->attr.cluster)
+			o->attr.cluster = EMBKV_MEMBER_CLUSTER_DEFAULT;
+		if (!o->attr.member_ttl_s)
+			o->attr.member_ttl_s = EMBKV_MEMBER_TTL_S;
+		if (!o->member_id_set)
+			o->attr.member_id = o->self_set ? o->attr.self : 0;
 	}
 	if (o->data_dir && data_dir_prepare(o->data_dir))
 		return -EINVAL;

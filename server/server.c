@@ -3,9 +3,9 @@
  *
  * What: builds everything a running server needs (the RDMA listener and
  * device when asked for, catalog, default table, listening socket, owner
- * threads, I/O threads), waits for SIGINT or
- * SIGTERM while sampling counters once a second for the rates, and takes
- * it all down again in the reverse order.
+ * threads, I/O threads, then the etcd membership with --etcd), waits for
+ * SIGINT or SIGTERM while sampling counters once a second for the rates,
+ * and takes it all down again in the reverse order.
  *
  * Why: signals are blocked before the first thread starts, so every
  * thread inherits the mask and the only place a signal is seen is the
@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include "server/daemon.h"
+#include "server/member.h"
 #include "server/verbs.h"
 
 #define DEFAULT_HOST "127.0.0.1"
@@ -259,6 +260,7 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	s->attr.peers = NULL; /* copied into servers; not kept */
 	s->attr.token = NULL;
 	s->attr.default_table = NULL;
+	s->attr.etcd = s->attr.cluster = s->attr.advertise = NULL;
 	s->listen_fd = s->sig_fd = s->timer_fd = s->ep_fd = -1;
 	s->start_ns = embkv_now_ns();
 	rcu_register_thread();
@@ -325,6 +327,10 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 		if (err)
 			goto destroy;
 	}
+	/* Registered only once it serves; etcd down does not stop it. */
+	err = attr->etcd ? embkv_member_join(s, attr) : 0;
+	if (err)
+		goto destroy;
 	*out = s;
 	return 0;
 
@@ -383,6 +389,7 @@ void embkv_server_destroy(struct embkv_server *s)
 {
 	if (!s)
 		return;
+	embkv_member_leave(s);
 	for (uint32_t i = 0; i < s->nio; i++)
 		embkv_io_stop(&s->io[i]);
 	if (s->listen_fd >= 0)

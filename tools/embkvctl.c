@@ -4,7 +4,8 @@
  *   embkvctl [--servers tcp://a,tcp://b] [--token-file F] [--json]
  *            [--timeout MS] COMMAND [ARGS]
  *
- * Commands: stats, tables, create-table, drop-table, map (see usage()).
+ * Commands: stats, tables, create-table, drop-table, map (see usage());
+ * members, health and forget read etcd instead (tools/ctl_members.c).
  * Everything goes through libembkv's public API, so the tool also shows
  * what a client sees. Output is aligned human-readable tables, or one JSON
  * document with --json. Exit status: 0 success, 1 an operation failed, 2
@@ -20,6 +21,7 @@
 
 #include <embkv/embkv.h>
 #include "tools/clientopts.h"
+#include "tools/ctl_members.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -43,6 +45,7 @@ static void usage(FILE *f)
 "                       content, trailing newlines removed)\n"
 "  --json               print one JSON document instead of tables\n"
 "  --timeout MS         connect and request timeout (default 5000/30000)\n"
+"%s"
 "  -h, --help           this help\n"
 "\n"
 "Commands:\n"
@@ -79,8 +82,10 @@ static void usage(FILE *f)
 "  map NAME [--partitions]\n"
 "                       shard map: epoch, partitions per server;\n"
 "                       --partitions lists each partition's server\n"
+"%s"
 "\n"
-"Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
+"Exit status: 0 success, 1 the operation failed, 2 usage error.\n",
+		embkv_ctl_members_usage_opts, embkv_ctl_members_usage_cmds);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -930,7 +935,8 @@ static const struct command commands[] = {
 	{ "map", parse_map, cmd_map },
 };
 
-enum global_opt { G_SERVERS = 1000, G_TOKEN, G_JSON, G_TIMEOUT };
+enum global_opt { G_SERVERS = 1000, G_TOKEN, G_JSON, G_TIMEOUT, G_ETCD,
+		  G_CLUSTER };
 
 int main(int argc, char **argv)
 {
@@ -939,10 +945,13 @@ int main(int argc, char **argv)
 		{ "token-file", required_argument, NULL, G_TOKEN },
 		{ "json", no_argument, NULL, G_JSON },
 		{ "timeout", required_argument, NULL, G_TIMEOUT },
+		{ "etcd", required_argument, NULL, G_ETCD },
+		{ "cluster", required_argument, NULL, G_CLUSTER },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct embkv_tool_conn conn = { 0 };
+	struct embkv_ctl_etcd etcd = { 0 };
 	const struct command *cmd = NULL;
 	struct embkv_client *c;
 	struct cmd_args args;
@@ -965,6 +974,12 @@ int main(int argc, char **argv)
 			    conn.timeout_ms == 0)
 				return usage_error("bad --timeout %s", optarg);
 			break;
+		case G_ETCD:
+			etcd.etcd = optarg;
+			break;
+		case G_CLUSTER:
+			etcd.cluster = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -975,6 +990,10 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage_error("%s", "no command");
+	rc = embkv_ctl_members_run(prog, &etcd, &conn, json, argc - optind,
+				   argv + optind);
+	if (rc != EMBKV_CTL_NOT_MINE)
+		return rc;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(argv[optind], commands[i].name) == 0)
 			cmd = &commands[i];
