@@ -169,6 +169,7 @@ static int servers_init(struct embkv_server *s)
 static int default_table(struct embkv_server *s, const char *name)
 {
 	struct embkv_table_attr a;
+	uint64_t uid;
 	uint32_t id;
 	int rc;
 
@@ -176,13 +177,14 @@ static int default_table(struct embkv_server *s, const char *name)
 	if (strlen(name) >= sizeof(a.name))
 		return EMBKV_ELIMIT;
 	strcpy(a.name, name);
-	rc = embkv_catalog_add(s->cat, &a, &id);
+	rc = embkv_catalog_add(s->cat, &a, 0, &id, &uid);
 	if (rc)
 		embkv_log("cannot create table %s: %s", name,
 			  embkv_strerror(rc));
 	else
-		embkv_log("table %s created: id %u, dim %u, %u partitions, "
-			  "capacity %llu", name, id, a.dim, a.partitions,
+		embkv_log("table %s created: id %u, uid %016llx, dim %u, "
+			  "%u partitions, capacity %llu", name, id,
+			  (unsigned long long)uid, a.dim, a.partitions,
 			  (unsigned long long)a.capacity);
 	return rc;
 }

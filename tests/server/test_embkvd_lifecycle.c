@@ -135,7 +135,7 @@ static void test_auth(void **state)
 	struct th_frame f;
 	uint8_t big[1024] = { 0 };
 	uint64_t fails = 0;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	int fd;
 
 	(void)state;
@@ -210,9 +210,9 @@ static void test_stale_epoch(void **state)
 	struct th_server srv;
 	struct th_frame f;
 	uint64_t keys[3] = { 1, 2, 3 }, rows = 1, stale = 0;
-	uint8_t body[16 + 3 * 8];
+	uint8_t body[EMBKV_WIRE_PULL_REQ_KEYS + 3 * 8];
 	float out[12];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	int fd;
 
 	(void)state;
@@ -221,7 +221,8 @@ static void test_stale_epoch(void **state)
 	fd = th_connect(&srv);
 	th_attr(&a, "epochs", 4, 8);
 	assert_int_equal(th_create(fd, &a, &id), 0);
-	m.table_id = id;
+	m.table_id = id.table_id;
+	m.uid = id.uid;
 	m.keys = keys;
 	assert_int_equal(embkv_wire_pull_req_encode(&m, body, sizeof(body)),
 			 0);
@@ -238,14 +239,14 @@ static void test_stale_epoch(void **state)
 	}
 	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, id, 4, 3, keys, out,
 				 NULL), EMBKV_ESTALE); /* th_rows sends epoch 1 */
-	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
 	assert_int_equal(rows, 0); /* nothing applied */
 	assert_int_equal(th_stat(fd, EMBKV_WIRE_TABLE_ALL,
 				 EMBKV_WIRE_STAT_STALE_EPOCH, &stale), 0);
 	assert_int_equal(stale, 8);
 	assert_int_equal(th_pull(fd, 5, id, 4, 3, keys, EMBKV_WIRE_PULL_TRAIN,
 				 out, NULL), 0);
-	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
 	assert_int_equal(rows, 3);
 	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);
@@ -292,7 +293,7 @@ static void test_sigterm_with_clients(void **state)
 	static const char *const rdma_args[] = { "--threads", "2", NULL };
 	struct embkv_wire_table_info info;
 	struct embkv_table_attr a;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	struct th_server srv;
 	uint8_t half[EMBKV_WIRE_HDR_SIZE / 2] = { 'E', 'M' };
 	uint64_t keys[512];
@@ -312,7 +313,7 @@ static void test_sigterm_with_clients(void **state)
 	assert_int_equal(th_open(busy, "emb", &info), 0);
 	for (int i = 0; i < 512; i++)
 		keys[i] = (uint64_t)i * 7919;
-	assert_int_equal(th_pull(busy, 1, info.table_id, 64, 512, keys,
+	assert_int_equal(th_pull(busy, 1, th_ref(&info), 64, 512, keys,
 				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
 	/* half a frame: a stream only (a SEND is whole) */
 	if (!th_rdma())
