@@ -913,6 +913,102 @@ int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value)
 	return rc;
 }
 
+int th_ref_call(int fd, uint8_t op, struct embkv_wire_table_ref table,
+		struct th_frame *f)
+{
+	uint8_t body[EMBKV_WIRE_TABLE_REF_SIZE];
+	int rc = embkv_wire_table_ref_encode(&table, body, sizeof(body));
+
+	return rc ? rc : th_call(fd, op, 1, body, sizeof(body), f);
+}
+
+int th_hits(int fd, struct embkv_wire_table_ref table, uint32_t n,
+	    const uint64_t *keys, const uint32_t *counts,
+	    struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_hits m = {
+		.table_id = table.table_id, .uid = table.uid, .n = n,
+		.keys = keys, .counts = counts,
+	};
+	struct th_frame f;
+	uint8_t *body;
+	size_t len;
+	int rc = embkv_wire_hits_size(&m, &len);
+
+	if (rc)
+		return rc;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = embkv_wire_hits_encode(&m, body, len);
+	if (!rc)
+		rc = th_call(fd, EMBKV_WIRE_OP_HITS, 1, body, (uint32_t)len,
+			     &f);
+	free(body);
+	return rc ? rc : count_reply(&f, cr);
+}
+
+/* 0 when rc is EMBKV_ENOTABLE; else op, after saying what came. */
+static int refused(uint8_t op, int rc)
+{
+	if (rc == EMBKV_ENOTABLE)
+		return 0;
+	fprintf(stderr, "%s: %d (%s), not EMBKV_ENOTABLE\n",
+		embkv_wire_op_name(op), rc, embkv_strerror(rc));
+	return op;
+}
+
+int th_all_refused(int fd, struct embkv_wire_table_ref table, uint32_t dim,
+		   uint32_t n, const uint64_t *keys)
+{
+	static const uint8_t ref_ops[] = {
+		EMBKV_WIRE_OP_STATS, EMBKV_WIRE_OP_SHARD_MAP,
+		EMBKV_WIRE_OP_TABLE_REGIONS,
+	};
+	float *vals = calloc((size_t)n * dim + 1, sizeof(float));
+	uint32_t *counts = calloc((size_t)n + 1, sizeof(uint32_t));
+	uint8_t *found = malloc((size_t)n + 1);
+	struct th_frame f;
+	int bad = 0, rc;
+
+	if (!vals || !counts || !found) {
+		bad = EMBKV_WIRE_OP_PULL;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		counts[i] = 1;
+	rc = th_pull(fd, 1, table, dim, n, keys, EMBKV_WIRE_PULL_TRAIN, vals,
+		     found);
+	bad = refused(EMBKV_WIRE_OP_PULL, rc);
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_PUSH,
+			      th_rows(fd, EMBKV_WIRE_OP_PUSH, table, dim, n,
+				      keys, vals, NULL));
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_ASSIGN,
+			      th_rows(fd, EMBKV_WIRE_OP_ASSIGN, table, dim, n,
+				      keys, vals, NULL));
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_ERASE,
+			      th_erase(fd, table, n, keys, NULL));
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_HITS,
+			      th_hits(fd, table, n, keys, counts, NULL));
+	for (size_t i = 0; !bad && i < sizeof(ref_ops); i++) {
+		if (ref_ops[i] == EMBKV_WIRE_OP_TABLE_REGIONS && !use_rdma)
+			continue; /* over TCP: -EOPNOTSUPP whatever the table */
+		rc = th_ref_call(fd, ref_ops[i], table, &f);
+		if (!rc)
+			th_frame_free(&f);
+		bad = refused(ref_ops[i], rc);
+	}
+out:
+	free(found);
+	free(counts);
+	free(vals);
+	return bad;
+}
+
 int th_wait_conns(int fd, uint64_t want, int ms)
 {
 	long deadline = now_ms() + ms;

@@ -115,6 +115,23 @@ int th_rows(int fd, uint8_t op, struct embkv_wire_table_ref table,
 	    struct embkv_wire_count_reply *cr);
 int th_erase(int fd, struct embkv_wire_table_ref table, uint32_t n,
 	     const uint64_t *keys, struct embkv_wire_count_reply *cr);
+/* A request whose body is a table reference (STATS, SHARD_MAP,
+ * TABLE_REGIONS), as th_call. */
+int th_ref_call(int fd, uint8_t op, struct embkv_wire_table_ref table,
+		struct th_frame *f);
+/* HITS: counts[i] one-sided hits of keys[i], in one frame. */
+int th_hits(int fd, struct embkv_wire_table_ref table, uint32_t n,
+	    const uint64_t *keys, const uint32_t *counts,
+	    struct embkv_wire_count_reply *cr);
+/*
+ * Every request that names a table, for table (dim, n keys): PULL (train
+ * mode, which would insert), PUSH, ASSIGN, ERASE, HITS, STATS, SHARD_MAP
+ * and, under rdma, TABLE_REGIONS. 0 when the server answered each with
+ * ERROR EMBKV_ENOTABLE; else the opcode of the first that it did not
+ * (> 0), after printing what came instead.
+ */
+int th_all_refused(int fd, struct embkv_wire_table_ref table, uint32_t dim,
+		   uint32_t n, const uint64_t *keys);
 /* One counter of a STATS reply (table EMBKV_WIRE_TABLE_ALL: the
  * server's); -ENOENT when absent. */
 int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value);

@@ -1,9 +1,10 @@
 /*
  * embkvd as a process: the command line (bad flags exit 2, --help 0,
  * --port-file), authentication with --token-file, the epoch rule,
- * --max-conns, the connection count returning to its baseline, and a
- * clean SIGTERM shutdown (exit 0; under ASan also: no leak) with clients
- * still connected.
+ * --max-conns, the connection count returning to its baseline, a clean
+ * SIGTERM shutdown (exit 0; under ASan also: no leak) with clients still
+ * connected, and table identity across a restart (a new table that gets
+ * an old table's id refuses the old table's uid).
  *
  * Runs over TCP, or over rdma:// with the argument rdma://HOST (harness.h).
  * TCP-only: the command line and --port-file/--data-dir tests (no
@@ -252,6 +253,77 @@ static void test_stale_epoch(void **state)
 	assert_int_equal(th_stop(&srv), 0);
 }
 
+/*
+ * Restart: embkvd numbers tables from 1 again, so a table created after a
+ * restart gets the id a table of the previous run had. Requests with the
+ * old table's id and uid (a client that kept its handle) are refused with
+ * EMBKV_ENOTABLE, and the new table keeps exactly the rows its own client
+ * stored.
+ */
+static void test_restart_same_id(void **state)
+{
+	enum { RN = 48, RDIM = 8 };
+	static const char *const args[] = { "--threads", "2", NULL };
+	struct embkv_wire_table_ref old, cur;
+	struct embkv_table_attr a;
+	struct th_server srv;
+	uint64_t keys[RN], rows = 0;
+	float vals[RN * RDIM], out[RN * RDIM];
+	uint8_t found[RN];
+	uint16_t port, rdma_port;
+	int fd, rc;
+
+	(void)state;
+	for (uint32_t i = 0; i < RN; i++)
+		keys[i] = 77 + 13 * i;
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = (float)i * 0.125f;
+	assert_int_equal(th_start(&srv, args), 0);
+	port = srv.port;
+	rdma_port = srv.rdma_port;
+	fd = th_connect(&srv);
+	assert_true(fd >= 0);
+	th_attr(&a, "before", RDIM, 8);
+	assert_int_equal(th_create(fd, &a, &old), 0);
+	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, old, RDIM, RN, keys,
+				 vals, NULL), 0);
+	th_close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+
+	/* Same port; the listener may take a moment to be free again. */
+	for (int tries = 0; tries < 50; tries++) {
+		rc = th_start_on(&srv, port, rdma_port, args);
+		if (!rc)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(srv.port, port);
+	fd = th_connect(&srv);
+	assert_true(fd >= 0);
+	th_attr(&a, "after", RDIM, 8); /* another table, same dim */
+	assert_int_equal(th_create(fd, &a, &cur), 0);
+	assert_int_equal(cur.table_id, old.table_id);
+	assert_true(cur.uid != old.uid);
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = 1000.0f - (float)i;
+	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, cur, RDIM, RN, keys,
+				 vals, NULL), 0);
+
+	assert_int_equal(th_all_refused(fd, old, RDIM, RN, keys), 0);
+
+	assert_int_equal(th_pull(fd, 1, cur, RDIM, RN, keys,
+				 EMBKV_WIRE_PULL_INFER, out, found), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+	for (uint32_t i = 0; i < RN; i++)
+		assert_int_equal(found[i], 1);
+	assert_int_equal(th_stat(fd, cur.table_id, EMBKV_WIRE_STAT_ROWS, &rows),
+			 0);
+	assert_int_equal(rows, RN);
+	th_close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
 static void test_conns_baseline_and_max(void **state)
 {
 	static const char *const args[] = { "--max-conns", "8",
@@ -333,6 +405,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_no_token_server_refuses_auth),
 		cmocka_unit_test(test_stale_epoch),
+		cmocka_unit_test(test_restart_same_id),
 		cmocka_unit_test(test_conns_baseline_and_max),
 		cmocka_unit_test(test_sigterm_with_clients),
 	};

@@ -1,6 +1,8 @@
 /*
  * embkvd, table administration against the real binary: create, open,
- * list and drop; ids never reused; the default table; the memory limit;
+ * list and drop; ids never reused; a dropped and re-created table refuses
+ * every request that names the old one (id and uid); the default table;
+ * the memory limit;
  * SHARD_MAP alone and with --peers (and keys of another server refused);
  * STATS per server and per table.
  *
@@ -129,6 +131,70 @@ static void test_create_open_list_drop(void **state)
 	assert_true(ida2.table_id != ida.table_id &&
 		    ida2.table_id != idb.table_id);
 	assert_true(ida2.uid != ida.uid && ida2.uid != idb.uid);
+}
+
+/*
+ * Table identity: a table dropped and created again with the same name and
+ * dim is another table. Every request still naming the first one (by its
+ * id and uid) is refused with EMBKV_ENOTABLE, and the second table's rows
+ * are what its own client stored: nothing of the stale requests reached
+ * it (a train-mode pull would have inserted, a push changed rows).
+ */
+static void test_recreated_table_refuses_old_uid(void **state)
+{
+	enum { RN = 32, RDIM = 8 };
+	struct fixture *fx = *state;
+	struct embkv_wire_table_ref old, cur, forged;
+	struct embkv_wire_table_info info;
+	struct embkv_table_attr a;
+	uint64_t keys[RN], more[RN], rows = 0;
+	float vals[RN * RDIM], out[RN * RDIM];
+	uint8_t found[RN];
+
+	for (uint32_t i = 0; i < RN; i++) {
+		keys[i] = 500 + i;
+		more[i] = 9000 + i;
+	}
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = (float)i * 0.5f - 3.0f;
+	th_attr(&a, "reborn", RDIM, 8);
+	assert_int_equal(th_create(fx->fd, &a, &old), 0);
+	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, old, RDIM, RN,
+				 keys, vals, NULL), 0);
+	assert_int_equal(th_drop(fx->fd, "reborn"), 0);
+	a.init.seed = 99; /* same name and dim, another table */
+	assert_int_equal(th_create(fx->fd, &a, &cur), 0);
+	assert_true(cur.uid != old.uid);
+	assert_int_equal(th_open(fx->fd, "reborn", &info), 0);
+	assert_int_equal(info.table_id, cur.table_id);
+	assert_true(info.uid == cur.uid);
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = (float)i;
+	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, cur, RDIM, RN,
+				 keys, vals, NULL), 0);
+
+	/* The old handle's id and uid, and the new id with the old uid. */
+	assert_int_equal(th_all_refused(fx->fd, old, RDIM, RN, more), 0);
+	assert_int_equal(th_all_refused(fx->fd, old, RDIM, RN, keys), 0);
+	forged = cur;
+	forged.uid = old.uid;
+	assert_int_equal(th_all_refused(fx->fd, forged, RDIM, RN, more), 0);
+	assert_int_equal(th_all_refused(fx->fd, forged, RDIM, RN, keys), 0);
+
+	assert_int_equal(th_pull(fx->fd, 1, cur, RDIM, RN, keys,
+				 EMBKV_WIRE_PULL_INFER, out, found), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+	for (uint32_t i = 0; i < RN; i++)
+		assert_int_equal(found[i], 1);
+	assert_int_equal(th_stat(fx->fd, cur.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
+	assert_int_equal(rows, RN);
+	/* the connection kept working through the refusals */
+	assert_int_equal(th_pull(fx->fd, 1, cur, RDIM, RN, more,
+				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
+	assert_int_equal(th_stat(fx->fd, cur.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
+	assert_int_equal(rows, 2 * RN);
 }
 
 static void test_create_rejects_bad_attr(void **state)
@@ -457,6 +523,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_open_list_drop,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_recreated_table_refuses_old_uid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_rejects_bad_attr,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_while_in_use, setup,
