@@ -193,8 +193,8 @@ static int regions_fetch(struct embkv_onesided *os, struct embkv_shardmap *m)
 				     EMBKV_WIRE_TABLE_REF_SIZE, &body);
 		n++;
 		if (!rc)
-			rc = embkv_wire_table_ref_encode(&m->tref[i], body,
-							 EMBKV_WIRE_TABLE_REF_SIZE);
+			rc = embkv_wire_table_ref_encode(
+				&m->tref[i], body, EMBKV_WIRE_TABLE_REF_SIZE);
 		if (rc)
 			goto clear;
 	}

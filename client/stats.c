@@ -135,8 +135,8 @@ int embkv_stats(struct embkv_client *c,
 			rc = embkv_rpc_frame(st, EMBKV_WIRE_OP_STATS, 0,
 					     EMBKV_WIRE_TABLE_REF_SIZE, &body);
 		if (!rc)
-			rc = embkv_wire_table_ref_encode(&all, body,
-							 EMBKV_WIRE_TABLE_REF_SIZE);
+			rc = embkv_wire_table_ref_encode(
+				&all, body, EMBKV_WIRE_TABLE_REF_SIZE);
 		if (rc)
 			goto clear;
 	}

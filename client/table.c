@@ -9,10 +9,12 @@
  * the table there before it is published. A server already known is never
  * asked again: every frame carries the id and uid learned at open, and a
  * server that dropped or re-created the table answers EMBKV_ENOTABLE,
- * which the call returns (the user opens the table again, by name). Maps are immutable and reference-counted: an operation works
- * on one map for a whole round and a refresh swaps the handle's pointer
- * under its lock. Invariant: a published map has a valid table id for
- * every one of its servers, and its partition count is the table's.
+ * which the call returns (the user opens the table again, by name).
+ *
+ * Maps are immutable and reference-counted: an operation works on one map
+ * for a whole round and a refresh swaps the handle's pointer under its
+ * lock. Invariant: a published map has a valid table id and uid for every
+ * one of its servers, and its partition count is the table's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -86,7 +88,8 @@ static int ref_rpc(struct embkv_rpc *r, uint8_t op,
 	rc = embkv_rpc_frame(r, op, 0, EMBKV_WIRE_TABLE_REF_SIZE, &body);
 	if (rc)
 		return rc;
-	return embkv_wire_table_ref_encode(ref, body, EMBKV_WIRE_TABLE_REF_SIZE);
+	return embkv_wire_table_ref_encode(ref, body,
+					   EMBKV_WIRE_TABLE_REF_SIZE);
 }
 
 static void rpcs_clear(struct embkv_rpc *rpcs, uint32_t n)

@@ -467,9 +467,9 @@ int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
 
 /*
  * HITS request (net/RDMA.md section 4): u32 table id, u32 n, u64 uid,
- * u64 keys[n], u32 counts[n]. One-sided hits a client counted, for the server's LFU.
- * Not epoch-checked; answered with a count reply (done: keys found,
- * skipped: keys the server does not store).
+ * u64 keys[n], u32 counts[n]. One-sided hits a client counted, for the
+ * server's LFU. Not epoch-checked; answered with a count reply (done:
+ * keys found, skipped: keys the server does not store).
  */
 enum embkv_wire_hits_off {
 	EMBKV_WIRE_HITS_TABLE = 0, /* u32 */

@@ -240,14 +240,16 @@ static void test_stale_epoch(void **state)
 	}
 	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, id, 4, 3, keys, out,
 				 NULL), EMBKV_ESTALE); /* th_rows sends epoch 1 */
-	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, 0); /* nothing applied */
 	assert_int_equal(th_stat(fd, EMBKV_WIRE_TABLE_ALL,
 				 EMBKV_WIRE_STAT_STALE_EPOCH, &stale), 0);
 	assert_int_equal(stale, 8);
 	assert_int_equal(th_pull(fd, 5, id, 4, 3, keys, EMBKV_WIRE_PULL_TRAIN,
 				 out, NULL), 0);
-	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, 3);
 	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);

@@ -103,7 +103,8 @@ static void test_pull_train_infer(void **state)
 		embkv_init_row(&a.init, keys[i], DIM, want);
 		assert_memory_equal(out + i * DIM, want, sizeof(want));
 	}
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, 0);
 
 	/* Train: inserted with the same values, found 0 the first time. */
@@ -112,7 +113,8 @@ static void test_pull_train_infer(void **state)
 	for (uint32_t i = 0; i < N; i++)
 		assert_int_equal(found[i], 0);
 	assert_memory_equal(out, again, sizeof(out));
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, N);
 
 	/* Then found, in both modes. */

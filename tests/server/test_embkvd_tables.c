@@ -455,9 +455,11 @@ static void test_stats(void **state)
 	uint64_t keys[100], v = 0, p50 = 0, p99 = 0;
 	float out[100 * 8], grads[100 * 8];
 	struct embkv_wire_table_ref id;
+	uint32_t tid;
 
 	th_attr(&a, "counted", 8, 16);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
+	tid = id.table_id;
 	for (uint32_t i = 0; i < 100; i++)
 		keys[i] = i + 1;
 	memset(grads, 0, sizeof(grads));
@@ -492,28 +494,31 @@ static void test_stats(void **state)
 	assert_int_equal(th_stat(fx->fd, EMBKV_WIRE_TABLE_ALL,
 				 EMBKV_WIRE_STAT_UPTIME_S, &v), 0);
 
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_ROWS, &v), 0);
 	assert_int_equal(v, 100);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_CAPACITY, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_CAPACITY, &v), 0);
 	assert_true(v >= a.capacity);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_INSERTS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_INSERTS, &v), 0);
 	assert_int_equal(v, 100);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_HITS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_HITS, &v), 0);
 	assert_int_equal(v, 200);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_PULL_MISSES, &v),
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_PULL_MISSES, &v),
 			 0);
 	assert_int_equal(v, 100);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_PULL_KEYS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_PULL_KEYS, &v),
+			 0);
 	assert_int_equal(v, 300);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_PUSHES, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_PUSHES, &v), 0);
 	assert_int_equal(v, 1);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_MEM_BYTES, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_MEM_BYTES, &v),
+			 0);
 	assert_true(v > 0);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_GRADS_DROPPED,
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_GRADS_DROPPED,
 				 &v), 0);
 	assert_int_equal(v, 0);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_EVICTIONS, &v), 0);
-	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ADMIT_REJECTS,
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_EVICTIONS, &v),
+			 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_ADMIT_REJECTS,
 				 &v), 0);
 	stats_of_one_table(fx->fd, id);
 }
