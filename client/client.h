@@ -202,7 +202,11 @@ struct embkv_shardmap {
 	uint32_t nsrv;           /* servers of the map */
 	uint16_t *part_srv;      /* nparts: map server index */
 	uint32_t *srv;           /* nsrv: client server index */
-	uint32_t *tid;           /* nsrv: the table's id on that server */
+	/* nsrv: the table's id and uid on that server, learned when the
+	 * handle opened the table there and sent in every frame. Never
+	 * learned again for a server already known: a server that lost the
+	 * table answers EMBKV_ENOTABLE until the user opens it again. */
+	struct embkv_wire_table_ref *tref;
 	int refs;                /* atomic */
 };
 

@@ -128,7 +128,8 @@ static struct os_regions *regions_get(struct embkv_onesided *os)
 }
 
 /* Fills s from a TABLE_REGIONS reply body. */
-static int regions_decode(struct embkv_table_handle *t, uint32_t tid,
+static int regions_decode(struct embkv_table_handle *t,
+			  const struct embkv_wire_table_ref *tref,
 			  const uint8_t *body, size_t len, struct os_srv *s)
 {
 	size_t rec = EMBKV_RECORD_HDR_BYTES + (size_t)t->attr.dim * sizeof(float);
@@ -139,7 +140,8 @@ static int regions_decode(struct embkv_table_handle *t, uint32_t tid,
 	rc = embkv_wire_table_regions_decode(body, len, &m);
 	if (rc)
 		return rc;
-	if (m.table_id != tid || m.stride < rec)
+	if (m.table_id != tref->table_id || m.uid != tref->uid ||
+	    m.stride < rec)
 		return EMBKV_EPROTO;
 	s->stride = m.stride;
 	s->part = calloc(t->attr.partitions, sizeof(*s->part));
@@ -189,11 +191,11 @@ static int regions_fetch(struct embkv_onesided *os, struct embkv_shardmap *m)
 		embkv_rpc_init(&rpcs[n], m->srv[i]);
 		idx[n] = i;
 		rc = embkv_rpc_frame(&rpcs[n], EMBKV_WIRE_OP_TABLE_REGIONS, 0,
-				     EMBKV_WIRE_TABLE_ID_SIZE, &body);
+				     EMBKV_WIRE_TABLE_REF_SIZE, &body);
 		n++;
 		if (!rc)
-			rc = embkv_wire_table_id_encode(m->tid[i], body,
-							EMBKV_WIRE_TABLE_ID_SIZE);
+			rc = embkv_wire_table_ref_encode(
+				&m->tref[i], body, EMBKV_WIRE_TABLE_REF_SIZE);
 		if (rc)
 			goto clear;
 	}
@@ -206,7 +208,7 @@ static int regions_fetch(struct embkv_onesided *os, struct embkv_shardmap *m)
 		if (rpcs[i].status)
 			continue; /* not served one-sided: RPC */
 		s->server = rpcs[i].server;
-		if (regions_decode(t, m->tid[idx[i]], rpcs[i].body,
+		if (regions_decode(t, &m->tref[idx[i]], rpcs[i].body,
 				   rpcs[i].body_len, s) == 0)
 			r->nsrv++;
 		else
@@ -318,8 +320,11 @@ static void hits_send(struct embkv_onesided *os, struct os_hits *h)
 		cnt[srv_of[i]]++;
 	}
 	for (s = 0; s < m->nsrv; s++) {
-		struct embkv_wire_hits hm = { .table_id = m->tid[s],
-					      .n = cnt[s] };
+		struct embkv_wire_hits hm = {
+			.table_id = m->tref[s].table_id,
+			.uid = m->tref[s].uid,
+			.n = cnt[s],
+		};
 		uint8_t *body;
 		size_t len;
 

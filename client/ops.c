@@ -75,11 +75,12 @@ int embkv_batch_check(const struct embkv_batch_args *a)
 
 /* Frames ------------------------------------------------------------------- */
 
-static int build_pull(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
-		      uint64_t epoch)
+static int build_pull(struct op_state *o, struct embkv_rpc *r,
+		      const struct embkv_wire_table_ref *tref, uint64_t epoch)
 {
 	struct embkv_wire_pull_req m = {
-		.table_id = tid,
+		.table_id = tref->table_id,
+		.uid = tref->uid,
 		.dim = o->dim,
 		.n = r->user_n,
 		.mode = o->a->mode == EMBKV_MODE_INFER ? EMBKV_WIRE_PULL_INFER
@@ -103,11 +104,12 @@ static int build_pull(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
 	return 0;
 }
 
-static int build_rows(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
-		      uint64_t epoch)
+static int build_rows(struct op_state *o, struct embkv_rpc *r,
+		      const struct embkv_wire_table_ref *tref, uint64_t epoch)
 {
 	struct embkv_wire_rows_req m = {
-		.table_id = tid,
+		.table_id = tref->table_id,
+		.uid = tref->uid,
 		.dim = o->dim,
 		.n = r->user_n,
 	};
@@ -143,10 +145,14 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
 	return 0;
 }
 
-static int build_erase(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
-		       uint64_t epoch)
+static int build_erase(struct op_state *o, struct embkv_rpc *r,
+		       const struct embkv_wire_table_ref *tref, uint64_t epoch)
 {
-	struct embkv_wire_erase_req m = { .table_id = tid, .n = r->user_n };
+	struct embkv_wire_erase_req m = {
+		.table_id = tref->table_id,
+		.uid = tref->uid,
+		.n = r->user_n,
+	};
 	const uint32_t *ord = o->order + r->user_off;
 	uint64_t *keys;
 	uint8_t *body;
@@ -165,17 +171,17 @@ static int build_erase(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
 	return 0;
 }
 
-static int build(struct op_state *o, struct embkv_rpc *r, uint32_t tid,
-		 uint64_t epoch)
+static int build(struct op_state *o, struct embkv_rpc *r,
+		 const struct embkv_wire_table_ref *tref, uint64_t epoch)
 {
 	switch (o->a->op) {
 	case EMBKV_BATCH_PULL:
-		return build_pull(o, r, tid, epoch);
+		return build_pull(o, r, tref, epoch);
 	case EMBKV_BATCH_PUSH:
 	case EMBKV_BATCH_ASSIGN:
-		return build_rows(o, r, tid, epoch);
+		return build_rows(o, r, tref, epoch);
 	case EMBKV_BATCH_ERASE:
-		return build_erase(o, r, tid, epoch);
+		return build_erase(o, r, tref, epoch);
 	}
 	return -EINVAL;
 }
@@ -355,7 +361,7 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
 			r->on_reply = consume_on_arrival;
 			r->on_reply_ctx = o;
-			rc = build(o, r, m->tid[s], m->epoch);
+			rc = build(o, r, &m->tref[s], m->epoch);
 			if (rc)
 				goto clear;
 		}

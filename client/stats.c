@@ -113,6 +113,9 @@ int embkv_stats(struct embkv_client *c,
 {
 	struct embkv_rpc *rpcs;
 	uint32_t n, i;
+	const struct embkv_wire_table_ref all = {
+		.table_id = EMBKV_WIRE_TABLE_ALL,
+	};
 	uint8_t *body;
 	int rc, err = 0;
 
@@ -130,11 +133,10 @@ int embkv_stats(struct embkv_client *c,
 		rc = embkv_rpc_frame(list, EMBKV_WIRE_OP_TABLE_LIST, 0, 0, &body);
 		if (!rc)
 			rc = embkv_rpc_frame(st, EMBKV_WIRE_OP_STATS, 0,
-					     EMBKV_WIRE_TABLE_ID_SIZE, &body);
+					     EMBKV_WIRE_TABLE_REF_SIZE, &body);
 		if (!rc)
-			rc = embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL,
-							body,
-							EMBKV_WIRE_TABLE_ID_SIZE);
+			rc = embkv_wire_table_ref_encode(
+				&all, body, EMBKV_WIRE_TABLE_REF_SIZE);
 		if (rc)
 			goto clear;
 	}

@@ -3,13 +3,18 @@
  * open (attributes, per-server table ids, shard map), and shard map
  * refresh.
  *
- * Table ids are per server (each server numbers its own tables), so a
- * handle keeps the table's id on every server of its map; a map that names
- * a server for the first time opens the table there before it is
- * published. Maps are immutable and reference-counted: an operation works
- * on one map for a whole round and a refresh swaps the handle's pointer
- * under its lock. Invariant: a published map has a valid table id for
- * every one of its servers, and its partition count is the table's.
+ * Table ids and uids are per server (each server numbers its own tables
+ * and draws their uids), so a handle keeps the table's id and uid on every
+ * server of its map; a map that names a server for the first time opens
+ * the table there before it is published. A server already known is never
+ * asked again: every frame carries the id and uid learned at open, and a
+ * server that dropped or re-created the table answers EMBKV_ENOTABLE,
+ * which the call returns (the user opens the table again, by name).
+ *
+ * Maps are immutable and reference-counted: an operation works on one map
+ * for a whole round and a refresh swaps the handle's pointer under its
+ * lock. Invariant: a published map has a valid table id and uid for every
+ * one of its servers, and its partition count is the table's.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,7 +31,7 @@ static void map_free(struct embkv_shardmap *m)
 		return;
 	free(m->part_srv);
 	free(m->srv);
-	free(m->tid);
+	free(m->tref);
 	free(m);
 }
 
@@ -74,15 +79,17 @@ static int name_rpc(struct embkv_rpc *r, uint8_t op, const char *name)
 	return embkv_wire_name_encode(name, body, len);
 }
 
-static int id_rpc(struct embkv_rpc *r, uint8_t op, uint32_t id)
+static int ref_rpc(struct embkv_rpc *r, uint8_t op,
+		   const struct embkv_wire_table_ref *ref)
 {
 	uint8_t *body;
 	int rc;
 
-	rc = embkv_rpc_frame(r, op, 0, EMBKV_WIRE_TABLE_ID_SIZE, &body);
+	rc = embkv_rpc_frame(r, op, 0, EMBKV_WIRE_TABLE_REF_SIZE, &body);
 	if (rc)
 		return rc;
-	return embkv_wire_table_id_encode(id, body, EMBKV_WIRE_TABLE_ID_SIZE);
+	return embkv_wire_table_ref_encode(ref, body,
+					   EMBKV_WIRE_TABLE_REF_SIZE);
 }
 
 static void rpcs_clear(struct embkv_rpc *rpcs, uint32_t n)
@@ -93,13 +100,14 @@ static void rpcs_clear(struct embkv_rpc *rpcs, uint32_t n)
 }
 
 /*
- * Opens name on each server of servers[0..n): tids[i] gets its id, or
- * EMBKV_NO_TABLE and st[i] the error. The first attributes seen go to
- * *attr when have_attr is 0 (then set); later ones must agree.
+ * Opens name on each server of servers[0..n): refs[i] gets its id and uid,
+ * or id EMBKV_NO_TABLE and st[i] the error. The first attributes seen go
+ * to *attr when have_attr is 0 (then set); later ones must agree.
  */
 static int open_on(struct embkv_client *c, const char *name,
-		   const uint32_t *servers, uint32_t n, uint32_t *tids,
-		   int *st, struct embkv_table_attr *attr, int *have_attr)
+		   const uint32_t *servers, uint32_t n,
+		   struct embkv_wire_table_ref *refs, int *st,
+		   struct embkv_table_attr *attr, int *have_attr)
 {
 	struct embkv_wire_table_info info;
 	struct embkv_rpc *rpcs;
@@ -119,7 +127,8 @@ static int open_on(struct embkv_client *c, const char *name,
 	if (rc)
 		goto clear;
 	for (i = 0; i < n; i++) {
-		tids[i] = EMBKV_NO_TABLE;
+		refs[i].table_id = EMBKV_NO_TABLE;
+		refs[i].uid = 0;
 		st[i] = rpcs[i].status;
 		if (st[i])
 			continue;
@@ -135,8 +144,12 @@ static int open_on(struct embkv_client *c, const char *name,
 				*have_attr = 1;
 			}
 		}
-		if (!st[i])
-			tids[i] = info.table_id;
+		if (!st[i] && info.table_id == EMBKV_NO_TABLE)
+			st[i] = EMBKV_EPROTO; /* no table's id */
+		if (!st[i]) {
+			refs[i].table_id = info.table_id;
+			refs[i].uid = info.uid;
+		}
 	}
 clear:
 	rpcs_clear(rpcs, n);
@@ -152,18 +165,20 @@ static int queued(const uint32_t *todo, uint32_t n, uint32_t s)
 }
 
 /*
- * Builds a map from a SHARD_MAP reply body. known[s] is the table's id on
- * client server s or EMBKV_NO_TABLE (an array of EMBKV_WIRE_MAX_SERVERS);
- * servers not known are opened first.
+ * Builds a map from a SHARD_MAP reply body. known[s] is the table's id and
+ * uid on client server s, or id EMBKV_NO_TABLE (an array of
+ * EMBKV_WIRE_MAX_SERVERS); servers not known are opened first.
  */
 static int map_build(struct embkv_table_handle *t, const uint8_t *body,
-		     size_t len, uint32_t *known, struct embkv_shardmap **out)
+		     size_t len, struct embkv_wire_table_ref *known,
+		     struct embkv_shardmap **out)
 {
 	struct embkv_client *c = t->c;
+	struct embkv_wire_table_ref *refs = NULL;
 	struct embkv_wire_shard_map wm;
 	struct embkv_wire_str addr;
 	struct embkv_shardmap *m;
-	uint32_t *todo = NULL, *tids = NULL, ntodo = 0, i;
+	uint32_t *todo = NULL, ntodo = 0, i;
 	int *st = NULL, have = 1, rc;
 
 	rc = embkv_wire_shard_map_decode(body, len, &wm);
@@ -181,11 +196,11 @@ static int map_build(struct embkv_table_handle *t, const uint8_t *body,
 	m->refs = 1;
 	m->part_srv = malloc((size_t)m->nparts * sizeof(*m->part_srv));
 	m->srv = malloc((size_t)m->nsrv * sizeof(*m->srv));
-	m->tid = malloc((size_t)m->nsrv * sizeof(*m->tid));
+	m->tref = malloc((size_t)m->nsrv * sizeof(*m->tref));
 	todo = malloc((size_t)m->nsrv * sizeof(*todo));
-	tids = malloc((size_t)m->nsrv * sizeof(*tids));
+	refs = malloc((size_t)m->nsrv * sizeof(*refs));
 	st = malloc((size_t)m->nsrv * sizeof(*st));
-	if (!m->part_srv || !m->srv || !m->tid || !todo || !tids || !st) {
+	if (!m->part_srv || !m->srv || !m->tref || !todo || !refs || !st) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -194,13 +209,13 @@ static int map_build(struct embkv_table_handle *t, const uint8_t *body,
 		rc = embkv_client_server_find(c, addr.ptr, addr.len, &m->srv[i]);
 		if (rc)
 			goto fail;
-		m->tid[i] = known[m->srv[i]];
-		if (m->tid[i] == EMBKV_NO_TABLE &&
+		m->tref[i] = known[m->srv[i]];
+		if (m->tref[i].table_id == EMBKV_NO_TABLE &&
 		    !queued(todo, ntodo, m->srv[i]))
 			todo[ntodo++] = m->srv[i];
 	}
 	if (ntodo) {
-		rc = open_on(c, t->attr.name, todo, ntodo, tids, st, &t->attr,
+		rc = open_on(c, t->attr.name, todo, ntodo, refs, st, &t->attr,
 			     &have);
 		if (rc)
 			goto fail;
@@ -209,34 +224,35 @@ static int map_build(struct embkv_table_handle *t, const uint8_t *body,
 				rc = st[i];
 				goto fail;
 			}
-			known[todo[i]] = tids[i];
+			known[todo[i]] = refs[i];
 		}
 		for (i = 0; i < m->nsrv; i++)
-			m->tid[i] = known[m->srv[i]];
+			m->tref[i] = known[m->srv[i]];
 	}
 	free(st);
-	free(tids);
+	free(refs);
 	free(todo);
 	*out = m;
 	return 0;
 
 fail:
 	free(st);
-	free(tids);
+	free(refs);
 	free(todo);
 	map_free(m);
 	return rc;
 }
 
-/* Asks server for the map (its table id tid) and builds it. */
+/* Asks server for the map (the table known[server] there) and builds it. */
 static int map_fetch(struct embkv_table_handle *t, uint32_t server,
-		     uint32_t tid, uint32_t *known, struct embkv_shardmap **out)
+		     struct embkv_wire_table_ref *known,
+		     struct embkv_shardmap **out)
 {
 	struct embkv_rpc r;
 	int rc;
 
 	embkv_rpc_init(&r, server);
-	rc = id_rpc(&r, EMBKV_WIRE_OP_SHARD_MAP, tid);
+	rc = ref_rpc(&r, EMBKV_WIRE_OP_SHARD_MAP, &known[server]);
 	if (!rc)
 		rc = embkv_rpc_exchange(t->c, &r, 1, embkv_client_deadline(t->c));
 	if (!rc)
@@ -247,13 +263,16 @@ static int map_fetch(struct embkv_table_handle *t, uint32_t server,
 	return rc;
 }
 
-static uint32_t *known_alloc(void)
+static struct embkv_wire_table_ref *known_alloc(void)
 {
-	uint32_t *known = malloc(EMBKV_WIRE_MAX_SERVERS * sizeof(*known));
+	struct embkv_wire_table_ref *known;
 
+	known = malloc(EMBKV_WIRE_MAX_SERVERS * sizeof(*known));
 	if (known)
-		for (uint32_t i = 0; i < EMBKV_WIRE_MAX_SERVERS; i++)
-			known[i] = EMBKV_NO_TABLE;
+		for (uint32_t i = 0; i < EMBKV_WIRE_MAX_SERVERS; i++) {
+			known[i].table_id = EMBKV_NO_TABLE;
+			known[i].uid = 0;
+		}
 	return known;
 }
 
@@ -261,7 +280,8 @@ int embkv_shardmap_refresh(struct embkv_table_handle *t, uint32_t hint,
 			   int *newer)
 {
 	struct embkv_shardmap *cur = embkv_shardmap_get(t), *m = NULL;
-	uint32_t *known, i, k;
+	struct embkv_wire_table_ref *known;
+	uint32_t i, k;
 	int rc = EMBKV_ETIMEDOUT;
 
 	*newer = 0;
@@ -271,14 +291,15 @@ int embkv_shardmap_refresh(struct embkv_table_handle *t, uint32_t hint,
 		goto put_cur;
 	}
 	for (i = 0; i < cur->nsrv; i++)
-		known[cur->srv[i]] = cur->tid[i];
+		known[cur->srv[i]] = cur->tref[i];
 	/* The hint (the server that said we are stale) first, then the
 	 * others in map order, until one answers. */
 	for (k = 0; k <= cur->nsrv; k++) {
-		uint32_t s, tid;
+		uint32_t s;
 
 		if (k == 0) {
-			if (hint == UINT32_MAX || known[hint] == EMBKV_NO_TABLE)
+			if (hint == UINT32_MAX ||
+			    known[hint].table_id == EMBKV_NO_TABLE)
 				continue;
 			s = hint;
 		} else {
@@ -286,8 +307,7 @@ int embkv_shardmap_refresh(struct embkv_table_handle *t, uint32_t hint,
 			if (s == hint)
 				continue;
 		}
-		tid = known[s];
-		rc = map_fetch(t, s, tid, known, &m);
+		rc = map_fetch(t, s, known, &m);
 		if (!rc)
 			break;
 		if (rc == -ENOMEM)
@@ -316,9 +336,9 @@ put_cur:
 int embkv_table_open(struct embkv_client *c, const char *name,
 		     struct embkv_table_handle **out)
 {
+	struct embkv_wire_table_ref *refs = NULL, *known = NULL;
 	struct embkv_table_handle *t;
-	uint32_t n, i, src = UINT32_MAX, *servers = NULL, *tids = NULL;
-	uint32_t *known = NULL;
+	uint32_t n, i, src = UINT32_MAX, *servers = NULL;
 	int *st = NULL, have = 0, rc;
 	size_t len;
 
@@ -337,23 +357,23 @@ int embkv_table_open(struct embkv_client *c, const char *name,
 	}
 	n = embkv_client_server_count(c);
 	servers = calloc(n, sizeof(*servers));
-	tids = calloc(n, sizeof(*tids));
+	refs = calloc(n, sizeof(*refs));
 	st = calloc(n, sizeof(*st));
 	known = known_alloc();
-	if (!servers || !tids || !st || !known) {
+	if (!servers || !refs || !st || !known) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	for (i = 0; i < n; i++)
 		servers[i] = i;
-	rc = open_on(c, name, servers, n, tids, st, &t->attr, &have);
+	rc = open_on(c, name, servers, n, refs, st, &t->attr, &have);
 	if (rc)
 		goto fail;
 	for (i = 0; i < n; i++) {
 		if (!st[i] && src == UINT32_MAX)
 			src = i;
 		if (!st[i])
-			known[i] = tids[i];
+			known[i] = refs[i];
 	}
 	if (src == UINT32_MAX) {
 		/* Nowhere: ENOTABLE unless something else went wrong. */
@@ -365,7 +385,7 @@ int embkv_table_open(struct embkv_client *c, const char *name,
 			}
 		goto fail;
 	}
-	rc = map_fetch(t, src, known[src], known, &t->map);
+	rc = map_fetch(t, src, known, &t->map);
 	if (rc)
 		goto fail;
 	t->rows_cap = embkv_wire_max_rows(t->attr.dim);
@@ -378,7 +398,7 @@ int embkv_table_open(struct embkv_client *c, const char *name,
 	}
 	free(known);
 	free(st);
-	free(tids);
+	free(refs);
 	free(servers);
 	*out = t;
 	return 0;
@@ -386,7 +406,7 @@ int embkv_table_open(struct embkv_client *c, const char *name,
 fail:
 	free(known);
 	free(st);
-	free(tids);
+	free(refs);
 	free(servers);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -407,6 +427,29 @@ const struct embkv_table_attr *embkv_table_attr_get(
 	const struct embkv_table_handle *t)
 {
 	return t ? &t->attr : NULL;
+}
+
+int embkv_table_uid(struct embkv_table_handle *t, uint32_t server,
+		    uint32_t *id, uint64_t *uid)
+{
+	struct embkv_shardmap *m;
+	int rc = -ENOENT;
+
+	if (!t)
+		return -EINVAL;
+	m = embkv_shardmap_get(t);
+	for (uint32_t i = 0; i < m->nsrv; i++) {
+		if (m->srv[i] != server)
+			continue;
+		if (id)
+			*id = m->tref[i].table_id;
+		if (uid)
+			*uid = m->tref[i].uid;
+		rc = 0;
+		break;
+	}
+	embkv_shardmap_put(m);
+	return rc;
 }
 
 int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,

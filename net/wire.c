@@ -242,26 +242,47 @@ int embkv_wire_empty_decode(const uint8_t *body, size_t len)
 	return len ? EMBKV_EPROTO : 0;
 }
 
-int embkv_wire_table_id_encode(uint32_t table_id, uint8_t *body, size_t cap)
+/* A uid names one table exactly when the id does: 0 goes with
+ * EMBKV_WIRE_TABLE_ALL only. */
+static bool table_ref_ok(uint32_t table_id, uint64_t uid)
 {
-	int rc = enc_room(body, cap, EMBKV_WIRE_TABLE_ID_SIZE);
+	return (table_id == EMBKV_WIRE_TABLE_ALL) == (uid == 0);
+}
 
+int embkv_wire_table_ref_encode(const struct embkv_wire_table_ref *m,
+				uint8_t *body, size_t cap)
+{
+	int rc;
+
+	if (!m || !table_ref_ok(m->table_id, m->uid))
+		return -EINVAL;
+	rc = enc_room(body, cap, EMBKV_WIRE_TABLE_REF_SIZE);
 	if (rc)
 		return rc;
-	put_u32(body, table_id);
+	put_u32(body + EMBKV_WIRE_TABLE_REF_ID, m->table_id);
+	put_u32(body + EMBKV_WIRE_TABLE_REF_RESERVED, 0);
+	put_u64(body + EMBKV_WIRE_TABLE_REF_UID, m->uid);
 	return 0;
 }
 
-int embkv_wire_table_id_decode(const uint8_t *body, size_t len,
-			       uint32_t *table_id)
+int embkv_wire_table_ref_decode(const uint8_t *body, size_t len,
+				struct embkv_wire_table_ref *out)
 {
-	int rc = dec_args(body, len, table_id);
+	uint32_t id;
+	uint64_t uid;
+	int rc = dec_args(body, len, out);
 
 	if (rc)
 		return rc;
-	if (len != EMBKV_WIRE_TABLE_ID_SIZE)
+	if (len != EMBKV_WIRE_TABLE_REF_SIZE ||
+	    get_u32(body + EMBKV_WIRE_TABLE_REF_RESERVED))
 		return EMBKV_EPROTO;
-	*table_id = get_u32(body);
+	id = get_u32(body + EMBKV_WIRE_TABLE_REF_ID);
+	uid = get_u64(body + EMBKV_WIRE_TABLE_REF_UID);
+	if (!table_ref_ok(id, uid))
+		return EMBKV_EPROTO;
+	out->table_id = id;
+	out->uid = uid;
 	return 0;
 }
 
@@ -372,11 +393,11 @@ static int v_attr(const uint8_t *b, size_t l)
 	return embkv_wire_table_attr_decode(b, l, &m);
 }
 
-static int v_table_id(const uint8_t *b, size_t l)
+static int v_table_ref(const uint8_t *b, size_t l)
 {
-	uint32_t id;
+	struct embkv_wire_table_ref m;
 
-	return embkv_wire_table_id_decode(b, l, &id);
+	return embkv_wire_table_ref_decode(b, l, &m);
 }
 
 static int v_name(const uint8_t *b, size_t l)
@@ -484,7 +505,7 @@ static const struct op_info ops[] = {
 	  v_hello, v_hello },
 	{ EMBKV_WIRE_OP_AUTH, "AUTH", "AUTH_REPLY", false, v_auth, v_auth },
 	{ EMBKV_WIRE_OP_TABLE_CREATE, "TABLE_CREATE", "TABLE_CREATE_REPLY",
-	  false, v_attr, v_table_id },
+	  false, v_attr, v_table_ref },
 	{ EMBKV_WIRE_OP_TABLE_DROP, "TABLE_DROP", "TABLE_DROP_REPLY", false,
 	  v_name, embkv_wire_empty_decode },
 	{ EMBKV_WIRE_OP_TABLE_LIST, "TABLE_LIST", "TABLE_LIST_REPLY", false,
@@ -492,7 +513,7 @@ static const struct op_info ops[] = {
 	{ EMBKV_WIRE_OP_TABLE_OPEN, "TABLE_OPEN", "TABLE_OPEN_REPLY", false,
 	  v_name, v_table_info },
 	{ EMBKV_WIRE_OP_TABLE_REGIONS, "TABLE_REGIONS", "TABLE_REGIONS_REPLY",
-	  false, v_table_id, v_table_regions },
+	  false, v_table_ref, v_table_regions },
 	{ EMBKV_WIRE_OP_PULL, "PULL", "PULL_REPLY", true,
 	  v_pull_req, v_pull_reply },
 	{ EMBKV_WIRE_OP_PUSH, "PUSH", "PUSH_REPLY", true, v_rows_req, v_count },
@@ -502,9 +523,9 @@ static const struct op_info ops[] = {
 	  v_erase_req, v_count },
 	{ EMBKV_WIRE_OP_HITS, "HITS", "HITS_REPLY", false, v_hits, v_count },
 	{ EMBKV_WIRE_OP_STATS, "STATS", "STATS_REPLY", false,
-	  v_table_id, v_stats },
+	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,
-	  v_table_id, v_shard_map },
+	  v_table_ref, v_shard_map },
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))

@@ -35,7 +35,7 @@
 /* Frame header ------------------------------------------------------------ */
 
 #define EMBKV_WIRE_MAGIC 0x564b4d45u /* bytes 'E' 'M' 'K' 'V' on the wire */
-#define EMBKV_WIRE_VERSION 1u
+#define EMBKV_WIRE_VERSION 2u
 #define EMBKV_WIRE_HDR_SIZE 32u
 
 /* Byte offsets of the header fields (all little-endian). Magic and version
@@ -44,7 +44,7 @@ enum embkv_wire_hdr_off {
 	EMBKV_WIRE_HDR_MAGIC = 0,     /* u32 EMBKV_WIRE_MAGIC */
 	EMBKV_WIRE_HDR_VERSION = 4,   /* u16 EMBKV_WIRE_VERSION */
 	EMBKV_WIRE_HDR_OPCODE = 6,    /* u8 enum embkv_wire_op */
-	EMBKV_WIRE_HDR_FLAGS = 7,     /* u8, no flag defined in version 1 */
+	EMBKV_WIRE_HDR_FLAGS = 7,     /* u8, no flag defined yet */
 	EMBKV_WIRE_HDR_REQ_ID = 8,    /* u64, echoed by the reply */
 	EMBKV_WIRE_HDR_EPOCH = 16,    /* u64 shard-map epoch */
 	EMBKV_WIRE_HDR_BODY_LEN = 24, /* u32 bytes after the header */
@@ -242,11 +242,33 @@ int embkv_wire_auth_decode(const uint8_t *body, size_t len,
 /* Empty body (TABLE_LIST request, TABLE_DROP reply): len must be 0. */
 int embkv_wire_empty_decode(const uint8_t *body, size_t len);
 
-/* A table id (TABLE_CREATE reply, STATS and SHARD_MAP requests). */
-#define EMBKV_WIRE_TABLE_ID_SIZE 4u
-int embkv_wire_table_id_encode(uint32_t table_id, uint8_t *body, size_t cap);
-int embkv_wire_table_id_decode(const uint8_t *body, size_t len,
-			       uint32_t *table_id);
+/*
+ * A table's identity on one server: its u32 id (a per-server number,
+ * never reused within a server run) and the nonzero u64 uid the table got
+ * at creation (never reused at all, across restarts too). Every frame
+ * that names a table carries both; the server answers EMBKV_ENOTABLE when
+ * they do not name one of its tables, so a handle to a dropped or
+ * re-created table never reaches another table's rows.
+ *
+ * The table reference body (TABLE_CREATE reply; STATS, SHARD_MAP and
+ * TABLE_REGIONS requests): u32 table id, u32 reserved 0, u64 uid. The uid
+ * is 0 exactly when the id is EMBKV_WIRE_TABLE_ALL (STATS of every table);
+ * anything else is EMBKV_EPROTO to decode and -EINVAL to encode.
+ */
+struct embkv_wire_table_ref {
+	uint32_t table_id;
+	uint64_t uid;
+};
+enum embkv_wire_table_ref_off {
+	EMBKV_WIRE_TABLE_REF_ID = 0,       /* u32 */
+	EMBKV_WIRE_TABLE_REF_RESERVED = 4, /* u32 0 */
+	EMBKV_WIRE_TABLE_REF_UID = 8,      /* u64 */
+	EMBKV_WIRE_TABLE_REF_SIZE = 16,
+};
+int embkv_wire_table_ref_encode(const struct embkv_wire_table_ref *m,
+				uint8_t *body, size_t cap);
+int embkv_wire_table_ref_decode(const uint8_t *body, size_t len,
+				struct embkv_wire_table_ref *out);
 
 /* A table name (TABLE_DROP and TABLE_OPEN requests): u16 length and the
  * bytes, 1 to EMBKV_WIRE_NAME_LEN_MAX of them, no NUL. Encoding a name with
@@ -294,11 +316,18 @@ int embkv_wire_table_attr_encode(const struct embkv_table_attr *a,
 int embkv_wire_table_attr_decode(const uint8_t *body, size_t len,
 				 struct embkv_table_attr *out);
 
-/* TABLE_OPEN reply: u32 table id, u32 reserved 0, then the attr encoding
- * above at offset EMBKV_WIRE_TABLE_INFO_ATTR. */
-#define EMBKV_WIRE_TABLE_INFO_ATTR 8u
+/* TABLE_OPEN reply: u32 table id, u32 reserved 0, u64 uid (nonzero,
+ * else EMBKV_EPROTO), then the attr encoding above at offset
+ * EMBKV_WIRE_TABLE_INFO_ATTR. */
+enum embkv_wire_table_info_off {
+	EMBKV_WIRE_TABLE_INFO_ID = 0,       /* u32 */
+	EMBKV_WIRE_TABLE_INFO_RESERVED = 4, /* u32 0 */
+	EMBKV_WIRE_TABLE_INFO_UID = 8,      /* u64 */
+	EMBKV_WIRE_TABLE_INFO_ATTR = 16,    /* attr, as in TABLE_CREATE */
+};
 struct embkv_wire_table_info {
 	uint32_t table_id;
+	uint64_t uid;
 	struct embkv_table_attr attr;
 };
 int embkv_wire_table_info_size(const struct embkv_wire_table_info *m,
@@ -308,10 +337,12 @@ int embkv_wire_table_info_encode(const struct embkv_wire_table_info *m,
 int embkv_wire_table_info_decode(const uint8_t *body, size_t len,
 				 struct embkv_wire_table_info *out);
 
-/* TABLE_LIST reply: u32 count, then per table u32 id, u32 dim, name. */
+/* TABLE_LIST reply: u32 count, then per table u32 id, u32 dim, u64 uid
+ * (nonzero), name. */
 struct embkv_wire_table_entry {
 	uint32_t table_id;
 	uint32_t dim;
+	uint64_t uid;
 	char name[EMBKV_TABLE_NAME_MAX];
 };
 struct embkv_wire_table_list {
@@ -340,10 +371,15 @@ enum embkv_wire_pull_req_off {
 	EMBKV_WIRE_PULL_REQ_N = 8,        /* u32 */
 	EMBKV_WIRE_PULL_REQ_MODE = 12,    /* u8 */
 	EMBKV_WIRE_PULL_REQ_RESERVED = 13, /* 3 bytes of 0 */
-	EMBKV_WIRE_PULL_REQ_KEYS = 16,    /* u64[n] */
+	EMBKV_WIRE_PULL_REQ_UID = 16,     /* u64, nonzero */
+	EMBKV_WIRE_PULL_REQ_KEYS = 24,    /* u64[n] */
 };
+/* For every request that names a table (pull, rows, erase, hits): uid is
+ * the table's (see struct embkv_wire_table_ref); 0 is -EINVAL to encode
+ * and EMBKV_EPROTO to decode. */
 struct embkv_wire_pull_req {
 	uint32_t table_id;
+	uint64_t uid;
 	uint32_t dim;
 	uint32_t n;
 	uint8_t mode;         /* enum embkv_wire_pull_mode */
@@ -386,10 +422,12 @@ enum embkv_wire_rows_req_off {
 	EMBKV_WIRE_ROWS_REQ_DIM = 4,      /* u32 */
 	EMBKV_WIRE_ROWS_REQ_N = 8,        /* u32 */
 	EMBKV_WIRE_ROWS_REQ_RESERVED = 12, /* u32 0 */
-	EMBKV_WIRE_ROWS_REQ_KEYS = 16,    /* u64[n], then f32[n * dim] */
+	EMBKV_WIRE_ROWS_REQ_UID = 16,     /* u64, nonzero */
+	EMBKV_WIRE_ROWS_REQ_KEYS = 24,    /* u64[n], then f32[n * dim] */
 };
 struct embkv_wire_rows_req {
 	uint32_t table_id;
+	uint64_t uid;
 	uint32_t dim;
 	uint32_t n;
 	const uint64_t *keys; /* n keys */
@@ -405,14 +443,16 @@ int embkv_wire_rows_req_prepare(const struct embkv_wire_rows_req *m,
 int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
 			       struct embkv_wire_rows_req *out);
 
-/* ERASE request: u32 table id, u32 n, u64 keys[n]. */
+/* ERASE request: u32 table id, u32 n, u64 uid, u64 keys[n]. */
 enum embkv_wire_erase_req_off {
 	EMBKV_WIRE_ERASE_REQ_TABLE = 0, /* u32 */
 	EMBKV_WIRE_ERASE_REQ_N = 4,     /* u32 */
-	EMBKV_WIRE_ERASE_REQ_KEYS = 8,  /* u64[n] */
+	EMBKV_WIRE_ERASE_REQ_UID = 8,   /* u64, nonzero */
+	EMBKV_WIRE_ERASE_REQ_KEYS = 16, /* u64[n] */
 };
 struct embkv_wire_erase_req {
 	uint32_t table_id;
+	uint64_t uid;
 	uint32_t n;
 	const uint64_t *keys;
 };
@@ -426,18 +466,20 @@ int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
 				struct embkv_wire_erase_req *out);
 
 /*
- * HITS request (net/RDMA.md section 4): u32 table id, u32 n, u64 keys[n],
- * u32 counts[n]. One-sided hits a client counted, for the server's LFU.
- * Not epoch-checked; answered with a count reply (done: keys found,
- * skipped: keys the server does not store).
+ * HITS request (net/RDMA.md section 4): u32 table id, u32 n, u64 uid,
+ * u64 keys[n], u32 counts[n]. One-sided hits a client counted, for the
+ * server's LFU. Not epoch-checked; answered with a count reply (done:
+ * keys found, skipped: keys the server does not store).
  */
 enum embkv_wire_hits_off {
 	EMBKV_WIRE_HITS_TABLE = 0, /* u32 */
 	EMBKV_WIRE_HITS_N = 4,     /* u32 */
-	EMBKV_WIRE_HITS_KEYS = 8,  /* u64[n], then u32[n] counts */
+	EMBKV_WIRE_HITS_UID = 8,   /* u64, nonzero */
+	EMBKV_WIRE_HITS_KEYS = 16, /* u64[n], then u32[n] counts */
 };
 struct embkv_wire_hits {
 	uint32_t table_id;
+	uint64_t uid;
 	uint32_t n;
 	const uint64_t *keys;   /* n keys */
 	const uint32_t *counts; /* n counts, counts[i] for keys[i] */
@@ -452,21 +494,22 @@ int embkv_wire_hits_decode(const uint8_t *body, size_t len,
 			   struct embkv_wire_hits *out);
 
 /*
- * TABLE_REGIONS reply (net/RDMA.md section 3; the request is a table id):
- * u32 table id, u32 count, u64 reserved 0, u32 stride (record bytes), u32
- * reserved 0, then count 48-byte partition entries: u32 part, u32
- * index_rkey, u64 index_addr, u64 nbuckets, u64 arena_addr, u64 capacity
- * (rows; row r at arena_addr + r * stride), u32 arena_rkey, u32 reserved 0.
- * Every partition is registered on its own, so each entry carries its own
- * rkeys. Decoding checks count <= EMBKV_WIRE_MAX_REGION_PARTS
- * (EMBKV_ELIMIT), reserved fields, part < EMBKV_MAX_PARTITIONS, stride a
- * nonzero multiple of 8, nbuckets nonzero, and that neither region end
- * overflows 64 bits (EMBKV_EPROTO).
+ * TABLE_REGIONS reply (net/RDMA.md section 3; the request is a table
+ * reference): u32 table id, u32 count, u64 uid (nonzero, else
+ * EMBKV_EPROTO), u32 stride (record bytes), u32 reserved 0, then count
+ * 48-byte partition entries: u32 part, u32 index_rkey, u64 index_addr,
+ * u64 nbuckets, u64 arena_addr, u64 capacity (rows; row r at arena_addr +
+ * r * stride), u32 arena_rkey, u32 reserved 0. Every partition is
+ * registered on its own, so each entry carries its own rkeys. Decoding
+ * checks count <= EMBKV_WIRE_MAX_REGION_PARTS (EMBKV_ELIMIT), reserved
+ * fields, part < EMBKV_MAX_PARTITIONS, stride a nonzero multiple of 8,
+ * nbuckets nonzero, and that neither region end overflows 64 bits
+ * (EMBKV_EPROTO).
  */
 enum embkv_wire_regions_off {
 	EMBKV_WIRE_REGIONS_TABLE = 0,      /* u32 */
 	EMBKV_WIRE_REGIONS_COUNT = 4,      /* u32 */
-	EMBKV_WIRE_REGIONS_RESERVED8 = 8,  /* u64 0 */
+	EMBKV_WIRE_REGIONS_UID = 8,        /* u64, nonzero */
 	EMBKV_WIRE_REGIONS_STRIDE = 16,    /* u32 */
 	EMBKV_WIRE_REGIONS_RESERVED = 20,  /* u32 0 */
 	EMBKV_WIRE_REGIONS_PARTS = 24,     /* entries */
@@ -493,6 +536,7 @@ struct embkv_wire_region_part {
 };
 struct embkv_wire_table_regions {
 	uint32_t table_id;
+	uint64_t uid;
 	uint32_t count;
 	uint32_t stride;
 	const struct embkv_wire_region_part *parts; /* encode: count entries */

@@ -26,13 +26,13 @@ _Static_assert(sizeof(float) == sizeof(uint32_t), "f32 must be 4 bytes");
 /* Fixed parts of the bodies, in bytes. */
 #define STR_LEN_SIZE U16_SIZE                       /* u16 string length */
 #define ATTR_FIXED_SIZE ((size_t)EMBKV_WIRE_ATTR_NAME)
-#define TABLE_ENTRY_FIXED (2 * U32_SIZE)            /* id, dim */
+#define TABLE_ENTRY_FIXED (2 * U32_SIZE + U64_SIZE) /* id, dim, uid */
 #define LIST_COUNT_SIZE U32_SIZE
 #define STATS_GROUP_FIXED (U32_SIZE + U16_SIZE)     /* table id, count */
 #define STAT_PAIR_SIZE (U16_SIZE + U64_SIZE)        /* packed id, value */
 #define PULL_REPLY_FIXED ((size_t)EMBKV_WIRE_PULL_REPLY_FOUND)
 #define PULL_REQ_RESERVED_LEN \
-	(EMBKV_WIRE_PULL_REQ_KEYS - EMBKV_WIRE_PULL_REQ_RESERVED)
+	(EMBKV_WIRE_PULL_REQ_UID - EMBKV_WIRE_PULL_REQ_RESERVED)
 #define ERROR_STATUS 0                             /* offset of i32 status */
 #define ERROR_MSG (ERROR_STATUS + U32_SIZE)        /* offset of the message */
 

@@ -21,7 +21,7 @@ static int pull_req_check(const struct embkv_wire_pull_req *m, size_t *len)
 	rc = dim_check(m->dim, -EINVAL);
 	if (rc)
 		return rc;
-	if (m->mode >= EMBKV_WIRE_PULL_MODE_COUNT)
+	if (m->mode >= EMBKV_WIRE_PULL_MODE_COUNT || !m->uid)
 		return -EINVAL;
 	if (m->n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
@@ -41,6 +41,7 @@ static void pull_req_write(uint8_t *body, const struct embkv_wire_pull_req *m)
 	put_u32(body + EMBKV_WIRE_PULL_REQ_N, m->n);
 	body[EMBKV_WIRE_PULL_REQ_MODE] = m->mode;
 	memset(body + EMBKV_WIRE_PULL_REQ_RESERVED, 0, PULL_REQ_RESERVED_LEN);
+	put_u64(body + EMBKV_WIRE_PULL_REQ_UID, m->uid);
 }
 
 int embkv_wire_pull_req_encode(const struct embkv_wire_pull_req *m,
@@ -84,6 +85,7 @@ int embkv_wire_pull_req_decode(const uint8_t *body, size_t len,
 {
 	const uint8_t *res;
 	uint32_t dim, n;
+	uint64_t uid;
 	uint8_t mode;
 	size_t i;
 	int rc = dec_args(body, len, out);
@@ -106,9 +108,11 @@ int embkv_wire_pull_req_decode(const uint8_t *body, size_t len,
 	for (i = 0; i < PULL_REQ_RESERVED_LEN; i++)
 		if (res[i])
 			return EMBKV_EPROTO;
-	if (len != pull_req_bytes(n))
+	uid = get_u64(body + EMBKV_WIRE_PULL_REQ_UID);
+	if (!uid || len != pull_req_bytes(n))
 		return EMBKV_EPROTO;
 	out->table_id = get_u32(body + EMBKV_WIRE_PULL_REQ_TABLE);
+	out->uid = uid;
 	out->dim = dim;
 	out->n = n;
 	out->mode = mode;
@@ -231,7 +235,7 @@ static int rows_req_check(const struct embkv_wire_rows_req *m, size_t *len)
 	uint64_t bytes;
 	int rc;
 
-	if (!m)
+	if (!m || !m->uid)
 		return -EINVAL;
 	rc = dim_check(m->dim, -EINVAL);
 	if (rc)
@@ -256,6 +260,7 @@ static void rows_req_write(uint8_t *body, const struct embkv_wire_rows_req *m)
 	put_u32(body + EMBKV_WIRE_ROWS_REQ_DIM, m->dim);
 	put_u32(body + EMBKV_WIRE_ROWS_REQ_N, m->n);
 	put_u32(body + EMBKV_WIRE_ROWS_REQ_RESERVED, 0);
+	put_u64(body + EMBKV_WIRE_ROWS_REQ_UID, m->uid);
 }
 
 int embkv_wire_rows_req_encode(const struct embkv_wire_rows_req *m,
@@ -303,6 +308,7 @@ int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
 			       struct embkv_wire_rows_req *out)
 {
 	uint32_t dim, n;
+	uint64_t uid;
 	int rc = dec_args(body, len, out);
 
 	if (rc)
@@ -316,10 +322,12 @@ int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
 		return rc;
 	if (n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
-	if (get_u32(body + EMBKV_WIRE_ROWS_REQ_RESERVED) ||
+	uid = get_u64(body + EMBKV_WIRE_ROWS_REQ_UID);
+	if (get_u32(body + EMBKV_WIRE_ROWS_REQ_RESERVED) || !uid ||
 	    len != rows_req_bytes(n, dim))
 		return EMBKV_EPROTO;
 	out->table_id = get_u32(body + EMBKV_WIRE_ROWS_REQ_TABLE);
+	out->uid = uid;
 	out->dim = dim;
 	out->n = n;
 	out->keys = (const uint64_t *)(const void *)
@@ -332,7 +340,7 @@ int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
 
 static int erase_req_check(const struct embkv_wire_erase_req *m, size_t *len)
 {
-	if (!m)
+	if (!m || !m->uid)
 		return -EINVAL;
 	if (m->n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
@@ -344,6 +352,14 @@ int embkv_wire_erase_req_size(const struct embkv_wire_erase_req *m,
 			      size_t *len)
 {
 	return len ? erase_req_check(m, len) : -EINVAL;
+}
+
+static void erase_req_write(uint8_t *body,
+			    const struct embkv_wire_erase_req *m)
+{
+	put_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_ERASE_REQ_N, m->n);
+	put_u64(body + EMBKV_WIRE_ERASE_REQ_UID, m->uid);
 }
 
 int embkv_wire_erase_req_encode(const struct embkv_wire_erase_req *m,
@@ -358,8 +374,7 @@ int embkv_wire_erase_req_encode(const struct embkv_wire_erase_req *m,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	put_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE, m->table_id);
-	put_u32(body + EMBKV_WIRE_ERASE_REQ_N, m->n);
+	erase_req_write(body, m);
 	if (m->n)
 		memcpy(body + EMBKV_WIRE_ERASE_REQ_KEYS, m->keys,
 		       (size_t)m->n * U64_SIZE);
@@ -378,8 +393,7 @@ int embkv_wire_erase_req_prepare(const struct embkv_wire_erase_req *m,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	put_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE, m->table_id);
-	put_u32(body + EMBKV_WIRE_ERASE_REQ_N, m->n);
+	erase_req_write(body, m);
 	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_ERASE_REQ_KEYS);
 	return 0;
 }
@@ -388,6 +402,7 @@ int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
 				struct embkv_wire_erase_req *out)
 {
 	uint32_t n;
+	uint64_t uid;
 	int rc = dec_args(body, len, out);
 
 	if (rc)
@@ -397,9 +412,11 @@ int embkv_wire_erase_req_decode(const uint8_t *body, size_t len,
 	n = get_u32(body + EMBKV_WIRE_ERASE_REQ_N);
 	if (n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
-	if (len != erase_req_bytes(n))
+	uid = get_u64(body + EMBKV_WIRE_ERASE_REQ_UID);
+	if (!uid || len != erase_req_bytes(n))
 		return EMBKV_EPROTO;
 	out->table_id = get_u32(body + EMBKV_WIRE_ERASE_REQ_TABLE);
+	out->uid = uid;
 	out->n = n;
 	out->keys = (const uint64_t *)(const void *)
 		(body + EMBKV_WIRE_ERASE_REQ_KEYS);
@@ -420,7 +437,7 @@ static uint64_t hits_bytes(uint32_t n)
 
 static int hits_check(const struct embkv_wire_hits *m, size_t *len)
 {
-	if (!m)
+	if (!m || !m->uid)
 		return -EINVAL;
 	if (m->n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
@@ -431,6 +448,13 @@ static int hits_check(const struct embkv_wire_hits *m, size_t *len)
 int embkv_wire_hits_size(const struct embkv_wire_hits *m, size_t *len)
 {
 	return len ? hits_check(m, len) : -EINVAL;
+}
+
+static void hits_write(uint8_t *body, const struct embkv_wire_hits *m)
+{
+	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
+	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	put_u64(body + EMBKV_WIRE_HITS_UID, m->uid);
 }
 
 int embkv_wire_hits_encode(const struct embkv_wire_hits *m, uint8_t *body,
@@ -445,8 +469,7 @@ int embkv_wire_hits_encode(const struct embkv_wire_hits *m, uint8_t *body,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
-	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	hits_write(body, m);
 	if (m->n) {
 		memcpy(body + EMBKV_WIRE_HITS_KEYS, m->keys,
 		       (size_t)m->n * U64_SIZE);
@@ -468,8 +491,7 @@ int embkv_wire_hits_prepare(const struct embkv_wire_hits *m, uint8_t *body,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	put_u32(body + EMBKV_WIRE_HITS_TABLE, m->table_id);
-	put_u32(body + EMBKV_WIRE_HITS_N, m->n);
+	hits_write(body, m);
 	*keys = (uint64_t *)(void *)(body + EMBKV_WIRE_HITS_KEYS);
 	*counts = (uint32_t *)(void *)(body + hits_counts_off(m->n));
 	return 0;
@@ -479,6 +501,7 @@ int embkv_wire_hits_decode(const uint8_t *body, size_t len,
 			   struct embkv_wire_hits *out)
 {
 	uint32_t n;
+	uint64_t uid;
 	int rc = dec_args(body, len, out);
 
 	if (rc)
@@ -488,9 +511,11 @@ int embkv_wire_hits_decode(const uint8_t *body, size_t len,
 	n = get_u32(body + EMBKV_WIRE_HITS_N);
 	if (n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
-	if (len != hits_bytes(n))
+	uid = get_u64(body + EMBKV_WIRE_HITS_UID);
+	if (!uid || len != hits_bytes(n))
 		return EMBKV_EPROTO;
 	out->table_id = get_u32(body + EMBKV_WIRE_HITS_TABLE);
+	out->uid = uid;
 	out->n = n;
 	out->keys = (const uint64_t *)(const void *)
 		(body + EMBKV_WIRE_HITS_KEYS);

@@ -187,7 +187,7 @@ int embkv_wire_table_info_size(const struct embkv_wire_table_info *m,
 {
 	int rc;
 
-	if (!m || !len)
+	if (!m || !len || !m->uid)
 		return -EINVAL;
 	rc = attr_size(&m->attr, len);
 	if (rc)
@@ -206,8 +206,9 @@ int embkv_wire_table_info_encode(const struct embkv_wire_table_info *m,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	put_u32(body, m->table_id);
-	put_u32(body + U32_SIZE, 0);
+	put_u32(body + EMBKV_WIRE_TABLE_INFO_ID, m->table_id);
+	put_u32(body + EMBKV_WIRE_TABLE_INFO_RESERVED, 0);
+	put_u64(body + EMBKV_WIRE_TABLE_INFO_UID, m->uid);
 	attr_write(body + EMBKV_WIRE_TABLE_INFO_ATTR, &m->attr,
 		   len - EMBKV_WIRE_TABLE_INFO_ATTR);
 	return 0;
@@ -220,13 +221,16 @@ int embkv_wire_table_info_decode(const uint8_t *body, size_t len,
 
 	if (rc)
 		return rc;
-	if (len < EMBKV_WIRE_TABLE_INFO_ATTR || get_u32(body + U32_SIZE))
+	if (len < EMBKV_WIRE_TABLE_INFO_ATTR ||
+	    get_u32(body + EMBKV_WIRE_TABLE_INFO_RESERVED) ||
+	    !get_u64(body + EMBKV_WIRE_TABLE_INFO_UID))
 		return EMBKV_EPROTO;
 	rc = attr_read(body + EMBKV_WIRE_TABLE_INFO_ATTR,
 		       len - EMBKV_WIRE_TABLE_INFO_ATTR, &out->attr);
 	if (rc)
 		return rc;
-	out->table_id = get_u32(body);
+	out->table_id = get_u32(body + EMBKV_WIRE_TABLE_INFO_ID);
+	out->uid = get_u64(body + EMBKV_WIRE_TABLE_INFO_UID);
 	return 0;
 }
 
@@ -246,6 +250,8 @@ int embkv_wire_table_list_size(const struct embkv_wire_table_entry *e,
 		return EMBKV_ELIMIT;
 	for (i = 0; i < n; i++) {
 		rc = dim_check(e[i].dim, -EINVAL);
+		if (!rc && !e[i].uid)
+			rc = -EINVAL;
 		if (!rc)
 			rc = name_len(e[i].name, &nl);
 		if (rc)
@@ -275,6 +281,7 @@ int embkv_wire_table_list_encode(const struct embkv_wire_table_entry *e,
 	for (i = 0; i < n; i++) {
 		put_u32(p, e[i].table_id);
 		put_u32(p + U32_SIZE, e[i].dim);
+		put_u64(p + 2 * U32_SIZE, e[i].uid);
 		p = put_str(p + TABLE_ENTRY_FIXED, e[i].name,
 			    strnlen(e[i].name, EMBKV_TABLE_NAME_MAX));
 	}
@@ -289,9 +296,12 @@ static int table_entry_read(struct rd *r, struct embkv_wire_table_entry *e)
 		return EMBKV_EPROTO;
 	e->table_id = get_u32(r->p);
 	e->dim = get_u32(r->p + U32_SIZE);
+	e->uid = get_u64(r->p + 2 * U32_SIZE);
 	rc = dim_check(e->dim, EMBKV_EPROTO);
 	if (rc)
 		return rc;
+	if (!e->uid)
+		return EMBKV_EPROTO;
 	r->p += TABLE_ENTRY_FIXED;
 	return rd_name(r, e->name);
 }
@@ -380,7 +390,8 @@ static int regions_check(const struct embkv_wire_table_regions *m,
 		return -EINVAL;
 	if (m->count > EMBKV_WIRE_MAX_REGION_PARTS)
 		return EMBKV_ELIMIT;
-	if (!m->stride || m->stride % BODY_ALIGN || (m->count && !m->parts))
+	if (!m->stride || m->stride % BODY_ALIGN || (m->count && !m->parts) ||
+	    !m->uid)
 		return -EINVAL;
 	for (i = 0; i < m->count; i++) {
 		rc = region_part_check(&m->parts[i], m->stride);
@@ -411,9 +422,9 @@ int embkv_wire_table_regions_encode(const struct embkv_wire_table_regions *m,
 		return rc;
 	put_u32(body + EMBKV_WIRE_REGIONS_TABLE, m->table_id);
 	put_u32(body + EMBKV_WIRE_REGIONS_COUNT, m->count);
-	put_u64(body + EMBKV_WIRE_REGIONS_RESERVED8, 0);
 	put_u32(body + EMBKV_WIRE_REGIONS_STRIDE, m->stride);
 	put_u32(body + EMBKV_WIRE_REGIONS_RESERVED, 0);
+	put_u64(body + EMBKV_WIRE_REGIONS_UID, m->uid);
 	for (i = 0; i < m->count; i++) {
 		p = body + regions_bytes(i);
 		put_u32(p + EMBKV_WIRE_REGION_PART, m->parts[i].part);
@@ -463,8 +474,8 @@ int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
 		return EMBKV_EPROTO;
 	stride = get_u32(body + EMBKV_WIRE_REGIONS_STRIDE);
 	if (!stride || stride % BODY_ALIGN ||
-	    get_u64(body + EMBKV_WIRE_REGIONS_RESERVED8) ||
-	    get_u32(body + EMBKV_WIRE_REGIONS_RESERVED))
+	    get_u32(body + EMBKV_WIRE_REGIONS_RESERVED) ||
+	    !get_u64(body + EMBKV_WIRE_REGIONS_UID))
 		return EMBKV_EPROTO;
 	for (i = 0; i < count; i++) {
 		p = body + regions_bytes(i);
@@ -476,6 +487,7 @@ int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
 			return rc;
 	}
 	out->table_id = get_u32(body + EMBKV_WIRE_REGIONS_TABLE);
+	out->uid = get_u64(body + EMBKV_WIRE_REGIONS_UID);
 	out->count = count;
 	out->stride = stride;
 	out->parts = NULL;

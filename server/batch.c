@@ -14,10 +14,10 @@
  * owners at once.
  *
  * Invariants:
- * - All or nothing: decode, epoch, table, dim and "every key's partition
- *   is served here" are checked, and every byte the owners will use (the
- *   reply and the by-owner scratch) is allocated, before any job is
- *   queued. Owners never allocate and never fail.
+ * - All or nothing: decode, epoch, table (id and uid), dim and "every
+ *   key's partition is served here" are checked, and every byte the
+ *   owners will use (the reply and the by-owner scratch) is allocated,
+ *   before any job is queued. Owners never allocate and never fail.
  * - Placement: partition p lives on server p % S; on that server its local
  *   index p / S picks the owner, (p / S) % T of T owners (p % T when the
  *   server is alone), so that owners share a server's partitions evenly.
@@ -251,6 +251,7 @@ static void req_free(struct embkv_req *r)
 /* A decoded batch request. */
 struct batch_msg {
 	uint32_t table_id, n, dim;
+	uint64_t uid;
 	uint8_t mode;
 	const uint64_t *keys;
 	const float *vals;
@@ -273,6 +274,7 @@ static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
 		if (rc)
 			return rc;
 		m->table_id = pull.table_id;
+		m->uid = pull.uid;
 		m->n = pull.n;
 		m->dim = pull.dim;
 		m->keys = pull.keys;
@@ -285,6 +287,7 @@ static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
 		if (rc)
 			return rc;
 		m->table_id = rows.table_id;
+		m->uid = rows.uid;
 		m->n = rows.n;
 		m->dim = rows.dim;
 		m->keys = rows.keys;
@@ -295,6 +298,7 @@ static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
 		if (rc)
 			return rc;
 		m->table_id = hits.table_id;
+		m->uid = hits.uid;
 		m->n = hits.n;
 		m->keys = hits.keys;
 		m->hcounts = hits.counts;
@@ -304,6 +308,7 @@ static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
 		if (rc)
 			return rc;
 		m->table_id = erase.table_id;
+		m->uid = erase.uid;
 		m->n = erase.n;
 		m->keys = erase.keys;
 		return 0;
@@ -434,16 +439,9 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 				 (unsigned long long)epoch);
 		goto free_body;
 	}
-	rcu_read_lock();
-	ent = embkv_catalog_find_id(s->cat, m.table_id);
-	if (ent)
-		embkv_catalog_entry_get(ent);
-	rcu_read_unlock();
-	if (!ent) {
-		embkv_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
-				 "no table with id %u", m.table_id);
+	ent = embkv_svc_table_get(c, h->request_id, m.table_id, m.uid);
+	if (!ent)
 		goto free_body;
-	}
 	if (h->opcode != EMBKV_WIRE_OP_ERASE &&
 	    h->opcode != EMBKV_WIRE_OP_HITS && m.dim != ent->table->dim) {
 		embkv_conn_error(c, h->request_id, EMBKV_EDIM, false,

@@ -14,6 +14,9 @@
  * Invariants:
  * - Ids come from a counter that only grows: never reused in a run, and
  *   appending keeps every snapshot sorted by id.
+ * - Uids are nonzero and unique among published entries (checked under
+ *   the mutex). Drawn ones are 64 random bits, so across restarts and
+ *   servers they repeat with negligible probability (2^-64 per pair).
  * - Names are unique among published entries (checked under the mutex).
  * - bytes is the sum of the published entries' sizes; an add that would
  *   take it over the limit fails with -ENOMEM and publishes nothing.
@@ -25,6 +28,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include "net/wire.h"
 #include "server/catalog.h"
 #include "server/verbs.h"
@@ -146,6 +150,29 @@ static struct embkv_catalog_entry *snap_find_name(struct catalog_snap *s,
 	return NULL;
 }
 
+/* The entry of snapshot s with this uid, or NULL. */
+static struct embkv_catalog_entry *snap_find_uid(struct catalog_snap *s,
+						   uint64_t uid)
+{
+	for (uint32_t i = 0; i < s->n; i++)
+		if (s->e[i]->uid == uid)
+			return s->e[i];
+	return NULL;
+}
+
+/* A fresh nonzero uid from the kernel's random pool. */
+static int uid_draw(uint64_t *uid)
+{
+	ssize_t got;
+
+	do {
+		got = getrandom(uid, sizeof(*uid), 0);
+		if (got < 0 && errno != EINTR)
+			return -errno;
+	} while (got != (ssize_t)sizeof(*uid) || !*uid);
+	return 0;
+}
+
 /* Whether a table of `bytes` fits beside `used` bytes under the limit. */
 static bool fits(const struct embkv_catalog *cat, uint64_t used,
 		 uint64_t bytes)
@@ -185,7 +212,8 @@ static int entry_build(struct embkv_catalog *cat,
 
 int embkv_catalog_add(struct embkv_catalog *cat,
 		      const struct embkv_table_attr *attr,
-		      const uint8_t *owned, uint32_t *id)
+		      const uint8_t *owned, uint64_t uid, uint32_t *id,
+		      uint64_t *uid_out)
 {
 	struct embkv_catalog_entry *e;
 	struct catalog_snap *old, *s;
@@ -221,6 +249,16 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 		err = EMBKV_ELIMIT;
 		goto unlock;
 	}
+	if (uid && snap_find_uid(old, uid)) {
+		err = -EEXIST;
+		goto unlock;
+	}
+	e->uid = uid;
+	while (!e->uid || snap_find_uid(old, e->uid)) {
+		err = uid_draw(&e->uid);
+		if (err)
+			goto unlock;
+	}
 	s = snap_alloc(old->n + 1);
 	if (!s) {
 		err = -ENOMEM;
@@ -233,6 +271,8 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 	rcu_assign_pointer(cat->snap, s);
 	call_rcu(&old->rcu, snap_free_rcu);
 	*id = e->id;
+	if (uid_out)
+		*uid_out = e->uid;
 	pthread_mutex_unlock(&cat->lock);
 	return 0;
 
@@ -290,6 +330,14 @@ struct embkv_catalog_entry *embkv_catalog_find_id(struct embkv_catalog *cat,
 			hi = mid;
 	}
 	return NULL;
+}
+
+struct embkv_catalog_entry *embkv_catalog_find_ref(struct embkv_catalog *cat,
+						   uint32_t id, uint64_t uid)
+{
+	struct embkv_catalog_entry *e = embkv_catalog_find_id(cat, id);
+
+	return e && e->uid == uid ? e : NULL;
 }
 
 struct embkv_catalog_entry *embkv_catalog_find_name(struct embkv_catalog *cat,

@@ -2,6 +2,13 @@
  * embkvd's table catalog: table id -> table, name lookup, create and drop,
  * under a memory limit.
  *
+ * Identity. A table has a u32 id, numbered by this server and never reused
+ * within a run (a restarted server numbers from 1 again), and a nonzero
+ * u64 uid that is never reused at all: drawn with getrandom() at creation,
+ * or given by the caller (cluster metadata assigns uids). Requests name a
+ * table by both, so a client still holding a dropped or re-created
+ * table's id cannot reach the table that has that id now.
+ *
  * Threads. Lookups (embkv_catalog_find_*, embkv_catalog_snapshot) run on
  * any thread registered with liburcu, inside rcu_read_lock(); what they
  * return stays valid until rcu_read_unlock() unless the caller takes a
@@ -31,6 +38,7 @@ struct embkv_table_counters {
 
 struct embkv_catalog_entry {
 	uint32_t id;                 /* never reused within a server run */
+	uint64_t uid;                /* nonzero, never reused */
 	struct embkv_table *table;   /* fixed for the entry's life */
 	uint64_t bytes;              /* embkv_table_get_stats().bytes at create:
 					the loaded partitions only */
@@ -61,22 +69,30 @@ int embkv_catalog_create(const struct embkv_catalog_attr *attr,
 void embkv_catalog_destroy(struct embkv_catalog *cat);
 
 /*
- * Creates a table holding the partitions p with owned[p] != 0 (owned has
- * attr->partitions entries; NULL: all), and publishes it; only their
- * memory is mapped, registered and charged against the limit. 0 and *id;
- * -EINVAL or EMBKV_ELIMIT (bad attr, see embkv_table_create; or
- * EMBKV_WIRE_MAX_TABLES tables exist), EMBKV_ETABLEEXISTS, -ENOMEM (out of
- * memory, or the table would take the catalog over its memory limit).
+ * Creates a table holding the partitions p in state owned[p] (enum
+ * embkv_part_state; owned has attr->partitions entries; NULL: all
+ * serving), and publishes it; only the partitions not ABSENT are mapped,
+ * registered and charged against the limit. uid is the table's uid, or 0
+ * to draw a fresh one. 0 with *id and *uid_out (may be NULL) set; -EINVAL
+ * or EMBKV_ELIMIT (bad attr, see embkv_table_create; or
+ * EMBKV_WIRE_MAX_TABLES tables exist), EMBKV_ETABLEEXISTS, -EEXIST (a
+ * published table has the given uid), -ENOMEM (out of memory, or the
+ * table would take the catalog over its memory limit), or getrandom()'s
+ * error.
  */
 int embkv_catalog_add(struct embkv_catalog *cat,
 		      const struct embkv_table_attr *attr,
-		      const uint8_t *owned, uint32_t *id);
+		      const uint8_t *owned, uint64_t uid, uint32_t *id,
+		      uint64_t *uid_out);
 /* Unpublishes the table called name: 0 or EMBKV_ENOTABLE. */
 int embkv_catalog_drop(struct embkv_catalog *cat, const char *name);
 
-/* Inside rcu_read_lock(): the entry, or NULL. */
+/* Inside rcu_read_lock(): the entry, or NULL. find_id matches the id
+ * alone; requests must use find_ref, which also wants the entry's uid. */
 struct embkv_catalog_entry *embkv_catalog_find_id(struct embkv_catalog *cat,
 						  uint32_t id);
+struct embkv_catalog_entry *embkv_catalog_find_ref(struct embkv_catalog *cat,
+						   uint32_t id, uint64_t uid);
 struct embkv_catalog_entry *embkv_catalog_find_name(struct embkv_catalog *cat,
 						    const char *name);
 /* Inside rcu_read_lock(): every entry, in id order; returns the count. */

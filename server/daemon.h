@@ -106,10 +106,12 @@ void embkv_server_destroy(struct embkv_server *s);
 uint64_t embkv_server_epoch(struct embkv_server *s);
 /*
  * Creates a table with this server's share of its partitions loaded (the
- * shard map decides which): embkv_catalog_add's results.
+ * shard map decides which); uid 0 draws a fresh one: embkv_catalog_add's
+ * results.
  */
 int embkv_server_table_add(struct embkv_server *s,
-			   const struct embkv_table_attr *attr, uint32_t *id);
+			   const struct embkv_table_attr *attr, uint64_t uid,
+			   uint32_t *id, uint64_t *uid_out);
 
 /* Concise log line to stderr, prefixed "embkvd: ". */
 void embkv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -249,16 +251,28 @@ void embkv_conn_release(struct embkv_conn *c, size_t bytes);
 void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		     uint8_t *body, uint64_t t0_ns);
 
+/*
+ * service.c: the catalog entry that a request's table id and uid name,
+ * with a reference for the caller to put; NULL when they name none (an
+ * unknown id, or a uid that is not the id's table's: it was dropped or
+ * re-created), after answering req_id with ERROR EMBKV_ENOTABLE. c's I/O
+ * thread, outside rcu_read_lock().
+ */
+struct embkv_catalog_entry *embkv_svc_table_get(struct embkv_conn *c,
+						uint64_t req_id, uint32_t id,
+						uint64_t uid);
+
 /* batch.c: PULL, PUSH, ASSIGN, ERASE and HITS; same contract. */
 void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		       uint8_t *body, uint64_t t0_ns);
 /* I/O thread: a request posted back with embkv_io_post(). */
 void embkv_batch_finish(struct cds_wfcq_node *node);
 
-/* report.c: STATS and SHARD_MAP requests (body already decoded). */
+/* report.c: STATS and SHARD_MAP requests (body already decoded; uid 0
+ * with EMBKV_WIRE_TABLE_ALL). */
 void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
-			uint32_t table_id);
+			uint32_t table_id, uint64_t uid);
 void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
-			    uint32_t table_id);
+			    uint32_t table_id, uint64_t uid);
 
 #endif

@@ -127,11 +127,11 @@ static void table_stats(const struct embkv_catalog_entry *e,
 }
 
 void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
-			uint32_t table_id)
+			uint32_t table_id, uint64_t uid)
 {
 	struct embkv_server *s = c->io->srv;
 	struct embkv_catalog_entry *const *e;
-	struct embkv_catalog_entry *one;
+	struct embkv_catalog_entry *one = NULL;
 	struct embkv_wire_stats_group *g = NULL;
 	struct embkv_wire_stat *pairs = NULL;
 	struct stat_fill f;
@@ -140,16 +140,14 @@ void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
 	size_t len;
 	int rc = -ENOMEM;
 
+	if (table_id != EMBKV_WIRE_TABLE_ALL) {
+		one = embkv_svc_table_get(c, req_id, table_id, uid);
+		if (!one)
+			return;
+	}
 	rcu_read_lock();
 	n = embkv_catalog_snapshot(s->cat, &e);
-	if (table_id != EMBKV_WIRE_TABLE_ALL) {
-		one = embkv_catalog_find_id(s->cat, table_id);
-		if (!one) {
-			rcu_read_unlock();
-			embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-					 "no table with id %u", table_id);
-			return;
-		}
+	if (one) {
 		e = (struct embkv_catalog_entry *const *)&one;
 		n = 1;
 	}
@@ -190,10 +188,11 @@ reply:
 				 embkv_strerror(rc));
 	free(pairs);
 	free(g);
+	embkv_catalog_entry_put(one);
 }
 
 void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
-			    uint32_t table_id)
+			    uint32_t table_id, uint64_t uid)
 {
 	struct embkv_server *s = c->io->srv;
 	struct embkv_catalog_entry *e;
@@ -204,21 +203,26 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 	size_t len;
 	int rc;
 
+	e = embkv_svc_table_get(c, req_id, table_id, uid);
+	if (!e)
+		return;
+	m.n_partitions = e->table->nparts;
+	embkv_catalog_entry_put(e);
+	map = malloc(sizeof(*map) * m.n_partitions);
+	if (!map) {
+		embkv_conn_error(c, req_id, -ENOMEM, false,
+				 "no memory for a shard map");
+		return;
+	}
 	rcu_read_lock();
-	e = embkv_catalog_find_id(s->cat, table_id);
-	if (e)
-		m.n_partitions = e->table->nparts;
-	if (e)
-		map = malloc(sizeof(*map) * m.n_partitions);
 	cur = embkvd_map_cur(&s->map);
-	for (uint32_t p = 0; map && p < m.n_partitions; p++)
+	for (uint32_t p = 0; p < m.n_partitions; p++)
 		map[p] = (uint16_t)embkvd_map_server(cur, p);
 	m.epoch = cur->epoch;
 	m.n_servers = cur->nservers;
 	m.servers = (const char *const *)cur->servers;
 	m.part_server = map;
-	rc = !e ? EMBKV_ENOTABLE : !map ? -ENOMEM
-	     : embkv_wire_shard_map_size(&m, &len);
+	rc = embkv_wire_shard_map_size(&m, &len);
 	if (!rc)
 		rc = embkv_conn_reply(c, req_id,
 				      EMBKV_WIRE_OP_SHARD_MAP |

@@ -173,7 +173,8 @@ uint64_t embkv_server_epoch(struct embkv_server *s)
 }
 
 int embkv_server_table_add(struct embkv_server *s,
-			   const struct embkv_table_attr *attr, uint32_t *id)
+			   const struct embkv_table_attr *attr, uint64_t uid,
+			   uint32_t *id, uint64_t *uid_out)
 {
 	uint8_t *owned;
 	int rc;
@@ -186,7 +187,7 @@ int embkv_server_table_add(struct embkv_server *s,
 	rcu_read_lock();
 	embkvd_map_owned(embkvd_map_cur(&s->map), attr->partitions, owned);
 	rcu_read_unlock();
-	rc = embkv_catalog_add(s->cat, attr, owned, id);
+	rc = embkv_catalog_add(s->cat, attr, owned, uid, id, uid_out);
 	free(owned);
 	return rc;
 }
@@ -194,6 +195,7 @@ int embkv_server_table_add(struct embkv_server *s,
 static int default_table(struct embkv_server *s, const char *name)
 {
 	struct embkv_table_attr a;
+	uint64_t uid;
 	uint32_t id;
 	int rc;
 
@@ -201,13 +203,14 @@ static int default_table(struct embkv_server *s, const char *name)
 	if (strlen(name) >= sizeof(a.name))
 		return EMBKV_ELIMIT;
 	strcpy(a.name, name);
-	rc = embkv_server_table_add(s, &a, &id);
+	rc = embkv_server_table_add(s, &a, 0, &id, &uid);
 	if (rc)
 		embkv_log("cannot create table %s: %s", name,
 			  embkv_strerror(rc));
 	else
-		embkv_log("table %s created: id %u, dim %u, %u partitions, "
-			  "capacity %llu", name, id, a.dim, a.partitions,
+		embkv_log("table %s created: id %u, uid %016llx, dim %u, "
+			  "%u partitions, capacity %llu", name, id,
+			  (unsigned long long)uid, a.dim, a.partitions,
 			  (unsigned long long)a.capacity);
 	return rc;
 }

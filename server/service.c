@@ -18,6 +18,9 @@
  *   verified the client's MAC (io.c refuses other opcodes before reading
  *   their body); any authentication failure closes the connection.
  * - Every request gets exactly one reply or ERROR with its request id.
+ * - A request reaches a table only through embkv_svc_table_get(): the id
+ *   and the uid it carries must both be the table's, else the answer is
+ *   EMBKV_ENOTABLE (a handle to a dropped or re-created table).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -46,6 +49,33 @@ static void bad_body(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 {
 	embkv_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
 			 embkv_wire_op_name(h->opcode), embkv_strerror(rc));
+}
+
+struct embkv_catalog_entry *embkv_svc_table_get(struct embkv_conn *c,
+						uint64_t req_id, uint32_t id,
+						uint64_t uid)
+{
+	struct embkv_catalog *cat = c->io->srv->cat;
+	struct embkv_catalog_entry *e;
+	bool known;
+
+	rcu_read_lock();
+	e = embkv_catalog_find_ref(cat, id, uid);
+	if (e)
+		embkv_catalog_entry_get(e);
+	known = e || embkv_catalog_find_id(cat, id);
+	rcu_read_unlock();
+	if (e)
+		return e;
+	if (known)
+		embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
+				 "table %u was dropped or re-created (uid "
+				 "mismatch): open it again", id);
+	else
+		embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
+				 "no table with id %u (dropped, or never "
+				 "created)", id);
+	return NULL;
 }
 
 /* Authentication (net/PROTOCOL.md section 8) ------------------------------ */
@@ -139,8 +169,8 @@ static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		       const uint8_t *body)
 {
 	struct embkv_catalog *cat = c->io->srv->cat;
+	struct embkv_wire_table_ref ref;
 	struct embkv_table_attr a;
-	uint32_t id;
 	uint8_t *out;
 	int rc;
 
@@ -149,7 +179,8 @@ static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		bad_body(c, h, rc);
 		return;
 	}
-	rc = embkv_server_table_add(c->io->srv, &a, &id);
+	rc = embkv_server_table_add(c->io->srv, &a, 0, &ref.table_id,
+				    &ref.uid);
 	if (rc == -ENOMEM && embkv_catalog_memory_limit(cat)) {
 		embkv_conn_error(c, h->request_id, rc, false,
 				 "table %s: over --memory-limit or out of "
@@ -164,13 +195,14 @@ static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 				 a.name, embkv_strerror(rc));
 		return;
 	}
-	embkv_log("table %s created: id %u, dim %u, %u partitions, "
-		  "capacity %llu, %s", a.name, id, a.dim, a.partitions,
+	embkv_log("table %s created: id %u, uid %016llx, dim %u, "
+		  "%u partitions, capacity %llu, %s", a.name, ref.table_id,
+		  (unsigned long long)ref.uid, a.dim, a.partitions,
 		  (unsigned long long)a.capacity,
 		  embkv_optimizer_name(a.opt.type));
-	if (reply_start(c, h, EMBKV_WIRE_TABLE_ID_SIZE, &out))
+	if (reply_start(c, h, EMBKV_WIRE_TABLE_REF_SIZE, &out))
 		return;
-	embkv_wire_table_id_encode(id, out, EMBKV_WIRE_TABLE_ID_SIZE);
+	embkv_wire_table_ref_encode(&ref, out, EMBKV_WIRE_TABLE_REF_SIZE);
 }
 
 static void svc_drop(struct embkv_conn *c, const struct embkv_wire_hdr *h,
@@ -216,6 +248,7 @@ static void svc_list(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		list = calloc(n, sizeof(*list));
 	for (uint32_t i = 0; list && i < n; i++) {
 		list[i].table_id = e[i]->id;
+		list[i].uid = e[i]->uid;
 		list[i].dim = e[i]->table->attr.dim;
 		memcpy(list[i].name, e[i]->table->attr.name,
 		       EMBKV_TABLE_NAME_MAX);
@@ -250,6 +283,7 @@ static void svc_open(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	e = embkv_catalog_find_name(c->io->srv->cat, name);
 	if (e) {
 		info.table_id = e->id;
+		info.uid = e->uid;
 		info.attr = e->table->attr;
 	}
 	rcu_read_unlock();
@@ -266,12 +300,13 @@ static void svc_open(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		embkv_wire_table_info_encode(&info, out, len);
 }
 
-/* A request whose body is one table id (STATS, SHARD_MAP, TABLE_REGIONS). */
-static void svc_table_id(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-			 const uint8_t *body)
+/* A request whose body is a table reference (STATS, SHARD_MAP,
+ * TABLE_REGIONS). */
+static void svc_table_ref(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+			  const uint8_t *body)
 {
-	uint32_t id;
-	int rc = embkv_wire_table_id_decode(body, h->body_len, &id);
+	struct embkv_wire_table_ref ref;
+	int rc = embkv_wire_table_ref_decode(body, h->body_len, &ref);
 
 	if (rc)
 		bad_body(c, h, rc);
@@ -279,11 +314,13 @@ static void svc_table_id(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		embkv_conn_error(c, h->request_id, -EOPNOTSUPP, false,
 				 "TABLE_REGIONS is for RDMA connections only");
 	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS)
-		embkv_verbs_table_regions(c, h->request_id, id);
+		embkv_verbs_table_regions(c, h->request_id, ref.table_id,
+					  ref.uid);
 	else if (h->opcode == EMBKV_WIRE_OP_STATS)
-		embkv_report_stats(c, h->request_id, id);
+		embkv_report_stats(c, h->request_id, ref.table_id, ref.uid);
 	else
-		embkv_report_shard_map(c, h->request_id, id);
+		embkv_report_shard_map(c, h->request_id, ref.table_id,
+				       ref.uid);
 }
 
 void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
@@ -311,7 +348,7 @@ void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	case EMBKV_WIRE_OP_STATS:
 	case EMBKV_WIRE_OP_SHARD_MAP:
 	case EMBKV_WIRE_OP_TABLE_REGIONS:
-		svc_table_id(c, h, body);
+		svc_table_ref(c, h, body);
 		break;
 	case EMBKV_WIRE_OP_PULL:
 	case EMBKV_WIRE_OP_PUSH:

@@ -341,10 +341,12 @@ uint64_t embkv_regions_bytes(const struct embkv_regions *r)
 }
 
 void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
-			       uint32_t table_id)
+			       uint32_t table_id, uint64_t uid)
 {
-	struct embkv_server *s = c->io->srv;
-	struct embkv_wire_table_regions m = { .table_id = table_id };
+	struct embkv_wire_table_regions m = {
+		.table_id = table_id,
+		.uid = uid,
+	};
 	struct embkv_wire_region_part *parts = NULL;
 	struct embkv_catalog_entry *ent;
 	const struct embkv_table *t;
@@ -353,16 +355,9 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 	uint32_t n = 0;
 	int rc;
 
-	rcu_read_lock();
-	ent = embkv_catalog_find_id(s->cat, table_id);
-	if (ent)
-		embkv_catalog_entry_get(ent);
-	rcu_read_unlock();
-	if (!ent) {
-		embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				 "no table with id %u", table_id);
+	ent = embkv_svc_table_get(c, req_id, table_id, uid);
+	if (!ent)
 		return;
-	}
 	t = ent->table;
 	if (!ent->regions) {
 		embkv_conn_error(c, req_id, EMBKV_ESERVER, false,

@@ -43,9 +43,10 @@ void embkv_vconn_settle(struct embkv_conn *c);
 /* Frees the QP, CQ, buffers and cm_id (from embkv_conn_close). */
 void embkv_vconn_destroy(struct embkv_conn *c);
 
-/* TABLE_REGIONS on an authenticated verbs connection. */
+/* TABLE_REGIONS on an authenticated verbs connection, for the table
+ * that table_id and uid name (else ERROR EMBKV_ENOTABLE). */
 void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
-			       uint32_t table_id);
+			       uint32_t table_id, uint64_t uid);
 
 /*
  * Registers the index and the arena of every loaded partition of table t

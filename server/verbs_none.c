@@ -62,9 +62,10 @@ void embkv_vconn_destroy(struct embkv_conn *c)
 }
 
 void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
-			       uint32_t table_id)
+			       uint32_t table_id, uint64_t uid)
 {
 	(void)table_id;
+	(void)uid;
 	embkv_conn_error(c, req_id, -EOPNOTSUPP, false,
 			 "built without RDMA");
 }

@@ -27,6 +27,7 @@
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
 #define N_KNOWN_OPS 29u /* 14 requests, 14 replies, ERROR */
+#define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
 	1, 2, 0xdeadbeefcafef00dull, UINT64_MAX, 0,
@@ -174,9 +175,9 @@ static const char *const map_servers[] = {
 #define N_MAP_SERVERS 3u
 
 static const struct embkv_wire_table_entry list_entries[] = {
-	{ 1, 16, "user_emb" },
-	{ 2, 4096, "item_emb" },
-	{ 3, 1, "x" },
+	{ 1, 16, UID, "user_emb" },
+	{ 2, 4096, 1, "item_emb" },
+	{ 3, 1, UINT64_MAX, "x" },
 };
 #define N_LIST 3u
 
@@ -200,6 +201,7 @@ static void sample_regions(struct embkv_wire_table_regions *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->table_id = 3;
+	m->uid = UID;
 	m->count = N_REGION_PARTS;
 	m->stride = 280;
 	m->parts = region_parts;
@@ -244,15 +246,18 @@ static int build_samples(void **state)
 	struct embkv_wire_auth auth;
 	struct embkv_table_attr attr;
 	struct embkv_wire_table_info info;
-	struct embkv_wire_pull_req pr = { 3, DIM, N_KEYS, EMBKV_WIRE_PULL_INFER,
-					  sample_keys };
+	struct embkv_wire_pull_req pr = { 3, UID, DIM, N_KEYS,
+					  EMBKV_WIRE_PULL_INFER, sample_keys };
 	struct embkv_wire_pull_reply prep = { N_KEYS, DIM, sample_found,
 					      sample_vals };
-	struct embkv_wire_rows_req rr = { 3, DIM, N_KEYS, sample_keys,
+	struct embkv_wire_rows_req rr = { 3, UID, DIM, N_KEYS, sample_keys,
 					  sample_vals };
-	struct embkv_wire_erase_req er = { 3, N_KEYS, sample_keys };
+	struct embkv_wire_erase_req er = { 3, UID, N_KEYS, sample_keys };
 	struct embkv_wire_count_reply cr = { 4, 1 };
-	struct embkv_wire_hits hr = { 3, N_KEYS, sample_keys, sample_counts };
+	struct embkv_wire_hits hr = { 3, UID, N_KEYS, sample_keys,
+				      sample_counts };
+	const struct embkv_wire_table_ref ref = { 3, UID };
+	const struct embkv_wire_table_ref all = { EMBKV_WIRE_TABLE_ALL, 0 };
 	struct embkv_wire_table_regions rg;
 	struct embkv_wire_shard_map sm;
 	struct embkv_wire_error err = { EMBKV_ESTALE,
@@ -269,6 +274,7 @@ static int build_samples(void **state)
 		auth.mac[i] = (uint8_t)(0xa0 + i);
 	sample_attr(&attr);
 	info.table_id = 3;
+	info.uid = UID;
 	info.attr = attr;
 	sample_shard_map(&sm);
 	sample_regions(&rg);
@@ -299,8 +305,9 @@ static int build_samples(void **state)
 	ADD_SIZED(EMBKV_WIRE_OP_TABLE_CREATE,
 		  embkv_wire_table_attr_size(&attr, &len),
 		  embkv_wire_table_attr_encode(&attr, b, len));
-	ADD_FIXED(R(EMBKV_WIRE_OP_TABLE_CREATE), EMBKV_WIRE_TABLE_ID_SIZE,
-		  embkv_wire_table_id_encode(3, b, EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_FIXED(R(EMBKV_WIRE_OP_TABLE_CREATE), EMBKV_WIRE_TABLE_REF_SIZE,
+		  embkv_wire_table_ref_encode(&ref, b,
+					      EMBKV_WIRE_TABLE_REF_SIZE));
 	ADD_SIZED(EMBKV_WIRE_OP_TABLE_DROP,
 		  embkv_wire_name_size("user_emb", &len),
 		  embkv_wire_name_encode("user_emb", b, len));
@@ -340,20 +347,22 @@ static int build_samples(void **state)
 	ADD_FIXED(R(EMBKV_WIRE_OP_HITS), EMBKV_WIRE_COUNT_REPLY_SIZE,
 		  embkv_wire_count_reply_encode(&cr, b,
 						EMBKV_WIRE_COUNT_REPLY_SIZE));
-	ADD_FIXED(EMBKV_WIRE_OP_TABLE_REGIONS, EMBKV_WIRE_TABLE_ID_SIZE,
-		  embkv_wire_table_id_encode(3, b, EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_TABLE_REGIONS, EMBKV_WIRE_TABLE_REF_SIZE,
+		  embkv_wire_table_ref_encode(&ref, b,
+					      EMBKV_WIRE_TABLE_REF_SIZE));
 	ADD_SIZED(R(EMBKV_WIRE_OP_TABLE_REGIONS),
 		  embkv_wire_table_regions_size(&rg, &len),
 		  embkv_wire_table_regions_encode(&rg, b, len));
-	ADD_FIXED(EMBKV_WIRE_OP_STATS, EMBKV_WIRE_TABLE_ID_SIZE,
-		  embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, b,
-					     EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_STATS, EMBKV_WIRE_TABLE_REF_SIZE,
+		  embkv_wire_table_ref_encode(&all, b,
+					      EMBKV_WIRE_TABLE_REF_SIZE));
 	ADD_SIZED(R(EMBKV_WIRE_OP_STATS),
 		  embkv_wire_stats_size(stats_groups, N_STATS_GROUPS, &len),
 		  embkv_wire_stats_encode(stats_groups, N_STATS_GROUPS, b,
 					  len));
-	ADD_FIXED(EMBKV_WIRE_OP_SHARD_MAP, EMBKV_WIRE_TABLE_ID_SIZE,
-		  embkv_wire_table_id_encode(3, b, EMBKV_WIRE_TABLE_ID_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_SHARD_MAP, EMBKV_WIRE_TABLE_REF_SIZE,
+		  embkv_wire_table_ref_encode(&ref, b,
+					      EMBKV_WIRE_TABLE_REF_SIZE));
 	ADD_SIZED(R(EMBKV_WIRE_OP_SHARD_MAP),
 		  embkv_wire_shard_map_size(&sm, &len),
 		  embkv_wire_shard_map_encode(&sm, b, len));
@@ -469,7 +478,8 @@ static void test_hdr_bad_magic(void **state)
 
 static void test_hdr_bad_version(void **state)
 {
-	static const uint16_t bad[] = { 0, EMBKV_WIRE_VERSION + 1, 0x0100,
+	/* 1: a peer of the protocol before table uids */
+	static const uint16_t bad[] = { 0, 1, EMBKV_WIRE_VERSION + 1, 0x0100,
 					UINT16_MAX };
 	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
 	struct embkv_wire_hdr d;
@@ -749,9 +759,9 @@ static void test_table_attr_round_trip(void **state)
 {
 	struct embkv_table_attr a, d;
 	struct embkv_wire_table_info info, infod;
+	struct embkv_wire_table_ref ref = { 0x01020304, UID }, refd;
 	uint8_t *b;
 	size_t len;
-	uint32_t id;
 
 	(void)state;
 	sample_attr(&a);
@@ -771,27 +781,81 @@ static void test_table_attr_round_trip(void **state)
 	free(b);
 
 	info.table_id = 0xfeed;
+	info.uid = UID;
 	info.attr = a;
 	assert_int_equal(embkv_wire_table_info_size(&info, &len), 0);
+	assert_int_equal(len, 16 + EMBKV_WIRE_ATTR_NAME + 2 + strlen(a.name));
 	b = xmalloc(len);
 	assert_int_equal(embkv_wire_table_info_encode(&info, b, len), 0);
 	assert_int_equal(embkv_wire_table_info_decode(b, len, &infod), 0);
 	assert_int_equal(infod.table_id, 0xfeed);
+	assert_true(infod.uid == UID);
 	assert_attr_equal(&a, &infod.attr);
-	b[EMBKV_WIRE_TABLE_INFO_ATTR - 1] = 1; /* reserved */
+	/* the uid at its offset, little-endian; the attr 8-aligned after it */
+	assert_int_equal(EMBKV_WIRE_TABLE_INFO_UID, 8);
+	assert_int_equal(EMBKV_WIRE_TABLE_INFO_ATTR, 16);
+	assert_int_equal(b[EMBKV_WIRE_TABLE_INFO_UID], 0xcd);
+	assert_int_equal(b[EMBKV_WIRE_TABLE_INFO_UID + 7], 0x8b);
+	assert_int_equal(b[EMBKV_WIRE_TABLE_INFO_ATTR + EMBKV_WIRE_ATTR_DIM],
+			 16);
+	put64(b + EMBKV_WIRE_TABLE_INFO_UID, 0); /* no table has uid 0 */
 	assert_int_equal(embkv_wire_table_info_decode(b, len, &infod),
 			 EMBKV_EPROTO);
+	put64(b + EMBKV_WIRE_TABLE_INFO_UID, UID);
+	b[EMBKV_WIRE_TABLE_INFO_RESERVED + 3] = 1;
+	assert_int_equal(embkv_wire_table_info_decode(b, len, &infod),
+			 EMBKV_EPROTO);
+	b[EMBKV_WIRE_TABLE_INFO_RESERVED + 3] = 0;
+	assert_int_equal(embkv_wire_table_info_decode(b, 15, &infod),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_table_info_decode(b, len, &infod), 0);
+	info.uid = 0;
+	assert_int_equal(embkv_wire_table_info_size(&info, &len), -EINVAL);
+	assert_int_equal(embkv_wire_table_info_encode(&info, b, len), -EINVAL);
 	free(b);
 
-	b = xmalloc(EMBKV_WIRE_TABLE_ID_SIZE);
-	assert_int_equal(embkv_wire_table_id_encode(0x01020304, b,
-						    EMBKV_WIRE_TABLE_ID_SIZE),
+	/* table reference: u32 id, u32 reserved, u64 uid */
+	b = xmalloc(EMBKV_WIRE_TABLE_REF_SIZE);
+	assert_int_equal(EMBKV_WIRE_TABLE_REF_SIZE, 16);
+	assert_int_equal(embkv_wire_table_ref_encode(&ref, b, 15), -ENOSPC);
+	assert_int_equal(embkv_wire_table_ref_encode(&ref, b,
+						     EMBKV_WIRE_TABLE_REF_SIZE),
 			 0);
 	assert_int_equal(b[0], 0x04);
-	assert_int_equal(embkv_wire_table_id_decode(b, EMBKV_WIRE_TABLE_ID_SIZE,
-						    &id), 0);
-	assert_int_equal(id, 0x01020304);
-	assert_int_equal(embkv_wire_table_id_decode(b, 3, &id), EMBKV_EPROTO);
+	assert_int_equal(b[EMBKV_WIRE_TABLE_REF_RESERVED], 0);
+	assert_int_equal(b[EMBKV_WIRE_TABLE_REF_UID], 0xcd);
+	assert_int_equal(b[EMBKV_WIRE_TABLE_REF_UID + 7], 0x8b);
+	assert_int_equal(embkv_wire_table_ref_decode(b,
+						     EMBKV_WIRE_TABLE_REF_SIZE,
+						     &refd), 0);
+	assert_int_equal(refd.table_id, 0x01020304);
+	assert_true(refd.uid == UID);
+	assert_int_equal(embkv_wire_table_ref_decode(b, 4, &refd),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_table_ref_decode(b, 15, &refd),
+			 EMBKV_EPROTO);
+	b[EMBKV_WIRE_TABLE_REF_RESERVED + 1] = 1;
+	assert_int_equal(embkv_wire_table_ref_decode(b, 16, &refd),
+			 EMBKV_EPROTO);
+	b[EMBKV_WIRE_TABLE_REF_RESERVED + 1] = 0;
+	/* uid 0 goes with "every table" only, and "every table" with 0 */
+	put64(b + EMBKV_WIRE_TABLE_REF_UID, 0);
+	assert_int_equal(embkv_wire_table_ref_decode(b, 16, &refd),
+			 EMBKV_EPROTO);
+	put32(b, EMBKV_WIRE_TABLE_ALL);
+	assert_int_equal(embkv_wire_table_ref_decode(b, 16, &refd), 0);
+	assert_int_equal(refd.table_id, EMBKV_WIRE_TABLE_ALL);
+	assert_true(refd.uid == 0);
+	put64(b + EMBKV_WIRE_TABLE_REF_UID, 1);
+	assert_int_equal(embkv_wire_table_ref_decode(b, 16, &refd),
+			 EMBKV_EPROTO);
+	ref.uid = 0;
+	assert_int_equal(embkv_wire_table_ref_encode(&ref, b, 16), -EINVAL);
+	ref.table_id = EMBKV_WIRE_TABLE_ALL;
+	assert_int_equal(embkv_wire_table_ref_encode(&ref, b, 16), 0);
+	ref.uid = UID;
+	assert_int_equal(embkv_wire_table_ref_encode(&ref, b, 16), -EINVAL);
+	assert_int_equal(embkv_wire_table_ref_encode(NULL, b, 16), -EINVAL);
 	free(b);
 }
 
@@ -858,6 +922,7 @@ static void test_table_list_round_trip(void **state)
 		assert_true(i < N_LIST);
 		assert_int_equal(e.table_id, list_entries[i].table_id);
 		assert_int_equal(e.dim, list_entries[i].dim);
+		assert_true(e.uid == list_entries[i].uid);
 		assert_string_equal(e.name, list_entries[i].name);
 		i++;
 	}
@@ -874,7 +939,12 @@ static void test_table_list_round_trip(void **state)
 		assert_int_equal(embkv_wire_table_list_decode(b, 4, &l), 0);
 		assert_false(embkv_wire_table_list_next(&l, &e));
 	}
+	assert_int_equal(embkv_wire_table_list_size(list_entries, 1, &len), 0);
+	assert_int_equal(len, 4 + 16 + 2 + strlen(list_entries[0].name));
 	bad = list_entries[0];
+	bad.uid = 0;
+	assert_int_equal(embkv_wire_table_list_size(&bad, 1, &len), -EINVAL);
+	bad.uid = UID;
 	bad.dim = 0;
 	assert_int_equal(embkv_wire_table_list_size(&bad, 1, &len), -EINVAL);
 	bad.dim = EMBKV_MAX_DIM + 1;
@@ -905,13 +975,19 @@ static void test_table_list_invalid(void **state)
 	put32(b + 4 + 4, EMBKV_MAX_DIM + 1);
 	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l),
 			 EMBKV_ELIMIT);
+	put32(b + 4 + 4, list_entries[0].dim);
+	put64(b + 4 + 8, 0); /* first entry's uid */
+	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l),
+			 EMBKV_EPROTO);
+	put64(b + 4 + 8, UID);
+	assert_int_equal(embkv_wire_table_list_decode(b, s->len, &l), 0);
 	free(b);
 }
 
 static void test_pull_round_trip(void **state)
 {
-	struct embkv_wire_pull_req m = { 11, DIM, N_KEYS, EMBKV_WIRE_PULL_TRAIN,
-					 sample_keys };
+	struct embkv_wire_pull_req m = { 11, UID, DIM, N_KEYS,
+					 EMBKV_WIRE_PULL_TRAIN, sample_keys };
 	struct embkv_wire_pull_req d;
 	struct embkv_wire_pull_reply rm = { N_KEYS, DIM, sample_found,
 					    sample_vals };
@@ -924,15 +1000,20 @@ static void test_pull_round_trip(void **state)
 
 	(void)state;
 	assert_int_equal(embkv_wire_pull_req_size(&m, &len), 0);
+	assert_int_equal(EMBKV_WIRE_PULL_REQ_UID, 16);
+	assert_int_equal(EMBKV_WIRE_PULL_REQ_KEYS, 24);
 	assert_int_equal(len, EMBKV_WIRE_PULL_REQ_KEYS + 8 * N_KEYS);
 	b = xmalloc(len);
 	assert_int_equal(embkv_wire_pull_req_encode(&m, b, len - 1), -ENOSPC);
 	assert_int_equal(embkv_wire_pull_req_encode(&m, b, len), 0);
 	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), 0);
 	assert_int_equal(d.table_id, 11);
+	assert_true(d.uid == UID);
 	assert_int_equal(d.dim, DIM);
 	assert_int_equal(d.n, N_KEYS);
 	assert_int_equal(d.mode, EMBKV_WIRE_PULL_TRAIN);
+	assert_int_equal(b[EMBKV_WIRE_PULL_REQ_UID], 0xcd);
+	assert_int_equal(b[EMBKV_WIRE_PULL_REQ_UID + 7], 0x8b);
 	/* zero copy: keys point into the body, 8-aligned */
 	assert_ptr_equal(d.keys, b + EMBKV_WIRE_PULL_REQ_KEYS);
 	assert_int_equal((uintptr_t)d.keys % 8, 0);
@@ -948,6 +1029,16 @@ static void test_pull_round_trip(void **state)
 	b[EMBKV_WIRE_PULL_REQ_MODE] = EMBKV_WIRE_PULL_TRAIN;
 	b[EMBKV_WIRE_PULL_REQ_RESERVED + 2] = 1;
 	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_PULL_REQ_RESERVED + 2] = 0;
+	put64(b + EMBKV_WIRE_PULL_REQ_UID, 0); /* no table has uid 0 */
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), EMBKV_EPROTO);
+	put64(b + EMBKV_WIRE_PULL_REQ_UID, 1);
+	assert_int_equal(embkv_wire_pull_req_decode(b, len, &d), 0);
+	assert_true(d.uid == 1);
+	m.uid = 0;
+	assert_int_equal(embkv_wire_pull_req_size(&m, &len), -EINVAL);
+	assert_int_equal(embkv_wire_pull_req_encode(&m, b, len), -EINVAL);
+	m.uid = UID;
 	m.mode = EMBKV_WIRE_PULL_MODE_COUNT;
 	assert_int_equal(embkv_wire_pull_req_size(&m, &len), -EINVAL);
 	free(b);
@@ -996,7 +1087,7 @@ static void test_pull_round_trip(void **state)
 
 static void test_rows_round_trip(void **state)
 {
-	struct embkv_wire_rows_req m = { 5, DIM, N_KEYS, sample_keys,
+	struct embkv_wire_rows_req m = { 5, UID, DIM, N_KEYS, sample_keys,
 					 sample_vals };
 	struct embkv_wire_rows_req d;
 	uint64_t *keys;
@@ -1006,12 +1097,15 @@ static void test_rows_round_trip(void **state)
 
 	(void)state;
 	assert_int_equal(embkv_wire_rows_req_size(&m, &len), 0);
-	assert_int_equal(len, 16 + 8 * N_KEYS + 4 * N_KEYS * DIM);
+	assert_int_equal(EMBKV_WIRE_ROWS_REQ_UID, 16);
+	assert_int_equal(len, 24 + 8 * N_KEYS + 4 * N_KEYS * DIM);
 	b = xmalloc(len);
 	assert_int_equal(embkv_wire_rows_req_encode(&m, b, len - 1), -ENOSPC);
 	assert_int_equal(embkv_wire_rows_req_encode(&m, b, len), 0);
 	assert_int_equal(embkv_wire_rows_req_decode(b, len, &d), 0);
 	assert_int_equal(d.table_id, 5);
+	assert_true(d.uid == UID);
+	assert_int_equal(b[EMBKV_WIRE_ROWS_REQ_UID], 0xcd);
 	assert_int_equal(d.dim, DIM);
 	assert_int_equal(d.n, N_KEYS);
 	assert_ptr_equal(d.keys, b + EMBKV_WIRE_ROWS_REQ_KEYS);
@@ -1030,6 +1124,14 @@ static void test_rows_round_trip(void **state)
 	assert_memory_equal(b, b2, len);
 	b[EMBKV_WIRE_ROWS_REQ_RESERVED] = 1;
 	assert_int_equal(embkv_wire_rows_req_decode(b, len, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_ROWS_REQ_RESERVED] = 0;
+	put64(b + EMBKV_WIRE_ROWS_REQ_UID, 0);
+	assert_int_equal(embkv_wire_rows_req_decode(b, len, &d), EMBKV_EPROTO);
+	m.uid = 0;
+	assert_int_equal(embkv_wire_rows_req_size(&m, &len), -EINVAL);
+	assert_int_equal(embkv_wire_rows_req_prepare(&m, b, len, &keys, &vals),
+			 -EINVAL);
+	m.uid = UID;
 	m.keys = NULL;
 	assert_int_equal(embkv_wire_rows_req_encode(&m, b, len), -EINVAL);
 	free(b);
@@ -1038,7 +1140,7 @@ static void test_rows_round_trip(void **state)
 
 static void test_erase_count_round_trip(void **state)
 {
-	struct embkv_wire_erase_req m = { 9, N_KEYS, sample_keys };
+	struct embkv_wire_erase_req m = { 9, UID, N_KEYS, sample_keys };
 	struct embkv_wire_erase_req d;
 	struct embkv_wire_count_reply c = { 0xfffffffe, 17 }, cd;
 	uint64_t *keys;
@@ -1047,11 +1149,13 @@ static void test_erase_count_round_trip(void **state)
 
 	(void)state;
 	assert_int_equal(embkv_wire_erase_req_size(&m, &len), 0);
-	assert_int_equal(len, 8 + 8 * N_KEYS);
+	assert_int_equal(len, 16 + 8 * N_KEYS);
 	b = xmalloc(len);
 	assert_int_equal(embkv_wire_erase_req_encode(&m, b, len), 0);
 	assert_int_equal(embkv_wire_erase_req_decode(b, len, &d), 0);
 	assert_int_equal(d.table_id, 9);
+	assert_true(d.uid == UID);
+	assert_int_equal(b[EMBKV_WIRE_ERASE_REQ_UID], 0xcd);
 	assert_int_equal(d.n, N_KEYS);
 	assert_ptr_equal(d.keys, b + EMBKV_WIRE_ERASE_REQ_KEYS);
 	assert_memory_equal(d.keys, sample_keys, sizeof(sample_keys));
@@ -1059,6 +1163,13 @@ static void test_erase_count_round_trip(void **state)
 	assert_int_equal(embkv_wire_erase_req_prepare(&m, b2, len, &keys), 0);
 	memcpy(keys, sample_keys, sizeof(sample_keys));
 	assert_memory_equal(b, b2, len);
+	put64(b + EMBKV_WIRE_ERASE_REQ_UID, 0);
+	assert_int_equal(embkv_wire_erase_req_decode(b, len, &d), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_erase_req_decode(b, 15, &d), EMBKV_EPROTO);
+	m.uid = 0;
+	assert_int_equal(embkv_wire_erase_req_encode(&m, b, len), -EINVAL);
+	assert_int_equal(embkv_wire_erase_req_prepare(&m, b2, len, &keys),
+			 -EINVAL);
 	free(b);
 	free(b2);
 
@@ -1077,8 +1188,9 @@ static void test_erase_count_round_trip(void **state)
 
 static void test_hits_round_trip(void **state)
 {
-	struct embkv_wire_hits m = { 9, N_KEYS, sample_keys, sample_counts };
-	struct embkv_wire_hits d, big = { 1, EMBKV_WIRE_MAX_KEYS + 1, NULL,
+	struct embkv_wire_hits m = { 9, UID, N_KEYS, sample_keys,
+				     sample_counts };
+	struct embkv_wire_hits d, big = { 1, UID, EMBKV_WIRE_MAX_KEYS + 1, NULL,
 					  NULL };
 	uint64_t *keys;
 	uint32_t *counts;
@@ -1088,12 +1200,14 @@ static void test_hits_round_trip(void **state)
 	(void)state;
 	assert_true(sizeof(sample_counts) / sizeof(sample_counts[0]) >= N_KEYS);
 	assert_int_equal(embkv_wire_hits_size(&m, &len), 0);
-	assert_int_equal(len, 8 + 12 * N_KEYS);
+	assert_int_equal(len, 16 + 12 * N_KEYS);
 	b = xmalloc(len);
 	assert_int_equal(embkv_wire_hits_encode(&m, b, len - 1), -ENOSPC);
 	assert_int_equal(embkv_wire_hits_encode(&m, b, len), 0);
 	assert_int_equal(embkv_wire_hits_decode(b, len, &d), 0);
 	assert_int_equal(d.table_id, 9);
+	assert_true(d.uid == UID);
+	assert_int_equal(b[EMBKV_WIRE_HITS_UID + 7], 0x8b);
 	assert_int_equal(d.n, N_KEYS);
 	assert_ptr_equal(d.keys, b + EMBKV_WIRE_HITS_KEYS);
 	assert_memory_equal(d.keys, sample_keys, 8 * N_KEYS);
@@ -1113,7 +1227,15 @@ static void test_hits_round_trip(void **state)
 	assert_int_equal(embkv_wire_hits_decode(b, len, &d), EMBKV_EPROTO);
 	put32(b + EMBKV_WIRE_HITS_N, EMBKV_WIRE_MAX_KEYS + 1);
 	assert_int_equal(embkv_wire_hits_decode(b, len, &d), EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_HITS_N, N_KEYS);
+	put64(b + EMBKV_WIRE_HITS_UID, 0);
+	assert_int_equal(embkv_wire_hits_decode(b, len, &d), EMBKV_EPROTO);
+	put64(b + EMBKV_WIRE_HITS_UID, UID);
+	assert_int_equal(embkv_wire_hits_decode(b, len, &d), 0);
 	assert_int_equal(embkv_wire_hits_size(&big, &len), EMBKV_ELIMIT);
+	m.uid = 0;
+	assert_int_equal(embkv_wire_hits_size(&m, &len), -EINVAL);
+	m.uid = UID;
 	m.keys = NULL;
 	assert_int_equal(embkv_wire_hits_encode(&m, b, len), -EINVAL);
 	assert_int_equal(embkv_wire_hits_decode(b + 1, 8, &d), -EINVAL);
@@ -1121,7 +1243,7 @@ static void test_hits_round_trip(void **state)
 	/* empty */
 	m.n = 0;
 	assert_int_equal(embkv_wire_hits_size(&m, &len), 0);
-	assert_int_equal(len, 8);
+	assert_int_equal(len, 16);
 	assert_int_equal(embkv_wire_hits_encode(&m, b, len), 0);
 	assert_int_equal(embkv_wire_hits_decode(b, len, &d), 0);
 	assert_int_equal(d.n, 0);
@@ -1133,20 +1255,25 @@ static void test_table_regions_round_trip(void **state)
 {
 	struct embkv_wire_table_regions m, d;
 	struct embkv_wire_region_part p, bad[1];
-	uint8_t *b;
+	uint8_t *b, *p0; /* p0: the first partition entry */
 	size_t len, len2;
 	uint32_t i;
 
 	(void)state;
 	sample_regions(&m);
 	assert_int_equal(embkv_wire_table_regions_size(&m, &len), 0);
+	assert_int_equal(EMBKV_WIRE_REGIONS_UID, 8);
+	assert_int_equal(EMBKV_WIRE_REGIONS_PARTS, 24);
 	assert_int_equal(len, 24 + 48 * N_REGION_PARTS);
 	b = xmalloc(len);
+	p0 = b + EMBKV_WIRE_REGIONS_PARTS;
 	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len - 1),
 			 -ENOSPC);
 	assert_int_equal(embkv_wire_table_regions_encode(&m, b, len), 0);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d), 0);
 	assert_int_equal(d.table_id, 3);
+	assert_true(d.uid == UID);
+	assert_int_equal(b[EMBKV_WIRE_REGIONS_UID], 0xcd);
 	assert_int_equal(d.count, N_REGION_PARTS);
 	assert_int_equal(d.stride, 280);
 	for (i = 0; embkv_wire_table_regions_next(&d, &p); i++) {
@@ -1173,14 +1300,14 @@ static void test_table_regions_round_trip(void **state)
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
 	put32(b + EMBKV_WIRE_REGIONS_RESERVED, 0);
-	put64(b + EMBKV_WIRE_REGIONS_RESERVED8, 1);
+	put64(b + EMBKV_WIRE_REGIONS_UID, 0); /* no table has uid 0 */
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
-	put64(b + EMBKV_WIRE_REGIONS_RESERVED8, 0);
-	put32(b + 24 + 48 + EMBKV_WIRE_REGION_RESERVED, 1);
+	put64(b + EMBKV_WIRE_REGIONS_UID, UID);
+	put32(p0 + 48 + EMBKV_WIRE_REGION_RESERVED, 1);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
-	put32(b + 24 + 48 + EMBKV_WIRE_REGION_RESERVED, 0);
+	put32(p0 + 48 + EMBKV_WIRE_REGION_RESERVED, 0);
 	put32(b + EMBKV_WIRE_REGIONS_STRIDE, 0);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
@@ -1188,18 +1315,18 @@ static void test_table_regions_round_trip(void **state)
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
 	put32(b + EMBKV_WIRE_REGIONS_STRIDE, 280);
-	put32(b + 24 + EMBKV_WIRE_REGION_PART, EMBKV_MAX_PARTITIONS);
+	put32(p0 + EMBKV_WIRE_REGION_PART, EMBKV_MAX_PARTITIONS);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
-	put32(b + 24 + EMBKV_WIRE_REGION_PART, 0);
-	put64(b + 24 + EMBKV_WIRE_REGION_NBUCKETS, 0);
+	put32(p0 + EMBKV_WIRE_REGION_PART, 0);
+	put64(p0 + EMBKV_WIRE_REGION_NBUCKETS, 0);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
-	put64(b + 24 + EMBKV_WIRE_REGION_NBUCKETS, 1024);
-	put64(b + 24 + EMBKV_WIRE_REGION_CAPACITY, UINT64_MAX / 8);
+	put64(p0 + EMBKV_WIRE_REGION_NBUCKETS, 1024);
+	put64(p0 + EMBKV_WIRE_REGION_CAPACITY, UINT64_MAX / 8);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
 			 EMBKV_EPROTO);
-	put64(b + 24 + EMBKV_WIRE_REGION_CAPACITY, 4096);
+	put64(p0 + EMBKV_WIRE_REGION_CAPACITY, 4096);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d), 0);
 	put32(b + EMBKV_WIRE_REGIONS_COUNT, EMBKV_WIRE_MAX_REGION_PARTS + 1);
 	assert_int_equal(embkv_wire_table_regions_decode(b, len, &d),
@@ -1214,6 +1341,9 @@ static void test_table_regions_round_trip(void **state)
 			 EMBKV_ELIMIT);
 	sample_regions(&m);
 	m.stride = 12;
+	assert_int_equal(embkv_wire_table_regions_size(&m, &len2), -EINVAL);
+	sample_regions(&m);
+	m.uid = 0;
 	assert_int_equal(embkv_wire_table_regions_size(&m, &len2), -EINVAL);
 	sample_regions(&m);
 	bad[0] = region_parts[0];
@@ -1263,10 +1393,10 @@ static void test_verbs_private_data(void **state)
 	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
 			 EMBKV_EPROTO);
 	buf[0] ^= 1;
-	put16(buf + EMBKV_VERBS_CONNECT_VERSION, 2);
+	put16(buf + EMBKV_VERBS_CONNECT_VERSION, EMBKV_WIRE_VERSION + 1);
 	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
 			 EMBKV_EVERSION);
-	put16(buf + EMBKV_VERBS_CONNECT_VERSION, 1);
+	put16(buf + EMBKV_VERBS_CONNECT_VERSION, EMBKV_WIRE_VERSION);
 	put16(buf + EMBKV_VERBS_CONNECT_CREDITS, 0);
 	assert_int_equal(embkv_wire_verbs_connect_decode(buf, 32, &cd),
 			 EMBKV_EPROTO);
@@ -1574,11 +1704,11 @@ static void test_empty_bodies(void **state)
 
 static void test_limit_keys(void **state)
 {
-	struct embkv_wire_pull_req pm = { 1, DIM, EMBKV_WIRE_MAX_KEYS + 1,
+	struct embkv_wire_pull_req pm = { 1, UID, DIM, EMBKV_WIRE_MAX_KEYS + 1,
 					  EMBKV_WIRE_PULL_TRAIN, sample_keys };
-	struct embkv_wire_rows_req rm = { 1, 1, EMBKV_WIRE_MAX_KEYS + 1,
+	struct embkv_wire_rows_req rm = { 1, UID, 1, EMBKV_WIRE_MAX_KEYS + 1,
 					  sample_keys, sample_vals };
-	struct embkv_wire_erase_req em = { 1, EMBKV_WIRE_MAX_KEYS + 1,
+	struct embkv_wire_erase_req em = { 1, UID, EMBKV_WIRE_MAX_KEYS + 1,
 					   sample_keys };
 	struct embkv_wire_pull_req pd;
 	struct embkv_wire_pull_reply prd;
@@ -1683,9 +1813,10 @@ static void test_limit_dim(void **state)
 		{ R(EMBKV_WIRE_OP_TABLE_OPEN),
 		  EMBKV_WIRE_TABLE_INFO_ATTR + EMBKV_WIRE_ATTR_DIM },
 	};
-	struct embkv_wire_pull_req pm = { 1, 0, 1, EMBKV_WIRE_PULL_TRAIN,
+	struct embkv_wire_pull_req pm = { 1, UID, 0, 1, EMBKV_WIRE_PULL_TRAIN,
 					  sample_keys };
-	struct embkv_wire_rows_req rm = { 1, 0, 1, sample_keys, sample_vals };
+	struct embkv_wire_rows_req rm = { 1, UID, 0, 1, sample_keys,
+					  sample_vals };
 	struct embkv_table_attr a;
 	size_t i, len;
 
@@ -1727,8 +1858,8 @@ static void test_limit_dim(void **state)
 static void test_max_rows(void **state)
 {
 	static const uint32_t dims[] = { 1, 8, 64, 128, 1000, EMBKV_MAX_DIM };
-	struct embkv_wire_rows_req rm = { 0 };
-	struct embkv_wire_pull_req pm = { 0 };
+	struct embkv_wire_rows_req rm = { .uid = UID };
+	struct embkv_wire_pull_req pm = { .uid = UID };
 	size_t i, len;
 
 	(void)state;
@@ -1755,7 +1886,7 @@ static void test_max_rows(void **state)
 	assert_int_equal(embkv_wire_max_rows(13), EMBKV_WIRE_MAX_KEYS);
 	assert_int_equal(embkv_wire_max_rows(14), EMBKV_WIRE_MAX_KEYS - 1);
 	assert_int_equal(embkv_wire_max_rows(128), 129055);
-	assert_int_equal(embkv_wire_max_rows(EMBKV_MAX_DIM), 4094);
+	assert_int_equal(embkv_wire_max_rows(EMBKV_MAX_DIM), 4093);
 }
 
 /* Every proper prefix of every valid body is EMBKV_EPROTO; so is any
@@ -1816,6 +1947,7 @@ static void test_misaligned_body(void **state)
 	assert_int_equal(embkv_wire_pull_req_decode(b + 1, s->len, NULL),
 			 -EINVAL);
 	d.table_id = 1;
+	d.uid = UID;
 	d.dim = DIM;
 	d.n = N_KEYS;
 	d.mode = 0;
@@ -1860,12 +1992,12 @@ static void test_auth(void **state)
 	/* Pinned (net/PROTOCOL.md test vector): the MAC is part of the
 	 * protocol and must not drift. */
 	static const uint8_t want_client[EMBKV_WIRE_MAC_SIZE] = {
-		0xbd, 0xad, 0x10, 0x3e, 0xee, 0xfb, 0x04, 0x84,
-		0x4d, 0x20, 0x2c, 0x33, 0xdd, 0x53, 0xf5, 0x03,
+		0x9e, 0x56, 0xcf, 0xed, 0x98, 0xa8, 0xc9, 0x3e,
+		0x40, 0xa3, 0xb9, 0x2b, 0xff, 0xb8, 0x0d, 0x1a,
 	};
 	static const uint8_t want_server[EMBKV_WIRE_MAC_SIZE] = {
-		0xcd, 0x7a, 0xd9, 0xae, 0xf4, 0xc7, 0xe4, 0x2e,
-		0xf5, 0xf4, 0x8e, 0xf2, 0xd6, 0x03, 0x65, 0x30,
+		0x6b, 0xec, 0xd2, 0xe1, 0x88, 0x17, 0x7e, 0x1e,
+		0x8a, 0x0a, 0x88, 0x57, 0x12, 0x3c, 0x18, 0xf8,
 	};
 	struct embkv_wire_auth_key key, other;
 	uint8_t sn[EMBKV_WIRE_NONCE_SIZE], cn[EMBKV_WIRE_NONCE_SIZE];
@@ -1988,11 +2120,15 @@ static int fz_empty(const uint8_t *b, size_t len)
 	return embkv_wire_empty_decode(b, len);
 }
 
-static int fz_table_id(const uint8_t *b, size_t len)
+static int fz_table_ref(const uint8_t *b, size_t len)
 {
-	uint32_t id;
+	struct embkv_wire_table_ref m;
+	int rc = embkv_wire_table_ref_decode(b, len, &m);
 
-	return embkv_wire_table_id_decode(b, len, &id);
+	if (!rc)
+		assert_true((m.table_id == EMBKV_WIRE_TABLE_ALL) ==
+			    (m.uid == 0));
+	return rc;
 }
 
 static int fz_name(const uint8_t *b, size_t len)
@@ -2023,7 +2159,8 @@ static int fz_table_info(const uint8_t *b, size_t len)
 	int rc = embkv_wire_table_info_decode(b, len, &m);
 
 	if (!rc)
-		assert_true(m.attr.dim >= 1 && m.attr.dim <= EMBKV_MAX_DIM);
+		assert_true(m.attr.dim >= 1 && m.attr.dim <= EMBKV_MAX_DIM &&
+			    m.uid != 0);
 	return rc;
 }
 
@@ -2038,6 +2175,7 @@ static int fz_table_list(const uint8_t *b, size_t len)
 		return rc;
 	while (embkv_wire_table_list_next(&l, &e)) {
 		assert_true(e.dim >= 1 && e.dim <= EMBKV_MAX_DIM);
+		assert_true(e.uid != 0);
 		assert_true(strlen(e.name) >= 1);
 		n++;
 	}
@@ -2051,7 +2189,7 @@ static int fz_pull_req(const uint8_t *b, size_t len)
 	int rc = embkv_wire_pull_req_decode(b, len, &m);
 
 	if (!rc) {
-		assert_true(m.n <= EMBKV_WIRE_MAX_KEYS);
+		assert_true(m.n <= EMBKV_WIRE_MAX_KEYS && m.uid != 0);
 		assert_int_equal(EMBKV_WIRE_PULL_REQ_KEYS + 8ull * m.n, len);
 		if (m.n)
 			assert_true((const uint8_t *)(m.keys + m.n) == b + len);
@@ -2080,7 +2218,7 @@ static int fz_rows_req(const uint8_t *b, size_t len)
 
 	if (!rc)
 		assert_true((const uint8_t *)(m.vals + (size_t)m.n * m.dim) ==
-			    b + len);
+			    b + len && m.uid != 0);
 	return rc;
 }
 
@@ -2090,7 +2228,8 @@ static int fz_erase_req(const uint8_t *b, size_t len)
 	int rc = embkv_wire_erase_req_decode(b, len, &m);
 
 	if (!rc)
-		assert_int_equal(EMBKV_WIRE_ERASE_REQ_KEYS + 8ull * m.n, len);
+		assert_true(EMBKV_WIRE_ERASE_REQ_KEYS + 8ull * m.n == len &&
+			    m.uid != 0);
 	return rc;
 }
 
@@ -2100,7 +2239,8 @@ static int fz_hits(const uint8_t *b, size_t len)
 	int rc = embkv_wire_hits_decode(b, len, &m);
 
 	if (!rc)
-		assert_true((const uint8_t *)(m.counts + m.n) == b + len);
+		assert_true((const uint8_t *)(m.counts + m.n) == b + len &&
+			    m.uid != 0);
 	return rc;
 }
 
@@ -2114,6 +2254,7 @@ static int fz_regions(const uint8_t *b, size_t len)
 	if (rc)
 		return rc;
 	assert_int_equal(24ull + 48ull * m.count, len);
+	assert_true(m.uid != 0);
 	while (embkv_wire_table_regions_next(&m, &p)) {
 		assert_true(p.part < EMBKV_MAX_PARTITIONS && p.nbuckets);
 		n++;
@@ -2181,7 +2322,7 @@ static struct fuzz_target targets[] = {
 	{ "hello", fz_hello, { 0 } },
 	{ "auth", fz_auth, { 0 } },
 	{ "empty", fz_empty, { 0 } },
-	{ "table_id", fz_table_id, { 0 } },
+	{ "table_ref", fz_table_ref, { 0 } },
 	{ "name", fz_name, { 0 } },
 	{ "table_attr", fz_attr, { 0 } },
 	{ "table_info", fz_table_info, { 0 } },

@@ -30,7 +30,8 @@ enum embkv_status {
 	EMBKV_ETORN = EMBKV_ERR_BASE - 1,      /* validated read kept failing */
 	EMBKV_EREJECTED = EMBKV_ERR_BASE - 2,  /* admission filter said not yet */
 	EMBKV_EFULL = EMBKV_ERR_BASE - 3,      /* no room and nothing to evict */
-	EMBKV_ENOTABLE = EMBKV_ERR_BASE - 4,   /* table does not exist */
+	EMBKV_ENOTABLE = EMBKV_ERR_BASE - 4,   /* table does not exist (any
+	                                          more: dropped, re-created) */
 	EMBKV_ETABLEEXISTS = EMBKV_ERR_BASE - 5, /* table name already used */
 	EMBKV_ESTALE = EMBKV_ERR_BASE - 6,     /* shard map epoch is stale */
 	EMBKV_EPROTO = EMBKV_ERR_BASE - 7,     /* malformed frame */
@@ -211,14 +212,32 @@ struct embkv_table_summary {
 int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
 		     uint32_t max, uint32_t *count);
 
-/* Opens a table: its attributes and shard map. The handle stays valid
- * until embkv_table_close(); it may be used from any thread. */
+/*
+ * Opens a table: its attributes, shard map and identity. The handle stays
+ * valid until embkv_table_close(); it may be used from any thread.
+ *
+ * A handle names the table it opened, not the name: each server gives a
+ * table at creation an id and a 64-bit uid that no other table ever gets
+ * (not after a drop, not after the server restarts), and the handle
+ * sends both with every request. Once the table was dropped or re-created
+ * on a server (e.g. that server restarted and the table was created
+ * again, maybe getting the same id), every call of this handle that
+ * reaches that server fails with EMBKV_ENOTABLE: the handle never reads
+ * or updates the other table, and it never re-opens the name by itself.
+ * Close it and call embkv_table_open() again to use the new table.
+ */
 int embkv_table_open(struct embkv_client *c, const char *name,
 		     struct embkv_table_handle **out);
 void embkv_table_close(struct embkv_table_handle *t);
 /* The table's attributes (valid while the handle is open). */
 const struct embkv_table_attr *embkv_table_attr_get(
 	const struct embkv_table_handle *t);
+/* The table's id and uid on server (the client's index, see
+ * embkv_client_server_addr), as this handle learned them when it opened
+ * the table there; id or uid may be NULL. -ENOENT when the handle's shard
+ * map does not name that server, -EINVAL for NULL t. Any thread. */
+int embkv_table_uid(struct embkv_table_handle *t, uint32_t server,
+		    uint32_t *id, uint64_t *uid);
 
 enum embkv_mode {
 	EMBKV_MODE_TRAIN = 0, /* find or insert (admission permitting) */

@@ -33,6 +33,7 @@
 struct fake_table {
 	int used;
 	uint32_t id;
+	uint64_t uid;  /* random, nonzero, as embkvd's */
 	struct embkv_table_attr attr;
 	struct embkv_table *store;
 	uint64_t pulls;
@@ -148,10 +149,13 @@ static uint64_t server_epoch(const struct fake_server *s)
 	return s->epoch_override ? s->epoch_override : s->fc->epoch;
 }
 
-static struct fake_table *table_by_id(struct fake_server *s, uint32_t id)
+/* The table that id and uid name, as embkvd checks both. */
+static struct fake_table *table_by_id(struct fake_server *s, uint32_t id,
+				      uint64_t uid)
 {
 	for (uint32_t i = 0; i < MAX_TABLES; i++)
-		if (s->tables[i].used && s->tables[i].id == id)
+		if (s->tables[i].used && s->tables[i].id == id &&
+		    s->tables[i].uid == uid)
 			return &s->tables[i];
 	return NULL;
 }
@@ -183,6 +187,7 @@ static void count_keys(struct fake_server *s, struct fake_table *t, uint8_t op,
 static void do_create(struct fake_server *s, const struct embkv_wire_hdr *h,
 		      const uint8_t *body, struct embkv_buf *out)
 {
+	struct embkv_wire_table_ref ref;
 	struct embkv_table_attr a;
 	struct fake_table *t = NULL;
 	uint64_t ep = server_epoch(s);
@@ -205,9 +210,18 @@ static void do_create(struct fake_server *s, const struct embkv_wire_hdr *h,
 	t->used = 1;
 	t->attr = a;
 	t->id = ++s->next_id;
+	t->uid = 0;
+	while (!t->uid)
+		if (getrandom(&t->uid, sizeof(t->uid), 0) != sizeof(t->uid))
+			die("getrandom");
 	t->pulls = 0;
-	embkv_wire_table_id_encode(t->id, frame_new(out, h->opcode | 0x80,
-						    h->request_id, ep, 4), 4);
+	ref.table_id = t->id;
+	ref.uid = t->uid;
+	embkv_wire_table_ref_encode(&ref,
+				    frame_new(out, h->opcode | 0x80,
+					      h->request_id, ep,
+					      EMBKV_WIRE_TABLE_REF_SIZE),
+				    EMBKV_WIRE_TABLE_REF_SIZE);
 }
 
 static void do_named(struct fake_server *s, const struct embkv_wire_hdr *h,
@@ -235,6 +249,7 @@ static void do_named(struct fake_server *s, const struct embkv_wire_hdr *h,
 		return;
 	}
 	info.table_id = t->id;
+	info.uid = t->uid;
 	info.attr = t->attr;
 	embkv_wire_table_info_size(&info, &len);
 	embkv_wire_table_info_encode(&info, frame_new(out, h->opcode | 0x80,
@@ -253,6 +268,7 @@ static void do_list(struct fake_server *s, const struct embkv_wire_hdr *h,
 		if (!s->tables[i].used)
 			continue;
 		e[n].table_id = s->tables[i].id;
+		e[n].uid = s->tables[i].uid;
 		e[n].dim = s->tables[i].attr.dim;
 		memcpy(e[n].name, s->tables[i].attr.name, sizeof(e[n].name));
 		n++;
@@ -271,13 +287,13 @@ static void do_map(struct fake_server *s, const struct embkv_wire_hdr *h,
 	const char *addrs[FAKE_MAX_SERVERS];
 	struct embkv_wire_shard_map m;
 	struct fake_table *t;
+	struct embkv_wire_table_ref ref;
 	uint16_t *ps;
-	uint32_t id;
 	size_t len;
 	int rc;
 
-	rc = embkv_wire_table_id_decode(body, h->body_len, &id);
-	t = rc ? NULL : table_by_id(s, id);
+	rc = embkv_wire_table_ref_decode(body, h->body_len, &ref);
+	t = rc ? NULL : table_by_id(s, ref.table_id, ref.uid);
 	if (!t) {
 		error_frame(out, h->request_id, server_epoch(s),
 			    rc ? rc : EMBKV_ENOTABLE);
@@ -292,7 +308,7 @@ static void do_map(struct fake_server *s, const struct embkv_wire_hdr *h,
 		addrs[i] = fc->srv[i].addr;
 	memset(&m, 0, sizeof(m));
 	m.epoch = fc->epoch;
-	m.table_id = id;
+	m.table_id = ref.table_id;
 	m.n_partitions = t->attr.partitions;
 	m.n_servers = fc->n;
 	m.part_server = ps;
@@ -365,7 +381,7 @@ static void do_batch(struct fake_server *s, const struct embkv_wire_hdr *h,
 	switch (h->opcode) {
 	case EMBKV_WIRE_OP_PULL:
 		rc = embkv_wire_pull_req_decode(body, h->body_len, &pr);
-		t = rc ? NULL : table_by_id(s, pr.table_id);
+		t = rc ? NULL : table_by_id(s, pr.table_id, pr.uid);
 		if (!rc && !t)
 			rc = EMBKV_ENOTABLE;
 		if (!rc && pr.dim != t->attr.dim)
@@ -389,7 +405,7 @@ static void do_batch(struct fake_server *s, const struct embkv_wire_hdr *h,
 	case EMBKV_WIRE_OP_PUSH:
 	case EMBKV_WIRE_OP_ASSIGN:
 		rc = embkv_wire_rows_req_decode(body, h->body_len, &rr);
-		t = rc ? NULL : table_by_id(s, rr.table_id);
+		t = rc ? NULL : table_by_id(s, rr.table_id, rr.uid);
 		if (!rc && !t)
 			rc = EMBKV_ENOTABLE;
 		if (!rc && rr.dim != t->attr.dim)
@@ -405,7 +421,7 @@ static void do_batch(struct fake_server *s, const struct embkv_wire_hdr *h,
 		break;
 	case EMBKV_WIRE_OP_ERASE:
 		rc = embkv_wire_erase_req_decode(body, h->body_len, &er);
-		t = rc ? NULL : table_by_id(s, er.table_id);
+		t = rc ? NULL : table_by_id(s, er.table_id, er.uid);
 		if (!rc && !t)
 			rc = EMBKV_ENOTABLE;
 		if (rc)

@@ -11,6 +11,9 @@
  * step count is per row, so the clients' interleaving does not matter).
  * Also checks
  * async pulls, the shard map, stats and a clean shutdown (exit 0).
+ * And table identity through the library: a handle kept across a server
+ * restart, after which another table got its table's id, fails every
+ * call with EMBKV_ENOTABLE and never touches the other table.
  * The same source runs over TCP (ctest) and over rdma:// in the VM (see
  * main); over rdma the pulls go one-sided.
  */
@@ -20,10 +23,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <embkv/embkv.h>
 #include "server/store.h"
@@ -337,6 +343,203 @@ static void test_cluster(void **state)
 	check_adam(clp, &tadam);
 }
 
+/* Table identity through libembkv ---------------------------------------- */
+
+#define RS_N 64u
+#define RS_DIM 8u
+#define RS_TRIES 20
+#define RS_PAUSE_US 100000
+
+/* One embkvd, on a port that stays the same across restarts. */
+struct restart_fx {
+	struct embkv_test_proc proc;
+	int running;
+	char addr[EMBKV_TEST_ADDR_MAX];
+	const char *addrs[1];
+};
+
+static int restart_start(struct restart_fx *fx)
+{
+	const char *const argv[] = { EMBKVD_PATH, "--listen", fx->addr,
+				     "--threads", "1", NULL };
+	int rc = -EADDRINUSE;
+
+	/* the port may be held for a moment after the last server left */
+	for (int t = 0; t < RS_TRIES && rc; t++) {
+		rc = embkv_test_proc_start(argv, 1, READY_MS, &fx->proc);
+		if (rc)
+			usleep(RS_PAUSE_US);
+	}
+	fx->running = !rc;
+	return rc;
+}
+
+static int restart_setup(void **state)
+{
+	struct restart_fx *fx = calloc(1, sizeof(*fx));
+	int rc = -1;
+
+	for (int t = 0; fx && t < RS_TRIES && rc; t++) {
+		uint16_t port = embkv_test_free_port();
+
+		if (!port)
+			continue;
+		snprintf(fx->addr, sizeof(fx->addr), "%s:%u",
+			 embkv_test_listen_prefix(), (unsigned)port);
+		rc = restart_start(fx);
+	}
+	if (rc) {
+		free(fx);
+		return -1;
+	}
+	fx->addrs[0] = fx->addr;
+	*state = fx;
+	return 0;
+}
+
+static int restart_teardown(void **state)
+{
+	struct restart_fx *fx = *state;
+	int status = fx->running ? embkv_test_proc_stop(&fx->proc, STOP_MS)
+				 : 0;
+
+	free(fx);
+	return status == 0 ? 0 : -1;
+}
+
+static struct embkv_client *rs_client(struct restart_fx *fx,
+				      uint32_t max_conns)
+{
+	struct embkv_client_attr ca;
+	struct embkv_client *c = NULL;
+
+	embkv_client_attr_init(&ca);
+	ca.servers = fx->addrs;
+	ca.nservers = 1;
+	ca.max_conns_per_server = max_conns;
+	assert_int_equal(embkv_client_create(&ca, &c), 0);
+	return c;
+}
+
+static void rs_table(struct embkv_client *c, const char *name)
+{
+	struct embkv_table_attr a;
+
+	embkv_table_attr_init(&a);
+	strcpy(a.name, name);
+	a.dim = RS_DIM;
+	a.partitions = 8;
+	a.capacity = 4096;
+	assert_int_equal(embkv_table_create_remote(c, &a), 0);
+}
+
+static void on_rows(void *ctx, uint32_t server, const char *table,
+		    const char *name, uint64_t value)
+{
+	uint64_t *rows = ctx;
+
+	(void)server;
+	if (table && strcmp(table, "after") == 0 && strcmp(name, "rows") == 0)
+		*rows = value;
+}
+
+static void test_restart_old_handle(void **state)
+{
+	struct restart_fx *fx = *state;
+	struct embkv_table_handle *old, *cur, *again;
+	struct embkv_client *c, *admin;
+	uint64_t keys[RS_N], more[RS_N], uid_old = 0, uid_cur = 0, uid = 0;
+	uint64_t rows = 0;
+	float vals[RS_N * RS_DIM], out[RS_N * RS_DIM];
+	uint8_t found[RS_N];
+	uint32_t id_old = 0, id_cur = 0, id = 0, applied = 7;
+	struct embkv_op *op;
+	int rc;
+
+	for (uint32_t i = 0; i < RS_N; i++) {
+		keys[i] = 5 + 3 * i;
+		more[i] = 100000 + i;
+	}
+	for (uint32_t i = 0; i < RS_N * RS_DIM; i++)
+		vals[i] = (float)i * 0.25f;
+	/* one connection per server: after the restart, at most one stale
+	 * pooled connection to fail on */
+	c = rs_client(fx, 1);
+	rs_table(c, "before");
+	assert_int_equal(embkv_table_open(c, "before", &old), 0);
+	assert_int_equal(embkv_table_uid(old, 0, &id_old, &uid_old), 0);
+	assert_true(uid_old != 0);
+	assert_int_equal(embkv_table_uid(old, 1, &id, &uid), -ENOENT);
+	assert_int_equal(embkv_assign(old, RS_N, keys, vals), 0);
+	assert_int_equal(embkv_pull(old, RS_N, keys, out, NULL,
+				    EMBKV_MODE_INFER, NULL), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+
+	assert_int_equal(embkv_test_proc_stop(&fx->proc, STOP_MS), 0);
+	fx->running = 0;
+	assert_int_equal(restart_start(fx), 0);
+
+	/* Another table of the same dim gets the old one's id. */
+	admin = rs_client(fx, 0);
+	rs_table(admin, "after");
+	assert_int_equal(embkv_table_open(admin, "after", &cur), 0);
+	assert_int_equal(embkv_table_uid(cur, 0, &id_cur, &uid_cur), 0);
+	assert_int_equal(id_cur, id_old);
+	assert_true(uid_cur != uid_old);
+	for (uint32_t i = 0; i < RS_N * RS_DIM; i++)
+		vals[i] = -1.0f - (float)i;
+	assert_int_equal(embkv_assign(cur, RS_N, keys, vals), 0);
+
+	/* The old handle: its first call may meet the connection the
+	 * restart broke (never resent); from then on EMBKV_ENOTABLE. */
+	rc = embkv_pull(old, RS_N, keys, out, found, EMBKV_MODE_TRAIN, NULL);
+	if (rc == EMBKV_EDISCONNECTED)
+		rc = embkv_pull(old, RS_N, keys, out, found, EMBKV_MODE_TRAIN,
+				NULL);
+	assert_int_equal(rc, EMBKV_ENOTABLE);
+	assert_int_equal(embkv_pull(old, RS_N, more, out, found,
+				    EMBKV_MODE_TRAIN, NULL), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_pull(old, RS_N, keys, out, found,
+				    EMBKV_MODE_INFER, NULL), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_push(old, RS_N, keys, vals, &applied),
+			 EMBKV_ENOTABLE);
+	assert_int_equal(applied, 0);
+	assert_int_equal(embkv_assign(old, RS_N, more, vals), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_erase(old, RS_N, keys, NULL), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_pull_async(old, RS_N, keys, out, NULL,
+					  EMBKV_MODE_TRAIN, NULL, &op), 0);
+	assert_int_equal(embkv_op_wait(op), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_push_async(old, RS_N, keys, vals, &op), 0);
+	assert_int_equal(embkv_op_wait(op), EMBKV_ENOTABLE);
+	/* nothing re-opened the name behind the caller's back */
+	assert_int_equal(embkv_table_uid(old, 0, &id, &uid), 0);
+	assert_int_equal(id, id_old);
+	assert_true(uid == uid_old);
+
+	/* The new table holds exactly what its own client stored. */
+	assert_int_equal(embkv_pull(cur, RS_N, keys, out, found,
+				    EMBKV_MODE_INFER, NULL), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+	for (uint32_t i = 0; i < RS_N; i++)
+		assert_int_equal(found[i], 1);
+	assert_int_equal(embkv_stats(admin, on_rows, &rows), 0);
+	assert_int_equal(rows, RS_N);
+
+	/* Opening again by name is the user's call, and then works. */
+	assert_int_equal(embkv_table_open(c, "before", &again), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_table_open(c, "after", &again), 0);
+	assert_int_equal(embkv_table_uid(again, 0, &id, &uid), 0);
+	assert_true(uid == uid_cur);
+	assert_int_equal(embkv_pull(again, RS_N, keys, out, NULL,
+				    EMBKV_MODE_INFER, NULL), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+	embkv_table_close(again);
+	embkv_table_close(old);
+	embkv_table_close(cur);
+	embkv_client_destroy(admin);
+	embkv_client_destroy(c);
+}
+
 /*
  * usage: test_client_cluster [SCHEME://HOST]: where the servers listen,
  * tcp://127.0.0.1 by default; the RDMA VM runs the same test with
@@ -348,6 +551,9 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cluster, cluster_setup,
 						cluster_teardown),
+		cmocka_unit_test_setup_teardown(test_restart_old_handle,
+						restart_setup,
+						restart_teardown),
 	};
 
 	if (argc > 1)

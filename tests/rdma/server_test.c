@@ -475,16 +475,20 @@ static bool closed_within(struct rc *c, int ms)
 	return c->disconnected;
 }
 
+static const struct embkv_wire_table_ref all_tables = {
+	EMBKV_WIRE_TABLE_ALL, 0
+};
+
 static int stat_conns(struct rc *c, uint64_t *v)
 {
-	uint8_t b[4];
+	uint8_t b[EMBKV_WIRE_TABLE_REF_SIZE];
 	struct embkv_wire_stats st;
 	struct embkv_wire_stat s;
 	struct reply r;
 	uint32_t table;
 	int rc;
 
-	embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, b, sizeof(b));
+	embkv_wire_table_ref_encode(&all_tables, b, sizeof(b));
 	rc = rc_call(c, EMBKV_WIRE_OP_STATS, b, sizeof(b), &r);
 	if (rc)
 		return rc;
@@ -507,7 +511,8 @@ static void test_private_data(uint16_t port)
 	static const struct { int off, width; uint32_t val; const char *what; }
 	bad[] = {
 		{ EMBKV_VERBS_CONNECT_MAGIC, 4, 0x12345678, "magic" },
-		{ EMBKV_VERBS_CONNECT_VERSION, 2, 2, "version" },
+		{ EMBKV_VERBS_CONNECT_VERSION, 2, EMBKV_WIRE_VERSION + 1,
+		  "version" },
 		{ EMBKV_VERBS_CONNECT_CREDITS, 2, 0, "zero credits" },
 		{ EMBKV_VERBS_CONNECT_RECV_SIZE, 4, 0x7fffffff, "recv_size" },
 		{ EMBKV_VERBS_CONNECT_SLOT_SIZE, 4, 16, "slot_size" },
@@ -535,9 +540,12 @@ static void test_private_data(uint16_t port)
 	}
 }
 
+/* Any table: the requests below are refused before a table is looked up. */
+static const struct embkv_wire_table_ref some_table = { 1, 1 };
+
 static void test_preauth(uint16_t port)
 {
-	uint8_t b[4];
+	uint8_t b[EMBKV_WIRE_TABLE_REF_SIZE];
 	struct reply r;
 	struct rc c;
 	int rc;
@@ -546,7 +554,7 @@ static void test_preauth(uint16_t port)
 	check(!rc, "preauth", "connect: %d", rc);
 	if (rc)
 		goto out;
-	embkv_wire_table_id_encode(1, b, sizeof(b));
+	embkv_wire_table_ref_encode(&some_table, b, sizeof(b));
 	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, b, sizeof(b), &r);
 	check(rc == EMBKV_EAUTH, "preauth", "TABLE_REGIONS before AUTH: %s",
 	      embkv_strerror(rc));
@@ -560,7 +568,7 @@ out:
 
 static void test_bad_auth(uint16_t port)
 {
-	uint8_t b[4];
+	uint8_t b[EMBKV_WIRE_TABLE_REF_SIZE];
 	struct reply r;
 	struct rc c;
 	int rc;
@@ -572,7 +580,7 @@ static void test_bad_auth(uint16_t port)
 	rc = rc_auth(&c, "not the token");
 	check(rc == EMBKV_EAUTH, "bad_auth", "wrong MAC: %s",
 	      embkv_strerror(rc));
-	embkv_wire_table_id_encode(1, b, sizeof(b));
+	embkv_wire_table_ref_encode(&some_table, b, sizeof(b));
 	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, b, sizeof(b), &r);
 	check(rc != 0, "bad_auth", "no TABLE_REGIONS reply after it (%d)", rc);
 	if (!rc)
@@ -583,7 +591,7 @@ out:
 }
 
 struct regions {
-	uint32_t table;
+	struct embkv_wire_table_ref table;
 	uint32_t arena_rkey, index_rkey, stride;
 	uint64_t arena_addr, index_addr;
 };
@@ -599,6 +607,7 @@ static void test_rpc(uint16_t port, struct regions *g, uint64_t *keys,
 	struct embkv_wire_region_part part;
 	struct embkv_wire_hits hm;
 	struct embkv_wire_count_reply cr;
+	struct embkv_wire_table_ref stale;
 	uint32_t counts[NKEYS];
 	uint8_t buf[8192];
 	size_t len;
@@ -625,13 +634,14 @@ static void test_rpc(uint16_t port, struct regions *g, uint64_t *keys,
 	check(!rc, "rpc", "TABLE_CREATE: %s", embkv_strerror(rc));
 	if (rc)
 		goto out;
-	embkv_wire_table_id_decode(r.body, r.h.body_len, &g->table);
+	embkv_wire_table_ref_decode(r.body, r.h.body_len, &g->table);
 	free(r.frame);
 	for (uint32_t i = 0; i < NKEYS; i++)
 		keys[i] = 1000 + 7 * i;
 	for (uint32_t i = 0; i < NKEYS * DIM; i++)
 		vals[i] = (float)i * 0.5f;
-	rr = (struct embkv_wire_rows_req){ g->table, DIM, NKEYS, keys, vals };
+	rr = (struct embkv_wire_rows_req){ g->table.table_id, g->table.uid,
+					   DIM, NKEYS, keys, vals };
 	embkv_wire_rows_req_size(&rr, &len);
 	embkv_wire_rows_req_encode(&rr, buf, sizeof(buf));
 	rc = rc_call(&c, EMBKV_WIRE_OP_ASSIGN, buf, (uint32_t)len, &r);
@@ -640,8 +650,9 @@ static void test_rpc(uint16_t port, struct regions *g, uint64_t *keys,
 	      NKEYS, embkv_strerror(rc));
 	free(r.frame);
 
-	pr = (struct embkv_wire_pull_req){ g->table, DIM, NKEYS,
-					   EMBKV_WIRE_PULL_INFER, keys };
+	pr = (struct embkv_wire_pull_req){ g->table.table_id, g->table.uid,
+					   DIM, NKEYS, EMBKV_WIRE_PULL_INFER,
+					   keys };
 	embkv_wire_pull_req_size(&pr, &len);
 	embkv_wire_pull_req_encode(&pr, buf, sizeof(buf));
 	rc = rc_call(&c, EMBKV_WIRE_OP_PULL, buf, (uint32_t)len, &r);
@@ -661,7 +672,8 @@ static void test_rpc(uint16_t port, struct regions *g, uint64_t *keys,
 
 	for (uint32_t i = 0; i < NKEYS; i++)
 		counts[i] = 3;
-	hm = (struct embkv_wire_hits){ g->table, NKEYS, keys, counts };
+	hm = (struct embkv_wire_hits){ g->table.table_id, g->table.uid, NKEYS,
+				       keys, counts };
 	embkv_wire_hits_size(&hm, &len);
 	embkv_wire_hits_encode(&hm, buf, sizeof(buf));
 	rc = rc_call(&c, EMBKV_WIRE_OP_HITS, buf, (uint32_t)len, &r);
@@ -669,12 +681,23 @@ static void test_rpc(uint16_t port, struct regions *g, uint64_t *keys,
 	      && cr.done == NKEYS, "rpc", "HITS: %s", embkv_strerror(rc));
 	free(r.frame);
 
-	embkv_wire_table_id_encode(g->table, buf, 4);
-	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, buf, 4, &r);
+	/* another uid for the table's id: no regions */
+	stale = g->table;
+	stale.uid ^= 1;
+	embkv_wire_table_ref_encode(&stale, buf, EMBKV_WIRE_TABLE_REF_SIZE);
+	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, buf,
+		     EMBKV_WIRE_TABLE_REF_SIZE, &r);
+	check(rc == EMBKV_ENOTABLE, "rpc",
+	      "TABLE_REGIONS with a stale uid: %s", embkv_strerror(rc));
+	if (!rc)
+		free(r.frame);
+	embkv_wire_table_ref_encode(&g->table, buf, EMBKV_WIRE_TABLE_REF_SIZE);
+	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, buf,
+		     EMBKV_WIRE_TABLE_REF_SIZE, &r);
 	if (!rc)
 		rc = embkv_wire_table_regions_decode(r.body, r.h.body_len, &reg);
-	check(!rc && reg.count == 4, "rpc",
-	      "TABLE_REGIONS after AUTH: %s, %u partitions",
+	check(!rc && reg.count == 4 && reg.uid == g->table.uid, "rpc",
+	      "TABLE_REGIONS after AUTH: %s, %u partitions, the table's uid",
 	      embkv_strerror(rc), rc ? 0 : reg.count);
 	if (rc)
 		goto out;
@@ -710,8 +733,8 @@ static void test_refused(uint16_t port, const struct regions *g,
 			 const uint64_t *keys, const float *vals)
 {
 	uint8_t before[256], after[256], buf[4096];
-	struct embkv_wire_pull_req pr = { g->table, DIM, NKEYS,
-					  EMBKV_WIRE_PULL_INFER, keys };
+	struct embkv_wire_pull_req pr = { g->table.table_id, g->table.uid, DIM,
+					  NKEYS, EMBKV_WIRE_PULL_INFER, keys };
 	struct embkv_wire_pull_reply prep;
 	struct reply r;
 	struct rc c;
@@ -777,7 +800,7 @@ static void test_killed(uint16_t port)
 	struct rc c[2];
 	struct reply r;
 	uint64_t t0;
-	uint8_t b[4];
+	uint8_t b[EMBKV_WIRE_TABLE_REF_SIZE];
 	int rc, st;
 
 	for (int i = 0; i < 2; i++) {
@@ -793,7 +816,7 @@ static void test_killed(uint16_t port)
 	      "client 0: DISCONNECTED after %llu ms",
 	      (unsigned long long)(now_ms() - t0));
 	t0 = now_ms();
-	embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, b, sizeof(b));
+	embkv_wire_table_ref_encode(&all_tables, b, sizeof(b));
 	rc = rc_call(&c[1], EMBKV_WIRE_OP_STATS, b, sizeof(b), &r);
 	if (!rc)
 		free(r.frame);

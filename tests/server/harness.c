@@ -121,7 +121,8 @@ static pid_t spawn(const char *const *args, int out_fd, int err_fd)
 	_exit(127);
 }
 
-int th_start(struct th_server *s, const char *const *extra)
+int th_start_on(struct th_server *s, uint16_t port, uint16_t rdma_port,
+		const char *const *extra)
 {
 	char tcp_l[ADDR_BYTES], rdma_l[ADDR_BYTES], tcp_p[ADDR_BYTES],
 		rdma_p[ADDR_BYTES];
@@ -134,8 +135,9 @@ int th_start(struct th_server *s, const char *const *extra)
 
 	memset(s, 0, sizeof(*s));
 	snprintf(s->host, sizeof(s->host), "%s", listen_host);
-	snprintf(tcp_l, sizeof(tcp_l), "tcp://%s:0", listen_host);
-	snprintf(rdma_l, sizeof(rdma_l), "rdma://%s:0", listen_host);
+	snprintf(tcp_l, sizeof(tcp_l), "tcp://%s:%u", listen_host, port);
+	snprintf(rdma_l, sizeof(rdma_l), "rdma://%s:%u", listen_host,
+		 rdma_port);
 	snprintf(tcp_p, sizeof(tcp_p), LISTEN_PREFIX "tcp://%s:", listen_host);
 	snprintf(rdma_p, sizeof(rdma_p), LISTEN_PREFIX "rdma://%s:",
 		 listen_host);
@@ -186,6 +188,11 @@ int th_start(struct th_server *s, const char *const *extra)
 	}
 	th_stop(s);
 	return -ETIMEDOUT;
+}
+
+int th_start(struct th_server *s, const char *const *extra)
+{
+	return th_start_on(s, 0, 0, extra);
 }
 
 static int wait_status(pid_t pid, int ms)
@@ -634,7 +641,8 @@ int th_call(int fd, uint8_t op, uint64_t epoch, const void *body,
 	return 0;
 }
 
-int th_create(int fd, const struct embkv_table_attr *a, uint32_t *id)
+int th_create(int fd, const struct embkv_table_attr *a,
+	      struct embkv_wire_table_ref *ref)
 {
 	uint8_t body[512];
 	struct th_frame f;
@@ -648,7 +656,7 @@ int th_create(int fd, const struct embkv_table_attr *a, uint32_t *id)
 			     (uint32_t)len, &f);
 	if (rc)
 		return rc;
-	rc = embkv_wire_table_id_decode(f.body, f.h.body_len, id);
+	rc = embkv_wire_table_ref_decode(f.body, f.h.body_len, ref);
 	th_frame_free(&f);
 	return rc;
 }
@@ -674,6 +682,16 @@ int th_drop(int fd, const char *name)
 	return rc;
 }
 
+struct embkv_wire_table_ref th_ref(const struct embkv_wire_table_info *info)
+{
+	struct embkv_wire_table_ref r = {
+		.table_id = info->table_id,
+		.uid = info->uid,
+	};
+
+	return r;
+}
+
 int th_open(int fd, const char *name, struct embkv_wire_table_info *info)
 {
 	struct th_frame f;
@@ -686,12 +704,14 @@ int th_open(int fd, const char *name, struct embkv_wire_table_info *info)
 	return rc;
 }
 
-static int pull_one(int fd, uint64_t epoch, uint32_t table, uint32_t dim,
-		    uint32_t n, const uint64_t *keys, uint8_t mode, float *out,
-		    uint8_t *found)
+static int pull_one(int fd, uint64_t epoch, struct embkv_wire_table_ref table,
+		    uint32_t dim, uint32_t n, const uint64_t *keys,
+		    uint8_t mode, float *out, uint8_t *found)
 {
-	struct embkv_wire_pull_req m = { .table_id = table, .dim = dim,
-					 .n = n, .mode = mode, .keys = keys };
+	struct embkv_wire_pull_req m = {
+		.table_id = table.table_id, .uid = table.uid, .dim = dim,
+		.n = n, .mode = mode, .keys = keys,
+	};
 	struct embkv_wire_pull_reply r;
 	struct th_frame f;
 	uint8_t *body;
@@ -732,12 +752,14 @@ static int count_reply(struct th_frame *f, struct embkv_wire_count_reply *cr)
 	return rc;
 }
 
-static int rows_one(int fd, uint8_t op, uint32_t table, uint32_t dim,
-		    uint32_t n, const uint64_t *keys, const float *vals,
-		    struct embkv_wire_count_reply *cr)
+static int rows_one(int fd, uint8_t op, struct embkv_wire_table_ref table,
+		    uint32_t dim, uint32_t n, const uint64_t *keys,
+		    const float *vals, struct embkv_wire_count_reply *cr)
 {
-	struct embkv_wire_rows_req m = { .table_id = table, .dim = dim,
-					 .n = n, .keys = keys, .vals = vals };
+	struct embkv_wire_rows_req m = {
+		.table_id = table.table_id, .uid = table.uid, .dim = dim,
+		.n = n, .keys = keys, .vals = vals,
+	};
 	struct th_frame f;
 	uint8_t *body;
 	size_t len;
@@ -755,11 +777,13 @@ static int rows_one(int fd, uint8_t op, uint32_t table, uint32_t dim,
 	return rc ? rc : count_reply(&f, cr);
 }
 
-static int erase_one(int fd, uint32_t table, uint32_t n,
+static int erase_one(int fd, struct embkv_wire_table_ref table, uint32_t n,
 		     const uint64_t *keys, struct embkv_wire_count_reply *cr)
 {
-	struct embkv_wire_erase_req m = { .table_id = table, .n = n,
-					  .keys = keys };
+	struct embkv_wire_erase_req m = {
+		.table_id = table.table_id, .uid = table.uid, .n = n,
+		.keys = keys,
+	};
 	struct th_frame f;
 	uint8_t *body;
 	size_t len;
@@ -783,7 +807,8 @@ static int erase_one(int fd, uint32_t table, uint32_t n,
 static uint32_t fit(uint32_t max, uint32_t per_key, uint32_t n)
 {
 	/* header, the request's fixed part and the reply's padding */
-	const uint32_t fixed = EMBKV_WIRE_HDR_SIZE + 16 + 8;
+	const uint32_t fixed = EMBKV_WIRE_HDR_SIZE + EMBKV_WIRE_ROWS_REQ_KEYS +
+			       8;
 	uint32_t k;
 
 	if (!max || max <= fixed)
@@ -792,8 +817,9 @@ static uint32_t fit(uint32_t max, uint32_t per_key, uint32_t n)
 	return k ? (k < n ? k : n) : 1;
 }
 
-int th_pull(int fd, uint64_t epoch, uint32_t table, uint32_t dim, uint32_t n,
-	    const uint64_t *keys, uint8_t mode, float *out, uint8_t *found)
+int th_pull(int fd, uint64_t epoch, struct embkv_wire_table_ref table,
+	    uint32_t dim, uint32_t n, const uint64_t *keys, uint8_t mode,
+	    float *out, uint8_t *found)
 {
 	uint32_t req, rep, chunk, done = 0;
 	int rc;
@@ -813,8 +839,8 @@ int th_pull(int fd, uint64_t epoch, uint32_t table, uint32_t dim, uint32_t n,
 	return rc;
 }
 
-int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
-	    const uint64_t *keys, const float *vals,
+int th_rows(int fd, uint8_t op, struct embkv_wire_table_ref table,
+	    uint32_t dim, uint32_t n, const uint64_t *keys, const float *vals,
 	    struct embkv_wire_count_reply *cr)
 {
 	struct embkv_wire_count_reply sum = { 0 }, one = { 0 };
@@ -837,8 +863,8 @@ int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
 	return rc;
 }
 
-int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
-	     struct embkv_wire_count_reply *cr)
+int th_erase(int fd, struct embkv_wire_table_ref table, uint32_t n,
+	     const uint64_t *keys, struct embkv_wire_count_reply *cr)
 {
 	struct embkv_wire_count_reply sum = { 0 }, one = { 0 };
 	uint32_t req, rep, chunk, done = 0;
@@ -861,14 +887,15 @@ int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
 
 int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value)
 {
-	uint8_t body[EMBKV_WIRE_TABLE_ID_SIZE];
+	const struct embkv_wire_table_ref all = { EMBKV_WIRE_TABLE_ALL, 0 };
+	uint8_t body[EMBKV_WIRE_TABLE_REF_SIZE];
 	struct embkv_wire_stats st;
 	struct embkv_wire_stat s;
 	struct th_frame f;
 	uint32_t tid;
 	int rc;
 
-	embkv_wire_table_id_encode(EMBKV_WIRE_TABLE_ALL, body, sizeof(body));
+	embkv_wire_table_ref_encode(&all, body, sizeof(body));
 	rc = th_call(fd, EMBKV_WIRE_OP_STATS, 0, body, sizeof(body), &f);
 	if (rc)
 		return rc;
@@ -884,6 +911,102 @@ int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value)
 	}
 	th_frame_free(&f);
 	return rc;
+}
+
+int th_ref_call(int fd, uint8_t op, struct embkv_wire_table_ref table,
+		struct th_frame *f)
+{
+	uint8_t body[EMBKV_WIRE_TABLE_REF_SIZE];
+	int rc = embkv_wire_table_ref_encode(&table, body, sizeof(body));
+
+	return rc ? rc : th_call(fd, op, 1, body, sizeof(body), f);
+}
+
+int th_hits(int fd, struct embkv_wire_table_ref table, uint32_t n,
+	    const uint64_t *keys, const uint32_t *counts,
+	    struct embkv_wire_count_reply *cr)
+{
+	struct embkv_wire_hits m = {
+		.table_id = table.table_id, .uid = table.uid, .n = n,
+		.keys = keys, .counts = counts,
+	};
+	struct th_frame f;
+	uint8_t *body;
+	size_t len;
+	int rc = embkv_wire_hits_size(&m, &len);
+
+	if (rc)
+		return rc;
+	body = malloc(len);
+	if (!body)
+		return -ENOMEM;
+	rc = embkv_wire_hits_encode(&m, body, len);
+	if (!rc)
+		rc = th_call(fd, EMBKV_WIRE_OP_HITS, 1, body, (uint32_t)len,
+			     &f);
+	free(body);
+	return rc ? rc : count_reply(&f, cr);
+}
+
+/* 0 when rc is EMBKV_ENOTABLE; else op, after saying what came. */
+static int refused(uint8_t op, int rc)
+{
+	if (rc == EMBKV_ENOTABLE)
+		return 0;
+	fprintf(stderr, "%s: %d (%s), not EMBKV_ENOTABLE\n",
+		embkv_wire_op_name(op), rc, embkv_strerror(rc));
+	return op;
+}
+
+int th_all_refused(int fd, struct embkv_wire_table_ref table, uint32_t dim,
+		   uint32_t n, const uint64_t *keys)
+{
+	static const uint8_t ref_ops[] = {
+		EMBKV_WIRE_OP_STATS, EMBKV_WIRE_OP_SHARD_MAP,
+		EMBKV_WIRE_OP_TABLE_REGIONS,
+	};
+	float *vals = calloc((size_t)n * dim + 1, sizeof(float));
+	uint32_t *counts = calloc((size_t)n + 1, sizeof(uint32_t));
+	uint8_t *found = malloc((size_t)n + 1);
+	struct th_frame f;
+	int bad = 0, rc;
+
+	if (!vals || !counts || !found) {
+		bad = EMBKV_WIRE_OP_PULL;
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		counts[i] = 1;
+	rc = th_pull(fd, 1, table, dim, n, keys, EMBKV_WIRE_PULL_TRAIN, vals,
+		     found);
+	bad = refused(EMBKV_WIRE_OP_PULL, rc);
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_PUSH,
+			      th_rows(fd, EMBKV_WIRE_OP_PUSH, table, dim, n,
+				      keys, vals, NULL));
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_ASSIGN,
+			      th_rows(fd, EMBKV_WIRE_OP_ASSIGN, table, dim, n,
+				      keys, vals, NULL));
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_ERASE,
+			      th_erase(fd, table, n, keys, NULL));
+	if (!bad)
+		bad = refused(EMBKV_WIRE_OP_HITS,
+			      th_hits(fd, table, n, keys, counts, NULL));
+	for (size_t i = 0; !bad && i < sizeof(ref_ops); i++) {
+		if (ref_ops[i] == EMBKV_WIRE_OP_TABLE_REGIONS && !use_rdma)
+			continue; /* over TCP: -EOPNOTSUPP whatever the table */
+		rc = th_ref_call(fd, ref_ops[i], table, &f);
+		if (!rc)
+			th_frame_free(&f);
+		bad = refused(ref_ops[i], rc);
+	}
+out:
+	free(found);
+	free(counts);
+	free(vals);
+	return bad;
 }
 
 int th_wait_conns(int fd, uint64_t want, int ms)

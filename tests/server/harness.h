@@ -49,6 +49,10 @@ bool th_rdma(void);
  * rdma://HOST:0) plus extra (NULL-terminated, may be NULL) and waits for
  * its "listening on" lines. 0 or -errno. */
 int th_start(struct th_server *s, const char *const *extra);
+/* th_start on these ports instead of 0 (e.g. a restart on the ports a
+ * stopped server had; rdma_port only matters under rdma). */
+int th_start_on(struct th_server *s, uint16_t port, uint16_t rdma_port,
+		const char *const *extra);
 /* SIGTERM, then waits up to 15 s (SIGKILL after): the exit status (0 to
  * 255), 128 + signal when killed, or -1. */
 int th_stop(struct th_server *s);
@@ -92,20 +96,42 @@ bool th_peer_gone(int fd);
 int th_call(int fd, uint8_t op, uint64_t epoch, const void *body,
 	    uint32_t len, struct th_frame *f);
 
-/* Conveniences on top of th_call (epoch 1 unless given). th_pull,
- * th_rows and th_erase split a batch into as many frames as the
- * connection's limits need (none over TCP), in order; counts are summed,
- * the first error is returned. */
-int th_create(int fd, const struct embkv_table_attr *a, uint32_t *id);
+/* Conveniences on top of th_call (epoch 1 unless given). A table is
+ * named by its id and uid, as TABLE_CREATE and TABLE_OPEN give them (see
+ * th_ref). th_pull, th_rows and th_erase split a batch into as many
+ * frames as the connection's limits need (none over TCP), in order;
+ * counts are summed, the first error is returned. */
+int th_create(int fd, const struct embkv_table_attr *a,
+	      struct embkv_wire_table_ref *ref);
 int th_drop(int fd, const char *name);
 int th_open(int fd, const char *name, struct embkv_wire_table_info *info);
-int th_pull(int fd, uint64_t epoch, uint32_t table, uint32_t dim, uint32_t n,
-	    const uint64_t *keys, uint8_t mode, float *out, uint8_t *found);
-int th_rows(int fd, uint8_t op, uint32_t table, uint32_t dim, uint32_t n,
-	    const uint64_t *keys, const float *vals,
+/* The id and uid of an opened table. */
+struct embkv_wire_table_ref th_ref(const struct embkv_wire_table_info *info);
+int th_pull(int fd, uint64_t epoch, struct embkv_wire_table_ref table,
+	    uint32_t dim, uint32_t n, const uint64_t *keys, uint8_t mode,
+	    float *out, uint8_t *found);
+int th_rows(int fd, uint8_t op, struct embkv_wire_table_ref table,
+	    uint32_t dim, uint32_t n, const uint64_t *keys, const float *vals,
 	    struct embkv_wire_count_reply *cr);
-int th_erase(int fd, uint32_t table, uint32_t n, const uint64_t *keys,
-	     struct embkv_wire_count_reply *cr);
+int th_erase(int fd, struct embkv_wire_table_ref table, uint32_t n,
+	     const uint64_t *keys, struct embkv_wire_count_reply *cr);
+/* A request whose body is a table reference (STATS, SHARD_MAP,
+ * TABLE_REGIONS), as th_call. */
+int th_ref_call(int fd, uint8_t op, struct embkv_wire_table_ref table,
+		struct th_frame *f);
+/* HITS: counts[i] one-sided hits of keys[i], in one frame. */
+int th_hits(int fd, struct embkv_wire_table_ref table, uint32_t n,
+	    const uint64_t *keys, const uint32_t *counts,
+	    struct embkv_wire_count_reply *cr);
+/*
+ * Every request that names a table, for table (dim, n keys): PULL (train
+ * mode, which would insert), PUSH, ASSIGN, ERASE, HITS, STATS, SHARD_MAP
+ * and, under rdma, TABLE_REGIONS. 0 when the server answered each with
+ * ERROR EMBKV_ENOTABLE; else the opcode of the first that it did not
+ * (> 0), after printing what came instead.
+ */
+int th_all_refused(int fd, struct embkv_wire_table_ref table, uint32_t dim,
+		   uint32_t n, const uint64_t *keys);
 /* One counter of a STATS reply (table EMBKV_WIRE_TABLE_ALL: the
  * server's); -ENOENT when absent. */
 int th_stat(int fd, uint32_t table, uint16_t id, uint64_t *value);

@@ -34,7 +34,7 @@
 struct fixture {
 	struct th_server srv;
 	int good;            /* the well-behaved connection */
-	uint32_t table;
+	struct embkv_wire_table_ref table;
 	uint64_t keys[N];
 	float vals[N * DIM]; /* what the good client stored */
 };
@@ -141,19 +141,25 @@ static void test_garbage(void **state)
 
 static void test_wrong_version(void **state)
 {
+	/* 1: a client of the protocol before table uids */
+	static const uint16_t versions[] = { 1, EMBKV_WIRE_VERSION + 1 };
 	struct fixture *fx = *state;
 	uint8_t h[EMBKV_WIRE_HDR_SIZE];
 	struct th_frame f;
-	int fd = th_connect(&fx->srv);
 
-	raw_hdr(h, EMBKV_WIRE_MAGIC, 2, EMBKV_WIRE_OP_TABLE_LIST, 77, 0);
-	assert_int_equal(th_send_raw(fd, h, sizeof(h)), 0);
-	assert_int_equal(th_recv(fd, &f), 0);
-	assert_int_equal(f.h.request_id, 77);
-	assert_int_equal(th_error_status(&f), EMBKV_EVERSION);
-	th_frame_free(&f);
-	assert_true(th_closed_within(fd, CLOSE_MS));
-	th_close(fd);
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		int fd = th_connect(&fx->srv);
+
+		raw_hdr(h, EMBKV_WIRE_MAGIC, versions[i],
+			EMBKV_WIRE_OP_TABLE_LIST, 77, 0);
+		assert_int_equal(th_send_raw(fd, h, sizeof(h)), 0);
+		assert_int_equal(th_recv(fd, &f), 0);
+		assert_int_equal(f.h.request_id, 77);
+		assert_int_equal(th_error_status(&f), EMBKV_EVERSION);
+		th_frame_free(&f);
+		assert_true(th_closed_within(fd, CLOSE_MS));
+		th_close(fd);
+	}
 	good_check(fx);
 }
 
@@ -206,7 +212,8 @@ static void test_key_count_over_limit(void **state)
 	uint32_t n = EMBKV_WIRE_MAX_KEYS + 1, dim = DIM;
 	int fd = th_connect(&fx->srv);
 
-	memcpy(body + EMBKV_WIRE_PULL_REQ_TABLE, &fx->table, 4);
+	memcpy(body + EMBKV_WIRE_PULL_REQ_TABLE, &fx->table.table_id, 4);
+	memcpy(body + EMBKV_WIRE_PULL_REQ_UID, &fx->table.uid, 8);
 	memcpy(body + EMBKV_WIRE_PULL_REQ_DIM, &dim, 4);
 	memcpy(body + EMBKV_WIRE_PULL_REQ_N, &n, 4);
 	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_PULL, 5, 1, body,
@@ -226,23 +233,34 @@ static void test_key_count_over_limit(void **state)
 static void test_dim_mismatch_and_unknown_table(void **state)
 {
 	struct fixture *fx = *state;
+	struct embkv_wire_table_ref gone = fx->table, stale = fx->table;
 	float grads[N * (DIM + 1)];
 	float out[N * DIM];
 	int fd = th_connect(&fx->srv);
 
+	gone.table_id += 1000; /* no table has this id */
+	stale.uid ^= 1;        /* the table's id, another table's uid */
 	for (uint32_t i = 0; i < N * (DIM + 1); i++)
 		grads[i] = 100.0f;
 	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_PUSH, fx->table, DIM + 1, N,
 				 fx->keys, grads, NULL), EMBKV_EDIM);
 	assert_int_equal(th_pull(fd, 1, fx->table, DIM - 1, N, fx->keys,
 				 EMBKV_WIRE_PULL_TRAIN, out, NULL), EMBKV_EDIM);
-	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_PUSH, fx->table + 1000, DIM,
-				 N, fx->keys, grads, NULL), EMBKV_ENOTABLE);
-	assert_int_equal(th_pull(fd, 1, fx->table + 1000, DIM, N, fx->keys,
-				 EMBKV_WIRE_PULL_TRAIN, out, NULL),
-			 EMBKV_ENOTABLE);
-	assert_int_equal(th_erase(fd, fx->table + 1000, N, fx->keys, NULL),
-			 EMBKV_ENOTABLE);
+	for (int k = 0; k < 2; k++) {
+		struct embkv_wire_table_ref t = k ? stale : gone;
+
+		assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_PUSH, t, DIM, N,
+					 fx->keys, grads, NULL),
+				 EMBKV_ENOTABLE);
+		assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, t, DIM, N,
+					 fx->keys, grads, NULL),
+				 EMBKV_ENOTABLE);
+		assert_int_equal(th_pull(fd, 1, t, DIM, N, fx->keys,
+					 EMBKV_WIRE_PULL_TRAIN, out, NULL),
+				 EMBKV_ENOTABLE);
+		assert_int_equal(th_erase(fd, t, N, fx->keys, NULL),
+				 EMBKV_ENOTABLE);
+	}
 	still_serves(fx, fd);
 	th_close(fd);
 	good_check(fx); /* the refused push changed nothing */
@@ -272,10 +290,13 @@ static void test_truncated_then_disconnect(void **state)
 static void test_killed_mid_push(void **state)
 {
 	struct fixture *fx = *state;
-	struct embkv_wire_rows_req m = { .table_id = fx->table, .dim = DIM,
-					 .n = N, .keys = fx->keys };
+	struct embkv_wire_rows_req m = {
+		.table_id = fx->table.table_id, .uid = fx->table.uid,
+		.dim = DIM, .n = N, .keys = fx->keys,
+	};
 	float grads[N * DIM];
-	uint8_t frame[EMBKV_WIRE_HDR_SIZE + 16 + N * 8 + N * DIM * 4];
+	uint8_t frame[EMBKV_WIRE_HDR_SIZE + EMBKV_WIRE_ROWS_REQ_KEYS + N * 8 +
+		      N * DIM * 4];
 	struct embkv_wire_hdr hdr = { .opcode = EMBKV_WIRE_OP_PUSH,
 				      .request_id = 1, .epoch = 1,
 				      .body_len = sizeof(frame) -
@@ -338,7 +359,8 @@ static uint64_t rnd(uint64_t *s)
 }
 
 /* A valid request of a random kind on table, in buf; returns its size. */
-static size_t random_frame(uint64_t *seed, uint32_t table, uint8_t *buf,
+static size_t random_frame(uint64_t *seed, struct embkv_wire_table_ref table,
+			   uint8_t *buf,
 			   size_t cap)
 {
 	static const uint8_t ops[] = {
@@ -361,7 +383,8 @@ static size_t random_frame(uint64_t *seed, uint32_t table, uint8_t *buf,
 	h.opcode = ops[rnd(seed) % sizeof(ops)];
 	switch (h.opcode) {
 	case EMBKV_WIRE_OP_PULL: {
-		struct embkv_wire_pull_req m = { table, DIM, n, 0, keys };
+		struct embkv_wire_pull_req m = { table.table_id, table.uid,
+						 DIM, n, 0, keys };
 
 		embkv_wire_pull_req_size(&m, &len);
 		embkv_wire_pull_req_encode(&m, body, room);
@@ -369,14 +392,16 @@ static size_t random_frame(uint64_t *seed, uint32_t table, uint8_t *buf,
 	}
 	case EMBKV_WIRE_OP_PUSH:
 	case EMBKV_WIRE_OP_ASSIGN: {
-		struct embkv_wire_rows_req m = { table, DIM, n, keys, vals };
+		struct embkv_wire_rows_req m = { table.table_id, table.uid,
+						 DIM, n, keys, vals };
 
 		embkv_wire_rows_req_size(&m, &len);
 		embkv_wire_rows_req_encode(&m, body, room);
 		break;
 	}
 	case EMBKV_WIRE_OP_ERASE: {
-		struct embkv_wire_erase_req m = { table, n, keys };
+		struct embkv_wire_erase_req m = { table.table_id, table.uid,
+						  n, keys };
 
 		embkv_wire_erase_req_size(&m, &len);
 		embkv_wire_erase_req_encode(&m, body, room);
@@ -388,8 +413,8 @@ static size_t random_frame(uint64_t *seed, uint32_t table, uint8_t *buf,
 		break;
 	case EMBKV_WIRE_OP_STATS:
 	case EMBKV_WIRE_OP_SHARD_MAP:
-		len = EMBKV_WIRE_TABLE_ID_SIZE;
-		embkv_wire_table_id_encode(table, body, room);
+		len = EMBKV_WIRE_TABLE_REF_SIZE;
+		embkv_wire_table_ref_encode(&table, body, room);
 		break;
 	case EMBKV_WIRE_OP_TABLE_CREATE:
 		th_attr(&a, "fuzz2", DIM, 4);
@@ -425,7 +450,7 @@ static void test_fuzzed_frames(void **state)
 	const char *env_iters = getenv("EMBKVD_FUZZ_ITERS");
 	uint64_t seed = env_seed ? strtoull(env_seed, NULL, 0) : 20240611;
 	int iters = env_iters ? atoi(env_iters) : th_rdma() ? 100 : 400;
-	uint32_t fuzz_table;
+	struct embkv_wire_table_ref fuzz_table;
 	int fd = -1;
 
 	th_attr(&a, "fuzz", DIM, 8);

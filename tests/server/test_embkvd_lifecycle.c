@@ -1,9 +1,10 @@
 /*
  * embkvd as a process: the command line (bad flags exit 2, --help 0,
  * --port-file), authentication with --token-file, the epoch rule,
- * --max-conns, the connection count returning to its baseline, and a
- * clean SIGTERM shutdown (exit 0; under ASan also: no leak) with clients
- * still connected.
+ * --max-conns, the connection count returning to its baseline, a clean
+ * SIGTERM shutdown (exit 0; under ASan also: no leak) with clients still
+ * connected, and table identity across a restart (a new table that gets
+ * an old table's id refuses the old table's uid).
  *
  * Runs over TCP, or over rdma:// with the argument rdma://HOST (harness.h).
  * TCP-only: the command line and --port-file/--data-dir tests (no
@@ -135,7 +136,7 @@ static void test_auth(void **state)
 	struct th_frame f;
 	uint8_t big[1024] = { 0 };
 	uint64_t fails = 0;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	int fd;
 
 	(void)state;
@@ -210,9 +211,9 @@ static void test_stale_epoch(void **state)
 	struct th_server srv;
 	struct th_frame f;
 	uint64_t keys[3] = { 1, 2, 3 }, rows = 1, stale = 0;
-	uint8_t body[16 + 3 * 8];
+	uint8_t body[EMBKV_WIRE_PULL_REQ_KEYS + 3 * 8];
 	float out[12];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	int fd;
 
 	(void)state;
@@ -221,7 +222,8 @@ static void test_stale_epoch(void **state)
 	fd = th_connect(&srv);
 	th_attr(&a, "epochs", 4, 8);
 	assert_int_equal(th_create(fd, &a, &id), 0);
-	m.table_id = id;
+	m.table_id = id.table_id;
+	m.uid = id.uid;
 	m.keys = keys;
 	assert_int_equal(embkv_wire_pull_req_encode(&m, body, sizeof(body)),
 			 0);
@@ -238,15 +240,88 @@ static void test_stale_epoch(void **state)
 	}
 	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, id, 4, 3, keys, out,
 				 NULL), EMBKV_ESTALE); /* th_rows sends epoch 1 */
-	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, 0); /* nothing applied */
 	assert_int_equal(th_stat(fd, EMBKV_WIRE_TABLE_ALL,
 				 EMBKV_WIRE_STAT_STALE_EPOCH, &stale), 0);
 	assert_int_equal(stale, 8);
 	assert_int_equal(th_pull(fd, 5, id, 4, 3, keys, EMBKV_WIRE_PULL_TRAIN,
 				 out, NULL), 0);
-	assert_int_equal(th_stat(fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, 3);
+	th_close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+/*
+ * Restart: embkvd numbers tables from 1 again, so a table created after a
+ * restart gets the id a table of the previous run had. Requests with the
+ * old table's id and uid (a client that kept its handle) are refused with
+ * EMBKV_ENOTABLE, and the new table keeps exactly the rows its own client
+ * stored.
+ */
+static void test_restart_same_id(void **state)
+{
+	enum { RN = 48, RDIM = 8 };
+	static const char *const args[] = { "--threads", "2", NULL };
+	struct embkv_wire_table_ref old, cur;
+	struct embkv_table_attr a;
+	struct th_server srv;
+	uint64_t keys[RN], rows = 0;
+	float vals[RN * RDIM], out[RN * RDIM];
+	uint8_t found[RN];
+	uint16_t port, rdma_port;
+	int fd, rc;
+
+	(void)state;
+	for (uint32_t i = 0; i < RN; i++)
+		keys[i] = 77 + 13 * i;
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = (float)i * 0.125f;
+	assert_int_equal(th_start(&srv, args), 0);
+	port = srv.port;
+	rdma_port = srv.rdma_port;
+	fd = th_connect(&srv);
+	assert_true(fd >= 0);
+	th_attr(&a, "before", RDIM, 8);
+	assert_int_equal(th_create(fd, &a, &old), 0);
+	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, old, RDIM, RN, keys,
+				 vals, NULL), 0);
+	th_close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+
+	/* Same port; the listener may take a moment to be free again. */
+	for (int tries = 0; tries < 50; tries++) {
+		rc = th_start_on(&srv, port, rdma_port, args);
+		if (!rc)
+			break;
+		usleep(100 * 1000);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(srv.port, port);
+	fd = th_connect(&srv);
+	assert_true(fd >= 0);
+	th_attr(&a, "after", RDIM, 8); /* another table, same dim */
+	assert_int_equal(th_create(fd, &a, &cur), 0);
+	assert_int_equal(cur.table_id, old.table_id);
+	assert_true(cur.uid != old.uid);
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = 1000.0f - (float)i;
+	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, cur, RDIM, RN, keys,
+				 vals, NULL), 0);
+
+	assert_int_equal(th_all_refused(fd, old, RDIM, RN, keys), 0);
+
+	assert_int_equal(th_pull(fd, 1, cur, RDIM, RN, keys,
+				 EMBKV_WIRE_PULL_INFER, out, found), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+	for (uint32_t i = 0; i < RN; i++)
+		assert_int_equal(found[i], 1);
+	assert_int_equal(th_stat(fd, cur.table_id, EMBKV_WIRE_STAT_ROWS, &rows),
+			 0);
+	assert_int_equal(rows, RN);
 	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);
 }
@@ -292,7 +367,7 @@ static void test_sigterm_with_clients(void **state)
 	static const char *const rdma_args[] = { "--threads", "2", NULL };
 	struct embkv_wire_table_info info;
 	struct embkv_table_attr a;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	struct th_server srv;
 	uint8_t half[EMBKV_WIRE_HDR_SIZE / 2] = { 'E', 'M' };
 	uint64_t keys[512];
@@ -312,7 +387,7 @@ static void test_sigterm_with_clients(void **state)
 	assert_int_equal(th_open(busy, "emb", &info), 0);
 	for (int i = 0; i < 512; i++)
 		keys[i] = (uint64_t)i * 7919;
-	assert_int_equal(th_pull(busy, 1, info.table_id, 64, 512, keys,
+	assert_int_equal(th_pull(busy, 1, th_ref(&info), 64, 512, keys,
 				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
 	/* half a frame: a stream only (a SEND is whole) */
 	if (!th_rdma())
@@ -332,6 +407,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_no_token_server_refuses_auth),
 		cmocka_unit_test(test_stale_epoch),
+		cmocka_unit_test(test_restart_same_id),
 		cmocka_unit_test(test_conns_baseline_and_max),
 		cmocka_unit_test(test_sigterm_with_clients),
 	};

@@ -88,7 +88,7 @@ static void test_pull_train_infer(void **state)
 	uint64_t keys[N], rows = 0;
 	float out[N * DIM], again[N * DIM], want[DIM];
 	uint8_t found[N];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "pulled", DIM, 16);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
@@ -103,7 +103,8 @@ static void test_pull_train_infer(void **state)
 		embkv_init_row(&a.init, keys[i], DIM, want);
 		assert_memory_equal(out + i * DIM, want, sizeof(want));
 	}
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, 0);
 
 	/* Train: inserted with the same values, found 0 the first time. */
@@ -112,7 +113,8 @@ static void test_pull_train_infer(void **state)
 	for (uint32_t i = 0; i < N; i++)
 		assert_int_equal(found[i], 0);
 	assert_memory_equal(out, again, sizeof(out));
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_ROWS, &rows), 0);
+	assert_int_equal(th_stat(fx->fd, id.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
 	assert_int_equal(rows, N);
 
 	/* Then found, in both modes. */
@@ -141,7 +143,8 @@ static void push_matches(int fd, enum embkv_optimizer opt)
 	float *out = malloc(N * DIM * sizeof(float));
 	float *ref_out = malloc(N * DIM * sizeof(float));
 	uint8_t *found = malloc(N);
-	uint32_t id, applied;
+	struct embkv_wire_table_ref id;
+	uint32_t applied;
 
 	assert_non_null(keys);
 	assert_non_null(grads);
@@ -214,7 +217,7 @@ static void test_assign_erase(void **state)
 	uint64_t keys[N];
 	float vals[N * DIM], out[N * DIM];
 	uint8_t found[N];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "assigned", DIM, 8);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
@@ -254,9 +257,9 @@ static void test_hits_and_regions(void **state)
 	uint64_t keys[N + UNKNOWN];
 	uint32_t counts[N + UNKNOWN];
 	float vals[N * DIM];
-	uint8_t *body, idb[EMBKV_WIRE_TABLE_ID_SIZE];
+	uint8_t *body, idb[EMBKV_WIRE_TABLE_REF_SIZE];
 	size_t len;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "hits", DIM, 8);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
@@ -266,7 +269,8 @@ static void test_hits_and_regions(void **state)
 				 vals, &cr), 0);
 	for (uint32_t i = 0; i < N + UNKNOWN; i++)
 		counts[i] = i % 5 + 1;
-	hm.table_id = id;
+	hm.table_id = id.table_id;
+	hm.uid = id.uid;
 	hm.n = N + UNKNOWN;
 	hm.keys = keys;
 	hm.counts = counts;
@@ -283,14 +287,19 @@ static void test_hits_and_regions(void **state)
 	assert_int_equal(cr.done, N);
 	assert_int_equal(cr.skipped, UNKNOWN);
 	th_frame_free(&f);
-	/* no table */
-	hm.table_id = id + 100;
+	/* no table, and another uid for the id */
+	hm.table_id = id.table_id + 100;
+	assert_int_equal(embkv_wire_hits_encode(&hm, body, len), 0);
+	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_HITS, 1, body,
+				 (uint32_t)len, &f), EMBKV_ENOTABLE);
+	hm.table_id = id.table_id;
+	hm.uid = id.uid ^ 1;
 	assert_int_equal(embkv_wire_hits_encode(&hm, body, len), 0);
 	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_HITS, 1, body,
 				 (uint32_t)len, &f), EMBKV_ENOTABLE);
 	free(body);
 
-	assert_int_equal(embkv_wire_table_id_encode(id, idb, sizeof(idb)), 0);
+	assert_int_equal(embkv_wire_table_ref_encode(&id, idb, sizeof(idb)), 0);
 	if (th_rdma()) {
 		struct embkv_wire_table_regions rg;
 
@@ -298,7 +307,8 @@ static void test_hits_and_regions(void **state)
 					 idb, sizeof(idb), &f), 0);
 		assert_int_equal(embkv_wire_table_regions_decode(f.body,
 						f.h.body_len, &rg), 0);
-		assert_int_equal(rg.table_id, id);
+		assert_int_equal(rg.table_id, id.table_id);
+		assert_true(rg.uid == id.uid);
 		assert_int_equal(rg.count, 8); /* alone: every partition */
 		th_frame_free(&f);
 	} else {
@@ -319,14 +329,15 @@ static void test_pipelined(void **state)
 					 .mode = EMBKV_WIRE_PULL_TRAIN };
 	struct embkv_table_attr a;
 	uint64_t keys[N];
-	uint8_t body[16 + N * 8];
+	uint8_t body[EMBKV_WIRE_PULL_REQ_KEYS + N * 8];
 	float want[N * DIM];
 	bool seen[REQS] = { false };
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "piped", DIM, 16);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
-	m.table_id = id;
+	m.table_id = id.table_id;
+	m.uid = id.uid;
 	m.keys = keys;
 	for (uint32_t r = 0; r < REQS; r++) {
 		fill_keys(keys, N, 1000 + r);
@@ -366,7 +377,7 @@ static void test_large_batch(void **state)
 	uint64_t *keys = malloc(N * sizeof(*keys));
 	float *out = malloc((size_t)N * DIM * sizeof(float));
 	float *ref_out = malloc((size_t)N * DIM * sizeof(float));
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	assert_non_null(keys);
 	assert_non_null(out);
@@ -397,8 +408,8 @@ static void test_per_key_order(void **state)
 	struct embkv_table *ref;
 	uint64_t keys[N];
 	float grads[N * DIM], out[N * DIM], ref_out[N * DIM];
-	uint8_t body[16 + N * 8 + N * DIM * 4];
-	uint32_t id;
+	uint8_t body[EMBKV_WIRE_ROWS_REQ_KEYS + N * 8 + N * DIM * 4];
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "ordered", DIM, 64);
 	a.opt.type = EMBKV_OPT_ADAM;
@@ -408,7 +419,8 @@ static void test_per_key_order(void **state)
 	assert_int_equal(th_pull(fx->fd, 1, id, DIM, N, keys,
 				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
 	embkv_table_pull(ref, N, keys, ref_out, NULL, EMBKV_PULL_TRAIN, NULL);
-	m.table_id = id;
+	m.table_id = id.table_id;
+	m.uid = id.uid;
 	m.keys = keys;
 	m.vals = grads;
 	for (uint32_t r = 0; r < PUSHES; r++) {
@@ -436,7 +448,7 @@ static void test_per_key_order(void **state)
 
 struct worker {
 	const struct th_server *srv;
-	uint32_t table;
+	struct embkv_wire_table_ref table;
 	uint32_t idx;
 	int rc;
 };
@@ -484,7 +496,7 @@ static void test_concurrent_clients(void **state)
 	uint64_t keys[W_KEYS];
 	float out[W_KEYS * W_DIM], ref_out[W_KEYS * W_DIM];
 	float grads[W_KEYS * W_DIM];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "shared", W_DIM, 32);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
@@ -521,7 +533,7 @@ enum { BP_REQS = 400, BP_N = 20000, BP_DIM = 16 };
 
 struct bp_writer {
 	int fd;
-	uint32_t table;
+	struct embkv_wire_table_ref table;
 	int rc;
 };
 
@@ -529,8 +541,10 @@ static void *bp_write_main(void *arg)
 {
 	struct bp_writer *w = arg;
 	uint64_t *keys = malloc(BP_N * sizeof(*keys));
-	struct embkv_wire_pull_req m = { .table_id = w->table, .dim = BP_DIM,
-					 .n = BP_N, .keys = keys };
+	struct embkv_wire_pull_req m = {
+		.table_id = w->table.table_id, .uid = w->table.uid,
+		.dim = BP_DIM, .n = BP_N, .keys = keys,
+	};
 	size_t len = 0;
 	uint8_t *body;
 

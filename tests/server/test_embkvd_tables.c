@@ -1,6 +1,8 @@
 /*
  * embkvd, table administration against the real binary: create, open,
- * list and drop; ids never reused; the default table; the memory limit;
+ * list and drop; ids never reused; a dropped and re-created table refuses
+ * every request that names the old one (id and uid); the default table;
+ * the memory limit;
  * SHARD_MAP alone and with --peers (and keys of another server refused);
  * STATS per server and per table.
  *
@@ -90,7 +92,7 @@ static void test_create_open_list_drop(void **state)
 	struct embkv_table_attr a, b;
 	struct embkv_wire_table_entry e[8];
 	struct embkv_wire_table_info info;
-	uint32_t ida, idb, ida2;
+	struct embkv_wire_table_ref ida, idb, ida2;
 
 	assert_int_equal(list(fx->fd, e, 8), 0);
 	th_attr(&a, "alpha", 8, 16);
@@ -98,18 +100,22 @@ static void test_create_open_list_drop(void **state)
 	b.opt.type = EMBKV_OPT_ADAM;
 	assert_int_equal(th_create(fx->fd, &a, &ida), 0);
 	assert_int_equal(th_create(fx->fd, &b, &idb), 0);
-	assert_int_not_equal(ida, idb);
+	assert_int_not_equal(ida.table_id, idb.table_id);
+	assert_true(ida.uid != 0 && idb.uid != 0 && ida.uid != idb.uid);
 	assert_int_equal(th_create(fx->fd, &a, &ida2), EMBKV_ETABLEEXISTS);
 
 	assert_int_equal(list(fx->fd, e, 8), 2);
-	assert_int_equal(e[0].table_id, ida);
+	assert_int_equal(e[0].table_id, ida.table_id);
+	assert_true(e[0].uid == ida.uid);
 	assert_string_equal(e[0].name, "alpha");
 	assert_int_equal(e[0].dim, 8);
 	assert_string_equal(e[1].name, "beta");
 	assert_int_equal(e[1].dim, 16);
+	assert_true(e[1].uid == idb.uid);
 
 	assert_int_equal(th_open(fx->fd, "beta", &info), 0);
-	assert_int_equal(info.table_id, idb);
+	assert_int_equal(info.table_id, idb.table_id);
+	assert_true(info.uid == idb.uid);
 	assert_int_equal(info.attr.dim, 16);
 	assert_int_equal(info.attr.partitions, 4);
 	assert_int_equal(info.attr.opt.type, EMBKV_OPT_ADAM);
@@ -120,16 +126,82 @@ static void test_create_open_list_drop(void **state)
 	assert_int_equal(th_drop(fx->fd, "alpha"), EMBKV_ENOTABLE);
 	assert_int_equal(th_open(fx->fd, "alpha", &info), EMBKV_ENOTABLE);
 	assert_int_equal(list(fx->fd, e, 8), 1);
-	/* Re-created: a new id, never the dropped one's. */
+	/* Re-created: a new id and uid, never the dropped one's. */
 	assert_int_equal(th_create(fx->fd, &a, &ida2), 0);
-	assert_true(ida2 != ida && ida2 != idb);
+	assert_true(ida2.table_id != ida.table_id &&
+		    ida2.table_id != idb.table_id);
+	assert_true(ida2.uid != ida.uid && ida2.uid != idb.uid);
+}
+
+/*
+ * Table identity: a table dropped and created again with the same name and
+ * dim is another table. Every request still naming the first one (by its
+ * id and uid) is refused with EMBKV_ENOTABLE, and the second table's rows
+ * are what its own client stored: nothing of the stale requests reached
+ * it (a train-mode pull would have inserted, a push changed rows).
+ */
+static void test_recreated_table_refuses_old_uid(void **state)
+{
+	enum { RN = 32, RDIM = 8 };
+	struct fixture *fx = *state;
+	struct embkv_wire_table_ref old, cur, forged;
+	struct embkv_wire_table_info info;
+	struct embkv_table_attr a;
+	uint64_t keys[RN], more[RN], rows = 0;
+	float vals[RN * RDIM], out[RN * RDIM];
+	uint8_t found[RN];
+
+	for (uint32_t i = 0; i < RN; i++) {
+		keys[i] = 500 + i;
+		more[i] = 9000 + i;
+	}
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = (float)i * 0.5f - 3.0f;
+	th_attr(&a, "reborn", RDIM, 8);
+	assert_int_equal(th_create(fx->fd, &a, &old), 0);
+	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, old, RDIM, RN,
+				 keys, vals, NULL), 0);
+	assert_int_equal(th_drop(fx->fd, "reborn"), 0);
+	a.init.seed = 99; /* same name and dim, another table */
+	assert_int_equal(th_create(fx->fd, &a, &cur), 0);
+	assert_true(cur.uid != old.uid);
+	assert_int_equal(th_open(fx->fd, "reborn", &info), 0);
+	assert_int_equal(info.table_id, cur.table_id);
+	assert_true(info.uid == cur.uid);
+	for (uint32_t i = 0; i < RN * RDIM; i++)
+		vals[i] = (float)i;
+	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, cur, RDIM, RN,
+				 keys, vals, NULL), 0);
+
+	/* The old handle's id and uid, and the new id with the old uid. */
+	assert_int_equal(th_all_refused(fx->fd, old, RDIM, RN, more), 0);
+	assert_int_equal(th_all_refused(fx->fd, old, RDIM, RN, keys), 0);
+	forged = cur;
+	forged.uid = old.uid;
+	assert_int_equal(th_all_refused(fx->fd, forged, RDIM, RN, more), 0);
+	assert_int_equal(th_all_refused(fx->fd, forged, RDIM, RN, keys), 0);
+
+	assert_int_equal(th_pull(fx->fd, 1, cur, RDIM, RN, keys,
+				 EMBKV_WIRE_PULL_INFER, out, found), 0);
+	assert_memory_equal(out, vals, sizeof(out));
+	for (uint32_t i = 0; i < RN; i++)
+		assert_int_equal(found[i], 1);
+	assert_int_equal(th_stat(fx->fd, cur.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
+	assert_int_equal(rows, RN);
+	/* the connection kept working through the refusals */
+	assert_int_equal(th_pull(fx->fd, 1, cur, RDIM, RN, more,
+				 EMBKV_WIRE_PULL_TRAIN, out, NULL), 0);
+	assert_int_equal(th_stat(fx->fd, cur.table_id, EMBKV_WIRE_STAT_ROWS,
+				 &rows), 0);
+	assert_int_equal(rows, 2 * RN);
 }
 
 static void test_create_rejects_bad_attr(void **state)
 {
 	struct fixture *fx = *state;
 	struct embkv_table_attr a;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "bad", 8, 3); /* not a power of two */
 	assert_int_equal(th_create(fx->fd, &a, &id), -EINVAL);
@@ -148,7 +220,7 @@ static void test_drop_while_in_use(void **state)
 	struct embkv_table_attr a;
 	uint64_t keys[256];
 	float out[256 * 4];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 	int fd2 = th_connect(&fx->srv);
 
 	assert_true(fd2 >= 0);
@@ -177,7 +249,7 @@ static void test_default_table_and_memory_limit(void **state)
 	struct embkv_wire_table_info info;
 	struct embkv_table_attr a;
 	uint64_t mem = 0, limit = 0;
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	assert_int_equal(th_open(fx->fd, "emb", &info), 0);
 	assert_int_equal(info.attr.dim, 64);
@@ -210,7 +282,7 @@ static void test_default_memory_limit(void **state)
 	struct embkv_table_attr a;
 	uint64_t limit = 0, mem = 0;
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-	uint32_t id;
+	struct embkv_wire_table_ref id;
 
 	assert_true(pages > 0 && page > 0);
 	assert_int_equal(th_stat(fx->fd, EMBKV_WIRE_TABLE_ALL,
@@ -228,12 +300,12 @@ static void test_default_memory_limit(void **state)
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
 }
 
-static void shard_map(int fd, uint32_t table, struct th_frame *f,
-		      struct embkv_wire_shard_map *m)
+static void shard_map(int fd, struct embkv_wire_table_ref table,
+		      struct th_frame *f, struct embkv_wire_shard_map *m)
 {
-	uint8_t body[EMBKV_WIRE_TABLE_ID_SIZE];
+	uint8_t body[EMBKV_WIRE_TABLE_REF_SIZE];
 
-	embkv_wire_table_id_encode(table, body, sizeof(body));
+	embkv_wire_table_ref_encode(&table, body, sizeof(body));
 	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_SHARD_MAP, 0, body,
 				 sizeof(body), f), 0);
 	assert_int_equal(embkv_wire_shard_map_decode(f->body, f->h.body_len,
@@ -248,14 +320,14 @@ static void test_shard_map_alone(void **state)
 	struct embkv_table_attr a;
 	struct th_frame f;
 	char want[TH_HOST_MAX + 32];
-	uint8_t body[EMBKV_WIRE_TABLE_ID_SIZE];
-	uint32_t id;
+	uint8_t body[EMBKV_WIRE_TABLE_REF_SIZE];
+	struct embkv_wire_table_ref id;
 
 	th_attr(&a, "mapped", 8, 32);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
 	shard_map(fx->fd, id, &f, &m);
 	assert_int_equal(m.epoch, 1);
-	assert_int_equal(m.table_id, id);
+	assert_int_equal(m.table_id, id.table_id);
 	assert_int_equal(m.n_partitions, 32);
 	assert_int_equal(m.n_servers, 1);
 	for (uint32_t p = 0; p < 32; p++)
@@ -267,7 +339,13 @@ static void test_shard_map_alone(void **state)
 	assert_memory_equal(addr.ptr, want, addr.len);
 	th_frame_free(&f);
 
-	embkv_wire_table_id_encode(id + 100, body, sizeof(body));
+	id.table_id += 100;
+	embkv_wire_table_ref_encode(&id, body, sizeof(body));
+	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_SHARD_MAP, 0, body,
+				 sizeof(body), &f), EMBKV_ENOTABLE);
+	id.table_id -= 100;
+	id.uid ^= 1; /* the id of a table, the uid of none */
+	embkv_wire_table_ref_encode(&id, body, sizeof(body));
 	assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_SHARD_MAP, 0, body,
 				 sizeof(body), &f), EMBKV_ENOTABLE);
 }
@@ -291,7 +369,8 @@ static void test_shard_map_peers(void **state)
 	struct th_frame f;
 	uint64_t mine[64], other[1] = { 0 };
 	float out[64 * 8];
-	uint32_t id, nmine = 0, nother = 0;
+	struct embkv_wire_table_ref id;
+	uint32_t nmine = 0, nother = 0;
 
 	th_attr(&a, "spread", 8, 64);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
@@ -326,30 +405,31 @@ static void test_shard_map_peers(void **state)
 	{
 		uint64_t rows = 0;
 
-		assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_ROWS,
-					 &rows), 0);
+		assert_int_equal(th_stat(fx->fd, id.table_id,
+					 EMBKV_WIRE_STAT_ROWS, &rows), 0);
 		assert_int_equal(rows, 64);
 	}
 }
 
-/* STATS for one table id: that table's group only; unknown: ENOTABLE. */
-static void stats_of_one_table(int fd, uint32_t id)
+/* STATS for one table: that table's group only; an unknown id or another
+ * uid: ENOTABLE. */
+static void stats_of_one_table(int fd, struct embkv_wire_table_ref id)
 {
-	uint8_t body[EMBKV_WIRE_TABLE_ID_SIZE];
+	uint8_t body[EMBKV_WIRE_TABLE_REF_SIZE];
 	struct embkv_wire_stats st;
 	struct embkv_wire_stat s;
 	struct th_frame f;
 	uint32_t tid;
 	bool rows = false;
 
-	embkv_wire_table_id_encode(id, body, sizeof(body));
+	embkv_wire_table_ref_encode(&id, body, sizeof(body));
 	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_STATS, 0, body,
 				 sizeof(body), &f), 0);
 	assert_int_equal(embkv_wire_stats_decode(f.body, f.h.body_len, &st),
 			 0);
 	assert_int_equal(st.n_groups, 1);
 	while (embkv_wire_stats_next(&st, &tid, &s)) {
-		assert_int_equal(tid, id);
+		assert_int_equal(tid, id.table_id);
 		if (s.id == EMBKV_WIRE_STAT_ROWS) {
 			assert_int_equal(s.value, 100);
 			rows = true;
@@ -357,7 +437,13 @@ static void stats_of_one_table(int fd, uint32_t id)
 	}
 	assert_true(rows);
 	th_frame_free(&f);
-	embkv_wire_table_id_encode(id + 1, body, sizeof(body));
+	id.table_id++;
+	embkv_wire_table_ref_encode(&id, body, sizeof(body));
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_STATS, 0, body,
+				 sizeof(body), &f), EMBKV_ENOTABLE);
+	id.table_id--;
+	id.uid ^= 1;
+	embkv_wire_table_ref_encode(&id, body, sizeof(body));
 	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_STATS, 0, body,
 				 sizeof(body), &f), EMBKV_ENOTABLE);
 }
@@ -368,10 +454,12 @@ static void test_stats(void **state)
 	struct embkv_table_attr a;
 	uint64_t keys[100], v = 0, p50 = 0, p99 = 0;
 	float out[100 * 8], grads[100 * 8];
-	uint32_t id;
+	struct embkv_wire_table_ref id;
+	uint32_t tid;
 
 	th_attr(&a, "counted", 8, 16);
 	assert_int_equal(th_create(fx->fd, &a, &id), 0);
+	tid = id.table_id;
 	for (uint32_t i = 0; i < 100; i++)
 		keys[i] = i + 1;
 	memset(grads, 0, sizeof(grads));
@@ -406,28 +494,31 @@ static void test_stats(void **state)
 	assert_int_equal(th_stat(fx->fd, EMBKV_WIRE_TABLE_ALL,
 				 EMBKV_WIRE_STAT_UPTIME_S, &v), 0);
 
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_ROWS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_ROWS, &v), 0);
 	assert_int_equal(v, 100);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_CAPACITY, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_CAPACITY, &v), 0);
 	assert_true(v >= a.capacity);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_INSERTS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_INSERTS, &v), 0);
 	assert_int_equal(v, 100);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_HITS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_HITS, &v), 0);
 	assert_int_equal(v, 200);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_PULL_MISSES, &v),
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_PULL_MISSES, &v),
 			 0);
 	assert_int_equal(v, 100);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_PULL_KEYS, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_PULL_KEYS, &v),
+			 0);
 	assert_int_equal(v, 300);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_PUSHES, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_PUSHES, &v), 0);
 	assert_int_equal(v, 1);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_MEM_BYTES, &v), 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_MEM_BYTES, &v),
+			 0);
 	assert_true(v > 0);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_GRADS_DROPPED,
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_GRADS_DROPPED,
 				 &v), 0);
 	assert_int_equal(v, 0);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_EVICTIONS, &v), 0);
-	assert_int_equal(th_stat(fx->fd, id, EMBKV_WIRE_STAT_ADMIT_REJECTS,
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_EVICTIONS, &v),
+			 0);
+	assert_int_equal(th_stat(fx->fd, tid, EMBKV_WIRE_STAT_ADMIT_REJECTS,
 				 &v), 0);
 	stats_of_one_table(fx->fd, id);
 }
@@ -437,6 +528,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_create_open_list_drop,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_recreated_table_refuses_old_uid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_rejects_bad_attr,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_while_in_use, setup,
