@@ -431,14 +431,6 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 				 embkv_strerror(rc));
 		goto free_body;
 	}
-	epoch = embkv_server_epoch(s);
-	if (embkv_wire_epoch_check(h, epoch)) {
-		embkv_conn_error(c, h->request_id, EMBKV_ESTALE, false,
-				 "epoch %llu is stale: the server's is %llu",
-				 (unsigned long long)h->epoch,
-				 (unsigned long long)epoch);
-		goto free_body;
-	}
 	ent = embkv_svc_table_get(c, h->request_id, m.table_id, m.uid);
 	if (!ent)
 		goto free_body;
@@ -457,7 +449,17 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		goto put;
 	}
 	rcu_read_lock();
-	map = embkvd_map_cur(&s->map);
+	map = embkvd_table_map(s, ent);
+	epoch = map->epoch;
+	if (embkv_wire_epoch_check(h, epoch)) {
+		rcu_read_unlock();
+		embkv_conn_error(c, h->request_id, EMBKV_ESTALE, false,
+				 "epoch %llu is stale: table %s's is %llu",
+				 (unsigned long long)h->epoch,
+				 ent->table->attr.name,
+				 (unsigned long long)epoch);
+		goto put;
+	}
 	rc = plan_build(s, map, ent->table, m.n, m.keys, &pl, &bad_key);
 	if (rc == EMBKV_ESTALE) {
 		bad_server = embkvd_map_server(

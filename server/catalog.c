@@ -44,6 +44,7 @@ struct embkv_catalog {
 	pthread_mutex_t lock;        /* writers */
 	uint32_t next_id;            /* under lock */
 	uint64_t bytes;              /* under lock; read relaxed */
+	uint64_t reserved;           /* under lock: built, not published */
 	uint64_t memory_limit;
 	struct embkv_verbs *verbs;
 };
@@ -136,6 +137,7 @@ void embkv_catalog_entry_put(struct embkv_catalog_entry *e)
 		return;
 	embkv_regions_free(e->regions); /* before the memory goes */
 	embkv_table_destroy(e->table);
+	embkvd_map_destroy(e->map);
 	free(e);
 }
 
@@ -210,38 +212,75 @@ static int entry_build(struct embkv_catalog *cat,
 	return 0;
 }
 
-int embkv_catalog_add(struct embkv_catalog *cat,
-		      const struct embkv_table_attr *attr,
-		      const uint8_t *owned, uint64_t uid, uint32_t *id,
-		      uint64_t *uid_out)
+/* Under cat->lock: bytes published and reserved. */
+static uint64_t used_locked(const struct embkv_catalog *cat)
+{
+	return cat->bytes + cat->reserved;
+}
+
+int embkv_catalog_reserve(struct embkv_catalog *cat,
+			  const struct embkv_table_attr *attr,
+			  const uint8_t *owned,
+			  struct embkv_catalog_entry **pending)
 {
 	struct embkv_catalog_entry *e;
-	struct catalog_snap *old, *s;
 	uint64_t need;
 	int err;
 
-	if (!cat || !attr || !id)
+	if (!cat || !attr || !pending)
 		return -EINVAL;
+	*pending = NULL;
 	/* Refuse a table over the limit before mapping (and, with RDMA,
 	 * registering, which pins every page) any of it; the exact check
 	 * under the lock below still decides. */
 	err = embkv_table_size_parts(attr, owned, &need);
 	if (err)
 		return err;
-	if (!fits(cat, embkv_catalog_bytes(cat), need))
-		return -ENOMEM;
+	pthread_mutex_lock(&cat->lock);
+	err = fits(cat, used_locked(cat), need) ? 0 : -ENOMEM;
+	pthread_mutex_unlock(&cat->lock);
+	if (err)
+		return err;
 	/* Build outside the lock: mapping a big table takes a while. */
 	err = entry_build(cat, attr, owned, &e);
 	if (err)
 		return err;
 	pthread_mutex_lock(&cat->lock);
-	old = cat->snap;
-	if (snap_find_name(old, attr->name)) {
-		err = EMBKV_ETABLEEXISTS;
-		goto unlock;
+	if (!fits(cat, used_locked(cat), e->bytes)) {
+		pthread_mutex_unlock(&cat->lock);
+		embkv_catalog_entry_put(e);
+		return -ENOMEM;
 	}
-	if (!fits(cat, cat->bytes, e->bytes)) {
-		err = -ENOMEM;
+	cat->reserved += e->bytes;
+	pthread_mutex_unlock(&cat->lock);
+	*pending = e;
+	return 0;
+}
+
+void embkv_catalog_cancel(struct embkv_catalog *cat,
+			  struct embkv_catalog_entry *pending)
+{
+	if (!pending)
+		return;
+	pthread_mutex_lock(&cat->lock);
+	cat->reserved -= pending->bytes;
+	pthread_mutex_unlock(&cat->lock);
+	embkv_catalog_entry_put(pending);
+}
+
+int embkv_catalog_publish(struct embkv_catalog *cat,
+			  struct embkv_catalog_entry *e, uint64_t uid,
+			  uint32_t *id, uint64_t *uid_out)
+{
+	struct catalog_snap *old, *s;
+	int err;
+
+	if (!cat || !e || !id)
+		return -EINVAL;
+	pthread_mutex_lock(&cat->lock);
+	old = cat->snap;
+	if (snap_find_name(old, e->table->attr.name)) {
+		err = EMBKV_ETABLEEXISTS;
 		goto unlock;
 	}
 	if (cat->next_id == EMBKV_WIRE_TABLE_ALL ||
@@ -267,6 +306,7 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 	memcpy(s->e, old->e, (size_t)old->n * sizeof(old->e[0]));
 	e->id = cat->next_id++;
 	s->e[old->n] = e;
+	cat->reserved -= e->bytes;
 	__atomic_store_n(&cat->bytes, cat->bytes + e->bytes, __ATOMIC_RELAXED);
 	rcu_assign_pointer(cat->snap, s);
 	call_rcu(&old->rcu, snap_free_rcu);
@@ -278,8 +318,24 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 
 unlock:
 	pthread_mutex_unlock(&cat->lock);
-	embkv_catalog_entry_put(e);
+	embkv_catalog_cancel(cat, e);
 	return err;
+}
+
+int embkv_catalog_add(struct embkv_catalog *cat,
+		      const struct embkv_table_attr *attr,
+		      const uint8_t *owned, uint64_t uid, uint32_t *id,
+		      uint64_t *uid_out)
+{
+	struct embkv_catalog_entry *e;
+	int err;
+
+	if (!cat || !attr || !id)
+		return -EINVAL;
+	err = embkv_catalog_reserve(cat, attr, owned, &e);
+	if (err)
+		return err;
+	return embkv_catalog_publish(cat, e, uid, id, uid_out);
 }
 
 int embkv_catalog_drop(struct embkv_catalog *cat, const char *name)

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <urcu.h>
 #include <embkv/embkv.h>
+#include "server/shardmap.h"
 #include "server/store.h"
 
 /* Request counters of one table, kept by the service layer (relaxed
@@ -45,6 +46,9 @@ struct embkv_catalog_entry {
 	uint32_t refs;               /* atomic */
 	struct embkv_regions *regions; /* RDMA registrations; NULL: none */
 	struct embkv_table_counters ctr;
+	/* The table's own shard map (cluster mode), RCU-published; NULL: the
+	 * server's map places it. Freed with the entry. */
+	struct embkvd_map *map;
 	struct rcu_head rcu;
 };
 
@@ -84,6 +88,23 @@ int embkv_catalog_add(struct embkv_catalog *cat,
 		      const struct embkv_table_attr *attr,
 		      const uint8_t *owned, uint64_t uid, uint32_t *id,
 		      uint64_t *uid_out);
+/*
+ * The same in two steps, for a create that several servers must agree on:
+ * _reserve builds the table and charges its memory (as unpublished) so
+ * that nothing else can take that memory, _publish makes it visible (or
+ * fails like _add, cancelling), _cancel frees it. _reserve: 0 and
+ * *pending, or _add's errors about attr and memory. _publish: _add's
+ * results; pending is consumed either way.
+ */
+int embkv_catalog_reserve(struct embkv_catalog *cat,
+			  const struct embkv_table_attr *attr,
+			  const uint8_t *owned,
+			  struct embkv_catalog_entry **pending);
+int embkv_catalog_publish(struct embkv_catalog *cat,
+			  struct embkv_catalog_entry *pending, uint64_t uid,
+			  uint32_t *id, uint64_t *uid_out);
+void embkv_catalog_cancel(struct embkv_catalog *cat,
+			  struct embkv_catalog_entry *pending);
 /* Unpublishes the table called name: 0 or EMBKV_ENOTABLE. */
 int embkv_catalog_drop(struct embkv_catalog *cat, const char *name);
 

@@ -102,6 +102,16 @@ int embkv_server_run(struct embkv_server *s);
 /* Stops accepting, closes connections, joins threads, frees tables. */
 void embkv_server_destroy(struct embkv_server *s);
 
+/* Inside rcu_read_lock(): the shard map that places table e (its own in
+ * cluster mode, else the server's). */
+static inline const struct embkvd_map *
+embkvd_table_map(struct embkv_server *s, struct embkv_catalog_entry *e)
+{
+	const struct embkvd_map *m = rcu_dereference(e->map);
+
+	return m ? m : embkvd_map_cur(&s->map);
+}
+
 /* The current shard-map epoch (any registered thread). */
 uint64_t embkv_server_epoch(struct embkv_server *s);
 /*

@@ -207,15 +207,15 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 	if (!e)
 		return;
 	m.n_partitions = e->table->nparts;
-	embkv_catalog_entry_put(e);
 	map = malloc(sizeof(*map) * m.n_partitions);
 	if (!map) {
+		embkv_catalog_entry_put(e);
 		embkv_conn_error(c, req_id, -ENOMEM, false,
 				 "no memory for a shard map");
 		return;
 	}
 	rcu_read_lock();
-	cur = embkvd_map_cur(&s->map);
+	cur = embkvd_table_map(s, e);
 	for (uint32_t p = 0; p < m.n_partitions; p++)
 		map[p] = (uint16_t)embkvd_map_server(cur, p);
 	m.epoch = cur->epoch;
@@ -231,12 +231,10 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 	if (!rc)
 		embkv_wire_shard_map_encode(&m, body, len);
 	rcu_read_unlock();
-	if (rc == EMBKV_ENOTABLE)
-		embkv_conn_error(c, req_id, rc, false, "no table with id %u",
-				 table_id);
-	else if (rc)
+	if (rc)
 		embkv_conn_error(c, req_id, rc, false,
 				 "cannot encode the shard map: %s",
 				 embkv_strerror(rc));
 	free(map);
+	embkv_catalog_entry_put(e);
 }

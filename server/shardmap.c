@@ -21,7 +21,8 @@ int embkvd_map_create(uint64_t epoch, const char *const *servers, uint32_t n,
 	struct embkvd_map *m;
 
 	*out = NULL;
-	if (!n || self >= n || !epoch || !servers)
+	if (!n || (self >= n && self != EMBKVD_MAP_NOT_MEMBER) || !epoch ||
+	    !servers)
 		return -EINVAL;
 	for (uint32_t i = 0; i < n; i++)
 		if (!servers[i])
@@ -46,10 +47,37 @@ nomem:
 	return -ENOMEM;
 }
 
+int embkvd_map_create_placed(uint64_t epoch, const char *const *servers,
+			     uint32_t n, uint32_t self,
+			     const uint16_t *part_server, uint32_t nparts,
+			     struct embkvd_map **out)
+{
+	struct embkvd_map *m;
+	int err;
+
+	for (uint32_t p = 0; p < nparts; p++)
+		if (part_server[p] >= n)
+			return -EINVAL;
+	err = embkvd_map_create(epoch, servers, n, self, &m);
+	if (err)
+		return err;
+	m->part_server = malloc(sizeof(*m->part_server) * (nparts ? nparts
+								   : 1));
+	if (!m->part_server) {
+		embkvd_map_destroy(m);
+		return -ENOMEM;
+	}
+	memcpy(m->part_server, part_server, sizeof(*part_server) * nparts);
+	m->nparts = nparts;
+	*out = m;
+	return 0;
+}
+
 void embkvd_map_destroy(struct embkvd_map *m)
 {
 	if (!m)
 		return;
+	free(m->part_server);
 	for (uint32_t i = 0; m->servers && i < m->nservers; i++)
 		free(m->servers[i]);
 	free(m->servers);

@@ -17,11 +17,16 @@
 #include <stdint.h>
 #include <urcu.h>
 
+#define EMBKVD_MAP_NOT_MEMBER UINT32_MAX /* self: this server holds none */
+
 struct embkvd_map {
 	uint64_t epoch;          /* >= 1 */
 	uint32_t nservers;       /* >= 1 */
-	uint32_t self;           /* this server's index in servers */
+	uint32_t self;           /* this server's index in servers, or
+				    EMBKVD_MAP_NOT_MEMBER */
 	char **servers;          /* nservers addresses, as clients dial them */
+	uint32_t nparts;         /* entries of part_server; 0: none */
+	uint16_t *part_server;   /* partition -> server index; NULL: p % S */
 	struct rcu_head rcu;
 };
 
@@ -31,11 +36,22 @@ int embkvd_map_create(uint64_t epoch, const char *const *servers, uint32_t n,
 		      uint32_t self, struct embkvd_map **out);
 void embkvd_map_destroy(struct embkvd_map *m); /* NULL is a no-op */
 
+/*
+ * A table's own map (cluster mode): placement as etcd records it. servers
+ * and part_server (nparts entries, each < n) are copied; self may be
+ * EMBKVD_MAP_NOT_MEMBER. 0, -EINVAL or -ENOMEM.
+ */
+int embkvd_map_create_placed(uint64_t epoch, const char *const *servers,
+			     uint32_t n, uint32_t self,
+			     const uint16_t *part_server, uint32_t nparts,
+			     struct embkvd_map **out);
+
 /* The server that holds partition part: the placement rule. */
 static inline uint32_t embkvd_map_server(const struct embkvd_map *m,
 					 uint32_t part)
 {
-	return part % m->nservers;
+	return m->part_server && part < m->nparts ? m->part_server[part]
+						  : part % m->nservers;
 }
 
 static inline bool embkvd_map_mine(const struct embkvd_map *m, uint32_t part)
