@@ -39,7 +39,7 @@ struct batch_job {
 };
 
 struct embkv_req {
-	struct cds_wfcq_node done_node;  /* in the I/O inbox when finished */
+	struct embkvd_done fin;          /* in the I/O inbox when finished */
 	struct embkv_conn *conn;
 	struct embkv_io *io;
 	struct embkv_catalog_entry *ent; /* reference */
@@ -233,7 +233,7 @@ static void job_run(struct embkv_job *job)
 	__atomic_add_fetch(&r->skipped, cnt - done, __ATOMIC_RELAXED);
 	/* bj and r may be freed as soon as the count reaches zero. */
 	if (!__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL))
-		embkv_io_post(r->io, &r->done_node);
+		embkv_io_post(r->io, &r->fin.node);
 }
 
 /* I/O side ---------------------------------------------------------------------- */
@@ -387,7 +387,7 @@ static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
 	r->pending = njobs;
 	embkv_conn_hold(r->conn, r->mem);
 	if (!njobs) {
-		embkv_batch_finish(&r->done_node);
+		embkv_batch_finish(&r->fin);
 		return;
 	}
 	/* r stays valid through this loop: only this thread frees it, after
@@ -492,6 +492,7 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		free(pl.mem);
 		goto nomem;
 	}
+	r->fin.finish = embkv_batch_finish;
 	r->conn = c;
 	r->io = c->io;
 	r->ent = ent;
@@ -530,10 +531,9 @@ free_body:
 	free(body);
 }
 
-void embkv_batch_finish(struct cds_wfcq_node *node)
+void embkv_batch_finish(struct embkvd_done *d)
 {
-	struct embkv_req *r = caa_container_of(node, struct embkv_req,
-					       done_node);
+	struct embkv_req *r = caa_container_of(d, struct embkv_req, fin);
 	struct embkv_conn *c = r->conn;
 	struct embkv_io_stats *st = &r->io->st;
 	struct embkv_table_counters *ctr = &r->ent->ctr;

@@ -68,6 +68,13 @@ struct embkv_server_attr {
  * connections, epoch 1, alone, no token, no default table. */
 void embkv_server_attr_init(struct embkv_server_attr *attr);
 
+/* Work handed back to an I/O thread (embkv_io_post): finish runs there,
+ * with the node out of the inbox. */
+struct embkvd_done {
+	struct cds_wfcq_node node;
+	void (*finish)(struct embkvd_done *d);
+};
+
 struct embkv_io;
 struct embkv_member;
 struct embkv_verbs;
@@ -160,7 +167,8 @@ int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
 void embkv_io_stop(struct embkv_io *io);
 /* Frees what embkv_io_start() set up. */
 void embkv_io_fini(struct embkv_io *io);
-/* Any thread: hands a finished batch request back to its I/O thread. */
+/* Any thread: hands a finished request (a struct embkvd_done's node) back
+ * to its I/O thread, which runs its finish. */
 void embkv_io_post(struct embkv_io *io, struct cds_wfcq_node *node);
 
 /* ---- connections (io.c) ------------------------------------------------ */
@@ -276,7 +284,7 @@ struct embkv_catalog_entry *embkv_svc_table_get(struct embkv_conn *c,
 void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		       uint8_t *body, uint64_t t0_ns);
 /* I/O thread: a request posted back with embkv_io_post(). */
-void embkv_batch_finish(struct cds_wfcq_node *node);
+void embkv_batch_finish(struct embkvd_done *d);
 
 /* report.c: STATS and SHARD_MAP requests (body already decoded; uid 0
  * with EMBKV_WIRE_TABLE_ALL). */

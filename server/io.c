@@ -608,7 +608,13 @@ static void inbox_drain(struct embkv_io *io)
 		;
 	while ((node = __cds_wfcq_dequeue_blocking(&io->inbox_head,
 						   &io->inbox_tail)))
-		embkv_batch_finish(node);
+	{
+		struct embkvd_done *d = caa_container_of(node,
+							 struct embkvd_done,
+							 node);
+
+		d->finish(d);
+	}
 }
 
 static void on_event(struct embkv_io *io, const struct epoll_event *ev)
