@@ -77,6 +77,7 @@ struct embkvd_done {
 
 struct embkv_io;
 struct embkv_member;
+struct embkvd_cluster;
 struct embkv_verbs;
 struct embkv_vconn;
 
@@ -92,6 +93,7 @@ struct embkv_server {
 	uint16_t rdma_port;             /* bound port (RDMA) */
 	struct embkv_verbs *verbs;      /* NULL: no rdma:// listener */
 	struct embkv_member *member;    /* NULL: no --etcd */
+	struct embkvd_cluster *cluster; /* table catalog in etcd; NULL: none */
 	bool auth;
 	struct embkv_wire_auth_key key;
 	uint64_t start_ns;

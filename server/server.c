@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include "server/daemon.h"
+#include "server/cluster.h"
 #include "server/member.h"
 #include "server/verbs.h"
 
@@ -312,6 +313,10 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 		if (err)
 			goto destroy;
 	}
+	/* The cluster's tables, before anyone can ask for them. */
+	err = attr->etcd ? embkvd_cluster_start(s, &s->cluster) : 0;
+	if (err)
+		goto destroy;
 	err = embkv_owner_pool_create(attr->threads, &s->owners);
 	if (err)
 		goto destroy;
@@ -393,6 +398,8 @@ void embkv_server_destroy(struct embkv_server *s)
 	if (!s)
 		return;
 	embkv_member_leave(s);
+	/* Its queued requests are answered through the I/O threads. */
+	embkvd_cluster_stop(s->cluster);
 	for (uint32_t i = 0; i < s->nio; i++)
 		embkv_io_stop(&s->io[i]);
 	if (s->listen_fd >= 0)

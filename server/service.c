@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include "server/daemon.h"
+#include "server/cluster.h"
 #include "server/verbs.h"
 
 /* Starts the reply to h, or answers -ENOMEM. */
@@ -174,6 +175,10 @@ static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	uint8_t *out;
 	int rc;
 
+	if (c->io->srv->cluster) { /* created through etcd */
+		embkvd_cluster_submit(c->io->srv->cluster, c, h, body);
+		return;
+	}
 	rc = embkv_wire_table_attr_decode(body, h->body_len, &a);
 	if (rc) {
 		bad_body(c, h, rc);
@@ -212,6 +217,10 @@ static void svc_drop(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	uint8_t *out;
 	int rc;
 
+	if (c->io->srv->cluster) { /* dropped through etcd */
+		embkvd_cluster_submit(c->io->srv->cluster, c, h, body);
+		return;
+	}
 	rc = embkv_wire_name_decode(body, h->body_len, name);
 	if (rc) {
 		bad_body(c, h, rc);

@@ -1,0 +1,60 @@
+/*
+ * embkvd's table catalog in etcd (cluster mode, --etcd): every member
+ * mirrors the cluster's tables and their shard maps from etcd into its
+ * local catalog, and table creation and drop are etcd transactions.
+ *
+ * Keys, under the cluster's prefix P = "/<cluster>/" (server/member.h has
+ * members/ and nodes/):
+ *   P tables/<name>          the table: {"uid", "state" ("creating" or
+ *                            "ready"), "attr" (its TABLE_CREATE encoding,
+ *                            hex), "epoch", "members" (member ids),
+ *                            "parts" (per partition, an index into
+ *                            members)}, plus readable copies of the main
+ *                            attributes; changed only by transactions
+ *                            that compare its revision.
+ *   P acks/<uid>/<member>    "ok" or why a member could not hold its
+ *                            share of a table being created.
+ *
+ * Threads. One cluster thread talks to etcd, applies every change to the
+ * local catalog in revision order, and runs the admin requests that I/O
+ * threads hand it (embkvd_cluster_submit); the reply goes back to the I/O
+ * thread through its inbox. Nothing on the data path waits for it: with
+ * etcd down a server serves the tables it knows, and admin requests fail
+ * with a clear error.
+ */
+#ifndef EMBKV_SERVER_CLUSTER_H
+#define EMBKV_SERVER_CLUSTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "net/wire.h"
+
+struct embkv_server;
+struct embkv_conn;
+struct embkvd_cluster;
+
+/* Seconds a create waits for every member's answer before undoing. */
+#define EMBKVD_CLUSTER_CREATE_TIMEOUT_MS 10000u
+
+/*
+ * Starts mirroring s's cluster (s->attr.etcd, .cluster, .member_id): reads
+ * the tables once (a table that existed before this start has the
+ * partitions this member holds UNLOADED: its rows died with the previous
+ * process), then follows etcd from a thread. etcd unreachable is not an
+ * error: the thread keeps trying. 0, -EINVAL or -ENOMEM.
+ */
+int embkvd_cluster_start(struct embkv_server *s, struct embkvd_cluster **out);
+/* Stops the thread; admin requests still queued are answered with an
+ * error. Before the I/O threads stop. NULL is a no-op. */
+void embkvd_cluster_stop(struct embkvd_cluster *cl);
+
+/*
+ * I/O thread: hands TABLE_CREATE or TABLE_DROP (h, body: the decoded
+ * request's raw body, copied) to the cluster thread; the reply or ERROR
+ * reaches c later. Holds c until then.
+ */
+void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
+			   const struct embkv_wire_hdr *h,
+			   const uint8_t *body);
+
+#endif
