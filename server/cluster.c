@@ -125,6 +125,9 @@ struct embkvd_cluster {
 	int64_t boot_rev;                  /* first full read; 0: none yet */
 	struct cl_node *nodes;
 	uint32_t nnodes;
+	bool want_default;                 /* --default-table, not made yet */
+	bool default_logged;
+	struct embkv_table_attr default_attr;
 	struct cl_pending *pend;
 	uint32_t npend;
 	int logged;                        /* last etcd state logged */
@@ -686,9 +689,11 @@ static void events_free(struct cl_event *e)
 	}
 }
 
-/* Applies the queued changes; a resync request drops them (the read
- * that follows covers them). */
-static void drain_events(struct embkvd_cluster *cl)
+static int sync_all(struct embkvd_cluster *cl);
+
+/* Applies the queued changes; a resync request drops them and reads
+ * everything again instead (0, or the read's error). */
+static int drain_events(struct embkvd_cluster *cl)
 {
 	struct cl_event *evs;
 
@@ -702,11 +707,22 @@ static void drain_events(struct embkvd_cluster *cl)
 	pthread_mutex_unlock(&cl->lock);
 	if (!cl->synced) {
 		events_free(evs);
-		return;
+		return sync_all(cl);
 	}
 	for (struct cl_event *e = evs; e; e = e->next)
 		apply(cl, e->key, e->del, e->value, e->len, e->create_rev);
 	events_free(evs);
+	return 0;
+}
+
+static bool stopping(struct embkvd_cluster *cl)
+{
+	bool stop;
+
+	pthread_mutex_lock(&cl->lock);
+	stop = cl->stop;
+	pthread_mutex_unlock(&cl->lock);
+	return stop;
 }
 
 /* Reads everything under P, makes the local catalog match it, and
@@ -889,6 +905,9 @@ static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
 					"members answered in %u ms", j->name, ok,
 					t->nmembers,
 					EMBKVD_CLUSTER_CREATE_TIMEOUT_MS);
+		if (stopping(cl))
+			return job_fail(j, EMBKV_EDISCONNECTED, "table %s: the "
+					"server is shutting down", j->name);
 		sleep_ms(POLL_MS);
 	}
 }
@@ -924,7 +943,7 @@ static bool local_wait(struct embkvd_cluster *cl, const char *name,
 		drain_events(cl);
 		if ((local_uid(cl, name, NULL) == uid) == want)
 			return true;
-		if (now_ms() > deadline)
+		if (now_ms() > deadline || stopping(cl))
 			return false;
 		sleep_ms(POLL_MS);
 	}
@@ -1162,6 +1181,43 @@ static struct cl_job *job_take(struct embkvd_cluster *cl)
 	return j;
 }
 
+/* --default-table in a cluster: created through etcd once this member is
+ * live (so that the map gives it partitions), unless the cluster has it. */
+static void default_table(struct embkvd_cluster *cl)
+{
+	struct cl_job j = { .op = EMBKV_WIRE_OP_TABLE_CREATE,
+			    .attr = cl->default_attr };
+	struct embkv_etcd_kvs kvs;
+	char key[KEY_MAX];
+	int rc;
+
+	memcpy(j.name, j.attr.name, sizeof(j.name));
+	if (local_uid(cl, j.name, NULL)) {
+		pthread_mutex_lock(&cl->lock);
+		cl->want_default = false;
+		pthread_cond_broadcast(&cl->cond);
+		pthread_mutex_unlock(&cl->lock);
+		return;
+	}
+	snprintf(key, sizeof(key), "%s%u", cl->members, cl->self);
+	rc = embkv_etcd_get(cl->etcd, key, false, &kvs);
+	if (rc || !kvs.n) {           /* not registered yet: later */
+		if (!rc)
+			embkv_etcd_kvs_free(&kvs);
+		return;
+	}
+	embkv_etcd_kvs_free(&kvs);
+	run_create(cl, &j);
+	if (!j.status || j.status == EMBKV_ETABLEEXISTS) {
+		/* Next round: done once it is visible here. */
+		return;
+	}
+	if (!cl->default_logged)
+		embkv_log("cannot create the default table: %s (trying again)",
+			  j.msg);
+	cl->default_logged = true;
+}
+
 /* ---- the thread --------------------------------------------------------- */
 
 static void wait_work(struct embkvd_cluster *cl, uint32_t ms)
@@ -1178,16 +1234,6 @@ static void wait_work(struct embkvd_cluster *cl, uint32_t ms)
 	pthread_mutex_unlock(&cl->lock);
 }
 
-static bool stopping(struct embkvd_cluster *cl)
-{
-	bool stop;
-
-	pthread_mutex_lock(&cl->lock);
-	stop = cl->stop;
-	pthread_mutex_unlock(&cl->lock);
-	return stop;
-}
-
 static void *cl_main(void *arg)
 {
 	struct embkvd_cluster *cl = arg;
@@ -1195,8 +1241,7 @@ static void *cl_main(void *arg)
 
 	rcu_register_thread();
 	while (!stopping(cl)) {
-		drain_events(cl);
-		if (!cl->synced && sync_all(cl)) {
+		if (drain_events(cl)) {
 			/* Admin requests fail fast while etcd is away. */
 			while ((j = job_take(cl))) {
 				etcd_fail(cl, j, cl->logged ? cl->logged
@@ -1215,7 +1260,9 @@ static void *cl_main(void *arg)
 			job_post(j);
 			continue;
 		}
-		wait_work(cl, RETRY_MS);
+		if (cl->want_default)
+			default_table(cl);
+		wait_work(cl, cl->want_default ? POLL_MS * 5 : RETRY_MS);
 	}
 	embkv_etcd_watch_stop(cl->watch);
 	cl->watch = NULL;
@@ -1223,9 +1270,10 @@ static void *cl_main(void *arg)
 	return NULL;
 }
 
-int embkvd_cluster_start(struct embkv_server *s, struct embkvd_cluster **out)
+int embkvd_cluster_start(struct embkv_server *s,
+			 const struct embkv_server_attr *a,
+			 struct embkvd_cluster **out)
 {
-	const struct embkv_server_attr *a = &s->attr;
 	const char *name = a->cluster ? a->cluster
 				      : EMBKV_MEMBER_CLUSTER_DEFAULT;
 	struct embkv_etcd_attr ea;
@@ -1249,6 +1297,15 @@ int embkvd_cluster_start(struct embkv_server *s, struct embkvd_cluster **out)
 	snprintf(cl->members, sizeof(cl->members), "/%s/members/", name);
 	pthread_mutex_init(&cl->lock, NULL);
 	pthread_cond_init(&cl->cond, NULL);
+	if (a->default_table) {
+		embkv_table_attr_init(&cl->default_attr);
+		if (strlen(a->default_table) >= sizeof(cl->default_attr.name)) {
+			rc = EMBKV_ELIMIT;
+			goto fail;
+		}
+		strcpy(cl->default_attr.name, a->default_table);
+		cl->want_default = true;
+	}
 	embkv_etcd_attr_init(&ea);
 	ea.endpoints = a->etcd;
 	rc = embkv_etcd_create(&ea, &cl->etcd);
@@ -1267,6 +1324,26 @@ int embkvd_cluster_start(struct embkv_server *s, struct embkvd_cluster **out)
 fail:
 	embkvd_cluster_stop(cl);
 	return rc;
+}
+
+bool embkvd_cluster_wait_default(struct embkvd_cluster *cl, uint32_t ms)
+{
+	uint64_t deadline = now_ms() + ms;
+	bool done;
+
+	pthread_mutex_lock(&cl->lock);
+	while (cl->want_default && now_ms() < deadline) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)POLL_MS * NS_PER_MS;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&cl->cond, &cl->lock, &ts);
+	}
+	done = !cl->want_default;
+	pthread_mutex_unlock(&cl->lock);
+	return done;
 }
 
 void embkvd_cluster_stop(struct embkvd_cluster *cl)

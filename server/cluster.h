@@ -37,13 +37,20 @@ struct embkvd_cluster;
 #define EMBKVD_CLUSTER_CREATE_TIMEOUT_MS 10000u
 
 /*
- * Starts mirroring s's cluster (s->attr.etcd, .cluster, .member_id): reads
+ * Starts mirroring s's cluster (a->etcd, ->cluster, ->member_id; copied):
+ * reads
  * the tables once (a table that existed before this start has the
  * partitions this member holds UNLOADED: its rows died with the previous
  * process), then follows etcd from a thread. etcd unreachable is not an
  * error: the thread keeps trying. 0, -EINVAL or -ENOMEM.
  */
-int embkvd_cluster_start(struct embkv_server *s, struct embkvd_cluster **out);
+struct embkv_server_attr;
+int embkvd_cluster_start(struct embkv_server *s,
+			 const struct embkv_server_attr *a,
+			 struct embkvd_cluster **out);
+/* Waits up to ms for the --default-table to be visible here (it is made
+ * through etcd once this member is registered): true when it is. */
+bool embkvd_cluster_wait_default(struct embkvd_cluster *cl, uint32_t ms);
 /* Stops the thread; admin requests still queued are answered with an
  * error. Before the I/O threads stop. NULL is a no-op. */
 void embkvd_cluster_stop(struct embkvd_cluster *cl);

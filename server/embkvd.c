@@ -517,12 +517,6 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			"and --member-ttl need --etcd\n");
 		return -EINVAL;
 	}
-	if (o->attr.etcd && o->attr.default_table) {
-		fprintf(stderr, "embkvd: --default-table is for a server "
-			"without --etcd; a cluster's tables are created "
-			"through etcd (embkvctl create-table)\n");
-		return -EINVAL;
-	}
 	if (o->attr.etcd) {
 		if (!o->attr.cluster)
 			o->attr.cluster = EMBKV_MEMBER_CLUSTER_DEFAULT;

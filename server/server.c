@@ -308,13 +308,13 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	err = map_init(s, attr->peers);
 	if (err)
 		goto destroy;
-	if (attr->default_table) {
+	if (attr->default_table && !attr->etcd) { /* else: cluster.c */
 		err = default_table(s, attr->default_table);
 		if (err)
 			goto destroy;
 	}
 	/* The cluster's tables, before anyone can ask for them. */
-	err = attr->etcd ? embkvd_cluster_start(s, &s->cluster) : 0;
+	err = attr->etcd ? embkvd_cluster_start(s, attr, &s->cluster) : 0;
 	if (err)
 		goto destroy;
 	err = embkv_owner_pool_create(attr->threads, &s->owners);
@@ -339,6 +339,11 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	err = attr->etcd ? embkv_member_join(s, attr) : 0;
 	if (err)
 		goto destroy;
+	if (attr->etcd && attr->default_table &&
+	    !embkvd_cluster_wait_default(s->cluster,
+					 EMBKVD_CLUSTER_CREATE_TIMEOUT_MS))
+		embkv_log("table %s: not in the cluster yet (etcd away?); it "
+			  "is created once etcd answers", attr->default_table);
 	*out = s;
 	return 0;
 

@@ -141,14 +141,19 @@ static bool member_state(const char *out, unsigned id, char *state)
 	return false;
 }
 
+/* Member id's default table is "t<id>": created through etcd with the
+ * members alive at the time (in test_serves_without_etcd, member 7 alone,
+ * so that it holds every partition of t7). */
 static int start(struct embkv_test_proc *p, const char *id, const char *listen)
 {
+	char table[16];
 	const char *argv[] = {
 		EMBKVD_PATH, "--listen", listen, "--threads", "1",
 		"--etcd", etcd.url, "--cluster", "c", "--member-ttl", TTL,
-		"--member-id", id, "--default-table", "t", NULL,
+		"--member-id", id, "--default-table", table, NULL,
 	};
 
+	snprintf(table, sizeof(table), "t%s", id);
 	return embkv_test_proc_start(argv, 1, READY_MS, p);
 }
 
@@ -306,7 +311,7 @@ static void test_serves_without_etcd(void **state)
 	ca.servers = servers;
 	ca.nservers = 1;
 	assert_int_equal(embkv_client_create(&ca, &c), 0);
-	assert_int_equal(embkv_table_open(c, "t", &t), 0);
+	assert_int_equal(embkv_table_open(c, "t7", &t), 0);
 	dim = embkv_table_attr_get(t)->dim;
 	rows = calloc((size_t)NKEYS * dim, sizeof(float));
 	before = calloc((size_t)NKEYS * dim, sizeof(float));
