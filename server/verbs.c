@@ -307,11 +307,9 @@ void embkv_regions_free(struct embkv_regions *r)
 void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 			       uint32_t table_id, uint64_t uid)
 {
-	struct embkv_wire_table_regions m = {
-		.table_id = table_id,
-		.uid = uid,
-	};
 	struct embkv_server *s = c->io->srv;
+	struct embkv_wire_table_regions m = { .table_id = table_id,
+					      .uid = uid };
 	struct embkv_wire_region_part *parts = NULL;
 	struct embkv_catalog_entry *ent;
 	const struct embkv_table *t;
