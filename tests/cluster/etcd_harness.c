@@ -3,7 +3,10 @@
  * etcd with its output in a log file, readiness by a real read through
  * net/etcd.h (the same path the code under test takes), and a directory
  * removed with nftw. A start that loses its ports to another process
- * (etcd exits at once) is retried on new ones.
+ * (etcd exits at once) is retried on new ones. The guardian is a fork
+ * that blocks reading a pipe only this process writes: EOF means the test
+ * process is gone (or embkv_test_etcd_stop() ran), and it removes the
+ * directory.
  */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -30,6 +33,8 @@
 #define PROBE_TIMEOUT_MS 500u
 #define LOG_TAIL 4096
 #define NFTW_FDS 16
+#define GUARD_GRACE_MS 200u
+#define FD_SCAN_MAX 1024
 
 static uint64_t now_ms(void)
 {
@@ -85,6 +90,42 @@ static void log_tail(const struct embkv_test_etcd *e)
 	fclose(f);
 	buf[n] = '\0';
 	fprintf(stderr, "etcd_harness: etcd's log ends:\n%s\n", buf);
+}
+
+/* Forks the guardian of e->dir (see the top comment). */
+static int guard_start(struct embkv_test_etcd *e)
+{
+	int pfd[2];
+	ssize_t n;
+	char c;
+
+	if (pipe(pfd))
+		return -errno;
+	e->guard = fork();
+	if (e->guard < 0) {
+		e->guard = 0;
+		close(pfd[0]);
+		close(pfd[1]);
+		return -errno;
+	}
+	if (e->guard == 0) {
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		for (int fd = 3; fd < FD_SCAN_MAX; fd++)
+			if (fd != pfd[0])
+				close(fd);
+		while ((n = read(pfd[0], &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n == 1) /* stopped cleanly: the directory is gone */
+			_exit(0);
+		sleep_ms(GUARD_GRACE_MS); /* etcd gets its SIGKILL */
+		nftw(e->dir, rm_one, NFTW_FDS, FTW_DEPTH | FTW_PHYS);
+		_exit(0);
+	}
+	close(pfd[0]);
+	e->guard_fd = pfd[1];
+	fcntl(e->guard_fd, F_SETFD, FD_CLOEXEC);
+	return 0;
 }
 
 static pid_t spawn(const struct embkv_test_etcd *e)
@@ -191,6 +232,12 @@ int embkv_test_etcd_start(struct embkv_test_etcd *e)
 	if (!mkdtemp(tmpl))
 		return -errno;
 	snprintf(e->dir, sizeof(e->dir), "%s", tmpl);
+	rc = guard_start(e);
+	if (rc) {
+		embkv_test_etcd_stop(e);
+		return rc;
+	}
+	rc = -EADDRNOTAVAIL;
 	for (int t = 0; t < PORT_TRIES; t++) {
 		e->client_port = embkv_test_free_port();
 		e->peer_port = embkv_test_free_port();
@@ -244,4 +291,11 @@ void embkv_test_etcd_stop(struct embkv_test_etcd *e)
 	if (e->dir[0])
 		nftw(e->dir, rm_one, NFTW_FDS, FTW_DEPTH | FTW_PHYS);
 	e->dir[0] = '\0';
+	if (e->guard) {
+		if (write(e->guard_fd, "x", 1) < 0)
+			e->guard_fd = e->guard_fd; /* EOF does the same */
+		close(e->guard_fd);
+		waitpid(e->guard, NULL, 0);
+		e->guard = 0;
+	}
 }

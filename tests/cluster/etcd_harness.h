@@ -6,8 +6,10 @@
  * client and peer URLs on 127.0.0.1 at free ports, and returns once it
  * answers a read. etcd's own log goes to DIR/etcd.log and is copied to
  * stderr when it fails to start. The child dies with the thread that
- * started it (PR_SET_PDEATHSIG), so a crashed test leaves no etcd behind;
- * embkv_test_etcd_stop() also removes the directory.
+ * started it (PR_SET_PDEATHSIG), and a small guardian process removes the
+ * directory when the test process ends in any way (even SIGKILL, as on a
+ * ctest timeout): a dead test leaves neither etcd nor its files behind.
+ * embkv_test_etcd_stop() removes the directory itself.
  *
  * Test code: one thread per struct at a time; start it from the thread
  * that lives as long as the test (the main thread).
@@ -32,6 +34,8 @@ struct embkv_test_etcd {
 	char dir[EMBKV_TEST_ETCD_DIR_MAX];       /* "": none */
 	uint16_t client_port, peer_port;
 	char url[EMBKV_TEST_ETCD_URL_MAX];       /* http://127.0.0.1:PORT */
+	pid_t guard;                             /* the guardian, 0: none */
+	int guard_fd;                            /* its pipe's write end */
 };
 
 /* true when the etcd binary is there (a test may skip without it). */
