@@ -9,8 +9,9 @@
  * Both hold the same JSON value: {"id", "address" (the one clients use),
  * "addresses" (every listener), "pid", "host", "start_time" (Unix
  * seconds), "memory_limit" (bytes, 0: none), "version", "ttl"}.
- * P tables/<name> and P maps/<uid> are reserved for the table catalog and
- * the shard maps, changed only by CAS transactions.
+ * P tables/<name> (the table catalog with each table's shard map) and
+ * P acks/ belong to server/cluster.h; they change only by CAS
+ * transactions.
  *
  * Threads: embkv_member_join() and embkv_member_leave() run on the main
  * thread (server.c); in between, the member's own thread is the only one
