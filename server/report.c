@@ -4,7 +4,10 @@
  * What: STATS gathers the server's counters (summed over I/O threads),
  * rates over the last few seconds, latency quantiles (merged histograms)
  * and, per table, the store's totals plus the service's request counters.
- * SHARD_MAP describes the static placement: partition p on server p % S.
+ * SHARD_MAP describes the static placement: partition p on server p % S;
+ * asked for no table (EMBKV_WIRE_TABLE_ALL) it gives the membership alone
+ * (every server's address and which one this is), so that a client given
+ * one address learns the others.
  *
  * Why here: both read many things and change none; they run on the I/O
  * thread that received them, inside an RCU read-side section for the
@@ -189,6 +192,28 @@ reply:
 	free(g);
 }
 
+/* Encodes m and sends it as the reply to req_id (or an ERROR). */
+static void shard_map_reply(struct embkv_conn *c, uint64_t req_id,
+			    const struct embkv_wire_shard_map *m)
+{
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	rc = embkv_wire_shard_map_size(m, &len);
+	if (!rc)
+		rc = embkv_conn_reply(c, req_id,
+				      EMBKV_WIRE_OP_SHARD_MAP |
+					      EMBKV_WIRE_OP_REPLY,
+				      (uint32_t)len, &body);
+	if (!rc)
+		embkv_wire_shard_map_encode(m, body, len);
+	else
+		embkv_conn_error(c, req_id, rc, false,
+				 "cannot encode the shard map: %s",
+				 embkv_strerror(rc));
+}
+
 void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 			    uint32_t table_id)
 {
@@ -198,13 +223,15 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 		.epoch = s->epoch,
 		.table_id = table_id,
 		.n_servers = s->nservers,
+		.self = s->self,
 		.servers = (const char *const *)s->servers,
 	};
 	uint16_t *map;
-	uint8_t *body;
-	size_t len;
-	int rc;
 
+	if (table_id == EMBKV_WIRE_TABLE_ALL) { /* the membership */
+		shard_map_reply(c, req_id, &m);
+		return;
+	}
 	rcu_read_lock();
 	e = embkv_catalog_find_id(s->cat, table_id);
 	if (e)
@@ -224,17 +251,6 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 	for (uint32_t p = 0; p < m.n_partitions; p++)
 		map[p] = (uint16_t)(p % s->nservers);
 	m.part_server = map;
-	rc = embkv_wire_shard_map_size(&m, &len);
-	if (!rc)
-		rc = embkv_conn_reply(c, req_id,
-				      EMBKV_WIRE_OP_SHARD_MAP |
-					      EMBKV_WIRE_OP_REPLY,
-				      (uint32_t)len, &body);
-	if (!rc)
-		embkv_wire_shard_map_encode(&m, body, len);
-	else
-		embkv_conn_error(c, req_id, rc, false,
-				 "cannot encode the shard map: %s",
-				 embkv_strerror(rc));
+	shard_map_reply(c, req_id, &m);
 	free(map);
 }
