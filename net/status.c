@@ -23,6 +23,8 @@ static const char *const project_msgs[] = {
 	[13] = "peer disconnected",
 	[14] = "timed out",
 	[15] = "server internal error",
+	[16] = "inconsistent cluster state: the servers disagree about a table",
+	[17] = "the servers are not one cluster: they report different members",
 };
 
 const char *embkv_strerror(int status)
