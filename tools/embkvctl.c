@@ -1022,8 +1022,8 @@ out:
 		return EXIT_DOWN;
 	}
 	if (nbad) {
-		fprintf(stderr, "%s: tables: %d tables are not on every server "
-			"alike\n", prog, nbad);
+		fprintf(stderr, "%s: tables: not on every server alike: %d\n",
+			prog, nbad);
 		return EXIT_FAILED;
 	}
 	return 0;
