@@ -104,8 +104,7 @@ int embkv_members_learn(struct embkv_client *c, uint32_t ngiven,
 		n++;
 	}
 	if (!rc)
-		rc = embkv_rpc_exchange(c, rpcs, n, embkv_now_ms() +
-					c->connect_timeout_ms);
+		rc = embkv_rpc_exchange(c, rpcs, n, embkv_client_deadline(c));
 	for (i = 0; i < n && !rc; i++) {
 		const struct embkv_rpc *r = &rpcs[i];
 
