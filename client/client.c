@@ -115,6 +115,28 @@ const char *embkv_client_server_addr(const struct embkv_client *c,
 	return s ? s->addr : NULL;
 }
 
+int embkv_client_server_status(const struct embkv_client *c, uint32_t index)
+{
+	struct embkv_server *s = c ? embkv_client_server(c, index) : NULL;
+
+	return s ? __atomic_load_n(&s->status, __ATOMIC_RELAXED) : -EINVAL;
+}
+
+void embkv_client_server_seen(struct embkv_client *c, uint32_t server,
+			      int status)
+{
+	struct embkv_server *s = embkv_client_server(c, server);
+
+	if (s)
+		__atomic_store_n(&s->status, status, __ATOMIC_RELAXED);
+}
+
+void embkv_client_rpc_seen(struct embkv_client *c, const struct embkv_rpc *r)
+{
+	embkv_client_server_seen(c, r->server,
+				 r->status && !r->has_reply ? r->status : 0);
+}
+
 static int name_is(const char *a, const char *name, size_t len)
 {
 	return strlen(a) == len && memcmp(a, name, len) == 0;
@@ -188,6 +210,25 @@ static int server_resolve(struct embkv_client *c,
 			return (int)i;
 	}
 	return -1;
+}
+
+int embkv_client_server_alias(struct embkv_client *c, uint32_t index,
+			      const char *addr, size_t len)
+{
+	struct embkv_server *s;
+	int i, rc = 0;
+
+	if (len == 0 || len > EMBKV_WIRE_ADDR_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	s = index < c->nservers ? c->servers[index] : NULL;
+	i = server_lookup(c, addr, len, c->nservers);
+	if (!s || (i >= 0 && (uint32_t)i != index))
+		rc = -EINVAL;
+	else if (i < 0 && !s->alias[0])
+		memcpy(s->alias, addr, len); /* alias is zeroed: NUL-ended */
+	pthread_mutex_unlock(&c->lock);
+	return rc;
 }
 
 int embkv_client_server_find(struct embkv_client *c, const char *addr,
@@ -338,6 +379,7 @@ static int conn_open(struct embkv_client *c, uint32_t server,
 	cc->next_req_id = 1;
 	embkv_rx_init(&cc->rx, EMBKV_WIRE_MAX_PREAUTH_BODY);
 	rc = s->ep.ops->connect(&s->ep, wait, &cc->tc);
+	embkv_client_server_seen(c, server, rc);
 	if (rc)
 		goto free_conn;
 	if (cc->tc->ops->limits) {
@@ -348,6 +390,7 @@ static int conn_open(struct embkv_client *c, uint32_t server,
 	}
 	if (c->has_key) {
 		rc = handshake(c, cc, now + wait);
+		embkv_client_server_seen(c, server, rc);
 		if (rc)
 			goto close_conn;
 	}
@@ -518,7 +561,8 @@ void embkv_client_attr_init(struct embkv_client_attr *attr)
 
 static int attr_check(const struct embkv_client_attr *a)
 {
-	if (!a->servers || a->nservers == 0 || a->flags)
+	if (!a->servers || a->nservers == 0 ||
+	    (a->flags & ~EMBKV_CLIENT_ALLOW_DOWN))
 		return -EINVAL;
 	if (a->nservers > EMBKV_WIRE_MAX_SERVERS)
 		return EMBKV_ELIMIT;
@@ -534,6 +578,33 @@ static int attr_check(const struct embkv_client_attr *a)
 	return 0;
 }
 
+/*
+ * Connects (and authenticates) to servers [from, to) now, so that a wrong
+ * address or token is reported at creation. Without allow_down the first
+ * failure is returned; with it failures are only counted: *nup gets the
+ * servers reached, *first the first error.
+ */
+static int connect_range(struct embkv_client *c, uint32_t from, uint32_t to,
+			 int allow_down, uint32_t *nup, int *first)
+{
+	for (uint32_t i = from; i < to; i++) {
+		struct embkv_cconn *cc;
+		int rc = embkv_client_conn_get(c, i, embkv_now_ms() +
+					       c->connect_timeout_ms, &cc);
+
+		if (rc && !allow_down)
+			return rc;
+		if (rc) {
+			if (!*first)
+				*first = rc;
+			continue;
+		}
+		embkv_client_conn_put(c, cc);
+		(*nup)++;
+	}
+	return 0;
+}
+
 static uint32_t or_default(uint32_t v, uint32_t dflt)
 {
 	return v ? v : dflt;
@@ -542,12 +613,14 @@ static uint32_t or_default(uint32_t v, uint32_t dflt)
 int embkv_client_create(const struct embkv_client_attr *attr,
 			struct embkv_client **out)
 {
+	int allow_down, first = 0;
 	struct embkv_client *c;
-	uint32_t i;
+	uint32_t i, nup = 0;
 	int rc;
 
 	if (!attr || !out)
 		return -EINVAL;
+	allow_down = !!(attr->flags & EMBKV_CLIENT_ALLOW_DOWN);
 	rc = attr_check(attr);
 	if (rc)
 		return rc;
@@ -605,17 +678,17 @@ int embkv_client_create(const struct embkv_client_attr *attr,
 	rc = embkv_async_create(c);
 	if (rc)
 		goto free_servers;
-	/* Connect (and authenticate) to every server now, so that a wrong
-	 * address or token is reported here. */
-	for (i = 0; i < c->nservers; i++) {
-		struct embkv_cconn *cc;
-
-		rc = embkv_client_conn_get(c, i, embkv_now_ms() +
-					   c->connect_timeout_ms, &cc);
-		if (rc)
-			goto destroy_async;
-		embkv_client_conn_put(c, cc);
-	}
+	/* The servers given, then the members they name, then those. */
+	rc = connect_range(c, 0, attr->nservers, allow_down, &nup, &first);
+	if (!rc)
+		rc = embkv_members_learn(c, attr->nservers, allow_down);
+	if (!rc)
+		rc = connect_range(c, attr->nservers, c->nservers, allow_down,
+				   &nup, &first);
+	if (!rc && !nup)
+		rc = first;
+	if (rc)
+		goto destroy_async;
 	*out = c;
 	return 0;
 

@@ -36,6 +36,7 @@
 #define EMBKV_NO_TABLE UINT32_MAX     /* table id not known on a server */
 
 struct embkv_async;
+struct embkv_rpc;
 
 /* A pooled connection: authenticated, framing intact while !broken. */
 struct embkv_cconn {
@@ -59,6 +60,8 @@ struct embkv_server {
 	pthread_cond_t freed;               /* a connection came back */
 	struct embkv_cconn *idle;
 	uint32_t nconns;                    /* open: idle plus in use */
+	int status;                         /* atomic: the last try to reach
+					       it (embkv_client_server_status) */
 };
 
 /*
@@ -121,6 +124,18 @@ int embkv_client_server_find(struct embkv_client *c, const char *addr,
 			     size_t len, uint32_t *index);
 struct embkv_server *embkv_client_server(const struct embkv_client *c,
 					 uint32_t index);
+/*
+ * Records that server index also goes by addr (what the server called
+ * itself in its membership). 0; -EINVAL when addr already names another
+ * server (the same server given twice under two names). Any thread.
+ */
+int embkv_client_server_alias(struct embkv_client *c, uint32_t index,
+			      const char *addr, size_t len);
+/* Records how a try to reach server ended (embkv_client_server_status). */
+void embkv_client_server_seen(struct embkv_client *c, uint32_t server,
+			      int status);
+/* The same from an exchanged rpc: reached when it got any reply. */
+void embkv_client_rpc_seen(struct embkv_client *c, const struct embkv_rpc *r);
 /*
  * Takes a connection to server (an idle one, or a new one when fewer than
  * max_conns are open, connected and authenticated), waiting for one until
@@ -193,6 +208,20 @@ int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
 		       uint32_t n, uint64_t deadline);
 /* The request deadline of a call starting now. */
 uint64_t embkv_client_deadline(const struct embkv_client *c);
+
+/* Membership (members.c) ------------------------------------------------------ */
+
+/*
+ * Asks each of the first ngiven servers that is reachable
+ * (embkv_client_server_status 0) for the cluster's members, checks that
+ * they all report the same ones (else EMBKV_ECLUSTER), records the name
+ * each one calls itself, and adds the members the client does not know
+ * (not connected yet). A server that answers with an error (one that
+ * reports no membership) is left out; one that cannot be reached fails the
+ * call unless allow_down. 0 or a negative status. Client creation only.
+ */
+int embkv_members_learn(struct embkv_client *c, uint32_t ngiven,
+			int allow_down);
 
 /* Shard maps (table.c) ------------------------------------------------------- */
 

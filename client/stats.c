@@ -4,7 +4,9 @@
  * the replies calling the user's function per counter.
  *
  * Table ids are per server, so each server's STATS groups are named with
- * that server's own TABLE_LIST. The callback runs after the exchange, on
+ * that server's own TABLE_LIST. A server that fails is skipped (its error
+ * returned at the end, and recorded for embkv_client_server_status), so
+ * one dead server never hides the others. The callback runs after the exchange, on
  * the calling thread, with no lock and no connection held, so it may call
  * back into the library.
  */
@@ -144,6 +146,7 @@ int embkv_stats(struct embkv_client *c,
 	if (rc)
 		goto clear;
 	for (i = 0; i < n; i++) {
+		embkv_client_rpc_seen(c, &rpcs[2 * i + 1]);
 		rc = report(&rpcs[2 * i], &rpcs[2 * i + 1], i, fn, ctx);
 		if (rc && !err)
 			err = rc;

@@ -1,7 +1,7 @@
 /*
- * Tables from the client's side: create, drop and list on every server,
- * open (attributes, per-server table ids, shard map), and shard map
- * refresh.
+ * Tables from the client's side: create, drop, list and locate on every
+ * server, open (attributes, per-server table ids, shard map), and shard
+ * map refresh.
  *
  * Table ids and uids are per server (each server numbers its own tables
  * and draws their uids), so a handle keeps the table's id and uid on every
@@ -15,6 +15,14 @@
  * for a whole round and a refresh swaps the handle's pointer under its
  * lock. Invariant: a published map has a valid table id and uid for every
  * one of its servers, and its partition count is the table's.
+ *
+ * Create is all or nothing across the cluster (static peers, no
+ * coordinator): every server is asked whether it has the table first, so
+ * a server that is down, or a table some servers have and others not,
+ * stops it before anything is created; a create that then fails
+ * somewhere is dropped again where it succeeded. A missing part is never
+ * created afresh beside existing ones: its rows would silently come back
+ * re-initialised.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -474,20 +482,24 @@ int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,
 
 /* Create, drop, list ------------------------------------------------------- */
 
-/* One rpc per known server, each built by fill; exchanged. */
-static int all_servers(struct embkv_client *c, struct embkv_rpc **out,
-		       uint32_t *nout,
+/*
+ * One rpc per server of servers[0..n) (NULL: servers 0..n-1), each built
+ * by fill; exchanged, and each server's answer recorded
+ * (embkv_client_server_status).
+ */
+static int exchange_on(struct embkv_client *c, const uint32_t *servers,
+		       uint32_t n, struct embkv_rpc **out,
 		       int (*fill)(struct embkv_rpc *r, const void *arg),
 		       const void *arg)
 {
-	uint32_t n = embkv_client_server_count(c), i;
 	struct embkv_rpc *rpcs = calloc(n ? n : 1, sizeof(*rpcs));
+	uint32_t i;
 	int rc = 0;
 
 	if (!rpcs)
 		return -ENOMEM;
 	for (i = 0; i < n; i++)
-		embkv_rpc_init(&rpcs[i], i);
+		embkv_rpc_init(&rpcs[i], servers ? servers[i] : i);
 	for (i = 0; i < n && !rc; i++)
 		rc = fill(&rpcs[i], arg);
 	if (!rc)
@@ -496,9 +508,24 @@ static int all_servers(struct embkv_client *c, struct embkv_rpc **out,
 		rpcs_clear(rpcs, n);
 		return rc;
 	}
+	for (i = 0; i < n; i++)
+		embkv_client_rpc_seen(c, &rpcs[i]);
 	*out = rpcs;
-	*nout = n;
 	return 0;
+}
+
+/* One rpc per known server, each built by fill; exchanged. */
+static int all_servers(struct embkv_client *c, struct embkv_rpc **out,
+		       uint32_t *nout,
+		       int (*fill)(struct embkv_rpc *r, const void *arg),
+		       const void *arg)
+{
+	uint32_t n = embkv_client_server_count(c);
+	int rc = exchange_on(c, NULL, n, out, fill, arg);
+
+	if (!rc)
+		*nout = n;
+	return rc;
 }
 
 static int fill_create(struct embkv_rpc *r, const void *arg)
@@ -522,6 +549,11 @@ static int fill_drop(struct embkv_rpc *r, const void *arg)
 	return name_rpc(r, EMBKV_WIRE_OP_TABLE_DROP, arg);
 }
 
+static int fill_open(struct embkv_rpc *r, const void *arg)
+{
+	return name_rpc(r, EMBKV_WIRE_OP_TABLE_OPEN, arg);
+}
+
 static int fill_list(struct embkv_rpc *r, const void *arg)
 {
 	uint8_t *body;
@@ -532,11 +564,10 @@ static int fill_list(struct embkv_rpc *r, const void *arg)
 
 /*
  * Combines the per-server results of an operation sent everywhere: the
- * first error other than soft; else soft when every server said soft (or
- * any did, with soft_wins); else 0.
+ * first error other than soft; else soft when every server said soft;
+ * else 0.
  */
-static int combine(const struct embkv_rpc *rpcs, uint32_t n, int soft,
-		   int soft_wins)
+static int combine(const struct embkv_rpc *rpcs, uint32_t n, int soft)
 {
 	uint32_t i, nsoft = 0;
 
@@ -546,29 +577,166 @@ static int combine(const struct embkv_rpc *rpcs, uint32_t n, int soft,
 		else if (rpcs[i].status)
 			return rpcs[i].status;
 	}
-	if (nsoft && (soft_wins || nsoft == n))
-		return soft;
-	return 0;
+	return nsoft && nsoft == n ? soft : 0;
+}
+
+/* Every attribute the same (the name included). */
+static int attr_equal(const struct embkv_table_attr *a,
+		      const struct embkv_table_attr *b)
+{
+	const struct embkv_opt_attr *x = &a->opt, *y = &b->opt;
+
+	return strcmp(a->name, b->name) == 0 && a->dim == b->dim &&
+	       a->dtype == b->dtype && a->partitions == b->partitions &&
+	       a->capacity == b->capacity && x->type == y->type &&
+	       x->lr == y->lr && x->beta1 == y->beta1 &&
+	       x->beta2 == y->beta2 && x->eps == y->eps &&
+	       x->initial_accum == y->initial_accum && x->l1 == y->l1 &&
+	       x->l2 == y->l2 && x->ftrl_beta == y->ftrl_beta &&
+	       a->init.type == b->init.type && a->init.a == b->init.a &&
+	       a->init.b == b->init.b && a->init.seed == b->init.seed &&
+	       a->admit_after == b->admit_after &&
+	       a->lfu_decay_period == b->lfu_decay_period &&
+	       a->hash_seed == b->hash_seed &&
+	       a->index_load == b->index_load && a->flags == b->flags;
+}
+
+/*
+ * TABLE_OPEN name on every server: *st gets a malloc'ed array of *n
+ * statuses and attr the first attributes found, as embkv_table_locate
+ * says; returns what it returns (or -ENOMEM, a local error, with *st
+ * NULL).
+ */
+static int locate(struct embkv_client *c, const char *name,
+		  struct embkv_table_attr *attr, int **st, uint32_t *n)
+{
+	struct embkv_wire_table_info info;
+	uint32_t i, have = 0, lack = 0, differ = 0;
+	struct embkv_rpc *rpcs;
+	int rc, unreached = 0;
+
+	*st = NULL;
+	rc = all_servers(c, &rpcs, n, fill_open, name);
+	if (rc)
+		return rc;
+	*st = calloc(*n ? *n : 1, sizeof(**st));
+	if (!*st) {
+		rpcs_clear(rpcs, *n);
+		return -ENOMEM;
+	}
+	for (i = 0; i < *n; i++) {
+		int s = rpcs[i].status;
+
+		if (!s)
+			s = embkv_wire_table_info_decode(rpcs[i].body,
+							 rpcs[i].body_len,
+							 &info);
+		if (!s && have && !attr_equal(attr, &info.attr))
+			s = EMBKV_EINCONSISTENT;
+		if (!s && !have)
+			*attr = info.attr;
+		(*st)[i] = s;
+		if (!s)
+			have++;
+		else if (s == EMBKV_ENOTABLE)
+			lack++;
+		else if (s == EMBKV_EINCONSISTENT)
+			differ++;
+		else if (!unreached)
+			unreached = s;
+	}
+	rpcs_clear(rpcs, *n);
+	if (differ || (have && lack))
+		return EMBKV_EINCONSISTENT;
+	if (unreached)
+		return unreached;
+	return have ? 0 : EMBKV_ENOTABLE;
+}
+
+int embkv_table_locate(struct embkv_client *c, const char *name,
+		       struct embkv_table_attr *attr, int *status,
+		       uint32_t max)
+{
+	struct embkv_table_attr mine;
+	uint32_t n = 0;
+	size_t len;
+	int *st, rc;
+
+	if (!c || !name || (max && !status))
+		return -EINVAL;
+	rc = embkv_wire_name_size(name, &len);
+	if (rc)
+		return rc;
+	rc = locate(c, name, &mine, &st, &n);
+	if (!st)
+		return rc;
+	for (uint32_t i = 0; i < n && i < max; i++)
+		status[i] = st[i];
+	for (uint32_t i = 0; attr && i < n; i++)
+		if (st[i] == 0) { /* mine was filled */
+			*attr = mine;
+			break;
+		}
+	free(st);
+	return rc;
+}
+
+/*
+ * Undoes a create that failed somewhere: drops the table from every
+ * server that created it or may have (no reply came). 0 when none of
+ * them still has it, else EMBKV_EINCONSISTENT.
+ */
+static int create_undo(struct embkv_client *c, const char *name,
+		       const struct embkv_rpc *created, uint32_t n)
+{
+	struct embkv_rpc *rpcs;
+	uint32_t *servers, k = 0, i;
+	int rc;
+
+	servers = calloc(n ? n : 1, sizeof(*servers));
+	if (!servers)
+		return EMBKV_EINCONSISTENT;
+	for (i = 0; i < n; i++)
+		if (!created[i].status || !created[i].has_reply)
+			servers[k++] = created[i].server;
+	rc = exchange_on(c, servers, k, &rpcs, fill_drop, name);
+	free(servers);
+	if (rc)
+		return EMBKV_EINCONSISTENT;
+	for (i = 0; i < k && !rc; i++)
+		if (rpcs[i].status && rpcs[i].status != EMBKV_ENOTABLE)
+			rc = EMBKV_EINCONSISTENT;
+	rpcs_clear(rpcs, k);
+	return rc;
 }
 
 int embkv_table_create_remote(struct embkv_client *c,
 			      const struct embkv_table_attr *attr)
 {
+	struct embkv_table_attr found;
 	struct embkv_rpc *rpcs;
-	uint32_t n;
-	int rc;
+	uint32_t n, i;
+	int *st, rc;
 
 	if (!c || !attr)
 		return -EINVAL;
 	rc = embkv_table_attr_check(attr);
 	if (rc)
 		return rc;
+	/* Every server must answer, and none may have the table. */
+	rc = locate(c, attr->name, &found, &st, &n);
+	free(st);
+	if (rc == 0)
+		return EMBKV_ETABLEEXISTS;
+	if (rc != EMBKV_ENOTABLE)
+		return rc;
 	rc = all_servers(c, &rpcs, &n, fill_create, attr);
 	if (rc)
 		return rc;
-	/* A server that had it already makes the name "used", but the
-	 * others did create it: the table exists everywhere either way. */
-	rc = combine(rpcs, n, EMBKV_ETABLEEXISTS, 1);
+	for (i = 0; i < n && !rc; i++)
+		rc = rpcs[i].status;
+	if (rc && create_undo(c, attr->name, rpcs, n))
+		rc = EMBKV_EINCONSISTENT;
 	rpcs_clear(rpcs, n);
 	return rc;
 }
@@ -588,7 +756,7 @@ int embkv_table_drop_remote(struct embkv_client *c, const char *name)
 	rc = all_servers(c, &rpcs, &n, fill_drop, name);
 	if (rc)
 		return rc;
-	rc = combine(rpcs, n, EMBKV_ENOTABLE, 0);
+	rc = combine(rpcs, n, EMBKV_ENOTABLE);
 	rpcs_clear(rpcs, n);
 	return rc;
 }
@@ -607,20 +775,26 @@ int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
 	struct embkv_wire_table_list l;
 	struct embkv_rpc *rpcs;
 	uint32_t n, i, k, nall = 0, total = 0;
-	int rc;
+	int rc, err = 0;
 
 	if (!c || !count || (max && !out))
 		return -EINVAL;
 	rc = all_servers(c, &rpcs, &n, fill_list, NULL);
 	if (rc)
 		return rc;
+	/* A server that failed is left out, its error kept for the end. */
 	for (i = 0; i < n; i++) {
-		rc = rpcs[i].status;
-		if (!rc)
-			rc = embkv_wire_table_list_decode(rpcs[i].body,
-							  rpcs[i].body_len, &l);
-		if (rc)
-			goto free_all;
+		int s = rpcs[i].status;
+
+		if (!s)
+			s = embkv_wire_table_list_decode(rpcs[i].body,
+							 rpcs[i].body_len, &l);
+		if (s && !err)
+			err = s;
+		if (s) {
+			rpcs[i].status = s;
+			continue;
+		}
 		total += l.count; /* each <= EMBKV_WIRE_MAX_TABLES */
 	}
 	all = malloc((total ? total : 1) * sizeof(*all));
@@ -629,6 +803,8 @@ int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
 		goto free_all;
 	}
 	for (i = 0; i < n; i++) {
+		if (rpcs[i].status)
+			continue;
 		embkv_wire_table_list_decode(rpcs[i].body, rpcs[i].body_len, &l);
 		while (embkv_wire_table_list_next(&l, &e)) {
 			memcpy(all[nall].name, e.name, sizeof(e.name));
@@ -636,7 +812,8 @@ int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
 			nall++;
 		}
 	}
-	/* Every server lists the same tables: sort, keep one of each. */
+	/* The servers list the same tables, or should: sort, keep one of
+	 * each (embkv_table_locate tells where each one is). */
 	if (nall)
 		qsort(all, nall, sizeof(*all), summary_cmp);
 	for (i = 0, k = 0; i < nall; i++)
@@ -645,6 +822,7 @@ int embkv_table_list(struct embkv_client *c, struct embkv_table_summary *out,
 	for (i = 0; i < k && i < max; i++)
 		out[i] = all[i];
 	*count = k;
+	rc = err;
 free_all:
 	free(all);
 	rpcs_clear(rpcs, n);

@@ -23,7 +23,9 @@ static const char *const project_msgs[] = {
 	[13] = "peer disconnected",
 	[14] = "timed out",
 	[15] = "server internal error",
-	[16] = "partition not loaded on its server (restarted, waiting for a "
+	[16] = "inconsistent cluster state: the servers disagree about a table",
+	[17] = "the servers are not one cluster: they report different members",
+	[18] = "partition not loaded on its server (restarted, waiting for a "
 	       "checkpoint or a stream)",
 };
 

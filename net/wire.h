@@ -643,15 +643,20 @@ bool embkv_wire_stats_next(struct embkv_wire_stats *s, uint32_t *table_id,
 /*
  * SHARD_MAP reply: u64 epoch, u32 table id, u32 partition count P (a power
  * of two, <= EMBKV_MAX_PARTITIONS), u32 server count S (1 to
- * EMBKV_WIRE_MAX_SERVERS), u32 reserved 0, u16 part_server[P] (each < S),
- * then S addresses (u16 length, 1 to EMBKV_WIRE_ADDR_MAX bytes, no NUL).
+ * EMBKV_WIRE_MAX_SERVERS), u32 self (< S: the answering server's index),
+ * u16 part_server[P] (each < S), then S addresses (u16 length, 1 to
+ * EMBKV_WIRE_ADDR_MAX bytes, no NUL).
+ *
+ * Asked for table id EMBKV_WIRE_TABLE_ALL, the reply is the cluster's
+ * membership: that table id, P = 0 and no part_server (P = 0 is
+ * EMBKV_EPROTO with any other table id).
  */
 enum embkv_wire_shard_map_off {
 	EMBKV_WIRE_SHARD_MAP_EPOCH = 0,       /* u64 */
 	EMBKV_WIRE_SHARD_MAP_TABLE = 8,       /* u32 */
 	EMBKV_WIRE_SHARD_MAP_PARTS = 12,      /* u32 */
 	EMBKV_WIRE_SHARD_MAP_SERVERS = 16,    /* u32 */
-	EMBKV_WIRE_SHARD_MAP_RESERVED = 20,   /* u32 0 */
+	EMBKV_WIRE_SHARD_MAP_SELF = 20,       /* u32 */
 	EMBKV_WIRE_SHARD_MAP_PART_SERVER = 24, /* u16[P], then addresses */
 };
 struct embkv_wire_shard_map {
@@ -659,7 +664,9 @@ struct embkv_wire_shard_map {
 	uint32_t table_id;
 	uint32_t n_partitions;
 	uint32_t n_servers;
-	const uint16_t *part_server;   /* n_partitions server indexes */
+	uint32_t self;                 /* the answering server's index */
+	const uint16_t *part_server;   /* n_partitions server indexes (NULL
+	                                  when n_partitions is 0) */
 	const char *const *servers;    /* encode only: n_servers C strings */
 	struct embkv_wire_cursor cur;  /* decode only: see _next_server */
 };

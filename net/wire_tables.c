@@ -686,6 +686,12 @@ static int addr_len(const char *addr, size_t *len)
 	return *len ? 0 : -EINVAL;
 }
 
+/* A table's map has a power of two partitions; the membership none. */
+static bool parts_ok(uint32_t table_id, uint32_t parts)
+{
+	return table_id == EMBKV_WIRE_TABLE_ALL ? parts == 0 : is_pow2(parts);
+}
+
 int embkv_wire_shard_map_size(const struct embkv_wire_shard_map *m,
 			      size_t *len)
 {
@@ -694,12 +700,13 @@ int embkv_wire_shard_map_size(const struct embkv_wire_shard_map *m,
 	uint32_t i;
 	int rc;
 
-	if (!m || !len || !m->part_server || !m->servers)
+	if (!m || !len || !m->servers || (m->n_partitions && !m->part_server))
 		return -EINVAL;
 	if (m->n_partitions > EMBKV_MAX_PARTITIONS ||
 	    m->n_servers > EMBKV_WIRE_MAX_SERVERS)
 		return EMBKV_ELIMIT;
-	if (!is_pow2(m->n_partitions) || !m->n_servers)
+	if (!parts_ok(m->table_id, m->n_partitions) || !m->n_servers ||
+	    m->self >= m->n_servers)
 		return -EINVAL;
 	for (i = 0; i < m->n_partitions; i++)
 		if (m->part_server[i] >= m->n_servers)
@@ -732,7 +739,7 @@ int embkv_wire_shard_map_encode(const struct embkv_wire_shard_map *m,
 	put_u32(body + EMBKV_WIRE_SHARD_MAP_TABLE, m->table_id);
 	put_u32(body + EMBKV_WIRE_SHARD_MAP_PARTS, m->n_partitions);
 	put_u32(body + EMBKV_WIRE_SHARD_MAP_SERVERS, m->n_servers);
-	put_u32(body + EMBKV_WIRE_SHARD_MAP_RESERVED, 0);
+	put_u32(body + EMBKV_WIRE_SHARD_MAP_SELF, m->self);
 	p = body + EMBKV_WIRE_SHARD_MAP_PART_SERVER;
 	for (i = 0; i < m->n_partitions; i++, p += U16_SIZE)
 		put_u16(p, m->part_server[i]);
@@ -747,7 +754,7 @@ int embkv_wire_shard_map_decode(const uint8_t *body, size_t len,
 {
 	struct embkv_wire_str addr;
 	const uint8_t *map;
-	uint32_t parts, servers, i;
+	uint32_t parts, servers, self, table_id, i;
 	struct rd r;
 	int rc = dec_args(body, len, out);
 
@@ -755,12 +762,13 @@ int embkv_wire_shard_map_decode(const uint8_t *body, size_t len,
 		return rc;
 	if (len < EMBKV_WIRE_SHARD_MAP_PART_SERVER)
 		return EMBKV_EPROTO;
+	table_id = get_u32(body + EMBKV_WIRE_SHARD_MAP_TABLE);
 	parts = get_u32(body + EMBKV_WIRE_SHARD_MAP_PARTS);
 	servers = get_u32(body + EMBKV_WIRE_SHARD_MAP_SERVERS);
+	self = get_u32(body + EMBKV_WIRE_SHARD_MAP_SELF);
 	if (parts > EMBKV_MAX_PARTITIONS || servers > EMBKV_WIRE_MAX_SERVERS)
 		return EMBKV_ELIMIT;
-	if (!is_pow2(parts) || !servers ||
-	    get_u32(body + EMBKV_WIRE_SHARD_MAP_RESERVED))
+	if (!parts_ok(table_id, parts) || !servers || self >= servers)
 		return EMBKV_EPROTO;
 	map = body + EMBKV_WIRE_SHARD_MAP_PART_SERVER;
 	r.p = map;
@@ -779,10 +787,11 @@ int embkv_wire_shard_map_decode(const uint8_t *body, size_t len,
 	if (r.p != r.end)
 		return EMBKV_EPROTO;
 	out->epoch = get_u64(body + EMBKV_WIRE_SHARD_MAP_EPOCH);
-	out->table_id = get_u32(body + EMBKV_WIRE_SHARD_MAP_TABLE);
+	out->table_id = table_id;
 	out->n_partitions = parts;
 	out->n_servers = servers;
-	out->part_server = (const uint16_t *)(const void *)map;
+	out->self = self;
+	out->part_server = parts ? (const uint16_t *)(const void *)map : NULL;
 	out->servers = NULL;
 	out->cur.end = r.end;
 	out->cur.left = servers;

@@ -4,7 +4,10 @@
  * What: STATS gathers the server's counters (summed over I/O threads),
  * rates over the last few seconds, latency quantiles (merged histograms)
  * and, per table, the store's totals plus the service's request counters.
- * SHARD_MAP describes the static placement: partition p on server p % S.
+ * SHARD_MAP describes the static placement: partition p on server p % S;
+ * asked for no table (EMBKV_WIRE_TABLE_ALL) it gives the membership alone
+ * (every server's address and which one this is), so that a client given
+ * one address learns the others.
  *
  * Why here: both read many things and change none; they run on the I/O
  * thread that received them, inside an RCU read-side section for the
@@ -191,50 +194,86 @@ reply:
 	embkv_catalog_entry_put(one);
 }
 
-void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
-			    uint32_t table_id, uint64_t uid)
+/* Encodes m and sends it as the reply to req_id (or an ERROR). */
+static void shard_map_reply(struct embkv_conn *c, uint64_t req_id,
+			    const struct embkv_wire_shard_map *m)
 {
-	struct embkv_server *s = c->io->srv;
-	struct embkv_catalog_entry *e;
-	struct embkv_wire_shard_map m = { .table_id = table_id };
-	const struct embkvd_map *cur;
-	uint16_t *map = NULL;
 	uint8_t *body;
 	size_t len;
 	int rc;
 
-	e = embkv_svc_table_get(c, req_id, table_id, uid);
-	if (!e)
-		return;
-	m.n_partitions = e->table->nparts;
-	map = malloc(sizeof(*map) * m.n_partitions);
-	if (!map) {
-		embkv_catalog_entry_put(e);
-		embkv_conn_error(c, req_id, -ENOMEM, false,
-				 "no memory for a shard map");
-		return;
-	}
-	rcu_read_lock();
-	cur = embkvd_table_map(s, e);
-	for (uint32_t p = 0; p < m.n_partitions; p++)
-		map[p] = (uint16_t)embkvd_map_server(cur, p);
-	m.epoch = cur->epoch;
-	m.n_servers = cur->nservers;
-	m.servers = (const char *const *)cur->servers;
-	m.part_server = map;
-	rc = embkv_wire_shard_map_size(&m, &len);
+	rc = embkv_wire_shard_map_size(m, &len);
 	if (!rc)
 		rc = embkv_conn_reply(c, req_id,
 				      EMBKV_WIRE_OP_SHARD_MAP |
 					      EMBKV_WIRE_OP_REPLY,
 				      (uint32_t)len, &body);
 	if (!rc)
-		embkv_wire_shard_map_encode(&m, body, len);
-	rcu_read_unlock();
-	if (rc)
+		embkv_wire_shard_map_encode(m, body, len);
+	else
 		embkv_conn_error(c, req_id, rc, false,
 				 "cannot encode the shard map: %s",
 				 embkv_strerror(rc));
+}
+
+void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
+			    uint32_t table_id, uint64_t uid)
+{
+	struct embkv_server *s = c->io->srv;
+	struct embkv_catalog_entry *e = NULL;
+	struct embkv_wire_shard_map m = { .table_id = table_id };
+	const struct embkvd_map *cur;
+	const char **servers = NULL;
+	uint16_t *map = NULL;
+
+	if (table_id != EMBKV_WIRE_TABLE_ALL) {
+		e = embkv_svc_table_get(c, req_id, table_id, uid);
+		if (!e)
+			return;
+		m.n_partitions = e->table->nparts;
+		map = malloc(sizeof(*map) * m.n_partitions);
+		if (!map) {
+			embkv_catalog_entry_put(e);
+			embkv_conn_error(c, req_id, -ENOMEM, false,
+					 "no memory for a shard map");
+			return;
+		}
+	}
+	rcu_read_lock();
+	/* The membership (no table): the server's map, whose epoch is 0 in
+	 * a cluster coordinated by etcd. */
+	cur = e ? embkvd_table_map(s, e) : embkvd_map_cur(&s->map);
+	for (uint32_t p = 0; p < m.n_partitions; p++)
+		map[p] = (uint16_t)embkvd_map_server(cur, p);
+	m.epoch = cur->epoch;
+	m.n_servers = cur->nservers;
+	m.self = cur->self;
+	m.servers = (const char *const *)cur->servers;
+	m.part_server = map;
+	if (cur->self == EMBKVD_MAP_NOT_MEMBER) {
+		/* A table none of whose partitions is here: this server is
+		 * named last, holding none, so that self stays true. */
+		servers = malloc(sizeof(*servers) * (cur->nservers + 1u));
+		if (servers) {
+			memcpy(servers, cur->servers,
+			       sizeof(*servers) * cur->nservers);
+			rcu_read_lock();
+			servers[cur->nservers] =
+				embkvd_map_cur(&s->map)->servers[
+					embkvd_map_cur(&s->map)->self];
+			rcu_read_unlock();
+			m.servers = servers;
+			m.self = cur->nservers;
+			m.n_servers = cur->nservers + 1u;
+		}
+	}
+	if (!servers && cur->self == EMBKVD_MAP_NOT_MEMBER)
+		embkv_conn_error(c, req_id, -ENOMEM, false,
+				 "no memory for a shard map");
+	else
+		shard_map_reply(c, req_id, &m);
+	rcu_read_unlock();
+	free(servers);
 	free(map);
 	embkv_catalog_entry_put(e);
 }

@@ -236,6 +236,7 @@ static void sample_shard_map(struct embkv_wire_shard_map *m)
 	m->table_id = 3;
 	m->n_partitions = N_MAP_PARTS;
 	m->n_servers = N_MAP_SERVERS;
+	m->self = N_MAP_SERVERS - 1;
 	m->part_server = map_parts;
 	m->servers = map_servers;
 }
@@ -1493,6 +1494,7 @@ static void test_shard_map_round_trip(void **state)
 	assert_int_equal(m.table_id, 3);
 	assert_int_equal(m.n_partitions, N_MAP_PARTS);
 	assert_int_equal(m.n_servers, N_MAP_SERVERS);
+	assert_int_equal(m.self, N_MAP_SERVERS - 1);
 	assert_ptr_equal(m.part_server,
 			 s->body + EMBKV_WIRE_SHARD_MAP_PART_SERVER);
 	assert_memory_equal(m.part_server, map_parts, sizeof(map_parts));
@@ -1521,6 +1523,7 @@ static void test_shard_map_round_trip(void **state)
 	sample_shard_map(&bad);
 	bad.n_partitions = 1;
 	bad.n_servers = 1;
+	bad.self = 0;
 	bad.part_server = parts;
 	bad.servers = servers;
 	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), EMBKV_ELIMIT);
@@ -1528,6 +1531,42 @@ static void test_shard_map_round_trip(void **state)
 	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), 0);
 	servers[0] = "";
 	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), -EINVAL);
+	sample_shard_map(&bad);
+	bad.self = N_MAP_SERVERS; /* not one of the servers */
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), -EINVAL);
+	bad.self = 0;
+	bad.n_partitions = 0; /* only the membership has no partitions */
+	assert_int_equal(embkv_wire_shard_map_size(&bad, &len), -EINVAL);
+}
+
+/* The membership: SHARD_MAP for no table, no partitions. */
+static void test_shard_map_members(void **state)
+{
+	struct embkv_wire_shard_map m, out;
+	struct embkv_wire_str addr;
+	uint8_t body[256];
+	size_t len;
+
+	(void)state;
+	sample_shard_map(&m);
+	m.table_id = EMBKV_WIRE_TABLE_ALL;
+	m.n_partitions = 0;
+	m.part_server = NULL;
+	m.self = 1;
+	assert_int_equal(embkv_wire_shard_map_size(&m, &len), 0);
+	assert_true(len <= sizeof(body));
+	assert_int_equal(embkv_wire_shard_map_encode(&m, body, len), 0);
+	assert_int_equal(embkv_wire_shard_map_decode(body, len, &out), 0);
+	assert_int_equal(out.table_id, EMBKV_WIRE_TABLE_ALL);
+	assert_int_equal(out.n_partitions, 0);
+	assert_null(out.part_server);
+	assert_int_equal(out.n_servers, N_MAP_SERVERS);
+	assert_int_equal(out.self, 1);
+	assert_true(embkv_wire_shard_map_next_server(&out, &addr));
+	assert_int_equal(addr.len, strlen(map_servers[0]));
+	m.n_partitions = 1; /* the membership maps no partition */
+	m.part_server = map_parts;
+	assert_int_equal(embkv_wire_shard_map_size(&m, &len), -EINVAL);
 }
 
 /* A shard map body laid out by hand, bypassing the encoder's checks:
@@ -1618,7 +1657,7 @@ static void test_shard_map_invalid(void **state)
 	put32(b + EMBKV_WIRE_SHARD_MAP_SERVERS, N_MAP_SERVERS + 1);
 	assert_int_equal(DEC(), EMBKV_EPROTO);
 	RESET();
-	put32(b + EMBKV_WIRE_SHARD_MAP_RESERVED, 1);
+	put32(b + EMBKV_WIRE_SHARD_MAP_SELF, N_MAP_SERVERS); /* no such server */
 	assert_int_equal(DEC(), EMBKV_EPROTO);
 	RESET();
 	put16(map + 2 * N_MAP_PARTS, 0); /* first address empty */
@@ -2543,6 +2582,7 @@ int main(void)
 		cmocka_unit_test(test_shard_map_round_trip),
 		cmocka_unit_test(test_shard_map_invalid),
 		cmocka_unit_test(test_shard_map_partitions),
+		cmocka_unit_test(test_shard_map_members),
 		cmocka_unit_test(test_error_round_trip),
 		cmocka_unit_test(test_empty_bodies),
 		cmocka_unit_test(test_limit_keys),

@@ -93,6 +93,7 @@ int embkv_tool_connect(const char *prog, const struct embkv_tool_conn *conn,
 	a.servers = servers;
 	a.nservers = n;
 	a.token = tok;
+	a.flags = conn->flags;
 	if (conn->timeout_ms) {
 		a.connect_timeout_ms = conn->timeout_ms;
 		a.request_timeout_ms = conn->timeout_ms;
@@ -103,8 +104,14 @@ int embkv_tool_connect(const char *prog, const struct embkv_tool_conn *conn,
 	goto free_all;
 
 fail:
-	fprintf(stderr, "%s: cannot connect to %s: %s\n", prog, list,
-		embkv_strerror(rc));
+	if (rc == EMBKV_ECLUSTER || rc == -EINVAL)
+		fprintf(stderr, "%s: %s: %s\n", prog, list, embkv_strerror(rc));
+	else if (conn->flags & EMBKV_CLIENT_ALLOW_DOWN)
+		fprintf(stderr, "%s: no server of %s answered: %s\n", prog,
+			list, embkv_strerror(rc));
+	else
+		fprintf(stderr, "%s: cannot connect to %s: %s\n", prog, list,
+			embkv_strerror(rc));
 free_all:
 	if (tok) {
 		explicit_bzero(tok, EMBKV_TOOL_TOKEN_MAX + 2);

@@ -17,6 +17,7 @@ struct embkv_tool_conn {
 				     EMBKV_TOOL_DEFAULT_SERVER */
 	const char *token_file;   /* --token-file, may be NULL */
 	uint32_t timeout_ms;      /* 0: the library's defaults */
+	uint32_t flags;           /* embkv_client_attr.flags */
 };
 
 /* Parses a whole decimal (or 0x hex) number in [min, max]: 0 or -EINVAL.

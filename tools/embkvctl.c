@@ -9,7 +9,14 @@
  * Everything goes through libembkv's public API, so the tool also shows
  * what a client sees. Output is aligned human-readable tables, or one JSON
  * document with --json. Exit status: 0 success, 1 an operation failed, 2
- * usage error.
+ * usage error, 3 some server did not answer (stats and tables still
+ * report the others).
+ *
+ * One server address is enough: the client learns the cluster's other
+ * members from it. The client is made with EMBKV_CLIENT_ALLOW_DOWN, so a
+ * dead member never blinds the operator: stats and tables mark it DOWN
+ * with its own error and report the rest; create-table refuses (nothing
+ * created) and drop-table names it.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,6 +32,7 @@
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
+#define EXIT_DOWN 3      /* a server did not answer; the others reported */
 #define CELL_MAX 96u
 #define STAT_NAME_BYTES 32u
 #define LIST_MAX 65536u
@@ -40,7 +48,8 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 "  --servers LIST       servers, comma-separated tcp://host:port (default\n"
-"                       $" EMBKV_TOOL_SERVERS_ENV " or " EMBKV_TOOL_DEFAULT_SERVER ")\n"
+"                       $" EMBKV_TOOL_SERVERS_ENV " or " EMBKV_TOOL_DEFAULT_SERVER "); one\n"
+"                       is enough: the others are learned from it\n"
 "  --token-file FILE    shared secret for authentication (the file's\n"
 "                       content, trailing newlines removed)\n"
 "  --json               print one JSON document instead of tables\n"
@@ -49,15 +58,23 @@ static void usage(FILE *f)
 "  -h, --help           this help\n"
 "\n"
 "Commands:\n"
-"  stats [--all]        counters per server and per table: rows, capacity,\n"
+"  stats [--all] [--json]\n"
+"                       counters per server and per table: rows, capacity,\n"
 "                       memory, hits, misses, inserts, evictions, admission\n"
 "                       rejects, pulls and pushes per second, p50/p99\n"
-"                       handling latency, connections; --all lists every\n"
-"                       counter the servers report\n"
-"  tables               the tables and their attributes\n"
+"                       handling latency, connections, and TOTAL rows that\n"
+"                       sum them over the servers that answered; a server\n"
+"                       that did not is marked DOWN with its error; --all\n"
+"                       lists every counter the servers report\n"
+"  tables [--json]      the tables, their attributes and whether every\n"
+"                       server has them alike (else INCONSISTENT, with\n"
+"                       where each is missing); DOWN servers as in stats\n"
 "  create-table NAME [ATTRS]\n"
-"                       creates a table on every server; ATTRS (defaults\n"
-"                       in brackets):\n"
+"                       creates a table on every server of the cluster or\n"
+"                       on none: refused when a server does not answer or\n"
+"                       some servers have the table already (INCONSISTENT:\n"
+"                       drop it first), undone when a server fails. ATTRS\n"
+"                       (defaults in brackets):\n"
 "      --dim D                 row width, 1-4096 [64]\n"
 "      --partitions P          a power of two, <= 65536 [64]\n"
 "      --capacity N            rows, whole table [1048576]\n"
@@ -78,13 +95,16 @@ static void usage(FILE *f)
 "      --index-load X          index load at capacity, 0.5-1 (0: the\n"
 "                              server's default) [0]\n"
 "      --dtype f32             storage type [f32]\n"
-"  drop-table NAME      drops a table everywhere\n"
+"  drop-table NAME      drops a table from every server that has it (names\n"
+"                       the servers that did not answer)\n"
 "  map NAME [--partitions]\n"
 "                       shard map: epoch, partitions per server;\n"
 "                       --partitions lists each partition's server\n"
 "%s"
 "\n"
-"Exit status: 0 success, 1 the operation failed, 2 usage error.\n",
+"Exit status: 0 success, 1 the operation failed (or tables found an\n"
+"INCONSISTENT table), 2 usage error, 3 a server did not answer (stats and\n"
+"tables report the others).\n",
 		embkv_ctl_members_usage_opts, embkv_ctl_members_usage_cmds);
 }
 
@@ -250,12 +270,68 @@ static void tt_free(struct text_table *t)
  * error never needs a server). */
 struct cmd_args {
 	int all;                      /* stats --all */
+	int json;                     /* stats --json, tables --json */
 	int list;                     /* map --partitions */
 	const char *name;             /* drop-table, map */
 	struct embkv_table_attr attr; /* create-table */
 };
 
 #define HELP_SHOWN (-1)
+
+/* Servers that did not answer ---------------------------------------------- */
+
+/*
+ * Why server srv counts as down after a cluster-wide call: the error that
+ * reaching it ended with, else call_rc when it reported nothing (answered
+ * is 0) although it was reached; 0 when it is up.
+ */
+static int server_error(struct embkv_client *c, uint32_t srv, int answered,
+			int call_rc)
+{
+	int st = embkv_client_server_status(c, srv);
+
+	if (st)
+		return st;
+	if (!answered)
+		return call_rc ? call_rc : EMBKV_EPROTO;
+	return 0;
+}
+
+/* One "ADDRESS  DOWN  error" line (the operator's view of a dead member). */
+static void print_down(FILE *f, struct embkv_client *c, uint32_t srv, int err)
+{
+	fprintf(f, "%s  DOWN  %s\n", embkv_client_server_addr(c, srv),
+		embkv_strerror(err));
+}
+
+/* Servers that did not answer this client's last try to reach them. */
+static uint32_t down_count(struct embkv_client *c)
+{
+	uint32_t n = 0;
+
+	for (uint32_t srv = 0; srv < embkv_client_server_count(c); srv++)
+		n += embkv_client_server_status(c, srv) != 0;
+	return n;
+}
+
+/* The "servers" JSON array: every server, up or down with its error. */
+static void servers_json(struct embkv_client *c, const int *err)
+{
+	uint32_t nsrv = embkv_client_server_count(c);
+
+	printf("\"servers\":[");
+	for (uint32_t srv = 0; srv < nsrv; srv++) {
+		printf("%s{\"index\":%u,\"address\":", srv ? "," : "", srv);
+		json_str(embkv_client_server_addr(c, srv));
+		printf(",\"up\":%s", err[srv] ? "false" : "true");
+		if (err[srv]) {
+			printf(",\"error\":");
+			json_str(embkv_strerror(err[srv]));
+		}
+		printf("}");
+	}
+	printf("]");
+}
 
 /* stats ---------------------------------------------------------------------- */
 
@@ -315,6 +391,52 @@ static int stat_get(const struct stat_set *s, uint32_t server,
 	return 0;
 }
 
+/* Whether a counter adds up across servers: not times, quantiles, the
+ * epoch or the per-server table count. */
+static int summable(const char *name)
+{
+	size_t len = strlen(name);
+
+	return strcmp(name, "uptime_s") != 0 && strcmp(name, "epoch") != 0 &&
+	       strcmp(name, "tables") != 0 &&
+	       !(len > 3 && strcmp(name + len - 3, "_us") == 0);
+}
+
+/* Sum of counter name in table (NULL: server-wide) over the servers that
+ * answered; 0 when none reported it. */
+static int stat_sum(const struct stat_set *s, const char *table,
+		    const char *name, uint64_t *sum)
+{
+	int any = 0;
+
+	*sum = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stat_rec *r = &s->v[i];
+
+		if (r->has_table == (table != NULL) &&
+		    (!table || strcmp(r->table, table) == 0) &&
+		    strcmp(r->name, name) == 0) {
+			*sum += r->value;
+			any = 1;
+		}
+	}
+	return any;
+}
+
+/* 1 when an earlier record (before i) matches r's (server, table) group,
+ * or r's table when server is UINT32_MAX (any server). */
+static int seen_before(const struct stat_set *s, size_t i, uint32_t server)
+{
+	const struct stat_rec *r = &s->v[i];
+
+	for (size_t k = 0; k < i; k++)
+		if (s->v[k].has_table &&
+		    (server == UINT32_MAX || s->v[k].server == server) &&
+		    strcmp(s->v[k].table, r->table) == 0)
+			return 1;
+	return 0;
+}
+
 enum col_fmt { FMT_NUM, FMT_BYTES, FMT_SECONDS };
 
 struct col {
@@ -368,7 +490,9 @@ static void cell_fmt(char *cell, enum col_fmt fmt, uint64_t v)
 	}
 }
 
-/* Fills cols of row from (server, table) counters; "-" where missing. */
+/* Fills cols of row from (server, table) counters, or from their sums
+ * over the servers that answered when server is UINT32_MAX; "-" where
+ * missing (or not summable). */
 static void fill_cols(char (*row)[CELL_MAX], const struct col *cols,
 		      size_t ncols, const struct stat_set *s, uint32_t server,
 		      const char *table)
@@ -376,79 +500,133 @@ static void fill_cols(char (*row)[CELL_MAX], const struct col *cols,
 	for (size_t c = 0; c < ncols; c++) {
 		uint64_t v;
 
-		if (stat_get(s, server, table, cols[c].counter, &v))
+		if (server == UINT32_MAX) {
+			if (summable(cols[c].counter) &&
+			    stat_sum(s, table, cols[c].counter, &v))
+				cell_fmt(row[c], cols[c].fmt, v);
+		} else if (stat_get(s, server, table, cols[c].counter, &v)) {
 			cell_fmt(row[c], cols[c].fmt, v);
+		}
 	}
 }
 
-static int print_stats_human(struct embkv_client *c, const struct stat_set *s,
-			     int all)
+static int print_stats_all(struct embkv_client *c, const struct stat_set *s,
+			   const int *err)
 {
-	const char *hdr[MAX_COLS];
-	struct text_table t;
+	static const char *const hdr[] = { "SERVER", "TABLE", "COUNTER",
+					   "VALUE" };
 	uint32_t nsrv = embkv_client_server_count(c);
 	char (*row)[CELL_MAX];
-	size_t i, k;
+	struct text_table t;
 
-	if (all) {
-		hdr[0] = "SERVER";
-		hdr[1] = "TABLE";
-		hdr[2] = "COUNTER";
-		hdr[3] = "VALUE";
-		if (tt_init(&t, 4, 3, hdr))
-			return -ENOMEM;
-		for (i = 0; i < s->n; i++) {
-			if (!(row = tt_row(&t)))
-				goto oom;
-			snprintf(row[0], CELL_MAX, "%u", s->v[i].server);
-			snprintf(row[1], CELL_MAX, "%s",
-				 s->v[i].has_table ? s->v[i].table : "(server)");
-			snprintf(row[2], CELL_MAX, "%s", s->v[i].name);
-			snprintf(row[3], CELL_MAX, "%" PRIu64, s->v[i].value);
-		}
-		tt_print(&t);
-		tt_free(&t);
-		return 0;
-	}
-	hdr[0] = "SERVER";
-	hdr[1] = "ADDRESS";
-	for (k = 0; k < NCOLS(server_cols); k++)
-		hdr[2 + k] = server_cols[k].header;
-	if (tt_init(&t, 2 + NCOLS(server_cols), 2, hdr))
+	if (tt_init(&t, 4, 3, hdr))
 		return -ENOMEM;
-	for (uint32_t srv = 0; srv < nsrv; srv++) {
-		if (!(row = tt_row(&t)))
-			goto oom;
-		snprintf(row[0], CELL_MAX, "%u", srv);
-		snprintf(row[1], CELL_MAX, "%s", embkv_client_server_addr(c, srv));
-		fill_cols(row + 2, server_cols, NCOLS(server_cols), s, srv, NULL);
+	for (size_t i = 0; i < s->n; i++) {
+		if (!(row = tt_row(&t))) {
+			tt_free(&t);
+			return -ENOMEM;
+		}
+		snprintf(row[0], CELL_MAX, "%u", s->v[i].server);
+		snprintf(row[1], CELL_MAX, "%s",
+			 s->v[i].has_table ? s->v[i].table : "(server)");
+		snprintf(row[2], CELL_MAX, "%s", s->v[i].name);
+		snprintf(row[3], CELL_MAX, "%" PRIu64, s->v[i].value);
 	}
 	tt_print(&t);
 	tt_free(&t);
-	putchar('\n');
+	for (uint32_t srv = 0; srv < nsrv; srv++)
+		if (err[srv])
+			print_down(stdout, c, srv, err[srv]);
+	return 0;
+}
 
+/* The server table: one row per server (down ones marked), then the
+ * cluster's sums over the servers that answered. */
+static int print_server_table(struct embkv_client *c, const struct stat_set *s,
+			      const int *err, uint32_t nup)
+{
+	uint32_t nsrv = embkv_client_server_count(c);
+	const char *hdr[MAX_COLS];
+	char (*row)[CELL_MAX];
+	struct text_table t;
+	size_t k;
+
+	hdr[0] = "SERVER";
+	hdr[1] = "ADDRESS";
+	hdr[2] = "STATE";
+	for (k = 0; k < NCOLS(server_cols); k++)
+		hdr[3 + k] = server_cols[k].header;
+	if (tt_init(&t, 3 + NCOLS(server_cols), 3, hdr))
+		return -ENOMEM;
+	for (uint32_t srv = 0; srv <= nsrv; srv++) {
+		if (!(row = tt_row(&t))) {
+			tt_free(&t);
+			return -ENOMEM;
+		}
+		if (srv == nsrv) { /* the totals */
+			snprintf(row[0], CELL_MAX, "TOTAL");
+			snprintf(row[1], CELL_MAX, "%u of %u servers", nup,
+				 nsrv);
+			fill_cols(row + 3, server_cols, NCOLS(server_cols), s,
+				  UINT32_MAX, NULL);
+			continue;
+		}
+		snprintf(row[0], CELL_MAX, "%u", srv);
+		snprintf(row[1], CELL_MAX, "%s", embkv_client_server_addr(c, srv));
+		snprintf(row[2], CELL_MAX, "%s", err[srv] ? "DOWN" : "up");
+		if (!err[srv])
+			fill_cols(row + 3, server_cols, NCOLS(server_cols), s,
+				  srv, NULL);
+	}
+	tt_print(&t);
+	tt_free(&t);
+	if (nup < nsrv) {
+		putchar('\n');
+		for (uint32_t srv = 0; srv < nsrv; srv++)
+			if (err[srv])
+				print_down(stdout, c, srv, err[srv]);
+	}
+	return 0;
+}
+
+/* The table table: per table, one row per server that has it, then its
+ * sums over them. */
+static int print_table_table(const struct stat_set *s)
+{
+	const char *hdr[MAX_COLS];
+	char (*row)[CELL_MAX];
+	struct text_table t;
+	size_t i, k;
+
+	hdr[0] = "SERVER";
 	hdr[1] = "TABLE";
 	for (k = 0; k < NCOLS(table_cols); k++)
 		hdr[2 + k] = table_cols[k].header;
 	if (tt_init(&t, 2 + NCOLS(table_cols), 2, hdr))
 		return -ENOMEM;
-	/* One row per (server, table), in the order the servers sent. */
 	for (i = 0; i < s->n; i++) {
 		const struct stat_rec *r = &s->v[i];
-		int dup = 0;
 
-		if (!r->has_table)
+		if (!r->has_table || seen_before(s, i, UINT32_MAX))
 			continue;
-		for (k = 0; k < i && !dup; k++)
-			dup = s->v[k].has_table && s->v[k].server == r->server &&
-			      strcmp(s->v[k].table, r->table) == 0;
-		if (dup)
-			continue;
+		for (k = i; k < s->n; k++) {
+			const struct stat_rec *q = &s->v[k];
+
+			if (!q->has_table || strcmp(q->table, r->table) != 0 ||
+			    seen_before(s, k, q->server))
+				continue;
+			if (!(row = tt_row(&t)))
+				goto oom;
+			snprintf(row[0], CELL_MAX, "%u", q->server);
+			snprintf(row[1], CELL_MAX, "%s", q->table);
+			fill_cols(row + 2, table_cols, NCOLS(table_cols), s,
+				  q->server, q->table);
+		}
 		if (!(row = tt_row(&t)))
 			goto oom;
-		snprintf(row[0], CELL_MAX, "%u", r->server);
+		snprintf(row[0], CELL_MAX, "TOTAL");
 		snprintf(row[1], CELL_MAX, "%s", r->table);
-		fill_cols(row + 2, table_cols, NCOLS(table_cols), s, r->server,
+		fill_cols(row + 2, table_cols, NCOLS(table_cols), s, UINT32_MAX,
 			  r->table);
 	}
 	if (t.nrows == 1)
@@ -462,62 +640,112 @@ oom:
 	return -ENOMEM;
 }
 
-static void print_stats_json(struct embkv_client *c, const struct stat_set *s)
+static int print_stats_human(struct embkv_client *c, const struct stat_set *s,
+			     const int *err, uint32_t nup, int all)
+{
+	int rc;
+
+	if (all)
+		return print_stats_all(c, s, err);
+	rc = print_server_table(c, s, err, nup);
+	if (rc)
+		return rc;
+	printf("\nTOTAL rows: sums over the %u of %u servers that answered\n\n",
+	       nup, embkv_client_server_count(c));
+	return print_table_table(s);
+}
+
+/* {"name":value,...} of server srv's counters in table (NULL: its own),
+ * or their sums over the servers that answered when srv is UINT32_MAX. */
+static void counters_json(const struct stat_set *s, uint32_t srv,
+			  const char *table)
+{
+	int first = 1;
+
+	printf("{");
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stat_rec *r = &s->v[i];
+		uint64_t v = r->value;
+		int dup = 0;
+
+		if (r->has_table != (table != NULL) ||
+		    (table && strcmp(r->table, table) != 0))
+			continue;
+		if (srv == UINT32_MAX) {
+			for (size_t k = 0; k < i && !dup; k++)
+				dup = s->v[k].has_table == r->has_table &&
+				      strcmp(s->v[k].table, r->table) == 0 &&
+				      strcmp(s->v[k].name, r->name) == 0;
+			if (dup || !summable(r->name))
+				continue;
+			stat_sum(s, table, r->name, &v);
+		} else if (r->server != srv) {
+			continue;
+		}
+		printf("%s", first ? "" : ",");
+		json_str(r->name);
+		printf(":%" PRIu64, v);
+		first = 0;
+	}
+	printf("}");
+}
+
+/* {"table":{counters},...} for server srv, or the sums (UINT32_MAX). */
+static void tables_json(const struct stat_set *s, uint32_t srv)
+{
+	int first = 1;
+
+	printf("{");
+	for (size_t i = 0; i < s->n; i++) {
+		const struct stat_rec *r = &s->v[i];
+
+		if (!r->has_table || (srv != UINT32_MAX && r->server != srv) ||
+		    seen_before(s, i, srv))
+			continue;
+		printf("%s", first ? "" : ",");
+		json_str(r->table);
+		printf(":");
+		counters_json(s, srv, r->table);
+		first = 0;
+	}
+	printf("}");
+}
+
+static void print_stats_json(struct embkv_client *c, const struct stat_set *s,
+			     const int *err, uint32_t nup)
 {
 	uint32_t nsrv = embkv_client_server_count(c);
 
 	printf("{\"servers\":[");
 	for (uint32_t srv = 0; srv < nsrv; srv++) {
-		int first = 1;
-
 		printf("%s{\"index\":%u,\"address\":", srv ? "," : "", srv);
 		json_str(embkv_client_server_addr(c, srv));
-		printf(",\"counters\":{");
-		for (size_t i = 0; i < s->n; i++) {
-			if (s->v[i].server != srv || s->v[i].has_table)
-				continue;
-			printf("%s", first ? "" : ",");
-			json_str(s->v[i].name);
-			printf(":%" PRIu64, s->v[i].value);
-			first = 0;
-		}
-		printf("},\"tables\":{");
-		first = 1;
-		for (size_t i = 0; i < s->n; i++) {
-			const struct stat_rec *r = &s->v[i];
-			int seen = 0, inner = 1;
-
-			if (r->server != srv || !r->has_table)
-				continue;
-			for (size_t k = 0; k < i && !seen; k++)
-				seen = s->v[k].server == srv && s->v[k].has_table &&
-				       strcmp(s->v[k].table, r->table) == 0;
-			if (seen)
-				continue;
-			printf("%s", first ? "" : ",");
-			json_str(r->table);
-			printf(":{");
-			for (size_t k = i; k < s->n; k++) {
-				if (s->v[k].server != srv || !s->v[k].has_table ||
-				    strcmp(s->v[k].table, r->table) != 0)
-					continue;
-				printf("%s", inner ? "" : ",");
-				json_str(s->v[k].name);
-				printf(":%" PRIu64, s->v[k].value);
-				inner = 0;
-			}
+		if (err[srv]) {
+			printf(",\"up\":false,\"error\":");
+			json_str(embkv_strerror(err[srv]));
 			printf("}");
-			first = 0;
+			continue;
 		}
-		printf("}}");
+		printf(",\"up\":true,\"counters\":");
+		counters_json(s, srv, NULL);
+		printf(",\"tables\":");
+		tables_json(s, srv);
+		printf("}");
 	}
-	printf("]}\n");
+	/* sums of the summable counters over the servers that answered */
+	printf("],\"totals\":{\"servers\":%u,\"servers_up\":%u,\"counters\":",
+	       nsrv, nup);
+	counters_json(s, UINT32_MAX, NULL);
+	printf(",\"tables\":");
+	tables_json(s, UINT32_MAX);
+	printf("}}\n");
 }
 
 static int parse_stats(int argc, char **argv, struct cmd_args *a)
 {
 	static const struct option opts[] = {
 		{ "all", no_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -528,6 +756,8 @@ static int parse_stats(int argc, char **argv, struct cmd_args *a)
 	while ((o = getopt_long(argc, argv, "+:ah", opts, NULL)) != -1) {
 		if (o == 'a')
 			a->all = 1;
+		else if (o == 'j')
+			a->json = 1;
 		else if (o == 'h')
 			return HELP_SHOWN;
 		else
@@ -538,30 +768,57 @@ static int parse_stats(int argc, char **argv, struct cmd_args *a)
 	return 0;
 }
 
+/* 1 when server srv reported its own counters. */
+static int stats_answered(const struct stat_set *s, uint32_t srv)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->v[i].server == srv && !s->v[i].has_table)
+			return 1;
+	return 0;
+}
+
 static int cmd_stats(struct embkv_client *c, const struct cmd_args *a,
 		     int json)
 {
+	uint32_t nsrv = embkv_client_server_count(c), nup = 0;
 	struct stat_set s = { 0 };
-	int rc;
+	int call_rc, rc = 0, *err;
 
-	rc = embkv_stats(c, on_stat, &s);
-	if (!rc && s.oom)
+	err = calloc(nsrv ? nsrv : 1, sizeof(*err));
+	if (!err)
+		return failed("stats", -ENOMEM);
+	/* Fails when some server did; the others are in s. */
+	call_rc = embkv_stats(c, on_stat, &s);
+	if (s.oom)
 		rc = -ENOMEM;
-	if (!rc) {
-		if (json)
-			print_stats_json(c, &s);
-		else
-			rc = print_stats_human(c, &s, a->all);
+	for (uint32_t srv = 0; srv < nsrv && !rc; srv++) {
+		err[srv] = server_error(c, srv, stats_answered(&s, srv),
+					call_rc);
+		nup += !err[srv];
 	}
+	if (!rc && !nup)
+		rc = call_rc ? call_rc : EMBKV_EPROTO;
+	if (!rc && json)
+		print_stats_json(c, &s, err, nup);
+	else if (!rc)
+		rc = print_stats_human(c, &s, err, nup, a->all);
 	free(s.v);
-	return rc ? failed("stats", rc) : 0;
+	free(err);
+	if (rc)
+		return failed("stats", rc);
+	if (nup < nsrv) {
+		fprintf(stderr, "%s: stats: %u of %u servers did not answer\n",
+			prog, nsrv - nup, nsrv);
+		return EXIT_DOWN;
+	}
+	return 0;
 }
 
 /* tables ---------------------------------------------------------------------- */
 
-static void attr_json(const struct embkv_table_attr *a)
+static void attr_json_fields(const struct embkv_table_attr *a)
 {
-	printf("{\"name\":");
+	printf("\"name\":");
 	json_str(a->name);
 	printf(",\"dim\":%u,\"dtype\":\"f32\",\"partitions\":%u,"
 	       "\"capacity\":%" PRIu64 ",\"optimizer\":\"%s\",\"lr\":%g,"
@@ -569,7 +826,7 @@ static void attr_json(const struct embkv_table_attr *a)
 	       "\"l1\":%g,\"l2\":%g,\"ftrl_beta\":%g,\"init\":\"%s\","
 	       "\"init_a\":%g,\"init_b\":%g,\"init_seed\":%" PRIu64 ","
 	       "\"admit_after\":%u,\"lfu_decay_period\":%u,"
-	       "\"hash_seed\":%" PRIu64 ",\"index_load\":%g}",
+	       "\"hash_seed\":%" PRIu64 ",\"index_load\":%g",
 	       a->dim, a->partitions, a->capacity,
 	       embkv_optimizer_name(a->opt.type), (double)a->opt.lr,
 	       (double)a->opt.beta1, (double)a->opt.beta2, (double)a->opt.eps,
@@ -580,14 +837,123 @@ static void attr_json(const struct embkv_table_attr *a)
 	       a->lfu_decay_period, a->hash_seed, (double)a->index_load);
 }
 
+static void attr_json(const struct embkv_table_attr *a)
+{
+	printf("{");
+	attr_json_fields(a);
+	printf("}");
+}
+
+/* What server srv's locate status says about the table there. */
+static const char *where_word(int st)
+{
+	if (st == 0)
+		return "has it";
+	if (st == EMBKV_ENOTABLE)
+		return "missing";
+	if (st == EMBKV_EINCONSISTENT)
+		return "different attributes";
+	return "down";
+}
+
+/* 1 when some server has the table (a locate status of 0). */
+static int any_has(const int *st, uint32_t nsrv)
+{
+	for (uint32_t srv = 0; srv < nsrv; srv++)
+		if (st[srv] == 0)
+			return 1;
+	return 0;
+}
+
+/* "missing_on":[...],"differs_on":[...] of a locate's statuses. */
+static void where_json(struct embkv_client *c, const int *st, uint32_t nsrv)
+{
+	static const char *const keys[] = { "missing_on", "differs_on" };
+	static const int codes[] = { EMBKV_ENOTABLE, EMBKV_EINCONSISTENT };
+
+	for (size_t k = 0; k < 2; k++) {
+		int first = 1;
+
+		printf(",\"%s\":[", keys[k]);
+		for (uint32_t srv = 0; srv < nsrv; srv++) {
+			if (st[srv] != codes[k])
+				continue;
+			printf("%s", first ? "" : ",");
+			json_str(embkv_client_server_addr(c, srv));
+			first = 0;
+		}
+		printf("]");
+	}
+}
+
 static int parse_tables(int argc, char **argv, struct cmd_args *a)
 {
-	(void)a;
-	if (argc == 2 && is_help(argv[1]))
-		return HELP_SHOWN;
-	if (argc > 1)
-		return usage_error("tables: unexpected argument %s", argv[1]);
+	for (int i = 1; i < argc; i++) {
+		if (is_help(argv[i]))
+			return HELP_SHOWN;
+		if (strcmp(argv[i], "--json") == 0)
+			a->json = 1;
+		else
+			return usage_error("tables: unexpected argument %s",
+					   argv[i]);
+	}
 	return 0;
+}
+
+/*
+ * One table's row (or JSON object): its attributes as the first server
+ * that has it says, and its state across the servers that answered: "ok",
+ * or "INCONSISTENT" with, after the table, where it is missing or differs.
+ * 1 when inconsistent, 0 when not, -1 when no server has it any more.
+ */
+static int table_entry(struct embkv_client *c, const char *name, int json,
+		       int first, struct text_table *t, int *st, uint32_t nsrv)
+{
+	struct embkv_table_attr a;
+	char (*row)[CELL_MAX];
+	int rc, bad;
+
+	for (uint32_t srv = 0; srv < nsrv; srv++)
+		st[srv] = EMBKV_ENOTABLE;
+	rc = embkv_table_locate(c, name, &a, st, nsrv);
+	if (rc && rc != EMBKV_EINCONSISTENT && !any_has(st, nsrv))
+		return -1; /* dropped meanwhile, or only on servers now down */
+	bad = rc == EMBKV_EINCONSISTENT;
+	if (json) {
+		printf("%s{", first ? "" : ",");
+		attr_json_fields(&a);
+		printf(",\"state\":\"%s\"", bad ? "inconsistent" : "ok");
+		where_json(c, st, nsrv);
+		printf("}");
+		return bad;
+	}
+	if (!(row = tt_row(t)))
+		return -ENOMEM;
+	snprintf(row[0], CELL_MAX, "%s", a.name);
+	snprintf(row[1], CELL_MAX, "%u", a.dim);
+	snprintf(row[2], CELL_MAX, "%u", a.partitions);
+	snprintf(row[3], CELL_MAX, "%" PRIu64, a.capacity);
+	snprintf(row[4], CELL_MAX, "%s", embkv_optimizer_name(a.opt.type));
+	snprintf(row[5], CELL_MAX, "%g", (double)a.opt.lr);
+	snprintf(row[6], CELL_MAX, "%s", embkv_init_name(a.init.type));
+	snprintf(row[7], CELL_MAX, "%u", a.admit_after);
+	snprintf(row[8], CELL_MAX, "%s", bad ? "INCONSISTENT" : "ok");
+	return bad;
+}
+
+/* After the table: where each inconsistent table is and is not. */
+static void print_where(struct embkv_client *c, const char *name, int *st,
+			uint32_t nsrv)
+{
+	for (uint32_t srv = 0; srv < nsrv; srv++)
+		st[srv] = EMBKV_ENOTABLE;
+	if (embkv_table_locate(c, name, NULL, st, nsrv) != EMBKV_EINCONSISTENT)
+		return;
+	printf("%s: INCONSISTENT:", name);
+	for (uint32_t srv = 0; srv < nsrv; srv++)
+		printf("%s %s %s", srv ? "," : "",
+		       embkv_client_server_addr(c, srv), where_word(st[srv]));
+	printf("\n");
 }
 
 static int cmd_tables(struct embkv_client *c, const struct cmd_args *args,
@@ -595,72 +961,77 @@ static int cmd_tables(struct embkv_client *c, const struct cmd_args *args,
 {
 	static const char *const hdr[] = {
 		"NAME", "DIM", "PARTITIONS", "CAPACITY", "OPTIMIZER", "LR",
-		"INIT", "ADMIT_AFTER",
+		"INIT", "ADMIT_AFTER", "STATE",
 	};
+	uint32_t nsrv = embkv_client_server_count(c), count = 0, nup = 0;
 	struct embkv_table_summary *list;
-	struct text_table t;
-	uint32_t count = 0;
-	int rc, err = 0;
+	int list_rc, rc = 0, nbad = 0, shown = 0, *st = NULL, *err = NULL;
+	struct text_table t = { 0 };
 
 	(void)args;
 	list = calloc(LIST_MAX, sizeof(*list));
-	if (!list)
-		return failed("tables", -ENOMEM);
-	rc = embkv_table_list(c, list, LIST_MAX, &count);
-	if (rc) {
-		free(list);
-		return failed("tables", rc);
+	st = calloc(nsrv ? nsrv : 1, sizeof(*st));
+	err = calloc(nsrv ? nsrv : 1, sizeof(*err));
+	if (!list || !st || !err ||
+	    (!json && tt_init(&t, sizeof(hdr) / sizeof(hdr[0]), 1, hdr))) {
+		rc = -ENOMEM;
+		goto out;
 	}
+	/* Fails when some server did; the others' tables are in list. */
+	list_rc = embkv_table_list(c, list, LIST_MAX, &count);
 	if (count > LIST_MAX)
 		count = LIST_MAX;
-	if (!json && tt_init(&t, sizeof(hdr) / sizeof(hdr[0]), 1, hdr)) {
-		free(list);
-		return failed("tables", -ENOMEM);
-	}
 	if (json)
 		printf("{\"tables\":[");
 	for (uint32_t i = 0; i < count; i++) {
-		struct embkv_table_handle *h;
-		const struct embkv_table_attr *a;
-		char (*row)[CELL_MAX];
+		int e = table_entry(c, list[i].name, json, !shown, &t, st, nsrv);
 
-		rc = embkv_table_open(c, list[i].name, &h);
-		if (rc) { /* dropped meanwhile, or a server failed */
-			fprintf(stderr, "%s: open %s: %s\n", prog, list[i].name,
-				embkv_strerror(rc));
-			err = rc;
-			continue;
+		if (e == -ENOMEM) {
+			rc = e;
+			break;
 		}
-		a = embkv_table_attr_get(h);
-		if (json) {
-			printf("%s", i ? "," : "");
-			attr_json(a);
-		} else if ((row = tt_row(&t))) {
-			snprintf(row[0], CELL_MAX, "%s", a->name);
-			snprintf(row[1], CELL_MAX, "%u", a->dim);
-			snprintf(row[2], CELL_MAX, "%u", a->partitions);
-			snprintf(row[3], CELL_MAX, "%" PRIu64, a->capacity);
-			snprintf(row[4], CELL_MAX, "%s",
-				 embkv_optimizer_name(a->opt.type));
-			snprintf(row[5], CELL_MAX, "%g", (double)a->opt.lr);
-			snprintf(row[6], CELL_MAX, "%s", embkv_init_name(a->init.type));
-			snprintf(row[7], CELL_MAX, "%u", a->admit_after);
-		} else {
-			err = -ENOMEM;
-		}
-		embkv_table_close(h);
+		shown += e >= 0;
+		nbad += e > 0;
+	}
+	for (uint32_t srv = 0; srv < nsrv; srv++) {
+		err[srv] = server_error(c, srv, 1, list_rc);
+		nup += !err[srv];
 	}
 	if (json) {
-		printf("]}\n");
-	} else {
-		if (count)
+		printf("],");
+		servers_json(c, err);
+		printf("}\n");
+	} else if (!rc) {
+		if (shown)
 			tt_print(&t);
 		else
 			printf("(no tables)\n");
-		tt_free(&t);
+		for (uint32_t i = 0; nbad && i < count; i++)
+			print_where(c, list[i].name, st, nsrv);
+		for (uint32_t srv = 0; srv < nsrv; srv++)
+			if (err[srv])
+				print_down(stdout, c, srv, err[srv]);
 	}
+	if (!rc && !nup)
+		rc = list_rc ? list_rc : EMBKV_EPROTO;
+out:
+	tt_free(&t);
+	free(err);
+	free(st);
 	free(list);
-	return err ? EXIT_FAILED : 0;
+	if (rc)
+		return failed("tables", rc);
+	if (nup < nsrv) {
+		fprintf(stderr, "%s: tables: %u of %u servers did not answer\n",
+			prog, nsrv - nup, nsrv);
+		return EXIT_DOWN;
+	}
+	if (nbad) {
+		fprintf(stderr, "%s: tables: not on every server alike: %d\n",
+			prog, nbad);
+		return EXIT_FAILED;
+	}
+	return 0;
 }
 
 /* create-table ---------------------------------------------------------- */
@@ -770,6 +1141,48 @@ static int parse_create(int argc, char **argv, struct cmd_args *args)
 	return 0;
 }
 
+/*
+ * Why a create failed, server by server: the ones that did not answer
+ * (then nothing was created), or where the table is and is not when the
+ * cluster disagrees about it.
+ */
+static int create_failed(struct embkv_client *c, const char *name, int rc)
+{
+	uint32_t nsrv = embkv_client_server_count(c);
+	int *st = calloc(nsrv ? nsrv : 1, sizeof(*st));
+
+	if (rc == EMBKV_EINCONSISTENT || rc == EMBKV_ETABLEEXISTS ||
+	    !down_count(c))
+		fprintf(stderr, "%s: create-table %s: %s\n", prog, name,
+			embkv_strerror(rc));
+	else
+		fprintf(stderr, "%s: create-table %s: not created: a server "
+			"of the cluster did not answer\n", prog, name);
+	if (rc == EMBKV_EINCONSISTENT && st &&
+	    embkv_table_locate(c, name, NULL, st, nsrv) == EMBKV_EINCONSISTENT) {
+		for (uint32_t srv = 0; srv < nsrv; srv++)
+			fprintf(stderr, "%s:   %s: %s\n", prog,
+				embkv_client_server_addr(c, srv),
+				where_word(st[srv]));
+		fprintf(stderr, "%s: nothing was created; the table's rows on "
+			"the servers that have it are kept. To start it afresh: "
+			"drop-table %s, then create-table again\n", prog, name);
+	} else {
+		for (uint32_t srv = 0; srv < nsrv; srv++) {
+			int e = embkv_client_server_status(c, srv);
+
+			if (e) {
+				fprintf(stderr, "%s: ", prog);
+				print_down(stderr, c, srv, e);
+			}
+		}
+		if (rc != EMBKV_ETABLEEXISTS && !down_count(c))
+			fprintf(stderr, "%s: nothing was created\n", prog);
+	}
+	free(st);
+	return EXIT_FAILED;
+}
+
 static int cmd_create(struct embkv_client *c, const struct cmd_args *args,
 		      int json)
 {
@@ -778,7 +1191,7 @@ static int cmd_create(struct embkv_client *c, const struct cmd_args *args,
 
 	rc = embkv_table_create_remote(c, a);
 	if (rc)
-		return failed("create-table", rc);
+		return create_failed(c, a->name, rc);
 	if (json) {
 		printf("{\"created\":");
 		attr_json(a);
@@ -809,6 +1222,20 @@ static int cmd_drop(struct embkv_client *c, const struct cmd_args *a,
 	int rc;
 
 	rc = embkv_table_drop_remote(c, a->name);
+	if (rc && down_count(c)) {
+		/* the others did drop it: name the ones that failed */
+		fprintf(stderr, "%s: drop-table %s: dropped from the servers "
+			"that answered, not from:\n", prog, a->name);
+		for (uint32_t srv = 0; srv < embkv_client_server_count(c); srv++) {
+			int e = embkv_client_server_status(c, srv);
+
+			if (e) {
+				fprintf(stderr, "%s: ", prog);
+				print_down(stderr, c, srv, e);
+			}
+		}
+		return EXIT_FAILED;
+	}
 	if (rc)
 		return failed("drop-table", rc);
 	if (json) {
@@ -1007,9 +1434,12 @@ int main(int argc, char **argv)
 	}
 	if (rc)
 		return rc;
+	/* One dead server must not blind the operator: every command
+	 * starts with the servers that answer, and says who did not. */
+	conn.flags = EMBKV_CLIENT_ALLOW_DOWN;
 	if (embkv_tool_connect(prog, &conn, &c))
 		return EXIT_FAILED;
-	rc = cmd->run(c, &args, json);
+	rc = cmd->run(c, &args, json || args.json);
 	embkv_client_destroy(c);
 	return rc;
 }

@@ -43,10 +43,16 @@ enum embkv_status {
 	EMBKV_EDISCONNECTED = EMBKV_ERR_BASE - 13, /* peer went away */
 	EMBKV_ETIMEDOUT = EMBKV_ERR_BASE - 14, /* no answer in time */
 	EMBKV_ESERVER = EMBKV_ERR_BASE - 15,   /* server-side internal error */
+	/* The servers of a cluster disagree: a table exists on some of them
+	 * only, or with other attributes, or a create could not be undone. */
+	EMBKV_EINCONSISTENT = EMBKV_ERR_BASE - 16,
+	/* The servers a client was given are not one cluster: they report
+	 * different members. */
+	EMBKV_ECLUSTER = EMBKV_ERR_BASE - 17,
 	/* A partition the server holds but has not loaded yet (it restarted
 	 * and waits for a checkpoint or a stream to fill it): its rows are
 	 * not served, never replaced by freshly initialised ones. */
-	EMBKV_EUNAVAIL = EMBKV_ERR_BASE - 16,
+	EMBKV_EUNAVAIL = EMBKV_ERR_BASE - 18,
 	EMBKV_ERR_LAST = EMBKV_EUNAVAIL,
 };
 
@@ -172,17 +178,32 @@ struct embkv_client_attr {
 	/* Worker threads that run async operations, started on the first
 	 * one. Default 2 (0: default), at most 64. */
 	uint32_t async_threads;
-	uint32_t flags;                /* reserved, must be 0 */
+	uint32_t flags;                /* EMBKV_CLIENT_* below; others must be 0 */
 };
+
+/* embkv_client_attr.flags: embkv_client_create succeeds when at least one
+ * server of the cluster answers; the others are retried by each call that
+ * needs them (for operator tools: report who is down). */
+#define EMBKV_CLIENT_ALLOW_DOWN (1u << 0)
 
 /* Defaults: no servers, no token, the values above. */
 void embkv_client_attr_init(struct embkv_client_attr *attr);
 
-/* Connects (and authenticates) to every server. 0, -EINVAL (bad attr or
- * server address, duplicate address), -EPROTONOSUPPORT (scheme not built
- * in), -ENOMEM, EMBKV_EAUTH, EMBKV_ETIMEDOUT, EMBKV_EDISCONNECTED,
- * -ECONNREFUSED, ... On success the caller owns *out until
- * embkv_client_destroy(). */
+/*
+ * Creates a client of the cluster that attr's servers belong to. Each of
+ * them that answers is asked for the cluster's members (an embkvd's
+ * --peers, or itself alone), and the members the client was not given are
+ * added after attr's servers: one address of a cluster is enough. Then it
+ * connects (and authenticates) to every server, given and learned.
+ *
+ * 0, -EINVAL (bad attr or server address, the same server twice),
+ * -EPROTONOSUPPORT (scheme not built in), -ENOMEM, EMBKV_ECLUSTER (the
+ * servers report different members), or a server's connection error
+ * (EMBKV_EAUTH, EMBKV_ETIMEDOUT, EMBKV_EDISCONNECTED, -ECONNREFUSED, ...):
+ * without EMBKV_CLIENT_ALLOW_DOWN that of the first server that could not
+ * be reached, with it only when none could. On success the caller owns
+ * *out until embkv_client_destroy().
+ */
 int embkv_client_create(const struct embkv_client_attr *attr,
 			struct embkv_client **out);
 /* Closes every connection; waits for outstanding async operations first.
@@ -196,15 +217,58 @@ void embkv_client_destroy(struct embkv_client *c);
 uint32_t embkv_client_server_count(const struct embkv_client *c);
 const char *embkv_client_server_addr(const struct embkv_client *c,
 				     uint32_t index);
+/*
+ * Whether server index answered the last time this client tried to reach
+ * it (a connection, or a cluster-wide call: the membership, stats, table
+ * list, locate, create, drop): 0, or the error that try ended with
+ * (-ECONNREFUSED, EMBKV_ETIMEDOUT, EMBKV_EDISCONNECTED, EMBKV_EAUTH, ...).
+ * An error reply counts as an answer. -EINVAL for a bad index. Any thread;
+ * with such calls running on several threads, whichever ended last.
+ */
+int embkv_client_server_status(const struct embkv_client *c, uint32_t index);
 
-/* Creates the table on every server (attr checked with
- * embkv_table_attr_check first). EMBKV_ETABLEEXISTS when the name is used. */
+/*
+ * Creates the table on every server of the cluster, or on none (attr
+ * checked with embkv_table_attr_check first). Every server is asked first
+ * whether it has the table:
+ * - one could not be reached: its error, nothing created
+ *   (embkv_client_server_status() names it);
+ * - every server has it, with the same attributes: EMBKV_ETABLEEXISTS;
+ * - some have it and others not, or with other attributes:
+ *   EMBKV_EINCONSISTENT, nothing created (a missing part is never made
+ *   afresh: its rows would come back re-initialised; drop the table and
+ *   create it again). embkv_table_locate() says where it is.
+ * Then it is created everywhere; when some server fails, it is dropped
+ * again from those that created it and the first failure is returned
+ * (EMBKV_EINCONSISTENT when that drop failed too).
+ */
 int embkv_table_create_remote(struct embkv_client *c,
 			      const struct embkv_table_attr *attr);
-/* Drops the table everywhere. EMBKV_ENOTABLE when it does not exist. */
+/* Drops the table from every server of the cluster that has it. 0 when
+ * none that answered still has it and every server answered;
+ * EMBKV_ENOTABLE when no server had it; else the first server's error
+ * (the others did drop it: embkv_client_server_status() and
+ * embkv_table_locate() say which failed). */
 int embkv_table_drop_remote(struct embkv_client *c, const char *name);
 
-/* Names of the tables, up to max; *count gets how many exist. */
+/*
+ * Where a table exists. Asks every server of the cluster; attr (may be
+ * NULL) gets the attributes of the first server that has it; status (may
+ * be NULL, an array of max entries the caller owns) gets, by client
+ * server index, 0 (has it, with attr's attributes), EMBKV_ENOTABLE (has
+ * not), EMBKV_EINCONSISTENT (has it with other attributes) or the error
+ * reaching that server; entries past the server count are untouched.
+ * Returns EMBKV_EINCONSISTENT when the servers that answered disagree,
+ * else the error of the first server that could not be reached, else
+ * EMBKV_ENOTABLE when none has the table, else 0.
+ */
+int embkv_table_locate(struct embkv_client *c, const char *name,
+		       struct embkv_table_attr *attr, int *status,
+		       uint32_t max);
+
+/* Names of the tables, up to max; *count gets how many exist: those of
+ * every server that answered. When a server could not be asked, the list
+ * is still filled from the others and its error is returned. */
 struct embkv_table_summary {
 	char name[EMBKV_TABLE_NAME_MAX];
 	uint32_t dim;
@@ -300,7 +364,9 @@ int embkv_table_map(struct embkv_table_handle *t, uint64_t *epoch,
  * is NULL for server-wide counters. Counter names are stable identifiers
  * ("rows", "pull_p99_us", ...); a counter id this library has no name for
  * is reported as "stat_<id>". Every server is asked; the first error is
- * returned after the servers that answered were reported. */
+ * returned after the servers that answered were reported (a server that
+ * reported nothing failed: embkv_client_server_status() says why when it
+ * could not be reached). */
 int embkv_stats(struct embkv_client *c,
 		void (*fn)(void *ctx, uint32_t server, const char *table,
 			   const char *name, uint64_t value),

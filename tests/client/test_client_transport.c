@@ -114,7 +114,7 @@ static void test_client_attr_rejected(void **state)
 	a.nservers = 2;
 	assert_int_equal(embkv_client_create(&a, &c), -EINVAL);
 	a.nservers = 1;
-	a.flags = 1;
+	a.flags = ~EMBKV_CLIENT_ALLOW_DOWN; /* unknown flags */
 	assert_int_equal(embkv_client_create(&a, &c), -EINVAL);
 	a.flags = 0;
 	a.async_threads = EMBKV_CLIENT_ASYNC_MAX + 1;
