@@ -60,8 +60,9 @@ struct embkv_server {
 	pthread_cond_t freed;               /* a connection came back */
 	struct embkv_cconn *idle;
 	uint32_t nconns;                    /* open: idle plus in use */
-	int status;                         /* atomic: the last try to reach
-					       it (embkv_client_server_status) */
+	/* atomic: how the last try to reach it ended
+	 * (embkv_client_server_status) */
+	int status;
 };
 
 /*

@@ -6,9 +6,9 @@
  * Table ids are per server, so each server's STATS groups are named with
  * that server's own TABLE_LIST. A server that fails is skipped (its error
  * returned at the end, and recorded for embkv_client_server_status), so
- * one dead server never hides the others. The callback runs after the exchange, on
- * the calling thread, with no lock and no connection held, so it may call
- * back into the library.
+ * one dead server never hides the others. The callback runs after the
+ * exchange, on the calling thread, with no lock and no connection held,
+ * so it may call back into the library.
  */
 #include <errno.h>
 #include <stdio.h>

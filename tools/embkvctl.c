@@ -984,7 +984,8 @@ static int cmd_tables(struct embkv_client *c, const struct cmd_args *args,
 	if (json)
 		printf("{\"tables\":[");
 	for (uint32_t i = 0; i < count; i++) {
-		int e = table_entry(c, list[i].name, json, !shown, &t, st, nsrv);
+		int e = table_entry(c, list[i].name, json, !shown, &t, st,
+				    nsrv);
 
 		if (e == -ENOMEM) {
 			rc = e;
@@ -1159,7 +1160,8 @@ static int create_failed(struct embkv_client *c, const char *name, int rc)
 		fprintf(stderr, "%s: create-table %s: not created: a server "
 			"of the cluster did not answer\n", prog, name);
 	if (rc == EMBKV_EINCONSISTENT && st &&
-	    embkv_table_locate(c, name, NULL, st, nsrv) == EMBKV_EINCONSISTENT) {
+	    embkv_table_locate(c, name, NULL, st, nsrv) ==
+		    EMBKV_EINCONSISTENT) {
 		for (uint32_t srv = 0; srv < nsrv; srv++)
 			fprintf(stderr, "%s:   %s: %s\n", prog,
 				embkv_client_server_addr(c, srv),

@@ -178,7 +178,7 @@ struct embkv_client_attr {
 	/* Worker threads that run async operations, started on the first
 	 * one. Default 2 (0: default), at most 64. */
 	uint32_t async_threads;
-	uint32_t flags;                /* EMBKV_CLIENT_* below; others must be 0 */
+	uint32_t flags;                /* EMBKV_CLIENT_* below, others 0 */
 };
 
 /* embkv_client_attr.flags: embkv_client_create succeeds when at least one

@@ -278,7 +278,8 @@ static void test_member_down(void **state)
 	assert_int_equal(embkv_table_locate(c, "t3", NULL, st, 3),
 			 -ECONNREFUSED);
 	for (uint32_t i = 0; i < 3; i++)
-		assert_int_equal(st[i], i == d ? -ECONNREFUSED : EMBKV_ENOTABLE);
+		assert_int_equal(st[i], i == d ? -ECONNREFUSED
+						       : EMBKV_ENOTABLE);
 	/* emb is still on the live two */
 	assert_int_equal(embkv_table_locate(c, "emb", NULL, st, 3),
 			 -ECONNREFUSED);
