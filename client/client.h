@@ -96,6 +96,9 @@ struct embkv_client {
 	struct embkv_async *async;
 	struct embkv_client_counters cnt;   /* atomic adds */
 	int no_onesided;                    /* tests: pulls by RPC only */
+	/* The servers said (membership epoch 0) that etcd coordinates
+	 * their tables: one of them creates or drops for all. Atomic. */
+	int coordinated;
 	uint32_t loccache_entries;          /* per table; 0: default */
 	struct embkv_bufpool pool;
 };

@@ -16,6 +16,9 @@
  *   servers, in the membership's order.
  * A server that answers with an error (one that reports no membership)
  * is left out: the client then knows only what it was given.
+ * A membership of epoch 0 comes from members whose tables etcd
+ * coordinates (embkvd --etcd): the client then sends a create or a drop
+ * to one of them, which does it for all (server/cluster.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -73,6 +76,8 @@ static int take_answer(struct embkv_client *c, const struct embkv_rpc *r,
 		mb->ref = m;
 		mb->have = 1;
 	}
+	if (m.epoch == 0) /* a cluster whose tables etcd coordinates */
+		__atomic_store_n(&c->coordinated, 1, __ATOMIC_RELAXED);
 	member_addr(m, m.self, &self);
 	return embkv_client_server_alias(c, r->server, self.ptr, self.len);
 }

@@ -549,6 +549,35 @@ static int fill_drop(struct embkv_rpc *r, const void *arg)
 	return name_rpc(r, EMBKV_WIRE_OP_TABLE_DROP, arg);
 }
 
+/*
+ * A cluster whose tables etcd coordinates: the first member that answers
+ * runs the create or drop for the whole cluster (all or nothing there),
+ * and its status is the call's. Members that cannot be reached are
+ * skipped; none reachable: the last error.
+ */
+static int one_member(struct embkv_client *c,
+		      int (*fill)(struct embkv_rpc *r, const void *arg),
+		      const void *arg)
+{
+	uint32_t n = embkv_client_server_count(c);
+	int rc = -ENOTCONN;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct embkv_rpc *rpcs;
+		bool answered;
+
+		rc = exchange_on(c, &i, 1, &rpcs, fill, arg);
+		if (rc)
+			continue;
+		rc = rpcs[0].status;
+		answered = rpcs[0].has_reply;
+		rpcs_clear(rpcs, 1);
+		if (answered)
+			return rc;
+	}
+	return rc;
+}
+
 static int fill_open(struct embkv_rpc *r, const void *arg)
 {
 	return name_rpc(r, EMBKV_WIRE_OP_TABLE_OPEN, arg);
@@ -723,6 +752,8 @@ int embkv_table_create_remote(struct embkv_client *c,
 	rc = embkv_table_attr_check(attr);
 	if (rc)
 		return rc;
+	if (__atomic_load_n(&c->coordinated, __ATOMIC_RELAXED))
+		return one_member(c, fill_create, attr);
 	/* Every server must answer, and none may have the table. */
 	rc = locate(c, attr->name, &found, &st, &n);
 	free(st);
@@ -753,6 +784,8 @@ int embkv_table_drop_remote(struct embkv_client *c, const char *name)
 	rc = embkv_wire_name_size(name, &len);
 	if (rc)
 		return rc;
+	if (__atomic_load_n(&c->coordinated, __ATOMIC_RELAXED))
+		return one_member(c, fill_drop, name);
 	rc = all_servers(c, &rpcs, &n, fill_drop, name);
 	if (rc)
 		return rc;

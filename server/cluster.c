@@ -56,7 +56,8 @@
 #define NS_PER_MS 1000000L
 #define ATTR_WIRE_MAX 256u
 #define UID_HEX 17u
-#define ACK_OK "ok"
+#define ACK_OK "ok"          /* share built and charged */
+#define ACK_READY "ready"    /* share published */
 
 /* A change from the watch, copied off its thread. */
 struct cl_event {
@@ -125,6 +126,9 @@ struct embkvd_cluster {
 	int64_t boot_rev;                  /* first full read; 0: none yet */
 	struct cl_node *nodes;
 	uint32_t nnodes;
+	struct cl_node *live;              /* members with a live lease */
+	uint32_t nlive;
+	char self_addr[EMBKV_WIRE_ADDR_MAX + 1];
 	bool want_default;                 /* --default-table, not made yet */
 	bool default_logged;
 	struct embkv_table_attr default_attr;
@@ -335,11 +339,19 @@ static const char *node_addr(struct embkvd_cluster *cl, uint32_t id)
 	return NULL;
 }
 
-/* Replaces the node list with the records of kvs under P nodes/. */
-static void nodes_load(struct embkvd_cluster *cl,
-		       const struct embkv_etcd_kvs *kvs)
+static int node_cmp(const void *a, const void *b)
 {
-	size_t plen = strlen(cl->nodes_pfx);
+	uint32_t x = ((const struct cl_node *)a)->id,
+		 y = ((const struct cl_node *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The records of kvs under pfx (P nodes/ or P members/), by id. */
+static void nodes_read(const char *pfx, const struct embkv_etcd_kvs *kvs,
+		       struct cl_node **out, uint32_t *nout)
+{
+	size_t plen = strlen(pfx);
 	struct cl_node *nodes = calloc(kvs->n ? kvs->n : 1, sizeof(*nodes));
 	uint32_t n = 0;
 
@@ -351,7 +363,7 @@ static void nodes_load(struct embkvd_cluster *cl,
 		const char *addr;
 		json_int_t id;
 
-		if (strncmp(kv->key, cl->nodes_pfx, plen))
+		if (strncmp(kv->key, pfx, plen))
 			continue;
 		root = json_loadb(kv->value, kv->value_len, 0, NULL);
 		if (root && !json_unpack(root, "{s:I, s:s}", "id", &id,
@@ -364,9 +376,42 @@ static void nodes_load(struct embkvd_cluster *cl,
 		}
 		json_decref(root);
 	}
-	free(cl->nodes);
-	cl->nodes = nodes;
-	cl->nnodes = n;
+	qsort(nodes, n, sizeof(*nodes), node_cmp);
+	free(*out);
+	*out = nodes;
+	*nout = n;
+}
+
+/*
+ * Publishes the cluster's membership as the server's map: the live
+ * members by id (this one among them even before it registered), epoch
+ * 0, which tells a client that tables are created and dropped through
+ * etcd (any one member does it for all).
+ */
+static void membership_publish(struct embkvd_cluster *cl)
+{
+	const char **addrs = calloc(cl->nlive + 1, sizeof(*addrs));
+	uint32_t n = 0, self = EMBKVD_MAP_NOT_MEMBER;
+	struct embkvd_map *m;
+
+	if (!addrs)
+		return;
+	for (uint32_t i = 0; i <= cl->nlive; i++) {
+		bool mine = i < cl->nlive ? cl->live[i].id == cl->self : false;
+		bool before = i == cl->nlive || cl->live[i].id > cl->self;
+
+		if (self == EMBKVD_MAP_NOT_MEMBER && (mine || before)) {
+			self = n;
+			addrs[n++] = mine ? cl->live[i].addr : cl->self_addr;
+			if (mine)
+				continue;
+		}
+		if (i < cl->nlive)
+			addrs[n++] = cl->live[i].addr;
+	}
+	if (!embkvd_map_create(0, addrs, n, self, &m))
+		embkvd_map_publish(&cl->s->map, m);
+	free(addrs);
 }
 
 /* The shard map of t for this member: addresses from the node records. */
@@ -382,9 +427,15 @@ static int map_build(struct embkvd_cluster *cl, const struct ctable *t,
 		for (uint32_t i = 0; i < t->nmembers; i++) {
 			addrs[i] = node_addr(cl, t->members[i]);
 			if (!addrs[i]) {
+				/* Not seen yet: a read of everything follows,
+				 * and the map is rebuilt with its address. */
 				snprintf(unknown[i], sizeof(unknown[i]),
-					 "member-%u", t->members[i]);
+					 "tcp://unknown-member-%u:1",
+					 t->members[i]);
 				addrs[i] = unknown[i];
+				pthread_mutex_lock(&cl->lock);
+				cl->resync = true;
+				pthread_mutex_unlock(&cl->lock);
 			}
 			if (t->members[i] == cl->self)
 				self = i;
@@ -595,6 +646,7 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 		e = p->e;
 		pending_remove(cl, p, false);
 		local_publish(cl, &t, e, false);
+		ack(cl, t.uid, ACK_READY);
 		goto out;
 	}
 	rc = local_build(cl, &t, restarted, &e);
@@ -631,9 +683,11 @@ static void apply(struct embkvd_cluster *cl, const char *key, bool del,
 			apply_delete(cl, key + tl);
 		else
 			apply_put(cl, key + tl, value, len, create_rev);
-	} else if (!strncmp(key, cl->nodes_pfx, strlen(cl->nodes_pfx))) {
-		/* A member registered (maybe at a new address): read all
-		 * again so that maps name where it is now. */
+	} else if (!strncmp(key, cl->nodes_pfx, strlen(cl->nodes_pfx)) ||
+		   !strncmp(key, cl->members, strlen(cl->members))) {
+		/* A member registered (maybe at a new address), or its lease
+		 * ended: read all again, so that maps name where members are
+		 * now and the membership is the live one. */
 		pthread_mutex_lock(&cl->lock);
 		cl->resync = true;
 		pthread_mutex_unlock(&cl->lock);
@@ -750,7 +804,9 @@ static int sync_all(struct embkvd_cluster *cl)
 		return rc;
 	if (!cl->boot_rev)
 		cl->boot_rev = kvs.revision;
-	nodes_load(cl, &kvs);
+	nodes_read(cl->nodes_pfx, &kvs, &cl->nodes, &cl->nnodes);
+	nodes_read(cl->members, &kvs, &cl->live, &cl->nlive);
+	membership_publish(cl);
 	/* Tables gone from etcd while we did not watch. */
 	rcu_read_lock();
 	n = embkv_catalog_snapshot(cl->s->cat, &all);
@@ -836,16 +892,33 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The live members (leased keys under P members/), sorted. */
+/* The live members (leased keys under P members/), sorted. Their
+ * addresses join the node list, so that the map names every one of them
+ * even before this thread saw their node records. */
 static int live_members(struct embkvd_cluster *cl, struct cl_job *j,
 			uint32_t **ids, uint32_t *n)
 {
 	struct embkv_etcd_kvs kvs;
 	size_t ml = strlen(cl->members);
+	struct cl_node *live = NULL;
+	uint32_t nlive = 0;
 	int rc = embkv_etcd_get(cl->etcd, cl->members, true, &kvs);
 
 	if (rc)
 		return etcd_fail(cl, j, rc, "reading the members");
+	nodes_read(cl->members, &kvs, &live, &nlive);
+	for (uint32_t i = 0; i < nlive; i++) {
+		struct cl_node *nn;
+
+		if (node_addr(cl, live[i].id))
+			continue;
+		nn = realloc(cl->nodes, sizeof(*nn) * (cl->nnodes + 1));
+		if (!nn)
+			break;
+		cl->nodes = nn;
+		cl->nodes[cl->nnodes++] = live[i];
+	}
+	free(live);
 	*ids = calloc(kvs.n ? kvs.n : 1, sizeof(**ids));
 	*n = 0;
 	for (size_t i = 0; *ids && i < kvs.n; i++) {
@@ -866,9 +939,10 @@ static int live_members(struct embkvd_cluster *cl, struct cl_job *j,
 	return 0;
 }
 
-/* Waits until every member of t answered the create. 0: all ok. */
+/* Waits until every member of t answered the create with want (ACK_OK:
+ * share built; ACK_READY: published). 0: all did. */
 static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
-		     const struct ctable *t)
+		     const struct ctable *t, const char *want)
 {
 	uint64_t deadline = now_ms() + EMBKVD_CLUSTER_CREATE_TIMEOUT_MS;
 	char prefix[KEY_MAX], hex[UID_HEX];
@@ -885,9 +959,14 @@ static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
 		if (rc)
 			return etcd_fail(cl, j, rc, "reading the answers");
 		for (size_t i = 0; i < kvs.n; i++) {
-			if (kvs.kv[i].value_len == strlen(ACK_OK) &&
-			    !memcmp(kvs.kv[i].value, ACK_OK, strlen(ACK_OK))) {
-				ok++;
+			const char *v = kvs.kv[i].value;
+			size_t len = kvs.kv[i].value_len;
+
+			if ((len == strlen(ACK_OK) && !memcmp(v, ACK_OK, len)) ||
+			    (len == strlen(ACK_READY) &&
+			     !memcmp(v, ACK_READY, len))) {
+				ok += len == strlen(want) &&
+				      !memcmp(v, want, len);
 				continue;
 			}
 			job_fail(j, -ENOMEM, "table %s: %.*s", j->name,
@@ -997,7 +1076,7 @@ static void run_create(struct embkvd_cluster *cl, struct cl_job *j)
 			 "cluster", j->name);
 		goto out;
 	}
-	if (acks_wait(cl, j, &t)) {
+	if (acks_wait(cl, j, &t, ACK_OK)) {
 		undo(cl, key, rev, t.uid);
 		local_wait(cl, j->name, t.uid, false);
 		goto out;
@@ -1020,6 +1099,8 @@ static void run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		undo(cl, key, rev, t.uid);
 		goto out;
 	}
+	/* Every member of the map serves it before the answer goes out. */
+	rc = acks_wait(cl, j, &t, ACK_READY);
 	{
 		char prefix[KEY_MAX], hex[UID_HEX];
 
@@ -1027,6 +1108,8 @@ static void run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
 		(void)embkv_etcd_delete(cl->etcd, prefix, true, NULL);
 	}
+	if (rc)
+		goto out;
 	if (!local_wait(cl, j->name, t.uid, true)) {
 		job_fail(j, EMBKV_ETIMEDOUT, "table %s was created but is not "
 			 "visible here yet", j->name);
@@ -1297,6 +1380,18 @@ int embkvd_cluster_start(struct embkv_server *s,
 	snprintf(cl->members, sizeof(cl->members), "/%s/members/", name);
 	pthread_mutex_init(&cl->lock, NULL);
 	pthread_cond_init(&cl->cond, NULL);
+	if (a->advertise) {
+		snprintf(cl->self_addr, sizeof(cl->self_addr), "%s",
+			 a->advertise);
+	} else {
+		const struct embkvd_map *m;
+
+		rcu_read_lock();
+		m = embkvd_map_cur(&s->map);
+		snprintf(cl->self_addr, sizeof(cl->self_addr), "%s",
+			 m->servers[m->self]);
+		rcu_read_unlock();
+	}
 	if (a->default_table) {
 		embkv_table_attr_init(&cl->default_attr);
 		if (strlen(a->default_table) >= sizeof(cl->default_attr.name)) {
@@ -1368,6 +1463,7 @@ void embkvd_cluster_stop(struct embkvd_cluster *cl)
 	free(cl->pend);
 	events_free(cl->evs);
 	free(cl->nodes);
+	free(cl->live);
 	embkv_etcd_destroy(cl->etcd);
 	pthread_cond_destroy(&cl->cond);
 	pthread_mutex_destroy(&cl->lock);

@@ -21,8 +21,7 @@ int embkvd_map_create(uint64_t epoch, const char *const *servers, uint32_t n,
 	struct embkvd_map *m;
 
 	*out = NULL;
-	if (!n || (self >= n && self != EMBKVD_MAP_NOT_MEMBER) || !epoch ||
-	    !servers)
+	if (!n || (self >= n && self != EMBKVD_MAP_NOT_MEMBER) || !servers)
 		return -EINVAL;
 	for (uint32_t i = 0; i < n; i++)
 		if (!servers[i])

@@ -20,7 +20,9 @@
 #define EMBKVD_MAP_NOT_MEMBER UINT32_MAX /* self: this server holds none */
 
 struct embkvd_map {
-	uint64_t epoch;          /* >= 1 */
+	uint64_t epoch;          /* >= 1; 0 only for the membership of a
+				    cluster whose tables etcd coordinates
+				    (each table then has its own map) */
 	uint32_t nservers;       /* >= 1 */
 	uint32_t self;           /* this server's index in servers, or
 				    EMBKVD_MAP_NOT_MEMBER */
@@ -30,8 +32,8 @@ struct embkvd_map {
 	struct rcu_head rcu;
 };
 
-/* Copies servers. 0, -EINVAL (n == 0, self >= n, epoch 0, a NULL
- * address) or -ENOMEM. The caller owns *out until _destroy or _publish. */
+/* Copies servers. 0, -EINVAL (n == 0, self >= n, a NULL address) or
+ * -ENOMEM. The caller owns *out until _destroy or _publish. */
 int embkvd_map_create(uint64_t epoch, const char *const *servers, uint32_t n,
 		      uint32_t self, struct embkvd_map **out);
 void embkvd_map_destroy(struct embkvd_map *m); /* NULL is a no-op */

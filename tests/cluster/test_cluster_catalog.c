@@ -320,6 +320,28 @@ static void test_create_all_or_nothing(void **state)
 	embkv_etcd_destroy(e);
 	embkv_client_destroy(c);
 	assert_int_equal(embkv_test_proc_stop(&mem[NMEM], STOP_MS), 0);
+	/* Its clean stop revoked its lease: the others stop naming it. */
+	{
+		uint64_t deadline = now_ms() + WAIT_MS;
+		struct embkv_client_attr ca;
+		const char *one[1] = { addr[0] };
+
+		embkv_client_attr_init(&ca);
+		ca.servers = one;
+		ca.nservers = 1;
+		for (;;) {
+			int rc = embkv_client_create(&ca, &c);
+
+			if (!rc && embkv_client_server_count(c) == NMEM) {
+				embkv_client_destroy(c);
+				break;
+			}
+			if (!rc)
+				embkv_client_destroy(c);
+			assert_true(now_ms() < deadline);
+			usleep(100 * 1000);
+		}
+	}
 }
 
 static void test_etcd_down(void **state)
