@@ -103,6 +103,7 @@ struct embkv_part {
 	uint64_t bytes;            /* all memory the partition holds */
 	uint32_t id;
 	bool loaded;               /* holds memory (SERVING or UNLOADED) */
+	bool in_slab;              /* mem[] are slices of the table's slabs */
 	uint8_t pstate;            /* enum embkv_part_state; atomic: readers
 				      on other threads check it */
 } __attribute__((aligned(64)));
@@ -119,6 +120,10 @@ struct embkv_table {
 	size_t stride;
 	uint32_t state_floats;     /* optimizer state floats per row */
 	struct embkv_part *parts;  /* all nparts, loaded or not */
+	/* The partitions held from creation, one mapping per region kind
+	 * (store.c: slabs_load); NULL where none. */
+	uint8_t *slab[EMBKV_MEM_COUNT];
+	size_t slab_bytes[EMBKV_MEM_COUNT];
 };
 
 /* Table totals: sums over partitions (recent values, see part_stats). */
