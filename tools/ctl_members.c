@@ -34,7 +34,7 @@
 #define FIELD_MAX 256u
 #define PROBE_TIMEOUT_MS 2000u
 #define ETCD_TIMEOUT_MS 3000u
-#define NCOLS 11u
+#define NCOLS 12u
 #define KIB 1024.0
 
 const char embkv_ctl_members_usage_opts[] =
@@ -61,6 +61,7 @@ struct member {
 	int probe;                 /* 0: answered STATS; 1: not probed */
 	bool has_stats;
 	uint64_t uptime_s, tables, mem_bytes, mem_limit, conns;
+	uint64_t parts;           /* partitions held, over all tables */
 };
 
 struct members {
@@ -185,9 +186,15 @@ static void on_stat(void *ctx, uint32_t server, const char *table,
 {
 	struct member *m = ctx;
 
-	(void)server;
-	if (table)
+	/* The probe's client was given this member alone (index 0); it may
+	 * learn the others and report them too. */
+	if (server != 0)
 		return;
+	if (table) {
+		if (!strcmp(name, "partitions"))
+			m->parts += value;
+		return;
+	}
 	m->has_stats = true;
 	if (!strcmp(name, "uptime_s"))
 		m->uptime_s = value;
@@ -247,8 +254,8 @@ static void human_bytes(char *buf, size_t len, uint64_t v)
 static void print_human(const struct members *ms)
 {
 	static const char *const hdr[NCOLS] = {
-		"ID", "ADDRESS", "STATE", "TTL", "TABLES", "MEMORY", "LIMIT",
-		"UPTIME", "PID", "HOST", "VERSION",
+		"ID", "ADDRESS", "STATE", "TTL", "TABLES", "PARTS", "MEMORY",
+		"LIMIT", "UPTIME", "PID", "HOST", "VERSION",
 	};
 	char (*cells)[NCOLS][FIELD_MAX];
 	size_t width[NCOLS] = { 0 };
@@ -274,17 +281,18 @@ static void print_human(const struct members *ms)
 			snprintf(row[3], FIELD_MAX, "%llds", (long long)m->ttl);
 		if (m->has_stats) {
 			snprintf(row[4], FIELD_MAX, "%" PRIu64, m->tables);
-			human_bytes(row[5], FIELD_MAX, m->mem_bytes);
-			snprintf(row[7], FIELD_MAX, "%" PRIu64 "s", m->uptime_s);
+			snprintf(row[5], FIELD_MAX, "%" PRIu64, m->parts);
+			human_bytes(row[6], FIELD_MAX, m->mem_bytes);
+			snprintf(row[8], FIELD_MAX, "%" PRIu64 "s", m->uptime_s);
 		}
 		if (limit)
-			human_bytes(row[6], FIELD_MAX, limit);
+			human_bytes(row[7], FIELD_MAX, limit);
 		if (m->pid)
-			snprintf(row[8], FIELD_MAX, "%lld", (long long)m->pid);
+			snprintf(row[9], FIELD_MAX, "%lld", (long long)m->pid);
 		if (m->host[0])
-			snprintf(row[9], FIELD_MAX, "%s", m->host);
+			snprintf(row[10], FIELD_MAX, "%s", m->host);
 		if (m->version[0])
-			snprintf(row[10], FIELD_MAX, "%s", m->version);
+			snprintf(row[11], FIELD_MAX, "%s", m->version);
 	}
 	for (size_t r = 0; r <= ms->n; r++)
 		for (size_t c = 0; c < NCOLS; c++)
@@ -328,9 +336,10 @@ static int print_json(const char *cluster, const struct members *ms)
 			goto out;
 		if (m->has_stats &&
 		    json_object_set_new(o, "stats", json_pack(
-				"{sI sI sI sI sI}",
+				"{sI sI sI sI sI sI}",
 				"uptime_s", (json_int_t)m->uptime_s,
 				"tables", (json_int_t)m->tables,
+				"partitions", (json_int_t)m->parts,
 				"mem_bytes", (json_int_t)m->mem_bytes,
 				"mem_limit", (json_int_t)m->mem_limit,
 				"connections", (json_int_t)m->conns)))
