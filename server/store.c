@@ -100,6 +100,23 @@ static void *mem_map(size_t bytes)
 	return a;
 }
 
+/* Whether partition i gets memory (owned NULL: every one does). */
+static bool held(const uint8_t *owned, uint32_t i)
+{
+	return !owned || owned[i] != EMBKV_PART_ABSENT;
+}
+
+/* The region sizes of partition i (always true, for loop conditions). */
+static bool part_sizes(const struct embkv_table *t, uint32_t i,
+		       size_t b[EMBKV_MEM_COUNT])
+{
+	uint64_t nbuckets;
+
+	part_layout(t, embkv_part_capacity(t->attr.capacity, t->nparts, i),
+		    &nbuckets, b);
+	return true;
+}
+
 /* An unloaded partition: no memory, capacity 0, the static empty index. */
 static void part_clear(struct embkv_table *t, struct embkv_part *p,
 		       uint32_t id)
@@ -225,19 +242,13 @@ int embkv_part_load(struct embkv_table *t, uint32_t i)
 static int slabs_load(struct embkv_table *t, const uint8_t *owned)
 {
 	size_t total[EMBKV_MEM_COUNT] = { 0 }, off[EMBKV_MEM_COUNT] = { 0 };
+	size_t b[EMBKV_MEM_COUNT];
 	int err;
 
-	for (uint32_t i = 0; i < t->nparts; i++) {
-		size_t b[EMBKV_MEM_COUNT];
-		uint64_t nbuckets;
-
-		if (owned && owned[i] == EMBKV_PART_ABSENT)
-			continue;
-		part_layout(t, embkv_part_capacity(t->attr.capacity, t->nparts,
-						   i), &nbuckets, b);
-		for (int k = 0; k < EMBKV_MEM_COUNT; k++)
+	for (uint32_t i = 0; i < t->nparts; i++)
+		for (int k = 0; held(owned, i) && part_sizes(t, i, b) &&
+				k < EMBKV_MEM_COUNT; k++)
 			total[k] += b[k];
-	}
 	for (int k = 0; k < EMBKV_MEM_COUNT; k++) {
 		if (!total[k])
 			continue;
@@ -248,13 +259,10 @@ static int slabs_load(struct embkv_table *t, const uint8_t *owned)
 	}
 	for (uint32_t i = 0; i < t->nparts; i++) {
 		uint8_t *mem[EMBKV_MEM_COUNT];
-		size_t b[EMBKV_MEM_COUNT];
-		uint64_t nbuckets;
 
-		if (owned && owned[i] == EMBKV_PART_ABSENT)
+		if (!held(owned, i))
 			continue;
-		part_layout(t, embkv_part_capacity(t->attr.capacity, t->nparts,
-						   i), &nbuckets, b);
+		part_sizes(t, i, b);
 		for (int k = 0; k < EMBKV_MEM_COUNT; k++) {
 			mem[k] = b[k] ? t->slab[k] + off[k] : NULL;
 			off[k] += b[k];
@@ -309,12 +317,10 @@ int embkv_table_size_parts(const struct embkv_table_attr *attr,
 	table_layout(&t);
 	for (uint32_t i = 0; i < t.nparts; i++) {
 		size_t b[EMBKV_MEM_COUNT];
-		uint64_t nbuckets;
 
-		if (owned && !owned[i])
+		if (!held(owned, i))
 			continue;
-		part_layout(&t, embkv_part_capacity(attr->capacity, t.nparts,
-						    i), &nbuckets, b);
+		part_sizes(&t, i, b);
 		for (int k = 0; k < EMBKV_MEM_COUNT; k++)
 			if (__builtin_add_overflow(sum, (uint64_t)b[k], &sum))
 				return -ENOMEM;
