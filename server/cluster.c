@@ -347,6 +347,58 @@ static int node_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* A member record (P nodes/ or P members/ value): true and *out. */
+static bool node_parse(const char *value, size_t len, struct cl_node *out)
+{
+	json_t *root = json_loadb(value, len, 0, NULL);
+	const char *addr;
+	json_int_t id;
+	bool ok;
+
+	ok = root && !json_unpack(root, "{s:I, s:s}", "id", &id, "address",
+				  &addr) &&
+	     id >= 0 && id <= UINT32_MAX &&
+	     strlen(addr) <= EMBKV_WIRE_ADDR_MAX;
+	if (ok) {
+		out->id = (uint32_t)id;
+		strcpy(out->addr, addr);
+	}
+	json_decref(root);
+	return ok;
+}
+
+/* Puts n into the sorted list (replacing one of its id); false on
+ * -ENOMEM. */
+static bool node_upsert(struct cl_node **list, uint32_t *n,
+			const struct cl_node *nn)
+{
+	struct cl_node *v;
+
+	for (uint32_t i = 0; i < *n; i++)
+		if ((*list)[i].id == nn->id) {
+			(*list)[i] = *nn;
+			return true;
+		}
+	v = realloc(*list, sizeof(*v) * (*n + 1));
+	if (!v)
+		return false;
+	v[(*n)++] = *nn;
+	qsort(v, *n, sizeof(*v), node_cmp);
+	*list = v;
+	return true;
+}
+
+static void node_remove(struct cl_node *list, uint32_t *n, uint32_t id)
+{
+	for (uint32_t i = 0; i < *n; i++)
+		if (list[i].id == id) {
+			memmove(&list[i], &list[i + 1],
+				sizeof(*list) * (*n - i - 1));
+			(*n)--;
+			return;
+		}
+}
+
 /* The records of kvs under pfx (P nodes/ or P members/), by id. */
 static void nodes_read(const char *pfx, const struct embkv_etcd_kvs *kvs,
 		       struct cl_node **out, uint32_t *nout)
@@ -359,22 +411,10 @@ static void nodes_read(const char *pfx, const struct embkv_etcd_kvs *kvs,
 		return;
 	for (size_t i = 0; i < kvs->n; i++) {
 		const struct embkv_etcd_kv *kv = &kvs->kv[i];
-		json_t *root;
-		const char *addr;
-		json_int_t id;
 
-		if (strncmp(kv->key, pfx, plen))
-			continue;
-		root = json_loadb(kv->value, kv->value_len, 0, NULL);
-		if (root && !json_unpack(root, "{s:I, s:s}", "id", &id,
-					 "address", &addr) &&
-		    id >= 0 && id <= UINT32_MAX &&
-		    strlen(addr) <= EMBKV_WIRE_ADDR_MAX) {
-			nodes[n].id = (uint32_t)id;
-			strcpy(nodes[n].addr, addr);
+		if (!strncmp(kv->key, pfx, plen) &&
+		    node_parse(kv->value, kv->value_len, &nodes[n]))
 			n++;
-		}
-		json_decref(root);
 	}
 	qsort(nodes, n, sizeof(*nodes), node_cmp);
 	free(*out);
@@ -660,6 +700,43 @@ out:
 	ctable_free(&t);
 }
 
+/*
+ * A member's record changed. Applied in place, before any later change
+ * of the same batch, so that a table created after a member registered
+ * names its address. A member seen at a new address makes every table's
+ * map be rebuilt (a read of everything).
+ */
+static void apply_member(struct embkvd_cluster *cl, const char *key,
+			 bool del, const char *value, size_t len)
+{
+	bool node = !strncmp(key, cl->nodes_pfx, strlen(cl->nodes_pfx));
+	const char *idp = key + strlen(node ? cl->nodes_pfx : cl->members);
+	struct cl_node nn;
+	const char *was;
+	bool moved = false, ok = true;
+	char *end;
+	unsigned long id = strtoul(idp, &end, 10);
+
+	if (end == idp || *end || id > UINT32_MAX)
+		return;
+	if (del) {
+		node_remove(node ? cl->nodes : cl->live,
+			    node ? &cl->nnodes : &cl->nlive, (uint32_t)id);
+	} else if (node_parse(value, len, &nn)) {
+		was = node ? node_addr(cl, nn.id) : NULL;
+		moved = was && strcmp(was, nn.addr);
+		ok = node_upsert(node ? &cl->nodes : &cl->live,
+				 node ? &cl->nnodes : &cl->nlive, &nn);
+	}
+	if (!node)
+		membership_publish(cl);
+	if (moved || !ok) {
+		pthread_mutex_lock(&cl->lock);
+		cl->resync = true;
+		pthread_mutex_unlock(&cl->lock);
+	}
+}
+
 /* P tables/<name> was deleted. */
 static void apply_delete(struct embkvd_cluster *cl, const char *name)
 {
@@ -685,12 +762,7 @@ static void apply(struct embkvd_cluster *cl, const char *key, bool del,
 			apply_put(cl, key + tl, value, len, create_rev);
 	} else if (!strncmp(key, cl->nodes_pfx, strlen(cl->nodes_pfx)) ||
 		   !strncmp(key, cl->members, strlen(cl->members))) {
-		/* A member registered (maybe at a new address), or its lease
-		 * ended: read all again, so that maps name where members are
-		 * now and the membership is the live one. */
-		pthread_mutex_lock(&cl->lock);
-		cl->resync = true;
-		pthread_mutex_unlock(&cl->lock);
+		apply_member(cl, key, del, value, len);
 	}
 }
 
