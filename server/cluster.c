@@ -1313,8 +1313,15 @@ void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
 		free(j);
 		return;
 	}
-	embkv_conn_hold(c, 0);
 	pthread_mutex_lock(&cl->lock);
+	if (cl->stop) {
+		pthread_mutex_unlock(&cl->lock);
+		embkv_conn_error(c, h->request_id, EMBKV_EDISCONNECTED, false,
+				 "the server is shutting down");
+		free(j);
+		return;
+	}
+	embkv_conn_hold(c, 0);
 	*cl->jobs_tail = j;
 	cl->jobs_tail = &j->next;
 	pthread_cond_signal(&cl->cond);
@@ -1489,7 +1496,7 @@ int embkvd_cluster_start(struct embkv_server *s,
 	return 0;
 
 fail:
-	embkvd_cluster_stop(cl);
+	embkvd_cluster_destroy(cl);
 	return rc;
 }
 
@@ -1525,11 +1532,20 @@ void embkvd_cluster_stop(struct embkvd_cluster *cl)
 	pthread_mutex_unlock(&cl->lock);
 	if (cl->started)
 		pthread_join(cl->thread, NULL);
+	cl->started = false;
 	embkv_etcd_watch_stop(cl->watch);
+	cl->watch = NULL;
 	while ((j = job_take(cl))) {
 		job_fail(j, EMBKV_EDISCONNECTED, "the server is shutting down");
 		job_post(j);
 	}
+}
+
+void embkvd_cluster_destroy(struct embkvd_cluster *cl)
+{
+	if (!cl)
+		return;
+	embkvd_cluster_stop(cl);
 	while (cl->npend)
 		pending_remove(cl, &cl->pend[cl->npend - 1], true);
 	free(cl->pend);

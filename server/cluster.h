@@ -51,9 +51,13 @@ int embkvd_cluster_start(struct embkv_server *s,
 /* Waits up to ms for the --default-table to be visible here (it is made
  * through etcd once this member is registered): true when it is. */
 bool embkvd_cluster_wait_default(struct embkvd_cluster *cl, uint32_t ms);
-/* Stops the thread; admin requests still queued are answered with an
- * error. Before the I/O threads stop. NULL is a no-op. */
+/* Stops the thread; admin requests still queued, and any submitted
+ * after, are answered with an error. Before the I/O threads stop. NULL is
+ * a no-op. */
 void embkvd_cluster_stop(struct embkvd_cluster *cl);
+/* Frees it (stopping it first if needed): after the I/O threads stopped.
+ * NULL is a no-op. */
+void embkvd_cluster_destroy(struct embkvd_cluster *cl);
 
 /*
  * I/O thread: hands TABLE_CREATE or TABLE_DROP (h, body: the decoded

@@ -415,6 +415,7 @@ void embkv_server_destroy(struct embkv_server *s)
 	for (uint32_t i = 0; i < s->nio; i++)
 		embkv_io_fini(&s->io[i]);
 	free(s->io);
+	embkvd_cluster_destroy(s->cluster); /* before the catalog */
 	embkv_catalog_destroy(s->cat);
 	embkv_verbs_close(s->verbs);
 	embkvd_map_destroy(s->map); /* no reader is left */
