@@ -65,6 +65,11 @@ size_t embkv_wire_hdr_encode(const struct embkv_wire_hdr *h, uint8_t *buf)
 	return EMBKV_WIRE_HDR_SIZE;
 }
 
+void embkv_wire_hdr_set_request_id(uint8_t *frame, uint64_t id)
+{
+	put_u64(frame + EMBKV_WIRE_HDR_REQ_ID, id);
+}
+
 int embkv_wire_hdr_decode(const uint8_t *buf, size_t len,
 			  struct embkv_wire_hdr *out)
 {

@@ -113,6 +113,14 @@ struct embkv_wire_hdr {
 size_t embkv_wire_hdr_encode(const struct embkv_wire_hdr *h, uint8_t *buf);
 
 /*
+ * Writes id into the request id field of the encoded header at frame (a
+ * frame started with embkv_wire_hdr_encode or embkv_wire_frame_start),
+ * leaving every other byte alone: a sender numbers a frame it built
+ * earlier once it knows the connection it goes out on.
+ */
+void embkv_wire_hdr_set_request_id(uint8_t *frame, uint64_t id);
+
+/*
  * Decodes the header at buf, checking in this order: len >= header size
  * (else EMBKV_EPROTO), magic (EMBKV_EPROTO), version (EMBKV_EVERSION),
  * opcode (EMBKV_EOPCODE), flags and reserved field (EMBKV_EPROTO), body_len

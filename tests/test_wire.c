@@ -442,6 +442,30 @@ static void valid_hdr(uint8_t buf[EMBKV_WIRE_HDR_SIZE])
 	assert_int_equal(embkv_wire_hdr_encode(&h, buf), EMBKV_WIRE_HDR_SIZE);
 }
 
+/* Setting the id changes those 8 bytes only; the header still decodes
+ * to what was encoded, with the new id. */
+static void test_hdr_set_request_id(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE], before[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+
+	(void)state;
+	valid_hdr(buf);
+	memcpy(before, buf, sizeof(buf));
+	embkv_wire_hdr_set_request_id(buf, 0x0102030405060708ull);
+	assert_memory_equal(buf, before, EMBKV_WIRE_HDR_REQ_ID);
+	assert_memory_equal(buf + EMBKV_WIRE_HDR_REQ_ID + 8,
+			    before + EMBKV_WIRE_HDR_REQ_ID + 8,
+			    EMBKV_WIRE_HDR_SIZE - EMBKV_WIRE_HDR_REQ_ID - 8);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_REQ_ID], 0x08);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_REQ_ID + 7], 0x01);
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d), 0);
+	assert_int_equal(d.request_id, 0x0102030405060708ull);
+	assert_int_equal(d.opcode, EMBKV_WIRE_OP_PUSH);
+	assert_int_equal(d.body_len, 64);
+	assert_int_equal(d.epoch, 5);
+}
+
 static void test_hdr_truncated(void **state)
 {
 	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
@@ -2555,6 +2579,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hdr_round_trip),
+		cmocka_unit_test(test_hdr_set_request_id),
 		cmocka_unit_test(test_hdr_truncated),
 		cmocka_unit_test(test_hdr_bad_magic),
 		cmocka_unit_test(test_hdr_bad_version),
