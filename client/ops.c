@@ -282,38 +282,37 @@ static uint32_t min_rows(uint32_t cap, uint64_t rows)
 /*
  * Rows per frame to server: the table's cap, lowered so that the request
  * fits the transport's largest request frame and a pull's reply its
- * largest reply (the rdma transport's RECVs and reply slots).
+ * largest reply (the rdma transport's RECVs and reply slots). The codec
+ * owns the bodies' layouts (embkv_wire_*_max_rows).
  */
 static uint32_t frame_cap(const struct op_state *o, uint32_t server)
 {
-	const size_t hdr = EMBKV_WIRE_HDR_SIZE, row = (size_t)o->dim * 4;
+	const size_t hdr = EMBKV_WIRE_HDR_SIZE;
 	struct embkv_conn_limits lim;
 	uint32_t cap = o->t->rows_cap;
 	int one;
 
 	embkv_client_server_limits(o->t->c, server, &lim, &one);
-	if (lim.max_request > hdr + EMBKV_WIRE_ROWS_REQ_KEYS) {
+	if (lim.max_request > hdr) {
 		size_t room = lim.max_request - hdr;
 
 		switch (o->a->op) {
 		case EMBKV_BATCH_PULL:
-			cap = min_rows(cap, (room - EMBKV_WIRE_PULL_REQ_KEYS) /
-					    sizeof(uint64_t));
+			cap = min_rows(cap, embkv_wire_pull_req_max_rows(room));
 			break;
 		case EMBKV_BATCH_PUSH:
 		case EMBKV_BATCH_ASSIGN:
-			cap = min_rows(cap, (room - EMBKV_WIRE_ROWS_REQ_KEYS) /
-					    (sizeof(uint64_t) + row));
+			cap = min_rows(cap, embkv_wire_rows_req_max_rows(room,
+									 o->dim));
 			break;
 		case EMBKV_BATCH_ERASE:
-			cap = min_rows(cap, (room - EMBKV_WIRE_ERASE_REQ_KEYS) /
-					    sizeof(uint64_t));
+			cap = min_rows(cap, embkv_wire_erase_req_max_rows(room));
 			break;
 		}
 	}
-	/* PULL reply: n, dim, found[n] padded to 8, then n rows */
-	if (o->a->op == EMBKV_BATCH_PULL && lim.max_reply > hdr + 16)
-		cap = min_rows(cap, (lim.max_reply - hdr - 16) / (row + 1));
+	if (o->a->op == EMBKV_BATCH_PULL && lim.max_reply > hdr)
+		cap = min_rows(cap, embkv_wire_pull_reply_max_rows(
+					    lim.max_reply - hdr, o->dim));
 	return cap ? cap : 1;
 }
 

@@ -395,6 +395,14 @@ struct embkv_wire_pull_req {
 };
 int embkv_wire_pull_req_size(const struct embkv_wire_pull_req *m,
 			     size_t *len);
+/*
+ * The _max_rows functions below answer "how many rows fit": the largest n
+ * whose body (the matching _size with that n) is at most max_body bytes
+ * and within the wire's limits (EMBKV_WIRE_MAX_KEYS, EMBKV_WIRE_MAX_BODY),
+ * so n + 1 does not fit. 0 when not even one row fits, or for a dim that
+ * _size rejects. Senders cut batches into frames with them.
+ */
+uint32_t embkv_wire_pull_req_max_rows(size_t max_body);
 int embkv_wire_pull_req_encode(const struct embkv_wire_pull_req *m,
 			       uint8_t *body, size_t cap);
 /* m->keys is ignored; *keys gets the n slots to fill. */
@@ -417,6 +425,7 @@ struct embkv_wire_pull_reply {
 	const float *vals;    /* n * dim floats, row i at i * dim */
 };
 int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len);
+uint32_t embkv_wire_pull_reply_max_rows(size_t max_body, uint32_t dim);
 int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
 				 uint8_t *body, size_t cap);
 int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
@@ -443,6 +452,7 @@ struct embkv_wire_rows_req {
 };
 int embkv_wire_rows_req_size(const struct embkv_wire_rows_req *m,
 			     size_t *len);
+uint32_t embkv_wire_rows_req_max_rows(size_t max_body, uint32_t dim);
 int embkv_wire_rows_req_encode(const struct embkv_wire_rows_req *m,
 			       uint8_t *body, size_t cap);
 int embkv_wire_rows_req_prepare(const struct embkv_wire_rows_req *m,
@@ -466,6 +476,7 @@ struct embkv_wire_erase_req {
 };
 int embkv_wire_erase_req_size(const struct embkv_wire_erase_req *m,
 			      size_t *len);
+uint32_t embkv_wire_erase_req_max_rows(size_t max_body);
 int embkv_wire_erase_req_encode(const struct embkv_wire_erase_req *m,
 				uint8_t *body, size_t cap);
 int embkv_wire_erase_req_prepare(const struct embkv_wire_erase_req *m,
