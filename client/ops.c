@@ -36,6 +36,7 @@ struct op_state {
 	const struct embkv_batch_args *a;
 	struct embkv_table_handle *t;
 	uint32_t dim;
+	size_t row_bytes;   /* t->row_bytes */
 	struct embkv_batch b;
 	struct embkv_buf scratch; /* pooled: b's memory, then upart, pend,
 				     retry, order */
@@ -115,7 +116,6 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 	};
 	const uint32_t *ord = o->order + r->user_off;
 	int push = o->a->op == EMBKV_BATCH_PUSH;
-	size_t row = (size_t)o->dim * sizeof(float);
 	uint64_t *keys;
 	uint8_t *body;
 	float *vals;
@@ -140,7 +140,7 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 			embkv_batch_sum_row(&o->b, u, o->a->vals, o->dim, dst);
 		else      /* the last value of a duplicate wins */
 			memcpy(dst, o->a->vals + (size_t)o->b.last[u] * o->dim,
-			       row);
+			       o->row_bytes);
 	}
 	return 0;
 }
@@ -193,7 +193,7 @@ static void scatter(struct op_state *o, uint32_t u, const float *row,
 		    uint8_t found)
 {
 	const struct embkv_batch_args *a = o->a;
-	size_t bytes = (size_t)o->dim * sizeof(float);
+	size_t bytes = o->row_bytes;
 
 	if (!found && a->mode == EMBKV_MODE_INFER)
 		row = a->dflt; /* NULL: zeros */
@@ -233,7 +233,7 @@ static void prefetch_row(const struct op_state *o, uint32_t u, size_t row)
 static int consume(struct op_state *o, const struct embkv_rpc *r)
 {
 	const uint32_t *ord = o->order + r->user_off;
-	size_t row = (size_t)o->dim * sizeof(float), ahead;
+	size_t row = o->row_bytes, ahead;
 	struct embkv_wire_count_reply cnt;
 	struct embkv_wire_pull_reply pr;
 	int rc;
@@ -422,6 +422,7 @@ static int state_init(struct op_state *o, const struct embkv_batch_args *a)
 	o->a = a;
 	o->t = t;
 	o->dim = t->attr.dim;
+	o->row_bytes = t->row_bytes;
 	/* From the client's pool (client.c): a fresh allocation every call
 	 * was trimmed back to the kernel and faulted in again each time. */
 	embkv_buf_init(&o->scratch);

@@ -5,7 +5,8 @@
  * reaches a server that does not own its partition), batch splitting and
  * pipelining with replies out of order, stale-epoch refresh and retry
  * (a push applied exactly once), retries exhausted, async operations,
- * concurrent threads, a silent server (timeout), a dead one, auth, stats.
+ * concurrent threads, a silent server (timeout), a dead one, auth, stats,
+ * the handle's row sizes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "client/client.h"
+#include "hashing/record.h"
 #include "tests/client/fake_server.h"
 
 #define NSRV 3u
@@ -335,6 +337,21 @@ static void test_assign_erase(void **state)
 	assert_int_equal(erased, 2);
 	assert_int_equal(stored_row(e->fc, 77, row), 0);
 	assert_int_equal(stored_row(e->fc, 79, row), 1);
+}
+
+/* The handle's row sizes come from its attributes, once, at open. */
+static void test_row_sizes(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(embkv_dtype_size(EMBKV_DTYPE_F32), sizeof(float));
+	assert_int_equal(embkv_dtype_size((enum embkv_dtype)-1), 0);
+	assert_int_equal(embkv_dtype_size((enum embkv_dtype)1000), 0);
+	assert_int_equal(e->t->attr.dtype, EMBKV_DTYPE_F32);
+	assert_int_equal(e->t->row_bytes, DIM * sizeof(float));
+	assert_int_equal(e->t->payload_bytes, DIM * sizeof(float));
+	assert_int_equal(e->t->rec_len,
+			 EMBKV_RECORD_HDR_BYTES + DIM * sizeof(float));
 }
 
 /* Frames of 7 rows, replies reversed: many pipelined frames per server,
@@ -718,6 +735,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_push_coalesced, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_assign_erase, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_row_sizes, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_split_reordered, env_setup,
 						env_teardown),
