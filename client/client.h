@@ -316,6 +316,7 @@ enum embkv_batch_op {
 	EMBKV_BATCH_PUSH,
 	EMBKV_BATCH_ASSIGN,
 	EMBKV_BATCH_ERASE,
+	EMBKV_BATCH_OP_COUNT,
 };
 
 struct embkv_batch_args {

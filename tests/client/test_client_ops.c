@@ -354,6 +354,41 @@ static void test_row_sizes(void **state)
 			 EMBKV_RECORD_HDR_BYTES + DIM * sizeof(float));
 }
 
+/* Arguments are checked per operation, before anything is sent. */
+static void test_batch_check(void **state)
+{
+	struct env *e = *state;
+	uint64_t key = 1;
+	float row[DIM] = { 0 };
+	struct embkv_batch_args a = {
+		.t = e->t, .n = 1, .keys = &key,
+	};
+
+	a.op = EMBKV_BATCH_OP_COUNT;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+	assert_int_equal(embkv_batch_run(&a), -EINVAL);
+	a.n = 0; /* nothing to do is never wrong */
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.n = 1;
+	a.op = EMBKV_BATCH_ERASE;
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.op = EMBKV_BATCH_PULL;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL); /* no out */
+	a.out = row;
+	a.mode = EMBKV_MODE_INFER;
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.mode = (enum embkv_mode)99;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+	a.op = EMBKV_BATCH_PUSH;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL); /* no vals */
+	a.op = EMBKV_BATCH_ASSIGN;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+	a.vals = row;
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.keys = NULL;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+}
+
 /* Frames of 7 rows, replies reversed: many pipelined frames per server,
  * answered out of order, still land at the right positions. */
 static void test_split_reordered(void **state)
@@ -737,6 +772,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_assign_erase, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_row_sizes, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_check, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_split_reordered, env_setup,
 						env_teardown),
