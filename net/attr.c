@@ -1,8 +1,8 @@
 /*
- * Table attributes: defaults, validation, dtype sizes and enum names. Shared by the
- * server (which trusts nothing it did not validate here) and the client.
- * Validation never modifies the attr and never trusts a string to be
- * NUL-terminated.
+ * Table attributes: defaults, validation, dtype sizes and enum names.
+ * Shared by the server (which trusts nothing it did not validate here) and
+ * the client. Validation never modifies the attr and never trusts a string
+ * to be NUL-terminated.
  */
 #include <errno.h>
 #include <math.h>
