@@ -149,7 +149,9 @@ void embkv_batch_sum_row(const struct embkv_batch *b, uint32_t u,
 {
 	uint32_t p = b->first[u];
 
-	memcpy(out, vals + (size_t)p * dim, (size_t)dim * sizeof(float));
+	/* dim elements of out: the API's float rows, whatever the stored
+	 * dtype (the table handle owns row sizes; this is an array copy) */
+	memcpy(out, vals + (size_t)p * dim, (size_t)dim * sizeof(*out));
 	for (p = b->next[p]; p != EMBKV_BATCH_END; p = b->next[p]) {
 		const float *row = vals + (size_t)p * dim;
 

@@ -248,6 +248,15 @@ struct embkv_onesided;
 struct embkv_table_handle {
 	struct embkv_client *c;
 	struct embkv_table_attr attr;
+	/* Row sizes, set once at open from attr (TABLE_OPEN): the one place
+	 * the client computes them. row_bytes: a row as the API and the
+	 * wire carry it (dim floats). payload_bytes: a row as the servers
+	 * store it (dim elements of attr.dtype); rec_len: a stored record's
+	 * header and payload, what a one-sided READ fetches. (Where records
+	 * sit, their stride, each server says in TABLE_REGIONS.) */
+	size_t row_bytes;
+	size_t payload_bytes;
+	uint32_t rec_len;
 	uint32_t rows_cap;       /* rows per request */
 	pthread_mutex_t lock;    /* map */
 	struct embkv_shardmap *map;
@@ -307,6 +316,7 @@ enum embkv_batch_op {
 	EMBKV_BATCH_PUSH,
 	EMBKV_BATCH_ASSIGN,
 	EMBKV_BATCH_ERASE,
+	EMBKV_BATCH_OP_COUNT,
 };
 
 struct embkv_batch_args {

@@ -12,7 +12,8 @@
  *            fingerprint (embkv_index_match) and take the first slot whose
  *            row id is below the partition's capacity -> RECORD; none ->
  *            RPC;
- *   RECORD:  READ the record's header and payload (24 + 4 dim bytes) and
+ *   RECORD:  READ the record's header and payload (t->rec_len: 24 bytes
+ *            and dim elements of the table's dtype, 4 dim for f32) and
  *            validate the copy (embkv_record_check): OK -> served and the
  *            location cached; TORN -> read again (bounded); OTHER_KEY or
  *            DEAD -> the next matching slot of the buckets already read
@@ -132,7 +133,6 @@ static int regions_decode(struct embkv_table_handle *t,
 			  const struct embkv_wire_table_ref *tref,
 			  const uint8_t *body, size_t len, struct os_srv *s)
 {
-	size_t rec = EMBKV_RECORD_HDR_BYTES + (size_t)t->attr.dim * sizeof(float);
 	struct embkv_wire_table_regions m;
 	struct embkv_wire_region_part p;
 	int rc;
@@ -141,7 +141,7 @@ static int regions_decode(struct embkv_table_handle *t,
 	if (rc)
 		return rc;
 	if (m.table_id != tref->table_id || m.uid != tref->uid ||
-	    m.stride < rec)
+	    m.stride < t->rec_len)
 		return EMBKV_EPROTO;
 	s->stride = m.stride;
 	s->part = calloc(t->attr.partitions, sizeof(*s->part));
@@ -425,7 +425,9 @@ int embkv_onesided_open(struct embkv_table_handle *t)
 	uint32_t i;
 	int any = 0, one, rc;
 
-	for (i = 0; i < m->nsrv; i++) {
+	/* Rows are handed on as stored: a dtype other than the API's floats
+	 * would need a conversion this path does not have (RPC instead). */
+	for (i = 0; t->payload_bytes == t->row_bytes && i < m->nsrv; i++) {
 		embkv_client_server_limits(t->c, m->srv[i], &lim, &one);
 		any |= one;
 	}
@@ -498,7 +500,8 @@ struct os_run {
 	const struct os_srv *srv;
 	uint64_t epoch;
 	const uint64_t *ukeys;
-	uint32_t dim, rec_len, slot_bytes;
+	size_t payload_bytes;      /* t->payload_bytes */
+	uint32_t rec_len, slot_bytes;
 	struct os_key *k;
 	uint8_t *buf;              /* registered: slot_bytes per key */
 	struct embkv_remote_read *reads;
@@ -608,7 +611,6 @@ static void next_candidate(struct os_key *k, const uint8_t *s)
  * left to do. */
 static int advance(struct os_run *r, uint32_t n)
 {
-	size_t payload = (size_t)r->dim * sizeof(float);
 	int more = 0;
 
 	for (uint32_t j = 0; j < n; j++) {
@@ -623,7 +625,8 @@ static int advance(struct os_run *r, uint32_t n)
 			const struct embkv_record *rec =
 				(const void *)(s + BUCKETS_BYTES);
 			enum embkv_record_verdict v =
-				embkv_record_check(rec, key, payload);
+				embkv_record_check(rec, key,
+						   r->payload_bytes);
 
 			if (v == EMBKV_RECORD_OK) {
 				struct embkv_loc loc = {
@@ -767,8 +770,8 @@ void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
 	r.os = os;
 	r.epoch = m->epoch;
 	r.ukeys = ukeys;
-	r.dim = t->attr.dim;
-	r.rec_len = EMBKV_RECORD_HDR_BYTES + r.dim * (uint32_t)sizeof(float);
+	r.payload_bytes = t->payload_bytes;
+	r.rec_len = t->rec_len;
 	r.slot_bytes = BUCKETS_BYTES + ((r.rec_len + LINE - 1) & ~(LINE - 1));
 	r.deliver = deliver;
 	r.ctx = ctx;

@@ -14,9 +14,13 @@
  * once.
  *
  * Frames are cut per server to fit its transport (frame_cap: an rdma
- * server's RECV size and reply slots). A pull first lets the one-sided
- * path (client/onesided.c) serve the keys of rdma servers; only the keys
- * it leaves go to the rounds.
+ * server's RECV size and reply slots, in rows the codec computes). A pull
+ * first lets the one-sided path (client/onesided.c) serve the keys of
+ * rdma servers; only the keys it leaves go to the rounds.
+ *
+ * What differs between the operations (argument check, frame building,
+ * reply consuming, rows per frame) is one row of batch_ops[] per
+ * operation; everything else is the same code for all of them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,13 +33,17 @@
 #define BACKOFF_MS_BASE 5u
 #define BACKOFF_MS_MAX 200u
 #define NS_PER_MS 1000000L
-#define SCATTER_AHEAD_BYTES 2048u /* how far ahead consume() prefetches */
+#define SCATTER_AHEAD_BYTES 2048u /* how far ahead consume_pull() prefetches */
 #define SCATTER_LINE 64u
+
+struct batch_op_desc;
 
 struct op_state {
 	const struct embkv_batch_args *a;
+	const struct batch_op_desc *d; /* batch_ops[a->op] */
 	struct embkv_table_handle *t;
 	uint32_t dim;
+	size_t row_bytes;   /* t->row_bytes */
 	struct embkv_batch b;
 	struct embkv_buf scratch; /* pooled: b's memory, then upart, pend,
 				     retry, order */
@@ -49,29 +57,6 @@ struct op_state {
 	uint64_t stale_epoch;
 	uint32_t stale_server;
 };
-
-int embkv_batch_check(const struct embkv_batch_args *a)
-{
-	if (!a || !a->t)
-		return -EINVAL;
-	if (a->n == 0)
-		return 0;
-	if (!a->keys)
-		return -EINVAL;
-	switch (a->op) {
-	case EMBKV_BATCH_PULL:
-		if (!a->out || (a->mode != EMBKV_MODE_TRAIN &&
-				a->mode != EMBKV_MODE_INFER))
-			return -EINVAL;
-		return 0;
-	case EMBKV_BATCH_PUSH:
-	case EMBKV_BATCH_ASSIGN:
-		return a->vals ? 0 : -EINVAL;
-	case EMBKV_BATCH_ERASE:
-		return 0;
-	}
-	return -EINVAL;
-}
 
 /* Frames ------------------------------------------------------------------- */
 
@@ -115,7 +100,6 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 	};
 	const uint32_t *ord = o->order + r->user_off;
 	int push = o->a->op == EMBKV_BATCH_PUSH;
-	size_t row = (size_t)o->dim * sizeof(float);
 	uint64_t *keys;
 	uint8_t *body;
 	float *vals;
@@ -140,7 +124,7 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 			embkv_batch_sum_row(&o->b, u, o->a->vals, o->dim, dst);
 		else      /* the last value of a duplicate wins */
 			memcpy(dst, o->a->vals + (size_t)o->b.last[u] * o->dim,
-			       row);
+			       o->row_bytes);
 	}
 	return 0;
 }
@@ -171,21 +155,6 @@ static int build_erase(struct op_state *o, struct embkv_rpc *r,
 	return 0;
 }
 
-static int build(struct op_state *o, struct embkv_rpc *r,
-		 const struct embkv_wire_table_ref *tref, uint64_t epoch)
-{
-	switch (o->a->op) {
-	case EMBKV_BATCH_PULL:
-		return build_pull(o, r, tref, epoch);
-	case EMBKV_BATCH_PUSH:
-	case EMBKV_BATCH_ASSIGN:
-		return build_rows(o, r, tref, epoch);
-	case EMBKV_BATCH_ERASE:
-		return build_erase(o, r, tref, epoch);
-	}
-	return -EINVAL;
-}
-
 /* Replies ------------------------------------------------------------------ */
 
 /* Writes one pulled row (or the default) to every position of key u. */
@@ -193,7 +162,7 @@ static void scatter(struct op_state *o, uint32_t u, const float *row,
 		    uint8_t found)
 {
 	const struct embkv_batch_args *a = o->a;
-	size_t bytes = (size_t)o->dim * sizeof(float);
+	size_t bytes = o->row_bytes;
 
 	if (!found && a->mode == EMBKV_MODE_INFER)
 		row = a->dflt; /* NULL: zeros */
@@ -230,23 +199,29 @@ static void prefetch_row(const struct op_state *o, uint32_t u, size_t row)
 		__builtin_prefetch(dst + at, 1);
 }
 
-static int consume(struct op_state *o, const struct embkv_rpc *r)
+/* A PUSH, ASSIGN or ERASE reply: how many keys it applied. */
+static int consume_count(struct op_state *o, const struct embkv_rpc *r)
+{
+	struct embkv_wire_count_reply cnt;
+	int rc;
+
+	rc = embkv_wire_count_reply_decode(r->body, r->body_len, &cnt);
+	if (rc)
+		return rc;
+	if ((uint64_t)cnt.done + cnt.skipped > r->user_n)
+		return EMBKV_EPROTO;
+	o->done += cnt.done;
+	return 0;
+}
+
+/* A PULL reply: its rows scattered to every position of their keys. */
+static int consume_pull(struct op_state *o, const struct embkv_rpc *r)
 {
 	const uint32_t *ord = o->order + r->user_off;
-	size_t row = (size_t)o->dim * sizeof(float), ahead;
-	struct embkv_wire_count_reply cnt;
+	size_t row = o->row_bytes, ahead;
 	struct embkv_wire_pull_reply pr;
 	int rc;
 
-	if (o->a->op != EMBKV_BATCH_PULL) {
-		rc = embkv_wire_count_reply_decode(r->body, r->body_len, &cnt);
-		if (rc)
-			return rc;
-		if ((uint64_t)cnt.done + cnt.skipped > r->user_n)
-			return EMBKV_EPROTO;
-		o->done += cnt.done;
-		return 0;
-	}
 	rc = embkv_wire_pull_reply_decode(r->body, r->body_len, &pr);
 	if (rc)
 		return rc;
@@ -261,10 +236,103 @@ static int consume(struct op_state *o, const struct embkv_rpc *r)
 	return 0;
 }
 
+/* Operations ---------------------------------------------------------------- */
+
+static int check_pull(const struct embkv_batch_args *a)
+{
+	if (!a->out || (a->mode != EMBKV_MODE_TRAIN &&
+			a->mode != EMBKV_MODE_INFER))
+		return -EINVAL;
+	return 0;
+}
+
+static int check_rows(const struct embkv_batch_args *a)
+{
+	return a->vals ? 0 : -EINVAL;
+}
+
+static int check_keys(const struct embkv_batch_args *a)
+{
+	(void)a;
+	return 0;
+}
+
+static uint32_t pull_req_max_rows(size_t max_body, uint32_t dim)
+{
+	(void)dim;
+	return embkv_wire_pull_req_max_rows(max_body);
+}
+
+static uint32_t erase_req_max_rows(size_t max_body, uint32_t dim)
+{
+	(void)dim;
+	return embkv_wire_erase_req_max_rows(max_body);
+}
+
+/*
+ * What differs between the batch operations, one row each, indexed by
+ * enum embkv_batch_op: everything else (dedup, routing, rounds, retries)
+ * is the same code for all of them.
+ */
+struct batch_op_desc {
+	/* The op's own arguments (a->n > 0, a->keys set): 0 or -EINVAL. */
+	int (*check)(const struct embkv_batch_args *a);
+	/* r's request frame for its keys, o->order[user_off, + user_n). */
+	int (*build)(struct op_state *o, struct embkv_rpc *r,
+		     const struct embkv_wire_table_ref *tref, uint64_t epoch);
+	/* One reply, on arrival (status 0). */
+	int (*consume)(struct op_state *o, const struct embkv_rpc *r);
+	/* Rows that fit a request body, and a reply body (NULL: the reply
+	 * is a count, of fixed size), of max_body bytes at this dim. */
+	uint32_t (*req_max_rows)(size_t max_body, uint32_t dim);
+	uint32_t (*reply_max_rows)(size_t max_body, uint32_t dim);
+};
+
+static const struct batch_op_desc batch_ops[] = {
+	[EMBKV_BATCH_PULL] = {
+		.check = check_pull, .build = build_pull,
+		.consume = consume_pull,
+		.req_max_rows = pull_req_max_rows,
+		.reply_max_rows = embkv_wire_pull_reply_max_rows,
+	},
+	[EMBKV_BATCH_PUSH] = {
+		.check = check_rows, .build = build_rows,
+		.consume = consume_count,
+		.req_max_rows = embkv_wire_rows_req_max_rows,
+	},
+	[EMBKV_BATCH_ASSIGN] = {
+		.check = check_rows, .build = build_rows,
+		.consume = consume_count,
+		.req_max_rows = embkv_wire_rows_req_max_rows,
+	},
+	[EMBKV_BATCH_ERASE] = {
+		.check = check_keys, .build = build_erase,
+		.consume = consume_count,
+		.req_max_rows = erase_req_max_rows,
+	},
+};
+
+#define BATCH_OPS (sizeof(batch_ops) / sizeof(batch_ops[0]))
+_Static_assert(BATCH_OPS == EMBKV_BATCH_OP_COUNT,
+	       "one batch_ops[] row per enum embkv_batch_op");
+
+int embkv_batch_check(const struct embkv_batch_args *a)
+{
+	if (!a || !a->t)
+		return -EINVAL;
+	if (a->n == 0)
+		return 0;
+	if (!a->keys || (unsigned int)a->op >= BATCH_OPS)
+		return -EINVAL;
+	return batch_ops[a->op].check(a);
+}
+
 /* on_reply of every frame of a round: consumed on arrival (client/rpc.c). */
 static int consume_on_arrival(void *ctx, const struct embkv_rpc *r)
 {
-	return consume(ctx, r);
+	struct op_state *o = ctx;
+
+	return o->d->consume(o, r);
 }
 
 /* Rounds -------------------------------------------------------------------- */
@@ -282,38 +350,24 @@ static uint32_t min_rows(uint32_t cap, uint64_t rows)
 /*
  * Rows per frame to server: the table's cap, lowered so that the request
  * fits the transport's largest request frame and a pull's reply its
- * largest reply (the rdma transport's RECVs and reply slots).
+ * largest reply (the rdma transport's RECVs and reply slots). The codec
+ * owns the bodies' layouts (embkv_wire_*_max_rows).
  */
 static uint32_t frame_cap(const struct op_state *o, uint32_t server)
 {
-	const size_t hdr = EMBKV_WIRE_HDR_SIZE, row = (size_t)o->dim * 4;
+	const size_t hdr = EMBKV_WIRE_HDR_SIZE;
+	const struct batch_op_desc *d = o->d;
 	struct embkv_conn_limits lim;
 	uint32_t cap = o->t->rows_cap;
 	int one;
 
 	embkv_client_server_limits(o->t->c, server, &lim, &one);
-	if (lim.max_request > hdr + EMBKV_WIRE_ROWS_REQ_KEYS) {
-		size_t room = lim.max_request - hdr;
-
-		switch (o->a->op) {
-		case EMBKV_BATCH_PULL:
-			cap = min_rows(cap, (room - EMBKV_WIRE_PULL_REQ_KEYS) /
-					    sizeof(uint64_t));
-			break;
-		case EMBKV_BATCH_PUSH:
-		case EMBKV_BATCH_ASSIGN:
-			cap = min_rows(cap, (room - EMBKV_WIRE_ROWS_REQ_KEYS) /
-					    (sizeof(uint64_t) + row));
-			break;
-		case EMBKV_BATCH_ERASE:
-			cap = min_rows(cap, (room - EMBKV_WIRE_ERASE_REQ_KEYS) /
-					    sizeof(uint64_t));
-			break;
-		}
-	}
-	/* PULL reply: n, dim, found[n] padded to 8, then n rows */
-	if (o->a->op == EMBKV_BATCH_PULL && lim.max_reply > hdr + 16)
-		cap = min_rows(cap, (lim.max_reply - hdr - 16) / (row + 1));
+	if (lim.max_request > hdr)
+		cap = min_rows(cap, d->req_max_rows(lim.max_request - hdr,
+						    o->dim));
+	if (d->reply_max_rows && lim.max_reply > hdr)
+		cap = min_rows(cap, d->reply_max_rows(lim.max_reply - hdr,
+						      o->dim));
 	return cap ? cap : 1;
 }
 
@@ -361,7 +415,7 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
 			r->on_reply = consume_on_arrival;
 			r->on_reply_ctx = o;
-			rc = build(o, r, &m->tref[s], m->epoch);
+			rc = o->d->build(o, r, &m->tref[s], m->epoch);
 			if (rc)
 				goto clear;
 		}
@@ -421,8 +475,10 @@ static int state_init(struct op_state *o, const struct embkv_batch_args *a)
 
 	memset(o, 0, sizeof(*o));
 	o->a = a;
+	o->d = &batch_ops[a->op];
 	o->t = t;
 	o->dim = t->attr.dim;
+	o->row_bytes = t->row_bytes;
 	/* From the client's pool (client.c): a fresh allocation every call
 	 * was trimmed back to the kernel and faulted in again each time. */
 	embkv_buf_init(&o->scratch);

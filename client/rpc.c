@@ -83,11 +83,6 @@ int embkv_rpc_frame(struct embkv_rpc *r, uint8_t op, uint64_t epoch,
 	return embkv_wire_frame_start(&r->req, &h, body);
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	memcpy(p, &v, sizeof(v)); /* little-endian hosts only (wire.c) */
-}
-
 static void rpc_fail(struct embkv_rpc *r, int status)
 {
 	if (r->done)
@@ -358,7 +353,7 @@ int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
 			struct embkv_rpc *r = &rpcs[x->idx[k]];
 
 			r->req_id = x->cc->next_req_id++;
-			put_u64(r->req.data + EMBKV_WIRE_HDR_REQ_ID, r->req_id);
+			embkv_wire_hdr_set_request_id(r->req.data, r->req_id);
 		}
 	}
 	run_loop(xs, nx, rpcs, pfds, deadline);

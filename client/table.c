@@ -30,6 +30,7 @@
 
 #include "client/batch.h"
 #include "client/client.h"
+#include "hashing/record.h"
 
 /* Shard maps --------------------------------------------------------------- */
 
@@ -396,6 +397,10 @@ int embkv_table_open(struct embkv_client *c, const char *name,
 	rc = map_fetch(t, src, known, &t->map);
 	if (rc)
 		goto fail;
+	t->row_bytes = (size_t)t->attr.dim * sizeof(float);
+	t->payload_bytes = (size_t)t->attr.dim *
+			   embkv_dtype_size(t->attr.dtype);
+	t->rec_len = (uint32_t)(EMBKV_RECORD_HDR_BYTES + t->payload_bytes);
 	t->rows_cap = embkv_wire_max_rows(t->attr.dim);
 	if (c->rows_cap && c->rows_cap < t->rows_cap)
 		t->rows_cap = c->rows_cap;

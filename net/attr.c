@@ -1,8 +1,8 @@
 /*
- * Table attributes: defaults, validation and enum names. Shared by the
- * server (which trusts nothing it did not validate here) and the client.
- * Validation never modifies the attr and never trusts a string to be
- * NUL-terminated.
+ * Table attributes: defaults, validation, dtype sizes and enum names.
+ * Shared by the server (which trusts nothing it did not validate here) and
+ * the client. Validation never modifies the attr and never trusts a string
+ * to be NUL-terminated.
  */
 #include <errno.h>
 #include <math.h>
@@ -59,6 +59,15 @@ static int name_check(const char *name)
 		      (c >= '0' && c <= '9') || c == '_' || c == '-' ||
 		      c == '.'))
 			return -EINVAL;
+	}
+	return 0;
+}
+
+size_t embkv_dtype_size(enum embkv_dtype dtype)
+{
+	switch (dtype) { /* no default: a new dtype must be sized here */
+	case EMBKV_DTYPE_F32:
+		return sizeof(float);
 	}
 	return 0;
 }

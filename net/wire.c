@@ -35,15 +35,13 @@
 
 uint32_t embkv_wire_max_rows(uint32_t dim)
 {
-	uint64_t per_row, rows;
+	const size_t max = EMBKV_WIRE_MAX_BODY;
+	uint32_t push = embkv_wire_rows_req_max_rows(max, dim);
+	uint32_t pull = embkv_wire_pull_reply_max_rows(max, dim);
 
-	if (dim_check(dim, -EINVAL))
-		return 0;
-	/* A PUSH row (key + dim floats) is at least as big as a PULL reply
-	 * row (found byte + padding share + dim floats). */
-	per_row = U64_SIZE + (uint64_t)dim * F32_SIZE;
-	rows = (EMBKV_WIRE_MAX_BODY - EMBKV_WIRE_ROWS_REQ_KEYS) / per_row;
-	return rows < EMBKV_WIRE_MAX_KEYS ? (uint32_t)rows : EMBKV_WIRE_MAX_KEYS;
+	/* a PUSH row (key + dim floats) is at least as big as a PULL reply
+	 * row (found byte + padding share + dim floats): push, in effect */
+	return push < pull ? push : pull;
 }
 
 /* Header -------------------------------------------------------------------- */
@@ -63,6 +61,11 @@ size_t embkv_wire_hdr_encode(const struct embkv_wire_hdr *h, uint8_t *buf)
 	put_u32(buf + EMBKV_WIRE_HDR_BODY_LEN, h->body_len);
 	put_u32(buf + EMBKV_WIRE_HDR_RESERVED, 0);
 	return EMBKV_WIRE_HDR_SIZE;
+}
+
+void embkv_wire_hdr_set_request_id(uint8_t *frame, uint64_t id)
+{
+	put_u64(frame + EMBKV_WIRE_HDR_REQ_ID, id);
 }
 
 int embkv_wire_hdr_decode(const uint8_t *buf, size_t len,

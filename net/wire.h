@@ -113,6 +113,14 @@ struct embkv_wire_hdr {
 size_t embkv_wire_hdr_encode(const struct embkv_wire_hdr *h, uint8_t *buf);
 
 /*
+ * Writes id into the request id field of the encoded header at frame (a
+ * frame started with embkv_wire_hdr_encode or embkv_wire_frame_start),
+ * leaving every other byte alone: a sender numbers a frame it built
+ * earlier once it knows the connection it goes out on.
+ */
+void embkv_wire_hdr_set_request_id(uint8_t *frame, uint64_t id);
+
+/*
  * Decodes the header at buf, checking in this order: len >= header size
  * (else EMBKV_EPROTO), magic (EMBKV_EPROTO), version (EMBKV_EVERSION),
  * opcode (EMBKV_EOPCODE), flags and reserved field (EMBKV_EPROTO), body_len
@@ -387,6 +395,14 @@ struct embkv_wire_pull_req {
 };
 int embkv_wire_pull_req_size(const struct embkv_wire_pull_req *m,
 			     size_t *len);
+/*
+ * The _max_rows functions below answer "how many rows fit": the largest n
+ * whose body (the matching _size with that n) is at most max_body bytes
+ * and within the wire's limits (EMBKV_WIRE_MAX_KEYS, EMBKV_WIRE_MAX_BODY),
+ * so n + 1 does not fit. 0 when not even one row fits, or for a dim that
+ * _size rejects. Senders cut batches into frames with them.
+ */
+uint32_t embkv_wire_pull_req_max_rows(size_t max_body);
 int embkv_wire_pull_req_encode(const struct embkv_wire_pull_req *m,
 			       uint8_t *body, size_t cap);
 /* m->keys is ignored; *keys gets the n slots to fill. */
@@ -409,6 +425,7 @@ struct embkv_wire_pull_reply {
 	const float *vals;    /* n * dim floats, row i at i * dim */
 };
 int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len);
+uint32_t embkv_wire_pull_reply_max_rows(size_t max_body, uint32_t dim);
 int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
 				 uint8_t *body, size_t cap);
 int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
@@ -435,6 +452,7 @@ struct embkv_wire_rows_req {
 };
 int embkv_wire_rows_req_size(const struct embkv_wire_rows_req *m,
 			     size_t *len);
+uint32_t embkv_wire_rows_req_max_rows(size_t max_body, uint32_t dim);
 int embkv_wire_rows_req_encode(const struct embkv_wire_rows_req *m,
 			       uint8_t *body, size_t cap);
 int embkv_wire_rows_req_prepare(const struct embkv_wire_rows_req *m,
@@ -458,6 +476,7 @@ struct embkv_wire_erase_req {
 };
 int embkv_wire_erase_req_size(const struct embkv_wire_erase_req *m,
 			      size_t *len);
+uint32_t embkv_wire_erase_req_max_rows(size_t max_body);
 int embkv_wire_erase_req_encode(const struct embkv_wire_erase_req *m,
 				uint8_t *body, size_t cap);
 int embkv_wire_erase_req_prepare(const struct embkv_wire_erase_req *m,

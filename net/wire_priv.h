@@ -223,4 +223,20 @@ static inline uint64_t erase_req_bytes(uint32_t n)
 	return EMBKV_WIRE_ERASE_REQ_KEYS + (uint64_t)n * U64_SIZE;
 }
 
+/* The most items of per_item bytes each that fit after fixed bytes in a
+ * body of max_body bytes (and of EMBKV_WIRE_MAX_BODY), at most
+ * EMBKV_WIRE_MAX_KEYS: the _max_rows functions of bodies without padding. */
+static inline uint32_t keys_fit(size_t max_body, uint64_t fixed,
+				uint64_t per_item)
+{
+	uint64_t room = max_body < EMBKV_WIRE_MAX_BODY ? max_body
+						      : EMBKV_WIRE_MAX_BODY;
+	uint64_t n;
+
+	if (room < fixed)
+		return 0;
+	n = (room - fixed) / per_item;
+	return n < EMBKV_WIRE_MAX_KEYS ? (uint32_t)n : EMBKV_WIRE_MAX_KEYS;
+}
+
 #endif

@@ -34,6 +34,11 @@ int embkv_wire_pull_req_size(const struct embkv_wire_pull_req *m, size_t *len)
 	return len ? pull_req_check(m, len) : -EINVAL;
 }
 
+uint32_t embkv_wire_pull_req_max_rows(size_t max_body)
+{
+	return keys_fit(max_body, EMBKV_WIRE_PULL_REQ_KEYS, U64_SIZE);
+}
+
 static void pull_req_write(uint8_t *body, const struct embkv_wire_pull_req *m)
 {
 	put_u32(body + EMBKV_WIRE_PULL_REQ_TABLE, m->table_id);
@@ -140,6 +145,23 @@ static int pull_reply_check(uint32_t n, uint32_t dim, size_t *len)
 int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len)
 {
 	return len ? pull_reply_check(n, dim, len) : -EINVAL;
+}
+
+uint32_t embkv_wire_pull_reply_max_rows(size_t max_body, uint32_t dim)
+{
+	uint64_t room = max_body < EMBKV_WIRE_MAX_BODY ? max_body
+						      : EMBKV_WIRE_MAX_BODY;
+	uint32_t n;
+
+	if (dim_check(dim, -EINVAL))
+		return 0;
+	/* found[n] padded to 8 costs n to n + 7 bytes: start from the
+	 * unpadded count, then step down past the padding (a step or two:
+	 * each row is at least 5 bytes). */
+	n = keys_fit(max_body, PULL_REPLY_FIXED, 1 + (uint64_t)dim * F32_SIZE);
+	while (n && pull_reply_bytes(n, dim) > room)
+		n--;
+	return n;
 }
 
 /* Writes the fixed fields and the zero padding after found[]. */
@@ -254,6 +276,14 @@ int embkv_wire_rows_req_size(const struct embkv_wire_rows_req *m, size_t *len)
 	return len ? rows_req_check(m, len) : -EINVAL;
 }
 
+uint32_t embkv_wire_rows_req_max_rows(size_t max_body, uint32_t dim)
+{
+	if (dim_check(dim, -EINVAL))
+		return 0;
+	return keys_fit(max_body, EMBKV_WIRE_ROWS_REQ_KEYS,
+			U64_SIZE + (uint64_t)dim * F32_SIZE);
+}
+
 static void rows_req_write(uint8_t *body, const struct embkv_wire_rows_req *m)
 {
 	put_u32(body + EMBKV_WIRE_ROWS_REQ_TABLE, m->table_id);
@@ -352,6 +382,11 @@ int embkv_wire_erase_req_size(const struct embkv_wire_erase_req *m,
 			      size_t *len)
 {
 	return len ? erase_req_check(m, len) : -EINVAL;
+}
+
+uint32_t embkv_wire_erase_req_max_rows(size_t max_body)
+{
+	return keys_fit(max_body, EMBKV_WIRE_ERASE_REQ_KEYS, U64_SIZE);
 }
 
 static void erase_req_write(uint8_t *body,

@@ -442,6 +442,30 @@ static void valid_hdr(uint8_t buf[EMBKV_WIRE_HDR_SIZE])
 	assert_int_equal(embkv_wire_hdr_encode(&h, buf), EMBKV_WIRE_HDR_SIZE);
 }
 
+/* Setting the id changes those 8 bytes only; the header still decodes
+ * to what was encoded, with the new id. */
+static void test_hdr_set_request_id(void **state)
+{
+	uint8_t buf[EMBKV_WIRE_HDR_SIZE], before[EMBKV_WIRE_HDR_SIZE];
+	struct embkv_wire_hdr d;
+
+	(void)state;
+	valid_hdr(buf);
+	memcpy(before, buf, sizeof(buf));
+	embkv_wire_hdr_set_request_id(buf, 0x0102030405060708ull);
+	assert_memory_equal(buf, before, EMBKV_WIRE_HDR_REQ_ID);
+	assert_memory_equal(buf + EMBKV_WIRE_HDR_REQ_ID + 8,
+			    before + EMBKV_WIRE_HDR_REQ_ID + 8,
+			    EMBKV_WIRE_HDR_SIZE - EMBKV_WIRE_HDR_REQ_ID - 8);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_REQ_ID], 0x08);
+	assert_int_equal(buf[EMBKV_WIRE_HDR_REQ_ID + 7], 0x01);
+	assert_int_equal(embkv_wire_hdr_decode(buf, sizeof(buf), &d), 0);
+	assert_int_equal(d.request_id, 0x0102030405060708ull);
+	assert_int_equal(d.opcode, EMBKV_WIRE_OP_PUSH);
+	assert_int_equal(d.body_len, 64);
+	assert_int_equal(d.epoch, 5);
+}
+
 static void test_hdr_truncated(void **state)
 {
 	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
@@ -1928,6 +1952,115 @@ static void test_max_rows(void **state)
 	assert_int_equal(embkv_wire_max_rows(EMBKV_MAX_DIM), 4093);
 }
 
+enum fit_kind { FIT_PULL_REQ, FIT_PULL_REPLY, FIT_ROWS_REQ, FIT_ERASE_REQ };
+
+/* 1 when a body of kind with n rows is valid and at most max_body bytes. */
+static int body_fits(enum fit_kind kind, uint64_t n, uint32_t dim,
+		     size_t max_body)
+{
+	struct embkv_wire_pull_req pm = { .uid = UID, .dim = dim };
+	struct embkv_wire_rows_req rm = { .uid = UID, .dim = dim };
+	struct embkv_wire_erase_req em = { .uid = UID };
+	size_t len = 0;
+	int rc = -EINVAL;
+
+	if (n > UINT32_MAX)
+		return 0;
+	pm.n = rm.n = em.n = (uint32_t)n;
+	switch (kind) {
+	case FIT_PULL_REQ:
+		rc = embkv_wire_pull_req_size(&pm, &len);
+		break;
+	case FIT_PULL_REPLY:
+		rc = embkv_wire_pull_reply_size((uint32_t)n, dim, &len);
+		break;
+	case FIT_ROWS_REQ:
+		rc = embkv_wire_rows_req_size(&rm, &len);
+		break;
+	case FIT_ERASE_REQ:
+		rc = embkv_wire_erase_req_size(&em, &len);
+		break;
+	}
+	return rc == 0 && len <= max_body;
+}
+
+static uint32_t max_rows_of(enum fit_kind kind, size_t max_body, uint32_t dim)
+{
+	switch (kind) {
+	case FIT_PULL_REQ:
+		return embkv_wire_pull_req_max_rows(max_body);
+	case FIT_PULL_REPLY:
+		return embkv_wire_pull_reply_max_rows(max_body, dim);
+	case FIT_ROWS_REQ:
+		return embkv_wire_rows_req_max_rows(max_body, dim);
+	case FIT_ERASE_REQ:
+		return embkv_wire_erase_req_max_rows(max_body);
+	}
+	return 0;
+}
+
+/* n = _max_rows: n rows fit (when n > 0), n + 1 do not. */
+static void check_max_rows(enum fit_kind kind, size_t max_body, uint32_t dim)
+{
+	uint32_t n = max_rows_of(kind, max_body, dim);
+
+	if (n)
+		assert_true(body_fits(kind, n, dim, max_body));
+	assert_false(body_fits(kind, (uint64_t)n + 1, dim, max_body));
+}
+
+static void test_max_rows_per_body(void **state)
+{
+	static const uint32_t dims[] = { 1, 2, 3, 5, 8, 64, 100, 128, 1000,
+					 EMBKV_MAX_DIM };
+	static const size_t big[] = {
+		1u << 12, (1u << 20) - EMBKV_WIRE_HDR_SIZE, 1u << 20,
+		(1u << 20) + 7, 12345678, EMBKV_WIRE_MAX_BODY - 1,
+		EMBKV_WIRE_MAX_BODY, EMBKV_WIRE_MAX_BODY + 1, SIZE_MAX,
+	};
+	static const enum fit_kind kinds[] = {
+		FIT_PULL_REQ, FIT_PULL_REPLY, FIT_ROWS_REQ, FIT_ERASE_REQ,
+	};
+	size_t i, d, k, body;
+
+	(void)state;
+	for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		for (d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+			for (body = 0; body <= 700; body++)
+				check_max_rows(kinds[k], body, dims[d]);
+			for (i = 0; i < sizeof(big) / sizeof(big[0]); i++)
+				check_max_rows(kinds[k], big[i], dims[d]);
+		}
+	}
+	/* dims that _size rejects fit nothing */
+	assert_int_equal(embkv_wire_pull_reply_max_rows(1u << 20, 0), 0);
+	assert_int_equal(
+		embkv_wire_pull_reply_max_rows(1u << 20, EMBKV_MAX_DIM + 1), 0);
+	assert_int_equal(embkv_wire_rows_req_max_rows(1u << 20, 0), 0);
+	assert_int_equal(
+		embkv_wire_rows_req_max_rows(1u << 20, EMBKV_MAX_DIM + 1), 0);
+	/* the fixed fields alone fit no row */
+	body = EMBKV_WIRE_PULL_REPLY_FOUND;
+	assert_int_equal(embkv_wire_pull_reply_max_rows(body, 1), 0);
+	/* one found byte padded to 8, then one float */
+	assert_int_equal(embkv_wire_pull_reply_max_rows(body + 11, 1), 0);
+	assert_int_equal(embkv_wire_pull_reply_max_rows(body + 12, 1), 1);
+	body = EMBKV_WIRE_PULL_REQ_KEYS;
+	assert_int_equal(embkv_wire_pull_req_max_rows(body), 0);
+	assert_int_equal(embkv_wire_pull_req_max_rows(body + 8), 1);
+	/* the key count limit binds small rows */
+	assert_int_equal(embkv_wire_erase_req_max_rows(SIZE_MAX),
+			 EMBKV_WIRE_MAX_KEYS);
+	assert_int_equal(embkv_wire_pull_reply_max_rows(SIZE_MAX, 1),
+			 EMBKV_WIRE_MAX_KEYS);
+	/* the batch size the client starts from is the tighter of the two */
+	for (d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
+		assert_int_equal(
+			embkv_wire_max_rows(dims[d]),
+			embkv_wire_rows_req_max_rows(EMBKV_WIRE_MAX_BODY,
+						     dims[d]));
+}
+
 /* Every proper prefix of every valid body is EMBKV_EPROTO; so is any
  * trailing byte. */
 static void test_truncated_and_trailing_bodies(void **state)
@@ -2555,6 +2688,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hdr_round_trip),
+		cmocka_unit_test(test_hdr_set_request_id),
 		cmocka_unit_test(test_hdr_truncated),
 		cmocka_unit_test(test_hdr_bad_magic),
 		cmocka_unit_test(test_hdr_bad_version),
@@ -2589,6 +2723,7 @@ int main(void)
 		cmocka_unit_test(test_limit_count_dim_mismatch),
 		cmocka_unit_test(test_limit_dim),
 		cmocka_unit_test(test_max_rows),
+		cmocka_unit_test(test_max_rows_per_body),
 		cmocka_unit_test(test_truncated_and_trailing_bodies),
 		cmocka_unit_test(test_body_over_limit),
 		cmocka_unit_test(test_misaligned_body),

@@ -72,6 +72,13 @@ enum embkv_dtype {
 	EMBKV_DTYPE_F32 = 0, /* the only storage type for now */
 };
 
+/*
+ * Bytes of one stored element of dtype (4 for EMBKV_DTYPE_F32): a row
+ * stored as dtype takes dim times this. 0 for a value that names no
+ * dtype. Pure; any thread.
+ */
+size_t embkv_dtype_size(enum embkv_dtype dtype);
+
 enum embkv_optimizer {
 	EMBKV_OPT_SGD = 0,
 	EMBKV_OPT_ADAGRAD = 1,

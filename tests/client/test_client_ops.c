@@ -5,7 +5,8 @@
  * reaches a server that does not own its partition), batch splitting and
  * pipelining with replies out of order, stale-epoch refresh and retry
  * (a push applied exactly once), retries exhausted, async operations,
- * concurrent threads, a silent server (timeout), a dead one, auth, stats.
+ * concurrent threads, a silent server (timeout), a dead one, auth, stats,
+ * the handle's row sizes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "client/client.h"
+#include "hashing/record.h"
 #include "tests/client/fake_server.h"
 
 #define NSRV 3u
@@ -335,6 +337,56 @@ static void test_assign_erase(void **state)
 	assert_int_equal(erased, 2);
 	assert_int_equal(stored_row(e->fc, 77, row), 0);
 	assert_int_equal(stored_row(e->fc, 79, row), 1);
+}
+
+/* The handle's row sizes come from its attributes, once, at open. */
+static void test_row_sizes(void **state)
+{
+	struct env *e = *state;
+
+	assert_int_equal(embkv_dtype_size(EMBKV_DTYPE_F32), sizeof(float));
+	assert_int_equal(embkv_dtype_size((enum embkv_dtype)-1), 0);
+	assert_int_equal(embkv_dtype_size((enum embkv_dtype)1000), 0);
+	assert_int_equal(e->t->attr.dtype, EMBKV_DTYPE_F32);
+	assert_int_equal(e->t->row_bytes, DIM * sizeof(float));
+	assert_int_equal(e->t->payload_bytes, DIM * sizeof(float));
+	assert_int_equal(e->t->rec_len,
+			 EMBKV_RECORD_HDR_BYTES + DIM * sizeof(float));
+}
+
+/* Arguments are checked per operation, before anything is sent. */
+static void test_batch_check(void **state)
+{
+	struct env *e = *state;
+	uint64_t key = 1;
+	float row[DIM] = { 0 };
+	struct embkv_batch_args a = {
+		.t = e->t, .n = 1, .keys = &key,
+	};
+
+	a.op = EMBKV_BATCH_OP_COUNT;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+	assert_int_equal(embkv_batch_run(&a), -EINVAL);
+	a.n = 0; /* nothing to do is never wrong */
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.n = 1;
+	a.op = EMBKV_BATCH_ERASE;
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.op = EMBKV_BATCH_PULL;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL); /* no out */
+	a.out = row;
+	a.mode = EMBKV_MODE_INFER;
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.mode = (enum embkv_mode)99;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+	a.op = EMBKV_BATCH_PUSH;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL); /* no vals */
+	a.op = EMBKV_BATCH_ASSIGN;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
+	a.vals = row;
+	assert_int_equal(embkv_batch_check(&a), 0);
+	a.keys = NULL;
+	assert_int_equal(embkv_batch_check(&a), -EINVAL);
 }
 
 /* Frames of 7 rows, replies reversed: many pipelined frames per server,
@@ -718,6 +770,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_push_coalesced, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_assign_erase, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_row_sizes, env_setup,
+						env_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_check, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_split_reordered, env_setup,
 						env_teardown),
