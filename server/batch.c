@@ -40,8 +40,8 @@ struct batch_job {
 
 struct embkv_req {
 	struct embkvd_done fin;          /* in the I/O inbox when finished */
-	struct embkv_conn *conn;
-	struct embkv_io *io;
+	struct embkvd_conn *conn;
+	struct embkvd_io *io;
 	struct embkv_catalog_entry *ent; /* reference */
 	struct embkv_table *t;
 	uint8_t op, mode;
@@ -51,7 +51,7 @@ struct embkv_req {
 	const uint64_t *keys;
 	const float *vals;               /* PUSH: grads; ASSIGN: values */
 	const uint32_t *hcounts;         /* HITS: counts */
-	struct embkv_obuf *reply;
+	struct embkvd_obuf *reply;
 	uint8_t *found;                  /* PULL reply, in reply */
 	float *out;
 	uint8_t *counts;                 /* count reply body, in reply */
@@ -80,7 +80,7 @@ struct plan {
 /* Groups keys by owner, checking that this server serves each under map
  * (the caller holds rcu_read_lock) and has its partition loaded. 0,
  * EMBKV_ESTALE or EMBKV_EUNAVAIL (*bad_key set), or -ENOMEM. */
-static int plan_build(struct embkv_server *s, const struct embkvd_map *map,
+static int plan_build(struct embkvd *s, const struct embkvd_map *map,
 		      const struct embkv_table *t, uint32_t n,
 		      const uint64_t *keys, struct plan *pl, uint64_t *bad_key)
 {
@@ -233,14 +233,14 @@ static void job_run(struct embkv_job *job)
 	__atomic_add_fetch(&r->skipped, cnt - done, __ATOMIC_RELAXED);
 	/* bj and r may be freed as soon as the count reaches zero. */
 	if (!__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL))
-		embkv_io_post(r->io, &r->fin.node);
+		embkvd_io_post(r->io, &r->fin.node);
 }
 
 /* I/O side ---------------------------------------------------------------------- */
 
 static void req_free(struct embkv_req *r)
 {
-	embkv_obuf_free(r->reply);
+	embkvd_obuf_free(r->reply);
 	embkv_catalog_entry_put(r->ent);
 	free(r->scratch);
 	free(r->plan);
@@ -321,7 +321,7 @@ static int req_buffers(struct embkv_req *r)
 	struct embkv_wire_hdr h = {
 		.opcode = r->op | EMBKV_WIRE_OP_REPLY,
 		.request_id = r->req_id,
-		.epoch = embkv_server_epoch(r->io->srv),
+		.epoch = embkvd_epoch(r->io->srv),
 	};
 	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE, vals_bytes = 0;
 	uint8_t *body;
@@ -334,7 +334,7 @@ static int req_buffers(struct embkv_req *r)
 			return rc;
 	}
 	h.body_len = (uint32_t)len;
-	r->reply = embkv_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
+	r->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
 	if (!r->reply)
 		return -ENOMEM;
 	r->mem += r->reply->len;
@@ -385,9 +385,9 @@ static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
 	}
 	r->njobs = njobs;
 	r->pending = njobs;
-	embkv_conn_hold(r->conn, r->mem);
+	embkvd_conn_hold(r->conn, r->mem);
 	if (!njobs) {
-		embkv_batch_finish(&r->fin);
+		embkvd_batch_finish(&r->fin);
 		return;
 	}
 	/* r stays valid through this loop: only this thread frees it, after
@@ -409,10 +409,10 @@ static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
 	}
 }
 
-void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		       uint8_t *body, uint64_t t0_ns)
+void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns)
 {
-	struct embkv_server *s = c->io->srv;
+	struct embkvd *s = c->io->srv;
 	const struct embkvd_map *map;
 	struct embkv_catalog_entry *ent;
 	struct embkv_req *r;
@@ -426,26 +426,28 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 
 	rc = msg_decode(h->opcode, body, h->body_len, &m);
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
-				 embkv_wire_op_name(h->opcode),
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "bad %s body: %s",
+				  embkv_wire_op_name(h->opcode),
+				  embkv_strerror(rc));
 		goto free_body;
 	}
-	ent = embkv_svc_table_get(c, h->request_id, m.table_id, m.uid);
+	ent = embkvd_svc_table_get(c, h->request_id, m.table_id, m.uid);
 	if (!ent)
 		goto free_body;
 	if (h->opcode != EMBKV_WIRE_OP_ERASE &&
 	    h->opcode != EMBKV_WIRE_OP_HITS && m.dim != ent->table->dim) {
-		embkv_conn_error(c, h->request_id, EMBKV_EDIM, false,
-				 "table %s has dim %u, not %u",
-				 ent->table->attr.name, ent->table->dim, m.dim);
+		embkvd_conn_error(c, h->request_id, EMBKV_EDIM, false,
+				  "table %s has dim %u, not %u",
+				  ent->table->attr.name, ent->table->dim,
+				  m.dim);
 		goto put;
 	}
 	if (h->opcode == EMBKV_WIRE_OP_PULL &&
 	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
-		embkv_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
-				 "the reply to %u keys of dim %u would be over "
-				 "the frame limit", m.n, m.dim);
+		embkvd_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
+				  "the reply to %u keys of dim %u would be "
+				  "over the frame limit", m.n, m.dim);
 		goto put;
 	}
 	rcu_read_lock();
@@ -453,11 +455,11 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	epoch = map->epoch;
 	if (embkv_wire_epoch_check(h, epoch)) {
 		rcu_read_unlock();
-		embkv_conn_error(c, h->request_id, EMBKV_ESTALE, false,
-				 "epoch %llu is stale: table %s's is %llu",
-				 (unsigned long long)h->epoch,
-				 ent->table->attr.name,
-				 (unsigned long long)epoch);
+		embkvd_conn_error(c, h->request_id, EMBKV_ESTALE, false,
+				  "epoch %llu is stale: table %s's is %llu",
+				  (unsigned long long)h->epoch,
+				  ent->table->attr.name,
+				  (unsigned long long)epoch);
 		goto put;
 	}
 	rc = plan_build(s, map, ent->table, m.n, m.keys, &pl, &bad_key);
@@ -468,21 +470,21 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rcu_read_unlock();
 	if (rc == EMBKV_EUNAVAIL) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "key %llu: partition %u of table %s is not "
-				 "loaded on this server yet",
-				 (unsigned long long)bad_key,
-				 embkv_table_partition_of(ent->table, bad_key),
-				 ent->table->attr.name);
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "key %llu: partition %u of table %s is not "
+				  "loaded on this server yet",
+				  (unsigned long long)bad_key,
+				  embkv_table_partition_of(ent->table, bad_key),
+				  ent->table->attr.name);
 		goto put;
 	}
 	if (rc == EMBKV_ESTALE) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "key %llu: partition %u is on server %u, "
-				 "this is server %u",
-				 (unsigned long long)bad_key,
-				 embkv_table_partition_of(ent->table, bad_key),
-				 bad_server, self);
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "key %llu: partition %u is on server %u, "
+				  "this is server %u",
+				  (unsigned long long)bad_key,
+				  embkv_table_partition_of(ent->table, bad_key),
+				  bad_server, self);
 		goto put;
 	}
 	if (rc)
@@ -492,7 +494,7 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		free(pl.mem);
 		goto nomem;
 	}
-	r->fin.finish = embkv_batch_finish;
+	r->fin.finish = embkvd_batch_finish;
 	r->conn = c;
 	r->io = c->io;
 	r->ent = ent;
@@ -513,9 +515,9 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	r->order = pl.order;
 	rc = req_buffers(r);
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "cannot serve a %u-key batch: %s", m.n,
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "cannot serve a %u-key batch: %s", m.n,
+				  embkv_strerror(rc));
 		req_free(r);
 		return;
 	}
@@ -523,18 +525,18 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	return;
 
 nomem:
-	embkv_conn_error(c, h->request_id, -ENOMEM, false,
-			 "no memory for a %u-key batch", m.n);
+	embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+			  "no memory for a %u-key batch", m.n);
 put:
 	embkv_catalog_entry_put(ent);
 free_body:
 	free(body);
 }
 
-void embkv_batch_finish(struct embkvd_done *d)
+void embkvd_batch_finish(struct embkvd_done *d)
 {
 	struct embkv_req *r = caa_container_of(d, struct embkv_req, fin);
-	struct embkv_conn *c = r->conn;
+	struct embkvd_conn *c = r->conn;
 	struct embkv_io_stats *st = &r->io->st;
 	struct embkv_table_counters *ctr = &r->ent->ctr;
 	uint64_t us = (embkv_now_ns() - r->t0_ns) / 1000u;
@@ -563,8 +565,8 @@ void embkv_batch_finish(struct embkvd_done *d)
 		embkv_wire_count_reply_encode(&cr, r->counts,
 					      EMBKV_WIRE_COUNT_REPLY_SIZE);
 	}
-	embkv_conn_send(c, r->reply);
+	embkvd_conn_send(c, r->reply);
 	r->reply = NULL;
 	req_free(r);
-	embkv_conn_release(c, mem);
+	embkvd_conn_release(c, mem);
 }

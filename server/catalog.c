@@ -46,7 +46,7 @@ struct embkv_catalog {
 	uint64_t bytes;              /* under lock; read relaxed */
 	uint64_t reserved;           /* under lock: built, not published */
 	uint64_t memory_limit;
-	struct embkv_verbs *verbs;
+	struct embkvd_verbs *verbs;
 };
 
 void embkv_catalog_attr_init(struct embkv_catalog_attr *attr)
@@ -135,7 +135,7 @@ void embkv_catalog_entry_put(struct embkv_catalog_entry *e)
 {
 	if (!e || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL))
 		return;
-	embkv_regions_free(e->regions); /* before the memory goes */
+	embkvd_regions_free(e->regions); /* before the memory goes */
 	embkv_table_destroy(e->table);
 	embkvd_map_destroy(e->map);
 	free(e);
@@ -199,7 +199,7 @@ static int entry_build(struct embkv_catalog *cat,
 		free(e);
 		return err;
 	}
-	err = embkv_regions_register(cat->verbs, e->table, &e->regions);
+	err = embkvd_regions_register(cat->verbs, e->table, &e->regions);
 	if (err) {
 		embkv_table_destroy(e->table);
 		free(e);

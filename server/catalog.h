@@ -44,7 +44,7 @@ struct embkv_catalog_entry {
 	uint64_t bytes;              /* embkv_table_get_stats().bytes at create:
 					the loaded partitions only */
 	uint32_t refs;               /* atomic */
-	struct embkv_regions *regions; /* RDMA registrations; NULL: none */
+	struct embkvd_regions *regions; /* RDMA registrations; NULL: none */
 	struct embkv_table_counters ctr;
 	/* The table's own shard map (cluster mode), RCU-published; NULL: the
 	 * server's map places it. Freed with the entry. */
@@ -52,12 +52,12 @@ struct embkv_catalog_entry {
 	struct rcu_head rcu;
 };
 
-struct embkv_regions;
-struct embkv_verbs;
+struct embkvd_regions;
+struct embkvd_verbs;
 
 struct embkv_catalog_attr {
 	uint64_t memory_limit;  /* bytes of all tables; 0: no limit */
-	struct embkv_verbs *verbs; /* register tables for RDMA; NULL: don't */
+	struct embkvd_verbs *verbs; /* register tables for RDMA; NULL: don't */
 	uint32_t flags;         /* reserved, must be 0 */
 };
 

@@ -73,7 +73,7 @@ struct cl_event {
 struct cl_job {
 	struct embkvd_done fin;
 	struct cl_job *next;
-	struct embkv_conn *conn;
+	struct embkvd_conn *conn;
 	uint64_t req_id;
 	uint8_t op;
 	struct embkv_table_attr attr;      /* CREATE */
@@ -107,7 +107,7 @@ struct ctable {
 };
 
 struct embkvd_cluster {
-	struct embkv_server *s;
+	struct embkvd *s;
 	struct embkv_etcd *etcd;           /* this thread only */
 	char prefix[PFX_MAX], tables[PFX_MAX], nodes_pfx[PFX_MAX],
 	     acks[PFX_MAX], members[PFX_MAX];
@@ -202,10 +202,10 @@ static void log_state(struct embkvd_cluster *cl, int status)
 	if (status == cl->logged)
 		return;
 	if (status)
-		embkv_log("cluster catalog: etcd: %s; serving the tables last "
-			  "known, table changes wait", embkv_strerror(status));
+		embkvd_log("cluster catalog: etcd: %s; serving the tables last "
+			   "known, table changes wait", embkv_strerror(status));
 	else if (cl->logged)
-		embkv_log("cluster catalog: etcd reachable again");
+		embkvd_log("cluster catalog: etcd reachable again");
 	cl->logged = status;
 }
 
@@ -496,7 +496,7 @@ static void ack(struct embkvd_cluster *cl, uint64_t uid, const char *what)
 static void local_drop(struct embkvd_cluster *cl, const char *name)
 {
 	if (!embkv_catalog_drop(cl->s->cat, name))
-		embkv_log("table %s dropped (cluster catalog)", name);
+		embkvd_log("table %s dropped (cluster catalog)", name);
 }
 
 /* The uid of the published table called name, 0 if none. */
@@ -548,19 +548,19 @@ static void local_publish(struct embkvd_cluster *cl, const struct ctable *t,
 	int rc = embkv_catalog_publish(cl->s->cat, e, t->uid, &id, NULL);
 
 	if (rc) {
-		embkv_log("table %s: cannot publish it here: %s", t->attr.name,
-			  embkv_strerror(rc));
+		embkvd_log("table %s: cannot publish it here: %s", t->attr.name,
+			   embkv_strerror(rc));
 		return;
 	}
 	if (restarted && held)
-		embkv_log("table %s (uid %016" PRIx64 "): %u partitions held "
-			  "here are not loaded (their rows were lost with the "
-			  "previous process): EMBKV_EUNAVAIL until restored",
-			  t->attr.name, t->uid, held);
+		embkvd_log("table %s (uid %016" PRIx64 "): %u partitions held "
+			   "here are not loaded (their rows were lost with the "
+			   "previous process): EMBKV_EUNAVAIL until restored",
+			   t->attr.name, t->uid, held);
 	else
-		embkv_log("table %s (uid %016" PRIx64 ") ready: id %u, %u of "
-			  "%u partitions here", t->attr.name, t->uid, id, held,
-			  t->attr.partitions);
+		embkvd_log("table %s (uid %016" PRIx64 ") ready: id %u, %u of "
+			   "%u partitions here", t->attr.name, t->uid, id, held,
+			   t->attr.partitions);
 }
 
 /* A new map for a published table (an epoch or an address changed). */
@@ -598,8 +598,8 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 
 	rc = ctable_parse(name, value, len, &t);
 	if (rc) {
-		embkv_log("cluster catalog: table %s: unreadable record (%s), "
-			  "ignored", name, embkv_strerror(rc));
+		embkvd_log("cluster catalog: table %s: unreadable record (%s), "
+			   "ignored", name, embkv_strerror(rc));
 		return;
 	}
 	have = local_uid(cl, name, &ref);
@@ -651,8 +651,8 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 	}
 	rc = local_build(cl, &t, restarted, &e);
 	if (rc)
-		embkv_log("table %s: cannot hold this member's share: %s",
-			  name, embkv_strerror(rc));
+		embkvd_log("table %s: cannot hold this member's share: %s",
+			   name, embkv_strerror(rc));
 	else
 		local_publish(cl, &t, e, restarted);
 out:
@@ -1122,9 +1122,9 @@ static void run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		j->ref.table_id = e ? e->id : 0;
 		embkv_catalog_entry_put(e);
 	}
-	embkv_log("table %s created in the cluster: uid %016" PRIx64 ", %u "
-		  "partitions over %u members", j->name, t.uid,
-		  t.attr.partitions, t.nmembers);
+	embkvd_log("table %s created in the cluster: uid %016" PRIx64 ", %u "
+		   "partitions over %u members", j->name, t.uid,
+		   t.attr.partitions, t.nmembers);
 out:
 	free(value);
 	free(t.members);
@@ -1180,45 +1180,46 @@ static void run_drop(struct embkvd_cluster *cl, struct cl_job *j)
 		job_fail(j, EMBKV_ETIMEDOUT, "table %s was dropped from the "
 			 "cluster but is still here", j->name);
 	else
-		embkv_log("table %s dropped from the cluster", j->name);
+		embkvd_log("table %s dropped from the cluster", j->name);
 }
 
 /* I/O thread: the job's answer. */
 static void job_finish(struct embkvd_done *d)
 {
 	struct cl_job *j = caa_container_of(d, struct cl_job, fin);
-	struct embkv_conn *c = j->conn;
+	struct embkvd_conn *c = j->conn;
 	uint8_t *body;
 
 	if (j->status)
-		embkv_conn_error(c, j->req_id, j->status, false, "%s", j->msg);
+		embkvd_conn_error(c, j->req_id, j->status, false, "%s", j->msg);
 	else if (j->op == EMBKV_WIRE_OP_TABLE_CREATE) {
-		if (!embkv_conn_reply(c, j->req_id, j->op | EMBKV_WIRE_OP_REPLY,
-				      EMBKV_WIRE_TABLE_REF_SIZE, &body))
+		if (!embkvd_conn_reply(c, j->req_id,
+				       j->op | EMBKV_WIRE_OP_REPLY,
+				       EMBKV_WIRE_TABLE_REF_SIZE, &body))
 			embkv_wire_table_ref_encode(&j->ref, body,
 						    EMBKV_WIRE_TABLE_REF_SIZE);
 	} else {
-		(void)embkv_conn_reply(c, j->req_id,
-				       j->op | EMBKV_WIRE_OP_REPLY, 0, &body);
+		(void)embkvd_conn_reply(c, j->req_id,
+					j->op | EMBKV_WIRE_OP_REPLY, 0, &body);
 	}
-	embkv_conn_release(c, 0);
+	embkvd_conn_release(c, 0);
 	free(j);
 }
 
 static void job_post(struct cl_job *j)
 {
-	embkv_io_post(j->conn->io, &j->fin.node);
+	embkvd_io_post(j->conn->io, &j->fin.node);
 }
 
-void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
+void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 			   const struct embkv_wire_hdr *h, const uint8_t *body)
 {
 	struct cl_job *j = calloc(1, sizeof(*j));
 	int rc;
 
 	if (!j) {
-		embkv_conn_error(c, h->request_id, -ENOMEM, false,
-				 "no memory for a table request");
+		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+				  "no memory for a table request");
 		return;
 	}
 	j->fin.finish = job_finish;
@@ -1235,13 +1236,13 @@ void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
 		rc = embkv_wire_name_decode(body, h->body_len, j->name);
 	}
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false, "bad %s: %s",
-				 embkv_wire_op_name(h->opcode),
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false, "bad %s: %s",
+				  embkv_wire_op_name(h->opcode),
+				  embkv_strerror(rc));
 		free(j);
 		return;
 	}
-	embkv_conn_hold(c, 0);
+	embkvd_conn_hold(c, 0);
 	pthread_mutex_lock(&cl->lock);
 	*cl->jobs_tail = j;
 	cl->jobs_tail = &j->next;
@@ -1296,8 +1297,8 @@ static void default_table(struct embkvd_cluster *cl)
 		return;
 	}
 	if (!cl->default_logged)
-		embkv_log("cannot create the default table: %s (trying again)",
-			  j.msg);
+		embkvd_log("cannot create the default table: %s (trying again)",
+			   j.msg);
 	cl->default_logged = true;
 }
 
@@ -1353,12 +1354,12 @@ static void *cl_main(void *arg)
 	return NULL;
 }
 
-int embkvd_cluster_start(struct embkv_server *s,
-			 const struct embkv_server_attr *a,
+int embkvd_cluster_start(struct embkvd *s,
+			 const struct embkvd_attr *a,
 			 struct embkvd_cluster **out)
 {
 	const char *name = a->cluster ? a->cluster
-				      : EMBKV_MEMBER_CLUSTER_DEFAULT;
+				      : EMBKVD_MEMBER_CLUSTER_DEFAULT;
 	struct embkv_etcd_attr ea;
 	struct embkvd_cluster *cl;
 	int rc;

@@ -22,8 +22,8 @@
 #define GIVEN_UID 0x0123456789abcdefull
 #define N_DRAWN 16u
 
-int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
-			   struct embkv_regions **out)
+int embkvd_regions_register(struct embkvd_verbs *v, const struct embkv_table *t,
+			    struct embkvd_regions **out)
 {
 	(void)v;
 	(void)t;
@@ -31,7 +31,7 @@ int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
 	return 0;
 }
 
-void embkv_regions_free(struct embkv_regions *r)
+void embkvd_regions_free(struct embkvd_regions *r)
 {
 	(void)r;
 }
