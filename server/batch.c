@@ -8,6 +8,9 @@
  * store operation on its keys only and writes its results straight into
  * the reply frame at the keys' positions; the last owner to finish posts
  * the request back to the connection's I/O thread, which sends the reply.
+ * Each operation is one descriptor in batch_ops (decoder, owner run, reply
+ * and scratch shapes), indexed by opcode; an opcode without one is ERROR
+ * EMBKV_EOPCODE, never run.
  *
  * Why: the store is lock-free on the write path because one thread owns a
  * partition; splitting by owner keeps that true while a batch runs on all
@@ -32,18 +35,21 @@
 #include "server/daemon.h"
 #include "server/init.h"
 
+struct batch_op;
+
 struct batch_job {
 	struct embkv_job job;
-	struct embkv_req *req;
+	struct batch_req *req;
 	uint32_t owner;
 };
 
-struct embkv_req {
+struct batch_req {
 	struct embkvd_done fin;          /* in the I/O inbox when finished */
 	struct embkvd_conn *conn;
 	struct embkvd_io *io;
 	struct embkv_catalog_entry *ent; /* reference */
 	struct embkv_table *t;
+	const struct batch_op *bop;      /* what op does */
 	uint8_t op, mode;
 	uint32_t n, dim;
 	uint64_t req_id, t0_ns;
@@ -59,13 +65,47 @@ struct embkv_req {
 	uint32_t *off;                   /* owner o: order[off[o], off[o+1]) */
 	uint32_t *order;                 /* key positions grouped by owner */
 	uint64_t *skeys;                 /* scratch, same grouping */
-	float *svals;
-	uint8_t *sfound;
+	float *svals;                    /* rows (PULL, PUSH, ASSIGN) */
+	uint32_t *scounts;               /* HITS counts */
+	uint8_t *sfound;                 /* PULL */
 	uint8_t *plan, *scratch;         /* the allocations behind them */
 	size_t mem;                      /* bytes of body, reply, scratch */
 	uint32_t pending, done, skipped; /* atomics */
 	uint32_t njobs;
 	struct batch_job jobs[];
+};
+
+/* A decoded batch request. */
+struct batch_msg {
+	uint32_t table_id, n, dim;
+	uint64_t uid;
+	uint8_t mode;
+	const uint64_t *keys;
+	const float *vals;
+	const uint32_t *hcounts;
+};
+
+/* What a batch reply carries. */
+enum batch_reply {
+	BATCH_REPLY_ROWS,   /* PULL: found[n] and n rows */
+	BATCH_REPLY_COUNT,  /* done and skipped */
+};
+
+/* What each key carries into the by-owner scratch. */
+enum batch_vals {
+	BATCH_VALS_NONE,
+	BATCH_VALS_ROWS,    /* dim floats: values in, or PULL's rows out */
+	BATCH_VALS_COUNTS,  /* a uint32_t hit count */
+};
+
+/* One table operation: its body's decoder, what an owner runs on its
+ * keys, and the shapes of its reply and scratch. */
+struct batch_op {
+	int (*decode)(const uint8_t *body, uint32_t len, struct batch_msg *m);
+	uint32_t (*run)(struct batch_req *r, uint32_t lo, uint32_t cnt);
+	enum batch_reply reply;
+	enum batch_vals vals;
+	bool dim;           /* the request names a dim, the table's */
 };
 
 /* Grouping ---------------------------------------------------------------- */
@@ -150,7 +190,7 @@ static void infer_fill(const struct embkv_table *t, uint32_t n,
 				       out + (size_t)i * t->dim);
 }
 
-static uint32_t run_pull(struct embkv_req *r, uint32_t lo, uint32_t cnt)
+static uint32_t run_pull(struct batch_req *r, uint32_t lo, uint32_t cnt)
 {
 	size_t row = (size_t)r->dim * sizeof(float);
 	const uint64_t *keys = r->keys;
@@ -180,55 +220,84 @@ static uint32_t run_pull(struct embkv_req *r, uint32_t lo, uint32_t cnt)
 	return hits;
 }
 
-static uint32_t run_rows(struct embkv_req *r, uint32_t lo, uint32_t cnt)
+/* An owner's keys [lo, lo + cnt) with their values, gathered into the
+ * scratch when keys are grouped by owner. */
+struct batch_keys {
+	const uint64_t *keys;
+	const float *vals;
+	const uint32_t *counts;
+};
+
+static void gather(struct batch_req *r, uint32_t lo, uint32_t cnt,
+		   struct batch_keys *k)
 {
 	size_t row = (size_t)r->dim * sizeof(float);
-	const uint64_t *keys = r->keys;
-	const float *vals = r->vals;
-	const uint32_t *hcounts = r->hcounts;
-	uint32_t *scounts = (uint32_t *)r->svals;
 
-	if (r->order) {
-		for (uint32_t j = 0; j < cnt; j++) {
-			uint32_t i = r->order[lo + j];
+	k->keys = r->keys;
+	k->vals = r->vals;
+	k->counts = r->hcounts;
+	if (!r->order)
+		return;
+	for (uint32_t j = 0; j < cnt; j++) {
+		uint32_t i = r->order[lo + j];
 
-			r->skeys[lo + j] = r->keys[i];
-			if (vals)
-				memcpy(r->svals + (size_t)(lo + j) * r->dim,
-				       r->vals + (size_t)i * r->dim, row);
-			if (hcounts)
-				scounts[lo + j] = r->hcounts[i];
-		}
-		keys = r->skeys + lo;
-		vals = r->svals + (size_t)lo * r->dim;
-		hcounts = scounts + lo;
+		r->skeys[lo + j] = r->keys[i];
+		if (r->vals)
+			memcpy(r->svals + (size_t)(lo + j) * r->dim,
+			       r->vals + (size_t)i * r->dim, row);
+		if (r->hcounts)
+			r->scounts[lo + j] = r->hcounts[i];
 	}
-	switch (r->op) {
-	case EMBKV_WIRE_OP_HITS:
-		return embkv_table_hits(r->t, cnt, keys, hcounts);
-	case EMBKV_WIRE_OP_PUSH:
-		return embkv_table_push(r->t, cnt, keys, vals);
-	case EMBKV_WIRE_OP_ASSIGN:
-		return embkv_table_assign(r->t, cnt, keys, vals);
-	default:
-		return embkv_table_erase(r->t, cnt, keys);
-	}
+	k->keys = r->skeys + lo;
+	if (r->vals)
+		k->vals = r->svals + (size_t)lo * r->dim;
+	if (r->hcounts)
+		k->counts = r->scounts + lo;
+}
+
+static uint32_t run_push(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_push(r->t, cnt, k.keys, k.vals);
+}
+
+static uint32_t run_assign(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_assign(r->t, cnt, k.keys, k.vals);
+}
+
+static uint32_t run_erase(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_erase(r->t, cnt, k.keys);
+}
+
+static uint32_t run_hits(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_hits(r->t, cnt, k.keys, k.counts);
 }
 
 static void job_run(struct embkv_job *job)
 {
 	struct batch_job *bj = caa_container_of(job, struct batch_job, job);
-	struct embkv_req *r = bj->req;
+	struct batch_req *r = bj->req;
 	uint32_t lo = 0, cnt = r->n, done;
 
 	if (r->order) {
 		lo = r->off[bj->owner];
 		cnt = r->off[bj->owner + 1] - lo;
 	}
-	if (r->op == EMBKV_WIRE_OP_PULL)
-		done = run_pull(r, lo, cnt);
-	else
-		done = run_rows(r, lo, cnt);
+	done = r->bop->run(r, lo, cnt);
 	__atomic_add_fetch(&r->done, done, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&r->skipped, cnt - done, __ATOMIC_RELAXED);
 	/* bj and r may be freed as soon as the count reaches zero. */
@@ -238,7 +307,7 @@ static void job_run(struct embkv_job *job)
 
 /* I/O side ---------------------------------------------------------------------- */
 
-static void req_free(struct embkv_req *r)
+static void req_free(struct batch_req *r)
 {
 	embkvd_obuf_free(r->reply);
 	embkv_catalog_entry_put(r->ent);
@@ -248,75 +317,97 @@ static void req_free(struct embkv_req *r)
 	free(r);
 }
 
-/* A decoded batch request. */
-struct batch_msg {
-	uint32_t table_id, n, dim;
-	uint64_t uid;
-	uint8_t mode;
-	const uint64_t *keys;
-	const float *vals;
-	const uint32_t *hcounts;
-};
-
-static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
-		      struct batch_msg *m)
+static int decode_pull(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
 {
 	struct embkv_wire_pull_req pull;
-	struct embkv_wire_rows_req rows;
-	struct embkv_wire_erase_req erase;
-	struct embkv_wire_hits hits;
-	int rc;
+	int rc = embkv_wire_pull_req_decode(body, len, &pull);
 
-	memset(m, 0, sizeof(*m));
-	switch (op) {
-	case EMBKV_WIRE_OP_PULL:
-		rc = embkv_wire_pull_req_decode(body, len, &pull);
-		if (rc)
-			return rc;
-		m->table_id = pull.table_id;
-		m->uid = pull.uid;
-		m->n = pull.n;
-		m->dim = pull.dim;
-		m->keys = pull.keys;
-		m->mode = pull.mode == EMBKV_WIRE_PULL_INFER ?
-				  EMBKV_PULL_INFER : EMBKV_PULL_TRAIN;
-		return 0;
-	case EMBKV_WIRE_OP_PUSH:
-	case EMBKV_WIRE_OP_ASSIGN:
-		rc = embkv_wire_rows_req_decode(body, len, &rows);
-		if (rc)
-			return rc;
-		m->table_id = rows.table_id;
-		m->uid = rows.uid;
-		m->n = rows.n;
-		m->dim = rows.dim;
-		m->keys = rows.keys;
-		m->vals = rows.vals;
-		return 0;
-	case EMBKV_WIRE_OP_HITS:
-		rc = embkv_wire_hits_decode(body, len, &hits);
-		if (rc)
-			return rc;
-		m->table_id = hits.table_id;
-		m->uid = hits.uid;
-		m->n = hits.n;
-		m->keys = hits.keys;
-		m->hcounts = hits.counts;
-		return 0;
-	default:
-		rc = embkv_wire_erase_req_decode(body, len, &erase);
-		if (rc)
-			return rc;
-		m->table_id = erase.table_id;
-		m->uid = erase.uid;
-		m->n = erase.n;
-		m->keys = erase.keys;
-		return 0;
-	}
+	if (rc)
+		return rc;
+	m->table_id = pull.table_id;
+	m->uid = pull.uid;
+	m->n = pull.n;
+	m->dim = pull.dim;
+	m->keys = pull.keys;
+	m->mode = pull.mode == EMBKV_WIRE_PULL_INFER ? EMBKV_PULL_INFER
+						     : EMBKV_PULL_TRAIN;
+	return 0;
+}
+
+/* PUSH and ASSIGN */
+static int decode_rows(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
+{
+	struct embkv_wire_rows_req rows;
+	int rc = embkv_wire_rows_req_decode(body, len, &rows);
+
+	if (rc)
+		return rc;
+	m->table_id = rows.table_id;
+	m->uid = rows.uid;
+	m->n = rows.n;
+	m->dim = rows.dim;
+	m->keys = rows.keys;
+	m->vals = rows.vals;
+	return 0;
+}
+
+static int decode_erase(const uint8_t *body, uint32_t len,
+			struct batch_msg *m)
+{
+	struct embkv_wire_erase_req erase;
+	int rc = embkv_wire_erase_req_decode(body, len, &erase);
+
+	if (rc)
+		return rc;
+	m->table_id = erase.table_id;
+	m->uid = erase.uid;
+	m->n = erase.n;
+	m->keys = erase.keys;
+	return 0;
+}
+
+static int decode_hits(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
+{
+	struct embkv_wire_hits hits;
+	int rc = embkv_wire_hits_decode(body, len, &hits);
+
+	if (rc)
+		return rc;
+	m->table_id = hits.table_id;
+	m->uid = hits.uid;
+	m->n = hits.n;
+	m->keys = hits.keys;
+	m->hcounts = hits.counts;
+	return 0;
+}
+
+/* Indexed by opcode; an opcode without an entry is no table operation. */
+static const struct batch_op batch_ops[EMBKV_WIRE_OP_REPLY] = {
+	[EMBKV_WIRE_OP_PULL] = { decode_pull, run_pull, BATCH_REPLY_ROWS,
+				 BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_PUSH] = { decode_rows, run_push, BATCH_REPLY_COUNT,
+				 BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_ASSIGN] = { decode_rows, run_assign,
+				   BATCH_REPLY_COUNT, BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_ERASE] = { decode_erase, run_erase, BATCH_REPLY_COUNT,
+				  BATCH_VALS_NONE, false },
+	[EMBKV_WIRE_OP_HITS] = { decode_hits, run_hits, BATCH_REPLY_COUNT,
+				 BATCH_VALS_COUNTS, false },
+};
+
+/* op's descriptor; NULL when op is no table operation. */
+static const struct batch_op *batch_op_of(uint8_t op)
+{
+	if (op >= EMBKV_WIRE_OP_REPLY || !batch_ops[op].decode)
+		return NULL;
+	return &batch_ops[op];
 }
 
 /* The reply frame, and the by-owner scratch when keys are grouped. */
-static int req_buffers(struct embkv_req *r)
+static int req_buffers(struct batch_req *r)
 {
 	struct embkv_wire_hdr h = {
 		.opcode = r->op | EMBKV_WIRE_OP_REPLY,
@@ -328,7 +419,7 @@ static int req_buffers(struct embkv_req *r)
 	float *vals;
 	int rc;
 
-	if (r->op == EMBKV_WIRE_OP_PULL) {
+	if (r->bop->reply == BATCH_REPLY_ROWS) {
 		rc = embkv_wire_pull_reply_size(r->n, r->dim, &len);
 		if (rc)
 			return rc;
@@ -340,7 +431,7 @@ static int req_buffers(struct embkv_req *r)
 	r->mem += r->reply->len;
 	embkv_wire_hdr_encode(&h, r->reply->data);
 	body = r->reply->data + EMBKV_WIRE_HDR_SIZE;
-	if (r->op == EMBKV_WIRE_OP_PULL) {
+	if (r->bop->reply == BATCH_REPLY_ROWS) {
 		rc = embkv_wire_pull_reply_prepare(r->n, r->dim, body, len,
 						   &r->found, &vals);
 		if (rc)
@@ -351,24 +442,27 @@ static int req_buffers(struct embkv_req *r)
 	}
 	if (!r->order)
 		return 0;
-	if (r->op == EMBKV_WIRE_OP_HITS)
+	if (r->bop->vals == BATCH_VALS_COUNTS)
 		vals_bytes = (size_t)r->n * sizeof(uint32_t);
-	else if (r->op != EMBKV_WIRE_OP_ERASE)
+	else if (r->bop->vals == BATCH_VALS_ROWS)
 		vals_bytes = (size_t)r->n * r->dim * sizeof(float);
 	len = (size_t)r->n * sizeof(uint64_t) + vals_bytes +
-	      (r->op == EMBKV_WIRE_OP_PULL ? r->n : 0);
+	      (r->bop->reply == BATCH_REPLY_ROWS ? r->n : 0);
 	r->scratch = malloc(len);
 	if (!r->scratch)
 		return -ENOMEM;
 	r->mem += len;
 	r->skeys = (uint64_t *)r->scratch;
-	r->svals = (float *)(r->skeys + r->n);
-	r->sfound = (uint8_t *)r->svals + vals_bytes;
+	if (r->bop->vals == BATCH_VALS_COUNTS)
+		r->scounts = (uint32_t *)(r->skeys + r->n);
+	else if (r->bop->vals == BATCH_VALS_ROWS)
+		r->svals = (float *)(r->skeys + r->n);
+	r->sfound = (uint8_t *)(r->skeys + r->n) + vals_bytes;
 	return 0;
 }
 
 /* Queues one job per owner with keys; none when the batch is empty. */
-static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
+static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single)
 {
 	struct embkv_owner_pool *pool = r->io->srv->owners;
 	uint32_t nown = embkv_owner_count(pool), njobs = 0;
@@ -414,8 +508,9 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 {
 	struct embkvd *s = c->io->srv;
 	const struct embkvd_map *map;
+	const struct batch_op *bop;
 	struct embkv_catalog_entry *ent;
-	struct embkv_req *r;
+	struct batch_req *r;
 	uint32_t bad_server = 0, self = 0;
 	uint64_t epoch;
 	struct batch_msg m;
@@ -424,7 +519,15 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	size_t reply_len;
 	int rc;
 
-	rc = msg_decode(h->opcode, body, h->body_len, &m);
+	bop = batch_op_of(h->opcode);
+	if (!bop) {
+		embkvd_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
+				  "%s is not a table operation",
+				  embkv_wire_op_name(h->opcode));
+		goto free_body;
+	}
+	memset(&m, 0, sizeof(m));
+	rc = bop->decode(body, h->body_len, &m);
 	if (rc) {
 		embkvd_conn_error(c, h->request_id, rc, false,
 				  "bad %s body: %s",
@@ -435,15 +538,14 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	ent = embkvd_svc_table_get(c, h->request_id, m.table_id, m.uid);
 	if (!ent)
 		goto free_body;
-	if (h->opcode != EMBKV_WIRE_OP_ERASE &&
-	    h->opcode != EMBKV_WIRE_OP_HITS && m.dim != ent->table->dim) {
+	if (bop->dim && m.dim != ent->table->dim) {
 		embkvd_conn_error(c, h->request_id, EMBKV_EDIM, false,
 				  "table %s has dim %u, not %u",
 				  ent->table->attr.name, ent->table->dim,
 				  m.dim);
 		goto put;
 	}
-	if (h->opcode == EMBKV_WIRE_OP_PULL &&
+	if (bop->reply == BATCH_REPLY_ROWS &&
 	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
 		embkvd_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
 				  "the reply to %u keys of dim %u would be "
@@ -499,6 +601,7 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	r->io = c->io;
 	r->ent = ent;
 	r->t = ent->table;
+	r->bop = bop;
 	r->op = h->opcode;
 	r->mode = m.mode;
 	r->n = m.n;
@@ -535,7 +638,7 @@ free_body:
 
 void embkvd_batch_finish(struct embkvd_done *d)
 {
-	struct embkv_req *r = caa_container_of(d, struct embkv_req, fin);
+	struct batch_req *r = caa_container_of(d, struct batch_req, fin);
 	struct embkvd_conn *c = r->conn;
 	struct embkv_io_stats *st = &r->io->st;
 	struct embkv_table_counters *ctr = &r->ent->ctr;

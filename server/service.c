@@ -4,7 +4,9 @@
  * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
  * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
  * batch.c, STATS and SHARD_MAP to report.c, TABLE_REGIONS to verbs.c (RDMA
- * connections only; over TCP it is ERROR -EOPNOTSUPP).
+ * connections only; over TCP it is ERROR -EOPNOTSUPP). One table indexed
+ * by opcode (svc_ops) names each request's handler, so a new opcode is one
+ * entry; an opcode without one is ERROR EMBKV_EOPCODE.
  *
  * Why here, on the I/O thread: these are small, rare requests that read
  * the RCU catalog or change it under its mutex; none touches a partition,
@@ -309,68 +311,73 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		embkv_wire_table_info_encode(&info, out, len);
 }
 
-/* A request whose body is a table reference (STATS, SHARD_MAP,
- * TABLE_REGIONS). */
-static void svc_table_ref(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
-			  const uint8_t *body)
+/* TABLE_REGIONS: only verbs connections have regions to READ. */
+static void svc_regions(struct embkvd_conn *c, uint64_t req_id,
+			uint32_t table_id, uint64_t uid)
 {
-	struct embkv_wire_table_ref ref;
-	int rc = embkv_wire_table_ref_decode(body, h->body_len, &ref);
-
-	if (rc)
-		bad_body(c, h, rc);
-	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS && !c->vc)
-		embkvd_conn_error(c, h->request_id, -EOPNOTSUPP, false,
+	if (!c->vc)
+		embkvd_conn_error(c, req_id, -EOPNOTSUPP, false,
 				  "TABLE_REGIONS is for RDMA connections only");
-	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS)
-		embkvd_verbs_table_regions(c, h->request_id, ref.table_id,
-					   ref.uid);
-	else if (h->opcode == EMBKV_WIRE_OP_STATS)
-		embkvd_report_stats(c, h->request_id, ref.table_id, ref.uid);
 	else
-		embkvd_report_shard_map(c, h->request_id, ref.table_id,
-					ref.uid);
+		embkvd_verbs_table_regions(c, req_id, table_id, uid);
 }
+
+/* The handler of one request opcode; exactly one member is set. */
+struct svc_op {
+	/* Borrows body; svc_frame frees it. */
+	void (*handle)(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		       const uint8_t *body);
+	/* The body is a table reference, decoded here. */
+	void (*table_ref)(struct embkvd_conn *c, uint64_t req_id,
+			  uint32_t table_id, uint64_t uid);
+	/* Takes ownership of body (table operations, batch.c). */
+	void (*take)(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		     uint8_t *body, uint64_t t0_ns);
+};
+
+/* Indexed by opcode; request opcodes are below the reply bit, and an
+ * opcode without an entry is not served (ERROR EMBKV_EOPCODE). */
+static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
+	[EMBKV_WIRE_OP_HELLO] = { .handle = svc_hello },
+	[EMBKV_WIRE_OP_AUTH] = { .handle = svc_auth },
+	[EMBKV_WIRE_OP_TABLE_CREATE] = { .handle = svc_create },
+	[EMBKV_WIRE_OP_TABLE_DROP] = { .handle = svc_drop },
+	[EMBKV_WIRE_OP_TABLE_LIST] = { .handle = svc_list },
+	[EMBKV_WIRE_OP_TABLE_OPEN] = { .handle = svc_open },
+	[EMBKV_WIRE_OP_TABLE_REGIONS] = { .table_ref = svc_regions },
+	[EMBKV_WIRE_OP_PULL] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_PUSH] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
+	[EMBKV_WIRE_OP_SHARD_MAP] = { .table_ref = embkvd_report_shard_map },
+};
 
 void embkvd_svc_frame(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		      uint8_t *body, uint64_t t0_ns)
 {
-	switch (h->opcode) {
-	case EMBKV_WIRE_OP_HELLO:
-		svc_hello(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_AUTH:
-		svc_auth(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_CREATE:
-		svc_create(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_DROP:
-		svc_drop(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_LIST:
-		svc_list(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_OPEN:
-		svc_open(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_STATS:
-	case EMBKV_WIRE_OP_SHARD_MAP:
-	case EMBKV_WIRE_OP_TABLE_REGIONS:
-		svc_table_ref(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_PULL:
-	case EMBKV_WIRE_OP_PUSH:
-	case EMBKV_WIRE_OP_ASSIGN:
-	case EMBKV_WIRE_OP_ERASE:
-	case EMBKV_WIRE_OP_HITS:
-		embkvd_batch_start(c, h, body, t0_ns);
+	const struct svc_op *op = h->opcode < EMBKV_WIRE_OP_REPLY ?
+					  &svc_ops[h->opcode] : NULL;
+	struct embkv_wire_table_ref ref;
+	int rc;
+
+	if (op && op->take) {
+		op->take(c, h, body, t0_ns);
 		return; /* body passed on */
-	default:
+	}
+	if (op && op->handle) {
+		op->handle(c, h, body);
+	} else if (op && op->table_ref) {
+		rc = embkv_wire_table_ref_decode(body, h->body_len, &ref);
+		if (rc)
+			bad_body(c, h, rc);
+		else
+			op->table_ref(c, h->request_id, ref.table_id, ref.uid);
+	} else {
 		embkvd_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
 				  "%s is not served",
 				  embkv_wire_op_name(h->opcode));
-		break;
 	}
 	free(body);
 }
