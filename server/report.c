@@ -114,7 +114,7 @@ static void table_stats(const struct embkv_catalog_entry *e,
 	put(f, EMBKV_WIRE_STAT_CAPACITY, st.capacity);
 	put(f, EMBKV_WIRE_STAT_MEM_BYTES, st.bytes);
 	put(f, EMBKV_WIRE_STAT_PARTITIONS, e->table->nloaded);
-	put(f, EMBKV_WIRE_STAT_RDMA_BYTES, embkvd_regions_bytes(e->regions));
+	put(f, EMBKV_WIRE_STAT_RDMA_BYTES, embkvd_regions_bytes(e));
 	put(f, EMBKV_WIRE_STAT_HITS, st.sum.hits);
 	put(f, EMBKV_WIRE_STAT_PULL_MISSES, st.sum.misses);
 	put(f, EMBKV_WIRE_STAT_INSERTS, st.sum.inserts);

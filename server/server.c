@@ -295,7 +295,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 	}
 	embkv_catalog_attr_init(&ca);
 	ca.memory_limit = attr->memory_limit;
-	ca.verbs = s->verbs;
+	embkvd_regions_hooks(s->verbs, &ca.hooks);
 	err = embkv_catalog_create(&ca, &s->cat);
 	if (err)
 		goto destroy;

@@ -261,7 +261,7 @@ int embkvd_verbs_attach(struct embkvd *s, struct embkvd_io *io, int epfd,
 
 /* Regions ---------------------------------------------------------------------- */
 
-void embkvd_regions_free(struct embkvd_regions *r)
+static void regions_free(struct embkvd_regions *r)
 {
 	if (!r)
 		return;
@@ -288,15 +288,13 @@ static struct ibv_mr *reg_read_only(struct embkvd_verbs *v, void *addr,
 	return mr;
 }
 
-int embkvd_regions_register(struct embkvd_verbs *v, const struct embkv_table *t,
-			    struct embkvd_regions **out)
+/* The built hook: registers e's table's loaded partitions with v. */
+static int regions_built(void *v, struct embkv_catalog_entry *e)
 {
+	const struct embkv_table *t = e->table;
 	struct embkvd_regions *r;
 	int err = 0;
 
-	*out = NULL;
-	if (!v)
-		return 0;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -325,18 +323,39 @@ int embkvd_regions_register(struct embkvd_verbs *v, const struct embkv_table *t,
 		r->bytes += p->mem_bytes[EMBKV_MEM_INDEX] +
 			    p->mem_bytes[EMBKV_MEM_ARENA];
 	}
-	*out = r;
+	e->hook_data = r;
 	return 0;
 
 free_r:
 	embkvd_log("cannot register table %s for RDMA: %s", t->attr.name,
 		   strerror(-err));
-	embkvd_regions_free(r);
+	regions_free(r);
 	return err;
 }
 
-uint64_t embkvd_regions_bytes(const struct embkvd_regions *r)
+/* The freed hook: deregisters, before the table's memory goes. */
+static void regions_freed(void *v, struct embkv_catalog_entry *e)
 {
+	(void)v;
+	regions_free(e->hook_data);
+	e->hook_data = NULL;
+}
+
+void embkvd_regions_hooks(struct embkvd_verbs *v,
+			  struct embkv_catalog_hooks *hooks)
+{
+	memset(hooks, 0, sizeof(*hooks));
+	if (!v)
+		return;
+	hooks->built = regions_built;
+	hooks->freed = regions_freed;
+	hooks->ctx = v;
+}
+
+uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e)
+{
+	const struct embkvd_regions *r = e->hook_data;
+
 	return r ? r->bytes : 0;
 }
 
@@ -348,6 +367,7 @@ void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
 		.uid = uid,
 	};
 	struct embkv_wire_region_part *parts = NULL;
+	const struct embkvd_regions *rg;
 	struct embkv_catalog_entry *ent;
 	const struct embkv_table *t;
 	uint8_t *body;
@@ -359,7 +379,8 @@ void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
 	if (!ent)
 		return;
 	t = ent->table;
-	if (!ent->regions) {
+	rg = ent->hook_data; /* regions_built's */
+	if (!rg) {
 		embkvd_conn_error(c, req_id, EMBKV_ESERVER, false,
 				  "table %u is not registered for RDMA",
 				  table_id);
@@ -376,12 +397,12 @@ void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
 
 		/* Only serving partitions: an unloaded one has no rows to
 		 * read, and a reader must take the RPC path (EMBKV_EUNAVAIL). */
-		if (!ent->regions->arena_mr[i] ||
+		if (!rg->arena_mr[i] ||
 		    embkv_part_state(p) != EMBKV_PART_SERVING)
 			continue;
 		parts[n].part = i;
-		parts[n].index_rkey = ent->regions->index_mr[i]->rkey;
-		parts[n].arena_rkey = ent->regions->arena_mr[i]->rkey;
+		parts[n].index_rkey = rg->index_mr[i]->rkey;
+		parts[n].arena_rkey = rg->arena_mr[i]->rkey;
 		parts[n].index_addr = (uint64_t)(uintptr_t)p->index.buckets;
 		parts[n].nbuckets = p->index.nbuckets;
 		parts[n].arena_addr = (uint64_t)(uintptr_t)p->arena;

@@ -15,8 +15,6 @@
 #include <sys/epoll.h>
 #include "server/daemon.h"
 
-struct embkvd_regions;
-
 /*
  * Binds and listens on attr.rdma_host:rdma_port (an address of an RDMA
  * device; rdma_cm must resolve it to one device), opens that device's
@@ -49,16 +47,16 @@ void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
 				uint32_t table_id, uint64_t uid);
 
 /*
- * Registers the index and the arena of every loaded partition of table t
- * with v's protection domain, each on its own, for remote READ only (a
- * partition the server does not hold is neither mapped nor pinned). v
- * NULL: nothing to do, *out = NULL. 0 or a negative errno.
+ * The catalog hooks (server/catalog.h) that make a table's regions: built
+ * registers the index and the arena of every loaded partition of the
+ * table with v's protection domain, each on its own, for remote READ only
+ * (a partition the server does not hold is neither mapped nor pinned), and
+ * keeps them in the entry's hook_data; freed deregisters them before the
+ * table's memory is freed. v NULL: no hooks, nothing registered.
  */
-int embkvd_regions_register(struct embkvd_verbs *v, const struct embkv_table *t,
-			    struct embkvd_regions **out);
-/* Deregisters; before the table's memory is freed. NULL is a no-op. */
-void embkvd_regions_free(struct embkvd_regions *r);
-/* Bytes registered (pinned) by r; 0 for NULL. */
-uint64_t embkvd_regions_bytes(const struct embkvd_regions *r);
+void embkvd_regions_hooks(struct embkvd_verbs *v,
+			  struct embkv_catalog_hooks *hooks);
+/* Bytes registered (pinned) for the table of e; 0 when none. */
+uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e);
 
 #endif

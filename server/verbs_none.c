@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include "server/verbs.h"
 
 int embkvd_verbs_open(struct embkvd *s)
@@ -70,22 +71,15 @@ void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
 			  "built without RDMA");
 }
 
-int embkvd_regions_register(struct embkvd_verbs *v, const struct embkv_table *t,
-			    struct embkvd_regions **out)
+void embkvd_regions_hooks(struct embkvd_verbs *v,
+			  struct embkv_catalog_hooks *hooks)
 {
 	(void)v;
-	(void)t;
-	*out = NULL;
-	return 0;
+	memset(hooks, 0, sizeof(*hooks));
 }
 
-void embkvd_regions_free(struct embkvd_regions *r)
+uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e)
 {
-	(void)r;
-}
-
-uint64_t embkvd_regions_bytes(const struct embkvd_regions *r)
-{
-	(void)r;
+	(void)e;
 	return 0;
 }
