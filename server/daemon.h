@@ -4,12 +4,15 @@
  *
  *   server.c   lifecycle: listen socket, threads, signals, rate sampling
  *   io.c       I/O threads: epoll, framing, output queues, backpressure
- *   service.c  per-frame handling: auth, table admin, routing
- *   batch.c    PULL/PUSH/ASSIGN/ERASE: split by owner, run, reply
+ *   service.c  per-frame handling: auth, table admin, routing (a
+ *              handler table indexed by opcode)
+ *   batch.c    PULL/PUSH/ASSIGN/ERASE/HITS: one descriptor per opcode;
+ *              split by owner, run, reply
  *   report.c   STATS and SHARD_MAP replies
  *   verbs.c    the RDMA verbs transport (rdma://): rdma_cm listener, one
  *              RC QP per connection served by I/O thread 0, table regions
- *              and TABLE_REGIONS (verbs_none.c when built without RDMA)
+ *              (registered through the catalog's hooks) and TABLE_REGIONS
+ *              (verbs_none.c when built without RDMA)
  *   catalog.c, owner.c, metrics.c, member.c: see their headers
  *
  * Threads. A connection belongs to one I/O thread for its whole life:
