@@ -8,6 +8,9 @@
  * store operation on its keys only and writes its results straight into
  * the reply frame at the keys' positions; the last owner to finish posts
  * the request back to the connection's I/O thread, which sends the reply.
+ * Each operation is one descriptor in batch_ops (decoder, owner run, reply
+ * and scratch shapes), indexed by opcode; an opcode without one is ERROR
+ * EMBKV_EOPCODE, never run.
  *
  * Why: the store is lock-free on the write path because one thread owns a
  * partition; splitting by owner keeps that true while a batch runs on all
@@ -32,18 +35,21 @@
 #include "server/daemon.h"
 #include "server/init.h"
 
+struct batch_op;
+
 struct batch_job {
 	struct embkv_job job;
-	struct embkv_req *req;
+	struct batch_req *req;
 	uint32_t owner;
 };
 
-struct embkv_req {
+struct batch_req {
 	struct embkvd_done fin;          /* in the I/O inbox when finished */
-	struct embkv_conn *conn;
-	struct embkv_io *io;
+	struct embkvd_conn *conn;
+	struct embkvd_io *io;
 	struct embkv_catalog_entry *ent; /* reference */
 	struct embkv_table *t;
+	const struct batch_op *bop;      /* what op does */
 	uint8_t op, mode;
 	uint32_t n, dim;
 	uint64_t req_id, t0_ns;
@@ -51,7 +57,7 @@ struct embkv_req {
 	const uint64_t *keys;
 	const float *vals;               /* PUSH: grads; ASSIGN: values */
 	const uint32_t *hcounts;         /* HITS: counts */
-	struct embkv_obuf *reply;
+	struct embkvd_obuf *reply;
 	uint8_t *found;                  /* PULL reply, in reply */
 	float *out;
 	uint8_t *counts;                 /* count reply body, in reply */
@@ -59,13 +65,47 @@ struct embkv_req {
 	uint32_t *off;                   /* owner o: order[off[o], off[o+1]) */
 	uint32_t *order;                 /* key positions grouped by owner */
 	uint64_t *skeys;                 /* scratch, same grouping */
-	float *svals;
-	uint8_t *sfound;
+	float *svals;                    /* rows (PULL, PUSH, ASSIGN) */
+	uint32_t *scounts;               /* HITS counts */
+	uint8_t *sfound;                 /* PULL */
 	uint8_t *plan, *scratch;         /* the allocations behind them */
 	size_t mem;                      /* bytes of body, reply, scratch */
 	uint32_t pending, done, skipped; /* atomics */
 	uint32_t njobs;
 	struct batch_job jobs[];
+};
+
+/* A decoded batch request. */
+struct batch_msg {
+	uint32_t table_id, n, dim;
+	uint64_t uid;
+	uint8_t mode;
+	const uint64_t *keys;
+	const float *vals;
+	const uint32_t *hcounts;
+};
+
+/* What a batch reply carries. */
+enum batch_reply {
+	BATCH_REPLY_ROWS,   /* PULL: found[n] and n rows */
+	BATCH_REPLY_COUNT,  /* done and skipped */
+};
+
+/* What each key carries into the by-owner scratch. */
+enum batch_vals {
+	BATCH_VALS_NONE,
+	BATCH_VALS_ROWS,    /* dim floats: values in, or PULL's rows out */
+	BATCH_VALS_COUNTS,  /* a uint32_t hit count */
+};
+
+/* One table operation: its body's decoder, what an owner runs on its
+ * keys, and the shapes of its reply and scratch. */
+struct batch_op {
+	int (*decode)(const uint8_t *body, uint32_t len, struct batch_msg *m);
+	uint32_t (*run)(struct batch_req *r, uint32_t lo, uint32_t cnt);
+	enum batch_reply reply;
+	enum batch_vals vals;
+	bool dim;           /* the request names a dim, the table's */
 };
 
 /* Grouping ---------------------------------------------------------------- */
@@ -80,7 +120,7 @@ struct plan {
 /* Groups keys by owner, checking that this server serves each under map
  * (the caller holds rcu_read_lock) and has its partition loaded. 0,
  * EMBKV_ESTALE or EMBKV_EUNAVAIL (*bad_key set), or -ENOMEM. */
-static int plan_build(struct embkv_server *s, const struct embkvd_map *map,
+static int plan_build(struct embkvd *s, const struct embkvd_map *map,
 		      const struct embkv_table *t, uint32_t n,
 		      const uint64_t *keys, struct plan *pl, uint64_t *bad_key)
 {
@@ -150,7 +190,7 @@ static void infer_fill(const struct embkv_table *t, uint32_t n,
 				       out + (size_t)i * t->dim);
 }
 
-static uint32_t run_pull(struct embkv_req *r, uint32_t lo, uint32_t cnt)
+static uint32_t run_pull(struct batch_req *r, uint32_t lo, uint32_t cnt)
 {
 	size_t row = (size_t)r->dim * sizeof(float);
 	const uint64_t *keys = r->keys;
@@ -180,67 +220,96 @@ static uint32_t run_pull(struct embkv_req *r, uint32_t lo, uint32_t cnt)
 	return hits;
 }
 
-static uint32_t run_rows(struct embkv_req *r, uint32_t lo, uint32_t cnt)
+/* An owner's keys [lo, lo + cnt) with their values, gathered into the
+ * scratch when keys are grouped by owner. */
+struct batch_keys {
+	const uint64_t *keys;
+	const float *vals;
+	const uint32_t *counts;
+};
+
+static void gather(struct batch_req *r, uint32_t lo, uint32_t cnt,
+		   struct batch_keys *k)
 {
 	size_t row = (size_t)r->dim * sizeof(float);
-	const uint64_t *keys = r->keys;
-	const float *vals = r->vals;
-	const uint32_t *hcounts = r->hcounts;
-	uint32_t *scounts = (uint32_t *)r->svals;
 
-	if (r->order) {
-		for (uint32_t j = 0; j < cnt; j++) {
-			uint32_t i = r->order[lo + j];
+	k->keys = r->keys;
+	k->vals = r->vals;
+	k->counts = r->hcounts;
+	if (!r->order)
+		return;
+	for (uint32_t j = 0; j < cnt; j++) {
+		uint32_t i = r->order[lo + j];
 
-			r->skeys[lo + j] = r->keys[i];
-			if (vals)
-				memcpy(r->svals + (size_t)(lo + j) * r->dim,
-				       r->vals + (size_t)i * r->dim, row);
-			if (hcounts)
-				scounts[lo + j] = r->hcounts[i];
-		}
-		keys = r->skeys + lo;
-		vals = r->svals + (size_t)lo * r->dim;
-		hcounts = scounts + lo;
+		r->skeys[lo + j] = r->keys[i];
+		if (r->vals)
+			memcpy(r->svals + (size_t)(lo + j) * r->dim,
+			       r->vals + (size_t)i * r->dim, row);
+		if (r->hcounts)
+			r->scounts[lo + j] = r->hcounts[i];
 	}
-	switch (r->op) {
-	case EMBKV_WIRE_OP_HITS:
-		return embkv_table_hits(r->t, cnt, keys, hcounts);
-	case EMBKV_WIRE_OP_PUSH:
-		return embkv_table_push(r->t, cnt, keys, vals);
-	case EMBKV_WIRE_OP_ASSIGN:
-		return embkv_table_assign(r->t, cnt, keys, vals);
-	default:
-		return embkv_table_erase(r->t, cnt, keys);
-	}
+	k->keys = r->skeys + lo;
+	if (r->vals)
+		k->vals = r->svals + (size_t)lo * r->dim;
+	if (r->hcounts)
+		k->counts = r->scounts + lo;
+}
+
+static uint32_t run_push(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_push(r->t, cnt, k.keys, k.vals);
+}
+
+static uint32_t run_assign(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_assign(r->t, cnt, k.keys, k.vals);
+}
+
+static uint32_t run_erase(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_erase(r->t, cnt, k.keys);
+}
+
+static uint32_t run_hits(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_hits(r->t, cnt, k.keys, k.counts);
 }
 
 static void job_run(struct embkv_job *job)
 {
 	struct batch_job *bj = caa_container_of(job, struct batch_job, job);
-	struct embkv_req *r = bj->req;
+	struct batch_req *r = bj->req;
 	uint32_t lo = 0, cnt = r->n, done;
 
 	if (r->order) {
 		lo = r->off[bj->owner];
 		cnt = r->off[bj->owner + 1] - lo;
 	}
-	if (r->op == EMBKV_WIRE_OP_PULL)
-		done = run_pull(r, lo, cnt);
-	else
-		done = run_rows(r, lo, cnt);
+	done = r->bop->run(r, lo, cnt);
 	__atomic_add_fetch(&r->done, done, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&r->skipped, cnt - done, __ATOMIC_RELAXED);
 	/* bj and r may be freed as soon as the count reaches zero. */
 	if (!__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL))
-		embkv_io_post(r->io, &r->fin.node);
+		embkvd_io_post(r->io, &r->fin.node);
 }
 
 /* I/O side ---------------------------------------------------------------------- */
 
-static void req_free(struct embkv_req *r)
+static void req_free(struct batch_req *r)
 {
-	embkv_obuf_free(r->reply);
+	embkvd_obuf_free(r->reply);
 	embkv_catalog_entry_put(r->ent);
 	free(r->scratch);
 	free(r->plan);
@@ -248,99 +317,121 @@ static void req_free(struct embkv_req *r)
 	free(r);
 }
 
-/* A decoded batch request. */
-struct batch_msg {
-	uint32_t table_id, n, dim;
-	uint64_t uid;
-	uint8_t mode;
-	const uint64_t *keys;
-	const float *vals;
-	const uint32_t *hcounts;
-};
-
-static int msg_decode(uint8_t op, const uint8_t *body, uint32_t len,
-		      struct batch_msg *m)
+static int decode_pull(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
 {
 	struct embkv_wire_pull_req pull;
-	struct embkv_wire_rows_req rows;
-	struct embkv_wire_erase_req erase;
-	struct embkv_wire_hits hits;
-	int rc;
+	int rc = embkv_wire_pull_req_decode(body, len, &pull);
 
-	memset(m, 0, sizeof(*m));
-	switch (op) {
-	case EMBKV_WIRE_OP_PULL:
-		rc = embkv_wire_pull_req_decode(body, len, &pull);
-		if (rc)
-			return rc;
-		m->table_id = pull.table_id;
-		m->uid = pull.uid;
-		m->n = pull.n;
-		m->dim = pull.dim;
-		m->keys = pull.keys;
-		m->mode = pull.mode == EMBKV_WIRE_PULL_INFER ?
-				  EMBKV_PULL_INFER : EMBKV_PULL_TRAIN;
-		return 0;
-	case EMBKV_WIRE_OP_PUSH:
-	case EMBKV_WIRE_OP_ASSIGN:
-		rc = embkv_wire_rows_req_decode(body, len, &rows);
-		if (rc)
-			return rc;
-		m->table_id = rows.table_id;
-		m->uid = rows.uid;
-		m->n = rows.n;
-		m->dim = rows.dim;
-		m->keys = rows.keys;
-		m->vals = rows.vals;
-		return 0;
-	case EMBKV_WIRE_OP_HITS:
-		rc = embkv_wire_hits_decode(body, len, &hits);
-		if (rc)
-			return rc;
-		m->table_id = hits.table_id;
-		m->uid = hits.uid;
-		m->n = hits.n;
-		m->keys = hits.keys;
-		m->hcounts = hits.counts;
-		return 0;
-	default:
-		rc = embkv_wire_erase_req_decode(body, len, &erase);
-		if (rc)
-			return rc;
-		m->table_id = erase.table_id;
-		m->uid = erase.uid;
-		m->n = erase.n;
-		m->keys = erase.keys;
-		return 0;
-	}
+	if (rc)
+		return rc;
+	m->table_id = pull.table_id;
+	m->uid = pull.uid;
+	m->n = pull.n;
+	m->dim = pull.dim;
+	m->keys = pull.keys;
+	m->mode = pull.mode == EMBKV_WIRE_PULL_INFER ? EMBKV_PULL_INFER
+						     : EMBKV_PULL_TRAIN;
+	return 0;
+}
+
+/* PUSH and ASSIGN */
+static int decode_rows(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
+{
+	struct embkv_wire_rows_req rows;
+	int rc = embkv_wire_rows_req_decode(body, len, &rows);
+
+	if (rc)
+		return rc;
+	m->table_id = rows.table_id;
+	m->uid = rows.uid;
+	m->n = rows.n;
+	m->dim = rows.dim;
+	m->keys = rows.keys;
+	m->vals = rows.vals;
+	return 0;
+}
+
+static int decode_erase(const uint8_t *body, uint32_t len,
+			struct batch_msg *m)
+{
+	struct embkv_wire_erase_req erase;
+	int rc = embkv_wire_erase_req_decode(body, len, &erase);
+
+	if (rc)
+		return rc;
+	m->table_id = erase.table_id;
+	m->uid = erase.uid;
+	m->n = erase.n;
+	m->keys = erase.keys;
+	return 0;
+}
+
+static int decode_hits(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
+{
+	struct embkv_wire_hits hits;
+	int rc = embkv_wire_hits_decode(body, len, &hits);
+
+	if (rc)
+		return rc;
+	m->table_id = hits.table_id;
+	m->uid = hits.uid;
+	m->n = hits.n;
+	m->keys = hits.keys;
+	m->hcounts = hits.counts;
+	return 0;
+}
+
+/* Indexed by opcode; an opcode without an entry is no table operation. */
+static const struct batch_op batch_ops[EMBKV_WIRE_OP_REPLY] = {
+	[EMBKV_WIRE_OP_PULL] = { decode_pull, run_pull, BATCH_REPLY_ROWS,
+				 BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_PUSH] = { decode_rows, run_push, BATCH_REPLY_COUNT,
+				 BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_ASSIGN] = { decode_rows, run_assign,
+				   BATCH_REPLY_COUNT, BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_ERASE] = { decode_erase, run_erase, BATCH_REPLY_COUNT,
+				  BATCH_VALS_NONE, false },
+	[EMBKV_WIRE_OP_HITS] = { decode_hits, run_hits, BATCH_REPLY_COUNT,
+				 BATCH_VALS_COUNTS, false },
+};
+
+/* op's descriptor; NULL when op is no table operation. */
+static const struct batch_op *batch_op_of(uint8_t op)
+{
+	if (op >= EMBKV_WIRE_OP_REPLY || !batch_ops[op].decode)
+		return NULL;
+	return &batch_ops[op];
 }
 
 /* The reply frame, and the by-owner scratch when keys are grouped. */
-static int req_buffers(struct embkv_req *r)
+static int req_buffers(struct batch_req *r)
 {
 	struct embkv_wire_hdr h = {
 		.opcode = r->op | EMBKV_WIRE_OP_REPLY,
 		.request_id = r->req_id,
-		.epoch = embkv_server_epoch(r->io->srv),
+		.epoch = embkvd_epoch(r->io->srv),
 	};
 	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE, vals_bytes = 0;
 	uint8_t *body;
 	float *vals;
 	int rc;
 
-	if (r->op == EMBKV_WIRE_OP_PULL) {
+	if (r->bop->reply == BATCH_REPLY_ROWS) {
 		rc = embkv_wire_pull_reply_size(r->n, r->dim, &len);
 		if (rc)
 			return rc;
 	}
 	h.body_len = (uint32_t)len;
-	r->reply = embkv_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
+	r->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
 	if (!r->reply)
 		return -ENOMEM;
 	r->mem += r->reply->len;
 	embkv_wire_hdr_encode(&h, r->reply->data);
 	body = r->reply->data + EMBKV_WIRE_HDR_SIZE;
-	if (r->op == EMBKV_WIRE_OP_PULL) {
+	if (r->bop->reply == BATCH_REPLY_ROWS) {
 		rc = embkv_wire_pull_reply_prepare(r->n, r->dim, body, len,
 						   &r->found, &vals);
 		if (rc)
@@ -351,24 +442,27 @@ static int req_buffers(struct embkv_req *r)
 	}
 	if (!r->order)
 		return 0;
-	if (r->op == EMBKV_WIRE_OP_HITS)
+	if (r->bop->vals == BATCH_VALS_COUNTS)
 		vals_bytes = (size_t)r->n * sizeof(uint32_t);
-	else if (r->op != EMBKV_WIRE_OP_ERASE)
+	else if (r->bop->vals == BATCH_VALS_ROWS)
 		vals_bytes = (size_t)r->n * r->dim * sizeof(float);
 	len = (size_t)r->n * sizeof(uint64_t) + vals_bytes +
-	      (r->op == EMBKV_WIRE_OP_PULL ? r->n : 0);
+	      (r->bop->reply == BATCH_REPLY_ROWS ? r->n : 0);
 	r->scratch = malloc(len);
 	if (!r->scratch)
 		return -ENOMEM;
 	r->mem += len;
 	r->skeys = (uint64_t *)r->scratch;
-	r->svals = (float *)(r->skeys + r->n);
-	r->sfound = (uint8_t *)r->svals + vals_bytes;
+	if (r->bop->vals == BATCH_VALS_COUNTS)
+		r->scounts = (uint32_t *)(r->skeys + r->n);
+	else if (r->bop->vals == BATCH_VALS_ROWS)
+		r->svals = (float *)(r->skeys + r->n);
+	r->sfound = (uint8_t *)(r->skeys + r->n) + vals_bytes;
 	return 0;
 }
 
 /* Queues one job per owner with keys; none when the batch is empty. */
-static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
+static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single)
 {
 	struct embkv_owner_pool *pool = r->io->srv->owners;
 	uint32_t nown = embkv_owner_count(pool), njobs = 0;
@@ -385,9 +479,9 @@ static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
 	}
 	r->njobs = njobs;
 	r->pending = njobs;
-	embkv_conn_hold(r->conn, r->mem);
+	embkvd_conn_hold(r->conn, r->mem);
 	if (!njobs) {
-		embkv_batch_finish(&r->fin);
+		embkvd_batch_finish(&r->fin);
 		return;
 	}
 	/* r stays valid through this loop: only this thread frees it, after
@@ -409,13 +503,14 @@ static void req_submit(struct embkv_req *r, uint32_t owners, uint32_t single)
 	}
 }
 
-void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		       uint8_t *body, uint64_t t0_ns)
+void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns)
 {
-	struct embkv_server *s = c->io->srv;
+	struct embkvd *s = c->io->srv;
 	const struct embkvd_map *map;
+	const struct batch_op *bop;
 	struct embkv_catalog_entry *ent;
-	struct embkv_req *r;
+	struct batch_req *r;
 	uint32_t bad_server = 0, self = 0;
 	uint64_t epoch;
 	struct batch_msg m;
@@ -424,28 +519,37 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	size_t reply_len;
 	int rc;
 
-	rc = msg_decode(h->opcode, body, h->body_len, &m);
-	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
-				 embkv_wire_op_name(h->opcode),
-				 embkv_strerror(rc));
+	bop = batch_op_of(h->opcode);
+	if (!bop) {
+		embkvd_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
+				  "%s is not a table operation",
+				  embkv_wire_op_name(h->opcode));
 		goto free_body;
 	}
-	ent = embkv_svc_table_get(c, h->request_id, m.table_id, m.uid);
+	memset(&m, 0, sizeof(m));
+	rc = bop->decode(body, h->body_len, &m);
+	if (rc) {
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "bad %s body: %s",
+				  embkv_wire_op_name(h->opcode),
+				  embkv_strerror(rc));
+		goto free_body;
+	}
+	ent = embkvd_svc_table_get(c, h->request_id, m.table_id, m.uid);
 	if (!ent)
 		goto free_body;
-	if (h->opcode != EMBKV_WIRE_OP_ERASE &&
-	    h->opcode != EMBKV_WIRE_OP_HITS && m.dim != ent->table->dim) {
-		embkv_conn_error(c, h->request_id, EMBKV_EDIM, false,
-				 "table %s has dim %u, not %u",
-				 ent->table->attr.name, ent->table->dim, m.dim);
+	if (bop->dim && m.dim != ent->table->dim) {
+		embkvd_conn_error(c, h->request_id, EMBKV_EDIM, false,
+				  "table %s has dim %u, not %u",
+				  ent->table->attr.name, ent->table->dim,
+				  m.dim);
 		goto put;
 	}
-	if (h->opcode == EMBKV_WIRE_OP_PULL &&
+	if (bop->reply == BATCH_REPLY_ROWS &&
 	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
-		embkv_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
-				 "the reply to %u keys of dim %u would be over "
-				 "the frame limit", m.n, m.dim);
+		embkvd_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
+				  "the reply to %u keys of dim %u would be "
+				  "over the frame limit", m.n, m.dim);
 		goto put;
 	}
 	rcu_read_lock();
@@ -453,11 +557,11 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	epoch = map->epoch;
 	if (embkv_wire_epoch_check(h, epoch)) {
 		rcu_read_unlock();
-		embkv_conn_error(c, h->request_id, EMBKV_ESTALE, false,
-				 "epoch %llu is stale: table %s's is %llu",
-				 (unsigned long long)h->epoch,
-				 ent->table->attr.name,
-				 (unsigned long long)epoch);
+		embkvd_conn_error(c, h->request_id, EMBKV_ESTALE, false,
+				  "epoch %llu is stale: table %s's is %llu",
+				  (unsigned long long)h->epoch,
+				  ent->table->attr.name,
+				  (unsigned long long)epoch);
 		goto put;
 	}
 	rc = plan_build(s, map, ent->table, m.n, m.keys, &pl, &bad_key);
@@ -468,21 +572,21 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rcu_read_unlock();
 	if (rc == EMBKV_EUNAVAIL) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "key %llu: partition %u of table %s is not "
-				 "loaded on this server yet",
-				 (unsigned long long)bad_key,
-				 embkv_table_partition_of(ent->table, bad_key),
-				 ent->table->attr.name);
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "key %llu: partition %u of table %s is not "
+				  "loaded on this server yet",
+				  (unsigned long long)bad_key,
+				  embkv_table_partition_of(ent->table, bad_key),
+				  ent->table->attr.name);
 		goto put;
 	}
 	if (rc == EMBKV_ESTALE) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "key %llu: partition %u is on server %u, "
-				 "this is server %u",
-				 (unsigned long long)bad_key,
-				 embkv_table_partition_of(ent->table, bad_key),
-				 bad_server, self);
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "key %llu: partition %u is on server %u, "
+				  "this is server %u",
+				  (unsigned long long)bad_key,
+				  embkv_table_partition_of(ent->table, bad_key),
+				  bad_server, self);
 		goto put;
 	}
 	if (rc)
@@ -492,11 +596,12 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		free(pl.mem);
 		goto nomem;
 	}
-	r->fin.finish = embkv_batch_finish;
+	r->fin.finish = embkvd_batch_finish;
 	r->conn = c;
 	r->io = c->io;
 	r->ent = ent;
 	r->t = ent->table;
+	r->bop = bop;
 	r->op = h->opcode;
 	r->mode = m.mode;
 	r->n = m.n;
@@ -513,9 +618,9 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	r->order = pl.order;
 	rc = req_buffers(r);
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "cannot serve a %u-key batch: %s", m.n,
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "cannot serve a %u-key batch: %s", m.n,
+				  embkv_strerror(rc));
 		req_free(r);
 		return;
 	}
@@ -523,18 +628,18 @@ void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	return;
 
 nomem:
-	embkv_conn_error(c, h->request_id, -ENOMEM, false,
-			 "no memory for a %u-key batch", m.n);
+	embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+			  "no memory for a %u-key batch", m.n);
 put:
 	embkv_catalog_entry_put(ent);
 free_body:
 	free(body);
 }
 
-void embkv_batch_finish(struct embkvd_done *d)
+void embkvd_batch_finish(struct embkvd_done *d)
 {
-	struct embkv_req *r = caa_container_of(d, struct embkv_req, fin);
-	struct embkv_conn *c = r->conn;
+	struct batch_req *r = caa_container_of(d, struct batch_req, fin);
+	struct embkvd_conn *c = r->conn;
 	struct embkv_io_stats *st = &r->io->st;
 	struct embkv_table_counters *ctr = &r->ent->ctr;
 	uint64_t us = (embkv_now_ns() - r->t0_ns) / 1000u;
@@ -563,8 +668,8 @@ void embkv_batch_finish(struct embkvd_done *d)
 		embkv_wire_count_reply_encode(&cr, r->counts,
 					      EMBKV_WIRE_COUNT_REPLY_SIZE);
 	}
-	embkv_conn_send(c, r->reply);
+	embkvd_conn_send(c, r->reply);
 	r->reply = NULL;
 	req_free(r);
-	embkv_conn_release(c, mem);
+	embkvd_conn_release(c, mem);
 }

@@ -31,7 +31,6 @@
 #include <sys/random.h>
 #include "net/wire.h"
 #include "server/catalog.h"
-#include "server/verbs.h"
 
 struct catalog_snap {
 	struct rcu_head rcu;
@@ -46,7 +45,7 @@ struct embkv_catalog {
 	uint64_t bytes;              /* under lock; read relaxed */
 	uint64_t reserved;           /* under lock: built, not published */
 	uint64_t memory_limit;
-	struct embkv_verbs *verbs;
+	struct embkv_catalog_hooks hooks;
 };
 
 void embkv_catalog_attr_init(struct embkv_catalog_attr *attr)
@@ -97,7 +96,7 @@ int embkv_catalog_create(const struct embkv_catalog_attr *attr,
 		goto free_snap;
 	cat->next_id = 1;
 	cat->memory_limit = attr->memory_limit;
-	cat->verbs = attr->verbs;
+	cat->hooks = attr->hooks;
 	*out = cat;
 	return 0;
 
@@ -135,7 +134,8 @@ void embkv_catalog_entry_put(struct embkv_catalog_entry *e)
 {
 	if (!e || __atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL))
 		return;
-	embkv_regions_free(e->regions); /* before the memory goes */
+	if (e->hooks.freed) /* before the memory goes */
+		e->hooks.freed(e->hooks.ctx, e);
 	embkv_table_destroy(e->table);
 	embkvd_map_destroy(e->map);
 	free(e);
@@ -199,7 +199,8 @@ static int entry_build(struct embkv_catalog *cat,
 		free(e);
 		return err;
 	}
-	err = embkv_regions_register(cat->verbs, e->table, &e->regions);
+	e->hooks = cat->hooks;
+	err = e->hooks.built ? e->hooks.built(e->hooks.ctx, e) : 0;
 	if (err) {
 		embkv_table_destroy(e->table);
 		free(e);

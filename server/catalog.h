@@ -37,6 +37,23 @@ struct embkv_table_counters {
 	uint64_t pushes, push_keys;
 };
 
+struct embkv_catalog_entry;
+
+/*
+ * What the catalog's user does with a table's memory (embkvd registers
+ * it for RDMA; the catalog knows nothing of transports). built runs once
+ * the table is mapped, before its entry can be published, and may set
+ * e->hook_data; an error from it fails the create (the table is freed,
+ * freed is not called). freed runs when the last reference goes, before
+ * the table's memory is unmapped. Either may be NULL. They run on the
+ * thread that creates the table or puts the last reference.
+ */
+struct embkv_catalog_hooks {
+	int (*built)(void *ctx, struct embkv_catalog_entry *e);
+	void (*freed)(void *ctx, struct embkv_catalog_entry *e);
+	void *ctx;
+};
+
 struct embkv_catalog_entry {
 	uint32_t id;                 /* never reused within a server run */
 	uint64_t uid;                /* nonzero, never reused */
@@ -44,20 +61,18 @@ struct embkv_catalog_entry {
 	uint64_t bytes;              /* embkv_table_get_stats().bytes at create:
 					the loaded partitions only */
 	uint32_t refs;               /* atomic */
-	struct embkv_regions *regions; /* RDMA registrations; NULL: none */
+	void *hook_data;             /* the hooks' (embkvd: RDMA regions) */
 	struct embkv_table_counters ctr;
 	/* The table's own shard map (cluster mode), RCU-published; NULL: the
 	 * server's map places it. Freed with the entry. */
 	struct embkvd_map *map;
+	struct embkv_catalog_hooks hooks; /* the catalog's, at build */
 	struct rcu_head rcu;
 };
 
-struct embkv_regions;
-struct embkv_verbs;
-
 struct embkv_catalog_attr {
 	uint64_t memory_limit;  /* bytes of all tables; 0: no limit */
-	struct embkv_verbs *verbs; /* register tables for RDMA; NULL: don't */
+	struct embkv_catalog_hooks hooks; /* zeroed: none */
 	uint32_t flags;         /* reserved, must be 0 */
 };
 

@@ -73,7 +73,7 @@ struct cl_event {
 struct cl_job {
 	struct embkvd_done fin;
 	struct cl_job *next;
-	struct embkv_conn *conn;
+	struct embkvd_conn *conn;
 	uint64_t req_id;
 	uint8_t op;
 	struct embkv_table_attr attr;      /* CREATE */
@@ -107,7 +107,7 @@ struct ctable {
 };
 
 struct embkvd_cluster {
-	struct embkv_server *s;
+	struct embkvd *s;
 	struct embkv_etcd *etcd;           /* this thread only */
 	char prefix[PFX_MAX], tables[PFX_MAX], nodes_pfx[PFX_MAX],
 	     acks[PFX_MAX], members[PFX_MAX];
@@ -202,10 +202,10 @@ static void log_state(struct embkvd_cluster *cl, int status)
 	if (status == cl->logged)
 		return;
 	if (status)
-		embkv_log("cluster catalog: etcd: %s; serving the tables last "
+		embkvd_log("cluster catalog: etcd: %s; serving the tables last "
 			  "known, table changes wait", embkv_strerror(status));
 	else if (cl->logged)
-		embkv_log("cluster catalog: etcd reachable again");
+		embkvd_log("cluster catalog: etcd reachable again");
 	cl->logged = status;
 }
 
@@ -536,7 +536,7 @@ static void ack(struct embkvd_cluster *cl, uint64_t uid, const char *what)
 static void local_drop(struct embkvd_cluster *cl, const char *name)
 {
 	if (!embkv_catalog_drop(cl->s->cat, name))
-		embkv_log("table %s dropped (cluster catalog)", name);
+		embkvd_log("table %s dropped (cluster catalog)", name);
 }
 
 /* The uid of the published table called name, 0 if none. */
@@ -588,17 +588,17 @@ static void local_publish(struct embkvd_cluster *cl, const struct ctable *t,
 	int rc = embkv_catalog_publish(cl->s->cat, e, t->uid, &id, NULL);
 
 	if (rc) {
-		embkv_log("table %s: cannot publish it here: %s", t->attr.name,
+		embkvd_log("table %s: cannot publish it here: %s", t->attr.name,
 			  embkv_strerror(rc));
 		return;
 	}
 	if (restarted && held)
-		embkv_log("table %s (uid %016" PRIx64 "): %u partitions held "
+		embkvd_log("table %s (uid %016" PRIx64 "): %u partitions held "
 			  "here are not loaded (their rows were lost with the "
 			  "previous process): EMBKV_EUNAVAIL until restored",
 			  t->attr.name, t->uid, held);
 	else
-		embkv_log("table %s (uid %016" PRIx64 ") ready: id %u, %u of "
+		embkvd_log("table %s (uid %016" PRIx64 ") ready: id %u, %u of "
 			  "%u partitions here", t->attr.name, t->uid, id, held,
 			  t->attr.partitions);
 }
@@ -638,7 +638,7 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 
 	rc = ctable_parse(name, value, len, &t);
 	if (rc) {
-		embkv_log("cluster catalog: table %s: unreadable record (%s), "
+		embkvd_log("cluster catalog: table %s: unreadable record (%s), "
 			  "ignored", name, embkv_strerror(rc));
 		return;
 	}
@@ -691,7 +691,7 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 	}
 	rc = local_build(cl, &t, restarted, &e);
 	if (rc)
-		embkv_log("table %s: cannot hold this member's share: %s",
+		embkvd_log("table %s: cannot hold this member's share: %s",
 			  name, embkv_strerror(rc));
 	else
 		local_publish(cl, &t, e, restarted);
@@ -1194,7 +1194,7 @@ static void run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		j->ref.table_id = e ? e->id : 0;
 		embkv_catalog_entry_put(e);
 	}
-	embkv_log("table %s created in the cluster: uid %016" PRIx64 ", %u "
+	embkvd_log("table %s created in the cluster: uid %016" PRIx64 ", %u "
 		  "partitions over %u members", j->name, t.uid,
 		  t.attr.partitions, t.nmembers);
 out:
@@ -1252,44 +1252,44 @@ static void run_drop(struct embkvd_cluster *cl, struct cl_job *j)
 		job_fail(j, EMBKV_ETIMEDOUT, "table %s was dropped from the "
 			 "cluster but is still here", j->name);
 	else
-		embkv_log("table %s dropped from the cluster", j->name);
+		embkvd_log("table %s dropped from the cluster", j->name);
 }
 
 /* I/O thread: the job's answer. */
 static void job_finish(struct embkvd_done *d)
 {
 	struct cl_job *j = caa_container_of(d, struct cl_job, fin);
-	struct embkv_conn *c = j->conn;
+	struct embkvd_conn *c = j->conn;
 	uint8_t *body;
 
 	if (j->status)
-		embkv_conn_error(c, j->req_id, j->status, false, "%s", j->msg);
+		embkvd_conn_error(c, j->req_id, j->status, false, "%s", j->msg);
 	else if (j->op == EMBKV_WIRE_OP_TABLE_CREATE) {
-		if (!embkv_conn_reply(c, j->req_id, j->op | EMBKV_WIRE_OP_REPLY,
+		if (!embkvd_conn_reply(c, j->req_id, j->op | EMBKV_WIRE_OP_REPLY,
 				      EMBKV_WIRE_TABLE_REF_SIZE, &body))
 			embkv_wire_table_ref_encode(&j->ref, body,
 						    EMBKV_WIRE_TABLE_REF_SIZE);
 	} else {
-		(void)embkv_conn_reply(c, j->req_id,
+		(void)embkvd_conn_reply(c, j->req_id,
 				       j->op | EMBKV_WIRE_OP_REPLY, 0, &body);
 	}
-	embkv_conn_release(c, 0);
+	embkvd_conn_release(c, 0);
 	free(j);
 }
 
 static void job_post(struct cl_job *j)
 {
-	embkv_io_post(j->conn->io, &j->fin.node);
+	embkvd_io_post(j->conn->io, &j->fin.node);
 }
 
-void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
+void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 			   const struct embkv_wire_hdr *h, const uint8_t *body)
 {
 	struct cl_job *j = calloc(1, sizeof(*j));
 	int rc;
 
 	if (!j) {
-		embkv_conn_error(c, h->request_id, -ENOMEM, false,
+		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
 				 "no memory for a table request");
 		return;
 	}
@@ -1307,7 +1307,7 @@ void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
 		rc = embkv_wire_name_decode(body, h->body_len, j->name);
 	}
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false, "bad %s: %s",
+		embkvd_conn_error(c, h->request_id, rc, false, "bad %s: %s",
 				 embkv_wire_op_name(h->opcode),
 				 embkv_strerror(rc));
 		free(j);
@@ -1316,12 +1316,12 @@ void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
 	pthread_mutex_lock(&cl->lock);
 	if (cl->stop) {
 		pthread_mutex_unlock(&cl->lock);
-		embkv_conn_error(c, h->request_id, EMBKV_EDISCONNECTED, false,
+		embkvd_conn_error(c, h->request_id, EMBKV_EDISCONNECTED, false,
 				 "the server is shutting down");
 		free(j);
 		return;
 	}
-	embkv_conn_hold(c, 0);
+	embkvd_conn_hold(c, 0);
 	*cl->jobs_tail = j;
 	cl->jobs_tail = &j->next;
 	pthread_cond_signal(&cl->cond);
@@ -1375,7 +1375,7 @@ static void default_table(struct embkvd_cluster *cl)
 		return;
 	}
 	if (!cl->default_logged)
-		embkv_log("cannot create the default table: %s (trying again)",
+		embkvd_log("cannot create the default table: %s (trying again)",
 			  j.msg);
 	cl->default_logged = true;
 }
@@ -1432,12 +1432,12 @@ static void *cl_main(void *arg)
 	return NULL;
 }
 
-int embkvd_cluster_start(struct embkv_server *s,
-			 const struct embkv_server_attr *a,
+int embkvd_cluster_start(struct embkvd *s,
+			 const struct embkvd_attr *a,
 			 struct embkvd_cluster **out)
 {
 	const char *name = a->cluster ? a->cluster
-				      : EMBKV_MEMBER_CLUSTER_DEFAULT;
+				      : EMBKVD_MEMBER_CLUSTER_DEFAULT;
 	struct embkv_etcd_attr ea;
 	struct embkvd_cluster *cl;
 	int rc;

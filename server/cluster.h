@@ -29,8 +29,8 @@
 #include <stdint.h>
 #include "net/wire.h"
 
-struct embkv_server;
-struct embkv_conn;
+struct embkvd;
+struct embkvd_conn;
 struct embkvd_cluster;
 
 /* Seconds a create waits for every member's answer before undoing. */
@@ -44,9 +44,9 @@ struct embkvd_cluster;
  * process), then follows etcd from a thread. etcd unreachable is not an
  * error: the thread keeps trying. 0, -EINVAL or -ENOMEM.
  */
-struct embkv_server_attr;
-int embkvd_cluster_start(struct embkv_server *s,
-			 const struct embkv_server_attr *a,
+struct embkvd_attr;
+int embkvd_cluster_start(struct embkvd *s,
+			 const struct embkvd_attr *a,
 			 struct embkvd_cluster **out);
 /* Waits up to ms for the --default-table to be visible here (it is made
  * through etcd once this member is registered): true when it is. */
@@ -64,7 +64,7 @@ void embkvd_cluster_destroy(struct embkvd_cluster *cl);
  * request's raw body, copied) to the cluster thread; the reply or ERROR
  * reaches c later. Holds c until then.
  */
-void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkv_conn *c,
+void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 			   const struct embkv_wire_hdr *h,
 			   const uint8_t *body);
 

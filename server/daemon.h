@@ -4,18 +4,21 @@
  *
  *   server.c   lifecycle: listen socket, threads, signals, rate sampling
  *   io.c       I/O threads: epoll, framing, output queues, backpressure
- *   service.c  per-frame handling: auth, table admin, routing
- *   batch.c    PULL/PUSH/ASSIGN/ERASE: split by owner, run, reply
+ *   service.c  per-frame handling: auth, table admin, routing (a
+ *              handler table indexed by opcode)
+ *   batch.c    PULL/PUSH/ASSIGN/ERASE/HITS: one descriptor per opcode;
+ *              split by owner, run, reply
  *   report.c   STATS and SHARD_MAP replies
  *   verbs.c    the RDMA verbs transport (rdma://): rdma_cm listener, one
  *              RC QP per connection served by I/O thread 0, table regions
- *              and TABLE_REGIONS (verbs_none.c when built without RDMA)
+ *              (registered through the catalog's hooks) and TABLE_REGIONS
+ *              (verbs_none.c when built without RDMA)
  *   catalog.c, owner.c, metrics.c, member.c: see their headers
  *
  * Threads. A connection belongs to one I/O thread for its whole life:
  * only that thread reads its socket, its buffers and its fields. Owner
  * threads touch a batch request only between embkv_owner_submit() and the
- * completion they post back with embkv_io_post().
+ * completion they post back with embkvd_io_post().
  */
 #ifndef EMBKV_SERVER_DAEMON_H
 #define EMBKV_SERVER_DAEMON_H
@@ -37,7 +40,7 @@
 #define EMBKVD_HOST_MAX 200u        /* bytes of a listen host name */
 
 /* Settings, from the command line. */
-struct embkv_server_attr {
+struct embkvd_attr {
 	bool tcp;                       /* listen on host:port over TCP */
 	char host[EMBKVD_HOST_MAX + 1]; /* listen host (name or address) */
 	uint16_t port;                  /* 0: the kernel picks one */
@@ -66,33 +69,33 @@ struct embkv_server_attr {
 
 /* Defaults: TCP on 127.0.0.1:7070, no RDMA, 1 owner and 1 I/O thread, no limit, 1024
  * connections, epoch 1, alone, no token, no default table. */
-void embkv_server_attr_init(struct embkv_server_attr *attr);
+void embkvd_attr_init(struct embkvd_attr *attr);
 
-/* Work handed back to an I/O thread (embkv_io_post): finish runs there,
+/* Work handed back to an I/O thread (embkvd_io_post): finish runs there,
  * with the node out of the inbox. */
 struct embkvd_done {
 	struct cds_wfcq_node node;
 	void (*finish)(struct embkvd_done *d);
 };
 
-struct embkv_io;
-struct embkv_member;
+struct embkvd_io;
+struct embkvd_member;
 struct embkvd_cluster;
-struct embkv_verbs;
-struct embkv_vconn;
+struct embkvd_verbs;
+struct embkvd_vconn;
 
-struct embkv_server {
-	struct embkv_server_attr attr;  /* strings below are copies */
+struct embkvd {
+	struct embkvd_attr attr;        /* strings below are copies */
 	struct embkvd_map *map;         /* RCU: embkvd_map_cur(&s->map) */
 	struct embkv_catalog *cat;
 	struct embkv_owner_pool *owners;
-	struct embkv_io *io;
+	struct embkvd_io *io;
 	uint32_t nio;
 	int listen_fd, sig_fd, timer_fd, ep_fd;
 	uint16_t port;                  /* bound port (TCP) */
 	uint16_t rdma_port;             /* bound port (RDMA) */
-	struct embkv_verbs *verbs;      /* NULL: no rdma:// listener */
-	struct embkv_member *member;    /* NULL: no --etcd */
+	struct embkvd_verbs *verbs;     /* NULL: no rdma:// listener */
+	struct embkvd_member *member;   /* NULL: no --etcd */
 	struct embkvd_cluster *cluster; /* table catalog in etcd; NULL: none */
 	bool auth;
 	struct embkv_wire_auth_key key;
@@ -103,18 +106,18 @@ struct embkv_server {
 
 /* Binds, creates the default table and starts every thread; SIGINT and
  * SIGTERM are blocked in the calling thread (and so in all threads) and
- * read by embkv_server_run(). Call from the main thread, once. */
-int embkv_server_create(const struct embkv_server_attr *attr,
-			struct embkv_server **out);
+ * read by embkvd_run(). Call from the main thread, once. */
+int embkvd_create(const struct embkvd_attr *attr,
+		  struct embkvd **out);
 /* Serves until SIGINT or SIGTERM: 0, or a negative errno. */
-int embkv_server_run(struct embkv_server *s);
+int embkvd_run(struct embkvd *s);
 /* Stops accepting, closes connections, joins threads, frees tables. */
-void embkv_server_destroy(struct embkv_server *s);
+void embkvd_destroy(struct embkvd *s);
 
 /* Inside rcu_read_lock(): the shard map that places table e (its own in
  * cluster mode, else the server's). */
 static inline const struct embkvd_map *
-embkvd_table_map(struct embkv_server *s, struct embkv_catalog_entry *e)
+embkvd_table_map(struct embkvd *s, struct embkv_catalog_entry *e)
 {
 	const struct embkvd_map *m = rcu_dereference(e->map);
 
@@ -122,23 +125,23 @@ embkvd_table_map(struct embkv_server *s, struct embkv_catalog_entry *e)
 }
 
 /* The current shard-map epoch (any registered thread). */
-uint64_t embkv_server_epoch(struct embkv_server *s);
+uint64_t embkvd_epoch(struct embkvd *s);
 /*
  * Creates a table with this server's share of its partitions loaded (the
  * shard map decides which); uid 0 draws a fresh one: embkv_catalog_add's
  * results.
  */
-int embkv_server_table_add(struct embkv_server *s,
-			   const struct embkv_table_attr *attr, uint64_t uid,
-			   uint32_t *id, uint64_t *uid_out);
+int embkvd_table_add(struct embkvd *s,
+		     const struct embkv_table_attr *attr, uint64_t uid,
+		     uint32_t *id, uint64_t *uid_out);
 
 /* Concise log line to stderr, prefixed "embkvd: ". */
-void embkv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void embkvd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- I/O threads (io.c) ------------------------------------------------ */
 
-struct embkv_io {
-	struct embkv_server *srv;
+struct embkvd_io {
+	struct embkvd *srv;
 	uint32_t idx;
 	pthread_t thread;
 	bool started;
@@ -161,43 +164,43 @@ struct embkv_io {
 	struct embkv_io_stats st;
 } __attribute__((aligned(64)));
 
-int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
-		   uint32_t idx);
+int embkvd_io_start(struct embkvd_io *io, struct embkvd *srv,
+		    uint32_t idx);
 /* Closes every connection, waits for its requests at the owners, joins
- * the thread. The owners may still be inside embkv_io_post() for it: call
- * embkv_io_fini() only after they were joined. */
-void embkv_io_stop(struct embkv_io *io);
-/* Frees what embkv_io_start() set up. */
-void embkv_io_fini(struct embkv_io *io);
+ * the thread. The owners may still be inside embkvd_io_post() for it: call
+ * embkvd_io_fini() only after they were joined. */
+void embkvd_io_stop(struct embkvd_io *io);
+/* Frees what embkvd_io_start() set up. */
+void embkvd_io_fini(struct embkvd_io *io);
 /* Any thread: hands a finished request (a struct embkvd_done's node) back
  * to its I/O thread, which runs its finish. */
-void embkv_io_post(struct embkv_io *io, struct cds_wfcq_node *node);
+void embkvd_io_post(struct embkvd_io *io, struct cds_wfcq_node *node);
 
 /* ---- connections (io.c) ------------------------------------------------ */
 
-struct embkv_obuf {
-	struct embkv_obuf *next;
+struct embkvd_obuf {
+	struct embkvd_obuf *next;
 	uint8_t *data;                  /* a whole frame, malloc'ed */
 	size_t len, off;
 };
 
-enum embkv_conn_auth {
-	EMBKV_CONN_AUTH_WAIT_HELLO,     /* token set: nothing seen yet */
-	EMBKV_CONN_AUTH_WAIT_AUTH,      /* HELLO answered with our nonce */
-	EMBKV_CONN_AUTH_OK,             /* authenticated, or no token */
+enum embkvd_conn_auth {
+	EMBKVD_CONN_AUTH_WAIT_HELLO,    /* token set: nothing seen yet */
+	EMBKVD_CONN_AUTH_WAIT_AUTH,     /* HELLO answered with our nonce */
+	EMBKVD_CONN_AUTH_OK,            /* authenticated, or no token */
 };
 
-enum embkv_conn_rd {
-	EMBKV_CONN_RD_HDR,
-	EMBKV_CONN_RD_BODY,
-	EMBKV_CONN_RD_SKIP,             /* discarding a body (unknown opcode) */
+enum embkvd_conn_rd {
+	EMBKVD_CONN_RD_HDR,
+	EMBKVD_CONN_RD_BODY,
+	EMBKVD_CONN_RD_SKIP,            /* discarding a body (unknown opcode) */
 };
 
-struct embkv_conn {
+struct embkvd_conn {
 	struct cds_list_head link;      /* io->conns */
 	struct cds_list_head flush_link;
-	struct embkv_io *io;
-	struct embkv_vconn *vc;         /* RDMA connection (verbs.c); NULL: TCP */
+	struct embkvd_io *io;
+	struct embkvd_vconn *vc;        /* RDMA connection (verbs.c); NULL: TCP */
 	int fd;                         /* TCP socket; -1 for RDMA */
 	bool open;                      /* socket still open */
 	bool on_flush;
@@ -210,7 +213,7 @@ struct embkv_conn {
 	size_t inflight_bytes;          /* their memory */
 	uint64_t deadline_ns;           /* closing: close by then anyway */
 	/* Frame being read. */
-	enum embkv_conn_rd rd;
+	enum embkvd_conn_rd rd;
 	uint8_t hdr[EMBKV_WIRE_HDR_SIZE];
 	uint32_t hdr_got;
 	struct embkv_wire_hdr h;
@@ -218,10 +221,10 @@ struct embkv_conn {
 	uint32_t body_got;
 	uint64_t skip_left;
 	/* Output. */
-	struct embkv_obuf *out_head, *out_tail;
+	struct embkvd_obuf *out_head, *out_tail;
 	size_t out_bytes;
 	/* Authentication. */
-	enum embkv_conn_auth auth;
+	enum embkvd_conn_auth auth;
 	uint8_t server_nonce[EMBKV_WIRE_NONCE_SIZE];
 	uint8_t client_nonce[EMBKV_WIRE_NONCE_SIZE];
 };
@@ -232,18 +235,18 @@ struct embkv_conn {
  * body, valid until the I/O thread returns to its loop. 0, -ENOMEM, or
  * -ENOTCONN when c is closed already.
  */
-int embkv_conn_reply(struct embkv_conn *c, uint64_t req_id, uint8_t op,
-		     uint32_t body_len, uint8_t **body);
+int embkvd_conn_reply(struct embkvd_conn *c, uint64_t req_id, uint8_t op,
+		      uint32_t body_len, uint8_t **body);
 /* An output buffer for a frame of len bytes at ob->data (8-byte aligned,
  * so a body right after the header is too); NULL when out of memory. */
-struct embkv_obuf *embkv_obuf_alloc(size_t len);
-void embkv_obuf_free(struct embkv_obuf *ob);
+struct embkvd_obuf *embkvd_obuf_alloc(size_t len);
+void embkvd_obuf_free(struct embkvd_obuf *ob);
 /* Queues ob (a whole frame); ownership passes, even if c is closed. */
-void embkv_conn_send(struct embkv_conn *c, struct embkv_obuf *ob);
+void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob);
 /* Queues ERROR status with a message; close: then closes the connection
  * (after sending what is queued, best effort). */
-void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
-		      bool close, const char *fmt, ...)
+void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
+		       bool close, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 /*
  * Admission of a frame header that embkv_wire_hdr_decode() returned rc
@@ -252,24 +255,24 @@ void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
  * queued and the body is to be skipped; -1 when an ERROR was queued and
  * the connection is closing.
  */
-int embkv_conn_admit(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		     int rc);
+int embkvd_conn_admit(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		      int rc);
 /* Closes now (frees the socket or the verbs resources, drops queued
  * output); the memory lives while batch requests hold it. */
-void embkv_conn_close(struct embkv_conn *c);
+void embkvd_conn_close(struct embkvd_conn *c);
 /* Sends what is queued, then closes. */
-void embkv_conn_set_closing(struct embkv_conn *c);
+void embkvd_conn_set_closing(struct embkvd_conn *c);
 /* A batch request in flight (holding bytes of memory) keeps the
  * connection's memory alive and counts toward its backpressure. */
-void embkv_conn_hold(struct embkv_conn *c, size_t bytes);
-void embkv_conn_release(struct embkv_conn *c, size_t bytes);
+void embkvd_conn_hold(struct embkvd_conn *c, size_t bytes);
+void embkvd_conn_release(struct embkvd_conn *c, size_t bytes);
 
 /* ---- request handling -------------------------------------------------- */
 
 /* service.c: one whole, header-checked frame; takes ownership of body
  * (malloc'ed, h->body_len bytes; NULL when empty). I/O thread. */
-void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		     uint8_t *body, uint64_t t0_ns);
+void embkvd_svc_frame(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		      uint8_t *body, uint64_t t0_ns);
 
 /*
  * service.c: the catalog entry that a request's table id and uid name,
@@ -278,21 +281,21 @@ void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
  * re-created), after answering req_id with ERROR EMBKV_ENOTABLE. c's I/O
  * thread, outside rcu_read_lock().
  */
-struct embkv_catalog_entry *embkv_svc_table_get(struct embkv_conn *c,
-						uint64_t req_id, uint32_t id,
-						uint64_t uid);
+struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
+						 uint64_t req_id, uint32_t id,
+						 uint64_t uid);
 
 /* batch.c: PULL, PUSH, ASSIGN, ERASE and HITS; same contract. */
-void embkv_batch_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		       uint8_t *body, uint64_t t0_ns);
-/* I/O thread: a request posted back with embkv_io_post(). */
-void embkv_batch_finish(struct embkvd_done *d);
+void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns);
+/* I/O thread: a request posted back with embkvd_io_post(). */
+void embkvd_batch_finish(struct embkvd_done *d);
 
 /* report.c: STATS and SHARD_MAP requests (body already decoded; uid 0
  * with EMBKV_WIRE_TABLE_ALL). */
-void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
-			uint32_t table_id, uint64_t uid);
-void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
-			    uint32_t table_id, uint64_t uid);
+void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
+			 uint32_t table_id, uint64_t uid);
+void embkvd_report_shard_map(struct embkvd_conn *c, uint64_t req_id,
+			     uint32_t table_id, uint64_t uid);
 
 #endif

@@ -126,8 +126,8 @@ static void usage(FILE *f)
 "\n"
 "SIGINT or SIGTERM shuts the server down cleanly (exit status 0).\n",
 		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS,
-		EMBKV_MEMBER_CLUSTER_DEFAULT, EMBKV_MEMBER_TTL_MAX_S,
-		EMBKV_MEMBER_TTL_S);
+		EMBKVD_MEMBER_CLUSTER_DEFAULT, EMBKVD_MEMBER_TTL_MAX_S,
+		EMBKVD_MEMBER_TTL_S);
 }
 
 /* Without --memory-limit: three quarters of physical memory, so a table
@@ -145,7 +145,7 @@ static uint64_t default_memory_limit(void)
 }
 
 struct opts {
-	struct embkv_server_attr attr;
+	struct embkvd_attr attr;
 	const char *port_file;
 	const char *data_dir;
 	const char *token_file;
@@ -364,7 +364,7 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		o->attr.etcd = arg;
 		return 0;
 	case OPT_CLUSTER:
-		if (!embkv_member_cluster_ok(arg))
+		if (!embkvd_member_cluster_ok(arg))
 			return bad(name, arg, "use 1-63 of [A-Za-z0-9_.-]");
 		o->attr.cluster = arg;
 		o->member_set = true;
@@ -384,7 +384,7 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		return 0;
 	}
 	case OPT_MEMBER_TTL:
-		if (parse_u64(arg, 2, EMBKV_MEMBER_TTL_MAX_S, &v))
+		if (parse_u64(arg, 2, EMBKVD_MEMBER_TTL_MAX_S, &v))
 			return bad(name, arg, "out of range or not a number");
 		o->attr.member_ttl_s = (uint32_t)v;
 		o->member_set = true;
@@ -471,7 +471,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int c;
 
-	embkv_server_attr_init(&o->attr);
+	embkvd_attr_init(&o->attr);
 	o->attr.threads = cpus < 1 ? 1 :
 			  cpus > EMBKV_OWNER_MAX ? EMBKV_OWNER_MAX :
 						   (uint32_t)cpus;
@@ -519,9 +519,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
 	}
 	if (o->attr.etcd) {
 		if (!o->attr.cluster)
-			o->attr.cluster = EMBKV_MEMBER_CLUSTER_DEFAULT;
+			o->attr.cluster = EMBKVD_MEMBER_CLUSTER_DEFAULT;
 		if (!o->attr.member_ttl_s)
-			o->attr.member_ttl_s = EMBKV_MEMBER_TTL_S;
+			o->attr.member_ttl_s = EMBKVD_MEMBER_TTL_S;
 		if (!o->member_id_set)
 			o->attr.member_id = o->self_set ? o->attr.self : 0;
 	}
@@ -564,7 +564,7 @@ static int port_file_write(const char *path, uint16_t port)
 
 int main(int argc, char **argv)
 {
-	struct embkv_server *s = NULL;
+	struct embkvd *s = NULL;
 	char limit[32];
 	struct opts o;
 	int rc;
@@ -574,9 +574,9 @@ int main(int argc, char **argv)
 		opts_free(&o);
 		return EXIT_USAGE;
 	}
-	rc = embkv_server_create(&o.attr, &s);
+	rc = embkvd_create(&o.attr, &s);
 	if (rc) {
-		embkv_log("cannot start: %s", embkv_strerror(rc));
+		embkvd_log("cannot start: %s", embkv_strerror(rc));
 		opts_free(&o);
 		return EXIT_FAILURE;
 	}
@@ -584,8 +584,8 @@ int main(int argc, char **argv)
 		rc = port_file_write(o.port_file,
 				     o.attr.tcp ? s->port : s->rdma_port);
 		if (rc) {
-			embkv_log("cannot write --port-file %s: %s",
-				  o.port_file, embkv_strerror(rc));
+			embkvd_log("cannot write --port-file %s: %s",
+				   o.port_file, embkv_strerror(rc));
 			goto out;
 		}
 	}
@@ -594,12 +594,12 @@ int main(int argc, char **argv)
 			 (unsigned long long)(o.attr.memory_limit >> 20));
 	else
 		snprintf(limit, sizeof(limit), "none");
-	embkv_log("%u owner threads, %u I/O threads, epoch %llu, server %u "
-		  "of %u, table memory limit %s%s",
-		  embkv_owner_count(s->owners), s->nio,
-		  (unsigned long long)s->map->epoch, s->map->self,
-		  s->map->nservers, limit,
-		  s->auth ? ", token required" : "");
+	embkvd_log("%u owner threads, %u I/O threads, epoch %llu, server %u "
+		   "of %u, table memory limit %s%s",
+		   embkv_owner_count(s->owners), s->nio,
+		   (unsigned long long)s->map->epoch, s->map->self,
+		   s->map->nservers, limit,
+		   s->auth ? ", token required" : "");
 	if (o.attr.tcp)
 		printf(strchr(o.attr.host, ':') ?
 			       "embkvd: listening on tcp://[%s]:%u\n" :
@@ -611,11 +611,11 @@ int main(int argc, char **argv)
 			       "embkvd: listening on rdma://%s:%u\n",
 		       o.attr.rdma_host, s->rdma_port);
 	fflush(stdout);
-	rc = embkv_server_run(s);
+	rc = embkvd_run(s);
 	if (rc)
-		embkv_log("failed: %s", embkv_strerror(rc));
+		embkvd_log("failed: %s", embkv_strerror(rc));
 out:
-	embkv_server_destroy(s);
+	embkvd_destroy(s);
 	opts_free(&o);
 	return rc ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -62,12 +62,12 @@ static char tag_listen, tag_inbox, tag_rdma_cm;
 
 /* Output buffers ----------------------------------------------------------- */
 
-_Static_assert(sizeof(struct embkv_obuf) % 8 == 0,
+_Static_assert(sizeof(struct embkvd_obuf) % 8 == 0,
 	       "frame data right after the obuf must be 8-byte aligned");
 
-struct embkv_obuf *embkv_obuf_alloc(size_t len)
+struct embkvd_obuf *embkvd_obuf_alloc(size_t len)
 {
-	struct embkv_obuf *ob = malloc(sizeof(*ob) + len);
+	struct embkvd_obuf *ob = malloc(sizeof(*ob) + len);
 
 	if (!ob)
 		return NULL;
@@ -78,21 +78,21 @@ struct embkv_obuf *embkv_obuf_alloc(size_t len)
 	return ob;
 }
 
-void embkv_obuf_free(struct embkv_obuf *ob)
+void embkvd_obuf_free(struct embkvd_obuf *ob)
 {
 	free(ob);
 }
 
 /* Connection state ---------------------------------------------------------- */
 
-static bool conn_throttled(const struct embkv_conn *c)
+static bool conn_throttled(const struct embkvd_conn *c)
 {
 	return c->out_bytes > OUT_HIGH_WATER || c->inflight >= MAX_INFLIGHT ||
 	       c->inflight_bytes > INFLIGHT_HIGH_WATER;
 }
 
 /* Sets the epoll interest from the connection's state. */
-static void conn_events(struct embkv_conn *c)
+static void conn_events(struct embkvd_conn *c)
 {
 	struct epoll_event ev = { .data.ptr = c };
 	uint32_t want = 0;
@@ -110,20 +110,20 @@ static void conn_events(struct embkv_conn *c)
 		c->events = want;
 }
 
-static void conn_free_later(struct embkv_conn *c)
+static void conn_free_later(struct embkvd_conn *c)
 {
 	cds_list_add(&c->link, &c->io->dead);
 }
 
-void embkv_conn_close(struct embkv_conn *c)
+void embkvd_conn_close(struct embkvd_conn *c)
 {
-	struct embkv_io *io = c->io;
-	struct embkv_obuf *ob, *next;
+	struct embkvd_io *io = c->io;
+	struct embkvd_obuf *ob, *next;
 
 	if (!c->open)
 		return;
 	if (c->vc) {
-		embkv_vconn_destroy(c);
+		embkvd_vconn_destroy(c);
 	} else {
 		epoll_ctl(io->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -131,7 +131,7 @@ void embkv_conn_close(struct embkv_conn *c)
 	c->open = false;
 	for (ob = c->out_head; ob; ob = next) {
 		next = ob->next;
-		embkv_obuf_free(ob);
+		embkvd_obuf_free(ob);
 	}
 	c->out_head = c->out_tail = NULL;
 	c->out_bytes = 0;
@@ -151,19 +151,19 @@ void embkv_conn_close(struct embkv_conn *c)
 
 /* After any change: close a finished connection, shut the write side of
  * a closing one, update the epoll interest. */
-static void conn_settle(struct embkv_conn *c)
+static void conn_settle(struct embkvd_conn *c)
 {
 	bool idle;
 
 	if (!c->open)
 		return;
 	if (c->vc) {
-		embkv_vconn_settle(c);
+		embkvd_vconn_settle(c);
 		return;
 	}
 	idle = !c->out_head && !c->inflight;
 	if (idle && c->rd_eof) {
-		embkv_conn_close(c);
+		embkvd_conn_close(c);
 		return;
 	}
 	if (idle && c->closing && !c->lingering) {
@@ -176,7 +176,7 @@ static void conn_settle(struct embkv_conn *c)
 	conn_events(c);
 }
 
-void embkv_conn_set_closing(struct embkv_conn *c)
+void embkvd_conn_set_closing(struct embkvd_conn *c)
 {
 	if (c->closing)
 		return;
@@ -187,14 +187,14 @@ void embkv_conn_set_closing(struct embkv_conn *c)
 	c->body = NULL;
 }
 
-void embkv_conn_hold(struct embkv_conn *c, size_t bytes)
+void embkvd_conn_hold(struct embkvd_conn *c, size_t bytes)
 {
 	c->inflight++;
 	c->inflight_bytes += bytes;
 	c->io->inflight++;
 }
 
-void embkv_conn_release(struct embkv_conn *c, size_t bytes)
+void embkvd_conn_release(struct embkvd_conn *c, size_t bytes)
 {
 	c->inflight--;
 	c->inflight_bytes -= bytes;
@@ -209,10 +209,10 @@ void embkv_conn_release(struct embkv_conn *c, size_t bytes)
 
 /* Output -------------------------------------------------------------------- */
 
-void embkv_conn_send(struct embkv_conn *c, struct embkv_obuf *ob)
+void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob)
 {
 	if (!c->open) {
-		embkv_obuf_free(ob);
+		embkvd_obuf_free(ob);
 		return;
 	}
 	ob->next = NULL;
@@ -228,33 +228,33 @@ void embkv_conn_send(struct embkv_conn *c, struct embkv_obuf *ob)
 	}
 }
 
-int embkv_conn_reply(struct embkv_conn *c, uint64_t req_id, uint8_t op,
-		     uint32_t body_len, uint8_t **body)
+int embkvd_conn_reply(struct embkvd_conn *c, uint64_t req_id, uint8_t op,
+		      uint32_t body_len, uint8_t **body)
 {
 	struct embkv_wire_hdr h = {
 		.opcode = op,
 		.request_id = req_id,
-		.epoch = embkv_server_epoch(c->io->srv),
+		.epoch = embkvd_epoch(c->io->srv),
 		.body_len = body_len,
 	};
-	struct embkv_obuf *ob;
+	struct embkvd_obuf *ob;
 
 	if (!c->open)
 		return -ENOTCONN; /* the body would have nowhere to go */
-	ob = embkv_obuf_alloc(EMBKV_WIRE_HDR_SIZE + (size_t)body_len);
+	ob = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + (size_t)body_len);
 	if (!ob)
 		return -ENOMEM;
 	if (!embkv_wire_hdr_encode(&h, ob->data)) {
-		embkv_obuf_free(ob);
+		embkvd_obuf_free(ob);
 		return -EINVAL;
 	}
 	*body = ob->data + EMBKV_WIRE_HDR_SIZE;
-	embkv_conn_send(c, ob);
+	embkvd_conn_send(c, ob);
 	return 0;
 }
 
-void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
-		      bool close, const char *fmt, ...)
+void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
+		       bool close, const char *fmt, ...)
 {
 	char msg[ERRMSG_BYTES];
 	struct embkv_wire_error e = { .status = status };
@@ -272,25 +272,25 @@ void embkv_conn_error(struct embkv_conn *c, uint64_t req_id, int status,
 	if (status == EMBKV_ESTALE)
 		embkv_stat_inc(&c->io->st.stale, 1);
 	if (!embkv_wire_error_size(&e, &len) &&
-	    !embkv_conn_reply(c, req_id, EMBKV_WIRE_OP_ERROR, (uint32_t)len,
-			      &body))
+	    !embkvd_conn_reply(c, req_id, EMBKV_WIRE_OP_ERROR, (uint32_t)len,
+			       &body))
 		embkv_wire_error_encode(&e, body, len);
 	if (close)
-		embkv_conn_set_closing(c);
+		embkvd_conn_set_closing(c);
 }
 
 /* Writes as much queued output as the socket takes. */
-static void conn_flush(struct embkv_conn *c)
+static void conn_flush(struct embkvd_conn *c)
 {
 	struct iovec iov[IOV_BATCH];
 	struct msghdr mh = { .msg_iov = iov };
 
 	if (c->vc) {
-		embkv_vconn_flush(c);
+		embkvd_vconn_flush(c);
 		return;
 	}
 	while (c->open && c->out_head) {
-		struct embkv_obuf *ob = c->out_head;
+		struct embkvd_obuf *ob = c->out_head;
 		size_t n;
 		ssize_t r;
 		int k = 0;
@@ -308,7 +308,8 @@ static void conn_flush(struct embkv_conn *c)
 				c->want_out = true;
 				break;
 			}
-			embkv_conn_close(c); /* peer gone: nothing more to say */
+			/* peer gone: nothing more to say */
+			embkvd_conn_close(c);
 			return;
 		}
 		embkv_stat_inc(&c->io->st.bytes_out, (uint64_t)r);
@@ -323,7 +324,7 @@ static void conn_flush(struct embkv_conn *c)
 			c->out_head = ob->next;
 			if (!c->out_head)
 				c->out_tail = NULL;
-			embkv_obuf_free(ob);
+			embkvd_obuf_free(ob);
 		}
 	}
 	if (!c->out_head)
@@ -333,59 +334,59 @@ static void conn_flush(struct embkv_conn *c)
 
 /* Input --------------------------------------------------------------------- */
 
-static void frame_done(struct embkv_conn *c)
+static void frame_done(struct embkvd_conn *c)
 {
 	struct embkv_wire_hdr h = c->h;
 	uint8_t *body = c->body;
 
 	c->body = NULL;
-	c->rd = EMBKV_CONN_RD_HDR;
+	c->rd = EMBKVD_CONN_RD_HDR;
 	embkv_stat_inc(&c->io->st.requests, 1);
-	embkv_svc_frame(c, &h, body, embkv_now_ns());
+	embkvd_svc_frame(c, &h, body, embkv_now_ns());
 }
 
-static void skip_body(struct embkv_conn *c)
+static void skip_body(struct embkvd_conn *c)
 {
 	c->skip_left = c->h.body_len;
-	c->rd = c->skip_left ? EMBKV_CONN_RD_SKIP : EMBKV_CONN_RD_HDR;
+	c->rd = c->skip_left ? EMBKVD_CONN_RD_SKIP : EMBKVD_CONN_RD_HDR;
 }
 
-int embkv_conn_admit(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		     int rc)
+int embkvd_conn_admit(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		      int rc)
 {
-	bool authed = c->auth == EMBKV_CONN_AUTH_OK;
+	bool authed = c->auth == EMBKVD_CONN_AUTH_OK;
 
 	if (rc == EMBKV_EOPCODE && h->body_len > EMBKV_WIRE_MAX_BODY)
 		rc = EMBKV_ELIMIT;
 	if (rc == EMBKV_EOPCODE && authed) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "unknown opcode 0x%02x", h->opcode);
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "unknown opcode 0x%02x", h->opcode);
 		return 1;
 	}
 	if (rc && rc != EMBKV_EOPCODE) {
-		embkv_log("closing a connection: bad frame header: %s",
-			  embkv_strerror(rc));
-		embkv_conn_error(c, h->request_id, rc, true,
-				 "bad frame header: %s", embkv_strerror(rc));
+		embkvd_log("closing a connection: bad frame header: %s",
+			   embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, true,
+				  "bad frame header: %s", embkv_strerror(rc));
 		return -1;
 	}
 	if (!authed && h->opcode != EMBKV_WIRE_OP_HELLO &&
 	    h->opcode != EMBKV_WIRE_OP_AUTH) {
 		embkv_stat_inc(&c->io->st.auth_failures, 1);
-		embkv_conn_error(c, h->request_id, EMBKV_EAUTH, true,
-				 "authenticate first (HELLO, AUTH)");
+		embkvd_conn_error(c, h->request_id, EMBKV_EAUTH, true,
+				  "authenticate first (HELLO, AUTH)");
 		return -1;
 	}
 	if (!authed && h->body_len > EMBKV_WIRE_MAX_PREAUTH_BODY) {
-		embkv_conn_error(c, h->request_id, EMBKV_ELIMIT, true,
-				 "body of %u bytes before authentication",
-				 h->body_len);
+		embkvd_conn_error(c, h->request_id, EMBKV_ELIMIT, true,
+				  "body of %u bytes before authentication",
+				  h->body_len);
 		return -1;
 	}
 	if (embkv_wire_op_is_reply(h->opcode)) {
-		embkv_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
-				 "%s is not a request",
-				 embkv_wire_op_name(h->opcode));
+		embkvd_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
+				  "%s is not a request",
+				  embkv_wire_op_name(h->opcode));
 		return 1;
 	}
 	return 0;
@@ -393,14 +394,14 @@ int embkv_conn_admit(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 
 /* A whole header arrived: check it before reading (or allocating) the
  * body, in net/PROTOCOL.md's order. */
-static void on_header(struct embkv_conn *c)
+static void on_header(struct embkvd_conn *c)
 {
 	struct embkv_wire_hdr *h = &c->h;
 	int rc;
 
 	c->hdr_got = 0;
 	rc = embkv_wire_hdr_decode(c->hdr, EMBKV_WIRE_HDR_SIZE, h);
-	rc = embkv_conn_admit(c, h, rc);
+	rc = embkvd_conn_admit(c, h, rc);
 	if (rc < 0)
 		return;
 	if (rc > 0) {
@@ -413,23 +414,23 @@ static void on_header(struct embkv_conn *c)
 	}
 	c->body = malloc(h->body_len);
 	if (!c->body) {
-		embkv_conn_error(c, h->request_id, -ENOMEM, false,
-				 "no memory for a %u-byte body", h->body_len);
+		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+				  "no memory for a %u-byte body", h->body_len);
 		skip_body(c);
 		return;
 	}
 	c->body_got = 0;
-	c->rd = EMBKV_CONN_RD_BODY;
+	c->rd = EMBKVD_CONN_RD_BODY;
 }
 
 /* Consumes n bytes read into the staging buffer. */
-static void consume(struct embkv_conn *c, const uint8_t *p, size_t n)
+static void consume(struct embkvd_conn *c, const uint8_t *p, size_t n)
 {
 	while (n && c->open && !c->closing) {
 		size_t k;
 
 		switch (c->rd) {
-		case EMBKV_CONN_RD_HDR:
+		case EMBKVD_CONN_RD_HDR:
 			k = EMBKV_WIRE_HDR_SIZE - c->hdr_got;
 			k = k < n ? k : n;
 			memcpy(c->hdr + c->hdr_got, p, k);
@@ -437,7 +438,7 @@ static void consume(struct embkv_conn *c, const uint8_t *p, size_t n)
 			if (c->hdr_got == EMBKV_WIRE_HDR_SIZE)
 				on_header(c);
 			break;
-		case EMBKV_CONN_RD_BODY:
+		case EMBKVD_CONN_RD_BODY:
 			k = c->h.body_len - c->body_got;
 			k = k < n ? k : n;
 			memcpy(c->body + c->body_got, p, k);
@@ -449,7 +450,7 @@ static void consume(struct embkv_conn *c, const uint8_t *p, size_t n)
 			k = c->skip_left < n ? (size_t)c->skip_left : n;
 			c->skip_left -= k;
 			if (!c->skip_left)
-				c->rd = EMBKV_CONN_RD_HDR;
+				c->rd = EMBKVD_CONN_RD_HDR;
 			break;
 		}
 		p += k;
@@ -457,14 +458,14 @@ static void consume(struct embkv_conn *c, const uint8_t *p, size_t n)
 	}
 }
 
-static void conn_readable(struct embkv_conn *c)
+static void conn_readable(struct embkvd_conn *c)
 {
-	struct embkv_io *io = c->io;
+	struct embkvd_io *io = c->io;
 	size_t budget = READ_BUDGET;
 
 	while (c->open && !c->rd_eof && budget &&
 	       (c->closing || !conn_throttled(c))) {
-		bool direct = !c->closing && c->rd == EMBKV_CONN_RD_BODY &&
+		bool direct = !c->closing && c->rd == EMBKVD_CONN_RD_BODY &&
 			      c->h.body_len - c->body_got >= STAGE_BYTES;
 		ssize_t r;
 
@@ -477,7 +478,7 @@ static void conn_readable(struct embkv_conn *c)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				embkv_conn_close(c);
+				embkvd_conn_close(c);
 			break;
 		}
 		if (!r) {
@@ -505,10 +506,10 @@ static void conn_readable(struct embkv_conn *c)
 
 /* Accepting ------------------------------------------------------------------ */
 
-static int conn_new(struct embkv_io *io, int fd)
+static int conn_new(struct embkvd_io *io, int fd)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct embkv_conn *c = calloc(1, sizeof(*c));
+	struct embkvd_conn *c = calloc(1, sizeof(*c));
 	int one = 1;
 
 	if (!c)
@@ -516,9 +517,9 @@ static int conn_new(struct embkv_io *io, int fd)
 	c->io = io;
 	c->fd = fd;
 	c->open = true;
-	c->rd = EMBKV_CONN_RD_HDR;
-	c->auth = io->srv->auth ? EMBKV_CONN_AUTH_WAIT_HELLO
-				: EMBKV_CONN_AUTH_OK;
+	c->rd = EMBKVD_CONN_RD_HDR;
+	c->auth = io->srv->auth ? EMBKVD_CONN_AUTH_WAIT_HELLO
+				: EMBKVD_CONN_AUTH_OK;
 	c->events = EPOLLIN;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ev.data.ptr = c;
@@ -530,7 +531,7 @@ static int conn_new(struct embkv_io *io, int fd)
 	return 0;
 }
 
-static void listen_set(struct embkv_io *io, bool on)
+static void listen_set(struct embkvd_io *io, bool on)
 {
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLEXCLUSIVE,
@@ -549,9 +550,9 @@ static void listen_set(struct embkv_io *io, bool on)
 		io->listening = on;
 }
 
-static void accept_some(struct embkv_io *io)
+static void accept_some(struct embkvd_io *io)
 {
-	struct embkv_server *s = io->srv;
+	struct embkvd *s = io->srv;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(s->listen_fd, NULL, NULL,
@@ -565,7 +566,7 @@ static void accept_some(struct embkv_io *io)
 				return;
 			/* Out of fds or memory: stop listening a moment
 			 * rather than spin on a listener we cannot serve. */
-			embkv_log("accept: %s", strerror(errno));
+			embkvd_log("accept: %s", strerror(errno));
 			listen_set(io, false);
 			io->accept_retry_ns = embkv_now_ns() + ACCEPT_RETRY_NS;
 			return;
@@ -577,9 +578,9 @@ static void accept_some(struct embkv_io *io)
 			__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
 			close(fd);
 			if (now - io->reject_log_ns >= REJECT_LOG_NS) {
-				embkv_log("refusing a connection (%u open, "
-					  "--max-conns %u)", n - 1,
-					  s->attr.max_conns);
+				embkvd_log("refusing a connection (%u open, "
+					   "--max-conns %u)", n - 1,
+					   s->attr.max_conns);
 				io->reject_log_ns = now;
 			}
 		}
@@ -588,7 +589,7 @@ static void accept_some(struct embkv_io *io)
 
 /* The loop ---------------------------------------------------------------------- */
 
-void embkv_io_post(struct embkv_io *io, struct cds_wfcq_node *node)
+void embkvd_io_post(struct embkvd_io *io, struct cds_wfcq_node *node)
 {
 	uint64_t one = 1;
 
@@ -597,13 +598,13 @@ void embkv_io_post(struct embkv_io *io, struct cds_wfcq_node *node)
 			;
 }
 
-static void inbox_drain(struct embkv_io *io)
+static void inbox_drain(struct embkvd_io *io)
 {
 	struct cds_wfcq_node *node;
 	uint64_t v;
 
 	/* Reset the eventfd before looking: a post after this read rings
-	 * it again (see embkv_io_post), so none is missed. */
+	 * it again (see embkvd_io_post), so none is missed. */
 	while (read(io->efd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
 	while ((node = __cds_wfcq_dequeue_blocking(&io->inbox_head,
@@ -617,9 +618,9 @@ static void inbox_drain(struct embkv_io *io)
 	}
 }
 
-static void on_event(struct embkv_io *io, const struct epoll_event *ev)
+static void on_event(struct embkvd_io *io, const struct epoll_event *ev)
 {
-	struct embkv_conn *c = ev->data.ptr;
+	struct embkvd_conn *c = ev->data.ptr;
 
 	if (ev->data.ptr == &tag_listen) {
 		accept_some(io);
@@ -630,13 +631,13 @@ static void on_event(struct embkv_io *io, const struct epoll_event *ev)
 		return;
 	}
 	if (ev->data.ptr == &tag_rdma_cm) {
-		embkv_verbs_cm_events(io);
+		embkvd_verbs_cm_events(io);
 		return;
 	}
 	if (!c->open)
 		return;
 	if (c->vc) {
-		embkv_vconn_event(c);
+		embkvd_vconn_event(c);
 		return;
 	}
 	if (ev->events & EPOLLOUT)
@@ -644,12 +645,12 @@ static void on_event(struct embkv_io *io, const struct epoll_event *ev)
 	if (c->open && (ev->events & EPOLLIN))
 		conn_readable(c);
 	if (c->open && (ev->events & (EPOLLERR | EPOLLHUP)))
-		embkv_conn_close(c);
+		embkvd_conn_close(c);
 }
 
-static void flush_all(struct embkv_io *io)
+static void flush_all(struct embkvd_io *io)
 {
-	struct embkv_conn *c, *tmp;
+	struct embkvd_conn *c, *tmp;
 
 	cds_list_for_each_entry_safe(c, tmp, &io->flush, flush_link) {
 		cds_list_del(&c->flush_link);
@@ -658,25 +659,25 @@ static void flush_all(struct embkv_io *io)
 	}
 }
 
-static void timers(struct embkv_io *io)
+static void timers(struct embkvd_io *io)
 {
-	struct embkv_conn *c, *tmp;
+	struct embkvd_conn *c, *tmp;
 	uint64_t now = embkv_now_ns();
 
 	if (io->nclosing)
 		cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
 			if (c->closing && now >= c->deadline_ns)
-				embkv_conn_close(c);
+				embkvd_conn_close(c);
 	if (!io->listening && now >= io->accept_retry_ns &&
 	    !__atomic_load_n(&io->stop, __ATOMIC_RELAXED))
 		listen_set(io, true);
 	if (io->nwaiting)
-		embkv_verbs_timers(io, now);
+		embkvd_verbs_timers(io, now);
 }
 
-static void free_dead(struct embkv_io *io)
+static void free_dead(struct embkvd_io *io)
 {
-	struct embkv_conn *c, *tmp;
+	struct embkvd_conn *c, *tmp;
 
 	cds_list_for_each_entry_safe(c, tmp, &io->dead, link) {
 		cds_list_del(&c->link);
@@ -684,18 +685,18 @@ static void free_dead(struct embkv_io *io)
 	}
 }
 
-static void close_all(struct embkv_io *io)
+static void close_all(struct embkvd_io *io)
 {
-	struct embkv_conn *c, *tmp;
+	struct embkvd_conn *c, *tmp;
 
 	listen_set(io, false);
 	cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
-		embkv_conn_close(c);
+		embkvd_conn_close(c);
 }
 
 static void *io_main(void *arg)
 {
-	struct embkv_io *io = arg;
+	struct embkvd_io *io = arg;
 	struct epoll_event ev[MAX_EVENTS];
 	bool stopping = false;
 
@@ -729,8 +730,8 @@ static void *io_main(void *arg)
 	return NULL;
 }
 
-int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
-		   uint32_t idx)
+int embkvd_io_start(struct embkvd_io *io, struct embkvd *srv,
+		    uint32_t idx)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_inbox };
 	int err;
@@ -760,7 +761,7 @@ int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
 	if (srv->verbs && !idx) {
 		/* Every verbs connection lives on I/O thread 0 (verbs.c). */
 		ev.data.ptr = &tag_rdma_cm;
-		err = embkv_verbs_attach(srv, io, io->epfd, &ev);
+		err = embkvd_verbs_attach(srv, io, io->epfd, &ev);
 		if (err)
 			goto close_fds;
 	}
@@ -772,11 +773,11 @@ int embkv_io_start(struct embkv_io *io, struct embkv_server *srv,
 
 close_fds:
 	listen_set(io, false);
-	embkv_io_fini(io);
+	embkvd_io_fini(io);
 	return err;
 }
 
-void embkv_io_stop(struct embkv_io *io)
+void embkvd_io_stop(struct embkvd_io *io)
 {
 	uint64_t one = 1;
 
@@ -789,7 +790,7 @@ void embkv_io_stop(struct embkv_io *io)
 	io->started = false;
 }
 
-void embkv_io_fini(struct embkv_io *io)
+void embkvd_io_fini(struct embkvd_io *io)
 {
 	if (io->efd >= 0)
 		close(io->efd);

@@ -50,7 +50,7 @@ enum member_state {
 	ST_ERROR,
 };
 
-struct embkv_member {
+struct embkvd_member {
 	struct embkv_etcd *etcd;
 	char member_key[KEY_MAX], node_key[KEY_MAX];
 	char *value;                    /* the JSON value */
@@ -66,11 +66,11 @@ struct embkv_member {
 	bool stop;                      /* under lock */
 };
 
-int embkv_member_cluster_ok(const char *name)
+int embkvd_member_cluster_ok(const char *name)
 {
 	size_t len = strlen(name);
 
-	if (!len || len > EMBKV_MEMBER_CLUSTER_MAX)
+	if (!len || len > EMBKVD_MEMBER_CLUSTER_MAX)
 		return 0;
 	return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
 			    "wxyz0123456789_.-") == len;
@@ -85,8 +85,8 @@ static void listen_addr(char *buf, size_t len, const char *scheme,
 
 /* The advertised address: --advertise, else the first listener's, with a
  * wildcard host replaced by this machine's name. */
-static void advertise(const struct embkv_server *s,
-		      const struct embkv_server_attr *a, char *buf, size_t len)
+static void advertise(const struct embkvd *s,
+		      const struct embkvd_attr *a, char *buf, size_t len)
 {
 	char host[HOST_NAME_BYTES];
 	const char *h = a->tcp ? a->host : a->rdma_host;
@@ -104,9 +104,9 @@ static void advertise(const struct embkv_server *s,
 		    a->tcp ? s->port : s->rdma_port);
 }
 
-static char *value_make(const struct embkv_server *s,
-			const struct embkv_server_attr *a,
-			const struct embkv_member *m)
+static char *value_make(const struct embkvd *s,
+			const struct embkvd_attr *a,
+			const struct embkvd_member *m)
 {
 	char addr[EMBKV_WIRE_ADDR_MAX + 1], host[HOST_NAME_BYTES] = "";
 	json_t *v = json_object(), *addrs = json_array();
@@ -161,7 +161,7 @@ static void holder_address(const struct embkv_etcd_kv *kv, char *buf,
 
 /* One registration attempt under lease: CAS on create_revision (absent)
  * or, for our own stale registration, on its mod_revision. */
-static int register_with(struct embkv_member *m, int64_t lease,
+static int register_with(struct embkvd_member *m, int64_t lease,
 			 bool log_holder)
 {
 	struct embkv_etcd_cmp cmp = {
@@ -197,9 +197,9 @@ static int register_with(struct embkv_member *m, int64_t lease,
 	holder_address(&r.kv[0], holder, sizeof(holder), &pid);
 	if (strcmp(holder, m->address)) {
 		if (log_holder)
-			embkv_log("member id %u is held by a live member at %s "
-				  "(pid %lld)", m->id, holder[0] ? holder : "?",
-				  (long long)pid);
+			embkvd_log("member id %u is held by a live member at "
+				   "%s (pid %lld)", m->id,
+				   holder[0] ? holder : "?", (long long)pid);
 		embkv_etcd_kvs_free(&r);
 		return -EEXIST;
 	}
@@ -209,14 +209,14 @@ static int register_with(struct embkv_member *m, int64_t lease,
 	embkv_etcd_kvs_free(&r);
 	rc = embkv_etcd_txn(m->etcd, &t, &ok, NULL);
 	if (!rc && ok)
-		embkv_log("member id %u: replaced the registration of a "
-			  "previous embkvd at %s (pid %lld)", m->id, holder,
-			  (long long)pid);
+		embkvd_log("member id %u: replaced the registration of a "
+			   "previous embkvd at %s (pid %lld)", m->id, holder,
+			   (long long)pid);
 	return rc ? rc : ok ? 0 : -EAGAIN;
 }
 
 /* Grants a lease and registers under it: 0, -EEXIST, or etcd's error. */
-static int do_register(struct embkv_member *m, bool log_holder)
+static int do_register(struct embkvd_member *m, bool log_holder)
 {
 	int64_t lease;
 	int rc;
@@ -234,39 +234,39 @@ static int do_register(struct embkv_member *m, bool log_holder)
 }
 
 /* Logs a change of state (and only a change). */
-static void state_set(struct embkv_member *m, enum member_state st, int rc)
+static void state_set(struct embkvd_member *m, enum member_state st, int rc)
 {
 	if (m->logged && m->state == st)
 		return;
 	switch (st) {
 	case ST_REGISTERED:
-		embkv_log("registered as member %u of %s (lease %llx, ttl "
-			  "%us)", m->id, m->member_key, (long long)m->lease,
-			  m->ttl_s);
+		embkvd_log("registered as member %u of %s (lease %llx, ttl "
+			   "%us)", m->id, m->member_key, (long long)m->lease,
+			   m->ttl_s);
 		break;
 	case ST_UNREACHABLE:
-		embkv_log("etcd unreachable (%s%s%s): still serving, retrying "
-			  "every %u ms", embkv_strerror(rc),
-			  embkv_etcd_errmsg(m->etcd)[0] ? ": " : "",
-			  embkv_etcd_errmsg(m->etcd),
-			  m->ttl_s * MS_PER_S / 3);
+		embkvd_log("etcd unreachable (%s%s%s): still serving, retrying "
+			   "every %u ms", embkv_strerror(rc),
+			   embkv_etcd_errmsg(m->etcd)[0] ? ": " : "",
+			   embkv_etcd_errmsg(m->etcd),
+			   m->ttl_s * MS_PER_S / 3);
 		break;
 	case ST_HELD:
-		embkv_log("member id %u is held by another live member: not "
-			  "registered, retrying", m->id);
+		embkvd_log("member id %u is held by another live member: not "
+			   "registered, retrying", m->id);
 		break;
 	case ST_ERROR:
-		embkv_log("etcd error (%s%s%s): still serving, retrying",
-			  embkv_strerror(rc),
-			  embkv_etcd_errmsg(m->etcd)[0] ? ": " : "",
-			  embkv_etcd_errmsg(m->etcd));
+		embkvd_log("etcd error (%s%s%s): still serving, retrying",
+			   embkv_strerror(rc),
+			   embkv_etcd_errmsg(m->etcd)[0] ? ": " : "",
+			   embkv_etcd_errmsg(m->etcd));
 		break;
 	}
 	m->state = st;
 	m->logged = true;
 }
 
-static void state_from(struct embkv_member *m, int rc)
+static void state_from(struct embkvd_member *m, int rc)
 {
 	if (!rc)
 		state_set(m, ST_REGISTERED, 0);
@@ -279,23 +279,23 @@ static void state_from(struct embkv_member *m, int rc)
 }
 
 /* One round: renew, or register when there is no lease (any more). */
-static void round_once(struct embkv_member *m)
+static void round_once(struct embkvd_member *m)
 {
 	int rc;
 
 	if (m->lease) {
 		rc = embkv_etcd_lease_keepalive(m->etcd, m->lease, NULL);
 		if (!rc && m->state != ST_REGISTERED) {
-			embkv_log("etcd answers again: member %u keeps lease "
-				  "%llx", m->id, (long long)m->lease);
+			embkvd_log("etcd answers again: member %u keeps lease "
+				   "%llx", m->id, (long long)m->lease);
 			m->state = ST_REGISTERED;
 		}
 		if (rc != -ENOENT) {
 			state_from(m, rc);
 			return;
 		}
-		embkv_log("lease %llx expired: registering again",
-			  (long long)m->lease);
+		embkvd_log("lease %llx expired: registering again",
+			   (long long)m->lease);
 		m->lease = 0;
 	}
 	state_from(m, do_register(m, m->state != ST_HELD));
@@ -303,7 +303,7 @@ static void round_once(struct embkv_member *m)
 
 static void *member_main(void *arg)
 {
-	struct embkv_member *m = arg;
+	struct embkvd_member *m = arg;
 	uint32_t period_ms = m->ttl_s * MS_PER_S / 3;
 
 	pthread_mutex_lock(&m->lock);
@@ -330,7 +330,7 @@ static void *member_main(void *arg)
 	return NULL;
 }
 
-static void member_free(struct embkv_member *m)
+static void member_free(struct embkvd_member *m)
 {
 	embkv_etcd_destroy(m->etcd);
 	free(m->value);
@@ -339,17 +339,17 @@ static void member_free(struct embkv_member *m)
 	free(m);
 }
 
-int embkv_member_join(struct embkv_server *s,
-		      const struct embkv_server_attr *attr)
+int embkvd_member_join(struct embkvd *s,
+		       const struct embkvd_attr *attr)
 {
 	struct embkv_etcd_attr ea;
-	struct embkv_member *m;
+	struct embkvd_member *m;
 	pthread_condattr_t ca;
 	int rc;
 
 	if (!attr->etcd || !attr->cluster ||
-	    !embkv_member_cluster_ok(attr->cluster) || !attr->member_ttl_s ||
-	    attr->member_ttl_s > EMBKV_MEMBER_TTL_MAX_S)
+	    !embkvd_member_cluster_ok(attr->cluster) || !attr->member_ttl_s ||
+	    attr->member_ttl_s > EMBKVD_MEMBER_TTL_MAX_S)
 		return -EINVAL;
 	m = calloc(1, sizeof(*m));
 	if (!m)
@@ -383,9 +383,9 @@ int embkv_member_join(struct embkv_server *s,
 		goto free;
 	rc = do_register(m, true);
 	if (rc == -EEXIST) {
-		embkv_log("refusing to start: member id %u is in use (choose "
-			  "another --member-id, or stop the other embkvd)",
-			  m->id);
+		embkvd_log("refusing to start: member id %u is in use (choose "
+			   "another --member-id, or stop the other embkvd)",
+			   m->id);
 		goto free;
 	}
 	state_from(m, rc);
@@ -403,9 +403,9 @@ free:
 	return rc;
 }
 
-void embkv_member_leave(struct embkv_server *s)
+void embkvd_member_leave(struct embkvd *s)
 {
-	struct embkv_member *m = s->member;
+	struct embkvd_member *m = s->member;
 	int rc;
 
 	if (!m)
@@ -419,11 +419,11 @@ void embkv_member_leave(struct embkv_server *s)
 	if (m->lease) {
 		rc = embkv_etcd_lease_revoke(m->etcd, m->lease);
 		if (rc && rc != -ENOENT)
-			embkv_log("cannot revoke lease %llx: %s (the member key "
-				  "expires in %us)", (long long)m->lease,
-				  embkv_strerror(rc), m->ttl_s);
+			embkvd_log("cannot revoke lease %llx: %s (the member "
+				   "key expires in %us)", (long long)m->lease,
+				   embkv_strerror(rc), m->ttl_s);
 		else
-			embkv_log("left the cluster (member %u)", m->id);
+			embkvd_log("left the cluster (member %u)", m->id);
 	}
 	member_free(m);
 	s->member = NULL;

@@ -13,7 +13,7 @@
  * P acks/ belong to server/cluster.h; they change only by CAS
  * transactions.
  *
- * Threads: embkv_member_join() and embkv_member_leave() run on the main
+ * Threads: embkvd_member_join() and embkvd_member_leave() run on the main
  * thread (server.c); in between, the member's own thread is the only one
  * that talks to etcd. Nothing on the data path ever waits for it.
  */
@@ -22,16 +22,16 @@
 
 #include <stdint.h>
 
-#define EMBKV_MEMBER_TTL_S 10u           /* default lease TTL */
-#define EMBKV_MEMBER_TTL_MAX_S 3600u
-#define EMBKV_MEMBER_CLUSTER_DEFAULT "embkv"
-#define EMBKV_MEMBER_CLUSTER_MAX 63u     /* bytes of a cluster name */
+#define EMBKVD_MEMBER_TTL_S 10u          /* default lease TTL */
+#define EMBKVD_MEMBER_TTL_MAX_S 3600u
+#define EMBKVD_MEMBER_CLUSTER_DEFAULT "embkv"
+#define EMBKVD_MEMBER_CLUSTER_MAX 63u    /* bytes of a cluster name */
 
-struct embkv_server;
-struct embkv_server_attr;
+struct embkvd;
+struct embkvd_attr;
 
 /* true when name is a valid cluster name: 1-63 of [A-Za-z0-9_.-]. */
-int embkv_member_cluster_ok(const char *name);
+int embkvd_member_cluster_ok(const char *name);
 
 /*
  * Registers s as member attr->member_id of cluster attr->cluster in the
@@ -41,10 +41,10 @@ int embkv_member_cluster_ok(const char *name);
  * etcd down. -EEXIST when another live member holds the id (logged with
  * who): the server must not start. -EINVAL, -ENOMEM.
  */
-int embkv_member_join(struct embkv_server *s,
-		      const struct embkv_server_attr *attr);
+int embkvd_member_join(struct embkvd *s,
+		       const struct embkvd_attr *attr);
 /* Stops the thread and revokes the lease (the member key goes at once;
  * the node record stays). No-op when not joined. */
-void embkv_member_leave(struct embkv_server *s);
+void embkvd_member_leave(struct embkvd *s);
 
 #endif

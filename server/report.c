@@ -41,7 +41,7 @@ static void put(struct stat_fill *f, enum embkv_wire_stat_id id, uint64_t v)
 	f->n++;
 }
 
-static void server_stats(struct embkv_server *s, struct stat_fill *f)
+static void server_stats(struct embkvd *s, struct stat_fill *f)
 {
 	struct embkv_io_stats sum;
 	struct embkv_hist pull, push;
@@ -98,7 +98,7 @@ static void server_stats(struct embkv_server *s, struct stat_fill *f)
 	put(f, EMBKV_WIRE_STAT_TABLES, embkv_catalog_snapshot(s->cat, &e));
 	put(f, EMBKV_WIRE_STAT_MEM_BYTES, embkv_catalog_bytes(s->cat));
 	put(f, EMBKV_WIRE_STAT_MEM_LIMIT, embkv_catalog_memory_limit(s->cat));
-	put(f, EMBKV_WIRE_STAT_EPOCH, embkv_server_epoch(s));
+	put(f, EMBKV_WIRE_STAT_EPOCH, embkvd_epoch(s));
 	put(f, EMBKV_WIRE_STAT_OWNER_THREADS, embkv_owner_count(s->owners));
 	put(f, EMBKV_WIRE_STAT_IO_THREADS, s->nio);
 }
@@ -114,7 +114,7 @@ static void table_stats(const struct embkv_catalog_entry *e,
 	put(f, EMBKV_WIRE_STAT_CAPACITY, st.capacity);
 	put(f, EMBKV_WIRE_STAT_MEM_BYTES, st.bytes);
 	put(f, EMBKV_WIRE_STAT_PARTITIONS, e->table->nloaded);
-	put(f, EMBKV_WIRE_STAT_RDMA_BYTES, embkv_regions_bytes(e->regions));
+	put(f, EMBKV_WIRE_STAT_RDMA_BYTES, embkvd_regions_bytes(e));
 	put(f, EMBKV_WIRE_STAT_HITS, st.sum.hits);
 	put(f, EMBKV_WIRE_STAT_PULL_MISSES, st.sum.misses);
 	put(f, EMBKV_WIRE_STAT_INSERTS, st.sum.inserts);
@@ -129,10 +129,10 @@ static void table_stats(const struct embkv_catalog_entry *e,
 	put(f, EMBKV_WIRE_STAT_ERASE_KEYS, st.sum.erases);
 }
 
-void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
-			uint32_t table_id, uint64_t uid)
+void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
+			 uint32_t table_id, uint64_t uid)
 {
-	struct embkv_server *s = c->io->srv;
+	struct embkvd *s = c->io->srv;
 	struct embkv_catalog_entry *const *e;
 	struct embkv_catalog_entry *one = NULL;
 	struct embkv_wire_stats_group *g = NULL;
@@ -144,7 +144,7 @@ void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
 	int rc = -ENOMEM;
 
 	if (table_id != EMBKV_WIRE_TABLE_ALL) {
-		one = embkv_svc_table_get(c, req_id, table_id, uid);
+		one = embkvd_svc_table_get(c, req_id, table_id, uid);
 		if (!one)
 			return;
 	}
@@ -180,22 +180,23 @@ void embkv_report_stats(struct embkv_conn *c, uint64_t req_id,
 	rcu_read_unlock();
 	rc = embkv_wire_stats_size(g, ng, &len);
 	if (!rc)
-		rc = embkv_conn_reply(c, req_id,
-				      EMBKV_WIRE_OP_STATS | EMBKV_WIRE_OP_REPLY,
-				      (uint32_t)len, &body);
+		rc = embkvd_conn_reply(c, req_id, EMBKV_WIRE_OP_STATS |
+				       EMBKV_WIRE_OP_REPLY, (uint32_t)len,
+				       &body);
 	if (!rc)
 		embkv_wire_stats_encode(g, ng, body, len);
 reply:
 	if (rc)
-		embkv_conn_error(c, req_id, rc, false, "cannot report stats: %s",
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, req_id, rc, false,
+				  "cannot report stats: %s",
+				  embkv_strerror(rc));
 	free(pairs);
 	free(g);
 	embkv_catalog_entry_put(one);
 }
 
 /* Encodes m and sends it as the reply to req_id (or an ERROR). */
-static void shard_map_reply(struct embkv_conn *c, uint64_t req_id,
+static void shard_map_reply(struct embkvd_conn *c, uint64_t req_id,
 			    const struct embkv_wire_shard_map *m)
 {
 	uint8_t *body;
@@ -204,22 +205,22 @@ static void shard_map_reply(struct embkv_conn *c, uint64_t req_id,
 
 	rc = embkv_wire_shard_map_size(m, &len);
 	if (!rc)
-		rc = embkv_conn_reply(c, req_id,
-				      EMBKV_WIRE_OP_SHARD_MAP |
+		rc = embkvd_conn_reply(c, req_id,
+				       EMBKV_WIRE_OP_SHARD_MAP |
 					      EMBKV_WIRE_OP_REPLY,
 				      (uint32_t)len, &body);
 	if (!rc)
 		embkv_wire_shard_map_encode(m, body, len);
 	else
-		embkv_conn_error(c, req_id, rc, false,
-				 "cannot encode the shard map: %s",
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, req_id, rc, false,
+				  "cannot encode the shard map: %s",
+				  embkv_strerror(rc));
 }
 
-void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
-			    uint32_t table_id, uint64_t uid)
+void embkvd_report_shard_map(struct embkvd_conn *c, uint64_t req_id,
+			     uint32_t table_id, uint64_t uid)
 {
-	struct embkv_server *s = c->io->srv;
+	struct embkvd *s = c->io->srv;
 	struct embkv_catalog_entry *e = NULL;
 	struct embkv_wire_shard_map m = { .table_id = table_id };
 	const struct embkvd_map *cur;
@@ -227,15 +228,15 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 	uint16_t *map = NULL;
 
 	if (table_id != EMBKV_WIRE_TABLE_ALL) {
-		e = embkv_svc_table_get(c, req_id, table_id, uid);
+		e = embkvd_svc_table_get(c, req_id, table_id, uid);
 		if (!e)
 			return;
 		m.n_partitions = e->table->nparts;
 		map = malloc(sizeof(*map) * m.n_partitions);
 		if (!map) {
 			embkv_catalog_entry_put(e);
-			embkv_conn_error(c, req_id, -ENOMEM, false,
-					 "no memory for a shard map");
+			embkvd_conn_error(c, req_id, -ENOMEM, false,
+					  "no memory for a shard map");
 			return;
 		}
 	}
@@ -268,8 +269,8 @@ void embkv_report_shard_map(struct embkv_conn *c, uint64_t req_id,
 		}
 	}
 	if (!servers && cur->self == EMBKVD_MAP_NOT_MEMBER)
-		embkv_conn_error(c, req_id, -ENOMEM, false,
-				 "no memory for a shard map");
+		embkvd_conn_error(c, req_id, -ENOMEM, false,
+				  "no memory for a shard map");
 	else
 		shard_map_reply(c, req_id, &m);
 	rcu_read_unlock();

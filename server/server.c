@@ -43,7 +43,7 @@
 #define SAMPLE_PERIOD_S 1
 #define MAX_EVENTS 4
 
-void embkv_log(const char *fmt, ...)
+void embkvd_log(const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
@@ -54,7 +54,7 @@ void embkv_log(const char *fmt, ...)
 	fprintf(stderr, "embkvd: %s\n", line);
 }
 
-void embkv_server_attr_init(struct embkv_server_attr *attr)
+void embkvd_attr_init(struct embkvd_attr *attr)
 {
 	memset(attr, 0, sizeof(*attr));
 	attr->tcp = true;
@@ -66,7 +66,7 @@ void embkv_server_attr_init(struct embkv_server_attr *attr)
 	attr->epoch = 1;
 }
 
-static int attr_check(const struct embkv_server_attr *a)
+static int attr_check(const struct embkvd_attr *a)
 {
 	if ((!a->tcp && !a->rdma) || (a->tcp && !a->host[0]) ||
 	    (a->rdma && !a->rdma_host[0]) || !a->threads || a->threads > EMBKV_OWNER_MAX ||
@@ -81,7 +81,7 @@ static int attr_check(const struct embkv_server_attr *a)
 	return 0;
 }
 
-static int listen_open(struct embkv_server *s)
+static int listen_open(struct embkvd *s)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -97,8 +97,8 @@ static int listen_open(struct embkv_server *s)
 	snprintf(port, sizeof(port), "%u", s->attr.port);
 	rc = getaddrinfo(s->attr.host, port, &hints, &res);
 	if (rc) {
-		embkv_log("cannot resolve %s: %s", s->attr.host,
-			  gai_strerror(rc));
+		embkvd_log("cannot resolve %s: %s", s->attr.host,
+			   gai_strerror(rc));
 		return -EINVAL;
 	}
 	rc = -EADDRNOTAVAIL;
@@ -134,9 +134,9 @@ static int listen_open(struct embkv_server *s)
 }
 
 /* The first shard map: --peers, or this server alone. */
-static int map_init(struct embkv_server *s, const char *const *peers)
+static int map_init(struct embkvd *s, const char *const *peers)
 {
-	const struct embkv_server_attr *a = &s->attr;
+	const struct embkvd_attr *a = &s->attr;
 	char self[EMBKV_WIRE_ADDR_MAX + 1];
 	const char *one = self;
 	struct embkvd_map *m;
@@ -163,7 +163,7 @@ static int map_init(struct embkv_server *s, const char *const *peers)
 	return err;
 }
 
-uint64_t embkv_server_epoch(struct embkv_server *s)
+uint64_t embkvd_epoch(struct embkvd *s)
 {
 	uint64_t epoch;
 
@@ -173,9 +173,9 @@ uint64_t embkv_server_epoch(struct embkv_server *s)
 	return epoch;
 }
 
-int embkv_server_table_add(struct embkv_server *s,
-			   const struct embkv_table_attr *attr, uint64_t uid,
-			   uint32_t *id, uint64_t *uid_out)
+int embkvd_table_add(struct embkvd *s,
+		     const struct embkv_table_attr *attr, uint64_t uid,
+		     uint32_t *id, uint64_t *uid_out)
 {
 	uint8_t *owned;
 	int rc;
@@ -193,7 +193,7 @@ int embkv_server_table_add(struct embkv_server *s,
 	return rc;
 }
 
-static int default_table(struct embkv_server *s, const char *name)
+static int default_table(struct embkvd *s, const char *name)
 {
 	struct embkv_table_attr a;
 	uint64_t uid;
@@ -204,20 +204,20 @@ static int default_table(struct embkv_server *s, const char *name)
 	if (strlen(name) >= sizeof(a.name))
 		return EMBKV_ELIMIT;
 	strcpy(a.name, name);
-	rc = embkv_server_table_add(s, &a, 0, &id, &uid);
+	rc = embkvd_table_add(s, &a, 0, &id, &uid);
 	if (rc)
-		embkv_log("cannot create table %s: %s", name,
-			  embkv_strerror(rc));
+		embkvd_log("cannot create table %s: %s", name,
+			   embkv_strerror(rc));
 	else
-		embkv_log("table %s created: id %u, uid %016llx, dim %u, "
-			  "%u partitions, capacity %llu", name, id,
-			  (unsigned long long)uid, a.dim, a.partitions,
-			  (unsigned long long)a.capacity);
+		embkvd_log("table %s created: id %u, uid %016llx, dim %u, "
+			   "%u partitions, capacity %llu", name, id,
+			   (unsigned long long)uid, a.dim, a.partitions,
+			   (unsigned long long)a.capacity);
 	return rc;
 }
 
 /* signalfd for SIGINT/SIGTERM and a one-second timer, on one epoll. */
-static int control_open(struct embkv_server *s)
+static int control_open(struct embkvd *s)
 {
 	struct itimerspec its = {
 		.it_interval.tv_sec = SAMPLE_PERIOD_S,
@@ -248,11 +248,11 @@ static int control_open(struct embkv_server *s)
 	return 0;
 }
 
-int embkv_server_create(const struct embkv_server_attr *attr,
-			struct embkv_server **out)
+int embkvd_create(const struct embkvd_attr *attr,
+		  struct embkvd **out)
 {
 	struct embkv_catalog_attr ca;
-	struct embkv_server *s;
+	struct embkvd *s;
 	int err;
 
 	if (!attr || !out || attr_check(attr))
@@ -285,24 +285,24 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	if (err)
 		goto destroy;
 	if (attr->rdma) {
-		err = embkv_verbs_open(s);
+		err = embkvd_verbs_open(s);
 		if (err) {
-			embkv_log("cannot listen on rdma://%s:%u: %s",
-				  attr->rdma_host, attr->rdma_port,
-				  embkv_strerror(err));
+			embkvd_log("cannot listen on rdma://%s:%u: %s",
+				   attr->rdma_host, attr->rdma_port,
+				   embkv_strerror(err));
 			goto destroy;
 		}
 	}
 	embkv_catalog_attr_init(&ca);
 	ca.memory_limit = attr->memory_limit;
-	ca.verbs = s->verbs;
+	embkvd_regions_hooks(s->verbs, &ca.hooks);
 	err = embkv_catalog_create(&ca, &s->cat);
 	if (err)
 		goto destroy;
 	err = attr->tcp ? listen_open(s) : 0;
 	if (err) {
-		embkv_log("cannot listen on %s:%u: %s", attr->host, attr->port,
-			  embkv_strerror(err));
+		embkvd_log("cannot listen on %s:%u: %s", attr->host, attr->port,
+			   embkv_strerror(err));
 		goto destroy;
 	}
 	err = map_init(s, attr->peers);
@@ -331,28 +331,28 @@ int embkv_server_create(const struct embkv_server_attr *attr,
 	/* nio is final before any I/O thread runs (STATS reads it). */
 	s->nio = attr->io_threads;
 	for (uint32_t i = 0; i < s->nio; i++) {
-		err = embkv_io_start(&s->io[i], s, i);
+		err = embkvd_io_start(&s->io[i], s, i);
 		if (err)
 			goto destroy;
 	}
 	/* Registered only once it serves; etcd down does not stop it. */
-	err = attr->etcd ? embkv_member_join(s, attr) : 0;
+	err = attr->etcd ? embkvd_member_join(s, attr) : 0;
 	if (err)
 		goto destroy;
 	if (attr->etcd && attr->default_table &&
 	    !embkvd_cluster_wait_default(s->cluster,
 					 EMBKVD_CLUSTER_CREATE_TIMEOUT_MS))
-		embkv_log("table %s: not in the cluster yet (etcd away?); it "
-			  "is created once etcd answers", attr->default_table);
+		embkvd_log("table %s: not in the cluster yet (etcd away?); it "
+			   "is created once etcd answers", attr->default_table);
 	*out = s;
 	return 0;
 
 destroy:
-	embkv_server_destroy(s);
+	embkvd_destroy(s);
 	return err;
 }
 
-static void sample_rates(struct embkv_server *s)
+static void sample_rates(struct embkvd *s)
 {
 	uint64_t v[EMBKV_RATE_COUNT] = { 0 };
 
@@ -367,7 +367,7 @@ static void sample_rates(struct embkv_server *s)
 	embkv_rates_record(&s->rates, embkv_now_ns(), v);
 }
 
-int embkv_server_run(struct embkv_server *s)
+int embkvd_run(struct embkvd *s)
 {
 	struct epoll_event ev[MAX_EVENTS];
 
@@ -389,8 +389,8 @@ int embkv_server_run(struct embkv_server *s)
 				if (read(s->sig_fd, &si, sizeof(si)) !=
 				    (ssize_t)sizeof(si))
 					continue;
-				embkv_log("%s: shutting down",
-					  si.ssi_signo == SIGINT ? "SIGINT"
+				embkvd_log("%s: shutting down",
+					   si.ssi_signo == SIGINT ? "SIGINT"
 								 : "SIGTERM");
 				return 0;
 			}
@@ -398,26 +398,26 @@ int embkv_server_run(struct embkv_server *s)
 	}
 }
 
-void embkv_server_destroy(struct embkv_server *s)
+void embkvd_destroy(struct embkvd *s)
 {
 	if (!s)
 		return;
-	embkv_member_leave(s);
+	embkvd_member_leave(s);
 	/* Its queued requests are answered through the I/O threads. */
 	embkvd_cluster_stop(s->cluster);
 	for (uint32_t i = 0; i < s->nio; i++)
-		embkv_io_stop(&s->io[i]);
+		embkvd_io_stop(&s->io[i]);
 	if (s->listen_fd >= 0)
 		close(s->listen_fd);
 	/* Owners next: one may still be ringing an I/O thread's eventfd
 	 * for the last request it handed back. */
 	embkv_owner_pool_destroy(s->owners);
 	for (uint32_t i = 0; i < s->nio; i++)
-		embkv_io_fini(&s->io[i]);
+		embkvd_io_fini(&s->io[i]);
 	free(s->io);
 	embkvd_cluster_destroy(s->cluster); /* before the catalog */
 	embkv_catalog_destroy(s->cat);
-	embkv_verbs_close(s->verbs);
+	embkvd_verbs_close(s->verbs);
 	embkvd_map_destroy(s->map); /* no reader is left */
 	if (s->ep_fd >= 0)
 		close(s->ep_fd);

@@ -4,7 +4,9 @@
  * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
  * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
  * batch.c, STATS and SHARD_MAP to report.c, TABLE_REGIONS to verbs.c (RDMA
- * connections only; over TCP it is ERROR -EOPNOTSUPP).
+ * connections only; over TCP it is ERROR -EOPNOTSUPP). One table indexed
+ * by opcode (svc_ops) names each request's handler, so a new opcode is one
+ * entry; an opcode without one is ERROR EMBKV_EOPCODE.
  *
  * Why here, on the I/O thread: these are small, rare requests that read
  * the RCU catalog or change it under its mutex; none touches a partition,
@@ -18,7 +20,7 @@
  *   verified the client's MAC (io.c refuses other opcodes before reading
  *   their body); any authentication failure closes the connection.
  * - Every request gets exactly one reply or ERROR with its request id.
- * - A request reaches a table only through embkv_svc_table_get(): the id
+ * - A request reaches a table only through embkvd_svc_table_get(): the id
  *   and the uid it carries must both be the table's, else the answer is
  *   EMBKV_ENOTABLE (a handle to a dropped or re-created table).
  */
@@ -31,30 +33,30 @@
 #include "server/verbs.h"
 
 /* Starts the reply to h, or answers -ENOMEM. */
-static int reply_start(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static int reply_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		       size_t len, uint8_t **body)
 {
-	int rc = embkv_conn_reply(c, h->request_id,
-				  h->opcode | EMBKV_WIRE_OP_REPLY,
-				  (uint32_t)len, body);
+	int rc = embkvd_conn_reply(c, h->request_id,
+				   h->opcode | EMBKV_WIRE_OP_REPLY,
+				   (uint32_t)len, body);
 
 	if (rc)
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "cannot send a %zu-byte reply: %s", len,
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "cannot send a %zu-byte reply: %s", len,
+				  embkv_strerror(rc));
 	return rc;
 }
 
-static void bad_body(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void bad_body(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     int rc)
 {
-	embkv_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
-			 embkv_wire_op_name(h->opcode), embkv_strerror(rc));
+	embkvd_conn_error(c, h->request_id, rc, false, "bad %s body: %s",
+			  embkv_wire_op_name(h->opcode), embkv_strerror(rc));
 }
 
-struct embkv_catalog_entry *embkv_svc_table_get(struct embkv_conn *c,
-						uint64_t req_id, uint32_t id,
-						uint64_t uid)
+struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
+						 uint64_t req_id, uint32_t id,
+						 uint64_t uid)
 {
 	struct embkv_catalog *cat = c->io->srv->cat;
 	struct embkv_catalog_entry *e;
@@ -69,44 +71,44 @@ struct embkv_catalog_entry *embkv_svc_table_get(struct embkv_conn *c,
 	if (e)
 		return e;
 	if (known)
-		embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				 "table %u was dropped or re-created (uid "
-				 "mismatch): open it again", id);
+		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
+				  "table %u was dropped or re-created (uid "
+				  "mismatch): open it again", id);
 	else
-		embkv_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				 "no table with id %u (dropped, or never "
-				 "created)", id);
+		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
+				  "no table with id %u (dropped, or never "
+				  "created)", id);
 	return NULL;
 }
 
 /* Authentication (net/PROTOCOL.md section 8) ------------------------------ */
 
-static void svc_hello(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void svc_hello(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		      const uint8_t *body)
 {
-	struct embkv_server *s = c->io->srv;
+	struct embkvd *s = c->io->srv;
 	struct embkv_wire_hello m;
 	uint8_t *out;
 	int rc;
 
 	rc = embkv_wire_hello_decode(body, h->body_len, &m);
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, s->auth,
-				 "bad HELLO body");
+		embkvd_conn_error(c, h->request_id, rc, s->auth,
+				  "bad HELLO body");
 		return;
 	}
-	if (s->auth && c->auth != EMBKV_CONN_AUTH_WAIT_HELLO) {
-		bool fatal = c->auth != EMBKV_CONN_AUTH_OK;
+	if (s->auth && c->auth != EMBKVD_CONN_AUTH_WAIT_HELLO) {
+		bool fatal = c->auth != EMBKVD_CONN_AUTH_OK;
 
-		embkv_conn_error(c, h->request_id,
-				 fatal ? EMBKV_EAUTH : EMBKV_EPROTO, fatal,
-				 "HELLO out of order");
+		embkvd_conn_error(c, h->request_id,
+				  fatal ? EMBKV_EAUTH : EMBKV_EPROTO, fatal,
+				  "HELLO out of order");
 		return;
 	}
 	if (getrandom(c->server_nonce, sizeof(c->server_nonce), 0) !=
 	    (ssize_t)sizeof(c->server_nonce)) {
-		embkv_conn_error(c, h->request_id, EMBKV_ESERVER, true,
-				 "no random bytes for a nonce");
+		embkvd_conn_error(c, h->request_id, EMBKV_ESERVER, true,
+				  "no random bytes for a nonce");
 		return;
 	}
 	memcpy(c->client_nonce, m.nonce, sizeof(c->client_nonce));
@@ -115,22 +117,22 @@ static void svc_hello(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	memcpy(m.nonce, c->server_nonce, sizeof(m.nonce));
 	embkv_wire_hello_encode(&m, out, EMBKV_WIRE_HELLO_SIZE);
 	if (s->auth)
-		c->auth = EMBKV_CONN_AUTH_WAIT_AUTH;
+		c->auth = EMBKVD_CONN_AUTH_WAIT_AUTH;
 }
 
-static void auth_fail(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void auth_fail(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		      const char *why)
 {
 	embkv_stat_inc(&c->io->st.auth_failures, 1);
-	embkv_log("authentication failed: %s", why);
-	embkv_conn_error(c, h->request_id, EMBKV_EAUTH, true,
-			 "authentication failed: %s", why);
+	embkvd_log("authentication failed: %s", why);
+	embkvd_conn_error(c, h->request_id, EMBKV_EAUTH, true,
+			  "authentication failed: %s", why);
 }
 
-static void svc_auth(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     const uint8_t *body)
 {
-	struct embkv_server *s = c->io->srv;
+	struct embkvd *s = c->io->srv;
 	struct embkv_wire_auth m;
 	uint8_t *out;
 
@@ -138,12 +140,12 @@ static void svc_auth(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		auth_fail(c, h, "this server has no token");
 		return;
 	}
-	if (c->auth == EMBKV_CONN_AUTH_OK) {
-		embkv_conn_error(c, h->request_id, EMBKV_EPROTO, false,
-				 "already authenticated");
+	if (c->auth == EMBKVD_CONN_AUTH_OK) {
+		embkvd_conn_error(c, h->request_id, EMBKV_EPROTO, false,
+				  "already authenticated");
 		return;
 	}
-	if (c->auth != EMBKV_CONN_AUTH_WAIT_AUTH) {
+	if (c->auth != EMBKVD_CONN_AUTH_WAIT_AUTH) {
 		auth_fail(c, h, "AUTH before HELLO");
 		return;
 	}
@@ -161,12 +163,12 @@ static void svc_auth(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	embkv_wire_auth_mac(&s->key, EMBKV_WIRE_AUTH_SERVER, c->server_nonce,
 			    c->client_nonce, m.mac);
 	embkv_wire_auth_encode(&m, out, EMBKV_WIRE_AUTH_SIZE);
-	c->auth = EMBKV_CONN_AUTH_OK;
+	c->auth = EMBKVD_CONN_AUTH_OK;
 }
 
 /* Tables ---------------------------------------------------------------------- */
 
-static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void svc_create(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		       const uint8_t *body)
 {
 	struct embkv_catalog *cat = c->io->srv->cat;
@@ -184,33 +186,33 @@ static void svc_create(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 		bad_body(c, h, rc);
 		return;
 	}
-	rc = embkv_server_table_add(c->io->srv, &a, 0, &ref.table_id,
-				    &ref.uid);
+	rc = embkvd_table_add(c->io->srv, &a, 0, &ref.table_id,
+			      &ref.uid);
 	if (rc == -ENOMEM && embkv_catalog_memory_limit(cat)) {
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "table %s: over --memory-limit or out of "
-				 "memory (%llu of %llu bytes in use)", a.name,
-				 (unsigned long long)embkv_catalog_bytes(cat),
-				 (unsigned long long)
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "table %s: over --memory-limit or out of "
+				  "memory (%llu of %llu bytes in use)", a.name,
+				  (unsigned long long)embkv_catalog_bytes(cat),
+				  (unsigned long long)
 					 embkv_catalog_memory_limit(cat));
 		return;
 	}
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false, "table %s: %s",
-				 a.name, embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false, "table %s: %s",
+				  a.name, embkv_strerror(rc));
 		return;
 	}
-	embkv_log("table %s created: id %u, uid %016llx, dim %u, "
-		  "%u partitions, capacity %llu, %s", a.name, ref.table_id,
-		  (unsigned long long)ref.uid, a.dim, a.partitions,
-		  (unsigned long long)a.capacity,
-		  embkv_optimizer_name(a.opt.type));
+	embkvd_log("table %s created: id %u, uid %016llx, dim %u, "
+		   "%u partitions, capacity %llu, %s", a.name, ref.table_id,
+		   (unsigned long long)ref.uid, a.dim, a.partitions,
+		   (unsigned long long)a.capacity,
+		   embkv_optimizer_name(a.opt.type));
 	if (reply_start(c, h, EMBKV_WIRE_TABLE_REF_SIZE, &out))
 		return;
 	embkv_wire_table_ref_encode(&ref, out, EMBKV_WIRE_TABLE_REF_SIZE);
 }
 
-static void svc_drop(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void svc_drop(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     const uint8_t *body)
 {
 	char name[EMBKV_TABLE_NAME_MAX];
@@ -228,15 +230,15 @@ static void svc_drop(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rc = embkv_catalog_drop(c->io->srv->cat, name);
 	if (rc) {
-		embkv_conn_error(c, h->request_id, rc, false, "table %s: %s",
-				 name, embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false, "table %s: %s",
+				  name, embkv_strerror(rc));
 		return;
 	}
-	embkv_log("table %s dropped", name);
+	embkvd_log("table %s dropped", name);
 	reply_start(c, h, 0, &out);
 }
 
-static void svc_list(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void svc_list(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     const uint8_t *body)
 {
 	struct embkv_catalog_entry *const *e;
@@ -265,15 +267,15 @@ static void svc_list(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	rcu_read_unlock();
 	rc = n && !list ? -ENOMEM : embkv_wire_table_list_size(list, n, &len);
 	if (rc)
-		embkv_conn_error(c, h->request_id, rc, false,
-				 "cannot list %u tables: %s", n,
-				 embkv_strerror(rc));
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "cannot list %u tables: %s", n,
+				  embkv_strerror(rc));
 	else if (!reply_start(c, h, len, &out))
 		embkv_wire_table_list_encode(list, n, out, len);
 	free(list);
 }
 
-static void svc_open(struct embkv_conn *c, const struct embkv_wire_hdr *h,
+static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     const uint8_t *body)
 {
 	struct embkv_catalog_entry *e;
@@ -297,79 +299,85 @@ static void svc_open(struct embkv_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rcu_read_unlock();
 	if (!e) {
-		embkv_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
-				 "no table called %s", name);
+		embkvd_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
+				  "no table called %s", name);
 		return;
 	}
 	rc = embkv_wire_table_info_size(&info, &len);
 	if (rc)
-		embkv_conn_error(c, h->request_id, EMBKV_ESERVER, false,
-				 "cannot encode table %s", name);
+		embkvd_conn_error(c, h->request_id, EMBKV_ESERVER, false,
+				  "cannot encode table %s", name);
 	else if (!reply_start(c, h, len, &out))
 		embkv_wire_table_info_encode(&info, out, len);
 }
 
-/* A request whose body is a table reference (STATS, SHARD_MAP,
- * TABLE_REGIONS). */
-static void svc_table_ref(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-			  const uint8_t *body)
+/* TABLE_REGIONS: only verbs connections have regions to READ. */
+static void svc_regions(struct embkvd_conn *c, uint64_t req_id,
+			uint32_t table_id, uint64_t uid)
 {
-	struct embkv_wire_table_ref ref;
-	int rc = embkv_wire_table_ref_decode(body, h->body_len, &ref);
-
-	if (rc)
-		bad_body(c, h, rc);
-	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS && !c->vc)
-		embkv_conn_error(c, h->request_id, -EOPNOTSUPP, false,
-				 "TABLE_REGIONS is for RDMA connections only");
-	else if (h->opcode == EMBKV_WIRE_OP_TABLE_REGIONS)
-		embkv_verbs_table_regions(c, h->request_id, ref.table_id,
-					  ref.uid);
-	else if (h->opcode == EMBKV_WIRE_OP_STATS)
-		embkv_report_stats(c, h->request_id, ref.table_id, ref.uid);
+	if (!c->vc)
+		embkvd_conn_error(c, req_id, -EOPNOTSUPP, false,
+				  "TABLE_REGIONS is for RDMA connections only");
 	else
-		embkv_report_shard_map(c, h->request_id, ref.table_id,
-				       ref.uid);
+		embkvd_verbs_table_regions(c, req_id, table_id, uid);
 }
 
-void embkv_svc_frame(struct embkv_conn *c, const struct embkv_wire_hdr *h,
-		     uint8_t *body, uint64_t t0_ns)
+/* The handler of one request opcode; exactly one member is set. */
+struct svc_op {
+	/* Borrows body; svc_frame frees it. */
+	void (*handle)(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		       const uint8_t *body);
+	/* The body is a table reference, decoded here. */
+	void (*table_ref)(struct embkvd_conn *c, uint64_t req_id,
+			  uint32_t table_id, uint64_t uid);
+	/* Takes ownership of body (table operations, batch.c). */
+	void (*take)(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		     uint8_t *body, uint64_t t0_ns);
+};
+
+/* Indexed by opcode; request opcodes are below the reply bit, and an
+ * opcode without an entry is not served (ERROR EMBKV_EOPCODE). */
+static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
+	[EMBKV_WIRE_OP_HELLO] = { .handle = svc_hello },
+	[EMBKV_WIRE_OP_AUTH] = { .handle = svc_auth },
+	[EMBKV_WIRE_OP_TABLE_CREATE] = { .handle = svc_create },
+	[EMBKV_WIRE_OP_TABLE_DROP] = { .handle = svc_drop },
+	[EMBKV_WIRE_OP_TABLE_LIST] = { .handle = svc_list },
+	[EMBKV_WIRE_OP_TABLE_OPEN] = { .handle = svc_open },
+	[EMBKV_WIRE_OP_TABLE_REGIONS] = { .table_ref = svc_regions },
+	[EMBKV_WIRE_OP_PULL] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_PUSH] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
+	[EMBKV_WIRE_OP_SHARD_MAP] = { .table_ref = embkvd_report_shard_map },
+};
+
+void embkvd_svc_frame(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		      uint8_t *body, uint64_t t0_ns)
 {
-	switch (h->opcode) {
-	case EMBKV_WIRE_OP_HELLO:
-		svc_hello(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_AUTH:
-		svc_auth(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_CREATE:
-		svc_create(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_DROP:
-		svc_drop(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_LIST:
-		svc_list(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_TABLE_OPEN:
-		svc_open(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_STATS:
-	case EMBKV_WIRE_OP_SHARD_MAP:
-	case EMBKV_WIRE_OP_TABLE_REGIONS:
-		svc_table_ref(c, h, body);
-		break;
-	case EMBKV_WIRE_OP_PULL:
-	case EMBKV_WIRE_OP_PUSH:
-	case EMBKV_WIRE_OP_ASSIGN:
-	case EMBKV_WIRE_OP_ERASE:
-	case EMBKV_WIRE_OP_HITS:
-		embkv_batch_start(c, h, body, t0_ns);
+	const struct svc_op *op = h->opcode < EMBKV_WIRE_OP_REPLY ?
+					  &svc_ops[h->opcode] : NULL;
+	struct embkv_wire_table_ref ref;
+	int rc;
+
+	if (op && op->take) {
+		op->take(c, h, body, t0_ns);
 		return; /* body passed on */
-	default:
-		embkv_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
-				 "%s is not served", embkv_wire_op_name(h->opcode));
-		break;
+	}
+	if (op && op->handle) {
+		op->handle(c, h, body);
+	} else if (op && op->table_ref) {
+		rc = embkv_wire_table_ref_decode(body, h->body_len, &ref);
+		if (rc)
+			bad_body(c, h, rc);
+		else
+			op->table_ref(c, h->request_id, ref.table_id, ref.uid);
+	} else {
+		embkvd_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
+				  "%s is not served",
+				  embkv_wire_op_name(h->opcode));
 	}
 	free(body);
 }

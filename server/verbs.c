@@ -5,12 +5,12 @@
  *
  * What: one rdma_cm listener bound to an address of one RDMA device, whose
  * protection domain every connection and every table region shares. A
- * connection is a struct embkv_conn with a struct embkv_vconn attached: its
+ * connection is a struct embkvd_conn with a struct embkvd_vconn attached: its
  * own CQ and completion channel (the channel's fd sits in the I/O thread's
  * epoll like a socket), an RC QP, EMBKV_VERBS_WINDOW pre-posted RECV
  * buffers for requests and a pool of send entries for replies. Frames go
- * through exactly the TCP pipeline (embkv_conn_admit, embkv_svc_frame,
- * owner threads, embkv_conn_reply), only their transport differs.
+ * through exactly the TCP pipeline (embkvd_conn_admit, embkvd_svc_frame,
+ * owner threads, embkvd_conn_reply), only their transport differs.
  *
  * Why I/O thread 0 serves every verbs connection: all rdma_cm events of
  * the listener's children arrive on the listener's one event channel, so
@@ -40,7 +40,7 @@
  *   authenticated verbs connection (io.c's admission refuses everything
  *   but HELLO and AUTH before).
  * - Closing frees the QP, CQ, channel, buffers and cm_id at once; the
- *   connection count drops exactly once, in embkv_conn_close().
+ *   connection count drops exactly once, in embkvd_conn_close().
  */
 #include <endian.h>
 #include <errno.h>
@@ -68,19 +68,19 @@
 #define ADDR_STR 64
 #define ERRMSG_BYTES (EMBKV_WIRE_ERRMSG_MAX + 1)
 
-struct embkv_verbs {
-	struct embkv_server *srv;
+struct embkvd_verbs {
+	struct embkvd *srv;
 	struct rdma_event_channel *ch;
 	struct rdma_cm_id *listen_id;
 	struct ibv_context *ctx;        /* the listener's device */
 	struct ibv_pd *pd;              /* shared by all QPs and regions */
 	struct ibv_device_attr dev;
-	struct embkv_io *io;            /* I/O thread 0 */
+	struct embkvd_io *io;           /* I/O thread 0 */
 };
 
 /* A table's registrations: per partition, only those the server holds
  * (NULL where a partition is not loaded or has no rows to read). */
-struct embkv_regions {
+struct embkvd_regions {
 	uint32_t nparts;
 	struct ibv_mr **index_mr, **arena_mr; /* nparts each */
 	uint64_t bytes;                       /* registered (pinned) bytes */
@@ -93,13 +93,13 @@ enum vconn_state {
 
 struct vsend {
 	uint8_t *slot;                  /* registered copy buffer */
-	struct embkv_obuf *ob;          /* large reply, registered in place */
+	struct embkvd_obuf *ob;         /* large reply, registered in place */
 	struct ibv_mr *mr;
 	uint32_t next_free;
 };
 
-struct embkv_vconn {
-	struct embkv_verbs *v;
+struct embkvd_vconn {
+	struct embkvd_verbs *v;
 	struct rdma_cm_id *id;
 	struct ibv_comp_channel *cch;
 	struct ibv_cq *cq;
@@ -160,7 +160,7 @@ static int set_nonblock(int fd)
 
 /* Listener ------------------------------------------------------------------- */
 
-int embkv_verbs_open(struct embkv_server *s)
+int embkvd_verbs_open(struct embkvd *s)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -169,7 +169,7 @@ int embkv_verbs_open(struct embkv_server *s)
 	};
 	struct addrinfo *res = NULL;
 	char port[sizeof("65535")];
-	struct embkv_verbs *v;
+	struct embkvd_verbs *v;
 	int err;
 
 	v = calloc(1, sizeof(*v));
@@ -179,8 +179,8 @@ int embkv_verbs_open(struct embkv_server *s)
 	snprintf(port, sizeof(port), "%u", s->attr.rdma_port);
 	err = getaddrinfo(s->attr.rdma_host, port, &hints, &res);
 	if (err) {
-		embkv_log("cannot resolve %s: %s", s->attr.rdma_host,
-			  gai_strerror(err));
+		embkvd_log("cannot resolve %s: %s", s->attr.rdma_host,
+			   gai_strerror(err));
 		err = -EINVAL;
 		goto free_v;
 	}
@@ -201,8 +201,8 @@ int embkv_verbs_open(struct embkv_server *s)
 		goto destroy_id;
 	}
 	if (!v->listen_id->verbs) {
-		embkv_log("%s is not the address of an RDMA device",
-			  s->attr.rdma_host);
+		embkvd_log("%s is not the address of an RDMA device",
+			   s->attr.rdma_host);
 		err = -ENODEV;
 		goto destroy_id;
 	}
@@ -238,7 +238,7 @@ free_v:
 	return err;
 }
 
-void embkv_verbs_close(struct embkv_verbs *v)
+void embkvd_verbs_close(struct embkvd_verbs *v)
 {
 	if (!v)
 		return;
@@ -248,10 +248,10 @@ void embkv_verbs_close(struct embkv_verbs *v)
 	free(v);
 }
 
-int embkv_verbs_attach(struct embkv_server *s, struct embkv_io *io, int epfd,
-		       struct epoll_event *ev)
+int embkvd_verbs_attach(struct embkvd *s, struct embkvd_io *io, int epfd,
+			struct epoll_event *ev)
 {
-	struct embkv_verbs *v = s->verbs;
+	struct embkvd_verbs *v = s->verbs;
 
 	v->io = io;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, v->ch->fd, ev))
@@ -261,7 +261,7 @@ int embkv_verbs_attach(struct embkv_server *s, struct embkv_io *io, int epfd,
 
 /* Regions ---------------------------------------------------------------------- */
 
-void embkv_regions_free(struct embkv_regions *r)
+static void regions_free(struct embkvd_regions *r)
 {
 	if (!r)
 		return;
@@ -276,7 +276,7 @@ void embkv_regions_free(struct embkv_regions *r)
 	free(r);
 }
 
-static struct ibv_mr *reg_read_only(struct embkv_verbs *v, void *addr,
+static struct ibv_mr *reg_read_only(struct embkvd_verbs *v, void *addr,
 				    size_t len, int *err)
 {
 	/* Remote READ only: never IBV_ACCESS_REMOTE_WRITE or _ATOMIC. */
@@ -288,15 +288,13 @@ static struct ibv_mr *reg_read_only(struct embkv_verbs *v, void *addr,
 	return mr;
 }
 
-int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
-			   struct embkv_regions **out)
+/* The built hook: registers e's table's loaded partitions with v. */
+static int regions_built(void *v, struct embkv_catalog_entry *e)
 {
-	struct embkv_regions *r;
+	const struct embkv_table *t = e->table;
+	struct embkvd_regions *r;
 	int err = 0;
 
-	*out = NULL;
-	if (!v)
-		return 0;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -325,29 +323,51 @@ int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
 		r->bytes += p->mem_bytes[EMBKV_MEM_INDEX] +
 			    p->mem_bytes[EMBKV_MEM_ARENA];
 	}
-	*out = r;
+	e->hook_data = r;
 	return 0;
 
 free_r:
-	embkv_log("cannot register table %s for RDMA: %s", t->attr.name,
-		  strerror(-err));
-	embkv_regions_free(r);
+	embkvd_log("cannot register table %s for RDMA: %s", t->attr.name,
+		   strerror(-err));
+	regions_free(r);
 	return err;
 }
 
-uint64_t embkv_regions_bytes(const struct embkv_regions *r)
+/* The freed hook: deregisters, before the table's memory goes. */
+static void regions_freed(void *v, struct embkv_catalog_entry *e)
 {
+	(void)v;
+	regions_free(e->hook_data);
+	e->hook_data = NULL;
+}
+
+void embkvd_regions_hooks(struct embkvd_verbs *v,
+			  struct embkv_catalog_hooks *hooks)
+{
+	memset(hooks, 0, sizeof(*hooks));
+	if (!v)
+		return;
+	hooks->built = regions_built;
+	hooks->freed = regions_freed;
+	hooks->ctx = v;
+}
+
+uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e)
+{
+	const struct embkvd_regions *r = e->hook_data;
+
 	return r ? r->bytes : 0;
 }
 
-void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
-			       uint32_t table_id, uint64_t uid)
+void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
+				uint32_t table_id, uint64_t uid)
 {
 	struct embkv_wire_table_regions m = {
 		.table_id = table_id,
 		.uid = uid,
 	};
 	struct embkv_wire_region_part *parts = NULL;
+	const struct embkvd_regions *rg;
 	struct embkv_catalog_entry *ent;
 	const struct embkv_table *t;
 	uint8_t *body;
@@ -355,20 +375,21 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 	uint32_t n = 0;
 	int rc;
 
-	ent = embkv_svc_table_get(c, req_id, table_id, uid);
+	ent = embkvd_svc_table_get(c, req_id, table_id, uid);
 	if (!ent)
 		return;
 	t = ent->table;
-	if (!ent->regions) {
-		embkv_conn_error(c, req_id, EMBKV_ESERVER, false,
-				 "table %u is not registered for RDMA",
-				 table_id);
+	rg = ent->hook_data; /* regions_built's */
+	if (!rg) {
+		embkvd_conn_error(c, req_id, EMBKV_ESERVER, false,
+				  "table %u is not registered for RDMA",
+				  table_id);
 		goto put;
 	}
 	parts = calloc(t->nparts, sizeof(*parts));
 	if (!parts) {
-		embkv_conn_error(c, req_id, -ENOMEM, false,
-				 "no memory for %u regions", t->nparts);
+		embkvd_conn_error(c, req_id, -ENOMEM, false,
+				  "no memory for %u regions", t->nparts);
 		goto put;
 	}
 	for (uint32_t i = 0; i < t->nparts; i++) {
@@ -376,12 +397,12 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 
 		/* Only serving partitions: an unloaded one has no rows to
 		 * read, and a reader must take the RPC path (EMBKV_EUNAVAIL). */
-		if (!ent->regions->arena_mr[i] ||
+		if (!rg->arena_mr[i] ||
 		    embkv_part_state(p) != EMBKV_PART_SERVING)
 			continue;
 		parts[n].part = i;
-		parts[n].index_rkey = ent->regions->index_mr[i]->rkey;
-		parts[n].arena_rkey = ent->regions->arena_mr[i]->rkey;
+		parts[n].index_rkey = rg->index_mr[i]->rkey;
+		parts[n].arena_rkey = rg->arena_mr[i]->rkey;
 		parts[n].index_addr = (uint64_t)(uintptr_t)p->index.buckets;
 		parts[n].nbuckets = p->index.nbuckets;
 		parts[n].arena_addr = (uint64_t)(uintptr_t)p->arena;
@@ -393,17 +414,18 @@ void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
 	m.parts = parts;
 	rc = embkv_wire_table_regions_size(&m, &len);
 	if (rc) {
-		embkv_conn_error(c, req_id, EMBKV_ESERVER, false,
-				 "cannot encode the regions of table %u",
-				 table_id);
+		embkvd_conn_error(c, req_id, EMBKV_ESERVER, false,
+				  "cannot encode the regions of table %u",
+				  table_id);
 		goto free_parts;
 	}
-	rc = embkv_conn_reply(c, req_id, EMBKV_WIRE_OP_TABLE_REGIONS |
+	rc = embkvd_conn_reply(c, req_id, EMBKV_WIRE_OP_TABLE_REGIONS |
 				      EMBKV_WIRE_OP_REPLY, (uint32_t)len, &body);
 	if (!rc)
 		embkv_wire_table_regions_encode(&m, body, len);
 	else if (rc == -ENOMEM)
-		embkv_conn_error(c, req_id, rc, false, "no memory for a reply");
+		embkvd_conn_error(c, req_id, rc, false,
+				  "no memory for a reply");
 free_parts:
 	free(parts);
 put:
@@ -412,7 +434,7 @@ put:
 
 /* Connections: resources ---------------------------------------------------------- */
 
-static int post_recv(struct embkv_vconn *vc, uint32_t i)
+static int post_recv(struct embkvd_vconn *vc, uint32_t i)
 {
 	struct ibv_sge sge = {
 		.addr = (uint64_t)(uintptr_t)(vc->rbuf +
@@ -426,12 +448,12 @@ static int post_recv(struct embkv_vconn *vc, uint32_t i)
 	return -ibv_post_recv(vc->id->qp, &wr, &bad);
 }
 
-static void vconn_free(struct embkv_vconn *vc)
+static void vconn_free(struct embkvd_vconn *vc)
 {
 	for (uint32_t i = 0; vc->sends && i < vc->nsend; i++) {
 		if (vc->sends[i].mr)
 			ibv_dereg_mr(vc->sends[i].mr);
-		embkv_obuf_free(vc->sends[i].ob);
+		embkvd_obuf_free(vc->sends[i].ob);
 	}
 	if (vc->has_qp)
 		rdma_destroy_qp(vc->id);
@@ -451,9 +473,9 @@ static void vconn_free(struct embkv_vconn *vc)
 }
 
 /* Everything a connection needs, before rdma_accept. */
-static int vconn_setup(struct embkv_vconn *vc)
+static int vconn_setup(struct embkvd_vconn *vc)
 {
-	struct embkv_verbs *v = vc->v;
+	struct embkvd_verbs *v = vc->v;
 	struct ibv_qp_init_attr qa = {
 		.qp_type = IBV_QPT_RC,
 		.sq_sig_all = 1,
@@ -509,10 +531,10 @@ static int vconn_setup(struct embkv_vconn *vc)
 }
 
 /* Connections open from this client address. */
-static uint32_t conns_from(struct embkv_io *io,
+static uint32_t conns_from(struct embkvd_io *io,
 			   const struct sockaddr_storage *peer)
 {
-	struct embkv_conn *c;
+	struct embkvd_conn *c;
 	uint32_t n = 0;
 
 	cds_list_for_each_entry(c, &io->conns, link)
@@ -523,12 +545,12 @@ static uint32_t conns_from(struct embkv_io *io,
 
 /* A connection request: accepted, or rejected and its id destroyed. The
  * event was acked already; priv is a copy of its private data. */
-static void on_connect_request(struct embkv_verbs *v, struct rdma_cm_id *id,
+static void on_connect_request(struct embkvd_verbs *v, struct rdma_cm_id *id,
 			       const uint8_t *priv, size_t priv_len,
 			       const struct rdma_conn_param *req)
 {
-	struct embkv_io *io = v->io;
-	struct embkv_server *s = v->srv;
+	struct embkvd_io *io = v->io;
+	struct embkvd *s = v->srv;
 	struct embkv_verbs_accept acc = {
 		.credits = EMBKV_VERBS_WINDOW,
 		.recv_size = EMBKV_VERBS_RECV_SIZE,
@@ -540,8 +562,8 @@ static void on_connect_request(struct embkv_verbs *v, struct rdma_cm_id *id,
 		.rnr_retry_count = RNR_RETRY,
 	};
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct embkv_vconn *vc = NULL;
-	struct embkv_conn *c = NULL;
+	struct embkvd_vconn *vc = NULL;
+	struct embkvd_conn *c = NULL;
 	char who[ADDR_STR];
 	uint32_t n;
 	int err;
@@ -559,28 +581,28 @@ static void on_connect_request(struct embkv_verbs *v, struct rdma_cm_id *id,
 		       sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
 	err = embkv_wire_verbs_connect_decode(priv, priv_len, &vc->cli);
 	if (err) {
-		embkv_log("rejecting an RDMA connection from %s: bad private "
-			  "data: %s", who, embkv_strerror(err));
+		embkvd_log("rejecting an RDMA connection from %s: bad private "
+			   "data: %s", who, embkv_strerror(err));
 		goto reject;
 	}
 	if (id->verbs != v->ctx) {
-		embkv_log("rejecting an RDMA connection from %s: another "
-			  "device", who);
+		embkvd_log("rejecting an RDMA connection from %s: another "
+			   "device", who);
 		err = -ENODEV;
 		goto reject;
 	}
 	if (conns_from(io, &vc->peer) >= EMBKV_VERBS_MAX_QPS_PER_CLIENT) {
-		embkv_log("rejecting an RDMA connection from %s: %u open "
-			  "from that address", who,
-			  EMBKV_VERBS_MAX_QPS_PER_CLIENT);
+		embkvd_log("rejecting an RDMA connection from %s: %u open "
+			   "from that address", who,
+			   EMBKV_VERBS_MAX_QPS_PER_CLIENT);
 		err = EMBKV_ELIMIT;
 		goto reject;
 	}
 	n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
 	if (n > s->attr.max_conns) {
 		__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
-		embkv_log("rejecting an RDMA connection from %s (%u open, "
-			  "--max-conns %u)", who, n - 1, s->attr.max_conns);
+		embkvd_log("rejecting an RDMA connection from %s (%u open, "
+			   "--max-conns %u)", who, n - 1, s->attr.max_conns);
 		err = EMBKV_ELIMIT;
 		goto reject;
 	}
@@ -596,8 +618,8 @@ static void on_connect_request(struct embkv_verbs *v, struct rdma_cm_id *id,
 	c->vc = vc;
 	c->fd = -1;
 	c->open = true;
-	c->rd = EMBKV_CONN_RD_HDR;
-	c->auth = s->auth ? EMBKV_CONN_AUTH_WAIT_HELLO : EMBKV_CONN_AUTH_OK;
+	c->rd = EMBKVD_CONN_RD_HDR;
+	c->auth = s->auth ? EMBKVD_CONN_AUTH_WAIT_HELLO : EMBKVD_CONN_AUTH_OK;
 	ev.data.ptr = c;
 	if (epoll_ctl(io->epfd, EPOLL_CTL_ADD, vc->cch->fd, &ev)) {
 		err = -errno;
@@ -614,7 +636,7 @@ static void on_connect_request(struct embkv_verbs *v, struct rdma_cm_id *id,
 					      (uint32_t)v->dev.max_qp_init_rd_atom);
 	if (rdma_accept(id, &cp)) {
 		err = -errno;
-		embkv_log("rdma_accept from %s: %s", who, strerror(-err));
+		embkvd_log("rdma_accept from %s: %s", who, strerror(-err));
 		epoll_ctl(io->epfd, EPOLL_CTL_DEL, vc->cch->fd, NULL);
 		goto uncount;
 	}
@@ -628,8 +650,8 @@ static void on_connect_request(struct embkv_verbs *v, struct rdma_cm_id *id,
 uncount:
 	__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
 	if (err != EMBKV_ELIMIT)
-		embkv_log("rejecting an RDMA connection from %s: %s", who,
-			  embkv_strerror(err));
+		embkvd_log("rejecting an RDMA connection from %s: %s", who,
+			   embkv_strerror(err));
 reject:
 	free(c);
 	rdma_reject(id, NULL, 0);
@@ -640,9 +662,9 @@ reject:
 	rdma_destroy_id(id);
 }
 
-void embkv_verbs_cm_events(struct embkv_io *io)
+void embkvd_verbs_cm_events(struct embkvd_io *io)
 {
-	struct embkv_verbs *v = io->srv->verbs;
+	struct embkvd_verbs *v = io->srv->verbs;
 	struct rdma_cm_event *ev;
 
 	while (!rdma_get_cm_event(v->ch, &ev)) {
@@ -651,7 +673,7 @@ void embkv_verbs_cm_events(struct embkv_io *io)
 		struct rdma_conn_param req = ev->param.conn;
 		uint8_t priv[PRIV_MAX];
 		size_t plen = 0;
-		struct embkv_conn *c;
+		struct embkvd_conn *c;
 
 		if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
 			plen = req.private_data_len < PRIV_MAX ?
@@ -669,7 +691,7 @@ void embkv_verbs_cm_events(struct embkv_io *io)
 			continue;
 		}
 		if (id == v->listen_id) {
-			embkv_log("RDMA listener: %s", rdma_event_str(type));
+			embkvd_log("RDMA listener: %s", rdma_event_str(type));
 			continue;
 		}
 		c = id->context;
@@ -680,7 +702,7 @@ void embkv_verbs_cm_events(struct embkv_io *io)
 			if (c->vc->state == VC_SETUP) {
 				c->vc->state = VC_READY;
 				io->nwaiting--;
-				embkv_vconn_flush(c);
+				embkvd_vconn_flush(c);
 			}
 			break;
 		case RDMA_CM_EVENT_DISCONNECTED:
@@ -690,7 +712,7 @@ void embkv_verbs_cm_events(struct embkv_io *io)
 		case RDMA_CM_EVENT_DEVICE_REMOVAL:
 		case RDMA_CM_EVENT_ADDR_CHANGE:
 		case RDMA_CM_EVENT_TIMEWAIT_EXIT:
-			embkv_conn_close(c);
+			embkvd_conn_close(c);
 			break;
 		default:
 			break;
@@ -698,22 +720,22 @@ void embkv_verbs_cm_events(struct embkv_io *io)
 	}
 }
 
-void embkv_verbs_timers(struct embkv_io *io, uint64_t now_ns)
+void embkvd_verbs_timers(struct embkvd_io *io, uint64_t now_ns)
 {
-	struct embkv_conn *c, *tmp;
+	struct embkvd_conn *c, *tmp;
 
 	cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
 		if (c->vc && c->vc->state == VC_SETUP &&
 		    now_ns >= c->vc->deadline_ns) {
-			embkv_log("closing an RDMA connection: not established "
-				  "in time");
-			embkv_conn_close(c);
+			embkvd_log("closing an RDMA connection: not "
+				   "established in time");
+			embkvd_conn_close(c);
 		}
 }
 
-void embkv_vconn_destroy(struct embkv_conn *c)
+void embkvd_vconn_destroy(struct embkvd_conn *c)
 {
-	struct embkv_vconn *vc = c->vc;
+	struct embkvd_vconn *vc = c->vc;
 
 	if (vc->state == VC_SETUP)
 		c->io->nwaiting--;
@@ -737,7 +759,7 @@ static uint64_t frame_req_id(const uint8_t *frame)
 
 /* An ERROR EMBKV_ELIMIT frame for req_id, in place of a reply too big for
  * the client's slots; its length, 0 if it does not encode. */
-static size_t limit_error(struct embkv_conn *c, uint8_t *buf, size_t cap,
+static size_t limit_error(struct embkvd_conn *c, uint8_t *buf, size_t cap,
 			  uint64_t req_id, size_t len)
 {
 	char msg[ERRMSG_BYTES];
@@ -745,7 +767,7 @@ static size_t limit_error(struct embkv_conn *c, uint8_t *buf, size_t cap,
 	struct embkv_wire_hdr h = {
 		.opcode = EMBKV_WIRE_OP_ERROR,
 		.request_id = req_id,
-		.epoch = embkv_server_epoch(c->io->srv),
+		.epoch = embkvd_epoch(c->io->srv),
 	};
 	size_t blen;
 	int n;
@@ -766,9 +788,9 @@ static size_t limit_error(struct embkv_conn *c, uint8_t *buf, size_t cap,
 }
 
 /* Posts one reply frame (ownership of ob passes); 0 or a negative errno. */
-static int post_reply(struct embkv_conn *c, struct embkv_obuf *ob)
+static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 {
-	struct embkv_vconn *vc = c->vc;
+	struct embkvd_vconn *vc = c->vc;
 	uint32_t idx = vc->free_head;
 	struct vsend *sd = &vc->sends[idx];
 	uint64_t req_id = frame_req_id(ob->data);
@@ -784,7 +806,7 @@ static int post_reply(struct embkv_conn *c, struct embkv_obuf *ob)
 
 	if (len > vc->cli.recv_size && len > vc->cli.slot_size) {
 		len = limit_error(c, sd->slot, vc->slot_bytes, req_id, len);
-		embkv_obuf_free(ob);
+		embkvd_obuf_free(ob);
 		ob = NULL;
 		if (!len)
 			return -EINVAL;
@@ -792,14 +814,14 @@ static int post_reply(struct embkv_conn *c, struct embkv_obuf *ob)
 	if (len <= vc->slot_bytes) {
 		if (ob) {
 			memcpy(sd->slot, ob->data, len);
-			embkv_obuf_free(ob);
+			embkvd_obuf_free(ob);
 		}
 		sge.addr = (uint64_t)(uintptr_t)sd->slot;
 		sge.lkey = vc->smr->lkey;
 	} else {
 		sd->mr = ibv_reg_mr(vc->v->pd, ob->data, len, 0);
 		if (!sd->mr) {
-			embkv_obuf_free(ob);
+			embkvd_obuf_free(ob);
 			return -ENOMEM;
 		}
 		sd->ob = ob;
@@ -822,7 +844,7 @@ static int post_reply(struct embkv_conn *c, struct embkv_obuf *ob)
 	if (err) {
 		if (sd->mr) {
 			ibv_dereg_mr(sd->mr);
-			embkv_obuf_free(sd->ob);
+			embkvd_obuf_free(sd->ob);
 			sd->mr = NULL;
 			sd->ob = NULL;
 		}
@@ -834,15 +856,15 @@ static int post_reply(struct embkv_conn *c, struct embkv_obuf *ob)
 	return 0;
 }
 
-void embkv_vconn_flush(struct embkv_conn *c)
+void embkvd_vconn_flush(struct embkvd_conn *c)
 {
-	struct embkv_vconn *vc = c->vc;
+	struct embkvd_vconn *vc = c->vc;
 	int err;
 
 	if (!c->open || vc->state != VC_READY)
 		return;
 	while (c->out_head && vc->free_head != NO_SLOT) {
-		struct embkv_obuf *ob = c->out_head;
+		struct embkvd_obuf *ob = c->out_head;
 
 		c->out_head = ob->next;
 		if (!c->out_head)
@@ -852,16 +874,16 @@ void embkv_vconn_flush(struct embkv_conn *c)
 			vc->outstanding--;
 		err = post_reply(c, ob);
 		if (err) {
-			embkv_log("closing an RDMA connection: cannot post a "
-				  "reply: %s", strerror(-err));
-			embkv_conn_close(c);
+			embkvd_log("closing an RDMA connection: cannot post a "
+				   "reply: %s", strerror(-err));
+			embkvd_conn_close(c);
 			return;
 		}
 	}
-	embkv_vconn_settle(c);
+	embkvd_vconn_settle(c);
 }
 
-void embkv_vconn_settle(struct embkv_conn *c)
+void embkvd_vconn_settle(struct embkvd_conn *c)
 {
 	if (!c->open)
 		return;
@@ -869,12 +891,12 @@ void embkv_vconn_settle(struct embkv_conn *c)
 	 * thread's timers close it at its deadline otherwise. */
 	if (c->closing && !c->out_head && !c->inflight &&
 	    !c->vc->sends_inflight)
-		embkv_conn_close(c);
+		embkvd_conn_close(c);
 }
 
-static void on_recv(struct embkv_conn *c, uint32_t i, uint32_t len)
+static void on_recv(struct embkvd_conn *c, uint32_t i, uint32_t len)
 {
-	struct embkv_vconn *vc = c->vc;
+	struct embkvd_vconn *vc = c->vc;
 	const uint8_t *buf = vc->rbuf + (size_t)i * EMBKV_VERBS_RECV_SIZE;
 	struct embkv_wire_hdr h;
 	uint8_t *body = NULL;
@@ -884,18 +906,18 @@ static void on_recv(struct embkv_conn *c, uint32_t i, uint32_t len)
 	if (c->closing)
 		goto repost; /* discard */
 	if (++vc->outstanding > vc->window) {
-		embkv_log("closing an RDMA connection: more than %u requests "
-			  "outstanding", vc->window);
-		embkv_conn_close(c);
+		embkvd_log("closing an RDMA connection: more than %u requests "
+			   "outstanding", vc->window);
+		embkvd_conn_close(c);
 		return;
 	}
 	memset(&h, 0, sizeof(h));
 	rc = embkv_wire_hdr_decode(buf, len, &h);
-	rc = embkv_conn_admit(c, &h, rc);
+	rc = embkvd_conn_admit(c, &h, rc);
 	if (!rc && len != EMBKV_WIRE_HDR_SIZE + (uint64_t)h.body_len) {
-		embkv_conn_error(c, h.request_id, EMBKV_EPROTO, true,
-				 "a %u-byte message with a %u-byte body",
-				 len, h.body_len);
+		embkvd_conn_error(c, h.request_id, EMBKV_EPROTO, true,
+				  "a %u-byte message with a %u-byte body",
+				  len, h.body_len);
 		rc = -1;
 	}
 	if (!rc && h.body_len) {
@@ -903,9 +925,9 @@ static void on_recv(struct embkv_conn *c, uint32_t i, uint32_t len)
 		if (body) {
 			memcpy(body, buf + EMBKV_WIRE_HDR_SIZE, h.body_len);
 		} else {
-			embkv_conn_error(c, h.request_id, -ENOMEM, false,
-					 "no memory for a %u-byte body",
-					 h.body_len);
+			embkvd_conn_error(c, h.request_id, -ENOMEM, false,
+					  "no memory for a %u-byte body",
+					  h.body_len);
 			rc = 1;
 		}
 	}
@@ -913,23 +935,23 @@ repost:
 	/* The bytes were copied out: the buffer takes the next request. */
 	if (post_recv(vc, i)) {
 		free(body);
-		embkv_log("closing an RDMA connection: cannot post a RECV");
-		embkv_conn_close(c);
+		embkvd_log("closing an RDMA connection: cannot post a RECV");
+		embkvd_conn_close(c);
 		return;
 	}
 	if (rc || c->closing)
 		return;
 	embkv_stat_inc(&c->io->st.requests, 1);
-	embkv_svc_frame(c, &h, body, embkv_now_ns());
+	embkvd_svc_frame(c, &h, body, embkv_now_ns());
 }
 
-static void on_send_done(struct embkv_vconn *vc, uint32_t i)
+static void on_send_done(struct embkvd_vconn *vc, uint32_t i)
 {
 	struct vsend *sd = &vc->sends[i];
 
 	if (sd->mr) {
 		ibv_dereg_mr(sd->mr);
-		embkv_obuf_free(sd->ob);
+		embkvd_obuf_free(sd->ob);
 		sd->mr = NULL;
 		sd->ob = NULL;
 	}
@@ -938,9 +960,9 @@ static void on_send_done(struct embkv_vconn *vc, uint32_t i)
 	vc->sends_inflight--;
 }
 
-void embkv_vconn_event(struct embkv_conn *c)
+void embkvd_vconn_event(struct embkvd_conn *c)
 {
-	struct embkv_vconn *vc = c->vc;
+	struct embkvd_vconn *vc = c->vc;
 	struct ibv_wc wc[CQ_BATCH];
 	struct ibv_cq *cq;
 	void *ctx;
@@ -949,17 +971,17 @@ void embkv_vconn_event(struct embkv_conn *c)
 	while (!ibv_get_cq_event(vc->cch, &cq, &ctx))
 		ibv_ack_cq_events(cq, 1);
 	if (ibv_req_notify_cq(vc->cq, 0)) {
-		embkv_conn_close(c);
+		embkvd_conn_close(c);
 		return;
 	}
 	while (c->open && (n = ibv_poll_cq(vc->cq, CQ_BATCH, wc)) > 0) {
 		for (int k = 0; k < n && c->open; k++) {
 			if (wc[k].status != IBV_WC_SUCCESS) {
 				if (wc[k].status != IBV_WC_WR_FLUSH_ERR)
-					embkv_log("closing an RDMA connection: "
-						  "%s",
-						  ibv_wc_status_str(wc[k].status));
-				embkv_conn_close(c);
+					embkvd_log("closing an RDMA connection: "
+						   "%s",
+						   ibv_wc_status_str(wc[k].status));
+				embkvd_conn_close(c);
 				break;
 			}
 			if (wc[k].wr_id & SEND_TAG)
@@ -970,7 +992,7 @@ void embkv_vconn_event(struct embkv_conn *c)
 		}
 	}
 	if (c->open && n < 0)
-		embkv_conn_close(c);
+		embkvd_conn_close(c);
 	if (c->open)
-		embkv_vconn_flush(c);
+		embkvd_vconn_flush(c);
 }

@@ -5,7 +5,7 @@
  * listeners and never creates a verbs connection.
  *
  * Threads. Every verbs connection, and the rdma_cm event channel, belongs
- * to I/O thread 0; embkv_vconn_* run there only. Table regions are
+ * to I/O thread 0; embkvd_vconn_* run there only. Table regions are
  * registered and freed by whichever thread creates or frees the table.
  */
 #ifndef EMBKV_SERVER_VERBS_H
@@ -15,50 +15,48 @@
 #include <sys/epoll.h>
 #include "server/daemon.h"
 
-struct embkv_regions;
-
 /*
  * Binds and listens on attr.rdma_host:rdma_port (an address of an RDMA
  * device; rdma_cm must resolve it to one device), opens that device's
  * protection domain and sets s->verbs and s->rdma_port. 0, -EOPNOTSUPP
  * (built without RDMA) or a negative errno.
  */
-int embkv_verbs_open(struct embkv_server *s);
+int embkvd_verbs_open(struct embkvd *s);
 /* After every connection is closed and every table freed. NULL-safe. */
-void embkv_verbs_close(struct embkv_verbs *v);
+void embkvd_verbs_close(struct embkvd_verbs *v);
 /* I/O thread setup: adds the rdma_cm channel to epfd with ev's data. */
-int embkv_verbs_attach(struct embkv_server *s, struct embkv_io *io, int epfd,
-		       struct epoll_event *ev);
+int embkvd_verbs_attach(struct embkvd *s, struct embkvd_io *io, int epfd,
+			struct epoll_event *ev);
 /* The rdma_cm channel is readable: handles every pending event. */
-void embkv_verbs_cm_events(struct embkv_io *io);
+void embkvd_verbs_cm_events(struct embkvd_io *io);
 /* Closes verbs connections whose setup took too long. */
-void embkv_verbs_timers(struct embkv_io *io, uint64_t now_ns);
+void embkvd_verbs_timers(struct embkvd_io *io, uint64_t now_ns);
 
 /* A verbs connection's completion channel is readable. */
-void embkv_vconn_event(struct embkv_conn *c);
+void embkvd_vconn_event(struct embkvd_conn *c);
 /* Posts queued replies while send slots and the window allow. */
-void embkv_vconn_flush(struct embkv_conn *c);
+void embkvd_vconn_flush(struct embkvd_conn *c);
 /* After any change: closes a closing connection once its replies went. */
-void embkv_vconn_settle(struct embkv_conn *c);
-/* Frees the QP, CQ, buffers and cm_id (from embkv_conn_close). */
-void embkv_vconn_destroy(struct embkv_conn *c);
+void embkvd_vconn_settle(struct embkvd_conn *c);
+/* Frees the QP, CQ, buffers and cm_id (from embkvd_conn_close). */
+void embkvd_vconn_destroy(struct embkvd_conn *c);
 
 /* TABLE_REGIONS on an authenticated verbs connection, for the table
  * that table_id and uid name (else ERROR EMBKV_ENOTABLE). */
-void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
-			       uint32_t table_id, uint64_t uid);
+void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
+				uint32_t table_id, uint64_t uid);
 
 /*
- * Registers the index and the arena of every loaded partition of table t
- * with v's protection domain, each on its own, for remote READ only (a
- * partition the server does not hold is neither mapped nor pinned). v
- * NULL: nothing to do, *out = NULL. 0 or a negative errno.
+ * The catalog hooks (server/catalog.h) that make a table's regions: built
+ * registers the index and the arena of every loaded partition of the
+ * table with v's protection domain, each on its own, for remote READ only
+ * (a partition the server does not hold is neither mapped nor pinned), and
+ * keeps them in the entry's hook_data; freed deregisters them before the
+ * table's memory is freed. v NULL: no hooks, nothing registered.
  */
-int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
-			   struct embkv_regions **out);
-/* Deregisters; before the table's memory is freed. NULL is a no-op. */
-void embkv_regions_free(struct embkv_regions *r);
-/* Bytes registered (pinned) by r; 0 for NULL. */
-uint64_t embkv_regions_bytes(const struct embkv_regions *r);
+void embkvd_regions_hooks(struct embkvd_verbs *v,
+			  struct embkv_catalog_hooks *hooks);
+/* Bytes registered (pinned) for the table of e; 0 when none. */
+uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e);
 
 #endif

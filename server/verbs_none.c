@@ -6,22 +6,23 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include "server/verbs.h"
 
-int embkv_verbs_open(struct embkv_server *s)
+int embkvd_verbs_open(struct embkvd *s)
 {
 	(void)s;
-	embkv_log("built without RDMA (EMBKV_RDMA=OFF)");
+	embkvd_log("built without RDMA (EMBKV_RDMA=OFF)");
 	return -EOPNOTSUPP;
 }
 
-void embkv_verbs_close(struct embkv_verbs *v)
+void embkvd_verbs_close(struct embkvd_verbs *v)
 {
 	(void)v;
 }
 
-int embkv_verbs_attach(struct embkv_server *s, struct embkv_io *io, int epfd,
-		       struct epoll_event *ev)
+int embkvd_verbs_attach(struct embkvd *s, struct embkvd_io *io, int epfd,
+			struct epoll_event *ev)
 {
 	(void)s;
 	(void)io;
@@ -30,62 +31,55 @@ int embkv_verbs_attach(struct embkv_server *s, struct embkv_io *io, int epfd,
 	return -EOPNOTSUPP;
 }
 
-void embkv_verbs_cm_events(struct embkv_io *io)
+void embkvd_verbs_cm_events(struct embkvd_io *io)
 {
 	(void)io;
 }
 
-void embkv_verbs_timers(struct embkv_io *io, uint64_t now_ns)
+void embkvd_verbs_timers(struct embkvd_io *io, uint64_t now_ns)
 {
 	(void)io;
 	(void)now_ns;
 }
 
-void embkv_vconn_event(struct embkv_conn *c)
+void embkvd_vconn_event(struct embkvd_conn *c)
 {
 	(void)c;
 }
 
-void embkv_vconn_flush(struct embkv_conn *c)
+void embkvd_vconn_flush(struct embkvd_conn *c)
 {
 	(void)c;
 }
 
-void embkv_vconn_settle(struct embkv_conn *c)
+void embkvd_vconn_settle(struct embkvd_conn *c)
 {
 	(void)c;
 }
 
-void embkv_vconn_destroy(struct embkv_conn *c)
+void embkvd_vconn_destroy(struct embkvd_conn *c)
 {
 	(void)c;
 }
 
-void embkv_verbs_table_regions(struct embkv_conn *c, uint64_t req_id,
-			       uint32_t table_id, uint64_t uid)
+void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
+				uint32_t table_id, uint64_t uid)
 {
 	(void)table_id;
 	(void)uid;
-	embkv_conn_error(c, req_id, -EOPNOTSUPP, false,
-			 "built without RDMA");
+	embkvd_conn_error(c, req_id, -EOPNOTSUPP, false,
+			  "built without RDMA");
 }
 
-int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
-			   struct embkv_regions **out)
+void embkvd_regions_hooks(struct embkvd_verbs *v,
+			  struct embkv_catalog_hooks *hooks)
 {
 	(void)v;
-	(void)t;
-	*out = NULL;
-	return 0;
+	memset(hooks, 0, sizeof(*hooks));
 }
 
-void embkv_regions_free(struct embkv_regions *r)
+uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e)
 {
-	(void)r;
-}
-
-uint64_t embkv_regions_bytes(const struct embkv_regions *r)
-{
-	(void)r;
+	(void)e;
 	return 0;
 }

@@ -3,10 +3,10 @@
  * nonzero uid, drawn ones differ, a caller-given one is kept and may not
  * be a published table's (-EEXIST, nothing published), and a lookup by
  * id and uid finds a table only when both are its own. A table created
- * again after a drop gets a new id and a new uid.
- *
- * Built without verbs: the two region hooks the catalog calls are stubs
- * here (no RDMA registration).
+ * again after a drop gets a new id and a new uid. The catalog's hooks
+ * (embkvd registers table memory for RDMA through them) run once per
+ * built table and once when its last reference goes, and a failing built
+ * hook fails the create with its error.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,24 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 #include "server/catalog.h"
-#include "server/verbs.h"
 
 #define GIVEN_UID 0x0123456789abcdefull
 #define N_DRAWN 16u
-
-int embkv_regions_register(struct embkv_verbs *v, const struct embkv_table *t,
-			   struct embkv_regions **out)
-{
-	(void)v;
-	(void)t;
-	*out = NULL;
-	return 0;
-}
-
-void embkv_regions_free(struct embkv_regions *r)
-{
-	(void)r;
-}
 
 static void small_attr(struct embkv_table_attr *a, const char *name)
 {
@@ -153,6 +138,81 @@ static void test_recreated_is_another_table(void **state)
 	assert_non_null(lookup(cat, id2, uid2));
 }
 
+struct hook_log {
+	uint32_t built, freed;
+	int fail;                  /* what built returns */
+	void *data;                /* what built leaves in hook_data */
+};
+
+static int hook_built(void *ctx, struct embkv_catalog_entry *e)
+{
+	struct hook_log *log = ctx;
+
+	assert_non_null(e->table);
+	log->built++;
+	if (!log->fail)
+		e->hook_data = log->data;
+	return log->fail;
+}
+
+static void hook_freed(void *ctx, struct embkv_catalog_entry *e)
+{
+	struct hook_log *log = ctx;
+
+	assert_ptr_equal(e->hook_data, log->data);
+	assert_non_null(e->table); /* before the table goes */
+	log->freed++;
+}
+
+static void test_hooks(void **state)
+{
+	struct hook_log log = { .data = &log };
+	struct embkv_catalog_attr attr;
+	struct embkv_catalog_entry *e;
+	struct embkv_catalog *cat;
+	struct embkv_table_attr a;
+	uint64_t uid = 0;
+	uint32_t id = 0;
+
+	(void)state;
+	rcu_register_thread();
+	embkv_catalog_attr_init(&attr);
+	attr.hooks.built = hook_built;
+	attr.hooks.freed = hook_freed;
+	attr.hooks.ctx = &log;
+	assert_int_equal(embkv_catalog_create(&attr, &cat), 0);
+	small_attr(&a, "hooked");
+	assert_int_equal(embkv_catalog_add(cat, &a, NULL, 0, &id, &uid), 0);
+	assert_int_equal(log.built, 1);
+	rcu_read_lock();
+	e = embkv_catalog_find_ref(cat, id, uid);
+	assert_non_null(e);
+	assert_ptr_equal(e->hook_data, &log);
+	embkv_catalog_entry_get(e);
+	rcu_read_unlock();
+	/* dropped, but a reference holds it: not freed yet */
+	assert_int_equal(embkv_catalog_drop(cat, "hooked"), 0);
+	rcu_barrier();
+	assert_int_equal(log.freed, 0);
+	embkv_catalog_entry_put(e);
+	assert_int_equal(log.freed, 1);
+	/* a failing built hook fails the create; freed is not called */
+	log.fail = -EIO;
+	small_attr(&a, "refused");
+	assert_int_equal(embkv_catalog_add(cat, &a, NULL, 0, &id, &uid), -EIO);
+	assert_int_equal(log.built, 2);
+	rcu_read_lock();
+	assert_null(embkv_catalog_find_name(cat, "refused"));
+	rcu_read_unlock();
+	log.fail = 0;
+	small_attr(&a, "kept");
+	assert_int_equal(embkv_catalog_add(cat, &a, NULL, 0, &id, &uid), 0);
+	embkv_catalog_destroy(cat);
+	assert_int_equal(log.built, 3);
+	assert_int_equal(log.freed, 2);
+	rcu_unregister_thread();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +222,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_recreated_is_another_table,
 						setup, teardown),
+		cmocka_unit_test(test_hooks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
