@@ -13,6 +13,9 @@
  *              RC QP per connection served by I/O thread 0, table regions
  *              (registered through the catalog's hooks) and TABLE_REGIONS
  *              (verbs_none.c when built without RDMA)
+ *   shardmap.c the shard map: placement and epoch, RCU-published
+ *   cluster.c, cluster_admin.c, cluster_record.c: the table catalog and
+ *              shard maps in etcd (--etcd; server/cluster_priv.h)
  *   catalog.c, owner.c, metrics.c, member.c: see their headers
  *
  * Threads. A connection belongs to one I/O thread for its whole life:
