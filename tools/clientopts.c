@@ -5,6 +5,7 @@
  * token buffer is wiped once the client has derived its key.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,4 +121,20 @@ free_all:
 	free(servers);
 	free(copy);
 	return rc;
+}
+
+void embkv_tool_human_bytes(char *buf, size_t len, uint64_t v)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double d = (double)v;
+	unsigned u = 0;
+
+	while (d >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		d /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", v);
+	else
+		snprintf(buf, len, "%.1f %s", d, units[u]);
 }

@@ -5,6 +5,8 @@
 #ifndef EMBKV_TOOLS_CLIENTOPTS_H
 #define EMBKV_TOOLS_CLIENTOPTS_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <embkv/embkv.h>
 
 #define EMBKV_TOOL_DEFAULT_SERVER "tcp://127.0.0.1:7070"
@@ -24,6 +26,9 @@ struct embkv_tool_conn {
  * A leading '-' is refused rather than wrapped. */
 int embkv_tool_parse_u64(const char *s, uint64_t min, uint64_t max,
 			 uint64_t *out);
+
+/* v bytes for people: "512 B", "1.5 KiB", ... up to TiB, into buf. */
+void embkv_tool_human_bytes(char *buf, size_t len, uint64_t v);
 
 /* Connects as conn says. On failure prints "PROG: ..." and returns the
  * status (never 0); on success the caller owns *out. */

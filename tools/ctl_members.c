@@ -35,7 +35,6 @@
 #define PROBE_TIMEOUT_MS 2000u
 #define ETCD_TIMEOUT_MS 3000u
 #define NCOLS 12u
-#define KIB 1024.0
 
 const char embkv_ctl_members_usage_opts[] =
 "  --etcd URL[,URL...]  etcd client URLs, for members, health and forget\n"
@@ -235,22 +234,6 @@ static const char *state_of(const struct member *m)
 	return !m->live ? "down" : m->probe ? "no-answer" : "up";
 }
 
-static void human_bytes(char *buf, size_t len, uint64_t v)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double d = (double)v;
-	unsigned u = 0;
-
-	while (d >= KIB && u + 1 < sizeof(units) / sizeof(units[0])) {
-		d /= KIB;
-		u++;
-	}
-	if (u)
-		snprintf(buf, len, "%.1f %s", d, units[u]);
-	else
-		snprintf(buf, len, "%" PRIu64 " B", v);
-}
-
 static void print_human(const struct members *ms)
 {
 	static const char *const hdr[NCOLS] = {
@@ -282,11 +265,11 @@ static void print_human(const struct members *ms)
 		if (m->has_stats) {
 			snprintf(row[4], FIELD_MAX, "%" PRIu64, m->tables);
 			snprintf(row[5], FIELD_MAX, "%" PRIu64, m->parts);
-			human_bytes(row[6], FIELD_MAX, m->mem_bytes);
+			embkv_tool_human_bytes(row[6], FIELD_MAX, m->mem_bytes);
 			snprintf(row[8], FIELD_MAX, "%" PRIu64 "s", m->uptime_s);
 		}
 		if (limit)
-			human_bytes(row[7], FIELD_MAX, limit);
+			embkv_tool_human_bytes(row[7], FIELD_MAX, limit);
 		if (m->pid)
 			snprintf(row[9], FIELD_MAX, "%lld", (long long)m->pid);
 		if (m->host[0])

@@ -36,7 +36,6 @@
 #define CELL_MAX 96u
 #define STAT_NAME_BYTES 32u
 #define LIST_MAX 65536u
-#define KIB 1024.0
 
 static const char *prog = "embkvctl";
 
@@ -170,22 +169,6 @@ static void json_str(const char *s)
 			putchar(c);
 	}
 	putchar('"');
-}
-
-static void human_bytes(char *buf, size_t len, uint64_t v)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double d = (double)v;
-	unsigned u = 0;
-
-	while (d >= KIB && u + 1 < sizeof(units) / sizeof(units[0])) {
-		d /= KIB;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%" PRIu64 " B", v);
-	else
-		snprintf(buf, len, "%.1f %s", d, units[u]);
 }
 
 /* Aligned text tables ------------------------------------------------------ */
@@ -480,7 +463,7 @@ static void cell_fmt(char *cell, enum col_fmt fmt, uint64_t v)
 {
 	switch (fmt) {
 	case FMT_BYTES:
-		human_bytes(cell, CELL_MAX, v);
+		embkv_tool_human_bytes(cell, CELL_MAX, v);
 		break;
 	case FMT_SECONDS:
 		snprintf(cell, CELL_MAX, "%" PRIu64 "s", v);
