@@ -254,15 +254,15 @@ void embkvd_report_shard_map(struct embkvd_conn *c, uint64_t req_id,
 	if (cur->self == EMBKVD_MAP_NOT_MEMBER) {
 		/* A table none of whose partitions is here: this server is
 		 * named last, holding none, so that self stays true. */
-		servers = malloc(sizeof(*servers) * (cur->nservers + 1u));
+		const struct embkvd_map *me = embkvd_map_cur(&s->map);
+
+		servers = me->self < me->nservers
+			  ? malloc(sizeof(*servers) * (cur->nservers + 1u))
+			  : NULL;
 		if (servers) {
 			memcpy(servers, cur->servers,
 			       sizeof(*servers) * cur->nservers);
-			rcu_read_lock();
-			servers[cur->nservers] =
-				embkvd_map_cur(&s->map)->servers[
-					embkvd_map_cur(&s->map)->self];
-			rcu_read_unlock();
+			servers[cur->nservers] = me->servers[me->self];
 			m.servers = servers;
 			m.self = cur->nservers;
 			m.n_servers = cur->nservers + 1u;

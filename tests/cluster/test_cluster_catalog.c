@@ -298,6 +298,20 @@ static void test_create_all_or_nothing(void **state)
 	(void)state;
 	/* A fourth member with room for almost nothing. */
 	assert_int_equal(start(NMEM, "tcp://127.0.0.1:0", "1M"), 0);
+	/* It holds no partition of "spread" but knows it, and a client
+	 * given its address alone reads the table through the others. */
+	{
+		struct embkv_table_handle *t;
+		uint64_t k[4] = { 1, 2, 3, 4 };
+		float out[4 * DIM];
+
+		c = client_of(NMEM);
+		assert_int_equal(embkv_table_open(c, "spread", &t), 0);
+		assert_int_equal(embkv_pull(t, 4, k, out, NULL,
+					    EMBKV_MODE_INFER, NULL), 0);
+		embkv_table_close(t);
+		embkv_client_destroy(c);
+	}
 	c = client_of(0);
 	table_attr(&a, "toobig", 400000);
 	a.opt.type = EMBKV_OPT_ADAM;
