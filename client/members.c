@@ -70,7 +70,11 @@ static int take_answer(struct embkv_client *c, const struct embkv_rpc *r,
 		return rc;
 	if (m.table_id != EMBKV_WIRE_TABLE_ALL)
 		return EMBKV_EPROTO;
-	if (mb->have && !same_members(mb->ref, m))
+	/* Members coordinated by etcd (epoch 0) may briefly disagree while
+	 * one joins or its lease lapses (each always names itself): their
+	 * lists are not compared. */
+	if (mb->have && !(m.epoch == 0 && mb->ref.epoch == 0) &&
+	    !same_members(mb->ref, m))
 		return EMBKV_ECLUSTER;
 	if (!mb->have) {
 		mb->ref = m;

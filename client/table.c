@@ -554,11 +554,20 @@ static int fill_drop(struct embkv_rpc *r, const void *arg)
 	return name_rpc(r, EMBKV_WIRE_OP_TABLE_DROP, arg);
 }
 
+/* True for a status that means the request never reached the server. */
+static bool not_sent(int status)
+{
+	return status == -ECONNREFUSED || status == -EHOSTUNREACH ||
+	       status == -ENETUNREACH || status == -ENOTCONN;
+}
+
 /*
  * A cluster whose tables etcd coordinates: the first member that answers
  * runs the create or drop for the whole cluster (all or nothing there),
- * and its status is the call's. Members that cannot be reached are
- * skipped; none reachable: the last error.
+ * and its status is the call's. Only a member that could not be reached
+ * is skipped: a request that was sent and not answered in time may still
+ * take effect, so it is not sent again elsewhere (its error is returned;
+ * embkv_table_locate() says what became of it).
  */
 static int one_member(struct embkv_client *c,
 		      int (*fill)(struct embkv_rpc *r, const void *arg),
@@ -569,15 +578,16 @@ static int one_member(struct embkv_client *c,
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct embkv_rpc *rpcs;
-		bool answered;
 
 		rc = exchange_on(c, &i, 1, &rpcs, fill, arg);
-		if (rc)
-			continue;
+		if (rc) {
+			if (not_sent(rc))
+				continue;
+			return rc;
+		}
 		rc = rpcs[0].status;
-		answered = rpcs[0].has_reply;
 		rpcs_clear(rpcs, 1);
-		if (answered)
+		if (!not_sent(rc))
 			return rc;
 	}
 	return rc;

@@ -131,7 +131,10 @@ static int plan_build(struct embkvd *s, const struct embkvd_map *map,
 
 	memset(pl, 0, sizeof(*pl));
 	pl->owners = n ? 1 : 0;
-	if (nown == 1 && map->nservers == 1 &&
+	/* One owner, and every partition is this server's and loaded: no
+	 * key needs a look (a table's own map of one member may name
+	 * another server, hence self == 0). */
+	if (nown == 1 && map->nservers == 1 && map->self == 0 &&
 	    !__atomic_load_n(&t->nunloaded, __ATOMIC_ACQUIRE))
 		return 0;
 	pl->mem = malloc(off_bytes + (size_t)n * (sizeof(uint32_t) +

@@ -125,14 +125,12 @@ static int map_build(struct embkvd_cluster *cl, const struct ctable *t,
 			addrs[i] = cl_node_addr(cl, t->members[i]);
 			if (!addrs[i]) {
 				/* Not seen yet: a read of everything follows,
-				 * and the map is rebuilt with its address. */
+				 * and the map is rebuilt once its node record
+				 * comes (apply_member). */
 				snprintf(unknown[i], sizeof(unknown[i]),
 					 "tcp://unknown-member-%u:1",
 					 t->members[i]);
 				addrs[i] = unknown[i];
-				pthread_mutex_lock(&cl->lock);
-				cl->resync = true;
-				pthread_mutex_unlock(&cl->lock);
 			}
 			if (t->members[i] == cl->self)
 				self = i;
@@ -238,8 +236,9 @@ static int local_build(struct embkvd_cluster *cl, const struct ctable *t,
 	return rc;
 }
 
-static void local_publish(struct embkvd_cluster *cl, const struct ctable *t,
-			  struct embkv_catalog_entry *e, bool restarted)
+/* Publishes e (consumed either way): 0 or the catalog's error. */
+static int local_publish(struct embkvd_cluster *cl, const struct ctable *t,
+			 struct embkv_catalog_entry *e, bool restarted)
 {
 	uint32_t id, held = e->table->nloaded;
 	int rc = embkv_catalog_publish(cl->s->cat, e, t->uid, &id, NULL);
@@ -247,7 +246,7 @@ static void local_publish(struct embkvd_cluster *cl, const struct ctable *t,
 	if (rc) {
 		embkvd_log("table %s: cannot publish it here: %s", t->attr.name,
 			  embkv_strerror(rc));
-		return;
+		return rc;
 	}
 	if (restarted && held)
 		embkvd_log("table %s (uid %016" PRIx64 "): %u partitions held "
@@ -258,6 +257,36 @@ static void local_publish(struct embkvd_cluster *cl, const struct ctable *t,
 		embkvd_log("table %s (uid %016" PRIx64 ") ready: id %u, %u of "
 			  "%u partitions here", t->attr.name, t->uid, id, held,
 			  t->attr.partitions);
+	return 0;
+}
+
+/* Whether this member is in t's map (only those answer a create). */
+static bool in_map(const struct embkvd_cluster *cl, const struct ctable *t)
+{
+	for (uint32_t i = 0; i < t->nmembers; i++)
+		if (t->members[i] == cl->self)
+			return true;
+	return false;
+}
+
+/* The answer of this member to a create, when it is in the map. */
+static void ack_if_member(struct embkvd_cluster *cl, const struct ctable *t,
+			  const char *what)
+{
+	if (in_map(cl, t))
+		ack(cl, t->uid, what);
+}
+
+/* The text of an ack that refuses: why this member cannot. */
+static void ack_refuse(struct embkvd_cluster *cl, const struct ctable *t,
+		       int rc)
+{
+	char why[MSG_MAX];
+
+	snprintf(why, sizeof(why), "member %u: %s%s", cl->self,
+		 embkv_strerror(rc),
+		 rc == -ENOMEM ? " (over --memory-limit or out of memory)" : "");
+	ack_if_member(cl, t, why);
 }
 
 /* A new map for a published table (an epoch or an address changed). */
@@ -282,9 +311,10 @@ static void local_remap(struct embkvd_cluster *cl,
 		embkvd_map_publish(&e->map, m);
 }
 
-/* P tables/<name> was put (at revision create_rev first). */
+/* P tables/<name> was put (at revision create_rev first, mod_rev now). */
 static void apply_put(struct embkvd_cluster *cl, const char *name,
-		      const char *value, size_t len, int64_t create_rev)
+		      const char *value, size_t len, int64_t create_rev,
+		      int64_t mod_rev)
 {
 	bool restarted = create_rev <= cl->boot_rev;
 	struct embkv_catalog_entry *e, *ref;
@@ -316,34 +346,33 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 			goto out;
 		rc = local_build(cl, &t, false, &e);
 		if (rc) {
-			char why[MSG_MAX];
-
-			snprintf(why, sizeof(why), "member %u: %s%s", cl->self,
-				 embkv_strerror(rc),
-				 rc == -ENOMEM ? " (over --memory-limit or out of "
-						 "memory)" : "");
-			ack(cl, t.uid, why);
+			ack_refuse(cl, &t, rc);
 			goto out;
 		}
 		p = realloc(cl->pend, sizeof(*p) * (cl->npend + 1));
 		if (!p) {
 			embkv_catalog_cancel(cl->s->cat, e);
-			ack(cl, t.uid, "out of memory");
+			ack_refuse(cl, &t, -ENOMEM);
 			goto out;
 		}
 		cl->pend = p;
 		p = &cl->pend[cl->npend++];
 		p->uid = t.uid;
 		p->e = e;
+		p->mod_rev = mod_rev;
+		p->since_ms = cl_now_ms();
 		snprintf(p->name, sizeof(p->name), "%s", name);
-		ack(cl, t.uid, ACK_OK);
+		ack_if_member(cl, &t, ACK_OK);
 		goto out;
 	}
 	if (p) {
 		e = p->e;
 		pending_remove(cl, p, false);
-		local_publish(cl, &t, e, false);
-		ack(cl, t.uid, ACK_READY);
+		rc = local_publish(cl, &t, e, false);
+		if (rc)
+			ack_refuse(cl, &t, rc);
+		else
+			ack_if_member(cl, &t, ACK_READY);
 		goto out;
 	}
 	rc = local_build(cl, &t, restarted, &e);
@@ -381,7 +410,9 @@ static void apply_member(struct embkvd_cluster *cl, const char *key,
 			    node ? &cl->nnodes : &cl->nlive, (uint32_t)id);
 	} else if (cl_node_parse(value, len, &nn)) {
 		was = node ? cl_node_addr(cl, nn.id) : NULL;
-		moved = was && strcmp(was, nn.addr);
+		/* A new address, or a member no map could name yet: maps
+		 * are rebuilt from a read of everything. */
+		moved = node && (!was || strcmp(was, nn.addr));
 		ok = cl_node_upsert(node ? &cl->nodes : &cl->live,
 				 node ? &cl->nnodes : &cl->nlive, &nn);
 	}
@@ -415,7 +446,8 @@ static void apply_delete(struct embkvd_cluster *cl, const char *name)
 
 /* One change under P, in revision order. */
 static void apply(struct embkvd_cluster *cl, const char *key, bool del,
-		  const char *value, size_t len, int64_t create_rev)
+		  const char *value, size_t len, int64_t create_rev,
+		  int64_t mod_rev)
 {
 	size_t tl = strlen(cl->tables);
 
@@ -425,7 +457,8 @@ static void apply(struct embkvd_cluster *cl, const char *key, bool del,
 		if (del)
 			apply_delete(cl, key + tl);
 		else
-			apply_put(cl, key + tl, value, len, create_rev);
+			apply_put(cl, key + tl, value, len, create_rev,
+				  mod_rev);
 	} else if (!strncmp(key, cl->nodes_pfx, strlen(cl->nodes_pfx)) ||
 		   !strncmp(key, cl->members, strlen(cl->members))) {
 		apply_member(cl, key, del, value, len);
@@ -465,7 +498,7 @@ static void on_watch(void *ctx, int status, const struct embkv_etcd_event *ev,
 		*cl->evs_tail = e;
 		cl->evs_tail = &e->next;
 	}
-	pthread_cond_signal(&cl->cond);
+	pthread_cond_broadcast(&cl->cond);
 	pthread_mutex_unlock(&cl->lock);
 }
 
@@ -502,7 +535,8 @@ int cl_drain_events(struct embkvd_cluster *cl)
 		return sync_all(cl);
 	}
 	for (struct cl_event *e = evs; e; e = e->next)
-		apply(cl, e->key, e->del, e->value, e->len, e->create_rev);
+		apply(cl, e->key, e->del, e->value, e->len, e->create_rev,
+		      e->mod_rev);
 	events_free(evs);
 	return 0;
 }
@@ -581,7 +615,8 @@ static int sync_all(struct embkvd_cluster *cl)
 	for (size_t k = 0; k < kvs.n; k++)
 		if (!strncmp(kvs.kv[k].key, cl->tables, tl))
 			apply(cl, kvs.kv[k].key, false, kvs.kv[k].value,
-			      kvs.kv[k].value_len, kvs.kv[k].create_revision);
+			      kvs.kv[k].value_len, kvs.kv[k].create_revision,
+			      kvs.kv[k].mod_revision);
 	rc = embkv_etcd_watch_start(cl->etcd, cl->prefix, kvs.revision + 1, 0,
 				    on_watch, cl, &cl->watch);
 	embkv_etcd_kvs_free(&kvs);
@@ -610,6 +645,44 @@ static void wait_work(struct embkvd_cluster *cl, uint32_t ms)
 	pthread_mutex_unlock(&cl->lock);
 }
 
+/*
+ * A create whose creator vanished (killed between its "creating" put and
+ * its ready flip or undo) would hold every member's share forever: a
+ * member that has held one this long deletes the record, compared on its
+ * revision, and every member frees its share on the delete.
+ */
+static void expire_pending(struct embkvd_cluster *cl)
+{
+	uint64_t now = cl_now_ms();
+
+	for (uint32_t i = 0; i < cl->npend; i++) {
+		struct cl_pending *p = &cl->pend[i];
+		char key[KEY_MAX], acks[KEY_MAX], hex[UID_HEX];
+		struct embkv_etcd_cmp cmp = { .key = key,
+					      .target = EMBKV_ETCD_MOD,
+					      .result = EMBKV_ETCD_EQUAL,
+					      .number = p->mod_rev };
+		struct embkv_etcd_op ops[2] = {
+			{ .type = EMBKV_ETCD_OP_DELETE, .key = key },
+			{ .type = EMBKV_ETCD_OP_DELETE, .key = acks,
+			  .prefix = true },
+		};
+		struct embkv_etcd_txn txn = { &cmp, 1, ops, 2, NULL, 0 };
+		bool done;
+
+		if (now - p->since_ms < PENDING_EXPIRE_MS)
+			continue;
+		p->since_ms = now; /* once per period, whatever happens */
+		snprintf(key, sizeof(key), "%s%s", cl->tables, p->name);
+		cl_uid_hex(p->uid, hex);
+		snprintf(acks, sizeof(acks), "%s%s/", cl->acks, hex);
+		if (!embkv_etcd_txn(cl->etcd, &txn, &done, NULL) && done)
+			embkvd_log("table %s: its create was left unfinished "
+				   "for %u s (creator gone?): undone",
+				   p->name, PENDING_EXPIRE_MS / 1000u);
+	}
+}
+
 static void *cl_main(void *arg)
 {
 	struct embkvd_cluster *cl = arg;
@@ -636,7 +709,8 @@ static void *cl_main(void *arg)
 			cl_job_post(j);
 			continue;
 		}
-		if (cl->want_default)
+		expire_pending(cl);
+		if (cl->want_default && cl_now_ms() >= cl->default_next_ms)
 			cl_default_table(cl);
 		wait_work(cl, cl->want_default ? POLL_MS * 5 : RETRY_MS);
 	}
@@ -742,7 +816,7 @@ void embkvd_cluster_stop(struct embkvd_cluster *cl)
 		return;
 	pthread_mutex_lock(&cl->lock);
 	cl->stop = true;
-	pthread_cond_signal(&cl->cond);
+	pthread_cond_broadcast(&cl->cond);
 	pthread_mutex_unlock(&cl->lock);
 	if (cl->started)
 		pthread_join(cl->thread, NULL);

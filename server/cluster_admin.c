@@ -104,6 +104,21 @@ static int live_members(struct embkvd_cluster *cl, struct cl_job *j,
 	return 0;
 }
 
+/* Whether an ack key's last part names a member of t's map. Keys are
+ * unique, so each member counts once. */
+static bool ack_of_member(const char *id_s, const struct ctable *t)
+{
+	char *end;
+	unsigned long id = strtoul(id_s, &end, 10);
+
+	if (end == id_s || *end || id > UINT32_MAX)
+		return false;
+	for (uint32_t i = 0; i < t->nmembers; i++)
+		if (t->members[i] == id)
+			return true;
+	return false;
+}
+
 /* Waits until every member of t answered the create with want (ACK_OK:
  * share built; ACK_READY: published). 0: all did. */
 static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
@@ -127,6 +142,10 @@ static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
 			const char *v = kvs.kv[i].value;
 			size_t len = kvs.kv[i].value_len;
 
+			/* Only the members of the table's map answer for it
+			 * (the key's last part is the member id; one each). */
+			if (!ack_of_member(kvs.kv[i].key + strlen(prefix), t))
+				continue;
 			if ((len == strlen(ACK_OK) && !memcmp(v, ACK_OK, len)) ||
 			    (len == strlen(ACK_READY) &&
 			     !memcmp(v, ACK_READY, len))) {
@@ -173,7 +192,10 @@ static void undo(struct embkvd_cluster *cl, const char *key, int64_t rev,
 
 	cl_uid_hex(uid, hex);
 	snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
-	(void)embkv_etcd_txn(cl->etcd, &txn, &ok, NULL);
+	/* The record changed (a drop came first): the acks go anyway, they
+	 * belong to this uid alone. */
+	if (!embkv_etcd_txn(cl->etcd, &txn, &ok, NULL) && !ok)
+		(void)embkv_etcd_delete(cl->etcd, prefix, true, NULL);
 }
 
 /* Waits (applying changes) until the local catalog has the table with
@@ -200,7 +222,7 @@ void cl_run_create(struct embkvd_cluster *cl, struct cl_job *j)
 	struct embkv_etcd_op op;
 	struct embkv_etcd_txn txn = { &cmp, 1, &op, 1, NULL, 0 };
 	char key[KEY_MAX], *value = NULL;
-	int64_t rev;
+	int64_t rev, ready_rev = 0;
 	bool ok;
 	int rc;
 
@@ -254,7 +276,8 @@ void cl_run_create(struct embkvd_cluster *cl, struct cl_job *j)
 				       .number = rev };
 	op.value = value;
 	op.value_len = value ? strlen(value) : 0;
-	rc = value ? embkv_etcd_txn(cl->etcd, &txn, &ok, NULL) : -ENOMEM;
+	rc = value ? embkv_etcd_txn(cl->etcd, &txn, &ok, &ready_rev)
+		   : -ENOMEM;
 	if (rc || !ok) {
 		if (rc)
 			cl_etcd_fail(cl, j, rc, "making it ready");
@@ -264,8 +287,16 @@ void cl_run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		undo(cl, key, rev, t.uid);
 		goto out;
 	}
-	/* Every member of the map serves it before the answer goes out. */
+	/* Every member of the map serves it before the answer goes out;
+	 * one that does not (it failed to publish, or restarted meanwhile
+	 * and lost its share) undoes the create, so a failed create leaves
+	 * nothing behind. */
 	rc = acks_wait(cl, j, &t, ACK_READY);
+	if (rc) {
+		undo(cl, key, ready_rev, t.uid);
+		local_wait(cl, j->name, t.uid, false);
+		goto out;
+	}
 	{
 		char prefix[KEY_MAX], hex[UID_HEX];
 
@@ -273,8 +304,6 @@ void cl_run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
 		(void)embkv_etcd_delete(cl->etcd, prefix, true, NULL);
 	}
-	if (rc)
-		goto out;
 	if (!local_wait(cl, j->name, t.uid, true)) {
 		cl_job_fail(j, EMBKV_ETIMEDOUT, "table %s was created but is not "
 			 "visible here yet", j->name);
@@ -417,7 +446,7 @@ void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 	embkvd_conn_hold(c, 0);
 	*cl->jobs_tail = j;
 	cl->jobs_tail = &j->next;
-	pthread_cond_signal(&cl->cond);
+	pthread_cond_broadcast(&cl->cond);
 	pthread_mutex_unlock(&cl->lock);
 }
 
@@ -447,13 +476,8 @@ void cl_default_table(struct embkvd_cluster *cl)
 	int rc;
 
 	memcpy(j.name, j.attr.name, sizeof(j.name));
-	if (cl_local_uid(cl, j.name, NULL)) {
-		pthread_mutex_lock(&cl->lock);
-		cl->want_default = false;
-		pthread_cond_broadcast(&cl->cond);
-		pthread_mutex_unlock(&cl->lock);
-		return;
-	}
+	if (cl_local_uid(cl, j.name, NULL))
+		goto done;
 	snprintf(key, sizeof(key), "%s%u", cl->members, cl->self);
 	rc = embkv_etcd_get(cl->etcd, key, false, &kvs);
 	if (rc || !kvs.n) {           /* not registered yet: later */
@@ -463,13 +487,25 @@ void cl_default_table(struct embkvd_cluster *cl)
 	}
 	embkv_etcd_kvs_free(&kvs);
 	cl_run_create(cl, &j);
-	if (!j.status || j.status == EMBKV_ETABLEEXISTS) {
-		/* Next round: done once it is visible here. */
-		return;
-	}
+	/* Made, or the cluster has it: applying etcd's record does the
+	 * rest (and says so if this member cannot hold its share). */
+	if (!j.status || j.status == EMBKV_ETABLEEXISTS)
+		goto done;
 	if (!cl->default_logged)
-		embkvd_log("cannot create the default table: %s (trying again)",
-			  j.msg);
+		embkvd_log("cannot create the default table: %s (trying again, "
+			   "backing off up to %u s)", j.msg,
+			   DEFAULT_BACKOFF_MAX_MS / 1000u);
 	cl->default_logged = true;
+	cl->default_wait_ms = cl->default_wait_ms ? 2 * cl->default_wait_ms
+						  : RETRY_MS;
+	if (cl->default_wait_ms > DEFAULT_BACKOFF_MAX_MS)
+		cl->default_wait_ms = DEFAULT_BACKOFF_MAX_MS;
+	cl->default_next_ms = cl_now_ms() + cl->default_wait_ms;
+	return;
+done:
+	pthread_mutex_lock(&cl->lock);
+	cl->want_default = false;
+	pthread_cond_broadcast(&cl->cond);
+	pthread_mutex_unlock(&cl->lock);
 }
 

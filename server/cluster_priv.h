@@ -31,6 +31,10 @@
 #define UID_HEX 17u
 #define ACK_OK "ok"          /* share built and charged */
 #define ACK_READY "ready"    /* share published */
+/* A share still "creating" after this long is undone (its creator is
+ * gone: it answers or undoes within 3 create timeouts). */
+#define PENDING_EXPIRE_MS (4u * EMBKVD_CLUSTER_CREATE_TIMEOUT_MS)
+#define DEFAULT_BACKOFF_MAX_MS 30000u /* --default-table retries */
 
 /* A change from the watch, copied off its thread. */
 struct cl_event {
@@ -59,6 +63,8 @@ struct cl_job {
 /* A table built and charged here but not yet ready in etcd. */
 struct cl_pending {
 	uint64_t uid;
+	int64_t mod_rev;                   /* of the "creating" record */
+	uint64_t since_ms;                 /* built then (cl_now_ms) */
 	char name[EMBKV_TABLE_NAME_MAX];
 	struct embkv_catalog_entry *e;
 };
@@ -103,6 +109,8 @@ struct embkvd_cluster {
 	uint32_t nlive;
 	char self_addr[EMBKV_WIRE_ADDR_MAX + 1];
 	bool want_default;                 /* --default-table, not made yet */
+	uint64_t default_next_ms;          /* next try (cl_now_ms) */
+	uint32_t default_wait_ms;          /* backoff between tries */
 	bool default_logged;
 	struct embkv_table_attr default_attr;
 	struct cl_pending *pend;

@@ -126,6 +126,9 @@ int cl_table_parse(const char *name, const char *value, size_t len,
 		    json_integer_value(v) > UINT32_MAX)
 			goto out;
 		t->members[i] = (uint32_t)json_integer_value(v);
+		for (uint32_t k = 0; k < i; k++)   /* each member once */
+			if (t->members[k] == t->members[i])
+				goto out;
 	}
 	for (uint32_t p = 0; p < t->attr.partitions; p++) {
 		v = json_array_get(parts, p);
@@ -204,7 +207,7 @@ bool cl_node_parse(const char *value, size_t len, struct cl_node *out)
 	ok = root && !json_unpack(root, "{s:I, s:s}", "id", &id, "address",
 				  &addr) &&
 	     id >= 0 && id <= UINT32_MAX &&
-	     strlen(addr) <= EMBKV_WIRE_ADDR_MAX;
+	     addr[0] && strlen(addr) <= EMBKV_WIRE_ADDR_MAX;
 	if (ok) {
 		out->id = (uint32_t)id;
 		strcpy(out->addr, addr);
