@@ -16,6 +16,9 @@
  * - With etcd stopped, pulls and pushes go on and a create fails with a
  *   clear error; with etcd back, creating works again.
  * - A drop removes the table from every member.
+ * - A table whose map has one member: a request sent by hand to another
+ *   member (which knows the table but holds none of it) is refused with
+ *   EMBKV_ESTALE, never served from partitions it does not hold.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +37,7 @@
 #include "net/etcd.h"
 #include "tests/client/spawn.h"
 #include "tests/cluster/etcd_harness.h"
+#include "tests/server/harness.h"
 
 #define NMEM 3u
 #define DIM 8u
@@ -44,6 +48,7 @@
 #define CLUSTER "cat"
 
 static struct embkv_test_etcd etcd;
+static const char *threads = "2"; /* owner threads of members started */
 static struct embkv_test_proc mem[NMEM + 1];
 static char addr[NMEM + 1][EMBKV_TEST_ADDR_MAX];
 
@@ -61,7 +66,7 @@ static int start(uint32_t id, const char *listen, const char *limit)
 {
 	char ids[16];
 	const char *argv[] = {
-		EMBKVD_PATH, "--listen", listen, "--threads", "2",
+		EMBKVD_PATH, "--listen", listen, "--threads", threads,
 		"--etcd", etcd.url, "--cluster", CLUSTER, "--member-ttl", "2",
 		"--member-id", ids, limit ? "--memory-limit" : NULL, limit,
 		NULL,
@@ -422,6 +427,74 @@ static void test_drop_everywhere(void **state)
 	embkv_client_destroy(c);
 }
 
+
+/* A raw connection to member i (its TCP port from its address). */
+static int raw_connect(uint32_t i)
+{
+	struct th_server srv = { 0 };
+	const char *colon = strrchr(addr[i], ':');
+
+	snprintf(srv.host, sizeof(srv.host), "127.0.0.1");
+	srv.port = (uint16_t)atoi(colon + 1);
+	return th_connect(&srv);
+}
+
+static void test_misrouted_is_stale(void **state)
+{
+	struct embkv_client *c;
+	struct embkv_table_attr a;
+	struct embkv_wire_table_info info;
+	uint64_t keys[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, deadline;
+	float out[8 * DIM];
+	uint8_t found[8];
+	char listen[EMBKV_TEST_ADDR_MAX];
+	int fd, rc;
+
+	(void)state;
+	/* Members 1 and 2 leave (their leases go at once): a table made now
+	 * has member 0 alone in its map. */
+	assert_int_equal(embkv_test_proc_stop(&mem[1], STOP_MS), 0);
+	assert_int_equal(embkv_test_proc_stop(&mem[2], STOP_MS), 0);
+	deadline = now_ms() + WAIT_MS;
+	for (;;) {
+		struct embkv_client_attr ca;
+		const char *one[1] = { addr[0] };
+
+		embkv_client_attr_init(&ca);
+		ca.servers = one;
+		ca.nservers = 1;
+		rc = embkv_client_create(&ca, &c);
+		if (!rc && embkv_client_server_count(c) == 1)
+			break;
+		if (!rc)
+			embkv_client_destroy(c);
+		assert_true(now_ms() < deadline);
+		usleep(100 * 1000);
+	}
+	table_attr(&a, "solo", 1000);
+	assert_int_equal(embkv_table_create_remote(c, &a), 0);
+	embkv_client_destroy(c);
+	/* Member 1 comes back, with one owner thread (the batch planner's
+	 * shortest path): it knows "solo" and holds none of it. */
+	snprintf(listen, sizeof(listen), "%s", addr[1]);
+	threads = "1";
+	assert_int_equal(start(1, listen, NULL), 0);
+	threads = "2";
+	deadline = now_ms() + WAIT_MS;
+	while (open_on(1, "solo"))
+		assert_true(now_ms() < deadline);
+	fd = raw_connect(1);
+	assert_true(fd >= 0);
+	assert_int_equal(th_open(fd, "solo", &info), 0);
+	rc = th_pull(fd, 1, th_ref(&info), DIM, 8, keys,
+		     EMBKV_WIRE_PULL_TRAIN, out, found);
+	assert_int_equal(rc, EMBKV_ESTALE);
+	th_close(fd);
+	/* Through the library the same keys go to member 0 and work. */
+	assert_int_equal(open_on(1, "solo"), 0);
+	assert_int_equal(start(2, addr[2], NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -430,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_create_all_or_nothing),
 		cmocka_unit_test(test_etcd_down),
 		cmocka_unit_test(test_drop_everywhere),
+		cmocka_unit_test(test_misrouted_is_stale),
 	};
 
 	if (!embkv_test_etcd_available()) {
