@@ -797,6 +797,37 @@ uint32_t embkv_table_hits(struct embkv_table *t, uint32_t n,
 	return found;
 }
 
+int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
+			    int (*fn)(void *ctx,
+				      const struct embkv_row_view *r),
+			    void *ctx)
+{
+	const struct embkv_part *p = &t->parts[i];
+
+	/* Rows [0, next_fresh) were used; an erased or never-indexed one
+	 * is sealed dead, every other one is live (eviction rewrites a row
+	 * in place under its new key). */
+	for (uint64_t row = 0; p->loaded && row < p->next_fresh; row++) {
+		struct embkv_record *r = embkv_part_record(p, row);
+		struct embkv_row_view v;
+		int rc;
+
+		if (r->version & EMBKV_VERSION_DEAD)
+			continue;
+		v.row = row;
+		v.key = r->key;
+		v.version = r->version;
+		v.payload = r->payload;
+		v.state = row_state(p, row);
+		v.step = p->steps ? p->steps[row] : 0;
+		v.meta = *row_meta(p, row);
+		rc = fn(ctx, &v);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 void embkv_table_get_stats(const struct embkv_table *t,
 			   struct embkv_table_stats *out)
 {

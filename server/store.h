@@ -264,4 +264,27 @@ uint32_t embkv_table_hits(struct embkv_table *t, uint32_t n,
 void embkv_table_get_stats(const struct embkv_table *t,
 			   struct embkv_table_stats *out);
 
+/* One live row of a partition, as its owner holds it. The pointers are
+ * valid during the callback only. */
+struct embkv_row_view {
+	uint64_t row;             /* row id in the partition */
+	uint64_t key;
+	uint64_t version;         /* grows with every change of the row */
+	const float *payload;     /* dim floats */
+	const float *state;       /* state_floats floats; NULL: none */
+	uint32_t step;            /* Adam's per-row step; 0: none */
+	uint32_t meta;            /* LFU word: count, dirty bit, epoch */
+};
+
+/*
+ * Owner (or while nothing writes the partition): calls fn for every live
+ * row of partition i in row order, the seam for checkpoints, export and
+ * partition streams. Stops at the first nonzero return of fn and returns
+ * it; 0 after every row (and for a partition that holds no memory).
+ */
+int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
+			    int (*fn)(void *ctx,
+				      const struct embkv_row_view *r),
+			    void *ctx);
+
 #endif

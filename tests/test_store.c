@@ -540,6 +540,75 @@ static void test_partition_states(void **state)
 	assert_null(t);
 }
 
+/* Collects what embkv_part_for_each_row hands out. */
+struct seen_rows {
+	const struct embkv_table *t;
+	uint64_t n, dirty, stepped;
+	int bad;
+	uint64_t stop_after;        /* 0: never stop */
+};
+
+static int seen_row(void *ctx, const struct embkv_row_view *r)
+{
+	struct seen_rows *sr = ctx;
+	float got[DIM];
+	uint8_t found = 0;
+
+	embkv_table_find(sr->t, 1, &r->key, got, &found, NULL, NULL);
+	if (!found || memcmp(got, r->payload, sizeof(got)) || !r->state)
+		sr->bad++;
+	sr->n++;
+	sr->dirty += (r->meta & EMBKV_LFU_DIRTY) != 0;
+	sr->stepped += r->step > 0;
+	return sr->stop_after && sr->n == sr->stop_after ? 7 : 0;
+}
+
+/* The live-row iterator sees every stored row once, with its payload,
+ * optimizer state and step, and none that was erased or evicted; a
+ * nonzero return stops it. */
+static void test_for_each_row(void **state)
+{
+	struct embkv_table *t = make_table(1000, 4, EMBKV_OPT_ADAM);
+	struct embkv_table_stats st;
+	struct seen_rows sr = { .t = t };
+	uint64_t keys[1500], erased = 0;
+	float *out = calloc(1500 * DIM, sizeof(float));
+	float *grads = calloc(1500 * DIM, sizeof(float));
+	uint8_t found[64];
+
+	(void)state;
+	for (uint32_t i = 0; i < 1500; i++)
+		keys[i] = 0x9e3779b97f4a7c15ull * (i + 1);
+	for (uint32_t i = 0; i < 1500 * DIM; i++)
+		grads[i] = 0.5f;
+	/* 1500 keys into 1000 rows: evictions; then pushes and erases. */
+	embkv_table_pull(t, 1500, keys, out, NULL, EMBKV_PULL_TRAIN, NULL);
+	embkv_table_push(t, 100, keys + 1400, grads);
+	erased = embkv_table_erase(t, 64, keys + 1436);
+	assert_true(erased > 0);
+	embkv_table_get_stats(t, &st);
+	assert_true(st.sum.evictions > 0);
+	for (uint32_t p = 0; p < t->nparts; p++)
+		assert_int_equal(embkv_part_for_each_row(t, p, seen_row, &sr),
+				 0);
+	assert_int_equal(sr.bad, 0);
+	assert_int_equal(sr.n, st.rows);
+	/* The erased keys are gone from what it sees (find says so too). */
+	embkv_table_find(t, 64, keys + 1436, out, found, NULL, NULL);
+	for (uint32_t i = 0; i < 64; i++)
+		assert_int_equal(found[i], 0);
+	/* Pushed rows that survived are dirty and have stepped. */
+	assert_true(sr.dirty > 0 && sr.stepped > 0);
+	assert_true(sr.stepped <= 100);
+	/* Early stop. */
+	sr = (struct seen_rows){ .t = t, .stop_after = 5 };
+	assert_int_equal(embkv_part_for_each_row(t, 0, seen_row, &sr), 7);
+	assert_int_equal(sr.n, 5);
+	embkv_table_destroy(t);
+	free(out);
+	free(grads);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -556,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_capacity_never_exceeded),
 		cmocka_unit_test(test_partitions_load_only_owned),
 		cmocka_unit_test(test_partition_states),
+		cmocka_unit_test(test_for_each_row),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
