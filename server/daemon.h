@@ -9,10 +9,12 @@
  *   batch.c    PULL/PUSH/ASSIGN/ERASE/HITS: one descriptor per opcode;
  *              split by owner, run, reply
  *   report.c   STATS and SHARD_MAP replies
- *   verbs.c    the RDMA verbs transport (rdma://): rdma_cm listener, one
- *              RC QP per connection served by I/O thread 0, table regions
- *              (registered through the catalog's hooks) and TABLE_REGIONS
- *              (verbs_none.c when built without RDMA)
+ *   verbs_listen.c, verbs_conn.c, regions.c: the RDMA verbs transport
+ *              (rdma://; server/verbs.h, private verbs_priv.h): the
+ *              rdma_cm listener; one RC QP per connection served by I/O
+ *              thread 0; table regions (registered through the catalog's
+ *              hooks) and TABLE_REGIONS (verbs_none.c for all three when
+ *              built without RDMA)
  *   shardmap.c the shard map: placement and epoch, RCU-published
  *   cluster.c, cluster_admin.c, cluster_record.c: the table catalog and
  *              shard maps in etcd (--etcd; server/cluster_priv.h)
@@ -203,7 +205,7 @@ struct embkvd_conn {
 	struct cds_list_head link;      /* io->conns */
 	struct cds_list_head flush_link;
 	struct embkvd_io *io;
-	struct embkvd_vconn *vc;        /* RDMA connection (verbs.c); NULL: TCP */
+	struct embkvd_vconn *vc;        /* RDMA (verbs_conn.c); NULL: TCP */
 	int fd;                         /* TCP socket; -1 for RDMA */
 	bool open;                      /* socket still open */
 	bool on_flush;

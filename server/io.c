@@ -759,7 +759,8 @@ int embkvd_io_start(struct embkvd_io *io, struct embkvd *srv,
 		goto close_fds;
 	}
 	if (srv->verbs && !idx) {
-		/* Every verbs connection lives on I/O thread 0 (verbs.c). */
+		/* Every verbs connection lives on I/O thread 0
+		 * (verbs_listen.c). */
 		ev.data.ptr = &tag_rdma_cm;
 		err = embkvd_verbs_attach(srv, io, io->epfd, &ev);
 		if (err)

@@ -3,7 +3,7 @@
  *
  * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
  * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
- * batch.c, STATS and SHARD_MAP to report.c, TABLE_REGIONS to verbs.c (RDMA
+ * batch.c, STATS and SHARD_MAP to report.c, TABLE_REGIONS to regions.c (RDMA
  * connections only; over TCP it is ERROR -EOPNOTSUPP). One table indexed
  * by opcode (svc_ops) names each request's handler, so a new opcode is one
  * entry; an opcode without one is ERROR EMBKV_EOPCODE.

@@ -1,6 +1,7 @@
 /*
  * embkvd's RDMA verbs transport (net/RDMA.md), as the rest of the server
- * sees it. verbs.c implements it with libibverbs and librdmacm;
+ * sees it. verbs_listen.c, verbs_conn.c and regions.c (sharing
+ * verbs_priv.h) implement it with libibverbs and librdmacm;
  * verbs_none.c, built instead when EMBKV_RDMA is off, refuses rdma://
  * listeners and never creates a verbs connection.
  *
