@@ -1,7 +1,8 @@
 /*
  * Shard store: table and partition memory, and the owner-thread operations
  * (pull with find-or-insert, push through the optimizer, assign, erase,
- * LFU eviction and admission).
+ * LFU eviction and admission), and putting checkpointed rows back
+ * (embkv_part_restore_row, beside the hot paths; server/CHECKPOINT.md).
  *
  * Invariants kept here:
  * - Only the owner writes a partition. Every row change writes the payload
@@ -826,6 +827,87 @@ int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
 			return rc;
 	}
 	return 0;
+}
+
+/* ---- restore (checkpoints) ----------------------------------------- */
+
+int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
+			   const struct embkv_row_view *r)
+{
+	struct embkv_part *p;
+	struct embkv_index_locator loc;
+	struct embkv_probe c;
+	struct embkv_record *rec;
+	uint64_t row, b, version;
+	unsigned s;
+
+	if (i >= t->nparts || !t->parts[i].loaded ||
+	    (r->version & EMBKV_VERSION_DEAD) || !r->payload)
+		return -EINVAL;
+	p = &t->parts[i];
+	if (p->state && !r->state)
+		return -EINVAL;
+	embkv_probe_hash(t, &c, r->key);
+	if (c.p != p)
+		return -EINVAL;
+	if (locate(&c, r->key, &b, &s) != NO_ROW)
+		return -EEXIST;
+	if (p->rows >= p->capacity)
+		return EMBKV_EFULL;
+	row = row_alloc(p);
+	rec = embkv_part_record(p, row);
+	version = (rec->version & ~EMBKV_VERSION_DEAD) + 1;
+	if (r->version > version)
+		version = r->version;
+	memcpy(rec->payload, r->payload, t->payload_bytes);
+	if (p->state)
+		memcpy(row_state(p, row), r->state,
+		       (size_t)t->state_floats * sizeof(float));
+	if (p->steps)
+		p->steps[row] = r->step;
+	*row_meta(p, row) = r->meta;
+	embkv_record_seal(rec, r->key, version, t->payload_bytes);
+	loc.buckets = locate_buckets;
+	loc.ctx = p;
+	if (embkv_index_insert(&p->index,
+			       embkv_slot_make(embkv_hash_fp(c.h), row),
+			       c.b1, c.b2, &loc) != 0) {
+		row_free(p, row);
+		return EMBKV_EFULL;
+	}
+	return 0;
+}
+
+int embkv_part_restore_clock(struct embkv_table *t, uint32_t i,
+			     uint16_t epoch, uint64_t ticks)
+{
+	if (i >= t->nparts || !t->parts[i].loaded)
+		return -EINVAL;
+	t->parts[i].clock.epoch = epoch;
+	t->parts[i].clock.ticks = ticks;
+	return 0;
+}
+
+uint64_t embkv_part_clear(struct embkv_table *t, uint32_t i)
+{
+	struct embkv_part *p = &t->parts[i];
+	uint64_t erased = 0;
+
+	for (uint64_t row = 0; p->loaded && row < p->next_fresh; row++) {
+		struct embkv_record *r = embkv_part_record(p, row);
+		struct embkv_probe c;
+		uint64_t b;
+		unsigned s;
+
+		if (r->version & EMBKV_VERSION_DEAD)
+			continue;
+		embkv_probe_hash(t, &c, r->key);
+		if (locate(&c, r->key, &b, &s) == row)
+			embkv_index_clear(&p->index, b, s);
+		row_free(p, row);
+		erased++;
+	}
+	return erased;
 }
 
 void embkv_table_get_stats(const struct embkv_table *t,

@@ -287,4 +287,31 @@ int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
 				      const struct embkv_row_view *r),
 			    void *ctx);
 
+/*
+ * Restoring a partition from a checkpoint (server/ckpt_file.c), owner only
+ * (or before the table is published). New code beside the hot paths.
+ *
+ * embkv_part_restore_row puts one row into partition i with its exact key,
+ * payload, optimizer state (r->state: state_floats floats; ignored when the
+ * optimizer keeps none), step and LFU word. Its version is r->version,
+ * unless the row it lands on already carried a version at least that high
+ * (a partition used before), then that one plus 1: a row's version only
+ * grows. Payload and private state are written first, the record sealed
+ * last, the index slot published after. r->row is ignored. 0; -EINVAL
+ * (partition not loaded, key of another partition, dead version, state
+ * missing); -EEXIST (key stored already); EMBKV_EFULL (at capacity, or the
+ * index found no slot). On error the partition is as it was.
+ */
+int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
+			   const struct embkv_row_view *r);
+
+/* Sets partition i's LFU decay clock (epoch, accesses into the period),
+ * so that restored LFU words decay as they did. -EINVAL unless loaded. */
+int embkv_part_restore_clock(struct embkv_table *t, uint32_t i,
+			     uint16_t epoch, uint64_t ticks);
+
+/* Owner: erases every live row of partition i (undoes a failed restore;
+ * versions keep growing). Returns the number erased. */
+uint64_t embkv_part_clear(struct embkv_table *t, uint32_t i);
+
 #endif
