@@ -4,7 +4,8 @@
  * and training on goes on identically; an empty partition round-trips;
  * a corrupt, truncated, padded or mismatched file, or one too big for the
  * partition, is refused with the right status and a reason, and the
- * target partition stays empty (then the good file still loads).
+ * target partition stays empty (then the good file still loads); an
+ * UNLOADED partition takes a file, an ABSENT one is refused.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +462,40 @@ static void test_duplicate_key_rolled_back(void **state)
 	embkv_table_destroy(b);
 }
 
+/* A restarted member's partitions: UNLOADED ones take a file, ABSENT
+ * ones are refused (no memory), as is a write that fails. */
+static void test_unloaded_and_absent(void **state)
+{
+	static const uint8_t owned[4] = {
+		EMBKV_PART_SERVING, EMBKV_PART_ABSENT, EMBKV_PART_UNLOADED,
+		EMBKV_PART_UNLOADED,
+	};
+	struct embkv_table *a = trained(EMBKV_OPT_FTRL, 800);
+	struct embkv_table *b;
+	char why[128] = "";
+	int fd, ro;
+
+	(void)state;
+	assert_int_equal(embkv_table_create_parts(&a->attr, owned, &b), 0);
+	fd = write_part(a, 2, NULL);
+	assert_int_equal(embkv_ckpt_read_part(b, 2, UID, fd, NULL, why,
+					      sizeof(why)), 0);
+	assert_int_equal(embkv_part_state(&b->parts[2]), EMBKV_PART_UNLOADED);
+	assert_int_equal(embkv_part_set_state(b, 2, EMBKV_PART_SERVING), 0);
+	assert_int_equal(b->parts[2].rows, a->parts[2].rows);
+	close(fd);
+	fd = write_part(a, 1, NULL);
+	refused(b, 1, UID, fd, -EINVAL, "not loaded");
+	assert_int_equal(embkv_ckpt_write_part(b, 1, UID, fd, NULL), -EINVAL);
+	close(fd);
+	ro = open("/dev/null", O_RDONLY);
+	assert_true(ro >= 0);
+	assert_int_equal(embkv_ckpt_write_part(a, 0, UID, ro, NULL), -EBADF);
+	close(ro);
+	embkv_table_destroy(a);
+	embkv_table_destroy(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +506,7 @@ int main(void)
 		cmocka_unit_test(test_empty_partition),
 		cmocka_unit_test(test_corruption_refused),
 		cmocka_unit_test(test_duplicate_key_rolled_back),
+		cmocka_unit_test(test_unloaded_and_absent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
