@@ -179,10 +179,9 @@ static void pending_remove(struct embkvd_cluster *cl, struct cl_pending *p,
  * creator that never sees it undoes the create). */
 static void ack(struct embkvd_cluster *cl, uint64_t uid, const char *what)
 {
-	char key[KEY_MAX], hex[UID_HEX];
+	char key[KEY_MAX];
 
-	cl_uid_hex(uid, hex);
-	snprintf(key, sizeof(key), "%s%s/%u", cl->acks, hex, cl->self);
+	cl_acks_key(cl, uid, cl->self, key, sizeof(key));
 	cl_log_state(cl, embkv_etcd_put(cl->etcd, key, what, strlen(what), 0,
 				     NULL));
 }
@@ -433,10 +432,9 @@ static void apply_delete(struct embkvd_cluster *cl, const char *name)
 	if (p) {
 		/* An undone create: our ack may have come after the
 		 * creator deleted the others. */
-		char key[KEY_MAX], hex[UID_HEX];
+		char key[KEY_MAX];
 
-		cl_uid_hex(p->uid, hex);
-		snprintf(key, sizeof(key), "%s%s/%u", cl->acks, hex, cl->self);
+		cl_acks_key(cl, p->uid, cl->self, key, sizeof(key));
 		cl_log_state(cl, embkv_etcd_delete(cl->etcd, key, false,
 						   NULL));
 		pending_remove(cl, p, true);
@@ -657,26 +655,15 @@ static void expire_pending(struct embkvd_cluster *cl)
 
 	for (uint32_t i = 0; i < cl->npend; i++) {
 		struct cl_pending *p = &cl->pend[i];
-		char key[KEY_MAX], acks[KEY_MAX], hex[UID_HEX];
-		struct embkv_etcd_cmp cmp = { .key = key,
-					      .target = EMBKV_ETCD_MOD,
-					      .result = EMBKV_ETCD_EQUAL,
-					      .number = p->mod_rev };
-		struct embkv_etcd_op ops[2] = {
-			{ .type = EMBKV_ETCD_OP_DELETE, .key = key },
-			{ .type = EMBKV_ETCD_OP_DELETE, .key = acks,
-			  .prefix = true },
-		};
-		struct embkv_etcd_txn txn = { &cmp, 1, ops, 2, NULL, 0 };
+		char key[KEY_MAX];
 		bool done;
 
 		if (now - p->since_ms < PENDING_EXPIRE_MS)
 			continue;
 		p->since_ms = now; /* once per period, whatever happens */
 		snprintf(key, sizeof(key), "%s%s", cl->tables, p->name);
-		cl_uid_hex(p->uid, hex);
-		snprintf(acks, sizeof(acks), "%s%s/", cl->acks, hex);
-		if (!embkv_etcd_txn(cl->etcd, &txn, &done, NULL) && done)
+		if (!cl_table_delete(cl, key, p->mod_rev, p->uid, &done) &&
+		    done)
 			embkvd_log("table %s: its create was left unfinished "
 				   "for %u s (creator gone?): undone",
 				   p->name, PENDING_EXPIRE_MS / 1000u);

@@ -125,10 +125,9 @@ static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
 		     const struct ctable *t, const char *want)
 {
 	uint64_t deadline = cl_now_ms() + EMBKVD_CLUSTER_CREATE_TIMEOUT_MS;
-	char prefix[KEY_MAX], hex[UID_HEX];
+	char prefix[KEY_MAX];
 
-	cl_uid_hex(t->uid, hex);
-	snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
+	cl_acks_key(cl, t->uid, CL_ACKS_ALL, prefix, sizeof(prefix));
 	for (;;) {
 		struct embkv_etcd_kvs kvs;
 		uint32_t ok = 0;
@@ -175,11 +174,22 @@ static int acks_wait(struct embkvd_cluster *cl, struct cl_job *j,
 	}
 }
 
-/* Deletes a table's record if it is still at revision rev, and its acks. */
-static void undo(struct embkvd_cluster *cl, const char *key, int64_t rev,
-		 uint64_t uid)
+void cl_acks_key(const struct embkvd_cluster *cl, uint64_t uid,
+		 uint32_t member, char *buf, size_t len)
 {
-	char prefix[KEY_MAX], hex[UID_HEX];
+	char hex[UID_HEX];
+
+	cl_uid_hex(uid, hex);
+	if (member == CL_ACKS_ALL)
+		snprintf(buf, len, "%s%s/", cl->acks, hex);
+	else
+		snprintf(buf, len, "%s%s/%u", cl->acks, hex, member);
+}
+
+int cl_table_delete(struct embkvd_cluster *cl, const char *key, int64_t rev,
+		    uint64_t uid, bool *done)
+{
+	char prefix[KEY_MAX];
 	struct embkv_etcd_cmp cmp = { .key = key, .target = EMBKV_ETCD_MOD,
 				      .result = EMBKV_ETCD_EQUAL,
 				      .number = rev };
@@ -188,14 +198,24 @@ static void undo(struct embkvd_cluster *cl, const char *key, int64_t rev,
 		{ .type = EMBKV_ETCD_OP_DELETE, .key = prefix, .prefix = true },
 	};
 	struct embkv_etcd_txn txn = { &cmp, 1, ops, 2, NULL, 0 };
+
+	cl_acks_key(cl, uid, CL_ACKS_ALL, prefix, sizeof(prefix));
+	return embkv_etcd_txn(cl->etcd, &txn, done, NULL);
+}
+
+/* Undoes a create: the record if still at rev, and the acks in any case. */
+static void undo(struct embkvd_cluster *cl, const char *key, int64_t rev,
+		 uint64_t uid)
+{
+	char prefix[KEY_MAX];
 	bool ok;
 
-	cl_uid_hex(uid, hex);
-	snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
 	/* The record changed (a drop came first): the acks go anyway, they
 	 * belong to this uid alone. */
-	if (!embkv_etcd_txn(cl->etcd, &txn, &ok, NULL) && !ok)
+	if (!cl_table_delete(cl, key, rev, uid, &ok) && !ok) {
+		cl_acks_key(cl, uid, CL_ACKS_ALL, prefix, sizeof(prefix));
 		(void)embkv_etcd_delete(cl->etcd, prefix, true, NULL);
+	}
 }
 
 /* Waits (applying changes) until the local catalog has the table with
@@ -298,10 +318,9 @@ void cl_run_create(struct embkvd_cluster *cl, struct cl_job *j)
 		goto out;
 	}
 	{
-		char prefix[KEY_MAX], hex[UID_HEX];
+		char prefix[KEY_MAX];
 
-		cl_uid_hex(t.uid, hex);
-		snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
+		cl_acks_key(cl, t.uid, CL_ACKS_ALL, prefix, sizeof(prefix));
 		(void)embkv_etcd_delete(cl->etcd, prefix, true, NULL);
 	}
 	if (!local_wait(cl, j->name, t.uid, true)) {
@@ -329,10 +348,9 @@ void cl_run_drop(struct embkvd_cluster *cl, struct cl_job *j)
 {
 	struct embkv_etcd_kvs kvs;
 	struct ctable t;
-	char key[KEY_MAX], prefix[KEY_MAX], hex[UID_HEX];
-	struct embkv_etcd_cmp cmp;
-	struct embkv_etcd_op ops[2];
-	struct embkv_etcd_txn txn = { &cmp, 1, ops, 2, NULL, 0 };
+	char key[KEY_MAX];
+	uint64_t uid;
+	int64_t rev;
 	bool ok;
 	int rc;
 
@@ -349,18 +367,11 @@ void cl_run_drop(struct embkvd_cluster *cl, struct cl_job *j)
 		return;
 	}
 	rc = cl_table_parse(j->name, kvs.kv[0].value, kvs.kv[0].value_len, &t);
-	cmp = (struct embkv_etcd_cmp){ .key = key, .target = EMBKV_ETCD_MOD,
-				       .result = EMBKV_ETCD_EQUAL,
-				       .number = kvs.kv[0].mod_revision };
+	rev = kvs.kv[0].mod_revision;
 	embkv_etcd_kvs_free(&kvs);
-	cl_uid_hex(rc ? 0 : t.uid, hex);
-	snprintf(prefix, sizeof(prefix), "%s%s/", cl->acks, hex);
-	ops[0] = (struct embkv_etcd_op){ .type = EMBKV_ETCD_OP_DELETE,
-					 .key = key };
-	ops[1] = (struct embkv_etcd_op){ .type = EMBKV_ETCD_OP_DELETE,
-					 .key = prefix, .prefix = true };
-	rc = embkv_etcd_txn(cl->etcd, &txn, &ok, NULL);
+	uid = rc ? 0 : t.uid;
 	cl_table_free(&t);
+	rc = cl_table_delete(cl, key, rev, uid, &ok);
 	if (rc) {
 		cl_etcd_fail(cl, j, rc, "dropping");
 		return;

@@ -169,4 +169,15 @@ void cl_run_create(struct embkvd_cluster *cl, struct cl_job *j);
 
 void cl_run_drop(struct embkvd_cluster *cl, struct cl_job *j);
 
+/* The key of member's ack to the create of table uid, or with
+ * CL_ACKS_ALL the prefix of all of them. */
+#define CL_ACKS_ALL UINT32_MAX
+void cl_acks_key(const struct embkvd_cluster *cl, uint64_t uid,
+		 uint32_t member, char *buf, size_t len);
+/* One transaction: deletes the table record at key if its mod_revision
+ * is still rev, with every ack of uid. *done: whether it was. 0 or the
+ * etcd error. */
+int cl_table_delete(struct embkvd_cluster *cl, const char *key, int64_t rev,
+		    uint64_t uid, bool *done);
+
 #endif
