@@ -7,29 +7,38 @@
  * and every block checksum. The layout is fully determined by the header
  * (row size, rows per block, row count), so the exact file length is
  * known before a block is read: truncation and trailing bytes are caught
- * from fstat alone.
+ * from fstat alone. A delta file has the same layout; its first rows are
+ * tombstones (version EMBKV_CKPT_TOMBSTONE, all else zero but the key).
  *
- * The writer streams rows from embkv_part_for_each_row into one block
- * buffer and writes each block when full: memory is one block, whatever
- * the partition's size. The reader never trusts what it has not checked:
- * pass 1 reads the whole file and checks header, table, capacity, every
- * block, every row's key and the trailer; only then pass 2 reads it again
- * (checking each block again, in case the file changed in between) and
- * puts the rows in with embkv_part_restore_row. A failure in pass 2 (a
- * duplicate key, the index out of slots, a changed file) clears what pass
- * 2 put in, so nothing is ever half-loaded. Two reads of the file cost a
- * second pass over the page cache, against holding a whole partition in
- * memory.
+ * Writing is split by thread. embkv_ckpt_snap runs on the owner, between
+ * batches, and is one tight loop over the arena that copies each wanted
+ * row straight into a buffer in the file's row format (no callback per
+ * row) and clears its dirty bit; embkv_ckpt_snap_write, on any thread,
+ * checksums the blocks in that buffer and writes header, blocks, sums
+ * and trailer with large writev()s. The price is one copy of the
+ * partition in memory while it is written.
+ *
+ * Reading never trusts what it has not checked. Verify (any thread)
+ * reads the whole file in chunks of EMBKV_CKPT_READ_CHUNK and checks
+ * header, table, capacity, every block, every row and the trailer; apply
+ * (owner) reads it again, checks each block again (the file may have
+ * changed in between) and puts the rows in through the store's batched
+ * embkv_part_restore_rows. A failed apply of a full file clears what it
+ * put in, so nothing is ever half-loaded; a failed delta is the caller's
+ * to clear, since the chain's earlier files are in the partition too.
  *
  * Integers and floats are stored little-endian, as this (x86-64) host
  * holds them; the build refuses a big-endian host.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include "server/ckpt_file.h"
@@ -44,7 +53,8 @@ enum {
 	H_SEED = 24, H_CAPACITY = 32, H_ROWS = 40, H_LFU_TICKS = 48,
 	H_PART = 56, H_PARTS = 60, H_DTYPE = 64, H_DIM = 68, H_OPT = 72,
 	H_STATE = 76, H_FLAGS = 80, H_ROW_BYTES = 84, H_PER_BLOCK = 88,
-	H_LFU_EPOCH = 92, H_RESERVED = 96, H_SUM = 120,
+	H_LFU_EPOCH = 92, H_CKPT_ID = 96, H_BASE_ID = 104, H_SEQ = 112,
+	H_SUM = 120,
 };
 
 /* Trailer field offsets. */
@@ -54,10 +64,13 @@ enum { T_MAGIC = 0, T_ROWS = 8, T_BLOCKS = 16, T_SUM = 24 };
 enum { R_KEY = 0, R_VERSION = 8, R_STEP = 16, R_META = 20,
        R_PAYLOAD = EMBKV_CKPT_ROW_HDR_BYTES };
 
+#define FLAGS_KNOWN (EMBKV_CKPT_FLAG_STEP | EMBKV_CKPT_FLAG_DELTA)
+/* iovecs per writev: header or trailer, and (block, sum) pairs. */
+#define WRITE_IOV 512
+
 /* The decoded header, plus the lfu clock that info does not carry. */
 struct hdr {
 	struct embkv_ckpt_file_info f;
-	uint32_t flags;
 	uint16_t lfu_epoch;
 	uint64_t lfu_ticks;
 };
@@ -133,12 +146,11 @@ static uint64_t block_sum(const uint8_t *data, size_t len, uint64_t index)
 	return XXH3_64bits_withSeed(data, len, index);
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+/* Writes all of iov[0..cnt) (changing iov as it goes). */
+static int writev_all(int fd, struct iovec *iov, int cnt)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
+	while (cnt) {
+		ssize_t n = writev(fd, iov, cnt);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -146,8 +158,15 @@ static int write_all(int fd, const void *buf, size_t len)
 			return -errno;
 		if (n == 0)
 			return -EIO;
-		p += n;
-		len -= (size_t)n;
+		while (cnt && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
 }
@@ -173,7 +192,12 @@ static int pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* ---- writer ------------------------------------------------------------ */
+/* ---- snapshot and writer ---------------------------------------------- */
+
+struct embkv_ckpt_snap {
+	struct hdr h;        /* all but table_uid, bytes and sum */
+	uint8_t *rows;       /* h.f.rows rows of h.f.row_bytes */
+};
 
 static void hdr_encode(const struct hdr *h, uint8_t b[EMBKV_CKPT_HEADER_BYTES])
 {
@@ -194,138 +218,196 @@ static void hdr_encode(const struct hdr *h, uint8_t b[EMBKV_CKPT_HEADER_BYTES])
 	put32(b, H_DIM, f->dim);
 	put32(b, H_OPT, f->optimizer);
 	put32(b, H_STATE, f->state_floats);
-	put32(b, H_FLAGS, h->flags);
+	put32(b, H_FLAGS, f->flags);
 	put32(b, H_ROW_BYTES, f->row_bytes);
 	put32(b, H_PER_BLOCK, f->rows_per_block);
 	put32(b, H_LFU_EPOCH, h->lfu_epoch);
+	put64(b, H_CKPT_ID, f->ckpt_id);
+	put64(b, H_BASE_ID, f->base_id);
+	put64(b, H_SEQ, f->seq);
 	put64(b, H_SUM, XXH3_64bits(b, H_SUM));
 }
 
-struct writer {
-	const struct embkv_table *t;
-	int fd;
-	uint8_t *buf;            /* one block and its checksum */
-	uint32_t in_block;       /* rows in buf */
-	uint32_t per_block, row_bytes;
-	uint64_t rows, expect;   /* rows written; rows the header promised */
-	uint64_t blocks, bytes;
-	XXH3_state_t *chain;     /* header, block sums, trailer */
-};
-
-static int flush_block(struct writer *w)
+int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
+		    uint64_t want_base, struct embkv_ckpt_snap **out)
 {
-	size_t len = (size_t)w->in_block * w->row_bytes;
-	uint64_t sum;
-	int err;
+	const size_t pb = t->payload_bytes, stride = t->stride;
+	const size_t sb = (size_t)t->state_floats * sizeof(float);
+	struct embkv_ckpt_snap *s;
+	struct embkv_part *p;
+	struct embkv_ckpt_file_info *f;
+	uint64_t most, n = 0;
+	int delta;
+	uint8_t *o;
 
-	if (!w->in_block)
-		return 0;
-	sum = block_sum(w->buf, len, w->blocks);
-	put64(w->buf, len, sum);
-	err = write_all(w->fd, w->buf, len + EMBKV_CKPT_SUM_BYTES);
-	if (err)
-		return err;
-	XXH3_64bits_update(w->chain, w->buf + len, EMBKV_CKPT_SUM_BYTES);
-	w->bytes += len + EMBKV_CKPT_SUM_BYTES;
-	w->blocks++;
-	w->in_block = 0;
-	return 0;
-}
-
-static int write_row(void *ctx, const struct embkv_row_view *r)
-{
-	struct writer *w = ctx;
-	const struct embkv_table *t = w->t;
-	uint8_t *o = w->buf + (size_t)w->in_block * w->row_bytes;
-
-	if (w->rows == w->expect)
-		return EMBKV_EINCONSISTENT;
-	put64(o, R_KEY, r->key);
-	put64(o, R_VERSION, r->version);
-	put32(o, R_STEP, r->step);
-	put32(o, R_META, r->meta);
-	memcpy(o + R_PAYLOAD, r->payload, t->payload_bytes);
-	if (t->state_floats)
-		memcpy(o + R_PAYLOAD + t->payload_bytes, r->state,
-		       (size_t)t->state_floats * sizeof(float));
-	w->rows++;
-	if (++w->in_block == w->per_block)
-		return flush_block(w);
-	return 0;
-}
-
-int embkv_ckpt_write_part(const struct embkv_table *t, uint32_t part,
-			  uint64_t table_uid, int fd,
-			  struct embkv_ckpt_file_info *info)
-{
-	struct writer w = { .t = t, .fd = fd };
-	const struct embkv_part *p;
-	uint8_t hb[EMBKV_CKPT_HEADER_BYTES], tb[EMBKV_CKPT_TRAILER_BYTES];
-	struct hdr h;
-	int err;
-
+	*out = NULL;
 	if (part >= t->nparts || !t->parts[part].loaded)
 		return -EINVAL;
 	p = &t->parts[part];
-	memset(&h, 0, sizeof(h));
-	h.f.table_uid = table_uid;
-	h.f.hash_seed = t->attr.hash_seed;
-	h.f.capacity = t->attr.capacity;
-	h.f.rows = p->rows;
-	h.f.part = part;
-	h.f.parts = t->nparts;
-	h.f.dtype = (uint32_t)t->attr.dtype;
-	h.f.dim = t->dim;
-	h.f.optimizer = (uint32_t)t->attr.opt.type;
-	h.f.state_floats = t->state_floats;
-	h.f.row_bytes = row_bytes_of(t->dim, t->state_floats);
-	h.f.rows_per_block = rows_per_block_of(h.f.row_bytes);
-	h.f.blocks = blocks_of(h.f.rows, h.f.rows_per_block);
-	h.flags = t->opt->needs_step ? EMBKV_CKPT_FLAG_STEP : 0;
-	h.lfu_epoch = p->clock.epoch;
-	h.lfu_ticks = p->clock.ticks;
-	hdr_encode(&h, hb);
+	delta = want_base && embkv_part_delta_since(p) == want_base;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	f = &s->h.f;
+	f->hash_seed = t->attr.hash_seed;
+	f->capacity = t->attr.capacity;
+	f->part = part;
+	f->parts = t->nparts;
+	f->dtype = (uint32_t)t->attr.dtype;
+	f->dim = t->dim;
+	f->optimizer = (uint32_t)t->attr.opt.type;
+	f->state_floats = t->state_floats;
+	f->row_bytes = row_bytes_of(t->dim, t->state_floats);
+	f->rows_per_block = rows_per_block_of(f->row_bytes);
+	f->flags = (t->opt->needs_step ? EMBKV_CKPT_FLAG_STEP : 0) |
+		   (delta ? EMBKV_CKPT_FLAG_DELTA : 0);
+	f->ckpt_id = ckpt_id;
+	f->base_id = delta ? want_base : 0;
+	f->seq = p->seq;
+	f->tombstones = delta ? p->ntomb : 0;
+	s->h.lfu_epoch = p->clock.epoch;
+	s->h.lfu_ticks = p->clock.ticks;
+	most = f->tombstones + p->rows;
+	/* At least one byte: malloc(0) may return NULL. */
+	s->rows = malloc(most ? most * f->row_bytes : 1);
+	if (!s->rows) {
+		free(s);
+		return -ENOMEM;
+	}
+	o = s->rows;
+	if (delta) {
+		for (uint64_t k = 0; k < p->ntomb; k++, o += f->row_bytes) {
+			memset(o, 0, f->row_bytes);
+			put64(o, R_KEY, p->tomb[k]);
+			put64(o, R_VERSION, EMBKV_CKPT_TOMBSTONE);
+		}
+	}
+	/* The copy loop: one pass over the arena, no call per row. */
+	for (uint64_t row = 0; row < p->next_fresh; row++) {
+		struct embkv_record *r = (struct embkv_record *)(p->arena +
+								 row * stride);
+		uint32_t *meta = embkv_record_meta(r, pb);
 
-	w.row_bytes = h.f.row_bytes;
-	w.per_block = h.f.rows_per_block;
-	w.expect = h.f.rows;
-	err = -ENOMEM;
-	w.buf = malloc((size_t)w.per_block * w.row_bytes + EMBKV_CKPT_SUM_BYTES);
-	if (!w.buf)
+		if (r->version & EMBKV_VERSION_DEAD)
+			continue;
+		if (delta && !(*meta & EMBKV_LFU_DIRTY))
+			continue;
+		if (n == p->rows) { /* more live rows than counted */
+			free(s->rows);
+			free(s);
+			return EMBKV_EINCONSISTENT;
+		}
+		*meta &= ~(uint32_t)EMBKV_LFU_DIRTY;
+		put64(o, R_KEY, r->key);
+		put64(o, R_VERSION, r->version);
+		put32(o, R_STEP, p->steps ? p->steps[row] : 0);
+		put32(o, R_META, *meta);
+		memcpy(o + R_PAYLOAD, r->payload, pb);
+		if (sb)
+			memcpy(o + R_PAYLOAD + pb,
+			       p->state + row * t->state_floats, sb);
+		o += f->row_bytes;
+		n++;
+	}
+	if (!delta && n != p->rows) {
+		free(s->rows);
+		free(s);
+		return EMBKV_EINCONSISTENT;
+	}
+	f->rows = f->tombstones + n;
+	f->blocks = blocks_of(f->rows, f->rows_per_block);
+	f->bytes = file_bytes_of(f);
+	embkv_part_ckpt_snapped(t, part, ckpt_id);
+	*out = s;
+	return 0;
+}
+
+void embkv_ckpt_snap_info(const struct embkv_ckpt_snap *s, uint64_t table_uid,
+			  struct embkv_ckpt_file_info *info)
+{
+	*info = s->h.f;
+	info->table_uid = table_uid;
+	info->sum = 0;
+}
+
+void embkv_ckpt_snap_free(struct embkv_ckpt_snap *s)
+{
+	if (!s)
+		return;
+	free(s->rows);
+	free(s);
+}
+
+int embkv_ckpt_snap_write(const struct embkv_ckpt_snap *s, uint64_t table_uid,
+			  int fd, struct embkv_ckpt_file_info *info)
+{
+	struct hdr h = s->h;
+	const struct embkv_ckpt_file_info *f = &h.f;
+	const size_t block = (size_t)f->rows_per_block * f->row_bytes;
+	uint8_t hb[EMBKV_CKPT_HEADER_BYTES], tb[EMBKV_CKPT_TRAILER_BYTES];
+	struct iovec iov[WRITE_IOV];
+	uint64_t *sums;
+	XXH3_state_t *chain;
+	int cnt = 0, err = -ENOMEM;
+
+	h.f.table_uid = table_uid;
+	hdr_encode(&h, hb);
+	sums = malloc((f->blocks ? f->blocks : 1) * sizeof(*sums));
+	chain = XXH3_createState();
+	if (!sums || !chain)
 		goto out;
-	w.chain = XXH3_createState();
-	if (!w.chain)
-		goto free_buf;
-	XXH3_64bits_reset(w.chain);
-	XXH3_64bits_update(w.chain, hb, sizeof(hb));
-	err = write_all(fd, hb, sizeof(hb));
-	if (err)
-		goto free_state;
-	w.bytes = sizeof(hb);
-	err = embkv_part_for_each_row(t, part, write_row, &w);
-	if (!err)
-		err = flush_block(&w);
-	if (!err && (w.rows != w.expect || w.blocks != h.f.blocks))
-		err = EMBKV_EINCONSISTENT;
-	if (err)
-		goto free_state;
+	XXH3_64bits_reset(chain);
+	XXH3_64bits_update(chain, hb, sizeof(hb));
+	iov[cnt].iov_base = hb;
+	iov[cnt++].iov_len = sizeof(hb);
+	for (uint64_t blk = 0; blk < f->blocks; blk++) {
+		const uint8_t *data = s->rows + blk * block;
+		size_t len = blk + 1 < f->blocks ? block :
+			     (size_t)(f->rows - blk * f->rows_per_block) *
+			     f->row_bytes;
+
+		sums[blk] = block_sum(data, len, blk);
+		iov[cnt].iov_base = (void *)(uintptr_t)data;
+		iov[cnt++].iov_len = len;
+		iov[cnt].iov_base = &sums[blk];
+		iov[cnt++].iov_len = EMBKV_CKPT_SUM_BYTES;
+		if (cnt + 2 > WRITE_IOV) {
+			err = writev_all(fd, iov, cnt);
+			if (err)
+				goto out;
+			cnt = 0;
+		}
+	}
+	if (f->blocks)
+		XXH3_64bits_update(chain, sums, f->blocks * sizeof(*sums));
 	put64(tb, T_MAGIC, EMBKV_CKPT_END_MAGIC);
-	put64(tb, T_ROWS, w.rows);
-	put64(tb, T_BLOCKS, w.blocks);
-	XXH3_64bits_update(w.chain, tb, T_SUM);
-	put64(tb, T_SUM, XXH3_64bits_digest(w.chain));
-	err = write_all(fd, tb, sizeof(tb));
-	if (err)
-		goto free_state;
-	w.bytes += sizeof(tb);
-	h.f.bytes = w.bytes;
-	if (info)
+	put64(tb, T_ROWS, f->rows);
+	put64(tb, T_BLOCKS, f->blocks);
+	XXH3_64bits_update(chain, tb, T_SUM);
+	h.f.sum = XXH3_64bits_digest(chain);
+	put64(tb, T_SUM, h.f.sum);
+	iov[cnt].iov_base = tb;
+	iov[cnt++].iov_len = sizeof(tb);
+	err = writev_all(fd, iov, cnt);
+	if (!err && info)
 		*info = h.f;
-free_state:
-	XXH3_freeState(w.chain);
-free_buf:
-	free(w.buf);
 out:
+	XXH3_freeState(chain);
+	free(sums);
+	return err;
+}
+
+int embkv_ckpt_write_part(struct embkv_table *t, uint32_t part,
+			  uint64_t table_uid, int fd,
+			  struct embkv_ckpt_file_info *info)
+{
+	struct embkv_ckpt_snap *s;
+	int err = embkv_ckpt_snap(t, part, 0, 0, &s);
+
+	if (err)
+		return err;
+	err = embkv_ckpt_snap_write(s, table_uid, fd, info);
+	embkv_ckpt_snap_free(s);
 	return err;
 }
 
@@ -359,20 +441,26 @@ static int hdr_decode(const uint8_t *b, uint64_t file_bytes, struct hdr *h,
 	f->dim = get32(b, H_DIM);
 	f->optimizer = get32(b, H_OPT);
 	f->state_floats = get32(b, H_STATE);
-	h->flags = get32(b, H_FLAGS);
+	f->flags = get32(b, H_FLAGS);
 	f->row_bytes = get32(b, H_ROW_BYTES);
 	f->rows_per_block = get32(b, H_PER_BLOCK);
+	f->ckpt_id = get64(b, H_CKPT_ID);
+	f->base_id = get64(b, H_BASE_ID);
+	f->seq = get64(b, H_SEQ);
 	/* A sound checksum over unsound fields: a writer's bug or a forgery;
 	 * refused all the same, field by field. */
 	if (get32(b, H_HDR_BYTES) != EMBKV_CKPT_HEADER_BYTES ||
-	    get32(b, H_LFU_EPOCH) > UINT16_MAX ||
-	    h->flags & ~EMBKV_CKPT_FLAG_STEP)
+	    get32(b, H_LFU_EPOCH) > UINT16_MAX || f->flags & ~FLAGS_KNOWN)
 		return fail(why, len, EMBKV_EPROTO, "header: bad size or flags");
 	h->lfu_epoch = (uint16_t)get32(b, H_LFU_EPOCH);
-	for (unsigned i = H_RESERVED; i < H_SUM; i++)
-		if (b[i])
-			return fail(why, len, EMBKV_EPROTO,
-				    "header: reserved byte %u is not 0", i);
+	if (f->flags & EMBKV_CKPT_FLAG_DELTA ?
+	    !f->base_id || f->ckpt_id <= f->base_id : f->base_id != 0)
+		return fail(why, len, EMBKV_EPROTO,
+			    "header: %s file with checkpoint id %llu and base "
+			    "%llu", f->flags & EMBKV_CKPT_FLAG_DELTA ? "a delta"
+								   : "a full",
+			    (unsigned long long)f->ckpt_id,
+			    (unsigned long long)f->base_id);
 	if (f->parts == 0 || f->parts > EMBKV_MAX_PARTITIONS ||
 	    (f->parts & (f->parts - 1)) || f->part >= f->parts)
 		return fail(why, len, EMBKV_EPROTO,
@@ -416,6 +504,9 @@ static int hdr_match(const struct hdr *h, const struct embkv_table *t,
 {
 	const struct embkv_ckpt_file_info *f = &h->f;
 
+	if (part >= t->nparts || !t->parts[part].loaded)
+		return fail(why, len, -EINVAL,
+			    "partition %u is not loaded here", part);
 	if (f->table_uid != uid)
 		return fail(why, len, -EINVAL,
 			    "table uid %llu, expected %llu",
@@ -445,104 +536,165 @@ struct reader {
 	int fd;
 	struct hdr h;
 	uint8_t hb[EMBKV_CKPT_HEADER_BYTES];
-	uint8_t *buf;                /* one block and its checksum */
+	uint8_t *buf;                /* up to chunk blocks with their sums */
+	uint64_t chunk;              /* blocks per read */
 	unsigned part_bits;
-	struct embkv_table *t;       /* pass 2: load into t's partition */
+	struct embkv_table *t;       /* apply: load into t's partition */
+	struct embkv_row_view *views;  /* apply: one block's rows */
+	uint64_t tombstones;         /* counted by walk */
+	uint64_t sum;                /* the trailer's checksum, by walk */
+	int seen_live;               /* walk passed a live row */
 };
 
-/* Checks one block's rows as rows of the header's partition. */
-static int rows_check(const struct reader *r, uint64_t blk, uint32_t n,
-		      char *why, size_t len)
+static int all_zero(const uint8_t *b, size_t n)
+{
+	return !n || (b[0] == 0 && !memcmp(b, b + 1, n - 1));
+}
+
+static int key_check(const struct reader *r, uint64_t blk, uint32_t i,
+		     uint64_t key, char *why, size_t len)
 {
 	const struct embkv_ckpt_file_info *f = &r->h.f;
+	uint32_t p = embkv_hash_partition(embkv_hash_key(key, f->hash_seed),
+					  r->part_bits);
 
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *o = r->buf + (size_t)i * f->row_bytes;
-		uint64_t key = get64(o, R_KEY);
-		uint32_t p = embkv_hash_partition(
-			embkv_hash_key(key, f->hash_seed), r->part_bits);
-
-		if (p != f->part)
-			return fail(why, len, EMBKV_EPROTO,
-				    "block %llu row %u: key %llu belongs to "
-				    "partition %u", (unsigned long long)blk, i,
-				    (unsigned long long)key, p);
-		if (get64(o, R_VERSION) & EMBKV_VERSION_DEAD)
-			return fail(why, len, EMBKV_EPROTO,
-				    "block %llu row %u: a dead row",
-				    (unsigned long long)blk, i);
-		if (!(r->h.flags & EMBKV_CKPT_FLAG_STEP) && get32(o, R_STEP))
-			return fail(why, len, EMBKV_EPROTO,
-				    "block %llu row %u: a step without an "
-				    "optimizer that counts steps",
-				    (unsigned long long)blk, i);
-	}
+	if (p != f->part)
+		return fail(why, len, EMBKV_EPROTO,
+			    "block %llu row %u: key %llu belongs to "
+			    "partition %u", (unsigned long long)blk, i,
+			    (unsigned long long)key, p);
 	return 0;
 }
 
-/* Puts one block's rows into the partition (pass 2). */
-static int rows_load(struct reader *r, uint64_t blk, uint32_t n,
-		     char *why, size_t len)
+/* Puts block blk's live rows [from, n) in (apply). */
+static int rows_load(struct reader *r, uint64_t blk, const uint8_t *b,
+		     uint32_t from, uint32_t n, char *why, size_t len)
 {
 	const struct embkv_ckpt_file_info *f = &r->h.f;
-	size_t payload = (size_t)f->dim * sizeof(float);
+	const size_t payload = (size_t)f->dim * sizeof(float);
+	int delta = !!(f->flags & EMBKV_CKPT_FLAG_DELTA);
+	uint32_t m = 0, done;
+	uint64_t key;
+	int err;
 
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *o = r->buf + (size_t)i * f->row_bytes;
-		struct embkv_row_view v;
-		int err;
+	for (uint32_t i = from; i < n; i++, m++) {
+		const uint8_t *o = b + (size_t)i * f->row_bytes;
+		struct embkv_row_view *v = &r->views[m];
 
-		memset(&v, 0, sizeof(v));
-		v.key = get64(o, R_KEY);
-		v.version = get64(o, R_VERSION);
-		v.step = get32(o, R_STEP);
-		v.meta = get32(o, R_META);
+		v->row = 0;
+		v->key = get64(o, R_KEY);
+		v->version = get64(o, R_VERSION);
+		v->step = get32(o, R_STEP);
+		v->meta = get32(o, R_META) & ~(uint32_t)EMBKV_LFU_DIRTY;
 		/* Rows are a multiple of 4 bytes long in a malloc'ed buffer:
 		 * the floats are aligned. */
-		v.payload = (const float *)(const void *)(o + R_PAYLOAD);
-		v.state = f->state_floats ?
-			  (const float *)(const void *)(o + R_PAYLOAD + payload)
-			  : NULL;
-		err = embkv_part_restore_row(r->t, f->part, &v);
-		if (err == -EEXIST)
-			return fail(why, len, EMBKV_EPROTO,
-				    "block %llu row %u: key %llu twice in the "
-				    "file", (unsigned long long)blk, i,
-				    (unsigned long long)v.key);
-		if (err == EMBKV_EFULL)
-			return fail(why, len, EMBKV_EFULL,
-				    "block %llu row %u: the partition's index "
-				    "has no slot for key %llu",
-				    (unsigned long long)blk, i,
-				    (unsigned long long)v.key);
-		if (err)
-			return fail(why, len, err,
-				    "block %llu row %u: restore failed: %s",
-				    (unsigned long long)blk, i,
-				    embkv_strerror(err));
+		v->payload = (const float *)(const void *)(o + R_PAYLOAD);
+		v->state = (const float *)(const void *)(o + R_PAYLOAD +
+							 payload);
 	}
-	return 0;
+	err = embkv_part_restore_rows(r->t, f->part, m, r->views, delta, &done);
+	if (!err)
+		return 0;
+	key = r->views[done].key;
+	done += from;
+	if (err == -EEXIST)
+		return fail(why, len, EMBKV_EPROTO,
+			    "block %llu row %u: key %llu twice in the file",
+			    (unsigned long long)blk, done,
+			    (unsigned long long)key);
+	if (err == -EINVAL)
+		return key_check(r, blk, done, key, why, len) ? EMBKV_EPROTO :
+		       fail(why, len, -EINVAL, "block %llu row %u: refused",
+			    (unsigned long long)blk, done);
+	if (err == EMBKV_EFULL)
+		return fail(why, len, EMBKV_EFULL,
+			    "block %llu row %u: no room for key %llu (the "
+			    "partition is full or its index has no slot)",
+			    (unsigned long long)blk, done,
+			    (unsigned long long)key);
+	return fail(why, len, err, "block %llu row %u: restore failed: %s",
+		    (unsigned long long)blk, done, embkv_strerror(err));
+}
+
+/* Checks one block's rows (and, applying, puts them in). */
+static int rows_do(struct reader *r, uint64_t blk, const uint8_t *b,
+		   uint32_t n, char *why, size_t len)
+{
+	const struct embkv_ckpt_file_info *f = &r->h.f;
+	int delta = !!(f->flags & EMBKV_CKPT_FLAG_DELTA);
+	uint32_t first_live = n;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *o = b + (size_t)i * f->row_bytes;
+		uint64_t key = get64(o, R_KEY), version = get64(o, R_VERSION);
+
+		if (!(version & EMBKV_VERSION_DEAD)) {
+			if (first_live == n)
+				first_live = i;
+			r->seen_live = 1;
+			if (!(f->flags & EMBKV_CKPT_FLAG_STEP) &&
+			    get32(o, R_STEP))
+				return fail(why, len, EMBKV_EPROTO,
+					    "block %llu row %u: a step without "
+					    "an optimizer that counts steps",
+					    (unsigned long long)blk, i);
+			/* Applying, the store checks the key's partition. */
+			if (!r->t && key_check(r, blk, i, key, why, len))
+				return EMBKV_EPROTO;
+			continue;
+		}
+		if (!delta)
+			return fail(why, len, EMBKV_EPROTO,
+				    "block %llu row %u: a dead row",
+				    (unsigned long long)blk, i);
+		if (r->seen_live)
+			return fail(why, len, EMBKV_EPROTO,
+				    "block %llu row %u: a tombstone after a "
+				    "live row", (unsigned long long)blk, i);
+		if (version != EMBKV_CKPT_TOMBSTONE || get32(o, R_STEP) ||
+		    get32(o, R_META) ||
+		    !all_zero(o + R_PAYLOAD, f->row_bytes - R_PAYLOAD))
+			return fail(why, len, EMBKV_EPROTO,
+				    "block %llu row %u: a tombstone with more "
+				    "than a key", (unsigned long long)blk, i);
+		if (key_check(r, blk, i, key, why, len))
+			return EMBKV_EPROTO;
+		r->tombstones++;
+		if (r->t)
+			(void)embkv_part_restore_erase(r->t, f->part, key);
+	}
+	if (!r->t || first_live == n)
+		return 0;
+	return rows_load(r, blk, b, first_live, n, why, len);
 }
 
 /* One pass over blocks and trailer: checks, and loads when r->t is set. */
 static int walk(struct reader *r, char *why, size_t len)
 {
 	const struct embkv_ckpt_file_info *f = &r->h.f;
+	const size_t full = (size_t)f->rows_per_block * f->row_bytes;
 	uint8_t tb[EMBKV_CKPT_TRAILER_BYTES];
-	uint64_t off = EMBKV_CKPT_HEADER_BYTES, left = f->rows;
+	uint64_t off = EMBKV_CKPT_HEADER_BYTES, left = f->rows, blk = 0;
 	XXH3_state_t *chain = XXH3_createState();
 	int err = -ENOMEM;
 
 	if (!chain)
-		return err;
+		return fail(why, len, err, "out of memory");
+	r->tombstones = 0;
+	r->seen_live = 0;
 	XXH3_64bits_reset(chain);
 	XXH3_64bits_update(chain, r->hb, sizeof(r->hb));
-	for (uint64_t blk = 0; blk < f->blocks; blk++) {
-		uint32_t n = left < f->rows_per_block ? (uint32_t)left
-						       : f->rows_per_block;
-		size_t data = (size_t)n * f->row_bytes;
+	while (blk < f->blocks) {
+		uint64_t k = f->blocks - blk < r->chunk ? f->blocks - blk
+							: r->chunk;
+		/* Every block but the file's last is full. */
+		size_t bytes = (size_t)k * (full + EMBKV_CKPT_SUM_BYTES);
+		const uint8_t *b = r->buf;
 
-		err = pread_all(r->fd, r->buf, data + EMBKV_CKPT_SUM_BYTES, off);
+		if (blk + k == f->blocks)
+			bytes -= (size_t)(k * f->rows_per_block - left) *
+				 f->row_bytes;
+		err = pread_all(r->fd, r->buf, bytes, off);
 		if (err > 0)
 			err = fail(why, len, EMBKV_EPROTO,
 				   "block %llu: file ended (changed while "
@@ -552,19 +704,26 @@ static int walk(struct reader *r, char *why, size_t len)
 				   (unsigned long long)blk, strerror(-err));
 		if (err)
 			goto out;
-		if (get64(r->buf, data) != block_sum(r->buf, data, blk)) {
-			err = fail(why, len, EMBKV_EPROTO,
-				   "block %llu: checksum mismatch",
-				   (unsigned long long)blk);
-			goto out;
+		off += bytes;
+		for (uint64_t j = 0; j < k; j++, blk++) {
+			uint32_t n = left < f->rows_per_block ? (uint32_t)left
+							       : f->rows_per_block;
+			size_t data = (size_t)n * f->row_bytes;
+
+			if (get64(b, data) != block_sum(b, data, blk)) {
+				err = fail(why, len, EMBKV_EPROTO,
+					   "block %llu: checksum mismatch",
+					   (unsigned long long)blk);
+				goto out;
+			}
+			XXH3_64bits_update(chain, b + data,
+					   EMBKV_CKPT_SUM_BYTES);
+			err = rows_do(r, blk, b, n, why, len);
+			if (err)
+				goto out;
+			b += data + EMBKV_CKPT_SUM_BYTES;
+			left -= n;
 		}
-		XXH3_64bits_update(chain, r->buf + data, EMBKV_CKPT_SUM_BYTES);
-		err = r->t ? rows_load(r, blk, n, why, len)
-			   : rows_check(r, blk, n, why, len);
-		if (err)
-			goto out;
-		off += data + EMBKV_CKPT_SUM_BYTES;
-		left -= n;
 	}
 	err = pread_all(r->fd, tb, sizeof(tb), off);
 	if (err > 0)
@@ -574,6 +733,7 @@ static int walk(struct reader *r, char *why, size_t len)
 	if (err)
 		goto out;
 	XXH3_64bits_update(chain, tb, T_SUM);
+	r->sum = get64(tb, T_SUM);
 	if (get64(tb, T_MAGIC) != EMBKV_CKPT_END_MAGIC)
 		err = fail(why, len, EMBKV_EPROTO, "trailer: bad magic");
 	else if (get64(tb, T_ROWS) != f->rows ||
@@ -585,18 +745,27 @@ static int walk(struct reader *r, char *why, size_t len)
 			   (unsigned long long)get64(tb, T_BLOCKS),
 			   (unsigned long long)f->rows,
 			   (unsigned long long)f->blocks);
-	else if (get64(tb, T_SUM) != XXH3_64bits_digest(chain))
+	else if (r->sum != XXH3_64bits_digest(chain))
 		err = fail(why, len, EMBKV_EPROTO, "trailer: checksum mismatch");
 out:
 	XXH3_freeState(chain);
 	return err;
 }
 
-/* Opens a file for reading: its header, checked on its own, and a block
- * buffer (r->buf, the caller frees it). */
+static void reader_close(struct reader *r)
+{
+	free(r->buf);
+	free(r->views);
+	r->buf = NULL;
+	r->views = NULL;
+}
+
+/* Opens a file for reading: its header, checked on its own, and a read
+ * buffer (reader_close frees it). */
 static int reader_open(struct reader *r, int fd, char *why, size_t len)
 {
 	struct stat st;
+	size_t block;
 	int err;
 
 	memset(r, 0, sizeof(*r));
@@ -615,12 +784,28 @@ static int reader_open(struct reader *r, int fd, char *why, size_t len)
 	err = hdr_decode(r->hb, (uint64_t)st.st_size, &r->h, why, len);
 	if (err)
 		return err;
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	r->part_bits = (unsigned)__builtin_ctz(r->h.f.parts);
-	r->buf = malloc((size_t)r->h.f.rows_per_block * r->h.f.row_bytes +
-			EMBKV_CKPT_SUM_BYTES);
+	block = (size_t)r->h.f.rows_per_block * r->h.f.row_bytes +
+		EMBKV_CKPT_SUM_BYTES;
+	r->chunk = EMBKV_CKPT_READ_CHUNK / block;
+	if (!r->chunk)
+		r->chunk = 1;
+	if (r->chunk > r->h.f.blocks)
+		r->chunk = r->h.f.blocks ? r->h.f.blocks : 1;
+	r->buf = malloc((size_t)r->chunk * block);
 	if (!r->buf)
 		return fail(why, len, -ENOMEM, "out of memory");
 	return 0;
+}
+
+static void info_of(const struct reader *r, struct embkv_ckpt_file_info *info)
+{
+	if (!info)
+		return;
+	*info = r->h.f;
+	info->tombstones = r->tombstones;
+	info->sum = r->sum;
 }
 
 int embkv_ckpt_check_file(int fd, struct embkv_ckpt_file_info *info,
@@ -634,9 +819,112 @@ int embkv_ckpt_check_file(int fd, struct embkv_ckpt_file_info *info,
 	err = reader_open(&r, fd, why, why_len);
 	if (!err)
 		err = walk(&r, why, why_len);
-	if (!err && info)
-		*info = r.h.f;
-	free(r.buf);
+	if (!err)
+		info_of(&r, info);
+	reader_close(&r);
+	return err;
+}
+
+/* Opens fd as a file for partition part of t (header and table). */
+static int reader_open_for(struct reader *r, const struct embkv_table *t,
+			   uint32_t part, uint64_t uid, int fd,
+			   char *why, size_t len)
+{
+	int err;
+
+	if (why && len)
+		why[0] = 0;
+	err = reader_open(r, fd, why, len);
+	if (!err)
+		err = hdr_match(&r->h, t, part, uid, why, len);
+	if (err)
+		reader_close(r);
+	return err;
+}
+
+int embkv_ckpt_verify_part(const struct embkv_table *t, uint32_t part,
+			   uint64_t table_uid, int fd,
+			   struct embkv_ckpt_file_info *info,
+			   char *why, size_t why_len)
+{
+	const struct embkv_ckpt_file_info *f;
+	struct reader r;
+	uint64_t cap;
+	int err;
+
+	err = reader_open_for(&r, t, part, table_uid, fd, why, why_len);
+	if (err)
+		return err;
+	f = &r.h.f;
+	cap = t->parts[part].capacity;
+	/* A full file's rows must fit before it is read through. */
+	if (!(f->flags & EMBKV_CKPT_FLAG_DELTA) && f->rows > cap) {
+		err = fail(why, why_len, EMBKV_EFULL,
+			   "%llu rows, the partition holds at most %llu",
+			   (unsigned long long)f->rows,
+			   (unsigned long long)cap);
+		goto out;
+	}
+	err = walk(&r, why, why_len);
+	if (!err && f->rows - r.tombstones > cap)
+		err = fail(why, why_len, EMBKV_EFULL,
+			   "%llu changed rows, the partition holds at most "
+			   "%llu", (unsigned long long)(f->rows - r.tombstones),
+			   (unsigned long long)cap);
+	if (!err)
+		info_of(&r, info);
+out:
+	reader_close(&r);
+	return err;
+}
+
+int embkv_ckpt_apply_part(struct embkv_table *t, uint32_t part,
+			  uint64_t table_uid, int fd,
+			  struct embkv_ckpt_file_info *info,
+			  char *why, size_t why_len)
+{
+	struct embkv_lfu_clock clock;
+	const struct embkv_part *p;
+	struct reader r;
+	int delta, err;
+
+	err = reader_open_for(&r, t, part, table_uid, fd, why, why_len);
+	if (err)
+		return err;
+	p = &t->parts[part];
+	delta = !!(r.h.f.flags & EMBKV_CKPT_FLAG_DELTA);
+	if (!delta && p->rows) {
+		err = fail(why, why_len, -ENOTEMPTY,
+			   "a full file, and partition %u holds %llu rows",
+			   part, (unsigned long long)p->rows);
+		goto out;
+	}
+	if (!delta && r.h.f.rows > p->capacity) {
+		err = fail(why, why_len, EMBKV_EFULL,
+			   "%llu rows, the partition holds at most %llu",
+			   (unsigned long long)r.h.f.rows,
+			   (unsigned long long)p->capacity);
+		goto out;
+	}
+	r.views = malloc((size_t)r.h.f.rows_per_block * sizeof(*r.views));
+	if (!r.views) {
+		err = fail(why, why_len, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r.t = t;
+	clock = p->clock;
+	err = embkv_part_restore_clock(t, part, r.h.lfu_epoch, r.h.lfu_ticks);
+	if (!err)
+		err = walk(&r, why, why_len);
+	if (err && !delta) {
+		embkv_part_clear(t, part);
+		(void)embkv_part_restore_clock(t, part, clock.epoch,
+					       clock.ticks);
+	}
+	if (!err)
+		info_of(&r, info);
+out:
+	reader_close(&r);
 	return err;
 }
 
@@ -645,9 +933,7 @@ int embkv_ckpt_read_part(struct embkv_table *t, uint32_t part,
 			 struct embkv_ckpt_file_info *info,
 			 char *why, size_t why_len)
 {
-	const struct embkv_part *p;
 	struct embkv_lfu_clock clock;
-	struct reader r;
 	int err;
 
 	if (why && why_len)
@@ -655,43 +941,21 @@ int embkv_ckpt_read_part(struct embkv_table *t, uint32_t part,
 	if (part >= t->nparts || !t->parts[part].loaded)
 		return fail(why, why_len, -EINVAL,
 			    "partition %u is not loaded here", part);
-	p = &t->parts[part];
-	if (p->rows)
+	if (t->parts[part].rows)
 		return fail(why, why_len, -ENOTEMPTY,
 			    "partition %u holds %llu rows", part,
-			    (unsigned long long)p->rows);
-	err = reader_open(&r, fd, why, why_len);
+			    (unsigned long long)t->parts[part].rows);
+	err = embkv_ckpt_verify_part(t, part, table_uid, fd, NULL, why,
+				     why_len);
 	if (err)
-		goto free_buf;
-	err = hdr_match(&r.h, t, part, table_uid, why, why_len);
-	if (err)
-		goto free_buf;
-	if (r.h.f.rows > p->capacity) {
-		err = fail(why, why_len, EMBKV_EFULL,
-			   "%llu rows, the partition holds at most %llu",
-			   (unsigned long long)r.h.f.rows,
-			   (unsigned long long)p->capacity);
-		goto free_buf;
+		return err;
+	clock = t->parts[part].clock;
+	err = embkv_ckpt_apply_part(t, part, table_uid, fd, info, why,
+				    why_len);
+	if (err) { /* a delta's rows (apply cleared a full file's) */
+		embkv_part_clear(t, part);
+		(void)embkv_part_restore_clock(t, part, clock.epoch,
+					       clock.ticks);
 	}
-	err = walk(&r, why, why_len);          /* pass 1: check it all */
-	if (err)
-		goto free_buf;
-	clock = p->clock;
-	r.t = t;
-	err = embkv_part_restore_clock(t, part, r.h.lfu_epoch, r.h.lfu_ticks);
-	if (!err)
-		err = walk(&r, why, why_len);  /* pass 2: load */
-	if (err)
-		goto unload;
-	if (info)
-		*info = r.h.f;
-	free(r.buf);
-	return 0;
-
-unload:
-	embkv_part_clear(t, part);
-	(void)embkv_part_restore_clock(t, part, clock.epoch, clock.ticks);
-free_buf:
-	free(r.buf);
 	return err;
 }

@@ -2,7 +2,8 @@
  * Shard store: table and partition memory, and the owner-thread operations
  * (pull with find-or-insert, push through the optimizer, assign, erase,
  * LFU eviction and admission), and putting checkpointed rows back
- * (embkv_part_restore_row, beside the hot paths; server/CHECKPOINT.md).
+ * (embkv_part_restore_row/_rows, beside the hot paths) with the
+ * bookkeeping incremental checkpoints need (server/CHECKPOINT.md).
  *
  * Invariants kept here:
  * - Only the owner writes a partition. Every row change writes the payload
@@ -14,6 +15,12 @@
  * - rows <= capacity at all times; an insert at capacity (or into two full
  *   buckets the cuckoo search cannot clear) evicts the least-frequently
  *   used row among the key's candidate buckets, reusing its row in place.
+ * - Checkpoints: every row mutation (insert, push, assign, erase,
+ *   eviction) bumps the partition's seq; every row written since the
+ *   last snapshot carries the LFU dirty bit (row_fill sets it on new
+ *   rows); once a snapshot exists, every key that leaves the partition
+ *   (erase, eviction) is appended to its tombstones, or, past tomb_max,
+ *   tomb_lost makes the next snapshot full.
  * - Batches run as a three-stage software pipeline (hash and prefetch the
  *   buckets; find a candidate slot and prefetch record and state; verify
  *   and act), so the memory latency of one key hides behind the others.
@@ -36,6 +43,9 @@
 /* Buckets scanned past a key's own for a victim when its two buckets are
  * empty but the partition is at capacity. */
 #define VICTIM_SCAN_LIMIT 4096u
+/* Tombstones a partition keeps between snapshots: past half its capacity
+ * a delta is hardly smaller than a full file (a tombstone takes a row). */
+#define TOMB_MAX(cap) ((cap) / 2 + 64)
 
 /* ---- memory ------------------------------------------------------------ */
 
@@ -173,6 +183,7 @@ void embkv_part_unload(struct embkv_table *t, uint32_t i)
 	embkv_index_fini(&p->index); /* its memory is p->mem[INDEX] */
 	embkv_cms_fini(&p->cms);
 	part_mem_free(p);
+	free(p->tomb);
 	part_clear(t, p, i);
 	t->nloaded--;
 }
@@ -202,6 +213,7 @@ static int part_load_into(struct embkv_table *t, uint32_t i,
 	p->state = (float *)p->mem[EMBKV_MEM_STATE];
 	p->steps = (uint32_t *)p->mem[EMBKV_MEM_STEPS];
 	p->capacity = cap;
+	p->tomb_max = TOMB_MAX(cap);
 	p->clock.period = (uint64_t)t->attr.lfu_decay_period * cap;
 	if (t->attr.admit_after > 1) {
 		/* Most sighted keys are cold, so the sketch is sized for
@@ -403,6 +415,35 @@ static uint32_t *row_meta(const struct embkv_part *p, uint64_t row)
 				 p->table->payload_bytes);
 }
 
+/* One row mutation (owner; others read seq with __atomic). */
+static void seq_bump(struct embkv_part *p)
+{
+	__atomic_store_n(&p->seq, p->seq + 1, __ATOMIC_RELAXED);
+}
+
+/* Key left the partition (erase, eviction): a tombstone for the next
+ * delta, once a snapshot exists to base one on. */
+static void tomb_add(struct embkv_part *p, uint64_t key)
+{
+	if (!__atomic_load_n(&p->last_snap, __ATOMIC_RELAXED) || p->tomb_lost)
+		return;
+	if (p->ntomb == p->tomb_cap) {
+		uint64_t cap = p->tomb_cap ? 2 * p->tomb_cap : 256;
+		uint64_t *n;
+
+		if (cap > p->tomb_max)
+			cap = p->tomb_max;
+		n = p->ntomb < cap ? realloc(p->tomb, cap * sizeof(*n)) : NULL;
+		if (!n) {
+			p->tomb_lost = true;
+			return;
+		}
+		p->tomb = n;
+		p->tomb_cap = cap;
+	}
+	p->tomb[p->ntomb++] = key;
+}
+
 /* Counts one server-visible access to a row. */
 static void touch(struct embkv_part *p, uint64_t row)
 {
@@ -568,6 +609,8 @@ static uint64_t insert(struct embkv_probe *c, uint64_t key, const float *values)
 	if (pick_victim(c, &vb, &vs))
 		return NO_ROW;
 	row = embkv_slot_row(p->index.buckets[vb].slot[vs]);
+	tomb_add(p, embkv_part_record(p, row)->key);
+	seq_bump(p);
 	if (in_own_buckets(c, vb)) {
 		/* Reuse the victim's row and slot in place: the slot never
 		 * points at a half-written record, and a reader of the old key
@@ -592,6 +635,7 @@ static uint64_t insert(struct embkv_probe *c, uint64_t key, const float *values)
 	p->st.evictions++;
 	p->st.index_evictions += (uint64_t)index_full;
 inserted:
+	seq_bump(p);
 	p->st.inserts++;
 	return row;
 }
@@ -705,6 +749,7 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
 			embkv_lfu_mark_dirty(row_meta(p, row));
 			touch(p, row);
+			seq_bump(p);
 			p->st.pushes++;
 			applied++;
 		}
@@ -733,6 +778,7 @@ uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 
 				row_fill(c->p, row, keys[i], v);
 				*row_meta(c->p, row) = meta | EMBKV_LFU_DIRTY;
+				seq_bump(c->p);
 			} else {
 				row = insert(c, keys[i], v);
 				if (row == NO_ROW)
@@ -764,6 +810,8 @@ uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
 		 * holds the old slot sees a dead record. */
 		embkv_index_clear(&c.p->index, b, s);
 		row_free(c.p, row);
+		tomb_add(c.p, keys[i]);
+		seq_bump(c.p);
 		c.p->st.erases++;
 		erased++;
 	}
@@ -831,30 +879,27 @@ int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
 
 /* ---- restore (checkpoints) ----------------------------------------- */
 
-int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
-			   const struct embkv_row_view *r)
+/* Puts one row in (c: its probe, hashed), or overwrites key's row in
+ * place when replace is set. embkv_part_restore_rows has the contract. */
+static int restore_one(struct embkv_part *p, const struct embkv_probe *c,
+		       const struct embkv_row_view *r, int replace)
 {
-	struct embkv_part *p;
-	struct embkv_index_locator loc;
-	struct embkv_probe c;
+	const struct embkv_table *t = p->table;
+	struct embkv_index_locator loc = { locate_buckets, p };
 	struct embkv_record *rec;
 	uint64_t row, b, version;
 	unsigned s;
+	int fresh;
 
-	if (i >= t->nparts || !t->parts[i].loaded ||
-	    (r->version & EMBKV_VERSION_DEAD) || !r->payload)
-		return -EINVAL;
-	p = &t->parts[i];
-	if (p->state && !r->state)
-		return -EINVAL;
-	embkv_probe_hash(t, &c, r->key);
-	if (c.p != p)
-		return -EINVAL;
-	if (locate(&c, r->key, &b, &s) != NO_ROW)
+	row = locate(c, r->key, &b, &s);
+	fresh = row == NO_ROW;
+	if (!fresh && !replace)
 		return -EEXIST;
-	if (p->rows >= p->capacity)
-		return EMBKV_EFULL;
-	row = row_alloc(p);
+	if (fresh) {
+		if (p->rows >= p->capacity)
+			return EMBKV_EFULL;
+		row = row_alloc(p);
+	}
 	rec = embkv_part_record(p, row);
 	version = (rec->version & ~EMBKV_VERSION_DEAD) + 1;
 	if (r->version > version)
@@ -867,15 +912,78 @@ int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
 		p->steps[row] = r->step;
 	*row_meta(p, row) = r->meta;
 	embkv_record_seal(rec, r->key, version, t->payload_bytes);
-	loc.buckets = locate_buckets;
-	loc.ctx = p;
-	if (embkv_index_insert(&p->index,
-			       embkv_slot_make(embkv_hash_fp(c.h), row),
-			       c.b1, c.b2, &loc) != 0) {
+	if (fresh && embkv_index_insert(&p->index,
+					embkv_slot_make(embkv_hash_fp(c->h), row),
+					c->b1, c->b2, &loc) != 0) {
 		row_free(p, row);
 		return EMBKV_EFULL;
 	}
 	return 0;
+}
+
+int embkv_part_restore_rows(struct embkv_table *t, uint32_t i, uint32_t n,
+			    const struct embkv_row_view *r, int replace,
+			    uint32_t *done)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	struct embkv_part *p;
+
+	*done = 0;
+	if (i >= t->nparts || !t->parts[i].loaded)
+		return -EINVAL;
+	p = &t->parts[i];
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0 : EMBKV_PROBE_CHUNK;
+		/* Hash the chunk and prefetch both buckets of every key: the
+		 * inserts below then find them in cache. */
+		for (uint32_t j = 0; j < m; j++) {
+			embkv_probe_hash(t, &pr[j], r[i0 + j].key);
+			__builtin_prefetch(&pr[j].p->index.buckets[pr[j].b2]);
+		}
+		for (uint32_t j = 0; j < m; j++) {
+			int err = pr[j].p != p ? -EINVAL
+				  : restore_one(p, &pr[j], &r[i0 + j], replace);
+
+			if (err) {
+				*done = i0 + j;
+				return err;
+			}
+		}
+	}
+	*done = n;
+	return 0;
+}
+
+int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
+			   const struct embkv_row_view *r)
+{
+	uint32_t done;
+
+	if (i >= t->nparts || !t->parts[i].loaded ||
+	    (r->version & EMBKV_VERSION_DEAD) || !r->payload)
+		return -EINVAL;
+	if (t->parts[i].state && !r->state)
+		return -EINVAL;
+	return embkv_part_restore_rows(t, i, 1, r, 0, &done);
+}
+
+int embkv_part_restore_erase(struct embkv_table *t, uint32_t i, uint64_t key)
+{
+	struct embkv_probe c;
+	uint64_t row, b;
+	unsigned s;
+
+	if (i >= t->nparts || !t->parts[i].loaded)
+		return 0;
+	embkv_probe_hash(t, &c, key);
+	if (c.p != &t->parts[i])
+		return 0;
+	row = locate(&c, key, &b, &s);
+	if (row == NO_ROW)
+		return 0;
+	embkv_index_clear(&c.p->index, b, s);
+	row_free(c.p, row);
+	return 1;
 }
 
 int embkv_part_restore_clock(struct embkv_table *t, uint32_t i,
@@ -886,6 +994,15 @@ int embkv_part_restore_clock(struct embkv_table *t, uint32_t i,
 	t->parts[i].clock.epoch = epoch;
 	t->parts[i].clock.ticks = ticks;
 	return 0;
+}
+
+/* Forgets tombstones and snapshots: the next snapshot is full. */
+static void ckpt_forget(struct embkv_part *p)
+{
+	p->ntomb = 0;
+	p->tomb_lost = false;
+	__atomic_store_n(&p->last_snap, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->committed, 0, __ATOMIC_RELEASE);
 }
 
 uint64_t embkv_part_clear(struct embkv_table *t, uint32_t i)
@@ -907,7 +1024,47 @@ uint64_t embkv_part_clear(struct embkv_table *t, uint32_t i)
 		row_free(p, row);
 		erased++;
 	}
+	ckpt_forget(p);
 	return erased;
+}
+
+void embkv_part_ckpt_committed(struct embkv_table *t, uint32_t i,
+			       uint64_t ckpt_id)
+{
+	struct embkv_part *p;
+
+	if (i >= t->nparts || !ckpt_id)
+		return;
+	p = &t->parts[i];
+	if (__atomic_load_n(&p->last_snap, __ATOMIC_ACQUIRE) == ckpt_id)
+		__atomic_store_n(&p->committed, ckpt_id, __ATOMIC_RELEASE);
+}
+
+void embkv_part_ckpt_snapped(struct embkv_table *t, uint32_t i,
+			     uint64_t ckpt_id)
+{
+	struct embkv_part *p = &t->parts[i];
+
+	p->ntomb = 0;
+	p->tomb_lost = false;
+	__atomic_store_n(&p->last_snap, ckpt_id, __ATOMIC_RELEASE);
+}
+
+void embkv_part_ckpt_restored(struct embkv_table *t, uint32_t i,
+			      uint64_t ckpt_id, uint64_t seq)
+{
+	struct embkv_part *p;
+
+	if (i >= t->nparts || !t->parts[i].loaded)
+		return;
+	p = &t->parts[i];
+	for (uint64_t row = 0; row < p->next_fresh; row++)
+		if (!(embkv_part_record(p, row)->version & EMBKV_VERSION_DEAD))
+			*row_meta(p, row) &= ~(uint32_t)EMBKV_LFU_DIRTY;
+	ckpt_forget(p);
+	__atomic_store_n(&p->seq, seq, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->last_snap, ckpt_id, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->committed, ckpt_id, __ATOMIC_RELEASE);
 }
 
 void embkv_table_get_stats(const struct embkv_table *t,

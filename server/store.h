@@ -97,6 +97,20 @@ struct embkv_part {
 	struct embkv_cms cms;      /* admission sketch (admit_after > 1) */
 	struct embkv_lfu_clock clock;
 	struct embkv_part_stats st;
+	/* Checkpoints (server/CHECKPOINT.md, "Incremental files"). */
+	uint64_t seq;              /* row mutations since the table was
+				      created, carried across restores;
+				      owner-written, others read __atomic */
+	uint64_t last_snap;        /* id of the last snapshot (0: none);
+				      owner-written, others read __atomic */
+	uint64_t committed;        /* id of the last committed snapshot,
+				      stored only while it is last_snap
+				      (atomic, any thread) */
+	uint64_t *tomb;            /* keys erased or evicted since last_snap */
+	uint64_t ntomb, tomb_cap;
+	uint64_t tomb_max;         /* bound on ntomb (from the capacity) */
+	bool tomb_lost;            /* ntomb would exceed tomb_max, or memory
+				      failed: the next snapshot is full */
 	const struct embkv_table *table;
 	uint8_t *mem[EMBKV_MEM_COUNT];   /* mappings (index: see index) */
 	size_t mem_bytes[EMBKV_MEM_COUNT];
@@ -310,8 +324,65 @@ int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
 int embkv_part_restore_clock(struct embkv_table *t, uint32_t i,
 			     uint16_t epoch, uint64_t ticks);
 
+/*
+ * Owner: the batched form of embkv_part_restore_row for n rows, the
+ * restore path of a checkpoint file: keys are hashed and their buckets
+ * prefetched a chunk ahead. Rows must belong to partition i (not checked
+ * again: the caller checked every key). replace 0: a stored key is
+ * -EEXIST; replace 1: a stored key's row is overwritten in place (payload,
+ * state, step, LFU word as given; its version grows past the stored one).
+ * Returns 0, or the error of row
+ * *done (rows before it are in, the rest are not).
+ */
+int embkv_part_restore_rows(struct embkv_table *t, uint32_t i, uint32_t n,
+			    const struct embkv_row_view *r, int replace,
+			    uint32_t *done);
+
+/* Owner: erases key from partition i without a tombstone (a delta file's
+ * tombstone being applied). 1 when it was stored, else 0. */
+int embkv_part_restore_erase(struct embkv_table *t, uint32_t i, uint64_t key);
+
 /* Owner: erases every live row of partition i (undoes a failed restore;
- * versions keep growing). Returns the number erased. */
+ * versions keep growing), and forgets its checkpoint state (tombstones,
+ * last snapshot): its next snapshot is full. Returns the number erased. */
 uint64_t embkv_part_clear(struct embkv_table *t, uint32_t i);
+
+/*
+ * Checkpoint bookkeeping of a partition (the snapshot itself is
+ * embkv_ckpt_snap in server/ckpt_file.h).
+ *
+ * A partition can give a delta on base B iff its last snapshot was B, B
+ * was committed, and no tombstone was lost since:
+ * embkv_part_delta_since() returns B, or 0 (the next snapshot is full).
+ * Rows changed since the last snapshot carry the dirty bit (new rows
+ * too); keys erased or evicted since are in tomb[] (only recorded once
+ * a snapshot exists: before it there is nothing a delta could base on).
+ */
+static inline uint64_t embkv_part_delta_since(const struct embkv_part *p)
+{
+	uint64_t last = __atomic_load_n(&p->last_snap, __ATOMIC_ACQUIRE);
+
+	return last && !p->tomb_lost &&
+	       __atomic_load_n(&p->committed, __ATOMIC_ACQUIRE) == last ? last
+									: 0;
+}
+
+/* Owner: a snapshot ckpt_id of partition i was taken (its copy loop
+ * cleared the dirty bits): tombstones emptied, last snapshot = ckpt_id.
+ * Called by embkv_ckpt_snap. */
+void embkv_part_ckpt_snapped(struct embkv_table *t, uint32_t i,
+			     uint64_t ckpt_id);
+
+/* Any thread: checkpoint ckpt_id was committed (its manifest written):
+ * a partition whose last snapshot is ckpt_id may now give deltas on it.
+ * A late or unknown id changes nothing. */
+void embkv_part_ckpt_committed(struct embkv_table *t, uint32_t i,
+			       uint64_t ckpt_id);
+
+/* Owner: a restore of a chain ending at ckpt_id is in: dirty bits
+ * cleared, tombstones emptied, last snapshot = committed = ckpt_id (the
+ * next snapshot may be a delta on it), seq = the last file's seq. */
+void embkv_part_ckpt_restored(struct embkv_table *t, uint32_t i,
+			      uint64_t ckpt_id, uint64_t seq);
 
 #endif

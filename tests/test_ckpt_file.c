@@ -198,7 +198,7 @@ static struct embkv_table *trained(enum embkv_optimizer opt, uint64_t nkeys)
 	return t;
 }
 
-static int write_part(const struct embkv_table *t, uint32_t part,
+static int write_part(struct embkv_table *t, uint32_t part,
 		      struct embkv_ckpt_file_info *info)
 {
 	int fd = temp_fd();
