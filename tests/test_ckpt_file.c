@@ -6,6 +6,12 @@
  * partition, is refused with the right status and a reason, and the
  * target partition stays empty (then the good file still loads); an
  * UNLOADED partition takes a file, an ABSENT one is refused.
+ * Incremental files: a base and 3 deltas (pushes, evictions, erases in
+ * between) restore bitwise (keys, payload, optimizer state, step) and
+ * train on identically; a chain with the wrong base is refused; a snapshot
+ * never committed, or tombstones past the bound, make the next one full;
+ * new rows are dirty, merely read ones are not; seq counts mutations and
+ * comes back with a restore.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -496,6 +502,408 @@ static void test_unloaded_and_absent(void **state)
 	embkv_table_destroy(b);
 }
 
+/* ---- incremental files --------------------------------------------- */
+
+/* Snapshot of part into a new file; info gets what was written. */
+static int snap_file(struct embkv_table *t, uint32_t part, uint64_t id,
+		     uint64_t base, struct embkv_ckpt_file_info *info)
+{
+	struct embkv_ckpt_snap *s;
+	struct embkv_ckpt_file_info si;
+	int fd = temp_fd();
+
+	assert_int_equal(embkv_ckpt_snap(t, part, id, base, &s), 0);
+	embkv_ckpt_snap_info(s, UID, &si);
+	assert_int_equal(embkv_ckpt_snap_write(s, UID, fd, info), 0);
+	assert_int_equal(si.rows, info->rows);
+	assert_int_equal(si.bytes, info->bytes);
+	assert_int_equal(lseek(fd, 0, SEEK_END), (off_t)info->bytes);
+	embkv_ckpt_snap_free(s);
+	return fd;
+}
+
+/* Rows equal in key, payload, optimizer state and step (versions and
+ * LFU words set aside: a reused row may carry a higher version, and a
+ * row only read since the base keeps its base LFU word). */
+static void assert_rows_state(const struct embkv_table *a,
+			      const struct embkv_table *b)
+{
+	for (uint32_t i = 0; i < a->nparts; i++) {
+		struct rows x = rows_of(a, i), y = rows_of(b, i);
+
+		assert_int_equal(x.n, y.n);
+		for (size_t k = 0; k < x.n; k++) {
+			x.r[k].version = y.r[k].version = 0;
+			x.r[k].meta = y.r[k].meta = 0;
+		}
+		if (x.n)
+			assert_memory_equal(x.r, y.r, x.n * sizeof(*x.r));
+		free(x.r);
+		free(y.r);
+	}
+}
+
+/* What a restore engine does with a chain of files of one partition:
+ * each verified against the table and against the chain (a delta's base
+ * is the previous file's checkpoint), then applied in order. Returns 0,
+ * the first error, or -ESTALE for a broken chain; *seq and *last get the
+ * last file's seq and checkpoint id. */
+static int apply_chain(struct embkv_table *t, uint32_t part, const int *fds,
+		       unsigned n, uint64_t *seq, uint64_t *last)
+{
+	uint64_t prev = 0;
+	char why[160];
+
+	for (unsigned k = 0; k < n; k++) {
+		struct embkv_ckpt_file_info vi, ai;
+		int err = embkv_ckpt_verify_part(t, part, UID, fds[k], &vi,
+						 why, sizeof(why));
+
+		if (err)
+			return err;
+		if ((k == 0) != (vi.base_id == 0) || (k && vi.base_id != prev))
+			return -ESTALE;
+		err = embkv_ckpt_apply_part(t, part, UID, fds[k], &ai, why,
+					    sizeof(why));
+		if (err) {
+			embkv_part_clear(t, part);
+			return err;
+		}
+		assert_int_equal(ai.sum, vi.sum);
+		assert_int_equal(ai.tombstones, vi.tombstones);
+		prev = vi.ckpt_id;
+		*seq = vi.seq;
+	}
+	*last = prev;
+	return 0;
+}
+
+static void erase_range(struct embkv_table *t, uint64_t from, uint64_t to,
+			uint64_t step)
+{
+	for (uint64_t k = from; k <= to; k += step)
+		embkv_table_erase(t, 1, &k);
+}
+
+static void test_delta_chain(void **state)
+{
+	enum { P = 4, FILES = 4 };
+	struct embkv_table *a = make_table(EMBKV_OPT_ADAM, 1024, P, DIM);
+	struct embkv_table *b = make_table(EMBKV_OPT_ADAM, 1024, P, DIM);
+	int fds[P][FILES];
+	uint64_t tombs = 0, evicted, delta_rows = 0, full_rows = 0;
+	struct embkv_table_stats st;
+
+	(void)state;
+	pull_range(a, 1, 900);
+	push_round(a, 900, 0);
+	for (uint32_t i = 0; i < P; i++) {
+		struct embkv_ckpt_file_info wi;
+
+		fds[i][0] = snap_file(a, i, 100, 0, &wi);
+		assert_int_equal(wi.flags & EMBKV_CKPT_FLAG_DELTA, 0);
+		assert_int_equal(wi.ckpt_id, 100);
+		assert_int_equal(wi.base_id, 0);
+		assert_int_equal(wi.seq, a->parts[i].seq);
+		assert_int_equal(wi.rows, a->parts[i].rows);
+		full_rows += wi.rows;
+		embkv_part_ckpt_committed(a, i, 100);
+		assert_int_equal(embkv_part_delta_since(&a->parts[i]), 100);
+	}
+	for (unsigned f = 1; f < FILES; f++) {
+		uint64_t id = 100 * (f + 1);
+
+		embkv_table_get_stats(a, &st);
+		evicted = st.sum.evictions;
+		/* Pushes, new keys past capacity (evictions), erases. */
+		push_round(a, 1200, f);
+		pull_range(a, 900 + 150 * f, 1050 + 150 * f);
+		push_round(a, 1500, f + 10);
+		erase_range(a, f, 600, 37);
+		embkv_table_get_stats(a, &st);
+		assert_true(st.sum.evictions > evicted);
+		for (uint32_t i = 0; i < P; i++) {
+			struct embkv_ckpt_file_info wi, ci;
+
+			fds[i][f] = snap_file(a, i, id, id - 100, &wi);
+			assert_int_equal(wi.flags & EMBKV_CKPT_FLAG_DELTA,
+					 EMBKV_CKPT_FLAG_DELTA);
+			assert_int_equal(wi.base_id, id - 100);
+			assert_int_equal(wi.seq, a->parts[i].seq);
+			assert_int_equal(embkv_ckpt_check_file(fds[i][f], &ci,
+							       NULL, 0), 0);
+			assert_int_equal(ci.tombstones, wi.tombstones);
+			assert_int_equal(ci.sum, wi.sum);
+			tombs += wi.tombstones;
+			delta_rows += wi.rows - wi.tombstones;
+			embkv_part_ckpt_committed(a, i, id);
+		}
+	}
+	assert_true(tombs > 0);
+	/* Deltas hold the changed rows only: pushes above touch keys up to
+	 * 1500, but rows merely pulled are not in them. */
+	assert_true(delta_rows > 0);
+	for (uint32_t i = 0; i < P; i++) {
+		uint64_t seq = 0, last = 0;
+
+		assert_int_equal(apply_chain(b, i, fds[i], FILES, &seq, &last),
+				 0);
+		assert_int_equal(last, 400);
+		embkv_part_ckpt_restored(b, i, last, seq);
+		assert_int_equal(b->parts[i].seq, a->parts[i].seq);
+		assert_int_equal(embkv_part_delta_since(&b->parts[i]), 400);
+		assert_int_equal(b->parts[i].ntomb, 0);
+	}
+	assert_rows_state(a, b);
+	/* And training goes on identically. */
+	for (unsigned r = 20; r < 23; r++) {
+		push_round(a, 1500, r);
+		push_round(b, 1500, r);
+	}
+	assert_rows_state(a, b);
+	/* The restored table gives deltas on 400, as the original does. */
+	for (uint32_t i = 0; i < P; i++) {
+		struct embkv_ckpt_file_info x, y;
+		int fa = snap_file(a, i, 500, 400, &x);
+		int fb = snap_file(b, i, 500, 400, &y);
+
+		assert_int_equal(x.flags, y.flags);
+		assert_true(x.flags & EMBKV_CKPT_FLAG_DELTA);
+		assert_int_equal(x.rows, y.rows);
+		close(fa);
+		close(fb);
+		for (unsigned f = 0; f < FILES; f++)
+			close(fds[i][f]);
+	}
+	embkv_table_destroy(a);
+	embkv_table_destroy(b);
+}
+
+/* A delta whose base is not the file before it is refused by the chain
+ * check (info.base_id), and nothing of the chain stays in. */
+static void test_delta_wrong_base(void **state)
+{
+	struct embkv_table *a = make_table(EMBKV_OPT_SGD, 1024, 1, DIM);
+	struct embkv_table *b = make_table(EMBKV_OPT_SGD, 1024, 1, DIM);
+	struct embkv_ckpt_file_info wi;
+	int fds[3];
+	uint64_t seq, last;
+
+	(void)state;
+	pull_range(a, 1, 300);
+	fds[0] = snap_file(a, 0, 100, 0, &wi);
+	embkv_part_ckpt_committed(a, 0, 100);
+	push_round(a, 300, 1);
+	fds[1] = snap_file(a, 0, 200, 100, &wi);
+	assert_int_equal(wi.base_id, 100);
+	embkv_part_ckpt_committed(a, 0, 200);
+	push_round(a, 300, 2);
+	fds[2] = snap_file(a, 0, 300, 200, &wi);
+	assert_int_equal(wi.base_id, 200);
+	/* base, then the delta on 200 without the one on 100 */
+	{
+		int bad[2] = { fds[0], fds[2] };
+
+		assert_int_equal(apply_chain(b, 0, bad, 2, &seq, &last),
+				 -ESTALE);
+	}
+	embkv_part_clear(b, 0);
+	assert_int_equal(b->parts[0].rows, 0);
+	/* a delta first, as if it were the base */
+	assert_int_equal(apply_chain(b, 0, fds + 1, 2, &seq, &last), -ESTALE);
+	embkv_part_clear(b, 0);
+	/* the whole chain */
+	assert_int_equal(apply_chain(b, 0, fds, 3, &seq, &last), 0);
+	assert_int_equal(last, 300);
+	assert_rows_state(a, b);
+	/* A full file onto rows is refused. */
+	assert_int_equal(embkv_ckpt_apply_part(b, 0, UID, fds[0], NULL, NULL,
+					       0), -ENOTEMPTY);
+	assert_int_equal(b->parts[0].rows, a->parts[0].rows);
+	for (int k = 0; k < 3; k++)
+		close(fds[k]);
+	embkv_table_destroy(a);
+	embkv_table_destroy(b);
+}
+
+/* Commit bookkeeping: a snapshot never committed (its manifest lost)
+ * makes the next snapshot on it full; a late commit of an older one
+ * changes nothing; a base other than delta_since gives a full file. */
+static void test_uncommitted_forces_full(void **state)
+{
+	struct embkv_table *a = make_table(EMBKV_OPT_ADAGRAD, 1024, 1, DIM);
+	struct embkv_ckpt_file_info wi;
+	int fd;
+
+	(void)state;
+	pull_range(a, 1, 200);
+	assert_int_equal(embkv_part_delta_since(&a->parts[0]), 0);
+	fd = snap_file(a, 0, 100, 50, &wi);    /* no base yet: full */
+	assert_int_equal(wi.flags & EMBKV_CKPT_FLAG_DELTA, 0);
+	assert_int_equal(wi.rows, 200);
+	close(fd);
+	assert_int_equal(embkv_part_delta_since(&a->parts[0]), 0);
+	embkv_part_ckpt_committed(a, 0, 100);
+	assert_int_equal(embkv_part_delta_since(&a->parts[0]), 100);
+	push_round(a, 10, 0);
+	fd = snap_file(a, 0, 200, 100, &wi);   /* delta of the 10 pushed */
+	assert_true(wi.flags & EMBKV_CKPT_FLAG_DELTA);
+	assert_int_equal(wi.rows, 10);
+	close(fd);
+	/* 200 is never committed: a delta on it would miss nothing, but
+	 * nothing may rely on an uncommitted checkpoint. */
+	push_round(a, 5, 1);
+	fd = snap_file(a, 0, 300, 200, &wi);
+	assert_int_equal(wi.flags & EMBKV_CKPT_FLAG_DELTA, 0);
+	assert_int_equal(wi.base_id, 0);
+	assert_int_equal(wi.rows, 200);
+	close(fd);
+	embkv_part_ckpt_committed(a, 0, 200);  /* late: changes nothing */
+	assert_int_equal(embkv_part_delta_since(&a->parts[0]), 0);
+	embkv_part_ckpt_committed(a, 0, 300);
+	fd = snap_file(a, 0, 400, 250, &wi);   /* wrong base: full */
+	assert_int_equal(wi.flags & EMBKV_CKPT_FLAG_DELTA, 0);
+	close(fd);
+	embkv_table_destroy(a);
+}
+
+static void test_tombstone_overflow_forces_full(void **state)
+{
+	struct embkv_table *a = make_table(EMBKV_OPT_SGD, 256, 1, DIM);
+	struct embkv_part *p = &a->parts[0];
+	struct embkv_ckpt_file_info wi;
+	int fd;
+
+	(void)state;
+	pull_range(a, 1, 256);
+	fd = snap_file(a, 0, 100, 0, &wi);
+	close(fd);
+	embkv_part_ckpt_committed(a, 0, 100);
+	erase_range(a, 1, 50, 1);
+	assert_int_equal(p->ntomb, 50);
+	assert_false(p->tomb_lost);
+	fd = snap_file(a, 0, 200, 100, &wi);
+	assert_true(wi.flags & EMBKV_CKPT_FLAG_DELTA);
+	assert_int_equal(wi.tombstones, 50);
+	assert_int_equal(wi.rows, 50);
+	assert_int_equal(p->ntomb, 0);
+	close(fd);
+	embkv_part_ckpt_committed(a, 0, 200);
+	/* Evictions past the bound: new keys into a full partition. */
+	pull_range(a, 1000, 1000 + p->tomb_max + 100);
+	assert_true(p->tomb_lost);
+	assert_true(p->ntomb <= p->tomb_max);
+	assert_int_equal(embkv_part_delta_since(p), 0);
+	fd = snap_file(a, 0, 300, 200, &wi);
+	assert_int_equal(wi.flags & EMBKV_CKPT_FLAG_DELTA, 0);
+	assert_int_equal(wi.rows, p->rows);
+	assert_false(p->tomb_lost);
+	close(fd);
+	embkv_table_destroy(a);
+}
+
+/* Dirty bits: new rows are in the next delta, rows only read are not,
+ * and an empty delta is a valid file; seq counts mutations. */
+static void test_dirty_and_seq(void **state)
+{
+	struct embkv_table *a = make_table(EMBKV_OPT_ADAM, 1024, 1, DIM);
+	struct embkv_table *b = make_table(EMBKV_OPT_ADAM, 1024, 1, DIM);
+	struct embkv_part *p = &a->parts[0];
+	struct embkv_ckpt_file_info wi;
+	uint64_t seq, k = 7;
+	char why[160];
+	int fd;
+
+	(void)state;
+	pull_range(a, 1, 100);
+	assert_int_equal(p->seq, 100);          /* 100 inserts */
+	push_round(a, 50, 0);
+	assert_int_equal(p->seq, 150);
+	embkv_table_erase(a, 1, &k);
+	assert_int_equal(p->seq, 151);
+	fd = snap_file(a, 0, 100, 0, &wi);
+	assert_int_equal(wi.seq, 151);
+	close(fd);
+	embkv_part_ckpt_committed(a, 0, 100);
+	fd = snap_file(a, 0, 200, 100, &wi);    /* nothing changed */
+	assert_true(wi.flags & EMBKV_CKPT_FLAG_DELTA);
+	assert_int_equal(wi.rows, 0);
+	assert_int_equal(embkv_ckpt_check_file(fd, NULL, why, sizeof(why)), 0);
+	close(fd);
+	embkv_part_ckpt_committed(a, 0, 200);
+	pull_range(a, 1, 120);                  /* 20 new (7 again), 99 read */
+	seq = p->seq;
+	assert_int_equal(seq, 151 + 21);
+	fd = snap_file(a, 0, 300, 200, &wi);
+	assert_int_equal(wi.rows, 21);
+	assert_int_equal(wi.tombstones, 0);
+	assert_int_equal(wi.seq, seq);
+	/* A delta alone loads into an empty partition (read_part). */
+	assert_int_equal(embkv_ckpt_read_part(b, 0, UID, fd, &wi, why,
+					      sizeof(why)), 0);
+	assert_int_equal(b->parts[0].rows, 21);
+	embkv_part_ckpt_restored(b, 0, wi.ckpt_id, wi.seq);
+	assert_int_equal(b->parts[0].seq, seq);
+	close(fd);
+	embkv_table_destroy(a);
+	embkv_table_destroy(b);
+}
+
+/* A delta whose tombstone follows a live row, forged with sound sums, is
+ * refused, and read_part leaves the partition empty. */
+static void test_delta_tombstone_order(void **state)
+{
+	struct embkv_table *a = make_table(EMBKV_OPT_SGD, 1024, 1, DIM);
+	struct embkv_table *b = make_table(EMBKV_OPT_SGD, 1024, 1, DIM);
+	struct embkv_ckpt_file_info wi;
+	uint64_t k = 3, sum, data;
+	XXH3_state_t *chain;
+	uint8_t *buf, *row0, *row1, *tmp;
+	int fd;
+
+	(void)state;
+	pull_range(a, 1, 50);
+	close(snap_file(a, 0, 100, 0, &wi));
+	embkv_part_ckpt_committed(a, 0, 100);
+	embkv_table_erase(a, 1, &k);
+	push_round(a, 10, 0);
+	fd = snap_file(a, 0, 200, 100, &wi);
+	assert_int_equal(wi.tombstones, 1);
+	assert_int_equal(wi.blocks, 1);
+	buf = malloc(wi.bytes);
+	tmp = malloc(wi.row_bytes);
+	assert_int_equal(pread(fd, buf, wi.bytes, 0), (ssize_t)wi.bytes);
+	close(fd);
+	/* swap row 0 (the tombstone) and row 1, re-sum */
+	row0 = buf + EMBKV_CKPT_HEADER_BYTES;
+	row1 = row0 + wi.row_bytes;
+	memcpy(tmp, row0, wi.row_bytes);
+	memcpy(row0, row1, wi.row_bytes);
+	memcpy(row1, tmp, wi.row_bytes);
+	data = wi.rows * wi.row_bytes;
+	sum = XXH3_64bits_withSeed(row0, data, 0);
+	memcpy(row0 + data, &sum, sizeof(sum));
+	chain = XXH3_createState();
+	XXH3_64bits_reset(chain);
+	XXH3_64bits_update(chain, buf, EMBKV_CKPT_HEADER_BYTES);
+	XXH3_64bits_update(chain, &sum, sizeof(sum));
+	XXH3_64bits_update(chain, buf + wi.bytes - EMBKV_CKPT_TRAILER_BYTES,
+			   24);
+	sum = XXH3_64bits_digest(chain);
+	XXH3_freeState(chain);
+	memcpy(buf + wi.bytes - 8, &sum, sizeof(sum));
+	fd = temp_fd();
+	assert_int_equal(pwrite(fd, buf, wi.bytes, 0), (ssize_t)wi.bytes);
+	refused(b, 0, UID, fd, EMBKV_EPROTO, "tombstone after a live row");
+	assert_int_equal(embkv_ckpt_apply_part(b, 0, UID, fd, NULL, NULL, 0),
+			 EMBKV_EPROTO);
+	close(fd);
+	free(tmp);
+	free(buf);
+	embkv_table_destroy(a);
+	embkv_table_destroy(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +915,12 @@ int main(void)
 		cmocka_unit_test(test_corruption_refused),
 		cmocka_unit_test(test_duplicate_key_rolled_back),
 		cmocka_unit_test(test_unloaded_and_absent),
+		cmocka_unit_test(test_delta_chain),
+		cmocka_unit_test(test_delta_wrong_base),
+		cmocka_unit_test(test_uncommitted_forces_full),
+		cmocka_unit_test(test_tombstone_overflow_forces_full),
+		cmocka_unit_test(test_dirty_and_seq),
+		cmocka_unit_test(test_delta_tombstone_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
