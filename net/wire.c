@@ -473,6 +473,51 @@ static int v_count(const uint8_t *b, size_t l)
 	return embkv_wire_count_reply_decode(b, l, &m);
 }
 
+void embkv_hex_encode(const uint8_t *b, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int embkv_hex_decode(const char *s, uint8_t *out, size_t cap)
+{
+	size_t n = strlen(s);
+
+	if (n % 2 || n / 2 > cap)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (int)(n / 2);
+}
+
+int embkv_wire_json_check(const uint8_t *b, size_t l)
+{
+	if (l > EMBKV_WIRE_MAX_JSON)
+		return EMBKV_ELIMIT;
+	if (l < 2 || b[0] != '{' || memchr(b, 0, l))
+		return EMBKV_EPROTO;
+	return 0;
+}
+
 static int v_stats(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_stats m;
@@ -529,6 +574,20 @@ static const struct op_info ops[] = {
 	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,
 	  v_table_ref, v_shard_map },
+	{ EMBKV_WIRE_OP_CKPT_PART, "CKPT_PART", "CKPT_PART_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_CKPT_COMMIT, "CKPT_COMMIT", "CKPT_COMMIT_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_CKPT_LOAD, "CKPT_LOAD", "CKPT_LOAD_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_CKPT_LIST, "CKPT_LIST", "CKPT_LIST_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_CKPT_GET, "CKPT_GET", "CKPT_GET_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_CKPT_VERIFY, "CKPT_VERIFY", "CKPT_VERIFY_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_CKPT_DELETE, "CKPT_DELETE", "CKPT_DELETE_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))

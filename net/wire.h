@@ -67,6 +67,10 @@ enum embkv_wire_hdr_off {
 #define EMBKV_WIRE_MAX_REGION_PARTS EMBKV_MAX_PARTITIONS /* TABLE_REGIONS */
 #define EMBKV_WIRE_NAME_LEN_MAX (EMBKV_TABLE_NAME_MAX - 1u) /* name bytes */
 
+/* Bytes of a JSON body (the checkpoint opcodes): a UTF-8 JSON object,
+ * "{" first, no NUL byte. Its fields are checked by whoever acts on it. */
+#define EMBKV_WIRE_MAX_JSON (16u << 20)
+
 #define EMBKV_WIRE_NONCE_SIZE 32u
 #define EMBKV_WIRE_MAC_SIZE 16u
 
@@ -91,6 +95,14 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_HITS = 0x24,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
+	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */
+	EMBKV_WIRE_OP_CKPT_PART = 0x40,
+	EMBKV_WIRE_OP_CKPT_COMMIT = 0x41,
+	EMBKV_WIRE_OP_CKPT_LOAD = 0x42,
+	EMBKV_WIRE_OP_CKPT_LIST = 0x43,
+	EMBKV_WIRE_OP_CKPT_GET = 0x44,
+	EMBKV_WIRE_OP_CKPT_VERIFY = 0x45,
+	EMBKV_WIRE_OP_CKPT_DELETE = 0x46,
 	EMBKV_WIRE_OP_REPLY = 0x80, /* bit */
 	EMBKV_WIRE_OP_ERROR = 0xff,
 };
@@ -153,6 +165,16 @@ int embkv_wire_epoch_check(const struct embkv_wire_hdr *h,
 			   uint64_t server_epoch);
 /* "PULL", "PULL_REPLY", "ERROR", ...; "UNKNOWN" for an unknown opcode. */
 const char *embkv_wire_op_name(unsigned int op);
+/* 0 when body is a JSON body as EMBKV_WIRE_MAX_JSON says, else
+ * EMBKV_EPROTO (or EMBKV_ELIMIT when too long). The JSON itself is
+ * parsed by the receiver. */
+int embkv_wire_json_check(const uint8_t *body, size_t len);
+
+/* Lowercase hex of b[0..n) into out (2n + 1 bytes, NUL-terminated). */
+void embkv_hex_encode(const uint8_t *b, size_t n, char *out);
+/* Decodes a string of lowercase hex pairs of at most cap bytes; returns
+ * the byte count, or -1 for odd length, a bad digit or too many bytes. */
+int embkv_hex_decode(const char *s, uint8_t *out, size_t cap);
 
 /*
  * Runs the body decoder that op's frames use, discarding the result: 0 when
@@ -629,6 +651,12 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_IO_THREADS = 36,
 	EMBKV_WIRE_STAT_PARTITIONS = 37,     /* partitions this server holds */
 	EMBKV_WIRE_STAT_RDMA_BYTES = 38,     /* bytes registered for READ */
+	/* The newest checkpoint committed here or restored from at start
+	 * (server group; absent without --data-dir or before the first). */
+	EMBKV_WIRE_STAT_CKPT_ID = 39,        /* its id: ms since the epoch */
+	EMBKV_WIRE_STAT_CKPT_AGE_S = 40,
+	EMBKV_WIRE_STAT_CKPT_DURATION_MS = 41,
+	EMBKV_WIRE_STAT_CKPT_BYTES = 42,     /* all its files */
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

@@ -550,6 +550,10 @@ static const char *const stat_names[EMBKV_WIRE_STAT_ID_COUNT] = {
 	[EMBKV_WIRE_STAT_IO_THREADS] = "io_threads",
 	[EMBKV_WIRE_STAT_PARTITIONS] = "partitions",
 	[EMBKV_WIRE_STAT_RDMA_BYTES] = "rdma_bytes",
+	[EMBKV_WIRE_STAT_CKPT_ID] = "ckpt_id",
+	[EMBKV_WIRE_STAT_CKPT_AGE_S] = "ckpt_age_s",
+	[EMBKV_WIRE_STAT_CKPT_DURATION_MS] = "ckpt_duration_ms",
+	[EMBKV_WIRE_STAT_CKPT_BYTES] = "ckpt_bytes",
 };
 
 const char *embkv_wire_stat_name(unsigned int id)

@@ -20,43 +20,6 @@
 #include "server/cluster_priv.h"
 #include <jansson.h>
 
-static void hex_encode(const uint8_t *b, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Decodes exactly cap bytes or fewer; returns the count or -1. */
-static int hex_decode(const char *s, uint8_t *out, size_t cap)
-{
-	size_t n = strlen(s);
-
-	if (n % 2 || n / 2 > cap)
-		return -1;
-	for (size_t i = 0; i < n / 2; i++) {
-		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (int)(n / 2);
-}
-
 void cl_uid_hex(uint64_t uid, char out[UID_HEX])
 {
 	snprintf(out, UID_HEX, "%016" PRIx64, uid);
@@ -94,7 +57,7 @@ int cl_table_parse(const char *name, const char *value, size_t len,
 	if (!json_is_integer(v) || json_integer_value(v) < 1)
 		goto out;
 	t->epoch = (uint64_t)json_integer_value(v);
-	if (strlen(uid_s) != 16 || hex_decode(uid_s, wire, 8) != 8)
+	if (strlen(uid_s) != 16 || embkv_hex_decode(uid_s, wire, 8) != 8)
 		goto out;
 	for (int i = 0; i < 8; i++)
 		t->uid = t->uid << 8 | wire[i];
@@ -103,7 +66,7 @@ int cl_table_parse(const char *name, const char *value, size_t len,
 	t->ready = !strcmp(state, "ready");
 	if (!t->ready && strcmp(state, "creating"))
 		goto out;
-	n = hex_decode(attr_s, wire, sizeof(wire));
+	n = embkv_hex_decode(attr_s, wire, sizeof(wire));
 	if (n < 0 || embkv_wire_table_attr_decode(wire, (size_t)n, &t->attr) ||
 	    embkv_table_attr_check(&t->attr) ||
 	    strncmp(t->attr.name, name, EMBKV_TABLE_NAME_MAX))
@@ -158,7 +121,7 @@ char *cl_table_json(const struct ctable *t)
 	    embkv_wire_table_attr_size(&t->attr, &len) || len > sizeof(wire) ||
 	    embkv_wire_table_attr_encode(&t->attr, wire, sizeof(wire)))
 		goto fail;
-	hex_encode(wire, len, hex);
+	embkv_hex_encode(wire, len, hex);
 	cl_uid_hex(t->uid, uid);
 	for (uint32_t i = 0; i < t->nmembers; i++)
 		if (json_array_append_new(members, json_integer(t->members[i])))

@@ -18,6 +18,7 @@
  *   shardmap.c the shard map: placement and epoch, RCU-published
  *   cluster.c, cluster_admin.c, cluster_record.c: the table catalog and
  *              shard maps in etcd (--etcd; server/cluster_priv.h)
+ *   ckpt.c     checkpoints: CKPT_* requests, restore at start (--data-dir)
  *   catalog.c, owner.c, metrics.c, member.c: see their headers
  *
  * Threads. A connection belongs to one I/O thread for its whole life:
@@ -69,6 +70,9 @@ struct embkvd_attr {
 	const char *advertise;          /* NULL: the first listener's */
 	uint32_t member_id;
 	uint32_t member_ttl_s;          /* lease TTL */
+	/* Checkpoints (server/ckpt.h); NULL: off. */
+	const char *data_dir;
+	bool no_restore;                /* do not load the newest at start */
 	uint32_t flags;                 /* reserved, must be 0 */
 };
 
@@ -86,6 +90,7 @@ struct embkvd_done {
 struct embkvd_io;
 struct embkvd_member;
 struct embkvd_cluster;
+struct embkvd_ckpt;
 struct embkvd_verbs;
 struct embkvd_vconn;
 
@@ -102,6 +107,7 @@ struct embkvd {
 	struct embkvd_verbs *verbs;     /* NULL: no rdma:// listener */
 	struct embkvd_member *member;   /* NULL: no --etcd */
 	struct embkvd_cluster *cluster; /* table catalog in etcd; NULL: none */
+	struct embkvd_ckpt *ckpt;       /* --data-dir; NULL: none */
 	bool auth;
 	struct embkv_wire_auth_key key;
 	uint64_t start_ns;

@@ -51,6 +51,7 @@ enum {
 	OPT_ADVERTISE,
 	OPT_MEMBER_TTL,
 	OPT_MEMBER_ID,
+	OPT_NO_RESTORE,
 };
 
 static const struct option long_opts[] = {
@@ -71,6 +72,7 @@ static const struct option long_opts[] = {
 	{ "advertise", required_argument, NULL, OPT_ADVERTISE },
 	{ "member-ttl", required_argument, NULL, OPT_MEMBER_TTL },
 	{ "member-id", required_argument, NULL, OPT_MEMBER_ID },
+	{ "no-restore", no_argument, NULL, OPT_NO_RESTORE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -97,8 +99,14 @@ static void usage(FILE *f)
 "                            or T suffix (powers of 1024); a TABLE_CREATE\n"
 "                            over it fails with ENOMEM; 0: no limit\n"
 "                            (default: 3/4 of physical memory)\n"
-"  --data-dir DIR            directory for checkpoints; created if missing,\n"
-"                            must be writable\n"
+"  --data-dir DIR            directory for checkpoints (DIR/ckpt/ID/; may be\n"
+"                            shared by every server); created if missing,\n"
+"                            must be writable. At start the server loads\n"
+"                            its partitions from the newest complete\n"
+"                            checkpoint (alone or with --peers: re-creating\n"
+"                            its tables; with --etcd: the partitions a\n"
+"                            restart left unloaded)\n"
+"  --no-restore              with --data-dir: start empty instead\n"
 "  --token-file PATH         shared secret (the file's content, trailing\n"
 "                            newline removed): clients must authenticate\n"
 "                            (HELLO/AUTH) before any other request\n"
@@ -342,6 +350,10 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		return 0;
 	case OPT_DATA_DIR:
 		o->data_dir = arg;
+		o->attr.data_dir = arg;
+		return 0;
+	case OPT_NO_RESTORE:
+		o->attr.no_restore = true;
 		return 0;
 	case OPT_TOKEN_FILE:
 		o->token_file = arg;

@@ -20,10 +20,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "server/daemon.h"
+#include "server/ckpt.h"
 #include "server/verbs.h"
 
-#define SERVER_STATS 32u
+#define SERVER_STATS 40u
 #define TABLE_STATS 24u
 #define NS_PER_S 1000000000ull
 #define P50 0.50
@@ -48,6 +50,7 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	uint64_t now = embkv_now_ns(), cur[EMBKV_RATE_COUNT],
 		 rate[EMBKV_RATE_COUNT];
 	struct embkv_catalog_entry *const *e;
+	struct embkvd_ckpt_last last;
 
 	memset(&sum, 0, sizeof(sum));
 	memset(&pull, 0, sizeof(pull));
@@ -101,6 +104,16 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	put(f, EMBKV_WIRE_STAT_EPOCH, embkvd_epoch(s));
 	put(f, EMBKV_WIRE_STAT_OWNER_THREADS, embkv_owner_count(s->owners));
 	put(f, EMBKV_WIRE_STAT_IO_THREADS, s->nio);
+	embkvd_ckpt_last(s->ckpt, &last);
+	if (last.id) {
+		uint64_t wall = (uint64_t)time(NULL) * 1000u;
+
+		put(f, EMBKV_WIRE_STAT_CKPT_ID, last.id);
+		put(f, EMBKV_WIRE_STAT_CKPT_AGE_S,
+		    wall > last.id ? (wall - last.id) / 1000u : 0);
+		put(f, EMBKV_WIRE_STAT_CKPT_DURATION_MS, last.duration_ms);
+		put(f, EMBKV_WIRE_STAT_CKPT_BYTES, last.bytes);
+	}
 }
 
 static void table_stats(const struct embkv_catalog_entry *e,

@@ -32,6 +32,7 @@
 #include <netinet/in.h>
 #include <unistd.h>
 #include "server/daemon.h"
+#include "server/ckpt.h"
 #include "server/cluster.h"
 #include "server/member.h"
 #include "server/verbs.h"
@@ -204,6 +205,14 @@ static int default_table(struct embkvd *s, const char *name)
 	if (strlen(name) >= sizeof(a.name))
 		return EMBKV_ELIMIT;
 	strcpy(a.name, name);
+	rcu_read_lock();
+	if (embkv_catalog_find_name(s->cat, name)) {
+		rcu_read_unlock();
+		embkvd_log("table %s comes from the checkpoint; the default "
+			   "table is that one", name);
+		return 0;
+	}
+	rcu_read_unlock();
 	rc = embkvd_table_add(s, &a, 0, &id, &uid);
 	if (rc)
 		embkvd_log("cannot create table %s: %s", name,
@@ -265,6 +274,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 	s->attr.token = NULL;
 	s->attr.default_table = NULL;
 	s->attr.etcd = s->attr.cluster = s->attr.advertise = NULL;
+	s->attr.data_dir = NULL;
 	s->listen_fd = s->sig_fd = s->timer_fd = s->ep_fd = -1;
 	s->start_ns = embkv_now_ns();
 	rcu_register_thread();
@@ -308,11 +318,6 @@ int embkvd_create(const struct embkvd_attr *attr,
 	err = map_init(s, attr->peers);
 	if (err)
 		goto destroy;
-	if (attr->default_table && !attr->etcd) { /* else: cluster.c */
-		err = default_table(s, attr->default_table);
-		if (err)
-			goto destroy;
-	}
 	/* The cluster's tables, before anyone can ask for them. */
 	err = attr->etcd ? embkvd_cluster_start(s, attr, &s->cluster) : 0;
 	if (err)
@@ -320,6 +325,18 @@ int embkvd_create(const struct embkvd_attr *attr,
 	err = embkv_owner_pool_create(attr->threads, &s->owners);
 	if (err)
 		goto destroy;
+	/* Static mode: the newest checkpoint's tables, before the default
+	 * table (which then is one of them, or is created empty). */
+	err = attr->data_dir ? embkvd_ckpt_start(s, attr->data_dir,
+						 !attr->no_restore, &s->ckpt)
+			     : 0;
+	if (err)
+		goto destroy;
+	if (attr->default_table && !attr->etcd) { /* else: cluster.c */
+		err = default_table(s, attr->default_table);
+		if (err)
+			goto destroy;
+	}
 	s->io = aligned_alloc(64, sizeof(*s->io) * attr->io_threads);
 	if (!s->io) {
 		err = -ENOMEM;
@@ -405,6 +422,8 @@ void embkvd_destroy(struct embkvd *s)
 	embkvd_member_leave(s);
 	/* Its queued requests are answered through the I/O threads. */
 	embkvd_cluster_stop(s->cluster);
+	embkvd_ckpt_stop(s->ckpt);
+	s->ckpt = NULL;
 	for (uint32_t i = 0; i < s->nio; i++)
 		embkvd_io_stop(&s->io[i]);
 	if (s->listen_fd >= 0)

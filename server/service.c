@@ -3,7 +3,8 @@
  *
  * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
  * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
- * batch.c, STATS and SHARD_MAP to report.c, TABLE_REGIONS to regions.c (RDMA
+ * batch.c, STATS and SHARD_MAP to report.c, CKPT_* to ckpt.c's thread,
+ * TABLE_REGIONS to regions.c (RDMA
  * connections only; over TCP it is ERROR -EOPNOTSUPP). One table indexed
  * by opcode (svc_ops) names each request's handler, so a new opcode is one
  * entry; an opcode without one is ERROR EMBKV_EOPCODE.
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include "server/daemon.h"
+#include "server/ckpt.h"
 #include "server/cluster.h"
 #include "server/verbs.h"
 
@@ -337,6 +339,12 @@ struct svc_op {
 
 /* Indexed by opcode; request opcodes are below the reply bit, and an
  * opcode without an entry is not served (ERROR EMBKV_EOPCODE). */
+static void svc_ckpt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+		     const uint8_t *body)
+{
+	embkvd_ckpt_submit(c->io->srv->ckpt, c, h, body);
+}
+
 static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_HELLO] = { .handle = svc_hello },
 	[EMBKV_WIRE_OP_AUTH] = { .handle = svc_auth },
@@ -352,6 +360,13 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
 	[EMBKV_WIRE_OP_SHARD_MAP] = { .table_ref = embkvd_report_shard_map },
+	[EMBKV_WIRE_OP_CKPT_PART] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_CKPT_COMMIT] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_CKPT_LOAD] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_CKPT_LIST] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_CKPT_GET] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_CKPT_VERIFY] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_CKPT_DELETE] = { .handle = svc_ckpt },
 };
 
 void embkvd_svc_frame(struct embkvd_conn *c, const struct embkv_wire_hdr *h,

@@ -10,6 +10,7 @@
  *   ctl_stats.c    stats
  *   ctl_tables.c   tables, create-table, drop-table, map
  *   ctl_members.c  members, health, forget (etcd; see ctl_members.h)
+ *   ctl_ckpt.c     checkpoint create|restore|list|verify|delete
  *
  * Every function here is for the main thread of the tool only.
  */
@@ -36,6 +37,14 @@ struct embkv_ctl_args {
 	int list;                     /* map --partitions */
 	const char *name;             /* drop-table, map */
 	struct embkv_table_attr attr; /* create-table */
+	/* checkpoint SUB [ID] [--name N] [--incremental] [--table T]...
+	 * [--force] [--progress] */
+	const char *sub;
+	const char *ckpt;             /* ID, name or "newest" */
+	const char *ckpt_name;
+	int incremental, force, progress;
+	const char *tables[64];
+	uint32_t ntables;
 };
 
 #define HELP_SHOWN (-1)
@@ -92,6 +101,9 @@ void embkv_ctl_servers_json(struct embkv_client *c, const int *err);
  * reached. 0, EXIT_USAGE (message printed) or HELP_SHOWN.
  * run: prints the result (json: one JSON document); the exit status.
  */
+int embkv_ctl_ckpt_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_ckpt_run(struct embkv_client *c,
+		       const struct embkv_ctl_args *a, int json);
 int embkv_ctl_stats_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_stats_run(struct embkv_client *c,
 			const struct embkv_ctl_args *a, int json);

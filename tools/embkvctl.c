@@ -99,6 +99,19 @@ static void usage(FILE *f)
 "  map NAME [--partitions]\n"
 "                       shard map: epoch, partitions per server;\n"
 "                       --partitions lists each partition's server\n"
+"  checkpoint create [--name N] [--incremental] [--table T]...\n"
+"                       every server writes its partitions to its\n"
+"                       --data-dir, then the manifest; prints the id\n"
+"  checkpoint restore [ID|NAME|newest] [--table T]...\n"
+"                       load a checkpoint onto the servers as they are\n"
+"                       now (missing tables are created)\n"
+"  checkpoint list      checkpoints: id, name, kind, age, rows, size\n"
+"  checkpoint verify [ID|NAME|newest]\n"
+"                       read every file, check every checksum\n"
+"  checkpoint delete ID|NAME [--force]\n"
+"                       (--force: even when an increment is based on it)\n"
+"                       create, restore: --progress prints progress to\n"
+"                       stderr (default when stderr is a terminal)\n"
 "%s"
 "\n"
 "Exit status: 0 success, 1 the operation failed (or tables found an\n"
@@ -171,6 +184,7 @@ static const struct command commands[] = {
 	{ "create-table", embkv_ctl_create_parse, embkv_ctl_create_run },
 	{ "drop-table", embkv_ctl_drop_parse, embkv_ctl_drop_run },
 	{ "map", embkv_ctl_map_parse, embkv_ctl_map_run },
+	{ "checkpoint", embkv_ctl_ckpt_parse, embkv_ctl_ckpt_run },
 };
 
 enum global_opt { G_SERVERS = 1000, G_TOKEN, G_JSON, G_TIMEOUT, G_ETCD,

@@ -401,6 +401,85 @@ struct embkv_client_counters {
 int embkv_client_counters(const struct embkv_client *c,
 			  struct embkv_client_counters *out);
 
+/*
+ * Checkpoints (server/CHECKPOINT.md has the files, the manifest and the
+ * crash model). Every server needs --data-dir; the files of one
+ * checkpoint are named by (table uid, partition), never by server, so a
+ * checkpoint restores onto any number of servers that can read them (one
+ * shared directory, or the files copied).
+ *
+ * What a checkpoint holds: each partition is a consistent cut, copied by
+ * its owner between batches. Every push acknowledged before
+ * embkv_checkpoint_create() started is in it; no push sent after it
+ * returned is; a push in flight meanwhile is in it for some partitions
+ * and not others (never half of one key).
+ *
+ * Ids are milliseconds since the epoch (when create started), increasing.
+ * Where a call takes `which`: "newest" (or NULL) is the newest checkpoint
+ * complete on every server, else a decimal id or a checkpoint's name.
+ * Every call fills res (may be NULL): on failure res->error says what and
+ * where (server, file).
+ */
+struct embkv_ckpt_progress {
+	const char *phase;        /* "write", "verify" or "load" */
+	uint32_t parts_done, parts_total;
+	uint64_t rows, bytes;     /* so far */
+	uint64_t elapsed_ms;
+};
+
+struct embkv_ckpt_attr {
+	const char *name;          /* a label for restore by name; NULL: none */
+	int incremental;           /* only rows changed since the newest
+				      complete checkpoint, and erased keys */
+	const char *const *tables; /* ntables names; 0: every table */
+	uint32_t ntables;
+	/* Called after every round of partitions (NULL: none). */
+	void (*progress)(void *ctx, const struct embkv_ckpt_progress *p);
+	void *progress_ctx;
+	uint32_t flags;            /* reserved, must be 0 */
+};
+void embkv_ckpt_attr_init(struct embkv_ckpt_attr *attr);
+
+struct embkv_ckpt_result {
+	uint64_t id;
+	uint64_t base;             /* an increment's base; 0: full */
+	uint64_t rows, bytes, files;
+	uint64_t ms;
+	char error[512];
+};
+
+/* Writes every partition of the chosen tables, then the manifest. */
+int embkv_checkpoint_create(struct embkv_client *c,
+			    const struct embkv_ckpt_attr *attr,
+			    struct embkv_ckpt_result *res);
+/*
+ * Loads checkpoint `which` into the cluster as it is now: a table it holds
+ * that does not exist is created with its attributes; one that exists must
+ * have the same dim, dtype, partition count, optimizer and hash seed.
+ * First every partition's chain (its full file, then increments) is
+ * verified by the server that holds the partition now; only when all
+ * passed does each load its partitions, replacing what they held. A
+ * refused file (named in res->error) leaves every table as it was.
+ * attr: only its tables and progress.
+ */
+int embkv_checkpoint_restore(struct embkv_client *c, const char *which,
+			     const struct embkv_ckpt_attr *attr,
+			     struct embkv_ckpt_result *res);
+/* *json (malloc'ed; free it): {"checkpoints": [{id, name, kind, base,
+ * created_ms, duration_ms, rows, bytes, tables, servers}], "incomplete":
+ * [ids], "servers": n}. */
+int embkv_checkpoint_list(struct embkv_client *c, char **json,
+			  struct embkv_ckpt_result *res);
+/* Reads every file of a checkpoint on every server that has it and checks
+ * every checksum and its manifest entry; *json lists each file's status.
+ * EMBKV_EPROTO when a file is corrupt or missing everywhere. */
+int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
+			    char **json, struct embkv_ckpt_result *res);
+/* Deletes a checkpoint everywhere (its manifest first). -EBUSY when a
+ * newer increment is based on it, unless force. */
+int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
+			    int force, struct embkv_ckpt_result *res);
+
 #ifdef __cplusplus
 }
 #endif
