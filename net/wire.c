@@ -459,6 +459,20 @@ static int v_hits(const uint8_t *b, size_t l)
 	return embkv_wire_hits_decode(b, l, &m);
 }
 
+static int v_scan_req(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_scan_req m;
+
+	return embkv_wire_scan_req_decode(b, l, &m);
+}
+
+static int v_scan_reply(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_scan_reply m;
+
+	return embkv_wire_scan_reply_decode(b, l, &m);
+}
+
 static int v_table_regions(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_table_regions m;
@@ -525,6 +539,8 @@ static const struct op_info ops[] = {
 	{ EMBKV_WIRE_OP_ERASE, "ERASE", "ERASE_REPLY", true,
 	  v_erase_req, v_count },
 	{ EMBKV_WIRE_OP_HITS, "HITS", "HITS_REPLY", false, v_hits, v_count },
+	{ EMBKV_WIRE_OP_SCAN, "SCAN", "SCAN_REPLY", true,
+	  v_scan_req, v_scan_reply },
 	{ EMBKV_WIRE_OP_STATS, "STATS", "STATS_REPLY", false,
 	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,
