@@ -10,6 +10,7 @@
  *   ctl_stats.c    stats
  *   ctl_tables.c   tables, create-table, drop-table, map
  *   ctl_members.c  members, health, forget (etcd; see ctl_members.h)
+ *   ctl_export.c   export, import (tools/EXPORT.md)
  *
  * Every function here is for the main thread of the tool only.
  */
@@ -34,7 +35,10 @@ struct embkv_ctl_args {
 	int all;                      /* stats --all */
 	int json;                     /* stats --json, tables --json */
 	int list;                     /* map --partitions */
-	const char *name;             /* drop-table, map */
+	const char *name;             /* drop-table, map, export, import */
+	const char *file;             /* export, import */
+	int fp16;                     /* export --fp16 */
+	int progress;                 /* export, import --progress */
 	struct embkv_table_attr attr; /* create-table */
 };
 
@@ -107,5 +111,11 @@ int embkv_ctl_drop_run(struct embkv_client *c,
 int embkv_ctl_map_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_map_run(struct embkv_client *c,
 		      const struct embkv_ctl_args *a, int json);
+int embkv_ctl_export_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_export_run(struct embkv_client *c,
+			 const struct embkv_ctl_args *a, int json);
+int embkv_ctl_import_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_import_run(struct embkv_client *c,
+			 const struct embkv_ctl_args *a, int json);
 
 #endif
