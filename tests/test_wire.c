@@ -26,7 +26,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 29u /* 14 requests, 14 replies, ERROR */
+#define N_KNOWN_OPS 31u /* 15 requests, 15 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -257,6 +257,9 @@ static int build_samples(void **state)
 	struct embkv_wire_count_reply cr = { 4, 1 };
 	struct embkv_wire_hits hr = { 3, UID, N_KEYS, sample_keys,
 				      sample_counts };
+	struct embkv_wire_scan_req sq = { 3, 5, UID, 17, 100 };
+	struct embkv_wire_scan_reply srep = { 40, N_KEYS, DIM, EMBKV_DTYPE_F32,
+					      sample_keys, sample_vals };
 	const struct embkv_wire_table_ref ref = { 3, UID };
 	const struct embkv_wire_table_ref all = { EMBKV_WIRE_TABLE_ALL, 0 };
 	struct embkv_wire_table_regions rg;
@@ -348,6 +351,13 @@ static int build_samples(void **state)
 	ADD_FIXED(R(EMBKV_WIRE_OP_HITS), EMBKV_WIRE_COUNT_REPLY_SIZE,
 		  embkv_wire_count_reply_encode(&cr, b,
 						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_SCAN, EMBKV_WIRE_SCAN_REQ_SIZE,
+		  embkv_wire_scan_req_encode(&sq, b,
+					     EMBKV_WIRE_SCAN_REQ_SIZE));
+	ADD_SIZED(R(EMBKV_WIRE_OP_SCAN),
+		  embkv_wire_scan_reply_size(N_KEYS, DIM, EMBKV_DTYPE_F32,
+					     &len),
+		  embkv_wire_scan_reply_encode(&srep, b, len));
 	ADD_FIXED(EMBKV_WIRE_OP_TABLE_REGIONS, EMBKV_WIRE_TABLE_REF_SIZE,
 		  embkv_wire_table_ref_encode(&ref, b,
 					      EMBKV_WIRE_TABLE_REF_SIZE));
@@ -550,6 +560,90 @@ static void test_hdr_unknown_opcode(void **state)
 	assert_false(embkv_wire_op_known(0xfe));
 	assert_true(embkv_wire_op_known(0xa0));
 	assert_true(embkv_wire_op_known(0xff));
+}
+
+/* SCAN: round trip, the page padding, the limits and the refusals. */
+static void test_scan(void **state)
+{
+	struct embkv_wire_scan_req q = { 7, 3, UID, 12345, 9 }, dq;
+	struct embkv_wire_scan_reply r, dr;
+	uint64_t keys[3] = { 1, 2, 3 };
+	float vals[3 * 3] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	uint64_t body[64];
+	uint8_t *b = (uint8_t *)body;
+	uint64_t *pk;
+	void *pv;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)), 0);
+	assert_int_equal(embkv_wire_scan_req_decode(b, EMBKV_WIRE_SCAN_REQ_SIZE,
+						    &dq), 0);
+	assert_int_equal(dq.table_id, 7);
+	assert_int_equal(dq.part, 3);
+	assert_int_equal(dq.uid, UID);
+	assert_int_equal(dq.cursor, 12345);
+	assert_int_equal(dq.max, 9);
+	assert_int_equal(embkv_wire_scan_req_decode(b, 31, &dq), EMBKV_EPROTO);
+	q.max = 0;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)),
+			 -EINVAL);
+	q.max = EMBKV_WIRE_MAX_KEYS + 1;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)),
+			 EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_SCAN_REQ_MAX, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_scan_req_decode(b, EMBKV_WIRE_SCAN_REQ_SIZE,
+						    &dq), EMBKV_ELIMIT);
+	q.max = 9;
+	q.uid = 0;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)),
+			 -EINVAL);
+
+	/* 3 rows of dim 3: 24 + 24 + 36 = 84, padded to 88 */
+	r = (struct embkv_wire_scan_reply){ EMBKV_SCAN_END, 3, 3,
+					    EMBKV_DTYPE_F32, keys, vals };
+	assert_int_equal(embkv_wire_scan_reply_size(3, 3, 0, &len), 0);
+	assert_int_equal(len, 88);
+	memset(body, 0xee, sizeof(body));
+	assert_int_equal(embkv_wire_scan_reply_encode(&r, b, len), 0);
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr), 0);
+	assert_int_equal(dr.next, EMBKV_SCAN_END);
+	assert_int_equal(dr.n, 3);
+	assert_memory_equal(dr.keys, keys, sizeof(keys));
+	assert_memory_equal(dr.vals, vals, sizeof(vals));
+	b[87] = 1; /* padding must be 0 */
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr),
+			 EMBKV_EPROTO);
+	b[87] = 0;
+	put32(b + EMBKV_WIRE_SCAN_REPLY_DTYPE, 9); /* no such dtype */
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_scan_reply_size(1, 3, 9, &len), -EINVAL);
+	assert_int_equal(embkv_wire_scan_reply_size(1, EMBKV_MAX_DIM + 1, 0,
+						    &len), EMBKV_ELIMIT);
+	/* prepare: fixed fields written, arrays where decode finds them */
+	assert_int_equal(embkv_wire_scan_reply_prepare(40, 2, 3, 0, b,
+						       sizeof(body), &pk, &pv),
+			 0);
+	memcpy(pk, keys, 2 * sizeof(uint64_t));
+	memcpy(pv, vals, 6 * sizeof(float));
+	assert_int_equal(embkv_wire_scan_reply_size(2, 3, 0, &len), 0);
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr), 0);
+	assert_int_equal(dr.next, 40);
+	assert_memory_equal(dr.vals, vals, 6 * sizeof(float));
+	/* max rows: what fits, and one more does not */
+	for (uint32_t dim = 1; dim <= 9; dim += 4) {
+		uint32_t n = embkv_wire_scan_reply_max_rows(1000, dim, 0);
+
+		assert_int_equal(embkv_wire_scan_reply_size(n, dim, 0, &len),
+				 0);
+		assert_true(len <= 1000);
+		assert_int_equal(embkv_wire_scan_reply_size(n + 1, dim, 0,
+							    &len), 0);
+		assert_true(len > 1000);
+	}
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_SCAN));
+	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_SCAN), "SCAN");
 }
 
 static void test_hdr_body_len_limit(void **state)
@@ -2694,6 +2788,7 @@ int main(void)
 		cmocka_unit_test(test_hdr_bad_version),
 		cmocka_unit_test(test_hdr_unknown_opcode),
 		cmocka_unit_test(test_hdr_body_len_limit),
+		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_hdr_flags_reserved),
 		cmocka_unit_test(test_hdr_encode_invalid),
 		cmocka_unit_test(test_frame_decode),
