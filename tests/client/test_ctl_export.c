@@ -7,7 +7,8 @@
  *   is the documented one;
  * - a file with a flipped byte (values, header), a truncated file and one
  *   with trailing bytes are refused, naming the file, and the target
- *   table stays empty; a dim mismatch is refused naming the file;
+ *   table stays empty; a dim mismatch is refused naming the file; an
+ *   empty table round-trips; a missing table writes nothing;
  * - Debian's python (/usr/bin/python3) reads the file with the lines of
  *   tools/EXPORT.md and compares with the pulled rows (skipped, with the
  *   reason printed, when numpy is absent).
@@ -380,6 +381,21 @@ static void test_refused(void **state)
 	assert_int_equal(ctl(s, out, args), 1);
 	assert_has(out, good);
 	assert_has(out, "dim 8");
+	/* an empty table exports to an 80-byte file that imports */
+	create(s, "empty", DIM);
+	snprintf(args, sizeof(args), "export empty %s", bad);
+	assert_int_equal(ctl(s, out, args), 0);
+	assert_has(out, "exported 0 rows");
+	check_header(bad, 0, 0);
+	snprintf(args, sizeof(args), "import target %s", bad);
+	assert_int_equal(ctl(s, out, args), 0);
+	assert_has(out, "imported 0 rows");
+	/* a table that does not exist: nothing written */
+	snprintf(args, sizeof(args), "export nosuch %s.x", bad);
+	assert_int_equal(ctl(s, out, args), 1);
+	assert_has(out, "nosuch");
+	snprintf(args, sizeof(args), "%s.x", bad);
+	assert_int_not_equal(access(args, F_OK), 0);
 	/* usage errors need no server */
 	assert_int_equal(ctl(s, out, "export src"), 2);
 	assert_int_equal(ctl(s, out, "import src a b c"), 2);
