@@ -21,9 +21,11 @@
  *   key's partition is served here" are checked, and every byte the
  *   owners will use (the reply and the by-owner scratch) is allocated,
  *   before any job is queued. Owners never allocate and never fail.
- * - Placement: partition p lives on server p % S; on that server its local
- *   index p / S picks the owner, (p / S) % T of T owners (p % T when the
- *   server is alone), so that owners share a server's partitions evenly.
+ * - Placement: partition p lives on the server the table's map names (p %
+ *   S at first); there (p / S) % T picks the owner of T, S being the
+ *   server count of the first placement (embkvd_map_owner), so that owners
+ *   share a server's partitions evenly and a partition keeps its owner
+ *   when the map changes.
  * - Per-key order: one connection is served by one I/O thread, which
  *   queues its jobs in arrival order on FIFO owner queues.
  * - The request holds a table reference and a connection hold until the
@@ -698,8 +700,8 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		char why[EMBKV_WIRE_ERRMSG_MAX];
 
 		rc = scan_plan(s, map, ent->table, &m, &pl, why, sizeof(why));
-		rcu_read_unlock();
 		if (rc) {
+			rcu_read_unlock();
 			embkvd_conn_error(c, h->request_id, rc, false, "%s",
 					  why);
 			goto put;
@@ -712,7 +714,8 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			map, embkv_table_partition_of(ent->table, bad_key));
 		self = map->self;
 	}
-	rcu_read_unlock();
+	if (rc)
+		rcu_read_unlock();
 	if (rc == EMBKV_EUNAVAIL) {
 		embkvd_conn_error(c, h->request_id, rc, false,
 				  "key %llu: partition %u of table %s is not "
@@ -734,9 +737,15 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	if (rc)
 		goto nomem;
 planned:
+	/* Still inside the read-side section that checked the partitions
+	 * against the map and their states: the batch reaches its owners'
+	 * queues before a grace period that follows a map or state change
+	 * ends (a partition leaving this server is emptied by an owner job
+	 * queued after that grace period, so after every such batch). */
 	r = calloc(1, sizeof(*r) + (size_t)pl.owners * sizeof(r->jobs[0]));
 	if (!r) {
 		free(pl.mem);
+		rcu_read_unlock();
 		goto nomem;
 	}
 	r->fin.finish = embkvd_batch_finish;
@@ -763,6 +772,7 @@ planned:
 	r->order = pl.order;
 	rc = req_buffers(r);
 	if (rc) {
+		rcu_read_unlock();
 		embkvd_conn_error(c, h->request_id, rc, false,
 				  "cannot serve a %u-key batch: %s", m.n,
 				  embkv_strerror(rc));
@@ -770,6 +780,7 @@ planned:
 		return;
 	}
 	req_submit(r, pl.owners, pl.single);
+	rcu_read_unlock();
 	return;
 
 nomem:

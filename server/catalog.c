@@ -421,3 +421,54 @@ uint64_t embkv_catalog_memory_limit(const struct embkv_catalog *cat)
 {
 	return cat->memory_limit;
 }
+
+int embkv_catalog_part_add(struct embkv_catalog *cat,
+			   struct embkv_catalog_entry *e, uint32_t part,
+			   enum embkv_part_state state)
+{
+	struct embkv_table *t = e->table;
+	uint64_t bytes;
+	int err;
+
+	if (part >= t->nparts || t->parts[part].loaded ||
+	    (state != EMBKV_PART_UNLOADED && state != EMBKV_PART_MOVING))
+		return -EINVAL;
+	pthread_mutex_lock(&cat->lock);
+	err = embkv_part_load(t, part);
+	if (!err)
+		err = embkv_part_set_state(t, part, state);
+	bytes = t->parts[part].bytes;
+	if (!err && !fits(cat, used_locked(cat), bytes))
+		err = -ENOMEM;
+	if (!err && e->hooks.part_added)
+		err = e->hooks.part_added(e->hooks.ctx, e, part);
+	if (err) {
+		embkv_part_unload(t, part);
+	} else {
+		e->bytes += bytes;
+		__atomic_store_n(&cat->bytes, cat->bytes + bytes,
+				 __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&cat->lock);
+	return err;
+}
+
+void embkv_catalog_part_remove(struct embkv_catalog *cat,
+			       struct embkv_catalog_entry *e, uint32_t part)
+{
+	struct embkv_table *t = e->table;
+	uint64_t bytes;
+
+	if (part >= t->nparts || !t->parts[part].loaded)
+		return;
+	if (e->hooks.part_removed)
+		e->hooks.part_removed(e->hooks.ctx, e, part);
+	pthread_mutex_lock(&cat->lock);
+	bytes = t->parts[part].bytes;
+	embkv_part_unload(t, part);
+	e->bytes -= bytes < e->bytes ? bytes : e->bytes;
+	__atomic_store_n(&cat->bytes, cat->bytes > bytes ? cat->bytes - bytes
+							 : 0,
+			 __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&cat->lock);
+}

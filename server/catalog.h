@@ -51,6 +51,13 @@ struct embkv_catalog_entry;
 struct embkv_catalog_hooks {
 	int (*built)(void *ctx, struct embkv_catalog_entry *e);
 	void (*freed)(void *ctx, struct embkv_catalog_entry *e);
+	/* A partition was loaded into a published table (part_add), or is
+	 * about to be freed (part_remove: after it, no remote reader may
+	 * reach its memory). */
+	int (*part_added)(void *ctx, struct embkv_catalog_entry *e,
+			  uint32_t part);
+	void (*part_removed)(void *ctx, struct embkv_catalog_entry *e,
+			     uint32_t part);
 	void *ctx;
 };
 
@@ -120,6 +127,22 @@ int embkv_catalog_publish(struct embkv_catalog *cat,
 			  uint32_t *id, uint64_t *uid_out);
 void embkv_catalog_cancel(struct embkv_catalog *cat,
 			  struct embkv_catalog_entry *pending);
+/*
+ * Partitions that come and go in a published table (the shard map gave
+ * this server a partition, or took one away). part_add maps partition
+ * part (ABSENT) in state (UNLOADED or MOVING), charges it against the
+ * limit (-ENOMEM beyond it, nothing changed) and registers it (the
+ * part_added hook). part_remove deregisters it (part_removed hook) and
+ * frees it, uncharged. The caller makes sure that no owner works on the
+ * partition meanwhile: it is not this server's in the table's map, or
+ * not SERVING, and (remove) the batches that found it serving are done.
+ */
+int embkv_catalog_part_add(struct embkv_catalog *cat,
+			   struct embkv_catalog_entry *e, uint32_t part,
+			   enum embkv_part_state state);
+void embkv_catalog_part_remove(struct embkv_catalog *cat,
+			       struct embkv_catalog_entry *e, uint32_t part);
+
 /* Unpublishes the table called name: 0 or EMBKV_ENOTABLE. */
 int embkv_catalog_drop(struct embkv_catalog *cat, const char *name);
 

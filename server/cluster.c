@@ -138,6 +138,8 @@ static int map_build(struct embkvd_cluster *cl, const struct ctable *t,
 		rc = embkvd_map_create_placed(t->epoch, addrs, t->nmembers,
 					      self, t->parts,
 					      t->attr.partitions, out);
+		if (!rc)
+			(*out)->spread = t->spread;
 	}
 	free(addrs);
 	free(unknown);

@@ -83,6 +83,9 @@ struct ctable {
 	uint32_t nmembers;
 	uint32_t *members;
 	uint16_t *parts;       /* attr.partitions entries */
+	uint32_t spread;       /* members at create: the owner rule's divisor
+				  (server/shardmap.h), kept when the map
+				  changes */
 };
 
 struct embkvd_cluster {

@@ -93,6 +93,14 @@ int cl_table_parse(const char *name, const char *value, size_t len,
 			if (t->members[k] == t->members[i])
 				goto out;
 	}
+	v = json_object_get(root, "spread");
+	t->spread = t->nmembers;
+	if (v) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > EMBKV_WIRE_MAX_SERVERS)
+			goto out;
+		t->spread = (uint32_t)json_integer_value(v);
+	}
 	for (uint32_t p = 0; p < t->attr.partitions; p++) {
 		v = json_array_get(parts, p);
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -129,11 +137,12 @@ char *cl_table_json(const struct ctable *t)
 	for (uint32_t p = 0; p < t->attr.partitions; p++)
 		if (json_array_append_new(parts, json_integer(t->parts[p])))
 			goto fail;
-	root = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:s, s:i, s:i, s:I, "
-			 "s:s}",
+	root = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:i, s:s, s:i, s:i, "
+			 "s:I, s:s}",
 			 "uid", uid, "state", t->ready ? "ready" : "creating",
 			 "attr", hex, "epoch", (json_int_t)t->epoch,
 			 "members", members, "parts", parts,
+			 "spread", (int)(t->spread ? t->spread : t->nmembers),
 			 "name", t->attr.name, "dim", (int)t->attr.dim,
 			 "partitions", (int)t->attr.partitions,
 			 "capacity", (json_int_t)t->attr.capacity,

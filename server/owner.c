@@ -194,3 +194,42 @@ bool embkv_owner_try_run(struct embkv_owner_pool *pool, uint32_t owner,
 	pthread_mutex_unlock(&o->run);
 	return true;
 }
+
+struct owner_call {
+	struct embkv_job job;
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	bool done;
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+};
+
+static void owner_call_run(struct embkv_job *j)
+{
+	struct owner_call *oc = caa_container_of(j, struct owner_call, job);
+
+	oc->rc = oc->fn(oc->arg);
+	pthread_mutex_lock(&oc->m);
+	oc->done = true;
+	pthread_cond_signal(&oc->cv);
+	pthread_mutex_unlock(&oc->m);
+}
+
+int embkv_owner_call(struct embkv_owner_pool *pool, uint32_t owner,
+		     int (*fn)(void *arg), void *arg)
+{
+	struct owner_call oc = { .fn = fn, .arg = arg };
+
+	pthread_mutex_init(&oc.m, NULL);
+	pthread_cond_init(&oc.cv, NULL);
+	oc.job.run = owner_call_run;
+	embkv_owner_submit(pool, owner, &oc.job);
+	pthread_mutex_lock(&oc.m);
+	while (!oc.done)
+		pthread_cond_wait(&oc.cv, &oc.m);
+	pthread_mutex_unlock(&oc.m);
+	pthread_mutex_destroy(&oc.m);
+	pthread_cond_destroy(&oc.cv);
+	return oc.rc;
+}

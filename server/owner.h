@@ -48,4 +48,13 @@ void embkv_owner_submit(struct embkv_owner_pool *pool, uint32_t owner,
 bool embkv_owner_try_run(struct embkv_owner_pool *pool, uint32_t owner,
 			 struct embkv_job *job);
 
+/*
+ * Runs fn(arg) as owner `owner`, queued behind every job already
+ * submitted to it, and waits for it; returns what fn returned. For the
+ * threads that are not owners (checkpoints, the cluster thread): a
+ * partition's bookkeeping done between two of its batches.
+ */
+int embkv_owner_call(struct embkv_owner_pool *pool, uint32_t owner,
+		     int (*fn)(void *arg), void *arg);
+
 #endif

@@ -116,6 +116,63 @@ static void regions_freed(void *v, struct embkv_catalog_entry *e)
 	e->hook_data = NULL;
 }
 
+/* The part_added hook: registers a partition loaded into a published
+ * table. The pointers are published last (TABLE_REGIONS reads them under
+ * rcu_read_lock). */
+static int regions_part_added(void *v, struct embkv_catalog_entry *e,
+			      uint32_t i)
+{
+	struct embkvd_regions *r = e->hook_data;
+	const struct embkv_part *p = &e->table->parts[i];
+	struct ibv_mr *imr, *amr;
+	int err = 0;
+
+	if (!r || i >= r->nparts || !p->arena)
+		return 0;
+	imr = reg_read_only(v, p->mem[EMBKV_MEM_INDEX],
+			    p->mem_bytes[EMBKV_MEM_INDEX], &err);
+	if (!imr)
+		return err;
+	amr = reg_read_only(v, p->arena, p->mem_bytes[EMBKV_MEM_ARENA], &err);
+	if (!amr) {
+		ibv_dereg_mr(imr);
+		return err;
+	}
+	__atomic_add_fetch(&r->bytes, p->mem_bytes[EMBKV_MEM_INDEX] +
+			   p->mem_bytes[EMBKV_MEM_ARENA], __ATOMIC_RELAXED);
+	rcu_assign_pointer(r->index_mr[i], imr);
+	rcu_assign_pointer(r->arena_mr[i], amr);
+	return 0;
+}
+
+/* The part_removed hook: unpublishes the partition's registrations, waits
+ * for TABLE_REGIONS readers, deregisters (remote READs of it fail from
+ * then on: a reader never gets a row of a partition that left). */
+static void regions_part_removed(void *v, struct embkv_catalog_entry *e,
+				 uint32_t i)
+{
+	struct embkvd_regions *r = e->hook_data;
+	const struct embkv_part *p = &e->table->parts[i];
+	struct ibv_mr *imr, *amr;
+
+	(void)v;
+	if (!r || i >= r->nparts)
+		return;
+	imr = r->index_mr[i];
+	amr = r->arena_mr[i];
+	if (!imr && !amr)
+		return;
+	rcu_assign_pointer(r->arena_mr[i], NULL);
+	rcu_assign_pointer(r->index_mr[i], NULL);
+	synchronize_rcu();
+	if (amr)
+		ibv_dereg_mr(amr);
+	if (imr)
+		ibv_dereg_mr(imr);
+	__atomic_sub_fetch(&r->bytes, p->mem_bytes[EMBKV_MEM_INDEX] +
+			   p->mem_bytes[EMBKV_MEM_ARENA], __ATOMIC_RELAXED);
+}
+
 void embkvd_regions_hooks(struct embkvd_verbs *v,
 			  struct embkv_catalog_hooks *hooks)
 {
@@ -124,6 +181,8 @@ void embkvd_regions_hooks(struct embkvd_verbs *v,
 		return;
 	hooks->built = regions_built;
 	hooks->freed = regions_freed;
+	hooks->part_added = regions_part_added;
+	hooks->part_removed = regions_part_removed;
 	hooks->ctx = v;
 }
 
@@ -131,7 +190,7 @@ uint64_t embkvd_regions_bytes(const struct embkv_catalog_entry *e)
 {
 	const struct embkvd_regions *r = e->hook_data;
 
-	return r ? r->bytes : 0;
+	return r ? __atomic_load_n(&r->bytes, __ATOMIC_RELAXED) : 0;
 }
 
 void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
@@ -167,23 +226,29 @@ void embkvd_verbs_table_regions(struct embkvd_conn *c, uint64_t req_id,
 				  "no memory for %u regions", t->nparts);
 		goto put;
 	}
+	/* Partitions come and go (regions_part_added/_removed): their
+	 * registrations are read under the read lock. */
+	rcu_read_lock();
 	for (uint32_t i = 0; i < t->nparts; i++) {
 		const struct embkv_part *p = &t->parts[i];
+		struct ibv_mr *imr = rcu_dereference(rg->index_mr[i]);
+		struct ibv_mr *amr = rcu_dereference(rg->arena_mr[i]);
 
 		/* Only serving partitions: an unloaded one has no rows to
 		 * read, and a reader must take the RPC path (EMBKV_EUNAVAIL). */
-		if (!rg->arena_mr[i] ||
+		if (!imr || !amr ||
 		    embkv_part_state(p) != EMBKV_PART_SERVING)
 			continue;
 		parts[n].part = i;
-		parts[n].index_rkey = rg->index_mr[i]->rkey;
-		parts[n].arena_rkey = rg->arena_mr[i]->rkey;
+		parts[n].index_rkey = imr->rkey;
+		parts[n].arena_rkey = amr->rkey;
 		parts[n].index_addr = (uint64_t)(uintptr_t)p->index.buckets;
 		parts[n].nbuckets = p->index.nbuckets;
 		parts[n].arena_addr = (uint64_t)(uintptr_t)p->arena;
 		parts[n].capacity = p->capacity;
 		n++;
 	}
+	rcu_read_unlock();
 	m.count = n;
 	m.stride = (uint32_t)t->stride;
 	m.parts = parts;

@@ -2,8 +2,8 @@
  * embkvd's shard map (server/shardmap.h).
  *
  * What: an immutable {epoch, servers, self} value and the placement rule
- * partition -> server (p % S) and partition -> owner thread
- * ((p / S) % T), in one place.
+ * partition -> server (p % S, or placed) and partition -> owner thread
+ * ((p / spread) % T), in one place.
  * Why: placement was arithmetic copied into batch planning, SHARD_MAP and
  * TABLE_REGIONS; a map learned from etcd, or moved partitions, must change
  * it for all of them at once.

@@ -29,6 +29,12 @@ struct embkvd_map {
 	char **servers;          /* nservers addresses, as clients dial them */
 	uint32_t nparts;         /* entries of part_server; 0: none */
 	uint16_t *part_server;   /* partition -> server index; NULL: p % S */
+	uint32_t spread;         /* owner rule's divisor: the server count
+				    the partitions were first placed over
+				    (nservers unless set); fixed for a
+				    table's life, so that a partition keeps
+				    its owner thread when servers come and
+				    go */
 	struct rcu_head rcu;
 };
 
@@ -61,12 +67,14 @@ static inline bool embkvd_map_mine(const struct embkvd_map *m, uint32_t part)
 	return embkvd_map_server(m, part) == m->self;
 }
 
-/* Of this server's nowners owner threads, the one that runs part (spreads
- * a server's partitions evenly over its owners). */
+/* Of this server's nowners owner threads, the one that runs part: (p /
+ * spread) % T spreads a server's partitions of the first placement (p %
+ * spread) evenly over its owners, and never changes with the map (a
+ * partition's batches must never run on two owners at once). */
 static inline uint32_t embkvd_map_owner(const struct embkvd_map *m,
 					uint32_t part, uint32_t nowners)
 {
-	return (part / m->nservers) % nowners;
+	return (part / (m->spread ? m->spread : m->nservers)) % nowners;
 }
 
 /* owned[p] = 1 for every partition p < nparts this server holds, else 0;

@@ -146,11 +146,13 @@ int embkv_part_set_state(struct embkv_table *t, uint32_t i,
 	struct embkv_part *p = &t->parts[i];
 
 	if (!p->loaded || (state != EMBKV_PART_SERVING &&
-			   state != EMBKV_PART_UNLOADED))
+			   state != EMBKV_PART_UNLOADED &&
+			   state != EMBKV_PART_MOVING))
 		return -EINVAL;
 	if (p->pstate == state)
 		return 0;
-	if (state == EMBKV_PART_UNLOADED)
+	/* nunloaded counts the loaded partitions that do not serve */
+	if (p->pstate == EMBKV_PART_SERVING)
 		__atomic_add_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
 	__atomic_store_n(&p->pstate, (uint8_t)state, __ATOMIC_RELEASE);
 	if (state == EMBKV_PART_SERVING)
@@ -178,7 +180,7 @@ void embkv_part_unload(struct embkv_table *t, uint32_t i)
 
 	if (!p->loaded)
 		return;
-	if (p->pstate == EMBKV_PART_UNLOADED)
+	if (p->pstate != EMBKV_PART_SERVING)
 		__atomic_sub_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
 	embkv_index_fini(&p->index); /* its memory is p->mem[INDEX] */
 	embkv_cms_fini(&p->cms);

@@ -71,6 +71,10 @@ enum embkv_part_state {
 	EMBKV_PART_UNLOADED = 2, /* held here (memory mapped, empty) but its
 				    rows are not loaded yet: requests for it
 				    are refused with EMBKV_EUNAVAIL */
+	EMBKV_PART_MOVING = 3,   /* held here but moving in or out (or
+				    leaving): requests for it are refused
+				    with EMBKV_ESTALE, not applied, and
+				    retried on the map that follows */
 };
 
 /*
@@ -128,7 +132,7 @@ struct embkv_table {
 	unsigned part_bits;
 	uint32_t nparts;
 	uint32_t nloaded;          /* partitions holding memory */
-	uint32_t nunloaded;        /* of which UNLOADED (atomic) */
+	uint32_t nunloaded;        /* of which not SERVING (atomic) */
 	uint32_t dim;
 	size_t payload_bytes;
 	size_t stride;

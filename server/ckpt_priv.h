@@ -1,0 +1,124 @@
+/*
+ * What the checkpoint thread's files share (server/ckpt.c: the thread,
+ * requests and restore at start; server/ckpt_ops.c: the CKPT_* requests;
+ * server/move.c: partition moves and recovery). Private to them.
+ */
+#ifndef EMBKV_SERVER_CKPT_PRIV_H
+#define EMBKV_SERVER_CKPT_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <pthread.h>
+#include "net/etcd.h"
+#include "server/ckpt.h"
+#include "server/ckpt_file.h"
+#include "server/daemon.h"
+
+#define CK_MSG_MAX 512u
+#define CK_PATH_MAX 4096u
+#define CK_MANIFEST "MANIFEST.json"
+#define CK_POLL_MS 1000u
+#define CK_MANIFEST_MAX (64u << 20)   /* bytes of a manifest file */
+
+struct ck_req {
+	struct embkvd_done fin;
+	struct ck_req *next;
+	struct embkvd_conn *conn;
+	uint64_t req_id;
+	uint8_t op;
+	json_t *in;
+	json_t *out;            /* the reply (NULL: {}) */
+	int status;
+	char msg[CK_MSG_MAX];
+};
+
+struct embkvd_ckpt {
+	struct embkvd *s;
+	char *root;             /* <data-dir>/ckpt */
+	bool restore;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct ck_req *head, **tail;
+	bool stop;
+	struct embkvd_ckpt_last last;     /* under lock */
+	struct embkv_etcd *etcd;          /* cluster mode; this thread only */
+	char newest_key[256];
+	/* Cluster-mode restore: tables tried against which checkpoint. */
+	uint64_t *tried_uid;
+	uint64_t *tried_ckpt;
+	uint32_t ntried;
+	uint64_t next_poll_ms;
+};
+
+struct ck_ojob {
+	int (*fn)(struct ck_ojob *o);
+	struct embkv_table *t;
+	uint32_t part;
+	/* snap */
+	uint64_t id, base;
+	struct embkv_ckpt_snap *snap;
+	/* load */
+	const int *fds;
+	const uint64_t *uids;
+	uint32_t nfiles;
+	uint64_t last_id, seq, rows;
+	bool serve;             /* set SERVING once loaded */
+	uint32_t bad_file;      /* the file that failed */
+	char why[256];
+};
+
+/* mode: LOAD_FULL verifies the chain, then loads; LOAD_CHECK only
+ * verifies; LOAD_CHECKED loads a chain verified by an earlier LOAD_CHECK
+ * (the apply still checks every block it reads). */
+enum load_mode { LOAD_FULL, LOAD_CHECK, LOAD_CHECKED };
+
+/* ---- helpers (ckpt.c) ---- */
+uint64_t ck_now_ms(void);
+uint64_t ck_wall_ms(void);
+/* Fails r: status and message; returns status. */
+int ck_fail(struct ck_req *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void ck_uid_hex(uint64_t uid, char out[17]);
+bool ck_parse_uid(const char *s, uint64_t *out);
+/* A non-negative integer field of o; false when absent or not one. */
+bool ck_get_u64(const json_t *o, const char *k, uint64_t *out);
+/* <root>/<id>[/<name>] into buf (CK_PATH_MAX): 0 or -ENAMETOOLONG. */
+int ck_path(const struct embkvd_ckpt *ck, char *buf, uint64_t id,
+	    const char *name);
+int ck_fsync_path(const char *path);
+bool ck_file_name_ok(const char *f);
+json_t *ck_manifest_read(struct embkvd_ckpt *ck, uint64_t id,
+			 struct ck_req *r);
+bool ck_manifest_find(const json_t *m, const char *name, uint32_t part,
+		      json_t **table, json_t **entry);
+int ck_list_ids(struct embkvd_ckpt *ck, uint64_t **ids, bool **complete,
+		uint32_t *n);
+uint64_t ck_newest_complete(struct embkvd_ckpt *ck);
+/* The catalog entry of uid, with a reference; NULL when none. */
+struct embkv_catalog_entry *ck_find_uid(struct embkvd *s, uint64_t uid);
+int ck_ojob_run(void *arg);
+/* Runs o->fn as partition o->part's owner and waits for it. */
+int ck_owner_run(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
+		 struct ck_ojob *o);
+int ck_oj_load(struct ck_ojob *o);
+
+/* ---- requests (ckpt_ops.c) ---- */
+int ck_part_check(struct embkvd *s, struct embkv_catalog_entry *e,
+		  uint32_t part, bool serving, struct ck_req *r);
+int ck_load_part(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
+		 uint32_t part, uint64_t id, enum load_mode mode,
+		 struct ck_req *r, uint64_t *rows, uint64_t *bytes,
+		 uint32_t *files);
+void ck_do_part(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_do_commit(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_do_load(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_do_list(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_do_get(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_do_verify(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_do_delete(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_set_last(struct embkvd_ckpt *ck, const json_t *m);
+
+#endif
