@@ -390,11 +390,32 @@ static void log_rollback(uint64_t id, const char *name, uint32_t loaded,
 }
 
 /* Loads every UNLOADED partition of e that this server holds. */
+/* Whether (uid, part) was tried against checkpoint id already; records
+ * it when not. */
+static bool tried(struct embkvd_ckpt *ck, uint64_t uid, uint32_t part,
+		  uint64_t id)
+{
+	struct ck_tried *v;
+
+	for (uint32_t j = 0; j < ck->ntried; j++)
+		if (ck->tried[j].uid == uid && ck->tried[j].part == part &&
+		    ck->tried[j].id == id)
+			return true;
+	v = realloc(ck->tried, (ck->ntried + 1) * sizeof(*v));
+	if (v) {
+		ck->tried = v;
+		v[ck->ntried++] = (struct ck_tried){ uid, id, part };
+	}
+	return false;
+}
+
+/* Loads every UNLOADED partition of e that this server holds and that was
+ * not tried against checkpoint id (0: none complete) yet. */
 static void restore_table(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 			  uint64_t id)
 {
 	struct embkv_table *t = e->table;
-	uint32_t loaded = 0, failed = 0;
+	uint32_t loaded = 0, failed = 0, none = 0;
 	uint64_t total = 0;
 
 	for (uint32_t p = 0; p < t->nparts; p++) {
@@ -402,8 +423,13 @@ static void restore_table(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 		uint64_t rows = 0, bytes = 0;
 		uint32_t files = 0;
 
-		if (embkv_part_state(&t->parts[p]) != EMBKV_PART_UNLOADED)
+		if (embkv_part_state(&t->parts[p]) != EMBKV_PART_UNLOADED ||
+		    tried(ck, e->uid, p, id))
 			continue;
+		if (!id) {
+			none++;
+			continue;
+		}
 		if (ck_load_part(ck, e, p, id, LOAD_FULL, &r, &rows, &bytes,
 			      &files)) {
 			embkvd_log("table %s partition %u: not restored: %s",
@@ -414,6 +440,10 @@ static void restore_table(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 		loaded++;
 		total += rows;
 	}
+	if (none)
+		embkvd_log("table %s: %u partitions not loaded and no complete "
+			   "checkpoint to load them from; they stay "
+			   "unavailable", t->attr.name, none);
 	if (loaded || failed)
 		log_rollback(id, t->attr.name, loaded, total, failed);
 }
@@ -497,35 +527,7 @@ static void restore_pass(struct embkvd_ckpt *ck)
 	if (k)
 		id = ck->etcd ? cluster_newest(ck) : ck_newest_complete(ck);
 	for (uint32_t i = 0; i < k; i++) {
-		bool tried = false;
-		uint64_t *nu, *nc;
-
-		for (uint32_t j = 0; j < ck->ntried; j++)
-			if (ck->tried_uid[j] == es[i]->uid &&
-			    ck->tried_ckpt[j] == id)
-				tried = true;
-		if (!tried) {
-			if (!id)
-				embkvd_log("table %s: partitions not loaded and "
-					   "no complete checkpoint to load "
-					   "them from; they stay unavailable",
-					   es[i]->table->attr.name);
-			else
-				restore_table(ck, es[i], id);
-			nu = realloc(ck->tried_uid, (ck->ntried + 1) *
-				     sizeof(*nu));
-			if (nu) {
-				ck->tried_uid = nu;
-				nc = realloc(ck->tried_ckpt, (ck->ntried + 1) *
-					     sizeof(*nc));
-				if (nc) {
-					ck->tried_ckpt = nc;
-					nu[ck->ntried] = es[i]->uid;
-					nc[ck->ntried] = id;
-					ck->ntried++;
-				}
-			}
-		}
+		restore_table(ck, es[i], id);
 		embkv_catalog_entry_put(es[i]);
 	}
 	free(es);
@@ -535,6 +537,12 @@ static void restore_pass(struct embkvd_ckpt *ck)
 
 static void run_req(struct embkvd_ckpt *ck, struct ck_req *r)
 {
+	if (!ck->root && r->op >= EMBKV_WIRE_OP_CKPT_PART &&
+	    r->op <= EMBKV_WIRE_OP_CKPT_DELETE) {
+		ck_fail(r, -EOPNOTSUPP, "checkpoints are off: this server "
+			"runs without --data-dir");
+		return;
+	}
 	switch (r->op) {
 	case EMBKV_WIRE_OP_CKPT_PART:
 		ck_do_part(ck, r);
@@ -695,7 +703,7 @@ void embkvd_ckpt_last(struct embkvd_ckpt *ck, struct embkvd_ckpt_last *out)
 	pthread_mutex_unlock(&ck->lock);
 }
 
-int embkvd_ckpt_start(struct embkvd *s, const char *data_dir, bool restore,
+int embkvd_ckpt_start(struct embkvd *s, const struct embkvd_attr *a,
 		      struct embkvd_ckpt **out)
 {
 	struct embkvd_ckpt *ck = calloc(1, sizeof(*ck));
@@ -705,44 +713,48 @@ int embkvd_ckpt_start(struct embkvd *s, const char *data_dir, bool restore,
 	if (!ck)
 		return -ENOMEM;
 	ck->s = s;
-	ck->restore = restore;
+	ck->restore = a->data_dir && !a->no_restore;
 	ck->tail = &ck->head;
 	pthread_mutex_init(&ck->lock, NULL);
 	pthread_cond_init(&ck->cond, NULL);
-	n = strlen(data_dir) + sizeof("/ckpt");
-	ck->root = malloc(n);
-	if (!ck->root) {
-		rc = -ENOMEM;
-		goto fail;
+	if (a->data_dir) {
+		n = strlen(a->data_dir) + sizeof("/ckpt");
+		ck->root = malloc(n);
+		if (!ck->root) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		snprintf(ck->root, n, "%s/ckpt", a->data_dir);
+		if (mkdir(ck->root, 0755) && errno != EEXIST) {
+			rc = -errno;
+			embkvd_log("cannot create %s: %s", ck->root,
+				   strerror(errno));
+			goto fail;
+		}
 	}
-	snprintf(ck->root, n, "%s/ckpt", data_dir);
-	if (mkdir(ck->root, 0755) && errno != EEXIST) {
-		rc = -errno;
-		embkvd_log("cannot create %s: %s", ck->root, strerror(errno));
-		goto fail;
-	}
-	if (s->attr.etcd) {
+	if (a->etcd) {
 		struct embkv_etcd_attr ea;
 
 		embkv_etcd_attr_init(&ea);
-		ea.endpoints = s->attr.etcd;
+		ea.endpoints = a->etcd;
 		rc = embkv_etcd_create(&ea, &ck->etcd);
 		if (rc)
 			goto fail;
+		snprintf(ck->prefix, sizeof(ck->prefix), "/%s/", a->cluster);
 		snprintf(ck->newest_key, sizeof(ck->newest_key),
-			 "/%s/checkpoints/newest", s->attr.cluster);
-	} else {
-		uint64_t id = restore ? ck_newest_complete(ck) : 0;
+			 "/%s/checkpoints/newest", a->cluster);
+	} else if (ck->root) {
+		uint64_t id = ck->restore ? ck_newest_complete(ck) : 0;
 
 		if (id)
 			static_tables(ck, id);
-		else if (restore)
+		else if (ck->restore)
 			embkvd_log("no complete checkpoint in %s: starting "
 				   "empty", ck->root);
 	}
-	{
+	if (ck->root && !ck->etcd) {
 		/* the last checkpoint, for STATS */
-		uint64_t id = ck->etcd ? 0 : ck_newest_complete(ck);
+		uint64_t id = ck_newest_complete(ck);
 		struct ck_req r = { 0 };
 		json_t *m = id ? ck_manifest_read(ck, id, &r) : NULL;
 
@@ -781,8 +793,7 @@ void embkvd_ckpt_stop(struct embkvd_ckpt *ck)
 		embkvd_io_post(r->conn->io, &r->fin.node);
 	}
 	embkv_etcd_destroy(ck->etcd);
-	free(ck->tried_uid);
-	free(ck->tried_ckpt);
+	free(ck->tried);
 	free(ck->root);
 	pthread_mutex_destroy(&ck->lock);
 	pthread_cond_destroy(&ck->cond);

@@ -28,18 +28,20 @@ struct embkvd_ckpt_last {
 };
 
 /*
- * Starts the checkpoint thread over data_dir (which exists and is
- * writable). restore: load this server's partitions from the newest
- * complete checkpoint by itself (static mode: re-creating its tables;
- * cluster mode: the partitions a restart left unloaded).
+ * Starts the checkpoint thread: with a->data_dir (which exists and is
+ * writable) it serves checkpoints and, unless a->no_restore, loads this
+ * server's partitions from the newest complete checkpoint by itself
+ * (static mode: re-creating its tables; cluster mode, a->etcd: the
+ * partitions a restart left unloaded or the map newly gives it). Without
+ * a data directory it still moves partitions (server/move.c).
  */
-int embkvd_ckpt_start(struct embkvd *s, const char *data_dir, bool restore,
+struct embkvd_attr;
+int embkvd_ckpt_start(struct embkvd *s, const struct embkvd_attr *a,
 		      struct embkvd_ckpt **out);
 /* Finishes the request in progress, answers the queued ones with an
  * error, joins the thread, frees. NULL: no-op. */
 void embkvd_ckpt_stop(struct embkvd_ckpt *ck);
-/* I/O thread: a CKPT_* request (body checked by embkv_wire_json_check).
- * ck NULL (no --data-dir): answered with an error here. */
+/* I/O thread: a CKPT_* or MOVE_* request (body checked by the codec). */
 void embkvd_ckpt_submit(struct embkvd_ckpt *ck, struct embkvd_conn *c,
 			const struct embkv_wire_hdr *h, const uint8_t *body);
 /* Any thread. */

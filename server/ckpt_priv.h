@@ -33,9 +33,14 @@ struct ck_req {
 	char msg[CK_MSG_MAX];
 };
 
+struct ck_tried {
+	uint64_t uid, id;
+	uint32_t part;
+};
+
 struct embkvd_ckpt {
 	struct embkvd *s;
-	char *root;             /* <data-dir>/ckpt */
+	char *root;             /* <data-dir>/ckpt; NULL: no --data-dir */
 	bool restore;
 	pthread_t thread;
 	bool started;
@@ -46,9 +51,9 @@ struct embkvd_ckpt {
 	struct embkvd_ckpt_last last;     /* under lock */
 	struct embkv_etcd *etcd;          /* cluster mode; this thread only */
 	char newest_key[256];
-	/* Cluster-mode restore: tables tried against which checkpoint. */
-	uint64_t *tried_uid;
-	uint64_t *tried_ckpt;
+	char prefix[128];                 /* "/<cluster>/" (cluster mode) */
+	/* Restore: partitions tried against which checkpoint. */
+	struct ck_tried *tried;
 	uint32_t ntried;
 	uint64_t next_poll_ms;
 };

@@ -327,9 +327,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 		goto destroy;
 	/* Static mode: the newest checkpoint's tables, before the default
 	 * table (which then is one of them, or is created empty). */
-	err = attr->data_dir ? embkvd_ckpt_start(s, attr->data_dir,
-						 !attr->no_restore, &s->ckpt)
-			     : 0;
+	err = embkvd_ckpt_start(s, attr, &s->ckpt);
 	if (err)
 		goto destroy;
 	if (attr->default_table && !attr->etcd) { /* else: cluster.c */
