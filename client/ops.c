@@ -8,8 +8,10 @@
  * the replies as each arrives: pulled rows are scattered to every
  * position of their key, counts are summed. Frames answered EMBKV_ESTALE
  * were not applied by their server (PROTOCOL.md 7), so only their keys go
- * to the next round, after the map was refreshed (or, when no newer map
- * exists yet, after a short backoff), at most max_retries times. No frame
+ * to the next round, after the map was refreshed (at most max_retries
+ * times under newer maps), or, when no newer map exists yet (a partition
+ * being moved, a server behind the client), after a backoff, until the
+ * request timeout. No frame
  * that a server accepted is ever sent again, so a push is applied at most
  * once.
  *
@@ -513,7 +515,8 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 {
 	struct embkv_client *c;
 	struct op_state o;
-	uint32_t attempt, *tmp;
+	uint32_t *tmp, waits = 0, retries = 0;
+	uint64_t deadline;
 	int rc, newer;
 
 	rc = embkv_batch_check(a);
@@ -524,6 +527,7 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 	if (a->n == 0)
 		return 0;
 	c = a->t->c;
+	deadline = embkv_client_deadline(c);
 	rc = state_init(&o, a);
 	if (rc)
 		return rc;
@@ -534,7 +538,7 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 				    &o.npend, onesided_deliver, &o);
 		embkv_shardmap_put(m);
 	}
-	for (attempt = 0;; attempt++) {
+	for (;;) {
 		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
 		uint64_t used = m->epoch;
 
@@ -544,7 +548,11 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 		embkv_shardmap_put(m);
 		if (rc || o.nretry == 0)
 			break;
-		if (attempt >= c->max_retries) {
+		/* A partition being moved answers ESTALE under the same map
+		 * until the flip (and a server may be behind the client):
+		 * waiting for a newer map is bounded by the request timeout,
+		 * stale answers under newer maps by max_retries. */
+		if (retries >= c->max_retries || embkv_now_ms() >= deadline) {
 			rc = EMBKV_ESTALE;
 			break;
 		}
@@ -552,8 +560,13 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 		if (rc)
 			break;
 		m = embkv_shardmap_get(a->t);
+		/* A retry under a newer map, or one answering a server that
+		 * claims an epoch no server gives us, counts; waiting out a
+		 * move under the same map does not. */
+		if (m->epoch != used || o.stale_epoch > used)
+			retries++;
 		if (m->epoch == used) /* the servers are behind us: wait */
-			backoff(attempt);
+			backoff(waits++);
 		embkv_shardmap_put(m);
 		tmp = o.pend;
 		o.pend = o.retry;

@@ -540,6 +540,46 @@ int embkv_wire_json_check(const uint8_t *b, size_t l)
 	return ok ? 0 : EMBKV_EPROTO;
 }
 
+int embkv_wire_blob_check(const uint8_t *b, size_t l)
+{
+	json_t *j, *n;
+	uint32_t jl;
+	bool ok;
+	int rc;
+
+	if (l > EMBKV_WIRE_MAX_BODY)
+		return EMBKV_ELIMIT;
+	if (l < 4)
+		return EMBKV_EPROTO;
+	jl = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+	     (uint32_t)b[3] << 24;
+	if (jl > l - 4)
+		return EMBKV_EPROTO;
+	rc = embkv_wire_json_check(b + 4, jl);
+	if (rc)
+		return rc;
+	/* "n" says how many raw bytes follow: a cut or padded blob fails */
+	j = json_loadb((const char *)b + 4, jl, 0, NULL);
+	n = json_object_get(j, "n");
+	ok = json_is_integer(n) && json_integer_value(n) >= 0 &&
+	     (uint64_t)json_integer_value(n) == l - 4 - jl;
+	json_decref(j);
+	return ok ? 0 : EMBKV_EPROTO;
+}
+
+void embkv_wire_blob_split(const uint8_t *b, size_t l, const uint8_t **json,
+			   size_t *json_len, const uint8_t **raw,
+			   size_t *raw_len)
+{
+	uint32_t n = (uint32_t)b[0] | (uint32_t)b[1] << 8 |
+		     (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+
+	*json = b + 4;
+	*json_len = n;
+	*raw = b + 4 + n;
+	*raw_len = l - 4 - n;
+}
+
 static int v_stats(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_stats m;
@@ -611,6 +651,24 @@ static const struct op_info ops[] = {
 	{ EMBKV_WIRE_OP_CKPT_VERIFY, "CKPT_VERIFY", "CKPT_VERIFY_REPLY", false,
 	  embkv_wire_json_check, embkv_wire_json_check },
 	{ EMBKV_WIRE_OP_CKPT_DELETE, "CKPT_DELETE", "CKPT_DELETE_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_PREPARE, "MOVE_PREPARE", "MOVE_PREPARE_REPLY",
+	  false, embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_SNAP, "MOVE_SNAP", "MOVE_SNAP_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_READ, "MOVE_READ", "MOVE_READ_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_blob_check },
+	{ EMBKV_WIRE_OP_MOVE_WRITE, "MOVE_WRITE", "MOVE_WRITE_REPLY", false,
+	  embkv_wire_blob_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_APPLY, "MOVE_APPLY", "MOVE_APPLY_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_FREEZE, "MOVE_FREEZE", "MOVE_FREEZE_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_COMMIT, "MOVE_COMMIT", "MOVE_COMMIT_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_MOVE_ABORT, "MOVE_ABORT", "MOVE_ABORT_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_RECOVER, "RECOVER", "RECOVER_REPLY", false,
 	  embkv_wire_json_check, embkv_wire_json_check },
 };
 

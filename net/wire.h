@@ -105,6 +105,18 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_CKPT_GET = 0x44,
 	EMBKV_WIRE_OP_CKPT_VERIFY = 0x45,
 	EMBKV_WIRE_OP_CKPT_DELETE = 0x46,
+	/* Partition moves and recovery (server/move.c): JSON bodies, but
+	 * MOVE_READ's reply and MOVE_WRITE's request are blobs (a JSON
+	 * object, then raw bytes: embkv_wire_blob_check). */
+	EMBKV_WIRE_OP_MOVE_PREPARE = 0x48,
+	EMBKV_WIRE_OP_MOVE_SNAP = 0x49,
+	EMBKV_WIRE_OP_MOVE_READ = 0x4a,
+	EMBKV_WIRE_OP_MOVE_WRITE = 0x4b,
+	EMBKV_WIRE_OP_MOVE_APPLY = 0x4c,
+	EMBKV_WIRE_OP_MOVE_FREEZE = 0x4d,
+	EMBKV_WIRE_OP_MOVE_COMMIT = 0x4e,
+	EMBKV_WIRE_OP_MOVE_ABORT = 0x4f,
+	EMBKV_WIRE_OP_RECOVER = 0x50,
 	EMBKV_WIRE_OP_REPLY = 0x80, /* bit */
 	EMBKV_WIRE_OP_ERROR = 0xff,
 };
@@ -171,6 +183,15 @@ const char *embkv_wire_op_name(unsigned int op);
  * EMBKV_EPROTO (or EMBKV_ELIMIT when too long). The JSON itself is
  * parsed by the receiver. */
 int embkv_wire_json_check(const uint8_t *body, size_t len);
+
+/* A blob body: u32 j (little-endian), a JSON body of j bytes (as above)
+ * whose integer field "n" is the count of raw bytes that follow, then
+ * those bytes. 0, EMBKV_EPROTO or EMBKV_ELIMIT. */
+int embkv_wire_blob_check(const uint8_t *body, size_t len);
+/* The JSON part of a checked blob, and where its raw bytes start. */
+void embkv_wire_blob_split(const uint8_t *body, size_t len,
+			   const uint8_t **json, size_t *json_len,
+			   const uint8_t **raw, size_t *raw_len);
 
 /* Lowercase hex of b[0..n) into out (2n + 1 bytes, NUL-terminated). */
 void embkv_hex_encode(const uint8_t *b, size_t n, char *out);

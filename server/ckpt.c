@@ -543,6 +543,8 @@ static void run_req(struct embkvd_ckpt *ck, struct ck_req *r)
 			"runs without --data-dir");
 		return;
 	}
+	if (ck_do_move(ck, r))
+		return;
 	switch (r->op) {
 	case EMBKV_WIRE_OP_CKPT_PART:
 		ck_do_part(ck, r);
@@ -575,27 +577,44 @@ static void req_finish(struct embkvd_done *d)
 {
 	struct ck_req *r = caa_container_of(d, struct ck_req, fin);
 	struct embkvd_conn *c = r->conn;
+	bool blob = r->op == EMBKV_WIRE_OP_MOVE_READ;
 	char *text = NULL;
+	size_t tl = 0, len;
 	uint8_t *body;
 
 	if (!r->status) {
 		text = r->out ? json_dumps(r->out, JSON_COMPACT)
 			      : strdup("{}");
+		tl = text ? strlen(text) : 0;
 		if (!text)
 			ck_fail(r, -ENOMEM, "no memory for the reply");
-		else if (strlen(text) > EMBKV_WIRE_MAX_JSON)
+		else if (tl > EMBKV_WIRE_MAX_JSON)
 			ck_fail(r, EMBKV_ELIMIT, "the reply is over %u bytes",
-			     EMBKV_WIRE_MAX_JSON);
+				EMBKV_WIRE_MAX_JSON);
 	}
+	len = blob ? 4 + tl + r->raw_len : tl;
 	if (r->status)
 		embkvd_conn_error(c, r->req_id, r->status, false, "%s", r->msg);
 	else if (!embkvd_conn_reply(c, r->req_id, r->op | EMBKV_WIRE_OP_REPLY,
-				    (uint32_t)strlen(text), &body))
-		memcpy(body, text, strlen(text));
+				    (uint32_t)len, &body)) {
+		if (blob) {
+			/* u32 JSON length, the JSON, the raw bytes */
+			body[0] = (uint8_t)tl;
+			body[1] = (uint8_t)(tl >> 8);
+			body[2] = (uint8_t)(tl >> 16);
+			body[3] = (uint8_t)(tl >> 24);
+			memcpy(body + 4, text, tl);
+			if (r->raw_len)
+				memcpy(body + 4 + tl, r->raw, r->raw_len);
+		} else {
+			memcpy(body, text, tl);
+		}
+	}
 	free(text);
 	embkvd_conn_release(c, 0);
 	json_decref(r->in);
 	json_decref(r->out);
+	free(r->raw);
 	free(r);
 }
 
@@ -646,6 +665,8 @@ static void *ck_main(void *arg)
 void embkvd_ckpt_submit(struct embkvd_ckpt *ck, struct embkvd_conn *c,
 			const struct embkv_wire_hdr *h, const uint8_t *body)
 {
+	const uint8_t *jb, *raw = NULL;
+	size_t jl, raw_len = 0;
 	struct ck_req *r;
 	json_error_t je;
 	json_t *in;
@@ -656,8 +677,15 @@ void embkvd_ckpt_submit(struct embkvd_ckpt *ck, struct embkvd_conn *c,
 				  "without --data-dir");
 		return;
 	}
-	in = json_loadb((const char *)body, h->body_len,
-			JSON_REJECT_DUPLICATES, &je);
+	if (h->opcode == EMBKV_WIRE_OP_MOVE_WRITE) {
+		/* a blob (checked by the codec): JSON, then the raw bytes */
+		embkv_wire_blob_split(body, h->body_len, &jb, &jl, &raw,
+				      &raw_len);
+	} else {
+		jb = body;
+		jl = h->body_len;
+	}
+	in = json_loadb((const char *)jb, jl, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(in)) {
 		embkvd_conn_error(c, h->request_id, EMBKV_EPROTO, false,
 				  "bad %s body: %s", embkv_wire_op_name(
@@ -677,6 +705,19 @@ void embkvd_ckpt_submit(struct embkvd_ckpt *ck, struct embkvd_conn *c,
 	r->req_id = h->request_id;
 	r->op = h->opcode;
 	r->in = in;
+	if (raw_len) {
+		r->raw = malloc(raw_len);
+		if (!r->raw) {
+			json_decref(in);
+			free(r);
+			embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+					  "no memory for a %zu-byte chunk",
+					  raw_len);
+			return;
+		}
+		memcpy(r->raw, raw, raw_len);
+		r->raw_len = raw_len;
+	}
 	pthread_mutex_lock(&ck->lock);
 	if (ck->stop) {
 		pthread_mutex_unlock(&ck->lock);
@@ -714,6 +755,7 @@ int embkvd_ckpt_start(struct embkvd *s, const struct embkvd_attr *a,
 		return -ENOMEM;
 	ck->s = s;
 	ck->restore = a->data_dir && !a->no_restore;
+	ck->member_id = a->member_id;
 	ck->tail = &ck->head;
 	pthread_mutex_init(&ck->lock, NULL);
 	pthread_cond_init(&ck->cond, NULL);
@@ -794,6 +836,7 @@ void embkvd_ckpt_stop(struct embkvd_ckpt *ck)
 	}
 	embkv_etcd_destroy(ck->etcd);
 	free(ck->tried);
+	ck_moves_free(ck);
 	free(ck->root);
 	pthread_mutex_destroy(&ck->lock);
 	pthread_cond_destroy(&ck->cond);

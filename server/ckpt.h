@@ -44,6 +44,14 @@ void embkvd_ckpt_stop(struct embkvd_ckpt *ck);
 /* I/O thread: a CKPT_* or MOVE_* request (body checked by the codec). */
 void embkvd_ckpt_submit(struct embkvd_ckpt *ck, struct embkvd_conn *c,
 			const struct embkv_wire_hdr *h, const uint8_t *body);
+/* Any thread: whether partition part of table uid is being moved into
+ * this server (between MOVE_PREPARE and the map that gives it here, or an
+ * abort): the cluster thread leaves such a partition alone. _done: the
+ * map gave it here, it serves (the move's state is dropped). */
+bool embkvd_ckpt_incoming(struct embkvd_ckpt *ck, uint64_t uid,
+			  uint32_t part);
+void embkvd_ckpt_incoming_done(struct embkvd_ckpt *ck, uint64_t uid,
+			       uint32_t part);
 /* Any thread. */
 void embkvd_ckpt_last(struct embkvd_ckpt *ck, struct embkvd_ckpt_last *out);
 

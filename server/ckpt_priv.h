@@ -29,8 +29,22 @@ struct ck_req {
 	uint8_t op;
 	json_t *in;
 	json_t *out;            /* the reply (NULL: {}) */
+	uint8_t *raw;           /* MOVE_WRITE's bytes in, MOVE_READ's out */
+	size_t raw_len;
 	int status;
 	char msg[CK_MSG_MAX];
+};
+
+/* A partition moving in (target) or out (source) here (server/move.c);
+ * the registry is under ck->lock. */
+struct mv_part {
+	uint64_t uid;
+	uint32_t part;
+	bool incoming;
+	int fd;                 /* source: the last copy; target: received */
+	uint64_t size;
+	uint64_t mid;           /* source: the copy's id; target: the last
+				   copy applied */
 };
 
 struct ck_tried {
@@ -52,6 +66,9 @@ struct embkvd_ckpt {
 	struct embkv_etcd *etcd;          /* cluster mode; this thread only */
 	char newest_key[256];
 	char prefix[128];                 /* "/<cluster>/" (cluster mode) */
+	struct mv_part *mv;               /* moves in progress (lock) */
+	uint32_t nmv;
+	uint32_t member_id;               /* cluster mode */
 	/* Restore: partitions tried against which checkpoint. */
 	struct ck_tried *tried;
 	uint32_t ntried;
@@ -125,5 +142,10 @@ void ck_do_get(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_do_verify(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_do_delete(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_set_last(struct embkvd_ckpt *ck, const json_t *m);
+
+/* ---- moves (move.c) ---- */
+/* Runs a MOVE_* or RECOVER request; false for another opcode. */
+bool ck_do_move(struct embkvd_ckpt *ck, struct ck_req *r);
+void ck_moves_free(struct embkvd_ckpt *ck);
 
 #endif

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/cluster_priv.h"
+#include "server/ckpt.h"
 #include <time.h>
 #include "server/member.h"
 
@@ -290,13 +291,60 @@ static void ack_refuse(struct embkvd_cluster *cl, const struct ctable *t,
 	ack_if_member(cl, t, why);
 }
 
-/* A new map for a published table (an epoch or an address changed). */
+static int barrier(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+
+/*
+ * Partitions of e that left this member in map m (they were held here and
+ * m gives them elsewhere): each was refused (MOVING) before m was
+ * published; after a grace period every batch that found one serving is
+ * in its owner's queue, after a barrier on that owner it is done, and the
+ * partition is freed (its RDMA registration first).
+ */
+static void drop_leaving(struct embkvd_cluster *cl,
+			 struct embkv_catalog_entry *e, const uint8_t *leaving,
+			 const struct embkvd_map *m)
+{
+	struct embkvd *s = cl->s;
+	uint32_t n = 0;
+
+	synchronize_rcu();
+	for (uint32_t p = 0; p < e->table->nparts; p++) {
+		if (!leaving[p])
+			continue;
+		if (s->owners) /* (none yet at start: no batch either) */
+			embkv_owner_call(s->owners,
+					 embkvd_map_owner(m, p,
+						embkv_owner_count(s->owners)),
+					 barrier, NULL);
+		embkv_catalog_part_remove(s->cat, e, p);
+		n++;
+	}
+	if (n)
+		embkvd_log("table %s: %u partitions left this member (epoch "
+			   "%" PRIu64 ") and were freed", e->table->attr.name,
+			   n, m->epoch);
+}
+
+/*
+ * A new map for a published table (an epoch, an address or the placement
+ * changed). Placement changes: a partition the map gives this member and
+ * that is not here is mapped UNLOADED (the checkpoint thread loads it from
+ * the newest checkpoint: recovery), unless a move brings it (then it
+ * serves from now on); a partition held here that the map gives elsewhere
+ * is refused, then freed once no batch can reach it (drop_leaving).
+ */
 static void local_remap(struct embkvd_cluster *cl,
 			struct embkv_catalog_entry *e, const struct ctable *t)
 {
+	struct embkv_table *tb = e->table;
 	struct embkvd_map *m;
 	const struct embkvd_map *cur;
-	bool same;
+	uint8_t *leaving, *arrived;
+	bool same, any_leaving = false;
 
 	if (map_build(cl, t, &m))
 		return;
@@ -306,10 +354,56 @@ static void local_remap(struct embkvd_cluster *cl,
 	for (uint32_t i = 0; same && i < m->nservers; i++)
 		same = !strcmp(cur->servers[i], m->servers[i]);
 	rcu_read_unlock();
-	if (same)
+	if (same) {
 		embkvd_map_destroy(m);
-	else
-		embkvd_map_publish(&e->map, m);
+		return;
+	}
+	leaving = calloc(tb->nparts, 1);
+	arrived = calloc(tb->nparts, 1);
+	for (uint32_t p = 0; leaving && arrived && p < tb->nparts; p++) {
+		bool here = embkvd_map_mine(m, p);
+		int st = embkv_part_state(&tb->parts[p]);
+		bool incoming = embkvd_ckpt_incoming(cl->s->ckpt, e->uid, p);
+		int rc;
+
+		if (here && incoming) {
+			arrived[p] = 1;
+		} else if (here && st == EMBKV_PART_ABSENT) {
+			rc = embkv_catalog_part_add(cl->s->cat, e, p,
+						    EMBKV_PART_UNLOADED);
+			if (rc)
+				embkvd_log("table %s partition %u: cannot hold "
+					   "it here: %s", tb->attr.name, p,
+					   embkv_strerror(rc));
+			else
+				embkvd_log("table %s partition %u: given to "
+					   "this member (epoch %" PRIu64 "); "
+					   "EMBKV_EUNAVAIL until restored",
+					   tb->attr.name, p, m->epoch);
+		} else if (!here && st != EMBKV_PART_ABSENT && !incoming) {
+			embkv_part_set_state(tb, p, EMBKV_PART_MOVING);
+			leaving[p] = 1;
+			any_leaving = true;
+		}
+	}
+	embkvd_map_publish(&e->map, m);
+	for (uint32_t p = 0; arrived && p < tb->nparts; p++)
+		if (arrived[p]) {
+			embkv_part_set_state(tb, p, EMBKV_PART_SERVING);
+			embkvd_ckpt_incoming_done(cl->s->ckpt, e->uid, p);
+			embkvd_log("table %s partition %u: moved here, serving "
+				   "(epoch %" PRIu64 ")", tb->attr.name, p,
+				   t->epoch);
+		}
+	if (any_leaving) {
+		rcu_read_lock();
+		cur = rcu_dereference(e->map);
+		rcu_read_unlock();
+		/* cur stays valid: only this thread replaces e->map */
+		drop_leaving(cl, e, leaving, cur);
+	}
+	free(leaving);
+	free(arrived);
 }
 
 /* P tables/<name> was put (at revision create_rev first, mod_rev now). */

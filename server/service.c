@@ -368,6 +368,15 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_CKPT_GET] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_VERIFY] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_DELETE] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_PREPARE] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_SNAP] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_READ] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_WRITE] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_APPLY] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_FREEZE] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_COMMIT] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_MOVE_ABORT] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_RECOVER] = { .handle = svc_ckpt },
 };
 
 void embkvd_svc_frame(struct embkvd_conn *c, const struct embkv_wire_hdr *h,

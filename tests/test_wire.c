@@ -26,7 +26,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 45u /* 22 requests, 22 replies, ERROR */
+#define N_KNOWN_OPS 63u /* 31 requests, 31 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -392,6 +392,31 @@ static int build_samples(void **state)
 		b = xmalloc(len);
 		memcpy(b, rep, len);
 		add_sample(R(op), b, len);
+	}
+	/* the move opcodes: JSON, or blobs (MOVE_READ's reply, MOVE_WRITE) */
+	for (unsigned int op = EMBKV_WIRE_OP_MOVE_PREPARE;
+	     op <= EMBKV_WIRE_OP_RECOVER; op++) {
+		static const char js[] = "{\"uid\": \"00000000000000ff\", "
+					 "\"part\": 3, \"n\": 5}";
+		static const uint8_t rawb[5] = { 1, 2, 0, 4, 5 };
+
+		for (int reply = 0; reply < 2; reply++) {
+			bool blob = (op == EMBKV_WIRE_OP_MOVE_READ && reply) ||
+				    (op == EMBKV_WIRE_OP_MOVE_WRITE && !reply);
+			size_t jl = sizeof(js) - 1;
+
+			len = blob ? 4 + jl + sizeof(rawb) : jl;
+			b = xmalloc(len);
+			if (blob) {
+				b[0] = (uint8_t)jl;
+				b[1] = b[2] = b[3] = 0;
+				memcpy(b + 4, js, jl);
+				memcpy(b + 4 + jl, rawb, sizeof(rawb));
+			} else {
+				memcpy(b, js, jl);
+			}
+			add_sample(reply ? R(op) : op, b, len);
+		}
 	}
 	ADD_SIZED(EMBKV_WIRE_OP_ERROR, embkv_wire_error_size(&err, &len),
 		  embkv_wire_error_encode(&err, b, len));
