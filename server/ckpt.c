@@ -1573,7 +1573,8 @@ void embkvd_ckpt_last(struct embkvd_ckpt *ck, struct embkvd_ckpt_last *out)
 	pthread_mutex_unlock(&ck->lock);
 }
 
-int embkvd_ckpt_start(struct embkvd *s, const char *data_dir, bool restore,
+int embkvd_ckpt_start(struct embkvd *s, const char *data_dir,
+		      const char *etcd, const char *cluster, bool restore,
 		      struct embkvd_ckpt **out)
 {
 	struct embkvd_ckpt *ck = calloc(1, sizeof(*ck));
@@ -1599,16 +1600,17 @@ int embkvd_ckpt_start(struct embkvd *s, const char *data_dir, bool restore,
 		embkvd_log("cannot create %s: %s", ck->root, strerror(errno));
 		goto fail;
 	}
-	if (s->attr.etcd) {
+	/* not s->attr.etcd/.cluster: the server does not keep them */
+	if (etcd) {
 		struct embkv_etcd_attr ea;
 
 		embkv_etcd_attr_init(&ea);
-		ea.endpoints = s->attr.etcd;
+		ea.endpoints = etcd;
 		rc = embkv_etcd_create(&ea, &ck->etcd);
 		if (rc)
 			goto fail;
 		snprintf(ck->newest_key, sizeof(ck->newest_key),
-			 "/%s/checkpoints/newest", s->attr.cluster);
+			 "/%s/checkpoints/newest", cluster);
 	} else {
 		uint64_t id = restore ? newest_complete(ck) : 0;
 

@@ -29,11 +29,15 @@ struct embkvd_ckpt_last {
 
 /*
  * Starts the checkpoint thread over data_dir (which exists and is
- * writable). restore: load this server's partitions from the newest
- * complete checkpoint by itself (static mode: re-creating its tables;
- * cluster mode: the partitions a restart left unloaded).
+ * writable). etcd, cluster: the server's --etcd and --cluster (NULL etcd:
+ * static mode; both copied; passed here because the server's own copy of
+ * its attributes does not keep them). restore: load this server's
+ * partitions from the newest complete checkpoint by itself (static mode:
+ * re-creating its tables; cluster mode: the partitions a restart left
+ * unloaded, from the checkpoint etcd records as newest).
  */
-int embkvd_ckpt_start(struct embkvd *s, const char *data_dir, bool restore,
+int embkvd_ckpt_start(struct embkvd *s, const char *data_dir,
+		      const char *etcd, const char *cluster, bool restore,
 		      struct embkvd_ckpt **out);
 /* Finishes the request in progress, answers the queued ones with an
  * error, joins the thread, frees. NULL: no-op. */

@@ -328,6 +328,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 	/* Static mode: the newest checkpoint's tables, before the default
 	 * table (which then is one of them, or is created empty). */
 	err = attr->data_dir ? embkvd_ckpt_start(s, attr->data_dir,
+						 attr->etcd, attr->cluster,
 						 !attr->no_restore, &s->ckpt)
 			     : 0;
 	if (err)
