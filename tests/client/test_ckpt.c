@@ -433,6 +433,10 @@ static void incremental_chain(void **state)
 	embkv_table_close(t);
 	embkv_client_destroy(c);
 	stop(&cl);
+	free(a);
+	free(x);
+	free(fa);
+	free(fx);
 }
 
 /* ---- corruption ------------------------------------------------------------------ */
