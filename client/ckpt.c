@@ -592,27 +592,59 @@ static void close_tables(struct embkv_table_handle **ts, uint32_t nt,
 	free(parts);
 }
 
-/* Every server writes the manifest. */
+/* Every server writes the manifest; then one of them records the
+ * checkpoint as etcd's newest (cluster mode; a no-op without etcd), so
+ * etcd never names a checkpoint that is not complete everywhere. */
 static int commit_all(struct embkv_client *c, uint64_t id, json_t *manifest,
 		      struct embkv_ckpt_result *res)
 {
 	json_t *body = json_pack("{s:I, s:b, s:O}", "id", (json_int_t)id,
-				 "record", 1, "manifest", manifest);
+				 "record", 0, "manifest", manifest);
 	struct jreq *q;
 	uint32_t n;
 	int rc = body ? ask_all(c, EMBKV_WIRE_OP_CKPT_COMMIT, body, &q, &n)
 		      : -ENOMEM;
 
-	json_decref(body);
-	if (rc)
+	if (rc) {
+		json_decref(body);
 		return rc;
+	}
 	for (uint32_t i = 0; i < n && !rc; i++)
 		if (q[i].rpc.status)
 			rc = err(res, q[i].rpc.status, "%s: the manifest of "
 				 "checkpoint %" PRIu64 " was not written: %s",
 				 embkv_client_server_addr(c, i), id, q[i].msg);
 	ask_free(q, n);
+	json_object_set_new(body, "record", json_true());
+	if (!rc && n) {
+		struct jreq one;
+
+		rc = jreq_init(&one, 0, EMBKV_WIRE_OP_CKPT_COMMIT, body, NULL);
+		if (!rc)
+			jreq_run(c, &one, 1, c->request_timeout_ms);
+		rc = rc ? rc : one.rpc.status;
+		if (rc)
+			err(res, rc, "%s: checkpoint %" PRIu64 " is written but "
+			    "could not be recorded as the newest: %s",
+			    embkv_client_server_addr(c, 0), id, one.msg);
+		jreq_clear(&one);
+	}
+	json_decref(body);
 	return rc;
+}
+
+/* A failed create: best effort, the servers that answer remove what they
+ * wrote of it (never listed as complete anyway: it has no manifest). */
+static void discard(struct embkv_client *c, uint64_t id)
+{
+	json_t *body = json_pack("{s:I, s:b}", "id", (json_int_t)id, "force",
+				 1);
+	struct jreq *q;
+	uint32_t n;
+
+	if (body && !ask_all(c, EMBKV_WIRE_OP_CKPT_DELETE, body, &q, &n))
+		ask_free(q, n);
+	json_decref(body);
 }
 
 int embkv_checkpoint_create(struct embkv_client *c,
@@ -689,6 +721,8 @@ int embkv_checkpoint_create(struct embkv_client *c,
 out:
 	if (rc && !res->error[0])
 		err(res, rc, "%s", embkv_strerror(rc));
+	if (rc && np)
+		discard(c, x.id);
 	json_decref(man);
 	close_tables(ts, nt, parts, np);
 	return rc;

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "net/wire.h"
 #include "net/wire_priv.h"
@@ -459,6 +460,20 @@ static int v_hits(const uint8_t *b, size_t l)
 	return embkv_wire_hits_decode(b, l, &m);
 }
 
+static int v_scan_req(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_scan_req m;
+
+	return embkv_wire_scan_req_decode(b, l, &m);
+}
+
+static int v_scan_reply(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_scan_reply m;
+
+	return embkv_wire_scan_reply_decode(b, l, &m);
+}
+
 static int v_table_regions(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_table_regions m;
@@ -511,11 +526,18 @@ int embkv_hex_decode(const char *s, uint8_t *out, size_t cap)
 
 int embkv_wire_json_check(const uint8_t *b, size_t l)
 {
+	json_t *j;
+	bool ok;
+
 	if (l > EMBKV_WIRE_MAX_JSON)
 		return EMBKV_ELIMIT;
 	if (l < 2 || b[0] != '{' || memchr(b, 0, l))
 		return EMBKV_EPROTO;
-	return 0;
+	/* one whole object, nothing after it (a prefix never parses) */
+	j = json_loadb((const char *)b, l, JSON_REJECT_DUPLICATES, NULL);
+	ok = json_is_object(j);
+	json_decref(j);
+	return ok ? 0 : EMBKV_EPROTO;
 }
 
 static int v_stats(const uint8_t *b, size_t l)
@@ -570,6 +592,8 @@ static const struct op_info ops[] = {
 	{ EMBKV_WIRE_OP_ERASE, "ERASE", "ERASE_REPLY", true,
 	  v_erase_req, v_count },
 	{ EMBKV_WIRE_OP_HITS, "HITS", "HITS_REPLY", false, v_hits, v_count },
+	{ EMBKV_WIRE_OP_SCAN, "SCAN", "SCAN_REPLY", true,
+	  v_scan_req, v_scan_reply },
 	{ EMBKV_WIRE_OP_STATS, "STATS", "STATS_REPLY", false,
 	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,

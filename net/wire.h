@@ -67,8 +67,9 @@ enum embkv_wire_hdr_off {
 #define EMBKV_WIRE_MAX_REGION_PARTS EMBKV_MAX_PARTITIONS /* TABLE_REGIONS */
 #define EMBKV_WIRE_NAME_LEN_MAX (EMBKV_TABLE_NAME_MAX - 1u) /* name bytes */
 
-/* Bytes of a JSON body (the checkpoint opcodes): a UTF-8 JSON object,
- * "{" first, no NUL byte. Its fields are checked by whoever acts on it. */
+/* Bytes of a JSON body (the checkpoint opcodes): one UTF-8 JSON object,
+ * "{" first, no NUL byte, no duplicate key, nothing after it. Its fields
+ * are checked by whoever acts on it. */
 #define EMBKV_WIRE_MAX_JSON (16u << 20)
 
 #define EMBKV_WIRE_NONCE_SIZE 32u
@@ -93,6 +94,7 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_ASSIGN = 0x22,
 	EMBKV_WIRE_OP_ERASE = 0x23,
 	EMBKV_WIRE_OP_HITS = 0x24,
+	EMBKV_WIRE_OP_SCAN = 0x25,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
 	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */
@@ -154,7 +156,7 @@ int embkv_wire_frame_decode(const uint8_t *buf, size_t len,
 bool embkv_wire_op_known(unsigned int op);      /* request, reply or ERROR */
 bool embkv_wire_op_is_reply(unsigned int op);   /* reply bit or ERROR */
 /* Request opcodes whose header epoch the server checks (PULL, PUSH, ASSIGN,
- * ERASE): a mismatch is answered with ERROR EMBKV_ESTALE. */
+ * ERASE, SCAN): a mismatch is answered with ERROR EMBKV_ESTALE. */
 bool embkv_wire_op_checks_epoch(unsigned int op);
 /*
  * The epoch rule, server side: EMBKV_ESTALE when h is a request that
@@ -592,6 +594,70 @@ int embkv_wire_table_regions_decode(const uint8_t *body, size_t len,
 /* Next partition of a decoded reply, in body order; false at the end. */
 bool embkv_wire_table_regions_next(struct embkv_wire_table_regions *m,
 				   struct embkv_wire_region_part *out);
+
+/*
+ * SCAN request (net/PROTOCOL.md, "SCAN"): one page of one partition's live
+ * rows, for export. u32 table id, u32 partition, u64 uid (nonzero), u64
+ * cursor (a row id of the partition: 0 to start, then the reply's next),
+ * u32 max rows (1 to EMBKV_WIRE_MAX_KEYS), u32 reserved 0. Epoch-checked.
+ */
+enum embkv_wire_scan_req_off {
+	EMBKV_WIRE_SCAN_REQ_TABLE = 0,     /* u32 */
+	EMBKV_WIRE_SCAN_REQ_PART = 4,      /* u32 */
+	EMBKV_WIRE_SCAN_REQ_UID = 8,       /* u64, nonzero */
+	EMBKV_WIRE_SCAN_REQ_CURSOR = 16,   /* u64 */
+	EMBKV_WIRE_SCAN_REQ_MAX = 24,      /* u32 */
+	EMBKV_WIRE_SCAN_REQ_RESERVED = 28, /* u32 0 */
+	EMBKV_WIRE_SCAN_REQ_SIZE = 32,
+};
+struct embkv_wire_scan_req {
+	uint32_t table_id;
+	uint32_t part;
+	uint64_t uid;
+	uint64_t cursor;
+	uint32_t max;
+};
+int embkv_wire_scan_req_encode(const struct embkv_wire_scan_req *m,
+			       uint8_t *body, size_t cap);
+int embkv_wire_scan_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_scan_req *out);
+
+/*
+ * SCAN reply: u64 next cursor (EMBKV_SCAN_END: the partition is done), u32
+ * n, u32 dim, u32 dtype (enum embkv_dtype), u32 reserved 0, u64 keys[n],
+ * then n payload rows of dim elements of dtype (no optimizer state). n may
+ * be 0 with a next cursor that is not the end (the server bounds the rows
+ * it visits per page); only EMBKV_SCAN_END ends a partition. Decoding
+ * checks dim, a known dtype, n <= EMBKV_WIRE_MAX_KEYS and the exact length.
+ */
+enum embkv_wire_scan_reply_off {
+	EMBKV_WIRE_SCAN_REPLY_NEXT = 0,      /* u64 */
+	EMBKV_WIRE_SCAN_REPLY_N = 8,         /* u32 */
+	EMBKV_WIRE_SCAN_REPLY_DIM = 12,      /* u32 */
+	EMBKV_WIRE_SCAN_REPLY_DTYPE = 16,    /* u32 */
+	EMBKV_WIRE_SCAN_REPLY_RESERVED = 20, /* u32 0 */
+	EMBKV_WIRE_SCAN_REPLY_KEYS = 24,     /* u64[n], then the rows */
+};
+struct embkv_wire_scan_reply {
+	uint64_t next;
+	uint32_t n;
+	uint32_t dim;
+	uint32_t dtype;
+	const uint64_t *keys; /* n keys */
+	const void *vals;     /* n rows of dim x embkv_dtype_size(dtype) */
+};
+int embkv_wire_scan_reply_size(uint32_t n, uint32_t dim, uint32_t dtype,
+			       size_t *len);
+uint32_t embkv_wire_scan_reply_max_rows(size_t max_body, uint32_t dim,
+					uint32_t dtype);
+/* Writes the fixed fields; *keys and *vals get the n slots to fill. */
+int embkv_wire_scan_reply_prepare(uint64_t next, uint32_t n, uint32_t dim,
+				  uint32_t dtype, uint8_t *body, size_t cap,
+				  uint64_t **keys, void **vals);
+int embkv_wire_scan_reply_encode(const struct embkv_wire_scan_reply *m,
+				 uint8_t *body, size_t cap);
+int embkv_wire_scan_reply_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_scan_reply *out);
 
 /* PUSH, ASSIGN and ERASE replies. done: keys applied / stored / erased;
  * skipped: gradients dropped (row evicted or not admitted) / values not

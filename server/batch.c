@@ -1,6 +1,6 @@
 /*
- * embkvd table operations: PULL, PUSH, ASSIGN, ERASE and HITS on owner
- * threads.
+ * embkvd table operations: PULL, PUSH, ASSIGN, ERASE, HITS and SCAN on
+ * owner threads.
  *
  * What: the I/O thread checks a batch completely, groups its keys by owner
  * thread (a counting sort on the owner of each key's partition), queues
@@ -28,12 +28,23 @@
  *   queues its jobs in arrival order on FIFO owner queues.
  * - The request holds a table reference and a connection hold until the
  *   I/O thread finished it, so neither is freed under an owner.
+ *
+ * SCAN (export) names a partition and a cursor instead of keys: its plan
+ * is that one partition's owner (checked like a key's partition: served
+ * here, loaded, and the cursor within its capacity), its reply is sized
+ * for the rows asked (capped to SCAN_REPLY_MAX_BODY) and the owner, the
+ * only job, shrinks the frame to the rows it found.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "server/daemon.h"
 #include "server/init.h"
+
+/* Largest SCAN reply body: a page stays within one default RDMA reply
+ * slot, and its owner's copy within a few milliseconds. */
+#define SCAN_REPLY_MAX_BODY (EMBKV_VERBS_SLOT_SIZE - EMBKV_WIRE_HDR_SIZE)
 
 struct batch_op;
 
@@ -68,6 +79,9 @@ struct batch_req {
 	float *svals;                    /* rows (PULL, PUSH, ASSIGN) */
 	uint32_t *scounts;               /* HITS counts */
 	uint8_t *sfound;                 /* PULL */
+	uint32_t part;                   /* SCAN: partition, start row */
+	uint64_t cursor;
+	int status;                      /* SCAN: owner's failure, or 0 */
 	uint8_t *plan, *scratch;         /* the allocations behind them */
 	size_t mem;                      /* bytes of body, reply, scratch */
 	uint32_t pending, done, skipped; /* atomics */
@@ -83,12 +97,15 @@ struct batch_msg {
 	const uint64_t *keys;
 	const float *vals;
 	const uint32_t *hcounts;
+	uint32_t part;      /* SCAN */
+	uint64_t cursor;
 };
 
 /* What a batch reply carries. */
 enum batch_reply {
 	BATCH_REPLY_ROWS,   /* PULL: found[n] and n rows */
 	BATCH_REPLY_COUNT,  /* done and skipped */
+	BATCH_REPLY_SCAN,   /* next cursor, n keys and n rows */
 };
 
 /* What each key carries into the by-owner scratch. */
@@ -290,6 +307,47 @@ static uint32_t run_hits(struct batch_req *r, uint32_t lo, uint32_t cnt)
 	return embkv_table_hits(r->t, cnt, k.keys, k.counts);
 }
 
+/* The only job of a SCAN: the page straight into the reply frame, sized
+ * for r->n rows; then the rows move down behind the keys found and the
+ * frame shrinks to its real length. */
+static uint32_t run_scan(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	uint8_t *frame = r->reply->data, *body = frame + EMBKV_WIRE_HDR_SIZE;
+	size_t cap = r->reply->len - EMBKV_WIRE_HDR_SIZE, len;
+	struct embkv_wire_hdr h;
+	uint64_t *keys, next = EMBKV_SCAN_END;
+	void *vals, *tmp;
+	uint32_t got = 0;
+	int rc;
+
+	(void)lo;
+	(void)cnt;
+	rc = embkv_wire_scan_reply_prepare(next, r->n, r->dim,
+					   r->t->attr.dtype, body, cap, &keys,
+					   &tmp);
+	if (!rc)
+		rc = embkv_part_scan(r->t, r->part, r->cursor, r->n, keys, tmp,
+				     &got, &next);
+	if (!rc)
+		rc = embkv_wire_scan_reply_prepare(next, got, r->dim,
+						   r->t->attr.dtype, body,
+						   cap, &keys, &vals);
+	if (!rc)
+		rc = embkv_wire_scan_reply_size(got, r->dim, r->t->attr.dtype,
+						&len);
+	if (!rc)
+		rc = embkv_wire_hdr_decode(frame, r->reply->len, &h);
+	if (rc) {
+		r->status = rc;
+		return 0;
+	}
+	memmove(vals, tmp, (size_t)got * r->t->payload_bytes);
+	h.body_len = (uint32_t)len;
+	embkv_wire_hdr_encode(&h, frame);
+	r->reply->len = EMBKV_WIRE_HDR_SIZE + len;
+	return got;
+}
+
 static void job_run(struct embkv_job *job)
 {
 	struct batch_job *bj = caa_container_of(job, struct batch_job, job);
@@ -387,6 +445,22 @@ static int decode_hits(const uint8_t *body, uint32_t len,
 	return 0;
 }
 
+static int decode_scan(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
+{
+	struct embkv_wire_scan_req scan;
+	int rc = embkv_wire_scan_req_decode(body, len, &scan);
+
+	if (rc)
+		return rc;
+	m->table_id = scan.table_id;
+	m->uid = scan.uid;
+	m->n = scan.max;
+	m->part = scan.part;
+	m->cursor = scan.cursor;
+	return 0;
+}
+
 /* Indexed by opcode; an opcode without an entry is no table operation. */
 static const struct batch_op batch_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_PULL] = { decode_pull, run_pull, BATCH_REPLY_ROWS,
@@ -399,6 +473,8 @@ static const struct batch_op batch_ops[EMBKV_WIRE_OP_REPLY] = {
 				  BATCH_VALS_NONE, false },
 	[EMBKV_WIRE_OP_HITS] = { decode_hits, run_hits, BATCH_REPLY_COUNT,
 				 BATCH_VALS_COUNTS, false },
+	[EMBKV_WIRE_OP_SCAN] = { decode_scan, run_scan, BATCH_REPLY_SCAN,
+				 BATCH_VALS_NONE, false },
 };
 
 /* op's descriptor; NULL when op is no table operation. */
@@ -426,6 +502,11 @@ static int req_buffers(struct batch_req *r)
 		rc = embkv_wire_pull_reply_size(r->n, r->dim, &len);
 		if (rc)
 			return rc;
+	} else if (r->bop->reply == BATCH_REPLY_SCAN) {
+		rc = embkv_wire_scan_reply_size(r->n, r->dim, r->t->attr.dtype,
+						&len);
+		if (rc)
+			return rc;
 	}
 	h.body_len = (uint32_t)len;
 	r->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
@@ -440,7 +521,7 @@ static int req_buffers(struct batch_req *r)
 		if (rc)
 			return rc;
 		r->out = vals;
-	} else {
+	} else if (r->bop->reply == BATCH_REPLY_COUNT) {
 		r->counts = body;
 	}
 	if (!r->order)
@@ -506,6 +587,52 @@ static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single)
 	}
 }
 
+/*
+ * SCAN's plan: partition m->part's owner, after the checks a key's
+ * partition gets (served here under map, loaded) and the cursor's (within
+ * the partition's capacity). Caps m->n to what one reply carries. 0 or an
+ * error status with its message in why.
+ */
+static int scan_plan(struct embkvd *s, const struct embkvd_map *map,
+		     const struct embkv_table *t, struct batch_msg *m,
+		     struct plan *pl, char *why, size_t why_len)
+{
+	uint32_t fit;
+
+	memset(pl, 0, sizeof(*pl));
+	if (m->part >= t->nparts) {
+		snprintf(why, why_len, "table %s has %u partitions, no "
+			 "partition %u", t->attr.name, t->nparts, m->part);
+		return -EINVAL;
+	}
+	if (!embkvd_map_mine(map, m->part)) {
+		snprintf(why, why_len, "partition %u is on server %u, this is "
+			 "server %u", m->part,
+			 embkvd_map_server(map, m->part), map->self);
+		return EMBKV_ESTALE;
+	}
+	if (embkv_part_state(&t->parts[m->part]) != EMBKV_PART_SERVING) {
+		snprintf(why, why_len, "partition %u of table %s is not "
+			 "loaded on this server yet", m->part, t->attr.name);
+		return EMBKV_EUNAVAIL;
+	}
+	if (m->cursor > t->parts[m->part].capacity) {
+		snprintf(why, why_len, "scan cursor %llu is past partition "
+			 "%u's %llu rows", (unsigned long long)m->cursor,
+			 m->part,
+			 (unsigned long long)t->parts[m->part].capacity);
+		return -EINVAL;
+	}
+	fit = embkv_wire_scan_reply_max_rows(SCAN_REPLY_MAX_BODY, t->dim,
+					     t->attr.dtype);
+	if (m->n > fit)
+		m->n = fit ? fit : 1;
+	pl->owners = 1;
+	pl->single = embkvd_map_owner(map, m->part,
+				      embkv_owner_count(s->owners));
+	return 0;
+}
+
 void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			uint8_t *body, uint64_t t0_ns)
 {
@@ -567,6 +694,18 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 				  (unsigned long long)epoch);
 		goto put;
 	}
+	if (bop->reply == BATCH_REPLY_SCAN) {
+		char why[EMBKV_WIRE_ERRMSG_MAX];
+
+		rc = scan_plan(s, map, ent->table, &m, &pl, why, sizeof(why));
+		rcu_read_unlock();
+		if (rc) {
+			embkvd_conn_error(c, h->request_id, rc, false, "%s",
+					  why);
+			goto put;
+		}
+		goto planned;
+	}
 	rc = plan_build(s, map, ent->table, m.n, m.keys, &pl, &bad_key);
 	if (rc == EMBKV_ESTALE) {
 		bad_server = embkvd_map_server(
@@ -594,6 +733,7 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	}
 	if (rc)
 		goto nomem;
+planned:
 	r = calloc(1, sizeof(*r) + (size_t)pl.owners * sizeof(r->jobs[0]));
 	if (!r) {
 		free(pl.mem);
@@ -616,6 +756,8 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	r->keys = m.keys;
 	r->vals = m.vals;
 	r->hcounts = m.hcounts;
+	r->part = m.part;
+	r->cursor = m.cursor;
 	r->plan = pl.mem;
 	r->off = pl.off;
 	r->order = pl.order;
@@ -660,6 +802,16 @@ void embkvd_batch_finish(struct embkvd_done *d)
 		embkv_hist_add(&st->push_us, us);
 		embkv_stat_add(&ctr->pushes, 1);
 		embkv_stat_add(&ctr->push_keys, r->n);
+	}
+	if (r->status) { /* a SCAN whose owner failed: no page */
+		embkvd_conn_error(c, r->req_id, r->status, false,
+				  "scan of partition %u failed: %s", r->part,
+				  embkv_strerror(r->status));
+		embkvd_obuf_free(r->reply);
+		r->reply = NULL;
+		req_free(r);
+		embkvd_conn_release(c, mem);
+		return;
 	}
 	if (r->counts) {
 		struct embkv_wire_count_reply cr = {

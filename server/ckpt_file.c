@@ -292,11 +292,8 @@ int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
 			continue;
 		if (delta && !(*meta & EMBKV_LFU_DIRTY))
 			continue;
-		if (n == p->rows) { /* more live rows than counted */
-			free(s->rows);
-			free(s);
-			return EMBKV_EINCONSISTENT;
-		}
+		if (n == p->rows) /* more live rows than counted */
+			goto inconsistent;
 		*meta &= ~(uint32_t)EMBKV_LFU_DIRTY;
 		put64(o, R_KEY, r->key);
 		put64(o, R_VERSION, r->version);
@@ -309,17 +306,21 @@ int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
 		o += f->row_bytes;
 		n++;
 	}
-	if (!delta && n != p->rows) {
-		free(s->rows);
-		free(s);
-		return EMBKV_EINCONSISTENT;
-	}
+	if (!delta && n != p->rows)
+		goto inconsistent;
 	f->rows = f->tombstones + n;
 	f->blocks = blocks_of(f->rows, f->rows_per_block);
 	f->bytes = file_bytes_of(f);
 	embkv_part_ckpt_snapped(t, part, ckpt_id);
 	*out = s;
 	return 0;
+
+inconsistent:
+	/* Dirty bits were cleared on the way: no delta may rely on them. */
+	p->tomb_lost = true;
+	free(s->rows);
+	free(s);
+	return EMBKV_EINCONSISTENT;
 }
 
 void embkv_ckpt_snap_info(const struct embkv_ckpt_snap *s, uint64_t table_uid,

@@ -87,7 +87,8 @@ struct embkv_ckpt_snap;
  * it wait for embkv_part_ckpt_committed). The copy holds the rows, the
  * LFU clock and seq; LFU words are copied without the dirty bit. 0,
  * -EINVAL (partition holds no memory), -ENOMEM (nothing changed),
- * EMBKV_EINCONSISTENT (the row count did not match: a store bug).
+ * EMBKV_EINCONSISTENT (the row count did not match: a store bug; the
+ * partition's next snapshot is full).
  */
 int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
 		    uint64_t want_base, struct embkv_ckpt_snap **out);

@@ -1091,3 +1091,42 @@ void embkv_table_get_stats(const struct embkv_table *t,
 	}
 	out->bytes += sizeof(*t) + sizeof(*t->parts) * t->nparts;
 }
+
+/* ---- scan (export) ------------------------------------------------------ */
+
+/*
+ * Export's walk (SCAN, server/batch.c): rows [0, next_fresh) in row-id
+ * order, dead ones skipped, as embkv_part_for_each_row does, but resumable
+ * from a cursor and bounded per call. Read only: no LFU touch, no stats.
+ */
+int embkv_part_scan(const struct embkv_table *t, uint32_t part,
+		    uint64_t cursor, uint32_t max, uint64_t *keys, void *vals,
+		    uint32_t *n, uint64_t *next)
+{
+	const struct embkv_part *p;
+	uint64_t row, stop;
+	uint32_t got = 0;
+
+	if (!t || part >= t->nparts || !max || !keys || !vals || !n || !next)
+		return -EINVAL;
+	p = &t->parts[part];
+	if (!p->loaded || cursor > p->capacity)
+		return -EINVAL;
+	stop = p->next_fresh;
+	if (stop - cursor > (uint64_t)max + EMBKV_PART_SCAN_VISIT &&
+	    cursor < stop)
+		stop = cursor + max + EMBKV_PART_SCAN_VISIT;
+	for (row = cursor; row < stop && got < max; row++) {
+		const struct embkv_record *r = embkv_part_record(p, row);
+
+		if (r->version & EMBKV_VERSION_DEAD)
+			continue;
+		keys[got] = r->key;
+		memcpy((uint8_t *)vals + (size_t)got * t->payload_bytes,
+		       r->payload, t->payload_bytes);
+		got++;
+	}
+	*n = got;
+	*next = row >= p->next_fresh ? UINT64_MAX : row;
+	return 0;
+}

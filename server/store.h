@@ -384,5 +384,24 @@ void embkv_part_ckpt_committed(struct embkv_table *t, uint32_t i,
  * next snapshot may be a delta on it), seq = the last file's seq. */
 void embkv_part_ckpt_restored(struct embkv_table *t, uint32_t i,
 			      uint64_t ckpt_id, uint64_t seq);
+/* ---- scan (export) ---------------------------------------------------- */
+
+/* Rows a scan page visits beyond the ones it returns (dead rows skipped),
+ * so that one page costs its owner a bounded time. */
+#define EMBKV_PART_SCAN_VISIT 65536u
+
+/*
+ * Owner (or while nothing writes the partition): copies up to max live
+ * rows of partition part, in row order from row id cursor, into keys (max
+ * keys) and vals (max payloads of t->payload_bytes: values only, never
+ * optimizer state); *n gets the count, *next the row id to continue from,
+ * or UINT64_MAX (EMBKV_SCAN_END) when the partition's used rows are done.
+ * Visits at most max + EMBKV_PART_SCAN_VISIT rows, so *n may be 0 before
+ * the end. 0, or -EINVAL (partition out of range or not loaded, max 0, or
+ * a cursor past the partition's capacity).
+ */
+int embkv_part_scan(const struct embkv_table *t, uint32_t part,
+		    uint64_t cursor, uint32_t max, uint64_t *keys, void *vals,
+		    uint32_t *n, uint64_t *next);
 
 #endif

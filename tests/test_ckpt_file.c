@@ -904,6 +904,57 @@ static void test_delta_tombstone_order(void **state)
 	embkv_table_destroy(b);
 }
 
+/* A snapshot is the partition at the moment it was taken: the owner goes
+ * on (pushes, inserts, erases) before the copy is written, and the file
+ * still holds the rows as they were. A delta too large for the target
+ * partition is refused by verify. */
+static void test_snapshot_is_a_cut(void **state)
+{
+	struct embkv_table *a = make_table(EMBKV_OPT_FTRL, 1024, 1, DIM);
+	struct embkv_table *at_snap = make_table(EMBKV_OPT_FTRL, 1024, 1, DIM);
+	struct embkv_table *b = make_table(EMBKV_OPT_FTRL, 1024, 1, DIM);
+	struct embkv_table *small = make_table(EMBKV_OPT_FTRL, 64, 1, DIM);
+	struct embkv_ckpt_snap *s;
+	struct embkv_ckpt_file_info wi;
+	char why[160];
+	uint64_t k = 11;
+	int fd = temp_fd(), fd2;
+
+	(void)state;
+	pull_range(a, 1, 400);
+	push_round(a, 400, 0);
+	fd2 = write_part(a, 0, NULL);  /* a copy of a as it is now */
+	assert_int_equal(embkv_ckpt_read_part(at_snap, 0, UID, fd2, NULL, why,
+					      sizeof(why)), 0);
+	close(fd2);
+	assert_int_equal(embkv_ckpt_snap(a, 0, 100, 0, &s), 0);
+	push_round(a, 400, 1);
+	pull_range(a, 401, 500);
+	embkv_table_erase(a, 1, &k);
+	assert_int_equal(embkv_ckpt_snap_write(s, UID, fd, &wi), 0);
+	embkv_ckpt_snap_free(s);
+	assert_int_equal(wi.rows, 400);
+	assert_int_equal(embkv_ckpt_read_part(b, 0, UID, fd, NULL, why,
+					      sizeof(why)), 0);
+	assert_rows_state(at_snap, b);
+	close(fd);
+	/* 500 changed rows since 100: a delta that fits no 64-row partition */
+	embkv_part_ckpt_committed(a, 0, 100);
+	push_round(a, 500, 2);
+	fd = snap_file(a, 0, 200, 100, &wi);
+	assert_true(wi.flags & EMBKV_CKPT_FLAG_DELTA);
+	assert_true(wi.rows - wi.tombstones > 64);
+	assert_int_equal(embkv_ckpt_verify_part(small, 0, UID, fd, NULL, why,
+						sizeof(why)), EMBKV_EFULL);
+	assert_non_null(strstr(why, "changed rows"));
+	refused(small, 0, UID, fd, EMBKV_EFULL, "changed rows");
+	close(fd);
+	embkv_table_destroy(a);
+	embkv_table_destroy(at_snap);
+	embkv_table_destroy(b);
+	embkv_table_destroy(small);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -921,6 +972,7 @@ int main(void)
 		cmocka_unit_test(test_tombstone_overflow_forces_full),
 		cmocka_unit_test(test_dirty_and_seq),
 		cmocka_unit_test(test_delta_tombstone_order),
+		cmocka_unit_test(test_snapshot_is_a_cut),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

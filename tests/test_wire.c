@@ -26,7 +26,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 29u /* 14 requests, 14 replies, ERROR */
+#define N_KNOWN_OPS 45u /* 22 requests, 22 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -257,6 +257,9 @@ static int build_samples(void **state)
 	struct embkv_wire_count_reply cr = { 4, 1 };
 	struct embkv_wire_hits hr = { 3, UID, N_KEYS, sample_keys,
 				      sample_counts };
+	struct embkv_wire_scan_req sq = { 3, 5, UID, 17, 100 };
+	struct embkv_wire_scan_reply srep = { 40, N_KEYS, DIM, EMBKV_DTYPE_F32,
+					      sample_keys, sample_vals };
 	const struct embkv_wire_table_ref ref = { 3, UID };
 	const struct embkv_wire_table_ref all = { EMBKV_WIRE_TABLE_ALL, 0 };
 	struct embkv_wire_table_regions rg;
@@ -348,6 +351,13 @@ static int build_samples(void **state)
 	ADD_FIXED(R(EMBKV_WIRE_OP_HITS), EMBKV_WIRE_COUNT_REPLY_SIZE,
 		  embkv_wire_count_reply_encode(&cr, b,
 						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_FIXED(EMBKV_WIRE_OP_SCAN, EMBKV_WIRE_SCAN_REQ_SIZE,
+		  embkv_wire_scan_req_encode(&sq, b,
+					     EMBKV_WIRE_SCAN_REQ_SIZE));
+	ADD_SIZED(R(EMBKV_WIRE_OP_SCAN),
+		  embkv_wire_scan_reply_size(N_KEYS, DIM, EMBKV_DTYPE_F32,
+					     &len),
+		  embkv_wire_scan_reply_encode(&srep, b, len));
 	ADD_FIXED(EMBKV_WIRE_OP_TABLE_REGIONS, EMBKV_WIRE_TABLE_REF_SIZE,
 		  embkv_wire_table_ref_encode(&ref, b,
 					      EMBKV_WIRE_TABLE_REF_SIZE));
@@ -367,6 +377,22 @@ static int build_samples(void **state)
 	ADD_SIZED(R(EMBKV_WIRE_OP_SHARD_MAP),
 		  embkv_wire_shard_map_size(&sm, &len),
 		  embkv_wire_shard_map_encode(&sm, b, len));
+	/* the checkpoint opcodes carry JSON objects both ways */
+	for (unsigned int op = EMBKV_WIRE_OP_CKPT_PART;
+	     op <= EMBKV_WIRE_OP_CKPT_DELETE; op++) {
+		static const char req[] = "{\"id\": 1796410000000, \"uid\": "
+					  "\"00000000000000ff\", \"part\": 3}";
+		static const char rep[] = "{\"rows\": [1, 2, {\"a\": \"x\"}]}";
+
+		len = sizeof(req) - 1;
+		b = xmalloc(len);
+		memcpy(b, req, len);
+		add_sample(op, b, len);
+		len = sizeof(rep) - 1;
+		b = xmalloc(len);
+		memcpy(b, rep, len);
+		add_sample(R(op), b, len);
+	}
 	ADD_SIZED(EMBKV_WIRE_OP_ERROR, embkv_wire_error_size(&err, &len),
 		  embkv_wire_error_encode(&err, b, len));
 #undef ADD_FIXED
@@ -552,6 +578,90 @@ static void test_hdr_unknown_opcode(void **state)
 	assert_true(embkv_wire_op_known(0xff));
 }
 
+/* SCAN: round trip, the page padding, the limits and the refusals. */
+static void test_scan(void **state)
+{
+	struct embkv_wire_scan_req q = { 7, 3, UID, 12345, 9 }, dq;
+	struct embkv_wire_scan_reply r, dr;
+	uint64_t keys[3] = { 1, 2, 3 };
+	float vals[3 * 3] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	uint64_t body[64];
+	uint8_t *b = (uint8_t *)body;
+	uint64_t *pk;
+	void *pv;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)), 0);
+	assert_int_equal(embkv_wire_scan_req_decode(b, EMBKV_WIRE_SCAN_REQ_SIZE,
+						    &dq), 0);
+	assert_int_equal(dq.table_id, 7);
+	assert_int_equal(dq.part, 3);
+	assert_int_equal(dq.uid, UID);
+	assert_int_equal(dq.cursor, 12345);
+	assert_int_equal(dq.max, 9);
+	assert_int_equal(embkv_wire_scan_req_decode(b, 31, &dq), EMBKV_EPROTO);
+	q.max = 0;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)),
+			 -EINVAL);
+	q.max = EMBKV_WIRE_MAX_KEYS + 1;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)),
+			 EMBKV_ELIMIT);
+	put32(b + EMBKV_WIRE_SCAN_REQ_MAX, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_scan_req_decode(b, EMBKV_WIRE_SCAN_REQ_SIZE,
+						    &dq), EMBKV_ELIMIT);
+	q.max = 9;
+	q.uid = 0;
+	assert_int_equal(embkv_wire_scan_req_encode(&q, b, sizeof(body)),
+			 -EINVAL);
+
+	/* 3 rows of dim 3: 24 + 24 + 36 = 84, padded to 88 */
+	r = (struct embkv_wire_scan_reply){ EMBKV_SCAN_END, 3, 3,
+					    EMBKV_DTYPE_F32, keys, vals };
+	assert_int_equal(embkv_wire_scan_reply_size(3, 3, 0, &len), 0);
+	assert_int_equal(len, 88);
+	memset(body, 0xee, sizeof(body));
+	assert_int_equal(embkv_wire_scan_reply_encode(&r, b, len), 0);
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr), 0);
+	assert_int_equal(dr.next, EMBKV_SCAN_END);
+	assert_int_equal(dr.n, 3);
+	assert_memory_equal(dr.keys, keys, sizeof(keys));
+	assert_memory_equal(dr.vals, vals, sizeof(vals));
+	b[87] = 1; /* padding must be 0 */
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr),
+			 EMBKV_EPROTO);
+	b[87] = 0;
+	put32(b + EMBKV_WIRE_SCAN_REPLY_DTYPE, 9); /* no such dtype */
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_scan_reply_size(1, 3, 9, &len), -EINVAL);
+	assert_int_equal(embkv_wire_scan_reply_size(1, EMBKV_MAX_DIM + 1, 0,
+						    &len), EMBKV_ELIMIT);
+	/* prepare: fixed fields written, arrays where decode finds them */
+	assert_int_equal(embkv_wire_scan_reply_prepare(40, 2, 3, 0, b,
+						       sizeof(body), &pk, &pv),
+			 0);
+	memcpy(pk, keys, 2 * sizeof(uint64_t));
+	memcpy(pv, vals, 6 * sizeof(float));
+	assert_int_equal(embkv_wire_scan_reply_size(2, 3, 0, &len), 0);
+	assert_int_equal(embkv_wire_scan_reply_decode(b, len, &dr), 0);
+	assert_int_equal(dr.next, 40);
+	assert_memory_equal(dr.vals, vals, 6 * sizeof(float));
+	/* max rows: what fits, and one more does not */
+	for (uint32_t dim = 1; dim <= 9; dim += 4) {
+		uint32_t n = embkv_wire_scan_reply_max_rows(1000, dim, 0);
+
+		assert_int_equal(embkv_wire_scan_reply_size(n, dim, 0, &len),
+				 0);
+		assert_true(len <= 1000);
+		assert_int_equal(embkv_wire_scan_reply_size(n + 1, dim, 0,
+							    &len), 0);
+		assert_true(len > 1000);
+	}
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_SCAN));
+	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_SCAN), "SCAN");
+}
+
 static void test_hdr_body_len_limit(void **state)
 {
 	uint8_t buf[EMBKV_WIRE_HDR_SIZE];
@@ -688,7 +798,9 @@ static void test_op_helpers(void **state)
 	assert_string_equal(embkv_wire_op_name(R(EMBKV_WIRE_OP_PULL)),
 			    "PULL_REPLY");
 	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_ERROR), "ERROR");
-	assert_string_equal(embkv_wire_op_name(0x42), "UNKNOWN");
+	assert_string_equal(embkv_wire_op_name(0x5f), "UNKNOWN");
+	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_CKPT_LOAD),
+			    "CKPT_LOAD");
 	assert_true(embkv_wire_op_is_reply(R(EMBKV_WIRE_OP_HELLO)));
 	assert_true(embkv_wire_op_is_reply(EMBKV_WIRE_OP_ERROR));
 	assert_false(embkv_wire_op_is_reply(EMBKV_WIRE_OP_HELLO));
@@ -700,7 +812,7 @@ static void test_op_helpers(void **state)
 	assert_false(embkv_wire_op_checks_epoch(R(EMBKV_WIRE_OP_PULL)));
 	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_TABLE_CREATE));
 	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_SHARD_MAP));
-	assert_int_equal(embkv_wire_body_validate(0x42, NULL, 0),
+	assert_int_equal(embkv_wire_body_validate(0x5f, NULL, 0),
 			 EMBKV_EOPCODE);
 	assert_string_equal(embkv_wire_stat_name(EMBKV_WIRE_STAT_ROWS), "rows");
 	assert_null(embkv_wire_stat_name(0));
@@ -2088,6 +2200,27 @@ static void test_truncated_and_trailing_bodies(void **state)
 	}
 }
 
+/* JSON bodies: one object, whole, without duplicate keys or NULs. */
+static void test_json_bodies(void **state)
+{
+	static const char *const bad[] = {
+		"[1, 2]", "{\"a\": 1} {}", "{\"a\": 1, \"a\": 2}", "{\"a\": }",
+		"{\"a\": 1}x", " {\"a\": 1}", "{", "}", "{}}",
+	};
+	static const char good[] = "{\"a\": {\"b\": [1, \"\\u00e9\"]}}";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(embkv_wire_json_check((const uint8_t *)bad[i],
+						       strlen(bad[i])),
+				 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_json_check((const uint8_t *)good,
+					       strlen(good)), 0);
+	assert_int_equal(embkv_wire_json_check((const uint8_t *)"{\"a\":\0}",
+					       7), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_json_check((const uint8_t *)"{}", 2), 0);
+}
+
 /* A body length over the frame limit is refused before anything is read. */
 static void test_body_over_limit(void **state)
 {
@@ -2694,6 +2827,7 @@ int main(void)
 		cmocka_unit_test(test_hdr_bad_version),
 		cmocka_unit_test(test_hdr_unknown_opcode),
 		cmocka_unit_test(test_hdr_body_len_limit),
+		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_hdr_flags_reserved),
 		cmocka_unit_test(test_hdr_encode_invalid),
 		cmocka_unit_test(test_frame_decode),
@@ -2725,6 +2859,7 @@ int main(void)
 		cmocka_unit_test(test_max_rows),
 		cmocka_unit_test(test_max_rows_per_body),
 		cmocka_unit_test(test_truncated_and_trailing_bodies),
+		cmocka_unit_test(test_json_bodies),
 		cmocka_unit_test(test_body_over_limit),
 		cmocka_unit_test(test_misaligned_body),
 		cmocka_unit_test(test_auth),

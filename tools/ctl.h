@@ -11,6 +11,7 @@
  *   ctl_tables.c   tables, create-table, drop-table, map
  *   ctl_members.c  members, health, forget (etcd; see ctl_members.h)
  *   ctl_ckpt.c     checkpoint create|restore|list|verify|delete
+ *   ctl_export.c   export, import (tools/EXPORT.md)
  *
  * Every function here is for the main thread of the tool only.
  */
@@ -35,14 +36,17 @@ struct embkv_ctl_args {
 	int all;                      /* stats --all */
 	int json;                     /* stats --json, tables --json */
 	int list;                     /* map --partitions */
-	const char *name;             /* drop-table, map */
+	const char *name;             /* drop-table, map, export, import */
+	const char *file;             /* export, import */
+	int fp16;                     /* export --fp16 */
+	int progress;                 /* export, import, checkpoint --progress */
 	struct embkv_table_attr attr; /* create-table */
 	/* checkpoint SUB [ID] [--name N] [--incremental] [--table T]...
 	 * [--force] [--progress] */
 	const char *sub;
 	const char *ckpt;             /* ID, name or "newest" */
 	const char *ckpt_name;
-	int incremental, force, progress;
+	int incremental, force;         /* progress: above */
 	const char *tables[64];
 	uint32_t ntables;
 };
@@ -119,5 +123,11 @@ int embkv_ctl_drop_run(struct embkv_client *c,
 int embkv_ctl_map_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_map_run(struct embkv_client *c,
 		      const struct embkv_ctl_args *a, int json);
+int embkv_ctl_export_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_export_run(struct embkv_client *c,
+			 const struct embkv_ctl_args *a, int json);
+int embkv_ctl_import_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_import_run(struct embkv_client *c,
+			 const struct embkv_ctl_args *a, int json);
 
 #endif

@@ -80,13 +80,13 @@ static int stat_get(const struct stat_set *s, uint32_t server,
 }
 
 /* Whether a counter adds up across servers: not times, quantiles, the
- * epoch or the per-server table count. */
+ * epoch, the per-server table count or the last checkpoint. */
 static int summable(const char *name)
 {
 	size_t len = strlen(name);
 
 	return strcmp(name, "uptime_s") != 0 && strcmp(name, "epoch") != 0 &&
-	       strcmp(name, "tables") != 0 &&
+	       strcmp(name, "tables") != 0 && strncmp(name, "ckpt_", 5) != 0 &&
 	       !(len > 3 && strcmp(name + len - 3, "_us") == 0);
 }
 
@@ -125,7 +125,7 @@ static int seen_before(const struct stat_set *s, size_t i, uint32_t server)
 	return 0;
 }
 
-enum col_fmt { FMT_NUM, FMT_BYTES, FMT_SECONDS };
+enum col_fmt { FMT_NUM, FMT_BYTES, FMT_SECONDS, FMT_MS };
 
 struct col {
 	const char *header;
@@ -145,6 +145,11 @@ static const struct col server_cols[] = {
 	{ "PUSH_P50_US", "push_p50_us", FMT_NUM },
 	{ "PUSH_P99_US", "push_p99_us", FMT_NUM },
 	{ "ERRORS", "errors", FMT_NUM },
+	/* the newest checkpoint committed or restored (--data-dir) */
+	{ "CKPT_ID", "ckpt_id", FMT_NUM },
+	{ "CKPT_AGE", "ckpt_age_s", FMT_SECONDS },
+	{ "CKPT_TIME", "ckpt_duration_ms", FMT_MS },
+	{ "CKPT_SIZE", "ckpt_bytes", FMT_BYTES },
 };
 
 static const struct col table_cols[] = {
@@ -162,7 +167,7 @@ static const struct col table_cols[] = {
 };
 
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
-#define MAX_COLS 16u
+#define MAX_COLS 24u
 
 static void cell_fmt(char *cell, enum col_fmt fmt, uint64_t v)
 {
@@ -172,6 +177,9 @@ static void cell_fmt(char *cell, enum col_fmt fmt, uint64_t v)
 		break;
 	case FMT_SECONDS:
 		snprintf(cell, CELL_MAX, "%" PRIu64 "s", v);
+		break;
+	case FMT_MS:
+		snprintf(cell, CELL_MAX, "%.1fs", (double)v / 1000.0);
 		break;
 	default:
 		snprintf(cell, CELL_MAX, "%" PRIu64, v);

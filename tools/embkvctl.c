@@ -4,7 +4,8 @@
  *   embkvctl [--servers tcp://a,tcp://b] [--token-file F] [--json]
  *            [--timeout MS] COMMAND [ARGS]
  *
- * Commands: stats, tables, create-table, drop-table, map (see usage());
+ * Commands: stats, tables, create-table, drop-table, map, export, import
+ * (see usage());
  * members, health and forget read etcd instead (tools/ctl_members.c).
  * Everything goes through libembkv's public API, so the tool also shows
  * what a client sees. Output is aligned human-readable tables, or one JSON
@@ -112,6 +113,16 @@ static void usage(FILE *f)
 "                       (--force: even when an increment is based on it)\n"
 "                       create, restore: --progress prints progress to\n"
 "                       stderr (default when stderr is a terminal)\n"
+"  export NAME FILE [--fp16] [--progress]\n"
+"                       writes the table's keys and values (no optimizer\n"
+"                       state) to FILE, fp32 or --fp16, in the format of\n"
+"                       tools/EXPORT.md (numpy reads it); each partition is\n"
+"                       read page by page, not as one snapshot\n"
+"  import NAME FILE [--progress]\n"
+"                       verifies FILE whole (length, checksums), then\n"
+"                       stores its rows in table NAME (same dim)\n"
+"                       --progress: rows, MB/s and time left on stderr\n"
+"                       (default: only when stderr is a terminal)\n"
 "%s"
 "\n"
 "Exit status: 0 success, 1 the operation failed (or tables found an\n"
@@ -185,6 +196,8 @@ static const struct command commands[] = {
 	{ "drop-table", embkv_ctl_drop_parse, embkv_ctl_drop_run },
 	{ "map", embkv_ctl_map_parse, embkv_ctl_map_run },
 	{ "checkpoint", embkv_ctl_ckpt_parse, embkv_ctl_ckpt_run },
+	{ "export", embkv_ctl_export_parse, embkv_ctl_export_run },
+	{ "import", embkv_ctl_import_parse, embkv_ctl_import_run },
 };
 
 enum global_opt { G_SERVERS = 1000, G_TOKEN, G_JSON, G_TIMEOUT, G_ETCD,

@@ -346,6 +346,33 @@ int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 		uint32_t *erased);
 
 /*
+ * Scan: reads one partition's live rows page by page, for export (values
+ * only, never optimizer state). Start with *cursor = 0; each call sends
+ * one SCAN to the partition's server (routed by the table's shard map, a
+ * stale map refreshed and the page asked again, as the batch calls do),
+ * copies up to max rows into keys (max keys) and values (max rows of dim
+ * floats, the table's fp32), sets *n and advances *cursor. The partition
+ * is done when *cursor is EMBKV_SCAN_END; a call at EMBKV_SCAN_END returns
+ * 0 with *n = 0 and sends nothing. *n may be 0 before the end (the server
+ * bounds the rows it visits per page): keep calling until the end.
+ *
+ * Consistency: each page is a consistent read of its rows (taken on the
+ * partition's owner thread between batches), nothing more. Rows written
+ * between pages may be seen old or new; a row inserted or erased meanwhile
+ * may be missed, and one erased and inserted again may come twice. Export
+ * a table while nothing writes it for an exact copy.
+ *
+ * The server caps a page by its frame limits, so *n may be below max even
+ * mid-partition. 0; -EINVAL (NULL argument, max 0, part >= the table's
+ * partitions, or a cursor the partition never had: the server's message
+ * says so); EMBKV_ENOTABLE (the table was dropped or re-created);
+ * EMBKV_ESTALE (the map kept moving); EMBKV_EUNAVAIL (not loaded yet); a
+ * connection error.
+ */
+#define EMBKV_SCAN_END UINT64_MAX
+int embkv_scan(struct embkv_table_handle *t, uint32_t part, uint64_t *cursor,
+	       uint32_t max, uint64_t *keys, void *values, uint32_t *n);
+/*
  * Asynchronous pull and push: start the operation and return at once; the
  * buffers must stay untouched until embkv_op_wait() returns, which gives
  * the operation's status and frees *op. Every started op must be waited.
