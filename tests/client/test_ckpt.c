@@ -16,7 +16,10 @@
  * - the cut: every push acknowledged before create started is in it;
  * - kill -9 at random moments of create, in a loop: the newest complete
  *   checkpoint always restores, an interrupted one is never used
- *   (EMBKV_TEST_CKPT_KILLS iterations, default 50).
+ *   (EMBKV_TEST_CKPT_KILLS iterations, default 50; EMBKV_TEST_CKPT_SEED
+ *   repeats a run's kill timings; EMBKV_TEST_ONLY, a
+ *   cmocka test-name glob, runs only the matching tests:
+ *   tools/ckpt-crash-loop.sh runs the loop alone for long runs).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -723,7 +726,9 @@ static void kill_loop(void **state)
 	uint64_t known_id = 0;
 	int cur = 0;             /* vals[cur]: the newest complete's rows */
 	uint32_t completed = 0, interrupted = 0;
-	unsigned seed = (unsigned)time(NULL);
+	const char *seed_env = getenv("EMBKV_TEST_CKPT_SEED");
+	unsigned seed = seed_env ? (unsigned)strtoul(seed_env, NULL, 10)
+				 : (unsigned)time(NULL);
 
 	(void)state;
 	print_message("kill loop: %u kills, seed %u\n", kills, seed);
@@ -798,6 +803,10 @@ int main(void)
 	int rc;
 
 	snprintf(g_dir, sizeof(g_dir), "/tmp/embkv-ckpt-test.%d", getpid());
+	/* EMBKV_TEST_ONLY=kill_loop (a cmocka glob) runs only matching
+	 * tests: tools/ckpt-crash-loop.sh */
+	if (getenv("EMBKV_TEST_ONLY"))
+		cmocka_set_test_filter(getenv("EMBKV_TEST_ONLY"));
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	if (!rc)
 		rm_rf(g_dir);
