@@ -27,6 +27,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,20 +72,13 @@ void embkv_ckpt_attr_init(struct embkv_ckpt_attr *a)
 	memset(a, 0, sizeof(*a));
 }
 
-/* One JSON request to one server. */
-struct jreq {
-	struct embkv_rpc rpc;
-	json_t *reply;
-	char msg[EMBKV_WIRE_ERRMSG_MAX + 1];
-	void *user;
-};
-
-static int jreq_init(struct jreq *q, uint32_t server, uint8_t op,
-		     const json_t *body, void *user)
+static int jreq_build(struct embkv_jreq *q, uint32_t server, uint8_t op,
+		      const json_t *body, const void *raw, size_t raw_len,
+		      bool blob, void *user)
 {
 	char *text = json_dumps(body, JSON_COMPACT);
 	uint8_t *out;
-	size_t len;
+	size_t len, tl;
 	int rc;
 
 	memset(q, 0, sizeof(*q));
@@ -92,18 +86,42 @@ static int jreq_init(struct jreq *q, uint32_t server, uint8_t op,
 	q->user = user;
 	if (!text)
 		return -ENOMEM;
-	len = strlen(text);
-	rc = len > EMBKV_WIRE_MAX_JSON ? EMBKV_ELIMIT
+	tl = strlen(text);
+	len = blob ? 4 + tl + raw_len : tl;
+	rc = tl > EMBKV_WIRE_MAX_JSON ? EMBKV_ELIMIT
 		: embkv_rpc_frame(&q->rpc, op, 0, len, &out);
-	if (!rc)
-		memcpy(out, text, len);
+	if (!rc && blob) {
+		out[0] = (uint8_t)tl;
+		out[1] = (uint8_t)(tl >> 8);
+		out[2] = (uint8_t)(tl >> 16);
+		out[3] = (uint8_t)(tl >> 24);
+		memcpy(out + 4, text, tl);
+		if (raw_len)
+			memcpy(out + 4 + tl, raw, raw_len);
+	} else if (!rc) {
+		memcpy(out, text, tl);
+	}
 	free(text);
 	return rc;
 }
 
+int embkv_jreq_init(struct embkv_jreq *q, uint32_t server, uint8_t op,
+		    const json_t *body, void *user)
+{
+	return jreq_build(q, server, op, body, NULL, 0, false, user);
+}
+
+int embkv_jreq_init_blob(struct embkv_jreq *q, uint32_t server, uint8_t op,
+			 json_t *body, const void *raw, size_t raw_len)
+{
+	if (json_object_set_new(body, "n", json_integer((json_int_t)raw_len)))
+		return -ENOMEM;
+	return jreq_build(q, server, op, body, raw, raw_len, true, NULL);
+}
+
 /* Sends n requests (at most one per server for order) and parses the
  * replies; each q's rpc.status says how it went, its msg why. */
-static void jreq_run(struct embkv_client *c, struct jreq *q, uint32_t n,
+void embkv_jreq_run(struct embkv_client *c, struct embkv_jreq *q, uint32_t n,
 		     uint32_t timeout_ms)
 {
 	struct embkv_rpc *rpcs = calloc(n ? n : 1, sizeof(*rpcs));
@@ -130,10 +148,17 @@ static void jreq_run(struct embkv_client *c, struct jreq *q, uint32_t n,
 					 (int)e.msg.len, e.msg.ptr);
 		}
 		if (!r->status) {
+			const uint8_t *jb = r->body;
+			size_t jl = r->body_len;
 			json_error_t je;
 
-			q[i].reply = json_loadb((const char *)r->body,
-						r->body_len, 0, &je);
+			/* blobs were checked by the codec: JSON, then bytes */
+			if (r->rhdr.opcode == (EMBKV_WIRE_OP_MOVE_READ |
+					       EMBKV_WIRE_OP_REPLY))
+				embkv_wire_blob_split(r->body, r->body_len, &jb,
+						      &jl, &q[i].raw,
+						      &q[i].raw_len);
+			q[i].reply = json_loadb((const char *)jb, jl, 0, &je);
 			if (!json_is_object(q[i].reply)) {
 				json_decref(q[i].reply);
 				q[i].reply = NULL;
@@ -149,7 +174,7 @@ static void jreq_run(struct embkv_client *c, struct jreq *q, uint32_t n,
 	free(rpcs);
 }
 
-static void jreq_clear(struct jreq *q)
+void embkv_jreq_clear(struct embkv_jreq *q)
 {
 	embkv_rpc_clear(&q->rpc);
 	json_decref(q->reply);
@@ -157,33 +182,33 @@ static void jreq_clear(struct jreq *q)
 }
 
 /* One request to every server: replies in q[0..nservers). */
-static int ask_all(struct embkv_client *c, uint8_t op, const json_t *body,
-		   struct jreq **out, uint32_t *n)
+int embkv_jreq_ask_all(struct embkv_client *c, uint8_t op, const json_t *body,
+		   struct embkv_jreq **out, uint32_t *n)
 {
 	uint32_t ns = embkv_client_server_count(c);
-	struct jreq *q = calloc(ns ? ns : 1, sizeof(*q));
+	struct embkv_jreq *q = calloc(ns ? ns : 1, sizeof(*q));
 	int rc = 0;
 
 	if (!q)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < ns && !rc; i++)
-		rc = jreq_init(&q[i], i, op, body, NULL);
+		rc = embkv_jreq_init(&q[i], i, op, body, NULL);
 	if (rc) {
 		for (uint32_t i = 0; i < ns; i++)
-			jreq_clear(&q[i]);
+			embkv_jreq_clear(&q[i]);
 		free(q);
 		return rc;
 	}
-	jreq_run(c, q, ns, c->request_timeout_ms);
+	embkv_jreq_run(c, q, ns, c->request_timeout_ms);
 	*out = q;
 	*n = ns;
 	return 0;
 }
 
-static void ask_free(struct jreq *q, uint32_t n)
+void embkv_jreq_ask_free(struct embkv_jreq *q, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
-		jreq_clear(&q[i]);
+		embkv_jreq_clear(&q[i]);
 	free(q);
 }
 
@@ -203,9 +228,9 @@ static int list_merged(struct embkv_client *c, json_t **out,
 		       struct embkv_ckpt_result *res)
 {
 	json_t *body = json_object(), *all = json_array(), *inc = json_array();
-	struct jreq *q = NULL;
+	struct embkv_jreq *q = NULL;
 	uint32_t n = 0, answered = 0;
-	int rc = body && all && inc ? ask_all(c, EMBKV_WIRE_OP_CKPT_LIST, body,
+	int rc = body && all && inc ? embkv_jreq_ask_all(c, EMBKV_WIRE_OP_CKPT_LIST, body,
 					      &q, &n)
 				    : -ENOMEM;
 
@@ -272,7 +297,7 @@ static int list_merged(struct embkv_client *c, json_t **out,
 			rc = -ENOMEM;
 	}
 	if (q)
-		ask_free(q, n);
+		embkv_jreq_ask_free(q, n);
 	json_decref(body);
 	json_decref(all);
 	json_decref(inc);
@@ -405,7 +430,7 @@ static int run_parts(struct embkv_client *c, struct ck_part *parts,
 {
 	uint32_t ns = embkv_client_server_count(c), done = 0;
 	uint32_t *next = calloc(ns ? ns : 1, sizeof(*next));
-	struct jreq *q = calloc(ns ? ns : 1, sizeof(*q));
+	struct embkv_jreq *q = calloc(ns ? ns : 1, sizeof(*q));
 	uint64_t t0 = mono_ms();
 	int rc = next && q ? 0 : -ENOMEM;
 
@@ -420,7 +445,7 @@ static int run_parts(struct embkv_client *c, struct ck_part *parts,
 			if (next[s] < nparts) {
 				json_t *b = make(ctx, &parts[next[s]]);
 
-				rc = b ? jreq_init(&q[n], s, op, b,
+				rc = b ? embkv_jreq_init(&q[n], s, op, b,
 						   &parts[next[s]]) : -ENOMEM;
 				json_decref(b);
 				next[s]++;
@@ -429,10 +454,10 @@ static int run_parts(struct embkv_client *c, struct ck_part *parts,
 		}
 		if (rc) {
 			for (uint32_t i = 0; i < n; i++)
-				jreq_clear(&q[i]);
+				embkv_jreq_clear(&q[i]);
 			break;
 		}
-		jreq_run(c, q, n, CK_ROUND_MS);
+		embkv_jreq_run(c, q, n, CK_ROUND_MS);
 		for (uint32_t i = 0; i < n; i++) {
 			struct ck_part *p = q[i].user;
 
@@ -442,7 +467,7 @@ static int run_parts(struct embkv_client *c, struct ck_part *parts,
 					 q[i].msg);
 			else if (!rc)
 				rc = took(ctx, p, q[i].reply, rows, bytes);
-			jreq_clear(&q[i]);
+			embkv_jreq_clear(&q[i]);
 			done++;
 		}
 		progress(a, phase, done, nparts, *rows, *bytes, t0);
@@ -600,9 +625,9 @@ static int commit_all(struct embkv_client *c, uint64_t id, json_t *manifest,
 {
 	json_t *body = json_pack("{s:I, s:b, s:O}", "id", (json_int_t)id,
 				 "record", 0, "manifest", manifest);
-	struct jreq *q;
+	struct embkv_jreq *q;
 	uint32_t n;
-	int rc = body ? ask_all(c, EMBKV_WIRE_OP_CKPT_COMMIT, body, &q, &n)
+	int rc = body ? embkv_jreq_ask_all(c, EMBKV_WIRE_OP_CKPT_COMMIT, body, &q, &n)
 		      : -ENOMEM;
 
 	if (rc) {
@@ -614,20 +639,20 @@ static int commit_all(struct embkv_client *c, uint64_t id, json_t *manifest,
 			rc = err(res, q[i].rpc.status, "%s: the manifest of "
 				 "checkpoint %" PRIu64 " was not written: %s",
 				 embkv_client_server_addr(c, i), id, q[i].msg);
-	ask_free(q, n);
+	embkv_jreq_ask_free(q, n);
 	json_object_set_new(body, "record", json_true());
 	if (!rc && n) {
-		struct jreq one;
+		struct embkv_jreq one;
 
-		rc = jreq_init(&one, 0, EMBKV_WIRE_OP_CKPT_COMMIT, body, NULL);
+		rc = embkv_jreq_init(&one, 0, EMBKV_WIRE_OP_CKPT_COMMIT, body, NULL);
 		if (!rc)
-			jreq_run(c, &one, 1, c->request_timeout_ms);
+			embkv_jreq_run(c, &one, 1, c->request_timeout_ms);
 		rc = rc ? rc : one.rpc.status;
 		if (rc)
 			err(res, rc, "%s: checkpoint %" PRIu64 " is written but "
 			    "could not be recorded as the newest: %s",
 			    embkv_client_server_addr(c, 0), id, one.msg);
-		jreq_clear(&one);
+		embkv_jreq_clear(&one);
 	}
 	json_decref(body);
 	return rc;
@@ -639,11 +664,11 @@ static void discard(struct embkv_client *c, uint64_t id)
 {
 	json_t *body = json_pack("{s:I, s:b}", "id", (json_int_t)id, "force",
 				 1);
-	struct jreq *q;
+	struct embkv_jreq *q;
 	uint32_t n;
 
-	if (body && !ask_all(c, EMBKV_WIRE_OP_CKPT_DELETE, body, &q, &n))
-		ask_free(q, n);
+	if (body && !embkv_jreq_ask_all(c, EMBKV_WIRE_OP_CKPT_DELETE, body, &q, &n))
+		embkv_jreq_ask_free(q, n);
 	json_decref(body);
 }
 
@@ -735,9 +760,9 @@ static int get_manifest(struct embkv_client *c, uint64_t id, json_t **out,
 			struct embkv_ckpt_result *res)
 {
 	json_t *body = json_pack("{s:I}", "id", (json_int_t)id);
-	struct jreq *q;
+	struct embkv_jreq *q;
 	uint32_t n;
-	int rc = body ? ask_all(c, EMBKV_WIRE_OP_CKPT_GET, body, &q, &n)
+	int rc = body ? embkv_jreq_ask_all(c, EMBKV_WIRE_OP_CKPT_GET, body, &q, &n)
 		      : -ENOMEM;
 
 	json_decref(body);
@@ -750,7 +775,7 @@ static int get_manifest(struct embkv_client *c, uint64_t id, json_t **out,
 	if (!*out)
 		rc = err(res, n ? q[0].rpc.status : -ENOENT, "checkpoint %"
 			 PRIu64 ": %s", id, n ? q[0].msg : "no server");
-	ask_free(q, n);
+	embkv_jreq_ask_free(q, n);
 	return rc;
 }
 
@@ -923,7 +948,7 @@ int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
 {
 	struct embkv_ckpt_result dummy;
 	json_t *man = NULL, *body = NULL, *files = NULL, *out = NULL, *t, *p;
-	struct jreq *q = NULL;
+	struct embkv_jreq *q = NULL;
 	uint32_t n = 0, nbad = 0;
 	uint64_t id;
 	size_t i, j;
@@ -941,7 +966,7 @@ int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
 	if (rc)
 		goto out;
 	body = json_pack("{s:I}", "id", (json_int_t)id);
-	rc = body ? ask_all(c, EMBKV_WIRE_OP_CKPT_VERIFY, body, &q, &n)
+	rc = body ? embkv_jreq_ask_all(c, EMBKV_WIRE_OP_CKPT_VERIFY, body, &q, &n)
 		  : -ENOMEM;
 	if (rc)
 		goto out;
@@ -1002,7 +1027,7 @@ int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
 			 res->files);
 out:
 	if (q)
-		ask_free(q, n);
+		embkv_jreq_ask_free(q, n);
 	json_decref(files);
 	json_decref(out);
 	json_decref(body);
@@ -1015,7 +1040,7 @@ int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
 {
 	struct embkv_ckpt_result dummy;
 	json_t *body;
-	struct jreq *q;
+	struct embkv_jreq *q;
 	uint32_t n, found = 0;
 	uint64_t id;
 	int rc;
@@ -1038,7 +1063,7 @@ int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
 		}
 	}
 	body = json_pack("{s:I, s:b}", "id", (json_int_t)id, "force", !!force);
-	rc = body ? ask_all(c, EMBKV_WIRE_OP_CKPT_DELETE, body, &q, &n)
+	rc = body ? embkv_jreq_ask_all(c, EMBKV_WIRE_OP_CKPT_DELETE, body, &q, &n)
 		  : -ENOMEM;
 	json_decref(body);
 	if (rc)
@@ -1051,7 +1076,7 @@ int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
 			 json_is_true(json_object_get(q[i].reply, "found")))
 			found++;
 	}
-	ask_free(q, n);
+	embkv_jreq_ask_free(q, n);
 	res->id = id;
 	if (!rc && !found)
 		rc = err(res, -ENOENT, "no checkpoint %" PRIu64, id);

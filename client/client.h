@@ -336,4 +336,38 @@ struct embkv_batch_args {
 int embkv_batch_check(const struct embkv_batch_args *a);
 int embkv_batch_run(const struct embkv_batch_args *a);
 
+/* JSON requests (ckpt.c; checkpoints and moves) -------------------------------- */
+
+struct json_t;
+
+/* One request with a JSON body (or a blob: JSON, then raw bytes) to one
+ * server, and its parsed reply. */
+struct embkv_jreq {
+	struct embkv_rpc rpc;
+	struct json_t *reply;           /* the reply's JSON (a blob's part) */
+	const uint8_t *raw;             /* a blob reply's raw bytes (in rpc) */
+	size_t raw_len;
+	char msg[EMBKV_WIRE_ERRMSG_MAX + 1]; /* why it failed */
+	void *user;
+};
+
+/* Builds q (opcode op, body as JSON; raw_len bytes of raw after it make
+ * a blob, with "n" set to raw_len in the body sent). 0 or -ENOMEM /
+ * EMBKV_ELIMIT; embkv_jreq_clear() is safe either way. */
+int embkv_jreq_init(struct embkv_jreq *q, uint32_t server, uint8_t op,
+		    const struct json_t *body, void *user);
+int embkv_jreq_init_blob(struct embkv_jreq *q, uint32_t server, uint8_t op,
+			 struct json_t *body, const void *raw,
+			 size_t raw_len);
+/* Exchanges n requests at once and parses their replies; each q's
+ * rpc.status says how it went, msg why not. */
+void embkv_jreq_run(struct embkv_client *c, struct embkv_jreq *q, uint32_t n,
+		    uint32_t timeout_ms);
+void embkv_jreq_clear(struct embkv_jreq *q);
+/* The same request to every server: replies in (*out)[0..*n). */
+int embkv_jreq_ask_all(struct embkv_client *c, uint8_t op,
+		       const struct json_t *body, struct embkv_jreq **out,
+		       uint32_t *n);
+void embkv_jreq_ask_free(struct embkv_jreq *q, uint32_t n);
+
 #endif /* EMBKV_CLIENT_CLIENT_H */

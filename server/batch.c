@@ -173,8 +173,11 @@ static int plan_build(struct embkvd *s, const struct embkvd_map *map,
 			*bad_key = keys[i];
 			free(pl->mem);
 			pl->mem = NULL;
-			return embkvd_map_mine(map, p) ? EMBKV_EUNAVAIL
-						       : EMBKV_ESTALE;
+			/* a moving partition is stale: the map is changing */
+			return embkvd_map_mine(map, p) &&
+			       embkv_part_state(&t->parts[p]) !=
+				       EMBKV_PART_MOVING ? EMBKV_EUNAVAIL
+							 : EMBKV_ESTALE;
 		}
 		o = embkvd_map_owner(map, p, nown);
 		owner_of[i] = (uint16_t)o;

@@ -299,12 +299,13 @@ static void do_snap(struct embkvd_ckpt *ck, struct ck_req *r)
 		m->mid = mid;
 	}
 	pthread_mutex_unlock(&ck->lock);
-	r->out = json_pack("{s:I, s:I, s:I, s:I, s:s}",
+	r->out = json_pack("{s:I, s:I, s:I, s:I, s:s, s:I}",
 			   "bytes", (json_int_t)info.bytes,
 			   "rows", (json_int_t)info.rows,
 			   "tombstones", (json_int_t)info.tombstones,
 			   "base", (json_int_t)info.base_id,
-			   "kind", info.base_id ? "delta" : "full");
+			   "kind", info.base_id ? "delta" : "full",
+			   "member", (json_int_t)ck->member_id);
 free:
 	embkv_ckpt_snap_free(o.snap);
 out:
@@ -640,6 +641,33 @@ static int member_index(struct ctable *t, uint32_t id)
 	return (int)t->nmembers++;
 }
 
+/* Drops the members that hold no partition of t any more (a drained or
+ * lost member), so that the map names only members that serve it. */
+static int compact(struct ctable *t)
+{
+	uint32_t *idx = calloc(t->nmembers, sizeof(*idx)), n = 0;
+	uint8_t *used = calloc(t->nmembers, 1);
+
+	if (!idx || !used) {
+		free(idx);
+		free(used);
+		return -ENOMEM;
+	}
+	for (uint32_t p = 0; p < t->attr.partitions; p++)
+		used[t->parts[p]] = 1;
+	for (uint32_t i = 0; i < t->nmembers; i++)
+		if (used[i]) {
+			idx[i] = n;
+			t->members[n++] = t->members[i];
+		}
+	for (uint32_t p = 0; p < t->attr.partitions; p++)
+		t->parts[p] = (uint16_t)idx[t->parts[p]];
+	t->nmembers = n;
+	free(idx);
+	free(used);
+	return 0;
+}
+
 /* Any member with etcd: the flip. */
 static void do_commit(struct embkvd_ckpt *ck, struct ck_req *r)
 {
@@ -681,6 +709,10 @@ static void do_commit(struct embkvd_ckpt *ck, struct ck_req *r)
 	}
 	t.parts[part] = (uint16_t)idx;
 	t.epoch++;
+	if (compact(&t)) {
+		ck_fail(r, -ENOMEM, "no memory");
+		goto out;
+	}
 	if (!record_cas(ck, &t, rev, r)) {
 		mv_drop(ck, uid, (uint32_t)part, false);
 		r->out = json_pack("{s:I}", "epoch", (json_int_t)t.epoch);
@@ -782,7 +814,7 @@ static void do_recover(struct embkvd_ckpt *ck, struct ck_req *r)
 			count[best]++;
 			n++;
 		}
-		if (n) {
+		if (n && !compact(&t)) {
 			t.epoch++;
 			if (!record_cas(ck, &t, kvs.kv[i].mod_revision, r)) {
 				tables++;

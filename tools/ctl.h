@@ -11,6 +11,7 @@
  *   ctl_tables.c   tables, create-table, drop-table, map
  *   ctl_members.c  members, health, forget (etcd; see ctl_members.h)
  *   ctl_ckpt.c     checkpoint create|restore|list|verify|delete
+ *   ctl_move.c     move, rebalance, drain, recover
  *   ctl_export.c   export, import (tools/EXPORT.md)
  *
  * Every function here is for the main thread of the tool only.
@@ -47,6 +48,10 @@ struct embkv_ctl_args {
 	const char *ckpt;             /* ID, name or "newest" */
 	const char *ckpt_name;
 	int incremental, force;         /* progress: above */
+	/* move TABLE PART SERVER, drain SERVER, rebalance, recover */
+	uint32_t part;
+	const char *server;
+	uint64_t rate;                /* --rate, bytes/s; 0: no limit */
 	const char *tables[64];
 	uint32_t ntables;
 };
@@ -105,6 +110,9 @@ void embkv_ctl_servers_json(struct embkv_client *c, const int *err);
  * reached. 0, EXIT_USAGE (message printed) or HELP_SHOWN.
  * run: prints the result (json: one JSON document); the exit status.
  */
+int embkv_ctl_move_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_move_run(struct embkv_client *c,
+		       const struct embkv_ctl_args *a, int json);
 int embkv_ctl_ckpt_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_ckpt_run(struct embkv_client *c,
 		       const struct embkv_ctl_args *a, int json);

@@ -100,6 +100,18 @@ static void usage(FILE *f)
 "  map NAME [--partitions]\n"
 "                       shard map: epoch, partitions per server;\n"
 "                       --partitions lists each partition's server\n"
+"  move TABLE PARTITION SERVER [--rate MB/s] [--progress]\n"
+"                       moves one partition to SERVER (an index of the\n"
+"                       servers list, or an address) while training goes\n"
+"                       on (cluster mode, embkvd --etcd)\n"
+"  rebalance [--table T]... [--rate MB/s]\n"
+"                       evens each table's partitions over the servers\n"
+"                       that answer (start a server, then rebalance)\n"
+"  drain SERVER [--table T]... [--rate MB/s]\n"
+"                       moves every partition off SERVER\n"
+"  recover              gives the partitions of members that are down to\n"
+"                       live ones, which load them from the newest\n"
+"                       checkpoint\n"
 "  checkpoint create [--name N] [--incremental] [--table T]...\n"
 "                       every server writes its partitions to its\n"
 "                       --data-dir, then the manifest; prints the id\n"
@@ -196,6 +208,10 @@ static const struct command commands[] = {
 	{ "drop-table", embkv_ctl_drop_parse, embkv_ctl_drop_run },
 	{ "map", embkv_ctl_map_parse, embkv_ctl_map_run },
 	{ "checkpoint", embkv_ctl_ckpt_parse, embkv_ctl_ckpt_run },
+	{ "move", embkv_ctl_move_parse, embkv_ctl_move_run },
+	{ "rebalance", embkv_ctl_move_parse, embkv_ctl_move_run },
+	{ "drain", embkv_ctl_move_parse, embkv_ctl_move_run },
+	{ "recover", embkv_ctl_move_parse, embkv_ctl_move_run },
 	{ "export", embkv_ctl_export_parse, embkv_ctl_export_run },
 	{ "import", embkv_ctl_import_parse, embkv_ctl_import_run },
 };

@@ -507,6 +507,55 @@ int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
 int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
 			    int force, struct embkv_ckpt_result *res);
 
+/*
+ * Moving partitions (cluster mode: embkvd --etcd). A move copies one
+ * partition from its server to another while training goes on: a full
+ * copy, then copies of what changed meanwhile, then a short pause of that
+ * partition's pushes (answered EMBKV_ESTALE and retried by every client
+ * until the map flips), the last changes, and the flip of the table's map
+ * in etcd. No acknowledged push is lost or applied twice. The caller
+ * relays the copies (servers do not connect to each other), in chunks,
+ * within attr->rate_bytes_per_s. Servers are the client's indexes
+ * (embkv_client_server_addr). Results in res: files = partitions moved,
+ * bytes relayed, rows of the full copies.
+ */
+struct embkv_move_progress {
+	const char *table;
+	uint32_t part;
+	const char *phase;        /* "copy", "delta", "final", "done" */
+	uint64_t bytes, rows;     /* relayed so far by this move */
+	uint32_t moves_done, moves_total; /* of this table's plan */
+	uint64_t elapsed_ms;
+};
+
+struct embkv_move_attr {
+	uint64_t rate_bytes_per_s;   /* 0: no limit */
+	const char *const *tables;   /* rebalance, drain: only these; 0: all */
+	uint32_t ntables;
+	void (*progress)(void *ctx, const struct embkv_move_progress *p);
+	void *progress_ctx;
+	uint32_t flags;              /* reserved, must be 0 */
+};
+void embkv_move_attr_init(struct embkv_move_attr *attr);
+
+int embkv_partition_move(struct embkv_client *c, const char *table,
+			 uint32_t part, uint32_t server,
+			 const struct embkv_move_attr *attr,
+			 struct embkv_ckpt_result *res);
+/* Evens each table's partitions over the servers that answer (a server
+ * that joined the cluster takes its share). */
+int embkv_rebalance(struct embkv_client *c,
+		    const struct embkv_move_attr *attr,
+		    struct embkv_ckpt_result *res);
+/* Moves every partition off server (before maintenance). */
+int embkv_drain(struct embkv_client *c, uint32_t server,
+		const struct embkv_move_attr *attr,
+		struct embkv_ckpt_result *res);
+/* Gives the partitions of members whose lease expired to the live ones,
+ * which load them from the newest checkpoint (EMBKV_EUNAVAIL meanwhile).
+ * res->files: partitions given, res->rows: tables changed. */
+int embkv_recover(struct embkv_client *c, struct embkv_ckpt_result *res);
+
 #ifdef __cplusplus
 }
 #endif
