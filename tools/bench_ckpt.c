@@ -453,6 +453,9 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 		return rc;
 	}
 	r->ckpt_restore_mbs = (double)r->bytes / 1e6 / r->ckpt_restore_s;
+	if (!o->json) /* monotonic: lines up with perf record -k mono */
+		fprintf(stderr, "restore: from %.3f, verified %.3f, to %.3f\n",
+			t0, t0 + w.verify_end, t0 + r->ckpt_restore_s);
 	r->restore_verify_s = w.verify_end;
 	r->restore_load_s = r->ckpt_restore_s - w.verify_end;
 	rc = ckpt_delete(c, id);
@@ -473,6 +476,9 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 		rc = embkv_checkpoint_create(c, &a, &res);
 	w1 = bench_now_s();
 	r->ckpt_during_push_s = w1 - w0;
+	if (!o->json)
+		fprintf(stderr, "checkpoint under pushes: from %.3f to %.3f\n",
+			w0, w1);
 	prc = pushers_stop(&ps, w0, w1, &r->push_ckpt);
 	if (rc || prc) {
 		fprintf(stderr, "embkv-bench: checkpoint under pushes: %s (%s)\n",
