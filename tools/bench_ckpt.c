@@ -14,10 +14,12 @@
  *                 every chain (reads every file) and then loads (reads it
  *                 again, mostly from the page cache by then); the rate is
  *                 bytes / the whole call, and the two phases are reported.
- *   push idle     --push-threads threads pushing batches of existing keys
- *                 for --push-s seconds, keys/s
- *   push in ckpt  the same pushes, counted only while a second
- *                 checkpoint_create runs
+ *   push idle     --push-threads threads pushing batches of existing keys,
+ *                 keys/s over --push-s seconds before and --push-s
+ *                 seconds after a second checkpoint_create
+ *   push in ckpt  the same pushes, counted only while that checkpoint
+ *                 is written (adjacent windows of one run of pushers, so
+ *                 that a drifting machine load hurts both alike)
  *
  * Pushes are logged per batch (start, end, keys) and a window's rate is
  * the keys of every batch weighted by how much of it fell in the window,
@@ -322,22 +324,29 @@ static int pushers_start(struct pushers *ps, uint32_t n,
 	return 0;
 }
 
-/* Stops the pushers; the keys/s they pushed within [w0, w1] (each batch
- * weighted by its overlap with the window) or a push's error. */
-static int pushers_stop(struct pushers *ps, double w0, double w1,
-			double *rate)
+/* Stops the pushers; the first push error, or 0. */
+static int pushers_join(struct pushers *ps)
 {
-	double keys = 0;
 	int rc = 0;
 
 	atomic_store(&ps->stop, 1);
 	for (uint32_t i = 0; i < ps->n; i++)
 		pthread_join(ps->p[i].th, NULL);
-	for (uint32_t i = 0; i < ps->n; i++) {
-		struct pusher *p = &ps->p[i];
+	for (uint32_t i = 0; i < ps->n; i++)
+		if (ps->p[i].err && !rc)
+			rc = ps->p[i].err;
+	return rc;
+}
 
-		if (p->err && !rc)
-			rc = p->err;
+/* Keys the joined pushers pushed within [w0, w1], each batch weighted by
+ * its overlap with the window. */
+static double window_keys(const struct pushers *ps, double w0, double w1)
+{
+	double keys = 0;
+
+	for (uint32_t i = 0; i < ps->n; i++) {
+		const struct pusher *p = &ps->p[i];
+
 		for (size_t k = 0; k < p->nlog; k++) {
 			const struct batch_log *b = &p->log[k];
 			double a = b->t0 > w0 ? b->t0 : w0;
@@ -346,12 +355,25 @@ static int pushers_stop(struct pushers *ps, double w0, double w1,
 			if (e > a && b->t1 > b->t0)
 				keys += b->keys * (e - a) / (b->t1 - b->t0);
 		}
-		free(p->log);
 	}
+	return keys;
+}
+
+static void pushers_free(struct pushers *ps)
+{
+	for (uint32_t i = 0; ps->p && i < ps->n; i++)
+		free(ps->p[i].log);
 	free(ps->p);
 	ps->p = NULL;
-	*rate = w1 > w0 ? keys / (w1 - w0) : 0;
-	return rc;
+}
+
+/* Sleeps until bench_now_s() >= t. */
+static void sleep_until(double t)
+{
+	double now;
+
+	while ((now = bench_now_s()) < t)
+		usleep(now + 0.01 < t ? 10000 : (useconds_t)((t - now) * 1e6) + 1);
 }
 
 /* ---- one repetition ----------------------------------------------------------- */
@@ -399,19 +421,6 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 	int rc, prc;
 
 	memset(r, 0, sizeof(*r));
-	/* 1. pushes alone */
-	rc = pushers_start(&ps, o->push_threads, pt, o->rows, 2 * rep + 1);
-	t0 = bench_now_s();
-	while (!rc && bench_now_s() - t0 < CK_WARMUP_S + o->push_s)
-		usleep(10000);
-	w0 = t0 + CK_WARMUP_S;
-	prc = pushers_stop(&ps, w0, w0 + o->push_s, &r->push_idle);
-	if (rc || prc) {
-		fprintf(stderr, "embkv-bench: push: %s\n",
-			embkv_strerror(rc ? rc : prc));
-		return rc ? rc : prc;
-	}
-
 	/* 2. a checkpoint alone */
 	embkv_ckpt_attr_init(&a);
 	t0 = bench_now_s();
@@ -465,21 +474,34 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 		return rc;
 	}
 
-	/* 5. pushes while a checkpoint is written */
-	rc = pushers_start(&ps, o->push_threads, pt, o->rows, 2 * rep + 2);
+	/* 5. pushes: push_s seconds alone, then while a checkpoint is
+	 * written, then push_s seconds alone again; the idle rate is that of
+	 * the two windows around the checkpoint, so that a machine whose
+	 * load drifts (shared cores) hurts both figures alike */
+	rc = pushers_start(&ps, o->push_threads, pt, o->rows, rep + 1);
 	t0 = bench_now_s();
-	while (!rc && bench_now_s() - t0 < CK_WARMUP_S)
-		usleep(10000);
+	if (!rc)
+		sleep_until(t0 + CK_WARMUP_S + o->push_s);
 	embkv_ckpt_attr_init(&a);
 	w0 = bench_now_s();
 	if (!rc)
 		rc = embkv_checkpoint_create(c, &a, &res);
 	w1 = bench_now_s();
+	if (!rc)
+		sleep_until(w1 + o->push_s);
+	prc = pushers_join(&ps);
 	r->ckpt_during_push_s = w1 - w0;
+	if (!rc && !prc) {
+		double idle = window_keys(&ps, t0 + CK_WARMUP_S, w0) +
+			      window_keys(&ps, w1, w1 + o->push_s);
+
+		r->push_idle = idle / (w0 - t0 - CK_WARMUP_S + o->push_s);
+		r->push_ckpt = window_keys(&ps, w0, w1) / (w1 - w0);
+	}
+	pushers_free(&ps);
 	if (!o->json)
 		fprintf(stderr, "checkpoint under pushes: from %.3f to %.3f\n",
 			w0, w1);
-	prc = pushers_stop(&ps, w0, w1, &r->push_ckpt);
 	if (rc || prc) {
 		fprintf(stderr, "embkv-bench: checkpoint under pushes: %s (%s)\n",
 			embkv_strerror(rc ? rc : prc), rc ? res.error : "push");
@@ -499,7 +521,8 @@ static void ck_usage(FILE *f)
 		"  --ckpt-rows N      rows of the table (default %llu), dim %u, SGD\n"
 		"  --reps R           repetitions (default 1): medians, and the\n"
 		"                     min and max of each ratio\n"
-		"  --push-s S         seconds of idle pushes (default 3)\n"
+		"  --push-s S         seconds of idle pushes before and after\n"
+		"                     the checkpoint under pushes (default 3)\n"
 		"  --push-threads N   pushing threads (default 2)\n"
 		"  --threads N        embkvd owner threads (default: its own)\n"
 		"  --data-dir DIR     where the temp directory goes (default\n"
