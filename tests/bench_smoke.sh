@@ -28,5 +28,20 @@ if err=$("$bench" --keys 5 2>&1); then
 elif ! printf '%s' "$err" | grep -q "bad value '5' for --keys"; then
 	echo "no clear error for --keys 5: $err"; status=1
 fi
+# Checkpoint mode (issue 12): a small table, one rep; every figure there
+# and positive. The bars are for 10M rows (README, "Measured").
+ck=$("$bench" --mode ckpt --ckpt-rows 200000 --push-s 0.3 --json 2>/dev/null) ||
+	{ echo "checkpoint mode failed: $ck"; status=1; }
+[ "$(printf '%s\n' "$ck" | wc -l)" -eq 1 ] || { echo "ckpt: not one line: $ck"; status=1; }
+for f in ckpt_bytes ckpt_write_mb_per_s disk_write_mb_per_s \
+	ckpt_restore_mb_per_s disk_read_mb_per_s restore_verify_s \
+	restore_load_s push_idle_keys_per_s push_during_ckpt_keys_per_s \
+	ckpt_write_vs_disk ckpt_restore_vs_disk push_during_ckpt_vs_idle; do
+	v=$(printf '%s' "$ck" | grep -o "\"$f\": [0-9.]*" | cut -d' ' -f2 || true)
+	if [ -z "$v" ] || ! awk -v v="$v" 'BEGIN { exit !(v > 0) }'; then
+		echo "ckpt field $f missing or not positive in: $ck"
+		status=1
+	fi
+done
 [ $status -eq 0 ] && echo "embkv-bench smoke: ok"
 exit $status
