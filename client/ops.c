@@ -8,10 +8,11 @@
  * the replies as each arrives: pulled rows are scattered to every
  * position of their key, counts are summed. Frames answered EMBKV_ESTALE
  * were not applied by their server (PROTOCOL.md 7), so only their keys go
- * to the next round, after the map was refreshed (at most max_retries
- * times under newer maps), or, when no newer map exists yet (a partition
- * being moved, a server behind the client), after a backoff, until the
- * request timeout. No frame
+ * to the next round, after the map was refreshed, or, when no newer map
+ * exists yet (a partition being moved, a server behind the client), after
+ * a backoff; until the request timeout, and at most max_retries times
+ * when a server claims an epoch that no map the client can fetch has.
+ * No frame
  * that a server accepted is ever sent again, so a push is applied at most
  * once.
  *
@@ -560,13 +561,16 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 		if (rc)
 			break;
 		m = embkv_shardmap_get(a->t);
-		/* A retry under a newer map, or one answering a server that
-		 * claims an epoch no server gives us, counts; waiting out a
-		 * move under the same map does not. */
-		if (m->epoch != used || o.stale_epoch > used)
-			retries++;
-		if (m->epoch == used) /* the servers are behind us: wait */
+		/* Only a server claiming an epoch that no map we can fetch
+		 * has counts against max_retries; a newer map is progress
+		 * (partitions moving one after another flip it many times),
+		 * and waiting out a move under the same map is too: both are
+		 * bounded by the request timeout. */
+		if (m->epoch == used) {
+			if (o.stale_epoch > used)
+				retries++;
 			backoff(waits++);
+		}
 		embkv_shardmap_put(m);
 		tmp = o.pend;
 		o.pend = o.retry;

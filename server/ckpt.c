@@ -671,8 +671,10 @@ static void *ck_main(void *arg)
 		}
 		if (__atomic_load_n(&ck->stop, __ATOMIC_ACQUIRE))
 			break;
-		if (ck->restore && ck_now_ms() >= ck->next_poll_ms) {
-			restore_pass(ck);
+		if (ck_now_ms() >= ck->next_poll_ms) {
+			ck_auto_recover(ck);
+			if (ck->restore)
+				restore_pass(ck);
 			ck->next_poll_ms = ck_now_ms() + CK_POLL_MS;
 		}
 	}
@@ -774,6 +776,7 @@ int embkvd_ckpt_start(struct embkvd *s, const struct embkvd_attr *a,
 	ck->s = s;
 	ck->restore = a->data_dir && !a->no_restore;
 	ck->member_id = a->member_id;
+	ck->auto_recover_ms = (uint64_t)a->auto_recover_s * 1000u;
 	ck->tail = &ck->head;
 	pthread_mutex_init(&ck->lock, NULL);
 	pthread_cond_init(&ck->cond, NULL);

@@ -47,6 +47,14 @@ struct mv_part {
 				   copy applied */
 };
 
+#define CK_DOWN_MAX 64u
+
+/* A member seen without a lease (--auto-recover), and since when. */
+struct ck_down {
+	uint32_t id;
+	uint64_t since;
+};
+
 struct ck_tried {
 	uint64_t uid, id;
 	uint32_t part;
@@ -69,6 +77,9 @@ struct embkvd_ckpt {
 	struct mv_part *mv;               /* moves in progress (lock) */
 	uint32_t nmv;
 	uint32_t member_id;               /* cluster mode */
+	uint64_t auto_recover_ms;         /* --auto-recover; 0: off */
+	struct ck_down down[CK_DOWN_MAX];
+	uint32_t ndown;
 	/* Restore: partitions tried against which checkpoint. */
 	struct ck_tried *tried;
 	uint32_t ntried;
@@ -147,5 +158,7 @@ void ck_set_last(struct embkvd_ckpt *ck, const json_t *m);
 /* Runs a MOVE_* or RECOVER request; false for another opcode. */
 bool ck_do_move(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_moves_free(struct embkvd_ckpt *ck);
+/* The poll's --auto-recover step. */
+void ck_auto_recover(struct embkvd_ckpt *ck);
 
 #endif

@@ -73,6 +73,7 @@ struct embkvd_attr {
 	/* Checkpoints (server/ckpt.h); NULL: off. */
 	const char *data_dir;
 	bool no_restore;                /* do not load the newest at start */
+	uint32_t auto_recover_s;        /* --auto-recover; 0: off */
 	uint32_t flags;                 /* reserved, must be 0 */
 };
 

@@ -52,6 +52,7 @@ enum {
 	OPT_MEMBER_TTL,
 	OPT_MEMBER_ID,
 	OPT_NO_RESTORE,
+	OPT_AUTO_RECOVER,
 };
 
 static const struct option long_opts[] = {
@@ -73,6 +74,7 @@ static const struct option long_opts[] = {
 	{ "member-ttl", required_argument, NULL, OPT_MEMBER_TTL },
 	{ "member-id", required_argument, NULL, OPT_MEMBER_ID },
 	{ "no-restore", no_argument, NULL, OPT_NO_RESTORE },
+	{ "auto-recover", required_argument, NULL, OPT_AUTO_RECOVER },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -107,6 +109,11 @@ static void usage(FILE *f)
 "                            its tables; with --etcd: the partitions a\n"
 "                            restart left unloaded)\n"
 "  --no-restore              with --data-dir: start empty instead\n"
+"  --auto-recover SECONDS    with --etcd: when a member that holds\n"
+"                            partitions has had no lease for SECONDS, give\n"
+"                            its partitions to the live members (they load\n"
+"                            them from the newest checkpoint); off by\n"
+"                            default (embkvctl recover does it by hand)\n"
 "  --token-file PATH         shared secret (the file's content, trailing\n"
 "                            newline removed): clients must authenticate\n"
 "                            (HELLO/AUTH) before any other request\n"
@@ -355,6 +362,12 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 	case OPT_NO_RESTORE:
 		o->attr.no_restore = true;
 		return 0;
+	case OPT_AUTO_RECOVER:
+		if (parse_u64(arg, 1, 86400, &v))
+			return bad(name, arg, "expected seconds, 1 to 86400");
+		o->attr.auto_recover_s = (uint32_t)v;
+		o->member_set = true;
+		return 0;
 	case OPT_TOKEN_FILE:
 		o->token_file = arg;
 		return 0;
@@ -525,8 +538,8 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		return -EINVAL;
 	}
 	if (o->member_set && !o->attr.etcd) {
-		fprintf(stderr, "embkvd: --cluster, --advertise, --member-id "
-			"and --member-ttl need --etcd\n");
+		fprintf(stderr, "embkvd: --cluster, --advertise, --member-id, "
+			"--member-ttl and --auto-recover need --etcd\n");
 		return -EINVAL;
 	}
 	if (o->attr.etcd) {

@@ -835,6 +835,76 @@ static void do_recover(struct embkvd_ckpt *ck, struct ck_req *r)
 				   "partitions", (json_int_t)moved);
 }
 
+/*
+ * --auto-recover: every poll, the live member with the smallest id looks
+ * for members that hold partitions but have had no lease for
+ * auto_recover_ms, and runs RECOVER for them (the compare-and-swap makes
+ * a race with another member or an operator harmless).
+ */
+void ck_auto_recover(struct embkvd_ckpt *ck)
+{
+	struct ck_req r = { 0 };
+	struct embkv_etcd_kvs kvs;
+	uint32_t nlive = 0, *live;
+	char key[256];
+	uint64_t now = ck_now_ms();
+	bool due = false;
+
+	if (!ck->etcd || !ck->auto_recover_ms)
+		return;
+	live = live_members(ck, &nlive, &r);
+	if (!live)
+		return;
+	if (!nlive || live[0] != ck->member_id) {
+		free(live);
+		ck->ndown = 0;        /* another member's job */
+		return;
+	}
+	snprintf(key, sizeof(key), "%stables/", ck->prefix);
+	if (embkv_etcd_get(ck->etcd, key, true, &kvs)) {
+		free(live);
+		return;
+	}
+	/* members that hold partitions and are not live: since when */
+	for (size_t i = 0; i < kvs.n; i++) {
+		struct ctable t;
+
+		if (cl_table_parse(kvs.kv[i].key + strlen(key), kvs.kv[i].value,
+				   kvs.kv[i].value_len, &t))
+			continue;
+		for (uint32_t m = 0; m < t.nmembers; m++) {
+			bool up = false, known = false;
+
+			for (uint32_t l = 0; l < nlive; l++)
+				up |= live[l] == t.members[m];
+			if (up)
+				continue;
+			for (uint32_t d = 0; d < ck->ndown; d++)
+				if (ck->down[d].id == t.members[m]) {
+					known = true;
+					due |= now - ck->down[d].since >=
+					       ck->auto_recover_ms;
+				}
+			if (!known && ck->ndown < CK_DOWN_MAX)
+				ck->down[ck->ndown++] = (struct ck_down){
+					t.members[m], now };
+		}
+		cl_table_free(&t);
+	}
+	embkv_etcd_kvs_free(&kvs);
+	free(live);
+	if (!due)
+		return;
+	embkvd_log("auto-recover: members without a lease for %" PRIu64
+		   " s hold partitions; giving them to live members",
+		   ck->auto_recover_ms / 1000u);
+	do_recover(ck, &r);
+	if (r.status)
+		embkvd_log("auto-recover: %s", r.msg);
+	json_decref(r.out);
+	ck->ndown = 0;
+}
+
 bool ck_do_move(struct embkvd_ckpt *ck, struct ck_req *r)
 {
 	switch (r->op) {
