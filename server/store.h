@@ -167,6 +167,18 @@ int embkv_table_create_parts(const struct embkv_table_attr *attr,
 void embkv_table_destroy(struct embkv_table *t);
 
 /*
+ * Run-time optimizer hyper-parameters. set: replaces t's (its
+ * attr.opt) with hp, whose type must be the table's (else -EINVAL) and
+ * which embkv_optim_check must accept (else -EINVAL); any thread, at any
+ * time: each field is stored atomically, and every push batch and row
+ * initialisation reads them once with opt_get, so one batch applies
+ * each field either old or new (a batch racing a change of two fields
+ * may see one new and one old). get: a snapshot, any thread.
+ */
+int embkv_table_opt_set(struct embkv_table *t, const struct embkv_opt_attr *hp);
+void embkv_table_opt_get(const struct embkv_table *t, struct embkv_opt_attr *hp);
+
+/*
  * The bytes embkv_table_create_parts() would map for attr and owned (NULL:
  * all partitions; else those not ABSENT): index, arena and optimizer state of each loaded
  * partition, computed without mapping anything, so a server can refuse a
