@@ -345,6 +345,56 @@ class Client:
             self._tables.add(t)
         return t
 
+    def _multi(self, entries, push, mode):
+        if not has("embkv_pull_multi"):
+            raise NotImplementedError("embkv: this libembkv has no "
+                                      "embkv_pull_multi")
+        reqs = (_lib.MultiReq * max(1, len(entries)))()
+        keep, results = [], []
+        for i, e in enumerate(entries):
+            t, keys = e[0], e[1]
+            if not isinstance(t, Table):
+                raise TypeError("embkv: entry %d: (Table, keys%s)"
+                                % (i, ", grads" if push else ""))
+            k = _Keys(keys)
+            if push:
+                rptr, rkeep = _rows_in(e[2], k.n, t.dim, "grads")
+                results.append(None)
+            else:
+                rptr, rkeep = _rows_out(None, k.n, t.dim, k.torch)
+                results.append(rkeep)
+            keep.append((k, rkeep))
+            reqs[i].t = t._h()
+            reqs[i].n = k.n
+            reqs[i].keys = k.ptr or None
+            reqs[i].rows = rptr or None
+        if not entries:
+            return []
+        if push:
+            rc = lib.embkv_push_multi(reqs, len(entries))
+        else:
+            rc = lib.embkv_pull_multi(reqs, len(entries), mode)
+        if rc < 0:
+            bad = [i for i in range(len(entries)) if reqs[i].status < 0]
+            i = bad[0] if bad else 0
+            raise EmbkvError(reqs[i].status or rc,
+                             "embkv_push_multi" if push
+                             else "embkv_pull_multi",
+                             "entry %d, table %r" % (i, entries[i][0].name))
+        del keep
+        return results
+
+    def pull_multi(self, entries, mode="train"):
+        """Pulls several tables in one call: entries [(table, keys)] ->
+        [rows]. The tables' pulls run at once (client-side, on the async
+        workers: embkv_pull_multi)."""
+        return self._multi(list(entries), False, _mode(mode))
+
+    def push_multi(self, entries):
+        """Pushes several tables in one call: entries [(table, keys,
+        grads)]."""
+        self._multi(list(entries), True, TRAIN)
+
     def stats(self):
         """[(server, table or None, counter, value)] from every server."""
         out = []
@@ -456,6 +506,61 @@ class Table:
         _check(lib.embkv_erase(self._h(), k.n, k.ptr, byref(erased)),
                "embkv_erase", "table %r, %d keys" % (self.name, k.n))
         return erased.value
+
+    def contains(self, keys):
+        """A bool per key: whether it is stored. Inserts nothing."""
+        k = _Keys(keys)
+        fptr, fl = _flags_out(k.n, k.torch)
+        if k.n:
+            _check(lib.embkv_contains(self._h(), k.n, k.ptr, fptr, None),
+                   "embkv_contains", "table %r, %d keys" % (self.name, k.n))
+        return _bool(fl)
+
+    def count(self):
+        """Rows stored, over every server (a recent value)."""
+        n = c_uint64()
+        _check(lib.embkv_table_count(self._h(), byref(n)),
+               "embkv_table_count", "table %r" % (self.name,))
+        return n.value
+
+    def current_opt(self):
+        """The optimizer's hyper-parameters as the servers have them now
+        (run-time changes included): a dict."""
+        a = _lib.TableAttr()
+        _check(lib.embkv_table_locate(self._client._h(), _name(self.name),
+                                      byref(a), None, 0),
+               "embkv_table_locate", "table %r" % (self.name,))
+        o = a.opt
+        return {"optimizer": lib.embkv_optimizer_name(o.type).decode(),
+                "lr": o.lr, "beta1": o.beta1, "beta2": o.beta2,
+                "eps": o.eps, "initial_accum": o.initial_accum, "l1": o.l1,
+                "l2": o.l2, "ftrl_beta": o.ftrl_beta}
+
+    def set_opt(self, **fields):
+        """Changes optimizer hyper-parameters at run time on every server
+        (lr=, eps=, beta1=, beta2=, initial_accum=, l1=, l2=, ftrl_beta=);
+        the next pushes use them. The others keep their current values."""
+        a = _lib.TableAttr()
+        _check(lib.embkv_table_locate(self._client._h(), _name(self.name),
+                                      byref(a), None, 0),
+               "embkv_table_locate", "table %r" % (self.name,))
+        for f, v in fields.items():
+            if f not in ("lr", "beta1", "beta2", "eps", "initial_accum",
+                         "l1", "l2", "ftrl_beta"):
+                raise ValueError("embkv: no optimizer field %r" % (f,))
+            setattr(a.opt, f, v)
+        _check(lib.embkv_table_set_opt(self._h(), byref(a.opt)),
+               "embkv_table_set_opt", "table %r, %s" % (
+                   self.name, ", ".join("%s=%g" % kv
+                                        for kv in fields.items())))
+        if "lr" in fields:
+            self.lr = a.opt.lr
+
+    def set_lr(self, lr):
+        """The learning rate at run time (warm-up, decay)."""
+        _check(lib.embkv_table_set_lr(self._h(), lr), "embkv_table_set_lr",
+               "table %r, lr %g" % (self.name, lr))
+        self.lr = lr
 
     def pull_async(self, keys, out=None, mode="train", found=False,
                    default=None):

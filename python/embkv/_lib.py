@@ -57,6 +57,11 @@ class ClientAttr(Structure):
                 ("async_threads", c_uint32), ("flags", c_uint32)]
 
 
+class MultiReq(Structure):
+    _fields_ = [("t", c_void_p), ("n", c_uint32), ("keys", c_void_p),
+                ("rows", c_void_p), ("found", c_void_p), ("status", c_int)]
+
+
 STATS_FN = ctypes.CFUNCTYPE(None, c_void_p, c_uint32, c_char_p, c_char_p,
                             c_uint64)
 
@@ -127,9 +132,11 @@ _SIGS = {
     "embkv_op_test": (c_int, [_P]),
     "embkv_op_timedwait": (c_int, [_P, c_uint32, POINTER(c_int)]),
     "embkv_contains": (c_int, [_P, c_uint32, _P, _P, POINTER(c_uint32)]),
-    "embkv_pull_multi": (c_int, [_P, c_uint32, c_int]),
-    "embkv_push_multi": (c_int, [_P, c_uint32]),
+    "embkv_pull_multi": (c_int, [POINTER(MultiReq), c_uint32, c_int]),
+    "embkv_push_multi": (c_int, [POINTER(MultiReq), c_uint32]),
     "embkv_table_set_opt": (c_int, [_P, POINTER(OptAttr)]),
+    "embkv_table_set_lr": (c_int, [_P, c_float]),
+    "embkv_table_count": (c_int, [_P, POINTER(c_uint64)]),
 }
 
 _missing = set()
