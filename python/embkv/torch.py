@@ -201,10 +201,14 @@ class EmbeddingBagCollection(nn.Module):
             raise
         return ops
 
-    def prefetch(self, features):
+    def prefetch(self, features, exact=True):
         """Starts pulling the rows of a later batch's features (see the
-        module's doc for when to call it)."""
-        self.flush()
+        module's doc for when to call it). exact=False does not wait for
+        the pushes of the last backward first: the pull overlaps them too,
+        and a key in both batches may miss that update (embkv-demo's
+        pipelining)."""
+        if exact:
+            self.flush()
         self.drop_prefetch()
         self._prefetched = (self.training, self._start_pulls(features))
 
@@ -285,8 +289,8 @@ class EmbeddingBag(nn.Module):
     def forward(self, keys, lengths=None, offsets=None):
         return self.ebc({"x": (keys, lengths, offsets)})["x"]
 
-    def prefetch(self, keys):
-        self.ebc.prefetch({"x": keys})
+    def prefetch(self, keys, exact=True):
+        self.ebc.prefetch({"x": keys}, exact)
 
     def flush(self):
         self.ebc.flush()
