@@ -4,6 +4,8 @@
 # on PATH does not). EMBKV_LIB and EMBKVD name the library and server to
 # test (ctest sets them; default: the build/ tree). Exit 77: skipped.
 # Usage: python/run_tests.sh [pytest args...]
+#        python/run_tests.sh --example [dlrm_click.py args...]
+#        (runs examples/dlrm_click.py instead: exit 1 unless its loss fell)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 py=${EMBKV_PYTHON:-/usr/bin/python3}
@@ -19,4 +21,8 @@ for m in numpy torch pytest; do
 	fi
 done
 cd "$here"
+if [ "${1:-}" = "--example" ]; then
+	shift
+	exec "$py" ../examples/dlrm_click.py "$@"
+fi
 exec "$py" -m pytest -q -p no:cacheprovider tests "$@"
