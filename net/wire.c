@@ -598,6 +598,8 @@ static const struct op_info ops[] = {
 	{ EMBKV_WIRE_OP_PUSH, "PUSH", "PUSH_REPLY", true, v_rows_req, v_count },
 	{ EMBKV_WIRE_OP_ASSIGN, "ASSIGN", "ASSIGN_REPLY", true,
 	  v_rows_req, v_count },
+	{ EMBKV_WIRE_OP_ACCUMULATE, "ACCUMULATE", "ACCUMULATE_REPLY", true,
+	  v_rows_req, v_count },
 	{ EMBKV_WIRE_OP_ERASE, "ERASE", "ERASE_REPLY", true,
 	  v_erase_req, v_count },
 	{ EMBKV_WIRE_OP_HITS, "HITS", "HITS_REPLY", false, v_hits, v_count },

@@ -96,6 +96,7 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_ERASE = 0x23,
 	EMBKV_WIRE_OP_HITS = 0x24,
 	EMBKV_WIRE_OP_SCAN = 0x25,
+	EMBKV_WIRE_OP_ACCUMULATE = 0x26,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
 	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */

@@ -798,6 +798,43 @@ uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 	return stored;
 }
 
+uint32_t embkv_table_accumulate(struct embkv_table *t, uint32_t n,
+				const uint64_t *keys, const float *deltas)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	uint32_t done = 0;
+
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_probe *c = &pr[j];
+			const float *d = deltas + (size_t)i * t->dim;
+			uint64_t row = probe_locate(c, keys[i]);
+			struct embkv_record *r;
+			float *w;
+
+			if (row == NO_ROW) {
+				row = insert(c, keys[i], NULL);
+				if (row == NO_ROW)
+					continue;
+			}
+			r = embkv_part_record(c->p, row);
+			w = (float *)r->payload;
+			for (uint32_t k = 0; k < t->dim; k++)
+				w[k] += d[k];
+			embkv_record_seal(r, keys[i], r->version + 1,
+					  t->payload_bytes);
+			embkv_lfu_mark_dirty(row_meta(c->p, row));
+			touch(c->p, row);
+			seq_bump(c->p);
+			c->p->st.assigns++;
+			done++;
+		}
+	}
+	return done;
+}
+
 uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
 			   const uint64_t *keys)
 {

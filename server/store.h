@@ -167,6 +167,15 @@ int embkv_table_create_parts(const struct embkv_table_attr *attr,
 void embkv_table_destroy(struct embkv_table *t);
 
 /*
+ * Adds deltas (n x dim) to the rows of keys, no optimizer: a stored row
+ * gets row += delta; a missing key is created first (its initializer
+ * row, admission bypassed, as ASSIGN) when there is room. Keys must be
+ * distinct (the client sums duplicates). Returns the rows updated.
+ */
+uint32_t embkv_table_accumulate(struct embkv_table *t, uint32_t n,
+				const uint64_t *keys, const float *deltas);
+
+/*
  * Run-time optimizer hyper-parameters. set: replaces t's (its
  * attr.opt) with hp, whose type must be the table's (else -EINVAL) and
  * which embkv_optim_check must accept (else -EINVAL); any thread, at any

@@ -26,7 +26,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 47u /* 23 requests, 23 replies, ERROR */
+#define N_KNOWN_OPS 49u /* 24 requests, 24 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -342,6 +342,12 @@ static int build_samples(void **state)
 	ADD_SIZED(EMBKV_WIRE_OP_ASSIGN, embkv_wire_rows_req_size(&rr, &len),
 		  embkv_wire_rows_req_encode(&rr, b, len));
 	ADD_FIXED(R(EMBKV_WIRE_OP_ASSIGN), EMBKV_WIRE_COUNT_REPLY_SIZE,
+		  embkv_wire_count_reply_encode(&cr, b,
+						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_ACCUMULATE,
+		  embkv_wire_rows_req_size(&rr, &len),
+		  embkv_wire_rows_req_encode(&rr, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_ACCUMULATE), EMBKV_WIRE_COUNT_REPLY_SIZE,
 		  embkv_wire_count_reply_encode(&cr, b,
 						EMBKV_WIRE_COUNT_REPLY_SIZE));
 	ADD_SIZED(EMBKV_WIRE_OP_ERASE, embkv_wire_erase_req_size(&er, &len),
@@ -815,6 +821,7 @@ static void test_op_helpers(void **state)
 	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_PUSH));
 	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ASSIGN));
 	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ERASE));
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ACCUMULATE));
 	assert_false(embkv_wire_op_checks_epoch(R(EMBKV_WIRE_OP_PULL)));
 	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_TABLE_CREATE));
 	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_SHARD_MAP));
@@ -831,7 +838,7 @@ static void test_epoch_rule(void **state)
 {
 	static const unsigned int checked[] = {
 		EMBKV_WIRE_OP_PULL, EMBKV_WIRE_OP_PUSH, EMBKV_WIRE_OP_ASSIGN,
-		EMBKV_WIRE_OP_ERASE,
+		EMBKV_WIRE_OP_ERASE, EMBKV_WIRE_OP_ACCUMULATE,
 	};
 	struct embkv_wire_hdr h = { .epoch = 7 };
 	size_t i;

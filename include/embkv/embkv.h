@@ -341,6 +341,16 @@ int embkv_push(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 int embkv_assign(struct embkv_table_handle *t, uint32_t n,
 		 const uint64_t *keys, const float *values);
 
+/* Adds deltas (n x dim) to the rows of keys, without the optimizer (a
+ * HierarchicalKV-style accumulate): duplicates are summed client-side; a
+ * stored row gets row += delta, a missing key is created first (its
+ * initializer row, admission bypassed, like embkv_assign) when the table
+ * has room. *applied (may be NULL) gets how many distinct keys were
+ * updated. */
+int embkv_accumulate(struct embkv_table_handle *t, uint32_t n,
+		     const uint64_t *keys, const float *deltas,
+		     uint32_t *applied);
+
 /* Removes keys; *erased (may be NULL) gets how many were stored. */
 int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 		uint32_t *erased);

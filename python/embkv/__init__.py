@@ -497,6 +497,21 @@ class Table:
                    "embkv_assign", "table %r, %d keys" % (self.name, k.n))
         del keep
 
+    def accumulate(self, keys, deltas):
+        """Adds deltas (n x dim) to the rows, without the optimizer
+        (duplicates summed; missing keys created first): the number of
+        distinct keys updated."""
+        k = _Keys(keys)
+        dptr, keep = _rows_in(deltas, k.n, self.dim, "deltas")
+        if not k.n:
+            return 0
+        done = c_uint32()
+        _check(lib.embkv_accumulate(self._h(), k.n, k.ptr, dptr,
+                                    byref(done)),
+               "embkv_accumulate", "table %r, %d keys" % (self.name, k.n))
+        del keep
+        return done.value
+
     def erase(self, keys):
         """Removes keys: how many were stored."""
         k = _Keys(keys)

@@ -95,6 +95,17 @@ def test_lr_changed_at_run_time(client, tname):
     assert t.current_opt()["lr"] == 0.0625
 
 
+def test_accumulate_bypasses_optimizer(client, tname):
+    client.create_table(tname, dim=3, partitions=2, capacity=1024,
+                        optimizer="adagrad", lr=0.5, init="zeros")
+    t = client.open(tname)
+    d = np.array([[1, 2, 3], [10, 20, 30], [1, 1, 1]], np.float32)
+    assert t.accumulate([7, 8, 7], d) == 2
+    np.testing.assert_array_equal(t.pull([7, 8]), [[2, 3, 4], [10, 20, 30]])
+    with pytest.raises(ValueError):
+        t.accumulate([1], np.zeros((2, 3), np.float32))
+
+
 def test_timed_wait_and_poll(tname):
     p, addr = start_embkvd()
     try:

@@ -13,7 +13,9 @@
  *   learning rate on every server; a wrong optimizer type or a bad value
  *   is -EINVAL and changes nothing; embkv_table_locate reports the new
  *   values (the servers agree);
- * - embkv_table_count counts the stored rows.
+ * - embkv_table_count counts the stored rows;
+ * - embkv_accumulate adds deltas without the optimizer (an Adagrad table
+ *   would scale a push), sums duplicates, creates missing keys.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,6 +304,35 @@ static void test_set_lr(void **state)
 	embkv_table_close(t);
 }
 
+static void test_accumulate(void **state)
+{
+	struct state *s = *state;
+	struct embkv_table_handle *t = make_table(s, "acc", EMBKV_OPT_ADAGRAD,
+						  0.5f);
+	uint64_t keys[3] = { 11, 12, 11 };
+	float d[3 * DIM], rows[3 * DIM];
+	uint32_t applied = 0;
+	uint8_t found[3];
+
+	for (uint32_t i = 0; i < 3 * DIM; i++)
+		d[i] = (float)(i / DIM + 1); /* key 11: 1 and 3, key 12: 2 */
+	assert_int_equal(embkv_pull(t, 1, keys, rows, NULL, EMBKV_MODE_TRAIN,
+				    NULL), 0); /* 11 stored (zeros), 12 not */
+	assert_int_equal(embkv_accumulate(t, 3, keys, d, &applied), 0);
+	assert_int_equal(applied, 2);
+	assert_int_equal(embkv_accumulate(t, 3, keys, d, NULL), 0);
+	assert_int_equal(embkv_pull(t, 3, keys, rows, found, EMBKV_MODE_INFER,
+				    NULL), 0);
+	for (uint32_t j = 0; j < DIM; j++) {
+		assert_true(rows[j] == 8.0f);        /* 2 x (1 + 3) */
+		assert_true(rows[DIM + j] == 4.0f);  /* created, 2 x 2 */
+	}
+	assert_int_equal(found[1], 1);
+	assert_int_equal(embkv_accumulate(t, 1, keys, NULL, NULL), -EINVAL);
+	assert_int_equal(embkv_accumulate(t, 0, keys, NULL, NULL), 0);
+	embkv_table_close(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_contains_and_count),
 		cmocka_unit_test(test_multi),
 		cmocka_unit_test(test_set_lr),
+		cmocka_unit_test(test_accumulate),
 	};
 
 	return cmocka_run_group_tests_name("client extra", tests, setup,
