@@ -1,7 +1,8 @@
 /*
  * What a trainer asks of a table besides pull and push (issue 15):
  * contains, several tables in one call, optimizer hyper-parameters at run
- * time, and the row count.
+ * time, the row count, and clear (scan + erase, client-side: no new
+ * request, at the price of not being atomic).
  *
  * Why these are thin: each is built from machinery that exists already.
  * contains is an infer-mode pull (the server neither inserts nor counts
@@ -212,5 +213,54 @@ int embkv_table_count(struct embkv_table_handle *t, uint64_t *rows)
 	rc = embkv_stats(t->c, count_rows, &cc);
 	if (!rc)
 		*rows = cc.rows;
+	return rc;
+}
+
+/* Clear ---------------------------------------------------------------------------- */
+
+#define CLEAR_PAGE 4096u
+#define CLEAR_PASSES 4u
+
+int embkv_table_clear(struct embkv_table_handle *t, uint64_t *erased)
+{
+	uint64_t total = 0, *keys;
+	uint32_t n, gone, found;
+	void *vals;
+	int rc = 0;
+
+	if (!t)
+		return -EINVAL;
+	if (erased)
+		*erased = 0;
+	keys = malloc(CLEAR_PAGE * sizeof(*keys));
+	vals = malloc((size_t)CLEAR_PAGE * t->row_bytes);
+	if (!keys || !vals) {
+		free(keys);
+		free(vals);
+		return -ENOMEM;
+	}
+	for (uint32_t pass = 0; pass < CLEAR_PASSES && !rc; pass++) {
+		found = 0;
+		for (uint32_t p = 0; p < t->attr.partitions && !rc; p++) {
+			uint64_t cursor = 0;
+
+			while (!rc && cursor != EMBKV_SCAN_END) {
+				rc = embkv_scan(t, p, &cursor, CLEAR_PAGE, keys,
+						vals, &n);
+				if (rc || !n)
+					continue;
+				found += n;
+				gone = 0;
+				rc = embkv_erase(t, n, keys, &gone);
+				total += gone;
+			}
+		}
+		if (!found)
+			break;
+	}
+	free(keys);
+	free(vals);
+	if (erased)
+		*erased = total;
 	return rc;
 }

@@ -470,6 +470,17 @@ int embkv_table_set_opt(struct embkv_table_handle *t,
 int embkv_table_set_lr(struct embkv_table_handle *t, float lr);
 
 /*
+ * Removes every row of the table (values and optimizer state; the table,
+ * its attributes and its handles stay): each partition is scanned page by
+ * page (embkv_scan) and the keys found are erased, and passes repeat
+ * until one finds nothing (at most a few). Not atomic: rows written
+ * while it runs may survive; stop the writers for an empty table.
+ * *erased (may be NULL) gets how many rows were erased. 0 or the first
+ * scan or erase error (the rows erased until then stay erased).
+ */
+int embkv_table_clear(struct embkv_table_handle *t, uint64_t *erased);
+
+/*
  * Rows stored in the table, over every server (each server's "rows"
  * counter of the table, from embkv_stats: a recent value, not a
  * transaction). 0 or embkv_stats' error.

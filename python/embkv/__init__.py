@@ -538,6 +538,14 @@ class Table:
                "embkv_table_count", "table %r" % (self.name,))
         return n.value
 
+    def clear(self):
+        """Erases every row (not atomic against concurrent writers): how
+        many were erased."""
+        n = c_uint64()
+        _check(lib.embkv_table_clear(self._h(), byref(n)),
+               "embkv_table_clear", "table %r" % (self.name,))
+        return n.value
+
     def current_opt(self):
         """The optimizer's hyper-parameters as the servers have them now
         (run-time changes included): a dict."""

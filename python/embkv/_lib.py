@@ -137,6 +137,7 @@ _SIGS = {
     "embkv_table_set_opt": (c_int, [_P, POINTER(OptAttr)]),
     "embkv_table_set_lr": (c_int, [_P, c_float]),
     "embkv_table_count": (c_int, [_P, POINTER(c_uint64)]),
+    "embkv_table_clear": (c_int, [_P, POINTER(c_uint64)]),
     "embkv_accumulate": (c_int, [_P, c_uint32, _P, _P, POINTER(c_uint32)]),
 }
 

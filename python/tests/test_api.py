@@ -106,6 +106,15 @@ def test_accumulate_bypasses_optimizer(client, tname):
         t.accumulate([1], np.zeros((2, 3), np.float32))
 
 
+def test_clear(client, tname):
+    client.create_table(tname, dim=2, partitions=4, capacity=4096)
+    t = client.open(tname)
+    t.pull(np.arange(300))
+    assert t.clear() == 300
+    assert t.count() == 0 and not t.contains(np.arange(300)).any()
+    assert t.clear() == 0
+
+
 def test_timed_wait_and_poll(tname):
     p, addr = start_embkvd()
     try:

@@ -15,7 +15,8 @@
  *   values (the servers agree);
  * - embkv_table_count counts the stored rows;
  * - embkv_accumulate adds deltas without the optimizer (an Adagrad table
- *   would scale a push), sums duplicates, creates missing keys.
+ *   would scale a push), sums duplicates, creates missing keys;
+ * - embkv_table_clear erases every row (and its optimizer state).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -333,6 +334,46 @@ static void test_accumulate(void **state)
 	embkv_table_close(t);
 }
 
+static void test_clear(void **state)
+{
+	struct state *s = *state;
+	struct embkv_table_handle *t = make_table(s, "clr", EMBKV_OPT_ADAGRAD,
+						  0.5f);
+	enum { N = 5000 };
+	uint64_t *keys = malloc(N * sizeof(*keys)), rows = 1, erased = 0;
+	float *vals = calloc((size_t)N * DIM, sizeof(float));
+	float g[DIM] = { 1, 1, 1, 1 }, r[DIM];
+	uint8_t *found = malloc(N);
+
+	assert_non_null(keys);
+	assert_non_null(vals);
+	assert_non_null(found);
+	for (uint32_t i = 0; i < N; i++)
+		keys[i] = 0x1234567ull * (i + 1);
+	assert_int_equal(embkv_assign(t, N, keys, vals), 0);
+	assert_int_equal(embkv_push(t, 1, keys, g, NULL), 0);
+	assert_int_equal(embkv_table_clear(t, &erased), 0);
+	assert_int_equal(erased, N);
+	assert_int_equal(embkv_table_count(t, &rows), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(embkv_contains(t, N, keys, found, NULL), 0);
+	for (uint32_t i = 0; i < N; i++)
+		assert_int_equal(found[i], 0);
+	/* the table still works; a key comes back fresh (state cleared) */
+	assert_int_equal(embkv_assign(t, 1, keys, vals), 0);
+	assert_int_equal(embkv_push(t, 1, keys, g, NULL), 0);
+	assert_int_equal(embkv_pull(t, 1, keys, r, NULL, EMBKV_MODE_INFER,
+				    NULL), 0);
+	/* adagrad from initial_accum 0.1: the first step is lr*g/(sqrt(1.1)+eps) */
+	assert_true(fabsf(r[0] + 0.5f / sqrtf(1.1f)) < 1e-5f);
+	assert_int_equal(embkv_table_clear(t, NULL), 0);
+	assert_int_equal(embkv_table_clear(NULL, NULL), -EINVAL);
+	free(keys);
+	free(vals);
+	free(found);
+	embkv_table_close(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_multi),
 		cmocka_unit_test(test_set_lr),
 		cmocka_unit_test(test_accumulate),
+		cmocka_unit_test(test_clear),
 	};
 
 	return cmocka_run_group_tests_name("client extra", tests, setup,
