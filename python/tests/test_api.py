@@ -115,13 +115,38 @@ def test_clear(client, tname):
     assert t.clear() == 0
 
 
+def _state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _stop(pid):
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while _state(pid) != "T" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert _state(pid) == "T"
+
+
+def _cont(pid):
+    # again until it runs: a stop still pending behind an uninterruptible
+    # sleep would otherwise win
+    deadline = time.monotonic() + 5
+    while True:
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+        if _state(pid) != "T" or time.monotonic() > deadline:
+            break
+    assert _state(pid) != "T"
+
+
 def test_timed_wait_and_poll(tname):
     p, addr = start_embkvd()
     try:
         c = embkv.Client([addr], request_timeout_ms=20000)
         c.create_table(tname, dim=4, partitions=2, capacity=4096)
         t = c.open(tname)
-        os.kill(p.pid, signal.SIGSTOP)
+        _stop(p.pid)
         try:
             op = t.pull_async(np.arange(10))
             t0 = time.monotonic()
@@ -131,7 +156,7 @@ def test_timed_wait_and_poll(tname):
             assert 0.18 <= dt < 2.0, dt
             assert not op.done()
         finally:
-            os.kill(p.pid, signal.SIGCONT)
+            _cont(p.pid)
         rows = op.wait(timeout=15)
         assert rows.shape == (10, 4)
         assert op.done()

@@ -57,6 +57,48 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The state letter of /proc/PID/stat ('T': stopped), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* SIGSTOP, and wait until the kernel shows the process stopped. */
+static void stop_proc(pid_t pid)
+{
+	uint64_t t0 = now_ms();
+
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	while (proc_state(pid) != 'T' && now_ms() - t0 < 5000)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+	assert_int_equal(proc_state(pid), 'T');
+}
+
+/* SIGCONT until the process runs again (a stop signal still pending
+ * behind an uninterruptible sleep would otherwise win). */
+static void cont_proc(pid_t pid)
+{
+	uint64_t t0 = now_ms();
+
+	do {
+		assert_int_equal(kill(pid, SIGCONT), 0);
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	} while (proc_state(pid) == 'T' && now_ms() - t0 < 5000);
+	assert_int_not_equal(proc_state(pid), 'T');
+}
+
 static struct embkv_table_handle *make_table(struct state *s, const char *name,
 					     enum embkv_optimizer opt, float lr)
 {
@@ -121,7 +163,7 @@ static void test_timed_wait(void **state)
 	assert_int_equal(embkv_op_test(NULL), -EINVAL);
 	assert_int_equal(embkv_op_timedwait(NULL, 1, &st), -EINVAL);
 	/* a stopped server cannot answer: the op stays pending */
-	assert_int_equal(kill(s->cl.procs[1].pid, SIGSTOP), 0);
+	stop_proc(s->cl.procs[1].pid);
 	assert_int_equal(embkv_pull_async(t, NKEYS, keys, rows, NULL,
 					  EMBKV_MODE_TRAIN, NULL, &op), 0);
 	assert_int_equal(embkv_op_timedwait(op, 10, NULL), -EINVAL);
@@ -132,7 +174,7 @@ static void test_timed_wait(void **state)
 	assert_true(dt >= 190 && dt < 2000);
 	assert_int_equal(embkv_op_test(op), 0);
 	assert_int_equal(embkv_op_timedwait(op, 0, &st), -ETIMEDOUT);
-	assert_int_equal(kill(s->cl.procs[1].pid, SIGCONT), 0);
+	cont_proc(s->cl.procs[1].pid);
 	st = 1;
 	assert_int_equal(embkv_op_timedwait(op, 15000, &st), 0); /* freed */
 	assert_int_equal(st, 0);
