@@ -10,13 +10,15 @@
  * never use it pay nothing.
  *
  * Invariants: an op is on the queue or being run until done is set under
- * the pool lock; embkv_op_wait() frees it after done. Destroy lets the
+ * the pool lock; embkv_op_wait() (or embkv_op_timedwait() once it saw
+ * done) frees it after done; embkv_op_test() only reads done. Destroy lets the
  * workers drain the queue before they exit, so every queued op completes
  * (each is bounded by the request timeouts).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/client.h"
 
@@ -247,4 +249,44 @@ int embkv_op_wait(struct embkv_op *op)
 	pthread_cond_destroy(&op->cond);
 	free(op);
 	return status;
+}
+
+int embkv_op_test(struct embkv_op *op)
+{
+	int done;
+
+	if (!op)
+		return -EINVAL;
+	pthread_mutex_lock(&op->pool->lock);
+	done = op->done;
+	pthread_mutex_unlock(&op->pool->lock);
+	return done ? 1 : 0;
+}
+
+int embkv_op_timedwait(struct embkv_op *op, uint32_t timeout_ms, int *status)
+{
+	struct embkv_async *p;
+	uint64_t deadline;
+	struct timespec ts;
+
+	if (!op || !status)
+		return -EINVAL;
+	p = op->pool;
+	deadline = embkv_now_ms() + timeout_ms;
+	ts.tv_sec = (time_t)(deadline / 1000u);
+	ts.tv_nsec = (long)(deadline % 1000u) * 1000000L;
+	pthread_mutex_lock(&p->lock);
+	while (!op->done) {
+		/* op->cond is CLOCK_MONOTONIC, as embkv_now_ms() */
+		if (pthread_cond_timedwait(&op->cond, &p->lock, &ts) ==
+		    ETIMEDOUT && !op->done) {
+			pthread_mutex_unlock(&p->lock);
+			return -ETIMEDOUT;
+		}
+	}
+	*status = op->status;
+	pthread_mutex_unlock(&p->lock);
+	pthread_cond_destroy(&op->cond);
+	free(op);
+	return 0;
 }

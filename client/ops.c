@@ -1,5 +1,5 @@
 /*
- * Batch operations: pull, push, assign, erase.
+ * Batch operations: pull, push, assign, erase, accumulate.
  *
  * A call deduplicates its keys (client/batch.c), computes each distinct
  * key's partition once, then runs rounds: route the pending keys over the
@@ -102,7 +102,13 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 		.n = r->user_n,
 	};
 	const uint32_t *ord = o->order + r->user_off;
-	int push = o->a->op == EMBKV_BATCH_PUSH;
+	/* duplicates' rows summed (gradients, deltas), or the last wins */
+	int push = o->a->op == EMBKV_BATCH_PUSH ||
+		   o->a->op == EMBKV_BATCH_ACCUMULATE;
+	uint8_t opcode = o->a->op == EMBKV_BATCH_PUSH ? EMBKV_WIRE_OP_PUSH :
+			 o->a->op == EMBKV_BATCH_ACCUMULATE ?
+				 EMBKV_WIRE_OP_ACCUMULATE :
+				 EMBKV_WIRE_OP_ASSIGN;
 	uint64_t *keys;
 	uint8_t *body;
 	float *vals;
@@ -111,9 +117,7 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 
 	rc = embkv_wire_rows_req_size(&m, &len);
 	if (!rc)
-		rc = embkv_rpc_frame(r, push ? EMBKV_WIRE_OP_PUSH
-					     : EMBKV_WIRE_OP_ASSIGN,
-				     epoch, len, &body);
+		rc = embkv_rpc_frame(r, opcode, epoch, len, &body);
 	if (!rc)
 		rc = embkv_wire_rows_req_prepare(&m, body, len, &keys, &vals);
 	if (rc)
@@ -304,6 +308,11 @@ static const struct batch_op_desc batch_ops[] = {
 		.req_max_rows = embkv_wire_rows_req_max_rows,
 	},
 	[EMBKV_BATCH_ASSIGN] = {
+		.check = check_rows, .build = build_rows,
+		.consume = consume_count,
+		.req_max_rows = embkv_wire_rows_req_max_rows,
+	},
+	[EMBKV_BATCH_ACCUMULATE] = {
 		.check = check_rows, .build = build_rows,
 		.consume = consume_count,
 		.req_max_rows = embkv_wire_rows_req_max_rows,
@@ -626,6 +635,18 @@ int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 	struct embkv_batch_args a = {
 		.t = t, .op = EMBKV_BATCH_ERASE, .n = n, .keys = keys,
 		.done = erased,
+	};
+
+	return embkv_batch_run(&a);
+}
+
+int embkv_accumulate(struct embkv_table_handle *t, uint32_t n,
+		     const uint64_t *keys, const float *deltas,
+		     uint32_t *applied)
+{
+	struct embkv_batch_args a = {
+		.t = t, .op = EMBKV_BATCH_ACCUMULATE, .n = n, .keys = keys,
+		.vals = deltas, .done = applied,
 	};
 
 	return embkv_batch_run(&a);

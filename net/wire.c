@@ -404,6 +404,13 @@ static int v_table_ref(const uint8_t *b, size_t l)
 	return embkv_wire_table_ref_decode(b, l, &m);
 }
 
+static int v_set_opt(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_set_opt m;
+
+	return embkv_wire_set_opt_decode(b, l, &m);
+}
+
 static int v_name(const uint8_t *b, size_t l)
 {
 	char name[EMBKV_TABLE_NAME_MAX];
@@ -624,10 +631,14 @@ static const struct op_info ops[] = {
 	  v_name, v_table_info },
 	{ EMBKV_WIRE_OP_TABLE_REGIONS, "TABLE_REGIONS", "TABLE_REGIONS_REPLY",
 	  false, v_table_ref, v_table_regions },
+	{ EMBKV_WIRE_OP_TABLE_SET_OPT, "TABLE_SET_OPT", "TABLE_SET_OPT_REPLY",
+	  false, v_set_opt, embkv_wire_empty_decode },
 	{ EMBKV_WIRE_OP_PULL, "PULL", "PULL_REPLY", true,
 	  v_pull_req, v_pull_reply },
 	{ EMBKV_WIRE_OP_PUSH, "PUSH", "PUSH_REPLY", true, v_rows_req, v_count },
 	{ EMBKV_WIRE_OP_ASSIGN, "ASSIGN", "ASSIGN_REPLY", true,
+	  v_rows_req, v_count },
+	{ EMBKV_WIRE_OP_ACCUMULATE, "ACCUMULATE", "ACCUMULATE_REPLY", true,
 	  v_rows_req, v_count },
 	{ EMBKV_WIRE_OP_ERASE, "ERASE", "ERASE_REPLY", true,
 	  v_erase_req, v_count },

@@ -89,12 +89,14 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_TABLE_LIST = 0x12,
 	EMBKV_WIRE_OP_TABLE_OPEN = 0x13,
 	EMBKV_WIRE_OP_TABLE_REGIONS = 0x14, /* RDMA connections only */
+	EMBKV_WIRE_OP_TABLE_SET_OPT = 0x15,
 	EMBKV_WIRE_OP_PULL = 0x20,
 	EMBKV_WIRE_OP_PUSH = 0x21,
 	EMBKV_WIRE_OP_ASSIGN = 0x22,
 	EMBKV_WIRE_OP_ERASE = 0x23,
 	EMBKV_WIRE_OP_HITS = 0x24,
 	EMBKV_WIRE_OP_SCAN = 0x25,
+	EMBKV_WIRE_OP_ACCUMULATE = 0x26,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
 	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */
@@ -389,6 +391,32 @@ int embkv_wire_table_info_encode(const struct embkv_wire_table_info *m,
 				 uint8_t *body, size_t cap);
 int embkv_wire_table_info_decode(const uint8_t *body, size_t len,
 				 struct embkv_wire_table_info *out);
+
+/*
+ * TABLE_SET_OPT request: a table's optimizer hyper-parameters at run time.
+ * The table reference (u32 id, u32 reserved 0, u64 uid, nonzero; as in
+ * 5.3) then struct embkv_opt_attr field by field: u32 type, f32 lr,
+ * beta1, beta2, eps, initial_accum, l1, l2, ftrl_beta. Decoding checks the
+ * reference and the length only; the server checks the values (the type
+ * must be the table's, embkv_optim_check must accept them). Reply: empty.
+ */
+struct embkv_wire_set_opt {
+	uint32_t table_id;
+	uint64_t uid;
+	struct embkv_opt_attr opt;
+};
+enum embkv_wire_set_opt_off {
+	EMBKV_WIRE_SET_OPT_ID = 0,          /* u32 */
+	EMBKV_WIRE_SET_OPT_RESERVED = 4,    /* u32 0 */
+	EMBKV_WIRE_SET_OPT_UID = 8,         /* u64 */
+	EMBKV_WIRE_SET_OPT_TYPE = 16,       /* u32 */
+	EMBKV_WIRE_SET_OPT_LR = 20,         /* f32 x 8: lr, beta1, beta2, eps, */
+	EMBKV_WIRE_SET_OPT_SIZE = 52,       /* initial_accum, l1, l2, ftrl_beta */
+};
+int embkv_wire_set_opt_encode(const struct embkv_wire_set_opt *m,
+			      uint8_t *body, size_t cap);
+int embkv_wire_set_opt_decode(const uint8_t *body, size_t len,
+			      struct embkv_wire_set_opt *out);
 
 /* TABLE_LIST reply: u32 count, then per table u32 id, u32 dim, u64 uid
  * (nonzero), name. */

@@ -234,6 +234,64 @@ int embkv_wire_table_info_decode(const uint8_t *body, size_t len,
 	return 0;
 }
 
+/* TABLE_SET_OPT ------------------------------------------------------------ */
+
+#define SET_OPT_NFLOATS 8u
+
+static float *set_opt_field(struct embkv_opt_attr *o, unsigned i)
+{
+	float *f[SET_OPT_NFLOATS] = { &o->lr, &o->beta1, &o->beta2, &o->eps,
+				      &o->initial_accum, &o->l1, &o->l2,
+				      &o->ftrl_beta };
+
+	return f[i];
+}
+
+int embkv_wire_set_opt_encode(const struct embkv_wire_set_opt *m,
+			      uint8_t *body, size_t cap)
+{
+	struct embkv_opt_attr o;
+	int rc;
+
+	if (!m || !m->uid || m->table_id == EMBKV_WIRE_TABLE_ALL)
+		return -EINVAL;
+	rc = enc_room(body, cap, EMBKV_WIRE_SET_OPT_SIZE);
+	if (rc)
+		return rc;
+	o = m->opt;
+	put_u32(body + EMBKV_WIRE_SET_OPT_ID, m->table_id);
+	put_u32(body + EMBKV_WIRE_SET_OPT_RESERVED, 0);
+	put_u64(body + EMBKV_WIRE_SET_OPT_UID, m->uid);
+	put_u32(body + EMBKV_WIRE_SET_OPT_TYPE, (uint32_t)o.type);
+	for (unsigned i = 0; i < SET_OPT_NFLOATS; i++)
+		put_f32(body + EMBKV_WIRE_SET_OPT_LR + 4 * i,
+			*set_opt_field(&o, i));
+	return 0;
+}
+
+int embkv_wire_set_opt_decode(const uint8_t *body, size_t len,
+			      struct embkv_wire_set_opt *out)
+{
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len != EMBKV_WIRE_SET_OPT_SIZE ||
+	    get_u32(body + EMBKV_WIRE_SET_OPT_RESERVED))
+		return EMBKV_EPROTO;
+	out->table_id = get_u32(body + EMBKV_WIRE_SET_OPT_ID);
+	out->uid = get_u64(body + EMBKV_WIRE_SET_OPT_UID);
+	if (!out->uid || out->table_id == EMBKV_WIRE_TABLE_ALL)
+		return EMBKV_EPROTO;
+	memset(&out->opt, 0, sizeof(out->opt));
+	out->opt.type = (enum embkv_optimizer)get_u32(
+		body + EMBKV_WIRE_SET_OPT_TYPE);
+	for (unsigned i = 0; i < SET_OPT_NFLOATS; i++)
+		*set_opt_field(&out->opt, i) =
+			get_f32(body + EMBKV_WIRE_SET_OPT_LR + 4 * i);
+	return 0;
+}
+
 /* Table list ------------------------------------------------------------------ */
 
 int embkv_wire_table_list_size(const struct embkv_wire_table_entry *e,

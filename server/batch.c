@@ -296,6 +296,14 @@ static uint32_t run_assign(struct batch_req *r, uint32_t lo, uint32_t cnt)
 	return embkv_table_assign(r->t, cnt, k.keys, k.vals);
 }
 
+static uint32_t run_accumulate(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	struct batch_keys k;
+
+	gather(r, lo, cnt, &k);
+	return embkv_table_accumulate(r->t, cnt, k.keys, k.vals);
+}
+
 static uint32_t run_erase(struct batch_req *r, uint32_t lo, uint32_t cnt)
 {
 	struct batch_keys k;
@@ -401,7 +409,7 @@ static int decode_pull(const uint8_t *body, uint32_t len,
 	return 0;
 }
 
-/* PUSH and ASSIGN */
+/* PUSH, ASSIGN and ACCUMULATE */
 static int decode_rows(const uint8_t *body, uint32_t len,
 		       struct batch_msg *m)
 {
@@ -474,6 +482,9 @@ static const struct batch_op batch_ops[EMBKV_WIRE_OP_REPLY] = {
 				 BATCH_VALS_ROWS, true },
 	[EMBKV_WIRE_OP_ASSIGN] = { decode_rows, run_assign,
 				   BATCH_REPLY_COUNT, BATCH_VALS_ROWS, true },
+	[EMBKV_WIRE_OP_ACCUMULATE] = { decode_rows, run_accumulate,
+				       BATCH_REPLY_COUNT, BATCH_VALS_ROWS,
+				       true },
 	[EMBKV_WIRE_OP_ERASE] = { decode_erase, run_erase, BATCH_REPLY_COUNT,
 				  BATCH_VALS_NONE, false },
 	[EMBKV_WIRE_OP_HITS] = { decode_hits, run_hits, BATCH_REPLY_COUNT,

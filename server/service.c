@@ -2,7 +2,7 @@
  * embkvd request service: what each whole frame does.
  *
  * What: authentication (HELLO, AUTH), table administration (TABLE_CREATE,
- * TABLE_DROP, TABLE_LIST, TABLE_OPEN) and routing: table operations go to
+ * TABLE_DROP, TABLE_LIST, TABLE_OPEN, TABLE_SET_OPT) and routing: table operations go to
  * batch.c, STATS and SHARD_MAP to report.c, CKPT_* to ckpt.c's thread,
  * TABLE_REGIONS to regions.c (RDMA
  * connections only; over TCP it is ERROR -EOPNOTSUPP). One table indexed
@@ -298,6 +298,7 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		info.table_id = e->id;
 		info.uid = e->uid;
 		info.attr = e->table->attr;
+		embkv_table_opt_get(e->table, &info.attr.opt); /* run-time */
 	}
 	rcu_read_unlock();
 	if (!e) {
@@ -311,6 +312,49 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 				  "cannot encode table %s", name);
 	else if (!reply_start(c, h, len, &out))
 		embkv_wire_table_info_encode(&info, out, len);
+}
+
+/*
+ * TABLE_SET_OPT: the table's optimizer hyper-parameters, changed in
+ * place (embkv_table_opt_set: atomic per field, so owner threads pushing
+ * meanwhile need no lock and no job). This server's copy only: in a
+ * cluster coordinated by etcd the recorded attributes keep the values of
+ * the create, so a table re-created from the record (a restart) starts
+ * with those again.
+ */
+static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			const uint8_t *body)
+{
+	struct embkv_catalog_entry *e;
+	struct embkv_wire_set_opt m;
+	struct embkv_opt_attr old;
+	uint8_t *out;
+	int rc;
+
+	rc = embkv_wire_set_opt_decode(body, h->body_len, &m);
+	if (rc) {
+		bad_body(c, h, rc);
+		return;
+	}
+	e = embkvd_svc_table_get(c, h->request_id, m.table_id, m.uid);
+	if (!e)
+		return;
+	embkv_table_opt_get(e->table, &old);
+	rc = embkv_table_opt_set(e->table, &m.opt);
+	if (rc) {
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "table %s: optimizer %s (type %u) with lr %g "
+				  "refused: the type must be the table's and "
+				  "the values valid for it", e->table->attr.name,
+				  embkv_optimizer_name(m.opt.type),
+				  (unsigned)m.opt.type, (double)m.opt.lr);
+	} else {
+		embkvd_log("table %s: %s lr %g -> %g", e->table->attr.name,
+			   embkv_optimizer_name(old.type), (double)old.lr,
+			   (double)m.opt.lr);
+		reply_start(c, h, 0, &out);
+	}
+	embkv_catalog_entry_put(e);
 }
 
 /* TABLE_REGIONS: only verbs connections have regions to READ. */
@@ -353,10 +397,12 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_TABLE_LIST] = { .handle = svc_list },
 	[EMBKV_WIRE_OP_TABLE_OPEN] = { .handle = svc_open },
 	[EMBKV_WIRE_OP_TABLE_REGIONS] = { .table_ref = svc_regions },
+	[EMBKV_WIRE_OP_TABLE_SET_OPT] = { .handle = svc_set_opt },
 	[EMBKV_WIRE_OP_PULL] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_PUSH] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_ACCUMULATE] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_SCAN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },

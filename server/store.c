@@ -468,8 +468,12 @@ static void row_fill(struct embkv_part *p, uint64_t row, uint64_t key,
 	else
 		embkv_init_row(&t->attr.init, key, t->dim, r->payload);
 	embkv_record_seal(r, key, version, t->payload_bytes);
-	if (p->state)
-		t->opt->init_state(&t->attr.opt, t->dim, row_state(p, row));
+	if (p->state) {
+		struct embkv_opt_attr hp;
+
+		embkv_table_opt_get(t, &hp);
+		t->opt->init_state(&hp, t->dim, row_state(p, row));
+	}
 	if (p->steps)
 		p->steps[row] = 0;
 	*row_meta(p, row) = embkv_lfu_make(0, 1, p->clock.epoch);
@@ -730,8 +734,10 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, const float *grads)
 {
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	struct embkv_opt_attr hp;
 	uint32_t applied = 0;
 
+	embkv_table_opt_get(t, &hp); /* once per batch: may change at run time */
 	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
 		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
 		for (uint32_t j = 0; j < m; j++) {
@@ -746,7 +752,7 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 				continue;
 			}
 			r = embkv_part_record(p, row);
-			t->opt->apply(&t->attr.opt, t->dim, r->payload, row_state(p, row),
+			t->opt->apply(&hp, t->dim, r->payload, row_state(p, row),
 				      row_step(p, row), grads + (size_t)i * t->dim);
 			embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
 			embkv_lfu_mark_dirty(row_meta(p, row));
@@ -792,6 +798,43 @@ uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 		}
 	}
 	return stored;
+}
+
+uint32_t embkv_table_accumulate(struct embkv_table *t, uint32_t n,
+				const uint64_t *keys, const float *deltas)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	uint32_t done = 0;
+
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			struct embkv_probe *c = &pr[j];
+			const float *d = deltas + (size_t)i * t->dim;
+			uint64_t row = probe_locate(c, keys[i]);
+			struct embkv_record *r;
+			float *w;
+
+			if (row == NO_ROW) {
+				row = insert(c, keys[i], NULL);
+				if (row == NO_ROW)
+					continue;
+			}
+			r = embkv_part_record(c->p, row);
+			w = (float *)r->payload;
+			for (uint32_t k = 0; k < t->dim; k++)
+				w[k] += d[k];
+			embkv_record_seal(r, keys[i], r->version + 1,
+					  t->payload_bytes);
+			embkv_lfu_mark_dirty(row_meta(c->p, row));
+			touch(c->p, row);
+			seq_bump(c->p);
+			c->p->st.assigns++;
+			done++;
+		}
+	}
+	return done;
 }
 
 uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
@@ -1130,5 +1173,42 @@ int embkv_part_scan(const struct embkv_table *t, uint32_t part,
 	}
 	*n = got;
 	*next = row >= p->next_fresh ? UINT64_MAX : row;
+	return 0;
+}
+
+/* Run-time hyper-parameters ------------------------------------------------ */
+
+#define OPT_NFLOATS 8u
+
+static float *opt_field(struct embkv_opt_attr *o, unsigned i)
+{
+	float *f[OPT_NFLOATS] = { &o->lr, &o->beta1, &o->beta2, &o->eps,
+				  &o->initial_accum, &o->l1, &o->l2,
+				  &o->ftrl_beta };
+
+	return f[i];
+}
+
+void embkv_table_opt_get(const struct embkv_table *t, struct embkv_opt_attr *hp)
+{
+	struct embkv_opt_attr *src = (struct embkv_opt_attr *)&t->attr.opt;
+
+	hp->type = t->attr.opt.type; /* never changes */
+	for (unsigned i = 0; i < OPT_NFLOATS; i++)
+		__atomic_load(opt_field(src, i), opt_field(hp, i),
+			      __ATOMIC_RELAXED);
+}
+
+int embkv_table_opt_set(struct embkv_table *t, const struct embkv_opt_attr *hp)
+{
+	struct embkv_opt_attr v;
+
+	if (!t || !hp || hp->type != t->attr.opt.type ||
+	    embkv_optim_check(hp))
+		return -EINVAL;
+	v = *hp;
+	for (unsigned i = 0; i < OPT_NFLOATS; i++)
+		__atomic_store(opt_field(&t->attr.opt, i), opt_field(&v, i),
+			       __ATOMIC_RELAXED);
 	return 0;
 }

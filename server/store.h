@@ -171,6 +171,27 @@ int embkv_table_create_parts(const struct embkv_table_attr *attr,
 void embkv_table_destroy(struct embkv_table *t);
 
 /*
+ * Adds deltas (n x dim) to the rows of keys, no optimizer: a stored row
+ * gets row += delta; a missing key is created first (its initializer
+ * row, admission bypassed, as ASSIGN) when there is room. Keys must be
+ * distinct (the client sums duplicates). Returns the rows updated.
+ */
+uint32_t embkv_table_accumulate(struct embkv_table *t, uint32_t n,
+				const uint64_t *keys, const float *deltas);
+
+/*
+ * Run-time optimizer hyper-parameters. set: replaces t's (its
+ * attr.opt) with hp, whose type must be the table's (else -EINVAL) and
+ * which embkv_optim_check must accept (else -EINVAL); any thread, at any
+ * time: each field is stored atomically, and every push batch and row
+ * initialisation reads them once with opt_get, so one batch applies
+ * each field either old or new (a batch racing a change of two fields
+ * may see one new and one old). get: a snapshot, any thread.
+ */
+int embkv_table_opt_set(struct embkv_table *t, const struct embkv_opt_attr *hp);
+void embkv_table_opt_get(const struct embkv_table *t, struct embkv_opt_attr *hp);
+
+/*
  * The bytes embkv_table_create_parts() would map for attr and owned (NULL:
  * all partitions; else those not ABSENT): index, arena and optimizer state of each loaded
  * partition, computed without mapping anything, so a server can refuse a

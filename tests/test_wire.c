@@ -26,7 +26,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 63u /* 31 requests, 31 replies, ERROR */
+#define N_KNOWN_OPS 67u /* 33 requests, 33 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -262,6 +262,9 @@ static int build_samples(void **state)
 					      sample_keys, sample_vals };
 	const struct embkv_wire_table_ref ref = { 3, UID };
 	const struct embkv_wire_table_ref all = { EMBKV_WIRE_TABLE_ALL, 0 };
+	const struct embkv_wire_set_opt so = {
+		3, UID, { EMBKV_OPT_ADAGRAD, 0.05f, 0.9f, 0.999f, 1e-8f, 0.1f,
+			  0.0f, 0.0f, 1.0f } };
 	struct embkv_wire_table_regions rg;
 	struct embkv_wire_shard_map sm;
 	struct embkv_wire_error err = { EMBKV_ESTALE,
@@ -341,6 +344,12 @@ static int build_samples(void **state)
 	ADD_FIXED(R(EMBKV_WIRE_OP_ASSIGN), EMBKV_WIRE_COUNT_REPLY_SIZE,
 		  embkv_wire_count_reply_encode(&cr, b,
 						EMBKV_WIRE_COUNT_REPLY_SIZE));
+	ADD_SIZED(EMBKV_WIRE_OP_ACCUMULATE,
+		  embkv_wire_rows_req_size(&rr, &len),
+		  embkv_wire_rows_req_encode(&rr, b, len));
+	ADD_FIXED(R(EMBKV_WIRE_OP_ACCUMULATE), EMBKV_WIRE_COUNT_REPLY_SIZE,
+		  embkv_wire_count_reply_encode(&cr, b,
+						EMBKV_WIRE_COUNT_REPLY_SIZE));
 	ADD_SIZED(EMBKV_WIRE_OP_ERASE, embkv_wire_erase_req_size(&er, &len),
 		  embkv_wire_erase_req_encode(&er, b, len));
 	ADD_FIXED(R(EMBKV_WIRE_OP_ERASE), EMBKV_WIRE_COUNT_REPLY_SIZE,
@@ -364,6 +373,9 @@ static int build_samples(void **state)
 	ADD_SIZED(R(EMBKV_WIRE_OP_TABLE_REGIONS),
 		  embkv_wire_table_regions_size(&rg, &len),
 		  embkv_wire_table_regions_encode(&rg, b, len));
+	ADD_FIXED(EMBKV_WIRE_OP_TABLE_SET_OPT, EMBKV_WIRE_SET_OPT_SIZE,
+		  embkv_wire_set_opt_encode(&so, b, EMBKV_WIRE_SET_OPT_SIZE));
+	add_sample(R(EMBKV_WIRE_OP_TABLE_SET_OPT), xmalloc(0), 0);
 	ADD_FIXED(EMBKV_WIRE_OP_STATS, EMBKV_WIRE_TABLE_REF_SIZE,
 		  embkv_wire_table_ref_encode(&all, b,
 					      EMBKV_WIRE_TABLE_REF_SIZE));
@@ -834,6 +846,7 @@ static void test_op_helpers(void **state)
 	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_PUSH));
 	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ASSIGN));
 	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ERASE));
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_ACCUMULATE));
 	assert_false(embkv_wire_op_checks_epoch(R(EMBKV_WIRE_OP_PULL)));
 	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_TABLE_CREATE));
 	assert_false(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_SHARD_MAP));
@@ -850,7 +863,7 @@ static void test_epoch_rule(void **state)
 {
 	static const unsigned int checked[] = {
 		EMBKV_WIRE_OP_PULL, EMBKV_WIRE_OP_PUSH, EMBKV_WIRE_OP_ASSIGN,
-		EMBKV_WIRE_OP_ERASE,
+		EMBKV_WIRE_OP_ERASE, EMBKV_WIRE_OP_ACCUMULATE,
 	};
 	struct embkv_wire_hdr h = { .epoch = 7 };
 	size_t i;
@@ -1598,6 +1611,39 @@ static void test_verbs_private_data(void **state)
 			 EMBKV_EPROTO);
 	a.recv_size = 0;
 	assert_int_equal(embkv_wire_verbs_accept_encode(&a, buf, 12), -EINVAL);
+}
+
+static void test_set_opt_round_trip(void **state)
+{
+	struct embkv_wire_set_opt m = {
+		7, UID, { EMBKV_OPT_FTRL, 0.25f, 0.5f, 0.75f, 1e-6f, 0.125f,
+			  0.01f, 0.02f, 1.5f } }, d;
+	uint64_t words[(EMBKV_WIRE_SET_OPT_SIZE + 8) / 8]; /* 8-aligned */
+	uint8_t *b = (uint8_t *)words;
+	const size_t cap = EMBKV_WIRE_SET_OPT_SIZE + 1;
+
+	(void)state;
+	assert_int_equal(embkv_wire_set_opt_encode(&m, b, cap - 2), -ENOSPC);
+	assert_int_equal(embkv_wire_set_opt_encode(&m, b, cap), 0);
+	assert_int_equal(embkv_wire_set_opt_decode(b, EMBKV_WIRE_SET_OPT_SIZE,
+						   &d), 0);
+	assert_int_equal(d.table_id, 7);
+	assert_true(d.uid == UID);
+	assert_int_equal(d.opt.type, EMBKV_OPT_FTRL);
+	assert_true(d.opt.lr == 0.25f && d.opt.beta1 == 0.5f &&
+		    d.opt.beta2 == 0.75f && d.opt.eps == 1e-6f &&
+		    d.opt.initial_accum == 0.125f && d.opt.l1 == 0.01f &&
+		    d.opt.l2 == 0.02f && d.opt.ftrl_beta == 1.5f);
+	/* wrong length, reserved bits, uid 0 */
+	assert_int_equal(embkv_wire_set_opt_decode(b, cap, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_SET_OPT_RESERVED] = 1;
+	assert_int_equal(embkv_wire_set_opt_decode(b, EMBKV_WIRE_SET_OPT_SIZE,
+						   &d), EMBKV_EPROTO);
+	m.uid = 0;
+	assert_int_equal(embkv_wire_set_opt_encode(&m, b, cap), -EINVAL);
+	m.uid = UID;
+	m.table_id = EMBKV_WIRE_TABLE_ALL;
+	assert_int_equal(embkv_wire_set_opt_encode(&m, b, cap), -EINVAL);
 }
 
 static void test_stats_round_trip(void **state)
@@ -2872,6 +2918,7 @@ int main(void)
 		cmocka_unit_test(test_table_regions_round_trip),
 		cmocka_unit_test(test_verbs_private_data),
 		cmocka_unit_test(test_stats_round_trip),
+		cmocka_unit_test(test_set_opt_round_trip),
 		cmocka_unit_test(test_shard_map_round_trip),
 		cmocka_unit_test(test_shard_map_invalid),
 		cmocka_unit_test(test_shard_map_partitions),

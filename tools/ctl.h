@@ -54,6 +54,10 @@ struct embkv_ctl_args {
 	uint64_t rate;                /* --rate, bytes/s; 0: no limit */
 	const char *tables[64];
 	uint32_t ntables;
+	/* set-table: the fields given (bit i: the i-th of --lr, --beta1,
+	 * --beta2, --eps, --initial-accum, --l1, --l2, --ftrl-beta) */
+	struct embkv_opt_attr set_opt;
+	uint32_t set_mask;
 };
 
 #define HELP_SHOWN (-1)
@@ -131,6 +135,9 @@ int embkv_ctl_drop_run(struct embkv_client *c,
 int embkv_ctl_map_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_map_run(struct embkv_client *c,
 		      const struct embkv_ctl_args *a, int json);
+int embkv_ctl_settable_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_settable_run(struct embkv_client *c,
+			   const struct embkv_ctl_args *a, int json);
 int embkv_ctl_export_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_export_run(struct embkv_client *c,
 			 const struct embkv_ctl_args *a, int json);

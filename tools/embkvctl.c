@@ -4,7 +4,8 @@
  *   embkvctl [--servers tcp://a,tcp://b] [--token-file F] [--json]
  *            [--timeout MS] COMMAND [ARGS]
  *
- * Commands: stats, tables, create-table, drop-table, map, export, import
+ * Commands: stats, tables, create-table, set-table, drop-table, map, export,
+ * import
  * (see usage());
  * members, health and forget read etcd instead (tools/ctl_members.c).
  * Everything goes through libembkv's public API, so the tool also shows
@@ -95,6 +96,11 @@ static void usage(FILE *f)
 "      --index-load X          index load at capacity, 0.5-1 (0: the\n"
 "                              server's default) [0]\n"
 "      --dtype f32             storage type [f32]\n"
+"  set-table NAME [--lr X] [--eps X] [--beta1 X] [--beta2 X]\n"
+"                 [--initial-accum X] [--l1 X] [--l2 X] [--ftrl-beta X]\n"
+"                       changes the table's optimizer hyper-parameters on\n"
+"                       every server (the others keep their values; the\n"
+"                       optimizer type never changes); next pushes use them\n"
 "  drop-table NAME      drops a table from every server that has it (names\n"
 "                       the servers that did not answer)\n"
 "  map NAME [--partitions]\n"
@@ -206,6 +212,7 @@ static const struct command commands[] = {
 	{ "tables", embkv_ctl_tables_parse, embkv_ctl_tables_run },
 	{ "create-table", embkv_ctl_create_parse, embkv_ctl_create_run },
 	{ "drop-table", embkv_ctl_drop_parse, embkv_ctl_drop_run },
+	{ "set-table", embkv_ctl_settable_parse, embkv_ctl_settable_run },
 	{ "map", embkv_ctl_map_parse, embkv_ctl_map_run },
 	{ "checkpoint", embkv_ctl_ckpt_parse, embkv_ctl_ckpt_run },
 	{ "move", embkv_ctl_move_parse, embkv_ctl_move_run },

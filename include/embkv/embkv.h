@@ -341,6 +341,16 @@ int embkv_push(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 int embkv_assign(struct embkv_table_handle *t, uint32_t n,
 		 const uint64_t *keys, const float *values);
 
+/* Adds deltas (n x dim) to the rows of keys, without the optimizer (a
+ * HierarchicalKV-style accumulate): duplicates are summed client-side; a
+ * stored row gets row += delta, a missing key is created first (its
+ * initializer row, admission bypassed, like embkv_assign) when the table
+ * has room. *applied (may be NULL) gets how many distinct keys were
+ * updated. */
+int embkv_accumulate(struct embkv_table_handle *t, uint32_t n,
+		     const uint64_t *keys, const float *deltas,
+		     uint32_t *applied);
+
 /* Removes keys; *erased (may be NULL) gets how many were stored. */
 int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 		uint32_t *erased);
@@ -385,6 +395,97 @@ int embkv_push_async(struct embkv_table_handle *t, uint32_t n,
 		     const uint64_t *keys, const float *grads,
 		     struct embkv_op **op);
 int embkv_op_wait(struct embkv_op *op);
+
+/*
+ * Polling and bounded waits on an async operation (issue 15).
+ *
+ * embkv_op_test: 1 when op has completed (embkv_op_wait or
+ * embkv_op_timedwait then return at once), 0 while it runs, -EINVAL for
+ * NULL. Never frees op.
+ *
+ * embkv_op_timedwait: waits at most timeout_ms (0: a poll). When op
+ * completed: frees it, stores its status in *status and returns 0 (like
+ * embkv_op_wait). When it is still running: returns -ETIMEDOUT (the
+ * errno, never the op's own EMBKV_ETIMEDOUT, which comes in *status) and
+ * op stays valid: wait for it again later. -EINVAL for NULL op or status.
+ */
+int embkv_op_test(struct embkv_op *op);
+int embkv_op_timedwait(struct embkv_op *op, uint32_t timeout_ms, int *status);
+
+/*
+ * Which keys are stored, inserting nothing: found[i] (n bytes, required)
+ * gets 1 for a stored key, else 0; *count (may be NULL) how many of the n
+ * are (a duplicate counts each time). An infer-mode pull underneath (the
+ * rows are read into scratch memory and dropped): it never inserts, never
+ * counts towards admission; it does count as an access of the found rows
+ * for eviction (LFU).
+ */
+int embkv_contains(struct embkv_table_handle *t, uint32_t n,
+		   const uint64_t *keys, uint8_t *found, uint32_t *count);
+
+/*
+ * Several tables in one call: the pull or push of each entry (a table,
+ * its keys and its rows: out rows for a pull, gradients for a push; found
+ * and mode for a pull only) run at once, each split by server as
+ * embkv_pull/embkv_push do. Done client-side: the entries after the first
+ * go to the client's async workers (embkv_client_attr.async_threads run
+ * at a time), the first runs on the calling thread, so a batch of tables
+ * costs about the slowest table's round trips, not their sum; frames of
+ * different tables are not merged. Each entry's status gets its own
+ * result; the call returns 0 when all are 0, else the first failing
+ * entry's status. An entry may name any open table of one client
+ * (several entries may name the same table). nreq 0 is a no-op.
+ */
+struct embkv_multi_req {
+	struct embkv_table_handle *t;
+	uint32_t n;
+	const uint64_t *keys;
+	float *rows;             /* pull: n x dim out; push: n x dim grads */
+	uint8_t *found;          /* pull: may be NULL */
+	int status;              /* out */
+};
+int embkv_pull_multi(struct embkv_multi_req *reqs, uint32_t nreq,
+		     enum embkv_mode mode);
+int embkv_push_multi(struct embkv_multi_req *reqs, uint32_t nreq);
+
+/*
+ * Changes a table's optimizer hyper-parameters at run time (warm-up and
+ * decay schedules): opt replaces them on every server of the table's
+ * shard map. opt->type must be the table's optimizer (-EINVAL otherwise,
+ * as for values the optimizer does not accept); every field is taken, so
+ * start from the table's current values (embkv_table_locate's attr has
+ * them; embkv_table_attr_get()'s are those of the open and do not
+ * change). Pushes a server applies after it answered use the new values;
+ * a push running meanwhile uses each field old or new. On failure some
+ * servers may have the new values and others not (embkv_table_locate
+ * then says EMBKV_EINCONSISTENT): call it again. In an etcd cluster the
+ * change is not recorded in etcd: a table re-created from the record
+ * (a restart) gets its creation values back.
+ *
+ * embkv_table_set_lr: the same for the learning rate alone (reads the
+ * other fields with embkv_table_locate first).
+ */
+int embkv_table_set_opt(struct embkv_table_handle *t,
+			const struct embkv_opt_attr *opt);
+int embkv_table_set_lr(struct embkv_table_handle *t, float lr);
+
+/*
+ * Removes every row of the table (values and optimizer state; the table,
+ * its attributes and its handles stay): each partition is scanned page by
+ * page (embkv_scan) and the keys found are erased, and passes repeat
+ * until one finds nothing (at most a few). Not atomic: rows written
+ * while it runs may survive; stop the writers for an empty table.
+ * *erased (may be NULL) gets how many rows were erased. 0 or the first
+ * scan or erase error (the rows erased until then stay erased).
+ */
+int embkv_table_clear(struct embkv_table_handle *t, uint64_t *erased);
+
+/*
+ * Rows stored in the table, over every server (each server's "rows"
+ * counter of the table, from embkv_stats: a recent value, not a
+ * transaction). 0 or embkv_stats' error.
+ */
+int embkv_table_count(struct embkv_table_handle *t, uint64_t *rows);
 
 /* Shard map of an open table, as last fetched: epoch and, for each
  * partition, the client's index of the server that owns it (see

@@ -1,0 +1,296 @@
+"""
+embkv.torch: embedding lookups on embkv tables as PyTorch modules.
+
+    tables = {"user": client.open("user"), "item": client.open("item")}
+    ebc = embkv.torch.EmbeddingBagCollection(tables, pooling="sum")
+    out = ebc({"user": (keys, lengths), "item": (keys2, lengths2)})
+    loss(mlp(torch.cat([out["user"], out["item"]], 1))).backward()
+    dense_opt.step()          # embeddings were updated server-side
+
+Input per feature (TorchRec's jagged layout): a 1-D integer tensor of keys
+(all bags concatenated) plus either lengths (B,) or offsets (B,)
+(offsets[i] is where bag i starts, nn.EmbeddingBag's default). Pooling:
+"sum", "mean" (an empty bag gives zeros, like nn.EmbeddingBag) or "none"
+(one row per key, shape (N, dim); lengths/offsets not needed).
+
+How training works: forward pulls the rows of the batch's keys (train
+mode: missing keys are inserted and initialised by the server; duplicate
+keys are fetched once), and the pooling runs as ordinary torch ops on them.
+An autograd Function around the pulled rows has a backward that pushes
+d(loss)/d(rows) for the keys; the client sums duplicate keys and the
+server applies the table's optimizer. So a loop of forward,
+loss.backward() and a torch optimizer for the dense parameters trains the
+embeddings too; the module has no embedding parameters of its own.
+
+Pushes are sent asynchronously from backward (the features' pushes and
+the rest of backward overlap); the next forward, prefetch() or flush()
+waits for them first, so every pull sees every earlier push: results are
+those of synchronous training. In eval() mode (or train=False) pulls are
+infer-mode: nothing is inserted, a missing key reads as zeros, nothing is
+pushed.
+
+Prefetch: prefetch(features) starts async pulls of the next batch's rows;
+the forward whose keys equal them uses those rows instead of pulling.
+Call it after loss.backward(): the pull then overlaps the dense
+optimizer step and data loading, and it still sees this step's pushes
+(it waits for them before it starts). Called earlier (before backward), a
+key in both batches would miss this step's update (one step stale).
+
+Equivalence with torch (tests/test_torch.py checks both to 1e-5 over 20
+steps): an embkv "sgd" table with lr L matches nn.EmbeddingBag(sparse=True)
+trained by torch.optim.SGD(lr=L) (no momentum, dampening, weight decay or
+nesterov). An "adagrad" table with lr L, eps E and initial_accum A matches
+torch.optim.Adagrad(lr=L, eps=E, initial_accumulator_value=A, lr_decay=0,
+weight_decay=0): both do acc += g*g; w -= L * g / (sqrt(acc) + E) on the
+rows in the batch, with the duplicates' gradients summed first. (embkv's
+defaults are eps 1e-8 and initial_accum 0.1, torch's 1e-10 and 0: set
+one side to the other's.) Caveat: two features on one table push
+separately, so a key in both gets two optimizer updates (equal to one for
+SGD only).
+
+Device tensors: keys on a GPU are copied to host for the call and the
+rows come back on the keys' device (libembkv has no GPU entry points yet).
+"""
+import torch
+from torch import nn
+
+import embkv
+
+_POOLINGS = ("sum", "mean", "none")
+
+
+def _segments(n, lengths, offsets, device):
+    """(segment id per key, lengths) from lengths or offsets."""
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths, dtype=torch.int64)
+        if lengths.dim() != 1:
+            raise ValueError("embkv.torch: lengths must be 1-D")
+        if (lengths < 0).any():
+            raise ValueError("embkv.torch: negative length")
+    elif offsets is not None:
+        # B bags: offsets[i] is where bag i starts (nn.EmbeddingBag's
+        # default, include_last_offset=False)
+        offsets = torch.as_tensor(offsets, dtype=torch.int64).cpu()
+        if offsets.dim() != 1:
+            raise ValueError("embkv.torch: offsets must be 1-D")
+        if offsets.numel() and int(offsets[0]) != 0:
+            raise ValueError("embkv.torch: offsets must start at 0")
+        lengths = torch.cat([offsets[1:], torch.tensor([n])]) - offsets
+        if (lengths < 0).any():
+            raise ValueError("embkv.torch: offsets must not decrease and "
+                             "not pass the %d keys" % n)
+    else:
+        raise ValueError("embkv.torch: pooling needs lengths or offsets")
+    lengths = lengths.cpu()
+    if int(lengths.sum()) != n:
+        raise ValueError("embkv.torch: lengths sum to %d, %d keys given"
+                         % (int(lengths.sum()), n))
+    seg = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
+    return seg.to(device), lengths.to(device)
+
+
+class _Rows(torch.autograd.Function):
+    """Identity on pulled rows whose backward pushes their gradient."""
+
+    @staticmethod
+    def forward(ctx, anchor, rows, owner, table, keys):
+        ctx.owner, ctx.table, ctx.keys = owner, table, keys
+        return rows
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.owner._push(ctx.table, ctx.keys, grad)
+        return None, None, None, None, None
+
+
+class EmbeddingBagCollection(nn.Module):
+    """Pooled lookups of several features, each on an embkv table.
+
+    tables: {feature: embkv.Table} (several features may share a table).
+    pooling: "sum", "mean" or "none" for all, or {feature: pooling}.
+    forward(features) with features {feature: keys | (keys, lengths) |
+    (keys, None, offsets)} returns {feature: tensor}.
+    """
+
+    def __init__(self, tables, pooling="sum", train=True):
+        super().__init__()
+        if not tables:
+            raise ValueError("embkv.torch: no tables")
+        for f, t in tables.items():
+            if not isinstance(t, embkv.Table):
+                raise TypeError("embkv.torch: table of %r is not an "
+                                "embkv.Table" % (f,))
+        self.tables = dict(tables)
+        if isinstance(pooling, str):
+            pooling = {f: pooling for f in self.tables}
+        for f, p in pooling.items():
+            if p not in _POOLINGS:
+                raise ValueError("embkv.torch: pooling %r of %r: one of %s"
+                                 % (p, f, ", ".join(_POOLINGS)))
+        missing = set(self.tables) - set(pooling)
+        if missing:
+            raise ValueError("embkv.torch: no pooling for %s"
+                             % ", ".join(sorted(missing)))
+        self.pooling = dict(pooling)
+        self.train(train)
+        # What autograd hangs the push on: not a Parameter (no optimizer
+        # should see it), never updated.
+        self._anchor = torch.zeros(0, requires_grad=True)
+        self._pending = []      # async pushes of the last backward
+        self._prefetched = None  # (training, {feature: (keys, op)})
+
+    @property
+    def dims(self):
+        return {f: t.dim for f, t in self.tables.items()}
+
+    # Pushes -----------------------------------------------------------------
+
+    def _push(self, table, keys, grad):
+        self._pending.append(table.push_async(keys, grad.contiguous()))
+
+    def flush(self):
+        """Waits for the pushes of the last backward (raises the first
+        error). forward and prefetch call it."""
+        pending, self._pending = self._pending, []
+        err = None
+        for op in pending:
+            try:
+                op.wait()
+            except embkv.EmbkvError as e:
+                err = err or e
+        if err:
+            raise err
+
+    # Pulls ------------------------------------------------------------------
+
+    @staticmethod
+    def _split(feature, v):
+        if isinstance(v, torch.Tensor):
+            return v, None, None
+        if isinstance(v, (tuple, list)) and 1 <= len(v) <= 3:
+            v = tuple(v) + (None,) * (3 - len(v))
+            return v[0], v[1], v[2]
+        raise TypeError("embkv.torch: feature %r: keys, (keys, lengths) or "
+                        "(keys, None, offsets)" % (feature,))
+
+    @staticmethod
+    def _cpu_keys(keys):
+        keys = torch.as_tensor(keys)
+        if keys.dim() != 1:
+            raise ValueError("embkv.torch: keys must be 1-D")
+        if keys.dtype.is_floating_point or keys.dtype == torch.bool:
+            raise TypeError("embkv.torch: keys must be integers")
+        return keys.detach().to("cpu", torch.int64).contiguous()
+
+    def _start_pulls(self, features):
+        mode = "train" if self.training else "infer"
+        ops = {}
+        try:
+            for f, v in features.items():
+                if f not in self.tables:
+                    raise KeyError("embkv.torch: no table for feature %r"
+                                   % (f,))
+                keys = self._cpu_keys(self._split(f, v)[0])
+                ops[f] = (keys, self.tables[f].pull_async(keys, mode=mode))
+        except BaseException:
+            for _, op in ops.values():
+                try:
+                    op.wait()
+                except embkv.EmbkvError:
+                    pass
+            raise
+        return ops
+
+    def prefetch(self, features, exact=True):
+        """Starts pulling the rows of a later batch's features (see the
+        module's doc for when to call it). exact=False does not wait for
+        the pushes of the last backward first: the pull overlaps them too,
+        and a key in both batches may miss that update (embkv-demo's
+        pipelining)."""
+        if exact:
+            self.flush()
+        self.drop_prefetch()
+        self._prefetched = (self.training, self._start_pulls(features))
+
+    def drop_prefetch(self):
+        if self._prefetched is not None:
+            _, ops = self._prefetched
+            self._prefetched = None
+            for _, op in ops.values():
+                try:
+                    op.wait()
+                except embkv.EmbkvError:
+                    pass
+
+    def _rows(self, features):
+        """{feature: (cpu keys, rows)}: the prefetched rows where a
+        prefetch of the same keys (and mode) exists, else pulled now, all
+        features' pulls in parallel."""
+        pre = {}
+        if self._prefetched is not None:
+            training, ops = self._prefetched
+            self._prefetched = None
+            if training == self.training:
+                pre = ops
+            else:
+                for _, op in ops.values():
+                    op.wait()
+        todo, got = {}, {}
+        for f, v in features.items():
+            keys = self._cpu_keys(self._split(f, v)[0])
+            p = pre.pop(f, None)
+            if p is not None and torch.equal(p[0], keys):
+                got[f] = (keys, p[1])
+            else:
+                if p is not None:
+                    p[1].wait()
+                todo[f] = v
+        for _, op in pre.values():   # prefetched features not asked for
+            op.wait()
+        got.update(self._start_pulls(todo))
+        return {f: (keys, op.wait()) for f, (keys, op) in got.items()}
+
+    def forward(self, features):
+        self.flush()
+        pulled = self._rows(features)
+        out = {}
+        for f, v in features.items():
+            keys_in, lengths, offsets = self._split(f, v)
+            keys, rows = pulled[f]
+            device = keys_in.device if isinstance(keys_in, torch.Tensor) \
+                else torch.device("cpu")
+            table = self.tables[f]
+            if self.training and torch.is_grad_enabled():
+                rows = _Rows.apply(self._anchor, rows, self, table, keys)
+            rows = rows.to(device)
+            p = self.pooling[f]
+            if p == "none":
+                out[f] = rows
+                continue
+            seg, lens = _segments(keys.numel(), lengths, offsets, device)
+            pooled = torch.zeros((lens.numel(), table.dim), device=device,
+                                 dtype=rows.dtype).index_add(0, seg, rows)
+            if p == "mean":
+                pooled = pooled / lens.clamp(min=1).unsqueeze(1).to(
+                    rows.dtype)
+            out[f] = pooled
+        return out
+
+
+class EmbeddingBag(nn.Module):
+    """One table: forward(keys, lengths=None, offsets=None) -> (B, dim)
+    pooled rows ("sum"/"mean"), or (N, dim) with pooling "none"."""
+
+    def __init__(self, table, pooling="sum", train=True):
+        super().__init__()
+        self.ebc = EmbeddingBagCollection({"x": table}, pooling, train)
+        self.train(train)
+
+    def forward(self, keys, lengths=None, offsets=None):
+        return self.ebc({"x": (keys, lengths, offsets)})["x"]
+
+    def prefetch(self, keys, exact=True):
+        self.ebc.prefetch({"x": keys}, exact)
+
+    def flush(self):
+        self.ebc.flush()

@@ -1,0 +1,171 @@
+"""The issue-15 C calls through Python: several tables in one call,
+contains, learning rate at run time (API and embkvctl set-table), row
+count, polling and timed waits on async operations."""
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import embkv
+from conftest import start_embkvd, stop_embkvd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_multi_equals_separate(client, tname):
+    client.create_table(tname + "a", dim=4, partitions=4, capacity=4096,
+                        lr=0.5)
+    client.create_table(tname + "b", dim=6, partitions=2, capacity=4096,
+                        lr=0.25)
+    a, b = client.open(tname + "a"), client.open(tname + "b")
+    ka = np.arange(100, dtype=np.uint64)
+    kb = torch.tensor([5, 5, 9, 1 << 40])
+    ra, rb = client.pull_multi([(a, ka), (b, kb)])
+    assert isinstance(rb, torch.Tensor) and rb.shape == (4, 6)
+    np.testing.assert_array_equal(ra, a.pull(ka))
+    assert torch.equal(rb, b.pull(kb))
+    ga = np.ones((100, 4), np.float32)
+    gb = torch.ones(4, 6)
+    client.push_multi([(a, ka, ga), (b, kb, gb)])
+    np.testing.assert_allclose(a.pull(ka), ra - 0.5, rtol=1e-6)
+    exp = rb.clone()
+    exp[:2] -= 0.5          # key 5 twice: summed gradient 2 * 0.25
+    exp[2:] -= 0.25
+    torch.testing.assert_close(b.pull(kb), exp)
+    assert client.pull_multi([]) == []
+    with pytest.raises(TypeError):
+        client.pull_multi([("a", ka)])
+    b.close()
+    with pytest.raises(ValueError):
+        client.pull_multi([(a, ka), (b, kb)])
+
+
+def test_contains_inserts_nothing(client, tname):
+    client.create_table(tname, dim=4, partitions=4, capacity=4096)
+    t = client.open(tname)
+    t.pull([1, 2, 3])
+    assert t.count() == 3
+    f = t.contains(np.array([0, 1, 2, 3, 4, 1], np.uint64))
+    assert f.tolist() == [False, True, True, True, False, True]
+    assert t.count() == 3
+    assert not t.contains([4])[0]
+    ft = t.contains(torch.tensor([3, 7]))
+    assert isinstance(ft, torch.Tensor) and ft.tolist() == [True, False]
+    assert t.contains([]).shape == (0,)
+
+
+def test_lr_changed_at_run_time(client, tname):
+    client.create_table(tname, dim=2, partitions=4, capacity=4096, lr=0.5,
+                        init="zeros")
+    t = client.open(tname)
+    keys = np.arange(50, dtype=np.uint64)
+    g = np.ones((50, 2), np.float32)
+    t.pull(keys)
+    t.push(keys, g)
+    t.set_lr(0.125)
+    assert t.current_opt()["lr"] == 0.125
+    t.push(keys, g)
+    np.testing.assert_allclose(t.pull(keys), -0.625)
+    with pytest.raises(embkv.EmbkvError) as e:
+        t.set_lr(-1.0)
+    assert e.value.status == -22 and "lr -1" in str(e.value)
+    with pytest.raises(ValueError):
+        t.set_opt(momentum=0.9)
+    t.set_opt(lr=0.25)
+    t.push(keys, g)
+    np.testing.assert_allclose(t.pull(keys), -0.875)
+    # embkvctl set-table
+    ctl = os.environ.get("EMBKVCTL") or os.path.normpath(
+        os.path.join(HERE, "..", "..", "build", "tools", "embkvctl"))
+    out = subprocess.run([ctl, "--servers", client.servers[0], "set-table",
+                          tname, "--lr", "0.0625"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "lr 0.25 -> 0.0625" in out.stdout
+    t.push(keys, g)
+    np.testing.assert_allclose(t.pull(keys), -0.9375)
+    out = subprocess.run([ctl, "--servers", client.servers[0], "set-table",
+                          tname, "--lr", "0"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0 and "refused" in out.stderr
+    assert t.current_opt()["lr"] == 0.0625
+
+
+def test_accumulate_bypasses_optimizer(client, tname):
+    client.create_table(tname, dim=3, partitions=2, capacity=1024,
+                        optimizer="adagrad", lr=0.5, init="zeros")
+    t = client.open(tname)
+    d = np.array([[1, 2, 3], [10, 20, 30], [1, 1, 1]], np.float32)
+    assert t.accumulate([7, 8, 7], d) == 2
+    np.testing.assert_array_equal(t.pull([7, 8]), [[2, 3, 4], [10, 20, 30]])
+    with pytest.raises(ValueError):
+        t.accumulate([1], np.zeros((2, 3), np.float32))
+
+
+def test_clear(client, tname):
+    client.create_table(tname, dim=2, partitions=4, capacity=4096)
+    t = client.open(tname)
+    t.pull(np.arange(300))
+    assert t.clear() == 300
+    assert t.count() == 0 and not t.contains(np.arange(300)).any()
+    assert t.clear() == 0
+
+
+def _state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _stop(pid):
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while _state(pid) != "T" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert _state(pid) == "T"
+
+
+def _cont(pid):
+    # again until it runs: a stop still pending behind an uninterruptible
+    # sleep would otherwise win
+    deadline = time.monotonic() + 5
+    while True:
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+        if _state(pid) != "T" or time.monotonic() > deadline:
+            break
+    assert _state(pid) != "T"
+
+
+def test_timed_wait_and_poll(tname):
+    p, addr = start_embkvd()
+    try:
+        c = embkv.Client([addr], request_timeout_ms=20000)
+        c.create_table(tname, dim=4, partitions=2, capacity=4096)
+        t = c.open(tname)
+        _stop(p.pid)
+        try:
+            op = t.pull_async(np.arange(10))
+            t0 = time.monotonic()
+            with pytest.raises(TimeoutError):
+                op.wait(timeout=0.2)
+            dt = time.monotonic() - t0
+            assert 0.18 <= dt < 2.0, dt
+            assert not op.done()
+        finally:
+            _cont(p.pid)
+        rows = op.wait(timeout=15)
+        assert rows.shape == (10, 4)
+        assert op.done()
+        op = t.pull_async(np.arange(10))
+        deadline = time.monotonic() + 15
+        while not op.done() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert op.done()
+        np.testing.assert_array_equal(op.wait(), rows)
+        c.close()
+    finally:
+        stop_embkvd(p)
