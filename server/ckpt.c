@@ -340,7 +340,14 @@ int ck_owner_run(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 /* Owner: clear the partition, apply the chain, or leave it empty. */
 int ck_oj_load(struct ck_ojob *o)
 {
+	int st = embkv_part_state(&o->t->parts[o->part]);
 	int rc = 0;
+
+	/* the partition may have left (a new map) since the load was
+	 * planned: only a loaded one that is not moving is touched */
+	if (!o->t->parts[o->part].loaded ||
+	    (st != EMBKV_PART_SERVING && st != EMBKV_PART_UNLOADED))
+		return EMBKV_ESTALE;
 
 	embkv_part_clear(o->t, o->part);
 	for (uint32_t i = 0; i < o->nfiles; i++) {

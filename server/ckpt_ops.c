@@ -28,6 +28,11 @@
 
 static int oj_snap(struct ck_ojob *o)
 {
+	/* the partition may have started moving (or left) since the
+	 * request was checked: a copy of it would not be this server's */
+	if (!o->t->parts[o->part].loaded ||
+	    embkv_part_state(&o->t->parts[o->part]) != EMBKV_PART_SERVING)
+		return EMBKV_ESTALE;
 	return embkv_ckpt_snap(o->t, o->part, o->id, o->base, &o->snap);
 }
 

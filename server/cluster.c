@@ -291,18 +291,27 @@ static void ack_refuse(struct embkvd_cluster *cl, const struct ctable *t,
 	ack_if_member(cl, t, why);
 }
 
-static int barrier(void *arg)
+struct leave {
+	struct embkv_catalog *cat;
+	struct embkv_catalog_entry *e;
+	uint32_t part;
+};
+
+static int leave_run(void *arg)
 {
-	(void)arg;
+	struct leave *l = arg;
+
+	embkv_catalog_part_remove(l->cat, l->e, l->part);
 	return 0;
 }
 
 /*
  * Partitions of e that left this member in map m (they were held here and
  * m gives them elsewhere): each was refused (MOVING) before m was
- * published; after a grace period every batch that found one serving is
- * in its owner's queue, after a barrier on that owner it is done, and the
- * partition is freed (its RDMA registration first).
+ * published. Its RDMA registration goes first; after a grace period every
+ * batch that found it serving is in its owner's queue, and the owner frees
+ * it after them (a job queued later, a restore's or a move's, finds it
+ * gone and gives up).
  */
 static void drop_leaving(struct embkvd_cluster *cl,
 			 struct embkv_catalog_entry *e, const uint8_t *leaving,
@@ -311,16 +320,22 @@ static void drop_leaving(struct embkvd_cluster *cl,
 	struct embkvd *s = cl->s;
 	uint32_t n = 0;
 
+	for (uint32_t p = 0; p < e->table->nparts; p++)
+		if (leaving[p] && e->hooks.part_removed)
+			e->hooks.part_removed(e->hooks.ctx, e, p);
 	synchronize_rcu();
 	for (uint32_t p = 0; p < e->table->nparts; p++) {
+		struct leave l = { s->cat, e, p };
+
 		if (!leaving[p])
 			continue;
-		if (s->owners) /* (none yet at start: no batch either) */
+		if (s->owners)
 			embkv_owner_call(s->owners,
 					 embkvd_map_owner(m, p,
 						embkv_owner_count(s->owners)),
-					 barrier, NULL);
-		embkv_catalog_part_remove(s->cat, e, p);
+					 leave_run, &l);
+		else    /* (none yet at start: no batch either) */
+			leave_run(&l);
 		n++;
 	}
 	if (n)

@@ -234,7 +234,11 @@ out:
 
 static int oj_move_snap(struct ck_ojob *o)
 {
-	int rc = embkv_ckpt_snap(o->t, o->part, o->id, o->base, &o->snap);
+	int rc;
+
+	if (!o->t->parts[o->part].loaded)   /* left meanwhile */
+		return EMBKV_ESTALE;
+	rc = embkv_ckpt_snap(o->t, o->part, o->id, o->base, &o->snap);
 
 	/* the next copy may be a delta on this one */
 	if (!rc)
@@ -416,6 +420,9 @@ static int oj_move_apply(struct ck_ojob *o)
 {
 	struct embkv_ckpt_file_info info;
 	int rc;
+
+	if (!o->t->parts[o->part].loaded)   /* aborted meanwhile */
+		return EMBKV_ESTALE;
 
 	if (!o->base)    /* a full file replaces what came before */
 		embkv_part_clear(o->t, o->part);
