@@ -36,7 +36,7 @@
 
 #define CK_ROUND_MS (30u * 60u * 1000u)   /* one partition's file, at most */
 
-static uint64_t wall_ms(void)
+uint64_t embkv_wall_ms(void)
 {
 	struct timespec ts;
 
@@ -44,18 +44,8 @@ static uint64_t wall_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int err(struct embkv_ckpt_result *res, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int err(struct embkv_ckpt_result *res, int status, const char *fmt, ...)
+int embkv_res_fail(struct embkv_ckpt_result *res, int status,
+		   const char *fmt, ...)
 {
 	va_list ap;
 
@@ -239,7 +229,7 @@ static int list_merged(struct embkv_client *c, json_t **out,
 		json_t *s, *x;
 
 		if (q[i].rpc.status) {
-			rc = err(res, q[i].rpc.status, "%s: %s",
+			rc = embkv_res_fail(res, q[i].rpc.status, "%s: %s",
 				 embkv_client_server_addr(c, i), q[i].msg);
 			break;
 		}
@@ -364,7 +354,7 @@ static int resolve(struct embkv_client *c, const char *which, uint64_t *id,
 	if (!which || !*which || !strcmp(which, "newest")) {
 		rc = newest(c, id, &any, res);
 		if (!rc && !*id)
-			rc = err(res, -ENOENT, "no complete checkpoint");
+			rc = embkv_res_fail(res, -ENOENT, "no complete checkpoint");
 		return rc;
 	}
 	errno = 0;
@@ -382,7 +372,7 @@ static int resolve(struct embkv_client *c, const char *which, uint64_t *id,
 			*id = jget(x, "id");
 	}
 	json_decref(l);
-	return *id ? 0 : err(res, -ENOENT, "no checkpoint named %s", which);
+	return *id ? 0 : embkv_res_fail(res, -ENOENT, "no checkpoint named %s", which);
 }
 
 /* ---- create -------------------------------------------------------------------- */
@@ -409,7 +399,7 @@ static void progress(const struct embkv_ckpt_attr *a, const char *phase,
 {
 	struct embkv_ckpt_progress p = {
 		.phase = phase, .parts_done = done, .parts_total = total,
-		.rows = rows, .bytes = bytes, .elapsed_ms = mono_ms() - t0,
+		.rows = rows, .bytes = bytes, .elapsed_ms = embkv_now_ms() - t0,
 	};
 
 	if (a && a->progress)
@@ -431,7 +421,7 @@ static int run_parts(struct embkv_client *c, struct ck_part *parts,
 	uint32_t ns = embkv_client_server_count(c), done = 0;
 	uint32_t *next = calloc(ns ? ns : 1, sizeof(*next));
 	struct embkv_jreq *q = calloc(ns ? ns : 1, sizeof(*q));
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = embkv_now_ms();
 	int rc = next && q ? 0 : -ENOMEM;
 
 	*rows = *bytes = 0;
@@ -462,7 +452,7 @@ static int run_parts(struct embkv_client *c, struct ck_part *parts,
 			struct ck_part *p = q[i].user;
 
 			if (!rc && q[i].rpc.status)
-				rc = err(res, q[i].rpc.status, "%s: %s",
+				rc = embkv_res_fail(res, q[i].rpc.status, "%s: %s",
 					 embkv_client_server_addr(c, p->server),
 					 q[i].msg);
 			else if (!rc)
@@ -500,7 +490,7 @@ static int took_part(void *ctx, struct ck_part *p, json_t *reply,
 	char uh[17];
 
 	if (!json_is_string(json_object_get(reply, "file")))
-		return err(x->res, EMBKV_EPROTO, "a server's CKPT_PART reply "
+		return embkv_res_fail(x->res, EMBKV_EPROTO, "a server's CKPT_PART reply "
 			   "names no file");
 	snprintf(uh, sizeof(uh), "%016" PRIx64, p->uid);
 	p->entry = json_deep_copy(reply);
@@ -550,7 +540,7 @@ static int open_tables(struct embkv_client *c, const struct embkv_ckpt_attr *a,
 	*parts = NULL;
 	*nt = *np = 0;
 	if (rc)
-		return err(res, rc, "cannot list the tables: %s",
+		return embkv_res_fail(res, rc, "cannot list the tables: %s",
 			   embkv_strerror(rc));
 	sum = calloc(count ? count : 1, sizeof(*sum));
 	*ts = calloc(count ? count : 1, sizeof(**ts));
@@ -564,7 +554,7 @@ static int open_tables(struct embkv_client *c, const struct embkv_ckpt_attr *a,
 			continue;
 		rc = embkv_table_open(c, sum[i].name, &(*ts)[k]);
 		if (rc) {
-			err(res, rc, "cannot open table %s: %s", sum[i].name,
+			embkv_res_fail(res, rc, "cannot open table %s: %s", sum[i].name,
 			    embkv_strerror(rc));
 			break;
 		}
@@ -579,7 +569,7 @@ static int open_tables(struct embkv_client *c, const struct embkv_ckpt_attr *a,
 				    a->tables[i]))
 				found = true;
 		if (!found)
-			rc = err(res, EMBKV_ENOTABLE, "no table %s",
+			rc = embkv_res_fail(res, EMBKV_ENOTABLE, "no table %s",
 				 a->tables[i]);
 	}
 	free(sum);
@@ -636,7 +626,7 @@ static int commit_all(struct embkv_client *c, uint64_t id, json_t *manifest,
 	}
 	for (uint32_t i = 0; i < n && !rc; i++)
 		if (q[i].rpc.status)
-			rc = err(res, q[i].rpc.status, "%s: the manifest of "
+			rc = embkv_res_fail(res, q[i].rpc.status, "%s: the manifest of "
 				 "checkpoint %" PRIu64 " was not written: %s",
 				 embkv_client_server_addr(c, i), id, q[i].msg);
 	embkv_jreq_ask_free(q, n);
@@ -649,7 +639,7 @@ static int commit_all(struct embkv_client *c, uint64_t id, json_t *manifest,
 			embkv_jreq_run(c, &one, 1, c->request_timeout_ms);
 		rc = rc ? rc : one.rpc.status;
 		if (rc)
-			err(res, rc, "%s: checkpoint %" PRIu64 " is written but "
+			embkv_res_fail(res, rc, "%s: checkpoint %" PRIu64 " is written but "
 			    "could not be recorded as the newest: %s",
 			    embkv_client_server_addr(c, 0), id, one.msg);
 		embkv_jreq_clear(&one);
@@ -679,7 +669,7 @@ int embkv_checkpoint_create(struct embkv_client *c,
 	struct embkv_table_handle **ts = NULL;
 	struct ck_part *parts = NULL;
 	uint32_t nt = 0, np = 0;
-	uint64_t complete, any, t0 = mono_ms(), rows = 0, bytes = 0;
+	uint64_t complete, any, t0 = embkv_now_ms(), rows = 0, bytes = 0;
 	struct embkv_ckpt_result dummy;
 	struct create_ctx x;
 	json_t *man = NULL, *tabs;
@@ -694,12 +684,12 @@ int embkv_checkpoint_create(struct embkv_client *c,
 	if (rc)
 		return rc;
 	x.res = res;
-	x.id = wall_ms();
+	x.id = embkv_wall_ms();
 	if (x.id <= any)
 		x.id = any + 1;
 	x.base = a && a->incremental ? complete : 0;
 	if (a && a->incremental && !x.base)
-		return err(res, -ENOENT, "no complete checkpoint to base an "
+		return embkv_res_fail(res, -ENOENT, "no complete checkpoint to base an "
 			   "increment on: take a full one first");
 	rc = open_tables(c, a, &ts, &nt, &parts, &np, res);
 	if (!rc)
@@ -713,7 +703,7 @@ int embkv_checkpoint_create(struct embkv_client *c,
 			"created_ms", (json_int_t)x.id,
 			"kind", x.base ? "incremental" : "full",
 			"base", (json_int_t)x.base,
-			"duration_ms", (json_int_t)(mono_ms() - t0),
+			"duration_ms", (json_int_t)(embkv_now_ms() - t0),
 			"rows", (json_int_t)rows, "bytes", (json_int_t)bytes,
 			"tables");
 	tabs = json_object_get(man, "tables");
@@ -741,11 +731,11 @@ int embkv_checkpoint_create(struct embkv_client *c,
 		res->rows = rows;
 		res->bytes = bytes;
 		res->files = np;
-		res->ms = mono_ms() - t0;
+		res->ms = embkv_now_ms() - t0;
 	}
 out:
 	if (rc && !res->error[0])
-		err(res, rc, "%s", embkv_strerror(rc));
+		embkv_res_fail(res, rc, "%s", embkv_strerror(rc));
 	if (rc && np)
 		discard(c, x.id);
 	json_decref(man);
@@ -773,7 +763,7 @@ static int get_manifest(struct embkv_client *c, uint64_t id, json_t **out,
 		if (!q[i].rpc.status)
 			*out = json_incref(q[i].reply);
 	if (!*out)
-		rc = err(res, n ? q[0].rpc.status : -ENOENT, "checkpoint %"
+		rc = embkv_res_fail(res, n ? q[0].rpc.status : -ENOENT, "checkpoint %"
 			 PRIu64 ": %s", id, n ? q[0].msg : "no server");
 	embkv_jreq_ask_free(q, n);
 	return rc;
@@ -820,16 +810,16 @@ static int ensure_table(struct embkv_client *c, const json_t *t,
 	if (!name || n <= 0 ||
 	    embkv_wire_table_attr_decode(wire, (size_t)n, &a) ||
 	    embkv_table_attr_check(&a) || strcmp(a.name, name))
-		return err(res, EMBKV_EPROTO, "the manifest's table %s has bad "
+		return embkv_res_fail(res, EMBKV_EPROTO, "the manifest's table %s has bad "
 			   "attributes", name ? name : "?");
 	rc = embkv_table_open(c, name, &h);
 	if (rc == EMBKV_ENOTABLE) {
 		rc = embkv_table_create_remote(c, &a);
-		return rc ? err(res, rc, "cannot create table %s: %s", name,
+		return rc ? embkv_res_fail(res, rc, "cannot create table %s: %s", name,
 				embkv_strerror(rc)) : 0;
 	}
 	if (rc)
-		return err(res, rc, "cannot open table %s: %s", name,
+		return embkv_res_fail(res, rc, "cannot open table %s: %s", name,
 			   embkv_strerror(rc));
 	{
 		const struct embkv_table_attr *cur = embkv_table_attr_get(h);
@@ -838,7 +828,7 @@ static int ensure_table(struct embkv_client *c, const json_t *t,
 		    cur->partitions != a.partitions ||
 		    cur->opt.type != a.opt.type ||
 		    cur->hash_seed != a.hash_seed)
-			rc = err(res, -EINVAL, "table %s exists with other "
+			rc = embkv_res_fail(res, -EINVAL, "table %s exists with other "
 				 "attributes (dim %u, %u partitions, %s) than "
 				 "the checkpoint's (dim %u, %u partitions, "
 				 "%s): drop it first", name, cur->dim,
@@ -860,7 +850,7 @@ int embkv_checkpoint_restore(struct embkv_client *c, const char *which,
 	struct embkv_ckpt_attr sel;
 	const char **names = NULL;
 	uint32_t nt = 0, np = 0, nn = 0;
-	uint64_t t0 = mono_ms(), rows = 0, bytes = 0;
+	uint64_t t0 = embkv_now_ms(), rows = 0, bytes = 0;
 	struct load_ctx x;
 	json_t *man = NULL, *t;
 	size_t i;
@@ -900,13 +890,13 @@ int embkv_checkpoint_restore(struct embkv_client *c, const char *which,
 			if (!strcmp(names[j], a->tables[k]))
 				found = true;
 		if (!found) {
-			rc = err(res, -ENOENT, "checkpoint %" PRIu64 " has no "
+			rc = embkv_res_fail(res, -ENOENT, "checkpoint %" PRIu64 " has no "
 				 "table %s", x.id, a->tables[k]);
 			goto out;
 		}
 	}
 	if (!nn) {
-		rc = err(res, -ENOENT, "checkpoint %" PRIu64 " has no table",
+		rc = embkv_res_fail(res, -ENOENT, "checkpoint %" PRIu64 " has no table",
 			 x.id);
 		goto out;
 	}
@@ -930,11 +920,11 @@ int embkv_checkpoint_restore(struct embkv_client *c, const char *which,
 		res->rows = rows;
 		res->bytes = bytes;
 		res->files = np;
-		res->ms = mono_ms() - t0;
+		res->ms = embkv_now_ms() - t0;
 	}
 out:
 	if (rc && !res->error[0])
-		err(res, rc, "%s", embkv_strerror(rc));
+		embkv_res_fail(res, rc, "%s", embkv_strerror(rc));
 	free(names);
 	json_decref(man);
 	close_tables(ts, nt, parts, np);
@@ -1011,7 +1001,7 @@ int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
 	}
 	for (uint32_t s = 0; s < n && !rc; s++)
 		if (q[s].rpc.status && q[s].rpc.status != -ENOENT)
-			rc = err(res, q[s].rpc.status, "%s: %s",
+			rc = embkv_res_fail(res, q[s].rpc.status, "%s: %s",
 				 embkv_client_server_addr(c, s), q[s].msg);
 	out = json_pack("{s:I, s:I, s:I, s:o}", "id", (json_int_t)id,
 			"files", (json_int_t)res->files, "bad",
@@ -1022,7 +1012,7 @@ int embkv_checkpoint_verify(struct embkv_client *c, const char *which,
 		rc = -ENOMEM;
 	res->id = id;
 	if (!rc && nbad)
-		rc = err(res, EMBKV_EPROTO, "checkpoint %" PRIu64 ": %u of %"
+		rc = embkv_res_fail(res, EMBKV_EPROTO, "checkpoint %" PRIu64 ": %u of %"
 			 PRIu64 " files missing or corrupt", id, nbad,
 			 res->files);
 out:
@@ -1070,7 +1060,7 @@ int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
 		return rc;
 	for (uint32_t i = 0; i < n; i++) {
 		if (q[i].rpc.status && !rc)
-			rc = err(res, q[i].rpc.status, "%s: %s",
+			rc = embkv_res_fail(res, q[i].rpc.status, "%s: %s",
 				 embkv_client_server_addr(c, i), q[i].msg);
 		else if (!q[i].rpc.status &&
 			 json_is_true(json_object_get(q[i].reply, "found")))
@@ -1079,6 +1069,6 @@ int embkv_checkpoint_delete(struct embkv_client *c, const char *which,
 	embkv_jreq_ask_free(q, n);
 	res->id = id;
 	if (!rc && !found)
-		rc = err(res, -ENOENT, "no checkpoint %" PRIu64, id);
+		rc = embkv_res_fail(res, -ENOENT, "no checkpoint %" PRIu64, id);
 	return rc;
 }

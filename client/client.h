@@ -339,6 +339,12 @@ int embkv_batch_run(const struct embkv_batch_args *a);
 
 /* JSON requests (ckpt.c; checkpoints and moves) -------------------------------- */
 
+/* Milliseconds since the epoch (ids of checkpoints and copies). */
+uint64_t embkv_wall_ms(void);
+/* Puts the message into res->error unless one is there; returns status. */
+int embkv_res_fail(struct embkv_ckpt_result *res, int status,
+		   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 struct json_t;
 
 /* One request with a JSON body (or a blob: JSON, then raw bytes) to one

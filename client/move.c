@@ -37,22 +37,6 @@
 #define MV_STEP_MS (10u * 60u * 1000u)
 #define MV_FLIP_WAIT_MS 10000u     /* for the client's map to show a flip */
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void sleep_ms(uint64_t ms)
 {
 	struct timespec ts = { (time_t)(ms / 1000u),
@@ -60,22 +44,6 @@ static void sleep_ms(uint64_t ms)
 
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
-}
-
-static int fail(struct embkv_ckpt_result *res, int status, const char *fmt,
-		...) __attribute__((format(printf, 3, 4)));
-
-static int fail(struct embkv_ckpt_result *res, int status, const char *fmt,
-		...)
-{
-	va_list ap;
-
-	if (res && !res->error[0]) {
-		va_start(ap, fmt);
-		vsnprintf(res->error, sizeof(res->error), fmt, ap);
-		va_end(ap);
-	}
-	return status;
 }
 
 void embkv_move_attr_init(struct embkv_move_attr *a)
@@ -107,7 +75,7 @@ static int ask(struct embkv_client *c, uint32_t server, uint8_t op,
 		embkv_jreq_run(c, &q, 1, MV_STEP_MS);
 		rc = q.rpc.status;
 		if (rc)
-			fail(res, rc, "%s: %s: %s",
+			embkv_res_fail(res, rc, "%s: %s: %s",
 			     embkv_client_server_addr(c, server),
 			     embkv_wire_op_name(op), q.msg);
 		else if (reply)
@@ -135,7 +103,7 @@ static void progress(struct move *mv, const char *phase)
 		.table = mv->table, .part = mv->part, .phase = phase,
 		.bytes = mv->bytes, .rows = mv->rows,
 		.moves_done = mv->done, .moves_total = mv->total,
-		.elapsed_ms = mono_ms() - mv->t0,
+		.elapsed_ms = embkv_now_ms() - mv->t0,
 	};
 
 	if (mv->a && mv->a->progress)
@@ -146,7 +114,7 @@ static void progress(struct move *mv, const char *phase)
  * chunks, within the bandwidth limit. */
 static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 {
-	uint64_t off = 0, t0 = mono_ms(), sent = 0;
+	uint64_t off = 0, t0 = embkv_now_ms(), sent = 0;
 	int rc = 0;
 
 	while (!rc && off < bytes) {
@@ -166,11 +134,11 @@ static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 			embkv_jreq_run(mv->c, &rd, 1, MV_STEP_MS);
 			rc = rd.rpc.status;
 			if (rc)
-				fail(mv->res, rc, "%s: MOVE_READ: %s",
+				embkv_res_fail(mv->res, rc, "%s: MOVE_READ: %s",
 				     embkv_client_server_addr(mv->c, mv->src),
 				     rd.msg);
 			else if (!rd.raw_len)
-				rc = fail(mv->res, EMBKV_EPROTO, "%s: an empty "
+				rc = embkv_res_fail(mv->res, EMBKV_EPROTO, "%s: an empty "
 					  "chunk at %" PRIu64 " of %" PRIu64,
 					  embkv_client_server_addr(mv->c,
 								   mv->src),
@@ -189,7 +157,7 @@ static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 				embkv_jreq_run(mv->c, &wr, 1, MV_STEP_MS);
 				rc = wr.rpc.status;
 				if (rc)
-					fail(mv->res, rc, "%s: MOVE_WRITE: %s",
+					embkv_res_fail(mv->res, rc, "%s: MOVE_WRITE: %s",
 					     embkv_client_server_addr(mv->c,
 								      mv->dst),
 					     wr.msg);
@@ -203,7 +171,7 @@ static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 		if (!rc && mv->a && mv->a->rate_bytes_per_s) {
 			uint64_t due = t0 + sent * 1000u /
 					    mv->a->rate_bytes_per_s;
-			uint64_t now = mono_ms();
+			uint64_t now = embkv_now_ms();
 
 			if (due > now)
 				sleep_ms(due - now);
@@ -227,7 +195,7 @@ static void abort_move(struct move *mv)
 /* Moves mv->part from mv->src to mv->dst. */
 static int move_run(struct move *mv)
 {
-	uint64_t mid = wall_ms() * 16u, base = 0, from = 0, to = 0;
+	uint64_t mid = embkv_wall_ms() * 16u, base = 0, from = 0, to = 0;
 	bool frozen = false;
 	json_t *rep = NULL;
 	int rc;
@@ -298,7 +266,7 @@ abort:
 /* Waits (bounded) until t's map has at least epoch. */
 static void wait_epoch(struct embkv_table_handle *t, uint64_t epoch)
 {
-	uint64_t until = mono_ms() + MV_FLIP_WAIT_MS;
+	uint64_t until = embkv_now_ms() + MV_FLIP_WAIT_MS;
 
 	for (;;) {
 		struct embkv_shardmap *m;
@@ -309,7 +277,7 @@ static void wait_epoch(struct embkv_table_handle *t, uint64_t epoch)
 		m = embkv_shardmap_get(t);
 		e = m->epoch;
 		embkv_shardmap_put(m);
-		if (e >= epoch || mono_ms() >= until)
+		if (e >= epoch || embkv_now_ms() >= until)
 			return;
 		sleep_ms(20);
 	}
@@ -324,7 +292,7 @@ static int move_one(struct embkv_client *c, struct embkv_table_handle *t,
 	struct embkv_shardmap *m = embkv_shardmap_get(t);
 	struct move mv = {
 		.c = c, .a = a, .res = res, .table = embkv_table_attr_get(t)->name,
-		.part = part, .dst = dst, .t0 = mono_ms(), .done = done,
+		.part = part, .dst = dst, .t0 = embkv_now_ms(), .done = done,
 		.total = total,
 	};
 	uint32_t ms;
@@ -332,7 +300,7 @@ static int move_one(struct embkv_client *c, struct embkv_table_handle *t,
 
 	if (part >= m->nparts) {
 		embkv_shardmap_put(m);
-		return fail(res, -EINVAL, "table %s has %u partitions", mv.table,
+		return embkv_res_fail(res, -EINVAL, "table %s has %u partitions", mv.table,
 			    m->nparts);
 	}
 	ms = m->part_srv[part];
@@ -360,7 +328,7 @@ int embkv_partition_move(struct embkv_client *c, const char *table,
 {
 	struct embkv_ckpt_result dummy;
 	struct embkv_table_handle *t;
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = embkv_now_ms();
 	int rc;
 
 	if (!res)
@@ -369,15 +337,15 @@ int embkv_partition_move(struct embkv_client *c, const char *table,
 	if (!c || !table || (a && a->flags))
 		return -EINVAL;
 	if (server >= embkv_client_server_count(c))
-		return fail(res, -EINVAL, "no server %u (the client knows %u)",
+		return embkv_res_fail(res, -EINVAL, "no server %u (the client knows %u)",
 			    server, embkv_client_server_count(c));
 	rc = embkv_table_open(c, table, &t);
 	if (rc)
-		return fail(res, rc, "cannot open table %s: %s", table,
+		return embkv_res_fail(res, rc, "cannot open table %s: %s", table,
 			    embkv_strerror(rc));
 	rc = move_one(c, t, part, server, a, res, 0, 1);
 	embkv_table_close(t);
-	res->ms = mono_ms() - t0;
+	res->ms = embkv_now_ms() - t0;
 	return rc;
 }
 
@@ -419,14 +387,14 @@ static int spread(struct embkv_client *c, uint32_t drain,
 	uint32_t ns = embkv_client_server_count(c), count = 0;
 	struct embkv_table_summary *sum = NULL;
 	uint32_t *cnt = calloc(ns ? ns : 1, sizeof(*cnt));
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = embkv_now_ms();
 	int rc;
 
 	if (!cnt)
 		return -ENOMEM;
 	if (drain != UINT32_MAX && (drain >= ns || ns < 2)) {
 		free(cnt);
-		return fail(res, -EINVAL, "cannot drain server %u of %u",
+		return embkv_res_fail(res, -EINVAL, "cannot drain server %u of %u",
 			    drain, ns);
 	}
 	rc = embkv_table_list(c, NULL, 0, &count);
@@ -448,7 +416,7 @@ static int spread(struct embkv_client *c, uint32_t drain,
 		}
 		rc = embkv_table_open(c, sum[i].name, &t);
 		if (rc) {
-			fail(res, rc, "cannot open table %s: %s", sum[i].name,
+			embkv_res_fail(res, rc, "cannot open table %s: %s", sum[i].name,
 			     embkv_strerror(rc));
 			break;
 		}
@@ -482,7 +450,7 @@ static int spread(struct embkv_client *c, uint32_t drain,
 	}
 	free(sum);
 	free(cnt);
-	res->ms = mono_ms() - t0;
+	res->ms = embkv_now_ms() - t0;
 	return rc;
 }
 

@@ -63,6 +63,22 @@ int ck_part_check(struct embkvd *s, struct embkv_catalog_entry *e,
 	return 0;
 }
 
+/* Creates <root> and <root>/<id> if missing; the latter's path in dir
+ * (CK_PATH_MAX). 0, or r failed. */
+static int ck_mkdirs(struct embkvd_ckpt *ck, uint64_t id, char *dir,
+		     struct ck_req *r)
+{
+	if (ck_path(ck, dir, id, NULL))
+		return ck_fail(r, -ENAMETOOLONG, "checkpoint path too long");
+	if (mkdir(ck->root, 0755) && errno != EEXIST)
+		return ck_fail(r, -errno, "cannot create %s: %s", ck->root,
+			       strerror(errno));
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		return ck_fail(r, -errno, "cannot create %s: %s", dir,
+			       strerror(errno));
+	return 0;
+}
+
 /* Writes snapshot sn of (uid, part) into checkpoint id's directory: a temp
  * file, fsync'ed, renamed to "<uid>-<part>.full" or ".delta" (its name
  * into name). */
@@ -76,14 +92,8 @@ static int write_file(struct embkvd_ckpt *ck, const struct embkv_ckpt_snap *sn,
 	int fd, rc;
 
 	ck_uid_hex(uid, uh);
-	if (ck_path(ck, dir, id, NULL))
-		return ck_fail(r, -ENAMETOOLONG, "checkpoint path too long");
-	if (mkdir(ck->root, 0755) && errno != EEXIST)
-		return ck_fail(r, -errno, "cannot create %s: %s", ck->root,
-			    strerror(errno));
-	if (mkdir(dir, 0755) && errno != EEXIST)
-		return ck_fail(r, -errno, "cannot create %s: %s", dir,
-			    strerror(errno));
+	if (ck_mkdirs(ck, id, dir, r))
+		return r->status;
 	(void)!getrandom(&rnd, sizeof(rnd), 0);
 	snprintf(tmp, sizeof(tmp), "%s/%s-%u.tmp.%08x", dir, uh, part, rnd);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -187,14 +197,10 @@ static int write_manifest(struct embkvd_ckpt *ck, uint64_t id, const json_t *m,
 	uint32_t rnd = 0;
 	int fd, rc = 0;
 
-	if (ck_path(ck, dir, id, NULL) || ck_path(ck, path, id, CK_MANIFEST))
+	if (ck_path(ck, path, id, CK_MANIFEST))
 		return ck_fail(r, -ENAMETOOLONG, "checkpoint path too long");
-	if (mkdir(ck->root, 0755) && errno != EEXIST)
-		return ck_fail(r, -errno, "cannot create %s: %s", ck->root,
-			    strerror(errno));
-	if (mkdir(dir, 0755) && errno != EEXIST)
-		return ck_fail(r, -errno, "cannot create %s: %s", dir,
-			    strerror(errno));
+	if (ck_mkdirs(ck, id, dir, r))
+		return r->status;
 	/* the partition files' renames first, then the manifest */
 	rc = ck_fsync_path(dir);
 	if (!rc)
