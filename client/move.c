@@ -92,6 +92,8 @@ struct move {
 	const char *table;
 	uint32_t part, src, dst;
 	uint64_t uid, epoch;
+	uint64_t id;                    /* the move's id (every request) */
+	uint32_t to;                    /* the target's member id */
 	char uh[17];
 	uint64_t t0, bytes, rows;
 	uint32_t done, total;
@@ -119,11 +121,12 @@ static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 
 	while (!rc && off < bytes) {
 		struct embkv_jreq rd, wr;
-		json_t *b = json_pack("{s:s, s:I, s:I, s:I, s:I}", "uid",
+		json_t *b = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "uid",
 				      mv->uh, "part", (json_int_t)mv->part,
 				      "mid", (json_int_t)mid, "offset",
 				      (json_int_t)off, "max",
-				      (json_int_t)MV_CHUNK);
+				      (json_int_t)MV_CHUNK, "move",
+				      (json_int_t)mv->id);
 
 		if (!b)
 			return -ENOMEM;
@@ -145,9 +148,9 @@ static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 					  off, bytes);
 		}
 		if (!rc) {
-			b = json_pack("{s:s, s:I, s:I}", "uid", mv->uh, "part",
-				      (json_int_t)mv->part, "offset",
-				      (json_int_t)off);
+			b = json_pack("{s:s, s:I, s:I, s:I}", "uid", mv->uh,
+				      "part", (json_int_t)mv->part, "offset",
+				      (json_int_t)off, "move", (json_int_t)mv->id);
 			rc = b ? embkv_jreq_init_blob(&wr, mv->dst,
 						      EMBKV_WIRE_OP_MOVE_WRITE,
 						      b, rd.raw, rd.raw_len)
@@ -180,42 +183,61 @@ static int relay(struct move *mv, uint64_t mid, uint64_t bytes)
 	return rc;
 }
 
-static void abort_move(struct move *mv)
+/* The request naming the partition and the move. */
+static json_t *req(const struct move *mv)
 {
-	json_t *b = json_pack("{s:s, s:I}", "uid", mv->uh, "part",
-			      (json_int_t)mv->part);
+	return json_pack("{s:s, s:I, s:I, s:s, s:I}", "uid", mv->uh, "part",
+			 (json_int_t)mv->part, "move", (json_int_t)mv->id,
+			 "name", mv->table, "to", (json_int_t)mv->to);
+}
 
-	if (b) {
-		ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_ABORT, json_incref(b),
-		    NULL, NULL);
-		ask(mv->c, mv->src, EMBKV_WIRE_OP_MOVE_ABORT, b, NULL, NULL);
+/*
+ * Undoes a move that failed: the source first, which refuses when etcd
+ * says the move committed (its answer was lost): then the move is done.
+ * Returns 0 in that case, else rc.
+ */
+static int abort_move(struct move *mv, int rc)
+{
+	struct embkv_ckpt_result tmp;
+	int src;
+
+	memset(&tmp, 0, sizeof(tmp));
+	src = ask(mv->c, mv->src, EMBKV_WIRE_OP_MOVE_ABORT, req(mv), NULL,
+		  &tmp);
+	if (src == EMBKV_ECLUSTER && strstr(tmp.error, "committed already")) {
+		mv->res->error[0] = '\0';
+		return 0;
 	}
+	ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_ABORT, req(mv), NULL, NULL);
+	return rc;
 }
 
 /* Moves mv->part from mv->src to mv->dst. */
 static int move_run(struct move *mv)
 {
-	uint64_t mid = embkv_wall_ms() * 16u, base = 0, from = 0, to = 0;
+	uint64_t mid = embkv_wall_ms() * 16u, base = 0, from = 0;
 	bool frozen = false;
-	json_t *rep = NULL;
+	json_t *rep = NULL, *b;
 	int rc;
 
-	rc = ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_PREPARE,
-		 json_pack("{s:s, s:I}", "uid", mv->uh, "part",
-			   (json_int_t)mv->part), &rep, mv->res);
+	mv->id = embkv_wall_ms() << 8 | ((uint64_t)mv->part & 0xffu);
+	b = req(mv);
+	json_object_del(b, "to");
+	rc = ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_PREPARE, b, &rep,
+		 mv->res);
 	if (rc)
 		return rc;
-	to = jnum(rep, "member");
+	mv->to = (uint32_t)jnum(rep, "member");
 	json_decref(rep);
 	for (uint32_t round = 0;; round++, mid++) {
 		uint64_t bytes, rows;
 
 		rep = NULL;
-		rc = ask(mv->c, mv->src, EMBKV_WIRE_OP_MOVE_SNAP,
-			 json_pack("{s:s, s:I, s:I, s:I}", "uid", mv->uh,
-				   "part", (json_int_t)mv->part, "mid",
-				   (json_int_t)mid, "base",
-				   (json_int_t)base), &rep, mv->res);
+		b = req(mv);
+		json_object_set_new(b, "mid", json_integer((json_int_t)mid));
+		json_object_set_new(b, "base", json_integer((json_int_t)base));
+		rc = ask(mv->c, mv->src, EMBKV_WIRE_OP_MOVE_SNAP, b, &rep,
+			 mv->res);
 		if (rc)
 			goto abort;
 		bytes = jnum(rep, "bytes");
@@ -223,11 +245,12 @@ static int move_run(struct move *mv)
 		from = jnum(rep, "member");
 		json_decref(rep);
 		rc = relay(mv, mid, bytes);
-		if (!rc)
-			rc = ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_APPLY,
-				 json_pack("{s:s, s:I}", "uid", mv->uh, "part",
-					   (json_int_t)mv->part), NULL,
-				 mv->res);
+		if (!rc) {
+			b = req(mv);
+			json_object_set_new(b, "final", json_boolean(frozen));
+			rc = ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_APPLY, b,
+				 NULL, mv->res);
+		}
 		if (rc)
 			goto abort;
 		mv->rows = round ? mv->rows : rows;
@@ -238,9 +261,7 @@ static int move_run(struct move *mv)
 		if (round && (bytes < MV_DELTA_SMALL ||
 			      round + 1 >= MV_ROUNDS_MAX)) {
 			rc = ask(mv->c, mv->src, EMBKV_WIRE_OP_MOVE_FREEZE,
-				 json_pack("{s:s, s:I}", "uid", mv->uh, "part",
-					   (json_int_t)mv->part), NULL,
-				 mv->res);
+				 req(mv), NULL, mv->res);
 			if (rc)
 				goto abort;
 			frozen = true;
@@ -250,7 +271,7 @@ static int move_run(struct move *mv)
 	rc = ask(mv->c, mv->src, EMBKV_WIRE_OP_MOVE_COMMIT,
 		 json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "name", mv->table,
 			   "uid", mv->uh, "part", (json_int_t)mv->part,
-			   "from", (json_int_t)from, "to", (json_int_t)to,
+			   "from", (json_int_t)from, "to", (json_int_t)mv->to,
 			   "epoch", (json_int_t)mv->epoch), &rep, mv->res);
 	if (rc)
 		goto abort;
@@ -259,7 +280,12 @@ static int move_run(struct move *mv)
 	progress(mv, "done");
 	return 0;
 abort:
-	abort_move(mv);
+	rc = abort_move(mv, rc);
+	if (!rc) {
+		/* committed after all: the map's epoch moved on */
+		mv->epoch++;
+		progress(mv, "done");
+	}
 	return rc;
 }
 

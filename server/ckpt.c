@@ -434,6 +434,16 @@ static bool tried(struct embkvd_ckpt *ck, uint64_t uid, uint32_t part,
 	return false;
 }
 
+/* Forgets a (uid, part) tried: it loaded, and may be given here again. */
+static void untry(struct embkvd_ckpt *ck, uint64_t uid, uint32_t part)
+{
+	for (uint32_t j = 0; j < ck->ntried; j++)
+		if (ck->tried[j].uid == uid && ck->tried[j].part == part) {
+			ck->tried[j] = ck->tried[--ck->ntried];
+			j--;
+		}
+}
+
 /* Loads every UNLOADED partition of e that this server holds and that was
  * not tried against checkpoint id (0: none complete) yet. */
 static void restore_table(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
@@ -462,6 +472,7 @@ static void restore_table(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 			failed++;
 			continue;
 		}
+		untry(ck, e->uid, p);
 		loaded++;
 		total += rows;
 	}
@@ -674,11 +685,12 @@ static void *ck_main(void *arg)
 		if (r) {
 			run_req(ck, r);
 			embkvd_io_post(r->conn->io, &r->fin.node);
-			continue;
-		}
-		if (__atomic_load_n(&ck->stop, __ATOMIC_ACQUIRE))
+		} else if (__atomic_load_n(&ck->stop, __ATOMIC_ACQUIRE)) {
 			break;
+		}
+		/* also between requests: a long move must not starve it */
 		if (ck_now_ms() >= ck->next_poll_ms) {
+			ck_moves_expire(ck);
 			ck_auto_recover(ck);
 			if (ck->restore)
 				restore_pass(ck);
@@ -840,7 +852,7 @@ int embkvd_ckpt_start(struct embkvd *s, const struct embkvd_attr *a,
 	*out = ck;
 	return 0;
 fail:
-	embkvd_ckpt_stop(ck);
+	embkvd_ckpt_free(ck);
 	return rc;
 }
 
@@ -856,12 +868,22 @@ void embkvd_ckpt_stop(struct embkvd_ckpt *ck)
 	pthread_mutex_unlock(&ck->lock);
 	if (ck->started)
 		pthread_join(ck->thread, NULL);
+	ck->started = false;
 	/* requests still queued: answered with an error */
 	while ((r = ck->head)) {
 		ck->head = r->next;
 		ck_fail(r, EMBKV_EDISCONNECTED, "the server is shutting down");
 		embkvd_io_post(r->conn->io, &r->fin.node);
 	}
+	ck->head = NULL;
+	ck->tail = &ck->head;
+}
+
+void embkvd_ckpt_free(struct embkvd_ckpt *ck)
+{
+	if (!ck)
+		return;
+	embkvd_ckpt_stop(ck);
 	embkv_etcd_destroy(ck->etcd);
 	free(ck->tried);
 	ck_moves_free(ck);

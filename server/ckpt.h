@@ -39,17 +39,25 @@ struct embkvd_attr;
 int embkvd_ckpt_start(struct embkvd *s, const struct embkvd_attr *a,
 		      struct embkvd_ckpt **out);
 /* Finishes the request in progress, answers the queued ones with an
- * error, joins the thread, frees. NULL: no-op. */
+ * error (through the I/O threads, which must still run) and joins the
+ * thread; later requests are answered with an error at once. _free (after
+ * the I/O and cluster threads are gone) stops if needed and frees. NULL:
+ * no-op. */
 void embkvd_ckpt_stop(struct embkvd_ckpt *ck);
+void embkvd_ckpt_free(struct embkvd_ckpt *ck);
 /* I/O thread: a CKPT_* or MOVE_* request (body checked by the codec). */
 void embkvd_ckpt_submit(struct embkvd_ckpt *ck, struct embkvd_conn *c,
 			const struct embkv_wire_hdr *h, const uint8_t *body);
 /* Any thread: whether partition part of table uid is being moved into
  * this server (between MOVE_PREPARE and the map that gives it here, or an
  * abort): the cluster thread leaves such a partition alone. _done: the
- * map gave it here, it serves (the move's state is dropped). */
-bool embkvd_ckpt_incoming(struct embkvd_ckpt *ck, uint64_t uid,
-			  uint32_t part);
+ * map gave it here (it serves, or is restored if the move was not
+ * complete); the move's state is dropped. */
+enum { EMBKVD_MOVE_NONE = 0, EMBKVD_MOVE_PARTIAL = 1, EMBKVD_MOVE_FINAL = 2 };
+/* EMBKVD_MOVE_NONE, _PARTIAL (copies still coming) or _FINAL (the copy
+ * after the source's freeze is applied: it may serve once the map says). */
+int embkvd_ckpt_incoming(struct embkvd_ckpt *ck, uint64_t uid,
+			 uint32_t part);
 void embkvd_ckpt_incoming_done(struct embkvd_ckpt *ck, uint64_t uid,
 			       uint32_t part);
 /* Any thread. */

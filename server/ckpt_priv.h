@@ -45,6 +45,11 @@ struct mv_part {
 	uint64_t size;
 	uint64_t mid;           /* source: the copy's id; target: the last
 				   copy applied */
+	uint64_t move_id;       /* the move's (its coordinator's) id */
+	uint64_t touched_ms;    /* the last request of the move */
+	bool final;             /* target: the copy after the freeze is in */
+	bool frozen;            /* source: MOVE_FREEZE done */
+	char name[EMBKV_TABLE_NAME_MAX];
 };
 
 #define CK_DOWN_MAX 64u
@@ -160,5 +165,7 @@ bool ck_do_move(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_moves_free(struct embkvd_ckpt *ck);
 /* The poll's --auto-recover step. */
 void ck_auto_recover(struct embkvd_ckpt *ck);
+/* The poll's clean-up of moves whose coordinator went silent. */
+void ck_moves_expire(struct embkvd_ckpt *ck);
 
 #endif

@@ -378,11 +378,27 @@ static void local_remap(struct embkvd_cluster *cl,
 	for (uint32_t p = 0; leaving && arrived && p < tb->nparts; p++) {
 		bool here = embkvd_map_mine(m, p);
 		int st = embkv_part_state(&tb->parts[p]);
-		bool incoming = embkvd_ckpt_incoming(cl->s->ckpt, e->uid, p);
+		int in = embkvd_ckpt_incoming(cl->s->ckpt, e->uid, p);
+		bool incoming = in != EMBKVD_MOVE_NONE;
 		int rc;
 
-		if (here && incoming) {
+		if (here && in == EMBKVD_MOVE_FINAL &&
+		    st == EMBKV_PART_MOVING) {
 			arrived[p] = 1;
+		} else if (here && incoming) {
+			/* given here (a recovery) while a move into it had
+			 * not finished: restored from a checkpoint instead */
+			embkvd_ckpt_incoming_done(cl->s->ckpt, e->uid, p);
+			if (st == EMBKV_PART_ABSENT)
+				rc = embkv_catalog_part_add(cl->s->cat, e, p,
+							    EMBKV_PART_UNLOADED);
+			else
+				rc = embkv_part_set_state(tb, p,
+							  EMBKV_PART_UNLOADED);
+			embkvd_log("table %s partition %u: given to this member "
+				   "before the move into it finished; %s",
+				   tb->attr.name, p, rc ? embkv_strerror(rc) :
+				   "restored from the newest checkpoint");
 		} else if (here && st == EMBKV_PART_ABSENT) {
 			rc = embkv_catalog_part_add(cl->s->cat, e, p,
 						    EMBKV_PART_UNLOADED);
@@ -404,11 +420,13 @@ static void local_remap(struct embkvd_cluster *cl,
 	embkvd_map_publish(&e->map, m);
 	for (uint32_t p = 0; arrived && p < tb->nparts; p++)
 		if (arrived[p]) {
-			embkv_part_set_state(tb, p, EMBKV_PART_SERVING);
+			int rc = embkv_part_set_state(tb, p,
+						      EMBKV_PART_SERVING);
+
 			embkvd_ckpt_incoming_done(cl->s->ckpt, e->uid, p);
-			embkvd_log("table %s partition %u: moved here, serving "
+			embkvd_log("table %s partition %u: moved here, %s "
 				   "(epoch %" PRIu64 ")", tb->attr.name, p,
-				   t->epoch);
+				   rc ? "but it is gone" : "serving", t->epoch);
 		}
 	if (any_leaving) {
 		rcu_read_lock();

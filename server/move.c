@@ -48,6 +48,9 @@
 #include "server/cluster_priv.h"
 
 #define MV_CHUNK_MAX (16u << 20)   /* bytes of one MOVE_READ reply */
+/* A move whose coordinator sent nothing for this long may be taken over
+ * by another (the same partition) and is undone by the poll. */
+#define MV_IDLE_MS 60000u
 
 /* ---- the registry (ck->lock) ------------------------------------------- */
 
@@ -113,14 +116,17 @@ static struct mv_part *mv_add(struct embkvd_ckpt *ck, uint64_t uid,
 	return m;
 }
 
-bool embkvd_ckpt_incoming(struct embkvd_ckpt *ck, uint64_t uid, uint32_t part)
+int embkvd_ckpt_incoming(struct embkvd_ckpt *ck, uint64_t uid, uint32_t part)
 {
-	bool in;
+	struct mv_part *m;
+	int in = EMBKVD_MOVE_NONE;
 
 	if (!ck)
-		return false;
+		return in;
 	pthread_mutex_lock(&ck->lock);
-	in = mv_find(ck, uid, part, true) != NULL;
+	m = mv_find(ck, uid, part, true);
+	if (m)
+		in = m->final ? EMBKVD_MOVE_FINAL : EMBKVD_MOVE_PARTIAL;
 	pthread_mutex_unlock(&ck->lock);
 	return in;
 }
@@ -186,13 +192,68 @@ static bool mine(struct embkvd *s, struct embkv_catalog_entry *e,
 	return m;
 }
 
+/*
+ * The move's entry of (uid, part) on this side, claimed for the request's
+ * move id: 0 with *m set (ck->lock held: release with mv_release), or r
+ * failed. create: a new entry may be made, taking over one whose move is
+ * silent for MV_IDLE_MS; else the entry must exist and be this move's.
+ */
+static int mv_claim(struct embkvd_ckpt *ck, struct ck_req *r, uint64_t uid,
+		    uint32_t part, bool incoming, bool create,
+		    struct mv_part **out)
+{
+	uint64_t id, now = ck_now_ms();
+	struct mv_part *m;
+	int err = 0;
+
+	if (!ck_get_u64(r->in, "move", &id) || !id)
+		return ck_fail(r, -EINVAL, "%s needs the move's id",
+			       embkv_wire_op_name(r->op));
+	pthread_mutex_lock(&ck->lock);
+	m = mv_find(ck, uid, part, incoming);
+	if (m && m->move_id != id && now - m->touched_ms < MV_IDLE_MS) {
+		pthread_mutex_unlock(&ck->lock);
+		return ck_fail(r, -EBUSY, "partition %u is being moved by "
+			       "another move (idle for %" PRIu64 " ms)", part,
+			       now - m->touched_ms);
+	}
+	if (!m || m->move_id != id) {
+		if (!create) {
+			pthread_mutex_unlock(&ck->lock);
+			return ck_fail(r, -ENOENT, "no move %" PRIu64 " of "
+				       "partition %u here", id, part);
+		}
+		pthread_mutex_unlock(&ck->lock);
+		m = mv_add(ck, uid, part, incoming, &err);
+		if (!m)
+			return ck_fail(r, err, "no memory for a move");
+		pthread_mutex_lock(&ck->lock);
+		m = mv_find(ck, uid, part, incoming);
+		if (!m) {
+			pthread_mutex_unlock(&ck->lock);
+			return ck_fail(r, -ENOENT, "the move was dropped");
+		}
+		m->move_id = id;
+	}
+	m->touched_ms = now;
+	*out = m;
+	return 0;
+}
+
+static void mv_release(struct embkvd_ckpt *ck)
+{
+	pthread_mutex_unlock(&ck->lock);
+}
+
 /* Target: map the partition, MOVING, ready for files. */
 static void do_prepare(struct embkvd_ckpt *ck, struct ck_req *r)
 {
 	struct embkv_catalog_entry *e;
 	struct embkv_table *t;
-	uint64_t uid;
+	struct mv_part *m;
+	uint64_t uid, id = 0;
 	uint32_t part;
+	bool retry = false;
 	int rc = 0;
 
 	e = req_table(ck, r, &uid, &part);
@@ -204,14 +265,25 @@ static void do_prepare(struct embkvd_ckpt *ck, struct ck_req *r)
 			"already", t->attr.name, part);
 		goto out;
 	}
-	if (embkvd_ckpt_incoming(ck, uid, part)) {
-		/* a retried move: start over */
+	ck_get_u64(r->in, "move", &id);
+	pthread_mutex_lock(&ck->lock);
+	m = mv_find(ck, uid, part, true);
+	retry = m != NULL;
+	pthread_mutex_unlock(&ck->lock);
+	/* registered first: the cluster thread leaves it alone from here */
+	if (mv_claim(ck, r, uid, part, true, true, &m))
+		goto out;
+	m->final = false;
+	m->mid = 0;
+	snprintf(m->name, sizeof(m->name), "%s", t->attr.name);
+	mv_release(ck);
+	if (retry && embkv_part_state(&t->parts[part]) != EMBKV_PART_ABSENT)
+		/* a move taken over or retried: start over */
 		embkv_catalog_part_remove(ck->s->cat, e, part);
-		mv_drop(ck, uid, part, true);
-	}
 	if (embkv_part_state(&t->parts[part]) != EMBKV_PART_ABSENT) {
 		ck_fail(r, -EBUSY, "table %s partition %u is still held here "
 			"(leaving)", t->attr.name, part);
+		mv_drop(ck, uid, part, true);
 		goto out;
 	}
 	rc = embkv_catalog_part_add(ck->s->cat, e, part, EMBKV_PART_MOVING);
@@ -220,11 +292,7 @@ static void do_prepare(struct embkvd_ckpt *ck, struct ck_req *r)
 			t->attr.name, part, rc == -ENOMEM ?
 			"over --memory-limit or out of memory" :
 			embkv_strerror(rc));
-		goto out;
-	}
-	if (!mv_add(ck, uid, part, true, &rc)) {
-		embkv_catalog_part_remove(ck->s->cat, e, part);
-		ck_fail(r, rc, "no memory for a move");
+		mv_drop(ck, uid, part, true);
 		goto out;
 	}
 	r->out = json_pack("{s:I}", "member", (json_int_t)ck->member_id);
@@ -272,6 +340,17 @@ static void do_snap(struct embkvd_ckpt *ck, struct ck_req *r)
 			"here", e->table->attr.name, part);
 		goto out;
 	}
+	/* this move's entry (a silent one of another move is taken over) */
+	if (mv_claim(ck, r, uid, part, false, true, &m))
+		goto out;
+	if (st == EMBKV_PART_MOVING && !m->frozen) {
+		mv_release(ck);
+		ck_fail(r, -EBUSY, "table %s partition %u is frozen by another "
+			"move", e->table->attr.name, part);
+		goto out;
+	}
+	snprintf(m->name, sizeof(m->name), "%s", e->table->attr.name);
+	mv_release(ck);
 	o.fn = oj_move_snap;
 	o.t = e->table;
 	o.part = part;
@@ -283,17 +362,23 @@ static void do_snap(struct embkvd_ckpt *ck, struct ck_req *r)
 			e->table->attr.name, part, embkv_strerror(rc));
 		goto out;
 	}
-	m = mv_add(ck, uid, part, false, &rc);
-	if (!m) {
-		ck_fail(r, rc, "no memory for a move");
+	pthread_mutex_lock(&ck->lock);
+	m = mv_find(ck, uid, part, false);
+	fd = m ? dup(m->fd) : -1;
+	pthread_mutex_unlock(&ck->lock);
+	/* the file is reused from copy to copy (the writer appends at the
+	 * offset, shared with the entry's fd) */
+	if (fd < 0 || ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET)) {
+		if (fd >= 0)
+			close(fd);
+		ck_fail(r, -ENOENT, "the move was dropped meanwhile");
 		goto free;
 	}
-	fd = m->fd;
 	rc = embkv_ckpt_snap_write(o.snap, uid, fd, &info);
+	close(fd);
 	if (rc) {
 		ck_fail(r, rc, "table %s partition %u: cannot write the copy: "
 			"%s", e->table->attr.name, part, embkv_strerror(rc));
-		mv_drop(ck, uid, part, false);
 		goto free;
 	}
 	pthread_mutex_lock(&ck->lock);
@@ -319,11 +404,9 @@ out:
 /* Source: a chunk of the last copy. */
 static void do_read(struct embkvd_ckpt *ck, struct ck_req *r)
 {
-	uint64_t uid, off, max, mid;
-	uint64_t part;
+	uint64_t uid, off, max, mid, part, size = 0;
 	struct mv_part *m;
 	int fd = -1;
-	uint64_t size = 0;
 	ssize_t got;
 
 	if (!ck_parse_uid(json_string_value(json_object_get(r->in, "uid")),
@@ -338,13 +421,13 @@ static void do_read(struct embkvd_ckpt *ck, struct ck_req *r)
 	}
 	if (max > MV_CHUNK_MAX)
 		max = MV_CHUNK_MAX;
-	pthread_mutex_lock(&ck->lock);
-	m = mv_find(ck, uid, (uint32_t)part, false);
-	if (m && m->mid == mid) {
+	if (mv_claim(ck, r, uid, (uint32_t)part, false, false, &m))
+		return;
+	if (m->mid == mid) {
 		fd = dup(m->fd);
 		size = m->size;
 	}
-	pthread_mutex_unlock(&ck->lock);
+	mv_release(ck);
 	if (fd < 0) {
 		ck_fail(r, -ENOENT, "no copy %" PRIu64 " of partition %" PRIu64
 			" here", mid, part);
@@ -391,21 +474,20 @@ static void do_write(struct embkvd_ckpt *ck, struct ck_req *r)
 		ck_fail(r, -EINVAL, "MOVE_WRITE needs uid, part and offset");
 		return;
 	}
-	pthread_mutex_lock(&ck->lock);
-	m = mv_find(ck, uid, (uint32_t)part, true);
-	if (!m)
-		rc = ck_fail(r, -ENOENT, "no move of partition %" PRIu64
-			     " prepared here", part);
-	else if (off != m->size)
+	if (mv_claim(ck, r, uid, (uint32_t)part, true, false, &m))
+		return;
+	if (off != m->size)
 		rc = ck_fail(r, -EINVAL, "offset %" PRIu64 ", expected %"
 			     PRIu64, off, m->size);
 	for (size_t done = 0; !rc && done < r->raw_len;) {
 		ssize_t w = pwrite(m->fd, r->raw + done, r->raw_len - done,
 				   (off_t)(m->size + done));
 
-		if (w <= 0)
-			rc = ck_fail(r, w < 0 ? -errno : -EIO, "cannot store "
-				     "a chunk: %s", strerror(errno));
+		if (w < 0)
+			rc = ck_fail(r, -errno, "cannot store a chunk: %s",
+				     strerror(errno));
+		else if (w == 0)
+			rc = ck_fail(r, -EIO, "cannot store a chunk");
 		else
 			done += (size_t)w;
 	}
@@ -413,7 +495,7 @@ static void do_write(struct embkvd_ckpt *ck, struct ck_req *r)
 		m->size += r->raw_len;
 		r->out = json_pack("{s:I}", "size", (json_int_t)m->size);
 	}
-	pthread_mutex_unlock(&ck->lock);
+	mv_release(ck);
 }
 
 static int oj_move_apply(struct ck_ojob *o)
@@ -423,7 +505,6 @@ static int oj_move_apply(struct ck_ojob *o)
 
 	if (!o->t->parts[o->part].loaded)   /* aborted meanwhile */
 		return EMBKV_ESTALE;
-
 	if (!o->base)    /* a full file replaces what came before */
 		embkv_part_clear(o->t, o->part);
 	rc = embkv_ckpt_apply_part(o->t, o->part, o->uids[0], o->fds[0],
@@ -434,7 +515,9 @@ static int oj_move_apply(struct ck_ojob *o)
 	return rc;
 }
 
-/* Target: verify and apply what was received, then start a new file. */
+/* Target: verify and apply what was received, then start a new file.
+ * "final": the copy made after the source's freeze (the partition may
+ * serve once the map gives it here). */
 static void do_apply(struct embkvd_ckpt *ck, struct ck_req *r)
 {
 	struct embkv_catalog_entry *e;
@@ -444,22 +527,20 @@ static void do_apply(struct embkvd_ckpt *ck, struct ck_req *r)
 	char why[256] = "";
 	uint64_t uid, size = 0, applied = 0;
 	uint32_t part;
+	bool final = json_is_true(json_object_get(r->in, "final"));
 	int fd = -1, rc;
 
 	e = req_table(ck, r, &uid, &part);
 	if (!e)
 		return;
-	pthread_mutex_lock(&ck->lock);
-	m = mv_find(ck, uid, part, true);
-	if (m) {
-		fd = dup(m->fd);
-		size = m->size;
-		applied = m->mid;
-	}
-	pthread_mutex_unlock(&ck->lock);
+	if (mv_claim(ck, r, uid, part, true, false, &m))
+		goto out;
+	fd = dup(m->fd);
+	size = m->size;
+	applied = m->mid;
+	mv_release(ck);
 	if (fd < 0) {
-		ck_fail(r, -ENOENT, "no move of table %s partition %u prepared "
-			"here", e->table->attr.name, part);
+		ck_fail(r, -errno, "no memory for a move");
 		goto out;
 	}
 	rc = embkv_ckpt_verify_part(e->table, part, uid, fd, &info, why,
@@ -486,6 +567,16 @@ static void do_apply(struct embkvd_ckpt *ck, struct ck_req *r)
 	o.uids = &uid;
 	o.nfiles = 1;
 	rc = ck_owner_run(ck, e, &o);
+	pthread_mutex_lock(&ck->lock);
+	m = mv_find(ck, uid, part, true);
+	if (m && !ftruncate(m->fd, 0)) {
+		/* the next file starts empty; after a failure the next
+		 * copy must be a full one */
+		m->size = 0;
+		m->mid = rc ? 0 : info.ckpt_id;
+		m->final = !rc && final;
+	}
+	pthread_mutex_unlock(&ck->lock);
 	if (rc) {
 		ck_fail(r, rc, "table %s partition %u: cannot apply the copy: "
 			"%s (the partition is empty; move it again)",
@@ -493,14 +584,6 @@ static void do_apply(struct embkvd_ckpt *ck, struct ck_req *r)
 			o.why[0] ? o.why : embkv_strerror(rc));
 		goto close;
 	}
-	/* the next file starts empty */
-	pthread_mutex_lock(&ck->lock);
-	m = mv_find(ck, uid, part, true);
-	if (m && !ftruncate(m->fd, 0)) {
-		m->size = 0;
-		m->mid = info.ckpt_id;
-	}
-	pthread_mutex_unlock(&ck->lock);
 	r->out = json_pack("{s:I, s:I}", "rows", (json_int_t)o.rows,
 			   "applied", (json_int_t)info.rows);
 close:
@@ -513,6 +596,7 @@ out:
 static void do_freeze(struct embkvd_ckpt *ck, struct ck_req *r)
 {
 	struct embkv_catalog_entry *e;
+	struct mv_part *m;
 	uint64_t uid;
 	uint32_t part;
 	int rc;
@@ -521,11 +605,15 @@ static void do_freeze(struct embkvd_ckpt *ck, struct ck_req *r)
 	if (!e)
 		return;
 	if (!mine(ck->s, e, part) ||
-	    embkv_part_state(&e->table->parts[part]) == EMBKV_PART_ABSENT) {
-		ck_fail(r, EMBKV_ESTALE, "table %s partition %u is not here",
-			e->table->attr.name, part);
+	    embkv_part_state(&e->table->parts[part]) != EMBKV_PART_SERVING) {
+		ck_fail(r, EMBKV_ESTALE, "table %s partition %u is not served "
+			"here", e->table->attr.name, part);
 		goto out;
 	}
+	if (mv_claim(ck, r, uid, part, false, false, &m))
+		goto out;
+	m->frozen = true;
+	mv_release(ck);
 	rc = embkv_part_set_state(e->table, part, EMBKV_PART_MOVING);
 	if (rc) {
 		ck_fail(r, rc, "cannot freeze table %s partition %u",
@@ -541,33 +629,137 @@ out:
 	embkv_catalog_entry_put(e);
 }
 
-/* Source or target: undo. */
+static int record_get(struct embkvd_ckpt *ck, const char *name,
+		      struct ctable *t, int64_t *rev, struct ck_req *r);
+
+/* Whether etcd's map gives (name, part) to member id: 1 or 0, -1 when
+ * etcd cannot tell (then nothing is undone); without etcd (no move can
+ * commit) dflt. */
+static int placed_on(struct embkvd_ckpt *ck, const char *name, uint32_t part,
+		     uint32_t id, int dflt)
+{
+	struct ck_req tmp = { 0 };
+	struct ctable t;
+	int64_t rev;
+	int yes;
+
+	if (!ck->etcd)
+		return dflt;
+	if (record_get(ck, name, &t, &rev, &tmp))
+		return tmp.status == EMBKV_ENOTABLE ? 0 : -1;
+	yes = part < t.attr.partitions && t.members[t.parts[part]] == id;
+	cl_table_free(&t);
+	return yes;
+}
+
+/* Source: serve the partition again after a move that did not happen. */
+static void unfreeze(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
+		     uint32_t part)
+{
+	if (!mine(ck->s, e, part) ||
+	    embkv_part_state(&e->table->parts[part]) != EMBKV_PART_MOVING)
+		return;
+	if (e->hooks.part_added &&
+	    e->hooks.part_added(e->hooks.ctx, e, part))
+		embkvd_log("table %s partition %u: cannot register it for RDMA "
+			   "again; pulls take the RPC path",
+			   e->table->attr.name, part);
+	embkv_part_set_state(e->table, part, EMBKV_PART_SERVING);
+	embkvd_log("table %s partition %u: move undone, served here again",
+		   e->table->attr.name, part);
+}
+
+/* Source or target: undo, unless the move committed (then it refuses:
+ * the coordinator lost the commit's answer, the move is done). */
 static void do_abort(struct embkvd_ckpt *ck, struct ck_req *r)
 {
+	const char *name = json_string_value(json_object_get(r->in, "name"));
 	struct embkv_catalog_entry *e;
-	uint64_t uid;
+	struct mv_part *m;
+	uint64_t uid, to = UINT64_MAX;
 	uint32_t part;
 
 	e = req_table(ck, r, &uid, &part);
 	if (!e)
 		return;
-	if (embkvd_ckpt_incoming(ck, uid, part) && !mine(ck->s, e, part)) {
-		embkv_catalog_part_remove(ck->s->cat, e, part);
+	ck_get_u64(r->in, "to", &to);
+	if (name && to <= UINT32_MAX) {
+		int c = placed_on(ck, name, part, (uint32_t)to, 0);
+
+		if (c) {
+			ck_fail(r, EMBKV_ECLUSTER, c > 0 ?
+				"table %s partition %u: the move committed "
+				"already" : "table %s partition %u: etcd "
+				"cannot tell whether the move committed; "
+				"nothing undone", name, part);
+			goto out;
+		}
+	}
+	if (!mv_claim(ck, r, uid, part, true, false, &m)) {
+		mv_release(ck);
+		if (!mine(ck->s, e, part))
+			embkv_catalog_part_remove(ck->s->cat, e, part);
 		mv_drop(ck, uid, part, true);
 	}
-	mv_drop(ck, uid, part, false);
-	if (mine(ck->s, e, part) &&
-	    embkv_part_state(&e->table->parts[part]) == EMBKV_PART_MOVING) {
-		if (e->hooks.part_added &&
-		    e->hooks.part_added(e->hooks.ctx, e, part))
-			embkvd_log("table %s partition %u: cannot register it "
-				   "for RDMA again; pulls take the RPC path",
-				   e->table->attr.name, part);
-		embkv_part_set_state(e->table, part, EMBKV_PART_SERVING);
-		embkvd_log("table %s partition %u: move aborted, served here "
-			   "again", e->table->attr.name, part);
+	r->status = 0;
+	r->msg[0] = '\0';
+	if (!mv_claim(ck, r, uid, part, false, false, &m)) {
+		mv_release(ck);
+		mv_drop(ck, uid, part, false);
+		unfreeze(ck, e, part);
 	}
+	r->status = 0;
+	r->msg[0] = '\0';
+out:
 	embkv_catalog_entry_put(e);
+}
+
+/* The poll: a move whose coordinator is silent for MV_IDLE_MS is undone
+ * on this side (the source serves again unless etcd says it committed;
+ * the target frees its copy unless the map gave it here). */
+void ck_moves_expire(struct embkvd_ckpt *ck)
+{
+	uint64_t now = ck_now_ms();
+
+	for (;;) {
+		struct mv_part old = { .fd = -1 };
+		struct embkv_catalog_entry *e;
+		bool found = false;
+
+		pthread_mutex_lock(&ck->lock);
+		for (uint32_t i = 0; i < ck->nmv && !found; i++)
+			if (now - ck->mv[i].touched_ms >= MV_IDLE_MS) {
+				old = ck->mv[i];
+				ck->mv[i].fd = -1;
+				mv_drop_locked(ck, &ck->mv[i]);
+				found = true;
+			}
+		pthread_mutex_unlock(&ck->lock);
+		if (!found)
+			return;
+		if (old.fd >= 0)
+			close(old.fd);
+		e = ck_find_uid(ck->s, old.uid);
+		if (!e)
+			continue;
+		if (old.incoming) {
+			if (!mine(ck->s, e, old.part) &&
+			    embkv_part_state(&e->table->parts[old.part]) ==
+				    EMBKV_PART_MOVING) {
+				embkv_catalog_part_remove(ck->s->cat, e,
+							  old.part);
+				embkvd_log("table %s partition %u: a move here "
+					   "went silent; its copy freed",
+					   e->table->attr.name, old.part);
+			}
+		} else if (old.frozen &&
+			   placed_on(ck, old.name, old.part, ck->member_id,
+				     1) > 0) {
+			/* the flip never came: serve again */
+			unfreeze(ck, e, old.part);
+		}
+		embkv_catalog_entry_put(e);
+	}
 }
 
 /* ---- the map in etcd ------------------------------------------------------ */
@@ -872,7 +1064,13 @@ void ck_auto_recover(struct embkvd_ckpt *ck)
 		free(live);
 		return;
 	}
-	/* members that hold partitions and are not live: since when */
+	/* members that hold partitions and are not live: since when (only
+	 * those down at every poll keep their time) */
+	struct ck_down prev[CK_DOWN_MAX];
+	uint32_t nprev = ck->ndown;
+
+	memcpy(prev, ck->down, sizeof(prev[0]) * nprev);
+	ck->ndown = 0;
 	for (size_t i = 0; i < kvs.n; i++) {
 		struct ctable t;
 
@@ -887,14 +1085,18 @@ void ck_auto_recover(struct embkvd_ckpt *ck)
 			if (up)
 				continue;
 			for (uint32_t d = 0; d < ck->ndown; d++)
-				if (ck->down[d].id == t.members[m]) {
-					known = true;
-					due |= now - ck->down[d].since >=
-					       ck->auto_recover_ms;
-				}
-			if (!known && ck->ndown < CK_DOWN_MAX)
-				ck->down[ck->ndown++] = (struct ck_down){
-					t.members[m], now };
+				known |= ck->down[d].id == t.members[m];
+			if (known || ck->ndown == CK_DOWN_MAX)
+				continue;
+			ck->down[ck->ndown] = (struct ck_down){
+				t.members[m], now };
+			for (uint32_t d = 0; d < nprev; d++)
+				if (prev[d].id == t.members[m])
+					ck->down[ck->ndown].since =
+						prev[d].since;
+			due |= now - ck->down[ck->ndown].since >=
+			       ck->auto_recover_ms;
+			ck->ndown++;
 		}
 		cl_table_free(&t);
 	}

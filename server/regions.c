@@ -127,8 +127,9 @@ static int regions_part_added(void *v, struct embkv_catalog_entry *e,
 	struct ibv_mr *imr, *amr;
 	int err = 0;
 
-	if (!r || i >= r->nparts || !p->arena)
-		return 0;
+	if (!r || i >= r->nparts || !p->arena ||
+	    __atomic_load_n(&r->arena_mr[i], __ATOMIC_ACQUIRE))
+		return 0;    /* (registered already) */
 	imr = reg_read_only(v, p->mem[EMBKV_MEM_INDEX],
 			    p->mem_bytes[EMBKV_MEM_INDEX], &err);
 	if (!imr)
@@ -158,12 +159,11 @@ static void regions_part_removed(void *v, struct embkv_catalog_entry *e,
 	(void)v;
 	if (!r || i >= r->nparts)
 		return;
-	imr = r->index_mr[i];
-	amr = r->arena_mr[i];
+	/* exchanged: of two removals at once, one deregisters */
+	amr = __atomic_exchange_n(&r->arena_mr[i], NULL, __ATOMIC_ACQ_REL);
+	imr = __atomic_exchange_n(&r->index_mr[i], NULL, __ATOMIC_ACQ_REL);
 	if (!imr && !amr)
 		return;
-	rcu_assign_pointer(r->arena_mr[i], NULL);
-	rcu_assign_pointer(r->index_mr[i], NULL);
 	synchronize_rcu();
 	if (amr)
 		ibv_dereg_mr(amr);

@@ -421,7 +421,6 @@ void embkvd_destroy(struct embkvd *s)
 	/* Its queued requests are answered through the I/O threads. */
 	embkvd_cluster_stop(s->cluster);
 	embkvd_ckpt_stop(s->ckpt);
-	s->ckpt = NULL;
 	for (uint32_t i = 0; i < s->nio; i++)
 		embkvd_io_stop(&s->io[i]);
 	if (s->listen_fd >= 0)
@@ -433,6 +432,7 @@ void embkvd_destroy(struct embkvd *s)
 		embkvd_io_fini(&s->io[i]);
 	free(s->io);
 	embkvd_cluster_destroy(s->cluster); /* before the catalog */
+	embkvd_ckpt_free(s->ckpt);          /* no thread can reach it now */
 	embkv_catalog_destroy(s->cat);
 	embkvd_verbs_close(s->verbs);
 	embkvd_map_destroy(s->map); /* no reader is left */

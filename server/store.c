@@ -144,20 +144,24 @@ int embkv_part_set_state(struct embkv_table *t, uint32_t i,
 			 enum embkv_part_state state)
 {
 	struct embkv_part *p = &t->parts[i];
+	int rc = 0;
 
-	if (!p->loaded || (state != EMBKV_PART_SERVING &&
-			   state != EMBKV_PART_UNLOADED &&
-			   state != EMBKV_PART_MOVING))
+	if (state != EMBKV_PART_SERVING && state != EMBKV_PART_UNLOADED &&
+	    state != EMBKV_PART_MOVING)
 		return -EINVAL;
-	if (p->pstate == state)
-		return 0;
-	/* nunloaded counts the loaded partitions that do not serve */
-	if (p->pstate == EMBKV_PART_SERVING)
-		__atomic_add_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
-	__atomic_store_n(&p->pstate, (uint8_t)state, __ATOMIC_RELEASE);
-	if (state == EMBKV_PART_SERVING)
-		__atomic_sub_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
-	return 0;
+	pthread_mutex_lock(&t->state_lock);
+	if (!p->loaded) {
+		rc = -EINVAL;
+	} else if (p->pstate != state) {
+		/* nunloaded counts the loaded partitions that do not serve */
+		if (p->pstate == EMBKV_PART_SERVING)
+			__atomic_add_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&p->pstate, (uint8_t)state, __ATOMIC_RELEASE);
+		if (state == EMBKV_PART_SERVING)
+			__atomic_sub_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&t->state_lock);
+	return rc;
 }
 
 /* Frees a partition's regions: its own mappings, or (a slice of the
@@ -178,10 +182,15 @@ void embkv_part_unload(struct embkv_table *t, uint32_t i)
 {
 	struct embkv_part *p = &t->parts[i];
 
-	if (!p->loaded)
+	pthread_mutex_lock(&t->state_lock);
+	if (!p->loaded) {
+		pthread_mutex_unlock(&t->state_lock);
 		return;
+	}
 	if (p->pstate != EMBKV_PART_SERVING)
 		__atomic_sub_fetch(&t->nunloaded, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->pstate, EMBKV_PART_ABSENT, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&t->state_lock);
 	embkv_index_fini(&p->index); /* its memory is p->mem[INDEX] */
 	embkv_cms_fini(&p->cms);
 	part_mem_free(p);
@@ -363,9 +372,11 @@ int embkv_table_create_parts(const struct embkv_table_attr *attr,
 	if (!t)
 		return -ENOMEM;
 	t->attr = *attr;
+	pthread_mutex_init(&t->state_lock, NULL);
 	table_layout(t);
 	t->parts = aligned_alloc(CACHE_LINE, sizeof(*t->parts) * t->nparts);
 	if (!t->parts) {
+		pthread_mutex_destroy(&t->state_lock);
 		free(t);
 		return -ENOMEM;
 	}
@@ -396,6 +407,7 @@ void embkv_table_destroy(struct embkv_table *t)
 		if (t->slab[k])
 			munmap(t->slab[k], t->slab_bytes[k]);
 	free(t->parts);
+	pthread_mutex_destroy(&t->state_lock);
 	free(t);
 }
 

@@ -14,6 +14,7 @@
 #define EMBKV_SERVER_STORE_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <embkv/embkv.h>
 #include "eviction/admit.h"
@@ -133,6 +134,8 @@ struct embkv_table {
 	uint32_t nparts;
 	uint32_t nloaded;          /* partitions holding memory */
 	uint32_t nunloaded;        /* of which not SERVING (atomic) */
+	pthread_mutex_t state_lock;/* state changes and their count (threads
+				      of moves, the cluster, restores) */
 	uint32_t dim;
 	size_t payload_bytes;
 	size_t stride;

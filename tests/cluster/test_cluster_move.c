@@ -279,15 +279,16 @@ static void moves_under_load(void **state)
 		assert_int_equal(embkv_table_map(t, NULL, ps, PARTS), 0);
 		cur = ps[part];
 		to = (cur + 1) % embkv_client_server_count(c);
-		assert_int_equal(embkv_partition_move(c, "mv", part, to, &ma,
-						      &r), 0);
+		if (embkv_partition_move(c, "mv", part, to, &ma, &r))
+			fail_msg("move of partition %u: %s", part, r.error);
 		moves += r.files;
 		usleep(50 * 1000);
 	}
 	/* a fourth member joins; rebalance gives it its share */
 	assert_int_equal(start(3), 0);
 	mc = client();
-	assert_int_equal(embkv_rebalance(mc, &ma, &r), 0);
+	if (embkv_rebalance(mc, &ma, &r))
+		fail_msg("rebalance: %s", r.error);
 	moves += r.files;
 	{
 		struct embkv_table_handle *mt;
@@ -299,7 +300,8 @@ static void moves_under_load(void **state)
 			      per[2], per[3]);
 		assert_true(per[3] >= PARTS / 4 - 1);
 		/* drain member 1 */
-		assert_int_equal(embkv_drain(mc, index_of(mc, 1), &ma, &r), 0);
+		if (embkv_drain(mc, index_of(mc, 1), &ma, &r))
+			fail_msg("drain: %s", r.error);
 		moves += r.files;
 		assert_int_equal(embkv_table_open(mc, "mv", &mt), 0);
 		held(mc, mt, per);
