@@ -454,6 +454,17 @@ static int listen_bind(const char *host, uint16_t port, int *fd_out,
 	return 0;
 }
 
+/* MHD_stop_daemon() closes the listening socket it holds; quiesced first,
+ * the socket is handed back and closed here, exactly once. */
+static void daemon_stop(struct MHD_Daemon *d)
+{
+	MHD_socket fd = MHD_quiesce_daemon(d);
+
+	MHD_stop_daemon(d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
 int embkvd_metrics_http_start(struct embkvd *s, const char *host,
 			      uint16_t port)
 {
@@ -479,14 +490,14 @@ int embkvd_metrics_http_start(struct embkvd *s, const char *host,
 				(size_t)64 * 1024,
 				MHD_OPTION_END);
 	if (!m->d) {
-		close(m->listen_fd);
+		/* Whether a failed start closed the socket is not said:
+		 * leaked rather than closed twice (the server exits). */
 		free(m);
 		return -EIO;
 	}
 	err = -pthread_create(&m->thread, NULL, serve, m);
 	if (err) {
-		MHD_stop_daemon(m->d);
-		close(m->listen_fd);
+		daemon_stop(m->d);
 		free(m);
 		return err;
 	}
@@ -500,7 +511,6 @@ void embkvd_metrics_http_stop(struct embkvd_metrics_http *m)
 		return;
 	__atomic_store_n(&m->stop, true, __ATOMIC_RELEASE);
 	pthread_join(m->thread, NULL);
-	MHD_stop_daemon(m->d);
-	close(m->listen_fd); /* MHD leaves a socket it was given open */
+	daemon_stop(m->d);
 	free(m);
 }
