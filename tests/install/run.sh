@@ -5,7 +5,7 @@
 # with find_package(embkv) against the prefix (tests/install/) connects
 # and works. About 10 s.
 # Usage: run.sh BUILD_DIR SOURCE_DIR VERSION [C_FLAGS]
-set -euo pipefail
+set -euo pipefail # (no grep -q after a pipe: the writer's SIGPIPE fails it)
 build=$1
 src=$2
 version=$3
@@ -34,7 +34,7 @@ for f in bin/embkvd bin/embkvctl bin/embkv-bench bin/embkv-demo \
 	[ -e "$p/$f" ] || fail "not installed: $f"
 done
 for b in embkvd embkvctl embkv-bench embkv-demo; do
-	if ldd "$p/bin/$b" | grep -q 'not found'; then
+	if ldd "$p/bin/$b" | grep 'not found' >/dev/null; then
 		fail "$b: $(ldd "$p/bin/$b" | grep 'not found')"
 	fi
 	[ "$("$p/bin/$b" --version)" = "$b $version" ] || fail "$b --version"
@@ -52,7 +52,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 srv=$(sed -n 's/^embkvd: listening on //p' "$tmp/out")
-"$p/bin/embkvctl" --servers "$srv" tables | grep -q '^it ' ||
+"$p/bin/embkvctl" --servers "$srv" tables | grep '^it ' >/dev/null ||
 	fail "installed embkvctl does not list table it"
 
 cmake -S "$src/tests/install" -B "$tmp/consumer" \
@@ -61,7 +61,7 @@ cmake -S "$src/tests/install" -B "$tmp/consumer" \
 	fail "configure the consumer: $(cat "$tmp/cfg.log")"
 cmake --build "$tmp/consumer" >"$tmp/build.log" ||
 	fail "build the consumer: $(cat "$tmp/build.log")"
-ldd "$tmp/consumer/consumer" | grep -q "$p/$libdir/libembkv.so" ||
+ldd "$tmp/consumer/consumer" | grep "$p/$libdir/libembkv.so" >/dev/null ||
 	fail "consumer does not use the installed libembkv: $(ldd "$tmp/consumer/consumer")"
 "$tmp/consumer/consumer" "$srv" it || fail "consumer against embkvd"
 echo "install: ok"

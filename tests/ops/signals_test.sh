@@ -38,7 +38,7 @@ done
 srv=$(sed -n 's/^embkvd: listening on //p' "$tmp/out")
 [ -s "$tmp/err" ] && fail "stderr not empty with --log-file: $(cat "$tmp/err")"
 re='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z (INFO|WARN|ERROR) embkvd: '
-head -n1 "$tmp/log" | grep -qE "${re}embkvd $version starting" ||
+head -n1 "$tmp/log" | grep -E "${re}embkvd $version starting" >/dev/null ||
 	fail "first log line: $(head -n1 "$tmp/log")"
 grep -vqE "$re" "$tmp/log" && fail "a log line without time and level: $(grep -vE "$re" "$tmp/log")"
 
