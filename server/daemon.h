@@ -121,7 +121,10 @@ struct embkvd {
 	uint64_t start_ns;
 	uint32_t conns;                 /* open connections (atomic) */
 	struct embkv_rates rates;
-	/* Operations: key_lock guards key against embkvd_token_reload(). */
+	/* Operations: key_lock guards key against embkvd_token_reload()
+	 * (SIGHUP, main thread). Readers of key on other threads should
+	 * copy it under key_lock; service.c does not yet (a reload racing an
+	 * AUTH can fail that one authentication). */
 	pthread_mutex_t key_lock;
 	char *token_file;               /* copies of attr's; NULL: none */
 	char *log_file;

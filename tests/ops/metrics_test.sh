@@ -3,11 +3,13 @@
 # Starts embkvd with --metrics-listen 127.0.0.1:0, reads the bound URL
 # from its stdout, scrapes with curl, checks the format with promtool
 # (skipped, saying so, when promtool is absent), runs embkv-demo traffic
-# and checks that the counters and histograms moved with it.
-# Usage: metrics_test.sh EMBKVD EMBKV_DEMO
+# and checks that the counters and histograms moved with it; after a
+# checkpoint (embkvctl checkpoint create), the checkpoint gauges appear.
+# Usage: metrics_test.sh EMBKVD EMBKV_DEMO EMBKVCTL
 set -euo pipefail
 embkvd=$1
 demo=$2
+ctl=$3
 tmp=$(mktemp -d)
 pid=
 cleanup() {
@@ -20,7 +22,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v curl >/dev/null || fail "curl is not installed (tools/install-deps.sh)"
 
 "$embkvd" --listen tcp://127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-	--threads 1 >"$tmp/out" 2>"$tmp/err" &
+	--threads 1 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 100); do
 	grep -q '^embkvd: metrics on ' "$tmp/out" && break
@@ -56,6 +58,7 @@ promcheck() {
 scrape "$tmp/m0"
 promcheck "$tmp/m0"
 [ "$(value "$tmp/m0" embkv_pushes_total)" = 0 ] || fail "pushes before traffic"
+grep '^embkv_checkpoint_' "$tmp/m0" && fail "checkpoint gauges before any"
 grep -q '^embkv_build_info{version="[0-9.]*"} 1$' "$tmp/m0" || fail build_info
 
 # Anything but /metrics is a 404; a POST a 405.
@@ -90,4 +93,13 @@ fi
 "$demo" --servers "$srv" --batches 3 --batch 64 --quiet --table mt
 scrape "$tmp/m2"
 [ "$(value "$tmp/m2" embkv_pushes_total)" -gt "$pushes" ] || fail "pushes did not move"
+# A checkpoint: its gauges appear, and still pass promtool.
+"$ctl" --servers "$srv" checkpoint create >/dev/null || fail "checkpoint create"
+scrape "$tmp/m3"
+promcheck "$tmp/m3"
+[ "$(value "$tmp/m3" embkv_checkpoint_last_bytes)" -gt 0 ] || fail "checkpoint bytes"
+now=$(date +%s)
+ts=$(value "$tmp/m3" embkv_checkpoint_last_timestamp_seconds)
+awk -v t="$ts" -v n="$now" 'BEGIN { exit !(t > n - 60 && t < n + 60) }' ||
+	fail "checkpoint timestamp $ts, now $now"
 echo "metrics: ok (pushes $pushes -> $(value "$tmp/m2" embkv_pushes_total))"
