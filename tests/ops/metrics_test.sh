@@ -102,4 +102,10 @@ now=$(date +%s)
 ts=$(value "$tmp/m3" embkv_checkpoint_last_timestamp_seconds)
 awk -v t="$ts" -v n="$now" 'BEGIN { exit !(t > n - 60 && t < n + 60) }' ||
 	fail "checkpoint timestamp $ts, now $now"
+# A clean stop with the endpoint up (under ASan: no leak, no error).
+kill -TERM "$pid"
+st=0
+wait "$pid" || st=$?
+pid=
+[ $st = 0 ] || fail "embkvd exit status $st: $(tail -n 20 "$tmp/err")"
 echo "metrics: ok (pushes $pushes -> $(value "$tmp/m2" embkv_pushes_total))"
