@@ -246,7 +246,7 @@ static int local_publish(struct embkvd_cluster *cl, const struct ctable *t,
 	int rc = embkv_catalog_publish(cl->s->cat, e, t->uid, &id, NULL);
 
 	if (rc) {
-		embkvd_log("table %s: cannot publish it here: %s", t->attr.name,
+		embkvd_log_at(EMBKVD_ERROR, "table %s: cannot publish it here: %s", t->attr.name,
 			  embkv_strerror(rc));
 		return rc;
 	}
@@ -403,7 +403,7 @@ static void local_remap(struct embkvd_cluster *cl,
 			rc = embkv_catalog_part_add(cl->s->cat, e, p,
 						    EMBKV_PART_UNLOADED);
 			if (rc)
-				embkvd_log("table %s partition %u: cannot hold "
+				embkvd_log_at(EMBKVD_WARN, "table %s partition %u: cannot hold "
 					   "it here: %s", tb->attr.name, p,
 					   embkv_strerror(rc));
 			else
@@ -505,7 +505,7 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 	}
 	rc = local_build(cl, &t, restarted, &e);
 	if (rc)
-		embkvd_log("table %s: cannot hold this member's share: %s",
+		embkvd_log_at(EMBKVD_ERROR, "table %s: cannot hold this member's share: %s",
 			  name, embkv_strerror(rc));
 	else
 		local_publish(cl, &t, e, restarted);

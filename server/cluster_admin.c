@@ -503,7 +503,7 @@ void cl_default_table(struct embkvd_cluster *cl)
 	if (!j.status || j.status == EMBKV_ETABLEEXISTS)
 		goto done;
 	if (!cl->default_logged)
-		embkvd_log("cannot create the default table: %s (trying again, "
+		embkvd_log_at(EMBKVD_WARN, "cannot create the default table: %s (trying again, "
 			   "backing off up to %u s)", j.msg,
 			   DEFAULT_BACKOFF_MAX_MS / 1000u);
 	cl->default_logged = true;

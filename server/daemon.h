@@ -75,6 +75,12 @@ struct embkvd_attr {
 	bool no_restore;                /* do not load the newest at start */
 	uint32_t auto_recover_s;        /* --auto-recover; 0: off */
 	uint32_t flags;                 /* reserved, must be 0 */
+	/* Operations (logs, SIGHUP, metrics). */
+	const char *token_file;         /* re-read on SIGHUP; NULL: none */
+	const char *log_file;           /* stderr goes there; NULL: none */
+	bool metrics;                   /* serve /metrics over HTTP */
+	char metrics_host[EMBKVD_HOST_MAX + 1];
+	uint16_t metrics_port;          /* 0: the kernel picks one */
 };
 
 /* Defaults: TCP on 127.0.0.1:7070, no RDMA, 1 owner and 1 I/O thread, no limit, 1024
@@ -94,6 +100,7 @@ struct embkvd_cluster;
 struct embkvd_ckpt;
 struct embkvd_verbs;
 struct embkvd_vconn;
+struct embkvd_metrics_http;
 
 struct embkvd {
 	struct embkvd_attr attr;        /* strings below are copies */
@@ -114,6 +121,15 @@ struct embkvd {
 	uint64_t start_ns;
 	uint32_t conns;                 /* open connections (atomic) */
 	struct embkv_rates rates;
+	/* Operations: key_lock guards key against embkvd_token_reload()
+	 * (SIGHUP, main thread). Readers of key on other threads should
+	 * copy it under key_lock; service.c does not yet (a reload racing an
+	 * AUTH can fail that one authentication). */
+	pthread_mutex_t key_lock;
+	char *token_file;               /* copies of attr's; NULL: none */
+	char *log_file;
+	struct embkvd_metrics_http *mhttp; /* NULL: no --metrics-listen */
+	uint16_t metrics_port;          /* bound port of /metrics */
 };
 
 /* Binds, creates the default table and starts every thread; SIGINT and
@@ -147,8 +163,26 @@ int embkvd_table_add(struct embkvd *s,
 		     const struct embkv_table_attr *attr, uint64_t uid,
 		     uint32_t *id, uint64_t *uid_out);
 
-/* Concise log line to stderr, prefixed "embkvd: ". */
+/* Log levels of embkvd_log_at(). */
+enum embkvd_log_level {
+	EMBKVD_INFO,
+	EMBKVD_WARN,
+	EMBKVD_ERROR,
+};
+
+/* One log line to stderr: "2026-01-02T03:04:05.678Z LEVEL embkvd: msg"
+ * (UTC, milliseconds), written with one call so lines never interleave.
+ * embkvd_log() is embkvd_log_at(EMBKVD_INFO, ...). */
+void embkvd_log_at(enum embkvd_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 void embkvd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Points stderr (fd 2) at path, opened for appending (created 0644): the
+ * log, and anything else written to stderr. 0 or -errno (stderr as it
+ * was). */
+int embkvd_log_open(const char *path);
+/* SIGHUP: re-reads the token file (if the server was given one) into
+ * s->key, under s->key_lock. 0 or -errno (the old key stays). */
+int embkvd_token_reload(struct embkvd *s);
 
 /* ---- I/O threads (io.c) ------------------------------------------------ */
 

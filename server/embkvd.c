@@ -5,7 +5,9 @@
  * and the token, starts the server (server/server.c), prints the line
  * "embkvd: listening on tcp://HOST:PORT" (and/or rdma://HOST:PORT, one line
  * per listener) on stdout once it accepts connections, and serves until
- * SIGINT or SIGTERM.
+ * SIGINT or SIGTERM. The first log line names the version; --version
+ * prints it; --log-file sends the log there (SIGHUP reopens it);
+ * --metrics-listen serves Prometheus metrics (server/metrics_http.c).
  *
  * Why so strict: a server that starts with a mistyped flag silently
  * ignored serves the wrong cluster. Every flag is checked in full (no
@@ -53,6 +55,9 @@ enum {
 	OPT_MEMBER_ID,
 	OPT_NO_RESTORE,
 	OPT_AUTO_RECOVER,
+	OPT_LOG_FILE,
+	OPT_METRICS_LISTEN,
+	OPT_VERSION,
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +80,9 @@ static const struct option long_opts[] = {
 	{ "member-id", required_argument, NULL, OPT_MEMBER_ID },
 	{ "no-restore", no_argument, NULL, OPT_NO_RESTORE },
 	{ "auto-recover", required_argument, NULL, OPT_AUTO_RECOVER },
+	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
+	{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
+	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -137,9 +145,20 @@ static void usage(FILE *f)
 "  --member-id N             member id (default: --self, else 0); refused\n"
 "                            while another live member holds it\n"
 "  --member-ttl SECONDS      member lease TTL, 2-%u (default %u)\n"
+"  --metrics-listen HOST:PORT\n"
+"                            serve Prometheus metrics at\n"
+"                            http://HOST:PORT/metrics (port 0 picks one;\n"
+"                            the line 'embkvd: metrics on URL' goes to\n"
+"                            stdout); off by default\n"
+"  --log-file PATH           append the log (stderr) to PATH; SIGHUP\n"
+"                            reopens it (for logrotate)\n"
+"  --version                 print the version and exit\n"
 "  -h, --help                print this help and exit\n"
 "\n"
-"SIGINT or SIGTERM shuts the server down cleanly (exit status 0).\n",
+"Log lines: 'TIME LEVEL embkvd: MESSAGE', TIME in UTC (ISO 8601, ms),\n"
+"LEVEL one of INFO, WARN, ERROR.\n"
+"SIGINT or SIGTERM shuts the server down cleanly (exit status 0).\n"
+"SIGHUP reopens the log file and re-reads the token file.\n",
 		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS,
 		EMBKVD_MEMBER_CLUSTER_DEFAULT, EMBKVD_MEMBER_TTL_MAX_S,
 		EMBKVD_MEMBER_TTL_S);
@@ -370,6 +389,21 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		return 0;
 	case OPT_TOKEN_FILE:
 		o->token_file = arg;
+		o->attr.token_file = arg;
+		return 0;
+	case OPT_LOG_FILE:
+		if (!*arg)
+			return bad(name, arg, "empty path");
+		o->attr.log_file = arg;
+		return 0;
+	case OPT_METRICS_LISTEN:
+		if (parse_addr(arg, strncmp(arg, HTTP_SCHEME,
+					    strlen(HTTP_SCHEME)) ? "" :
+					    HTTP_SCHEME, o->attr.metrics_host,
+			       sizeof(o->attr.metrics_host),
+			       &o->attr.metrics_port))
+			return bad(name, arg, "expected HOST:PORT");
+		o->attr.metrics = true;
 		return 0;
 	case OPT_PEERS:
 		return parse_peers(o, arg);
@@ -506,6 +540,10 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			usage(stdout);
 			exit(0);
 		}
+		if (c == OPT_VERSION) {
+			printf("embkvd %s\n", EMBKV_VERSION);
+			exit(0);
+		}
 		if (c == '?') {
 			fprintf(stderr, "embkvd: unknown flag '%s' (see "
 				"--help)\n", argv[optind - 1]);
@@ -599,9 +637,20 @@ int main(int argc, char **argv)
 		opts_free(&o);
 		return EXIT_USAGE;
 	}
+	if (o.attr.log_file) {
+		rc = embkvd_log_open(o.attr.log_file);
+		if (rc) {
+			fprintf(stderr, "embkvd: cannot open --log-file %s: "
+				"%s\n", o.attr.log_file, strerror(-rc));
+			opts_free(&o);
+			return EXIT_FAILURE;
+		}
+	}
+	embkvd_log("embkvd %s starting (pid %ld)", EMBKV_VERSION,
+		   (long)getpid());
 	rc = embkvd_create(&o.attr, &s);
 	if (rc) {
-		embkvd_log("cannot start: %s", embkv_strerror(rc));
+		embkvd_log_at(EMBKVD_ERROR, "cannot start: %s", embkv_strerror(rc));
 		opts_free(&o);
 		return EXIT_FAILURE;
 	}
@@ -609,7 +658,7 @@ int main(int argc, char **argv)
 		rc = port_file_write(o.port_file,
 				     o.attr.tcp ? s->port : s->rdma_port);
 		if (rc) {
-			embkvd_log("cannot write --port-file %s: %s",
+			embkvd_log_at(EMBKVD_ERROR, "cannot write --port-file %s: %s",
 				   o.port_file, embkv_strerror(rc));
 			goto out;
 		}
@@ -635,10 +684,15 @@ int main(int argc, char **argv)
 			       "embkvd: listening on rdma://[%s]:%u\n" :
 			       "embkvd: listening on rdma://%s:%u\n",
 		       o.attr.rdma_host, s->rdma_port);
+	if (o.attr.metrics)
+		printf(strchr(o.attr.metrics_host, ':') ?
+			       "embkvd: metrics on http://[%s]:%u/metrics\n" :
+			       "embkvd: metrics on http://%s:%u/metrics\n",
+		       o.attr.metrics_host, s->metrics_port);
 	fflush(stdout);
 	rc = embkvd_run(s);
 	if (rc)
-		embkvd_log("failed: %s", embkv_strerror(rc));
+		embkvd_log_at(EMBKVD_ERROR, "failed: %s", embkv_strerror(rc));
 out:
 	embkvd_destroy(s);
 	opts_free(&o);

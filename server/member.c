@@ -252,11 +252,11 @@ static void state_set(struct embkvd_member *m, enum member_state st, int rc)
 			   m->ttl_s * MS_PER_S / 3);
 		break;
 	case ST_HELD:
-		embkvd_log("member id %u is held by another live member: not "
+		embkvd_log_at(EMBKVD_ERROR, "member id %u is held by another live member: not "
 			   "registered, retrying", m->id);
 		break;
 	case ST_ERROR:
-		embkvd_log("etcd error (%s%s%s): still serving, retrying",
+		embkvd_log_at(EMBKVD_WARN, "etcd error (%s%s%s): still serving, retrying",
 			   embkv_strerror(rc),
 			   embkv_etcd_errmsg(m->etcd)[0] ? ": " : "",
 			   embkv_etcd_errmsg(m->etcd));
@@ -419,7 +419,7 @@ void embkvd_member_leave(struct embkvd *s)
 	if (m->lease) {
 		rc = embkv_etcd_lease_revoke(m->etcd, m->lease);
 		if (rc && rc != -ENOENT)
-			embkvd_log("cannot revoke lease %llx: %s (the member "
+			embkvd_log_at(EMBKVD_WARN, "cannot revoke lease %llx: %s (the member "
 				   "key expires in %us)", (long long)m->lease,
 				   embkv_strerror(rc), m->ttl_s);
 		else

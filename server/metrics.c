@@ -56,15 +56,22 @@ static uint64_t hist_upper(unsigned b)
 	return lo + ((uint64_t)1 << (msb - EMBKV_HIST_SUB_BITS)) - 1;
 }
 
+uint64_t embkv_hist_bucket_upper(unsigned b)
+{
+	return hist_upper(b);
+}
+
 void embkv_hist_add(struct embkv_hist *h, uint64_t v)
 {
 	embkv_stat_inc(&h->count[hist_bucket(v)], 1);
+	embkv_stat_inc(&h->sum, v);
 }
 
 void embkv_hist_merge(struct embkv_hist *dst, const struct embkv_hist *src)
 {
 	for (unsigned b = 0; b < EMBKV_HIST_BUCKETS; b++)
 		dst->count[b] += embkv_stat_read(&src->count[b]);
+	dst->sum += embkv_stat_read(&src->sum);
 }
 
 uint64_t embkv_hist_quantile(const struct embkv_hist *h, double q)

@@ -20,12 +20,15 @@
 
 struct embkv_hist {
 	uint64_t count[EMBKV_HIST_BUCKETS];
+	uint64_t sum;                   /* of every value added */
 };
 
 /* Single writer. */
 void embkv_hist_add(struct embkv_hist *h, uint64_t v);
 /* dst += src (dst private to the caller, src read relaxed). */
 void embkv_hist_merge(struct embkv_hist *dst, const struct embkv_hist *src);
+/* Largest value that bucket b holds (b < EMBKV_HIST_BUCKETS). */
+uint64_t embkv_hist_bucket_upper(unsigned b);
 /* Upper bound of the bucket holding quantile q (0 < q <= 1); 0 when empty. */
 uint64_t embkv_hist_quantile(const struct embkv_hist *h, double q);
 

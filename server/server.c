@@ -5,7 +5,10 @@
  * device when asked for, catalog, default table, listening socket, owner
  * threads, I/O threads, then the etcd membership with --etcd), waits for
  * SIGINT or SIGTERM while sampling counters once a second for the rates,
- * and takes it all down again in the reverse order.
+ * and takes it all down again in the reverse order. SIGHUP reopens the
+ * log file (--log-file) and re-reads the token file, and serving goes on.
+ * The log: one line per event, UTC timestamp with milliseconds and a
+ * level, so that an operator can line events up across servers.
  *
  * Why: signals are blocked before the first thread starts, so every
  * thread inherits the mask and the only place a signal is seen is the
@@ -19,6 +22,7 @@
  * listener and protection domain go.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,12 +33,14 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <unistd.h>
 #include "server/daemon.h"
 #include "server/ckpt.h"
 #include "server/cluster.h"
 #include "server/member.h"
+#include "server/metrics_http.h"
 #include "server/verbs.h"
 
 #define DEFAULT_HOST "127.0.0.1"
@@ -43,16 +49,98 @@
 #define PORT_STR_MAX sizeof("65535")
 #define SAMPLE_PERIOD_S 1
 #define MAX_EVENTS 4
+#define TOKEN_MAX 4096u
+#define NS_PER_MS 1000000L
 
-void embkvd_log(const char *fmt, ...)
+static void log_v(enum embkvd_log_level level, const char *fmt, va_list ap)
 {
-	char line[512];
+	static const char *const names[] = { "INFO", "WARN", "ERROR" };
+	char line[512], when[32];
+	struct timespec ts;
+	struct tm tm;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* One call: stderr is unbuffered and locked per call. */
+	fprintf(stderr, "%s.%03ldZ %s embkvd: %s\n", when,
+		ts.tv_nsec / NS_PER_MS,
+		names[level <= EMBKVD_ERROR ? level : EMBKVD_ERROR], line);
+}
+
+void embkvd_log_at(enum embkvd_log_level level, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	log_v(level, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "embkvd: %s\n", line);
+}
+
+void embkvd_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_v(EMBKVD_INFO, fmt, ap);
+	va_end(ap);
+}
+
+int embkvd_log_open(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return -errno;
+	/* dup2 swaps fd 2 atomically: a concurrent write goes to one file
+	 * or the other, never nowhere. */
+	if (fd != STDERR_FILENO) {
+		if (dup2(fd, STDERR_FILENO) < 0) {
+			int err = -errno;
+
+			close(fd);
+			return err;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+int embkvd_token_reload(struct embkvd *s)
+{
+	struct embkv_wire_auth_key key;
+	uint8_t *buf;
+	size_t n;
+	FILE *f;
+	int err;
+
+	if (!s->token_file)
+		return 0;
+	f = fopen(s->token_file, "rb");
+	if (!f)
+		return -errno;
+	buf = malloc(TOKEN_MAX + 1);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, TOKEN_MAX + 1, f);
+	fclose(f);
+	while (n && n <= TOKEN_MAX &&
+	       (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	err = n > TOKEN_MAX || !n ? -EINVAL :
+	      embkv_wire_auth_key_derive(buf, n, &key);
+	explicit_bzero(buf, TOKEN_MAX + 1);
+	free(buf);
+	if (err)
+		return err;
+	pthread_mutex_lock(&s->key_lock);
+	s->key = key;
+	pthread_mutex_unlock(&s->key_lock);
+	embkv_wire_auth_key_wipe(&key);
+	return 0;
 }
 
 void embkvd_attr_init(struct embkvd_attr *attr)
@@ -98,7 +186,7 @@ static int listen_open(struct embkvd *s)
 	snprintf(port, sizeof(port), "%u", s->attr.port);
 	rc = getaddrinfo(s->attr.host, port, &hints, &res);
 	if (rc) {
-		embkvd_log("cannot resolve %s: %s", s->attr.host,
+		embkvd_log_at(EMBKVD_ERROR, "cannot resolve %s: %s", s->attr.host,
 			   gai_strerror(rc));
 		return -EINVAL;
 	}
@@ -215,7 +303,7 @@ static int default_table(struct embkvd *s, const char *name)
 	rcu_read_unlock();
 	rc = embkvd_table_add(s, &a, 0, &id, &uid);
 	if (rc)
-		embkvd_log("cannot create table %s: %s", name,
+		embkvd_log_at(EMBKVD_ERROR, "cannot create table %s: %s", name,
 			   embkv_strerror(rc));
 	else
 		embkvd_log("table %s created: id %u, uid %016llx, dim %u, "
@@ -238,6 +326,7 @@ static int control_open(struct embkvd *s)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL))
 		return -EINVAL;
 	signal(SIGPIPE, SIG_IGN);
@@ -275,14 +364,22 @@ int embkvd_create(const struct embkvd_attr *attr,
 	s->attr.default_table = NULL;
 	s->attr.etcd = s->attr.cluster = s->attr.advertise = NULL;
 	s->attr.data_dir = NULL;
+	s->attr.token_file = s->attr.log_file = NULL;
 	s->listen_fd = s->sig_fd = s->timer_fd = s->ep_fd = -1;
 	s->start_ns = embkv_now_ns();
 	rcu_register_thread();
+	pthread_mutex_init(&s->key_lock, NULL);
 	err = embkv_rates_init(&s->rates);
 	if (err) {
+		pthread_mutex_destroy(&s->key_lock);
 		rcu_unregister_thread();
 		free(s);
 		return err;
+	}
+	if ((attr->token_file && !(s->token_file = strdup(attr->token_file))) ||
+	    (attr->log_file && !(s->log_file = strdup(attr->log_file)))) {
+		err = -ENOMEM;
+		goto destroy;
 	}
 	if (attr->token) {
 		err = embkv_wire_auth_key_derive(attr->token, attr->token_len,
@@ -297,7 +394,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 	if (attr->rdma) {
 		err = embkvd_verbs_open(s);
 		if (err) {
-			embkvd_log("cannot listen on rdma://%s:%u: %s",
+			embkvd_log_at(EMBKVD_ERROR, "cannot listen on rdma://%s:%u: %s",
 				   attr->rdma_host, attr->rdma_port,
 				   embkv_strerror(err));
 			goto destroy;
@@ -311,7 +408,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 		goto destroy;
 	err = attr->tcp ? listen_open(s) : 0;
 	if (err) {
-		embkvd_log("cannot listen on %s:%u: %s", attr->host, attr->port,
+		embkvd_log_at(EMBKVD_ERROR, "cannot listen on %s:%u: %s", attr->host, attr->port,
 			   embkv_strerror(err));
 		goto destroy;
 	}
@@ -350,6 +447,18 @@ int embkvd_create(const struct embkvd_attr *attr,
 		if (err)
 			goto destroy;
 	}
+	/* Metrics last: everything it reads exists by now. */
+	if (attr->metrics) {
+		err = embkvd_metrics_http_start(s, attr->metrics_host,
+						attr->metrics_port);
+		if (err) {
+			embkvd_log_at(EMBKVD_ERROR,
+				      "cannot serve metrics on %s:%u: %s",
+				      attr->metrics_host, attr->metrics_port,
+				      embkv_strerror(err));
+			goto destroy;
+		}
+	}
 	/* Registered only once it serves; etcd down does not stop it. */
 	err = attr->etcd ? embkvd_member_join(s, attr) : 0;
 	if (err)
@@ -357,7 +466,7 @@ int embkvd_create(const struct embkvd_attr *attr,
 	if (attr->etcd && attr->default_table &&
 	    !embkvd_cluster_wait_default(s->cluster,
 					 EMBKVD_CLUSTER_CREATE_TIMEOUT_MS))
-		embkvd_log("table %s: not in the cluster yet (etcd away?); it "
+		embkvd_log_at(EMBKVD_WARN, "table %s: not in the cluster yet (etcd away?); it "
 			   "is created once etcd answers", attr->default_table);
 	*out = s;
 	return 0;
@@ -382,6 +491,26 @@ static void sample_rates(struct embkvd *s)
 	embkv_rates_record(&s->rates, embkv_now_ns(), v);
 }
 
+/* SIGHUP: reopen the log file, re-read the token file; serve on. */
+static void sighup(struct embkvd *s)
+{
+	int err = s->log_file ? embkvd_log_open(s->log_file) : 0;
+
+	if (err)
+		embkvd_log_at(EMBKVD_ERROR, "SIGHUP: cannot reopen %s: %s "
+			      "(logging on to the old file)", s->log_file,
+			      embkv_strerror(err));
+	err = embkvd_token_reload(s);
+	if (err)
+		embkvd_log_at(EMBKVD_ERROR, "SIGHUP: cannot re-read the token "
+			      "file %s: %s (the old token stays)",
+			      s->token_file, embkv_strerror(err));
+	else if (s->token_file)
+		embkvd_log("SIGHUP: token file %s re-read", s->token_file);
+	embkvd_log("SIGHUP: reopened%s%s", s->log_file ? " " : "",
+		   s->log_file ? s->log_file : " (logging to stderr)");
+}
+
 int embkvd_run(struct embkvd *s)
 {
 	struct epoll_event ev[MAX_EVENTS];
@@ -404,6 +533,10 @@ int embkvd_run(struct embkvd *s)
 				if (read(s->sig_fd, &si, sizeof(si)) !=
 				    (ssize_t)sizeof(si))
 					continue;
+				if (si.ssi_signo == SIGHUP) {
+					sighup(s);
+					continue;
+				}
 				embkvd_log("%s: shutting down",
 					   si.ssi_signo == SIGINT ? "SIGINT"
 								 : "SIGTERM");
@@ -417,6 +550,9 @@ void embkvd_destroy(struct embkvd *s)
 {
 	if (!s)
 		return;
+	/* First: it reads the catalog and the I/O threads' counters. */
+	embkvd_metrics_http_stop(s->mhttp);
+	s->mhttp = NULL;
 	embkvd_member_leave(s);
 	/* Its queued requests are answered through the I/O threads. */
 	embkvd_cluster_stop(s->cluster);
@@ -444,6 +580,9 @@ void embkvd_destroy(struct embkvd *s)
 		close(s->sig_fd);
 	embkv_wire_auth_key_wipe(&s->key);
 	embkv_rates_fini(&s->rates);
+	pthread_mutex_destroy(&s->key_lock);
+	free(s->token_file);
+	free(s->log_file);
 	rcu_unregister_thread();
 	free(s);
 }

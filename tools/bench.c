@@ -25,6 +25,7 @@
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
+#include "tools/version.h"
 
 #define DEFAULT_KEYS 10000000ull
 #define DEFAULT_DIM 64u
@@ -455,6 +456,9 @@ int main(int argc, char **argv)
 	double bytes_per_row, load;
 	int index_driven;
 	const char *dist_name[2] = { "uniform", "zipf" };
+
+	if (embkv_tool_version(argc, argv, "embkv-bench"))
+		return 0;
 
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--mode=net") == 0 ||

@@ -36,6 +36,7 @@ extern const char *const embkv_ctl_prog;
 struct embkv_ctl_args {
 	int all;                      /* stats --all */
 	int json;                     /* stats --json, tables --json */
+	uint32_t watch_s;             /* stats --watch; 0: once */
 	int list;                     /* map --partitions */
 	const char *name;             /* drop-table, map, export, import */
 	const char *file;             /* export, import */

@@ -1,8 +1,11 @@
 /*
- * embkvctl stats [--all] [--json]: every server's counters and every
- * table's, as embkv_stats() reports them, with TOTAL rows that sum them
- * over the servers that answered; a server that did not is a DOWN row
- * with its own error, and the exit status is then EXIT_DOWN.
+ * embkvctl stats [--all] [--json] [--watch SECONDS]: every server's
+ * counters and every table's, as embkv_stats() reports them, with TOTAL
+ * rows that sum them over the servers that answered; a server that did
+ * not is a DOWN row with its own error, and the exit status is then
+ * EXIT_DOWN. --watch repeats it every SECONDS until interrupted (one JSON
+ * document per line with --json). Latency columns say their unit and
+ * that they are histogram bucket bounds (a footnote under the table).
  *
  * Why a file of its own: one file per object, as iproute2's rdma tool
  * does; this one holds the stats records, the column tables and their
@@ -14,12 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <embkv/embkv.h>
 #include "tools/clientopts.h"
 #include "tools/ctl.h"
 
 #define STAT_NAME_BYTES 32u
+#define WATCH_MAX_S 86400u
 
 /* stats ---------------------------------------------------------------------- */
 
@@ -140,10 +146,11 @@ static const struct col server_cols[] = {
 	{ "MEMORY", "mem_bytes", FMT_BYTES },
 	{ "PULLS/S", "pulls_per_s", FMT_NUM },
 	{ "PUSHES/S", "pushes_per_s", FMT_NUM },
-	{ "PULL_P50_US", "pull_p50_us", FMT_NUM },
-	{ "PULL_P99_US", "pull_p99_us", FMT_NUM },
-	{ "PUSH_P50_US", "push_p50_us", FMT_NUM },
-	{ "PUSH_P99_US", "push_p99_us", FMT_NUM },
+	/* LATENCY_NOTE explains the star */
+	{ "PULL_P50_US*", "pull_p50_us", FMT_NUM },
+	{ "PULL_P99_US*", "pull_p99_us", FMT_NUM },
+	{ "PUSH_P50_US*", "push_p50_us", FMT_NUM },
+	{ "PUSH_P99_US*", "push_p99_us", FMT_NUM },
 	{ "ERRORS", "errors", FMT_NUM },
 	/* the newest checkpoint committed or restored (--data-dir) */
 	{ "CKPT_ID", "ckpt_id", FMT_NUM },
@@ -165,6 +172,12 @@ static const struct col table_cols[] = {
 	{ "PUSHES", "pushes", FMT_NUM },
 	{ "GRADS_DROPPED", "grads_dropped", FMT_NUM },
 };
+
+#define LATENCY_NOTE \
+	"* latency: time the server took to handle a request (request read to " \
+	"reply queued),\n  in microseconds; the upper bound of the histogram " \
+	"bucket holding the quantile\n  (up to 25% above the true value); no " \
+	"TOTAL (quantiles do not add up)\n"
 
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_COLS 24u
@@ -276,6 +289,7 @@ static int print_server_table(struct embkv_client *c, const struct stat_set *s,
 	}
 	embkv_ctl_tt_print(&t);
 	embkv_ctl_tt_free(&t);
+	printf("%s", LATENCY_NOTE);
 	if (nup < nsrv) {
 		putchar('\n');
 		for (uint32_t srv = 0; srv < nsrv; srv++)
@@ -442,6 +456,7 @@ int embkv_ctl_stats_parse(int argc, char **argv, struct embkv_ctl_args *a)
 	static const struct option opts[] = {
 		{ "all", no_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "watch", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -454,6 +469,15 @@ int embkv_ctl_stats_parse(int argc, char **argv, struct embkv_ctl_args *a)
 			a->all = 1;
 		else if (o == 'j')
 			a->json = 1;
+		else if (o == 'w') {
+			if (embkv_ctl_parse_u32(optarg, &a->watch_s) ||
+			    !a->watch_s || a->watch_s > WATCH_MAX_S)
+				return embkv_ctl_usage_error(
+					"stats: bad --watch %s (seconds, 1 to "
+					"86400)", optarg);
+		} else if (o == ':')
+			return embkv_ctl_usage_error("stats: %s needs a value",
+						     argv[optind - 1]);
 		else if (o == 'h')
 			return HELP_SHOWN;
 		else
@@ -475,8 +499,8 @@ static int stats_answered(const struct stat_set *s, uint32_t srv)
 	return 0;
 }
 
-int embkv_ctl_stats_run(struct embkv_client *c,
-			const struct embkv_ctl_args *a, int json)
+static int stats_once(struct embkv_client *c,
+		      const struct embkv_ctl_args *a, int json)
 {
 	uint32_t nsrv = embkv_client_server_count(c), nup = 0;
 	struct stat_set s = { 0 };
@@ -511,4 +535,34 @@ int embkv_ctl_stats_run(struct embkv_client *c,
 		return EXIT_DOWN;
 	}
 	return 0;
+}
+
+int embkv_ctl_stats_run(struct embkv_client *c,
+			const struct embkv_ctl_args *a, int json)
+{
+	int rc;
+
+	if (!a->watch_s)
+		return stats_once(c, a, json);
+	/* Until interrupted (SIGINT's default action ends it); a server
+	 * that does not answer is reported each round, and watched on. */
+	for (;;) {
+		if (!json) {
+			char when[32];
+			time_t now = time(NULL);
+			struct tm tm;
+
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
+				 localtime_r(&now, &tm));
+			printf("== %s (every %u s; Ctrl-C stops)\n", when,
+			       a->watch_s);
+		}
+		rc = stats_once(c, a, json);
+		if (rc != 0 && rc != EXIT_DOWN)
+			return rc;
+		if (!json)
+			putchar('\n');
+		fflush(stdout);
+		sleep(a->watch_s);
+	}
 }

@@ -32,6 +32,7 @@
 
 #include <embkv/embkv.h>
 #include "tools/clientopts.h"
+#include "tools/version.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -512,6 +513,8 @@ int main(int argc, char **argv)
 	struct opts o;
 	int rc;
 
+	if (embkv_tool_version(argc, argv, "embkv-demo"))
+		return 0;
 	rc = parse_args(argc, argv, &o);
 	if (rc)
 		return rc;

@@ -4,6 +4,9 @@
  *   embkvctl [--servers tcp://a,tcp://b] [--token-file F] [--json]
  *            [--timeout MS] COMMAND [ARGS]
  *
+ * The global options may also follow the command (embkvctl stats
+ * --servers A --json): hoist_globals() moves them in front of it first.
+ *
  * Commands: stats, tables, create-table, set-table, drop-table, map, export,
  * import
  * (see usage());
@@ -56,17 +59,24 @@ static void usage(FILE *f)
 "  --json               print one JSON document instead of tables\n"
 "  --timeout MS         connect and request timeout (default 5000/30000)\n"
 "%s"
+"  --version            print the version and exit\n"
 "  -h, --help           this help\n"
+"Global options may come before or after the command.\n"
 "\n"
 "Commands:\n"
-"  stats [--all] [--json]\n"
+"  stats [--all] [--json] [--watch SECONDS]\n"
 "                       counters per server and per table: rows, capacity,\n"
 "                       memory, hits, misses, inserts, evictions, admission\n"
 "                       rejects, pulls and pushes per second, p50/p99\n"
 "                       handling latency, connections, and TOTAL rows that\n"
 "                       sum them over the servers that answered; a server\n"
 "                       that did not is marked DOWN with its error; --all\n"
-"                       lists every counter the servers report\n"
+"                       lists every counter the servers report; --watch\n"
+"                       repeats every SECONDS until interrupted (with\n"
+"                       --json: one document per line). Latency columns\n"
+"                       (_US*): server handling time in microseconds,\n"
+"                       the upper bound of the histogram bucket that holds\n"
+"                       the quantile\n"
 "  tables [--json]      the tables, their attributes and whether every\n"
 "                       server has them alike (else INCONSISTENT, with\n"
 "                       where each is missing); DOWN servers as in stats\n"
@@ -226,6 +236,84 @@ static const struct command commands[] = {
 enum global_opt { G_SERVERS = 1000, G_TOKEN, G_JSON, G_TIMEOUT, G_ETCD,
 		  G_CLUSTER };
 
+/* The global options: name, and whether it takes a value. */
+static const struct {
+	const char *name;
+	int has_arg;
+} globals[] = {
+	{ "--servers", 1 }, { "--token-file", 1 }, { "--json", 0 },
+	{ "--timeout", 1 }, { "--etcd", 1 }, { "--cluster", 1 },
+	{ "--version", 0 },
+};
+
+/* 0: s is no global option; 1: one without its value in the next
+ * argument (--json, --servers=A); 2: one whose value is the next. */
+static int global_kind(const char *s)
+{
+	for (size_t i = 0; i < sizeof(globals) / sizeof(globals[0]); i++) {
+		size_t n = strlen(globals[i].name);
+
+		if (strncmp(s, globals[i].name, n))
+			continue;
+		if (s[n] == '=' && globals[i].has_arg)
+			return 1;
+		if (!s[n])
+			return globals[i].has_arg ? 2 : 1;
+	}
+	return 0;
+}
+
+/*
+ * Moves the global options that follow the command (up to a "--") in
+ * front of it, keeping their order, so that getopt reads them as if they
+ * came first: "embkvctl stats --servers A --json" is "embkvctl --servers
+ * A --json stats". A global option with its value missing stays where it
+ * is (the command's parser reports it). 0, or -ENOMEM.
+ */
+static int hoist_globals(int argc, char **argv)
+{
+	char **moved, **rest;
+	int cmd = 1, nm = 0, nr = 0;
+
+	while (cmd < argc && argv[cmd][0] == '-' && strcmp(argv[cmd], "--")) {
+		cmd += global_kind(argv[cmd]) == 2 ? 2 : 1;
+	}
+	if (cmd >= argc || !strcmp(argv[cmd], "--"))
+		return 0;
+	moved = calloc((size_t)argc, sizeof(*moved));
+	rest = calloc((size_t)argc, sizeof(*rest));
+	if (!moved || !rest) {
+		free(moved);
+		free(rest);
+		return -ENOMEM;
+	}
+	for (int i = cmd + 1, stop = 0; i < argc; i++) {
+		int k = stop ? 0 : global_kind(argv[i]);
+
+		if (!strcmp(argv[i], "--"))
+			stop = 1;
+		if (k == 2 && i + 1 < argc) {
+			moved[nm++] = argv[i];
+			moved[nm++] = argv[++i];
+		} else if (k == 1) {
+			moved[nm++] = argv[i];
+		} else {
+			rest[nr++] = argv[i];
+		}
+	}
+	rest[nr] = NULL;
+	{
+		char *c = argv[cmd];
+
+		memcpy(argv + cmd, moved, sizeof(*argv) * (size_t)nm);
+		argv[cmd + nm] = c;
+		memcpy(argv + cmd + nm + 1, rest, sizeof(*argv) * (size_t)nr);
+	}
+	free(moved);
+	free(rest);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -235,6 +323,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, G_TIMEOUT },
 		{ "etcd", required_argument, NULL, G_ETCD },
 		{ "cluster", required_argument, NULL, G_CLUSTER },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -245,6 +334,12 @@ int main(int argc, char **argv)
 	struct embkv_ctl_args args;
 	int json = 0, o, rc;
 
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("%s %s\n", embkv_ctl_prog, EMBKV_VERSION);
+		return 0;
+	}
+	if (hoist_globals(argc, argv))
+		return embkv_ctl_failed("arguments", -ENOMEM);
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (o) {
@@ -271,6 +366,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("%s %s\n", embkv_ctl_prog, EMBKV_VERSION);
 			return 0;
 		default:
 			return embkv_ctl_usage_error("bad or incomplete "
