@@ -44,8 +44,11 @@
  * - Deadlines: a frame whose first bytes arrived must be whole within
  *   --frame-timeout-ms, or the connection is closed (the clock starts at
  *   the read that left it partial). Time during which the server itself
- *   does not read (backpressure, or waiting for budget with nothing
- *   charged) does not count. Deadlines are checked by a scan of the
+ *   does not read (backpressure, or waiting for budget while holding no
+ *   more than one staging buffer's worth) does not count; a connection
+ *   that waits while holding more keeps its deadline, so bodies that hold
+ *   the whole budget and wait for more are closed in time and cannot
+ *   block each other forever. Deadlines are checked by a scan of the
  *   thread's connections every TICK_MS, only while some are pending.
  */
 #include <errno.h>
@@ -931,18 +934,28 @@ static void deadlines(struct embkvd_io *io, uint64_t now)
 			conn_events(c); /* budget again: read on */
 		if (!c->frame_deadline_ns)
 			continue;
-		if (conn_backlogged(c) || (c->budget_wait && !c->body_charged)) {
+		if (conn_backlogged(c) ||
+		    (c->budget_wait && c->body_charged <= STAGE_BYTES)) {
 			/* Waiting on us, not on the peer. */
 			c->frame_deadline_ns = now + frame_ns;
 			continue;
 		}
 		if (now < c->frame_deadline_ns)
 			continue;
-		embkvd_log("closing %s: a frame not whole within %u ms "
-			   "(--frame-timeout-ms; %u of %u body bytes)",
-			   c->peer, io->srv->attr.frame_timeout_ms,
-			   c->rd == EMBKVD_CONN_RD_BODY ? c->body_got : 0,
-			   c->rd == EMBKVD_CONN_RD_HDR ? 0 : c->h.body_len);
+		if (c->rd == EMBKVD_CONN_RD_HDR)
+			embkvd_log("closing %s: a frame not whole within %u "
+				   "ms (--frame-timeout-ms; %u of %u header "
+				   "bytes)", c->peer,
+				   io->srv->attr.frame_timeout_ms, c->hdr_got,
+				   EMBKV_WIRE_HDR_SIZE);
+		else
+			embkvd_log("closing %s: a frame not whole within %u "
+				   "ms (--frame-timeout-ms; %u of %u body "
+				   "bytes)", c->peer,
+				   io->srv->attr.frame_timeout_ms,
+				   c->rd == EMBKVD_CONN_RD_BODY ? c->body_got
+								: 0,
+				   c->h.body_len);
 		embkvd_conn_close(c);
 	}
 }
