@@ -4,8 +4,8 @@
  *
  * Starts the real embkvd with --listen rdma://IP:0 and a token, then checks:
  *   private_data   bad magic, version, credits, sizes or none: REJECTED
- *   preauth        TABLE_REGIONS before authentication: ERROR EAUTH, then
- *                  the connection is closed; no rkey or address ever came
+ *   preauth        TABLE_REGIONS before authentication: ERROR ETOKENREQUIRED,
+ *                  then the connection is closed; no rkey or address ever came
  *   bad_auth       AUTH with a wrong MAC: ERROR EAUTH, closed, no regions
  *   rpc            HELLO/AUTH, TABLE_CREATE, ASSIGN, PULL by SEND and by
  *                  RDMA WRITE WITH IMM (a reply over recv_size), HITS,
@@ -556,8 +556,8 @@ static void test_preauth(uint16_t port)
 		goto out;
 	embkv_wire_table_ref_encode(&some_table, b, sizeof(b));
 	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, b, sizeof(b), &r);
-	check(rc == EMBKV_EAUTH, "preauth", "TABLE_REGIONS before AUTH: %s",
-	      embkv_strerror(rc));
+	check(rc == EMBKV_ETOKENREQUIRED, "preauth",
+	      "TABLE_REGIONS before AUTH: %s", embkv_strerror(rc));
 	if (!rc)
 		free(r.frame);
 	check(closed_within(&c, CM_MS), "preauth",

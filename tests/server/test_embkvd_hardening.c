@@ -414,6 +414,83 @@ static void test_auth_failures_throttled(void **state)
 	assert_int_equal(th_stop(&srv), 0);
 }
 
+/* A client proof recorded from one exchange and replayed against a new
+ * challenge (same client nonce, a fresh server nonce) is refused. */
+static void test_replayed_proof_refused(void **state)
+{
+	struct embkv_wire_auth_key key;
+	uint8_t cn[EMBKV_WIRE_NONCE_SIZE], sn1[EMBKV_WIRE_NONCE_SIZE];
+	uint8_t mac[EMBKV_WIRE_MAC_SIZE];
+	struct th_server srv;
+	struct th_frame f;
+	int fd;
+
+	(void)state;
+	start_with_token(&srv, NULL);
+	assert_int_equal(embkv_wire_auth_key_derive(TOKEN, strlen(TOKEN),
+						    &key), 0);
+	memset(cn, 0x5a, sizeof(cn));
+	/* The recorded exchange: it succeeds. */
+	fd = th_connect(&srv);
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_HELLO, 0, cn, sizeof(cn),
+				 &f), 0);
+	assert_int_equal(f.h.body_len, EMBKV_WIRE_NONCE_SIZE);
+	memcpy(sn1, f.body, sizeof(sn1));
+	th_frame_free(&f);
+	assert_int_equal(embkv_wire_auth_mac(&key, EMBKV_WIRE_AUTH_CLIENT, sn1,
+					     cn, mac), 0);
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_AUTH, 0, mac, sizeof(mac),
+				 &f), 0);
+	assert_int_equal(f.h.body_len, EMBKV_WIRE_MAC_SIZE);
+	th_frame_free(&f);
+	th_close(fd);
+	/* The replay: a new challenge, the old proof. */
+	fd = th_connect(&srv);
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_HELLO, 0, cn, sizeof(cn),
+				 &f), 0);
+	assert_memory_not_equal(f.body, sn1, sizeof(sn1));
+	th_frame_free(&f);
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_AUTH, 0, mac, sizeof(mac),
+				 &f), EMBKV_EAUTH);
+	assert_true(th_closed_within(fd, TH_TIMEOUT_MS));
+	th_close(fd);
+	embkv_wire_auth_key_wipe(&key);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
+/* A peer of protocol version 2 (keyed XXH3 MAC) gets EMBKV_EVERSION and
+ * a message naming both versions, then the connection is closed. */
+static void test_old_peer_told(void **state)
+{
+	uint8_t frame[EMBKV_WIRE_HDR_SIZE + EMBKV_WIRE_NONCE_SIZE] = { 0 };
+	struct embkv_wire_error err;
+	struct th_server srv;
+	struct th_frame f;
+	char msg[256];
+	int fd;
+
+	(void)state;
+	start_with_token(&srv, NULL);
+	header(frame, EMBKV_WIRE_OP_HELLO, EMBKV_WIRE_NONCE_SIZE);
+	frame[EMBKV_WIRE_HDR_VERSION] = 2;
+	frame[EMBKV_WIRE_HDR_VERSION + 1] = 0;
+	fd = th_connect(&srv);
+	assert_int_equal(th_send_raw(fd, frame, sizeof(frame)), 0);
+	assert_int_equal(th_recv(fd, &f), 0);
+	assert_int_equal(f.h.opcode, EMBKV_WIRE_OP_ERROR);
+	assert_int_equal(embkv_wire_error_decode(f.body, f.h.body_len, &err),
+			 0);
+	assert_int_equal(err.status, EMBKV_EVERSION);
+	snprintf(msg, sizeof(msg), "%.*s", (int)err.msg.len, err.msg.ptr);
+	print_message("old peer told: %s\n", msg);
+	assert_non_null(strstr(msg, "version 2"));
+	assert_non_null(strstr(msg, "version 3"));
+	th_frame_free(&f);
+	assert_true(th_closed_within(fd, TH_TIMEOUT_MS));
+	th_close(fd);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -421,6 +498,8 @@ int main(void)
 		cmocka_unit_test(test_authed_conn_not_timed_out),
 		cmocka_unit_test(test_partial_frames),
 		cmocka_unit_test(test_auth_failures_throttled),
+		cmocka_unit_test(test_replayed_proof_refused),
+		cmocka_unit_test(test_old_peer_told),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
