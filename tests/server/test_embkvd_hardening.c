@@ -393,12 +393,18 @@ static void test_partial_frames(void **state)
 	print_message("RSS KiB: baseline %ld, peak %ld, after %ld; VmData "
 		      "KiB: baseline %ld, peak %ld\n", base, peak, after, vbase,
 		      vpeak);
+#ifndef __SANITIZE_ADDRESS__
 	/* Nothing was allocated from an announced length: 17 bodies of
 	 * 64 MiB announced would be over 1 GiB of address space. */
 	assert_true(vpeak < vbase + 160 * 1024);
 	/* The trickled 64 MiB bodies never got their announced size. */
 	assert_true(peak < base + 96 * 1024);
 	assert_true(after < base + 16 * 1024);
+#else
+	/* ASan keeps freed memory in quarantine and reserves shadow
+	 * memory: sizes say nothing there (the plain build checks them). */
+	print_message("ASan build: memory bounds not checked\n");
+#endif
 	th_close(good);
 	assert_int_equal(th_stop(&srv), 0);
 }
