@@ -184,7 +184,7 @@ struct embkvd_io {
 	bool listening;
 	uint64_t accept_retry_ns;       /* after EMFILE: when to listen again */
 	uint64_t reject_log_ns;         /* last "too many connections" log */
-	/* Deadlines (io.c): TCP connections not authenticated yet, oldest
+	/* Deadlines (io.c): connections not authenticated yet, oldest
 	 * first; those with a partial frame; those waiting for body budget. */
 	struct cds_list_head unauth;
 	uint32_t nunauth, npartial, nbudget_wait;
@@ -323,6 +323,9 @@ void embkvd_peer_format(const struct sockaddr_storage *sa, char *buf,
  * unless --max-conns is reached (then 0 is returned as -EMFILE, and an
  * ERROR was queued and the connection is closing). I/O thread. */
 int embkvd_conn_authed(struct embkvd_conn *c);
+/* With a token: c (just accepted, on io->conns) must authenticate within
+ * --auth-timeout-ms; it joins io->unauth, oldest first. I/O thread. */
+void embkvd_conn_auth_deadline(struct embkvd_conn *c);
 
 /* ---- request handling -------------------------------------------------- */
 

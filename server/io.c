@@ -32,6 +32,8 @@
  *   oldest is closed to make room for a new one) and each closed at its
  *   authentication deadline (--auth-timeout-ms), so peers that never
  *   authenticate can neither fill --max-conns nor keep a real client out.
+ *   RDMA connections are counted at accept (verbs_listen.c) but join
+ *   io->unauth too, for the same deadline.
  * - Bodies (net/PROTOCOL.md section 9): a body that is wholly in the
  *   staging buffer already, or of at most BODY_FREE bytes, is allocated at
  *   once (the hot path: no clock, no shared counter). Any other body grows
@@ -714,12 +716,19 @@ static int conn_new(struct embkvd_io *io, int fd,
 	cds_list_add_tail(&c->link, &io->conns);
 	if (uncounted) {
 		c->uncounted = true;
-		c->auth_deadline_ns = embkv_now_ns() +
-			(uint64_t)io->srv->attr.auth_timeout_ms * NS_PER_MS;
-		cds_list_add_tail(&c->unauth_link, &io->unauth);
-		io->nunauth++;
+		embkvd_conn_auth_deadline(c);
 	}
 	return 0;
+}
+
+void embkvd_conn_auth_deadline(struct embkvd_conn *c)
+{
+	struct embkvd_io *io = c->io;
+
+	c->auth_deadline_ns = embkv_now_ns() +
+		(uint64_t)io->srv->attr.auth_timeout_ms * NS_PER_MS;
+	cds_list_add_tail(&c->unauth_link, &io->unauth);
+	io->nunauth++;
 }
 
 int embkvd_conn_authed(struct embkvd_conn *c)
@@ -728,12 +737,12 @@ int embkvd_conn_authed(struct embkvd_conn *c)
 	struct embkvd *s = io->srv;
 	uint32_t n;
 
-	if (!c->uncounted)
-		return 0;
 	if (!cds_list_empty(&c->unauth_link)) {
 		cds_list_del_init(&c->unauth_link);
 		io->nunauth--;
 	}
+	if (!c->uncounted)
+		return 0; /* counted at accept (RDMA) */
 	n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
 	if (n > s->attr.max_conns) {
 		__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);

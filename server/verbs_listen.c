@@ -287,6 +287,8 @@ static void on_connect_request(struct embkvd_verbs *v, struct rdma_cm_id *id,
 	vc->deadline_ns = embkv_now_ns() + SETUP_TIMEOUT_NS;
 	io->nwaiting++;
 	cds_list_add_tail(&c->link, &io->conns);
+	if (s->auth)
+		embkvd_conn_auth_deadline(c); /* counted already, though */
 	return;
 
 uncount:
