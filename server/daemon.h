@@ -254,8 +254,11 @@ struct embkvd_conn {
 	uint64_t frame_deadline_ns;     /* partial frame: close by then; 0 */
 	bool budget_wait;               /* body needs budget: not reading */
 	bool uncounted;                 /* not in srv->conns (authenticating) */
+	bool spoke;                     /* a whole frame came in */
 	struct cds_list_head unauth_link; /* io->unauth while uncounted */
-	uint64_t auth_deadline_ns;      /* uncounted: close by then */
+	uint64_t auth_deadline_ns;      /* uncounted: close by then; no
+					 * token: evictable after it unless
+					 * it spoke */
 	char peer[64];                  /* "host:port" of the peer */
 	struct sockaddr_storage peer_sa;
 	/* Output. */

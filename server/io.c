@@ -33,7 +33,11 @@
  *   authentication deadline (--auth-timeout-ms), so peers that never
  *   authenticate can neither fill --max-conns nor keep a real client out.
  *   RDMA connections are counted at accept (verbs_listen.c) but join
- *   io->unauth too, for the same deadline.
+ *   io->unauth too, for the same deadline. Without a token every TCP
+ *   connection counts from its accept; when --max-conns is reached, the
+ *   thread's oldest connection that has not sent a whole frame within
+ *   --auth-timeout-ms is closed to make room (evict_silent), else the new
+ *   one is refused.
  * - Bodies (net/PROTOCOL.md section 9): a body that is wholly in the
  *   staging buffer already, or of at most BODY_FREE bytes, is allocated at
  *   once (the hot path: no clock, no shared counter). Any other body grows
@@ -470,6 +474,7 @@ static void frame_done(struct embkvd_conn *c)
 	budget_wait_set(c, false);
 	frame_clear(c);
 	c->rd = EMBKVD_CONN_RD_HDR;
+	c->spoke = true;
 	embkv_stat_inc(&c->io->st.requests, 1);
 	embkvd_svc_frame(c, &h, body, embkv_now_ns());
 }
@@ -717,8 +722,41 @@ static int conn_new(struct embkvd_io *io, int fd,
 	if (uncounted) {
 		c->uncounted = true;
 		embkvd_conn_auth_deadline(c);
+	} else {
+		/* No token: only when --max-conns is reached (evict_silent) */
+		c->auth_deadline_ns = embkv_now_ns() +
+			(uint64_t)io->srv->attr.auth_timeout_ms * NS_PER_MS;
 	}
 	return 0;
+}
+
+/*
+ * No token, --max-conns reached: closes this thread's oldest connection
+ * that has not sent one whole frame within --auth-timeout-ms, so that
+ * connections that only sit there cannot keep real clients out. true
+ * when one was closed (the count has room again).
+ */
+static bool evict_silent(struct embkvd_io *io)
+{
+	struct embkvd_conn *c;
+	uint64_t now = embkv_now_ns();
+
+	cds_list_for_each_entry(c, &io->conns, link) {
+		if (c->spoke || c->vc || !c->open || c->uncounted ||
+		    now < c->auth_deadline_ns)
+			continue;
+		if (now - io->reject_log_ns >= EVICT_LOG_NS) {
+			embkvd_log("closing %s: no request within %u ms "
+				   "(--auth-timeout-ms) and --max-conns %u "
+				   "reached: making room for a new one",
+				   c->peer, io->srv->attr.auth_timeout_ms,
+				   io->srv->attr.max_conns);
+			io->reject_log_ns = now;
+		}
+		embkvd_conn_close(c);
+		return true;
+	}
+	return false;
 }
 
 void embkvd_conn_auth_deadline(struct embkvd_conn *c)
@@ -830,6 +868,8 @@ static void accept_some(struct embkvd_io *io)
 			continue;
 		}
 		n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
+		if (n > s->attr.max_conns && evict_silent(io))
+			n = s->attr.max_conns; /* one closed: room for fd */
 		if (n > s->attr.max_conns || conn_new(io, fd, &sa, false)) {
 			uint64_t now = embkv_now_ns();
 

@@ -238,6 +238,39 @@ static void test_authed_conn_not_timed_out(void **state)
 	assert_int_equal(th_stop(&srv), 0);
 }
 
+/* Without a token: --max-conns filled by connections that never send a
+ * frame does not keep a real client out once they are older than
+ * --auth-timeout-ms (the oldest is closed to make room); a young one
+ * is not. */
+static void test_no_token_idle_flood(void **state)
+{
+	static const char *const args[] = { "--max-conns", "16",
+		"--auth-timeout-ms", "500", NULL };
+	struct embkv_wire_table_ref t;
+	struct th_server srv;
+	int idle[16], good, closed = 0;
+
+	(void)state;
+	assert_int_equal(th_start(&srv, args), 0);
+	for (int i = 0; i < 16; i++)
+		idle[i] = raw_connect(&srv);
+	usleep(800 * 1000);
+	good = th_connect(&srv);
+	assert_true(good >= 0);
+	t = make_table(good, "idle");
+	good_client_works(good, t, 100, 30);
+	for (int i = 0; i < 16; i++) {
+		if (raw_closed_by(idle[i], now_ms() + 50) >= 0)
+			closed++;
+		close(idle[i]);
+	}
+	assert_true(closed >= 1);   /* room was made ... */
+	assert_true(closed <= 2);   /* ... for the one (and a retry) only */
+	good_client_works(good, t, 100, 31);
+	th_close(good);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
 struct trickler {
 	int *fds;
 	int n;
@@ -516,6 +549,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_unauth_flood),
 		cmocka_unit_test(test_authed_conn_not_timed_out),
+		cmocka_unit_test(test_no_token_idle_flood),
 		cmocka_unit_test(test_partial_frames),
 		cmocka_unit_test(test_auth_failures_throttled),
 		cmocka_unit_test(test_replayed_proof_refused),
