@@ -217,8 +217,8 @@ static void test_unauth_flood(void **state)
 	assert_int_equal(th_stop(&srv), 0);
 }
 
-/* Without a token, the authentication deadline does not apply; a
- * connection past its authentication still is not closed. */
+/* The authentication deadline ends with a good AUTH: an authenticated
+ * connection idle past it is not closed. */
 static void test_authed_conn_not_timed_out(void **state)
 {
 	static const char *const more[] = { "--auth-timeout-ms", "300",
