@@ -36,6 +36,9 @@ struct xconn {
 	uint32_t next_done;  /* first rpc not answered (hint) */
 	uint32_t answered;
 	int dead;
+	int why_closed;      /* an answer that closes the whole connection
+			      * for every request (token, version): the
+			      * status of the rest when the server hangs up */
 };
 
 void embkv_rpc_init(struct embkv_rpc *r, uint32_t server)
@@ -93,6 +96,8 @@ static void rpc_fail(struct embkv_rpc *r, int status)
 
 static void xconn_fail(struct xconn *x, struct embkv_rpc *rpcs, int status)
 {
+	if (x->why_closed && status == EMBKV_EDISCONNECTED)
+		status = x->why_closed;
 	for (uint32_t i = 0; i < x->n; i++)
 		rpc_fail(&rpcs[x->idx[i]], status);
 	x->answered = x->n;
@@ -106,7 +111,9 @@ static void xconn_fail(struct xconn *x, struct embkv_rpc *rpcs, int status)
 static int status_closes(int status)
 {
 	return status == EMBKV_EPROTO || status == EMBKV_EVERSION ||
-	       status == EMBKV_EAUTH || status == EMBKV_ELIMIT;
+	       status == EMBKV_EAUTH || status == EMBKV_ELIMIT ||
+	       status == EMBKV_ETOKENREQUIRED ||
+	       status == EMBKV_ETOKENUNEXPECTED;
 }
 
 /* A whole reply frame is in x's rx: hand it to its rpc. */
@@ -155,6 +162,10 @@ static int dispatch(struct xconn *x, struct embkv_rpc *rpcs)
 		r->status = rc ? rc : err.status;
 		if (rc || status_closes(r->status))
 			x->cc->broken = 1;
+		if (r->status == EMBKV_ETOKENREQUIRED ||
+		    r->status == EMBKV_ETOKENUNEXPECTED ||
+		    r->status == EMBKV_EAUTH || r->status == EMBKV_EVERSION)
+			x->why_closed = r->status;
 		return 0;
 	}
 	if (r->rhdr.opcode != (reqop | EMBKV_WIRE_OP_REPLY)) {

@@ -27,6 +27,8 @@ static const char *const project_msgs[] = {
 	[17] = "the servers are not one cluster: they report different members",
 	[18] = "partition not loaded on its server (restarted, waiting for a "
 	       "checkpoint or a stream)",
+	[19] = "the server requires a token (--token-file on the client)",
+	[20] = "the server has no token, but the client sent one",
 };
 
 const char *embkv_strerror(int status)

@@ -35,7 +35,7 @@
 /* Frame header ------------------------------------------------------------ */
 
 #define EMBKV_WIRE_MAGIC 0x564b4d45u /* bytes 'E' 'M' 'K' 'V' on the wire */
-#define EMBKV_WIRE_VERSION 2u
+#define EMBKV_WIRE_VERSION 3u
 #define EMBKV_WIRE_HDR_SIZE 32u
 
 /* Byte offsets of the header fields (all little-endian). Magic and version
@@ -73,7 +73,7 @@ enum embkv_wire_hdr_off {
 #define EMBKV_WIRE_MAX_JSON (16u << 20)
 
 #define EMBKV_WIRE_NONCE_SIZE 32u
-#define EMBKV_WIRE_MAC_SIZE 16u
+#define EMBKV_WIRE_MAC_SIZE 32u /* HMAC-SHA-256 */
 
 /* A table id no table has: "every table" in a STATS request, "the server
  * itself" as the table id of a STATS group. */
@@ -922,13 +922,16 @@ int embkv_wire_verbs_accept_decode(const uint8_t *buf, size_t len,
 
 /* Authentication ----------------------------------------------------------- */
 /*
- * Shared-secret challenge-response (net/PROTOCOL.md, "Authentication"):
- * MAC = XXH3_128bits_withSecret(label || version || server nonce ||
- * client nonce, secret), secret derived from the token. No secret crosses
- * the wire. XXH3 is not a cryptographic MAC; see PROTOCOL.md for what this
- * does and does not protect against. Nonces must come from getrandom().
+ * Shared-secret challenge-response (net/PROTOCOL.md section 8):
+ * MAC = HMAC-SHA-256(key, label || version || server nonce || client
+ * nonce), key = HMAC-SHA-256("EMKVKDF3", token) (OpenSSL's libcrypto).
+ * No secret crosses the wire. Nonces must come from getrandom().
  */
-#define EMBKV_WIRE_AUTH_SECRET_SIZE 192u
+#define EMBKV_WIRE_AUTH_SECRET_SIZE 32u
+
+/* HMAC-SHA-256 (RFC 2104, FIPS 180-4) of msg under key: 0 or -EINVAL. */
+int embkv_wire_hmac_sha256(const void *key, size_t key_len, const void *msg,
+			   size_t msg_len, uint8_t out[32]);
 
 enum embkv_wire_auth_role {
 	EMBKV_WIRE_AUTH_CLIENT = 0, /* the MAC the client sends */

@@ -2,11 +2,15 @@
  * Wire codec, connection setup: the rdma_cm private data of the verbs
  * transport (net/RDMA.md) and the shared-secret challenge-response
  * authentication (PROTOCOL.md section 8): no secret crosses the wire.
+ * The MAC is HMAC-SHA-256 from OpenSSL's libcrypto (protocol version 3;
+ * versions 1 and 2 used a keyed XXH3-128, not a cryptographic MAC).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "net/wire.h"
 #include "net/wire_priv.h"
@@ -15,15 +19,16 @@
 #define AUTH_LABEL_SIZE 8u
 #define AUTH_MSG_SIZE \
 	(AUTH_LABEL_SIZE + U16_SIZE + 2 * EMBKV_WIRE_NONCE_SIZE)
-#define AUTH_KDF_SEED 0x656d626b762d6b64ull /* "embkv-kd" */
-#define AUTH_BLOCK_SIZE sizeof(XXH128_canonical_t)
+#define SHA256_SIZE 32u
 
-_Static_assert(EMBKV_WIRE_AUTH_SECRET_SIZE >= XXH3_SECRET_SIZE_MIN,
-	       "XXH3 secret too short");
-_Static_assert(EMBKV_WIRE_AUTH_SECRET_SIZE % sizeof(XXH128_canonical_t) == 0,
-	       "secret must be whole XXH128 blocks");
-_Static_assert(EMBKV_WIRE_MAC_SIZE == sizeof(XXH128_canonical_t),
-	       "MAC is one XXH128");
+_Static_assert(EMBKV_WIRE_AUTH_SECRET_SIZE == SHA256_SIZE,
+	       "the key is one HMAC-SHA-256 output");
+_Static_assert(EMBKV_WIRE_MAC_SIZE == SHA256_SIZE,
+	       "the MAC is one untruncated HMAC-SHA-256");
+
+static const uint8_t kdf_label[AUTH_LABEL_SIZE] = {
+	'E', 'M', 'K', 'V', 'K', 'D', 'F', '3',
+};
 
 static const uint8_t auth_label[][AUTH_LABEL_SIZE] = {
 	[EMBKV_WIRE_AUTH_CLIENT] = { 'E', 'M', 'K', 'V', 'A', 'U', 'T', 'C' },
@@ -160,29 +165,35 @@ int embkv_wire_verbs_accept_decode(const uint8_t *buf, size_t len,
 
 /* Authentication -------------------------------------------------------------------- */
 
+int embkv_wire_hmac_sha256(const void *key, size_t key_len, const void *msg,
+			   size_t msg_len, uint8_t out[32])
+{
+	unsigned int n = 0;
+
+	if ((!key && key_len) || (!msg && msg_len) || !out ||
+	    key_len > INT32_MAX)
+		return -EINVAL;
+	/* HMAC() with a NULL key means "reuse the last one": never. */
+	if (!HMAC(EVP_sha256(), key_len ? key : (const void *)"", (int)key_len,
+		  msg_len ? msg : (const void *)"", msg_len, out, &n) ||
+	    n != SHA256_SIZE)
+		return -EINVAL;
+	return 0;
+}
+
 int embkv_wire_auth_key_derive(const void *token, size_t token_len,
 			       struct embkv_wire_auth_key *key)
 {
-	XXH128_canonical_t block;
-	size_t i;
-
 	if (!token || !token_len || !key)
 		return -EINVAL;
-	for (i = 0; i < EMBKV_WIRE_AUTH_SECRET_SIZE / AUTH_BLOCK_SIZE; i++) {
-		XXH128_canonicalFromHash(&block,
-			XXH3_128bits_withSeed(token, token_len,
-					      AUTH_KDF_SEED + i));
-		memcpy(key->secret + i * AUTH_BLOCK_SIZE, &block,
-		       AUTH_BLOCK_SIZE);
-	}
-	explicit_bzero(&block, sizeof(block));
-	return 0;
+	return embkv_wire_hmac_sha256(kdf_label, sizeof(kdf_label), token,
+				      token_len, key->secret);
 }
 
 void embkv_wire_auth_key_wipe(struct embkv_wire_auth_key *key)
 {
 	if (key)
-		explicit_bzero(key, sizeof(*key));
+		OPENSSL_cleanse(key, sizeof(*key));
 }
 
 int embkv_wire_auth_mac(const struct embkv_wire_auth_key *key,
@@ -193,7 +204,6 @@ int embkv_wire_auth_mac(const struct embkv_wire_auth_key *key,
 {
 	uint8_t msg[AUTH_MSG_SIZE];
 	uint8_t *p = msg;
-	XXH128_canonical_t out;
 
 	if (!key || !server_nonce || !client_nonce || !mac ||
 	    (role != EMBKV_WIRE_AUTH_CLIENT && role != EMBKV_WIRE_AUTH_SERVER))
@@ -205,11 +215,8 @@ int embkv_wire_auth_mac(const struct embkv_wire_auth_key *key,
 	memcpy(p, server_nonce, EMBKV_WIRE_NONCE_SIZE);
 	p += EMBKV_WIRE_NONCE_SIZE;
 	memcpy(p, client_nonce, EMBKV_WIRE_NONCE_SIZE);
-	XXH128_canonicalFromHash(&out,
-		XXH3_128bits_withSecret(msg, sizeof(msg), key->secret,
-					EMBKV_WIRE_AUTH_SECRET_SIZE));
-	memcpy(mac, &out, EMBKV_WIRE_MAC_SIZE);
-	return 0;
+	return embkv_wire_hmac_sha256(key->secret, EMBKV_WIRE_AUTH_SECRET_SIZE,
+				      msg, sizeof(msg), mac);
 }
 
 int embkv_wire_auth_verify(const struct embkv_wire_auth_key *key,
@@ -219,8 +226,6 @@ int embkv_wire_auth_verify(const struct embkv_wire_auth_key *key,
 			   const uint8_t mac[EMBKV_WIRE_MAC_SIZE])
 {
 	uint8_t want[EMBKV_WIRE_MAC_SIZE];
-	uint8_t diff = 0;
-	size_t i;
 	int rc;
 
 	if (!mac)
@@ -228,8 +233,7 @@ int embkv_wire_auth_verify(const struct embkv_wire_auth_key *key,
 	rc = embkv_wire_auth_mac(key, role, server_nonce, client_nonce, want);
 	if (rc)
 		return rc;
-	for (i = 0; i < EMBKV_WIRE_MAC_SIZE; i++)
-		diff |= want[i] ^ mac[i];
-	explicit_bzero(want, sizeof(want));
-	return diff ? EMBKV_EAUTH : 0;
+	rc = CRYPTO_memcmp(want, mac, EMBKV_WIRE_MAC_SIZE) ? EMBKV_EAUTH : 0;
+	OPENSSL_cleanse(want, sizeof(want));
+	return rc;
 }

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <urcu.h>
 #include <urcu/list.h>
 #include <urcu/wfcqueue.h>
@@ -74,6 +75,11 @@ struct embkvd_attr {
 	const char *data_dir;
 	bool no_restore;                /* do not load the newest at start */
 	uint32_t auto_recover_s;        /* --auto-recover; 0: off */
+	/* Hardening (net/PROTOCOL.md section 9, server/guard.c). */
+	uint32_t auth_timeout_ms;       /* HELLO+AUTH done by then; >= 1 */
+	uint32_t frame_timeout_ms;      /* a started frame whole by then */
+	uint64_t inflight_bytes;        /* request bodies being received */
+	uint32_t max_unauth_conns;      /* TCP connections not authed yet */
 	uint32_t flags;                 /* reserved, must be 0 */
 	/* Operations (logs, SIGHUP, metrics). */
 	const char *token_file;         /* re-read on SIGHUP; NULL: none */
@@ -101,6 +107,7 @@ struct embkvd_ckpt;
 struct embkvd_verbs;
 struct embkvd_vconn;
 struct embkvd_metrics_http;
+struct embkvd_guard;
 
 struct embkvd {
 	struct embkvd_attr attr;        /* strings below are copies */
@@ -119,7 +126,11 @@ struct embkvd {
 	bool auth;
 	struct embkv_wire_auth_key key;
 	uint64_t start_ns;
-	uint32_t conns;                 /* open connections (atomic) */
+	uint32_t conns;                 /* open connections (atomic), but
+					 * not TCP ones still authenticating */
+	uint64_t rx_bytes;              /* bodies being received (atomic),
+					 * <= attr.inflight_bytes */
+	struct embkvd_guard *guard;     /* failed-auth throttle (guard.c) */
 	struct embkv_rates rates;
 	/* Operations: key_lock guards key against embkvd_token_reload()
 	 * (SIGHUP, main thread). Readers of key on other threads should
@@ -207,6 +218,12 @@ struct embkvd_io {
 	bool listening;
 	uint64_t accept_retry_ns;       /* after EMFILE: when to listen again */
 	uint64_t reject_log_ns;         /* last "too many connections" log */
+	/* Deadlines (io.c): connections not authenticated yet, oldest
+	 * first; those with a partial frame; those waiting for body budget. */
+	struct cds_list_head unauth;
+	uint32_t nunauth, npartial, nbudget_wait;
+	uint32_t max_unauth;            /* this thread's share */
+	uint64_t scan_ns;               /* next deadline scan */
 	struct embkv_io_stats st;
 } __attribute__((aligned(64)));
 
@@ -266,6 +283,18 @@ struct embkvd_conn {
 	uint8_t *body;
 	uint32_t body_got;
 	uint64_t skip_left;
+	uint32_t body_cap;              /* bytes allocated at body */
+	uint32_t body_charged;          /* of them, charged to srv->rx_bytes */
+	uint64_t frame_deadline_ns;     /* partial frame: close by then; 0 */
+	bool budget_wait;               /* body needs budget: not reading */
+	bool uncounted;                 /* not in srv->conns (authenticating) */
+	bool spoke;                     /* a whole frame came in */
+	struct cds_list_head unauth_link; /* io->unauth while uncounted */
+	uint64_t auth_deadline_ns;      /* uncounted: close by then; no
+					 * token: evictable after it unless
+					 * it spoke */
+	char peer[64];                  /* "host:port" of the peer */
+	struct sockaddr_storage peer_sa;
 	/* Output. */
 	struct embkvd_obuf *out_head, *out_tail;
 	size_t out_bytes;
@@ -312,6 +341,28 @@ void embkvd_conn_set_closing(struct embkvd_conn *c);
  * connection's memory alive and counts toward its backpressure. */
 void embkvd_conn_hold(struct embkvd_conn *c, size_t bytes);
 void embkvd_conn_release(struct embkvd_conn *c, size_t bytes);
+
+/* ---- hardening (guard.c) ---------------------------------------------- */
+
+int embkvd_guard_create(struct embkvd_guard **out);
+void embkvd_guard_destroy(struct embkvd_guard *g);
+/* Milliseconds that sa must still wait before its next authentication
+ * attempt is served (0: go on). Any thread. */
+uint64_t embkvd_guard_blocked_ms(struct embkvd_guard *g,
+				 const struct sockaddr_storage *sa);
+/* Records a failed (ok false) or good authentication from sa. */
+void embkvd_guard_note(struct embkvd_guard *g,
+		       const struct sockaddr_storage *sa, bool ok);
+/* "host:port" of sa into buf (cap >= 64). */
+void embkvd_peer_format(const struct sockaddr_storage *sa, char *buf,
+			size_t cap);
+/* A connection finished authentication: it now counts in srv->conns,
+ * unless --max-conns is reached (then 0 is returned as -EMFILE, and an
+ * ERROR was queued and the connection is closing). I/O thread. */
+int embkvd_conn_authed(struct embkvd_conn *c);
+/* With a token: c (just accepted, on io->conns) must authenticate within
+ * --auth-timeout-ms; it joins io->unauth, oldest first. I/O thread. */
+void embkvd_conn_auth_deadline(struct embkvd_conn *c);
 
 /* ---- request handling -------------------------------------------------- */
 

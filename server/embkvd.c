@@ -58,6 +58,10 @@ enum {
 	OPT_LOG_FILE,
 	OPT_METRICS_LISTEN,
 	OPT_VERSION,
+	OPT_AUTH_TIMEOUT,
+	OPT_FRAME_TIMEOUT,
+	OPT_INFLIGHT_BYTES,
+	OPT_MAX_UNAUTH,
 };
 
 static const struct option long_opts[] = {
@@ -83,6 +87,10 @@ static const struct option long_opts[] = {
 	{ "log-file", required_argument, NULL, OPT_LOG_FILE },
 	{ "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "auth-timeout-ms", required_argument, NULL, OPT_AUTH_TIMEOUT },
+	{ "frame-timeout-ms", required_argument, NULL, OPT_FRAME_TIMEOUT },
+	{ "inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES },
+	{ "max-unauth-conns", required_argument, NULL, OPT_MAX_UNAUTH },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -132,7 +140,25 @@ static void usage(FILE *f)
 "                            server is alone and serves every partition\n"
 "  --self N                  this server's index in --peers\n"
 "  --epoch N                 shard-map epoch, >= 1 (default 1)\n"
-"  --max-conns N             open connections at most (default 1024)\n"
+"  --max-conns N             open connections at most (default 1024); with\n"
+"                            a token, authenticated ones only; without,\n"
+"                            when reached, the oldest connection that sent\n"
+"                            no request within --auth-timeout-ms is closed\n"
+"                            to make room\n"
+"  --max-unauth-conns N      with a token: connections still authenticating\n"
+"                            at most (default 64, split among I/O threads);\n"
+"                            a new one closes the oldest\n"
+"  --auth-timeout-ms MS      with a token: HELLO and AUTH done within MS of\n"
+"                            the accept, or the connection is closed\n"
+"                            (default 5000); without a token: see\n"
+"                            --max-conns\n"
+"  --frame-timeout-ms MS     a frame whose first bytes arrived is whole\n"
+"                            within MS, or the connection is closed\n"
+"                            (default 30000)\n"
+"  --inflight-bytes BYTES    memory for request bodies being received, all\n"
+"                            connections together (K, M, G suffixes; at\n"
+"                            least 64M; default 1G); over it, reading\n"
+"                            waits (net/PROTOCOL.md section 9)\n"
 "  --default-table NAME      create table NAME with the default attributes\n"
 "                            at start\n"
 "  --etcd URL[,URL...]       register in the etcd cluster at these client\n"
@@ -380,6 +406,25 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		return 0;
 	case OPT_NO_RESTORE:
 		o->attr.no_restore = true;
+		return 0;
+	case OPT_AUTH_TIMEOUT:
+	case OPT_FRAME_TIMEOUT:
+	case OPT_MAX_UNAUTH:
+		if (parse_u64(arg, 1, c == OPT_MAX_UNAUTH ? 1000000 : 3600000,
+			      &v))
+			return bad(name, arg, "out of range or not a number");
+		if (c == OPT_AUTH_TIMEOUT)
+			o->attr.auth_timeout_ms = (uint32_t)v;
+		else if (c == OPT_FRAME_TIMEOUT)
+			o->attr.frame_timeout_ms = (uint32_t)v;
+		else
+			o->attr.max_unauth_conns = (uint32_t)v;
+		return 0;
+	case OPT_INFLIGHT_BYTES:
+		if (parse_size(arg, &o->attr.inflight_bytes) ||
+		    o->attr.inflight_bytes < EMBKV_WIRE_MAX_BODY)
+			return bad(name, arg, "expected BYTES[K|M|G|T], at "
+				   "least 64M (the largest body)");
 		return 0;
 	case OPT_AUTO_RECOVER:
 		if (parse_u64(arg, 1, 86400, &v))

@@ -8,8 +8,9 @@
  *
  * Why: a connection stays on one thread for its life, so its buffers and
  * state need no lock; a frame is decoded by the codec header first and
- * its body is allocated only after every header limit passed, so a bad
- * peer cannot make the server allocate what it claims.
+ * its body is allocated only after every header limit passed, and then
+ * only as its bytes arrive, so a bad peer cannot make the server allocate
+ * what it claims.
  *
  * Invariants:
  * - Reading: the header is checked (magic, version, opcode, flags,
@@ -24,8 +25,37 @@
  *   its memory lives while batch requests hold it (inflight) and at least
  *   until the end of the current loop round (the dead list), so a stale
  *   event or a late completion never touches freed memory.
- * - The open-connection count drops exactly once per accepted socket, in
- *   conn_close().
+ * - The open-connection count (srv->conns) drops exactly once per
+ *   counted connection, in conn_close(). With a token, a TCP connection
+ *   is counted only once it authenticated (embkvd_conn_authed); until
+ *   then it sits on io->unauth, at most io->max_unauth of them (the
+ *   oldest is closed to make room for a new one) and each closed at its
+ *   authentication deadline (--auth-timeout-ms), so peers that never
+ *   authenticate can neither fill --max-conns nor keep a real client out.
+ *   RDMA connections are counted at accept (verbs_listen.c) but join
+ *   io->unauth too, for the same deadline. Without a token every TCP
+ *   connection counts from its accept; when --max-conns is reached, the
+ *   thread's oldest connection that has not sent a whole frame within
+ *   --auth-timeout-ms is closed to make room (evict_silent), else the new
+ *   one is refused.
+ * - Bodies (net/PROTOCOL.md section 9): a body that is wholly in the
+ *   staging buffer already, or of at most BODY_FREE bytes, is allocated at
+ *   once (the hot path: no clock, no shared counter). Any other body grows
+ *   as its bytes arrive (doubling, from BODY_CHUNK) and every byte it
+ *   holds is charged to srv->rx_bytes, under --inflight-bytes, until the
+ *   frame is whole (then the service owns it) or dropped. A body that
+ *   cannot grow within the budget stops its connection's reading
+ *   (budget_wait) and is retried on the timer tick; bytes already read
+ *   are always kept (at most STAGE_BYTES over the budget per connection).
+ * - Deadlines: a frame whose first bytes arrived must be whole within
+ *   --frame-timeout-ms, or the connection is closed (the clock starts at
+ *   the read that left it partial). Time during which the server itself
+ *   does not read (backpressure, or waiting for budget while holding no
+ *   more than one staging buffer's worth) does not count; a connection
+ *   that waits while holding more keeps its deadline, so bodies that hold
+ *   the whole budget and wait for more are closed in time and cannot
+ *   block each other forever. Deadlines are checked by a scan of the
+ *   thread's connections every TICK_MS, only while some are pending.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -56,6 +86,10 @@
 #define REJECT_LOG_NS (1000ull * NS_PER_MS)
 #define TICK_MS 100                     /* loop wake-up while timers run */
 #define ERRMSG_BYTES (EMBKV_WIRE_ERRMSG_MAX + 1)
+#define BODY_FREE 4096u                 /* bodies never charged */
+#define BODY_CHUNK (64u << 10)          /* first allocation of a body */
+#define SCAN_NS (TICK_MS * NS_PER_MS)   /* deadline scan period */
+#define EVICT_LOG_NS (1000ull * NS_PER_MS)
 
 /* epoll data tags for the fds that are not connections. */
 static char tag_listen, tag_inbox, tag_rdma_cm;
@@ -85,10 +119,100 @@ void embkvd_obuf_free(struct embkvd_obuf *ob)
 
 /* Connection state ---------------------------------------------------------- */
 
-static bool conn_throttled(const struct embkvd_conn *c)
+static bool conn_backlogged(const struct embkvd_conn *c)
 {
 	return c->out_bytes > OUT_HIGH_WATER || c->inflight >= MAX_INFLIGHT ||
 	       c->inflight_bytes > INFLIGHT_HIGH_WATER;
+}
+
+static bool conn_throttled(const struct embkvd_conn *c)
+{
+	return c->budget_wait || conn_backlogged(c);
+}
+
+/* Bodies and their budget ----------------------------------------------------- */
+
+static void body_uncharge(struct embkvd_conn *c)
+{
+	if (c->body_charged) {
+		__atomic_sub_fetch(&c->io->srv->rx_bytes, c->body_charged,
+				   __ATOMIC_RELAXED);
+		c->body_charged = 0;
+	}
+}
+
+static void budget_wait_set(struct embkvd_conn *c, bool on)
+{
+	if (c->budget_wait == on)
+		return;
+	c->budget_wait = on;
+	if (on)
+		c->io->nbudget_wait++;
+	else
+		c->io->nbudget_wait--;
+}
+
+/* Frees the body being read and its charge. */
+static void body_drop(struct embkvd_conn *c)
+{
+	free(c->body);
+	c->body = NULL;
+	c->body_cap = 0;
+	body_uncharge(c);
+	budget_wait_set(c, false);
+}
+
+/* No partial frame any more: its deadline goes. */
+static void frame_clear(struct embkvd_conn *c)
+{
+	if (c->frame_deadline_ns) {
+		c->frame_deadline_ns = 0;
+		c->io->npartial--;
+	}
+}
+
+/*
+ * Grows the body buffer; at_hand bytes of it were read already and must
+ * fit. Within the budget it doubles (at least BODY_CHUNK, at most the
+ * body); beyond it, it takes only what at_hand needs and sets
+ * budget_wait. 0, or -ENOMEM.
+ */
+static int body_grow(struct embkvd_conn *c, size_t at_hand)
+{
+	struct embkvd *s = c->io->srv;
+	uint64_t want = (uint64_t)c->body_cap * 2, need, add;
+	uint8_t *p;
+
+	need = (uint64_t)c->body_got + at_hand;
+	if (want < BODY_CHUNK)
+		want = BODY_CHUNK;
+	if (want < need)
+		want = need;
+	if (want > c->h.body_len)
+		want = c->h.body_len;
+	add = want - c->body_cap;
+	if (__atomic_add_fetch(&s->rx_bytes, add, __ATOMIC_RELAXED) >
+	    s->attr.inflight_bytes) {
+		__atomic_sub_fetch(&s->rx_bytes, add, __ATOMIC_RELAXED);
+		budget_wait_set(c, true);
+		if (need <= c->body_cap)
+			return 0;
+		/* Bytes read already are kept, over the budget. */
+		want = need;
+		add = want - c->body_cap;
+		__atomic_add_fetch(&s->rx_bytes, add, __ATOMIC_RELAXED);
+	} else {
+		budget_wait_set(c, false);
+	}
+	p = realloc(c->body, want);
+	if (!p) {
+		__atomic_sub_fetch(&s->rx_bytes, add, __ATOMIC_RELAXED);
+		return -ENOMEM;
+	}
+	c->body = p;
+	c->body_cap = (uint32_t)want;
+	c->body_charged += (uint32_t)add;
+	return 0;
 }
 
 /* Sets the epoll interest from the connection's state. */
@@ -135,8 +259,12 @@ void embkvd_conn_close(struct embkvd_conn *c)
 	}
 	c->out_head = c->out_tail = NULL;
 	c->out_bytes = 0;
-	free(c->body);
-	c->body = NULL;
+	body_drop(c);
+	frame_clear(c);
+	if (!cds_list_empty(&c->unauth_link)) {
+		cds_list_del_init(&c->unauth_link);
+		io->nunauth--;
+	}
 	if (c->on_flush) {
 		cds_list_del(&c->flush_link);
 		c->on_flush = false;
@@ -144,7 +272,8 @@ void embkvd_conn_close(struct embkvd_conn *c)
 	if (c->closing)
 		io->nclosing--;
 	cds_list_del(&c->link);
-	__atomic_sub_fetch(&io->srv->conns, 1, __ATOMIC_RELAXED);
+	if (!c->uncounted)
+		__atomic_sub_fetch(&io->srv->conns, 1, __ATOMIC_RELAXED);
 	if (!c->inflight)
 		conn_free_later(c);
 }
@@ -183,8 +312,8 @@ void embkvd_conn_set_closing(struct embkvd_conn *c)
 	c->closing = true;
 	c->deadline_ns = embkv_now_ns() + LINGER_NS;
 	c->io->nclosing++;
-	free(c->body);
-	c->body = NULL;
+	body_drop(c);
+	frame_clear(c);
 }
 
 void embkvd_conn_hold(struct embkvd_conn *c, size_t bytes)
@@ -340,7 +469,12 @@ static void frame_done(struct embkvd_conn *c)
 	uint8_t *body = c->body;
 
 	c->body = NULL;
+	c->body_cap = 0;
+	body_uncharge(c);
+	budget_wait_set(c, false);
+	frame_clear(c);
 	c->rd = EMBKVD_CONN_RD_HDR;
+	c->spoke = true;
 	embkv_stat_inc(&c->io->st.requests, 1);
 	embkvd_svc_frame(c, &h, body, embkv_now_ns());
 }
@@ -363,8 +497,18 @@ int embkvd_conn_admit(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 				  "unknown opcode 0x%02x", h->opcode);
 		return 1;
 	}
+	if (rc == EMBKV_EVERSION) {
+		embkvd_log("closing %s: it speaks protocol version %u, this "
+			   "server %u", c->peer, h->version,
+			   EMBKV_WIRE_VERSION);
+		embkvd_conn_error(c, h->request_id, rc, true,
+				  "protocol version %u, but this server speaks "
+				  "version %u: upgrade the older side",
+				  h->version, EMBKV_WIRE_VERSION);
+		return -1;
+	}
 	if (rc && rc != EMBKV_EOPCODE) {
-		embkvd_log("closing a connection: bad frame header: %s",
+		embkvd_log("closing %s: bad frame header: %s", c->peer,
 			   embkv_strerror(rc));
 		embkvd_conn_error(c, h->request_id, rc, true,
 				  "bad frame header: %s", embkv_strerror(rc));
@@ -373,7 +517,11 @@ int embkvd_conn_admit(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	if (!authed && h->opcode != EMBKV_WIRE_OP_HELLO &&
 	    h->opcode != EMBKV_WIRE_OP_AUTH) {
 		embkv_stat_inc(&c->io->st.auth_failures, 1);
-		embkvd_conn_error(c, h->request_id, EMBKV_EAUTH, true,
+		embkvd_log("closing %s: %s before authenticating (no token "
+			   "on the client?)", c->peer,
+			   embkv_wire_op_name(h->opcode));
+		embkvd_conn_error(c, h->request_id, EMBKV_ETOKENREQUIRED, true,
+				  "this server requires a token: "
 				  "authenticate first (HELLO, AUTH)");
 		return -1;
 	}
@@ -393,8 +541,8 @@ int embkvd_conn_admit(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 }
 
 /* A whole header arrived: check it before reading (or allocating) the
- * body, in net/PROTOCOL.md's order. */
-static void on_header(struct embkvd_conn *c)
+ * body, in net/PROTOCOL.md's order; avail bytes after it are at hand. */
+static void on_header(struct embkvd_conn *c, size_t avail)
 {
 	struct embkv_wire_hdr *h = &c->h;
 	int rc;
@@ -412,14 +560,23 @@ static void on_header(struct embkvd_conn *c)
 		frame_done(c);
 		return;
 	}
-	c->body = malloc(h->body_len);
-	if (!c->body) {
+	c->body_got = 0;
+	c->body_charged = 0;
+	if (h->body_len <= avail || h->body_len <= BODY_FREE) {
+		c->body = malloc(h->body_len);
+		c->body_cap = c->body ? h->body_len : 0;
+	} else {
+		c->body = NULL;
+		c->body_cap = 0;
+		if (body_grow(c, avail > h->body_len ? h->body_len : avail))
+			body_drop(c);
+	}
+	if (!c->body && !c->budget_wait) {
 		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
 				  "no memory for a %u-byte body", h->body_len);
 		skip_body(c);
 		return;
 	}
-	c->body_got = 0;
 	c->rd = EMBKVD_CONN_RD_BODY;
 }
 
@@ -436,11 +593,19 @@ static void consume(struct embkvd_conn *c, const uint8_t *p, size_t n)
 			memcpy(c->hdr + c->hdr_got, p, k);
 			c->hdr_got += (uint32_t)k;
 			if (c->hdr_got == EMBKV_WIRE_HDR_SIZE)
-				on_header(c);
+				on_header(c, n - k);
 			break;
 		case EMBKVD_CONN_RD_BODY:
 			k = c->h.body_len - c->body_got;
 			k = k < n ? k : n;
+			if (c->body_got + k > c->body_cap &&
+			    body_grow(c, k)) {
+				/* Out of memory mid-body: framing is lost. */
+				embkvd_conn_error(c, c->h.request_id, -ENOMEM,
+						  true, "no memory for a %u-byte "
+						  "body", c->h.body_len);
+				return;
+			}
 			memcpy(c->body + c->body_got, p, k);
 			c->body_got += (uint32_t)k;
 			if (c->body_got == c->h.body_len)
@@ -449,8 +614,10 @@ static void consume(struct embkvd_conn *c, const uint8_t *p, size_t n)
 		default:
 			k = c->skip_left < n ? (size_t)c->skip_left : n;
 			c->skip_left -= k;
-			if (!c->skip_left)
+			if (!c->skip_left) {
 				c->rd = EMBKVD_CONN_RD_HDR;
+				frame_clear(c);
+			}
 			break;
 		}
 		p += k;
@@ -465,13 +632,27 @@ static void conn_readable(struct embkvd_conn *c)
 
 	while (c->open && !c->rd_eof && budget &&
 	       (c->closing || !conn_throttled(c))) {
-		bool direct = !c->closing && c->rd == EMBKVD_CONN_RD_BODY &&
-			      c->h.body_len - c->body_got >= STAGE_BYTES;
+		bool direct = false;
 		ssize_t r;
 
+		if (!c->closing && c->rd == EMBKVD_CONN_RD_BODY &&
+		    c->h.body_len - c->body_got >= STAGE_BYTES) {
+			if (c->body_cap - c->body_got < STAGE_BYTES) {
+				if (body_grow(c, 0)) {
+					embkvd_conn_error(c, c->h.request_id,
+							  -ENOMEM, true,
+							  "no memory for a %u-byte body",
+							  c->h.body_len);
+					break;
+				}
+				if (c->budget_wait)
+					break;
+			}
+			direct = c->body_cap - c->body_got >= STAGE_BYTES;
+		}
 		if (direct)
 			r = read(c->fd, c->body + c->body_got,
-				 c->h.body_len - c->body_got);
+				 c->body_cap - c->body_got);
 		else
 			r = read(c->fd, io->stage, STAGE_BYTES);
 		if (r < 0) {
@@ -485,8 +666,8 @@ static void conn_readable(struct embkvd_conn *c)
 			/* EOF: a partial frame is dropped; whole frames
 			 * already handed on still get their replies. */
 			c->rd_eof = true;
-			free(c->body);
-			c->body = NULL;
+			body_drop(c);
+			frame_clear(c);
 			break;
 		}
 		embkv_stat_inc(&io->st.bytes_in, (uint64_t)r);
@@ -501,12 +682,19 @@ static void conn_readable(struct embkvd_conn *c)
 			consume(c, io->stage, (size_t)r);
 		}
 	}
+	if (c->open && !c->closing && !c->rd_eof && !c->frame_deadline_ns &&
+	    (c->rd != EMBKVD_CONN_RD_HDR || c->hdr_got)) {
+		c->frame_deadline_ns = embkv_now_ns() +
+			(uint64_t)io->srv->attr.frame_timeout_ms * NS_PER_MS;
+		io->npartial++;
+	}
 	conn_settle(c);
 }
 
 /* Accepting ------------------------------------------------------------------ */
 
-static int conn_new(struct embkvd_io *io, int fd)
+static int conn_new(struct embkvd_io *io, int fd,
+		    const struct sockaddr_storage *sa, bool uncounted)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct embkvd_conn *c = calloc(1, sizeof(*c));
@@ -514,6 +702,9 @@ static int conn_new(struct embkvd_io *io, int fd)
 
 	if (!c)
 		return -ENOMEM;
+	CDS_INIT_LIST_HEAD(&c->unauth_link);
+	c->peer_sa = *sa;
+	embkvd_peer_format(sa, c->peer, sizeof(c->peer));
 	c->io = io;
 	c->fd = fd;
 	c->open = true;
@@ -528,7 +719,102 @@ static int conn_new(struct embkvd_io *io, int fd)
 		return -errno;
 	}
 	cds_list_add_tail(&c->link, &io->conns);
+	if (uncounted) {
+		c->uncounted = true;
+		embkvd_conn_auth_deadline(c);
+	} else {
+		/* No token: only when --max-conns is reached (evict_silent) */
+		c->auth_deadline_ns = embkv_now_ns() +
+			(uint64_t)io->srv->attr.auth_timeout_ms * NS_PER_MS;
+	}
 	return 0;
+}
+
+/*
+ * No token, --max-conns reached: closes this thread's oldest connection
+ * that has not sent one whole frame within --auth-timeout-ms, so that
+ * connections that only sit there cannot keep real clients out. true
+ * when one was closed (the count has room again).
+ */
+static bool evict_silent(struct embkvd_io *io)
+{
+	struct embkvd_conn *c;
+	uint64_t now = embkv_now_ns();
+
+	cds_list_for_each_entry(c, &io->conns, link) {
+		if (c->spoke || c->vc || !c->open || c->uncounted ||
+		    now < c->auth_deadline_ns)
+			continue;
+		if (now - io->reject_log_ns >= EVICT_LOG_NS) {
+			embkvd_log("closing %s: no request within %u ms "
+				   "(--auth-timeout-ms) and --max-conns %u "
+				   "reached: making room for a new one",
+				   c->peer, io->srv->attr.auth_timeout_ms,
+				   io->srv->attr.max_conns);
+			io->reject_log_ns = now;
+		}
+		embkvd_conn_close(c);
+		return true;
+	}
+	return false;
+}
+
+void embkvd_conn_auth_deadline(struct embkvd_conn *c)
+{
+	struct embkvd_io *io = c->io;
+
+	c->auth_deadline_ns = embkv_now_ns() +
+		(uint64_t)io->srv->attr.auth_timeout_ms * NS_PER_MS;
+	cds_list_add_tail(&c->unauth_link, &io->unauth);
+	io->nunauth++;
+}
+
+int embkvd_conn_authed(struct embkvd_conn *c)
+{
+	struct embkvd_io *io = c->io;
+	struct embkvd *s = io->srv;
+	uint32_t n;
+
+	if (!cds_list_empty(&c->unauth_link)) {
+		cds_list_del_init(&c->unauth_link);
+		io->nunauth--;
+	}
+	if (!c->uncounted)
+		return 0; /* counted at accept (RDMA) */
+	n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
+	if (n > s->attr.max_conns) {
+		__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
+		embkvd_log("closing %s: authenticated, but %u connections are "
+			   "open (--max-conns %u)", c->peer, n - 1,
+			   s->attr.max_conns);
+		embkvd_conn_error(c, c->h.request_id, EMBKV_ELIMIT, true,
+				  "too many connections (--max-conns %u)",
+				  s->attr.max_conns);
+		return -EMFILE;
+	}
+	c->uncounted = false;
+	return 0;
+}
+
+/* Closes the oldest connection still authenticating, to make room. */
+static void evict_unauth(struct embkvd_io *io)
+{
+	struct embkvd_conn *c;
+	uint64_t now;
+
+	if (cds_list_empty(&io->unauth))
+		return;
+	c = cds_list_first_entry(&io->unauth, struct embkvd_conn,
+				 unauth_link);
+	now = embkv_now_ns();
+	if (now - io->reject_log_ns >= EVICT_LOG_NS) {
+		embkvd_log("closing %s: not authenticated, and %u connections "
+			   "are authenticating (--max-unauth-conns share %u): "
+			   "making room for a new one", c->peer, io->nunauth,
+			   io->max_unauth);
+		io->reject_log_ns = now;
+	}
+	embkvd_conn_close(c);
 }
 
 static void listen_set(struct embkvd_io *io, bool on)
@@ -555,7 +841,9 @@ static void accept_some(struct embkvd_io *io)
 	struct embkvd *s = io->srv;
 
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(s->listen_fd, NULL, NULL,
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof(sa);
+		int fd = accept4(s->listen_fd, (struct sockaddr *)&sa, &salen,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		uint32_t n;
 
@@ -571,8 +859,18 @@ static void accept_some(struct embkvd_io *io)
 			io->accept_retry_ns = embkv_now_ns() + ACCEPT_RETRY_NS;
 			return;
 		}
+		if (s->auth) {
+			/* Counted once authenticated (embkvd_conn_authed). */
+			if (io->nunauth >= io->max_unauth)
+				evict_unauth(io);
+			if (conn_new(io, fd, &sa, true))
+				close(fd);
+			continue;
+		}
 		n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
-		if (n > s->attr.max_conns || conn_new(io, fd)) {
+		if (n > s->attr.max_conns && evict_silent(io))
+			n = s->attr.max_conns; /* one closed: room for fd */
+		if (n > s->attr.max_conns || conn_new(io, fd, &sa, false)) {
 			uint64_t now = embkv_now_ns();
 
 			__atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
@@ -659,10 +957,68 @@ static void flush_all(struct embkvd_io *io)
 	}
 }
 
+/* Authentication and frame deadlines, budget retries. */
+static void deadlines(struct embkvd_io *io, uint64_t now)
+{
+	uint64_t frame_ns = (uint64_t)io->srv->attr.frame_timeout_ms *
+			    NS_PER_MS;
+	struct embkvd_conn *c, *tmp;
+
+	cds_list_for_each_entry_safe(c, tmp, &io->unauth, unauth_link) {
+		if (now < c->auth_deadline_ns)
+			break; /* oldest first */
+		embkvd_log("closing %s: not authenticated within %u ms "
+			   "(--auth-timeout-ms)", c->peer,
+			   io->srv->attr.auth_timeout_ms);
+		embkv_stat_inc(&io->st.auth_failures, 1);
+		embkvd_conn_close(c);
+	}
+	if (!io->npartial && !io->nbudget_wait)
+		return;
+	cds_list_for_each_entry_safe(c, tmp, &io->conns, link) {
+		if (!c->open || c->closing || c->vc)
+			continue;
+		if (c->budget_wait && c->rd == EMBKVD_CONN_RD_BODY &&
+		    !body_grow(c, 0) && !c->budget_wait)
+			conn_events(c); /* budget again: read on */
+		if (!c->frame_deadline_ns)
+			continue;
+		if (conn_backlogged(c) ||
+		    (c->budget_wait && c->body_charged <= STAGE_BYTES)) {
+			/* Waiting on us, not on the peer. */
+			c->frame_deadline_ns = now + frame_ns;
+			continue;
+		}
+		if (now < c->frame_deadline_ns)
+			continue;
+		if (c->rd == EMBKVD_CONN_RD_HDR)
+			embkvd_log("closing %s: a frame not whole within %u "
+				   "ms (--frame-timeout-ms; %u of %u header "
+				   "bytes)", c->peer,
+				   io->srv->attr.frame_timeout_ms, c->hdr_got,
+				   EMBKV_WIRE_HDR_SIZE);
+		else
+			embkvd_log("closing %s: a frame not whole within %u "
+				   "ms (--frame-timeout-ms; %u of %u body "
+				   "bytes)", c->peer,
+				   io->srv->attr.frame_timeout_ms,
+				   c->rd == EMBKVD_CONN_RD_BODY ? c->body_got
+								: 0,
+				   c->h.body_len);
+		embkvd_conn_close(c);
+	}
+}
+
 static void timers(struct embkvd_io *io)
 {
 	struct embkvd_conn *c, *tmp;
 	uint64_t now = embkv_now_ns();
+
+	if ((io->nunauth || io->npartial || io->nbudget_wait) &&
+	    now >= io->scan_ns) {
+		deadlines(io, now);
+		io->scan_ns = now + SCAN_NS;
+	}
 
 	if (io->nclosing)
 		cds_list_for_each_entry_safe(c, tmp, &io->conns, link)
@@ -702,7 +1058,8 @@ static void *io_main(void *arg)
 
 	rcu_register_thread();
 	for (;;) {
-		int timeout = io->nclosing || io->nwaiting || !io->listening ?
+		int timeout = io->nclosing || io->nwaiting || !io->listening ||
+			      io->nunauth || io->npartial || io->nbudget_wait ?
 			      TICK_MS : -1;
 		int n = epoll_wait(io->epfd, ev, MAX_EVENTS,
 				   stopping ? TICK_MS : timeout);
@@ -743,6 +1100,10 @@ int embkvd_io_start(struct embkvd_io *io, struct embkvd *srv,
 	CDS_INIT_LIST_HEAD(&io->conns);
 	CDS_INIT_LIST_HEAD(&io->flush);
 	CDS_INIT_LIST_HEAD(&io->dead);
+	CDS_INIT_LIST_HEAD(&io->unauth);
+	io->max_unauth = srv->attr.max_unauth_conns / srv->nio;
+	if (!io->max_unauth)
+		io->max_unauth = 1;
 	io->stage = malloc(STAGE_BYTES);
 	if (!io->stage)
 		return -ENOMEM;

@@ -46,6 +46,10 @@
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 7070u
 #define DEFAULT_MAX_CONNS 1024u
+#define DEFAULT_AUTH_TIMEOUT_MS 5000u
+#define DEFAULT_FRAME_TIMEOUT_MS 30000u
+#define DEFAULT_INFLIGHT_BYTES (1ull << 30)
+#define DEFAULT_MAX_UNAUTH_CONNS 64u
 #define PORT_STR_MAX sizeof("65535")
 #define SAMPLE_PERIOD_S 1
 #define MAX_EVENTS 4
@@ -152,6 +156,10 @@ void embkvd_attr_init(struct embkvd_attr *attr)
 	attr->threads = 1;
 	attr->io_threads = 1;
 	attr->max_conns = DEFAULT_MAX_CONNS;
+	attr->auth_timeout_ms = DEFAULT_AUTH_TIMEOUT_MS;
+	attr->frame_timeout_ms = DEFAULT_FRAME_TIMEOUT_MS;
+	attr->inflight_bytes = DEFAULT_INFLIGHT_BYTES;
+	attr->max_unauth_conns = DEFAULT_MAX_UNAUTH_CONNS;
 	attr->epoch = 1;
 }
 
@@ -161,6 +169,10 @@ static int attr_check(const struct embkvd_attr *a)
 	    (a->rdma && !a->rdma_host[0]) || !a->threads || a->threads > EMBKV_OWNER_MAX ||
 	    !a->io_threads || a->io_threads > EMBKVD_MAX_IO_THREADS ||
 	    !a->max_conns || !a->epoch || a->flags)
+		return -EINVAL;
+	/* A body of the largest size must fit the budget. */
+	if (!a->auth_timeout_ms || !a->frame_timeout_ms ||
+	    a->inflight_bytes < EMBKV_WIRE_MAX_BODY || !a->max_unauth_conns)
 		return -EINVAL;
 	if (a->peers && (!a->npeers || a->npeers > EMBKV_WIRE_MAX_SERVERS ||
 			 a->self >= a->npeers))
@@ -388,6 +400,9 @@ int embkvd_create(const struct embkvd_attr *attr,
 			goto destroy;
 		s->auth = true;
 	}
+	err = embkvd_guard_create(&s->guard);
+	if (err)
+		goto destroy;
 	err = control_open(s);
 	if (err)
 		goto destroy;
@@ -579,6 +594,7 @@ void embkvd_destroy(struct embkvd *s)
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);
 	embkv_wire_auth_key_wipe(&s->key);
+	embkvd_guard_destroy(s->guard);
 	embkv_rates_fini(&s->rates);
 	pthread_mutex_destroy(&s->key_lock);
 	free(s->token_file);

@@ -99,6 +99,21 @@ static void svc_hello(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 				  "bad HELLO body");
 		return;
 	}
+	if (s->auth && c->auth == EMBKVD_CONN_AUTH_WAIT_HELLO) {
+		uint64_t ms = embkvd_guard_blocked_ms(s->guard, &c->peer_sa);
+
+		if (ms) {
+			embkv_stat_inc(&c->io->st.auth_failures, 1);
+			embkvd_log("refusing HELLO from %s: too many failed "
+				   "authentications, blocked %llu ms more",
+				   c->peer, (unsigned long long)ms);
+			embkvd_conn_error(c, h->request_id, EMBKV_EAUTH, true,
+					  "too many failed authentications "
+					  "from this address: retry in %llu ms",
+					  (unsigned long long)ms);
+			return;
+		}
+	}
 	if (s->auth && c->auth != EMBKVD_CONN_AUTH_WAIT_HELLO) {
 		bool fatal = c->auth != EMBKVD_CONN_AUTH_OK;
 
@@ -126,7 +141,8 @@ static void auth_fail(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		      const char *why)
 {
 	embkv_stat_inc(&c->io->st.auth_failures, 1);
-	embkvd_log("authentication failed: %s", why);
+	embkvd_guard_note(c->io->srv->guard, &c->peer_sa, false);
+	embkvd_log("authentication failed from %s: %s", c->peer, why);
 	embkvd_conn_error(c, h->request_id, EMBKV_EAUTH, true,
 			  "authentication failed: %s", why);
 }
@@ -139,7 +155,13 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	uint8_t *out;
 
 	if (!s->auth) {
-		auth_fail(c, h, "this server has no token");
+		/* Not a failed guess: no throttle, and a distinct status
+		 * the client reports as such. */
+		embkvd_log("refusing AUTH from %s: this server has no token "
+			   "(the client has one)", c->peer);
+		embkvd_conn_error(c, h->request_id, EMBKV_ETOKENUNEXPECTED, true,
+				  "this server has no token, but the client "
+				  "sent one");
 		return;
 	}
 	if (c->auth == EMBKVD_CONN_AUTH_OK) {
@@ -160,6 +182,9 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		auth_fail(c, h, "wrong token");
 		return;
 	}
+	embkvd_guard_note(s->guard, &c->peer_sa, true);
+	if (embkvd_conn_authed(c))
+		return; /* --max-conns reached: closing */
 	if (reply_start(c, h, EMBKV_WIRE_AUTH_SIZE, &out))
 		return;
 	embkv_wire_auth_mac(&s->key, EMBKV_WIRE_AUTH_SERVER, c->server_nonce,

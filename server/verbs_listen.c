@@ -255,6 +255,9 @@ static void on_connect_request(struct embkvd_verbs *v, struct rdma_cm_id *id,
 	}
 	c->io = io;
 	c->vc = vc;
+	CDS_INIT_LIST_HEAD(&c->unauth_link);
+	c->peer_sa = vc->peer;
+	snprintf(c->peer, sizeof(c->peer), "%s", who);
 	c->fd = -1;
 	c->open = true;
 	c->rd = EMBKVD_CONN_RD_HDR;
@@ -284,6 +287,8 @@ static void on_connect_request(struct embkvd_verbs *v, struct rdma_cm_id *id,
 	vc->deadline_ns = embkv_now_ns() + SETUP_TIMEOUT_NS;
 	io->nwaiting++;
 	cds_list_add_tail(&c->link, &io->conns);
+	if (s->auth)
+		embkvd_conn_auth_deadline(c); /* counted already, though */
 	return;
 
 uncount:

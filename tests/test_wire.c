@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <xxhash.h>
 
 #include "net/wire.h"
 
@@ -2335,31 +2334,96 @@ static void test_misaligned_body(void **state)
 /* ------------------------------------------------------------------------ */
 /* authentication */
 
-/* The MAC as net/PROTOCOL.md spells it, written independently of wire.c:
- * secret = XXH128 canonical of the token with seeds KDF + 0..11;
- * MAC = XXH3_128bits_withSecret(label || u16 version || sn || cn). */
-#define SPEC_KDF_SEED 0x656d626b762d6b64ull
+/* RFC 4231 test cases 1-4, 6 and 7 (5 truncates): HMAC-SHA-256 as the
+ * library computes it must match the standard's known answers. */
+static void unhex(const char *h, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+
+		assert_int_equal(sscanf(h + 2 * i, "%2x", &v), 1);
+		out[i] = (uint8_t)v;
+	}
+}
+
+static void test_hmac_sha256_rfc4231(void **state)
+{
+	static const struct {
+		uint8_t kbyte;          /* key: kbyte repeated klen times, */
+		size_t klen;            /* or 0x01..0x19 when kbyte is 0 */
+		const char *data;       /* NULL: dbyte repeated 50 times */
+		uint8_t dbyte;
+		const char *want;
+	} tc[] = {
+		{ 0x0b, 20, "Hi There", 0,
+		  "b0344c61d8db38535ca8afceaf0bf12b"
+		  "881dc200c9833da726e9376c2e32cff7" },
+		{ 'J', 4, "what do ya want for nothing?", 0,
+		  "5bdcc146bf60754e6a042426089575c7"
+		  "5a003f089d2739839dec58b964ec3843" },
+		{ 0xaa, 20, NULL, 0xdd,
+		  "773ea91e36800e46854db8ebd09181a7"
+		  "2959098b3ef8c122d9635514ced565fe" },
+		{ 0, 25, NULL, 0xcd,
+		  "82558a389a443c0ea4cc819899f2083a"
+		  "85f0faa3e578f8077a2e3ff46729665b" },
+		{ 0xaa, 131, "Test Using Larger Than Block-Size Key - Hash "
+		  "Key First", 0,
+		  "60e431591ee0b67f0d8a26aacbf5b77f"
+		  "8e0bc6213728c5140546040f0ee37f54" },
+		{ 0xaa, 131, "This is a test using a larger than block-size "
+		  "key and a larger than block-size data. The key needs to "
+		  "be hashed before being used by the HMAC algorithm.", 0,
+		  "9b09ffa71b942fcb27635fbcd5b0e944"
+		  "bfdc63644f0713938a7f51535c3a35e2" },
+	};
+	uint8_t key[131], data[50], out[32], want[32];
+
+	(void)state;
+	for (size_t t = 0; t < sizeof(tc) / sizeof(tc[0]); t++) {
+		const void *msg = tc[t].data ? (const void *)tc[t].data : data;
+		size_t mlen = tc[t].data ? strlen(tc[t].data) : sizeof(data);
+
+		if (tc[t].kbyte == 'J')
+			memcpy(key, "Jefe", 4);
+		else
+			for (size_t i = 0; i < tc[t].klen; i++)
+				key[i] = tc[t].kbyte ? tc[t].kbyte
+						     : (uint8_t)(i + 1);
+		memset(data, tc[t].dbyte, sizeof(data));
+		unhex(tc[t].want, want, sizeof(want));
+		assert_int_equal(embkv_wire_hmac_sha256(key, tc[t].klen, msg,
+							mlen, out), 0);
+		assert_memory_equal(out, want, sizeof(want));
+		/* one flipped key bit changes the answer */
+		key[0] ^= 1;
+		assert_int_equal(embkv_wire_hmac_sha256(key, tc[t].klen, msg,
+							mlen, out), 0);
+		assert_memory_not_equal(out, want, sizeof(want));
+	}
+	assert_int_equal(embkv_wire_hmac_sha256(NULL, 1, "x", 1, out),
+			 -EINVAL);
+	assert_int_equal(embkv_wire_hmac_sha256(key, 1, "x", 1, NULL),
+			 -EINVAL);
+}
+
+/* The MAC as net/PROTOCOL.md spells it, built on the HMAC checked above:
+ * key = HMAC("EMKVKDF3", token); MAC = HMAC(key, label || u16 version ||
+ * sn || cn). */
 static void spec_mac(const char *token, const char label[8],
 		     const uint8_t *sn, const uint8_t *cn, uint8_t *mac)
 {
-	uint8_t secret[EMBKV_WIRE_AUTH_SECRET_SIZE], msg[8 + 2 + 32 + 32];
-	XXH128_canonical_t c;
-	size_t i;
+	uint8_t key[32], msg[8 + 2 + 32 + 32];
 
-	for (i = 0; i < sizeof(secret) / 16; i++) {
-		XXH128_canonicalFromHash(&c, XXH3_128bits_withSeed(token,
-				strlen(token), SPEC_KDF_SEED + i));
-		memcpy(secret + 16 * i, c.digest, 16);
-	}
+	assert_int_equal(embkv_wire_hmac_sha256("EMKVKDF3", 8, token,
+						strlen(token), key), 0);
 	memcpy(msg, label, 8);
 	msg[8] = EMBKV_WIRE_VERSION & 0xff;
 	msg[9] = EMBKV_WIRE_VERSION >> 8;
 	memcpy(msg + 10, sn, 32);
 	memcpy(msg + 42, cn, 32);
-	XXH128_canonicalFromHash(&c, XXH3_128bits_withSecret(msg, sizeof(msg),
-							     secret,
-							     sizeof(secret)));
-	memcpy(mac, c.digest, 16);
+	assert_int_equal(embkv_wire_hmac_sha256(key, sizeof(key), msg,
+						sizeof(msg), mac), 0);
 }
 
 static void test_auth(void **state)
@@ -2368,12 +2432,16 @@ static void test_auth(void **state)
 	/* Pinned (net/PROTOCOL.md test vector): the MAC is part of the
 	 * protocol and must not drift. */
 	static const uint8_t want_client[EMBKV_WIRE_MAC_SIZE] = {
-		0x9e, 0x56, 0xcf, 0xed, 0x98, 0xa8, 0xc9, 0x3e,
-		0x40, 0xa3, 0xb9, 0x2b, 0xff, 0xb8, 0x0d, 0x1a,
+		0x2c, 0x82, 0x39, 0xec, 0x12, 0x0f, 0x4a, 0x18,
+		0xd7, 0xb1, 0x73, 0x55, 0x51, 0x2b, 0x7f, 0xd5,
+		0x97, 0x24, 0xb3, 0xe5, 0x25, 0xdb, 0x9e, 0x70,
+		0x72, 0x60, 0x57, 0xd8, 0xa0, 0x6c, 0x1a, 0xfb,
 	};
 	static const uint8_t want_server[EMBKV_WIRE_MAC_SIZE] = {
-		0x6b, 0xec, 0xd2, 0xe1, 0x88, 0x17, 0x7e, 0x1e,
-		0x8a, 0x0a, 0x88, 0x57, 0x12, 0x3c, 0x18, 0xf8,
+		0xcb, 0x45, 0x92, 0xa8, 0xc0, 0xc5, 0xa4, 0xf9,
+		0xda, 0xcc, 0x8c, 0x58, 0x1c, 0x68, 0xee, 0xef,
+		0x55, 0x20, 0xe6, 0x39, 0x2b, 0x0e, 0x18, 0xc3,
+		0xa9, 0xdd, 0xff, 0x81, 0x35, 0x79, 0x5e, 0x94,
 	};
 	struct embkv_wire_auth_key key, other;
 	uint8_t sn[EMBKV_WIRE_NONCE_SIZE], cn[EMBKV_WIRE_NONCE_SIZE];
@@ -2935,6 +3003,7 @@ int main(void)
 		cmocka_unit_test(test_body_over_limit),
 		cmocka_unit_test(test_misaligned_body),
 		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_hmac_sha256_rfc4231),
 		cmocka_unit_test(test_fuzz),
 	};
 

@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libibverbs-dev librdmacm-dev
       libxxhash-dev liburcu-dev libcmocka-dev etcd-server libcurl4-openssl-dev
-      libjansson-dev libmicrohttpd-dev clang libclang-rt-14-dev
+      libjansson-dev libmicrohttpd-dev libssl-dev clang libclang-rt-14-dev
       curl prometheus
       python3-numpy python3-torch python3-pytest "$@")
 missing=()

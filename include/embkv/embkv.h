@@ -53,7 +53,12 @@ enum embkv_status {
 	 * and waits for a checkpoint or a stream to fill it): its rows are
 	 * not served, never replaced by freshly initialised ones. */
 	EMBKV_EUNAVAIL = EMBKV_ERR_BASE - 18,
-	EMBKV_ERR_LAST = EMBKV_EUNAVAIL,
+	/* The server requires a token and the client has none (or sent a
+	 * request before authenticating). */
+	EMBKV_ETOKENREQUIRED = EMBKV_ERR_BASE - 19,
+	/* The client sent a token (HELLO/AUTH) to a server without one. */
+	EMBKV_ETOKENUNEXPECTED = EMBKV_ERR_BASE - 20,
+	EMBKV_ERR_LAST = EMBKV_ETOKENUNEXPECTED,
 };
 
 /*

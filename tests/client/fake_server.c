@@ -479,8 +479,9 @@ static int do_auth(struct fake_server *s, struct auth_state *as,
 				    as->server_nonce, as->client_nonce,
 				    auth.mac);
 		embkv_wire_auth_encode(&auth, frame_new(out, h->opcode | 0x80,
-							h->request_id, 0, 16),
-				       16);
+							h->request_id, 0,
+							EMBKV_WIRE_AUTH_SIZE),
+				       EMBKV_WIRE_AUTH_SIZE);
 		as->ok = 1;
 		return 0;
 	}

@@ -4,9 +4,11 @@
  *
  * Starts the real embkvd with --listen rdma://IP:0 and a token, then checks:
  *   private_data   bad magic, version, credits, sizes or none: REJECTED
- *   preauth        TABLE_REGIONS before authentication: ERROR EAUTH, then
- *                  the connection is closed; no rkey or address ever came
+ *   preauth        TABLE_REGIONS before authentication: ERROR ETOKENREQUIRED,
+ *                  then the connection is closed; no rkey or address ever came
  *   bad_auth       AUTH with a wrong MAC: ERROR EAUTH, closed, no regions
+ *   auth_deadline  a connection that never authenticates is closed at
+ *                  --auth-timeout-ms (AUTH_TIMEOUT_MS), not much before
  *   rpc            HELLO/AUTH, TABLE_CREATE, ASSIGN, PULL by SEND and by
  *                  RDMA WRITE WITH IMM (a reply over recv_size), HITS,
  *                  TABLE_REGIONS, a one-sided READ of a stored record
@@ -44,6 +46,8 @@
 #define DEFAULT_IP "10.0.2.15"
 #define TOKEN "embkv rdma test token"
 #define CM_MS 5000
+#define AUTH_TIMEOUT_MS 3000
+#define AUTH_TIMEOUT_ARG "3000"
 #define WC_MS 5000
 #define START_MS 30000
 #define KILL_BOUND_MS 10000
@@ -121,7 +125,8 @@ static int server_start(uint16_t *port)
 		close(out[0]);
 		close(out[1]);
 		execl(EMBKVD_PATH, "embkvd", "--listen", listen, "--threads",
-		      "2", "--token-file", tokpath, (char *)NULL);
+		      "2", "--token-file", tokpath, "--auth-timeout-ms",
+		      AUTH_TIMEOUT_ARG, (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
@@ -556,12 +561,32 @@ static void test_preauth(uint16_t port)
 		goto out;
 	embkv_wire_table_ref_encode(&some_table, b, sizeof(b));
 	rc = rc_call(&c, EMBKV_WIRE_OP_TABLE_REGIONS, b, sizeof(b), &r);
-	check(rc == EMBKV_EAUTH, "preauth", "TABLE_REGIONS before AUTH: %s",
-	      embkv_strerror(rc));
+	check(rc == EMBKV_ETOKENREQUIRED, "preauth",
+	      "TABLE_REGIONS before AUTH: %s", embkv_strerror(rc));
 	if (!rc)
 		free(r.frame);
 	check(closed_within(&c, CM_MS), "preauth",
 	      "connection closed after the refusal");
+out:
+	rc_free(&c);
+}
+
+static void test_auth_deadline(uint16_t port)
+{
+	uint64_t t0;
+	struct rc c;
+	int rc;
+
+	rc = rc_connect(&c, port, NULL, 0);
+	check(!rc, "auth_deadline", "connect: %d", rc);
+	if (rc)
+		goto out;
+	t0 = now_ms();
+	check(closed_within(&c, AUTH_TIMEOUT_MS + CM_MS), "auth_deadline",
+	      "closed within %d ms", AUTH_TIMEOUT_MS + CM_MS);
+	check(now_ms() - t0 >= AUTH_TIMEOUT_MS / 2, "auth_deadline",
+	      "not closed before the deadline (%llu ms)",
+	      (unsigned long long)(now_ms() - t0));
 out:
 	rc_free(&c);
 }
@@ -848,6 +873,7 @@ int main(int argc, char **argv)
 	test_private_data(port);
 	test_preauth(port);
 	test_bad_auth(port);
+	test_auth_deadline(port);
 	test_rpc(port, &g, keys, vals);
 	test_refused(port, &g, keys, vals);
 	test_baseline(port);

@@ -146,11 +146,11 @@ static void test_auth(void **state)
 	fd = th_connect(&srv);
 	assert_int_equal(th_send(fd, EMBKV_WIRE_OP_TABLE_LIST, 1, 0, NULL, 0),
 			 0);
-	expect_refused(fd, EMBKV_EAUTH);
+	expect_refused(fd, EMBKV_ETOKENREQUIRED);
 	th_close(fd);
 	fd = th_connect(&srv);
 	th_attr(&a, "t", 4, 4);
-	assert_int_equal(th_create(fd, &a, &id), EMBKV_EAUTH);
+	assert_int_equal(th_create(fd, &a, &id), EMBKV_ETOKENREQUIRED);
 	th_close(fd);
 
 	/* Wrong token. */
@@ -196,7 +196,7 @@ static void test_no_token_server_refuses_auth(void **state)
 	(void)state;
 	assert_int_equal(th_start(&srv, NULL), 0);
 	fd = th_connect(&srv);
-	assert_int_equal(th_auth(fd, TOKEN), EMBKV_EAUTH);
+	assert_int_equal(th_auth(fd, TOKEN), EMBKV_ETOKENUNEXPECTED);
 	th_close(fd);
 	assert_int_equal(th_stop(&srv), 0);
 }
