@@ -174,6 +174,16 @@ int embkvd_table_add(struct embkvd *s,
 		     const struct embkv_table_attr *attr, uint64_t uid,
 		     uint32_t *id, uint64_t *uid_out);
 
+/* A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR) on
+ * host:port (0: the kernel picks); *bound gets the port. 0 or -errno
+ * (-EADDRNOTAVAIL when the host does not resolve). */
+int embkvd_listen_tcp(const char *host, uint16_t port, int backlog,
+		      int *fd_out, uint16_t *bound);
+/* The I/O threads' counters summed, and their latency histograms merged
+ * (any thread; relaxed reads). */
+void embkvd_io_stats_sum(struct embkvd *s, struct embkv_io_stats *sum,
+			 struct embkv_hist *pull, struct embkv_hist *push);
+
 /* Log levels of embkvd_log_at(). */
 enum embkvd_log_level {
 	EMBKVD_INFO,

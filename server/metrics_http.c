@@ -42,7 +42,6 @@
 #include "server/verbs.h"
 
 #define POLL_MS 100                /* how soon stop is noticed */
-#define PORT_STR_MAX sizeof("65535")
 #define US_PER_S 1e6
 #define MS_PER_S 1e3
 #define NS_PER_S 1e9
@@ -117,25 +116,7 @@ static void server_metrics(struct embkvd *s, FILE *f)
 	struct embkv_hist pull, push;
 	struct embkvd_ckpt_last last;
 
-	memset(&sum, 0, sizeof(sum));
-	memset(&pull, 0, sizeof(pull));
-	memset(&push, 0, sizeof(push));
-	for (uint32_t i = 0; i < s->nio; i++) {
-		const struct embkv_io_stats *st = &s->io[i].st;
-
-		sum.requests += embkv_stat_read(&st->requests);
-		sum.errors += embkv_stat_read(&st->errors);
-		sum.stale += embkv_stat_read(&st->stale);
-		sum.auth_failures += embkv_stat_read(&st->auth_failures);
-		sum.bytes_in += embkv_stat_read(&st->bytes_in);
-		sum.bytes_out += embkv_stat_read(&st->bytes_out);
-		sum.pulls += embkv_stat_read(&st->pulls);
-		sum.pull_keys += embkv_stat_read(&st->pull_keys);
-		sum.pushes += embkv_stat_read(&st->pushes);
-		sum.push_keys += embkv_stat_read(&st->push_keys);
-		embkv_hist_merge(&pull, &st->pull_us);
-		embkv_hist_merge(&push, &st->push_us);
-	}
+	embkvd_io_stats_sum(s, &sum, &pull, &push);
 	head(f, "embkv_build_info", "gauge",
 	     "Always 1; the version label says which embkvd this is.");
 	fprintf(f, "embkv_build_info{version=\"%s\"} 1\n", EMBKV_VERSION);
@@ -405,55 +386,6 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static int listen_bind(const char *host, uint16_t port, int *fd_out,
-		       uint16_t *bound)
-{
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_PASSIVE,
-	};
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct addrinfo *res, *ai;
-	char ps[PORT_STR_MAX];
-	int one = 1, rc, fd = -1;
-
-	snprintf(ps, sizeof(ps), "%u", port);
-	rc = getaddrinfo(host, ps, &hints, &res);
-	if (rc)
-		return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-	rc = -EADDRNOTAVAIL;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-					  SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
-			rc = -errno;
-			continue;
-		}
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
-				 sizeof(one));
-		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 64))
-			break;
-		rc = -errno;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return rc;
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	*bound = ntohs(ss.ss_family == AF_INET6 ?
-			       ((struct sockaddr_in6 *)&ss)->sin6_port :
-			       ((struct sockaddr_in *)&ss)->sin_port);
-	*fd_out = fd;
-	return 0;
-}
-
 /* MHD_stop_daemon() closes the listening socket it holds; quiesced first,
  * the socket is handed back and closed here, exactly once. */
 static void daemon_stop(struct MHD_Daemon *d)
@@ -474,7 +406,8 @@ int embkvd_metrics_http_start(struct embkvd *s, const char *host,
 	if (!m)
 		return -ENOMEM;
 	m->srv = s;
-	err = listen_bind(host, port, &m->listen_fd, &s->metrics_port);
+	err = embkvd_listen_tcp(host, port, 64, &m->listen_fd,
+				&s->metrics_port);
 	if (err) {
 		free(m);
 		return err;

@@ -43,6 +43,30 @@ static void put(struct stat_fill *f, enum embkv_wire_stat_id id, uint64_t v)
 	f->n++;
 }
 
+void embkvd_io_stats_sum(struct embkvd *s, struct embkv_io_stats *sum,
+			 struct embkv_hist *pull, struct embkv_hist *push)
+{
+	memset(sum, 0, sizeof(*sum));
+	memset(pull, 0, sizeof(*pull));
+	memset(push, 0, sizeof(*push));
+	for (uint32_t i = 0; i < s->nio; i++) {
+		const struct embkv_io_stats *st = &s->io[i].st;
+
+		sum->requests += embkv_stat_read(&st->requests);
+		sum->errors += embkv_stat_read(&st->errors);
+		sum->stale += embkv_stat_read(&st->stale);
+		sum->auth_failures += embkv_stat_read(&st->auth_failures);
+		sum->bytes_in += embkv_stat_read(&st->bytes_in);
+		sum->bytes_out += embkv_stat_read(&st->bytes_out);
+		sum->pulls += embkv_stat_read(&st->pulls);
+		sum->pull_keys += embkv_stat_read(&st->pull_keys);
+		sum->pushes += embkv_stat_read(&st->pushes);
+		sum->push_keys += embkv_stat_read(&st->push_keys);
+		embkv_hist_merge(pull, &st->pull_us);
+		embkv_hist_merge(push, &st->push_us);
+	}
+}
+
 static void server_stats(struct embkvd *s, struct stat_fill *f)
 {
 	struct embkv_io_stats sum;
@@ -52,25 +76,7 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	struct embkv_catalog_entry *const *e;
 	struct embkvd_ckpt_last last;
 
-	memset(&sum, 0, sizeof(sum));
-	memset(&pull, 0, sizeof(pull));
-	memset(&push, 0, sizeof(push));
-	for (uint32_t i = 0; i < s->nio; i++) {
-		const struct embkv_io_stats *st = &s->io[i].st;
-
-		sum.requests += embkv_stat_read(&st->requests);
-		sum.errors += embkv_stat_read(&st->errors);
-		sum.stale += embkv_stat_read(&st->stale);
-		sum.auth_failures += embkv_stat_read(&st->auth_failures);
-		sum.bytes_in += embkv_stat_read(&st->bytes_in);
-		sum.bytes_out += embkv_stat_read(&st->bytes_out);
-		sum.pulls += embkv_stat_read(&st->pulls);
-		sum.pull_keys += embkv_stat_read(&st->pull_keys);
-		sum.pushes += embkv_stat_read(&st->pushes);
-		sum.push_keys += embkv_stat_read(&st->push_keys);
-		embkv_hist_merge(&pull, &st->pull_us);
-		embkv_hist_merge(&push, &st->push_us);
-	}
+	embkvd_io_stats_sum(s, &sum, &pull, &push);
 	cur[EMBKV_RATE_PULLS] = sum.pulls;
 	cur[EMBKV_RATE_PUSHES] = sum.pushes;
 	cur[EMBKV_RATE_PULL_KEYS] = sum.pull_keys;

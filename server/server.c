@@ -182,7 +182,8 @@ static int attr_check(const struct embkvd_attr *a)
 	return 0;
 }
 
-static int listen_open(struct embkvd *s)
+int embkvd_listen_tcp(const char *host, uint16_t port, int backlog,
+		      int *fd_out, uint16_t *bound)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -192,16 +193,13 @@ static int listen_open(struct embkvd *s)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct addrinfo *res, *ai;
-	char port[PORT_STR_MAX];
+	char ps[PORT_STR_MAX];
 	int one = 1, rc, fd = -1;
 
-	snprintf(port, sizeof(port), "%u", s->attr.port);
-	rc = getaddrinfo(s->attr.host, port, &hints, &res);
-	if (rc) {
-		embkvd_log_at(EMBKVD_ERROR, "cannot resolve %s: %s", s->attr.host,
-			   gai_strerror(rc));
-		return -EINVAL;
-	}
+	snprintf(ps, sizeof(ps), "%u", port);
+	rc = getaddrinfo(host, ps, &hints, &res);
+	if (rc)
+		return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
 	rc = -EADDRNOTAVAIL;
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
@@ -212,8 +210,7 @@ static int listen_open(struct embkvd *s)
 		}
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 				 sizeof(one));
-		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) &&
-		    !listen(fd, SOMAXCONN))
+		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, backlog))
 			break;
 		rc = -errno;
 		close(fd);
@@ -227,11 +224,17 @@ static int listen_open(struct embkvd *s)
 		close(fd);
 		return rc;
 	}
-	s->port = ntohs(ss.ss_family == AF_INET6 ?
-				((struct sockaddr_in6 *)&ss)->sin6_port :
-				((struct sockaddr_in *)&ss)->sin_port);
-	s->listen_fd = fd;
+	*bound = ntohs(ss.ss_family == AF_INET6 ?
+			       ((struct sockaddr_in6 *)&ss)->sin6_port :
+			       ((struct sockaddr_in *)&ss)->sin_port);
+	*fd_out = fd;
 	return 0;
+}
+
+static int listen_open(struct embkvd *s)
+{
+	return embkvd_listen_tcp(s->attr.host, s->attr.port, SOMAXCONN,
+				 &s->listen_fd, &s->port);
 }
 
 /* The first shard map: --peers, or this server alone. */
