@@ -4,9 +4,12 @@
  * and fast enough to pre-generate a stream before anything is timed.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 #include "tools/bench_common.h"
 
@@ -69,5 +72,19 @@ int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
 		idx[i] = bench_key_of(lo ^ RANK_SCATTER) % keys;
 	}
 	free(cdf);
+	return 0;
+}
+
+int bench_opts_finish(int argc, char **argv, const char *embkvd)
+{
+	if (optind < argc) {
+		fprintf(stderr, "embkv-bench: unexpected argument '%s'\n",
+			argv[optind]);
+		return -EINVAL;
+	}
+	if (!embkvd || access(embkvd, X_OK)) {
+		fprintf(stderr, "embkv-bench: embkvd not found (--embkvd PATH)\n");
+		return -EINVAL;
+	}
 	return 0;
 }

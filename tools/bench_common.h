@@ -10,6 +10,9 @@
 
 /* Monotonic seconds. */
 double bench_now_s(void);
+/* After a mode's getopt loop: no argument left over (optind), and an
+ * embkvd binary that can run. 0, or -EINVAL with the reason printed. */
+int bench_opts_finish(int argc, char **argv, const char *embkvd);
 
 /* The i-th benchmark key: arbitrary-looking 64-bit feature ids. */
 uint64_t bench_key_of(uint64_t i);

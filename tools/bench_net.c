@@ -399,16 +399,7 @@ static int net_parse(int argc, char **argv, struct net_opts *o,
 			return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "embkv-bench: unexpected argument '%s'\n",
-			argv[optind]);
-		return -EINVAL;
-	}
-	if (!o->embkvd || access(o->embkvd, X_OK)) {
-		fprintf(stderr, "embkv-bench: embkvd not found (--embkvd PATH)\n");
-		return -EINVAL;
-	}
-	return 0;
+	return bench_opts_finish(argc, argv, o->embkvd);
 bad:
 	fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n", optarg,
 		lo[li].name);
