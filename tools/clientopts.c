@@ -58,20 +58,65 @@ static int token_read(const char *prog, const char *path, char **out)
 	return 0;
 }
 
+const char *embkv_tool_servers(const struct embkv_tool_conn *conn)
+{
+	const char *list = conn->servers_arg;
+
+	if (!list)
+		list = getenv(EMBKV_TOOL_SERVERS_ENV);
+	if (!list || !*list)
+		list = EMBKV_TOOL_DEFAULT_SERVER;
+	return list;
+}
+
+int embkv_tool_servers_check(const char *prog, const char *list)
+{
+	const char *s = list, *end, *o;
+	size_t len, olen;
+	uint32_t n = 0;
+
+	for (; *s; s = *end ? end + 1 : end) {
+		end = strchr(s, ',');
+		if (!end)
+			end = s + strlen(s);
+		len = (size_t)(end - s);
+		if (!len)
+			continue; /* ",," as strtok_r reads it: no entry */
+		if (++n > EMBKV_TOOL_MAX_SERVERS) {
+			fprintf(stderr, "%s: more than %u servers\n", prog,
+				EMBKV_TOOL_MAX_SERVERS);
+			return -EINVAL;
+		}
+		if (!memmem(s, len, "://", 3)) {
+			fprintf(stderr, "%s: server %.*s has no scheme: use "
+				"tcp://%.*s\n", prog, (int)len, s, (int)len, s);
+			return -EINVAL;
+		}
+		for (o = list; o < s; o += olen + 1) {
+			olen = strcspn(o, ",");
+			if (olen == len && !memcmp(o, s, len)) {
+				fprintf(stderr, "%s: server %.*s is given "
+					"twice\n", prog, (int)len, s);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 int embkv_tool_connect(const char *prog, const struct embkv_tool_conn *conn,
 		       struct embkv_client **out)
 {
-	const char *list = conn->servers_arg;
+	const char *list;
 	struct embkv_client_attr a;
 	const char **servers = NULL;
 	char *copy = NULL, *tok = NULL, *save = NULL, *s;
 	uint32_t n = 0;
 	int rc;
 
-	if (!list)
-		list = getenv(EMBKV_TOOL_SERVERS_ENV);
-	if (!list || !*list)
-		list = EMBKV_TOOL_DEFAULT_SERVER;
+	list = embkv_tool_servers(conn);
+	if (embkv_tool_servers_check(prog, list))
+		return -EINVAL;
 	copy = strdup(list);
 	servers = calloc(EMBKV_TOOL_MAX_SERVERS, sizeof(*servers));
 	if (!copy || !servers) {

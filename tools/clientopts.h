@@ -30,6 +30,17 @@ int embkv_tool_parse_u64(const char *s, uint64_t min, uint64_t max,
 /* v bytes for people: "512 B", "1.5 KiB", ... up to TiB, into buf. */
 void embkv_tool_human_bytes(char *buf, size_t len, uint64_t v);
 
+/* The server list conn will use (--servers, else $EMBKV_SERVERS, else
+ * the default). */
+const char *embkv_tool_servers(const struct embkv_tool_conn *conn);
+
+/* Checks a comma-separated server list before any connection: every
+ * entry has a scheme ("PROG: server 127.0.0.1:7070 has no scheme: use
+ * tcp://127.0.0.1:7070"), none is given twice ("PROG: server X is given
+ * twice"), at most EMBKV_TOOL_MAX_SERVERS of them. 0, or -EINVAL with the
+ * message printed to stderr. */
+int embkv_tool_servers_check(const char *prog, const char *list);
+
 /* Connects as conn says. On failure prints "PROG: ..." and returns the
  * status (never 0); on success the caller owns *out. */
 int embkv_tool_connect(const char *prog, const struct embkv_tool_conn *conn,

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,108 @@ static int create_set(struct embkv_table_attr *a, int o, const char *v)
 	return -EINVAL;
 }
 
+/*
+ * What embkv_table_attr_check (net/attr.c) refuses in a, said with the
+ * option that sets it and its valid range, in the check's order, into
+ * why: "--partitions 3: must be a power of two from 1 to 65536". false
+ * when it finds nothing (the caller then falls back to the status).
+ */
+static bool attr_explain(const struct embkv_table_attr *a, char *why,
+			 size_t len)
+{
+	size_t nlen = strnlen(a->name, EMBKV_TABLE_NAME_MAX);
+	uint64_t max_cap;
+
+	for (size_t i = 0; i < nlen; i++) {
+		char c = a->name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		      c == '.'))
+			nlen = 0;
+	}
+	if (nlen == 0 || nlen >= EMBKV_TABLE_NAME_MAX) {
+		snprintf(why, len, "table name '%.*s': must be 1 to %u of "
+			 "the characters a-z A-Z 0-9 _ - .",
+			 (int)strnlen(a->name, EMBKV_TABLE_NAME_MAX), a->name,
+			 EMBKV_TABLE_NAME_MAX - 1);
+		return true;
+	}
+	if (a->dim == 0 || a->dim > EMBKV_MAX_DIM) {
+		snprintf(why, len, "--dim %u: must be from 1 to %u", a->dim,
+			 EMBKV_MAX_DIM);
+		return true;
+	}
+	if (a->partitions == 0 || (a->partitions & (a->partitions - 1)) ||
+	    a->partitions > EMBKV_MAX_PARTITIONS) {
+		snprintf(why, len, "--partitions %u: must be a power of two "
+			 "from 1 to %u", a->partitions, EMBKV_MAX_PARTITIONS);
+		return true;
+	}
+	max_cap = EMBKV_MAX_ROWS_PER_PARTITION * a->partitions - 1;
+	if (a->capacity == 0 || a->capacity > max_cap) {
+		snprintf(why, len, "--capacity %" PRIu64 ": must be from 1 "
+			 "to %" PRIu64 " (under %" PRIu64 " rows per "
+			 "partition, %u partitions)", a->capacity, max_cap,
+			 EMBKV_MAX_ROWS_PER_PARTITION, a->partitions);
+		return true;
+	}
+	if (a->admit_after == 0) {
+		snprintf(why, len, "--admit-after 0: must be at least 1 "
+			 "(1: admit a key at its first pull)");
+		return true;
+	}
+	if (a->lfu_decay_period == 0) {
+		snprintf(why, len, "--lfu-decay-period 0: must be at least 1");
+		return true;
+	}
+	if (!(a->index_load == 0.0f ||
+	      (a->index_load >= 0.5f && a->index_load <= 1.0f))) {
+		snprintf(why, len, "--index-load %g: must be 0 (the "
+			 "default) or from 0.5 to 1", (double)a->index_load);
+		return true;
+	}
+	return false;
+}
+
+/* Why create_set refused v for option o, into why. */
+static void value_explain(int o, const char *opt, const char *v, char *why,
+			  size_t len)
+{
+	switch (o) {
+	case C_OPT:
+		snprintf(why, len, "%s %s: must be one of sgd, adagrad, adam, "
+			 "ftrl", opt, v);
+		return;
+	case C_INIT:
+		snprintf(why, len, "%s %s: must be one of zeros, uniform, "
+			 "normal", opt, v);
+		return;
+	case C_DTYPE:
+		snprintf(why, len, "%s %s: must be f32", opt, v);
+		return;
+	case C_DIM: case C_PARTS: case C_ADMIT: case C_DECAY:
+	case C_CAP: case C_INIT_SEED: case C_HASH_SEED:
+		snprintf(why, len, "%s %s: must be a whole number", opt, v);
+		return;
+	default:
+		snprintf(why, len, "%s %s: must be a finite number", opt, v);
+	}
+}
+
+/* "--NAME" of the long option whose val is o, in a static buffer. */
+static const char *opt_name(const struct option *opts, int o)
+{
+	static char buf[64];
+
+	for (; opts->name; opts++)
+		if (opts->val == o) {
+			snprintf(buf, sizeof(buf), "--%s", opts->name);
+			return buf;
+		}
+	return "option";
+}
+
 int embkv_ctl_create_parse(int argc, char **argv,
 			   struct embkv_ctl_args *args)
 {
@@ -334,9 +437,13 @@ int embkv_ctl_create_parse(int argc, char **argv,
 			return embkv_ctl_usage_error("create-table: bad or "
 						     "incomplete option %s",
 						     argv[optind - 1]);
-		if (create_set(a, o, optarg))
-			return embkv_ctl_usage_error("create-table: bad value "
-						     "in %s", argv[optind - 1]);
+		if (create_set(a, o, optarg)) {
+			char why[256];
+
+			value_explain(o, opt_name(opts, o), optarg, why,
+				      sizeof(why));
+			return embkv_ctl_usage_error("create-table: %s", why);
+		}
 	}
 	if (optind + 1 != argc)
 		return embkv_ctl_usage_error("create-table: %s",
@@ -347,8 +454,15 @@ int embkv_ctl_create_parse(int argc, char **argv,
 	strcpy(a->name, argv[optind]);
 	rc = embkv_table_attr_check(a);
 	if (rc) {
-		fprintf(stderr, "%s: create-table %s: invalid attributes: %s\n",
-			embkv_ctl_prog, a->name, embkv_strerror(rc));
+		char why[256];
+
+		if (attr_explain(a, why, sizeof(why)))
+			fprintf(stderr, "%s: create-table %s: %s\n",
+				embkv_ctl_prog, a->name, why);
+		else /* a rule attr_explain does not know yet */
+			fprintf(stderr, "%s: create-table %s: invalid "
+				"attributes: %s\n", embkv_ctl_prog, a->name,
+				embkv_strerror(rc));
 		return EXIT_USAGE;
 	}
 	return 0;

@@ -398,6 +398,9 @@ int main(int argc, char **argv)
 		return rc;
 	/* One dead server must not blind the operator: every command
 	 * starts with the servers that answer, and says who did not. */
+	if (embkv_tool_servers_check(embkv_ctl_prog,
+				     embkv_tool_servers(&conn)))
+		return EXIT_USAGE;
 	conn.flags = EMBKV_CLIENT_ALLOW_DOWN;
 	if (embkv_tool_connect(embkv_ctl_prog, &conn, &c))
 		return EXIT_FAILED;
