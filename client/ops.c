@@ -35,6 +35,8 @@
 
 #define BACKOFF_MS_BASE 5u
 #define BACKOFF_MS_MAX 200u
+#define BACKOFF_POLLS 40u          /* short polls first: 20 ms */
+#define BACKOFF_POLL_US 500u
 #define NS_PER_MS 1000000L
 #define SCATTER_AHEAD_BYTES 2048u /* how far ahead consume_pull() prefetches */
 #define SCATTER_LINE 64u
@@ -465,15 +467,31 @@ free_off:
 	return rc;
 }
 
+/*
+ * The wait before asking for the map again while a partition answers
+ * EMBKV_ESTALE under the map we hold: a move's freeze, which lasts a few
+ * ms (last delta, apply, the flip in etcd; tools/bench_move.c measures
+ * it). Short polls first (BACKOFF_POLLS of BACKOFF_POLL_US: a map
+ * refresh is one small RPC), so that a push is held about as long as the
+ * pause and not up to twice that; then exponential, for a server that
+ * stays behind.
+ */
 static void backoff(uint32_t attempt)
 {
-	uint32_t ms = BACKOFF_MS_BASE << (attempt < 8 ? attempt : 8);
+	uint64_t ns;
 	struct timespec ts;
 
-	if (ms > BACKOFF_MS_MAX)
-		ms = BACKOFF_MS_MAX;
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long)ms * NS_PER_MS;
+	if (attempt < BACKOFF_POLLS) {
+		ns = (uint64_t)BACKOFF_POLL_US * 1000u;
+	} else {
+		uint32_t e = attempt - BACKOFF_POLLS;
+		uint32_t ms = BACKOFF_MS_BASE << (e < 8 ? e : 8);
+
+		ns = (uint64_t)(ms > BACKOFF_MS_MAX ? BACKOFF_MS_MAX : ms) *
+		     NS_PER_MS;
+	}
+	ts.tv_sec = (time_t)(ns / 1000000000u);
+	ts.tv_nsec = (long)(ns % 1000000000u);
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
 }

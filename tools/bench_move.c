@@ -28,6 +28,9 @@
  *                 load hurts both alike. A push that meets a frozen
  *                 partition is answered EMBKV_ESTALE and retried by the
  *                 client on the new map: that is the pause measured.
+ *                 freeze_to_flip_ms: per move, from the end of the last
+ *                 copy before the freeze to the flip (the progress
+ *                 callbacks), and frozen_share, their sum over the window.
  *
  * Ratios: move_vs_inproc, move_vs_memcpy, push_p99_move_vs_idle (the bar:
  * <= 3.0); with --reps R the JSON gives the median of each figure and
@@ -443,6 +446,37 @@ static double memcpy_rate(const struct embkv_table *t, uint32_t part)
 	return best;
 }
 
+/* ---- the pause --------------------------------------------------------------------- */
+
+/* Per move, from the progress callbacks (this thread): the last copy
+ * before the freeze ended at t_last ("copy"/"delta"); "done" comes after
+ * the flip. done - t_last: the freeze (MOVE_FREEZE, the last delta
+ * copied, relayed and applied) and the flip in etcd, the time a push to
+ * that partition is refused. The target's and the clients' catching up
+ * with the new map come on top. */
+struct pause_log {
+	double t_last;
+	double sum_ms, max_ms;
+	uint32_t n;
+};
+
+static void on_progress(void *ctx, const struct embkv_move_progress *p)
+{
+	struct pause_log *l = ctx;
+	double now = bench_now_s();
+
+	if (!strcmp(p->phase, "copy") || !strcmp(p->phase, "delta")) {
+		l->t_last = now;
+	} else if (!strcmp(p->phase, "done") && l->t_last > 0) {
+		double ms = (now - l->t_last) * 1e3;
+
+		l->sum_ms += ms;
+		l->max_ms = ms > l->max_ms ? ms : l->max_ms;
+		l->n++;
+		l->t_last = 0;
+	}
+}
+
 /* ---- one repetition --------------------------------------------------------------- */
 
 struct mv_rep {
@@ -452,6 +486,7 @@ struct mv_rep {
 	double p50_idle_ms, p99_idle_ms, p50_move_ms, p99_move_ms;
 	double max_idle_ms, max_move_ms;
 	double pushes_idle, pushes_move;
+	double pause_ms, pause_max_ms, frozen_share;
 };
 
 struct bench {
@@ -504,6 +539,7 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	struct embkv_move_attr ma;
 	struct embkv_ckpt_result res;
 	struct pusher *ps = NULL;
+	struct pause_log pl = { 0 };
 	atomic_int stop = 0;
 	uint32_t np = 0;
 	uint64_t rows = 0, moved = 0, seed = rep * 7919u + 1;
@@ -578,6 +614,8 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	if (!rc)
 		sleep_until(m0);
 	m0 = bench_now_s();
+	ma.progress = on_progress;
+	ma.progress_ctx = &pl;
 	for (uint64_t k = 0; !rc && (k == 0 || bench_now_s() < m0 + o->push_s);
 	     k++) {
 		uint32_t q = (uint32_t)(rng_next(&seed) % o->parts);
@@ -587,6 +625,11 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	}
 	m1 = bench_now_s();
 	a0 = m1;
+	if (pl.n) {
+		r->pause_ms = pl.sum_ms / pl.n;
+		r->pause_max_ms = pl.max_ms;
+		r->frozen_share = pl.sum_ms / 1e3 / (m1 - m0);
+	}
 	if (!rc)
 		sleep_until(a0 + o->push_s);
 	atomic_store(&stop, 1);
@@ -816,6 +859,9 @@ static const struct figure figures[] = {
 	FIG("push_p50_move_ms", p50_move_ms),
 	FIG("push_p99_move_ms", p99_move_ms),
 	FIG("push_max_move_ms", max_move_ms),
+	FIG("freeze_to_flip_ms", pause_ms),
+	FIG("freeze_to_flip_max_ms", pause_max_ms),
+	FIG("frozen_share", frozen_share),
 };
 
 #define NRATIOS 3
@@ -998,12 +1044,16 @@ int bench_move_main(int argc, char **argv)
 				"%.2f M rows/s, in-process %.2f M rows/s, "
 				"memcpy %.1f M rows/s; push p99 %.2f ms idle, "
 				"%.2f ms moving (%g moves; p50 %.2f / %.2f, "
-				"max %.1f / %.1f)\n", i + 1, r->part_rows,
+				"max %.1f / %.1f); freeze to flip %.2f ms "
+				"(max %.1f), %.1f%% of the window\n", i + 1,
+				r->part_rows,
 				r->move_s, r->move_rows_s / 1e6,
 				r->inproc_rows_s / 1e6, r->memcpy_rows_s / 1e6,
 				r->p99_idle_ms, r->p99_move_ms,
 				r->moves_in_window, r->p50_idle_ms,
-				r->p50_move_ms, r->max_idle_ms, r->max_move_ms);
+				r->p50_move_ms, r->max_idle_ms, r->max_move_ms,
+				r->pause_ms, r->pause_max_ms,
+				100 * r->frozen_share);
 	}
 	report(&b.o, reps, b.o.reps, load_s);
 	status = 0;
