@@ -43,5 +43,26 @@ for f in ckpt_bytes ckpt_write_mb_per_s disk_write_mb_per_s \
 		status=1
 	fi
 done
+# Move mode (issue 13): etcd and 2 members, a small table, one rep; every
+# figure there and positive (skipped without etcd, as the cluster tests
+# need it too).
+etcd_bin=${EMBKV_ETCD_BIN:-/usr/bin/etcd}
+if [ -x "$etcd_bin" ]; then
+	mv=$("$bench" --mode move --move-rows 50000 --push-s 0.3 --json 2>/dev/null) ||
+		{ echo "move mode failed: $mv"; status=1; }
+	[ "$(printf '%s\n' "$mv" | wc -l)" -eq 1 ] || { echo "move: not one line: $mv"; status=1; }
+	for f in part_rows move_rows_per_s inproc_copy_rows_per_s \
+		memcpy_rows_per_s moves_in_window pushes_idle pushes_move \
+		push_p99_idle_ms push_p99_move_ms freeze_to_flip_ms \
+		move_vs_inproc move_vs_memcpy push_p99_move_vs_idle; do
+		v=$(printf '%s' "$mv" | grep -o "\"$f\": [0-9.]*" | cut -d' ' -f2 || true)
+		if [ -z "$v" ] || ! awk -v v="$v" 'BEGIN { exit !(v > 0) }'; then
+			echo "move field $f missing or not positive in: $mv"
+			status=1
+		fi
+	done
+else
+	echo "move mode: no etcd at $etcd_bin, skipped"
+fi
 [ $status -eq 0 ] && echo "embkv-bench smoke: ok"
 exit $status
