@@ -23,7 +23,8 @@
  *                 --push-batch random existing keys continuously; the p99
  *                 of push latency over --push-s seconds without moves
  *                 (before and after) against --push-s seconds in which
- *                 partitions move back and forth back to back. Adjacent
+ *                 partitions move back and forth back to back (or
+ *                 --move-gap-ms apart). Adjacent
  *                 windows of one run of pushers, so that a drifting machine
  *                 load hurts both alike. A push that meets a frozen
  *                 partition is answered EMBKV_ESTALE and retried by the
@@ -82,7 +83,7 @@
 struct mv_opts {
 	uint64_t rows;
 	uint32_t reps, push_threads, threads, batch, parts;
-	double push_s;
+	double push_s, gap_s;
 	const char *embkvd, *etcd, *base_dir;
 	int json;
 };
@@ -622,6 +623,9 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 
 		rc = move_other(b, q, &ma, &res, &s1);
 		r->moves_in_window++;
+		if (!rc && o->gap_s > 0 && bench_now_s() + o->gap_s <
+					       m0 + o->push_s)
+			sleep_until(bench_now_s() + o->gap_s);
 	}
 	m1 = bench_now_s();
 	a0 = m1;
@@ -690,6 +694,8 @@ static void mv_usage(FILE *f)
 		"  --push-s S         seconds of each push window (default 3)\n"
 		"  --push-threads N   pushing threads, a client each (default 2)\n"
 		"  --push-batch B     keys per push (default 256)\n"
+		"  --move-gap-ms MS   pause between the window's moves (default\n"
+		"                     0: back to back)\n"
 		"  --threads N        embkvd owner threads (default: its own)\n"
 		"  --data-dir DIR     where the temp directory goes (default\n"
 		"                     $TMPDIR or /tmp); it is removed at the end\n"
@@ -710,6 +716,7 @@ static int mv_parse(int argc, char **argv, struct mv_opts *o, char *buf,
 		{ "push-s", required_argument, 0, 's' },
 		{ "push-threads", required_argument, 0, 'p' },
 		{ "push-batch", required_argument, 0, 'b' },
+		{ "move-gap-ms", required_argument, 0, 'g' },
 		{ "threads", required_argument, 0, 't' },
 		{ "data-dir", required_argument, 0, 'd' },
 		{ "embkvd", required_argument, 0, 'e' },
@@ -790,6 +797,12 @@ static int mv_parse(int argc, char **argv, struct mv_opts *o, char *buf,
 			if (*end || end == optarg || !(d >= 0.05 && d <= 600))
 				goto bad;
 			o->push_s = d;
+			break;
+		case 'g':
+			d = strtod(optarg, &end);
+			if (*end || end == optarg || !(d >= 0 && d <= 60000))
+				goto bad;
+			o->gap_s = d / 1e3;
 			break;
 		case 'd':
 			o->base_dir = optarg;
@@ -904,8 +917,9 @@ static void report(const struct mv_opts *o, const struct mv_rep *r,
 	}
 	printf("{\"move_rows\": %llu, \"dim\": %u, \"partitions\": %u, "
 	       "\"reps\": %u, \"push_threads\": %u, \"push_batch\": %u, "
-	       "\"load_s\": %.2f", (unsigned long long)o->rows, MV_DIM,
-	       o->parts, n, o->push_threads, o->batch, load_s);
+	       "\"move_gap_ms\": %.0f, \"load_s\": %.2f",
+	       (unsigned long long)o->rows, MV_DIM, o->parts, n,
+	       o->push_threads, o->batch, o->gap_s * 1e3, load_s);
 	for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
 		stats_of(r, n, figures[i].off, s);
 		printf(", \"%s\": %.3f", figures[i].name, s[1]);
