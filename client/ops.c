@@ -474,7 +474,7 @@ free_off:
  * it). Short polls first (BACKOFF_POLLS of BACKOFF_POLL_US: a map
  * refresh is one small RPC), so that a push is held about as long as the
  * pause and not up to twice that; then exponential, for a server that
- * stays behind.
+ * stays behind. attempt >= BACKOFF_POLLS: exponential from the start.
  */
 static void backoff(uint32_t attempt)
 {
@@ -594,9 +594,14 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 		 * and waiting out a move under the same map is too: both are
 		 * bounded by the request timeout. */
 		if (m->epoch == used) {
-			if (o.stale_epoch > used)
+			/* (short polls only while a partition is frozen; a
+			 * server ahead of every map keeps the old backoff) */
+			if (o.stale_epoch > used) {
 				retries++;
-			backoff(waits++);
+				backoff(BACKOFF_POLLS + waits++);
+			} else {
+				backoff(waits++);
+			}
 		}
 		embkv_shardmap_put(m);
 		tmp = o.pend;
