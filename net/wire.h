@@ -772,6 +772,9 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_CKPT_AGE_S = 40,
 	EMBKV_WIRE_STAT_CKPT_DURATION_MS = 41,
 	EMBKV_WIRE_STAT_CKPT_BYTES = 42,     /* all its files */
+	/* expected "not found" answers (TABLE_OPEN of an unknown name), not
+	 * in errors */
+	EMBKV_WIRE_STAT_MISSES = 43,
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

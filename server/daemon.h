@@ -333,6 +333,12 @@ void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob);
 void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
 		       bool close, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* The same ERROR for an expected outcome (a table name looked up that
+ * does not exist: the open-or-create of every trainer): counted in the
+ * misses counter, not in errors; the connection stays open. */
+void embkvd_conn_miss(struct embkvd_conn *c, uint64_t req_id, int status,
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /*
  * Admission of a frame header that embkv_wire_hdr_decode() returned rc
  * for, in net/PROTOCOL.md's order (limits, authentication, pre-auth body

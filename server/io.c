@@ -382,22 +382,21 @@ int embkvd_conn_reply(struct embkvd_conn *c, uint64_t req_id, uint8_t op,
 	return 0;
 }
 
-void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
-		       bool close, const char *fmt, ...)
+/* ERROR status with a message; counted in counter (errors or misses). */
+static void conn_error_v(struct embkvd_conn *c, uint64_t req_id, int status,
+			 bool close, uint64_t *counter, const char *fmt,
+			 va_list ap)
 {
 	char msg[ERRMSG_BYTES];
 	struct embkv_wire_error e = { .status = status };
 	uint8_t *body;
 	size_t len;
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	e.msg.ptr = msg;
 	e.msg.len = n < 0 ? 0 : (uint32_t)strnlen(msg, EMBKV_WIRE_ERRMSG_MAX);
-	embkv_stat_inc(&c->io->st.errors, 1);
+	embkv_stat_inc(counter, 1);
 	if (status == EMBKV_ESTALE)
 		embkv_stat_inc(&c->io->st.stale, 1);
 	if (!embkv_wire_error_size(&e, &len) &&
@@ -406,6 +405,26 @@ void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
 		embkv_wire_error_encode(&e, body, len);
 	if (close)
 		embkvd_conn_set_closing(c);
+}
+
+void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
+		       bool close, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conn_error_v(c, req_id, status, close, &c->io->st.errors, fmt, ap);
+	va_end(ap);
+}
+
+void embkvd_conn_miss(struct embkvd_conn *c, uint64_t req_id, int status,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conn_error_v(c, req_id, status, false, &c->io->st.misses, fmt, ap);
+	va_end(ap);
 }
 
 /* Writes as much queued output as the socket takes. */

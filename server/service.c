@@ -327,8 +327,8 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rcu_read_unlock();
 	if (!e) {
-		embkvd_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
-				  "no table called %s", name);
+		embkvd_conn_miss(c, h->request_id, EMBKV_ENOTABLE,
+				 "no table called %s", name);
 		return;
 	}
 	rc = embkv_wire_table_info_size(&info, &len);
