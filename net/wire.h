@@ -99,6 +99,7 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_ACCUMULATE = 0x26,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
+	EMBKV_WIRE_OP_CONFIG = 0x32,        /* JSON: the server's settings */
 	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */
 	EMBKV_WIRE_OP_CKPT_PART = 0x40,
 	EMBKV_WIRE_OP_CKPT_COMMIT = 0x41,

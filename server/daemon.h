@@ -108,6 +108,7 @@ struct embkvd_verbs;
 struct embkvd_vconn;
 struct embkvd_metrics_http;
 struct embkvd_guard;
+struct embkvd_conf;
 
 struct embkvd {
 	struct embkvd_attr attr;        /* strings below are copies */
@@ -131,6 +132,7 @@ struct embkvd {
 	uint64_t rx_bytes;              /* bodies being received (atomic),
 					 * <= attr.inflight_bytes */
 	struct embkvd_guard *guard;     /* failed-auth throttle (guard.c) */
+	struct embkvd_conf *conf;       /* what CONFIG reports (config.c) */
 	struct embkv_rates rates;
 	/* Operations: key_lock guards key against embkvd_token_reload()
 	 * (SIGHUP, main thread). Readers of key on other threads should
@@ -360,6 +362,11 @@ void embkvd_conn_release(struct embkvd_conn *c, size_t bytes);
 
 /* ---- hardening (guard.c) ---------------------------------------------- */
 
+/* GUARD_MAX_FAILS failed authentications from one address within
+ * GUARD_WINDOW_MS block it for GUARD_BLOCK_MS (CONFIG reports them). */
+#define EMBKVD_GUARD_MAX_FAILS 5u
+#define EMBKVD_GUARD_WINDOW_MS 10000u
+#define EMBKVD_GUARD_BLOCK_MS 5000u
 int embkvd_guard_create(struct embkvd_guard **out);
 void embkvd_guard_destroy(struct embkvd_guard *g);
 /* Milliseconds that sa must still wait before its next authentication
@@ -410,5 +417,12 @@ void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
 			 uint32_t table_id, uint64_t uid);
 void embkvd_report_shard_map(struct embkvd_conn *c, uint64_t req_id,
 			     uint32_t table_id, uint64_t uid);
+/* CONFIG (config.c): the effective configuration as JSON, never the
+ * token. _keep copies the string flags embkvd_create() drops; _free
+ * frees them (safe when _keep failed or never ran). */
+int embkvd_config_keep(struct embkvd *s, const struct embkvd_attr *attr);
+void embkvd_config_free(struct embkvd *s);
+void embkvd_report_config(struct embkvd_conn *c,
+			  const struct embkv_wire_hdr *h, const uint8_t *body);
 
 #endif

@@ -432,6 +432,7 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_SCAN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
 	[EMBKV_WIRE_OP_SHARD_MAP] = { .table_ref = embkvd_report_shard_map },
+	[EMBKV_WIRE_OP_CONFIG] = { .handle = embkvd_report_config },
 	[EMBKV_WIRE_OP_CKPT_PART] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_COMMIT] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_LOAD] = { .handle = svc_ckpt },
