@@ -135,9 +135,9 @@ struct embkvd {
 	struct embkvd_conf *conf;       /* what CONFIG reports (config.c) */
 	struct embkv_rates rates;
 	/* Operations: key_lock guards key against embkvd_token_reload()
-	 * (SIGHUP, main thread). Readers of key on other threads should
-	 * copy it under key_lock; service.c does not yet (a reload racing an
-	 * AUTH can fail that one authentication). */
+	 * (SIGHUP, main thread). Readers on other threads copy it under
+	 * key_lock (service.c's AUTH: one copy for the check and the
+	 * reply) and wipe the copy. */
 	pthread_mutex_t key_lock;
 	char *token_file;               /* copies of attr's; NULL: none */
 	char *log_file;
