@@ -142,7 +142,9 @@ static void print_text(uint32_t srv, const char *addr, const json_t *c)
 		line("cluster", "etcd %s, name %s, member %" PRIu64
 		     ", advertise %s, ttl %" PRIu64 " s, auto-recover %"
 		     PRIu64 " s", jstr(cl, "etcd"), jstr(cl, "name"),
-		     jnum(cl, "member_id"), jstr(cl, "advertise"),
+		     jnum(cl, "member_id"),
+		     json_is_string(json_object_get(cl, "advertise")) ?
+			     jstr(cl, "advertise") : "the first listener's",
 		     jnum(cl, "member_ttl_s"), jnum(cl, "auto_recover_s"));
 	else
 		line("cluster", "none (no --etcd)");
