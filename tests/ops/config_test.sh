@@ -12,7 +12,8 @@ ctl=$2
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+	# our children not reaped yet only (a reaped pid may be reused)
+	for p in $(jobs -p); do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT

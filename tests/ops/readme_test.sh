@@ -6,17 +6,28 @@
 # uses PORT and PORT+1). Every command must succeed; then the outputs the
 # block promises are checked: both servers' logs, the table created with
 # its rows, the export file, the imported table, a clean stop (exit 0).
-# The script runs in its own process group, killed at the end whatever
-# happened, so a failing block leaves no server behind.
+# The script runs in its own process group; what is left of it in our
+# directory is killed at the end, so a failing block leaves no server
+# behind.
 # Usage: readme_test.sh README.md BUILD_DIR
 set -euo pipefail
 readme=$1
 build=$(cd "$2" && pwd)
 tmp=$(mktemp -d)
 pgid=
+# Ends what the block left running: the processes of its group whose
+# working directory is ours (a group whose processes are all gone may
+# have its number reused by someone else's: pids wrap quickly here).
 cleanup() {
-	if [ -n "$pgid" ]; then kill -- "-$pgid" 2>/dev/null || true; fi
+	local p
+	if [ -n "$pgid" ]; then
+		for p in $(pgrep -g "$pgid" 2>/dev/null); do
+			[ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$tmp/run" ] &&
+				kill "$p" 2>/dev/null
+		done
+	fi
 	rm -rf "$tmp"
+	return 0
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
