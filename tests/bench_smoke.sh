@@ -79,6 +79,16 @@ for c in d["cells"]:
 if "redis" in have:
     assert d["bar_256_keys_16_clients_p99_le_redis"]["runs"] == 1, d
 ' "${have[@]}" || { echo "latency JSON: $lt"; status=1; }
+# --own-clients: Redis and memcached through bench_kv.c's clients.
+if [ ${#have[@]} -gt 0 ]; then
+	own=$("$bench" --mode latency --rows 5000 --requests 32 --runs 1 \
+		--own-clients --json 2>/dev/null) ||
+		{ echo "latency --own-clients failed"; status=1; }
+	for s in "${have[@]}"; do
+		printf '%s' "$own" | grep -q "\"${s}_client\": \"bench_kv\"" ||
+			{ echo "latency --own-clients: $s not through bench_kv: $own"; status=1; }
+	done
+fi
 if err=$("$bench" --mode latency --requests 3 2>&1); then
 	echo "--requests 3 was accepted"; status=1
 elif ! printf '%s' "$err" | grep -q "bad value '3' for --requests"; then

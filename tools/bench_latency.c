@@ -21,8 +21,9 @@
  *
  * The Redis and memcached clients are hiredis and libmemcached when they
  * were found at configure time (EMBKV_HAVE_HIREDIS, _LIBMEMCACHED: the
- * stock clients a service would use), else embkv-bench's own pipelined
- * ones (tools/bench_kv.c); which one ran is printed. Loading always uses
+ * stock clients a service would use), else (or with --own-clients)
+ * embkv-bench's own pipelined ones (tools/bench_kv.c), which allocate
+ * nothing per reply; which ones ran is printed. Loading always uses
  * bench_kv.c's pipelined MSET and sets (load time is not measured).
  *
  * Invariant: nothing is timed that was not checked. The first request of
@@ -81,7 +82,7 @@ struct lt_opts {
 	uint64_t rows;
 	uint32_t requests, runs, threads, io_threads;
 	const char *embkvd;
-	int json, no_redis, no_memc;
+	int json, no_redis, no_memc, own_clients;
 };
 
 struct proc {
@@ -90,19 +91,17 @@ struct proc {
 	char dir[64];
 };
 
-/* One client's connection to each system. */
+/* One client's connection to each system: the stock client library's
+ * when built in and not --own-clients, else bench_kv.c's. */
 struct lt_conn {
 	struct embkv_client *client;
 	struct embkv_table_handle *table;
+	struct bench_kv redis_own, memc_own;
 #ifdef EMBKV_HAVE_HIREDIS
 	redisContext *redis;
-#else
-	struct bench_kv redis;
 #endif
 #ifdef EMBKV_HAVE_LIBMEMCACHED
 	memcached_st *memc;
-#else
-	struct bench_kv memc;
 #endif
 };
 
@@ -111,6 +110,7 @@ struct lt_ctx {
 	char embkv_addr[64];
 	unsigned redis_port, memc_port;
 	int have[LT_NSYS];
+	int redis_lib, memc_lib;   /* hiredis, libmemcached in use */
 	struct lt_conn conn[LT_MAX_CLIENTS];
 	pthread_barrier_t barrier;
 };
@@ -358,18 +358,20 @@ static int conn_open(struct lt_ctx *x, struct lt_conn *c)
 		err = embkv_table_open(c->client, "lat", &c->table);
 	if (err)
 		return err;
-	if (x->have[LT_REDIS]) {
+	c->redis_own.fd = c->memc_own.fd = -1;
+	if (x->have[LT_REDIS] && x->redis_lib) {
 #ifdef EMBKV_HAVE_HIREDIS
 		c->redis = redisConnect("127.0.0.1", (int)x->redis_port);
 		if (!c->redis || c->redis->err)
 			return -ECONNREFUSED;
-#else
-		err = bench_kv_connect(&c->redis, "127.0.0.1", x->redis_port);
+#endif
+	} else if (x->have[LT_REDIS]) {
+		err = bench_kv_connect(&c->redis_own, "127.0.0.1",
+				       x->redis_port);
 		if (err)
 			return err;
-#endif
 	}
-	if (x->have[LT_MEMC]) {
+	if (x->have[LT_MEMC] && x->memc_lib) {
 #ifdef EMBKV_HAVE_LIBMEMCACHED
 		c->memc = memcached_create(NULL);
 		if (!c->memc ||
@@ -380,11 +382,11 @@ static int conn_open(struct lt_ctx *x, struct lt_conn *c)
 					   MEMCACHED_BEHAVIOR_TCP_NODELAY, 1) !=
 			    MEMCACHED_SUCCESS)
 			return -ECONNREFUSED;
-#else
-		err = bench_kv_connect(&c->memc, "127.0.0.1", x->memc_port);
+#endif
+	} else if (x->have[LT_MEMC]) {
+		err = bench_kv_connect(&c->memc_own, "127.0.0.1", x->memc_port);
 		if (err)
 			return err;
-#endif
 	}
 	return 0;
 }
@@ -397,17 +399,15 @@ static void conn_close(struct lt_conn *c)
 #ifdef EMBKV_HAVE_HIREDIS
 	if (c->redis)
 		redisFree(c->redis);
-#else
-	if (c->redis.rx)
-		bench_kv_close(&c->redis);
 #endif
 #ifdef EMBKV_HAVE_LIBMEMCACHED
 	if (c->memc)
 		memcached_free(c->memc);
-#else
-	if (c->memc.rx)
-		bench_kv_close(&c->memc);
 #endif
+	if (c->redis_own.rx)
+		bench_kv_close(&c->redis_own);
+	if (c->memc_own.rx)
+		bench_kv_close(&c->memc_own);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -510,19 +510,20 @@ static int request(struct lt_worker *w, struct lt_scratch *s, uint32_t n,
 				  EMBKV_MODE_INFER, NULL);
 	case LT_REDIS:
 #ifdef EMBKV_HAVE_HIREDIS
-		return redis_mget(c->redis, n, keys, out, found, s->argv,
-				  s->argl);
-#else
-		return bench_redis_mget(&c->redis, n, keys, out, LT_DIM,
-					found);
+		if (w->ctx->redis_lib)
+			return redis_mget(c->redis, n, keys, out, found,
+					  s->argv, s->argl);
 #endif
+		return bench_redis_mget(&c->redis_own, n, keys, out, LT_DIM,
+					found);
 	default:
 #ifdef EMBKV_HAVE_LIBMEMCACHED
-		return memc_mget(c->memc, n, keys, out, found, s->hk, s->argv,
-				 s->argl);
-#else
-		return bench_memc_get(&c->memc, n, keys, out, LT_DIM, found);
+		if (w->ctx->memc_lib)
+			return memc_mget(c->memc, n, keys, out, found, s->hk,
+					 s->argv, s->argl);
 #endif
+		return bench_memc_get(&c->memc_own, n, keys, out, LT_DIM,
+				      found);
 	}
 }
 
@@ -764,8 +765,11 @@ static void lt_usage(FILE *f)
 "  --io-threads N    embkvd I/O threads (default 2)\n"
 "  --no-redis, --no-memcached  leave that column out\n"
 "  --embkvd PATH     the embkvd binary (default: beside this one)\n"
+"  --own-clients     Redis and memcached through embkv-bench's own\n"
+"                    pipelined clients (tools/bench_kv.c) even where\n"
+"                    hiredis and libmemcached are built in\n"
 "  --json            one JSON object on stdout\n"
-"Clients: %s for Redis, %s for memcached.\n",
+"Built-in clients: %s for Redis, %s for memcached.\n",
 		(unsigned long long)LT_DEFAULT_ROWS, LT_DEFAULT_REQUESTS,
 		LT_DEFAULT_RUNS,
 #ifdef EMBKV_HAVE_HIREDIS
@@ -793,6 +797,7 @@ static int lt_parse(int argc, char **argv, struct lt_opts *o, char *buf,
 		{ "io-threads", required_argument, 0, 'i' },
 		{ "no-redis", no_argument, 0, 'r' },
 		{ "no-memcached", no_argument, 0, 'm' },
+		{ "own-clients", no_argument, 0, 'c' },
 		{ "embkvd", required_argument, 0, 'e' },
 		{ "json", no_argument, 0, 'j' },
 		{ "help", no_argument, 0, 'h' },
@@ -860,6 +865,9 @@ static int lt_parse(int argc, char **argv, struct lt_opts *o, char *buf,
 		case 'm':
 			o->no_memc = 1;
 			break;
+		case 'c':
+			o->own_clients = 1;
+			break;
 		case 'e':
 			o->embkvd = optarg;
 			break;
@@ -898,18 +906,8 @@ static void print_json(const struct lt_ctx *x, const lt_q *q,
 	       "\"embkvd_io_threads\": %u, \"redis_client\": \"%s\", "
 	       "\"memcached_client\": \"%s\", \"skipped\": \"%s\", "
 	       "\"cells\": [", o->rows, LT_DIM, o->requests, R, o->threads,
-	       o->io_threads,
-#ifdef EMBKV_HAVE_HIREDIS
-	       "hiredis",
-#else
-	       "bench_kv",
-#endif
-#ifdef EMBKV_HAVE_LIBMEMCACHED
-	       "libmemcached",
-#else
-	       "bench_kv",
-#endif
-	       skipped);
+	       o->io_threads, x->redis_lib ? "hiredis" : "bench_kv",
+	       x->memc_lib ? "libmemcached" : "bench_kv", skipped);
 	for (uint32_t c = 0; c < LT_NCELLS; c++) {
 		printf("%s{\"keys\": %u, \"clients\": %u", c ? ", " : "",
 		       cell_keys[c], cell_clients[c]);
@@ -959,6 +957,10 @@ static void print_text(const struct lt_ctx *x, const lt_q *q)
 	       "%u fp32; %u requests per cell and system; %u runs; embkvd "
 	       "with %u owner and %u I/O threads\n", o->rows, LT_DIM,
 	       o->requests, R, o->threads, o->io_threads);
+	printf("clients: Redis through %s, memcached through %s\n",
+	       x->redis_lib ? "hiredis" : "embkv-bench's own (bench_kv.c)",
+	       x->memc_lib ? "libmemcached" :
+			     "embkv-bench's own (bench_kv.c)");
 	printf("latency in us, min / median / max over the runs\n");
 	printf("%-5s %-8s %-10s %-26s %-26s %-26s\n", "KEYS", "CLIENTS",
 	       "SYSTEM", "P50", "P99", "P99.9");
@@ -1025,6 +1027,12 @@ int bench_latency_main(int argc, char **argv)
 	memset(srv, 0, sizeof(srv));
 	x->o = &o;
 	x->have[LT_EMBKV] = 1;
+#ifdef EMBKV_HAVE_HIREDIS
+	x->redis_lib = !o.own_clients;
+#endif
+#ifdef EMBKV_HAVE_LIBMEMCACHED
+	x->memc_lib = !o.own_clients;
+#endif
 	err = start_embkvd(&o, &srv[LT_EMBKV], x->embkv_addr,
 			   sizeof(x->embkv_addr));
 	if (err) {
