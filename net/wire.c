@@ -649,6 +649,8 @@ static const struct op_info ops[] = {
 	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,
 	  v_table_ref, v_shard_map },
+	{ EMBKV_WIRE_OP_CONFIG, "CONFIG", "CONFIG_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
 	{ EMBKV_WIRE_OP_CKPT_PART, "CKPT_PART", "CKPT_PART_REPLY", false,
 	  embkv_wire_json_check, embkv_wire_json_check },
 	{ EMBKV_WIRE_OP_CKPT_COMMIT, "CKPT_COMMIT", "CKPT_COMMIT_REPLY", false,

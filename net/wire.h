@@ -99,6 +99,7 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_ACCUMULATE = 0x26,
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
+	EMBKV_WIRE_OP_CONFIG = 0x32,        /* JSON: the server's settings */
 	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */
 	EMBKV_WIRE_OP_CKPT_PART = 0x40,
 	EMBKV_WIRE_OP_CKPT_COMMIT = 0x41,
@@ -772,6 +773,9 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_CKPT_AGE_S = 40,
 	EMBKV_WIRE_STAT_CKPT_DURATION_MS = 41,
 	EMBKV_WIRE_STAT_CKPT_BYTES = 42,     /* all its files */
+	/* expected "not found" answers (TABLE_OPEN of an unknown name), not
+	 * in errors */
+	EMBKV_WIRE_STAT_MISSES = 43,
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

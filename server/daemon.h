@@ -108,6 +108,7 @@ struct embkvd_verbs;
 struct embkvd_vconn;
 struct embkvd_metrics_http;
 struct embkvd_guard;
+struct embkvd_conf;
 
 struct embkvd {
 	struct embkvd_attr attr;        /* strings below are copies */
@@ -131,11 +132,12 @@ struct embkvd {
 	uint64_t rx_bytes;              /* bodies being received (atomic),
 					 * <= attr.inflight_bytes */
 	struct embkvd_guard *guard;     /* failed-auth throttle (guard.c) */
+	struct embkvd_conf *conf;       /* what CONFIG reports (config.c) */
 	struct embkv_rates rates;
 	/* Operations: key_lock guards key against embkvd_token_reload()
-	 * (SIGHUP, main thread). Readers of key on other threads should
-	 * copy it under key_lock; service.c does not yet (a reload racing an
-	 * AUTH can fail that one authentication). */
+	 * (SIGHUP, main thread). Readers on other threads copy it under
+	 * key_lock (service.c's AUTH: one copy for the check and the
+	 * reply) and wipe the copy. */
 	pthread_mutex_t key_lock;
 	char *token_file;               /* copies of attr's; NULL: none */
 	char *log_file;
@@ -333,6 +335,12 @@ void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob);
 void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
 		       bool close, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* The same ERROR for an expected outcome (a table name looked up that
+ * does not exist: the open-or-create of every trainer): counted in the
+ * misses counter, not in errors; the connection stays open. */
+void embkvd_conn_miss(struct embkvd_conn *c, uint64_t req_id, int status,
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /*
  * Admission of a frame header that embkv_wire_hdr_decode() returned rc
  * for, in net/PROTOCOL.md's order (limits, authentication, pre-auth body
@@ -354,6 +362,11 @@ void embkvd_conn_release(struct embkvd_conn *c, size_t bytes);
 
 /* ---- hardening (guard.c) ---------------------------------------------- */
 
+/* GUARD_MAX_FAILS failed authentications from one address within
+ * GUARD_WINDOW_MS block it for GUARD_BLOCK_MS (CONFIG reports them). */
+#define EMBKVD_GUARD_MAX_FAILS 5u
+#define EMBKVD_GUARD_WINDOW_MS 10000u
+#define EMBKVD_GUARD_BLOCK_MS 5000u
 int embkvd_guard_create(struct embkvd_guard **out);
 void embkvd_guard_destroy(struct embkvd_guard *g);
 /* Milliseconds that sa must still wait before its next authentication
@@ -404,5 +417,12 @@ void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
 			 uint32_t table_id, uint64_t uid);
 void embkvd_report_shard_map(struct embkvd_conn *c, uint64_t req_id,
 			     uint32_t table_id, uint64_t uid);
+/* CONFIG (config.c): the effective configuration as JSON, never the
+ * token. _keep copies the string flags embkvd_create() drops; _free
+ * frees them (safe when _keep failed or never ran). */
+int embkvd_config_keep(struct embkvd *s, const struct embkvd_attr *attr);
+void embkvd_config_free(struct embkvd *s);
+void embkvd_report_config(struct embkvd_conn *c,
+			  const struct embkv_wire_hdr *h, const uint8_t *body);
 
 #endif

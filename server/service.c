@@ -151,8 +151,10 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     const uint8_t *body)
 {
 	struct embkvd *s = c->io->srv;
+	struct embkv_wire_auth_key key;
 	struct embkv_wire_auth m;
 	uint8_t *out;
+	int bad;
 
 	if (!s->auth) {
 		/* Not a failed guess: no throttle, and a distinct status
@@ -177,8 +179,18 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		auth_fail(c, h, "bad AUTH body");
 		return;
 	}
-	if (embkv_wire_auth_verify(&s->key, EMBKV_WIRE_AUTH_CLIENT,
-				   c->server_nonce, c->client_nonce, m.mac)) {
+	/* One copy of the key, taken under key_lock (a SIGHUP may replace
+	 * it meanwhile): the client's MAC and ours use the same token. */
+	pthread_mutex_lock(&s->key_lock);
+	key = s->key;
+	pthread_mutex_unlock(&s->key_lock);
+	bad = embkv_wire_auth_verify(&key, EMBKV_WIRE_AUTH_CLIENT,
+				     c->server_nonce, c->client_nonce, m.mac);
+	if (!bad)
+		embkv_wire_auth_mac(&key, EMBKV_WIRE_AUTH_SERVER,
+				    c->server_nonce, c->client_nonce, m.mac);
+	embkv_wire_auth_key_wipe(&key);
+	if (bad) {
 		auth_fail(c, h, "wrong token");
 		return;
 	}
@@ -187,8 +199,6 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		return; /* --max-conns reached: closing */
 	if (reply_start(c, h, EMBKV_WIRE_AUTH_SIZE, &out))
 		return;
-	embkv_wire_auth_mac(&s->key, EMBKV_WIRE_AUTH_SERVER, c->server_nonce,
-			    c->client_nonce, m.mac);
 	embkv_wire_auth_encode(&m, out, EMBKV_WIRE_AUTH_SIZE);
 	c->auth = EMBKVD_CONN_AUTH_OK;
 }
@@ -327,8 +337,8 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rcu_read_unlock();
 	if (!e) {
-		embkvd_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
-				  "no table called %s", name);
+		embkvd_conn_miss(c, h->request_id, EMBKV_ENOTABLE,
+				 "no table called %s", name);
 		return;
 	}
 	rc = embkv_wire_table_info_size(&info, &len);
@@ -432,6 +442,7 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_SCAN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
 	[EMBKV_WIRE_OP_SHARD_MAP] = { .table_ref = embkvd_report_shard_map },
+	[EMBKV_WIRE_OP_CONFIG] = { .handle = embkvd_report_config },
 	[EMBKV_WIRE_OP_CKPT_PART] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_COMMIT] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_LOAD] = { .handle = svc_ckpt },

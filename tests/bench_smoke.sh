@@ -64,5 +64,56 @@ if [ -x "$etcd_bin" ]; then
 else
 	echo "move mode: no etcd at $etcd_bin, skipped"
 fi
+# Latency mode (issue 16): a tiny run; every cell has embkv's quantiles,
+# ordered; Redis and memcached are compared when installed, and said to be
+# skipped when not.
+lt=$("$bench" --mode latency --rows 20000 --requests 160 --runs 1 --json \
+	2>"${TMPDIR:-/tmp}/bench_smoke_lt.$$") ||
+	{ echo "latency mode failed: $lt $(cat "${TMPDIR:-/tmp}/bench_smoke_lt.$$")"; status=1; }
+lt_err=$(cat "${TMPDIR:-/tmp}/bench_smoke_lt.$$"); rm -f "${TMPDIR:-/tmp}/bench_smoke_lt.$$"
+have=()
+for s in redis-server:redis memcached:memcached; do
+	if PATH="$PATH:/usr/sbin:/usr/bin" command -v "${s%%:*}" >/dev/null; then
+		have+=("${s#*:}")
+	else
+		echo "bench smoke: ${s%%:*} is not installed: its latency column is skipped"
+		printf '%s' "$lt_err" | grep -q "${s%%:*} is not installed" ||
+			{ echo "latency: no word that ${s%%:*} is skipped: $lt_err"; status=1; }
+	fi
+done
+printf '%s' "$lt" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+have = sys.argv[1:]
+assert d["mode"] == "latency" and len(d["cells"]) == 4, d
+for c in d["cells"]:
+    for s in ["embkv"] + have:
+        q = c[s]
+        for k in ("p50_us", "p99_us", "p999_us"):
+            assert len(q[k]) == 3 and q[k][0] > 0, (s, k, q)
+        assert q["p50_us"][1] <= q["p99_us"][1] <= q["p999_us"][1], (s, q)
+    for s in have:
+        assert c["p99_vs_" + s][1] > 0, c
+    for s in ("redis", "memcached"):
+        if s not in have:
+            assert s not in c, c
+if "redis" in have:
+    assert d["bar_256_keys_16_clients_p99_le_redis"]["runs"] == 1, d
+' "${have[@]}" || { echo "latency JSON: $lt"; status=1; }
+# --own-clients: Redis and memcached through bench_kv.c's clients.
+if [ ${#have[@]} -gt 0 ]; then
+	own=$("$bench" --mode latency --rows 5000 --requests 32 --runs 1 \
+		--own-clients --json 2>/dev/null) ||
+		{ echo "latency --own-clients failed"; status=1; }
+	for s in "${have[@]}"; do
+		printf '%s' "$own" | grep -q "\"${s}_client\": \"bench_kv\"" ||
+			{ echo "latency --own-clients: $s not through bench_kv: $own"; status=1; }
+	done
+fi
+if err=$("$bench" --mode latency --requests 3 2>&1); then
+	echo "--requests 3 was accepted"; status=1
+elif ! printf '%s' "$err" | grep -q "bad value '3' for --requests"; then
+	echo "no clear error for --requests 3: $err"; status=1
+fi
 [ $status -eq 0 ] && echo "embkv-bench smoke: ok"
 exit $status

@@ -25,7 +25,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 67u /* 33 requests, 33 replies, ERROR */
+#define N_KNOWN_OPS 69u /* 34 requests, 34 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -388,6 +388,20 @@ static int build_samples(void **state)
 	ADD_SIZED(R(EMBKV_WIRE_OP_SHARD_MAP),
 		  embkv_wire_shard_map_size(&sm, &len),
 		  embkv_wire_shard_map_encode(&sm, b, len));
+	/* CONFIG: an empty JSON object, answered by the configuration */
+	len = 2;
+	b = xmalloc(len);
+	memcpy(b, "{}", len);
+	add_sample(EMBKV_WIRE_OP_CONFIG, b, len);
+	{
+		static const char rep[] = "{\"version\": \"0.1.0\", "
+					  "\"threads\": 2, \"peers\": []}";
+
+		len = sizeof(rep) - 1;
+		b = xmalloc(len);
+		memcpy(b, rep, len);
+		add_sample(R(EMBKV_WIRE_OP_CONFIG), b, len);
+	}
 	/* the checkpoint opcodes carry JSON objects both ways */
 	for (unsigned int op = EMBKV_WIRE_OP_CKPT_PART;
 	     op <= EMBKV_WIRE_OP_CKPT_DELETE; op++) {
@@ -612,6 +626,18 @@ static void test_hdr_unknown_opcode(void **state)
 	assert_false(embkv_wire_op_known(0xfe));
 	assert_true(embkv_wire_op_known(0xa0));
 	assert_true(embkv_wire_op_known(0xff));
+	/* CONFIG (0x32) and its reply carry one JSON object */
+	assert_true(embkv_wire_op_known(EMBKV_WIRE_OP_CONFIG));
+	assert_true(embkv_wire_op_known(0xb2));
+	assert_string_equal(embkv_wire_op_name(0xb2), "CONFIG_REPLY");
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_CONFIG,
+		(const uint8_t *)"{}", 2), 0);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_CONFIG,
+		(const uint8_t *)"[]", 2), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_body_validate(0xb2,
+		(const uint8_t *)"{\"a\":1}{", 8), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_CONFIG,
+		NULL, 0), EMBKV_EPROTO);
 }
 
 /* SCAN: round trip, the page padding, the limits and the refusals. */

@@ -23,6 +23,7 @@
 #include "server/store.h"
 #include "tools/bench_ckpt.h"
 #include "tools/bench_move.h"
+#include "tools/bench_latency.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
@@ -319,6 +320,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode rdma-count --servers rdma://H:P,... (counts; see --help)\n"
 		"       embkv-bench --mode ckpt [options]  (checkpoints; see --mode ckpt --help)\n"
 		"       embkv-bench --mode move [options]  (partition moves; see --mode move --help)\n"
+		"       embkv-bench --mode latency [options]  (infer pulls vs Redis, memcached; see --mode latency --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -472,6 +474,11 @@ int main(int argc, char **argv)
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
 		     strcmp(argv[i + 1], "rdma-count") == 0))
 			return bench_rdma_main(argc, argv);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--mode=latency") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "latency") == 0))
+			return bench_latency_main(argc, argv);
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--mode=ckpt") == 0 ||
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&

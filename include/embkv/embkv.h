@@ -513,6 +513,17 @@ int embkv_stats(struct embkv_client *c,
 		void *ctx);
 
 /*
+ * The effective configuration of server `index` (< embkv_client_server_count)
+ * as one JSON object (CONFIG, net/PROTOCOL.md 5.24: version, listeners,
+ * threads, memory limit, used and reserved, each table's charge, limits
+ * and deadlines, metrics address, data directory, etcd settings, peers;
+ * never the token). *json is the caller's to free(). 0, -EINVAL, or the
+ * request's error (the server's status, EMBKV_EDISCONNECTED...; then
+ * embkv_client_server_status() says why a server could not be reached).
+ */
+int embkv_server_config(struct embkv_client *c, uint32_t index, char **json);
+
+/*
  * What this client's pulls cost on rdma:// servers (one-sided READs of the
  * servers' memory), counted since the client was created, over all its
  * tables and threads. For benchmarks and monitoring; counts, not times.

@@ -96,7 +96,8 @@ static long body_for(unsigned int op, uint8_t *b, size_t cap)
 		return rc || embkv_wire_error_encode(&err, b, cap) ? -1
 								   : (long)len;
 	}
-	if (req >= EMBKV_WIRE_OP_CKPT_PART) { /* JSON, or a blob */
+	if (req >= EMBKV_WIRE_OP_CKPT_PART || req == EMBKV_WIRE_OP_CONFIG) {
+		/* JSON, or a blob */
 		bool blob = (req == EMBKV_WIRE_OP_MOVE_READ && reply) ||
 			    (req == EMBKV_WIRE_OP_MOVE_WRITE && !reply);
 		size_t jl = sizeof(json) - 1;
