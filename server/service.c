@@ -26,6 +26,7 @@
  *   EMBKV_ENOTABLE (a handle to a dropped or re-created table).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -56,9 +57,9 @@ static void bad_body(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			  embkv_wire_op_name(h->opcode), embkv_strerror(rc));
 }
 
-struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
-						 uint64_t req_id, uint32_t id,
-						 uint64_t uid)
+struct embkv_catalog_entry *embkvd_svc_table_find(struct embkvd_conn *c,
+						  uint32_t id, uint64_t uid,
+						  char *why, size_t why_len)
 {
 	struct embkv_catalog *cat = c->io->srv->cat;
 	struct embkv_catalog_entry *e;
@@ -73,14 +74,25 @@ struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
 	if (e)
 		return e;
 	if (known)
-		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				  "table %u was dropped or re-created (uid "
-				  "mismatch): open it again", id);
+		snprintf(why, why_len, "table %u was dropped or re-created "
+			 "(uid mismatch): open it again", id);
 	else
-		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				  "no table with id %u (dropped, or never "
-				  "created)", id);
+		snprintf(why, why_len, "no table with id %u (dropped, or never "
+			 "created)", id);
 	return NULL;
+}
+
+struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
+						 uint64_t req_id, uint32_t id,
+						 uint64_t uid)
+{
+	char why[EMBKV_WIRE_ERRMSG_MAX + 1];
+	struct embkv_catalog_entry *e;
+
+	e = embkvd_svc_table_find(c, id, uid, why, sizeof(why));
+	if (!e)
+		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false, "%s", why);
+	return e;
 }
 
 /* Authentication (net/PROTOCOL.md section 8) ------------------------------ */
@@ -428,6 +440,8 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ACCUMULATE] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_MULTI_PULL] = { .take = embkvd_multi_start },
+	[EMBKV_WIRE_OP_MULTI_PUSH] = { .take = embkvd_multi_start },
 	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_SCAN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
