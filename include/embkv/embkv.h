@@ -431,15 +431,21 @@ int embkv_contains(struct embkv_table_handle *t, uint32_t n,
 /*
  * Several tables in one call: the pull or push of each entry (a table,
  * its keys and its rows: out rows for a pull, gradients for a push; found
- * and mode for a pull only) run at once, each split by server as
- * embkv_pull/embkv_push do. Done client-side: the entries after the first
- * go to the client's async workers (embkv_client_attr.async_threads run
- * at a time), the first runs on the calling thread, so a batch of tables
- * costs about the slowest table's round trips, not their sum; frames of
- * different tables are not merged. Each entry's status gets its own
- * result; the call returns 0 when all are 0, else the first failing
- * entry's status. An entry may name any open table of one client
- * (several entries may name the same table). nreq 0 is a no-op.
+ * and mode for a pull only). Every table's keys are grouped by server and
+ * each server gets ONE request frame (MULTI_PULL / MULTI_PUSH,
+ * net/PROTOCOL.md 5.25) carrying all the tables' shares, all servers at
+ * once, so a batch of tables costs one round trip per server; a server's
+ * share larger than its transport's frames goes as several frames. Keys
+ * a server answers EMBKV_ESTALE for (a partition moving), and the keys
+ * for a server older than these requests (answered EMBKV_EOPCODE: the
+ * client then uses separate per-table frames for it), are finished by
+ * the per-table path, as embkv_pull/embkv_push would. Each entry gets its
+ * own status (one table's error does not hide the others' results; an
+ * entry with n 0 is 0) and done: a push's applied count, a pull's 0. The
+ * call returns 0 when all are 0, else the first failing entry's status.
+ * An entry may name any open table of one client (several entries may
+ * name the same table: they apply in entry order); entries of tables of
+ * different clients run as separate per-table calls. nreq 0 is a no-op.
  */
 struct embkv_multi_req {
 	struct embkv_table_handle *t;
@@ -448,6 +454,7 @@ struct embkv_multi_req {
 	float *rows;             /* pull: n x dim out; push: n x dim grads */
 	uint8_t *found;          /* pull: may be NULL */
 	int status;              /* out */
+	uint32_t done;           /* out: push: distinct keys applied */
 };
 int embkv_pull_multi(struct embkv_multi_req *reqs, uint32_t nreq,
 		     enum embkv_mode mode);
