@@ -354,10 +354,10 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 /*
  * TABLE_SET_OPT: the table's optimizer hyper-parameters, changed in
  * place (embkv_table_opt_set: atomic per field, so owner threads pushing
- * meanwhile need no lock and no job). This server's copy only: in a
- * cluster coordinated by etcd the recorded attributes keep the values of
- * the create, so a table re-created from the record (a restart) starts
- * with those again.
+ * meanwhile need no lock and no job). In a cluster coordinated by etcd
+ * the values are then recorded in the table's record before the reply
+ * (embkvd_cluster_set_opt), so a member that restarts or joins builds
+ * the table with them.
  */
 static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			const uint8_t *body)
@@ -389,7 +389,13 @@ static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		embkvd_log("table %s: %s lr %g -> %g", e->table->attr.name,
 			   embkv_optimizer_name(old.type), (double)old.lr,
 			   (double)m.opt.lr);
-		reply_start(c, h, 0, &out);
+		if (c->io->srv->cluster) /* the reply once recorded */
+			embkvd_cluster_set_opt(c->io->srv->cluster, c,
+					       h->request_id,
+					       e->table->attr.name, e->uid,
+					       &m.opt);
+		else
+			reply_start(c, h, 0, &out);
 	}
 	embkv_catalog_entry_put(e);
 }

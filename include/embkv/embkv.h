@@ -470,9 +470,12 @@ int embkv_push_multi(struct embkv_multi_req *reqs, uint32_t nreq);
  * change). Pushes a server applies after it answered use the new values;
  * a push running meanwhile uses each field old or new. On failure some
  * servers may have the new values and others not (embkv_table_locate
- * then says EMBKV_EINCONSISTENT): call it again. In an etcd cluster the
- * change is not recorded in etcd: a table re-created from the record
- * (a restart) gets its creation values back.
+ * then says EMBKV_EINCONSISTENT): call it again. In an etcd cluster each
+ * server records the values in the table's etcd record before it answers
+ * (an error when etcd cannot be written: the server uses them already;
+ * call it again), so a member that restarts or joins builds the table
+ * with them and the other members follow; a checkpoint taken afterwards
+ * records them in its manifest.
  *
  * embkv_table_set_lr: the same for the learning rate alone (reads the
  * other fields with embkv_table_locate first).
