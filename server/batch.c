@@ -1,6 +1,6 @@
 /*
- * embkvd table operations: PULL, PUSH, ASSIGN, ERASE, HITS and SCAN on
- * owner threads.
+ * embkvd table operations: PULL, PUSH, ASSIGN, ERASE, HITS, SCAN, and
+ * MULTI_PULL / MULTI_PUSH on owner threads.
  *
  * What: the I/O thread checks a batch completely, groups its keys by owner
  * thread (a counting sort on the owner of each key's partition), queues
@@ -30,6 +30,11 @@
  *   queues its jobs in arrival order on FIFO owner queues.
  * - The request holds a table reference and a connection hold until the
  *   I/O thread finished it, so neither is freed under an owner.
+ *
+ * MULTI_PULL / MULTI_PUSH (several tables' PULLs or PUSHes in one frame)
+ * run each section as the request it holds, through the same checks
+ * (batch_setup) and the same owner jobs, into one shared reply (the
+ * section at the end of this file).
  *
  * SCAN (export) names a partition and a cursor instead of keys: its plan
  * is that one partition's owner (checked like a key's partition: served
@@ -991,6 +996,7 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	uint8_t *rb;
 	size_t at;
 	uint32_t i, last = UINT32_MAX;
+	bool one_owner;
 	int rc;
 
 	rc = embkv_wire_multi_decode(h->opcode, body, h->body_len, &m);
@@ -1084,7 +1090,12 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		at += (size_t)k;
 	}
 	/* one count per section running, and one held until all are queued
-	 * (a section without keys finishes inside req_submit) */
+	 * (a section without keys finishes inside req_submit). The I/O
+	 * thread runs a job itself (when its owner is idle) for the last
+	 * section only, as inline runs would serialize sections that owners
+	 * could run side by side; with one owner thread nothing runs side by
+	 * side, and every section may run here (no hand-off to the owner). */
+	one_owner = embkv_owner_count(c->io->srv->owners) == 1;
 	p->pending = 1;
 	embkvd_conn_hold(c, p->mem);
 	for (i = 0; i < m.count; i++) {
@@ -1095,9 +1106,7 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		p->pending++;
 		r->parent = p;
 		r->fin.finish = multi_child_finish;
-		/* the I/O thread runs a job itself for the last section only:
-		 * inline runs would serialize the sections */
-		req_submit(r, r->owners, r->single, i == last);
+		req_submit(r, r->owners, r->single, one_owner || i == last);
 	}
 	rcu_read_unlock();
 	free(ss);

@@ -50,6 +50,7 @@ struct mb_opts {
 	uint32_t servers[MB_MAX_SERVERS], nserver_counts;
 	uint32_t tables, keys, dim, steps, reps, threads;
 	const char *embkvd;
+	int only;           /* -1: every variant, else the one measured */
 };
 
 struct mb_server {
@@ -288,6 +289,11 @@ static int run_servers(const struct mb_opts *o, uint32_t nsrv)
 			int v = (int)((rep + (uint32_t)k) % MB_VARIANTS);
 			double t0 = bench_now_s();
 
+			if (o->only >= 0 && v != o->only) {
+				us[v][rep] = 0;
+				continue;
+			}
+
 			for (uint32_t s = 0; !rc && s < o->steps; s++)
 				rc = one_step(&r, v, MB_WARMUP + s);
 			us[v][rep] = (bench_now_s() - t0) * 1e6 / o->steps;
@@ -368,13 +374,14 @@ int bench_multi_main(int argc, char **argv)
 		{ "reps", required_argument, 0, 'r' },
 		{ "threads", required_argument, 0, 'T' },
 		{ "embkvd", required_argument, 0, 'e' },
+		{ "only", required_argument, 0, 'o' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mb_opts o = {
 		.servers = { 1, 4 }, .nserver_counts = 2, .tables = 26,
 		.keys = 512, .dim = 16, .steps = 200, .reps = 3, .threads = 1,
-		.embkvd = "build/server/embkvd",
+		.embkvd = "build/server/embkvd", .only = -1,
 	};
 	int c, rc = 0;
 
@@ -427,6 +434,12 @@ int bench_multi_main(int argc, char **argv)
 			break;
 		case 'e':
 			o.embkvd = optarg;
+			break;
+		case 'o':
+			for (o.only = 0; o.only < MB_VARIANTS &&
+			     strcmp(optarg, variant_name[o.only]); o.only++)
+				;
+			rc = o.only == MB_VARIANTS ? -1 : 0;
 			break;
 		case 'h':
 			usage();
