@@ -98,10 +98,16 @@ def _segments(n, lengths, offsets, device):
 
 class _Task:
     """A call run on a thread of its own (libembkv releases the GIL), its
-    result or exception taken once with wait()."""
+    result or exception taken once with wait(). It counts as a pending
+    operation of each of its tables until it ends, so Table.close() waits
+    for it (as it does for push_async/pull_async operations)."""
 
-    def __init__(self, fn, *args):
+    def __init__(self, fn, *args, tables=()):
         self._result = self._error = None
+        self._tables = list({id(t): t for t in tables}.values())
+        for t in self._tables:
+            with t._lock:
+                t._ops.add(self)
         self._thread = threading.Thread(target=self._run, args=(fn, args),
                                         daemon=True)
         self._thread.start()
@@ -111,6 +117,10 @@ class _Task:
             self._result = fn(*args)
         except BaseException as e:  # handed to wait()
             self._error = e
+        finally:
+            for t in self._tables:
+                with t._lock:
+                    t._ops.discard(self)
 
     def wait(self):
         self._thread.join()
@@ -196,7 +206,8 @@ class EmbeddingBagCollection(nn.Module):
             groups.setdefault(id(t._client), (t._client, []))[1].append(
                 (t, k, g.contiguous()))
         for client, es in groups.values():
-            self._pending.append(_Task(client.push_multi, es))
+            self._pending.append(_Task(client.push_multi, es,
+                                       tables=[e[0] for e in es]))
 
     def flush(self):
         """Waits for the pushes of the last backward (raises the first
@@ -264,7 +275,8 @@ class EmbeddingBagCollection(nn.Module):
         self.drop_prefetch()
         keys = self._keys_of(features)
         self._prefetched = (self.training, keys,
-                            _Task(self._pull, keys, self._mode()))
+                            _Task(self._pull, keys, self._mode(),
+                                  tables=[self.tables[f] for f in keys]))
 
     def drop_prefetch(self):
         if self._prefetched is not None:
