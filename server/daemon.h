@@ -405,8 +405,20 @@ struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
 						 uint64_t req_id, uint32_t id,
 						 uint64_t uid);
 
+/* The same lookup without an answer: NULL with the reason in why (the
+ * status is EMBKV_ENOTABLE). Any thread of c's I/O, inside or outside
+ * rcu_read_lock(). */
+struct embkv_catalog_entry *embkvd_svc_table_find(struct embkvd_conn *c,
+						  uint32_t id, uint64_t uid,
+						  char *why, size_t why_len);
+
 /* batch.c: PULL, PUSH, ASSIGN, ERASE and HITS; same contract. */
 void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns);
+/* batch.c: MULTI_PULL and MULTI_PUSH (PROTOCOL.md 5.25): each section run
+ * as the PULL or PUSH it holds, one reply when all are done; same
+ * contract. */
+void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			uint8_t *body, uint64_t t0_ns);
 /* I/O thread: a request posted back with embkvd_io_post(). */
 void embkvd_batch_finish(struct embkvd_done *d);

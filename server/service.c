@@ -26,6 +26,7 @@
  *   EMBKV_ENOTABLE (a handle to a dropped or re-created table).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -56,9 +57,9 @@ static void bad_body(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			  embkv_wire_op_name(h->opcode), embkv_strerror(rc));
 }
 
-struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
-						 uint64_t req_id, uint32_t id,
-						 uint64_t uid)
+struct embkv_catalog_entry *embkvd_svc_table_find(struct embkvd_conn *c,
+						  uint32_t id, uint64_t uid,
+						  char *why, size_t why_len)
 {
 	struct embkv_catalog *cat = c->io->srv->cat;
 	struct embkv_catalog_entry *e;
@@ -73,14 +74,25 @@ struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
 	if (e)
 		return e;
 	if (known)
-		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				  "table %u was dropped or re-created (uid "
-				  "mismatch): open it again", id);
+		snprintf(why, why_len, "table %u was dropped or re-created "
+			 "(uid mismatch): open it again", id);
 	else
-		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				  "no table with id %u (dropped, or never "
-				  "created)", id);
+		snprintf(why, why_len, "no table with id %u (dropped, or never "
+			 "created)", id);
 	return NULL;
+}
+
+struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
+						 uint64_t req_id, uint32_t id,
+						 uint64_t uid)
+{
+	char why[EMBKV_WIRE_ERRMSG_MAX + 1];
+	struct embkv_catalog_entry *e;
+
+	e = embkvd_svc_table_find(c, id, uid, why, sizeof(why));
+	if (!e)
+		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false, "%s", why);
+	return e;
 }
 
 /* Authentication (net/PROTOCOL.md section 8) ------------------------------ */
@@ -352,10 +364,10 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 /*
  * TABLE_SET_OPT: the table's optimizer hyper-parameters, changed in
  * place (embkv_table_opt_set: atomic per field, so owner threads pushing
- * meanwhile need no lock and no job). This server's copy only: in a
- * cluster coordinated by etcd the recorded attributes keep the values of
- * the create, so a table re-created from the record (a restart) starts
- * with those again.
+ * meanwhile need no lock and no job). In a cluster coordinated by etcd
+ * the values are then recorded in the table's record before the reply
+ * (embkvd_cluster_set_opt), so a member that restarts or joins builds
+ * the table with them.
  */
 static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			const uint8_t *body)
@@ -387,7 +399,13 @@ static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		embkvd_log("table %s: %s lr %g -> %g", e->table->attr.name,
 			   embkv_optimizer_name(old.type), (double)old.lr,
 			   (double)m.opt.lr);
-		reply_start(c, h, 0, &out);
+		if (c->io->srv->cluster) /* the reply once recorded */
+			embkvd_cluster_set_opt(c->io->srv->cluster, c,
+					       h->request_id,
+					       e->table->attr.name, e->uid,
+					       &m.opt);
+		else
+			reply_start(c, h, 0, &out);
 	}
 	embkv_catalog_entry_put(e);
 }
@@ -438,6 +456,8 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ACCUMULATE] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_MULTI_PULL] = { .take = embkvd_multi_start },
+	[EMBKV_WIRE_OP_MULTI_PUSH] = { .take = embkvd_multi_start },
 	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_SCAN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },

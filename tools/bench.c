@@ -24,6 +24,7 @@
 #include "tools/bench_ckpt.h"
 #include "tools/bench_move.h"
 #include "tools/bench_latency.h"
+#include "tools/bench_multi.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
@@ -321,6 +322,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode ckpt [options]  (checkpoints; see --mode ckpt --help)\n"
 		"       embkv-bench --mode move [options]  (partition moves; see --mode move --help)\n"
 		"       embkv-bench --mode latency [options]  (infer pulls vs Redis, memcached; see --mode latency --help)\n"
+		"       embkv-bench --mode multi [options] (many tables per step; see --mode multi --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -479,6 +481,10 @@ int main(int argc, char **argv)
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
 		     strcmp(argv[i + 1], "latency") == 0))
 			return bench_latency_main(argc, argv);
+		if (strcmp(argv[i], "--mode=multi") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "multi") == 0))
+			return bench_multi_main(argc, argv);
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--mode=ckpt") == 0 ||
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
