@@ -159,6 +159,10 @@ void ck_do_verify(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_do_delete(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_set_last(struct embkvd_ckpt *ck, const json_t *m);
 
+/* ---- replicas, the primary's side (repl.c) ---- */
+/* Runs a REPL_* request; false for another opcode. */
+bool ck_do_repl(struct embkvd_ckpt *ck, struct ck_req *r);
+
 /* ---- moves (move.c) ---- */
 /* Runs a MOVE_* or RECOVER request; false for another opcode. */
 bool ck_do_move(struct embkvd_ckpt *ck, struct ck_req *r);

@@ -1,0 +1,750 @@
+/*
+ * Serving replicas, the follower (issue 13 item 3): `embkvd --replica-of
+ * TABLE --primary-servers URL,...` keeps a read-only copy of a table that
+ * other servers (the primary) train, for inference clients. The primary's
+ * side is server/repl.c, the wire net/PROTOCOL.md section 5.23.
+ *
+ * What: one thread, a libembkv client of the primary's servers. For each
+ * followed table it creates the table here with the primary's attributes
+ * (every partition held, UNLOADED until its first copy is in, marked
+ * replica: PUSH/ASSIGN/ACCUMULATE/ERASE answer EMBKV_EREADONLY, a train
+ * pull reads as infer), then loops: one request per partition, all sent
+ * at once to the partitions' owners (the client's shard map), each reply
+ * applied here as one job of the partition's owner, in order.
+ *
+ * A partition's life: no position -> REPL_SNAP pages (the first gives
+ * the feed id and seq S0 it continues from) -> REPL_PULL since S0, S1,
+ * ... forever. "snapshot" (the primary's feed cannot tell: the follower
+ * fell more than --repl-log-rows updates behind, the primary restored or
+ * moved the partition, or restarted), ESTALE (the partition moved),
+ * ENOTABLE (the primary's table was re-created) or a reply that does not
+ * check out all mean: snapshot again, never skip updates. A snapshot over
+ * rows held already does not empty the partition (readers keep seeing
+ * rows): the keys the copy and the changes brought are remembered, and
+ * once the follower is caught up the keys neither brought are erased.
+ *
+ * Invariants: the applied position of a partition moves only after its
+ * reply was applied; a reply is applied whole or the partition starts a
+ * snapshot; every key applied is checked to be of its partition. Lag:
+ * updates = primary seq - applied seq summed over partitions; seconds =
+ * 0 when the last round brought nothing and every partition was at the
+ * primary's seq, else the time since the oldest of the partitions' last
+ * caught-up requests was sent.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "client/client.h"
+#include "server/ckpt_priv.h"
+#include "server/replica.h"
+
+#define RP_TIMEOUT_MS 30000u
+#define RP_IDLE_SLEEP_US 1000u     /* a round that brought nothing */
+#define RP_RETRY_MS 500u           /* primary unreachable, table missing */
+#define RP_LOG_EVERY_MS 10000u
+#define RP_STUCK_MS 100u           /* an idle round is older: lagging */
+
+struct rpart {
+	bool pos;                  /* feed and applied are a position */
+	bool synced;               /* served here (first copy in) */
+	bool snapping;
+	uint64_t cursor;           /* next REPL_SNAP page */
+	uint64_t feed, applied, head;
+	uint64_t fresh_ms;         /* the last caught-up request's send time */
+	bool idle;                 /* the last reply was caught up, empty */
+	/* a snapshot until its first caught-up reply: the keys brought */
+	bool sweep;
+	uint64_t *seen;
+	size_t nseen, capseen;
+};
+
+struct rtable {
+	char name[EMBKV_TABLE_NAME_MAX];
+	struct embkv_catalog_entry *e;     /* here; NULL: not created */
+	struct embkv_table_handle *h;      /* the primary's */
+	uint16_t *map;
+	struct rpart *p;
+	uint32_t nparts;
+	float *zstate;                     /* zero optimizer state per row */
+	uint64_t last_log_ms;
+	/* for STATS (relaxed atomics) */
+	uint64_t lag_updates, lag_fresh_ms, snapshots, round_ms;
+	bool lag_idle;
+};
+
+struct embkvd_replica {
+	struct embkvd *s;
+	pthread_t thread;
+	bool started, stop;
+	char **servers;
+	uint32_t nservers;
+	char *token;
+	struct embkv_client *c;
+	struct rtable *t;
+	uint32_t nt;
+	uint64_t last_log_ms;
+	uint64_t start_ms;
+};
+
+/* An owner job on the replica. */
+struct rjob {
+	struct ck_ojob o;                  /* first */
+	const uint8_t *keys, *rows, *tombs;
+	uint32_t nrows, ntombs;
+	const float *zstate;
+	bool serve;                        /* set SERVING after */
+	const uint64_t *seen;              /* sweep: keep these */
+	size_t nseen;
+	bool clear;
+};
+
+static uint64_t now_ms(void)
+{
+	return ck_now_ms();
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ---- owner jobs ------------------------------------------------------- */
+
+static int oj_apply(struct ck_ojob *o)
+{
+	struct rjob *j = (struct rjob *)o;
+	struct embkv_table *t = o->t;
+	size_t pb = t->payload_bytes;
+	struct embkv_row_view *v;
+	uint32_t done;
+	int rc = 0;
+
+	if (j->clear) {
+		embkv_part_clear(t, o->part);
+		return 0;
+	}
+	v = calloc(j->nrows ? j->nrows : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < j->nrows; i++) {
+		memcpy(&v[i].key, j->keys + (size_t)i * 8u, 8);
+		v[i].version = 1;
+		v[i].payload = (const float *)(j->rows + (size_t)i * pb);
+		v[i].state = j->zstate;
+	}
+	if (j->nrows)
+		rc = embkv_part_restore_rows(t, o->part, j->nrows, v, 1, &done);
+	free(v);
+	for (uint32_t i = 0; !rc && i < j->ntombs; i++) {
+		uint64_t k;
+
+		memcpy(&k, j->tombs + (size_t)i * 8u, 8);
+		embkv_part_restore_erase(t, o->part, k);
+	}
+	return rc;
+}
+
+struct sweep_ctx {
+	const struct rjob *j;
+	uint64_t *gone;
+	size_t n, cap;
+	bool nomem;
+};
+
+static int sweep_row(void *ctx, const struct embkv_row_view *r)
+{
+	struct sweep_ctx *c = ctx;
+
+	if (bsearch(&r->key, c->j->seen, c->j->nseen, sizeof(uint64_t),
+		    cmp_u64))
+		return 0;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 1024;
+		uint64_t *g = realloc(c->gone, cap * sizeof(*g));
+
+		if (!g) {
+			c->nomem = true;
+			return 1;
+		}
+		c->gone = g;
+		c->cap = cap;
+	}
+	c->gone[c->n++] = r->key;
+	return 0;
+}
+
+/* Erases the rows the last snapshot did not bring; then serves. */
+static int oj_sweep(struct ck_ojob *o)
+{
+	struct rjob *j = (struct rjob *)o;
+	struct sweep_ctx c = { .j = j };
+
+	embkv_part_for_each_row(o->t, o->part, sweep_row, &c);
+	for (size_t i = 0; !c.nomem && i < c.n; i++)
+		embkv_part_restore_erase(o->t, o->part, c.gone[i]);
+	free(c.gone);
+	if (c.nomem)
+		return -ENOMEM;
+	if (j->serve &&
+	    embkv_part_state(&o->t->parts[o->part]) == EMBKV_PART_UNLOADED)
+		return embkv_part_set_state(o->t, o->part, EMBKV_PART_SERVING);
+	return 0;
+}
+
+static int run_job(struct embkvd_replica *r, struct rtable *t, uint32_t part,
+		   struct rjob *j)
+{
+	j->o.t = t->e->table;
+	j->o.part = part;
+	return ck_owner_run(r->s->ckpt, t->e, &j->o);
+}
+
+/* ---- partitions --------------------------------------------------------- */
+
+static void part_resnap(struct rtable *t, uint32_t part)
+{
+	struct rpart *p = &t->p[part];
+
+	if (!p->snapping)
+		__atomic_add_fetch(&t->snapshots, 1, __ATOMIC_RELAXED);
+	p->pos = false;
+	p->snapping = true;
+	p->cursor = 0;
+	p->sweep = false;
+	p->nseen = 0;
+	p->idle = false;
+}
+
+static int seen_add(struct rpart *p, const uint8_t *keys, uint32_t n)
+{
+	if (p->nseen + n > p->capseen) {
+		size_t cap = p->capseen ? p->capseen : 4096;
+		uint64_t *v;
+
+		while (cap < p->nseen + n)
+			cap *= 2;
+		v = realloc(p->seen, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->seen = v;
+		p->capseen = cap;
+	}
+	memcpy(p->seen + p->nseen, keys, (size_t)n * 8u);
+	p->nseen += n;
+	return 0;
+}
+
+/* Every key of keys[n] of partition part? */
+static bool keys_ok(const struct embkv_table *t, uint32_t part,
+		    const uint8_t *keys, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t k;
+
+		memcpy(&k, keys + (size_t)i * 8u, 8);
+		if (embkv_table_partition_of(t, k) != part)
+			return false;
+	}
+	return true;
+}
+
+/* A warning about table t, at most one per RP_LOG_EVERY_MS. */
+static void rlog(struct rtable *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void rlog(struct rtable *t, const char *fmt, ...)
+{
+	uint64_t now = now_ms();
+	char msg[512];
+	va_list ap;
+
+	if (now - t->last_log_ms < RP_LOG_EVERY_MS && t->last_log_ms)
+		return;
+	t->last_log_ms = now;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	embkvd_log_at(EMBKVD_WARN, "replica of table %s: %s", t->name, msg);
+}
+
+/* Applies one reply; false when the partition must snapshot again. */
+static bool handle_reply(struct embkvd_replica *r, struct rtable *t,
+			 uint32_t part, struct embkv_jreq *q, uint64_t sent_ms)
+{
+	const struct embkv_table *tb = t->e->table;
+	struct rpart *p = &t->p[part];
+	size_t pb = tb->payload_bytes;
+	struct rjob j = { .o.fn = oj_apply, .zstate = t->zstate };
+	uint64_t rows = 0, tombs = 0, seq = 0, head = 0, feed = 0, next = 0;
+	bool snap = p->snapping;
+	int rc;
+
+	if (q->rpc.status) {
+		rlog(t, "partition %u: %s: %s", part,
+		     embkv_strerror(q->rpc.status), q->msg);
+		/* the connection: the position stays good, ask again */
+		return q->rpc.status == EMBKV_EDISCONNECTED ||
+		       q->rpc.status == EMBKV_ETIMEDOUT;
+	}
+	ck_get_u64(q->reply, "rows", &rows);
+	ck_get_u64(q->reply, "tombs", &tombs);
+	ck_get_u64(q->reply, "head", &head);
+	if (!snap && json_is_true(json_object_get(q->reply, "snapshot")))
+		return false;
+	if (!ck_get_u64(q->reply, "seq", &seq) ||
+	    (snap && !p->cursor && !ck_get_u64(q->reply, "feed", &feed)) ||
+	    rows > UINT32_MAX || tombs > UINT32_MAX ||
+	    q->raw_len != rows * (8u + pb) + tombs * 8u ||
+	    (snap && tombs)) {
+		rlog(t, "partition %u: a malformed reply (copying it "
+		     "again)", part);
+		return false;
+	}
+	j.nrows = (uint32_t)rows;
+	j.ntombs = (uint32_t)tombs;
+	j.keys = q->raw;
+	j.rows = q->raw + rows * 8u;
+	j.tombs = j.rows + rows * pb;
+	if (!keys_ok(tb, part, j.keys, j.nrows) ||
+	    !keys_ok(tb, part, j.tombs, j.ntombs)) {
+		rlog(t, "partition %u: the primary sent keys of another "
+		     "partition (copying it again)", part);
+		return false;
+	}
+	rc = run_job(r, t, part, &j);
+	if (rc) {
+		rlog(t, "partition %u: cannot apply: %s (copying it "
+		     "again)", part, embkv_strerror(rc));
+		if (rc != EMBKV_ESTALE) {
+			struct rjob c = { .o.fn = oj_apply, .clear = true };
+
+			run_job(r, t, part, &c);
+		}
+		return false;
+	}
+	if ((snap || p->sweep) && seen_add(p, j.keys, j.nrows))
+		return false;
+	if (snap) {
+		if (!p->cursor) {
+			p->feed = feed;
+			p->applied = seq;
+		}
+		p->head = head;
+		if (json_is_true(json_object_get(q->reply, "end"))) {
+			p->snapping = false;
+			p->pos = true;
+			p->sweep = true;
+		} else if (!ck_get_u64(q->reply, "next", &next) ||
+			   next <= p->cursor) {
+			return false;
+		} else {
+			p->cursor = next;
+		}
+		p->idle = false;
+		return true;
+	}
+	p->applied = seq;
+	p->head = head;
+	if (seq == head) {
+		p->fresh_ms = sent_ms;
+		p->idle = !rows && !tombs;
+	} else {
+		p->idle = false;
+	}
+	if (p->sweep && seq == head) {
+		struct rjob s = { .o.fn = oj_sweep, .serve = true };
+
+		qsort(p->seen, p->nseen, sizeof(uint64_t), cmp_u64);
+		s.seen = p->seen;
+		s.nseen = p->nseen;
+		rc = run_job(r, t, part, &s);
+		if (rc)
+			return false;
+		p->sweep = false;
+		p->nseen = 0;
+		if (!p->synced)
+			embkvd_log("replica of table %s partition %u: in sync "
+				   "(%" PRIu64 " rows)", t->name, part,
+				   t->e->table->parts[part].rows);
+		p->synced = true;
+	}
+	return true;
+}
+
+/* ---- tables ------------------------------------------------------------ */
+
+static void table_close(struct rtable *t)
+{
+	embkv_table_close(t->h);
+	t->h = NULL;
+}
+
+/* The table here, created from the primary's attributes if missing. */
+static int table_here(struct embkvd_replica *r, struct rtable *t)
+{
+	const struct embkv_table_attr *pa = embkv_table_attr_get(t->h);
+	struct embkvd *s = r->s;
+	struct embkv_catalog_entry *pending, *e;
+	uint8_t *owned;
+	uint32_t id;
+	uint64_t uid;
+	int rc;
+
+	if (t->e) {
+		const struct embkv_table_attr *a = &t->e->table->attr;
+
+		if (a->partitions != pa->partitions || a->dim != pa->dim ||
+		    a->hash_seed != pa->hash_seed ||
+		    a->capacity != pa->capacity) {
+			rlog(t, "the primary's table changed its shape "
+			     "(partitions, dim, seed or capacity); not "
+			     "followed");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	rcu_read_lock();
+	e = embkv_catalog_find_name(s->cat, t->name);
+	if (e)
+		embkv_catalog_entry_get(e);
+	rcu_read_unlock();
+	if (e) {
+		if (!e->replica) {
+			embkv_catalog_entry_put(e);
+			rlog(t, "a table of that name exists here and is no "
+			     "replica; not followed");
+			return -EEXIST;
+		}
+		__atomic_store_n(&t->e, e, __ATOMIC_RELEASE);
+		return table_here(r, t);
+	}
+	owned = malloc(pa->partitions);
+	if (!owned)
+		return -ENOMEM;
+	memset(owned, EMBKV_PART_UNLOADED, pa->partitions);
+	rc = embkv_catalog_reserve(s->cat, pa, owned, &pending);
+	free(owned);
+	if (!rc) {
+		pending->replica = true;
+		rc = embkv_catalog_publish(s->cat, pending, 0, &id, &uid);
+	}
+	if (rc) {
+		rlog(t, "cannot create it here: %s", embkv_strerror(rc));
+		return rc;
+	}
+	rcu_read_lock();
+	e = embkv_catalog_find_id(s->cat, id);
+	if (e)
+		embkv_catalog_entry_get(e);
+	rcu_read_unlock();
+	if (!e)
+		return -ENOENT;
+	__atomic_store_n(&t->e, e, __ATOMIC_RELEASE);
+	embkvd_log("replica of table %s: created here (%u partitions, dim "
+		   "%u); following its primary", t->name, pa->partitions,
+		   pa->dim);
+	return 0;
+}
+
+static int table_prepare(struct embkvd_replica *r, struct rtable *t)
+{
+	const struct embkv_table_attr *a;
+	int rc;
+
+	if (t->h)
+		return 0;
+	rc = embkv_table_open(r->c, t->name, &t->h);
+	if (rc) {
+		t->h = NULL;
+		rlog(t, "the primary: %s", embkv_strerror(rc));
+		return rc;
+	}
+	rc = table_here(r, t);
+	if (rc) {
+		table_close(t);
+		return rc;
+	}
+	a = &t->e->table->attr;
+	if (!t->p) {
+		t->nparts = a->partitions;
+		t->p = calloc(t->nparts, sizeof(*t->p));
+		t->map = calloc(t->nparts, sizeof(*t->map));
+		t->zstate = calloc(t->e->table->state_floats + 1u,
+				   sizeof(float));
+		if (!t->p || !t->map || !t->zstate) {
+			table_close(t);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < t->nparts; i++)
+			part_resnap(t, i);
+	}
+	rc = embkv_table_map(t->h, NULL, t->map, t->nparts);
+	if (rc)
+		table_close(t);
+	return rc;
+}
+
+/* One request per partition, sent at once; false when nothing came. */
+static bool table_round(struct embkvd_replica *r, struct rtable *t)
+{
+	struct embkv_jreq *q = calloc(t->nparts, sizeof(*q));
+	uint64_t sent = now_ms(), lag = 0, fresh = UINT64_MAX;
+	bool reopen = false, busy = false, idle = true;
+	char uh[17];
+
+	if (!q)
+		return false;
+	for (uint32_t i = 0; i < t->nparts; i++) {
+		struct rpart *p = &t->p[i];
+		uint64_t uid = 0;
+		json_t *b;
+
+		embkv_table_uid(t->h, t->map[i], NULL, &uid);
+		ck_uid_hex(uid, uh);
+		b = p->snapping ?
+			json_pack("{s:s, s:I, s:I}", "uid", uh, "part",
+				  (json_int_t)i, "cursor",
+				  (json_int_t)p->cursor) :
+			json_pack("{s:s, s:I, s:I, s:I}", "uid", uh, "part",
+				  (json_int_t)i, "feed", (json_int_t)p->feed,
+				  "since", (json_int_t)p->applied);
+		if (!b || embkv_jreq_init(&q[i], t->map[i], p->snapping ?
+					  EMBKV_WIRE_OP_REPL_SNAP :
+					  EMBKV_WIRE_OP_REPL_PULL, b, NULL)) {
+			json_decref(b);
+			for (uint32_t k = 0; k < t->nparts; k++)
+				embkv_jreq_clear(&q[k]);
+			free(q);
+			return false;
+		}
+		json_decref(b);
+	}
+	embkv_jreq_run(r->c, q, t->nparts, RP_TIMEOUT_MS);
+	for (uint32_t i = 0; i < t->nparts; i++) {
+		struct rpart *p = &t->p[i];
+		int st = q[i].rpc.status;
+
+		if (st == EMBKV_ENOTABLE || st == EMBKV_ESTALE ||
+		    st == EMBKV_EDISCONNECTED || st == EMBKV_ETIMEDOUT)
+			reopen = true;
+		if (!handle_reply(r, t, i, &q[i], sent))
+			part_resnap(t, i);
+		if (!p->idle)
+			idle = false;
+		if (q[i].raw_len || p->snapping)
+			busy = true;
+		lag += p->pos ? p->head - p->applied : p->head ? p->head : 1;
+		if (!p->synced || p->snapping || p->sweep)
+			fresh = 0;
+		else if (p->fresh_ms < fresh)
+			fresh = p->fresh_ms;
+		embkv_jreq_clear(&q[i]);
+	}
+	free(q);
+	__atomic_store_n(&t->lag_updates, lag, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->lag_fresh_ms, fresh == UINT64_MAX ? 0 : fresh,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&t->lag_idle, idle && !lag, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->round_ms, sent, __ATOMIC_RELAXED);
+	if (reopen)
+		table_close(t);  /* a new map (and uids) next round */
+	return busy;
+}
+
+static void sleep_us(uint64_t us)
+{
+	struct timespec ts = { (time_t)(us / 1000000u),
+			       (long)(us % 1000000u) * 1000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static bool stopping(struct embkvd_replica *r)
+{
+	return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
+}
+
+static void *rp_main(void *arg)
+{
+	struct embkvd_replica *r = arg;
+
+	rcu_register_thread();
+	while (!stopping(r)) {
+		bool busy = false, ok = false;
+
+		if (!r->c) {
+			struct embkv_client_attr ca;
+			int rc;
+
+			embkv_client_attr_init(&ca);
+			ca.servers = (const char *const *)r->servers;
+			ca.nservers = r->nservers;
+			ca.token = r->token;
+			ca.request_timeout_ms = RP_TIMEOUT_MS;
+			ca.flags = EMBKV_CLIENT_ALLOW_DOWN;
+			rc = embkv_client_create(&ca, &r->c);
+			if (rc) {
+				r->c = NULL;
+				if (now_ms() - r->last_log_ms >=
+				    RP_LOG_EVERY_MS) {
+					r->last_log_ms = now_ms();
+					embkvd_log_at(EMBKVD_WARN, "replica: "
+						      "cannot reach the "
+						      "primary: %s",
+						      embkv_strerror(rc));
+				}
+				sleep_us(RP_RETRY_MS * 1000u);
+				continue;
+			}
+		}
+		for (uint32_t i = 0; i < r->nt && !stopping(r); i++) {
+			struct rtable *t = &r->t[i];
+
+			if (table_prepare(r, t))
+				continue;
+			ok = true;
+			if (table_round(r, t))
+				busy = true;
+		}
+		if (!ok)
+			sleep_us(RP_RETRY_MS * 1000u);
+		else if (!busy)
+			sleep_us(RP_IDLE_SLEEP_US);
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+/* ---- the daemon's side ---------------------------------------------------- */
+
+int embkvd_replica_start(struct embkvd *s, struct embkvd_replica **out)
+{
+	const struct embkvd_attr *a = &s->attr;
+	struct embkvd_replica *r;
+	char *list, *save = NULL;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (!a->nreplica_of)
+		return 0;
+	if (!a->primary_servers || !a->primary_servers[0]) {
+		embkvd_log_at(EMBKVD_ERROR, "--replica-of needs "
+			      "--primary-servers");
+		return -EINVAL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->s = s;
+	r->start_ms = now_ms();
+	r->t = calloc(a->nreplica_of, sizeof(*r->t));
+	list = strdup(a->primary_servers);
+	if (!r->t || !list)
+		goto fail;
+	r->nt = a->nreplica_of;
+	for (uint32_t i = 0; i < r->nt; i++) {
+		if (strlen(a->replica_of[i]) >= sizeof(r->t[i].name)) {
+			rc = EMBKV_ELIMIT;
+			goto fail;
+		}
+		strcpy(r->t[i].name, a->replica_of[i]);
+	}
+	for (char *tok = strtok_r(list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		char **v = realloc(r->servers, (r->nservers + 1) * sizeof(*v));
+
+		if (!v)
+			goto fail;
+		r->servers = v;
+		r->servers[r->nservers] = strdup(tok);
+		if (!r->servers[r->nservers])
+			goto fail;
+		r->nservers++;
+	}
+	if (a->token) {
+		r->token = strndup((const char *)a->token, a->token_len);
+		if (!r->token)
+			goto fail;
+	}
+	rc = -pthread_create(&r->thread, NULL, rp_main, r);
+	if (rc)
+		goto fail;
+	r->started = true;
+	free(list);
+	*out = r;
+	return 0;
+fail:
+	free(list);
+	embkvd_replica_free(r);
+	return rc;
+}
+
+void embkvd_replica_stop(struct embkvd_replica *r)
+{
+	if (!r || !r->started)
+		return;
+	__atomic_store_n(&r->stop, true, __ATOMIC_RELEASE);
+	pthread_join(r->thread, NULL);
+	r->started = false;
+}
+
+void embkvd_replica_free(struct embkvd_replica *r)
+{
+	if (!r)
+		return;
+	embkvd_replica_stop(r);
+	for (uint32_t i = 0; i < r->nt; i++) {
+		struct rtable *t = &r->t[i];
+
+		table_close(t);
+		if (t->e)
+			embkv_catalog_entry_put(t->e);
+		for (uint32_t k = 0; t->p && k < t->nparts; k++)
+			free(t->p[k].seen);
+		free(t->p);
+		free(t->map);
+		free(t->zstate);
+	}
+	free(r->t);
+	embkv_client_destroy(r->c);
+	for (uint32_t i = 0; i < r->nservers; i++)
+		free(r->servers[i]);
+	free(r->servers);
+	free(r->token);
+	free(r);
+}
+
+bool embkvd_replica_lag(struct embkvd_replica *r,
+			const struct embkv_catalog_entry *e,
+			uint64_t *updates, uint64_t *ms, uint64_t *snapshots)
+{
+	for (uint32_t i = 0; r && i < r->nt; i++) {
+		struct rtable *t = &r->t[i];
+		uint64_t fresh, now = now_ms();
+
+		if (__atomic_load_n(&t->e, __ATOMIC_ACQUIRE) != e)
+			continue;
+		*updates = __atomic_load_n(&t->lag_updates, __ATOMIC_RELAXED);
+		fresh = __atomic_load_n(&t->lag_fresh_ms, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&t->lag_idle, __ATOMIC_RELAXED)) {
+			/* caught up as of the last round: 0, unless that
+			 * round is old (the follower is stuck) */
+			fresh = __atomic_load_n(&t->round_ms,
+						__ATOMIC_RELAXED);
+			*ms = now > fresh + RP_STUCK_MS ? now - fresh : 0;
+		} else {
+			*ms = !fresh ? now - r->start_ms :
+			      now > fresh ? now - fresh : 0;
+		}
+		*snapshots = __atomic_load_n(&t->snapshots, __ATOMIC_RELAXED);
+		return true;
+	}
+	return false;
+}
