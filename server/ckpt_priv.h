@@ -162,6 +162,10 @@ void ck_set_last(struct embkvd_ckpt *ck, const json_t *m);
 /* ---- replicas, the primary's side (repl.c) ---- */
 /* Runs a REPL_* request; false for another opcode. */
 bool ck_do_repl(struct embkvd_ckpt *ck, struct ck_req *r);
+/* Runs o[i]->fn as the owner of o[i]->part for every i, the owners in
+ * parallel, and waits for all: rc[i] gets what each returned. */
+int ck_owner_run_many(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
+		      struct ck_ojob *const *o, int *rc, uint32_t n);
 
 /* ---- moves (move.c) ---- */
 /* Runs a MOVE_* or RECOVER request; false for another opcode. */

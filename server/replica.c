@@ -47,7 +47,8 @@
 #define RP_IDLE_SLEEP_US 1000u     /* a round that brought nothing */
 #define RP_RETRY_MS 500u           /* primary unreachable, table missing */
 #define RP_LOG_EVERY_MS 10000u
-#define RP_STUCK_MS 100u           /* an idle round is older: lagging */
+#define RP_STUCK_MS 100u
+#define RP_PULL_PARTS_MAX 4096u    /* partitions of one REPL_PULL */           /* an idle round is older: lagging */
 
 struct rpart {
 	bool pos;                  /* feed and applied are a position */
@@ -72,6 +73,7 @@ struct rtable {
 	uint32_t nparts;
 	float *zstate;                     /* zero optimizer state per row */
 	uint64_t last_log_ms;
+	bool synced_all;                   /* logged once */
 	/* for STATS (relaxed atomics) */
 	uint64_t lag_updates, lag_fresh_ms, snapshots, round_ms;
 	bool lag_idle;
@@ -115,6 +117,14 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static uint64_t table_rows(const struct embkv_table *t)
+{
+	struct embkv_table_stats st;
+
+	embkv_table_get_stats(t, &st);
+	return st.rows;
+}
+
 /* ---- owner jobs ------------------------------------------------------- */
 
 static int oj_apply(struct ck_ojob *o)
@@ -130,6 +140,14 @@ static int oj_apply(struct ck_ojob *o)
 		embkv_part_clear(t, o->part);
 		return 0;
 	}
+	/* tombstones first: a partition at capacity on the primary evicted
+	 * them to make room for the rows that come with them */
+	for (uint32_t i = 0; i < j->ntombs; i++) {
+		uint64_t k;
+
+		memcpy(&k, j->tombs + (size_t)i * 8u, 8);
+		embkv_part_restore_erase(t, o->part, k);
+	}
 	v = calloc(j->nrows ? j->nrows : 1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -142,12 +160,6 @@ static int oj_apply(struct ck_ojob *o)
 	if (j->nrows)
 		rc = embkv_part_restore_rows(t, o->part, j->nrows, v, 1, &done);
 	free(v);
-	for (uint32_t i = 0; !rc && i < j->ntombs; i++) {
-		uint64_t k;
-
-		memcpy(&k, j->tombs + (size_t)i * 8u, 8);
-		embkv_part_restore_erase(t, o->part, k);
-	}
 	return rc;
 }
 
@@ -273,106 +285,125 @@ static void rlog(struct rtable *t, const char *fmt, ...)
 	embkvd_log_at(EMBKVD_WARN, "replica of table %s: %s", t->name, msg);
 }
 
-/* Applies one reply; false when the partition must snapshot again. */
-static bool handle_reply(struct embkvd_replica *r, struct rtable *t,
-			 uint32_t part, struct embkv_jreq *q, uint64_t sent_ms)
+/* One partition's reply, parsed and checked, then applied. */
+struct pend {
+	struct rjob j;                     /* first: the apply job */
+	uint32_t part;
+	bool snap, ok;
+	bool keep;                         /* not ok, but the position holds */
+	uint64_t seq, head, feed, next;
+	bool end, empty;
+};
+
+/*
+ * Parses one partition's answer: js its JSON (a REPL_SNAP reply, or an
+ * entry of a REPL_PULL reply), raw/len the bytes left; *used gets the
+ * bytes that are this partition's. false: snapshot again (logged);
+ * *keep: the position still holds (a transient failure).
+ */
+static bool pend_parse(struct rtable *t, struct pend *pe, const json_t *js,
+		       const uint8_t *raw, size_t len, size_t *used)
 {
 	const struct embkv_table *tb = t->e->table;
-	struct rpart *p = &t->p[part];
+	struct rpart *p = &t->p[pe->part];
 	size_t pb = tb->payload_bytes;
-	struct rjob j = { .o.fn = oj_apply, .zstate = t->zstate };
-	uint64_t rows = 0, tombs = 0, seq = 0, head = 0, feed = 0, next = 0;
-	bool snap = p->snapping;
-	int rc;
+	uint64_t rows = 0, tombs = 0, st = 0;
+	json_t *stj = json_object_get(js, "status");
 
-	if (q->rpc.status) {
-		rlog(t, "partition %u: %s: %s", part,
-		     embkv_strerror(q->rpc.status), q->msg);
-		/* the connection: the position stays good, ask again */
-		return q->rpc.status == EMBKV_EDISCONNECTED ||
-		       q->rpc.status == EMBKV_ETIMEDOUT;
-	}
-	ck_get_u64(q->reply, "rows", &rows);
-	ck_get_u64(q->reply, "tombs", &tombs);
-	ck_get_u64(q->reply, "head", &head);
-	if (!snap && json_is_true(json_object_get(q->reply, "snapshot")))
-		return false;
-	if (!ck_get_u64(q->reply, "seq", &seq) ||
-	    (snap && !p->cursor && !ck_get_u64(q->reply, "feed", &feed)) ||
-	    rows > UINT32_MAX || tombs > UINT32_MAX ||
-	    q->raw_len != rows * (8u + pb) + tombs * 8u ||
-	    (snap && tombs)) {
-		rlog(t, "partition %u: a malformed reply (copying it "
-		     "again)", part);
+	*used = 0;
+	if (json_is_integer(stj)) {
+		st = (uint64_t)json_integer_value(stj);
+		rlog(t, "partition %u: %s (copying it again)", pe->part,
+		     embkv_strerror((int)json_integer_value(stj)));
 		return false;
 	}
-	j.nrows = (uint32_t)rows;
-	j.ntombs = (uint32_t)tombs;
-	j.keys = q->raw;
-	j.rows = q->raw + rows * 8u;
-	j.tombs = j.rows + rows * pb;
-	if (!keys_ok(tb, part, j.keys, j.nrows) ||
-	    !keys_ok(tb, part, j.tombs, j.ntombs)) {
+	ck_get_u64(js, "head", &pe->head);
+	if (!pe->snap && json_is_true(json_object_get(js, "snapshot"))) {
+		rlog(t, "partition %u: the primary cannot tell what changed "
+		     "since update %" PRIu64 " (it is at %" PRIu64 "): "
+		     "copying it again", pe->part, p->applied, pe->head);
+		return false;
+	}
+	ck_get_u64(js, "rows", &rows);
+	ck_get_u64(js, "tombs", &tombs);
+	if (!ck_get_u64(js, "seq", &pe->seq) ||
+	    (pe->snap && !p->cursor && !ck_get_u64(js, "feed", &pe->feed)) ||
+	    rows > UINT32_MAX || tombs > UINT32_MAX || (pe->snap && tombs) ||
+	    rows * (8u + pb) + tombs * 8u > len) {
+		rlog(t, "partition %u: a malformed reply (copying it again)",
+		     pe->part);
+		return false;
+	}
+	*used = rows * (8u + pb) + tombs * 8u;
+	pe->j.nrows = (uint32_t)rows;
+	pe->j.ntombs = (uint32_t)tombs;
+	pe->j.keys = raw;
+	pe->j.rows = raw + rows * 8u;
+	pe->j.tombs = pe->j.rows + rows * pb;
+	pe->empty = !rows && !tombs;
+	if (!keys_ok(tb, pe->part, pe->j.keys, pe->j.nrows) ||
+	    !keys_ok(tb, pe->part, pe->j.tombs, pe->j.ntombs)) {
 		rlog(t, "partition %u: the primary sent keys of another "
-		     "partition (copying it again)", part);
+		     "partition (copying it again)", pe->part);
 		return false;
 	}
-	rc = run_job(r, t, part, &j);
-	if (rc) {
-		rlog(t, "partition %u: cannot apply: %s (copying it "
-		     "again)", part, embkv_strerror(rc));
-		if (rc != EMBKV_ESTALE) {
-			struct rjob c = { .o.fn = oj_apply, .clear = true };
+	if (pe->snap) {
+		pe->end = json_is_true(json_object_get(js, "end"));
+		if (!pe->end && (!ck_get_u64(js, "next", &pe->next) ||
+				 pe->next <= p->cursor)) {
+			rlog(t, "partition %u: a page that goes nowhere",
+			     pe->part);
+			return false;
+		}
+	}
+	(void)st;
+	pe->j.o.fn = oj_apply;
+	pe->j.o.t = t->e->table;
+	pe->j.o.part = pe->part;
+	pe->j.zstate = t->zstate;
+	pe->ok = true;
+	return true;
+}
 
-			run_job(r, t, part, &c);
-		}
+/* After the apply job ran (rc): the partition's new position; false:
+ * snapshot again. *sweep: its sweep is due now. */
+static bool pend_commit(struct rtable *t, struct pend *pe, int rc,
+			uint64_t sent_ms, bool *sweep)
+{
+	struct rpart *p = &t->p[pe->part];
+
+	*sweep = false;
+	if (rc) {
+		rlog(t, "partition %u: cannot apply: %s (copying it again)",
+		     pe->part, embkv_strerror(rc));
 		return false;
 	}
-	if ((snap || p->sweep) && seen_add(p, j.keys, j.nrows))
+	if ((pe->snap || p->sweep) &&
+	    seen_add(p, pe->j.keys, pe->j.nrows))
 		return false;
-	if (snap) {
+	p->head = pe->head;
+	if (pe->snap) {
 		if (!p->cursor) {
-			p->feed = feed;
-			p->applied = seq;
+			p->feed = pe->feed;
+			p->applied = pe->seq;
 		}
-		p->head = head;
-		if (json_is_true(json_object_get(q->reply, "end"))) {
+		if (pe->end) {
 			p->snapping = false;
 			p->pos = true;
 			p->sweep = true;
-		} else if (!ck_get_u64(q->reply, "next", &next) ||
-			   next <= p->cursor) {
-			return false;
 		} else {
-			p->cursor = next;
+			p->cursor = pe->next;
 		}
 		p->idle = false;
 		return true;
 	}
-	p->applied = seq;
-	p->head = head;
-	if (seq == head) {
+	p->applied = pe->seq;
+	if (pe->seq == pe->head) {
 		p->fresh_ms = sent_ms;
-		p->idle = !rows && !tombs;
+		p->idle = pe->empty;
+		*sweep = p->sweep;
 	} else {
 		p->idle = false;
-	}
-	if (p->sweep && seq == head) {
-		struct rjob s = { .o.fn = oj_sweep, .serve = true };
-
-		qsort(p->seen, p->nseen, sizeof(uint64_t), cmp_u64);
-		s.seen = p->seen;
-		s.nseen = p->nseen;
-		rc = run_job(r, t, part, &s);
-		if (rc)
-			return false;
-		p->sweep = false;
-		p->nseen = 0;
-		if (!p->synced)
-			embkvd_log("replica of table %s partition %u: in sync "
-				   "(%" PRIu64 " rows)", t->name, part,
-				   t->e->table->parts[part].rows);
-		p->synced = true;
 	}
 	return true;
 }
@@ -490,63 +521,265 @@ static int table_prepare(struct embkvd_replica *r, struct rtable *t)
 	return rc;
 }
 
-/* One request per partition, sent at once; false when nothing came. */
+/* A request of a round: one REPL_SNAP page, or the REPL_PULL of the
+ * partitions one server owns. */
+struct rq {
+	bool snap;
+	uint32_t server;
+	uint32_t *parts;
+	uint32_t nparts;
+};
+
+static bool transient(int st)
+{
+	return st == EMBKV_EDISCONNECTED || st == EMBKV_ETIMEDOUT;
+}
+
+static int rq_build(struct rtable *t, struct rq *g, struct embkv_jreq *q)
+{
+	uint64_t uid = 0;
+	char uh[17];
+	json_t *b;
+	int rc;
+
+	embkv_table_uid(t->h, g->server, NULL, &uid);
+	ck_uid_hex(uid, uh);
+	if (g->snap) {
+		b = json_pack("{s:s, s:I, s:I}", "uid", uh, "part",
+			      (json_int_t)g->parts[0], "cursor",
+			      (json_int_t)t->p[g->parts[0]].cursor);
+	} else {
+		json_t *ps = json_array(), *fs = json_array(),
+		       *ss = json_array();
+
+		for (uint32_t k = 0; ps && fs && ss && k < g->nparts; k++) {
+			const struct rpart *p = &t->p[g->parts[k]];
+
+			if (json_array_append_new(ps, json_integer(
+							      g->parts[k])) ||
+			    json_array_append_new(fs, json_integer(
+							      (json_int_t)p->feed)) ||
+			    json_array_append_new(ss, json_integer(
+							      (json_int_t)p->applied)))
+				break;
+		}
+		b = ps && fs && ss ? json_pack("{s:s, s:o, s:o, s:o}", "uid",
+					       uh, "parts", ps, "feeds", fs,
+					       "since", ss) : NULL;
+		if (!b) {
+			json_decref(ps);
+			json_decref(fs);
+			json_decref(ss);
+		}
+	}
+	if (!b)
+		return -ENOMEM;
+	rc = embkv_jreq_init(q, g->server, g->snap ? EMBKV_WIRE_OP_REPL_SNAP :
+			     EMBKV_WIRE_OP_REPL_PULL, b, NULL);
+	json_decref(b);
+	return rc;
+}
+
+/* Parses request g's reply into pe[] (one per partition of g, in order);
+ * sets *reopen when the map or the table changed. */
+static void rq_parse(struct rtable *t, const struct rq *g,
+		     struct embkv_jreq *q, struct pend *pe, bool *reopen)
+{
+	int st = q->rpc.status;
+	const json_t *arr;
+	size_t off = 0;
+
+	for (uint32_t k = 0; k < g->nparts; k++) {
+		pe[k] = (struct pend){ .part = g->parts[k], .snap = g->snap };
+		pe[k].ok = false;
+	}
+	if (st) {
+		if (!transient(st))
+			*reopen = true;
+		rlog(t, "%s: %s: %s", embkv_wire_op_name(g->snap ?
+			EMBKV_WIRE_OP_REPL_SNAP : EMBKV_WIRE_OP_REPL_PULL),
+		     embkv_strerror(st), q->msg);
+		for (uint32_t k = 0; k < g->nparts; k++)
+			pe[k].keep = transient(st);
+		return;
+	}
+	if (g->snap) {
+		size_t used;
+
+		if (pend_parse(t, &pe[0], q->reply, q->raw, q->raw_len, &used) &&
+		    used != q->raw_len) {
+			pe[0].ok = false;
+			rlog(t, "partition %u: a padded reply", pe[0].part);
+		}
+		return;
+	}
+	arr = json_object_get(q->reply, "parts");
+	if (!json_is_array(arr) || json_array_size(arr) != g->nparts) {
+		rlog(t, "REPL_PULL: a reply without its %u partitions",
+		     g->nparts);
+		return;
+	}
+	for (uint32_t k = 0; k < g->nparts; k++) {
+		const json_t *one = json_array_get(arr, k);
+		uint64_t part;
+		size_t used = 0;
+
+		if (!ck_get_u64(one, "part", &part) || part != g->parts[k]) {
+			rlog(t, "REPL_PULL: entry %u names another partition",
+			     k);
+			for (uint32_t m = 0; m < g->nparts; m++)
+				pe[m].ok = false;
+			return;
+		}
+		if (json_integer_value(json_object_get(one, "status")) ==
+		    EMBKV_ESTALE)
+			*reopen = true;
+		pend_parse(t, &pe[k], one, q->raw + off, q->raw_len - off,
+			   &used);
+		off += used;
+	}
+	if (off != q->raw_len) {
+		rlog(t, "REPL_PULL: %zu bytes too many", q->raw_len - off);
+		for (uint32_t k = 0; k < g->nparts; k++)
+			pe[k].ok = false;
+	}
+}
+
+/* One round: every partition asked at once (snapshot pages one by one,
+ * changes one request per server), every reply applied, the owners in
+ * parallel; false when nothing came. */
 static bool table_round(struct embkvd_replica *r, struct rtable *t)
 {
-	struct embkv_jreq *q = calloc(t->nparts, sizeof(*q));
+	uint32_t n = t->nparts, nq = 0, np = 0, nservers;
+	struct rq *g = calloc(n, sizeof(*g));
+	uint32_t *order = calloc(n, sizeof(*order));
+	struct embkv_jreq *q = NULL;
+	struct pend *pe = NULL;
+	struct ck_ojob **jobs = NULL;
+	int *rc = NULL;
 	uint64_t sent = now_ms(), lag = 0, fresh = UINT64_MAX;
 	bool reopen = false, busy = false, idle = true;
-	char uh[17];
 
-	if (!q)
-		return false;
-	for (uint32_t i = 0; i < t->nparts; i++) {
-		struct rpart *p = &t->p[i];
-		uint64_t uid = 0;
-		json_t *b;
-
-		embkv_table_uid(t->h, t->map[i], NULL, &uid);
-		ck_uid_hex(uid, uh);
-		b = p->snapping ?
-			json_pack("{s:s, s:I, s:I}", "uid", uh, "part",
-				  (json_int_t)i, "cursor",
-				  (json_int_t)p->cursor) :
-			json_pack("{s:s, s:I, s:I, s:I}", "uid", uh, "part",
-				  (json_int_t)i, "feed", (json_int_t)p->feed,
-				  "since", (json_int_t)p->applied);
-		if (!b || embkv_jreq_init(&q[i], t->map[i], p->snapping ?
-					  EMBKV_WIRE_OP_REPL_SNAP :
-					  EMBKV_WIRE_OP_REPL_PULL, b, NULL)) {
-			json_decref(b);
-			for (uint32_t k = 0; k < t->nparts; k++)
-				embkv_jreq_clear(&q[k]);
-			free(q);
-			return false;
+	nservers = embkv_client_server_count(r->c);
+	if (!g || !order)
+		goto out;
+	/* snapshot pages: one request each */
+	for (uint32_t i = 0; i < n; i++)
+		if (t->p[i].snapping) {
+			order[np] = i;
+			g[nq++] = (struct rq){ .snap = true,
+					       .server = t->map[i],
+					       .parts = &order[np++],
+					       .nparts = 1 };
 		}
-		json_decref(b);
-	}
-	embkv_jreq_run(r->c, q, t->nparts, RP_TIMEOUT_MS);
-	for (uint32_t i = 0; i < t->nparts; i++) {
-		struct rpart *p = &t->p[i];
-		int st = q[i].rpc.status;
+	/* changes: grouped by server */
+	for (uint32_t s = 0; s < nservers; s++) {
+		uint32_t first = np;
 
-		if (st == EMBKV_ENOTABLE || st == EMBKV_ESTALE ||
-		    st == EMBKV_EDISCONNECTED || st == EMBKV_ETIMEDOUT)
-			reopen = true;
-		if (!handle_reply(r, t, i, &q[i], sent))
-			part_resnap(t, i);
+		for (uint32_t i = 0; i < n; i++) {
+			if (t->p[i].snapping || t->map[i] != s)
+				continue;
+			if (np - first == RP_PULL_PARTS_MAX) {
+				g[nq++] = (struct rq){ .server = s,
+						       .parts = &order[first],
+						       .nparts = np - first };
+				first = np;
+			}
+			order[np++] = i;
+		}
+		if (np > first)
+			g[nq++] = (struct rq){ .server = s,
+					       .parts = &order[first],
+					       .nparts = np - first };
+	}
+	q = calloc(nq, sizeof(*q));
+	pe = calloc(n, sizeof(*pe));
+	jobs = calloc(n, sizeof(*jobs));
+	rc = calloc(n, sizeof(*rc));
+	if (!q || !pe || !jobs || !rc)
+		goto out;
+	for (uint32_t k = 0; k < nq; k++)
+		if (rq_build(t, &g[k], &q[k]))
+			goto out_q;
+	embkv_jreq_run(r->c, q, nq, RP_TIMEOUT_MS);
+	{
+		struct pend *at = pe;
+		uint32_t nj = 0;
+
+		for (uint32_t k = 0; k < nq; k++) {
+			rq_parse(t, &g[k], &q[k], at, &reopen);
+			for (uint32_t m = 0; m < g[k].nparts; m++)
+				if (at[m].ok)
+					jobs[nj++] = &at[m].j.o;
+			at += g[k].nparts;
+		}
+		ck_owner_run_many(r->s->ckpt, t->e, jobs, rc, nj);
+		nj = 0;
+		for (uint32_t k = 0; k < np; k++) {
+			struct pend *x = &pe[k];
+			struct rpart *p = &t->p[x->part];
+			bool sweep = false, good;
+
+			if (!x->ok) {
+				/* a transient failure: ask again */
+				if (!x->keep)
+					part_resnap(t, x->part);
+				continue;
+			}
+			good = pend_commit(t, x, rc[nj++], sent, &sweep);
+			if (!good) {
+				if (rc[nj - 1] && rc[nj - 1] != EMBKV_ESTALE) {
+					struct rjob c = { .o.fn = oj_apply,
+							  .clear = true };
+
+					run_job(r, t, x->part, &c);
+				}
+				part_resnap(t, x->part);
+				continue;
+			}
+			if (x->j.nrows || x->j.ntombs || p->snapping)
+				busy = true;
+			if (sweep) {
+				/* reuse the job: sweep after the catch-up */
+				qsort(p->seen, p->nseen, sizeof(uint64_t),
+				      cmp_u64);
+				x->j = (struct rjob){ .o.fn = oj_sweep,
+						      .serve = true,
+						      .seen = p->seen,
+						      .nseen = p->nseen };
+				if (run_job(r, t, x->part, &x->j)) {
+					part_resnap(t, x->part);
+					continue;
+				}
+				p->sweep = false;
+				p->nseen = 0;
+				p->synced = true;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		struct rpart *p = &t->p[i];
+
 		if (!p->idle)
 			idle = false;
-		if (q[i].raw_len || p->snapping)
-			busy = true;
 		lag += p->pos ? p->head - p->applied : p->head ? p->head : 1;
 		if (!p->synced || p->snapping || p->sweep)
 			fresh = 0;
 		else if (p->fresh_ms < fresh)
 			fresh = p->fresh_ms;
-		embkv_jreq_clear(&q[i]);
 	}
-	free(q);
+	if (!t->synced_all) {
+		uint32_t k = 0;
+
+		while (k < n && t->p[k].synced)
+			k++;
+		if (k == n) {
+			t->synced_all = true;
+			embkvd_log("replica of table %s: every partition in "
+				   "sync (%" PRIu64 " rows)", t->name,
+				   table_rows(t->e->table));
+		}
+	}
 	__atomic_store_n(&t->lag_updates, lag, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->lag_fresh_ms, fresh == UINT64_MAX ? 0 : fresh,
 			 __ATOMIC_RELAXED);
@@ -554,6 +787,16 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 	__atomic_store_n(&t->round_ms, sent, __ATOMIC_RELAXED);
 	if (reopen)
 		table_close(t);  /* a new map (and uids) next round */
+out_q:
+	for (uint32_t k = 0; k < nq; k++)
+		embkv_jreq_clear(&q[k]);
+out:
+	free(g);
+	free(order);
+	free(q);
+	free(pe);
+	free(jobs);
+	free(rc);
 	return busy;
 }
 

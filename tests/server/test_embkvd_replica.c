@@ -227,54 +227,66 @@ static void run_trainer(struct fixture *f, unsigned ms, bool check_refusal)
 	if (check_refusal) {
 		uint64_t keys[4] = { 1, 2, 3, 900000001 };
 		float v[4 * DIM] = { 0 }, out[4 * DIM];
-		uint8_t found[4];
+		uint8_t found[4] = { 1, 1, 1, 1 }, found2[1] = { 1 };
 		struct embkv_wire_count_reply cr;
 		struct th_frame fr;
+		char body[160];
+		int rc[8], len;
+		bool snap_asked = false;
 
 		sleep_ms(ms / 2);
 		/* updates to the replica: refused, nothing applied */
-		assert_int_equal(th_rows(f->rfd, EMBKV_WIRE_OP_PUSH, f->rref,
-					 DIM, 4, keys, v, &cr),
-				 EMBKV_EREADONLY);
-		assert_int_equal(th_rows(f->rfd, EMBKV_WIRE_OP_ASSIGN, f->rref,
-					 DIM, 4, keys, v, &cr),
-				 EMBKV_EREADONLY);
-		assert_int_equal(th_rows(f->rfd, EMBKV_WIRE_OP_ACCUMULATE,
-					 f->rref, DIM, 4, keys, v, &cr),
-				 EMBKV_EREADONLY);
-		assert_int_equal(th_erase(f->rfd, f->rref, 4, keys, &cr),
-				 EMBKV_EREADONLY);
+		rc[0] = th_rows(f->rfd, EMBKV_WIRE_OP_PUSH, f->rref, DIM, 4,
+				keys, v, &cr);
+		rc[1] = th_rows(f->rfd, EMBKV_WIRE_OP_ASSIGN, f->rref, DIM, 4,
+				keys, v, &cr);
+		rc[2] = th_rows(f->rfd, EMBKV_WIRE_OP_ACCUMULATE, f->rref, DIM,
+				4, keys, v, &cr);
+		rc[3] = th_erase(f->rfd, f->rref, 4, keys, &cr);
 		/* a train pull of a key the primary never had inserts
 		 * nothing on the replica */
-		assert_int_equal(th_pull(f->rfd, 1, f->rref, DIM, 4, keys,
-					 EMBKV_WIRE_PULL_TRAIN, out, found), 0);
-		assert_int_equal(found[3], 0);
-		assert_int_equal(th_pull(f->rfd, 1, f->rref, DIM, 1, &keys[3],
-					 EMBKV_WIRE_PULL_INFER, out, found), 0);
-		assert_int_equal(found[0], 0);
-		/* the primary's feed is not for clients to corrupt: a pull of
-		 * changes with a made-up position asks for a snapshot */
-		{
-			char body[128];
-			int len = snprintf(body, sizeof(body),
-				"{\"uid\":\"%016llx\",\"part\":0,\"feed\":7,"
-				"\"since\":1}",
-				(unsigned long long)f->pref.uid);
-
-			assert_int_equal(th_call(f->pfd,
-						 EMBKV_WIRE_OP_REPL_PULL, 1,
-						 body, (uint32_t)len, &fr), 0);
-			assert_true(fr.h.body_len > 4);
-			assert_non_null(memmem(fr.body, fr.h.body_len,
-					       "\"snapshot\":true", 15));
+		rc[4] = th_pull(f->rfd, 1, f->rref, DIM, 4, keys,
+				EMBKV_WIRE_PULL_TRAIN, out, found);
+		rc[5] = th_pull(f->rfd, 1, f->rref, DIM, 1, &keys[3],
+				EMBKV_WIRE_PULL_INFER, out, found2);
+		/* a pull of changes with a made-up feed asks for a
+		 * snapshot; a malformed one is refused */
+		len = snprintf(body, sizeof(body),
+			       "{\"uid\":\"%016llx\",\"parts\":[0],"
+			       "\"feeds\":[7],\"since\":[1]}",
+			       (unsigned long long)f->pref.uid);
+		rc[6] = th_call(f->pfd, EMBKV_WIRE_OP_REPL_PULL, 1, body,
+				(uint32_t)len, &fr);
+		if (!rc[6]) {
+			snap_asked = memmem(fr.body, fr.h.body_len,
+					    "\"snapshot\":true", 15) != NULL;
 			th_frame_free(&fr);
 		}
+		len = snprintf(body, sizeof(body),
+			       "{\"uid\":\"%016llx\",\"parts\":[0, 99],"
+			       "\"feeds\":[7, 7],\"since\":[1, 1]}",
+			       (unsigned long long)f->pref.uid);
+		rc[7] = th_call(f->pfd, EMBKV_WIRE_OP_REPL_PULL, 1, body,
+				(uint32_t)len, &fr);
+		if (!rc[7])
+			th_frame_free(&fr);
 		sleep_ms(ms / 2);
+		t.stop = true;
+		pthread_join(th, NULL);
+		for (int i = 0; i < 4; i++)
+			assert_int_equal(rc[i], EMBKV_EREADONLY);
+		assert_int_equal(rc[4], 0);
+		assert_int_equal(found[3], 0);
+		assert_int_equal(rc[5], 0);
+		assert_int_equal(found2[0], 0);
+		assert_int_equal(rc[6], 0);
+		assert_true(snap_asked);
+		assert_int_equal(rc[7], -EINVAL);
 	} else {
 		sleep_ms(ms);
+		t.stop = true;
+		pthread_join(th, NULL);
 	}
-	t.stop = true;
-	pthread_join(th, NULL);
 	assert_int_equal(t.rc, 0);
 	assert_true(t.steps > 10);
 }
