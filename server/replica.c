@@ -174,8 +174,8 @@ static int sweep_row(void *ctx, const struct embkv_row_view *r)
 {
 	struct sweep_ctx *c = ctx;
 
-	if (bsearch(&r->key, c->j->seen, c->j->nseen, sizeof(uint64_t),
-		    cmp_u64))
+	if (c->j->nseen && bsearch(&r->key, c->j->seen, c->j->nseen,
+				   sizeof(uint64_t), cmp_u64))
 		return 0;
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? 2 * c->cap : 1024;
@@ -236,6 +236,8 @@ static void part_resnap(struct rtable *t, uint32_t part)
 
 static int seen_add(struct rpart *p, const uint8_t *keys, uint32_t n)
 {
+	if (!n)
+		return 0;
 	if (p->nseen + n > p->capseen) {
 		size_t cap = p->capseen ? p->capseen : 4096;
 		uint64_t *v;
@@ -585,7 +587,9 @@ static int rq_build(struct rtable *t, struct rq *g, struct embkv_jreq *q)
 static void rq_parse(struct rtable *t, const struct rq *g,
 		     struct embkv_jreq *q, struct pend *pe, bool *reopen)
 {
+	static const uint8_t none[8];
 	int st = q->rpc.status;
+	const uint8_t *raw = q->raw ? q->raw : none;
 	const json_t *arr;
 	size_t off = 0;
 
@@ -606,7 +610,7 @@ static void rq_parse(struct rtable *t, const struct rq *g,
 	if (g->snap) {
 		size_t used;
 
-		if (pend_parse(t, &pe[0], q->reply, q->raw, q->raw_len, &used) &&
+		if (pend_parse(t, &pe[0], q->reply, raw, q->raw_len, &used) &&
 		    used != q->raw_len) {
 			pe[0].ok = false;
 			rlog(t, "partition %u: a padded reply", pe[0].part);
@@ -634,7 +638,7 @@ static void rq_parse(struct rtable *t, const struct rq *g,
 		if (json_integer_value(json_object_get(one, "status")) ==
 		    EMBKV_ESTALE)
 			*reopen = true;
-		pend_parse(t, &pe[k], one, q->raw + off, q->raw_len - off,
+		pend_parse(t, &pe[k], one, raw + off, q->raw_len - off,
 			   &used);
 		off += used;
 	}
@@ -741,8 +745,9 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 				busy = true;
 			if (sweep) {
 				/* reuse the job: sweep after the catch-up */
-				qsort(p->seen, p->nseen, sizeof(uint64_t),
-				      cmp_u64);
+				if (p->nseen)
+					qsort(p->seen, p->nseen,
+					      sizeof(uint64_t), cmp_u64);
 				x->j = (struct rjob){ .o.fn = oj_sweep,
 						      .serve = true,
 						      .seen = p->seen,
