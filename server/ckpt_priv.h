@@ -166,6 +166,23 @@ bool ck_do_repl(struct embkvd_ckpt *ck, struct ck_req *r);
  * parallel, and waits for all: rc[i] gets what each returned. */
 int ck_owner_run_many(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 		      struct ck_ojob *const *o, int *rc, uint32_t n);
+/* The same in two steps: submit returns at once (jobs of one caller to
+ * one owner run in submission order); wait (exactly once after each
+ * submit) returns when every job ran. o, rc and the jobs must live
+ * until then. */
+struct ck_many {
+	struct embkvd_ckpt *ck;
+	struct embkv_catalog_entry *e;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	uint32_t left;
+	bool init;
+	void *pj;
+};
+void ck_owner_submit_many(struct ck_many *m, struct embkvd_ckpt *ck,
+			  struct embkv_catalog_entry *e,
+			  struct ck_ojob *const *o, int *rc, uint32_t n);
+void ck_owner_wait_many(struct ck_many *m);
 
 /* ---- moves (move.c) ---- */
 /* Runs a MOVE_* or RECOVER request; false for another opcode. */

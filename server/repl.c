@@ -101,11 +101,43 @@ static int oj_snap(struct ck_ojob *o)
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* keys[n] without repeats, in first-seen order, in place: the count, or
+ * UINT32_MAX without memory. A hash set, not a sort: the feed hands out
+ * millions of keys a second under a full push load. */
+static uint32_t dedup(uint64_t *keys, uint32_t n)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t mask = 15, *set;
+	uint8_t *used;
+	uint32_t m = 0;
 
-	return x < y ? -1 : x > y;
+	while (mask + 1 < 2ull * n)
+		mask = mask * 2 + 1;
+	set = malloc((mask + 1) * sizeof(*set));
+	used = calloc(mask + 1, 1);
+	if (!set || !used) {
+		free(set);
+		free(used);
+		return UINT32_MAX;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t k = keys[i];
+		uint64_t h = (k * 0x9e3779b97f4a7c15ull) >> 17;
+
+		for (;; h++) {
+			h &= mask;
+			if (!used[h]) {
+				used[h] = 1;
+				set[h] = k;
+				keys[m++] = k;
+				break;
+			}
+			if (set[h] == k)
+				break;
+		}
+	}
+	free(set);
+	free(used);
+	return m;
 }
 
 /* Owner: the current rows of the keys changed since j->since. */
@@ -137,10 +169,9 @@ static int oj_pull(struct ck_ojob *o)
 		rc = 0;
 		goto out;
 	}
-	qsort(keys, n, sizeof(*keys), cmp_u64);
-	for (uint32_t i = 0; i < n; i++)
-		if (!m || keys[m - 1] != keys[i])
-			keys[m++] = keys[i];
+	m = dedup(keys, n);
+	if (m == UINT32_MAX)
+		goto out;
 	rows = j->raw + (size_t)m * 8u;
 	if (m)
 		embkv_table_find(t, m, keys, (float *)rows, found, NULL, NULL);
@@ -180,66 +211,86 @@ out:
 
 /* ---- jobs on several owners at once ---------------------------------- */
 
-struct par {
-	pthread_mutex_t m;
-	pthread_cond_t cv;
-	uint32_t left;
-};
-
 struct pjob {
 	struct embkv_job job;   /* first */
 	struct ck_ojob *o;
-	struct par *par;
+	struct ck_many *m;
 	int *rc;
 };
 
 static void pjob_run(struct embkv_job *job)
 {
 	struct pjob *pj = (struct pjob *)job;
-	struct par *par = pj->par;
+	struct ck_many *m = pj->m;
 
 	*pj->rc = pj->o->fn(pj->o);
-	pthread_mutex_lock(&par->m);
-	if (!--par->left)
-		pthread_cond_signal(&par->cv);
-	pthread_mutex_unlock(&par->m);
+	pthread_mutex_lock(&m->lock);
+	if (!--m->left)
+		pthread_cond_signal(&m->cv);
+	pthread_mutex_unlock(&m->lock);
+}
+
+void ck_owner_submit_many(struct ck_many *m, struct embkvd_ckpt *ck,
+			  struct embkv_catalog_entry *e,
+			  struct ck_ojob *const *o, int *rc, uint32_t n)
+{
+	struct embkvd *s = ck->s;
+	uint32_t nown = embkv_owner_count(s->owners);
+
+	memset(m, 0, sizeof(*m));
+	m->ck = ck;
+	m->e = e;
+	if (!n)
+		return;
+	m->pj = calloc(n, sizeof(struct pjob));
+	if (!m->pj) {   /* one at a time, then */
+		for (uint32_t i = 0; i < n; i++)
+			rc[i] = ck_owner_run(ck, e, o[i]);
+		return;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	m->left = n;
+	m->init = true;
+	rcu_read_lock();
+	for (uint32_t i = 0; i < n; i++) {
+		struct pjob *pj = &((struct pjob *)m->pj)[i];
+
+		*pj = (struct pjob){ .job.run = pjob_run, .o = o[i], .m = m,
+				     .rc = &rc[i] };
+		embkv_owner_submit(s->owners,
+				   embkvd_map_owner(embkvd_table_map(s, e),
+						    o[i]->part, nown),
+				   &pj->job);
+	}
+	rcu_read_unlock();
+}
+
+void ck_owner_wait_many(struct ck_many *m)
+{
+	if (!m->init) {
+		free(m->pj);
+		m->pj = NULL;
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	while (m->left)
+		pthread_cond_wait(&m->cv, &m->lock);
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cv);
+	free(m->pj);
+	m->pj = NULL;
+	m->init = false;
 }
 
 int ck_owner_run_many(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
 		      struct ck_ojob *const *o, int *rc, uint32_t n)
 {
-	struct embkvd *s = ck->s;
-	struct par par = { .left = n };
-	struct pjob *pj;
-	uint32_t nown = embkv_owner_count(s->owners);
+	struct ck_many m;
 
-	if (!n)
-		return 0;
-	pj = calloc(n, sizeof(*pj));
-	if (!pj) {   /* one at a time, then */
-		for (uint32_t i = 0; i < n; i++)
-			rc[i] = ck_owner_run(ck, e, o[i]);
-		return 0;
-	}
-	pthread_mutex_init(&par.m, NULL);
-	pthread_cond_init(&par.cv, NULL);
-	rcu_read_lock();
-	for (uint32_t i = 0; i < n; i++) {
-		pj[i] = (struct pjob){ .job.run = pjob_run, .o = o[i],
-				       .par = &par, .rc = &rc[i] };
-		embkv_owner_submit(s->owners,
-				   embkvd_map_owner(embkvd_table_map(s, e),
-						    o[i]->part, nown),
-				   &pj[i].job);
-	}
-	rcu_read_unlock();
-	pthread_mutex_lock(&par.m);
-	while (par.left)
-		pthread_cond_wait(&par.cv, &par.m);
-	pthread_mutex_unlock(&par.m);
-	pthread_mutex_destroy(&par.m);
-	pthread_cond_destroy(&par.cv);
-	free(pj);
+	ck_owner_submit_many(&m, ck, e, o, rc, n);
+	ck_owner_wait_many(&m);
 	return 0;
 }
 

@@ -62,6 +62,24 @@ struct rpart {
 	bool sweep;
 	uint64_t *seen;
 	size_t nseen, capseen;
+	uint64_t gen;              /* bumped by every new snapshot */
+};
+
+struct pend;
+
+/* A round whose replies are being applied (the next round's requests
+ * travel meanwhile): what must live until its jobs ran. */
+struct flight {
+	bool active;
+	uint64_t sent;
+	struct embkv_jreq *q;
+	uint32_t nq;
+	struct pend *pe;
+	struct pend **jp;          /* the pend of each job */
+	struct ck_ojob **jobs;
+	int *rc;
+	uint32_t nj;
+	struct ck_many many;
 };
 
 struct rtable {
@@ -74,6 +92,7 @@ struct rtable {
 	float *zstate;                     /* zero optimizer state per row */
 	uint64_t last_log_ms;
 	bool synced_all;                   /* logged once */
+	struct flight fl;
 	/* for STATS (relaxed atomics) */
 	uint64_t lag_updates, lag_fresh_ms, snapshots, round_ms;
 	bool lag_idle;
@@ -226,6 +245,7 @@ static void part_resnap(struct rtable *t, uint32_t part)
 
 	if (!p->snapping)
 		__atomic_add_fetch(&t->snapshots, 1, __ATOMIC_RELAXED);
+	p->gen++;
 	p->pos = false;
 	p->snapping = true;
 	p->cursor = 0;
@@ -293,6 +313,7 @@ struct pend {
 	uint32_t part;
 	bool snap, ok;
 	bool keep;                         /* not ok, but the position holds */
+	uint64_t gen;                      /* the partition's at the request */
 	uint64_t seq, head, feed, next;
 	bool end, empty;
 };
@@ -367,19 +388,14 @@ static bool pend_parse(struct rtable *t, struct pend *pe, const json_t *js,
 	return true;
 }
 
-/* After the apply job ran (rc): the partition's new position; false:
- * snapshot again. *sweep: its sweep is due now. */
-static bool pend_commit(struct rtable *t, struct pend *pe, int rc,
-			uint64_t sent_ms, bool *sweep)
+/* A checked reply, before its apply job runs: the partition's new
+ * position (the job runs before any later one of the partition); false:
+ * snapshot again. *sweep: its sweep is due once the job ran. */
+static bool pend_commit(struct rtable *t, struct pend *pe, bool *sweep)
 {
 	struct rpart *p = &t->p[pe->part];
 
 	*sweep = false;
-	if (rc) {
-		rlog(t, "partition %u: cannot apply: %s (copying it again)",
-		     pe->part, embkv_strerror(rc));
-		return false;
-	}
 	if ((pe->snap || p->sweep) &&
 	    seen_add(p, pe->j.keys, pe->j.nrows))
 		return false;
@@ -400,13 +416,10 @@ static bool pend_commit(struct rtable *t, struct pend *pe, int rc,
 		return true;
 	}
 	p->applied = pe->seq;
-	if (pe->seq == pe->head) {
-		p->fresh_ms = sent_ms;
-		p->idle = pe->empty;
+	if (pe->seq == pe->head)
 		*sweep = p->sweep;
-	} else {
+	else
 		p->idle = false;
-	}
 	return true;
 }
 
@@ -593,10 +606,9 @@ static void rq_parse(struct rtable *t, const struct rq *g,
 	const json_t *arr;
 	size_t off = 0;
 
-	for (uint32_t k = 0; k < g->nparts; k++) {
-		pe[k] = (struct pend){ .part = g->parts[k], .snap = g->snap };
-		pe[k].ok = false;
-	}
+	for (uint32_t k = 0; k < g->nparts; k++)
+		pe[k] = (struct pend){ .part = g->parts[k], .snap = g->snap,
+				       .gen = t->p[g->parts[k]].gen };
 	if (st) {
 		if (!transient(st))
 			*reopen = true;
@@ -649,23 +661,67 @@ static void rq_parse(struct rtable *t, const struct rq *g,
 	}
 }
 
+/* Waits for the applies of the round in flight; a failed one means a
+ * new snapshot of its partition (emptied first: what was applied of a
+ * reply is unknown), a caught-up one marks its partition fresh. */
+static void flight_land(struct embkvd_replica *r, struct rtable *t)
+{
+	struct flight *fl = &t->fl;
+
+	if (!fl->active)
+		return;
+	ck_owner_wait_many(&fl->many);
+	for (uint32_t k = 0; k < fl->nj; k++) {
+		struct pend *x = fl->jp[k];
+		struct rpart *p = &t->p[x->part];
+
+		if (p->gen != x->gen)
+			continue;    /* copied again meanwhile */
+		if (fl->rc[k]) {
+			rlog(t, "partition %u: cannot apply: %s (copying it "
+			     "again)", x->part, embkv_strerror(fl->rc[k]));
+			if (fl->rc[k] != EMBKV_ESTALE) {
+				struct rjob c = { .o.fn = oj_apply,
+						  .clear = true };
+
+				run_job(r, t, x->part, &c);
+			}
+			part_resnap(t, x->part);
+		} else if (!x->snap && x->seq == x->head) {
+			if (fl->sent > p->fresh_ms)
+				p->fresh_ms = fl->sent;
+			p->idle = x->empty;
+		}
+	}
+	for (uint32_t k = 0; k < fl->nq; k++)
+		embkv_jreq_clear(&fl->q[k]);
+	free(fl->q);
+	free(fl->pe);
+	free(fl->jp);
+	free(fl->jobs);
+	free(fl->rc);
+	memset(fl, 0, sizeof(*fl));
+}
+
 /* One round: every partition asked at once (snapshot pages one by one,
- * changes one request per server), every reply applied, the owners in
- * parallel; false when nothing came. */
+ * changes one request per server), the replies checked and handed to
+ * the owners, which apply them while the next round's requests travel;
+ * false when nothing came. */
 static bool table_round(struct embkvd_replica *r, struct rtable *t)
 {
-	uint32_t n = t->nparts, nq = 0, np = 0, nservers;
+	uint32_t n = t->nparts, nq = 0, np = 0, nservers, nj = 0, nsw = 0;
 	struct rq *g = calloc(n, sizeof(*g));
 	uint32_t *order = calloc(n, sizeof(*order));
+	uint32_t *sweeps = calloc(n, sizeof(*sweeps));
 	struct embkv_jreq *q = NULL;
-	struct pend *pe = NULL;
+	struct pend *pe = NULL, **jp = NULL;
 	struct ck_ojob **jobs = NULL;
 	int *rc = NULL;
 	uint64_t sent = now_ms(), lag = 0, fresh = UINT64_MAX;
 	bool reopen = false, busy = false, idle = true;
 
 	nservers = embkv_client_server_count(r->c);
-	if (!g || !order)
+	if (!g || !order || !sweeps)
 		goto out;
 	/* snapshot pages: one request each */
 	for (uint32_t i = 0; i < n; i++)
@@ -696,70 +752,81 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 					       .parts = &order[first],
 					       .nparts = np - first };
 	}
-	q = calloc(nq, sizeof(*q));
+	q = calloc(nq ? nq : 1, sizeof(*q));
 	pe = calloc(n, sizeof(*pe));
+	jp = calloc(n, sizeof(*jp));
 	jobs = calloc(n, sizeof(*jobs));
 	rc = calloc(n, sizeof(*rc));
-	if (!q || !pe || !jobs || !rc)
+	if (!q || !pe || !jp || !jobs || !rc)
 		goto out;
 	for (uint32_t k = 0; k < nq; k++)
 		if (rq_build(t, &g[k], &q[k]))
-			goto out_q;
+			goto out;
 	embkv_jreq_run(r->c, q, nq, RP_TIMEOUT_MS);
+	/* the previous round's applies ran meanwhile */
+	flight_land(r, t);
 	{
 		struct pend *at = pe;
-		uint32_t nj = 0;
 
 		for (uint32_t k = 0; k < nq; k++) {
 			rq_parse(t, &g[k], &q[k], at, &reopen);
-			for (uint32_t m = 0; m < g[k].nparts; m++)
-				if (at[m].ok)
-					jobs[nj++] = &at[m].j.o;
 			at += g[k].nparts;
 		}
-		ck_owner_run_many(r->s->ckpt, t->e, jobs, rc, nj);
-		nj = 0;
-		for (uint32_t k = 0; k < np; k++) {
-			struct pend *x = &pe[k];
-			struct rpart *p = &t->p[x->part];
-			bool sweep = false, good;
+	}
+	for (uint32_t k = 0; k < np; k++) {
+		struct pend *x = &pe[k];
+		struct rpart *p = &t->p[x->part];
+		bool sweep = false;
 
-			if (!x->ok) {
-				/* a transient failure: ask again */
-				if (!x->keep)
-					part_resnap(t, x->part);
-				continue;
-			}
-			good = pend_commit(t, x, rc[nj++], sent, &sweep);
-			if (!good) {
-				if (rc[nj - 1] && rc[nj - 1] != EMBKV_ESTALE) {
-					struct rjob c = { .o.fn = oj_apply,
-							  .clear = true };
-
-					run_job(r, t, x->part, &c);
-				}
+		if (p->gen != x->gen)
+			continue;    /* an apply failed: copied again */
+		if (!x->ok) {
+			if (!x->keep)    /* else transient: ask again */
 				part_resnap(t, x->part);
+			continue;
+		}
+		if (!pend_commit(t, x, &sweep)) {
+			part_resnap(t, x->part);
+			continue;
+		}
+		if (x->j.nrows || x->j.ntombs || p->snapping)
+			busy = true;
+		jp[nj] = x;
+		jobs[nj++] = &x->j.o;
+		if (sweep)
+			sweeps[nsw++] = x->part;
+	}
+	t->fl = (struct flight){ .active = true, .sent = sent, .q = q,
+				 .nq = nq, .pe = pe, .jp = jp, .jobs = jobs,
+				 .rc = rc, .nj = nj };
+	q = NULL;
+	pe = NULL;
+	jp = NULL;
+	jobs = NULL;
+	rc = NULL;
+	ck_owner_submit_many(&t->fl.many, r->s->ckpt, t->e, t->fl.jobs,
+			     t->fl.rc, nj);
+	if (nsw) {
+		/* a snapshot caught up: sweep once its rows are in */
+		flight_land(r, t);
+		for (uint32_t k = 0; k < nsw; k++) {
+			struct rpart *p = &t->p[sweeps[k]];
+			struct rjob sj = { .o.fn = oj_sweep, .serve = true };
+
+			if (!p->sweep || !p->pos)
+				continue;    /* failed meanwhile */
+			if (p->nseen)
+				qsort(p->seen, p->nseen, sizeof(uint64_t),
+				      cmp_u64);
+			sj.seen = p->seen;
+			sj.nseen = p->nseen;
+			if (run_job(r, t, sweeps[k], &sj)) {
+				part_resnap(t, sweeps[k]);
 				continue;
 			}
-			if (x->j.nrows || x->j.ntombs || p->snapping)
-				busy = true;
-			if (sweep) {
-				/* reuse the job: sweep after the catch-up */
-				if (p->nseen)
-					qsort(p->seen, p->nseen,
-					      sizeof(uint64_t), cmp_u64);
-				x->j = (struct rjob){ .o.fn = oj_sweep,
-						      .serve = true,
-						      .seen = p->seen,
-						      .nseen = p->nseen };
-				if (run_job(r, t, x->part, &x->j)) {
-					part_resnap(t, x->part);
-					continue;
-				}
-				p->sweep = false;
-				p->nseen = 0;
-				p->synced = true;
-			}
+			p->sweep = false;
+			p->nseen = 0;
+			p->synced = true;
 		}
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -790,16 +857,19 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&t->lag_idle, idle && !lag, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->round_ms, sent, __ATOMIC_RELAXED);
-	if (reopen)
+	if (reopen) {
+		flight_land(r, t);
 		table_close(t);  /* a new map (and uids) next round */
-out_q:
-	for (uint32_t k = 0; k < nq; k++)
-		embkv_jreq_clear(&q[k]);
+	}
 out:
+	for (uint32_t k = 0; q && k < nq; k++)
+		embkv_jreq_clear(&q[k]);
 	free(g);
 	free(order);
+	free(sweeps);
 	free(q);
 	free(pe);
+	free(jp);
 	free(jobs);
 	free(rc);
 	return busy;
@@ -866,6 +936,8 @@ static void *rp_main(void *arg)
 		else if (!busy)
 			sleep_us(RP_IDLE_SLEEP_US);
 	}
+	for (uint32_t i = 0; i < r->nt; i++)
+		flight_land(r, &r->t[i]);
 	rcu_unregister_thread();
 	return NULL;
 }

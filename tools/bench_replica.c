@@ -42,6 +42,8 @@
 #define RB_START_TIMEOUT_S 20
 #define RB_CATCHUP_TIMEOUT_S 120
 #define RB_TABLE "bench_replica"
+#define RB_STREAM (1u << 22)       /* keys of a push stream, cycled */
+#define RB_ZIPF 1.05               /* the network bench's */
 
 struct rb_opts {
 	uint64_t rows;
@@ -110,19 +112,11 @@ static int start_server(const struct rb_opts *o, const char *const *extra,
 struct pusher {
 	pthread_t th;
 	struct embkv_table_handle *t;
-	uint64_t rows, seed, keys;
+	const uint64_t *stream;    /* keys, RB_STREAM of them, cycled */
+	uint64_t at, keys;
 	atomic_int *stop;
 	int err;
 };
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static void *push_main(void *arg)
 {
@@ -138,7 +132,7 @@ static void *push_main(void *arg)
 		grads[i] = (float)((int)(i % 13) - 6) * 1e-3f;
 	while (!atomic_load(p->stop)) {
 		for (uint32_t j = 0; j < RB_BATCH; j++)
-			keys[j] = bench_key_of(rng_next(&p->seed) % p->rows);
+			keys[j] = p->stream[p->at++ % RB_STREAM];
 		p->err = embkv_push(p->t, RB_BATCH, keys, grads, NULL);
 		if (p->err)
 			break;
@@ -386,6 +380,88 @@ static int client_of(const char *addr, struct embkv_client **c)
 	return embkv_client_create(&ca, c);
 }
 
+/* One distribution's figures. */
+struct phase {
+	double push_s, keys_per_s, drain_s;
+	uint64_t ms[3], ups[3];    /* p50, p99, max */
+	size_t samples;
+};
+
+/* Pushes the stream for o->push_s seconds while sampling the replica's
+ * lag, then waits for it to drain. 0 or an error (printed). */
+static int run_phase(const struct rb_opts *o, struct embkv_table_handle **ts,
+		     const uint64_t *stream, struct embkv_client *rc,
+		     struct phase *ph)
+{
+	size_t cap = (size_t)(o->push_s * 1000.0 / RB_SAMPLE_MS) + 16, ns = 0;
+	uint64_t *ms = malloc(cap * sizeof(*ms));
+	uint64_t *ups = malloc(cap * sizeof(*ups));
+	struct pusher *ps = calloc(o->push_threads, sizeof(*ps));
+	atomic_int stop = 0;
+	uint32_t started = 0;
+	uint64_t keys = 0;
+	double t0;
+	int err = 0;
+
+	if (!ms || !ups || !ps) {
+		err = -ENOMEM;
+		goto out;
+	}
+	t0 = bench_now_s();
+	for (uint32_t i = 0; i < o->push_threads; i++) {
+		ps[i] = (struct pusher){ .t = ts[i], .stream = stream,
+					 .at = (uint64_t)i * RB_STREAM /
+					       o->push_threads,
+					 .stop = &stop };
+		if (pthread_create(&ps[i].th, NULL, push_main, &ps[i]))
+			break;
+		started++;
+	}
+	while (bench_now_s() - t0 < o->push_s && ns < cap) {
+		struct lag l;
+
+		usleep(RB_SAMPLE_MS * 1000u);
+		if (lag_get(rc, &l))
+			continue;
+		ms[ns] = l.ms;
+		ups[ns++] = l.updates;
+	}
+	atomic_store(&stop, 1);
+	for (uint32_t i = 0; i < started; i++) {
+		pthread_join(ps[i].th, NULL);
+		keys += ps[i].keys;
+		if (ps[i].err && !err)
+			err = ps[i].err;
+	}
+	ph->push_s = bench_now_s() - t0;
+	if (err || started < o->push_threads) {
+		err = err ? err : -EAGAIN;
+		fprintf(stderr, "embkv-bench: push: %s\n", embkv_strerror(err));
+		goto out;
+	}
+	ph->drain_s = wait_caught_up(rc, RB_CATCHUP_TIMEOUT_S);
+	if (ph->drain_s < 0 || !ns) {
+		fprintf(stderr, "embkv-bench: the replica did not drain\n");
+		err = -ETIMEDOUT;
+		goto out;
+	}
+	qsort(ms, ns, sizeof(*ms), cmp_u64);
+	qsort(ups, ns, sizeof(*ups), cmp_u64);
+	ph->samples = ns;
+	ph->keys_per_s = (double)keys / ph->push_s;
+	ph->ms[0] = pct(ms, ns, 0.5);
+	ph->ms[1] = pct(ms, ns, 0.99);
+	ph->ms[2] = ms[ns - 1];
+	ph->ups[0] = pct(ups, ns, 0.5);
+	ph->ups[1] = pct(ups, ns, 0.99);
+	ph->ups[2] = ups[ns - 1];
+out:
+	free(ms);
+	free(ups);
+	free(ps);
+	return err;
+}
+
 int bench_replica_main(int argc, char **argv)
 {
 	char exe[4096], paddr[128], raddr[128];
@@ -396,14 +472,12 @@ int bench_replica_main(int argc, char **argv)
 	struct embkv_client **cs = NULL;
 	struct embkv_table_handle *pt = NULL, *rt = NULL;
 	struct embkv_table_handle **ts = NULL;
-	struct pusher *ps = NULL;
-	uint64_t *ms = NULL, *ups = NULL, keys = 0;
-	size_t ns = 0, cap;
-	atomic_int stop = 0;
+	static const char *const dist[2] = { "uniform", "zipf" };
+	struct phase ph[2];
+	uint64_t *stream = NULL;
 	pid_t ppid = -1, rpid = -1;
-	double t0, load_s, sync_s, push_s, drain_s;
+	double t0, load_s, sync_s;
 	struct rb_opts o;
-	uint32_t started = 0;
 	int err, status = 1, eq;
 
 	if (rb_parse(argc, argv, &o, exe, sizeof(exe)))
@@ -460,11 +534,8 @@ int bench_replica_main(int argc, char **argv)
 			o.push_threads, o.push_threads == 1 ? "" : "s");
 	cs = calloc(o.push_threads, sizeof(*cs));
 	ts = calloc(o.push_threads, sizeof(*ts));
-	ps = calloc(o.push_threads, sizeof(*ps));
-	cap = (size_t)(o.push_s * 1000.0 / RB_SAMPLE_MS) + 16;
-	ms = malloc(cap * sizeof(*ms));
-	ups = malloc(cap * sizeof(*ups));
-	if (!cs || !ts || !ps || !ms || !ups) {
+	stream = malloc(RB_STREAM * sizeof(*stream));
+	if (!cs || !ts || !stream) {
 		fprintf(stderr, "embkv-bench: out of memory\n");
 		goto out;
 	}
@@ -476,40 +547,29 @@ int bench_replica_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	t0 = bench_now_s();
-	for (uint32_t i = 0; i < o.push_threads; i++) {
-		ps[i] = (struct pusher){ .t = ts[i], .rows = o.rows,
-					 .seed = 77 + i, .stop = &stop };
-		if (pthread_create(&ps[i].th, NULL, push_main, &ps[i]))
-			break;
-		started++;
-	}
-	while (bench_now_s() - t0 < o.push_s && ns < cap) {
-		struct lag l;
-
-		usleep(RB_SAMPLE_MS * 1000u);
-		if (lag_get(rc, &l))
-			continue;
-		ms[ns] = l.ms;
-		ups[ns++] = l.updates;
-	}
-	atomic_store(&stop, 1);
-	for (uint32_t i = 0; i < started; i++) {
-		pthread_join(ps[i].th, NULL);
-		keys += ps[i].keys;
-		if (ps[i].err && !err)
-			err = ps[i].err;
-	}
-	push_s = bench_now_s() - t0;
-	if (err || started < o.push_threads) {
-		fprintf(stderr, "embkv-bench: push: %s\n",
-			embkv_strerror(err ? err : -EAGAIN));
-		goto out;
-	}
-	drain_s = wait_caught_up(rc, RB_CATCHUP_TIMEOUT_S);
-	if (drain_s < 0 || !ns) {
-		fprintf(stderr, "embkv-bench: the replica did not drain\n");
-		goto out;
+	for (int d = 0; d < 2; d++) {
+		if (bench_stream(stream, RB_STREAM, o.rows, d ? RB_ZIPF : 0,
+				 11 + (uint64_t)d)) {
+			fprintf(stderr, "embkv-bench: out of memory\n");
+			goto out;
+		}
+		for (uint32_t i = 0; i < RB_STREAM; i++)
+			stream[i] = bench_key_of(stream[i]);
+		if (run_phase(&o, ts, stream, rc, &ph[d]))
+			goto out;
+		if (!o.json)
+			fprintf(stderr, "%s: push %.2f M keys/s; replica lag "
+				"p50 %.3f s, p99 %.3f s, max %.3f s; updates "
+				"p50 %llu, p99 %llu, max %llu (%zu samples); "
+				"drained %.3f s after the pushes stopped\n",
+				dist[d], ph[d].keys_per_s / 1e6,
+				(double)ph[d].ms[0] / 1e3,
+				(double)ph[d].ms[1] / 1e3,
+				(double)ph[d].ms[2] / 1e3,
+				(unsigned long long)ph[d].ups[0],
+				(unsigned long long)ph[d].ups[1],
+				(unsigned long long)ph[d].ups[2],
+				ph[d].samples, ph[d].drain_s);
 	}
 	if ((err = embkv_table_open(rc, RB_TABLE, &rt))) {
 		fprintf(stderr, "embkv-bench: replica table: %s\n",
@@ -522,35 +582,26 @@ int bench_replica_main(int argc, char **argv)
 			embkv_strerror(eq));
 		goto out;
 	}
-	qsort(ms, ns, sizeof(*ms), cmp_u64);
-	qsort(ups, ns, sizeof(*ups), cmp_u64);
 	if (!o.json)
-		fprintf(stderr, "push %.2f M keys/s; replica lag p50 %.3f s, "
-			"p99 %.3f s, max %.3f s; updates p50 %llu, p99 %llu, "
-			"max %llu (%zu samples); drained %.3f s after the "
-			"pushes stopped; rows equal: %s\n",
-			(double)keys / push_s / 1e6, (double)pct(ms, ns, 0.5) /
-			1e3, (double)pct(ms, ns, 0.99) / 1e3,
-			(double)ms[ns - 1] / 1e3,
-			(unsigned long long)pct(ups, ns, 0.5),
-			(unsigned long long)pct(ups, ns, 0.99),
-			(unsigned long long)ups[ns - 1], ns, drain_s,
+		fprintf(stderr, "rows equal after the drain: %s\n",
 			eq ? "yes" : "NO");
 	printf("{\"rows\": %llu, \"dim\": %u, \"partitions\": %u, "
 	       "\"batch\": %u, \"push_threads\": %u, \"push_s\": %.2f, "
-	       "\"push_keys_per_s\": %.0f, \"samples\": %zu, "
-	       "\"lag_s_p50\": %.3f, \"lag_s_p99\": %.3f, \"lag_s_max\": %.3f, "
-	       "\"lag_updates_p50\": %llu, \"lag_updates_p99\": %llu, "
-	       "\"lag_updates_max\": %llu, \"drain_s\": %.3f, "
-	       "\"initial_sync_s\": %.2f, \"rows_equal\": %s}\n",
+	       "\"initial_sync_s\": %.2f",
 	       (unsigned long long)o.rows, RB_DIM, RB_PARTITIONS, RB_BATCH,
-	       o.push_threads, push_s, (double)keys / push_s, ns,
-	       (double)pct(ms, ns, 0.5) / 1e3, (double)pct(ms, ns, 0.99) / 1e3,
-	       (double)ms[ns - 1] / 1e3,
-	       (unsigned long long)pct(ups, ns, 0.5),
-	       (unsigned long long)pct(ups, ns, 0.99),
-	       (unsigned long long)ups[ns - 1], drain_s, sync_s,
-	       eq ? "true" : "false");
+	       o.push_threads, o.push_s, sync_s);
+	for (int d = 0; d < 2; d++)
+		printf(", \"%s\": {\"push_keys_per_s\": %.0f, \"samples\": %zu, "
+		       "\"lag_s_p50\": %.3f, \"lag_s_p99\": %.3f, "
+		       "\"lag_s_max\": %.3f, \"lag_updates_p50\": %llu, "
+		       "\"lag_updates_p99\": %llu, \"lag_updates_max\": %llu, "
+		       "\"drain_s\": %.3f}", dist[d], ph[d].keys_per_s,
+		       ph[d].samples, (double)ph[d].ms[0] / 1e3,
+		       (double)ph[d].ms[1] / 1e3, (double)ph[d].ms[2] / 1e3,
+		       (unsigned long long)ph[d].ups[0],
+		       (unsigned long long)ph[d].ups[1],
+		       (unsigned long long)ph[d].ups[2], ph[d].drain_s);
+	printf(", \"rows_equal\": %s}\n", eq ? "true" : "false");
 	status = eq ? 0 : 1;
 out:
 	embkv_table_close(rt);
@@ -563,9 +614,7 @@ out:
 	embkv_client_destroy(pc);
 	free(cs);
 	free(ts);
-	free(ps);
-	free(ms);
-	free(ups);
+	free(stream);
 	if (rpid > 0) {
 		kill(rpid, SIGTERM);
 		waitpid(rpid, NULL, 0);
