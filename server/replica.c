@@ -48,7 +48,8 @@
 #define RP_RETRY_MS 500u           /* primary unreachable, table missing */
 #define RP_LOG_EVERY_MS 10000u
 #define RP_STUCK_MS 100u
-#define RP_PULL_PARTS_MAX 4096u    /* partitions of one REPL_PULL */           /* an idle round is older: lagging */
+#define RP_PULL_PARTS_MAX 4096u    /* partitions of one REPL_PULL */
+#define RP_SNAP_INFLIGHT 16u       /* REPL_SNAP pages of one round */           /* an idle round is older: lagging */
 
 struct rpart {
 	bool pos;                  /* feed and applied are a position */
@@ -431,6 +432,8 @@ static void table_close(struct rtable *t)
 	t->h = NULL;
 }
 
+static void flight_land(struct embkvd_replica *r, struct rtable *t);
+
 /* The table here, created from the primary's attributes if missing. */
 static int table_here(struct embkvd_replica *r, struct rtable *t)
 {
@@ -503,6 +506,25 @@ static int table_prepare(struct embkvd_replica *r, struct rtable *t)
 	const struct embkv_table_attr *a;
 	int rc;
 
+	if (t->e) {
+		bool gone;
+
+		rcu_read_lock();
+		gone = embkv_catalog_find_name(r->s->cat, t->name) != t->e;
+		rcu_read_unlock();
+		if (gone) {
+			/* dropped here (TABLE_DROP): start over */
+			flight_land(r, t);
+			table_close(t);
+			embkv_catalog_entry_put(t->e);
+			__atomic_store_n(&t->e, NULL, __ATOMIC_RELEASE);
+			for (uint32_t i = 0; t->p && i < t->nparts; i++) {
+				part_resnap(t, i);
+				t->p[i].synced = false;
+			}
+			t->synced_all = false;
+		}
+	}
 	if (t->h)
 		return 0;
 	rc = embkv_table_open(r->c, t->name, &t->h);
@@ -517,6 +539,13 @@ static int table_prepare(struct embkvd_replica *r, struct rtable *t)
 		return rc;
 	}
 	a = &t->e->table->attr;
+	if (t->p && t->nparts != a->partitions) {
+		rlog(t, "the table changed its partition count (%u, was %u); "
+		     "not followed (restart this server)", a->partitions,
+		     t->nparts);
+		table_close(t);
+		return -EINVAL;
+	}
 	if (!t->p) {
 		t->nparts = a->partitions;
 		t->p = calloc(t->nparts, sizeof(*t->p));
@@ -723,8 +752,9 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 	nservers = embkv_client_server_count(r->c);
 	if (!g || !order || !sweeps)
 		goto out;
-	/* snapshot pages: one request each */
-	for (uint32_t i = 0; i < n; i++)
+	/* snapshot pages: one request each, a few partitions at a time (a
+	 * page is up to 8 MiB on both sides) */
+	for (uint32_t i = 0; i < n && nq < RP_SNAP_INFLIGHT; i++)
 		if (t->p[i].snapping) {
 			order[np] = i;
 			g[nq++] = (struct rq){ .snap = true,

@@ -362,6 +362,33 @@ static void test_restart(void **state)
 	assert_true(compare_all(f) > 1000);
 }
 
+/* Dropped on the replica by an operator: the follower creates it again
+ * and copies it whole. */
+static void test_dropped_here(void **state)
+{
+	struct fixture *f = *state;
+	struct embkv_wire_table_info info;
+	uint64_t seed = 3;
+	int rc = EMBKV_ENOTABLE;
+
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(train_step(f->pfd, f->pref, &seed), 0);
+	assert_int_equal(rep_start(f), 0);
+	assert_int_equal(wait_caught_up(f, 20000), 0);
+	assert_int_equal(th_drop(f->rfd, TABLE), 0);
+	for (int i = 0; i < 500; i++) {
+		rc = th_open(f->rfd, TABLE, &info);
+		if (!rc && th_ref(&info).uid != f->rref.uid)
+			break;
+		sleep_ms(20);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_not_equal(th_ref(&info).uid, f->rref.uid);
+	f->rref = th_ref(&info);
+	assert_int_equal(wait_caught_up(f, 20000), 0);
+	assert_true(compare_all(f) > 1000);
+}
+
 /* Flags that cannot work are refused at start. */
 static void test_flags(void **state)
 {
@@ -392,6 +419,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_follow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_overrun, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dropped_here, setup,
+						teardown),
 		cmocka_unit_test(test_flags),
 	};
 
