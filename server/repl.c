@@ -153,7 +153,7 @@ static int oj_pull(struct ck_ojob *o)
 
 	if (!part_serving(t, o->part))
 		return EMBKV_ESTALE;
-	/* rows travel as embkv_table_find gives them: dim f32 */
+	/* rows travel as the owner reads them: dim f32 */
 	if (pb != (size_t)t->dim * sizeof(float))
 		return -EOPNOTSUPP;
 	j->head = t->parts[o->part].seq;
@@ -174,7 +174,7 @@ static int oj_pull(struct ck_ojob *o)
 		goto out;
 	rows = j->raw + (size_t)m * 8u;
 	if (m)
-		embkv_table_find(t, m, keys, (float *)rows, found, NULL, NULL);
+		embkv_table_peek(t, m, keys, (float *)rows, found);
 	for (uint32_t i = 0; i < m; i++)
 		r += found[i];
 	j->rows = r;

@@ -855,7 +855,9 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 				continue;
 			}
 			p->sweep = false;
-			p->nseen = 0;
+			free(p->seen);   /* as big as the partition: not kept */
+			p->seen = NULL;
+			p->nseen = p->capseen = 0;
 			p->synced = true;
 		}
 	}

@@ -748,6 +748,30 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 	return nfound;
 }
 
+uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, float *out, uint8_t *found)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	uint32_t nfound = 0;
+
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 0);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			uint64_t row = probe_locate(&pr[j], keys[i]);
+
+			found[i] = row != NO_ROW;
+			if (row == NO_ROW)
+				continue;
+			memcpy(out + (size_t)i * t->dim,
+			       embkv_part_record(pr[j].p, row)->payload,
+			       t->payload_bytes);
+			nfound++;
+		}
+	}
+	return nfound;
+}
+
 uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, const float *grads)
 {
