@@ -36,7 +36,9 @@
 
 #define RP_PAGE_BYTES (8u << 20)  /* bytes of rows in one reply at most */
 #define RP_PAGE_ROWS (1u << 16)   /* rows of one reply at most */
-#define RP_PULL_BYTES (16u << 20) /* rows of one REPL_PULL reply, all parts */
+#define RP_PULL_BYTES (30u << 20) /* rows of one REPL_PULL reply, all parts
+				   (under glibc's 32 MiB mmap threshold: the
+				   buffers are reused, not faulted in anew) */
 #define RP_PULL_PARTS 4096u       /* partitions of one REPL_PULL */
 
 struct rp_job {
