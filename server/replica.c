@@ -255,10 +255,23 @@ static void part_resnap(struct rtable *t, uint32_t part)
 	p->idle = false;
 }
 
-static int seen_add(struct rpart *p, const uint8_t *keys, uint32_t n)
+/* Adds keys to the snapshot's key set; a set past twice the partition's
+ * capacity (a follower that takes long to catch up sees keys again and
+ * again) is sorted and rid of repeats first. */
+static int seen_add(struct rpart *p, uint64_t capacity, const uint8_t *keys,
+		    uint32_t n)
 {
 	if (!n)
 		return 0;
+	if (p->nseen + n > p->capseen && p->nseen > 2 * capacity + 4096) {
+		size_t m = 0;
+
+		qsort(p->seen, p->nseen, sizeof(uint64_t), cmp_u64);
+		for (size_t i = 0; i < p->nseen; i++)
+			if (!m || p->seen[m - 1] != p->seen[i])
+				p->seen[m++] = p->seen[i];
+		p->nseen = m;
+	}
 	if (p->nseen + n > p->capseen) {
 		size_t cap = p->capseen ? p->capseen : 4096;
 		uint64_t *v;
@@ -398,7 +411,8 @@ static bool pend_commit(struct rtable *t, struct pend *pe, bool *sweep)
 
 	*sweep = false;
 	if ((pe->snap || p->sweep) &&
-	    seen_add(p, pe->j.keys, pe->j.nrows))
+	    seen_add(p, t->e->table->parts[pe->part].capacity, pe->j.keys,
+		     pe->j.nrows))
 		return false;
 	p->head = pe->head;
 	if (pe->snap) {
@@ -433,6 +447,14 @@ static void table_close(struct rtable *t)
 }
 
 static void flight_land(struct embkvd_replica *r, struct rtable *t);
+
+/* STATS before the table's first round: behind, by an unknown amount. */
+static void lag_unknown(struct rtable *t)
+{
+	__atomic_store_n(&t->lag_idle, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->lag_fresh_ms, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->lag_updates, 1, __ATOMIC_RELAXED);
+}
 
 /* The table here, created from the primary's attributes if missing. */
 static int table_here(struct embkvd_replica *r, struct rtable *t)
@@ -523,6 +545,7 @@ static int table_prepare(struct embkvd_replica *r, struct rtable *t)
 				t->p[i].synced = false;
 			}
 			t->synced_all = false;
+			lag_unknown(t);
 		}
 	}
 	if (t->h)
@@ -1007,6 +1030,7 @@ int embkvd_replica_start(struct embkvd *s, struct embkvd_replica **out)
 			goto fail;
 		}
 		strcpy(r->t[i].name, a->replica_of[i]);
+		lag_unknown(&r->t[i]);
 	}
 	for (char *tok = strtok_r(list, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {

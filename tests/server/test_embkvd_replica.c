@@ -288,7 +288,7 @@ static void run_trainer(struct fixture *f, unsigned ms, bool check_refusal)
 		pthread_join(th, NULL);
 	}
 	assert_int_equal(t.rc, 0);
-	assert_true(t.steps > 10);
+	assert_true(t.steps > 0);
 }
 
 /* The replica follows a trainer; once it drained, rows equal bitwise. */
