@@ -406,6 +406,7 @@ static void test_flags(void **state)
 		"--primary-servers", "tcp://127.0.0.1:1", NULL };
 
 	(void)state;
+	assert_non_null(strstr(embkv_strerror(EMBKV_EREADONLY), "read-only"));
 	assert_int_equal(th_run_status(no_primary), 2);
 	assert_int_equal(th_run_status(no_table), 2);
 	assert_int_equal(th_run_status(bad_url), 2);
