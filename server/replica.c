@@ -49,7 +49,8 @@
 #define RP_LOG_EVERY_MS 10000u
 #define RP_STUCK_MS 100u
 #define RP_PULL_PARTS_MAX 4096u    /* partitions of one REPL_PULL */
-#define RP_SNAP_INFLIGHT 16u       /* REPL_SNAP pages of one round */           /* an idle round is older: lagging */
+#define RP_SNAP_INFLIGHT 16u       /* REPL_SNAP pages of one round */
+#define RP_TOKEN_MAX 4096u         /* bytes of a token file (embkvd's) */           /* an idle round is older: lagging */
 
 struct rpart {
 	bool pos;                  /* feed and applied are a position */
@@ -997,6 +998,33 @@ static void *rp_main(void *arg)
 	return NULL;
 }
 
+/* The token file's content without trailing newlines (as embkvd reads
+ * it): 0 or -errno. */
+static int token_read(const char *path, char **out)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (!f)
+		return -errno;
+	buf = calloc(1, RP_TOKEN_MAX + 2);
+	if (!buf) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(buf, 1, RP_TOKEN_MAX + 1, f);
+	fclose(f);
+	if (n > RP_TOKEN_MAX) {
+		free(buf);
+		return EMBKV_ELIMIT;
+	}
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	*out = buf;
+	return 0;
+}
+
 /* ---- the daemon's side ---------------------------------------------------- */
 
 int embkvd_replica_start(struct embkvd *s, struct embkvd_replica **out)
@@ -1044,10 +1072,15 @@ int embkvd_replica_start(struct embkvd *s, struct embkvd_replica **out)
 			goto fail;
 		r->nservers++;
 	}
-	if (a->token) {
-		r->token = strndup((const char *)a->token, a->token_len);
-		if (!r->token)
+	if (s->token_file) {
+		/* the server's token is what it presents to the primary */
+		rc = token_read(s->token_file, &r->token);
+		if (rc) {
+			embkvd_log_at(EMBKVD_ERROR, "replica: cannot read the "
+				      "token file %s: %s", s->token_file,
+				      embkv_strerror(rc));
 			goto fail;
+		}
 	}
 	rc = -pthread_create(&r->thread, NULL, rp_main, r);
 	if (rc)
@@ -1093,7 +1126,10 @@ void embkvd_replica_free(struct embkvd_replica *r)
 	for (uint32_t i = 0; i < r->nservers; i++)
 		free(r->servers[i]);
 	free(r->servers);
-	free(r->token);
+	if (r->token) {
+		explicit_bzero(r->token, strlen(r->token));
+		free(r->token);
+	}
 	free(r);
 }
 

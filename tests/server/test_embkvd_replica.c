@@ -329,11 +329,22 @@ static void test_overrun(void **state)
 		gone[i] = i * 7;
 	assert_int_equal(th_erase(f->pfd, f->pref, 64, gone, &cr), 0);
 	assert_int_equal(kill(f->rep.pid, SIGCONT), 0);
-	for (int i = 0; i < 1000 && snaps1 <= snaps0; i++) {
+	for (int i = 0; i < 3000 && snaps1 <= snaps0; i++) {
 		assert_int_equal(th_stat(f->rfd, f->rref.table_id,
 					 EMBKV_WIRE_STAT_REPL_SNAPSHOTS,
 					 &snaps1), 0);
 		sleep_ms(10);
+	}
+	if (snaps1 <= snaps0) {
+		uint64_t u = 0, m = 0;
+
+		th_stat(f->rfd, f->rref.table_id,
+			EMBKV_WIRE_STAT_REPL_LAG_UPDATES, &u);
+		th_stat(f->rfd, f->rref.table_id, EMBKV_WIRE_STAT_REPL_LAG_MS,
+			&m);
+		fprintf(stderr, "no new copy after 30 s: snapshots %llu, lag "
+			"%llu updates, %llu ms\n", (unsigned long long)snaps1,
+			(unsigned long long)u, (unsigned long long)m);
 	}
 	assert_true(snaps1 > snaps0);
 	assert_int_equal(wait_caught_up(f, 20000), 0);
@@ -389,6 +400,62 @@ static void test_dropped_here(void **state)
 	assert_true(compare_all(f) > 1000);
 }
 
+/* With --token-file on both, the replica authenticates to the primary
+ * with its own token. */
+static void test_token(void **state)
+{
+	char tok[] = "/tmp/embkv-replica-token.XXXXXX", url[64];
+	const char *pargs[] = { "--token-file", tok, NULL };
+	const char *rargs[] = { "--token-file", tok, "--replica-of", TABLE,
+				"--primary-servers", url, NULL };
+	struct th_server prim, rep;
+	struct embkv_wire_table_ref pref, rref = { 0 };
+	struct embkv_wire_table_info info;
+	struct embkv_wire_count_reply cr;
+	struct embkv_table_attr a;
+	uint64_t key = 42, lag = 1;
+	float v[DIM] = { 1.5f, -2, 3, 4, 5, 6, 7, 8 }, out[DIM];
+	uint8_t found = 0;
+	int fd, rfd, rc = -1, tfd = mkstemp(tok);
+
+	(void)state;
+	assert_true(tfd >= 0);
+	assert_int_equal(write(tfd, "replica-secret\n", 15), 15);
+	close(tfd);
+	assert_int_equal(th_start(&prim, pargs), 0);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", prim.port);
+	fd = th_connect(&prim);
+	assert_int_equal(th_auth(fd, "replica-secret"), 0);
+	th_attr(&a, TABLE, DIM, PARTS);
+	assert_int_equal(th_create(fd, &a, &pref), 0);
+	assert_int_equal(th_rows(fd, EMBKV_WIRE_OP_ASSIGN, pref, DIM, 1, &key,
+				 v, &cr), 0);
+	assert_int_equal(th_start(&rep, rargs), 0);
+	rfd = th_connect(&rep);
+	assert_int_equal(th_auth(rfd, "replica-secret"), 0);
+	for (int i = 0; i < 500 && (rc || lag); i++) {
+		sleep_ms(20);
+		rc = th_open(rfd, TABLE, &info);
+		if (rc)
+			continue;
+		rref = th_ref(&info);
+		if (th_stat(rfd, rref.table_id,
+			    EMBKV_WIRE_STAT_REPL_LAG_UPDATES, &lag))
+			lag = 1;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(lag, 0);
+	assert_int_equal(th_pull(rfd, 1, rref, DIM, 1, &key,
+				 EMBKV_WIRE_PULL_INFER, out, &found), 0);
+	assert_int_equal(found, 1);
+	assert_memory_equal(out, v, sizeof(v));
+	th_close(rfd);
+	th_close(fd);
+	assert_int_equal(th_stop(&rep), 0);
+	assert_int_equal(th_stop(&prim), 0);
+	unlink(tok);
+}
+
 /* Flags that cannot work are refused at start. */
 static void test_flags(void **state)
 {
@@ -422,6 +489,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dropped_here, setup,
 						teardown),
+		cmocka_unit_test(test_token),
 		cmocka_unit_test(test_flags),
 	};
 
