@@ -144,6 +144,10 @@ void embkv_jreq_run(struct embkv_client *c, struct embkv_jreq *q, uint32_t n,
 
 			/* blobs were checked by the codec: JSON, then bytes */
 			if (r->rhdr.opcode == (EMBKV_WIRE_OP_MOVE_READ |
+					       EMBKV_WIRE_OP_REPLY) ||
+			    r->rhdr.opcode == (EMBKV_WIRE_OP_REPL_SNAP |
+					       EMBKV_WIRE_OP_REPLY) ||
+			    r->rhdr.opcode == (EMBKV_WIRE_OP_REPL_PULL |
 					       EMBKV_WIRE_OP_REPLY))
 				embkv_wire_blob_split(r->body, r->body_len, &jb,
 						      &jl, &q[i].raw,

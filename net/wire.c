@@ -718,6 +718,10 @@ static const struct op_info ops[] = {
 	  embkv_wire_json_check, embkv_wire_json_check },
 	{ EMBKV_WIRE_OP_RECOVER, "RECOVER", "RECOVER_REPLY", false,
 	  embkv_wire_json_check, embkv_wire_json_check },
+	{ EMBKV_WIRE_OP_REPL_SNAP, "REPL_SNAP", "REPL_SNAP_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_blob_check },
+	{ EMBKV_WIRE_OP_REPL_PULL, "REPL_PULL", "REPL_PULL_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_blob_check },
 };
 
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))

@@ -122,6 +122,10 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_MOVE_COMMIT = 0x4e,
 	EMBKV_WIRE_OP_MOVE_ABORT = 0x4f,
 	EMBKV_WIRE_OP_RECOVER = 0x50,
+	/* Serving replicas (server/repl.c, server/replica.c): a JSON
+	 * request, a blob reply (the rows). */
+	EMBKV_WIRE_OP_REPL_SNAP = 0x51,
+	EMBKV_WIRE_OP_REPL_PULL = 0x52,
 	EMBKV_WIRE_OP_REPLY = 0x80, /* bit */
 	EMBKV_WIRE_OP_ERROR = 0xff,
 };
@@ -835,6 +839,12 @@ enum embkv_wire_stat_id {
 	/* expected "not found" answers (TABLE_OPEN of an unknown name), not
 	 * in errors */
 	EMBKV_WIRE_STAT_MISSES = 43,
+	/* A table followed as a replica here (embkvd --replica-of; table
+	 * group, only there): updates behind the primary, ms since it was
+	 * last caught up (0 while it is), snapshots taken. */
+	EMBKV_WIRE_STAT_REPL_LAG_UPDATES = 44,
+	EMBKV_WIRE_STAT_REPL_LAG_MS = 45,
+	EMBKV_WIRE_STAT_REPL_SNAPSHOTS = 46,
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

@@ -749,6 +749,22 @@ static struct batch_req *batch_setup(struct embkvd_conn *c, uint8_t op,
 		     ent->table->attr.name, ent->table->dim, m.dim);
 		goto put;
 	}
+	if (ent->replica) {
+		/* a replica's rows change only through its follower */
+		if (h->opcode == EMBKV_WIRE_OP_PUSH ||
+		    h->opcode == EMBKV_WIRE_OP_ASSIGN ||
+		    h->opcode == EMBKV_WIRE_OP_ACCUMULATE ||
+		    h->opcode == EMBKV_WIRE_OP_ERASE) {
+			embkvd_conn_error(c, h->request_id, EMBKV_EREADONLY,
+					  false, "table %s is a read-only "
+					  "replica on this server: %s goes to "
+					  "its primary", ent->table->attr.name,
+					  embkv_wire_op_name(h->opcode));
+			goto put;
+		}
+		if (h->opcode == EMBKV_WIRE_OP_PULL)
+			m.mode = EMBKV_PULL_INFER;   /* never inserts */
+	}
 	if (bop->reply == BATCH_REPLY_ROWS &&
 	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
 		fail(f, EMBKV_ELIMIT, "the reply to %u keys of dim %u would be "

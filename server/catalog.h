@@ -74,6 +74,8 @@ struct embkv_catalog_entry {
 	 * server's map places it. Freed with the entry. */
 	struct embkvd_map *map;
 	struct embkv_catalog_hooks hooks; /* the catalog's, at build */
+	/* A read-only replica (server/replica.c): set before publish. */
+	bool replica;
 	struct rcu_head rcu;
 };
 

@@ -45,6 +45,7 @@
 
 #define EMBKVD_MAX_IO_THREADS 64u
 #define EMBKVD_HOST_MAX 200u        /* bytes of a listen host name */
+#define EMBKVD_REPL_LOG_ROWS_DEFAULT (1u << 16) /* --repl-log-rows */
 
 /* Settings, from the command line. */
 struct embkvd_attr {
@@ -87,6 +88,12 @@ struct embkvd_attr {
 	bool metrics;                   /* serve /metrics over HTTP */
 	char metrics_host[EMBKVD_HOST_MAX + 1];
 	uint16_t metrics_port;          /* 0: the kernel picks one */
+	/* Serving replicas (server/repl.c, server/replica.c). */
+	uint64_t repl_log_rows;         /* feed ring entries per partition;
+					 * 0: the default */
+	const char *const *replica_of;  /* tables followed (nreplica_of) */
+	uint32_t nreplica_of;
+	const char *primary_servers;    /* the primary: URL,URL,... */
 };
 
 /* Defaults: TCP on 127.0.0.1:7070, no RDMA, 1 owner and 1 I/O thread, no limit, 1024
@@ -109,6 +116,7 @@ struct embkvd_vconn;
 struct embkvd_metrics_http;
 struct embkvd_guard;
 struct embkvd_conf;
+struct embkvd_replica;
 
 struct embkvd {
 	struct embkvd_attr attr;        /* strings below are copies */
@@ -143,6 +151,7 @@ struct embkvd {
 	char *log_file;
 	struct embkvd_metrics_http *mhttp; /* NULL: no --metrics-listen */
 	uint16_t metrics_port;          /* bound port of /metrics */
+	struct embkvd_replica *replica; /* NULL: no --replica-of */
 };
 
 /* Binds, creates the default table and starts every thread; SIGINT and

@@ -17,6 +17,7 @@
  * Invariant: counter ids are net/wire.h's; a table's group has
  * TABLE_STATS pairs, the server's at most SERVER_STATS.
  */
+#include "server/replica.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,11 +125,19 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	}
 }
 
-static void table_stats(const struct embkv_catalog_entry *e,
+static void table_stats(struct embkvd *s, const struct embkv_catalog_entry *e,
 			struct stat_fill *f)
 {
 	const struct embkv_table_counters *ctr = &e->ctr;
 	struct embkv_table_stats st;
+	uint64_t lag_n, lag_ms, snaps;
+
+	if (e->replica &&
+	    embkvd_replica_lag(s->replica, e, &lag_n, &lag_ms, &snaps)) {
+		put(f, EMBKV_WIRE_STAT_REPL_LAG_UPDATES, lag_n);
+		put(f, EMBKV_WIRE_STAT_REPL_LAG_MS, lag_ms);
+		put(f, EMBKV_WIRE_STAT_REPL_SNAPSHOTS, snaps);
+	}
 
 	embkv_table_get_stats(e->table, &st);
 	put(f, EMBKV_WIRE_STAT_ROWS, st.rows);
@@ -192,7 +201,7 @@ void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		f.n = 0;
-		table_stats(e[i], &f);
+		table_stats(s, e[i], &f);
 		g[ng].table_id = e[i]->id;
 		g[ng].n = f.n;
 		g[ng++].stats = f.p;

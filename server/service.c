@@ -479,6 +479,8 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_MOVE_COMMIT] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_MOVE_ABORT] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_RECOVER] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_REPL_SNAP] = { .handle = svc_ckpt },
+	[EMBKV_WIRE_OP_REPL_PULL] = { .handle = svc_ckpt },
 };
 
 void embkvd_svc_frame(struct embkvd_conn *c, const struct embkv_wire_hdr *h,

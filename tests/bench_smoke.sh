@@ -115,5 +115,25 @@ if err=$("$bench" --mode latency --requests 3 2>&1); then
 elif ! printf '%s' "$err" | grep -q "bad value '3' for --requests"; then
 	echo "no clear error for --requests 3: $err"; status=1
 fi
+# Replica mode (issue 13 item 3): a small table, short pushes; the
+# figures are there, the replica drained and its rows equal the primary's.
+rp=$("$bench" --mode replica --rows 20000 --push-s 0.3 --json 2>/dev/null) ||
+	{ echo "replica mode failed: $rp"; status=1; }
+[ "$(printf '%s\n' "$rp" | wc -l)" -eq 1 ] || { echo "replica: not one line: $rp"; status=1; }
+for f in push_keys_per_s samples; do
+	n=$(printf '%s' "$rp" | grep -o "\"$f\": [0-9.]*" | awk '$2 > 0' | wc -l)
+	[ "$n" -eq 2 ] || { echo "replica field $f not positive twice in: $rp"; status=1; }
+done
+for f in lag_s_p50 lag_s_p99 lag_s_max lag_updates_p99 drain_s; do
+	n=$(printf '%s' "$rp" | grep -o "\"$f\": [0-9.]*" | wc -l)
+	[ "$n" -eq 2 ] || { echo "replica field $f missing in: $rp"; status=1; }
+done
+printf '%s' "$rp" | grep -q '"rows_equal": true' ||
+	{ echo "replica rows differ: $rp"; status=1; }
+if err=$("$bench" --mode replica --rows 5 2>&1); then
+	echo "replica --rows 5 was accepted"; status=1
+elif ! printf '%s' "$err" | grep -q "bad value '5' for --rows"; then
+	echo "no clear error for replica --rows 5: $err"; status=1
+fi
 [ $status -eq 0 ] && echo "embkv-bench smoke: ok"
 exit $status

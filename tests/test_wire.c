@@ -25,7 +25,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 73u /* 36 requests, 36 replies, ERROR */
+#define N_KNOWN_OPS 77u /* 38 requests, 38 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -486,14 +486,15 @@ static int build_samples(void **state)
 	}
 	/* the move opcodes: JSON, or blobs (MOVE_READ's reply, MOVE_WRITE) */
 	for (unsigned int op = EMBKV_WIRE_OP_MOVE_PREPARE;
-	     op <= EMBKV_WIRE_OP_RECOVER; op++) {
+	     op <= EMBKV_WIRE_OP_REPL_PULL; op++) {
 		static const char js[] = "{\"uid\": \"00000000000000ff\", "
 					 "\"part\": 3, \"n\": 5}";
 		static const uint8_t rawb[5] = { 1, 2, 0, 4, 5 };
 
 		for (int reply = 0; reply < 2; reply++) {
 			bool blob = (op == EMBKV_WIRE_OP_MOVE_READ && reply) ||
-				    (op == EMBKV_WIRE_OP_MOVE_WRITE && !reply);
+				    (op == EMBKV_WIRE_OP_MOVE_WRITE && !reply) ||
+				    (op >= EMBKV_WIRE_OP_REPL_SNAP && reply);
 			size_t jl = sizeof(js) - 1;
 
 			len = blob ? 4 + jl + sizeof(rawb) : jl;

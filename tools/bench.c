@@ -25,6 +25,7 @@
 #include "tools/bench_move.h"
 #include "tools/bench_latency.h"
 #include "tools/bench_multi.h"
+#include "tools/bench_replica.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
@@ -323,6 +324,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode move [options]  (partition moves; see --mode move --help)\n"
 		"       embkv-bench --mode latency [options]  (infer pulls vs Redis, memcached; see --mode latency --help)\n"
 		"       embkv-bench --mode multi [options] (many tables per step; see --mode multi --help)\n"
+		"       embkv-bench --mode replica [options]  (a replica's lag; see --mode replica --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -495,6 +497,10 @@ int main(int argc, char **argv)
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
 		     strcmp(argv[i + 1], "move") == 0))
 			return bench_move_main(argc, argv);
+		if (strcmp(argv[i], "--mode=replica") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "replica") == 0))
+			return bench_replica_main(argc, argv);
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));

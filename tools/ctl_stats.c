@@ -173,6 +173,9 @@ static const struct col table_cols[] = {
 	{ "PULLS", "pulls", FMT_NUM },
 	{ "PUSHES", "pushes", FMT_NUM },
 	{ "GRADS_DROPPED", "grads_dropped", FMT_NUM },
+	/* replicas (embkvd --replica-of) */
+	{ "REPL_LAG", "repl_lag_updates", FMT_NUM },
+	{ "REPL_LAG_S", "repl_lag_ms", FMT_MS },
 };
 
 #define LATENCY_NOTE \

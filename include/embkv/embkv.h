@@ -58,7 +58,10 @@ enum embkv_status {
 	EMBKV_ETOKENREQUIRED = EMBKV_ERR_BASE - 19,
 	/* The client sent a token (HELLO/AUTH) to a server without one. */
 	EMBKV_ETOKENUNEXPECTED = EMBKV_ERR_BASE - 20,
-	EMBKV_ERR_LAST = EMBKV_ETOKENUNEXPECTED,
+	/* The table here is a read-only replica (embkvd --replica-of):
+	 * pushes, assigns and erases go to its primary. */
+	EMBKV_EREADONLY = EMBKV_ERR_BASE - 21,
+	EMBKV_ERR_LAST = EMBKV_EREADONLY,
 };
 
 /*

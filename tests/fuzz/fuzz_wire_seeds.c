@@ -133,7 +133,9 @@ static long body_for(unsigned int op, uint8_t *b, size_t cap)
 	if (req >= EMBKV_WIRE_OP_CKPT_PART || req == EMBKV_WIRE_OP_CONFIG) {
 		/* JSON, or a blob */
 		bool blob = (req == EMBKV_WIRE_OP_MOVE_READ && reply) ||
-			    (req == EMBKV_WIRE_OP_MOVE_WRITE && !reply);
+			    (req == EMBKV_WIRE_OP_MOVE_WRITE && !reply) ||
+			    (req == EMBKV_WIRE_OP_REPL_SNAP && reply) ||
+			    (req == EMBKV_WIRE_OP_REPL_PULL && reply);
 		size_t jl = sizeof(json) - 1;
 
 		if (!blob) {
