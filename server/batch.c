@@ -751,18 +751,15 @@ static struct batch_req *batch_setup(struct embkvd_conn *c, uint8_t op,
 	}
 	if (ent->replica) {
 		/* a replica's rows change only through its follower */
-		if (h->opcode == EMBKV_WIRE_OP_PUSH ||
-		    h->opcode == EMBKV_WIRE_OP_ASSIGN ||
-		    h->opcode == EMBKV_WIRE_OP_ACCUMULATE ||
-		    h->opcode == EMBKV_WIRE_OP_ERASE) {
-			embkvd_conn_error(c, h->request_id, EMBKV_EREADONLY,
-					  false, "table %s is a read-only "
-					  "replica on this server: %s goes to "
-					  "its primary", ent->table->attr.name,
-					  embkv_wire_op_name(h->opcode));
+		if (op == EMBKV_WIRE_OP_PUSH || op == EMBKV_WIRE_OP_ASSIGN ||
+		    op == EMBKV_WIRE_OP_ACCUMULATE ||
+		    op == EMBKV_WIRE_OP_ERASE) {
+			fail(f, EMBKV_EREADONLY, "table %s is a read-only "
+			     "replica on this server: %s goes to its primary",
+			     ent->table->attr.name, embkv_wire_op_name(op));
 			goto put;
 		}
-		if (h->opcode == EMBKV_WIRE_OP_PULL)
+		if (op == EMBKV_WIRE_OP_PULL)
 			m.mode = EMBKV_PULL_INFER;   /* never inserts */
 	}
 	if (bop->reply == BATCH_REPLY_ROWS &&

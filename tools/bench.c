@@ -468,39 +468,27 @@ int main(int argc, char **argv)
 	if (embkv_tool_version(argc, argv, "embkv-bench"))
 		return 0;
 
+	/* the other modes have their own main and options */
+	static const struct {
+		const char *name;
+		int (*main)(int argc, char **argv);
+	} modes[] = {
+		{ "net", bench_net_main },         { "rdma-count", bench_rdma_main },
+		{ "ckpt", bench_ckpt_main },       { "move", bench_move_main },
+		{ "latency", bench_latency_main }, { "multi", bench_multi_main },
+		{ "replica", bench_replica_main },
+	};
 	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=net") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "net") == 0))
-			return bench_net_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=rdma-count") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "rdma-count") == 0))
-			return bench_rdma_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=latency") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "latency") == 0))
-			return bench_latency_main(argc, argv);
-		if (strcmp(argv[i], "--mode=multi") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "multi") == 0))
-			return bench_multi_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=ckpt") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "ckpt") == 0))
-			return bench_ckpt_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=move") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "move") == 0))
-			return bench_move_main(argc, argv);
-		if (strcmp(argv[i], "--mode=replica") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "replica") == 0))
-			return bench_replica_main(argc, argv);
+		for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+			const char *v = NULL;
+
+			if (strncmp(argv[i], "--mode=", 7) == 0)
+				v = argv[i] + 7;
+			else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc)
+				v = argv[i + 1];
+			if (v && strcmp(v, modes[k].name) == 0)
+				return modes[k].main(argc, argv);
+		}
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));
