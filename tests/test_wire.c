@@ -249,7 +249,7 @@ static int build_samples(void **state)
 	struct embkv_wire_pull_req pr = { 3, UID, DIM, N_KEYS,
 					  EMBKV_WIRE_PULL_INFER, sample_keys };
 	struct embkv_wire_pull_reply prep = { N_KEYS, DIM, sample_found,
-					      sample_vals };
+					      sample_vals, EMBKV_DTYPE_F32 };
 	struct embkv_wire_rows_req rr = { 3, UID, DIM, N_KEYS, sample_keys,
 					  sample_vals };
 	struct embkv_wire_erase_req er = { 3, UID, N_KEYS, sample_keys };
@@ -1164,7 +1164,7 @@ static void test_pull_round_trip(void **state)
 					 EMBKV_WIRE_PULL_TRAIN, sample_keys };
 	struct embkv_wire_pull_req d;
 	struct embkv_wire_pull_reply rm = { N_KEYS, DIM, sample_found,
-					    sample_vals };
+					    sample_vals, EMBKV_DTYPE_F32 };
 	struct embkv_wire_pull_reply rd;
 	uint64_t *keys;
 	uint8_t *found;
@@ -2651,7 +2651,10 @@ static int fz_pull_reply(const uint8_t *b, size_t len)
 		return rc;
 	for (i = 0; i < m.n; i++)
 		assert_true(m.found[i] <= 1);
-	assert_true((const uint8_t *)(m.vals + (size_t)m.n * m.dim) == b + len);
+	assert_true((const uint8_t *)m.vals +
+			    (size_t)m.n * m.dim *
+				    embkv_dtype_size((enum embkv_dtype)m.dtype) ==
+		    b + len);
 	return 0;
 }
 
