@@ -21,6 +21,7 @@
 #include <time.h>
 #include <xxhash.h>
 #include "server/store.h"
+#include "tools/bench_bpr.h"
 #include "tools/bench_ckpt.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
@@ -317,6 +318,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode net [options]   (see --mode net --help)\n"
 		"       embkv-bench --mode rdma-count --servers rdma://H:P,... (counts; see --help)\n"
 		"       embkv-bench --mode ckpt [options]  (checkpoints; see --mode ckpt --help)\n"
+		"       embkv-bench --mode bytes-per-row [--dims 64,128] [--json]  (memory per row)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -475,6 +477,11 @@ int main(int argc, char **argv)
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
 		     strcmp(argv[i + 1], "ckpt") == 0))
 			return bench_ckpt_main(argc, argv);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--mode=bytes-per-row") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "bytes-per-row") == 0))
+			return bench_bpr_main(argc, argv);
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));

@@ -10,7 +10,9 @@
  * Also: push with stochastic rounding gives the same rows on two tables
  * of the same seed; infer-mode defaults come as the caller's type; a
  * table's attributes (dtype, rounding, bf16 state) survive the wire.
- * (One-sided pulls of 16-bit rows: tests/rdma/.)
+ * Wire bytes: a pull of a dim-64 bf16 table moves at most 1.25 x the
+ * stored row (128 bytes) per row over TCP, counted by the servers'
+ * bytes_in/bytes_out. (One-sided pulls of 16-bit rows: tests/rdma/.)
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,12 +326,65 @@ static void test_push_stochastic(void **state)
 	embkv_table_close(m);
 }
 
+static void sum_bytes(void *ctx, uint32_t server, const char *table,
+		      const char *name, uint64_t value)
+{
+	uint64_t *sum = ctx;
+
+	(void)server;
+	if (!table && (!strcmp(name, "bytes_in") || !strcmp(name, "bytes_out")))
+		*sum += value;
+}
+
+/* TCP bytes per pulled row of a dim-64 bf16 table (the servers' byte
+ * counters around one 8192-key pull, less what the STATS request itself
+ * moved, measured the same way with no pull between). */
+static void test_wire_bytes(void **state)
+{
+	struct state *s = *state;
+	struct embkv_table_attr a;
+	struct embkv_table_handle *t;
+	enum { K = 8192, D = 64 };
+	uint64_t *keys = malloc(K * 8), b0 = 0, b1 = 0, b2 = 0;
+	float *out = malloc((size_t)K * D * sizeof(float));
+	double per_row, stats_cost;
+
+	assert_true(keys && out);
+	embkv_table_attr_init(&a);
+	snprintf(a.name, sizeof(a.name), "wire16");
+	a.dim = D;
+	a.dtype = EMBKV_DTYPE_BF16;
+	a.partitions = PARTS;
+	a.capacity = 100000;
+	assert_int_equal(embkv_table_create_remote(s->c, &a), 0);
+	assert_int_equal(embkv_table_open(s->c, "wire16", &t), 0);
+	for (uint32_t i = 0; i < K; i++)
+		keys[i] = 7 + 13 * (uint64_t)i;
+	assert_int_equal(embkv_pull(t, K, keys, out, NULL, EMBKV_MODE_TRAIN,
+				    NULL), 0);
+	assert_int_equal(embkv_stats(s->c, sum_bytes, &b0), 0);
+	assert_int_equal(embkv_stats(s->c, sum_bytes, &b1), 0);
+	stats_cost = (double)(b1 - b0);
+	assert_int_equal(embkv_pull(t, K, keys, out, NULL, EMBKV_MODE_INFER,
+				    NULL), 0);
+	assert_int_equal(embkv_stats(s->c, sum_bytes, &b2), 0);
+	per_row = ((double)(b2 - b1) - stats_cost) / K;
+	print_message("tcp bytes per pulled bf16 dim-64 row: %.2f (stored "
+		      "row 128, %.3fx)\n", per_row, per_row / 128);
+	assert_true(per_row > 128);
+	assert_true(per_row <= 1.25 * 128);
+	embkv_table_close(t);
+	free(keys);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trips_f16),
 		cmocka_unit_test(test_round_trips_bf16),
 		cmocka_unit_test(test_push_stochastic),
+		cmocka_unit_test(test_wire_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
