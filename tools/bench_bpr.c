@@ -145,17 +145,23 @@ static int bpr_measure(const struct bpr_case *c, uint32_t dim, uint64_t rows,
 }
 
 /* Bytes of one 4096-key PULL exchange per row (both frames with their
- * headers), and of one cached one-sided READ per row. */
+ * headers), of one 4096-key PUSH (fp32 gradients, its count reply), and
+ * of one cached one-sided READ per row. */
 static void wire_per_row(uint32_t dim, enum embkv_dtype dt, double *tcp,
-			 double *onesided)
+			 double *push, double *onesided)
 {
 	struct embkv_wire_pull_req m = { .table_id = 1, .uid = 1, .dim = dim,
 					 .n = BPR_PULL_KEYS };
-	size_t req = 0, rep = 0;
+	struct embkv_wire_rows_req r = { .table_id = 1, .uid = 1, .dim = dim,
+					 .n = BPR_PULL_KEYS };
+	size_t req = 0, rep = 0, preq = 0;
 
 	embkv_wire_pull_req_size(&m, &req);
 	embkv_wire_pull_reply_size_dt(BPR_PULL_KEYS, dim, dt, &rep);
+	embkv_wire_rows_req_size(&r, &preq);
 	*tcp = (double)(2 * EMBKV_WIRE_HDR_SIZE + req + rep) / BPR_PULL_KEYS;
+	*push = (double)(2 * EMBKV_WIRE_HDR_SIZE + preq +
+			 EMBKV_WIRE_COUNT_REPLY_SIZE) / BPR_PULL_KEYS;
 	*onesided = (double)(EMBKV_RECORD_HDR_BYTES +
 			     (size_t)dim * embkv_dtype_size(dt));
 }
@@ -252,7 +258,7 @@ int bench_bpr_main(int argc, char **argv)
 		for (size_t i = 0; i < BPR_NCASES; i++) {
 			const struct bpr_case *c = &bpr_cases[i];
 			struct bpr_result r;
-			double tcp, os;
+			double tcp, push, os;
 			size_t stored = (size_t)dims[d] *
 					embkv_dtype_size(c->dtype);
 			int rc = bpr_measure(c, dims[d], rows, &r);
@@ -264,7 +270,7 @@ int bench_bpr_main(int argc, char **argv)
 					embkv_strerror(rc));
 				return 1;
 			}
-			wire_per_row(dims[d], c->dtype, &tcp, &os);
+			wire_per_row(dims[d], c->dtype, &tcp, &push, &os);
 			if (json) {
 				printf("%s\n  {\"dtype\": \"%s\", \"optimizer\": "
 				       "\"%s\", \"state_dtype\": \"%s\", "
@@ -276,6 +282,7 @@ int bench_bpr_main(int argc, char **argv)
 				       "\"state_bytes_per_row\": %zu, "
 				       "\"bytes_per_param\": %.3f, "
 				       "\"tcp_pull_bytes_per_row\": %.2f, "
+				       "\"tcp_push_bytes_per_row\": %.2f, "
 				       "\"onesided_read_bytes_per_row\": %.0f}",
 				       first ? "" : ",",
 				       embkv_dtype_name(c->dtype),
@@ -284,7 +291,8 @@ int bench_bpr_main(int argc, char **argv)
 				       dims[d], (unsigned long long)r.rows,
 				       r.bytes_per_row, r.rss_bytes_per_row,
 				       stored, r.stride, r.state_bytes,
-				       r.bytes_per_row / dims[d], tcp, os);
+				       r.bytes_per_row / dims[d], tcp, push,
+				       os);
 				first = 0;
 			} else {
 				printf("%-5s %-16s %-5s %4u %9.1f %9.1f %7.3f "
