@@ -369,7 +369,8 @@ enum embkv_mode {
 
 /*
  * Pulls n rows into out (n x dim floats, row i for keys[i]). Duplicate
- * keys are fetched once. found (may be NULL) gets 1 for a stored key, 0
+ * keys are fetched once. Rows of an fp16 or bf16 table travel as stored
+ * and are widened to float here (exactly; embkv_pull_raw skips that). found (may be NULL) gets 1 for a stored key, 0
  * otherwise. In infer mode a missing key reads as dflt (dim floats; NULL:
  * zeros). Keys go to their servers in parallel.
  *
@@ -401,7 +402,9 @@ int embkv_push(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 	       const float *grads, uint32_t *applied);
 
 /* Stores values (n x dim) as the rows of keys (last one wins for a
- * duplicate key), bypassing admission. */
+ * duplicate key), bypassing admission. An fp16 or bf16 table stores each
+ * value rounded to nearest (ties to even), so a pull gives it back rounded
+ * once. */
 int embkv_assign(struct embkv_table_handle *t, uint32_t n,
 		 const uint64_t *keys, const float *values);
 
