@@ -755,7 +755,8 @@ uint32_t embkv_share_rows_fit(const struct embkv_share *op, size_t max_req,
 				o->d->req_max_rows(max_req, o->dim));
 
 	if (o->d->reply_max_rows)
-		cap = min_rows(cap, o->d->reply_max_rows(max_rep, o->dim));
+		cap = min_rows(cap, o->d->reply_max_rows(max_rep, o->dim,
+							 o->dtype));
 	return cap;
 }
 
@@ -768,7 +769,8 @@ int embkv_share_section_size(const struct embkv_share *op, uint32_t n,
 	if (rc)
 		return rc;
 	if (o->a->op == EMBKV_BATCH_PULL)
-		return embkv_wire_pull_reply_size(n, o->dim, rep_len);
+		return embkv_wire_pull_reply_size_dt(n, o->dim, o->dtype,
+						     rep_len);
 	*rep_len = EMBKV_WIRE_COUNT_REPLY_SIZE;
 	return 0;
 }

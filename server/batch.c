@@ -1044,7 +1044,8 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		x->r = batch_setup(c, inner, h->request_id, sec.epoch,
 				   sec.body, sec.len, t0_ns, &x->f);
 		if (x->r && inner == EMBKV_WIRE_OP_PULL &&
-		    embkv_wire_pull_reply_size(x->r->n, x->r->dim, &len))
+		    embkv_wire_pull_reply_size_dt(x->r->n, x->r->dim,
+						  x->r->t->attr.dtype, &len))
 			len = 0; /* checked by batch_setup: cannot fail */
 		if (x->r && req_scratch(x->r)) {
 			fail(&x->f, -ENOMEM, "no memory for a %u-key batch",
@@ -1095,16 +1096,17 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			.epoch = epoch,
 		};
 		uint8_t *sb;
-		float *vals;
+		void *vals;
 		int64_t k = embkv_wire_multi_sec_prepare(&rs, rb + at,
 							 reply_len - at, &sb);
 
 		if (!x->r)
 			memcpy(sb, x->f.msg, x->len);
 		else if (inner == EMBKV_WIRE_OP_PULL &&
-			 !embkv_wire_pull_reply_prepare(x->r->n, x->r->dim, sb,
-							x->len, &x->r->found,
-							&vals))
+			 !embkv_wire_pull_reply_prepare_dt(x->r->n, x->r->dim,
+							   x->r->t->attr.dtype,
+							   sb, x->len,
+							   &x->r->found, &vals))
 			x->r->out = vals;
 		else
 			x->r->counts = sb;

@@ -898,7 +898,7 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 }
 
 uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found)
+			  const uint64_t *keys, void *out, uint8_t *found)
 {
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t nfound = 0;
@@ -912,7 +912,7 @@ uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
 			found[i] = row != NO_ROW;
 			if (row == NO_ROW)
 				continue;
-			memcpy(out + (size_t)i * t->dim,
+			memcpy((uint8_t *)out + (size_t)i * t->payload_bytes,
 			       embkv_part_record(pr[j].p, row)->payload,
 			       t->payload_bytes);
 			nfound++;

@@ -322,12 +322,13 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, void *out, uint8_t *found,
 			  enum embkv_pull_mode mode, const void *dflt);
 
-/* Owner: the stored rows of keys into out (n x dim), found[i] = 1 when
+/* Owner: the stored rows of keys into out (n rows of payload_bytes: dim
+ * elements of the table's dtype, as stored), found[i] = 1 when
  * stored (else out untouched, 0); counts nothing and touches no LFU
  * count, so that replication reads (server/repl.c) leave eviction and
  * the table's statistics as they were. Returns the number found. */
 uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found);
+			  const uint64_t *keys, void *out, uint8_t *found);
 
 /*
  * Owner: applies grads (n x dim) with the table's optimizer. A gradient for
