@@ -1045,11 +1045,12 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 				   sec.body, sec.len, t0_ns, &x->f);
 		if (x->r && inner == EMBKV_WIRE_OP_PULL &&
 		    embkv_wire_pull_reply_size_dt(x->r->n, x->r->dim,
-						  x->r->t->attr.dtype, &len))
-			len = 0; /* checked by batch_setup: cannot fail */
-		if (x->r && req_scratch(x->r)) {
-			fail(&x->f, -ENOMEM, "no memory for a %u-key batch",
-			     x->r->n);
+						  x->r->t->attr.dtype, &len)) {
+			/* batch_setup checked it; refuse the section rather
+			 * than lay out a reply it would not fit */
+			fail(&x->f, EMBKV_ELIMIT, "the reply to %u keys of "
+			     "dim %u would be over the frame limit", x->r->n,
+			     x->r->dim);
 			req_free(x->r);
 			x->r = NULL;
 		}
@@ -1071,6 +1072,15 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 				  "the frame limit", m.count);
 		goto refuse;
 	}
+	/* the by-owner scratch only once the whole reply is known to fit
+	 * (each is about its section's body, never more) */
+	for (i = 0; i < m.count; i++)
+		if (ss[i].r && req_scratch(ss[i].r)) {
+			embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+					  "no memory for a %u-key batch",
+					  ss[i].r->n);
+			goto refuse;
+		}
 	rh.body_len = (uint32_t)reply_len;
 	p = calloc(1, sizeof(*p));
 	if (p)
@@ -1100,13 +1110,23 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		int64_t k = embkv_wire_multi_sec_prepare(&rs, rb + at,
 							 reply_len - at, &sb);
 
+		if (k < 0 ||
+		    (x->r && inner == EMBKV_WIRE_OP_PULL &&
+		     embkv_wire_pull_reply_prepare_dt(x->r->n, x->r->dim,
+						      x->r->t->attr.dtype, sb,
+						      x->len, &x->r->found,
+						      &vals))) {
+			/* sized above: cannot happen; never run a section
+			 * into a reply laid out for something else */
+			embkvd_conn_error(c, h->request_id, EMBKV_EPROTO,
+					  false, "internal error: the reply "
+					  "to section %u does not fit its "
+					  "layout", i);
+			goto refuse;
+		}
 		if (!x->r)
 			memcpy(sb, x->f.msg, x->len);
-		else if (inner == EMBKV_WIRE_OP_PULL &&
-			 !embkv_wire_pull_reply_prepare_dt(x->r->n, x->r->dim,
-							   x->r->t->attr.dtype,
-							   sb, x->len,
-							   &x->r->found, &vals))
+		else if (inner == EMBKV_WIRE_OP_PULL)
 			x->r->out = vals;
 		else
 			x->r->counts = sb;
