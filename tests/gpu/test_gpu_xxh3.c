@@ -12,7 +12,13 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#ifdef __cplusplus
+extern "C" { /* cmocka.h has no C++ guard (nvcc compiles as C++) */
+#endif
 #include <cmocka.h>
+#ifdef __cplusplus
+}
+#endif
 #include <xxhash.h>
 
 #include "gpu/xxh3_hd.h"
