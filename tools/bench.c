@@ -22,6 +22,7 @@
 #include <xxhash.h>
 #include "server/store.h"
 #include "tools/bench_ckpt.h"
+#include "tools/bench_gpu.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
@@ -317,6 +318,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode net [options]   (see --mode net --help)\n"
 		"       embkv-bench --mode rdma-count --servers rdma://H:P,... (counts; see --help)\n"
 		"       embkv-bench --mode ckpt [options]  (checkpoints; see --mode ckpt --help)\n"
+		"       embkv-bench --mode gpu --servers ADDR (device pull/push; see --mode gpu --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -470,6 +472,11 @@ int main(int argc, char **argv)
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
 		     strcmp(argv[i + 1], "rdma-count") == 0))
 			return bench_rdma_main(argc, argv);
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--mode=gpu") == 0 ||
+		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
+		     strcmp(argv[i + 1], "gpu") == 0))
+			return bench_gpu_main(argc, argv);
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--mode=ckpt") == 0 ||
 		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
