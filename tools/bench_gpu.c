@@ -92,11 +92,16 @@ static int parse(int argc, char **argv, struct g_opts *o)
 	return 0;
 }
 
+/* The table libembkv loaded: $EMBKV_GPU_LIB's (the same object when
+ * libembkv took it from there), else the one loaded by its soname. */
 static const struct embkv_gpu_ops *plugin_ops(void)
 {
-	void *h = dlopen("libembkv_gpu.so", RTLD_NOW | RTLD_NOLOAD);
+	const char *env = getenv("EMBKV_GPU_LIB");
+	void *h = env && *env ? dlopen(env, RTLD_NOW | RTLD_NOLOAD) : NULL;
 	embkv_gpu_plugin_fn fn;
 
+	if (!h)
+		h = dlopen("libembkv_gpu.so", RTLD_NOW | RTLD_NOLOAD);
 	if (!h)
 		return NULL;
 	fn = (embkv_gpu_plugin_fn)(uintptr_t)dlsym(h, "embkv_gpu_plugin_ops");
