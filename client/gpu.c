@@ -15,8 +15,8 @@
  * CUDA built in (EMBKV_HAVE_CUDA 0) nothing is loaded and every call
  * says -EOPNOTSUPP, so the CPU library never needs libcuda or a GPU.
  *
- * Invariants: a staging workspace (pinned buffers) is used by one call at
- * a time, and is reused only after its `done` event, recorded after the
+ * Invariants: a staging workspace (pinned buffers, events of one device)
+ * is used by one call at a time, on the device it was made on, and is reused only after its `done` event, recorded after the
  * last copy that reads it, has completed; every chunk buffer is rewritten
  * by the host only after its own event says its previous copy is done.
  */
@@ -182,6 +182,7 @@ void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
  * found flags, the default row; kept in a free list between calls. */
 struct ws {
 	struct ws *next;
+	int dev;                /* the CUDA device its events belong to */
 	uint64_t *h_keys;
 	size_t cap_keys;
 	float *h_rows[2];
@@ -216,23 +217,29 @@ static void ws_bufs_free(struct ws *w)
 
 static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
 {
-	struct ws *w;
+	struct ws *w, **pp;
 	size_t chunk = GPU_CHUNK_BYTES / ((size_t)dim * sizeof(float));
-	int rc = 0;
+	int rc = 0, dev = 0;
 
 	if (chunk < 1)
 		chunk = 1;
 	if (chunk > n)
 		chunk = n;
+	rc = ops->device_get(&dev);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&ws_lock);
-	w = ws_free;
+	for (pp = &ws_free; *pp && (*pp)->dev != dev; pp = &(*pp)->next)
+		;
+	w = *pp;
 	if (w)
-		ws_free = w->next;
+		*pp = w->next;
 	pthread_mutex_unlock(&ws_lock);
 	if (!w) {
 		w = calloc(1, sizeof(*w));
 		if (!w)
 			return -ENOMEM;
+		w->dev = dev;
 		if ((rc = ops->event_create(&w->ev[0])) ||
 		    (rc = ops->event_create(&w->ev[1])) ||
 		    (rc = ops->event_create(&w->done))) {
@@ -460,6 +467,7 @@ put:
 
 /* Async forms: the synchronous call on the client's async workers. */
 struct embkv_gpu_op {
+	int dev;                /* the caller's CUDA device */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int done, status, push;
@@ -477,11 +485,15 @@ struct embkv_gpu_op {
 static void op_run(void *arg)
 {
 	struct embkv_gpu_op *op = arg;
-	int st = op->push
-		? embkv_push_device(op->t, op->n, op->keys, op->grads,
-				    &op->applied, op->stream)
-		: embkv_pull_device(op->t, op->n, op->keys, op->out, op->found,
-				    op->mode, op->dflt, op->stream);
+	int st = ops->device_set(op->dev);
+
+	if (!st)
+		st = op->push
+			? embkv_push_device(op->t, op->n, op->keys, op->grads,
+					    &op->applied, op->stream)
+			: embkv_pull_device(op->t, op->n, op->keys, op->out,
+					    op->found, op->mode, op->dflt,
+					    op->stream);
 
 	pthread_mutex_lock(&op->lock);
 	op->status = st;
@@ -507,6 +519,11 @@ static int op_start(struct embkv_gpu_op *tmpl, struct embkv_gpu_op **out)
 	if (!op)
 		return -ENOMEM;
 	*op = *tmpl;
+	rc = ops->device_get(&op->dev);
+	if (rc) {
+		free(op);
+		return rc;
+	}
 	pthread_mutex_init(&op->lock, NULL);
 	pthread_cond_init(&op->cond, NULL);
 	rc = embkv_async_job(op->t->c, op_run, op);

@@ -91,7 +91,7 @@ struct embkv_gpu_ops {
 	int (*event_wait)(void *ev);                   /* waits (host) */
 	int (*stream_wait)(void *stream);              /* waits (host) */
 
-	/* Dedup of n >= 1 device keys; waits for the stream (it needs nu on
+	/* Dedup of n device keys (1 to INT32_MAX, else -EINVAL); waits for the stream (it needs nu on
 	 * the host) and copies ukeys to h_ukeys (pinned, n entries) when
 	 * that is not NULL. Free with dedup_free. */
 	int (*dedup)(const uint64_t *d_keys, uint32_t n,
@@ -124,6 +124,10 @@ struct embkv_gpu_ops {
 	 * aligned range, *offset = p - its start), for ibv_reg_dmabuf_mr;
 	 * the caller closes it. -EOPNOTSUPP without driver support. */
 	int (*dmabuf_fd)(void *p, size_t bytes, int *fd, uint64_t *offset);
+	/* The calling thread's current device (cudaGetDevice/SetDevice):
+	 * async ops run on a worker thread on the caller's device. */
+	int (*device_get)(int *dev);
+	int (*device_set)(int dev);
 };
 
 typedef const struct embkv_gpu_ops *(*embkv_gpu_plugin_fn)(void);

@@ -13,6 +13,7 @@
  * Errors keep the CUDA error's text per thread for last_error().
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -171,17 +172,13 @@ static int p_dedup(const uint64_t *d_keys, uint32_t n,
 		   struct embkv_gpu_dedup *dd, uint64_t *h_ukeys, void *stream)
 {
 	cudaStream_t s = (cudaStream_t)stream;
-	uint32_t *h_nu;
+	uint32_t nu = 0; /* pageable: the copy is waited for anyway */
 	int rc;
 
-	if (!n || !d_keys || !dd)
+	/* cub counts items in an int */
+	if (!n || n > INT32_MAX || !d_keys || !dd)
 		return -EINVAL;
-	rc = embkv_gpu_fail(cudaHostAlloc((void **)&h_nu, sizeof(*h_nu),
-					  cudaHostAllocDefault));
-	if (rc)
-		return rc;
-	rc = embkv_gpu_k_dedup(d_keys, n, dd, h_nu, s);
-	cudaFreeHost(h_nu);
+	rc = embkv_gpu_k_dedup(d_keys, n, dd, &nu, s);
 	if (rc || !h_ukeys)
 		return rc;
 	rc = embkv_gpu_fail(cudaMemcpyAsync(h_ukeys, dd->ukeys,
@@ -256,6 +253,16 @@ static int p_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 	return 0;
 }
 
+static int p_device_get(int *dev)
+{
+	return embkv_gpu_fail(cudaGetDevice(dev));
+}
+
+static int p_device_set(int dev)
+{
+	return embkv_gpu_fail(cudaSetDevice(dev));
+}
+
 static const struct embkv_gpu_ops ops = {
 	EMBKV_GPU_ABI,
 	p_last_error,
@@ -278,6 +285,8 @@ static const struct embkv_gpu_ops ops = {
 	p_coalesce,
 	p_check_scatter,
 	p_dmabuf_fd,
+	p_device_get,
+	p_device_set,
 };
 
 extern "C" __attribute__((visibility("default")))

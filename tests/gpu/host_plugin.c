@@ -110,7 +110,7 @@ static int h_dedup(const uint64_t *keys, uint32_t n, struct embkv_gpu_dedup *dd,
 	uint32_t r = 0;
 
 	(void)stream;
-	if (!n || !keys || !dd)
+	if (!n || n > INT32_MAX || !keys || !dd)
 		return -EINVAL;
 	memset(dd, 0, sizeof(*dd));
 	s = malloc((size_t)n * sizeof(*s));
@@ -291,6 +291,17 @@ static int h_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 	return -EOPNOTSUPP;
 }
 
+static int h_device_get(int *dev)
+{
+	*dev = 0;
+	return 0;
+}
+
+static int h_device_set(int dev)
+{
+	return dev == 0 ? 0 : -ENODEV;
+}
+
 static const struct embkv_gpu_ops ops = {
 	.abi = EMBKV_GPU_ABI,
 	.last_error = h_last_error,
@@ -313,6 +324,8 @@ static const struct embkv_gpu_ops ops = {
 	.coalesce = h_coalesce,
 	.check_scatter = h_check_scatter,
 	.dmabuf_fd = h_dmabuf_fd,
+	.device_get = h_device_get,
+	.device_set = h_device_set,
 };
 
 const struct embkv_gpu_ops *embkv_gpu_plugin_ops(void)

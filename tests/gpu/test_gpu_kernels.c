@@ -152,8 +152,15 @@ static void check_dedup(const uint64_t *keys, uint32_t n)
 static void test_dedup(void **state)
 {
 	uint32_t sizes[] = { 1, 2, 31, 4096, 200000 };
+	struct embkv_gpu_dedup dd;
+	uint64_t one = 1, *d_one = dev_copy(&one, sizeof(one));
 
 	(void)state;
+	/* no keys, or more than cub counts: refused before any work */
+	assert_int_equal(ops->dedup(d_one, 0, &dd, NULL, NULL), -EINVAL);
+	assert_int_equal(ops->dedup(d_one, 1u << 31, &dd, NULL, NULL), -EINVAL);
+	assert_int_equal(ops->dedup(NULL, 1, &dd, NULL, NULL), -EINVAL);
+	ops->dev_free(d_one, NULL);
 	for (unsigned s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		uint64_t *k = make_keys(sizes[s]);
 
