@@ -253,6 +253,42 @@ static void push_equal(struct env *e, uint32_t dim, uint32_t n,
 	embkv_table_close(b);
 }
 
+/* n = 0 is a no-op; missing arrays are refused; found may be NULL. */
+static void test_edges(void **state)
+{
+	struct env *e = *state;
+	struct embkv_table_handle *t = table(e, "edges", 8);
+	uint64_t keys[3] = { 5, 5, 9 };
+	uint64_t *d_keys = dev_copy(keys, sizeof(keys));
+	float *d_out = dev_copy(NULL, 3 * 8 * sizeof(float));
+	float want[24], got[24];
+	uint32_t applied = 99;
+
+	assert_int_equal(embkv_pull_device(t, 0, NULL, NULL, NULL,
+					   EMBKV_MODE_TRAIN, NULL, NULL), 0);
+	assert_int_equal(embkv_push_device(t, 0, NULL, NULL, &applied, NULL),
+			 0);
+	assert_int_equal(applied, 0);
+	assert_int_equal(embkv_pull_device(t, 3, NULL, d_out, NULL,
+					   EMBKV_MODE_TRAIN, NULL, NULL),
+			 -EINVAL);
+	assert_int_equal(embkv_pull_device(NULL, 3, d_keys, d_out, NULL,
+					   EMBKV_MODE_TRAIN, NULL, NULL),
+			 -EINVAL);
+	assert_int_equal(embkv_push_device(t, 3, d_keys, NULL, NULL, NULL),
+			 -EINVAL);
+	assert_int_equal(embkv_pull(t, 3, keys, want, NULL, EMBKV_MODE_TRAIN,
+				    NULL), 0);
+	assert_int_equal(embkv_pull_device(t, 3, d_keys, d_out, NULL,
+					   EMBKV_MODE_TRAIN, NULL, NULL), 0);
+	host_copy(got, d_out, sizeof(got));
+	assert_memory_equal(got, want, sizeof(got));
+	assert_memory_equal(got, got + 8, 8 * sizeof(float)); /* key 5 twice */
+	dev_free(d_keys);
+	dev_free(d_out);
+	embkv_table_close(t);
+}
+
 static void test_push(void **state)
 {
 	struct env *e = *state;
@@ -272,6 +308,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_pull, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_edges, setup, teardown),
 	};
 	struct embkv_gpu_info info;
 	int rc = embkv_gpu_probe(&info);
