@@ -24,11 +24,11 @@
  */
 #include <errno.h>
 #include <cuda_runtime.h>
-#include <cuda_fp16.h>
 #include <cub/cub.cuh>
 
 #include "gpu/gpu.h"
 #include "gpu/kernels.h"
+#include "gpu/logic_hd.h"
 #include "gpu/xxh3_hd.h"
 
 static __global__ void iota_kernel(uint32_t *p, uint32_t n)
@@ -177,33 +177,13 @@ int embkv_gpu_k_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 	return embkv_gpu_fail(cudaGetLastError());
 }
 
-/* chunk_end[r] = the number of chunks of runs 0..r (inclusive) */
+/* nchunks[r] = the chunks of run r (chunk_end is their inclusive scan) */
 static __global__ void chunks_kernel(const uint32_t *offsets, uint32_t nu,
 				     uint32_t *nchunks)
 {
 	for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < nu;
-	     r += gridDim.x * blockDim.x) {
-		uint32_t cnt = offsets[r + 1] - offsets[r];
-
-		nchunks[r] = (cnt + EMBKV_GPU_COALESCE_CHUNK - 1) /
-			     EMBKV_GPU_COALESCE_CHUNK;
-	}
-}
-
-static __device__ uint32_t run_of_chunk(const uint32_t *chunk_end, uint32_t nu,
-					uint32_t b)
-{
-	uint32_t lo = 0, hi = nu; /* first r with chunk_end[r] > b */
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (chunk_end[mid] > b)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
+	     r += gridDim.x * blockDim.x)
+		nchunks[r] = embkv_gpu_chunks_of(offsets[r + 1] - offsets[r]);
 }
 
 static __global__ void chunk_sum_kernel(const uint32_t *offsets,
@@ -215,11 +195,9 @@ static __global__ void chunk_sum_kernel(const uint32_t *offsets,
 	uint32_t total = chunk_end[nu - 1];
 
 	for (uint32_t b = blockIdx.x; b < total; b += gridDim.x) {
-		uint32_t r = run_of_chunk(chunk_end, nu, b);
-		uint32_t first = r ? chunk_end[r - 1] : 0;
-		uint32_t k = b - first, nch = chunk_end[r] - first;
-		uint32_t j0 = offsets[r] + k * EMBKV_GPU_COALESCE_CHUNK;
-		uint32_t j1 = min(j0 + EMBKV_GPU_COALESCE_CHUNK, offsets[r + 1]);
+		uint32_t r = embkv_gpu_run_of_chunk(chunk_end, nu, b), j0, j1;
+		uint32_t nch = embkv_gpu_chunk_range(offsets, chunk_end, r, b,
+						     &j0, &j1);
 		float *dst = nch == 1 ? ugrads + (uint64_t)r * dim
 				      : partial + (uint64_t)b * dim;
 
@@ -303,28 +281,6 @@ int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 	return embkv_gpu_fail(e);
 }
 
-static __device__ float elem_to_f32(const uint8_t *payload, uint32_t c,
-				    enum embkv_gpu_elem elem)
-{
-	if (elem == EMBKV_GPU_ELEM_F16) {
-		__half h;
-
-		memcpy(&h, payload + 2 * (size_t)c, 2);
-		return __half2float(h);
-	}
-	if (elem == EMBKV_GPU_ELEM_BF16) {
-		uint16_t b;
-		uint32_t u;
-		float f;
-
-		memcpy(&b, payload + 2 * (size_t)c, 2);
-		u = (uint32_t)b << 16;
-		memcpy(&f, &u, 4);
-		return f;
-	}
-	return ((const float *)payload)[c];
-}
-
 /* One warp per distinct key: lane 0 checks the record (XXH3 over the
  * payload, then key and version seeded with it), the warp copies the
  * payload to every occurrence. */
@@ -344,17 +300,7 @@ static __global__ void check_scatter_kernel(
 		unsigned v = 0;
 
 		if (lane == 0) {
-			uint64_t sum = embkv_xxh3_r64(rec);
-			uint64_t key = embkv_xxh3_r64(rec + 8);
-			uint64_t ver = embkv_xxh3_r64(rec + 16);
-
-			if (embkv_xxh3_record_sum(key, ver, rec + 24,
-						  payload_bytes) != sum)
-				v = EMBKV_GPU_REC_TORN;
-			else if (ver >> 63)
-				v = EMBKV_GPU_REC_DEAD;
-			else if (key != ukeys[r])
-				v = EMBKV_GPU_REC_OTHER_KEY;
+			v = embkv_gpu_rec_verdict(rec, ukeys[r], payload_bytes);
 			if (verdicts)
 				verdicts[r] = (uint8_t)v;
 			if (v)
@@ -368,7 +314,7 @@ static __global__ void check_scatter_kernel(
 
 			for (uint32_t c = lane; c < dim; c += 32)
 				out[(uint64_t)i * dim + c] =
-					elem_to_f32(rec + 24, c, elem);
+					embkv_gpu_elem_f32(rec + 24, c, elem);
 			if (lane == 0 && found)
 				found[i] = 1;
 		}

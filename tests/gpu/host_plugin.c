@@ -5,8 +5,9 @@
  * references with the kernels' exact contracts -- a stable sort dedup
  * (ascending distinct keys, inverse, perm in input order, offsets),
  * coalescing in the same chunks of EMBKV_GPU_COALESCE_CHUNK rows summed
- * in the same order, the scatter, and the record check with the same
- * device XXH3 text (gpu/xxh3_hd.h). Built as libembkv_gpu_host.so; the
+ * in the same order, the scatter, and the record check. The per-element
+ * logic is the kernels' own text (gpu/logic_hd.h: chunking, record
+ * verdict, element conversion; gpu/xxh3_hd.h). Built as libembkv_gpu_host.so; the
  * host variants of the GPU tests load it in place of the CUDA plugin, so
  * client/gpu.c's staging path (dedup, chunking, double buffering, push
  * a chunk ahead) and the tests' own assertions run in every build.
@@ -17,7 +18,7 @@
 #include <string.h>
 
 #include "gpu/gpu.h"
-#include "gpu/xxh3_hd.h"
+#include "gpu/logic_hd.h"
 
 static const char *h_last_error(void)
 {
@@ -181,64 +182,59 @@ static int h_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 	return 0;
 }
 
-/* The kernels' order: each chunk sequentially, then the chunks in order. */
+/* The kernels' steps: chunk counts and their inclusive scan, each chunk
+ * summed sequentially (chunk_sum_kernel), then a key's chunks in order
+ * (chunk_merge_kernel). */
 static int h_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 		      uint32_t dim, float *ugrads, void *stream)
 {
+	uint32_t *chunk_end = malloc((dd->nu ? dd->nu : 1) * sizeof(uint32_t));
+	float *partial;
+	uint32_t total = 0;
+
 	(void)stream;
+	if (!chunk_end)
+		return -ENOMEM;
 	for (uint32_t r = 0; r < dd->nu; r++) {
+		total += embkv_gpu_chunks_of(dd->offsets[r + 1] - dd->offsets[r]);
+		chunk_end[r] = total;
+	}
+	partial = malloc(((size_t)total ? total : 1) * dim * sizeof(float));
+	if (!partial) {
+		free(chunk_end);
+		return -ENOMEM;
+	}
+	for (uint32_t b = 0; b < total; b++) {
+		uint32_t r = embkv_gpu_run_of_chunk(chunk_end, dd->nu, b), j0, j1;
+		uint32_t nch = embkv_gpu_chunk_range(dd->offsets, chunk_end, r, b,
+						     &j0, &j1);
+		float *dst = nch == 1 ? ugrads + (size_t)r * dim
+				      : partial + (size_t)b * dim;
+
 		for (uint32_t c = 0; c < dim; c++) {
-			float total = 0;
-			uint32_t k = 0;
+			float acc = grads[(size_t)dd->perm[j0] * dim + c];
 
-			for (uint32_t j0 = dd->offsets[r]; j0 < dd->offsets[r + 1];
-			     j0 += EMBKV_GPU_COALESCE_CHUNK, k++) {
-				uint32_t j1 = j0 + EMBKV_GPU_COALESCE_CHUNK;
-				float acc;
-
-				if (j1 > dd->offsets[r + 1])
-					j1 = dd->offsets[r + 1];
-				acc = grads[(size_t)dd->perm[j0] * dim + c];
-				for (uint32_t j = j0 + 1; j < j1; j++)
-					acc += grads[(size_t)dd->perm[j] * dim + c];
-				total = k ? total + acc : acc;
-			}
-			ugrads[(size_t)r * dim + c] = total;
+			for (uint32_t j = j0 + 1; j < j1; j++)
+				acc += grads[(size_t)dd->perm[j] * dim + c];
+			dst[c] = acc;
 		}
 	}
+	for (uint32_t r = 0; r < dd->nu; r++) {
+		uint32_t first = r ? chunk_end[r - 1] : 0;
+
+		if (chunk_end[r] - first < 2)
+			continue;
+		for (uint32_t c = 0; c < dim; c++) {
+			float acc = partial[(size_t)first * dim + c];
+
+			for (uint32_t b = first + 1; b < chunk_end[r]; b++)
+				acc += partial[(size_t)b * dim + c];
+			ugrads[(size_t)r * dim + c] = acc;
+		}
+	}
+	free(partial);
+	free(chunk_end);
 	return 0;
-}
-
-static float elem_f32(const uint8_t *p, uint32_t c, enum embkv_gpu_elem elem)
-{
-	float f;
-
-	if (elem == EMBKV_GPU_ELEM_BF16) {
-		uint32_t u = (uint32_t)(p[2 * c] | (p[2 * c + 1] << 8)) << 16;
-
-		memcpy(&f, &u, 4);
-		return f;
-	}
-	if (elem == EMBKV_GPU_ELEM_F16) {
-		uint16_t h = (uint16_t)(p[2 * c] | (p[2 * c + 1] << 8));
-		uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31,
-			 m = h & 1023u, u;
-
-		if (e == 31)
-			u = s | 0x7f800000u | (m << 13);
-		else if (e)
-			u = s | ((e + 112) << 23) | (m << 13);
-		else if (!m)
-			u = s;
-		else {
-			f = (float)m / 16777216.0f; /* 2^-24 */
-			return s ? -f : f;
-		}
-		memcpy(&f, &u, 4);
-		return f;
-	}
-	memcpy(&f, p + 4 * (size_t)c, 4);
-	return f;
 }
 
 static int h_check_scatter(const struct embkv_gpu_dedup *dd,
@@ -252,17 +248,9 @@ static int h_check_scatter(const struct embkv_gpu_dedup *dd,
 	*nfailed = 0;
 	for (uint32_t r = 0; r < dd->nu; r++) {
 		const uint8_t *rec = (const uint8_t *)records + (size_t)r * stride;
-		uint64_t sum = embkv_xxh3_r64(rec), key = embkv_xxh3_r64(rec + 8);
-		uint64_t ver = embkv_xxh3_r64(rec + 16);
-		unsigned v = 0;
+		unsigned v = embkv_gpu_rec_verdict(rec, dd->ukeys[r],
+						   payload_bytes);
 
-		if (embkv_xxh3_record_sum(key, ver, rec + 24, payload_bytes) !=
-		    sum)
-			v = EMBKV_GPU_REC_TORN;
-		else if (ver >> 63)
-			v = EMBKV_GPU_REC_DEAD;
-		else if (key != dd->ukeys[r])
-			v = EMBKV_GPU_REC_OTHER_KEY;
 		if (verdicts)
 			verdicts[r] = (uint8_t)v;
 		if (v) {
@@ -274,7 +262,7 @@ static int h_check_scatter(const struct embkv_gpu_dedup *dd,
 
 			for (uint32_t c = 0; c < dim; c++)
 				out[(size_t)i * dim + c] =
-					elem_f32(rec + 24, c, elem);
+					embkv_gpu_elem_f32(rec + 24, c, elem);
 			if (found)
 				found[i] = 1;
 		}

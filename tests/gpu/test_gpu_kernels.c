@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "gpu/gpu.h"
+#include "tools/f16.h"
 
 static const struct embkv_gpu_ops *ops;
 
@@ -390,6 +391,88 @@ static void test_check_scatter(void **state)
 	free(failed);
 }
 
+/* 2-byte rows: fp16 and bf16 payloads (dim * 2 bytes, the checksum over
+ * those bytes) converted to fp32 rows. */
+static void test_check_scatter_2byte(void **state)
+{
+	const uint32_t n = 500, dim = 33;
+	const size_t pb = dim * 2, stride = (24 + pb + 4 + 7) & ~(size_t)7;
+	uint64_t *keys = make_keys(n);
+	uint64_t *d_keys = dev_copy(keys, n * sizeof(*keys));
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+
+	(void)state;
+	assert_int_equal(ops->dedup(d_keys, n, &dd, NULL, NULL), 0);
+	fetch_dd(&dd, &h);
+	for (int bf = 0; bf < 2; bf++) {
+		uint8_t *rec = calloc(dd.nu, stride), *d_rec;
+		float *out = malloc((size_t)n * dim * sizeof(float)), *d_out;
+		uint32_t *d_failed, *d_nfailed, nfailed;
+
+		for (uint32_t r = 0; r < dd.nu; r++) {
+			uint8_t *p = rec + (size_t)r * stride;
+			uint64_t kv[2] = { h.ukeys[r], r }, sum;
+
+			for (uint32_t c = 0; c < dim; c++) {
+				uint16_t v = (uint16_t)next64();
+
+				if (!bf && ((v >> 10) & 31) == 31)
+					v &= 0xbfff; /* no inf/NaN halves */
+				if (bf && ((v >> 7) & 255) == 255)
+					v &= 0xbfff;
+				memcpy(p + 24 + 2 * c, &v, 2);
+			}
+			sum = XXH3_64bits_withSeed(kv, 16,
+						   XXH3_64bits(p + 24, pb));
+			memcpy(p, &sum, 8);
+			memcpy(p + 8, kv, 16);
+		}
+		d_rec = dev_copy(rec, (size_t)dd.nu * stride);
+		d_out = dev_copy(NULL, (size_t)n * dim * sizeof(float));
+		d_failed = dev_copy(NULL, dd.nu * sizeof(uint32_t));
+		d_nfailed = dev_copy(NULL, sizeof(uint32_t));
+		assert_int_equal(ops->check_scatter(&dd, d_rec, stride, pb,
+						    bf ? EMBKV_GPU_ELEM_BF16
+						       : EMBKV_GPU_ELEM_F16,
+						    dim, d_out, NULL, d_failed,
+						    d_nfailed, NULL, NULL), 0);
+		host_copy(&nfailed, d_nfailed, sizeof(nfailed));
+		assert_int_equal(nfailed, 0);
+		host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+		for (uint32_t i = 0; i < n; i++) {
+			const uint8_t *p = rec + (size_t)h.inverse[i] * stride;
+
+			for (uint32_t c = 0; c < dim; c++) {
+				uint16_t v;
+				uint32_t u;
+				float want;
+
+				memcpy(&v, p + 24 + 2 * c, 2);
+				u = (uint32_t)v << 16;
+				if (bf)
+					memcpy(&want, &u, 4);
+				else
+					want = embkv_f16_to_f32(v);
+				assert_memory_equal(&out[(size_t)i * dim + c],
+						    &want, 4);
+			}
+		}
+		ops->dev_free(d_rec, NULL);
+		ops->dev_free(d_out, NULL);
+		ops->dev_free(d_failed, NULL);
+		ops->dev_free(d_nfailed, NULL);
+		assert_int_equal(ops->stream_wait(NULL), 0);
+		free(rec);
+		free(out);
+	}
+	free_hdd(&h);
+	ops->dedup_free(&dd, NULL);
+	ops->dev_free(d_keys, NULL);
+	assert_int_equal(ops->stream_wait(NULL), 0);
+	free(keys);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +480,7 @@ int main(void)
 		cmocka_unit_test(test_coalesce),
 		cmocka_unit_test(test_scatter),
 		cmocka_unit_test(test_check_scatter),
+		cmocka_unit_test(test_check_scatter_2byte),
 	};
 	struct embkv_gpu_dev_info di;
 

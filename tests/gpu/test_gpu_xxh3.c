@@ -5,13 +5,15 @@
  * then the record checksum against hashing/record.h's. Built by gcc in
  * every build, and by nvcc as CUDA host code in the CUDA flavour
  * (test_gpu_xxh3_nvcc), so the text the kernels compile is the one checked.
- * It needs no GPU.
+ * Also the kernels' other per-element logic (gpu/logic_hd.h): every half
+ * against tools/f16.h, bf16, and the record verdicts. It needs no GPU.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef __cplusplus
 extern "C" { /* cmocka.h has no C++ guard (nvcc compiles as C++) */
 #endif
@@ -21,7 +23,9 @@ extern "C" { /* cmocka.h has no C++ guard (nvcc compiles as C++) */
 #endif
 #include <xxhash.h>
 
+#include "gpu/logic_hd.h"
 #include "gpu/xxh3_hd.h"
+#include "tools/f16.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
 
@@ -113,12 +117,77 @@ static void test_record_sum(void **state)
 	}
 }
 
+/* Every one of the 65536 halves, and bf16 as the top of a float. */
+static void test_elements(void **state)
+{
+	uint8_t p[8];
+
+	(void)state;
+	for (uint32_t h = 0; h < 65536; h++) {
+		float want = embkv_f16_to_f32((uint16_t)h), got;
+		uint16_t v = (uint16_t)h;
+
+		memcpy(p + 2, &v, 2);
+		got = embkv_gpu_elem_f32(p, 1, EMBKV_GPU_ELEM_F16);
+		if (want != want) {
+			assert_true(got != got);
+			continue;
+		}
+		assert_memory_equal(&got, &want, sizeof(float));
+		got = embkv_gpu_elem_f32(p, 1, EMBKV_GPU_ELEM_BF16);
+		{
+			uint32_t u = h << 16;
+			float f;
+
+			memcpy(&f, &u, 4);
+			if (f == f)
+				assert_memory_equal(&got, &f, 4);
+		}
+	}
+	{
+		float f = -3.25f;
+
+		memcpy(p + 4, &f, 4);
+		assert_true(embkv_gpu_elem_f32(p, 1, EMBKV_GPU_ELEM_F32) == f);
+	}
+}
+
+/* The verdicts of hashing/record.h's judge, on records built here. */
+static void test_verdicts(void **state)
+{
+	uint64_t rec[3 + 8];
+	float *pay = (float *)&rec[3];
+
+	(void)state;
+	for (int i = 0; i < 16; i++)
+		pay[i] = (float)i * 0.5f;
+	rec[1] = 77;
+	rec[2] = 5;
+	rec[0] = XXH3_64bits_withSeed(&rec[1], 16, XXH3_64bits(pay, 64));
+	assert_int_equal(embkv_gpu_rec_verdict((uint8_t *)rec, 77, 64),
+			 EMBKV_GPU_REC_OK);
+	assert_int_equal(embkv_gpu_rec_verdict((uint8_t *)rec, 78, 64),
+			 EMBKV_GPU_REC_OTHER_KEY);
+	pay[3] = 9;
+	assert_int_equal(embkv_gpu_rec_verdict((uint8_t *)rec, 77, 64),
+			 EMBKV_GPU_REC_TORN);
+	rec[2] |= 1ull << 63;
+	rec[0] = XXH3_64bits_withSeed(&rec[1], 16, XXH3_64bits(pay, 64));
+	assert_int_equal(embkv_gpu_rec_verdict((uint8_t *)rec, 77, 64),
+			 EMBKV_GPU_REC_DEAD);
+	/* the payload size counts: a checksum over 64 bytes fails for 60 */
+	assert_int_equal(embkv_gpu_rec_verdict((uint8_t *)rec, 77, 60),
+			 EMBKV_GPU_REC_TORN);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lengths_and_seeds),
 		cmocka_unit_test(test_sensitive),
 		cmocka_unit_test(test_record_sum),
+		cmocka_unit_test(test_elements),
+		cmocka_unit_test(test_verdicts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
