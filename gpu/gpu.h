@@ -106,14 +106,15 @@ struct embkv_gpu_ops {
 	/* ugrads[r] = sum of grads[i] over the i with inverse[i] == r. */
 	int (*coalesce)(const struct embkv_gpu_dedup *dd, const float *d_grads,
 			uint32_t dim, float *d_ugrads, void *stream);
-	/* The fused record check and scatter: record r (rec_stride bytes
-	 * apart from d_records: checksum, key, version, payload of
-	 * payload_bytes in elem) is checked on the device (XXH3 as
-	 * hashing/record.h, key == ukeys[r], not dead); a good one is
-	 * converted to fp32 and written to out[i] (and found[i] = 1) for
-	 * every occurrence i of ukeys[r]; a failed one leaves them and is
-	 * listed: d_failed[k] = r, *d_nfailed = the count (order not
-	 * defined), d_verdict[r] its verdict (may be NULL). */
+	/* The record check and the scatter from the records: record r
+	 * (rec_stride bytes apart from d_records: checksum, key, version,
+	 * payload of payload_bytes in elem) is checked on the device (XXH3
+	 * as hashing/record.h, key == ukeys[r], not dead); a good one is
+	 * converted to fp32 and written to out[i] (and found[i] = 1, found
+	 * may be NULL) for every occurrence i of ukeys[r]; a failed one
+	 * leaves them and is listed: d_failed[k] = r (nu entries of room),
+	 * *d_nfailed = the count (order not defined), d_verdict[r] its
+	 * verdict (may be NULL). */
 	int (*check_scatter)(const struct embkv_gpu_dedup *dd,
 			     const void *d_records, size_t rec_stride,
 			     size_t payload_bytes, enum embkv_gpu_elem elem,

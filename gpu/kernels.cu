@@ -19,6 +19,11 @@
  * sequential sum for keys with up to a chunk of duplicates, and a hot key
  * with thousands of duplicates is spread over that many blocks.
  *
+ * Record check: a thread per distinct record computes its verdict, then
+ * the scatter reads the good records' payloads straight into the
+ * caller's rows (converted from fp16/bf16 where stored so), parallel
+ * over elements, so a hot key is no slower than distinct ones.
+ *
  * Invariant: nothing here reads or writes past n keys, nu runs or the
  * dim columns of a row; device buffers are sized by the launchers.
  */
@@ -281,43 +286,49 @@ int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 	return embkv_gpu_fail(e);
 }
 
-/* One warp per distinct key: lane 0 checks the record (XXH3 over the
- * payload, then key and version seeded with it), the warp copies the
- * payload to every occurrence. */
-static __global__ void check_scatter_kernel(
-	const uint64_t *ukeys, const uint32_t *offsets, const uint32_t *perm,
-	uint32_t nu, const uint8_t *records, size_t stride,
-	size_t payload_bytes, enum embkv_gpu_elem elem, uint32_t dim,
-	float *out, uint8_t *found, uint32_t *failed, uint32_t *nfailed,
-	uint8_t *verdicts)
+/* The check: a thread per distinct key hashes its record (XXH3 over the
+ * payload, then key and version seeded with it) and lists a failed one. */
+static __global__ void check_kernel(const uint64_t *ukeys, uint32_t nu,
+				    const uint8_t *records, size_t stride,
+				    size_t payload_bytes, uint8_t *verdicts,
+				    uint32_t *failed, uint32_t *nfailed)
 {
-	uint32_t lane = threadIdx.x & 31;
-	uint32_t warps = gridDim.x * (blockDim.x / 32);
+	for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < nu;
+	     r += gridDim.x * blockDim.x) {
+		unsigned v = embkv_gpu_rec_verdict(records + (uint64_t)r * stride,
+						   ukeys[r], payload_bytes);
 
-	for (uint32_t r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-	     r < nu; r += warps) {
-		const uint8_t *rec = records + (uint64_t)r * stride;
-		unsigned v = 0;
-
-		if (lane == 0) {
-			v = embkv_gpu_rec_verdict(rec, ukeys[r], payload_bytes);
-			if (verdicts)
-				verdicts[r] = (uint8_t)v;
-			if (v)
-				failed[atomicAdd(nfailed, 1u)] = r;
-		}
-		v = __shfl_sync(0xffffffffu, v, 0);
+		verdicts[r] = (uint8_t)v;
 		if (v)
-			continue;
-		for (uint32_t j = offsets[r]; j < offsets[r + 1]; j++) {
-			uint32_t i = perm[j];
+			failed[atomicAdd(nfailed, 1u)] = r;
+	}
+}
 
-			for (uint32_t c = lane; c < dim; c += 32)
-				out[(uint64_t)i * dim + c] =
-					embkv_gpu_elem_f32(rec + 24, c, elem);
-			if (lane == 0 && found)
-				found[i] = 1;
-		}
+/* The scatter straight from the records: an element of the caller's rows
+ * a thread, through the inverse, converted from the stored type; rows of
+ * failed records are left alone. Parallel over n * dim, so one key
+ * repeated a million times costs what a million keys cost. */
+static __global__ void record_scatter_kernel(const uint32_t *inverse,
+					     uint32_t n, const uint8_t *records,
+					     size_t stride,
+					     const uint8_t *verdicts,
+					     enum embkv_gpu_elem elem,
+					     uint32_t dim, float *out,
+					     uint8_t *found)
+{
+	uint64_t total = (uint64_t)n * dim;
+
+	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	     x < total; x += (uint64_t)gridDim.x * blockDim.x) {
+		uint32_t i = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
+		uint32_t r = inverse[i];
+
+		if (verdicts[r])
+			continue;
+		out[x] = embkv_gpu_elem_f32(records + (uint64_t)r * stride + 24,
+					    c, elem);
+		if (c == 0 && found)
+			found[i] = 1;
 	}
 }
 
@@ -328,16 +339,24 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 			      uint32_t *failed, uint32_t *nfailed,
 			      uint8_t *verdicts, cudaStream_t s)
 {
+	uint8_t *v = verdicts;
 	cudaError_t e = cudaMemsetAsync(nfailed, 0, sizeof(*nfailed), s);
 
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
 	if (!dd->nu)
 		return 0;
-	check_scatter_kernel<<<grid_for((uint64_t)dd->nu * 32, 256), 256, 0,
-			       s>>>(dd->ukeys, dd->offsets, dd->perm, dd->nu,
-				    (const uint8_t *)records, stride,
-				    payload_bytes, elem, dim, out, found,
-				    failed, nfailed, verdicts);
-	return embkv_gpu_fail(cudaGetLastError());
+	if (!v && (e = cudaMallocAsync((void **)&v, dd->nu, s)) != cudaSuccess)
+		return embkv_gpu_fail(e);
+	check_kernel<<<grid_for(dd->nu, 128), 128, 0, s>>>(
+		dd->ukeys, dd->nu, (const uint8_t *)records, stride,
+		payload_bytes, v, failed, nfailed);
+	record_scatter_kernel<<<grid_for((uint64_t)dd->n * dim, 256), 256, 0,
+				s>>>(dd->inverse, dd->n,
+				     (const uint8_t *)records, stride, v, elem,
+				     dim, out, found);
+	e = cudaGetLastError();
+	if (!verdicts)
+		cudaFreeAsync(v, s);
+	return embkv_gpu_fail(e);
 }
