@@ -103,6 +103,17 @@ else
 	status=1
 fi
 
+# Python (embkv.gpu with torch CUDA tensors), where python3 has torch,
+# numpy and pytest; the test starts its own embkvd.
+py=${EMBKV_PYTHON:-python3}
+if "$py" -c 'import torch, numpy, pytest' 2>/dev/null; then
+	step python_gpu 180 env EMBKV_LIB="$here/$C/lib/libembkv.so.0" \
+		EMBKVD="$here/$C/bin/embkvd" "$py" -m pytest -q -p no:cacheprovider \
+		-rs python/tests/test_gpu.py
+else
+	echo "NOTE python_gpu not run (python3 lacks torch, numpy or pytest)" | tee -a "$summary"
+fi
+
 # A local embkvd and the GPU benchmark against it.
 "$C/bin/embkvd" --listen tcp://127.0.0.1:0 --threads 8 --io-threads 4 \
 	--memory-limit 16G >"$out/embkvd.log" 2>&1 &
