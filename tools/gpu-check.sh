@@ -59,7 +59,21 @@ if [ ! -x "$C/bin/test_gpu_kernels" ]; then
 fi
 out=${OUT:-$C/out}
 mkdir -p "$out"
-export LD_LIBRARY_PATH="$here/$C/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Only what the machine lacks goes on the loader's path (ours, and the
+# carried libraries whose soname ldconfig does not know): an older copy
+# of a library the system has would shadow it for every program started
+# here, python3 and torch included.
+libdir=$(mktemp -d /tmp/embkv-gpu-lib.XXXXXX)
+trap 'rm -rf "$libdir"' EXIT
+for f in "$C"/lib/*; do
+	n=$(basename "$f")
+	case $n in
+	libembkv*) ln -s "$here/$f" "$libdir/$n" ;;
+	*) ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$n " ||
+		ln -s "$here/$f" "$libdir/$n" ;;
+	esac
+done
+export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export EMBKV_GPU_LIB="$here/$C/lib/libembkv_gpu.so"
 # Few files (the device tool brings back at most 8): one log of every
 # step, the summary, the benchmark's JSON, embkvd's log.
