@@ -29,6 +29,7 @@ static const char *const project_msgs[] = {
 	       "checkpoint or a stream)",
 	[19] = "the server requires a token (--token-file on the client)",
 	[20] = "the server has no token, but the client sent one",
+	[21] = "the table is a read-only replica here: update its primary",
 };
 
 const char *embkv_strerror(int status)

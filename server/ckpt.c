@@ -579,6 +579,8 @@ static void run_req(struct embkvd_ckpt *ck, struct ck_req *r)
 			"runs without --data-dir");
 		return;
 	}
+	if (ck_do_repl(ck, r))
+		return;
 	if (ck_do_move(ck, r))
 		return;
 	switch (r->op) {
@@ -613,7 +615,9 @@ static void req_finish(struct embkvd_done *d)
 {
 	struct ck_req *r = caa_container_of(d, struct ck_req, fin);
 	struct embkvd_conn *c = r->conn;
-	bool blob = r->op == EMBKV_WIRE_OP_MOVE_READ;
+	bool blob = r->op == EMBKV_WIRE_OP_MOVE_READ ||
+		    r->op == EMBKV_WIRE_OP_REPL_SNAP ||
+		    r->op == EMBKV_WIRE_OP_REPL_PULL;
 	char *text = NULL;
 	size_t tl = 0, len;
 	uint8_t *body;

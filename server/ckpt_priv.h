@@ -81,6 +81,13 @@ struct embkvd_ckpt {
 	char prefix[128];                 /* "/<cluster>/" (cluster mode) */
 	struct mv_part *mv;               /* moves in progress (lock) */
 	uint32_t nmv;
+	/* The table record MOVE_FREEZE read ahead for the MOVE_COMMIT that
+	 * follows (server/move.c: one etcd read less while pushes wait);
+	 * this thread only; NULL: none. */
+	char *pre_val;
+	size_t pre_len;
+	int64_t pre_rev;
+	char pre_name[EMBKV_TABLE_NAME_MAX];
 	uint32_t member_id;               /* cluster mode */
 	uint64_t auto_recover_ms;         /* --auto-recover; 0: off */
 	struct ck_down down[CK_DOWN_MAX];
@@ -158,6 +165,31 @@ void ck_do_get(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_do_verify(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_do_delete(struct embkvd_ckpt *ck, struct ck_req *r);
 void ck_set_last(struct embkvd_ckpt *ck, const json_t *m);
+
+/* ---- replicas, the primary's side (repl.c) ---- */
+/* Runs a REPL_* request; false for another opcode. */
+bool ck_do_repl(struct embkvd_ckpt *ck, struct ck_req *r);
+/* Runs o[i]->fn as the owner of o[i]->part for every i, the owners in
+ * parallel, and waits for all: rc[i] gets what each returned. */
+int ck_owner_run_many(struct embkvd_ckpt *ck, struct embkv_catalog_entry *e,
+		      struct ck_ojob *const *o, int *rc, uint32_t n);
+/* The same in two steps: submit returns at once (jobs of one caller to
+ * one owner run in submission order); wait (exactly once after each
+ * submit) returns when every job ran. o, rc and the jobs must live
+ * until then. */
+struct ck_many {
+	struct embkvd_ckpt *ck;
+	struct embkv_catalog_entry *e;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	uint32_t left;
+	bool init;
+	void *pj;
+};
+void ck_owner_submit_many(struct ck_many *m, struct embkvd_ckpt *ck,
+			  struct embkv_catalog_entry *e,
+			  struct ck_ojob *const *o, int *rc, uint32_t n);
+void ck_owner_wait_many(struct ck_many *m);
 
 /* ---- moves (move.c) ---- */
 /* Runs a MOVE_* or RECOVER request; false for another opcode. */

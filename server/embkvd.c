@@ -35,6 +35,8 @@
 #define HTTP_SCHEME "http://"
 #define PORT_MAX 65535u
 
+#define REPLICA_OF_MAX 64u /* --replica-of flags */
+
 enum {
 	OPT_LISTEN = 256,
 	OPT_PORT_FILE,
@@ -62,6 +64,9 @@ enum {
 	OPT_FRAME_TIMEOUT,
 	OPT_INFLIGHT_BYTES,
 	OPT_MAX_UNAUTH,
+	OPT_REPLICA_OF,
+	OPT_PRIMARY_SERVERS,
+	OPT_REPL_LOG_ROWS,
 };
 
 static const struct option long_opts[] = {
@@ -91,6 +96,9 @@ static const struct option long_opts[] = {
 	{ "frame-timeout-ms", required_argument, NULL, OPT_FRAME_TIMEOUT },
 	{ "inflight-bytes", required_argument, NULL, OPT_INFLIGHT_BYTES },
 	{ "max-unauth-conns", required_argument, NULL, OPT_MAX_UNAUTH },
+	{ "replica-of", required_argument, NULL, OPT_REPLICA_OF },
+	{ "primary-servers", required_argument, NULL, OPT_PRIMARY_SERVERS },
+	{ "repl-log-rows", required_argument, NULL, OPT_REPL_LOG_ROWS },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -176,6 +184,21 @@ static void usage(FILE *f)
 "                            http://HOST:PORT/metrics (port 0 picks one;\n"
 "                            the line 'embkvd: metrics on URL' goes to\n"
 "                            stdout); off by default\n"
+"  --replica-of TABLE        follow TABLE of the servers of\n"
+"                            --primary-servers as a read-only replica\n"
+"                            (repeatable, at most %u): the table is created\n"
+"                            here with the primary's attributes, copied and\n"
+"                            kept up with every update; pushes, assigns and\n"
+"                            erases are refused (EMBKV_EREADONLY), pulls\n"
+"                            read as infer. Not with --etcd, --peers or\n"
+"                            --data-dir\n"
+"  --primary-servers URL,... the primary's servers (tcp://HOST:PORT; one is\n"
+"                            enough, the others are learned)\n"
+"  --repl-log-rows N         updates a partition remembers for replicas\n"
+"                            (the feed ring, 8 bytes each, made on the\n"
+"                            first replica's request; rounded up to a power\n"
+"                            of two, 1024 to 2^30; default %u); a replica\n"
+"                            further behind copies the partition again\n"
 "  --log-file PATH           append the log (stderr) to PATH; SIGHUP\n"
 "                            reopens it (for logrotate)\n"
 "  --version                 print the version and exit\n"
@@ -187,7 +210,8 @@ static void usage(FILE *f)
 "SIGHUP reopens the log file and re-reads the token file.\n",
 		EMBKV_OWNER_MAX, EMBKVD_MAX_IO_THREADS,
 		EMBKVD_MEMBER_CLUSTER_DEFAULT, EMBKVD_MEMBER_TTL_MAX_S,
-		EMBKVD_MEMBER_TTL_S);
+		EMBKVD_MEMBER_TTL_S, REPLICA_OF_MAX,
+		EMBKVD_REPL_LOG_ROWS_DEFAULT);
 }
 
 /* Without --memory-limit: three quarters of physical memory, so a table
@@ -206,6 +230,7 @@ static uint64_t default_memory_limit(void)
 
 struct opts {
 	struct embkvd_attr attr;
+	const char *replica_of[REPLICA_OF_MAX];
 	const char *port_file;
 	const char *data_dir;
 	const char *token_file;
@@ -499,6 +524,35 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		o->attr.member_id = (uint32_t)v;
 		o->member_id_set = o->member_set = true;
 		return 0;
+	case OPT_REPLICA_OF: {
+		struct embkv_table_attr a;
+
+		embkv_table_attr_init(&a);
+		if (strlen(arg) >= sizeof(a.name))
+			return bad(name, arg, "name too long");
+		strcpy(a.name, arg);
+		if (embkv_table_attr_check(&a))
+			return bad(name, arg, "use 1-63 of [A-Za-z0-9_.-]");
+		if (o->attr.nreplica_of == REPLICA_OF_MAX)
+			return bad(name, arg, "too many --replica-of");
+		for (uint32_t i = 0; i < o->attr.nreplica_of; i++)
+			if (!strcmp(o->replica_of[i], arg))
+				return bad(name, arg, "given twice");
+		o->replica_of[o->attr.nreplica_of++] = arg;
+		o->attr.replica_of = o->replica_of;
+		return 0;
+	}
+	case OPT_PRIMARY_SERVERS:
+		if (!*arg || strncmp(arg, "tcp://", 6))
+			return bad(name, arg, "expected tcp://HOST:PORT[,...]");
+		o->attr.primary_servers = arg;
+		return 0;
+	case OPT_REPL_LOG_ROWS:
+		if (parse_u64(arg, 1024, 1u << 30, &v))
+			return bad(name, arg, "expected a number of updates, "
+				   "1024 to 1073741824");
+		o->attr.repl_log_rows = v;
+		return 0;
 	case OPT_DEFAULT_TABLE: {
 		struct embkv_table_attr a;
 
@@ -632,6 +686,20 @@ static int parse_args(struct opts *o, int argc, char **argv)
 			o->attr.member_ttl_s = EMBKVD_MEMBER_TTL_S;
 		if (!o->member_id_set)
 			o->attr.member_id = o->self_set ? o->attr.self : 0;
+	}
+	if (o->attr.nreplica_of && !o->attr.primary_servers) {
+		fprintf(stderr, "embkvd: --replica-of needs --primary-servers\n");
+		return -EINVAL;
+	}
+	if (o->attr.primary_servers && !o->attr.nreplica_of) {
+		fprintf(stderr, "embkvd: --primary-servers needs --replica-of\n");
+		return -EINVAL;
+	}
+	if (o->attr.nreplica_of &&
+	    (o->attr.etcd || o->attr.peers || o->data_dir)) {
+		fprintf(stderr, "embkvd: a replica (--replica-of) stands "
+			"alone: not with --etcd, --peers or --data-dir\n");
+		return -EINVAL;
 	}
 	if (o->data_dir && data_dir_prepare(o->data_dir))
 		return -EINVAL;

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <microhttpd.h>
+#include "server/replica.h"
 #include "server/daemon.h"
 #include "server/ckpt.h"
 #include "server/metrics_http.h"
@@ -127,8 +128,11 @@ static void server_metrics(struct embkvd *s, FILE *f)
 	    __atomic_load_n(&s->conns, __ATOMIC_RELAXED));
 	one(f, "embkv_requests_total", "counter", "Request frames handled.",
 	    sum.requests);
-	one(f, "embkv_errors_total", "counter", "ERROR replies sent.",
-	    sum.errors);
+	one(f, "embkv_errors_total", "counter",
+	    "ERROR replies sent (expected misses not counted).", sum.errors);
+	one(f, "embkv_misses_total", "counter",
+	    "Expected not-found answers: a table name looked up that does "
+	    "not exist.", sum.misses);
 	one(f, "embkv_stale_epoch_total", "counter",
 	    "Requests refused for a stale shard-map epoch.", sum.stale);
 	one(f, "embkv_auth_failures_total", "counter",
@@ -290,10 +294,53 @@ static void table_metrics(struct embkvd *s, FILE *f)
 	free(v);
 }
 
+/* Tables followed as replicas (--replica-of): their lag. */
+static void replica_metrics(struct embkvd *s, FILE *f)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} rcols[3] = {
+		{ "embkv_replica_lag_updates", "gauge",
+		  "Updates of the primary not applied here yet." },
+		{ "embkv_replica_lag_seconds", "gauge",
+		  "Seconds since the replica was last caught up (0 while it "
+		  "is)." },
+		{ "embkv_replica_snapshots_total", "counter",
+		  "Partition copies the follower started." },
+	};
+	struct embkv_catalog_entry *const *e;
+	uint32_t n;
+
+	if (!s->replica)
+		return;
+	rcu_read_lock();
+	n = embkv_catalog_snapshot(s->cat, &e);
+	for (unsigned c = 0; c < 3; c++) {
+		head(f, rcols[c].name, rcols[c].type, rcols[c].help);
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t v[3];
+
+			if (!e[i]->replica ||
+			    !embkvd_replica_lag(s->replica, e[i], &v[0],
+						&v[1], &v[2]))
+				continue;
+			fprintf(f, "%s{table=\"", rcols[c].name);
+			label(f, e[i]->table->attr.name);
+			if (c == 1)
+				fprintf(f, "\"} %.3f\n", (double)v[1] / 1e3);
+			else
+				fprintf(f, "\"} %llu\n",
+					(unsigned long long)v[c ? 2 : 0]);
+		}
+	}
+	rcu_read_unlock();
+}
+
 void embkvd_metrics_write(struct embkvd *s, FILE *f)
 {
 	server_metrics(s, f);
 	table_metrics(s, f);
+	replica_metrics(s, f);
 }
 
 /* ---- HTTP ---------------------------------------------------------------- */

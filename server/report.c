@@ -17,6 +17,7 @@
  * Invariant: counter ids are net/wire.h's; a table's group has
  * TABLE_STATS pairs, the server's at most SERVER_STATS.
  */
+#include "server/replica.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ void embkvd_io_stats_sum(struct embkvd *s, struct embkv_io_stats *sum,
 
 		sum->requests += embkv_stat_read(&st->requests);
 		sum->errors += embkv_stat_read(&st->errors);
+		sum->misses += embkv_stat_read(&st->misses);
 		sum->stale += embkv_stat_read(&st->stale);
 		sum->auth_failures += embkv_stat_read(&st->auth_failures);
 		sum->bytes_in += embkv_stat_read(&st->bytes_in);
@@ -88,6 +90,7 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	put(f, EMBKV_WIRE_STAT_UPTIME_S, (now - s->start_ns) / NS_PER_S);
 	put(f, EMBKV_WIRE_STAT_REQUESTS, sum.requests);
 	put(f, EMBKV_WIRE_STAT_ERRORS, sum.errors);
+	put(f, EMBKV_WIRE_STAT_MISSES, sum.misses);
 	put(f, EMBKV_WIRE_STAT_STALE_EPOCH, sum.stale);
 	put(f, EMBKV_WIRE_STAT_AUTH_FAILURES, sum.auth_failures);
 	put(f, EMBKV_WIRE_STAT_BYTES_IN, sum.bytes_in);
@@ -122,11 +125,19 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	}
 }
 
-static void table_stats(const struct embkv_catalog_entry *e,
+static void table_stats(struct embkvd *s, const struct embkv_catalog_entry *e,
 			struct stat_fill *f)
 {
 	const struct embkv_table_counters *ctr = &e->ctr;
 	struct embkv_table_stats st;
+	uint64_t lag_n, lag_ms, snaps;
+
+	if (e->replica &&
+	    embkvd_replica_lag(s->replica, e, &lag_n, &lag_ms, &snaps)) {
+		put(f, EMBKV_WIRE_STAT_REPL_LAG_UPDATES, lag_n);
+		put(f, EMBKV_WIRE_STAT_REPL_LAG_MS, lag_ms);
+		put(f, EMBKV_WIRE_STAT_REPL_SNAPSHOTS, snaps);
+	}
 
 	embkv_table_get_stats(e->table, &st);
 	put(f, EMBKV_WIRE_STAT_ROWS, st.rows);
@@ -190,7 +201,7 @@ void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		f.n = 0;
-		table_stats(e[i], &f);
+		table_stats(s, e[i], &f);
 		g[ng].table_id = e[i]->id;
 		g[ng].n = f.n;
 		g[ng++].stats = f.p;

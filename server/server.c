@@ -38,6 +38,7 @@
 #include <unistd.h>
 #include "server/daemon.h"
 #include "server/ckpt.h"
+#include "server/replica.h"
 #include "server/cluster.h"
 #include "server/member.h"
 #include "server/metrics_http.h"
@@ -161,6 +162,7 @@ void embkvd_attr_init(struct embkvd_attr *attr)
 	attr->inflight_bytes = DEFAULT_INFLIGHT_BYTES;
 	attr->max_unauth_conns = DEFAULT_MAX_UNAUTH_CONNS;
 	attr->epoch = 1;
+	attr->repl_log_rows = EMBKVD_REPL_LOG_ROWS_DEFAULT;
 }
 
 static int attr_check(const struct embkvd_attr *a)
@@ -391,7 +393,8 @@ int embkvd_create(const struct embkvd_attr *attr,
 		free(s);
 		return err;
 	}
-	if ((attr->token_file && !(s->token_file = strdup(attr->token_file))) ||
+	if (embkvd_config_keep(s, attr) ||
+	    (attr->token_file && !(s->token_file = strdup(attr->token_file))) ||
 	    (attr->log_file && !(s->log_file = strdup(attr->log_file)))) {
 		err = -ENOMEM;
 		goto destroy;
@@ -465,6 +468,11 @@ int embkvd_create(const struct embkvd_attr *attr,
 		if (err)
 			goto destroy;
 	}
+	/* The follower of --replica-of: catalog, owners, checkpoint thread
+	 * and the I/O threads that answer STATS are up. */
+	err = embkvd_replica_start(s, &s->replica);
+	if (err)
+		goto destroy;
 	/* Metrics last: everything it reads exists by now. */
 	if (attr->metrics) {
 		err = embkvd_metrics_http_start(s, attr->metrics_host,
@@ -568,6 +576,8 @@ void embkvd_destroy(struct embkvd *s)
 {
 	if (!s)
 		return;
+	/* It runs owner jobs and makes tables. */
+	embkvd_replica_stop(s->replica);
 	/* First: it reads the catalog and the I/O threads' counters. */
 	embkvd_metrics_http_stop(s->mhttp);
 	s->mhttp = NULL;
@@ -585,6 +595,7 @@ void embkvd_destroy(struct embkvd *s)
 	for (uint32_t i = 0; i < s->nio; i++)
 		embkvd_io_fini(&s->io[i]);
 	free(s->io);
+	embkvd_replica_free(s->replica);    /* STATS read it: after I/O */
 	embkvd_cluster_destroy(s->cluster); /* before the catalog */
 	embkvd_ckpt_free(s->ckpt);          /* no thread can reach it now */
 	embkv_catalog_destroy(s->cat);
@@ -602,6 +613,7 @@ void embkvd_destroy(struct embkvd *s)
 	pthread_mutex_destroy(&s->key_lock);
 	free(s->token_file);
 	free(s->log_file);
+	embkvd_config_free(s);
 	rcu_unregister_thread();
 	free(s);
 }

@@ -195,6 +195,7 @@ void embkv_part_unload(struct embkv_table *t, uint32_t i)
 	embkv_cms_fini(&p->cms);
 	part_mem_free(p);
 	free(p->tomb);
+	free(p->feed);
 	part_clear(t, p, i);
 	t->nloaded--;
 }
@@ -429,10 +430,15 @@ static uint32_t *row_meta(const struct embkv_part *p, uint64_t row)
 				 p->table->payload_bytes);
 }
 
-/* One row mutation (owner; others read seq with __atomic). */
-static void seq_bump(struct embkv_part *p)
+/* One row mutation of key (owner; others read seq with __atomic); a
+ * replication feed, while one exists, notes the key (server/feed.c). */
+static void seq_bump(struct embkv_part *p, uint64_t key)
 {
-	__atomic_store_n(&p->seq, p->seq + 1, __ATOMIC_RELAXED);
+	uint64_t s = p->seq + 1;
+
+	if (__builtin_expect(p->feed != NULL, 0))
+		p->feed->keys[s & p->feed->mask] = key;
+	__atomic_store_n(&p->seq, s, __ATOMIC_RELAXED);
 }
 
 /* Key left the partition (erase, eviction): a tombstone for the next
@@ -628,7 +634,7 @@ static uint64_t insert(struct embkv_probe *c, uint64_t key, const float *values)
 		return NO_ROW;
 	row = embkv_slot_row(p->index.buckets[vb].slot[vs]);
 	tomb_add(p, embkv_part_record(p, row)->key);
-	seq_bump(p);
+	seq_bump(p, embkv_part_record(p, row)->key);
 	if (in_own_buckets(c, vb)) {
 		/* Reuse the victim's row and slot in place: the slot never
 		 * points at a half-written record, and a reader of the old key
@@ -653,7 +659,7 @@ static uint64_t insert(struct embkv_probe *c, uint64_t key, const float *values)
 	p->st.evictions++;
 	p->st.index_evictions += (uint64_t)index_full;
 inserted:
-	seq_bump(p);
+	seq_bump(p, key);
 	p->st.inserts++;
 	return row;
 }
@@ -742,6 +748,30 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 	return nfound;
 }
 
+uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, float *out, uint8_t *found)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	uint32_t nfound = 0;
+
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 0);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j;
+			uint64_t row = probe_locate(&pr[j], keys[i]);
+
+			found[i] = row != NO_ROW;
+			if (row == NO_ROW)
+				continue;
+			memcpy(out + (size_t)i * t->dim,
+			       embkv_part_record(pr[j].p, row)->payload,
+			       t->payload_bytes);
+			nfound++;
+		}
+	}
+	return nfound;
+}
+
 uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, const float *grads)
 {
@@ -769,7 +799,7 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 			embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
 			embkv_lfu_mark_dirty(row_meta(p, row));
 			touch(p, row);
-			seq_bump(p);
+			seq_bump(p, keys[i]);
 			p->st.pushes++;
 			applied++;
 		}
@@ -798,7 +828,7 @@ uint32_t embkv_table_assign(struct embkv_table *t, uint32_t n,
 
 				row_fill(c->p, row, keys[i], v);
 				*row_meta(c->p, row) = meta | EMBKV_LFU_DIRTY;
-				seq_bump(c->p);
+				seq_bump(c->p, keys[i]);
 			} else {
 				row = insert(c, keys[i], v);
 				if (row == NO_ROW)
@@ -841,7 +871,7 @@ uint32_t embkv_table_accumulate(struct embkv_table *t, uint32_t n,
 					  t->payload_bytes);
 			embkv_lfu_mark_dirty(row_meta(c->p, row));
 			touch(c->p, row);
-			seq_bump(c->p);
+			seq_bump(c->p, keys[i]);
 			c->p->st.assigns++;
 			done++;
 		}
@@ -868,7 +898,7 @@ uint32_t embkv_table_erase(struct embkv_table *t, uint32_t n,
 		embkv_index_clear(&c.p->index, b, s);
 		row_free(c.p, row);
 		tomb_add(c.p, keys[i]);
-		seq_bump(c.p);
+		seq_bump(c.p, keys[i]);
 		c.p->st.erases++;
 		erased++;
 	}
@@ -989,6 +1019,8 @@ int embkv_part_restore_rows(struct embkv_table *t, uint32_t i, uint32_t n,
 	if (i >= t->nparts || !t->parts[i].loaded)
 		return -EINVAL;
 	p = &t->parts[i];
+	if (n)
+		embkv_part_feed_break(p);
 	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
 		m = n - i0 < EMBKV_PROBE_CHUNK ? n - i0 : EMBKV_PROBE_CHUNK;
 		/* Hash the chunk and prefetch both buckets of every key: the
@@ -1040,6 +1072,7 @@ int embkv_part_restore_erase(struct embkv_table *t, uint32_t i, uint64_t key)
 		return 0;
 	embkv_index_clear(&c.p->index, b, s);
 	row_free(c.p, row);
+	embkv_part_feed_break(c.p);
 	return 1;
 }
 
@@ -1082,6 +1115,7 @@ uint64_t embkv_part_clear(struct embkv_table *t, uint32_t i)
 		erased++;
 	}
 	ckpt_forget(p);
+	embkv_part_feed_break(p);
 	return erased;
 }
 
@@ -1120,6 +1154,7 @@ void embkv_part_ckpt_restored(struct embkv_table *t, uint32_t i,
 			*row_meta(p, row) &= ~(uint32_t)EMBKV_LFU_DIRTY;
 	ckpt_forget(p);
 	__atomic_store_n(&p->seq, seq, __ATOMIC_RELAXED);
+	embkv_part_feed_break(p);
 	__atomic_store_n(&p->last_snap, ckpt_id, __ATOMIC_RELEASE);
 	__atomic_store_n(&p->committed, ckpt_id, __ATOMIC_RELEASE);
 }

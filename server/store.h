@@ -56,6 +56,21 @@ struct embkv_read_stats {
 
 struct embkv_table;
 
+/*
+ * A partition's replication feed (server/feed.c): while one exists, every
+ * mutation s of the partition (the seq it bumps to) writes its key to
+ * keys[s & mask], so a follower at seq S can learn which keys changed in
+ * (S, seq] as long as seq - S <= mask + 1 and S >= lo. id names this run
+ * of the feed: a discontinuity (a restore, a clear) gives a new id, and a
+ * follower's position is only valid with the id it was given. Owner-only.
+ */
+struct embkv_feed {
+	uint64_t id;
+	uint64_t lo;               /* every mutation after lo is in keys */
+	uint64_t mask;             /* ring entries - 1 (a power of two - 1) */
+	uint64_t keys[];
+};
+
 /* The memory regions of one partition, each its own mapping. */
 enum embkv_mem_kind {
 	EMBKV_MEM_INDEX,           /* remote-readable: the bucket index */
@@ -116,6 +131,7 @@ struct embkv_part {
 	uint64_t tomb_max;         /* bound on ntomb (from the capacity) */
 	bool tomb_lost;            /* ntomb would exceed tomb_max, or memory
 				      failed: the next snapshot is full */
+	struct embkv_feed *feed;   /* replication (NULL: no follower yet) */
 	const struct embkv_table *table;
 	uint8_t *mem[EMBKV_MEM_COUNT];   /* mappings (index: see index) */
 	size_t mem_bytes[EMBKV_MEM_COUNT];
@@ -275,6 +291,13 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, float *out, uint8_t *found,
 			  enum embkv_pull_mode mode, const float *dflt);
 
+/* Owner: the stored rows of keys into out (n x dim), found[i] = 1 when
+ * stored (else out untouched, 0); counts nothing and touches no LFU
+ * count, so that replication reads (server/repl.c) leave eviction and
+ * the table's statistics as they were. Returns the number found. */
+uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, float *out, uint8_t *found);
+
 /*
  * Owner: applies grads (n x dim) with the table's optimizer. A gradient for
  * a key that is not stored is dropped and counted, never applied to another
@@ -412,6 +435,28 @@ void embkv_part_ckpt_committed(struct embkv_table *t, uint32_t i,
  * next snapshot may be a delta on it), seq = the last file's seq. */
 void embkv_part_ckpt_restored(struct embkv_table *t, uint32_t i,
 			      uint64_t ckpt_id, uint64_t seq);
+/* ---- replication feed (server/feed.c) -------------------------------- */
+
+/* Owner: partition i's feed, created with at least `entries` ring
+ * entries if it has none; *id and *seq get the feed's id and the
+ * partition's seq now (a follower snapshotting from here continues at
+ * *seq). 0, -EINVAL (partition not loaded) or -ENOMEM. */
+int embkv_part_feed_open(struct embkv_table *t, uint32_t i, uint64_t entries,
+			 uint64_t *id, uint64_t *seq);
+/* Owner: the changes since here cannot be told (rows restored or
+ * cleared without seq bumps): a follower must snapshot again. */
+void embkv_part_feed_break(struct embkv_part *p);
+/*
+ * Owner: the keys of mutations (since, *upto] of partition i, *upto =
+ * min(seq, since + max), into keys (max entries; a key may repeat), *n
+ * their count. 0, or -ESPIPE when feed id cannot tell (no feed, another
+ * id, since before the feed's start or after seq, or overwritten: the
+ * follower fell behind by more than the ring).
+ */
+int embkv_part_feed_read(const struct embkv_table *t, uint32_t i, uint64_t id,
+			 uint64_t since, uint32_t max, uint64_t *keys,
+			 uint32_t *n, uint64_t *upto);
+
 /* ---- scan (export) ---------------------------------------------------- */
 
 /* Rows a scan page visits beyond the ones it returns (dead rows skipped),

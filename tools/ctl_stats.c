@@ -152,6 +152,8 @@ static const struct col server_cols[] = {
 	{ "PUSH_P50_US*", "push_p50_us", FMT_NUM },
 	{ "PUSH_P99_US*", "push_p99_us", FMT_NUM },
 	{ "ERRORS", "errors", FMT_NUM },
+	/* expected not-found answers (open-or-create), not errors */
+	{ "MISSES", "misses", FMT_NUM },
 	/* the newest checkpoint committed or restored (--data-dir) */
 	{ "CKPT_ID", "ckpt_id", FMT_NUM },
 	{ "CKPT_AGE", "ckpt_age_s", FMT_SECONDS },
@@ -171,6 +173,9 @@ static const struct col table_cols[] = {
 	{ "PULLS", "pulls", FMT_NUM },
 	{ "PUSHES", "pushes", FMT_NUM },
 	{ "GRADS_DROPPED", "grads_dropped", FMT_NUM },
+	/* replicas (embkvd --replica-of) */
+	{ "REPL_LAG", "repl_lag_updates", FMT_NUM },
+	{ "REPL_LAG_S", "repl_lag_ms", FMT_MS },
 };
 
 #define LATENCY_NOTE \
