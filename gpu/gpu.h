@@ -1,14 +1,141 @@
 /*
- * GPU path: CUDA kernels (dedup, gradient coalescing, gather/scatter,
- * record validation) and GPUDirect registration. Built from gpu_cuda.cu
- * with EMBKV_CUDA=ON, else from gpu_stub.c, whose functions return
- * -EOPNOTSUPP. The CPU paths never depend on it.
+ * The GPU plugin's interface: libembkv_gpu.so (gpu/plugin.cu and
+ * gpu/kernels.cu, built by nvcc with EMBKV_CUDA=ON, the CUDA runtime
+ * linked in statically) exports one symbol, embkv_gpu_plugin_ops, a table
+ * of the functions below. libembkv (client/gpu.c) dlopens it the first
+ * time a device call is made, so no build, binary or test of the CPU path
+ * ever needs libcuda, libcudart or a GPU.
+ *
+ * Why a plugin and not CUDA in libembkv: a libembkv that linked the CUDA
+ * runtime would fail to load (or to be built) where there is none. The
+ * orchestration (network calls, chunking, double buffering) stays in C in
+ * client/gpu.c; the plugin only manages CUDA memory, copies, events and
+ * runs the kernels. Every function is stream-ordered on `stream` (a
+ * cudaStream_t, NULL the legacy default stream) unless it says it waits.
+ * Errors: -ENODEV (no usable device), -ENOMEM, -EIO (a CUDA error: its
+ * text from last_error(), per thread), -EINVAL.
  */
 #ifndef EMBKV_GPU_GPU_H
 #define EMBKV_GPU_GPU_H
 
-/* 0 when a CUDA device is usable, -EOPNOTSUPP without CUDA support,
- * -ENODEV when built with CUDA but no device is present. */
-int embkv_gpu_probe(void);
+#include <stddef.h>
+#include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EMBKV_GPU_ABI 1
+
+/* What the plugin learned about device 0 (the caller's current device). */
+struct embkv_gpu_dev_info {
+	int device;            /* cudaGetDevice */
+	int count;             /* cudaGetDeviceCount */
+	int cc_major, cc_minor;
+	int dmabuf;            /* CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED */
+	int gdr;               /* CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_SUPPORTED */
+	int driver_version;    /* cudaDriverGetVersion */
+	char name[96];
+};
+
+/* Keys made distinct on the device: ukeys[0..nu) ascending; inverse[i]
+ * is the index in ukeys of key i; the occurrences of ukeys[r] are
+ * perm[offsets[r] .. offsets[r + 1]) (positions in the input, in input
+ * order: the sort is stable). Device memory, one allocation (mem). */
+struct embkv_gpu_dedup {
+	uint32_t n, nu;
+	uint64_t *ukeys;
+	uint32_t *inverse;
+	uint32_t *perm;
+	uint32_t *offsets;     /* nu + 1 */
+	void *mem;
+};
+
+/* Element types of stored rows, as the record check converts them. */
+enum embkv_gpu_elem {
+	EMBKV_GPU_ELEM_F32 = 0,
+	EMBKV_GPU_ELEM_F16 = 1,
+	EMBKV_GPU_ELEM_BF16 = 2,
+};
+
+/* Verdicts of the device record check (hashing/record.h's, same values). */
+#define EMBKV_GPU_REC_OK 0u
+#define EMBKV_GPU_REC_TORN 1u
+#define EMBKV_GPU_REC_OTHER_KEY 2u
+#define EMBKV_GPU_REC_DEAD 3u
+
+/* Gradient rows of one key are summed in chunks of this many rows, each
+ * chunk sequentially in input order, then the chunks' sums in order: a
+ * key with at most this many duplicates is summed exactly as the CPU
+ * client sums (client/batch.c), bit for bit; a hot key with thousands
+ * spreads over many blocks. */
+#define EMBKV_GPU_COALESCE_CHUNK 64u
+
+struct embkv_gpu_ops {
+	uint32_t abi;          /* EMBKV_GPU_ABI */
+	const char *(*last_error)(void);
+	/* 0 and *info filled; -ENODEV when cudaGetDeviceCount fails or
+	 * finds none (last_error says why). */
+	int (*probe)(struct embkv_gpu_dev_info *info);
+
+	int (*host_alloc)(void **p, size_t bytes);     /* pinned */
+	void (*host_free)(void *p);
+	int (*dev_alloc)(void **p, size_t bytes, void *stream);
+	void (*dev_free)(void *p, void *stream);
+	int (*h2d)(void *dst, const void *src, size_t bytes, void *stream);
+	int (*d2h)(void *dst, const void *src, size_t bytes, void *stream);
+	int (*memset_dev)(void *dst, int v, size_t bytes, void *stream);
+	int (*event_create)(void **ev);
+	void (*event_destroy)(void *ev);
+	int (*event_record)(void *ev, void *stream);
+	int (*event_wait)(void *ev);                   /* waits (host) */
+	int (*stream_wait)(void *stream);              /* waits (host) */
+
+	/* Dedup of n device keys (1 to INT32_MAX, else -EINVAL); waits for the stream (it needs nu on
+	 * the host) and copies ukeys to h_ukeys (pinned, n entries) when
+	 * that is not NULL. Free with dedup_free. */
+	int (*dedup)(const uint64_t *d_keys, uint32_t n,
+		     struct embkv_gpu_dedup *dd, uint64_t *h_ukeys,
+		     void *stream);
+	void (*dedup_free)(struct embkv_gpu_dedup *dd, void *stream);
+	/* out[i] = urows[inverse[i]] (dim floats), found[i] =
+	 * ufound[inverse[i]] (found may be NULL). */
+	int (*scatter)(const struct embkv_gpu_dedup *dd, const float *d_urows,
+		       const uint8_t *d_ufound, uint32_t dim, float *d_out,
+		       uint8_t *d_found, void *stream);
+	/* ugrads[r] = sum of grads[i] over the i with inverse[i] == r. */
+	int (*coalesce)(const struct embkv_gpu_dedup *dd, const float *d_grads,
+			uint32_t dim, float *d_ugrads, void *stream);
+	/* The record check and the scatter from the records: record r
+	 * (rec_stride bytes apart from d_records: checksum, key, version,
+	 * payload of payload_bytes in elem) is checked on the device (XXH3
+	 * as hashing/record.h, key == ukeys[r], not dead); a good one is
+	 * converted to fp32 and written to out[i] (and found[i] = 1, found
+	 * may be NULL) for every occurrence i of ukeys[r]; a failed one
+	 * leaves them and is listed: d_failed[k] = r (nu entries of room),
+	 * *d_nfailed = the count (order not defined), d_verdict[r] its
+	 * verdict (may be NULL). */
+	int (*check_scatter)(const struct embkv_gpu_dedup *dd,
+			     const void *d_records, size_t rec_stride,
+			     size_t payload_bytes, enum embkv_gpu_elem elem,
+			     uint32_t dim, float *d_out, uint8_t *d_found,
+			     uint32_t *d_failed, uint32_t *d_nfailed,
+			     uint8_t *d_verdict, void *stream);
+	/* A dma-buf fd for [p, p + bytes) of device memory (host-page
+	 * aligned range, *offset = p - its start), for ibv_reg_dmabuf_mr;
+	 * the caller closes it. -EOPNOTSUPP without driver support. */
+	int (*dmabuf_fd)(void *p, size_t bytes, int *fd, uint64_t *offset);
+	/* The calling thread's current device (cudaGetDevice/SetDevice):
+	 * async ops run on a worker thread on the caller's device. */
+	int (*device_get)(int *dev);
+	int (*device_set)(int dev);
+};
+
+typedef const struct embkv_gpu_ops *(*embkv_gpu_plugin_fn)(void);
+/* The plugin's one export. */
+const struct embkv_gpu_ops *embkv_gpu_plugin_ops(void);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -27,6 +27,7 @@
 #include "tools/bench_latency.h"
 #include "tools/bench_multi.h"
 #include "tools/bench_replica.h"
+#include "tools/bench_gpu.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_rdma.h"
@@ -327,6 +328,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode multi [options] (many tables per step; see --mode multi --help)\n"
 		"       embkv-bench --mode replica [options]  (a replica's lag; see --mode replica --help)\n"
 		"       embkv-bench --mode bytes-per-row [--dims 64,128] [--json]  (memory per row)\n"
+		"       embkv-bench --mode gpu --servers ADDR (device pull/push; see --mode gpu --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -479,6 +481,7 @@ int main(int argc, char **argv)
 		{ "ckpt", bench_ckpt_main },       { "move", bench_move_main },
 		{ "latency", bench_latency_main }, { "multi", bench_multi_main },
 		{ "replica", bench_replica_main }, { "bytes-per-row", bench_bpr_main },
+		{ "gpu", bench_gpu_main },
 	};
 	for (int i = 1; i < argc; i++)
 		for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {

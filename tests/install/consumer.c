@@ -2,12 +2,15 @@
  * An installed-embkv consumer: connects to the server named by argv[1],
  * opens table argv[2], assigns rows to 64 keys, pulls them back and
  * checks every value; pushes one gradient. Exit 0 only if all of that
- * worked. Built with find_package(embkv) against an install prefix, run
+ * worked; the device API's header is installed and its probe answers
+ * (0, -EOPNOTSUPP or -ENODEV). Built with find_package(embkv) against an install prefix, run
  * without LD_LIBRARY_PATH: the library is found through the prefix.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <embkv/embkv.h>
+#include <embkv/embkv_gpu.h>
 
 #define N 64u
 
@@ -62,6 +65,12 @@ int main(int argc, char **argv)
 		rc = embkv_push(t, N, keys, grads, &applied);
 	if (!rc && applied != N)
 		rc = -1;
+	if (!rc) {
+		int g = embkv_gpu_probe(NULL);
+
+		if (g && g != -EOPNOTSUPP && g != -ENODEV)
+			rc = -1;
+	}
 	printf("consumer: %s (%u keys, dim %u, embkv %s)\n",
 	       rc ? "FAILED" : "ok", N, dim, argv[2]);
 	if (rc > 0 || rc < -1)

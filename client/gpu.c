@@ -1,0 +1,584 @@
+/*
+ * The device API of include/embkv/embkv_gpu.h: loads libembkv_gpu.so on
+ * the first device call (dlopen; built by nvcc with EMBKV_CUDA=ON), and
+ * runs the staging path around the ordinary embkv_pull / embkv_push:
+ *
+ *   pull: device keys -> dedup on the GPU (distinct keys, inverse) ->
+ *         distinct keys to pinned host memory -> embkv_pull a chunk at a
+ *         time into one of two pinned row buffers -> cudaMemcpyAsync to
+ *         the device (the next chunk's network pull overlaps this copy)
+ *         -> scatter through the inverse into the caller's tensor;
+ *   push: dedup -> gradients summed per distinct key on the GPU -> copied
+ *         to pinned memory a chunk ahead -> embkv_push per chunk.
+ *
+ * Only distinct keys and their rows cross PCIe and the network. Without
+ * CUDA built in (EMBKV_HAVE_CUDA 0) nothing is loaded and every call
+ * says -EOPNOTSUPP, so the CPU library never needs libcuda or a GPU.
+ *
+ * Invariants: a staging workspace (pinned buffers, events of one device)
+ * is used by one call at a time, on the device it was made on, and is reused only after its `done` event, recorded after the
+ * last copy that reads it, has completed; every chunk buffer is rewritten
+ * by the host only after its own event says its previous copy is done.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <embkv/embkv_gpu.h>
+
+#include "client/client.h"
+#include "client/gpu_direct.h"
+#include "gpu/gpu.h"
+
+#ifndef EMBKV_HAVE_CUDA
+#define EMBKV_HAVE_CUDA 0
+#endif
+
+/* Bytes of rows per staging chunk buffer (two per workspace). */
+#define GPU_CHUNK_BYTES (8u << 20)
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static const struct embkv_gpu_ops *ops;
+static int load_status = -EOPNOTSUPP;
+static struct embkv_gpu_info load_info;
+
+static struct {
+	uint64_t pulls, pushes, keys, distinct, h2d, d2h, chunks;
+} stats;
+
+static void count(uint64_t *c, uint64_t v)
+{
+	__atomic_fetch_add(c, v, __ATOMIC_RELAXED);
+}
+
+const char *embkv_gpu_path_name(enum embkv_gpu_path path)
+{
+	switch (path) {
+	case EMBKV_GPU_PATH_STAGING: return "staging";
+	case EMBKV_GPU_PATH_DMABUF: return "gpudirect-dmabuf";
+	case EMBKV_GPU_PATH_PEERMEM: return "gpudirect-peermem";
+	default: return "none";
+	}
+}
+
+#if EMBKV_HAVE_CUDA
+static void *try_open(const char *path)
+{
+	return path && *path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+}
+
+/* $EMBKV_GPU_LIB, else libembkv_gpu.so next to the object this code is
+ * in (libembkv.so, or a program linking it statically), then the build
+ * tree's, then the loader's search path. */
+static void *open_plugin(void)
+{
+	char path[PATH_MAX];
+	Dl_info di;
+	void *h = try_open(getenv("EMBKV_GPU_LIB"));
+
+	if (!h && dladdr((void *)embkv_gpu_probe, &di) && di.dli_fname) {
+		const char *slash = strrchr(di.dli_fname, '/');
+
+		if (slash && snprintf(path, sizeof(path), "%.*s/libembkv_gpu.so",
+				      (int)(slash - di.dli_fname),
+				      di.dli_fname) < (int)sizeof(path))
+			h = try_open(path);
+	}
+#ifdef EMBKV_GPU_BUILD_LIB
+	if (!h)
+		h = try_open(EMBKV_GPU_BUILD_LIB);
+#endif
+	if (!h)
+		h = try_open("libembkv_gpu.so");
+	return h;
+}
+#endif
+
+static void load(void)
+{
+	struct embkv_gpu_info *in = &load_info;
+
+	memset(in, 0, sizeof(*in));
+#if EMBKV_HAVE_CUDA
+	{
+		struct embkv_gpu_dev_info di;
+		embkv_gpu_plugin_fn fn;
+		void *h = open_plugin();
+
+		if (!h) {
+			snprintf(in->why, sizeof(in->why),
+				 "libembkv_gpu.so not loaded: %.120s",
+				 dlerror());
+			return;
+		}
+		fn = (embkv_gpu_plugin_fn)(uintptr_t)dlsym(
+			h, "embkv_gpu_plugin_ops");
+		ops = fn ? fn() : NULL;
+		if (!ops || ops->abi != EMBKV_GPU_ABI) {
+			snprintf(in->why, sizeof(in->why),
+				 "libembkv_gpu.so: no plugin table of ABI %d",
+				 EMBKV_GPU_ABI);
+			ops = NULL;
+			return;
+		}
+		if (ops->probe(&di)) {
+			snprintf(in->why, sizeof(in->why),
+				 "no CUDA device: %.130s", ops->last_error());
+			load_status = -ENODEV;
+			ops = NULL;
+			return;
+		}
+		in->device = di.device;
+		in->cc_major = di.cc_major;
+		in->cc_minor = di.cc_minor;
+		in->driver_version = di.driver_version;
+		in->dmabuf_supported = di.dmabuf;
+		in->gdr_supported = di.gdr;
+		snprintf(in->name, sizeof(in->name), "%s", di.name);
+		in->capable = embkv_gpu_direct_probe(di.dmabuf, di.gdr, in->why,
+						     sizeof(in->why));
+		/* one-sided reads into device memory are not wired yet */
+		in->path = EMBKV_GPU_PATH_STAGING;
+		load_status = 0;
+	}
+#else
+	snprintf(in->why, sizeof(in->why),
+		 "libembkv was built without CUDA (EMBKV_CUDA=OFF)");
+#endif
+}
+
+int embkv_gpu_probe(struct embkv_gpu_info *info)
+{
+	pthread_once(&load_once, load);
+	if (info)
+		*info = load_info;
+	return load_status;
+}
+
+const char *embkv_gpu_last_error(void)
+{
+	return ops ? ops->last_error() : "";
+}
+
+void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
+{
+	if (!out)
+		return;
+	memset(out, 0, sizeof(*out));
+	out->path = load_status ? EMBKV_GPU_PATH_NONE : load_info.path;
+	out->pulls = __atomic_load_n(&stats.pulls, __ATOMIC_RELAXED);
+	out->pushes = __atomic_load_n(&stats.pushes, __ATOMIC_RELAXED);
+	out->keys = __atomic_load_n(&stats.keys, __ATOMIC_RELAXED);
+	out->distinct_keys = __atomic_load_n(&stats.distinct, __ATOMIC_RELAXED);
+	out->h2d_bytes = __atomic_load_n(&stats.h2d, __ATOMIC_RELAXED);
+	out->d2h_bytes = __atomic_load_n(&stats.d2h, __ATOMIC_RELAXED);
+	out->chunks = __atomic_load_n(&stats.chunks, __ATOMIC_RELAXED);
+}
+
+/* Pinned staging buffers: keys (cap_keys), two chunk buffers of rows and
+ * found flags, the default row; kept in a free list between calls. */
+struct ws {
+	struct ws *next;
+	int dev;                /* the CUDA device its events belong to */
+	uint64_t *h_keys;
+	size_t cap_keys;
+	float *h_rows[2];
+	uint8_t *h_found[2];
+	size_t cap_floats;      /* per row buffer */
+	uint32_t chunk_rows;    /* for this call's dim */
+	float *h_dflt;
+	size_t cap_dflt;
+	void *ev[2];
+	int ev_used[2];
+	void *done;
+	int done_used;
+};
+
+static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ws *ws_free;
+
+static void ws_bufs_free(struct ws *w)
+{
+	ops->host_free(w->h_keys);
+	for (int b = 0; b < 2; b++) {
+		ops->host_free(w->h_rows[b]);
+		ops->host_free(w->h_found[b]);
+		w->h_rows[b] = NULL;
+		w->h_found[b] = NULL;
+	}
+	ops->host_free(w->h_dflt);
+	w->h_keys = NULL;
+	w->h_dflt = NULL;
+	w->cap_keys = w->cap_floats = w->cap_dflt = 0;
+}
+
+static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
+{
+	struct ws *w, **pp;
+	size_t chunk = GPU_CHUNK_BYTES / ((size_t)dim * sizeof(float));
+	int rc = 0, dev = 0;
+
+	if (chunk < 1)
+		chunk = 1;
+	if (chunk > n)
+		chunk = n;
+	rc = ops->device_get(&dev);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ws_lock);
+	for (pp = &ws_free; *pp && (*pp)->dev != dev; pp = &(*pp)->next)
+		;
+	w = *pp;
+	if (w)
+		*pp = w->next;
+	pthread_mutex_unlock(&ws_lock);
+	if (!w) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		w->dev = dev;
+		if ((rc = ops->event_create(&w->ev[0])) ||
+		    (rc = ops->event_create(&w->ev[1])) ||
+		    (rc = ops->event_create(&w->done))) {
+			ops->event_destroy(w->ev[0]);
+			ops->event_destroy(w->ev[1]);
+			free(w);
+			return rc;
+		}
+	}
+	/* the previous call's copies out of these buffers are done */
+	if (w->done_used && (rc = ops->event_wait(w->done)))
+		goto fail;
+	w->done_used = 0;
+	w->ev_used[0] = w->ev_used[1] = 0;
+	if (w->cap_keys < n || w->cap_floats < chunk * dim ||
+	    w->cap_dflt < dim) {
+		ws_bufs_free(w);
+		if ((rc = ops->host_alloc((void **)&w->h_keys,
+					  (size_t)n * sizeof(uint64_t))) ||
+		    (rc = ops->host_alloc((void **)&w->h_dflt,
+					  (size_t)dim * sizeof(float))))
+			goto fail;
+		for (int b = 0; b < 2; b++)
+			if ((rc = ops->host_alloc((void **)&w->h_rows[b],
+						  chunk * dim * sizeof(float))) ||
+			    (rc = ops->host_alloc((void **)&w->h_found[b],
+						  chunk)))
+				goto fail;
+		w->cap_keys = n;
+		w->cap_floats = chunk * dim;
+		w->cap_dflt = dim;
+	}
+	w->chunk_rows = (uint32_t)(w->cap_floats / dim < UINT32_MAX
+				   ? w->cap_floats / dim : UINT32_MAX);
+	if (w->chunk_rows > chunk)
+		w->chunk_rows = (uint32_t)chunk; /* keep chunks small enough to overlap */
+	*out = w;
+	return 0;
+fail:
+	ws_bufs_free(w);
+	ops->event_destroy(w->ev[0]);
+	ops->event_destroy(w->ev[1]);
+	ops->event_destroy(w->done);
+	free(w);
+	return rc;
+}
+
+/* Back to the free list once `done` is recorded after its last copy. */
+static void ws_put(struct ws *w, void *stream)
+{
+	w->done_used = ops->event_record(w->done, stream) == 0;
+	if (!w->done_used)
+		ops->stream_wait(stream);
+	pthread_mutex_lock(&ws_lock);
+	w->next = ws_free;
+	ws_free = w;
+	pthread_mutex_unlock(&ws_lock);
+}
+
+static int ready(void)
+{
+	pthread_once(&load_once, load);
+	return load_status;
+}
+
+static int buf_wait(struct ws *w, int b)
+{
+	int rc = w->ev_used[b] ? ops->event_wait(w->ev[b]) : 0;
+
+	w->ev_used[b] = 0;
+	return rc;
+}
+
+int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
+		      const uint64_t *d_keys, float *d_out, uint8_t *d_found,
+		      enum embkv_mode mode, const float *d_dflt, void *stream)
+{
+	struct embkv_gpu_dedup dd;
+	struct ws *w;
+	float *d_urows = NULL;
+	uint8_t *d_ufound = NULL;
+	const float *h_dflt = NULL;
+	uint32_t dim, off, k;
+	int rc = ready();
+
+	if (rc)
+		return rc;
+	if (!t || (n && (!d_keys || !d_out)))
+		return -EINVAL;
+	if (!n)
+		return 0;
+	dim = t->attr.dim;
+	rc = ws_get(n, dim, &w);
+	if (rc)
+		return rc;
+	rc = ops->dedup(d_keys, n, &dd, w->h_keys, stream);
+	if (rc)
+		goto put;
+	count(&stats.pulls, 1);
+	count(&stats.keys, n);
+	count(&stats.distinct, dd.nu);
+	if ((rc = ops->dev_alloc((void **)&d_urows,
+				 (size_t)dd.nu * dim * sizeof(float), stream)) ||
+	    (rc = ops->dev_alloc((void **)&d_ufound, dd.nu, stream)))
+		goto free_dd;
+	if (d_dflt) {
+		rc = ops->d2h(w->h_dflt, d_dflt, (size_t)dim * sizeof(float),
+			      stream);
+		if (!rc)
+			rc = ops->stream_wait(stream);
+		if (rc)
+			goto free_dd;
+		h_dflt = w->h_dflt;
+	}
+	for (off = 0, k = 0; off < dd.nu; off += w->chunk_rows, k++) {
+		uint32_t cnt = dd.nu - off < w->chunk_rows ? dd.nu - off
+							     : w->chunk_rows;
+		int b = k & 1;
+
+		if ((rc = buf_wait(w, b)))
+			break;
+		rc = embkv_pull(t, cnt, w->h_keys + off, w->h_rows[b],
+				w->h_found[b], mode, h_dflt);
+		if (rc)
+			break;
+		if ((rc = ops->h2d(d_urows + (size_t)off * dim, w->h_rows[b],
+				   (size_t)cnt * dim * sizeof(float), stream)) ||
+		    (rc = ops->h2d(d_ufound + off, w->h_found[b], cnt,
+				   stream)) ||
+		    (rc = ops->event_record(w->ev[b], stream)))
+			break;
+		w->ev_used[b] = 1;
+		count(&stats.chunks, 1);
+		count(&stats.h2d, (uint64_t)cnt * (dim * sizeof(float) + 1));
+	}
+	if (!rc)
+		rc = ops->scatter(&dd, d_urows, d_ufound, dim, d_out, d_found,
+				  stream);
+free_dd:
+	ops->dev_free(d_urows, stream);
+	ops->dev_free(d_ufound, stream);
+	ops->dedup_free(&dd, stream);
+put:
+	ws_put(w, stream);
+	return rc;
+}
+
+int embkv_push_device(struct embkv_table_handle *t, uint32_t n,
+		      const uint64_t *d_keys, const float *d_grads,
+		      uint32_t *applied, void *stream)
+{
+	struct embkv_gpu_dedup dd;
+	struct ws *w;
+	float *d_ug = NULL;
+	uint32_t dim, off, k, total = 0, nchunks;
+	size_t row;
+	int rc = ready();
+
+	if (applied)
+		*applied = 0;
+	if (rc)
+		return rc;
+	if (!t || (n && (!d_keys || !d_grads)))
+		return -EINVAL;
+	if (!n)
+		return 0;
+	dim = t->attr.dim;
+	row = (size_t)dim * sizeof(float);
+	rc = ws_get(n, dim, &w);
+	if (rc)
+		return rc;
+	rc = ops->dedup(d_keys, n, &dd, w->h_keys, stream);
+	if (rc)
+		goto put;
+	count(&stats.pushes, 1);
+	count(&stats.keys, n);
+	count(&stats.distinct, dd.nu);
+	if ((rc = ops->dev_alloc((void **)&d_ug, dd.nu * row, stream)) ||
+	    (rc = ops->coalesce(&dd, d_grads, dim, d_ug, stream)))
+		goto free_dd;
+	nchunks = (dd.nu + w->chunk_rows - 1) / w->chunk_rows;
+	/* chunk k goes to buffer k & 1, copied one chunk ahead of its push */
+	for (k = 0; k < nchunks && k < 2 && !rc; k++) {
+		off = k * w->chunk_rows;
+		uint32_t cnt = dd.nu - off < w->chunk_rows ? dd.nu - off
+							     : w->chunk_rows;
+
+		rc = ops->d2h(w->h_rows[k], d_ug + (size_t)off * dim,
+			      cnt * row, stream);
+		if (!rc)
+			rc = ops->event_record(w->ev[k], stream);
+		w->ev_used[k] = !rc;
+	}
+	for (k = 0; k < nchunks && !rc; k++) {
+		int b = k & 1;
+		uint32_t got = 0, cnt;
+
+		off = k * w->chunk_rows;
+		cnt = dd.nu - off < w->chunk_rows ? dd.nu - off : w->chunk_rows;
+		if ((rc = buf_wait(w, b)))
+			break;
+		rc = embkv_push(t, cnt, w->h_keys + off, w->h_rows[b], &got);
+		total += got;
+		count(&stats.chunks, 1);
+		count(&stats.d2h, (uint64_t)cnt * row);
+		if (rc || k + 2 >= nchunks)
+			continue;
+		off = (k + 2) * w->chunk_rows;
+		cnt = dd.nu - off < w->chunk_rows ? dd.nu - off : w->chunk_rows;
+		rc = ops->d2h(w->h_rows[b], d_ug + (size_t)off * dim,
+			      cnt * row, stream);
+		if (!rc)
+			rc = ops->event_record(w->ev[b], stream);
+		w->ev_used[b] = !rc;
+	}
+	if (applied)
+		*applied = total;
+free_dd:
+	ops->dev_free(d_ug, stream);
+	ops->dedup_free(&dd, stream);
+put:
+	ws_put(w, stream);
+	return rc;
+}
+
+/* Async forms: the synchronous call on the client's async workers. */
+struct embkv_gpu_op {
+	int dev;                /* the caller's CUDA device */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done, status, push;
+	struct embkv_table_handle *t;
+	uint32_t n, applied;
+	const uint64_t *keys;
+	float *out;
+	const float *grads;
+	uint8_t *found;
+	enum embkv_mode mode;
+	const float *dflt;
+	void *stream;
+};
+
+static void op_run(void *arg)
+{
+	struct embkv_gpu_op *op = arg;
+	int st = ops->device_set(op->dev);
+
+	if (!st)
+		st = op->push
+			? embkv_push_device(op->t, op->n, op->keys, op->grads,
+					    &op->applied, op->stream)
+			: embkv_pull_device(op->t, op->n, op->keys, op->out,
+					    op->found, op->mode, op->dflt,
+					    op->stream);
+
+	pthread_mutex_lock(&op->lock);
+	op->status = st;
+	op->done = 1;
+	pthread_cond_signal(&op->cond);
+	pthread_mutex_unlock(&op->lock);
+}
+
+static int op_start(struct embkv_gpu_op *tmpl, struct embkv_gpu_op **out)
+{
+	struct embkv_gpu_op *op;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	rc = ready();
+	if (rc)
+		return rc;
+	if (!tmpl->t)
+		return -EINVAL;
+	op = malloc(sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	*op = *tmpl;
+	rc = ops->device_get(&op->dev);
+	if (rc) {
+		free(op);
+		return rc;
+	}
+	pthread_mutex_init(&op->lock, NULL);
+	pthread_cond_init(&op->cond, NULL);
+	rc = embkv_async_job(op->t->c, op_run, op);
+	if (rc) {
+		pthread_cond_destroy(&op->cond);
+		pthread_mutex_destroy(&op->lock);
+		free(op);
+		return rc;
+	}
+	*out = op;
+	return 0;
+}
+
+int embkv_pull_device_async(struct embkv_table_handle *t, uint32_t n,
+			    const uint64_t *d_keys, float *d_out,
+			    uint8_t *d_found, enum embkv_mode mode,
+			    const float *d_dflt, void *stream,
+			    struct embkv_gpu_op **op)
+{
+	struct embkv_gpu_op o = {
+		.t = t, .n = n, .keys = d_keys, .out = d_out,
+		.found = d_found, .mode = mode, .dflt = d_dflt,
+		.stream = stream,
+	};
+
+	return op_start(&o, op);
+}
+
+int embkv_push_device_async(struct embkv_table_handle *t, uint32_t n,
+			    const uint64_t *d_keys, const float *d_grads,
+			    void *stream, struct embkv_gpu_op **op)
+{
+	struct embkv_gpu_op o = {
+		.t = t, .n = n, .keys = d_keys, .grads = d_grads,
+		.stream = stream, .push = 1,
+	};
+
+	return op_start(&o, op);
+}
+
+int embkv_gpu_op_wait(struct embkv_gpu_op *op, uint32_t *applied)
+{
+	int st;
+
+	if (!op)
+		return -EINVAL;
+	pthread_mutex_lock(&op->lock);
+	while (!op->done)
+		pthread_cond_wait(&op->cond, &op->lock);
+	pthread_mutex_unlock(&op->lock);
+	st = op->status;
+	if (applied)
+		*applied = op->applied;
+	pthread_cond_destroy(&op->cond);
+	pthread_mutex_destroy(&op->lock);
+	free(op);
+	return st;
+}

@@ -1,0 +1,362 @@
+/*
+ * The GPU path's kernels: key dedup with an inverse index, gradient
+ * coalescing through it, the scatter of distinct rows to the caller's
+ * dense tensor, and the fused record check (XXH3 of gpu/xxh3_hd.h, the
+ * checksum of hashing/record.h) and scatter of records fetched into
+ * device memory. Launched through the table of gpu/gpu.h (plugin.cu).
+ *
+ * Dedup: cub::DeviceRadixSort::SortPairs (key, position) -- stable, so
+ * the occurrences of a key keep their input order -- then head flags, an
+ * inclusive scan of them (the run id of every sorted position) and one
+ * pass that writes the distinct keys, run offsets and the inverse. Every
+ * step is parallel over positions, so one key with a million duplicates
+ * costs what a million distinct keys cost.
+ *
+ * Coalescing: runs are cut into chunks of EMBKV_GPU_COALESCE_CHUNK rows;
+ * a block per chunk sums its rows sequentially per column (coalesced
+ * across columns), a run of several chunks then sums its chunks' partials
+ * in order. Deterministic, equal bit for bit to the CPU client's
+ * sequential sum for keys with up to a chunk of duplicates, and a hot key
+ * with thousands of duplicates is spread over that many blocks.
+ *
+ * Record check: a thread per distinct record computes its verdict, then
+ * the scatter reads the good records' payloads straight into the
+ * caller's rows (converted from fp16/bf16 where stored so), parallel
+ * over elements, so a hot key is no slower than distinct ones.
+ *
+ * Invariant: nothing here reads or writes past n keys, nu runs or the
+ * dim columns of a row; device buffers are sized by the launchers.
+ */
+#include <errno.h>
+#include <cuda_runtime.h>
+#include <cub/cub.cuh>
+
+#include "gpu/gpu.h"
+#include "gpu/kernels.h"
+#include "gpu/logic_hd.h"
+#include "gpu/xxh3_hd.h"
+
+static __global__ void iota_kernel(uint32_t *p, uint32_t n)
+{
+	for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	     i += gridDim.x * blockDim.x)
+		p[i] = i;
+}
+
+static __global__ void head_kernel(const uint64_t *sorted, uint32_t n,
+				   uint32_t *head)
+{
+	for (uint32_t j = blockIdx.x * blockDim.x + threadIdx.x; j < n;
+	     j += gridDim.x * blockDim.x)
+		head[j] = (j == 0 || sorted[j] != sorted[j - 1]) ? 1u : 0u;
+}
+
+static __global__ void runs_kernel(const uint64_t *sorted,
+				   const uint32_t *perm, const uint32_t *runid1,
+				   uint32_t n, uint64_t *ukeys,
+				   uint32_t *offsets, uint32_t *inverse,
+				   uint32_t *nu)
+{
+	for (uint32_t j = blockIdx.x * blockDim.x + threadIdx.x; j < n;
+	     j += gridDim.x * blockDim.x) {
+		uint32_t r = runid1[j] - 1;
+
+		inverse[perm[j]] = r;
+		if (j == 0 || runid1[j - 1] != runid1[j]) {
+			ukeys[r] = sorted[j];
+			offsets[r] = j;
+		}
+		if (j == n - 1) {
+			offsets[r + 1] = n;
+			*nu = r + 1;
+		}
+	}
+}
+
+static unsigned grid_for(uint64_t items, unsigned block)
+{
+	uint64_t g = (items + block - 1) / block;
+
+	if (g < 1)
+		g = 1;
+	return g > 65535u * 4 ? 65535u * 4 : (unsigned)g;
+}
+
+static size_t up256(size_t b)
+{
+	return (b + 255) & ~(size_t)255;
+}
+
+int embkv_gpu_k_dedup(const uint64_t *d_keys, uint32_t n,
+		      struct embkv_gpu_dedup *dd, uint32_t *h_nu,
+		      cudaStream_t s)
+{
+	size_t sort_tmp = 0, scan_tmp = 0, tmp, off = 0, total;
+	uint64_t *sorted;
+	uint32_t *iota, *head, *runid1, *d_nu;
+	uint8_t *m;
+	cudaError_t e;
+
+	memset(dd, 0, sizeof(*dd));
+	e = cub::DeviceRadixSort::SortPairs(NULL, sort_tmp, (const uint64_t *)NULL,
+					    (uint64_t *)NULL, (const uint32_t *)NULL,
+					    (uint32_t *)NULL, (int)n, 0, 64, s);
+	if (e == cudaSuccess)
+		e = cub::DeviceScan::InclusiveSum(NULL, scan_tmp, (uint32_t *)NULL,
+						  (uint32_t *)NULL, (int)n, s);
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	tmp = sort_tmp > scan_tmp ? sort_tmp : scan_tmp;
+	/* one allocation: ukeys, sorted | inverse, perm, offsets, iota, head,
+	 * runid1, nu | temp */
+	total = 2 * up256(n * sizeof(uint64_t)) +
+		5 * up256(n * sizeof(uint32_t)) +
+		up256((size_t)(n + 1) * sizeof(uint32_t)) + 256 + up256(tmp);
+	e = cudaMallocAsync((void **)&m, total, s);
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	dd->mem = m;
+	dd->n = n;
+	dd->ukeys = (uint64_t *)(m + off); off += up256(n * sizeof(uint64_t));
+	sorted = (uint64_t *)(m + off); off += up256(n * sizeof(uint64_t));
+	dd->inverse = (uint32_t *)(m + off); off += up256(n * sizeof(uint32_t));
+	dd->perm = (uint32_t *)(m + off); off += up256(n * sizeof(uint32_t));
+	dd->offsets = (uint32_t *)(m + off);
+	off += up256((size_t)(n + 1) * sizeof(uint32_t));
+	iota = (uint32_t *)(m + off); off += up256(n * sizeof(uint32_t));
+	head = (uint32_t *)(m + off); off += up256(n * sizeof(uint32_t));
+	runid1 = (uint32_t *)(m + off); off += up256(n * sizeof(uint32_t));
+	d_nu = (uint32_t *)(m + off); off += 256;
+
+	iota_kernel<<<grid_for(n, 256), 256, 0, s>>>(iota, n);
+	e = cub::DeviceRadixSort::SortPairs(m + off, sort_tmp, d_keys, sorted,
+					    iota, dd->perm, (int)n, 0, 64, s);
+	if (e != cudaSuccess)
+		goto fail;
+	head_kernel<<<grid_for(n, 256), 256, 0, s>>>(sorted, n, head);
+	e = cub::DeviceScan::InclusiveSum(m + off, scan_tmp, head, runid1,
+					  (int)n, s);
+	if (e != cudaSuccess)
+		goto fail;
+	runs_kernel<<<grid_for(n, 256), 256, 0, s>>>(sorted, dd->perm, runid1,
+						     n, dd->ukeys, dd->offsets,
+						     dd->inverse, d_nu);
+	e = cudaMemcpyAsync(h_nu, d_nu, sizeof(*h_nu), cudaMemcpyDeviceToHost,
+			    s);
+	if (e == cudaSuccess)
+		e = cudaStreamSynchronize(s);
+	if (e != cudaSuccess)
+		goto fail;
+	dd->nu = *h_nu;
+	return 0;
+fail:
+	cudaFreeAsync(m, s);
+	memset(dd, 0, sizeof(*dd));
+	return embkv_gpu_fail(e);
+}
+
+static __global__ void scatter_kernel(const uint32_t *inverse,
+				      const float *urows,
+				      const uint8_t *ufound, uint32_t n,
+				      uint32_t dim, float *out, uint8_t *found)
+{
+	uint64_t total = (uint64_t)n * dim;
+
+	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	     x < total; x += (uint64_t)gridDim.x * blockDim.x) {
+		uint32_t i = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
+		uint32_t r = inverse[i];
+
+		out[x] = urows[(uint64_t)r * dim + c];
+		if (c == 0 && found)
+			found[i] = ufound[r];
+	}
+}
+
+int embkv_gpu_k_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
+			const uint8_t *ufound, uint32_t dim, float *out,
+			uint8_t *found, cudaStream_t s)
+{
+	scatter_kernel<<<grid_for((uint64_t)dd->n * dim, 256), 256, 0, s>>>(
+		dd->inverse, urows, ufound, dd->n, dim, out, found);
+	return embkv_gpu_fail(cudaGetLastError());
+}
+
+/* nchunks[r] = the chunks of run r (chunk_end is their inclusive scan) */
+static __global__ void chunks_kernel(const uint32_t *offsets, uint32_t nu,
+				     uint32_t *nchunks)
+{
+	for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < nu;
+	     r += gridDim.x * blockDim.x)
+		nchunks[r] = embkv_gpu_chunks_of(offsets[r + 1] - offsets[r]);
+}
+
+static __global__ void chunk_sum_kernel(const uint32_t *offsets,
+					const uint32_t *perm,
+					const uint32_t *chunk_end, uint32_t nu,
+					const float *grads, uint32_t dim,
+					float *partial, float *ugrads)
+{
+	uint32_t total = chunk_end[nu - 1];
+
+	for (uint32_t b = blockIdx.x; b < total; b += gridDim.x) {
+		uint32_t r = embkv_gpu_run_of_chunk(chunk_end, nu, b), j0, j1;
+		uint32_t nch = embkv_gpu_chunk_range(offsets, chunk_end, r, b,
+						     &j0, &j1);
+		float *dst = nch == 1 ? ugrads + (uint64_t)r * dim
+				      : partial + (uint64_t)b * dim;
+
+		for (uint32_t c = threadIdx.x; c < dim; c += blockDim.x) {
+			float acc = grads[(uint64_t)perm[j0] * dim + c];
+
+			for (uint32_t j = j0 + 1; j < j1; j++)
+				acc += grads[(uint64_t)perm[j] * dim + c];
+			dst[c] = acc;
+		}
+	}
+}
+
+static __global__ void chunk_merge_kernel(const uint32_t *chunk_end,
+					  uint32_t nu, const float *partial,
+					  uint32_t dim, float *ugrads)
+{
+	for (uint32_t r = blockIdx.x; r < nu; r += gridDim.x) {
+		uint32_t first = r ? chunk_end[r - 1] : 0;
+
+		if (chunk_end[r] - first < 2)
+			continue;
+		for (uint32_t c = threadIdx.x; c < dim; c += blockDim.x) {
+			float acc = partial[(uint64_t)first * dim + c];
+
+			for (uint32_t b = first + 1; b < chunk_end[r]; b++)
+				acc += partial[(uint64_t)b * dim + c];
+			ugrads[(uint64_t)r * dim + c] = acc;
+		}
+	}
+}
+
+static unsigned cols_block(uint32_t dim)
+{
+	unsigned t = (dim + 31) / 32 * 32;
+
+	return t > 256 ? 256 : t;
+}
+
+int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
+			 uint32_t dim, float *ugrads, cudaStream_t s)
+{
+	uint32_t nu = dd->nu;
+	/* chunks <= nu + n / CHUNK: the launch bound, no host round trip */
+	uint64_t maxch = (uint64_t)nu + dd->n / EMBKV_GPU_COALESCE_CHUNK;
+	size_t scan_tmp = 0, off = 0;
+	uint32_t *nch, *chunk_end;
+	float *partial;
+	uint8_t *m;
+	cudaError_t e;
+
+	if (!nu)
+		return 0;
+	e = cub::DeviceScan::InclusiveSum(NULL, scan_tmp, (uint32_t *)NULL,
+					  (uint32_t *)NULL, (int)nu, s);
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	e = cudaMallocAsync((void **)&m, 2 * up256(nu * sizeof(uint32_t)) +
+					 up256(maxch * dim * sizeof(float)) +
+					 up256(scan_tmp), s);
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	nch = (uint32_t *)m; off += up256(nu * sizeof(uint32_t));
+	chunk_end = (uint32_t *)(m + off); off += up256(nu * sizeof(uint32_t));
+	partial = (float *)(m + off); off += up256(maxch * dim * sizeof(float));
+	chunks_kernel<<<grid_for(nu, 256), 256, 0, s>>>(dd->offsets, nu, nch);
+	e = cub::DeviceScan::InclusiveSum(m + off, scan_tmp, nch, chunk_end,
+					  (int)nu, s);
+	if (e == cudaSuccess) {
+		unsigned g = maxch > 65535u * 16 ? 65535u * 16 : (unsigned)maxch;
+		unsigned gm = nu > 65535u * 16 ? 65535u * 16 : nu;
+
+		chunk_sum_kernel<<<g, cols_block(dim), 0, s>>>(
+			dd->offsets, dd->perm, chunk_end, nu, grads, dim,
+			partial, ugrads);
+		chunk_merge_kernel<<<gm, cols_block(dim), 0, s>>>(
+			chunk_end, nu, partial, dim, ugrads);
+		e = cudaGetLastError();
+	}
+	cudaFreeAsync(m, s);
+	return embkv_gpu_fail(e);
+}
+
+/* The check: a thread per distinct key hashes its record (XXH3 over the
+ * payload, then key and version seeded with it) and lists a failed one. */
+static __global__ void check_kernel(const uint64_t *ukeys, uint32_t nu,
+				    const uint8_t *records, size_t stride,
+				    size_t payload_bytes, uint8_t *verdicts,
+				    uint32_t *failed, uint32_t *nfailed)
+{
+	for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < nu;
+	     r += gridDim.x * blockDim.x) {
+		unsigned v = embkv_gpu_rec_verdict(records + (uint64_t)r * stride,
+						   ukeys[r], payload_bytes);
+
+		verdicts[r] = (uint8_t)v;
+		if (v)
+			failed[atomicAdd(nfailed, 1u)] = r;
+	}
+}
+
+/* The scatter straight from the records: an element of the caller's rows
+ * a thread, through the inverse, converted from the stored type; rows of
+ * failed records are left alone. Parallel over n * dim, so one key
+ * repeated a million times costs what a million keys cost. */
+static __global__ void record_scatter_kernel(const uint32_t *inverse,
+					     uint32_t n, const uint8_t *records,
+					     size_t stride,
+					     const uint8_t *verdicts,
+					     enum embkv_gpu_elem elem,
+					     uint32_t dim, float *out,
+					     uint8_t *found)
+{
+	uint64_t total = (uint64_t)n * dim;
+
+	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	     x < total; x += (uint64_t)gridDim.x * blockDim.x) {
+		uint32_t i = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
+		uint32_t r = inverse[i];
+
+		if (verdicts[r])
+			continue;
+		out[x] = embkv_gpu_elem_f32(records + (uint64_t)r * stride + 24,
+					    c, elem);
+		if (c == 0 && found)
+			found[i] = 1;
+	}
+}
+
+int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
+			      const void *records, size_t stride,
+			      size_t payload_bytes, enum embkv_gpu_elem elem,
+			      uint32_t dim, float *out, uint8_t *found,
+			      uint32_t *failed, uint32_t *nfailed,
+			      uint8_t *verdicts, cudaStream_t s)
+{
+	uint8_t *v = verdicts;
+	cudaError_t e = cudaMemsetAsync(nfailed, 0, sizeof(*nfailed), s);
+
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	if (!dd->nu)
+		return 0;
+	if (!v && (e = cudaMallocAsync((void **)&v, dd->nu, s)) != cudaSuccess)
+		return embkv_gpu_fail(e);
+	check_kernel<<<grid_for(dd->nu, 128), 128, 0, s>>>(
+		dd->ukeys, dd->nu, (const uint8_t *)records, stride,
+		payload_bytes, v, failed, nfailed);
+	record_scatter_kernel<<<grid_for((uint64_t)dd->n * dim, 256), 256, 0,
+				s>>>(dd->inverse, dd->n,
+				     (const uint8_t *)records, stride, v, elem,
+				     dim, out, found);
+	e = cudaGetLastError();
+	if (!verdicts)
+		cudaFreeAsync(v, s);
+	return embkv_gpu_fail(e);
+}

@@ -1,0 +1,119 @@
+/*
+ * The per-element logic of the GPU kernels (gpu/kernels.cu), as
+ * __host__ __device__ code that also compiles as plain C: the record
+ * verdict, the conversion of stored elements to fp32, and the chunking of
+ * gradient coalescing. The kernels call these; so does the host stand-in
+ * of the plugin (tests/gpu/host_plugin.c), so the tests that run on every
+ * machine run the same text the kernels run, not a second version of it.
+ * Invariant: no function here reads outside the record, payload or
+ * arrays it is given the bounds of.
+ */
+#ifndef EMBKV_GPU_LOGIC_HD_H
+#define EMBKV_GPU_LOGIC_HD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "gpu/gpu.h"
+#include "gpu/xxh3_hd.h"
+
+/* The verdict on a record (checksum, key, version, payload of
+ * payload_bytes) read for want: hashing/record.h's embkv_record_judge. */
+EMBKV_HD unsigned embkv_gpu_rec_verdict(const uint8_t *rec, uint64_t want,
+					size_t payload_bytes)
+{
+	uint64_t sum = embkv_xxh3_r64(rec);
+	uint64_t key = embkv_xxh3_r64(rec + 8);
+	uint64_t ver = embkv_xxh3_r64(rec + 16);
+
+	if (embkv_xxh3_record_sum(key, ver, rec + 24, payload_bytes) != sum)
+		return EMBKV_GPU_REC_TORN;
+	if (ver >> 63)
+		return EMBKV_GPU_REC_DEAD;
+	if (key != want)
+		return EMBKV_GPU_REC_OTHER_KEY;
+	return EMBKV_GPU_REC_OK;
+}
+
+/* IEEE half to float, exact (normal, subnormal, inf, NaN, signed 0). */
+EMBKV_HD float embkv_gpu_half_to_f32(uint16_t h)
+{
+	uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u;
+	uint32_t m = h & 1023u, u;
+	float f;
+
+	if (e == 31)
+		u = s | 0x7f800000u | (m << 13);
+	else if (e)
+		u = s | ((e + 112) << 23) | (m << 13);
+	else if (!m)
+		u = s;
+	else {
+		/* subnormal: m * 2^-24, exact in float */
+		f = (float)m * 5.9604644775390625e-8f;
+		return s ? -f : f;
+	}
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* Element c of a stored payload, as fp32. */
+EMBKV_HD float embkv_gpu_elem_f32(const uint8_t *payload, uint32_t c,
+				  enum embkv_gpu_elem elem)
+{
+	uint16_t h;
+	uint32_t u;
+	float f;
+
+	if (elem == EMBKV_GPU_ELEM_F32) {
+		memcpy(&f, payload + 4 * (size_t)c, sizeof(f));
+		return f;
+	}
+	memcpy(&h, payload + 2 * (size_t)c, sizeof(h));
+	if (elem == EMBKV_GPU_ELEM_F16)
+		return embkv_gpu_half_to_f32(h);
+	u = (uint32_t)h << 16; /* bf16: the top half of a float */
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* Chunks of coalescing for a key with cnt occurrences. */
+EMBKV_HD uint32_t embkv_gpu_chunks_of(uint32_t cnt)
+{
+	return (cnt + EMBKV_GPU_COALESCE_CHUNK - 1) / EMBKV_GPU_COALESCE_CHUNK;
+}
+
+/* The run of chunk b: the first r with chunk_end[r] > b (chunk_end the
+ * inclusive prefix sum of embkv_gpu_chunks_of over the runs). */
+EMBKV_HD uint32_t embkv_gpu_run_of_chunk(const uint32_t *chunk_end,
+					 uint32_t nu, uint32_t b)
+{
+	uint32_t lo = 0, hi = nu;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (chunk_end[mid] > b)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+/* Sorted positions [*j0, *j1) of chunk b of run r; returns the run's
+ * number of chunks. */
+EMBKV_HD uint32_t embkv_gpu_chunk_range(const uint32_t *offsets,
+					const uint32_t *chunk_end, uint32_t r,
+					uint32_t b, uint32_t *j0, uint32_t *j1)
+{
+	uint32_t first = r ? chunk_end[r - 1] : 0;
+	uint32_t end = offsets[r + 1];
+
+	*j0 = offsets[r] + (b - first) * EMBKV_GPU_COALESCE_CHUNK;
+	*j1 = *j0 + EMBKV_GPU_COALESCE_CHUNK < end
+		      ? *j0 + EMBKV_GPU_COALESCE_CHUNK : end;
+	return chunk_end[r] - first;
+}
+
+#endif

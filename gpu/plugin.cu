@@ -1,0 +1,296 @@
+/*
+ * libembkv_gpu.so: the table of gpu/gpu.h over the CUDA runtime (linked
+ * in statically, so that a machine needs only the driver, libcuda, which
+ * the runtime itself loads at run time) and the kernels of kernels.cu.
+ *
+ * Device memory of the path's temporaries comes from the stream-ordered
+ * allocator (cudaMallocAsync), whose pool keeps it between calls (release
+ * threshold raised at probe), so a steady stream of batches allocates
+ * nothing from the driver. Driver-only calls (the dma-buf export, the
+ * dma-buf attribute) are reached through cudaGetDriverEntryPointByVersion,
+ * never by linking libcuda.
+ *
+ * Errors keep the CUDA error's text per thread for last_error().
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include "gpu/gpu.h"
+#include "gpu/kernels.h"
+
+static __thread char last_err[160];
+
+int embkv_gpu_fail(cudaError_t e)
+{
+	if (e == cudaSuccess)
+		return 0;
+	snprintf(last_err, sizeof(last_err), "%s: %s", cudaGetErrorName(e),
+		 cudaGetErrorString(e));
+	if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ||
+	    e == cudaErrorInvalidDevice)
+		return -ENODEV;
+	return e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
+}
+
+static const char *p_last_error(void)
+{
+	return last_err[0] ? last_err : "no error";
+}
+
+static void *driver_fn(const char *name)
+{
+	void *fn = NULL;
+	cudaDriverEntryPointQueryResult q;
+
+	if (cudaGetDriverEntryPointByVersion(name, &fn, 12000,
+					     cudaEnableDefault, &q) !=
+		    cudaSuccess ||
+	    q != cudaDriverEntryPointSuccess)
+		return NULL;
+	return fn;
+}
+
+static int p_probe(struct embkv_gpu_dev_info *info)
+{
+	typedef CUresult (*attr_fn)(int *, CUdevice_attribute, CUdevice);
+	attr_fn attr;
+	cudaDeviceProp prop;
+	cudaMemPool_t pool;
+	uint64_t keep = UINT64_MAX;
+	cudaError_t e;
+	int dev = 0, v = 0;
+
+	memset(info, 0, sizeof(*info));
+	e = cudaGetDeviceCount(&info->count);
+	if (e == cudaSuccess && info->count < 1)
+		e = cudaErrorNoDevice;
+	if (e == cudaSuccess)
+		e = cudaGetDevice(&dev);
+	if (e == cudaSuccess)
+		e = cudaGetDeviceProperties(&prop, dev);
+	if (e != cudaSuccess) {
+		embkv_gpu_fail(e);
+		return -ENODEV;
+	}
+	info->device = dev;
+	info->cc_major = prop.major;
+	info->cc_minor = prop.minor;
+	snprintf(info->name, sizeof(info->name), "%.95s", prop.name);
+	cudaDriverGetVersion(&info->driver_version);
+	if (cudaDeviceGetAttribute(&v, cudaDevAttrGPUDirectRDMASupported, dev) ==
+	    cudaSuccess)
+		info->gdr = v;
+	attr = (attr_fn)driver_fn("cuDeviceGetAttribute");
+	if (attr && attr(&v, CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED, dev) ==
+			    CUDA_SUCCESS)
+		info->dmabuf = v;
+	/* keep freed device memory in the pool for the next batch */
+	if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess)
+		cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold,
+					&keep);
+	return 0;
+}
+
+static int p_host_alloc(void **p, size_t bytes)
+{
+	return embkv_gpu_fail(cudaHostAlloc(p, bytes ? bytes : 1,
+					    cudaHostAllocDefault));
+}
+
+static void p_host_free(void *p)
+{
+	if (p)
+		cudaFreeHost(p);
+}
+
+static int p_dev_alloc(void **p, size_t bytes, void *stream)
+{
+	return embkv_gpu_fail(cudaMallocAsync(p, bytes ? bytes : 1,
+					      (cudaStream_t)stream));
+}
+
+static void p_dev_free(void *p, void *stream)
+{
+	if (p)
+		cudaFreeAsync(p, (cudaStream_t)stream);
+}
+
+static int p_h2d(void *dst, const void *src, size_t bytes, void *stream)
+{
+	return embkv_gpu_fail(cudaMemcpyAsync(dst, src, bytes,
+					      cudaMemcpyHostToDevice,
+					      (cudaStream_t)stream));
+}
+
+static int p_d2h(void *dst, const void *src, size_t bytes, void *stream)
+{
+	return embkv_gpu_fail(cudaMemcpyAsync(dst, src, bytes,
+					      cudaMemcpyDeviceToHost,
+					      (cudaStream_t)stream));
+}
+
+static int p_memset_dev(void *dst, int v, size_t bytes, void *stream)
+{
+	return embkv_gpu_fail(cudaMemsetAsync(dst, v, bytes,
+					      (cudaStream_t)stream));
+}
+
+static int p_event_create(void **ev)
+{
+	return embkv_gpu_fail(cudaEventCreateWithFlags(
+		(cudaEvent_t *)ev, cudaEventDisableTiming));
+}
+
+static void p_event_destroy(void *ev)
+{
+	if (ev)
+		cudaEventDestroy((cudaEvent_t)ev);
+}
+
+static int p_event_record(void *ev, void *stream)
+{
+	return embkv_gpu_fail(cudaEventRecord((cudaEvent_t)ev,
+					      (cudaStream_t)stream));
+}
+
+static int p_event_wait(void *ev)
+{
+	return embkv_gpu_fail(cudaEventSynchronize((cudaEvent_t)ev));
+}
+
+static int p_stream_wait(void *stream)
+{
+	return embkv_gpu_fail(cudaStreamSynchronize((cudaStream_t)stream));
+}
+
+static int p_dedup(const uint64_t *d_keys, uint32_t n,
+		   struct embkv_gpu_dedup *dd, uint64_t *h_ukeys, void *stream)
+{
+	cudaStream_t s = (cudaStream_t)stream;
+	uint32_t nu = 0; /* pageable: the copy is waited for anyway */
+	int rc;
+
+	/* cub counts items in an int */
+	if (!n || n > INT32_MAX || !d_keys || !dd)
+		return -EINVAL;
+	rc = embkv_gpu_k_dedup(d_keys, n, dd, &nu, s);
+	if (rc || !h_ukeys)
+		return rc;
+	rc = embkv_gpu_fail(cudaMemcpyAsync(h_ukeys, dd->ukeys,
+					    dd->nu * sizeof(uint64_t),
+					    cudaMemcpyDeviceToHost, s));
+	if (!rc)
+		rc = embkv_gpu_fail(cudaStreamSynchronize(s));
+	if (rc) {
+		cudaFreeAsync(dd->mem, s);
+		memset(dd, 0, sizeof(*dd));
+	}
+	return rc;
+}
+
+static void p_dedup_free(struct embkv_gpu_dedup *dd, void *stream)
+{
+	if (dd && dd->mem)
+		cudaFreeAsync(dd->mem, (cudaStream_t)stream);
+	if (dd)
+		memset(dd, 0, sizeof(*dd));
+}
+
+static int p_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
+		     const uint8_t *ufound, uint32_t dim, float *out,
+		     uint8_t *found, void *stream)
+{
+	return embkv_gpu_k_scatter(dd, urows, ufound, dim, out, found,
+				   (cudaStream_t)stream);
+}
+
+static int p_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
+		      uint32_t dim, float *ugrads, void *stream)
+{
+	return embkv_gpu_k_coalesce(dd, grads, dim, ugrads,
+				    (cudaStream_t)stream);
+}
+
+static int p_check_scatter(const struct embkv_gpu_dedup *dd,
+			   const void *records, size_t stride,
+			   size_t payload_bytes, enum embkv_gpu_elem elem,
+			   uint32_t dim, float *out, uint8_t *found,
+			   uint32_t *failed, uint32_t *nfailed,
+			   uint8_t *verdicts, void *stream)
+{
+	return embkv_gpu_k_check_scatter(dd, records, stride, payload_bytes,
+					 elem, dim, out, found, failed,
+					 nfailed, verdicts,
+					 (cudaStream_t)stream);
+}
+
+static int p_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
+{
+	typedef CUresult (*handle_fn)(void *, CUdeviceptr, size_t,
+				      CUmemRangeHandleType,
+				      unsigned long long);
+	handle_fn get = (handle_fn)driver_fn("cuMemGetHandleForAddressRange");
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = (uintptr_t)p & ~(page - 1);
+	uintptr_t end = ((uintptr_t)p + bytes + page - 1) & ~(page - 1);
+	int f = -1;
+
+	if (!get)
+		return -EOPNOTSUPP;
+	if (get(&f, (CUdeviceptr)start, end - start,
+		CU_MEM_RANGE_HANDLE_TYPE_DMA_BUF_FD, 0) != CUDA_SUCCESS) {
+		snprintf(last_err, sizeof(last_err),
+			 "cuMemGetHandleForAddressRange failed");
+		return -EOPNOTSUPP;
+	}
+	*fd = f;
+	*offset = (uintptr_t)p - start;
+	return 0;
+}
+
+static int p_device_get(int *dev)
+{
+	return embkv_gpu_fail(cudaGetDevice(dev));
+}
+
+static int p_device_set(int dev)
+{
+	return embkv_gpu_fail(cudaSetDevice(dev));
+}
+
+static const struct embkv_gpu_ops ops = {
+	EMBKV_GPU_ABI,
+	p_last_error,
+	p_probe,
+	p_host_alloc,
+	p_host_free,
+	p_dev_alloc,
+	p_dev_free,
+	p_h2d,
+	p_d2h,
+	p_memset_dev,
+	p_event_create,
+	p_event_destroy,
+	p_event_record,
+	p_event_wait,
+	p_stream_wait,
+	p_dedup,
+	p_dedup_free,
+	p_scatter,
+	p_coalesce,
+	p_check_scatter,
+	p_dmabuf_fd,
+	p_device_get,
+	p_device_set,
+};
+
+extern "C" __attribute__((visibility("default")))
+const struct embkv_gpu_ops *embkv_gpu_plugin_ops(void)
+{
+	return &ops;
+}
