@@ -21,7 +21,7 @@
 #include <xxhash.h>
 
 #include "gpu/gpu.h"
-#include "tools/f16.h"
+#include "hashing/f16.h"
 
 static const struct embkv_gpu_ops *ops;
 

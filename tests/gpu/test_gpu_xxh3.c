@@ -6,7 +6,7 @@
  * every build, and by nvcc as CUDA host code in the CUDA flavour
  * (test_gpu_xxh3_nvcc), so the text the kernels compile is the one checked.
  * Also the kernels' other per-element logic (gpu/logic_hd.h): every half
- * against tools/f16.h, bf16, and the record verdicts. It needs no GPU.
+ * against hashing/f16.h, bf16, and the record verdicts. It needs no GPU.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +25,7 @@ extern "C" { /* cmocka.h has no C++ guard (nvcc compiles as C++) */
 
 #include "gpu/logic_hd.h"
 #include "gpu/xxh3_hd.h"
-#include "tools/f16.h"
+#include "hashing/f16.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
 
