@@ -621,6 +621,7 @@ static void req_finish(struct embkvd_done *d)
 	char *text = NULL;
 	size_t tl = 0, len;
 	uint8_t *body;
+	int rc;
 
 	if (!r->status) {
 		text = r->out ? json_dumps(r->out, JSON_COMPACT)
@@ -633,10 +634,19 @@ static void req_finish(struct embkvd_done *d)
 				EMBKV_WIRE_MAX_JSON);
 	}
 	len = blob ? 4 + tl + r->raw_len : tl;
+	if (!r->status && len > EMBKV_WIRE_MAX_BODY)
+		ck_fail(r, EMBKV_ELIMIT, "the reply would be %zu bytes, over "
+			"the frame limit", len);
 	if (r->status)
 		embkvd_conn_error(c, r->req_id, r->status, false, "%s", r->msg);
-	else if (!embkvd_conn_reply(c, r->req_id, r->op | EMBKV_WIRE_OP_REPLY,
-				    (uint32_t)len, &body)) {
+	else if ((rc = embkvd_conn_reply(c, r->req_id,
+					 r->op | EMBKV_WIRE_OP_REPLY,
+					 (uint32_t)len, &body)) != 0)
+		/* never leave a request unanswered */
+		embkvd_conn_error(c, r->req_id, rc, false, "no room for the "
+				  "%zu-byte reply: %s", len,
+				  embkv_strerror(rc));
+	else {
 		if (blob) {
 			/* u32 JSON length, the JSON, the raw bytes */
 			body[0] = (uint8_t)tl;

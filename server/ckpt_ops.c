@@ -600,6 +600,15 @@ void ck_do_load(struct embkvd_ckpt *ck, struct ck_req *r)
 		     " here", uid);
 		return;
 	}
+	if (e->replica) {
+		/* its rows change only through its follower, which would
+		 * not know of the load and keep serving the file's rows */
+		ck_fail(r, EMBKV_EREADONLY, "table %s is a read-only replica "
+			"on this server: restore its primary instead",
+			e->table->attr.name);
+		embkv_catalog_entry_put(e);
+		return;
+	}
 	mode = json_is_true(json_object_get(r->in, "check")) ? LOAD_CHECK
 	       : json_is_true(json_object_get(r->in, "checked")) ? LOAD_CHECKED
 								: LOAD_FULL;

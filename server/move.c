@@ -173,6 +173,14 @@ static struct embkv_catalog_entry *req_table(struct embkvd_ckpt *ck,
 			" here", *uid);
 		return NULL;
 	}
+	if (e->replica) {
+		/* a replica holds every partition and follows its primary */
+		ck_fail(r, EMBKV_EREADONLY, "table %s is a read-only replica "
+			"on this server: its partitions do not move",
+			e->table->attr.name);
+		embkv_catalog_entry_put(e);
+		return NULL;
+	}
 	if (p >= e->table->nparts) {
 		ck_fail(r, -EINVAL, "table %s has %u partitions",
 			e->table->attr.name, e->table->nparts);
