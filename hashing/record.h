@@ -47,10 +47,21 @@ struct embkv_record {
 	float payload[];
 };
 
+/* Where the meta word sits after the payload: the payload's bytes rounded
+ * up to 4. A 16-bit row of odd dim ends 2 bytes short of that; the word
+ * right after it was a misaligned uint32_t (undefined behaviour, trapped
+ * by UBSan). The stride is the same either way (8-byte aligned). */
+static inline size_t embkv_record_meta_off(size_t payload_bytes)
+{
+	return (payload_bytes + sizeof(uint32_t) - 1) &
+	       ~(sizeof(uint32_t) - 1);
+}
+
 /* Bytes between consecutive records of a table with this payload. */
 static inline size_t embkv_record_stride(size_t payload_bytes)
 {
-	size_t n = EMBKV_RECORD_HDR_BYTES + payload_bytes + sizeof(uint32_t);
+	size_t n = EMBKV_RECORD_HDR_BYTES +
+		   embkv_record_meta_off(payload_bytes) + sizeof(uint32_t);
 
 	return (n + EMBKV_RECORD_ALIGN - 1) & ~(size_t)(EMBKV_RECORD_ALIGN - 1);
 }
@@ -59,7 +70,8 @@ static inline size_t embkv_record_stride(size_t payload_bytes)
 static inline uint32_t *embkv_record_meta(struct embkv_record *r,
 					  size_t payload_bytes)
 {
-	return (uint32_t *)((uint8_t *)r->payload + payload_bytes);
+	return (uint32_t *)(void *)((uint8_t *)r->payload +
+				    embkv_record_meta_off(payload_bytes));
 }
 
 /*

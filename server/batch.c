@@ -352,7 +352,12 @@ static uint32_t run_hits(struct batch_req *r, uint32_t lo, uint32_t cnt)
 
 /* The only job of a SCAN: the page straight into the reply frame, sized
  * for r->n rows; then the rows move down behind the keys found and the
- * frame shrinks to its real length. */
+ * frame shrinks to its real length. The rows move BEFORE the frame is
+ * prepared for got rows: that prepare zeroes the tail padding after the
+ * got rows' end, which (got < r->n) lies inside the rows still waiting
+ * at tmp whenever the rows' bytes are not a multiple of 8 (a 16-bit row
+ * of odd or 2 mod 4 dim, an odd-dim fp32 row), and zeroed up to 6 bytes
+ * of one row of the page. */
 static uint32_t run_scan(struct batch_req *r, uint32_t lo, uint32_t cnt)
 {
 	uint8_t *frame = r->reply->data, *body = frame + EMBKV_WIRE_HDR_SIZE;
@@ -371,10 +376,14 @@ static uint32_t run_scan(struct batch_req *r, uint32_t lo, uint32_t cnt)
 	if (!rc)
 		rc = embkv_part_scan(r->t, r->part, r->cursor, r->n, keys, tmp,
 				     &got, &next);
+	if (!rc) /* keys then rows, back to back (net/wire_scan.c) */
+		memmove(keys + got, tmp, (size_t)got * r->t->payload_bytes);
 	if (!rc)
 		rc = embkv_wire_scan_reply_prepare(next, got, r->dim,
 						   r->t->attr.dtype, body,
 						   cap, &keys, &vals);
+	if (!rc && vals != (void *)(keys + got))
+		rc = -EFAULT;
 	if (!rc)
 		rc = embkv_wire_scan_reply_size(got, r->dim, r->t->attr.dtype,
 						&len);
@@ -384,7 +393,6 @@ static uint32_t run_scan(struct batch_req *r, uint32_t lo, uint32_t cnt)
 		r->status = rc;
 		return 0;
 	}
-	memmove(vals, tmp, (size_t)got * r->t->payload_bytes);
 	h.body_len = (uint32_t)len;
 	embkv_wire_hdr_encode(&h, frame);
 	r->reply->len = EMBKV_WIRE_HDR_SIZE + len;
