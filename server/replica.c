@@ -432,10 +432,12 @@ static bool pend_commit(struct rtable *t, struct pend *pe, bool *sweep)
 		return true;
 	}
 	p->applied = pe->seq;
+	/* idle (caught up, nothing to apply) only once an empty reply's
+	 * round landed: rows still being applied are not caught up */
+	if (!pe->empty || pe->seq != pe->head)
+		p->idle = false;
 	if (pe->seq == pe->head)
 		*sweep = p->sweep;
-	else
-		p->idle = false;
 	return true;
 }
 
