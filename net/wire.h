@@ -779,9 +779,9 @@ enum embkv_wire_stat_id {
 	/* A table followed as a replica here (embkvd --replica-of; table
 	 * group, only there): updates behind the primary, ms since it was
 	 * last caught up (0 while it is), snapshots taken. */
-	EMBKV_WIRE_STAT_REPL_LAG_UPDATES = 43,
-	EMBKV_WIRE_STAT_REPL_LAG_MS = 44,
-	EMBKV_WIRE_STAT_REPL_SNAPSHOTS = 45,
+	EMBKV_WIRE_STAT_REPL_LAG_UPDATES = 44, /* (43: another branch's) */
+	EMBKV_WIRE_STAT_REPL_LAG_MS = 45,
+	EMBKV_WIRE_STAT_REPL_SNAPSHOTS = 46,
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

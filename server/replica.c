@@ -889,10 +889,16 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct rpart *p = &t->p[i];
+		uint64_t d = p->pos ? p->head - p->applied :
+			     p->head ? p->head : 1;
 
 		if (!p->idle)
 			idle = false;
-		lag += p->pos ? p->head - p->applied : p->head ? p->head : 1;
+
+		/* a copy not in (swept, served) yet is behind */
+		if (!d && (!p->synced || p->snapping || p->sweep))
+			d = 1;
+		lag += d;
 		if (!p->synced || p->snapping || p->sweep)
 			fresh = 0;
 		else if (p->fresh_ms < fresh)
