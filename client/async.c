@@ -235,6 +235,11 @@ int embkv_push_async(struct embkv_table_handle *t, uint32_t n,
 
 int embkv_op_wait(struct embkv_op *op)
 {
+	return embkv_op_wait_applied(op, NULL);
+}
+
+int embkv_op_wait_applied(struct embkv_op *op, uint32_t *applied)
+{
 	struct embkv_async *p;
 	int status;
 
@@ -245,6 +250,8 @@ int embkv_op_wait(struct embkv_op *op)
 	while (!op->done)
 		pthread_cond_wait(&op->cond, &p->lock);
 	status = op->status;
+	if (applied)
+		*applied = op->applied;
 	pthread_mutex_unlock(&p->lock);
 	pthread_cond_destroy(&op->cond);
 	free(op);

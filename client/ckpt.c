@@ -712,12 +712,17 @@ int embkv_checkpoint_create(struct embkv_client *c,
 			"tables");
 	tabs = json_object_get(man, "tables");
 	for (uint32_t i = 0; man && i < nt; i++) {
+		struct embkv_table_attr cur = *embkv_table_attr_get(ts[i]), now;
 		uint64_t epoch = 0;
 		json_t *tj;
 
-		embkv_table_map(ts[i], &epoch, NULL,
-				embkv_table_attr_get(ts[i])->partitions);
-		tj = table_json(embkv_table_attr_get(ts[i]), epoch);
+		embkv_table_map(ts[i], &epoch, NULL, cur.partitions);
+		/* the optimizer values the servers use now (set-table may
+		 * have changed them since the open), not the open's */
+		if (!embkv_table_locate(c, cur.name, &now, NULL, 0) &&
+		    now.opt.type == cur.opt.type)
+			cur.opt = now.opt;
+		tj = table_json(&cur, epoch);
 		if (!tj) {
 			rc = -ENOMEM;
 			goto out;

@@ -63,6 +63,9 @@ struct embkv_server {
 	/* atomic: how the last try to reach it ended
 	 * (embkv_client_server_status) */
 	int status;
+	/* atomic: it answered MULTI_PULL/MULTI_PUSH with EMBKV_EOPCODE (an
+	 * older server): multi-table calls send it per-table frames */
+	int no_multi;
 };
 
 /*
@@ -305,6 +308,10 @@ void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
  * error and fn was not queued. */
 int embkv_async_job(struct embkv_client *c, void (*fn)(void *arg), void *arg);
 
+/* embkv_op_wait, and a push's applied count into *applied (may be
+ * NULL; 0 for a pull). */
+int embkv_op_wait_applied(struct embkv_op *op, uint32_t *applied);
+
 int embkv_async_create(struct embkv_client *c);
 /* Runs every queued operation, then stops the workers. */
 void embkv_async_destroy(struct embkv_client *c);
@@ -336,6 +343,42 @@ struct embkv_batch_args {
 /* Checks args without side effects: 0 or -EINVAL. */
 int embkv_batch_check(const struct embkv_batch_args *a);
 int embkv_batch_run(const struct embkv_batch_args *a);
+
+/*
+ * One table's share of a multi-table call (client/multi.c drives it; the
+ * state and rounds are ops.c's): begin dedups the keys, computes their
+ * partitions and serves a pull's one-sided keys (a is copied); route
+ * groups the pending keys by server of m (off: m->nsrv + 1 entries, into
+ * the op's order) and starts an empty retry list; the section calls size,
+ * fill and consume the bodies of keys order[at, at + n) as a PULL/PUSH
+ * would; retry puts such keys back for the per-table rounds (stale: the
+ * server answered EMBKV_ESTALE with its epoch), fail records the op's
+ * first error; end runs the per-table rounds for the keys put back
+ * (unless it failed), writes *done, frees the op and returns its status.
+ */
+struct embkv_share;
+int embkv_share_begin(const struct embkv_batch_args *a, struct embkv_share **out);
+int embkv_share_route(struct embkv_share *o, const struct embkv_shardmap *m,
+		   uint32_t *off);
+/* Rows per section whose request and reply bodies fit these sizes. */
+uint32_t embkv_share_rows_fit(const struct embkv_share *o, size_t max_req,
+			   size_t max_rep);
+int embkv_share_section_size(const struct embkv_share *o, uint32_t n,
+			  size_t *req_len, size_t *rep_len);
+int embkv_share_section_fill(struct embkv_share *o, uint32_t at, uint32_t n,
+			  const struct embkv_wire_table_ref *tref,
+			  uint8_t *body, size_t len);
+int embkv_share_section_consume(struct embkv_share *o, uint32_t at, uint32_t n,
+			     const uint8_t *body, size_t len);
+void embkv_share_retry(struct embkv_share *o, uint32_t at, uint32_t n, int stale,
+		    uint64_t epoch, uint32_t server);
+void embkv_share_fail(struct embkv_share *o, int rc);
+int embkv_share_end(struct embkv_share *o, uint64_t deadline);
+
+/* The multi-table calls as separate per-table batches run at once
+ * (extra.c; the path for servers without MULTI_PULL/MULTI_PUSH). */
+int embkv_multi_separate(struct embkv_multi_req *reqs, uint32_t nreq,
+			 int push, enum embkv_mode mode);
 
 /* JSON requests (ckpt.c; checkpoints and moves) -------------------------------- */
 

@@ -7,11 +7,11 @@
  * Why these are thin: each is built from machinery that exists already.
  * contains is an infer-mode pull (the server neither inserts nor counts
  * the key towards admission on that path) into scratch rows, in chunks so
- * its memory stays bounded whatever n is. The multi-table calls run one
- * batch per table at once, the first on the calling thread and the others
- * as async operations (client/async.c), so tables cost the slowest one's
- * round trips; merging several tables' keys into one frame per server
- * would need a new request. set_opt is the one new request
+ * its memory stays bounded whatever n is. The multi-table calls are
+ * client/multi.c's (one MULTI_PULL/MULTI_PUSH frame per server); their
+ * fallback here runs one batch per table at once, the first on the
+ * calling thread and the others as async operations (client/async.c), so
+ * tables cost the slowest one's round trips. set_opt is the one new request
  * (TABLE_SET_OPT, net/PROTOCOL.md), sent to every server of the table's
  * shard map at once with the id and uid the handle learned there.
  *
@@ -63,8 +63,8 @@ int embkv_contains(struct embkv_table_handle *t, uint32_t n,
 
 /* Several tables ------------------------------------------------------------ */
 
-static int multi_run(struct embkv_multi_req *reqs, uint32_t nreq, int push,
-		     enum embkv_mode mode)
+int embkv_multi_separate(struct embkv_multi_req *reqs, uint32_t nreq,
+			 int push, enum embkv_mode mode)
 {
 	struct embkv_op **ops;
 	int first = 0;
@@ -76,8 +76,10 @@ static int multi_run(struct embkv_multi_req *reqs, uint32_t nreq, int push,
 	ops = calloc(nreq, sizeof(*ops));
 	if (!ops)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < nreq; i++)
+	for (uint32_t i = 0; i < nreq; i++) {
 		reqs[i].status = reqs[i].t ? 0 : -EINVAL;
+		reqs[i].done = 0;
+	}
 	/* the others first, so they run while this thread does the first */
 	for (uint32_t i = 1; i < nreq; i++) {
 		struct embkv_multi_req *r = &reqs[i];
@@ -95,30 +97,18 @@ static int multi_run(struct embkv_multi_req *reqs, uint32_t nreq, int push,
 	if (!reqs[0].status)
 		reqs[0].status = push ? embkv_push(reqs[0].t, reqs[0].n,
 						   reqs[0].keys, reqs[0].rows,
-						   NULL)
+						   &reqs[0].done)
 				      : embkv_pull(reqs[0].t, reqs[0].n,
 						   reqs[0].keys, reqs[0].rows,
 						   reqs[0].found, mode, NULL);
 	for (uint32_t i = 1; i < nreq; i++)
 		if (ops[i])
-			reqs[i].status = embkv_op_wait(ops[i]);
+			reqs[i].status = embkv_op_wait_applied(ops[i],
+							       &reqs[i].done);
 	free(ops);
 	for (uint32_t i = 0; i < nreq && !first; i++)
 		first = reqs[i].status;
 	return first;
-}
-
-int embkv_pull_multi(struct embkv_multi_req *reqs, uint32_t nreq,
-		     enum embkv_mode mode)
-{
-	if (mode != EMBKV_MODE_TRAIN && mode != EMBKV_MODE_INFER)
-		return -EINVAL;
-	return multi_run(reqs, nreq, 0, mode);
-}
-
-int embkv_push_multi(struct embkv_multi_req *reqs, uint32_t nreq)
-{
-	return multi_run(reqs, nreq, 1, EMBKV_MODE_TRAIN);
 }
 
 /* Hyper-parameters at run time ------------------------------------------------ */

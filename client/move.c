@@ -36,6 +36,8 @@
 #define MV_ROUNDS_MAX 6u           /* copies before the freeze at most */
 #define MV_STEP_MS (10u * 60u * 1000u)
 #define MV_FLIP_WAIT_MS 10000u     /* for the client's map to show a flip */
+#define MV_PREPARE_WAIT_MS 3000u   /* for a target to apply an earlier flip */
+#define MV_PREPARE_POLL_MS 2u
 
 static void sleep_ms(uint64_t ms)
 {
@@ -216,15 +218,26 @@ static int abort_move(struct move *mv, int rc)
 static int move_run(struct move *mv)
 {
 	uint64_t mid = embkv_wall_ms() * 16u, base = 0, from = 0;
-	bool frozen = false;
+	bool frozen = false, had_error = mv->res->error[0] != '\0';
 	json_t *rep = NULL, *b;
 	int rc;
 
 	mv->id = embkv_wall_ms() << 8 | ((uint64_t)mv->part & 0xffu);
-	b = req(mv);
-	json_object_del(b, "to");
-	rc = ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_PREPARE, b, &rep,
-		 mv->res);
+	/* A target that gave the partition away a moment ago may not have
+	 * applied that flip yet (-EEXIST: still its own by its map; -EBUSY:
+	 * still being freed): it does within ms, so ask again, bounded. */
+	for (uint64_t until = embkv_now_ms() + MV_PREPARE_WAIT_MS;;) {
+		b = req(mv);
+		json_object_del(b, "to");
+		rc = ask(mv->c, mv->dst, EMBKV_WIRE_OP_MOVE_PREPARE, b, &rep,
+			 mv->res);
+		if ((rc != -EEXIST && rc != -EBUSY) ||
+		    embkv_now_ms() >= until)
+			break;
+		if (!had_error)   /* (the last answer is the one reported) */
+			mv->res->error[0] = '\0';
+		sleep_ms(MV_PREPARE_POLL_MS);
+	}
 	if (rc)
 		return rc;
 	mv->to = (uint32_t)jnum(rep, "member");

@@ -35,6 +35,8 @@
 
 #define BACKOFF_MS_BASE 5u
 #define BACKOFF_MS_MAX 200u
+#define BACKOFF_POLLS 40u          /* short polls first: 20 ms */
+#define BACKOFF_POLL_US 500u
 #define NS_PER_MS 1000000L
 #define SCATTER_AHEAD_BYTES 2048u /* how far ahead consume_pull() prefetches */
 #define SCATTER_LINE 64u
@@ -59,32 +61,44 @@ struct op_state {
 	uint64_t done;      /* counts replies' "done" */
 	uint64_t stale_epoch;
 	uint32_t stale_server;
+	/* multi-table calls (client/multi.c): the map epoch of the round
+	 * they ran, whether a section came back EMBKV_ESTALE, the first
+	 * error of a section, and the caller's args (o->a points here) */
+	uint64_t used_epoch;
+	int any_stale;
+	int err;
+	struct embkv_batch_args args;
 };
 
 /* Frames ------------------------------------------------------------------- */
 
-static int build_pull(struct op_state *o, struct embkv_rpc *r,
-		      const struct embkv_wire_table_ref *tref, uint64_t epoch)
+/* Body sizes and bodies of n keys at o->order[at, at + n), for a frame
+ * (build_frame) or a MULTI section (client/multi.c). */
+static int size_pull(const struct op_state *o, uint32_t n, size_t *len)
+{
+	struct embkv_wire_pull_req m = { .table_id = 0, .uid = 1,
+					 .dim = o->dim, .n = n };
+
+	return embkv_wire_pull_req_size(&m, len);
+}
+
+static int fill_pull(struct op_state *o, uint32_t at, uint32_t n,
+		     const struct embkv_wire_table_ref *tref, uint8_t *body,
+		     size_t len)
 {
 	struct embkv_wire_pull_req m = {
 		.table_id = tref->table_id,
 		.uid = tref->uid,
 		.dim = o->dim,
-		.n = r->user_n,
+		.n = n,
 		.mode = o->a->mode == EMBKV_MODE_INFER ? EMBKV_WIRE_PULL_INFER
 						       : EMBKV_WIRE_PULL_TRAIN,
 	};
-	const uint32_t *ord = o->order + r->user_off;
+	const uint32_t *ord = o->order + at;
 	uint64_t *keys;
-	uint8_t *body;
-	size_t len;
 	int rc;
 
-	rc = embkv_wire_pull_req_size(&m, &len);
-	if (!rc)
-		rc = embkv_rpc_frame(r, EMBKV_WIRE_OP_PULL, epoch, len, &body);
-	if (!rc)
-		rc = embkv_wire_pull_req_prepare(&m, body, len, &keys);
+	rc = embkv_wire_pull_req_prepare(&m, body, len, &keys);
 	if (rc)
 		return rc;
 	for (uint32_t j = 0; j < m.n; j++)
@@ -92,34 +106,33 @@ static int build_pull(struct op_state *o, struct embkv_rpc *r,
 	return 0;
 }
 
-static int build_rows(struct op_state *o, struct embkv_rpc *r,
-		      const struct embkv_wire_table_ref *tref, uint64_t epoch)
+static int size_rows(const struct op_state *o, uint32_t n, size_t *len)
+{
+	struct embkv_wire_rows_req m = { .table_id = 0, .uid = 1,
+					 .dim = o->dim, .n = n };
+
+	return embkv_wire_rows_req_size(&m, len);
+}
+
+static int fill_rows(struct op_state *o, uint32_t at, uint32_t n,
+		     const struct embkv_wire_table_ref *tref, uint8_t *body,
+		     size_t len)
 {
 	struct embkv_wire_rows_req m = {
 		.table_id = tref->table_id,
 		.uid = tref->uid,
 		.dim = o->dim,
-		.n = r->user_n,
+		.n = n,
 	};
-	const uint32_t *ord = o->order + r->user_off;
+	const uint32_t *ord = o->order + at;
 	/* duplicates' rows summed (gradients, deltas), or the last wins */
 	int push = o->a->op == EMBKV_BATCH_PUSH ||
 		   o->a->op == EMBKV_BATCH_ACCUMULATE;
-	uint8_t opcode = o->a->op == EMBKV_BATCH_PUSH ? EMBKV_WIRE_OP_PUSH :
-			 o->a->op == EMBKV_BATCH_ACCUMULATE ?
-				 EMBKV_WIRE_OP_ACCUMULATE :
-				 EMBKV_WIRE_OP_ASSIGN;
 	uint64_t *keys;
-	uint8_t *body;
 	float *vals;
-	size_t len;
 	int rc;
 
-	rc = embkv_wire_rows_req_size(&m, &len);
-	if (!rc)
-		rc = embkv_rpc_frame(r, opcode, epoch, len, &body);
-	if (!rc)
-		rc = embkv_wire_rows_req_prepare(&m, body, len, &keys, &vals);
+	rc = embkv_wire_rows_req_prepare(&m, body, len, &keys, &vals);
 	if (rc)
 		return rc;
 	for (uint32_t j = 0; j < m.n; j++) {
@@ -136,25 +149,28 @@ static int build_rows(struct op_state *o, struct embkv_rpc *r,
 	return 0;
 }
 
-static int build_erase(struct op_state *o, struct embkv_rpc *r,
-		       const struct embkv_wire_table_ref *tref, uint64_t epoch)
+static int size_erase(const struct op_state *o, uint32_t n, size_t *len)
+{
+	struct embkv_wire_erase_req m = { .table_id = 0, .uid = 1, .n = n };
+
+	(void)o;
+	return embkv_wire_erase_req_size(&m, len);
+}
+
+static int fill_erase(struct op_state *o, uint32_t at, uint32_t n,
+		      const struct embkv_wire_table_ref *tref, uint8_t *body,
+		      size_t len)
 {
 	struct embkv_wire_erase_req m = {
 		.table_id = tref->table_id,
 		.uid = tref->uid,
-		.n = r->user_n,
+		.n = n,
 	};
-	const uint32_t *ord = o->order + r->user_off;
+	const uint32_t *ord = o->order + at;
 	uint64_t *keys;
-	uint8_t *body;
-	size_t len;
 	int rc;
 
-	rc = embkv_wire_erase_req_size(&m, &len);
-	if (!rc)
-		rc = embkv_rpc_frame(r, EMBKV_WIRE_OP_ERASE, epoch, len, &body);
-	if (!rc)
-		rc = embkv_wire_erase_req_prepare(&m, body, len, &keys);
+	rc = embkv_wire_erase_req_prepare(&m, body, len, &keys);
 	if (rc)
 		return rc;
 	for (uint32_t j = 0; j < m.n; j++)
@@ -284,9 +300,13 @@ static uint32_t erase_req_max_rows(size_t max_body, uint32_t dim)
 struct batch_op_desc {
 	/* The op's own arguments (a->n > 0, a->keys set): 0 or -EINVAL. */
 	int (*check)(const struct embkv_batch_args *a);
-	/* r's request frame for its keys, o->order[user_off, + user_n). */
-	int (*build)(struct op_state *o, struct embkv_rpc *r,
-		     const struct embkv_wire_table_ref *tref, uint64_t epoch);
+	/* The request body of n keys: its size, and the body of the keys
+	 * o->order[at, at + n) for the table tref (body_len bytes). */
+	int (*size)(const struct op_state *o, uint32_t n, size_t *len);
+	int (*fill)(struct op_state *o, uint32_t at, uint32_t n,
+		    const struct embkv_wire_table_ref *tref, uint8_t *body,
+		    size_t len);
+	uint8_t opcode;
 	/* One reply, on arrival (status 0). */
 	int (*consume)(struct op_state *o, const struct embkv_rpc *r);
 	/* Rows that fit a request body, and a reply body (NULL: the reply
@@ -297,28 +317,33 @@ struct batch_op_desc {
 
 static const struct batch_op_desc batch_ops[] = {
 	[EMBKV_BATCH_PULL] = {
-		.check = check_pull, .build = build_pull,
+		.check = check_pull, .size = size_pull, .fill = fill_pull,
+		.opcode = EMBKV_WIRE_OP_PULL,
 		.consume = consume_pull,
 		.req_max_rows = pull_req_max_rows,
 		.reply_max_rows = embkv_wire_pull_reply_max_rows,
 	},
 	[EMBKV_BATCH_PUSH] = {
-		.check = check_rows, .build = build_rows,
+		.check = check_rows, .size = size_rows, .fill = fill_rows,
+		.opcode = EMBKV_WIRE_OP_PUSH,
 		.consume = consume_count,
 		.req_max_rows = embkv_wire_rows_req_max_rows,
 	},
 	[EMBKV_BATCH_ASSIGN] = {
-		.check = check_rows, .build = build_rows,
+		.check = check_rows, .size = size_rows, .fill = fill_rows,
+		.opcode = EMBKV_WIRE_OP_ASSIGN,
 		.consume = consume_count,
 		.req_max_rows = embkv_wire_rows_req_max_rows,
 	},
 	[EMBKV_BATCH_ACCUMULATE] = {
-		.check = check_rows, .build = build_rows,
+		.check = check_rows, .size = size_rows, .fill = fill_rows,
+		.opcode = EMBKV_WIRE_OP_ACCUMULATE,
 		.consume = consume_count,
 		.req_max_rows = embkv_wire_rows_req_max_rows,
 	},
 	[EMBKV_BATCH_ERASE] = {
-		.check = check_keys, .build = build_erase,
+		.check = check_keys, .size = size_erase, .fill = fill_erase,
+		.opcode = EMBKV_WIRE_OP_ERASE,
 		.consume = consume_count,
 		.req_max_rows = erase_req_max_rows,
 	},
@@ -337,6 +362,22 @@ int embkv_batch_check(const struct embkv_batch_args *a)
 	if (!a->keys || (unsigned int)a->op >= BATCH_OPS)
 		return -EINVAL;
 	return batch_ops[a->op].check(a);
+}
+
+/* r's request frame for its keys, o->order[user_off, + user_n). */
+static int build_frame(struct op_state *o, struct embkv_rpc *r,
+		       const struct embkv_wire_table_ref *tref, uint64_t epoch)
+{
+	uint8_t *body;
+	size_t len;
+	int rc;
+
+	rc = o->d->size(o, r->user_n, &len);
+	if (!rc)
+		rc = embkv_rpc_frame(r, o->d->opcode, epoch, len, &body);
+	if (!rc)
+		rc = o->d->fill(o, r->user_off, r->user_n, tref, body, len);
+	return rc;
 }
 
 /* on_reply of every frame of a round: consumed on arrival (client/rpc.c). */
@@ -427,7 +468,7 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
 			r->on_reply = consume_on_arrival;
 			r->on_reply_ctx = o;
-			rc = o->d->build(o, r, &m->tref[s], m->epoch);
+			rc = build_frame(o, r, &m->tref[s], m->epoch);
 			if (rc)
 				goto clear;
 		}
@@ -465,15 +506,31 @@ free_off:
 	return rc;
 }
 
+/*
+ * The wait before asking for the map again while a partition answers
+ * EMBKV_ESTALE under the map we hold: a move's freeze, which lasts a few
+ * ms (last delta, apply, the flip in etcd; tools/bench_move.c measures
+ * it). Short polls first (BACKOFF_POLLS of BACKOFF_POLL_US: a map
+ * refresh is one small RPC), so that a push is held about as long as the
+ * pause and not up to twice that; then exponential, for a server that
+ * stays behind. attempt >= BACKOFF_POLLS: exponential from the start.
+ */
 static void backoff(uint32_t attempt)
 {
-	uint32_t ms = BACKOFF_MS_BASE << (attempt < 8 ? attempt : 8);
+	uint64_t ns;
 	struct timespec ts;
 
-	if (ms > BACKOFF_MS_MAX)
-		ms = BACKOFF_MS_MAX;
-	ts.tv_sec = 0;
-	ts.tv_nsec = (long)ms * NS_PER_MS;
+	if (attempt < BACKOFF_POLLS) {
+		ns = (uint64_t)BACKOFF_POLL_US * 1000u;
+	} else {
+		uint32_t e = attempt - BACKOFF_POLLS;
+		uint32_t ms = BACKOFF_MS_BASE << (e < 8 ? e : 8);
+
+		ns = (uint64_t)(ms > BACKOFF_MS_MAX ? BACKOFF_MS_MAX : ms) *
+		     NS_PER_MS;
+	}
+	ts.tv_sec = (time_t)(ns / 1000000000u);
+	ts.tv_nsec = (long)(ns % 1000000000u);
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
 }
@@ -521,43 +578,31 @@ static int state_init(struct op_state *o, const struct embkv_batch_args *a)
 	return 0;
 }
 
-int embkv_batch_run(const struct embkv_batch_args *a)
+/*
+ * Rounds until every pending key is done or an error: o->pend after a
+ * round, or, with stale_first, o->retry (keys a round answered
+ * EMBKV_ESTALE under the map of epoch o->used_epoch) after a refresh.
+ */
+static int rounds(struct op_state *o, uint64_t deadline, int stale_first)
 {
-	struct embkv_client *c;
-	struct op_state o;
+	struct embkv_client *c = o->t->c;
 	uint32_t *tmp, waits = 0, retries = 0;
-	uint64_t deadline;
-	int rc, newer;
+	uint64_t used = o->used_epoch;
+	struct embkv_shardmap *m;
+	int rc = 0, newer;
 
-	rc = embkv_batch_check(a);
-	if (rc)
-		return rc;
-	if (a->done)
-		*a->done = 0;
-	if (a->n == 0)
-		return 0;
-	c = a->t->c;
-	deadline = embkv_client_deadline(c);
-	rc = state_init(&o, a);
-	if (rc)
-		return rc;
-	if (a->op == EMBKV_BATCH_PULL && a->t->os) {
-		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
-
-		embkv_onesided_pull(a->t, m, o.b.ukeys, o.upart, o.pend,
-				    &o.npend, onesided_deliver, &o);
-		embkv_shardmap_put(m);
-	}
+	if (stale_first)
+		goto stale;
 	for (;;) {
-		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
-		uint64_t used = m->epoch;
-
-		o.stale_epoch = 0;
-		o.stale_server = UINT32_MAX;
-		rc = round_run(&o, m);
+		m = embkv_shardmap_get(o->t);
+		used = m->epoch;
+		o->stale_epoch = 0;
+		o->stale_server = UINT32_MAX;
+		rc = round_run(o, m);
 		embkv_shardmap_put(m);
-		if (rc || o.nretry == 0)
+		if (rc || o->nretry == 0)
 			break;
+stale:
 		/* A partition being moved answers ESTALE under the same map
 		 * until the flip (and a server may be behind the client):
 		 * waiting for a newer map is bounded by the request timeout,
@@ -566,30 +611,206 @@ int embkv_batch_run(const struct embkv_batch_args *a)
 			rc = EMBKV_ESTALE;
 			break;
 		}
-		rc = embkv_shardmap_refresh(a->t, o.stale_server, &newer);
+		rc = embkv_shardmap_refresh(o->t, o->stale_server, &newer);
 		if (rc)
 			break;
-		m = embkv_shardmap_get(a->t);
+		m = embkv_shardmap_get(o->t);
 		/* Only a server claiming an epoch that no map we can fetch
 		 * has counts against max_retries; a newer map is progress
 		 * (partitions moving one after another flip it many times),
 		 * and waiting out a move under the same map is too: both are
 		 * bounded by the request timeout. */
 		if (m->epoch == used) {
-			if (o.stale_epoch > used)
+			/* (short polls only while a partition is frozen; a
+			 * server ahead of every map keeps the old backoff) */
+			if (o->stale_epoch > used) {
 				retries++;
-			backoff(waits++);
+				backoff(BACKOFF_POLLS + waits++);
+			} else {
+				backoff(waits++);
+			}
 		}
 		embkv_shardmap_put(m);
-		tmp = o.pend;
-		o.pend = o.retry;
-		o.retry = tmp;
-		o.npend = o.nretry;
+		tmp = o->pend;
+		o->pend = o->retry;
+		o->retry = tmp;
+		o->npend = o->nretry;
 	}
+	return rc;
+}
+
+/* Deduplicated, partitioned, and (a pull) the one-sided keys served. */
+static int batch_begin(struct op_state *o, const struct embkv_batch_args *a)
+{
+	int rc = state_init(o, a);
+
+	if (rc)
+		return rc;
+	if (a->op == EMBKV_BATCH_PULL && a->t->os) {
+		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
+
+		embkv_onesided_pull(a->t, m, o->b.ukeys, o->upart, o->pend,
+				    &o->npend, onesided_deliver, o);
+		embkv_shardmap_put(m);
+	}
+	return 0;
+}
+
+static void batch_end(struct op_state *o)
+{
+	if (o->a->done)
+		*o->a->done = (uint32_t)o->done;
+	embkv_batch_destroy(&o->b);
+	embkv_client_buf_give(o->t->c, &o->scratch);
+}
+
+int embkv_batch_run(const struct embkv_batch_args *a)
+{
+	struct op_state o;
+	int rc;
+
+	rc = embkv_batch_check(a);
+	if (rc)
+		return rc;
 	if (a->done)
-		*a->done = (uint32_t)o.done;
-	embkv_batch_destroy(&o.b);
-	embkv_client_buf_give(c, &o.scratch);
+		*a->done = 0;
+	if (a->n == 0)
+		return 0;
+	rc = batch_begin(&o, a);
+	if (rc)
+		return rc;
+	rc = rounds(&o, embkv_client_deadline(a->t->c), 0);
+	batch_end(&o);
+	return rc;
+}
+
+/* One table's share of a multi-table call (client/multi.c) ------------------ */
+
+int embkv_share_begin(const struct embkv_batch_args *a, struct embkv_share **out)
+{
+	struct op_state *o;
+	int rc = embkv_batch_check(a);
+
+	*out = NULL;
+	if (rc)
+		return rc;
+	if (a->done)
+		*a->done = 0;
+	o = malloc(sizeof(*o));
+	if (!o)
+		return -ENOMEM;
+	rc = batch_begin(o, a);
+	if (rc) {
+		free(o);
+		return rc;
+	}
+	o->args = *a;
+	o->a = &o->args;
+	*out = (struct embkv_share *)o;
+	return 0;
+}
+
+int embkv_share_route(struct embkv_share *op, const struct embkv_shardmap *m,
+		   uint32_t *off)
+{
+	struct op_state *o = (struct op_state *)op;
+
+	o->used_epoch = m->epoch;
+	o->nretry = 0;
+	return embkv_batch_route(o->pend, o->npend, o->upart, m->part_srv,
+				 m->nsrv, o->order, off);
+}
+
+uint32_t embkv_share_rows_fit(const struct embkv_share *op, size_t max_req,
+			   size_t max_rep)
+{
+	const struct op_state *o = (const struct op_state *)op;
+	uint32_t cap = min_rows(o->t->rows_cap,
+				o->d->req_max_rows(max_req, o->dim));
+
+	if (o->d->reply_max_rows)
+		cap = min_rows(cap, o->d->reply_max_rows(max_rep, o->dim));
+	return cap;
+}
+
+int embkv_share_section_size(const struct embkv_share *op, uint32_t n,
+			  size_t *req_len, size_t *rep_len)
+{
+	const struct op_state *o = (const struct op_state *)op;
+	int rc = o->d->size(o, n, req_len);
+
+	if (rc)
+		return rc;
+	if (o->a->op == EMBKV_BATCH_PULL)
+		return embkv_wire_pull_reply_size(n, o->dim, rep_len);
+	*rep_len = EMBKV_WIRE_COUNT_REPLY_SIZE;
+	return 0;
+}
+
+int embkv_share_section_fill(struct embkv_share *op, uint32_t at, uint32_t n,
+			  const struct embkv_wire_table_ref *tref,
+			  uint8_t *body, size_t len)
+{
+	struct op_state *o = (struct op_state *)op;
+
+	return o->d->fill(o, at, n, tref, body, len);
+}
+
+int embkv_share_section_consume(struct embkv_share *op, uint32_t at, uint32_t n,
+			     const uint8_t *body, size_t len)
+{
+	struct op_state *o = (struct op_state *)op;
+	struct embkv_rpc r;
+
+	memset(&r, 0, sizeof(r));
+	r.user_off = at;
+	r.user_n = n;
+	r.body = body;
+	r.body_len = len;
+	return o->d->consume(o, &r);
+}
+
+void embkv_share_retry(struct embkv_share *op, uint32_t at, uint32_t n,
+		    int stale, uint64_t epoch, uint32_t server)
+{
+	struct op_state *o = (struct op_state *)op;
+
+	memcpy(o->retry + o->nretry, o->order + at, (size_t)n * sizeof(uint32_t));
+	o->nretry += n;
+	if (!stale)
+		return;
+	o->any_stale = 1;
+	if (epoch >= o->stale_epoch) {
+		o->stale_epoch = epoch;
+		o->stale_server = server;
+	}
+}
+
+void embkv_share_fail(struct embkv_share *op, int rc)
+{
+	struct op_state *o = (struct op_state *)op;
+
+	if (!o->err)
+		o->err = rc;
+}
+
+int embkv_share_end(struct embkv_share *op, uint64_t deadline)
+{
+	struct op_state *o = (struct op_state *)op;
+	uint32_t *tmp;
+	int rc = o->err;
+
+	if (!rc && o->nretry && o->any_stale) {
+		rc = rounds(o, deadline, 1);
+	} else if (!rc && o->nretry) {
+		tmp = o->pend;
+		o->pend = o->retry;
+		o->retry = tmp;
+		o->npend = o->nretry;
+		rc = rounds(o, deadline, 0);
+	}
+	batch_end(o);
+	free(o);
 	return rc;
 }
 

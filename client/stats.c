@@ -9,11 +9,14 @@
  * one dead server never hides the others. The callback runs after the
  * exchange, on the calling thread, with no lock and no connection held,
  * so it may call back into the library.
+ *
+ * embkv_server_config: CONFIG to one server, its JSON reply returned.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "client/client.h"
 
@@ -156,5 +159,34 @@ clear:
 	for (i = 0; i < 2 * n; i++)
 		embkv_rpc_clear(&rpcs[i]);
 	free(rpcs);
+	return rc;
+}
+
+/* CONFIG: one server's configuration, the JSON text as the server sent it
+ * (checked whole by the codec and parsed again here). */
+int embkv_server_config(struct embkv_client *c, uint32_t index, char **json)
+{
+	struct embkv_jreq q;
+	json_t *body;
+	int rc;
+
+	if (!c || !json || index >= embkv_client_server_count(c))
+		return -EINVAL;
+	*json = NULL;
+	body = json_object();
+	if (!body)
+		return -ENOMEM;
+	rc = embkv_jreq_init(&q, index, EMBKV_WIRE_OP_CONFIG, body, NULL);
+	json_decref(body);
+	if (!rc) {
+		embkv_jreq_run(c, &q, 1, c->request_timeout_ms);
+		rc = q.rpc.status;
+	}
+	if (!rc) {
+		*json = json_dumps(q.reply, JSON_INDENT(2) | JSON_SORT_KEYS);
+		if (!*json)
+			rc = -ENOMEM;
+	}
+	embkv_jreq_clear(&q);
 	return rc;
 }

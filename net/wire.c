@@ -601,6 +601,36 @@ static int v_shard_map(const uint8_t *b, size_t l)
 	return embkv_wire_shard_map_decode(b, l, &m);
 }
 
+static int v_multi_pull(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_multi m;
+
+	return embkv_wire_multi_decode(EMBKV_WIRE_OP_MULTI_PULL, b, l, &m);
+}
+
+static int v_multi_pull_reply(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_multi m;
+
+	return embkv_wire_multi_decode(EMBKV_WIRE_OP_MULTI_PULL |
+				       EMBKV_WIRE_OP_REPLY, b, l, &m);
+}
+
+static int v_multi_push(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_multi m;
+
+	return embkv_wire_multi_decode(EMBKV_WIRE_OP_MULTI_PUSH, b, l, &m);
+}
+
+static int v_multi_push_reply(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_multi m;
+
+	return embkv_wire_multi_decode(EMBKV_WIRE_OP_MULTI_PUSH |
+				       EMBKV_WIRE_OP_REPLY, b, l, &m);
+}
+
 static int v_error(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_error m;
@@ -645,10 +675,17 @@ static const struct op_info ops[] = {
 	{ EMBKV_WIRE_OP_HITS, "HITS", "HITS_REPLY", false, v_hits, v_count },
 	{ EMBKV_WIRE_OP_SCAN, "SCAN", "SCAN_REPLY", true,
 	  v_scan_req, v_scan_reply },
+	/* sections carry their own epochs, checked per section (5.25) */
+	{ EMBKV_WIRE_OP_MULTI_PULL, "MULTI_PULL", "MULTI_PULL_REPLY", false,
+	  v_multi_pull, v_multi_pull_reply },
+	{ EMBKV_WIRE_OP_MULTI_PUSH, "MULTI_PUSH", "MULTI_PUSH_REPLY", false,
+	  v_multi_push, v_multi_push_reply },
 	{ EMBKV_WIRE_OP_STATS, "STATS", "STATS_REPLY", false,
 	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,
 	  v_table_ref, v_shard_map },
+	{ EMBKV_WIRE_OP_CONFIG, "CONFIG", "CONFIG_REPLY", false,
+	  embkv_wire_json_check, embkv_wire_json_check },
 	{ EMBKV_WIRE_OP_CKPT_PART, "CKPT_PART", "CKPT_PART_REPLY", false,
 	  embkv_wire_json_check, embkv_wire_json_check },
 	{ EMBKV_WIRE_OP_CKPT_COMMIT, "CKPT_COMMIT", "CKPT_COMMIT_REPLY", false,

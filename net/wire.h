@@ -97,8 +97,11 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_HITS = 0x24,
 	EMBKV_WIRE_OP_SCAN = 0x25,
 	EMBKV_WIRE_OP_ACCUMULATE = 0x26,
+	EMBKV_WIRE_OP_MULTI_PULL = 0x27, /* several tables' PULLs (5.25) */
+	EMBKV_WIRE_OP_MULTI_PUSH = 0x28, /* several tables' PUSHes (5.25) */
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
+	EMBKV_WIRE_OP_CONFIG = 0x32,        /* JSON: the server's settings */
 	/* Checkpoints (server/CHECKPOINT.md): JSON bodies, both ways. */
 	EMBKV_WIRE_OP_CKPT_PART = 0x40,
 	EMBKV_WIRE_OP_CKPT_COMMIT = 0x41,
@@ -538,6 +541,63 @@ int embkv_wire_rows_req_prepare(const struct embkv_wire_rows_req *m,
 int embkv_wire_rows_req_decode(const uint8_t *body, size_t len,
 			       struct embkv_wire_rows_req *out);
 
+/*
+ * MULTI_PULL and MULTI_PUSH (net/PROTOCOL.md 5.25): several tables' PULL
+ * or PUSH bodies for one server in one frame, answered by one frame.
+ * Request and reply bodies alike: u32 count (1 to
+ * EMBKV_WIRE_MAX_SECTIONS), u32 reserved 0, then count sections, each
+ * u32 len, i32 status, u64 epoch, len bytes of section body, zeros up to
+ * a multiple of 8. A request section's body is a whole PULL request (5.8)
+ * or PUSH request (5.10), its status 0 and its epoch the table's map
+ * epoch (checked per section, like a PULL's header epoch: the frame
+ * header's epoch is not checked). A reply section answers the request
+ * section of the same index: status 0 and a PULL reply (5.9) or counts
+ * (5.12), or a negative status and an error message (0 to
+ * EMBKV_WIRE_ERRMSG_MAX bytes, no NUL); its epoch is the server's.
+ * Decoding validates every section's body with its own decoder, so a
+ * decoded body needs no further check of its layout.
+ */
+#define EMBKV_WIRE_MAX_SECTIONS 4096u
+enum embkv_wire_multi_off {
+	EMBKV_WIRE_MULTI_COUNT = 0,      /* u32 */
+	EMBKV_WIRE_MULTI_RESERVED = 4,   /* u32 0 */
+	EMBKV_WIRE_MULTI_SECTIONS = 8,   /* sections */
+};
+enum embkv_wire_multi_sec_off {
+	EMBKV_WIRE_MULTI_SEC_LEN = 0,    /* u32 */
+	EMBKV_WIRE_MULTI_SEC_STATUS = 4, /* i32 */
+	EMBKV_WIRE_MULTI_SEC_EPOCH = 8,  /* u64 */
+	EMBKV_WIRE_MULTI_SEC_BODY = 16,  /* len bytes, padded to 8 */
+};
+struct embkv_wire_multi_sec {
+	uint32_t len;
+	int32_t status;
+	uint64_t epoch;
+	const uint8_t *body;  /* decode: len bytes inside the frame body */
+};
+struct embkv_wire_multi {
+	uint32_t count;
+	struct embkv_wire_cursor cur;
+};
+/* Bytes of one section whose body has len bytes (header and padding). */
+uint64_t embkv_wire_multi_sec_bytes(uint32_t len);
+/* The 8 fixed bytes at body. 0, -EINVAL (count 0 or over the limit) or
+ * -ENOSPC. */
+int embkv_wire_multi_encode_head(uint32_t count, uint8_t *body, size_t cap);
+/* One section at at (8-byte aligned, cap bytes from there): header and
+ * padding written, *sec_body gets the s->len bytes to fill (s->body is
+ * ignored). Returns the section's bytes, or -EINVAL / -ENOSPC. */
+int64_t embkv_wire_multi_sec_prepare(const struct embkv_wire_multi_sec *s,
+				     uint8_t *at, size_t cap,
+				     uint8_t **sec_body);
+/* A MULTI_PULL or MULTI_PUSH request or reply body (op says which, the
+ * reply bit included), every section checked. */
+int embkv_wire_multi_decode(unsigned int op, const uint8_t *body, size_t len,
+			    struct embkv_wire_multi *out);
+/* Next section of a decoded body, in order; false at the end. */
+bool embkv_wire_multi_next(struct embkv_wire_multi *m,
+			   struct embkv_wire_multi_sec *out);
+
 /* ERASE request: u32 table id, u32 n, u64 uid, u64 keys[n]. */
 enum embkv_wire_erase_req_off {
 	EMBKV_WIRE_ERASE_REQ_TABLE = 0, /* u32 */
@@ -776,10 +836,13 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_CKPT_AGE_S = 40,
 	EMBKV_WIRE_STAT_CKPT_DURATION_MS = 41,
 	EMBKV_WIRE_STAT_CKPT_BYTES = 42,     /* all its files */
+	/* expected "not found" answers (TABLE_OPEN of an unknown name), not
+	 * in errors */
+	EMBKV_WIRE_STAT_MISSES = 43,
 	/* A table followed as a replica here (embkvd --replica-of; table
 	 * group, only there): updates behind the primary, ms since it was
 	 * last caught up (0 while it is), snapshots taken. */
-	EMBKV_WIRE_STAT_REPL_LAG_UPDATES = 44, /* (43: another branch's) */
+	EMBKV_WIRE_STAT_REPL_LAG_UPDATES = 44,
 	EMBKV_WIRE_STAT_REPL_LAG_MS = 45,
 	EMBKV_WIRE_STAT_REPL_SNAPSHOTS = 46,
 	EMBKV_WIRE_STAT_ID_COUNT,

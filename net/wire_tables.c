@@ -612,6 +612,7 @@ static const char *const stat_names[EMBKV_WIRE_STAT_ID_COUNT] = {
 	[EMBKV_WIRE_STAT_CKPT_AGE_S] = "ckpt_age_s",
 	[EMBKV_WIRE_STAT_CKPT_DURATION_MS] = "ckpt_duration_ms",
 	[EMBKV_WIRE_STAT_CKPT_BYTES] = "ckpt_bytes",
+	[EMBKV_WIRE_STAT_MISSES] = "misses",
 	[EMBKV_WIRE_STAT_REPL_LAG_UPDATES] = "repl_lag_updates",
 	[EMBKV_WIRE_STAT_REPL_LAG_MS] = "repl_lag_ms",
 	[EMBKV_WIRE_STAT_REPL_SNAPSHOTS] = "repl_snapshots",

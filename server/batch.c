@@ -1,6 +1,6 @@
 /*
- * embkvd table operations: PULL, PUSH, ASSIGN, ERASE, HITS and SCAN on
- * owner threads.
+ * embkvd table operations: PULL, PUSH, ASSIGN, ERASE, HITS, SCAN, and
+ * MULTI_PULL / MULTI_PUSH on owner threads.
  *
  * What: the I/O thread checks a batch completely, groups its keys by owner
  * thread (a counting sort on the owner of each key's partition), queues
@@ -31,6 +31,11 @@
  * - The request holds a table reference and a connection hold until the
  *   I/O thread finished it, so neither is freed under an owner.
  *
+ * MULTI_PULL / MULTI_PUSH (several tables' PULLs or PUSHes in one frame)
+ * run each section as the request it holds, through the same checks
+ * (batch_setup) and the same owner jobs, into one shared reply (the
+ * section at the end of this file).
+ *
  * SCAN (export) names a partition and a cursor instead of keys: its plan
  * is that one partition's owner (checked like a key's partition: served
  * here, loaded, and the cursor within its capacity), its reply is sized
@@ -38,6 +43,7 @@
  * only job, shrinks the frame to the rows it found.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +94,26 @@ struct batch_req {
 	size_t mem;                      /* bytes of body, reply, scratch */
 	uint32_t pending, done, skipped; /* atomics */
 	uint32_t njobs;
+	uint32_t owners, single;         /* the plan's (req_submit) */
+	struct multi_req *parent;        /* a MULTI section's request */
 	struct batch_job jobs[];
+};
+
+/* A MULTI_PULL or MULTI_PUSH frame: one batch_req per section that
+ * passed its checks, each writing into its section of the one reply. */
+struct multi_req {
+	struct embkvd_conn *conn;
+	uint8_t *body;                   /* the request body (owned) */
+	struct embkvd_obuf *reply;
+	size_t mem;                      /* body and reply bytes */
+	uint32_t pending;                /* I/O thread only */
+};
+
+/* Why a batch was refused: its status and message (an ERROR frame, or
+ * a MULTI reply section). */
+struct batch_fail {
+	int status;
+	char msg[EMBKV_WIRE_ERRMSG_MAX + 1];
 };
 
 /* A decoded batch request. */
@@ -501,6 +526,8 @@ static const struct batch_op *batch_op_of(uint8_t op)
 	return &batch_ops[op];
 }
 
+static int req_scratch(struct batch_req *r);
+
 /* The reply frame, and the by-owner scratch when keys are grouped. */
 static int req_buffers(struct batch_req *r)
 {
@@ -509,7 +536,7 @@ static int req_buffers(struct batch_req *r)
 		.request_id = r->req_id,
 		.epoch = embkvd_epoch(r->io->srv),
 	};
-	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE, vals_bytes = 0;
+	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE;
 	uint8_t *body;
 	float *vals;
 	int rc;
@@ -540,6 +567,14 @@ static int req_buffers(struct batch_req *r)
 	} else if (r->bop->reply == BATCH_REPLY_COUNT) {
 		r->counts = body;
 	}
+	return req_scratch(r);
+}
+
+/* The by-owner scratch when keys are grouped (none otherwise). */
+static int req_scratch(struct batch_req *r)
+{
+	size_t len, vals_bytes = 0;
+
 	if (!r->order)
 		return 0;
 	if (r->bop->vals == BATCH_VALS_COUNTS)
@@ -561,8 +596,10 @@ static int req_buffers(struct batch_req *r)
 	return 0;
 }
 
-/* Queues one job per owner with keys; none when the batch is empty. */
-static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single)
+/* Queues one job per owner with keys; none when the batch is empty. The
+ * last job may run on this thread when inline (and the I/O thread may). */
+static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single,
+		       bool inline_ok)
 {
 	struct embkv_owner_pool *pool = r->io->srv->owners;
 	uint32_t nown = embkv_owner_count(pool), njobs = 0;
@@ -581,7 +618,7 @@ static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single)
 	r->pending = njobs;
 	embkvd_conn_hold(r->conn, r->mem);
 	if (!njobs) {
-		embkvd_batch_finish(&r->fin);
+		r->fin.finish(&r->fin);
 		return;
 	}
 	/* r stays valid through this loop: only this thread frees it, after
@@ -594,7 +631,7 @@ static void req_submit(struct batch_req *r, uint32_t owners, uint32_t single)
 
 		r->jobs[j].req = r;
 		job->run = job_run;
-		if (j == njobs - 1 && r->io->inline_ok &&
+		if (j == njobs - 1 && inline_ok && r->io->inline_ok &&
 		    embkv_owner_try_run(pool, r->jobs[j].owner, job)) {
 			r->io->inlined = true;
 			break;
@@ -649,8 +686,36 @@ static int scan_plan(struct embkvd *s, const struct embkvd_map *map,
 	return 0;
 }
 
-void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
-			uint8_t *body, uint64_t t0_ns)
+static struct batch_req *fail(struct batch_fail *f, int status,
+			       const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static struct batch_req *fail(struct batch_fail *f, int status,
+			      const char *fmt, ...)
+{
+	va_list ap;
+
+	f->status = status;
+	va_start(ap, fmt);
+	vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+	va_end(ap);
+	return NULL;
+}
+
+/*
+ * Everything a batch is checked against before it may run: the body (op's
+ * decoder), the table (id and uid), dim, the reply size, the epoch (for
+ * the ops that check it: PULL, PUSH, ...) against the table's map, and
+ * every key's partition (served here and loaded); then the request with
+ * its plan. Nothing is queued and no reply is built. The caller holds
+ * rcu_read_lock() from before this call until the request is queued (or
+ * freed), so that what was checked against the map stays true (see
+ * "planned" below). NULL with *f filled when refused; body is not taken.
+ */
+static struct batch_req *batch_setup(struct embkvd_conn *c, uint8_t op,
+				     uint64_t req_id, uint64_t epoch,
+				     const uint8_t *body, uint32_t body_len,
+				     uint64_t t0_ns, struct batch_fail *f)
 {
 	struct embkvd *s = c->io->srv;
 	const struct embkvd_map *map;
@@ -658,82 +723,63 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	struct embkv_catalog_entry *ent;
 	struct batch_req *r;
 	uint32_t bad_server = 0, self = 0;
-	uint64_t epoch;
 	struct batch_msg m;
 	struct plan pl;
 	uint64_t bad_key = 0;
 	size_t reply_len;
 	int rc;
 
-	bop = batch_op_of(h->opcode);
-	if (!bop) {
-		embkvd_conn_error(c, h->request_id, EMBKV_EOPCODE, false,
-				  "%s is not a table operation",
-				  embkv_wire_op_name(h->opcode));
-		goto free_body;
-	}
+	bop = batch_op_of(op);
+	if (!bop)
+		return fail(f, EMBKV_EOPCODE, "%s is not a table operation",
+			    embkv_wire_op_name(op));
 	memset(&m, 0, sizeof(m));
-	rc = bop->decode(body, h->body_len, &m);
-	if (rc) {
-		embkvd_conn_error(c, h->request_id, rc, false,
-				  "bad %s body: %s",
-				  embkv_wire_op_name(h->opcode),
-				  embkv_strerror(rc));
-		goto free_body;
+	rc = bop->decode(body, body_len, &m);
+	if (rc)
+		return fail(f, rc, "bad %s body: %s", embkv_wire_op_name(op),
+			    embkv_strerror(rc));
+	ent = embkvd_svc_table_find(c, m.table_id, m.uid, f->msg,
+				    sizeof(f->msg));
+	if (!ent) {
+		f->status = EMBKV_ENOTABLE;
+		return NULL;
 	}
-	ent = embkvd_svc_table_get(c, h->request_id, m.table_id, m.uid);
-	if (!ent)
-		goto free_body;
 	if (bop->dim && m.dim != ent->table->dim) {
-		embkvd_conn_error(c, h->request_id, EMBKV_EDIM, false,
-				  "table %s has dim %u, not %u",
-				  ent->table->attr.name, ent->table->dim,
-				  m.dim);
+		fail(f, EMBKV_EDIM, "table %s has dim %u, not %u",
+		     ent->table->attr.name, ent->table->dim, m.dim);
 		goto put;
 	}
 	if (ent->replica) {
 		/* a replica's rows change only through its follower */
-		if (h->opcode == EMBKV_WIRE_OP_PUSH ||
-		    h->opcode == EMBKV_WIRE_OP_ASSIGN ||
-		    h->opcode == EMBKV_WIRE_OP_ACCUMULATE ||
-		    h->opcode == EMBKV_WIRE_OP_ERASE) {
-			embkvd_conn_error(c, h->request_id, EMBKV_EREADONLY,
-					  false, "table %s is a read-only "
-					  "replica on this server: %s goes to "
-					  "its primary", ent->table->attr.name,
-					  embkv_wire_op_name(h->opcode));
+		if (op == EMBKV_WIRE_OP_PUSH || op == EMBKV_WIRE_OP_ASSIGN ||
+		    op == EMBKV_WIRE_OP_ACCUMULATE ||
+		    op == EMBKV_WIRE_OP_ERASE) {
+			fail(f, EMBKV_EREADONLY, "table %s is a read-only "
+			     "replica on this server: %s goes to its primary",
+			     ent->table->attr.name, embkv_wire_op_name(op));
 			goto put;
 		}
-		if (h->opcode == EMBKV_WIRE_OP_PULL)
+		if (op == EMBKV_WIRE_OP_PULL)
 			m.mode = EMBKV_PULL_INFER;   /* never inserts */
 	}
 	if (bop->reply == BATCH_REPLY_ROWS &&
 	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
-		embkvd_conn_error(c, h->request_id, EMBKV_ELIMIT, false,
-				  "the reply to %u keys of dim %u would be "
-				  "over the frame limit", m.n, m.dim);
+		fail(f, EMBKV_ELIMIT, "the reply to %u keys of dim %u would be "
+		     "over the frame limit", m.n, m.dim);
 		goto put;
 	}
-	rcu_read_lock();
 	map = embkvd_table_map(s, ent);
-	epoch = map->epoch;
-	if (embkv_wire_epoch_check(h, epoch)) {
-		rcu_read_unlock();
-		embkvd_conn_error(c, h->request_id, EMBKV_ESTALE, false,
-				  "epoch %llu is stale: table %s's is %llu",
-				  (unsigned long long)h->epoch,
-				  ent->table->attr.name,
-				  (unsigned long long)epoch);
+	if (embkv_wire_op_checks_epoch(op) && epoch != map->epoch) {
+		fail(f, EMBKV_ESTALE, "epoch %llu is stale: table %s's is %llu",
+		     (unsigned long long)epoch, ent->table->attr.name,
+		     (unsigned long long)map->epoch);
 		goto put;
 	}
 	if (bop->reply == BATCH_REPLY_SCAN) {
-		char why[EMBKV_WIRE_ERRMSG_MAX];
-
-		rc = scan_plan(s, map, ent->table, &m, &pl, why, sizeof(why));
+		rc = scan_plan(s, map, ent->table, &m, &pl, f->msg,
+			       sizeof(f->msg));
 		if (rc) {
-			rcu_read_unlock();
-			embkvd_conn_error(c, h->request_id, rc, false, "%s",
-					  why);
+			f->status = rc;
 			goto put;
 		}
 		goto planned;
@@ -744,24 +790,18 @@ void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			map, embkv_table_partition_of(ent->table, bad_key));
 		self = map->self;
 	}
-	if (rc)
-		rcu_read_unlock();
 	if (rc == EMBKV_EUNAVAIL) {
-		embkvd_conn_error(c, h->request_id, rc, false,
-				  "key %llu: partition %u of table %s is not "
-				  "loaded on this server yet",
-				  (unsigned long long)bad_key,
-				  embkv_table_partition_of(ent->table, bad_key),
-				  ent->table->attr.name);
+		fail(f, rc, "key %llu: partition %u of table %s is not loaded "
+		     "on this server yet", (unsigned long long)bad_key,
+		     embkv_table_partition_of(ent->table, bad_key),
+		     ent->table->attr.name);
 		goto put;
 	}
 	if (rc == EMBKV_ESTALE) {
-		embkvd_conn_error(c, h->request_id, rc, false,
-				  "key %llu: partition %u is on server %u, "
-				  "this is server %u",
-				  (unsigned long long)bad_key,
-				  embkv_table_partition_of(ent->table, bad_key),
-				  bad_server, self);
+		fail(f, rc, "key %llu: partition %u is on server %u, this is "
+		     "server %u", (unsigned long long)bad_key,
+		     embkv_table_partition_of(ent->table, bad_key), bad_server,
+		     self);
 		goto put;
 	}
 	if (rc)
@@ -775,7 +815,6 @@ planned:
 	r = calloc(1, sizeof(*r) + (size_t)pl.owners * sizeof(r->jobs[0]));
 	if (!r) {
 		free(pl.mem);
-		rcu_read_unlock();
 		goto nomem;
 	}
 	r->fin.finish = embkvd_batch_finish;
@@ -784,14 +823,12 @@ planned:
 	r->ent = ent;
 	r->t = ent->table;
 	r->bop = bop;
-	r->op = h->opcode;
+	r->op = op;
 	r->mode = m.mode;
 	r->n = m.n;
 	r->dim = ent->table->dim;
-	r->req_id = h->request_id;
+	r->req_id = req_id;
 	r->t0_ns = t0_ns;
-	r->body = body;
-	r->mem = h->body_len;
 	r->keys = m.keys;
 	r->vals = m.vals;
 	r->hcounts = m.hcounts;
@@ -800,36 +837,55 @@ planned:
 	r->plan = pl.mem;
 	r->off = pl.off;
 	r->order = pl.order;
+	r->owners = pl.owners;
+	r->single = pl.single;
+	return r;
+
+nomem:
+	fail(f, -ENOMEM, "no memory for a %u-key batch", m.n);
+put:
+	embkv_catalog_entry_put(ent);
+	return NULL;
+}
+
+void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns)
+{
+	struct batch_fail f;
+	struct batch_req *r;
+	int rc;
+
+	rcu_read_lock();
+	r = batch_setup(c, h->opcode, h->request_id, h->epoch, body,
+			h->body_len, t0_ns, &f);
+	if (!r) {
+		rcu_read_unlock();
+		embkvd_conn_error(c, h->request_id, f.status, false, "%s",
+				  f.msg);
+		free(body);
+		return;
+	}
+	r->body = body;
+	r->mem = h->body_len;
 	rc = req_buffers(r);
 	if (rc) {
 		rcu_read_unlock();
 		embkvd_conn_error(c, h->request_id, rc, false,
-				  "cannot serve a %u-key batch: %s", m.n,
+				  "cannot serve a %u-key batch: %s", r->n,
 				  embkv_strerror(rc));
 		req_free(r);
 		return;
 	}
-	req_submit(r, pl.owners, pl.single);
+	req_submit(r, r->owners, r->single, true);
 	rcu_read_unlock();
-	return;
-
-nomem:
-	embkvd_conn_error(c, h->request_id, -ENOMEM, false,
-			  "no memory for a %u-key batch", m.n);
-put:
-	embkv_catalog_entry_put(ent);
-free_body:
-	free(body);
 }
 
-void embkvd_batch_finish(struct embkvd_done *d)
+/* A finished batch in the server's and its table's counters. */
+static void batch_count(struct batch_req *r)
 {
-	struct batch_req *r = caa_container_of(d, struct batch_req, fin);
-	struct embkvd_conn *c = r->conn;
 	struct embkv_io_stats *st = &r->io->st;
 	struct embkv_table_counters *ctr = &r->ent->ctr;
 	uint64_t us = (embkv_now_ns() - r->t0_ns) / 1000u;
-	size_t mem = r->mem;
 
 	if (r->op == EMBKV_WIRE_OP_PULL) {
 		embkv_stat_inc(&st->pulls, 1);
@@ -844,6 +900,15 @@ void embkvd_batch_finish(struct embkvd_done *d)
 		embkv_stat_add(&ctr->pushes, 1);
 		embkv_stat_add(&ctr->push_keys, r->n);
 	}
+}
+
+void embkvd_batch_finish(struct embkvd_done *d)
+{
+	struct batch_req *r = caa_container_of(d, struct batch_req, fin);
+	struct embkvd_conn *c = r->conn;
+	size_t mem = r->mem;
+
+	batch_count(r);
 	if (r->status) { /* a SCAN whose owner failed: no page */
 		embkvd_conn_error(c, r->req_id, r->status, false,
 				  "scan of partition %u failed: %s", r->part,
@@ -868,4 +933,207 @@ void embkvd_batch_finish(struct embkvd_done *d)
 	r->reply = NULL;
 	req_free(r);
 	embkvd_conn_release(c, mem);
+}
+
+/* MULTI_PULL and MULTI_PUSH (net/PROTOCOL.md 5.25) -------------------------------
+ *
+ * Each section is set up as the PULL or PUSH it holds (batch_setup: the
+ * same checks, its own epoch), under one read-side section for the whole
+ * frame; a section that fails gets its status and message in the reply
+ * and the others run. The reply is laid out once every section's size is
+ * known, each section's request writes its rows or counts into its part
+ * of it, and the last one to finish sends it. Sections run in frame order
+ * on the FIFO owner queues, so two sections of one table apply in order.
+ */
+
+static void multi_put(struct multi_req *p)
+{
+	struct embkvd_conn *c = p->conn;
+	size_t mem = p->mem;
+
+	if (--p->pending)
+		return;
+	embkvd_conn_send(c, p->reply);
+	free(p->body);
+	free(p);
+	embkvd_conn_release(c, mem);
+}
+
+/* A section's request finished (I/O thread): its counts into its section,
+ * then the frame's count of sections left. */
+static void multi_child_finish(struct embkvd_done *d)
+{
+	struct batch_req *r = caa_container_of(d, struct batch_req, fin);
+	struct multi_req *p = r->parent;
+	struct embkvd_conn *c = r->conn;
+	size_t mem = r->mem;
+
+	batch_count(r);
+	if (r->counts) {
+		struct embkv_wire_count_reply cr = {
+			.done = __atomic_load_n(&r->done, __ATOMIC_RELAXED),
+			.skipped = __atomic_load_n(&r->skipped,
+						   __ATOMIC_RELAXED),
+		};
+
+		embkv_wire_count_reply_encode(&cr, r->counts,
+					      EMBKV_WIRE_COUNT_REPLY_SIZE);
+	}
+	req_free(r);
+	embkvd_conn_release(c, mem);
+	multi_put(p);
+}
+
+struct multi_sec {
+	struct batch_req *r;   /* NULL: refused, f says why */
+	struct batch_fail f;
+	uint32_t len;          /* reply section body bytes */
+};
+
+void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns)
+{
+	uint8_t inner = h->opcode == EMBKV_WIRE_OP_MULTI_PULL ?
+				EMBKV_WIRE_OP_PULL : EMBKV_WIRE_OP_PUSH;
+	uint64_t epoch = embkvd_epoch(c->io->srv);
+	struct embkv_wire_hdr rh = {
+		.opcode = h->opcode | EMBKV_WIRE_OP_REPLY,
+		.request_id = h->request_id,
+		.epoch = epoch,
+	};
+	struct embkv_wire_multi m;
+	struct embkv_wire_multi_sec sec;
+	struct multi_sec *ss;
+	struct multi_req *p = NULL;
+	uint64_t reply_len = EMBKV_WIRE_MULTI_SECTIONS;
+	uint8_t *rb;
+	size_t at;
+	uint32_t i, last = UINT32_MAX;
+	bool one_owner;
+	int rc;
+
+	rc = embkv_wire_multi_decode(h->opcode, body, h->body_len, &m);
+	if (rc) {
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "bad %s body: %s",
+				  embkv_wire_op_name(h->opcode),
+				  embkv_strerror(rc));
+		free(body);
+		return;
+	}
+	ss = calloc(m.count, sizeof(*ss));
+	if (!ss) {
+		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+				  "no memory for a %u-table request", m.count);
+		free(body);
+		return;
+	}
+	rcu_read_lock();
+	for (i = 0; embkv_wire_multi_next(&m, &sec); i++) {
+		struct multi_sec *x = &ss[i];
+		size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE;
+
+		x->r = batch_setup(c, inner, h->request_id, sec.epoch,
+				   sec.body, sec.len, t0_ns, &x->f);
+		if (x->r && inner == EMBKV_WIRE_OP_PULL &&
+		    embkv_wire_pull_reply_size(x->r->n, x->r->dim, &len))
+			len = 0; /* checked by batch_setup: cannot fail */
+		if (x->r && req_scratch(x->r)) {
+			fail(&x->f, -ENOMEM, "no memory for a %u-key batch",
+			     x->r->n);
+			req_free(x->r);
+			x->r = NULL;
+		}
+		if (!x->r) {
+			len = strnlen(x->f.msg, EMBKV_WIRE_ERRMSG_MAX);
+			embkv_stat_inc(&c->io->st.errors, 1);
+			if (x->f.status == EMBKV_ESTALE)
+				embkv_stat_inc(&c->io->st.stale, 1);
+		} else {
+			last = i;
+		}
+		x->len = (uint32_t)len;
+		reply_len += embkv_wire_multi_sec_bytes(x->len);
+	}
+	if (reply_len > EMBKV_WIRE_MAX_BODY) {
+		rc = EMBKV_ELIMIT;
+		embkvd_conn_error(c, h->request_id, rc, false,
+				  "the reply to these %u tables would be over "
+				  "the frame limit", m.count);
+		goto refuse;
+	}
+	rh.body_len = (uint32_t)reply_len;
+	p = calloc(1, sizeof(*p));
+	if (p)
+		p->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + reply_len);
+	if (!p || !p->reply) {
+		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
+				  "no memory for a %llu-byte reply",
+				  (unsigned long long)reply_len);
+		goto refuse;
+	}
+	p->conn = c;
+	p->body = body;
+	p->mem = h->body_len + p->reply->len;
+	embkv_wire_hdr_encode(&rh, p->reply->data);
+	rb = p->reply->data + EMBKV_WIRE_HDR_SIZE;
+	embkv_wire_multi_encode_head(m.count, rb, reply_len);
+	at = EMBKV_WIRE_MULTI_SECTIONS;
+	for (i = 0; i < m.count; i++) {
+		struct multi_sec *x = &ss[i];
+		struct embkv_wire_multi_sec rs = {
+			.len = x->len,
+			.status = x->r ? 0 : x->f.status,
+			.epoch = epoch,
+		};
+		uint8_t *sb;
+		float *vals;
+		int64_t k = embkv_wire_multi_sec_prepare(&rs, rb + at,
+							 reply_len - at, &sb);
+
+		if (!x->r)
+			memcpy(sb, x->f.msg, x->len);
+		else if (inner == EMBKV_WIRE_OP_PULL &&
+			 !embkv_wire_pull_reply_prepare(x->r->n, x->r->dim, sb,
+							x->len, &x->r->found,
+							&vals))
+			x->r->out = vals;
+		else
+			x->r->counts = sb;
+		at += (size_t)k;
+	}
+	/* one count per section running, and one held until all are queued
+	 * (a section without keys finishes inside req_submit). The I/O
+	 * thread runs a job itself (when its owner is idle) for the last
+	 * section only, as inline runs would serialize sections that owners
+	 * could run side by side; with one owner thread nothing runs side by
+	 * side, and every section may run here (no hand-off to the owner). */
+	one_owner = embkv_owner_count(c->io->srv->owners) == 1;
+	p->pending = 1;
+	embkvd_conn_hold(c, p->mem);
+	for (i = 0; i < m.count; i++) {
+		struct batch_req *r = ss[i].r;
+
+		if (!r)
+			continue;
+		p->pending++;
+		r->parent = p;
+		r->fin.finish = multi_child_finish;
+		req_submit(r, r->owners, r->single, one_owner || i == last);
+	}
+	rcu_read_unlock();
+	free(ss);
+	multi_put(p);
+	return;
+
+refuse:
+	for (i = 0; i < m.count; i++)
+		if (ss[i].r)
+			req_free(ss[i].r);
+	rcu_read_unlock();
+	if (p)
+		embkvd_obuf_free(p->reply);
+	free(p);
+	free(ss);
+	free(body);
 }

@@ -422,6 +422,16 @@ uint64_t embkv_catalog_memory_limit(const struct embkv_catalog *cat)
 	return cat->memory_limit;
 }
 
+uint64_t embkv_catalog_reserved(struct embkv_catalog *cat)
+{
+	uint64_t r;
+
+	pthread_mutex_lock(&cat->lock);
+	r = cat->reserved;
+	pthread_mutex_unlock(&cat->lock);
+	return r;
+}
+
 int embkv_catalog_part_add(struct embkv_catalog *cat,
 			   struct embkv_catalog_entry *e, uint32_t part,
 			   enum embkv_part_state state)

@@ -162,6 +162,9 @@ uint32_t embkv_catalog_snapshot(struct embkv_catalog *cat,
 /* Bytes of the published tables, and the limit (0: none). */
 uint64_t embkv_catalog_bytes(struct embkv_catalog *cat);
 uint64_t embkv_catalog_memory_limit(const struct embkv_catalog *cat);
+/* Bytes of tables built and charged but not published yet (a create in
+ * progress, a cluster create waiting for its acks). */
+uint64_t embkv_catalog_reserved(struct embkv_catalog *cat);
 
 /* References: _get inside rcu_read_lock() (or while holding one), _put
  * anywhere; the last _put destroys the table. */

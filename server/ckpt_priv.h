@@ -81,6 +81,13 @@ struct embkvd_ckpt {
 	char prefix[128];                 /* "/<cluster>/" (cluster mode) */
 	struct mv_part *mv;               /* moves in progress (lock) */
 	uint32_t nmv;
+	/* The table record MOVE_FREEZE read ahead for the MOVE_COMMIT that
+	 * follows (server/move.c: one etcd read less while pushes wait);
+	 * this thread only; NULL: none. */
+	char *pre_val;
+	size_t pre_len;
+	int64_t pre_rev;
+	char pre_name[EMBKV_TABLE_NAME_MAX];
 	uint32_t member_id;               /* cluster mode */
 	uint64_t auto_recover_ms;         /* --auto-recover; 0: off */
 	struct ck_down down[CK_DOWN_MAX];

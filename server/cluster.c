@@ -439,6 +439,24 @@ static void local_remap(struct embkvd_cluster *cl,
 	free(arrived);
 }
 
+/* The record's optimizer values (TABLE_SET_OPT recorded them) replace
+ * the local table's when they differ. */
+static void opt_follow(struct embkv_catalog_entry *e, const struct ctable *t)
+{
+	struct embkv_opt_attr cur;
+
+	embkv_table_opt_get(e->table, &cur);
+	if (!memcmp(&cur, &t->attr.opt, sizeof(cur)))
+		return;
+	if (embkv_table_opt_set(e->table, &t->attr.opt))
+		embkvd_log_at(EMBKVD_WARN, "table %s: the cluster's optimizer "
+			      "values are refused here", t->attr.name);
+	else
+		embkvd_log("table %s: optimizer values from the cluster (lr "
+			   "%g -> %g)", t->attr.name, (double)cur.lr,
+			   (double)t->attr.opt.lr);
+}
+
 /* P tables/<name> was put (at revision create_rev first, mod_rev now). */
 static void apply_put(struct embkvd_cluster *cl, const char *name,
 		      const char *value, size_t len, int64_t create_rev,
@@ -459,6 +477,7 @@ static void apply_put(struct embkvd_cluster *cl, const char *name,
 	}
 	have = cl_local_uid(cl, name, &ref);
 	if (have == t.uid) {
+		opt_follow(ref, &t);
 		local_remap(cl, ref, &t);
 		goto out;
 	}
@@ -820,6 +839,8 @@ static void *cl_main(void *arg)
 		if ((j = cl_job_take(cl))) {
 			if (j->op == EMBKV_WIRE_OP_TABLE_CREATE)
 				cl_run_create(cl, j);
+			else if (j->op == EMBKV_WIRE_OP_TABLE_SET_OPT)
+				cl_run_set_opt(cl, j);
 			else
 				cl_run_drop(cl, j);
 			cl_job_post(j);

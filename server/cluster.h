@@ -67,5 +67,14 @@ void embkvd_cluster_destroy(struct embkvd_cluster *cl);
 void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 			   const struct embkv_wire_hdr *h,
 			   const uint8_t *body);
+/*
+ * I/O thread, after TABLE_SET_OPT changed table name (uid) here: records
+ * opt in the table's etcd record (members that restart or join use it,
+ * the others follow it); the reply to req_id (empty, or the error) goes
+ * out when that is done.
+ */
+void embkvd_cluster_set_opt(struct embkvd_cluster *cl, struct embkvd_conn *c,
+			    uint64_t req_id, const char *name, uint64_t uid,
+			    const struct embkv_opt_attr *opt);
 
 #endif

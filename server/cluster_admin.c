@@ -415,6 +415,8 @@ void cl_job_post(struct cl_job *j)
 	embkvd_io_post(j->conn->io, &j->fin.node);
 }
 
+static void job_queue(struct embkvd_cluster *cl, struct cl_job *j);
+
 void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 			   const struct embkv_wire_hdr *h, const uint8_t *body)
 {
@@ -446,19 +448,132 @@ void embkvd_cluster_submit(struct embkvd_cluster *cl, struct embkvd_conn *c,
 		free(j);
 		return;
 	}
+	job_queue(cl, j);
+}
+
+/* Hands j to the cluster thread (or answers that the server stops). */
+static void job_queue(struct embkvd_cluster *cl, struct cl_job *j)
+{
 	pthread_mutex_lock(&cl->lock);
 	if (cl->stop) {
 		pthread_mutex_unlock(&cl->lock);
-		embkvd_conn_error(c, h->request_id, EMBKV_EDISCONNECTED, false,
-				 "the server is shutting down");
+		embkvd_conn_error(j->conn, j->req_id, EMBKV_EDISCONNECTED,
+				 false, "the server is shutting down");
 		free(j);
 		return;
 	}
-	embkvd_conn_hold(c, 0);
+	embkvd_conn_hold(j->conn, 0);
 	*cl->jobs_tail = j;
 	cl->jobs_tail = &j->next;
 	pthread_cond_broadcast(&cl->cond);
 	pthread_mutex_unlock(&cl->lock);
+}
+
+void embkvd_cluster_set_opt(struct embkvd_cluster *cl, struct embkvd_conn *c,
+			    uint64_t req_id, const char *name, uint64_t uid,
+			    const struct embkv_opt_attr *opt)
+{
+	struct cl_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		embkvd_conn_error(c, req_id, -ENOMEM, false,
+				 "no memory for a table request");
+		return;
+	}
+	j->fin.finish = job_finish;
+	j->conn = c;
+	j->req_id = req_id;
+	j->op = EMBKV_WIRE_OP_TABLE_SET_OPT;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	j->ref.uid = uid;
+	j->attr.opt = *opt;
+	job_queue(cl, j);
+}
+
+static bool opt_same(const struct embkv_opt_attr *a,
+		     const struct embkv_opt_attr *b)
+{
+	return a->type == b->type && a->lr == b->lr && a->beta1 == b->beta1 &&
+	       a->beta2 == b->beta2 && a->eps == b->eps &&
+	       a->initial_accum == b->initial_accum && a->l1 == b->l1 &&
+	       a->l2 == b->l2 && a->ftrl_beta == b->ftrl_beta;
+}
+
+/*
+ * TABLE_SET_OPT in a cluster: the new optimizer fields written into the
+ * table's record (compare-and-swap on its revision, retried when a move
+ * or another member's write came first), so that members that restart
+ * or join build the table with them and the others follow the change
+ * (cluster.c: a record of the same uid with other values is applied).
+ * Every server of the map gets the request: the first writes, the
+ * others find the values there already.
+ */
+void cl_run_set_opt(struct embkvd_cluster *cl, struct cl_job *j)
+{
+	struct embkv_etcd_op op = { .type = EMBKV_ETCD_OP_PUT };
+	struct embkv_etcd_cmp cmp;
+	struct embkv_etcd_txn txn = { &cmp, 1, &op, 1, NULL, 0 };
+	struct embkv_etcd_kvs kvs;
+	struct ctable t;
+	char key[KEY_MAX], *value;
+	int64_t rev;
+	bool ok = false;
+	int rc;
+
+	snprintf(key, sizeof(key), "%s%s", cl->tables, j->name);
+	for (int tries = 0; tries < 8 && !ok; tries++) {
+		rc = embkv_etcd_get(cl->etcd, key, false, &kvs);
+		if (rc) {
+			cl_etcd_fail(cl, j, rc, "reading");
+			return;
+		}
+		rc = kvs.n ? cl_table_parse(j->name, kvs.kv[0].value,
+					    kvs.kv[0].value_len, &t)
+			   : EMBKV_ENOTABLE;
+		rev = kvs.n ? kvs.kv[0].mod_revision : 0;
+		embkv_etcd_kvs_free(&kvs);
+		if (!rc && t.uid != j->ref.uid) {
+			cl_table_free(&t);
+			rc = EMBKV_ENOTABLE;
+		}
+		if (rc) {
+			cl_job_fail(j, EMBKV_ENOTABLE, "table %s changed here "
+				 "but is not in the cluster's catalog (dropped "
+				 "or re-created)", j->name);
+			return;
+		}
+		if (opt_same(&t.attr.opt, &j->attr.opt)) {
+			cl_table_free(&t);
+			return; /* recorded already (another member) */
+		}
+		t.attr.opt = j->attr.opt;
+		value = cl_table_json(&t);
+		cl_table_free(&t);
+		if (!value) {
+			cl_job_fail(j, -ENOMEM, "no memory for table %s's "
+				 "record", j->name);
+			return;
+		}
+		cmp = (struct embkv_etcd_cmp){ .key = key,
+					       .target = EMBKV_ETCD_MOD,
+					       .result = EMBKV_ETCD_EQUAL,
+					       .number = rev };
+		op.key = key;
+		op.value = value;
+		op.value_len = strlen(value);
+		rc = embkv_etcd_txn(cl->etcd, &txn, &ok, NULL);
+		free(value);
+		if (rc) {
+			cl_etcd_fail(cl, j, rc, "recording the optimizer of");
+			return;
+		}
+	}
+	if (!ok)
+		cl_job_fail(j, EMBKV_ESTALE, "table %s's record kept changing: "
+			 "call set-table again", j->name);
+	else
+		embkvd_log("table %s: optimizer values recorded in the cluster "
+			   "(lr %g)", j->name, (double)j->attr.opt.lr);
 }
 
 struct cl_job *cl_job_take(struct embkvd_cluster *cl)

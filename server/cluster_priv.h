@@ -149,6 +149,9 @@ void cl_log_state(struct embkvd_cluster *cl, int status);
 
 const char *cl_node_addr(struct embkvd_cluster *cl, uint32_t id);
 
+/* cluster_admin.c: TABLE_SET_OPT's values into the table's record. */
+void cl_run_set_opt(struct embkvd_cluster *cl, struct cl_job *j);
+
 uint64_t cl_local_uid(struct embkvd_cluster *cl, const char *name,
 			  struct embkv_catalog_entry **ref);
 

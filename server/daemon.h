@@ -115,6 +115,7 @@ struct embkvd_verbs;
 struct embkvd_vconn;
 struct embkvd_metrics_http;
 struct embkvd_guard;
+struct embkvd_conf;
 struct embkvd_replica;
 
 struct embkvd {
@@ -139,11 +140,12 @@ struct embkvd {
 	uint64_t rx_bytes;              /* bodies being received (atomic),
 					 * <= attr.inflight_bytes */
 	struct embkvd_guard *guard;     /* failed-auth throttle (guard.c) */
+	struct embkvd_conf *conf;       /* what CONFIG reports (config.c) */
 	struct embkv_rates rates;
 	/* Operations: key_lock guards key against embkvd_token_reload()
-	 * (SIGHUP, main thread). Readers of key on other threads should
-	 * copy it under key_lock; service.c does not yet (a reload racing an
-	 * AUTH can fail that one authentication). */
+	 * (SIGHUP, main thread). Readers on other threads copy it under
+	 * key_lock (service.c's AUTH: one copy for the check and the
+	 * reply) and wipe the copy. */
 	pthread_mutex_t key_lock;
 	char *token_file;               /* copies of attr's; NULL: none */
 	char *log_file;
@@ -342,6 +344,12 @@ void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob);
 void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
 		       bool close, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* The same ERROR for an expected outcome (a table name looked up that
+ * does not exist: the open-or-create of every trainer): counted in the
+ * misses counter, not in errors; the connection stays open. */
+void embkvd_conn_miss(struct embkvd_conn *c, uint64_t req_id, int status,
+		      const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 /*
  * Admission of a frame header that embkv_wire_hdr_decode() returned rc
  * for, in net/PROTOCOL.md's order (limits, authentication, pre-auth body
@@ -363,6 +371,11 @@ void embkvd_conn_release(struct embkvd_conn *c, size_t bytes);
 
 /* ---- hardening (guard.c) ---------------------------------------------- */
 
+/* GUARD_MAX_FAILS failed authentications from one address within
+ * GUARD_WINDOW_MS block it for GUARD_BLOCK_MS (CONFIG reports them). */
+#define EMBKVD_GUARD_MAX_FAILS 5u
+#define EMBKVD_GUARD_WINDOW_MS 10000u
+#define EMBKVD_GUARD_BLOCK_MS 5000u
 int embkvd_guard_create(struct embkvd_guard **out);
 void embkvd_guard_destroy(struct embkvd_guard *g);
 /* Milliseconds that sa must still wait before its next authentication
@@ -401,8 +414,20 @@ struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
 						 uint64_t req_id, uint32_t id,
 						 uint64_t uid);
 
+/* The same lookup without an answer: NULL with the reason in why (the
+ * status is EMBKV_ENOTABLE). Any thread of c's I/O, inside or outside
+ * rcu_read_lock(). */
+struct embkv_catalog_entry *embkvd_svc_table_find(struct embkvd_conn *c,
+						  uint32_t id, uint64_t uid,
+						  char *why, size_t why_len);
+
 /* batch.c: PULL, PUSH, ASSIGN, ERASE and HITS; same contract. */
 void embkvd_batch_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
+			uint8_t *body, uint64_t t0_ns);
+/* batch.c: MULTI_PULL and MULTI_PUSH (PROTOCOL.md 5.25): each section run
+ * as the PULL or PUSH it holds, one reply when all are done; same
+ * contract. */
+void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			uint8_t *body, uint64_t t0_ns);
 /* I/O thread: a request posted back with embkvd_io_post(). */
 void embkvd_batch_finish(struct embkvd_done *d);
@@ -413,5 +438,12 @@ void embkvd_report_stats(struct embkvd_conn *c, uint64_t req_id,
 			 uint32_t table_id, uint64_t uid);
 void embkvd_report_shard_map(struct embkvd_conn *c, uint64_t req_id,
 			     uint32_t table_id, uint64_t uid);
+/* CONFIG (config.c): the effective configuration as JSON, never the
+ * token. _keep copies the string flags embkvd_create() drops; _free
+ * frees them (safe when _keep failed or never ran). */
+int embkvd_config_keep(struct embkvd *s, const struct embkvd_attr *attr);
+void embkvd_config_free(struct embkvd *s);
+void embkvd_report_config(struct embkvd_conn *c,
+			  const struct embkv_wire_hdr *h, const uint8_t *body);
 
 #endif

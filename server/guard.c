@@ -31,10 +31,10 @@
 #include "server/daemon.h"
 
 #define GUARD_SLOTS 1024u
-#define GUARD_MAX_FAILS 5u
+#define GUARD_MAX_FAILS EMBKVD_GUARD_MAX_FAILS
 #define NS_PER_MS 1000000ull
-#define GUARD_WINDOW_NS (10000ull * NS_PER_MS)
-#define GUARD_BLOCK_NS (5000ull * NS_PER_MS)
+#define GUARD_WINDOW_NS ((uint64_t)EMBKVD_GUARD_WINDOW_MS * NS_PER_MS)
+#define GUARD_BLOCK_NS ((uint64_t)EMBKVD_GUARD_BLOCK_MS * NS_PER_MS)
 
 struct guard_slot {
 	uint8_t addr[16];

@@ -36,8 +36,10 @@
  *   io->unauth too, for the same deadline. Without a token every TCP
  *   connection counts from its accept; when --max-conns is reached, the
  *   thread's oldest connection that has not sent a whole frame within
- *   --auth-timeout-ms is closed to make room (evict_silent), else the new
- *   one is refused.
+ *   --auth-timeout-ms is closed to make room (evict_silent); when the
+ *   accepting thread has none, the new socket goes to the other I/O
+ *   threads in turn (room_req), and the first with one closes it and
+ *   adopts the socket; else the new one is refused.
  * - Bodies (net/PROTOCOL.md section 9): a body that is wholly in the
  *   staging buffer already, or of at most BODY_FREE bytes, is allocated at
  *   once (the hot path: no clock, no shared counter). Any other body grows
@@ -382,22 +384,21 @@ int embkvd_conn_reply(struct embkvd_conn *c, uint64_t req_id, uint8_t op,
 	return 0;
 }
 
-void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
-		       bool close, const char *fmt, ...)
+/* ERROR status with a message; counted in counter (errors or misses). */
+static void conn_error_v(struct embkvd_conn *c, uint64_t req_id, int status,
+			 bool close, uint64_t *counter, const char *fmt,
+			 va_list ap)
 {
 	char msg[ERRMSG_BYTES];
 	struct embkv_wire_error e = { .status = status };
 	uint8_t *body;
 	size_t len;
-	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	e.msg.ptr = msg;
 	e.msg.len = n < 0 ? 0 : (uint32_t)strnlen(msg, EMBKV_WIRE_ERRMSG_MAX);
-	embkv_stat_inc(&c->io->st.errors, 1);
+	embkv_stat_inc(counter, 1);
 	if (status == EMBKV_ESTALE)
 		embkv_stat_inc(&c->io->st.stale, 1);
 	if (!embkv_wire_error_size(&e, &len) &&
@@ -406,6 +407,26 @@ void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
 		embkv_wire_error_encode(&e, body, len);
 	if (close)
 		embkvd_conn_set_closing(c);
+}
+
+void embkvd_conn_error(struct embkvd_conn *c, uint64_t req_id, int status,
+		       bool close, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conn_error_v(c, req_id, status, close, &c->io->st.errors, fmt, ap);
+	va_end(ap);
+}
+
+void embkvd_conn_miss(struct embkvd_conn *c, uint64_t req_id, int status,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conn_error_v(c, req_id, status, false, &c->io->st.misses, fmt, ap);
+	va_end(ap);
 }
 
 /* Writes as much queued output as the socket takes. */
@@ -836,6 +857,87 @@ static void listen_set(struct embkvd_io *io, bool on)
 		io->listening = on;
 }
 
+/*
+ * No token, --max-conns reached and no connection of the accepting thread
+ * to close: the accepted socket travels to the other I/O threads in turn
+ * (their inboxes), and the first one that closes one of its own silent
+ * connections (evict_silent) adopts it; after the last, it is refused.
+ * Each thread touches only its own connections; the count
+ * (srv->conns) keeps the new connection's unit while it travels, so the
+ * limit holds throughout.
+ */
+struct room_req {
+	struct embkvd_done done;
+	struct embkvd_io *io;           /* the thread it is posted to */
+	int fd;
+	uint32_t hops_left;             /* threads still to ask after io */
+	struct sockaddr_storage sa;
+};
+
+static void room_refuse(struct embkvd_io *io, struct room_req *r)
+{
+	struct embkvd *s = io->srv;
+	uint64_t now = embkv_now_ns();
+	uint32_t n = __atomic_sub_fetch(&s->conns, 1, __ATOMIC_RELAXED);
+
+	close(r->fd);
+	if (now - io->reject_log_ns >= REJECT_LOG_NS) {
+		embkvd_log("refusing a connection (%u open, --max-conns %u)",
+			   n, s->attr.max_conns);
+		io->reject_log_ns = now;
+	}
+	free(r);
+}
+
+static void room_finish(struct embkvd_done *d)
+{
+	struct room_req *r = caa_container_of(d, struct room_req, done);
+	struct embkvd_io *io = r->io, *next;
+	struct embkvd *s = io->srv;
+
+	if (__atomic_load_n(&io->stop, __ATOMIC_RELAXED)) {
+		room_refuse(io, r);
+		return;
+	}
+	if (evict_silent(io)) {
+		if (conn_new(io, r->fd, &r->sa, false)) {
+			room_refuse(io, r);
+			return;
+		}
+		free(r);
+		return;
+	}
+	if (!r->hops_left) {
+		room_refuse(io, r);
+		return;
+	}
+	r->hops_left--;
+	next = &s->io[(io->idx + 1) % s->nio];
+	r->io = next;
+	embkvd_io_post(next, &r->done.node);
+}
+
+/* Hands fd to the next I/O thread to make room (see struct room_req);
+ * false when there is no other thread or no memory (then the caller
+ * refuses it). */
+static bool room_ask_others(struct embkvd_io *io, int fd,
+			    const struct sockaddr_storage *sa)
+{
+	struct embkvd *s = io->srv;
+	struct room_req *r;
+
+	if (s->nio < 2 || !(r = calloc(1, sizeof(*r))))
+		return false;
+	r->done.finish = room_finish;
+	r->io = &s->io[(io->idx + 1) % s->nio];
+	r->fd = fd;
+	r->sa = *sa;
+	r->hops_left = s->nio - 2;
+	cds_wfcq_node_init(&r->done.node);
+	embkvd_io_post(r->io, &r->done.node);
+	return true;
+}
+
 static void accept_some(struct embkvd_io *io)
 {
 	struct embkvd *s = io->srv;
@@ -870,6 +972,8 @@ static void accept_some(struct embkvd_io *io)
 		n = __atomic_add_fetch(&s->conns, 1, __ATOMIC_RELAXED);
 		if (n > s->attr.max_conns && evict_silent(io))
 			n = s->attr.max_conns; /* one closed: room for fd */
+		if (n > s->attr.max_conns && room_ask_others(io, fd, &sa))
+			continue; /* another thread adopts or refuses it */
 		if (n > s->attr.max_conns || conn_new(io, fd, &sa, false)) {
 			uint64_t now = embkv_now_ns();
 
@@ -1154,6 +1258,21 @@ void embkvd_io_stop(struct embkvd_io *io)
 
 void embkvd_io_fini(struct embkvd_io *io)
 {
+	struct cds_wfcq_node *node;
+
+	/* Sockets still travelling to make room (the thread stopped before
+	 * its inbox got them) are closed and uncounted; anything else left
+	 * there was never going to run, as before. */
+	if (io->srv && io->efd >= 0)
+		while ((node = __cds_wfcq_dequeue_blocking(&io->inbox_head,
+							   &io->inbox_tail))) {
+			struct embkvd_done *d = caa_container_of(
+				node, struct embkvd_done, node);
+
+			if (d->finish == room_finish)
+				room_refuse(io, caa_container_of(
+					d, struct room_req, done));
+		}
 	if (io->efd >= 0)
 		close(io->efd);
 	if (io->epfd >= 0)

@@ -53,7 +53,9 @@ static inline uint64_t embkv_stat_read(const uint64_t *c)
 /* Counters of one I/O thread. */
 struct embkv_io_stats {
 	uint64_t requests;       /* frames handled */
-	uint64_t errors;         /* ERROR replies sent */
+	uint64_t errors;         /* ERROR replies sent, misses not counted */
+	uint64_t misses;         /* expected "not found" answers (a table
+				  * name looked up that does not exist) */
 	uint64_t stale;          /* EMBKV_ESTALE replies */
 	uint64_t auth_failures;
 	uint64_t bytes_in, bytes_out;

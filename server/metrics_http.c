@@ -128,8 +128,11 @@ static void server_metrics(struct embkvd *s, FILE *f)
 	    __atomic_load_n(&s->conns, __ATOMIC_RELAXED));
 	one(f, "embkv_requests_total", "counter", "Request frames handled.",
 	    sum.requests);
-	one(f, "embkv_errors_total", "counter", "ERROR replies sent.",
-	    sum.errors);
+	one(f, "embkv_errors_total", "counter",
+	    "ERROR replies sent (expected misses not counted).", sum.errors);
+	one(f, "embkv_misses_total", "counter",
+	    "Expected not-found answers: a table name looked up that does "
+	    "not exist.", sum.misses);
 	one(f, "embkv_stale_epoch_total", "counter",
 	    "Requests refused for a stale shard-map epoch.", sum.stale);
 	one(f, "embkv_auth_failures_total", "counter",

@@ -146,6 +146,8 @@ void ck_moves_free(struct embkvd_ckpt *ck)
 	free(ck->mv);
 	ck->mv = NULL;
 	ck->nmv = 0;
+	free(ck->pre_val);
+	ck->pre_val = NULL;
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -592,6 +594,34 @@ out:
 	embkv_catalog_entry_put(e);
 }
 
+/* Reads table name's record into ck->pre_* (cluster mode; on any error
+ * there is none, and the commit reads it itself). */
+static void record_prefetch(struct embkvd_ckpt *ck, const char *name)
+{
+	struct embkv_etcd_kvs kvs;
+	char key[512];
+
+	free(ck->pre_val);
+	ck->pre_val = NULL;
+	if (!ck->etcd)
+		return;
+	snprintf(key, sizeof(key), "%stables/%s", ck->prefix, name);
+	if (embkv_etcd_get(ck->etcd, key, false, &kvs))
+		return;
+	if (kvs.n == 1) {
+		ck->pre_val = malloc(kvs.kv[0].value_len + 1);
+		if (ck->pre_val) {
+			memcpy(ck->pre_val, kvs.kv[0].value,
+			       kvs.kv[0].value_len + 1);
+			ck->pre_len = kvs.kv[0].value_len;
+			ck->pre_rev = kvs.kv[0].mod_revision;
+			snprintf(ck->pre_name, sizeof(ck->pre_name), "%s",
+				 name);
+		}
+	}
+	embkv_etcd_kvs_free(&kvs);
+}
+
 /* Source: stop serving the partition; from here its last copy is final. */
 static void do_freeze(struct embkvd_ckpt *ck, struct ck_req *r)
 {
@@ -614,6 +644,8 @@ static void do_freeze(struct embkvd_ckpt *ck, struct ck_req *r)
 		goto out;
 	m->frozen = true;
 	mv_release(ck);
+	/* the commit's read of the map, done before pushes wait */
+	record_prefetch(ck, e->table->attr.name);
 	rc = embkv_part_set_state(e->table, part, EMBKV_PART_MOVING);
 	if (rc) {
 		ck_fail(r, rc, "cannot freeze table %s partition %u",
@@ -874,7 +906,8 @@ static void do_commit(struct embkvd_ckpt *ck, struct ck_req *r)
 	uint64_t uid, part, from, to, epoch;
 	struct ctable t;
 	int64_t rev = 0;
-	int idx;
+	bool prefetched = false;
+	int idx, rc;
 
 	if (!ck->etcd) {
 		ck_fail(r, -EOPNOTSUPP, "moving partitions needs a cluster "
@@ -892,8 +925,25 @@ static void do_commit(struct embkvd_ckpt *ck, struct ck_req *r)
 			"to and epoch");
 		return;
 	}
-	if (record_get(ck, name, &t, &rev, r))
+	/* The record read at the freeze when there is one (the CAS below
+	 * checks that it is still current; if not, once more from etcd). */
+	if (ck->pre_val && !strcmp(ck->pre_name, name) &&
+	    !cl_table_parse(name, ck->pre_val, ck->pre_len, &t)) {
+		rev = ck->pre_rev;
+		prefetched = true;
+	}
+	free(ck->pre_val);
+	ck->pre_val = NULL;
+again:
+	if (!prefetched && record_get(ck, name, &t, &rev, r))
 		return;
+	if (prefetched && (t.uid != uid || part >= t.attr.partitions ||
+			   t.epoch != epoch ||
+			   t.members[t.parts[part]] != from)) {
+		cl_table_free(&t);
+		prefetched = false;
+		goto again;
+	}
 	if (t.uid != uid || part >= t.attr.partitions || t.epoch != epoch ||
 	    t.members[t.parts[part]] != from) {
 		ck_fail(r, EMBKV_ECLUSTER, "table %s partition %" PRIu64 ": the "
@@ -912,7 +962,16 @@ static void do_commit(struct embkvd_ckpt *ck, struct ck_req *r)
 		ck_fail(r, -ENOMEM, "no memory");
 		goto out;
 	}
-	if (!record_cas(ck, &t, rev, r)) {
+	rc = record_cas(ck, &t, rev, r);
+	if (rc == EMBKV_ECLUSTER && prefetched) {
+		/* the record changed since the freeze: read it again */
+		r->status = 0;
+		r->msg[0] = '\0';
+		cl_table_free(&t);
+		prefetched = false;
+		goto again;
+	}
+	if (!rc) {
 		mv_drop(ck, uid, (uint32_t)part, false);
 		r->out = json_pack("{s:I}", "epoch", (json_int_t)t.epoch);
 		embkvd_log("table %s partition %" PRIu64 ": moved from member "

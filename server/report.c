@@ -55,6 +55,7 @@ void embkvd_io_stats_sum(struct embkvd *s, struct embkv_io_stats *sum,
 
 		sum->requests += embkv_stat_read(&st->requests);
 		sum->errors += embkv_stat_read(&st->errors);
+		sum->misses += embkv_stat_read(&st->misses);
 		sum->stale += embkv_stat_read(&st->stale);
 		sum->auth_failures += embkv_stat_read(&st->auth_failures);
 		sum->bytes_in += embkv_stat_read(&st->bytes_in);
@@ -89,6 +90,7 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	put(f, EMBKV_WIRE_STAT_UPTIME_S, (now - s->start_ns) / NS_PER_S);
 	put(f, EMBKV_WIRE_STAT_REQUESTS, sum.requests);
 	put(f, EMBKV_WIRE_STAT_ERRORS, sum.errors);
+	put(f, EMBKV_WIRE_STAT_MISSES, sum.misses);
 	put(f, EMBKV_WIRE_STAT_STALE_EPOCH, sum.stale);
 	put(f, EMBKV_WIRE_STAT_AUTH_FAILURES, sum.auth_failures);
 	put(f, EMBKV_WIRE_STAT_BYTES_IN, sum.bytes_in);

@@ -393,7 +393,8 @@ int embkvd_create(const struct embkvd_attr *attr,
 		free(s);
 		return err;
 	}
-	if ((attr->token_file && !(s->token_file = strdup(attr->token_file))) ||
+	if (embkvd_config_keep(s, attr) ||
+	    (attr->token_file && !(s->token_file = strdup(attr->token_file))) ||
 	    (attr->log_file && !(s->log_file = strdup(attr->log_file)))) {
 		err = -ENOMEM;
 		goto destroy;
@@ -612,6 +613,7 @@ void embkvd_destroy(struct embkvd *s)
 	pthread_mutex_destroy(&s->key_lock);
 	free(s->token_file);
 	free(s->log_file);
+	embkvd_config_free(s);
 	rcu_unregister_thread();
 	free(s);
 }

@@ -26,6 +26,7 @@
  *   EMBKV_ENOTABLE (a handle to a dropped or re-created table).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -56,9 +57,9 @@ static void bad_body(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			  embkv_wire_op_name(h->opcode), embkv_strerror(rc));
 }
 
-struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
-						 uint64_t req_id, uint32_t id,
-						 uint64_t uid)
+struct embkv_catalog_entry *embkvd_svc_table_find(struct embkvd_conn *c,
+						  uint32_t id, uint64_t uid,
+						  char *why, size_t why_len)
 {
 	struct embkv_catalog *cat = c->io->srv->cat;
 	struct embkv_catalog_entry *e;
@@ -73,14 +74,25 @@ struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
 	if (e)
 		return e;
 	if (known)
-		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				  "table %u was dropped or re-created (uid "
-				  "mismatch): open it again", id);
+		snprintf(why, why_len, "table %u was dropped or re-created "
+			 "(uid mismatch): open it again", id);
 	else
-		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false,
-				  "no table with id %u (dropped, or never "
-				  "created)", id);
+		snprintf(why, why_len, "no table with id %u (dropped, or never "
+			 "created)", id);
 	return NULL;
+}
+
+struct embkv_catalog_entry *embkvd_svc_table_get(struct embkvd_conn *c,
+						 uint64_t req_id, uint32_t id,
+						 uint64_t uid)
+{
+	char why[EMBKV_WIRE_ERRMSG_MAX + 1];
+	struct embkv_catalog_entry *e;
+
+	e = embkvd_svc_table_find(c, id, uid, why, sizeof(why));
+	if (!e)
+		embkvd_conn_error(c, req_id, EMBKV_ENOTABLE, false, "%s", why);
+	return e;
 }
 
 /* Authentication (net/PROTOCOL.md section 8) ------------------------------ */
@@ -151,8 +163,10 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		     const uint8_t *body)
 {
 	struct embkvd *s = c->io->srv;
+	struct embkv_wire_auth_key key;
 	struct embkv_wire_auth m;
 	uint8_t *out;
+	int bad;
 
 	if (!s->auth) {
 		/* Not a failed guess: no throttle, and a distinct status
@@ -177,8 +191,18 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		auth_fail(c, h, "bad AUTH body");
 		return;
 	}
-	if (embkv_wire_auth_verify(&s->key, EMBKV_WIRE_AUTH_CLIENT,
-				   c->server_nonce, c->client_nonce, m.mac)) {
+	/* One copy of the key, taken under key_lock (a SIGHUP may replace
+	 * it meanwhile): the client's MAC and ours use the same token. */
+	pthread_mutex_lock(&s->key_lock);
+	key = s->key;
+	pthread_mutex_unlock(&s->key_lock);
+	bad = embkv_wire_auth_verify(&key, EMBKV_WIRE_AUTH_CLIENT,
+				     c->server_nonce, c->client_nonce, m.mac);
+	if (!bad)
+		embkv_wire_auth_mac(&key, EMBKV_WIRE_AUTH_SERVER,
+				    c->server_nonce, c->client_nonce, m.mac);
+	embkv_wire_auth_key_wipe(&key);
+	if (bad) {
 		auth_fail(c, h, "wrong token");
 		return;
 	}
@@ -187,8 +211,6 @@ static void svc_auth(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		return; /* --max-conns reached: closing */
 	if (reply_start(c, h, EMBKV_WIRE_AUTH_SIZE, &out))
 		return;
-	embkv_wire_auth_mac(&s->key, EMBKV_WIRE_AUTH_SERVER, c->server_nonce,
-			    c->client_nonce, m.mac);
 	embkv_wire_auth_encode(&m, out, EMBKV_WIRE_AUTH_SIZE);
 	c->auth = EMBKVD_CONN_AUTH_OK;
 }
@@ -327,8 +349,8 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	}
 	rcu_read_unlock();
 	if (!e) {
-		embkvd_conn_error(c, h->request_id, EMBKV_ENOTABLE, false,
-				  "no table called %s", name);
+		embkvd_conn_miss(c, h->request_id, EMBKV_ENOTABLE,
+				 "no table called %s", name);
 		return;
 	}
 	rc = embkv_wire_table_info_size(&info, &len);
@@ -342,10 +364,10 @@ static void svc_open(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 /*
  * TABLE_SET_OPT: the table's optimizer hyper-parameters, changed in
  * place (embkv_table_opt_set: atomic per field, so owner threads pushing
- * meanwhile need no lock and no job). This server's copy only: in a
- * cluster coordinated by etcd the recorded attributes keep the values of
- * the create, so a table re-created from the record (a restart) starts
- * with those again.
+ * meanwhile need no lock and no job). In a cluster coordinated by etcd
+ * the values are then recorded in the table's record before the reply
+ * (embkvd_cluster_set_opt), so a member that restarts or joins builds
+ * the table with them.
  */
 static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			const uint8_t *body)
@@ -377,7 +399,13 @@ static void svc_set_opt(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		embkvd_log("table %s: %s lr %g -> %g", e->table->attr.name,
 			   embkv_optimizer_name(old.type), (double)old.lr,
 			   (double)m.opt.lr);
-		reply_start(c, h, 0, &out);
+		if (c->io->srv->cluster) /* the reply once recorded */
+			embkvd_cluster_set_opt(c->io->srv->cluster, c,
+					       h->request_id,
+					       e->table->attr.name, e->uid,
+					       &m.opt);
+		else
+			reply_start(c, h, 0, &out);
 	}
 	embkv_catalog_entry_put(e);
 }
@@ -428,10 +456,13 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ACCUMULATE] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_MULTI_PULL] = { .take = embkvd_multi_start },
+	[EMBKV_WIRE_OP_MULTI_PUSH] = { .take = embkvd_multi_start },
 	[EMBKV_WIRE_OP_HITS] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_SCAN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_STATS] = { .table_ref = embkvd_report_stats },
 	[EMBKV_WIRE_OP_SHARD_MAP] = { .table_ref = embkvd_report_shard_map },
+	[EMBKV_WIRE_OP_CONFIG] = { .handle = embkvd_report_config },
 	[EMBKV_WIRE_OP_CKPT_PART] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_COMMIT] = { .handle = svc_ckpt },
 	[EMBKV_WIRE_OP_CKPT_LOAD] = { .handle = svc_ckpt },

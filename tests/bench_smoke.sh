@@ -43,6 +43,78 @@ for f in ckpt_bytes ckpt_write_mb_per_s disk_write_mb_per_s \
 		status=1
 	fi
 done
+# Move mode (issue 13): etcd and 2 members, a small table, one rep; every
+# figure there and positive (skipped without etcd, as the cluster tests
+# need it too).
+etcd_bin=${EMBKV_ETCD_BIN:-/usr/bin/etcd}
+if [ -x "$etcd_bin" ]; then
+	mv=$("$bench" --mode move --move-rows 50000 --push-s 0.3 --json 2>/dev/null) ||
+		{ echo "move mode failed: $mv"; status=1; }
+	[ "$(printf '%s\n' "$mv" | wc -l)" -eq 1 ] || { echo "move: not one line: $mv"; status=1; }
+	for f in part_rows move_rows_per_s inproc_copy_rows_per_s \
+		memcpy_rows_per_s moves_in_window pushes_idle pushes_move \
+		push_p99_idle_ms push_p99_move_ms freeze_to_flip_ms \
+		move_vs_inproc move_vs_memcpy push_p99_move_vs_idle; do
+		v=$(printf '%s' "$mv" | grep -o "\"$f\": [0-9.]*" | cut -d' ' -f2 || true)
+		if [ -z "$v" ] || ! awk -v v="$v" 'BEGIN { exit !(v > 0) }'; then
+			echo "move field $f missing or not positive in: $mv"
+			status=1
+		fi
+	done
+else
+	echo "move mode: no etcd at $etcd_bin, skipped"
+fi
+# Latency mode (issue 16): a tiny run; every cell has embkv's quantiles,
+# ordered; Redis and memcached are compared when installed, and said to be
+# skipped when not.
+lt=$("$bench" --mode latency --rows 20000 --requests 160 --runs 1 --json \
+	2>"${TMPDIR:-/tmp}/bench_smoke_lt.$$") ||
+	{ echo "latency mode failed: $lt $(cat "${TMPDIR:-/tmp}/bench_smoke_lt.$$")"; status=1; }
+lt_err=$(cat "${TMPDIR:-/tmp}/bench_smoke_lt.$$"); rm -f "${TMPDIR:-/tmp}/bench_smoke_lt.$$"
+have=()
+for s in redis-server:redis memcached:memcached; do
+	if PATH="$PATH:/usr/sbin:/usr/bin" command -v "${s%%:*}" >/dev/null; then
+		have+=("${s#*:}")
+	else
+		echo "bench smoke: ${s%%:*} is not installed: its latency column is skipped"
+		printf '%s' "$lt_err" | grep -q "${s%%:*} is not installed" ||
+			{ echo "latency: no word that ${s%%:*} is skipped: $lt_err"; status=1; }
+	fi
+done
+printf '%s' "$lt" | python3 -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+have = sys.argv[1:]
+assert d["mode"] == "latency" and len(d["cells"]) == 4, d
+for c in d["cells"]:
+    for s in ["embkv"] + have:
+        q = c[s]
+        for k in ("p50_us", "p99_us", "p999_us"):
+            assert len(q[k]) == 3 and q[k][0] > 0, (s, k, q)
+        assert q["p50_us"][1] <= q["p99_us"][1] <= q["p999_us"][1], (s, q)
+    for s in have:
+        assert c["p99_vs_" + s][1] > 0, c
+    for s in ("redis", "memcached"):
+        if s not in have:
+            assert s not in c, c
+if "redis" in have:
+    assert d["bar_256_keys_16_clients_p99_le_redis"]["runs"] == 1, d
+' "${have[@]}" || { echo "latency JSON: $lt"; status=1; }
+# --own-clients: Redis and memcached through bench_kv.c's clients.
+if [ ${#have[@]} -gt 0 ]; then
+	own=$("$bench" --mode latency --rows 5000 --requests 32 --runs 1 \
+		--own-clients --json 2>/dev/null) ||
+		{ echo "latency --own-clients failed"; status=1; }
+	for s in "${have[@]}"; do
+		printf '%s' "$own" | grep -q "\"${s}_client\": \"bench_kv\"" ||
+			{ echo "latency --own-clients: $s not through bench_kv: $own"; status=1; }
+	done
+fi
+if err=$("$bench" --mode latency --requests 3 2>&1); then
+	echo "--requests 3 was accepted"; status=1
+elif ! printf '%s' "$err" | grep -q "bad value '3' for --requests"; then
+	echo "no clear error for --requests 3: $err"; status=1
+fi
 # Replica mode (issue 13 item 3): a small table, short pushes; the
 # figures are there, the replica drained and its rows equal the primary's.
 rp=$("$bench" --mode replica --rows 20000 --push-s 0.3 --json 2>/dev/null) ||

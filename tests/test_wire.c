@@ -25,7 +25,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 71u /* 35 requests, 35 replies, ERROR */
+#define N_KNOWN_OPS 77u /* 38 requests, 38 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -228,6 +228,72 @@ static const struct sample *find_sample(unsigned int op)
 
 #define R(op) ((op) | EMBKV_WIRE_OP_REPLY)
 
+/* MULTI_PULL / MULTI_PUSH bodies (5.25) from whole section bodies. */
+struct msec {
+	int32_t status;
+	uint64_t epoch;
+	const uint8_t *body;
+	uint32_t len;
+};
+
+static uint8_t *multi_build(const struct msec *s, uint32_t n, size_t *len)
+{
+	size_t total = EMBKV_WIRE_MULTI_SECTIONS, at;
+	uint8_t *b;
+
+	for (uint32_t i = 0; i < n; i++)
+		total += embkv_wire_multi_sec_bytes(s[i].len);
+	b = xmalloc(total);
+	assert_int_equal(embkv_wire_multi_encode_head(n, b, total), 0);
+	at = EMBKV_WIRE_MULTI_SECTIONS;
+	for (uint32_t i = 0; i < n; i++) {
+		struct embkv_wire_multi_sec ws = { s[i].len, s[i].status,
+						   s[i].epoch, NULL };
+		uint8_t *sb;
+		int64_t k = embkv_wire_multi_sec_prepare(&ws, b + at,
+							 total - at, &sb);
+
+		assert_true(k == (int64_t)embkv_wire_multi_sec_bytes(s[i].len));
+		if (s[i].len)
+			memcpy(sb, s[i].body, s[i].len);
+		at += (size_t)k;
+	}
+	assert_int_equal(at, total);
+	*len = total;
+	return b;
+}
+
+/* A valid body of each multi op, from the single-table samples. */
+static void add_multi_samples(void)
+{
+	const struct sample *pq = find_sample(EMBKV_WIRE_OP_PULL);
+	const struct sample *pr = find_sample(R(EMBKV_WIRE_OP_PULL));
+	const struct sample *uq = find_sample(EMBKV_WIRE_OP_PUSH);
+	const struct sample *ur = find_sample(R(EMBKV_WIRE_OP_PUSH));
+	struct msec s[3];
+	uint8_t *b;
+	size_t len;
+
+	s[0] = (struct msec){ 0, 7, pq->body, (uint32_t)pq->len };
+	s[1] = (struct msec){ 0, 9, pq->body, (uint32_t)pq->len };
+	b = multi_build(s, 2, &len);
+	add_sample(EMBKV_WIRE_OP_MULTI_PULL, b, len);
+	s[0] = (struct msec){ 0, 7, pr->body, (uint32_t)pr->len };
+	s[1] = (struct msec){ EMBKV_ENOTABLE, 7, (const uint8_t *)err_msg,
+			      (uint32_t)sizeof(err_msg) - 1 };
+	s[2] = (struct msec){ 0, 7, pr->body, (uint32_t)pr->len };
+	b = multi_build(s, 3, &len);
+	add_sample(R(EMBKV_WIRE_OP_MULTI_PULL), b, len);
+	s[0] = (struct msec){ 0, 7, uq->body, (uint32_t)uq->len };
+	s[1] = (struct msec){ 0, 7, uq->body, (uint32_t)uq->len };
+	b = multi_build(s, 2, &len);
+	add_sample(EMBKV_WIRE_OP_MULTI_PUSH, b, len);
+	s[0] = (struct msec){ EMBKV_EDIM, 7, NULL, 0 };
+	s[1] = (struct msec){ 0, 7, ur->body, (uint32_t)ur->len };
+	b = multi_build(s, 2, &len);
+	add_sample(R(EMBKV_WIRE_OP_MULTI_PUSH), b, len);
+}
+
 static void sample_shard_map(struct embkv_wire_shard_map *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -388,6 +454,20 @@ static int build_samples(void **state)
 	ADD_SIZED(R(EMBKV_WIRE_OP_SHARD_MAP),
 		  embkv_wire_shard_map_size(&sm, &len),
 		  embkv_wire_shard_map_encode(&sm, b, len));
+	/* CONFIG: an empty JSON object, answered by the configuration */
+	len = 2;
+	b = xmalloc(len);
+	memcpy(b, "{}", len);
+	add_sample(EMBKV_WIRE_OP_CONFIG, b, len);
+	{
+		static const char rep[] = "{\"version\": \"0.1.0\", "
+					  "\"threads\": 2, \"peers\": []}";
+
+		len = sizeof(rep) - 1;
+		b = xmalloc(len);
+		memcpy(b, rep, len);
+		add_sample(R(EMBKV_WIRE_OP_CONFIG), b, len);
+	}
 	/* the checkpoint opcodes carry JSON objects both ways */
 	for (unsigned int op = EMBKV_WIRE_OP_CKPT_PART;
 	     op <= EMBKV_WIRE_OP_CKPT_DELETE; op++) {
@@ -430,6 +510,7 @@ static int build_samples(void **state)
 			add_sample(reply ? R(op) : op, b, len);
 		}
 	}
+	add_multi_samples();
 	ADD_SIZED(EMBKV_WIRE_OP_ERROR, embkv_wire_error_size(&err, &len),
 		  embkv_wire_error_encode(&err, b, len));
 #undef ADD_FIXED
@@ -613,6 +694,18 @@ static void test_hdr_unknown_opcode(void **state)
 	assert_false(embkv_wire_op_known(0xfe));
 	assert_true(embkv_wire_op_known(0xa0));
 	assert_true(embkv_wire_op_known(0xff));
+	/* CONFIG (0x32) and its reply carry one JSON object */
+	assert_true(embkv_wire_op_known(EMBKV_WIRE_OP_CONFIG));
+	assert_true(embkv_wire_op_known(0xb2));
+	assert_string_equal(embkv_wire_op_name(0xb2), "CONFIG_REPLY");
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_CONFIG,
+		(const uint8_t *)"{}", 2), 0);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_CONFIG,
+		(const uint8_t *)"[]", 2), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_body_validate(0xb2,
+		(const uint8_t *)"{\"a\":1}{", 8), EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_CONFIG,
+		NULL, 0), EMBKV_EPROTO);
 }
 
 /* SCAN: round trip, the page padding, the limits and the refusals. */
@@ -899,6 +992,148 @@ static void test_all_samples_validate(void **state)
 		assert_int_equal(embkv_wire_body_validate(samples[i].op,
 							  samples[i].body,
 							  samples[i].len), 0);
+}
+
+/* MULTI_PULL / MULTI_PUSH (5.25): sections walked in order; every count,
+ * length, padding byte and inner body checked. */
+static void test_multi(void **state)
+{
+	const struct sample *pq = find_sample(EMBKV_WIRE_OP_PULL);
+	const struct sample *uq = find_sample(EMBKV_WIRE_OP_PUSH);
+	const struct sample *mp = find_sample(EMBKV_WIRE_OP_MULTI_PULL);
+	const struct sample *mr = find_sample(R(EMBKV_WIRE_OP_MULTI_PULL));
+	struct embkv_wire_multi m;
+	struct embkv_wire_multi_sec sec;
+	struct embkv_wire_pull_req pr;
+	struct msec s[2];
+	uint8_t *b, *sb;
+	size_t len;
+
+	(void)state;
+	/* round trip: bodies in place, epochs and statuses kept */
+	assert_int_equal(embkv_wire_multi_decode(EMBKV_WIRE_OP_MULTI_PULL,
+						 mp->body, mp->len, &m), 0);
+	assert_int_equal(m.count, 2);
+	assert_true(embkv_wire_multi_next(&m, &sec));
+	assert_int_equal(sec.status, 0);
+	assert_true(sec.epoch == 7);
+	assert_int_equal(sec.len, pq->len);
+	assert_ptr_equal(sec.body, mp->body + 8 + 16);
+	assert_int_equal(embkv_wire_pull_req_decode(sec.body, sec.len, &pr), 0);
+	assert_int_equal(pr.n, N_KEYS);
+	assert_true(embkv_wire_multi_next(&m, &sec));
+	assert_true(sec.epoch == 9);
+	assert_false(embkv_wire_multi_next(&m, &sec));
+	assert_int_equal(embkv_wire_multi_decode(R(EMBKV_WIRE_OP_MULTI_PULL),
+						 mr->body, mr->len, &m), 0);
+	assert_int_equal(m.count, 3);
+	assert_true(embkv_wire_multi_next(&m, &sec));
+	assert_true(embkv_wire_multi_next(&m, &sec));
+	assert_int_equal(sec.status, EMBKV_ENOTABLE);
+	assert_memory_equal(sec.body, err_msg, sec.len);
+	/* a request body is not a reply body, nor a PULL section a PUSH's */
+	assert_int_not_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL,
+						      mr->body, mr->len), 0);
+	assert_int_not_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PUSH,
+						      mp->body, mp->len), 0);
+	assert_int_equal(embkv_wire_multi_decode(EMBKV_WIRE_OP_PULL, mp->body,
+						 mp->len, &m), -EINVAL);
+
+	/* count: 0 malformed, over the limit ELIMIT, reserved must be 0 */
+	b = dup_bytes(mp->body, mp->len);
+	put32(b, 0);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b, EMBKV_WIRE_MAX_SECTIONS + 1);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_ELIMIT);
+	put32(b, 3); /* one more section than the body holds */
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b, 1); /* one fewer: trailing bytes */
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b, 2);
+	put32(b + 4, 1);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b + 4, 0);
+	/* a section length past the body, or cutting the inner body */
+	put32(b + 8, 0xffffffffu);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b + 8, (uint32_t)pq->len - 8);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b + 8, (uint32_t)pq->len);
+	/* a request section with a status */
+	put32(b + 12, (uint32_t)EMBKV_ESTALE);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b + 12, 0);
+	/* an inner body that its own decoder refuses (dim 0, n over) */
+	put32(b + 8 + 16 + EMBKV_WIRE_PULL_REQ_DIM, 0);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_EPROTO);
+	put32(b + 8 + 16 + EMBKV_WIRE_PULL_REQ_DIM, DIM);
+	put32(b + 8 + 16 + EMBKV_WIRE_PULL_REQ_N, EMBKV_WIRE_MAX_KEYS + 1);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), EMBKV_ELIMIT);
+	put32(b + 8 + 16 + EMBKV_WIRE_PULL_REQ_N, N_KEYS);
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_MULTI_PULL, b,
+						  mp->len), 0);
+	free(b);
+
+	/* padding after an odd-sized PUSH body must be zero */
+	s[0] = (struct msec){ 0, 1, uq->body, (uint32_t)uq->len };
+	b = multi_build(s, 1, &len);
+	if (uq->len % 8) {
+		b[len - 1] = 1;
+		assert_int_equal(embkv_wire_body_validate(
+					 EMBKV_WIRE_OP_MULTI_PUSH, b, len),
+				 EMBKV_EPROTO);
+	}
+	free(b);
+	/* reply messages: at most 255 bytes, no NUL; status never > 0 */
+	s[0] = (struct msec){ EMBKV_ENOTABLE, 1, (const uint8_t *)"a\0b", 3 };
+	b = multi_build(s, 1, &len);
+	assert_int_equal(embkv_wire_body_validate(R(EMBKV_WIRE_OP_MULTI_PULL),
+						  b, len), EMBKV_EPROTO);
+	put32(b + 12, 5);
+	b[8 + 16 + 1] = 'x';
+	assert_int_equal(embkv_wire_body_validate(R(EMBKV_WIRE_OP_MULTI_PULL),
+						  b, len), EMBKV_EPROTO);
+	put32(b + 12, (uint32_t)EMBKV_ENOTABLE);
+	assert_int_equal(embkv_wire_body_validate(R(EMBKV_WIRE_OP_MULTI_PULL),
+						  b, len), 0);
+	free(b);
+	{
+		static uint8_t longmsg[EMBKV_WIRE_ERRMSG_MAX + 1];
+
+		memset(longmsg, 'm', sizeof(longmsg));
+		s[0] = (struct msec){ EMBKV_ESTALE, 1, longmsg,
+				      (uint32_t)sizeof(longmsg) };
+		b = multi_build(s, 1, &len);
+		assert_int_equal(embkv_wire_body_validate(
+					 R(EMBKV_WIRE_OP_MULTI_PUSH), b, len),
+				 EMBKV_ELIMIT);
+		free(b);
+	}
+	/* the encoders refuse what the decoder would */
+	b = xmalloc(64);
+	assert_int_equal(embkv_wire_multi_encode_head(0, b, 64), -EINVAL);
+	assert_int_equal(embkv_wire_multi_encode_head(
+				 EMBKV_WIRE_MAX_SECTIONS + 1, b, 64), -EINVAL);
+	assert_int_equal(embkv_wire_multi_encode_head(1, b, 7), -ENOSPC);
+	sec = (struct embkv_wire_multi_sec){ 40, 0, 0, NULL };
+	assert_true(embkv_wire_multi_sec_prepare(&sec, b, 64, &sb) == 56);
+	assert_ptr_equal(sb, b + 16);
+	assert_true(embkv_wire_multi_sec_prepare(&sec, b, 55, &sb) == -ENOSPC);
+	assert_true(embkv_wire_multi_sec_prepare(&sec, b + 4, 60, &sb) ==
+		    -EINVAL);
+	sec.status = 1;
+	assert_true(embkv_wire_multi_sec_prepare(&sec, b, 64, &sb) == -EINVAL);
+	free(b);
 }
 
 static void test_hello_auth_round_trip(void **state)
@@ -2975,6 +3210,7 @@ int main(void)
 		cmocka_unit_test(test_op_helpers),
 		cmocka_unit_test(test_epoch_rule),
 		cmocka_unit_test(test_all_samples_validate),
+		cmocka_unit_test(test_multi),
 		cmocka_unit_test(test_hello_auth_round_trip),
 		cmocka_unit_test(test_table_attr_round_trip),
 		cmocka_unit_test(test_name_round_trip_and_limits),

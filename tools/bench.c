@@ -22,6 +22,9 @@
 #include <xxhash.h>
 #include "server/store.h"
 #include "tools/bench_ckpt.h"
+#include "tools/bench_move.h"
+#include "tools/bench_latency.h"
+#include "tools/bench_multi.h"
 #include "tools/bench_replica.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
@@ -318,6 +321,9 @@ static void usage(FILE *f)
 		"       embkv-bench --mode net [options]   (see --mode net --help)\n"
 		"       embkv-bench --mode rdma-count --servers rdma://H:P,... (counts; see --help)\n"
 		"       embkv-bench --mode ckpt [options]  (checkpoints; see --mode ckpt --help)\n"
+		"       embkv-bench --mode move [options]  (partition moves; see --mode move --help)\n"
+		"       embkv-bench --mode latency [options]  (infer pulls vs Redis, memcached; see --mode latency --help)\n"
+		"       embkv-bench --mode multi [options] (many tables per step; see --mode multi --help)\n"
 		"       embkv-bench --mode replica [options]  (a replica's lag; see --mode replica --help)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
@@ -462,26 +468,27 @@ int main(int argc, char **argv)
 	if (embkv_tool_version(argc, argv, "embkv-bench"))
 		return 0;
 
+	/* the other modes have their own main and options */
+	static const struct {
+		const char *name;
+		int (*main)(int argc, char **argv);
+	} modes[] = {
+		{ "net", bench_net_main },         { "rdma-count", bench_rdma_main },
+		{ "ckpt", bench_ckpt_main },       { "move", bench_move_main },
+		{ "latency", bench_latency_main }, { "multi", bench_multi_main },
+		{ "replica", bench_replica_main },
+	};
 	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=net") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "net") == 0))
-			return bench_net_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=rdma-count") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "rdma-count") == 0))
-			return bench_rdma_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=ckpt") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "ckpt") == 0))
-			return bench_ckpt_main(argc, argv);
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--mode=replica") == 0 ||
-		    (strcmp(argv[i], "--mode") == 0 && i + 1 < argc &&
-		     strcmp(argv[i + 1], "replica") == 0))
-			return bench_replica_main(argc, argv);
+		for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+			const char *v = NULL;
+
+			if (strncmp(argv[i], "--mode=", 7) == 0)
+				v = argv[i] + 7;
+			else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc)
+				v = argv[i + 1];
+			if (v && strcmp(v, modes[k].name) == 0)
+				return modes[k].main(argc, argv);
+		}
 	if (parse_opts(argc, argv, &o))
 		return 2;
 	kbuf = malloc(o.batch * sizeof(*kbuf));

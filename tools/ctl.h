@@ -13,6 +13,7 @@
  *   ctl_ckpt.c     checkpoint create|restore|list|verify|delete
  *   ctl_move.c     move, rebalance, drain, recover
  *   ctl_export.c   export, import (tools/EXPORT.md)
+ *   ctl_config.c   config (each server's CONFIG)
  *
  * Every function here is for the main thread of the tool only.
  */
@@ -144,6 +145,9 @@ int embkv_ctl_export_run(struct embkv_client *c,
 			 const struct embkv_ctl_args *a, int json);
 int embkv_ctl_import_parse(int argc, char **argv, struct embkv_ctl_args *a);
 int embkv_ctl_import_run(struct embkv_client *c,
+			 const struct embkv_ctl_args *a, int json);
+int embkv_ctl_config_parse(int argc, char **argv, struct embkv_ctl_args *a);
+int embkv_ctl_config_run(struct embkv_client *c,
 			 const struct embkv_ctl_args *a, int json);
 
 #endif

@@ -152,6 +152,8 @@ static const struct col server_cols[] = {
 	{ "PUSH_P50_US*", "push_p50_us", FMT_NUM },
 	{ "PUSH_P99_US*", "push_p99_us", FMT_NUM },
 	{ "ERRORS", "errors", FMT_NUM },
+	/* expected not-found answers (open-or-create), not errors */
+	{ "MISSES", "misses", FMT_NUM },
 	/* the newest checkpoint committed or restored (--data-dir) */
 	{ "CKPT_ID", "ckpt_id", FMT_NUM },
 	{ "CKPT_AGE", "ckpt_age_s", FMT_SECONDS },

@@ -77,6 +77,11 @@ static void usage(FILE *f)
 "                       (_US*): server handling time in microseconds,\n"
 "                       the upper bound of the histogram bucket that holds\n"
 "                       the quantile\n"
+"  config [--json]      each server's configuration in force: version,\n"
+"                       listeners, threads, memory limit, used, reserved\n"
+"                       and each table's share, connection limits,\n"
+"                       deadlines and budgets, metrics address, data dir,\n"
+"                       etcd settings, peers (never the token)\n"
 "  tables [--json]      the tables, their attributes and whether every\n"
 "                       server has them alike (else INCONSISTENT, with\n"
 "                       where each is missing); DOWN servers as in stats\n"
@@ -231,6 +236,7 @@ static const struct command commands[] = {
 	{ "recover", embkv_ctl_move_parse, embkv_ctl_move_run },
 	{ "export", embkv_ctl_export_parse, embkv_ctl_export_run },
 	{ "import", embkv_ctl_import_parse, embkv_ctl_import_run },
+	{ "config", embkv_ctl_config_parse, embkv_ctl_config_run },
 };
 
 enum global_opt { G_SERVERS = 1000, G_TOKEN, G_JSON, G_TIMEOUT, G_ETCD,

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libibverbs-dev librdmacm-dev
       libxxhash-dev liburcu-dev libcmocka-dev etcd-server libcurl4-openssl-dev
       libjansson-dev libmicrohttpd-dev libssl-dev clang libclang-rt-14-dev
-      curl prometheus
+      curl prometheus redis-server memcached libhiredis-dev libmemcached-dev
       python3-numpy python3-torch python3-pytest "$@")
 missing=()
 for p in "${pkgs[@]}"; do

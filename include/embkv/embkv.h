@@ -434,15 +434,21 @@ int embkv_contains(struct embkv_table_handle *t, uint32_t n,
 /*
  * Several tables in one call: the pull or push of each entry (a table,
  * its keys and its rows: out rows for a pull, gradients for a push; found
- * and mode for a pull only) run at once, each split by server as
- * embkv_pull/embkv_push do. Done client-side: the entries after the first
- * go to the client's async workers (embkv_client_attr.async_threads run
- * at a time), the first runs on the calling thread, so a batch of tables
- * costs about the slowest table's round trips, not their sum; frames of
- * different tables are not merged. Each entry's status gets its own
- * result; the call returns 0 when all are 0, else the first failing
- * entry's status. An entry may name any open table of one client
- * (several entries may name the same table). nreq 0 is a no-op.
+ * and mode for a pull only). Every table's keys are grouped by server and
+ * each server gets ONE request frame (MULTI_PULL / MULTI_PUSH,
+ * net/PROTOCOL.md 5.25) carrying all the tables' shares, all servers at
+ * once, so a batch of tables costs one round trip per server; a server's
+ * share larger than its transport's frames goes as several frames. Keys
+ * a server answers EMBKV_ESTALE for (a partition moving), and the keys
+ * for a server older than these requests (answered EMBKV_EOPCODE: the
+ * client then uses separate per-table frames for it), are finished by
+ * the per-table path, as embkv_pull/embkv_push would. Each entry gets its
+ * own status (one table's error does not hide the others' results; an
+ * entry with n 0 is 0) and done: a push's applied count, a pull's 0. The
+ * call returns 0 when all are 0, else the first failing entry's status.
+ * An entry may name any open table of one client (several entries may
+ * name the same table: they apply in entry order); entries of tables of
+ * different clients run as separate per-table calls. nreq 0 is a no-op.
  */
 struct embkv_multi_req {
 	struct embkv_table_handle *t;
@@ -451,6 +457,7 @@ struct embkv_multi_req {
 	float *rows;             /* pull: n x dim out; push: n x dim grads */
 	uint8_t *found;          /* pull: may be NULL */
 	int status;              /* out */
+	uint32_t done;           /* out: push: distinct keys applied */
 };
 int embkv_pull_multi(struct embkv_multi_req *reqs, uint32_t nreq,
 		     enum embkv_mode mode);
@@ -466,9 +473,12 @@ int embkv_push_multi(struct embkv_multi_req *reqs, uint32_t nreq);
  * change). Pushes a server applies after it answered use the new values;
  * a push running meanwhile uses each field old or new. On failure some
  * servers may have the new values and others not (embkv_table_locate
- * then says EMBKV_EINCONSISTENT): call it again. In an etcd cluster the
- * change is not recorded in etcd: a table re-created from the record
- * (a restart) gets its creation values back.
+ * then says EMBKV_EINCONSISTENT): call it again. In an etcd cluster each
+ * server records the values in the table's etcd record before it answers
+ * (an error when etcd cannot be written: the server uses them already;
+ * call it again), so a member that restarts or joins builds the table
+ * with them and the other members follow; a checkpoint taken afterwards
+ * records them in its manifest.
  *
  * embkv_table_set_lr: the same for the learning rate alone (reads the
  * other fields with embkv_table_locate first).
@@ -514,6 +524,17 @@ int embkv_stats(struct embkv_client *c,
 		void (*fn)(void *ctx, uint32_t server, const char *table,
 			   const char *name, uint64_t value),
 		void *ctx);
+
+/*
+ * The effective configuration of server `index` (< embkv_client_server_count)
+ * as one JSON object (CONFIG, net/PROTOCOL.md 5.24: version, listeners,
+ * threads, memory limit, used and reserved, each table's charge, limits
+ * and deadlines, metrics address, data directory, etcd settings, peers;
+ * never the token). *json is the caller's to free(). 0, -EINVAL, or the
+ * request's error (the server's status, EMBKV_EDISCONNECTED...; then
+ * embkv_client_server_status() says why a server could not be reached).
+ */
+int embkv_server_config(struct embkv_client *c, uint32_t index, char **json);
 
 /*
  * What this client's pulls cost on rdma:// servers (one-sided READs of the

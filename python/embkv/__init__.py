@@ -382,18 +382,21 @@ class Client:
                              else "embkv_pull_multi",
                              "entry %d, table %r" % (i, entries[i][0].name))
         del keep
+        if push:
+            return [reqs[i].done for i in range(len(entries))]
         return results
 
     def pull_multi(self, entries, mode="train"):
         """Pulls several tables in one call: entries [(table, keys)] ->
-        [rows]. The tables' pulls run at once (client-side, on the async
-        workers: embkv_pull_multi)."""
+        [rows]. Every table's keys go to each server in one request
+        (MULTI_PULL: one round trip per server, embkv_pull_multi)."""
         return self._multi(list(entries), False, _mode(mode))
 
     def push_multi(self, entries):
         """Pushes several tables in one call: entries [(table, keys,
-        grads)]."""
-        self._multi(list(entries), True, TRAIN)
+        grads)] -> [keys applied per entry]. One request per server
+        (MULTI_PUSH, embkv_push_multi)."""
+        return self._multi(list(entries), True, TRAIN)
 
     def stats(self):
         """[(server, table or None, counter, value)] from every server."""

@@ -59,7 +59,8 @@ class ClientAttr(Structure):
 
 class MultiReq(Structure):
     _fields_ = [("t", c_void_p), ("n", c_uint32), ("keys", c_void_p),
-                ("rows", c_void_p), ("found", c_void_p), ("status", c_int)]
+                ("rows", c_void_p), ("found", c_void_p), ("status", c_int),
+                ("done", c_uint32)]
 
 
 STATS_FN = ctypes.CFUNCTYPE(None, c_void_p, c_uint32, c_char_p, c_char_p,

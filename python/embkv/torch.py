@@ -22,10 +22,15 @@ server applies the table's optimizer. So a loop of forward,
 loss.backward() and a torch optimizer for the dense parameters trains the
 embeddings too; the module has no embedding parameters of its own.
 
-Pushes are sent asynchronously from backward (the features' pushes and
-the rest of backward overlap); the next forward, prefetch() or flush()
-waits for them first, so every pull sees every earlier push: results are
-those of synchronous training. In eval() mode (or train=False) pulls are
+One round trip per server and step: a forward pulls all its features'
+keys with one Client.pull_multi (one MULTI_PULL request per server,
+whatever the number of tables), and the backward pushes all their
+gradients with one Client.push_multi (one MULTI_PUSH request per server).
+
+Pushes are sent asynchronously from backward (on a thread of their own;
+the push and the rest of backward overlap); the next forward, prefetch()
+or flush() waits for them first, so every pull sees every earlier push:
+results are those of synchronous training. In eval() mode (or train=False) pulls are
 infer-mode: nothing is inserted, a missing key reads as zeros, nothing is
 pushed.
 
@@ -45,12 +50,14 @@ weight_decay=0): both do acc += g*g; w -= L * g / (sqrt(acc) + E) on the
 rows in the batch, with the duplicates' gradients summed first. (embkv's
 defaults are eps 1e-8 and initial_accum 0.1, torch's 1e-10 and 0: set
 one side to the other's.) Caveat: two features on one table push
-separately, so a key in both gets two optimizer updates (equal to one for
-SGD only).
+separately (two sections of one push_multi), so a key in both gets two
+optimizer updates (equal to one for SGD only).
 
 Device tensors: keys on a GPU are copied to host for the call and the
 rows come back on the keys' device (libembkv has no GPU entry points yet).
 """
+import threading
+
 import torch
 from torch import nn
 
@@ -89,18 +96,64 @@ def _segments(n, lengths, offsets, device):
     return seg.to(device), lengths.to(device)
 
 
+class _Task:
+    """A call run on a thread of its own (libembkv releases the GIL), its
+    result or exception taken once with wait(). It counts as a pending
+    operation of each of its tables until it ends, so Table.close() waits
+    for it (as it does for push_async/pull_async operations)."""
+
+    def __init__(self, fn, *args, tables=()):
+        self._result = self._error = None
+        self._tables = list({id(t): t for t in tables}.values())
+        for t in self._tables:
+            with t._lock:
+                t._ops.add(self)
+        self._thread = threading.Thread(target=self._run, args=(fn, args),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._result = fn(*args)
+        except BaseException as e:  # handed to wait()
+            self._error = e
+        finally:
+            for t in self._tables:
+                with t._lock:
+                    t._ops.discard(self)
+
+    def wait(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def _by_client(tables, feats):
+    """[(client, [feature])]: the features grouped by their table's client
+    (one multi call each; one group in the usual case)."""
+    groups = {}
+    for f in feats:
+        c = tables[f]._client
+        groups.setdefault(id(c), (c, []))[1].append(f)
+    return list(groups.values())
+
+
 class _Rows(torch.autograd.Function):
-    """Identity on pulled rows whose backward pushes their gradient."""
+    """Identity on the rows pulled for several features; its backward
+    pushes all their gradients at once (one push_multi)."""
 
     @staticmethod
-    def forward(ctx, anchor, rows, owner, table, keys):
-        ctx.owner, ctx.table, ctx.keys = owner, table, keys
+    def forward(ctx, anchor, owner, entries, *rows):
+        ctx.owner, ctx.entries = owner, entries
+        ctx.set_materialize_grads(False)
         return rows
 
     @staticmethod
-    def backward(ctx, grad):
-        ctx.owner._push(ctx.table, ctx.keys, grad)
-        return None, None, None, None, None
+    def backward(ctx, *grads):
+        ctx.owner._push([(t, k, g) for (t, k), g in zip(ctx.entries, grads)
+                         if g is not None])
+        return (None, None, None) + (None,) * len(grads)
 
 
 class EmbeddingBagCollection(nn.Module):
@@ -145,8 +198,16 @@ class EmbeddingBagCollection(nn.Module):
 
     # Pushes -----------------------------------------------------------------
 
-    def _push(self, table, keys, grad):
-        self._pending.append(table.push_async(keys, grad.contiguous()))
+    def _push(self, entries):
+        """One push_multi (per client) of [(table, keys, grad)], started on
+        a thread; flush() waits for it."""
+        groups = {}
+        for t, k, g in entries:
+            groups.setdefault(id(t._client), (t._client, []))[1].append(
+                (t, k, g.contiguous()))
+        for client, es in groups.values():
+            self._pending.append(_Task(client.push_multi, es,
+                                       tables=[e[0] for e in es]))
 
     def flush(self):
         """Waits for the pushes of the last backward (raises the first
@@ -182,24 +243,26 @@ class EmbeddingBagCollection(nn.Module):
             raise TypeError("embkv.torch: keys must be integers")
         return keys.detach().to("cpu", torch.int64).contiguous()
 
-    def _start_pulls(self, features):
-        mode = "train" if self.training else "infer"
-        ops = {}
-        try:
-            for f, v in features.items():
-                if f not in self.tables:
-                    raise KeyError("embkv.torch: no table for feature %r"
-                                   % (f,))
-                keys = self._cpu_keys(self._split(f, v)[0])
-                ops[f] = (keys, self.tables[f].pull_async(keys, mode=mode))
-        except BaseException:
-            for _, op in ops.values():
-                try:
-                    op.wait()
-                except embkv.EmbkvError:
-                    pass
-            raise
-        return ops
+    def _keys_of(self, features):
+        keys = {}
+        for f, v in features.items():
+            if f not in self.tables:
+                raise KeyError("embkv.torch: no table for feature %r" % (f,))
+            keys[f] = self._cpu_keys(self._split(f, v)[0])
+        return keys
+
+    def _pull(self, keys, mode):
+        """{feature: rows} of {feature: cpu keys}: one pull_multi per
+        client (one request per server for all the features)."""
+        out = {}
+        for client, fs in _by_client(self.tables, keys):
+            rows = client.pull_multi([(self.tables[f], keys[f]) for f in fs],
+                                     mode=mode)
+            out.update(zip(fs, rows))
+        return out
+
+    def _mode(self):
+        return "train" if self.training else "infer"
 
     def prefetch(self, features, exact=True):
         """Starts pulling the rows of a later batch's features (see the
@@ -210,49 +273,48 @@ class EmbeddingBagCollection(nn.Module):
         if exact:
             self.flush()
         self.drop_prefetch()
-        self._prefetched = (self.training, self._start_pulls(features))
+        keys = self._keys_of(features)
+        self._prefetched = (self.training, keys,
+                            _Task(self._pull, keys, self._mode(),
+                                  tables=[self.tables[f] for f in keys]))
 
     def drop_prefetch(self):
         if self._prefetched is not None:
-            _, ops = self._prefetched
+            task = self._prefetched[2]
             self._prefetched = None
-            for _, op in ops.values():
-                try:
-                    op.wait()
-                except embkv.EmbkvError:
-                    pass
+            try:
+                task.wait()
+            except embkv.EmbkvError:
+                pass
 
     def _rows(self, features):
         """{feature: (cpu keys, rows)}: the prefetched rows where a
-        prefetch of the same keys (and mode) exists, else pulled now, all
-        features' pulls in parallel."""
+        prefetch of the same keys (and mode) exists, the others pulled now
+        in one pull_multi."""
+        keys = self._keys_of(features)
         pre = {}
         if self._prefetched is not None:
-            training, ops = self._prefetched
+            training, pkeys, task = self._prefetched
             self._prefetched = None
+            rows = task.wait()
             if training == self.training:
-                pre = ops
-            else:
-                for _, op in ops.values():
-                    op.wait()
-        todo, got = {}, {}
-        for f, v in features.items():
-            keys = self._cpu_keys(self._split(f, v)[0])
-            p = pre.pop(f, None)
-            if p is not None and torch.equal(p[0], keys):
-                got[f] = (keys, p[1])
-            else:
-                if p is not None:
-                    p[1].wait()
-                todo[f] = v
-        for _, op in pre.values():   # prefetched features not asked for
-            op.wait()
-        got.update(self._start_pulls(todo))
-        return {f: (keys, op.wait()) for f, (keys, op) in got.items()}
+                pre = {f: rows[f] for f, k in pkeys.items()
+                       if f in keys and torch.equal(k, keys[f])}
+        todo = {f: k for f, k in keys.items() if f not in pre}
+        got = dict(pre)
+        if todo:
+            got.update(self._pull(todo, self._mode()))
+        return {f: (keys[f], got[f]) for f in keys}
 
     def forward(self, features):
         self.flush()
         pulled = self._rows(features)
+        if self.training and torch.is_grad_enabled() and pulled:
+            fs = list(pulled)
+            rows = _Rows.apply(self._anchor, self,
+                               [(self.tables[f], pulled[f][0]) for f in fs],
+                               *[pulled[f][1] for f in fs])
+            pulled = {f: (pulled[f][0], r) for f, r in zip(fs, rows)}
         out = {}
         for f, v in features.items():
             keys_in, lengths, offsets = self._split(f, v)
@@ -260,8 +322,6 @@ class EmbeddingBagCollection(nn.Module):
             device = keys_in.device if isinstance(keys_in, torch.Tensor) \
                 else torch.device("cpu")
             table = self.tables[f]
-            if self.training and torch.is_grad_enabled():
-                rows = _Rows.apply(self._anchor, rows, self, table, keys)
             rows = rows.to(device)
             p = self.pooling[f]
             if p == "none":

@@ -16,21 +16,47 @@ from conftest import start_embkvd, stop_embkvd
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def requests(client):
+    """The server's frame count (one server in these tests)."""
+    return sum(v for _, t, name, v in client.stats()
+               if t is None and name == "requests")
+
+
+def one_frame(client, call):
+    """call()'s result, after checking the server saw it as ONE request
+    (two stats calls in a row give the stats' own count)."""
+    r0 = requests(client)
+    r1 = requests(client)
+    out = call()
+    r2 = requests(client)
+    assert r2 - r1 == (r1 - r0) + 1, (r0, r1, r2)
+    return out
+
+
 def test_multi_equals_separate(client, tname):
     client.create_table(tname + "a", dim=4, partitions=4, capacity=4096,
                         lr=0.5)
     client.create_table(tname + "b", dim=6, partitions=2, capacity=4096,
                         lr=0.25)
+    client.create_table(tname + "c", dim=3, partitions=2, capacity=4096,
+                        optimizer="adagrad", lr=0.1)
     a, b = client.open(tname + "a"), client.open(tname + "b")
+    c = client.open(tname + "c")
     ka = np.arange(100, dtype=np.uint64)
     kb = torch.tensor([5, 5, 9, 1 << 40])
-    ra, rb = client.pull_multi([(a, ka), (b, kb)])
+    kc = np.array([], np.uint64)
+    # one MULTI_PULL frame for three tables (one of them without keys)
+    ra, rb, rc = one_frame(client, lambda: client.pull_multi(
+        [(a, ka), (b, kb), (c, kc)]))
     assert isinstance(rb, torch.Tensor) and rb.shape == (4, 6)
+    assert rc.shape == (0, 3)
     np.testing.assert_array_equal(ra, a.pull(ka))
     assert torch.equal(rb, b.pull(kb))
     ga = np.ones((100, 4), np.float32)
     gb = torch.ones(4, 6)
-    client.push_multi([(a, ka, ga), (b, kb, gb)])
+    done = one_frame(client, lambda: client.push_multi(
+        [(a, ka, ga), (b, kb, gb), (c, kc, np.zeros((0, 3), np.float32))]))
+    assert done == [100, 3, 0]      # distinct keys applied, as push() says
     np.testing.assert_allclose(a.pull(ka), ra - 0.5, rtol=1e-6)
     exp = rb.clone()
     exp[:2] -= 0.5          # key 5 twice: summed gradient 2 * 0.25
@@ -39,6 +65,11 @@ def test_multi_equals_separate(client, tname):
     assert client.pull_multi([]) == []
     with pytest.raises(TypeError):
         client.pull_multi([("a", ka)])
+    # a dropped table in the middle fails alone: the others' rows arrive
+    client.drop_table(tname + "b")
+    with pytest.raises(embkv.EmbkvError) as e:
+        client.pull_multi([(a, ka), (b, kb), (a, ka[:3])])
+    assert "entry 1" in str(e.value)
     b.close()
     with pytest.raises(ValueError):
         client.pull_multi([(a, ka), (b, kb)])

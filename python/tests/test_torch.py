@@ -109,6 +109,48 @@ def train_pair(client, tname, opt, pooling, kw, torch_sparse_opt,
     return tables
 
 
+def test_one_multi_call_per_step(client, tname):
+    """A module over several tables: each forward is one pull_multi (one
+    request to the server), each backward one push_multi."""
+    tables = make_tables(client, tname, "sgd", lr=0.1)
+    client.create_table(tname + "third", dim=4, partitions=2,
+                        capacity=4096, optimizer="adagrad", lr=0.1)
+    tables["third"] = client.open(tname + "third")
+    ebc = et.EmbeddingBagCollection(tables, pooling="sum")
+    calls = {"pull_multi": 0, "push_multi": 0}
+    for name in calls:
+        real = getattr(client, name)
+
+        def counted(*a, _real=real, _name=name, **kw):
+            calls[_name] += 1
+            return _real(*a, **kw)
+        setattr(client, name, counted)
+    try:
+        for feats, x, y in batches(3, steps=3):
+            feats = dict(feats)
+            feats["third"] = (torch.tensor([1, 2, 2]), torch.tensor([3]))
+            before = dict(calls)
+            r0 = sum(v for _, t, n, v in client.stats()
+                     if t is None and n == "requests")
+            out = ebc(feats)
+            r1 = sum(v for _, t, n, v in client.stats()
+                     if t is None and n == "requests")
+            r2 = sum(v for _, t, n, v in client.stats()
+                     if t is None and n == "requests")
+            # the frames between the counts: one MULTI_PULL for the three
+            # tables, and the stats call's own (r2 - r1 of them)
+            assert calls["pull_multi"] == before["pull_multi"] + 1
+            assert r1 - r0 == (r2 - r1) + 1, (r0, r1, r2)
+            loss = sum(o.sum() for o in out.values())
+            loss.backward()
+            ebc.flush()
+            assert calls["push_multi"] == before["push_multi"] + 1
+    finally:
+        for name in calls:
+            delattr(client, name)
+    assert calls == {"pull_multi": 3, "push_multi": 3}
+
+
 @pytest.mark.parametrize("pooling", ["sum", "mean"])
 def test_sgd_equivalence(client, tname, pooling):
     train_pair(client, tname, "sgd", pooling, {"lr": 0.1},

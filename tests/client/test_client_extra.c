@@ -8,7 +8,11 @@
  * - embkv_contains finds exactly the stored keys and inserts nothing (the
  *   table's row count stays, and the keys stay absent);
  * - embkv_pull_multi / embkv_push_multi equal the separate calls, and a
- *   bad entry fails alone;
+ *   bad entry fails alone; over MULTI_PULL / MULTI_PUSH (one frame per
+ *   server, counted by the servers' "requests"), with mixed dims and
+ *   optimizers, duplicate keys, an empty entry, a dropped table in the
+ *   middle and one table twice: rows, found flags, applied counts and
+ *   statuses equal the separate calls on twin tables;
  * - embkv_table_set_lr / embkv_table_set_opt: the next push uses the new
  *   learning rate on every server; a wrong optimizer type or a bad value
  *   is -EINVAL and changes nothing; embkv_table_locate reports the new
@@ -249,8 +253,8 @@ static void test_multi(void **state)
 	assert_int_equal(embkv_assign(a, NKEYS, ka, va), 0);
 	assert_int_equal(embkv_assign(b, NKEYS / 2, kb, vb), 0);
 	memset(r, 0, sizeof(r));
-	r[0] = (struct embkv_multi_req){ a, NKEYS, ka, ra, fa, 1 };
-	r[1] = (struct embkv_multi_req){ b, NKEYS / 2, kb, rb, NULL, 1 };
+	r[0] = (struct embkv_multi_req){ a, NKEYS, ka, ra, fa, 1, 0 };
+	r[1] = (struct embkv_multi_req){ b, NKEYS / 2, kb, rb, NULL, 1, 0 };
 	assert_int_equal(embkv_pull_multi(r, 2, EMBKV_MODE_INFER), 0);
 	assert_int_equal(r[0].status, 0);
 	assert_int_equal(r[1].status, 0);
@@ -278,7 +282,7 @@ static void test_multi(void **state)
 	/* a bad entry fails alone; the others run */
 	r[0].rows = ra;
 	r[1].rows = rb;
-	r[2] = (struct embkv_multi_req){ NULL, 1, ka, ra, NULL, 0 };
+	r[2] = (struct embkv_multi_req){ NULL, 1, ka, ra, NULL, 0, 0 };
 	memset(rb, 0x55, sizeof(rb));
 	assert_int_equal(embkv_pull_multi(r, 3, EMBKV_MODE_TRAIN), -EINVAL);
 	assert_int_equal(r[0].status, 0);
@@ -289,6 +293,165 @@ static void test_multi(void **state)
 	assert_int_equal(embkv_pull_multi(NULL, 0, EMBKV_MODE_TRAIN), 0);
 	embkv_table_close(a);
 	embkv_table_close(b);
+}
+
+/* A table of any dim and optimizer, seeded uniform init (so twins hold
+ * equal rows for equal keys). */
+static struct embkv_table_handle *make_dim(struct state *s, const char *name,
+					   uint32_t dim,
+					   enum embkv_optimizer opt)
+{
+	struct embkv_table_handle *t;
+	struct embkv_table_attr a;
+
+	embkv_table_attr_init(&a);
+	snprintf(a.name, sizeof(a.name), "%s", name);
+	a.dim = dim;
+	a.partitions = PARTS;
+	a.capacity = 100000;
+	a.opt.type = opt;
+	a.opt.lr = 0.25f;
+	a.opt.initial_accum = 0.1f;
+	a.init.type = EMBKV_INIT_UNIFORM;
+	a.init.a = -0.5f;
+	a.init.b = 0.5f;
+	a.init.seed = 77;
+	assert_int_equal(embkv_table_create_remote(s->c, &a), 0);
+	assert_int_equal(embkv_table_open(s->c, name, &t), 0);
+	return t;
+}
+
+static void sum_requests(void *ctx, uint32_t server, const char *table,
+			 const char *name, uint64_t value)
+{
+	uint64_t *r = ctx;
+
+	if (!table && server < NSRV && !strcmp(name, "requests"))
+		r[server] = value;
+}
+
+#define MN 5u     /* entries */
+#define MK 300u   /* keys of the largest */
+
+/*
+ * The single-round-trip path (MULTI_PULL / MULTI_PUSH): entries of mixed
+ * dims and optimizers, duplicate keys, an empty entry, a dropped table in
+ * the middle and a table named twice equal the separate calls on twin
+ * tables (rows, found flags, applied counts, statuses), and each server
+ * saw exactly one request for each multi call.
+ */
+static void test_multi_one_frame(void **state)
+{
+	struct state *s = *state;
+	struct embkv_table_handle *t[MN], *tw[MN];
+	static const uint32_t dims[MN] = { 4, 4, 8, 16, 4 };
+	static const uint32_t ns[MN] = { MK, 20, 0, MK / 2, 50 };
+	uint64_t *keys[MN];
+	float *rows[MN], *rows2[MN], *grads[MN];
+	uint8_t *fnd[MN], *fnd2[MN];
+	struct embkv_multi_req r[MN];
+	uint64_t q0[NSRV] = { 0 }, q1[NSRV] = { 0 }, q2[NSRV] = { 0 };
+	uint64_t base[NSRV];
+	int want[MN];
+
+	t[0] = make_dim(s, "m1a", 4, EMBKV_OPT_SGD);
+	t[1] = make_dim(s, "m1d", 4, EMBKV_OPT_SGD);
+	t[2] = make_dim(s, "m1b", 8, EMBKV_OPT_ADAGRAD);
+	t[3] = make_dim(s, "m1c", 16, EMBKV_OPT_ADAGRAD);
+	t[4] = t[0]; /* the same table again */
+	tw[0] = make_dim(s, "m2a", 4, EMBKV_OPT_SGD);
+	tw[1] = t[1];
+	tw[2] = make_dim(s, "m2b", 8, EMBKV_OPT_ADAGRAD);
+	tw[3] = make_dim(s, "m2c", 16, EMBKV_OPT_ADAGRAD);
+	tw[4] = tw[0];
+	assert_int_equal(embkv_table_drop_remote(s->c, "m1d"), 0);
+	for (uint32_t e = 0; e < MN; e++) {
+		size_t nv = (size_t)(ns[e] ? ns[e] : 1) * dims[e];
+
+		keys[e] = calloc(ns[e] ? ns[e] : 1, sizeof(uint64_t));
+		rows[e] = calloc(nv, sizeof(float));
+		rows2[e] = calloc(nv, sizeof(float));
+		grads[e] = calloc(nv, sizeof(float));
+		fnd[e] = calloc(ns[e] ? ns[e] : 1, 1);
+		fnd2[e] = calloc(ns[e] ? ns[e] : 1, 1);
+		for (uint32_t i = 0; i < ns[e]; i++)
+			keys[e][i] = (uint64_t)(i % (ns[e] / 2 + 1)) * 13u +
+				     e; /* about half are duplicates */
+		for (size_t i = 0; i < (size_t)ns[e] * dims[e]; i++)
+			grads[e][i] = (float)((i * 7 + e) % 11) / 10.0f - 0.5f;
+	}
+	/* entry 4 overlaps entry 0's keys: applied after it, in order */
+	for (uint32_t i = 0; i < ns[4]; i++)
+		keys[4][i] = keys[0][i * 3];
+
+	/* pulls: the multi call against the separate ones on the twins */
+	for (uint32_t e = 0; e < MN; e++)
+		r[e] = (struct embkv_multi_req){ t[e], ns[e], keys[e], rows[e],
+						 fnd[e], 1, 7 };
+	assert_int_equal(embkv_stats(s->c, sum_requests, q0), 0);
+	assert_int_equal(embkv_stats(s->c, sum_requests, q1), 0);
+	assert_int_equal(embkv_pull_multi(r, MN, EMBKV_MODE_TRAIN),
+			 EMBKV_ENOTABLE);
+	assert_int_equal(embkv_stats(s->c, sum_requests, q2), 0);
+	for (uint32_t v = 0; v < NSRV; v++) { /* one frame each, stats aside */
+		base[v] = q1[v] - q0[v];
+		assert_true(q2[v] - q1[v] == base[v] + 1);
+	}
+	for (uint32_t e = 0; e < MN; e++) {
+		want[e] = embkv_pull(tw[e], ns[e], keys[e], rows2[e], fnd2[e],
+				     EMBKV_MODE_TRAIN, NULL);
+		assert_int_equal(r[e].status, want[e]);
+		assert_int_equal(r[e].done, 0);
+		if (want[e])
+			continue;
+		assert_memory_equal(rows[e], rows2[e],
+				    (size_t)ns[e] * dims[e] * sizeof(float));
+		assert_memory_equal(fnd[e], fnd2[e], ns[e]);
+	}
+	assert_int_equal(want[1], EMBKV_ENOTABLE);
+	assert_int_equal(want[2], 0);
+
+	/* pushes: statuses and applied counts, then the rows */
+	for (uint32_t e = 0; e < MN; e++)
+		r[e] = (struct embkv_multi_req){ t[e], ns[e], keys[e], grads[e],
+						 NULL, 1, 7 };
+	assert_int_equal(embkv_stats(s->c, sum_requests, q0), 0);
+	assert_int_equal(embkv_push_multi(r, MN), EMBKV_ENOTABLE);
+	assert_int_equal(embkv_stats(s->c, sum_requests, q2), 0);
+	for (uint32_t v = 0; v < NSRV; v++)
+		assert_true(q2[v] - q0[v] == base[v] + 1);
+	for (uint32_t e = 0; e < MN; e++) {
+		uint32_t applied = 99;
+
+		want[e] = embkv_push(tw[e], ns[e], keys[e], grads[e], &applied);
+		assert_int_equal(r[e].status, want[e]);
+		if (want[e])
+			continue;
+		assert_int_equal(r[e].done, applied);
+		assert_true(ns[e] == 0 || applied > 0);
+	}
+	for (uint32_t e = 0; e < MN; e++) {
+		if (want[e] || !ns[e])
+			continue;
+		assert_int_equal(embkv_pull(t[e], ns[e], keys[e], rows[e], NULL,
+					    EMBKV_MODE_INFER, NULL), 0);
+		assert_int_equal(embkv_pull(tw[e], ns[e], keys[e], rows2[e],
+					    NULL, EMBKV_MODE_INFER, NULL), 0);
+		assert_memory_equal(rows[e], rows2[e],
+				    (size_t)ns[e] * dims[e] * sizeof(float));
+	}
+	for (uint32_t e = 0; e < MN; e++) {
+		free(keys[e]);
+		free(rows[e]);
+		free(rows2[e]);
+		free(grads[e]);
+		free(fnd[e]);
+		free(fnd2[e]);
+		if (e != 4 && e != 1)
+			embkv_table_close(tw[e]);
+		if (e != 4)
+			embkv_table_close(t[e]);
+	}
 }
 
 static void test_set_lr(void **state)
@@ -422,6 +585,7 @@ int main(void)
 		cmocka_unit_test(test_timed_wait),
 		cmocka_unit_test(test_contains_and_count),
 		cmocka_unit_test(test_multi),
+		cmocka_unit_test(test_multi_one_frame),
 		cmocka_unit_test(test_set_lr),
 		cmocka_unit_test(test_accumulate),
 		cmocka_unit_test(test_clear),

@@ -262,6 +262,55 @@ static void test_pull_modes(void **state)
 	free(out);
 }
 
+/* A server older than MULTI_PULL/MULTI_PUSH (the double answers them
+ * EMBKV_EOPCODE): each multi call still succeeds through per-table
+ * frames, the first one after a single refused frame per server, later
+ * ones without trying again. */
+static void test_multi_old_server(void **state)
+{
+	struct env *e = *state;
+	struct embkv_table_attr a;
+	struct embkv_table_handle *t2;
+	uint64_t keys[64];
+	float r1[64 * DIM], r2[64 * DIM], g[64 * DIM];
+	uint8_t f1[64];
+	struct embkv_multi_req q[2];
+
+	table_attr(&a, "emb2");
+	assert_int_equal(embkv_table_create_remote(e->c, &a), 0);
+	assert_int_equal(embkv_table_open(e->c, "emb2", &t2), 0);
+	for (uint32_t i = 0; i < 64; i++)
+		keys[i] = 5000 + i;
+	for (uint32_t i = 0; i < 64 * DIM; i++)
+		g[i] = (float)(i % 5);
+	/* train pulls store the rows (zeros), then pushes apply */
+	q[0] = (struct embkv_multi_req){ e->t, 64, keys, r1, f1, 1, 0 };
+	q[1] = (struct embkv_multi_req){ t2, 32, keys, r2, NULL, 1, 0 };
+	assert_int_equal(embkv_pull_multi(q, 2, EMBKV_MODE_TRAIN), 0);
+	assert_int_equal(q[0].status, 0);
+	assert_int_equal(frames(e->fc, EMBKV_WIRE_OP_PULL, NULL), 2 * NSRV);
+	q[0] = (struct embkv_multi_req){ e->t, 64, keys, g, NULL, 1, 0 };
+	q[1] = (struct embkv_multi_req){ t2, 32, keys, g, NULL, 1, 0 };
+	assert_int_equal(embkv_push_multi(q, 2), 0);
+	assert_int_equal(q[0].done, 64);
+	assert_int_equal(q[1].done, 32);
+	assert_int_equal(frames(e->fc, EMBKV_WIRE_OP_PUSH, NULL), 2 * NSRV);
+	q[0] = (struct embkv_multi_req){ e->t, 64, keys, r1, f1, 1, 0 };
+	q[1] = (struct embkv_multi_req){ t2, 32, keys, r2, NULL, 1, 0 };
+	assert_int_equal(embkv_pull_multi(q, 2, EMBKV_MODE_INFER), 0);
+	for (uint32_t i = 0; i < 64; i++) {
+		assert_int_equal(f1[i], 1);
+		assert_true(r1[i * DIM + 1] == -LR * g[i * DIM + 1]);
+	}
+	assert_memory_equal(r1, r2, 32 * DIM * sizeof(float));
+	assert_int_equal(frames(e->fc, EMBKV_WIRE_OP_PULL, NULL), 4 * NSRV);
+	/* refused once per server (the first call), never sent again */
+	assert_int_equal(frames(e->fc, EMBKV_WIRE_OP_MULTI_PULL, NULL) +
+				 frames(e->fc, EMBKV_WIRE_OP_MULTI_PUSH, NULL),
+			 NSRV);
+	embkv_table_close(t2);
+}
+
 /* Duplicate gradients are summed client-side: each key's row becomes
  * -lr * (sum of its gradients), one push per distinct key. */
 static void test_push_coalesced(void **state)
@@ -765,6 +814,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_tables, env_setup,
 						env_teardown),
+		cmocka_unit_test_setup_teardown(test_multi_old_server,
+						env_setup, env_teardown),
 		cmocka_unit_test_setup_teardown(test_pull_modes, env_setup,
 						env_teardown),
 		cmocka_unit_test_setup_teardown(test_push_coalesced, env_setup,

@@ -159,9 +159,36 @@ static void check_map(const uint8_t *b, size_t len, int verdict)
 	CHECK(n == m.n_servers);
 }
 
+/* MULTI_PULL / MULTI_PUSH: count sections, each inside the body, its
+ * body 8-byte aligned and passing its own decoder again. */
+static void check_multi(unsigned int op, const uint8_t *b, size_t len,
+			int verdict)
+{
+	struct embkv_wire_multi m;
+	struct embkv_wire_multi_sec s;
+	uint32_t n = 0;
+
+	CHECK(embkv_wire_multi_decode(op, b, len, &m) == verdict);
+	if (verdict)
+		return;
+	while (embkv_wire_multi_next(&m, &s)) {
+		CHECK(!s.len || inside(s.body, s.len, b, len));
+		CHECK((size_t)(s.body - b) % 8 == 0);
+		CHECK(s.status <= 0);
+		n++;
+	}
+	CHECK(n == m.count && n >= 1 && n <= EMBKV_WIRE_MAX_SECTIONS);
+}
+
 static void check_own(unsigned int op, const uint8_t *b, size_t len, int v)
 {
 	switch (op) {
+	case EMBKV_WIRE_OP_MULTI_PULL:
+	case EMBKV_WIRE_OP_MULTI_PULL | EMBKV_WIRE_OP_REPLY:
+	case EMBKV_WIRE_OP_MULTI_PUSH:
+	case EMBKV_WIRE_OP_MULTI_PUSH | EMBKV_WIRE_OP_REPLY:
+		check_multi(op, b, len, v);
+		break;
 	case EMBKV_WIRE_OP_TABLE_CREATE:
 		check_attr(b, len, v);
 		break;

@@ -37,6 +37,40 @@ static void attr(struct embkv_table_attr *a)
 	a->opt.lr = 0.001f;
 }
 
+static long body_for(unsigned int op, uint8_t *b, size_t cap);
+
+/* A MULTI_PULL / MULTI_PUSH body (5.25): two sections holding inner's
+ * body, the second of a reply an error message instead. */
+static long multi_for(unsigned int op, unsigned int inner, uint8_t *b,
+		      size_t cap)
+{
+	static uint64_t tmp64[2048 / 8];
+	static const char msg[] = "no table with id 9";
+	uint8_t *tmp = (uint8_t *)tmp64, *sb;
+	long ilen = body_for(inner, tmp, sizeof(tmp64));
+	size_t at = EMBKV_WIRE_MULTI_SECTIONS;
+
+	if (ilen < 0 || embkv_wire_multi_encode_head(2, b, cap))
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		int err = i == 1 && (op & EMBKV_WIRE_OP_REPLY);
+		struct embkv_wire_multi_sec s = {
+			.len = err ? (uint32_t)sizeof(msg) - 1
+				   : (uint32_t)ilen,
+			.status = err ? EMBKV_ENOTABLE : 0,
+			.epoch = 1,
+		};
+		int64_t k = embkv_wire_multi_sec_prepare(&s, b + at, cap - at,
+							 &sb);
+
+		if (k < 0)
+			return -1;
+		memcpy(sb, err ? (const uint8_t *)msg : tmp, s.len);
+		at += (size_t)k;
+	}
+	return (long)at;
+}
+
 /* A valid body for op into b (cap bytes); its length, or -1. */
 static long body_for(unsigned int op, uint8_t *b, size_t cap)
 {
@@ -96,7 +130,8 @@ static long body_for(unsigned int op, uint8_t *b, size_t cap)
 		return rc || embkv_wire_error_encode(&err, b, cap) ? -1
 								   : (long)len;
 	}
-	if (req >= EMBKV_WIRE_OP_CKPT_PART) { /* JSON, or a blob */
+	if (req >= EMBKV_WIRE_OP_CKPT_PART || req == EMBKV_WIRE_OP_CONFIG) {
+		/* JSON, or a blob */
 		bool blob = (req == EMBKV_WIRE_OP_MOVE_READ && reply) ||
 			    (req == EMBKV_WIRE_OP_MOVE_WRITE && !reply) ||
 			    (req == EMBKV_WIRE_OP_REPL_SNAP && reply) ||
@@ -193,6 +228,14 @@ static long body_for(unsigned int op, uint8_t *b, size_t cap)
 	case R(EMBKV_WIRE_OP_SHARD_MAP):
 		return SIZED(embkv_wire_shard_map_size(&sm, &len),
 			     embkv_wire_shard_map_encode(&sm, b, len));
+	case EMBKV_WIRE_OP_MULTI_PULL:
+		return multi_for(op, EMBKV_WIRE_OP_PULL, b, cap);
+	case R(EMBKV_WIRE_OP_MULTI_PULL):
+		return multi_for(op, R(EMBKV_WIRE_OP_PULL), b, cap);
+	case EMBKV_WIRE_OP_MULTI_PUSH:
+		return multi_for(op, EMBKV_WIRE_OP_PUSH, b, cap);
+	case R(EMBKV_WIRE_OP_MULTI_PUSH):
+		return multi_for(op, R(EMBKV_WIRE_OP_PUSH), b, cap);
 	default:
 		return -1;
 	}

@@ -77,6 +77,10 @@ pulls=$(value "$tmp/m1" embkv_pulls_total)
 [ "$(value "$tmp/m1" 'embkv_table_pushes_total{table="mt"}')" = "$pushes" ] ||
 	fail "table mt's pushes differ from the server's"
 [ "$(value "$tmp/m1" 'embkv_table_rows{table="mt"}')" -gt 0 ] || fail "no rows"
+# A clean demo run (open-or-create of a new table, train, infer-free) is
+# no error: the table-name lookups that found nothing are misses.
+[ "$(value "$tmp/m1" embkv_errors_total)" = 0 ] || fail "errors after a clean demo"
+[ "$(value "$tmp/m1" embkv_misses_total)" -ge 1 ] || fail "no misses counted"
 # The histogram: cumulative, +Inf equal to _count, _count the pulls.
 h=embkv_pull_duration_seconds
 [ "$(value "$tmp/m1" "${h}_count")" = "$pulls" ] || fail "${h}_count != pulls"
@@ -93,6 +97,16 @@ fi
 "$demo" --servers "$srv" --batches 3 --batch 64 --quiet --table mt
 scrape "$tmp/m2"
 [ "$(value "$tmp/m2" embkv_pushes_total)" -gt "$pushes" ] || fail "pushes did not move"
+# The table existed: no new miss. A real error still counts as one.
+[ "$(value "$tmp/m2" embkv_misses_total)" = "$(value "$tmp/m1" embkv_misses_total)" ] ||
+	fail "misses moved on an existing table"
+"$ctl" --servers "$srv" drop-table nosuch 2>/dev/null && fail "drop-table nosuch"
+scrape "$tmp/m2b"
+[ "$(value "$tmp/m2b" embkv_errors_total)" = 1 ] || fail "drop of a missing table not an error"
+"$ctl" --servers "$srv" stats --json | python3 -c 'import json, sys
+c = json.load(sys.stdin)["servers"][0]["counters"]
+assert c["errors"] == 1 and c["misses"] >= 1, c' || fail "stats errors/misses"
+"$ctl" --servers "$srv" stats | grep -q ' MISSES ' || fail "no MISSES column"
 # A checkpoint: its gauges appear, and still pass promtool.
 "$ctl" --servers "$srv" checkpoint create >/dev/null || fail "checkpoint create"
 scrape "$tmp/m3"

@@ -266,6 +266,39 @@ static void test_dim_mismatch_and_unknown_table(void **state)
 	good_check(fx); /* the refused push changed nothing */
 }
 
+/* CONFIG (PROTOCOL 5.24): a body that is not one JSON object is
+ * EMBKV_EPROTO and the connection goes on; {} gets the configuration,
+ * one JSON object that names the table and the limits in force. */
+static void test_config(void **state)
+{
+	static const char *const bad[] = { "", "[]", "{", "{} x", "nul" };
+	struct fixture *fx = *state;
+	struct th_frame f;
+	int fd = th_connect(&fx->srv);
+	char *text;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(th_call(fd, EMBKV_WIRE_OP_CONFIG, 1, bad[i],
+					 (uint32_t)strlen(bad[i]), &f),
+				 EMBKV_EPROTO);
+	still_serves(fx, fd);
+	assert_int_equal(th_call(fd, EMBKV_WIRE_OP_CONFIG, 1, "{}", 2, &f), 0);
+	assert_int_equal(f.h.opcode,
+			 EMBKV_WIRE_OP_CONFIG | EMBKV_WIRE_OP_REPLY);
+	assert_int_equal(embkv_wire_body_validate(f.h.opcode, f.body,
+						  f.h.body_len), 0);
+	text = strndup((const char *)f.body, f.h.body_len);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "\"name\":\"victim\""));
+	assert_non_null(strstr(text, "\"limit_bytes\":268435456"));
+	assert_non_null(strstr(text, "\"threads\":2"));
+	assert_non_null(strstr(text, "\"token_required\":false"));
+	free(text);
+	th_frame_free(&f);
+	th_close(fd);
+	good_check(fx);
+}
+
 static void test_truncated_then_disconnect(void **state)
 {
 	struct fixture *fx = *state;
@@ -505,6 +538,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tcp_only[] = {
 		cmocka_unit_test_setup_teardown(test_huge_body_len, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_then_disconnect,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_killed_mid_push, setup,

@@ -271,6 +271,46 @@ static void test_no_token_idle_flood(void **state)
 	assert_int_equal(th_stop(&srv), 0);
 }
 
+/* The same over 4 I/O threads: every idle connection makes room for a
+ * good one, whichever thread accepted each (a thread without an idle
+ * connection of its own hands the new socket to one that has). */
+#define NIDLE_MT 11
+static void test_no_token_idle_flood_threads(void **state)
+{
+	static const char *const args[] = { "--max-conns", "12",
+		"--io-threads", "4", "--auth-timeout-ms", "300", NULL };
+	struct embkv_wire_table_ref t;
+	struct th_server srv;
+	int idle[NIDLE_MT], good[NIDLE_MT], first, closed = 0;
+
+	(void)state;
+	assert_int_equal(th_start(&srv, args), 0);
+	first = th_connect(&srv);
+	assert_true(first >= 0);
+	t = make_table(first, "idle_mt");
+	for (int i = 0; i < NIDLE_MT; i++)
+		idle[i] = raw_connect(&srv);
+	usleep(500 * 1000);
+	/* 12 open: each good one needs an idle one closed */
+	for (int i = 0; i < NIDLE_MT; i++) {
+		good[i] = th_connect(&srv);
+		assert_true(good[i] >= 0);
+		good_client_works(good[i], t, 10, 40 + i);
+	}
+	for (int i = 0; i < NIDLE_MT; i++) {
+		if (raw_closed_by(idle[i], now_ms() + 50) >= 0)
+			closed++;
+		close(idle[i]);
+	}
+	assert_int_equal(closed, NIDLE_MT);
+	for (int i = 0; i < NIDLE_MT; i++) {
+		good_client_works(good[i], t, 10, 60 + i);
+		th_close(good[i]);
+	}
+	th_close(first);
+	assert_int_equal(th_stop(&srv), 0);
+}
+
 struct trickler {
 	int *fds;
 	int n;
@@ -550,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_unauth_flood),
 		cmocka_unit_test(test_authed_conn_not_timed_out),
 		cmocka_unit_test(test_no_token_idle_flood),
+		cmocka_unit_test(test_no_token_idle_flood_threads),
 		cmocka_unit_test(test_partial_frames),
 		cmocka_unit_test(test_auth_failures_throttled),
 		cmocka_unit_test(test_replayed_proof_refused),
