@@ -1160,8 +1160,11 @@ bool embkvd_replica_lag(struct embkvd_replica *r,
 						__ATOMIC_RELAXED);
 			*ms = now > fresh + RP_STUCK_MS ? now - fresh : 0;
 		} else {
+			/* behind: never 0, even within the millisecond */
 			*ms = !fresh ? now - r->start_ms :
 			      now > fresh ? now - fresh : 0;
+			if (!*ms)
+				*ms = 1;
 		}
 		*snapshots = __atomic_load_n(&t->snapshots, __ATOMIC_RELAXED);
 		return true;
