@@ -522,7 +522,7 @@ static json_t *table_json(const struct embkv_table_attr *a, uint64_t epoch)
 	embkv_hex_encode(wire, len, hex);
 	return json_pack("{s:s, s:I, s:s, s:I, s:I, s:s, s:s, s:I, s:[]}",
 			 "name", a->name, "dim", (json_int_t)a->dim,
-			 "dtype", a->dtype == EMBKV_DTYPE_F32 ? "fp32" : "other",
+			 "dtype", embkv_dtype_name(a->dtype),
 			 "partitions", (json_int_t)a->partitions,
 			 "capacity", (json_int_t)a->capacity,
 			 "optimizer", embkv_optimizer_name(a->opt.type),

@@ -292,14 +292,15 @@ void embkv_onesided_close(struct embkv_table_handle *t);
 /*
  * Serves what it can of the distinct keys pend[0..*npend) (indexes into
  * ukeys and upart) by one-sided READs on map m, calling deliver(ctx, u,
- * row) for each key u served (row: dim floats, valid during the call).
+ * row) for each key u served (row: as stored, t->payload_bytes bytes,
+ * valid during the call).
  * *npend shrinks to the keys left for the RPC path (order kept). Never
  * fails: whatever goes wrong sends keys to the RPC path.
  */
 void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
 			 const uint64_t *ukeys, const uint32_t *upart,
 			 uint32_t *pend, uint32_t *npend,
-			 void (*deliver)(void *ctx, uint32_t u, const float *row),
+			 void (*deliver)(void *ctx, uint32_t u, const void *row),
 			 void *ctx);
 
 /* Async pool (async.c) ------------------------------------------------------ */
@@ -333,10 +334,11 @@ struct embkv_batch_args {
 	uint32_t n;
 	const uint64_t *keys;
 	const float *vals;        /* push: grads; assign: values */
-	float *out;               /* pull */
+	void *out;                /* pull: floats, or stored rows (raw) */
 	uint8_t *found;           /* pull, may be NULL */
 	enum embkv_mode mode;     /* pull */
-	const float *dflt;        /* pull, may be NULL */
+	const void *dflt;         /* pull, may be NULL; a row like out's */
+	bool raw;                 /* pull: rows as stored (embkv_pull_raw) */
 	uint32_t *done;           /* push: applied; erase: erased; may be NULL */
 };
 

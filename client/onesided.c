@@ -425,9 +425,10 @@ int embkv_onesided_open(struct embkv_table_handle *t)
 	uint32_t i;
 	int any = 0, one, rc;
 
-	/* Rows are handed on as stored: a dtype other than the API's floats
-	 * would need a conversion this path does not have (RPC instead). */
-	for (i = 0; t->payload_bytes == t->row_bytes && i < m->nsrv; i++) {
+	/* Rows are READ and validated as stored (payload_bytes: a 16-bit
+	 * table's are half an fp32's) and handed on as such; the caller's
+	 * deliver widens them (client/ops.c). */
+	for (i = 0; i < m->nsrv; i++) {
 		embkv_client_server_limits(t->c, m->srv[i], &lim, &one);
 		any |= one;
 	}
@@ -507,7 +508,7 @@ struct os_run {
 	struct embkv_remote_read *reads;
 	uint64_t *served;          /* keys served, for hits */
 	uint32_t nserved;
-	void (*deliver)(void *ctx, uint32_t u, const float *row);
+	void (*deliver)(void *ctx, uint32_t u, const void *row);
 	void *ctx;
 };
 
@@ -743,7 +744,7 @@ rest:
 void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
 			 const uint64_t *ukeys, const uint32_t *upart,
 			 uint32_t *pend, uint32_t *npend,
-			 void (*deliver)(void *ctx, uint32_t u, const float *row),
+			 void (*deliver)(void *ctx, uint32_t u, const void *row),
 			 void *ctx)
 {
 	struct embkv_onesided *os = t->os;

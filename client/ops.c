@@ -16,6 +16,12 @@
  * that a server accepted is ever sent again, so a push is applied at most
  * once.
  *
+ * Rows of a 16-bit table (fp16, bf16) arrive as stored, in replies and
+ * one-sided READs alike, and are widened to the caller's floats once, at
+ * the scatter (embkv_dtype_to_f32: exact); embkv_pull_raw copies them as
+ * they are. Pushed gradients and assigned values go as fp32: the server
+ * rounds once, where it writes.
+ *
  * Frames are cut per server to fit its transport (frame_cap: an rdma
  * server's RECV size and reply slots, in rows the codec computes). A pull
  * first lets the one-sided path (client/onesided.c) serve the keys of
@@ -48,7 +54,11 @@ struct op_state {
 	const struct batch_op_desc *d; /* batch_ops[a->op] */
 	struct embkv_table_handle *t;
 	uint32_t dim;
-	size_t row_bytes;   /* t->row_bytes */
+	size_t row_bytes;   /* t->row_bytes: a caller's fp32 row */
+	size_t out_bytes;   /* a row of a->out: row_bytes, or stored (raw) */
+	size_t wire_bytes;  /* a pulled row as it travels: t->payload_bytes */
+	enum embkv_dtype dtype;
+	bool widen;         /* pulled rows convert to fp32 at the scatter */
 	struct embkv_batch b;
 	struct embkv_buf scratch; /* pooled: b's memory, then upart, pend,
 				     retry, order */
@@ -180,23 +190,30 @@ static int fill_erase(struct op_state *o, uint32_t at, uint32_t n,
 
 /* Replies ------------------------------------------------------------------ */
 
-/* Writes one pulled row (or the default) to every position of key u. */
-static void scatter(struct op_state *o, uint32_t u, const float *row,
+/* Writes one pulled row (as it travelled: wire_bytes), or the default,
+ * to every position of key u, widened to fp32 unless the pull is raw. */
+static void scatter(struct op_state *o, uint32_t u, const void *row,
 		    uint8_t found)
 {
 	const struct embkv_batch_args *a = o->a;
-	size_t bytes = o->row_bytes;
+	size_t bytes = o->out_bytes;
+	int widen = o->widen;
 
-	if (!found && a->mode == EMBKV_MODE_INFER)
-		row = a->dflt; /* NULL: zeros */
+	if (!found && a->mode == EMBKV_MODE_INFER) {
+		row = a->dflt; /* NULL: zeros; already the caller's type */
+		widen = 0;
+	}
 	for (uint32_t p = o->b.first[u]; p != EMBKV_BATCH_END;
 	     p = o->b.next[p]) {
-		float *dst = a->out + (size_t)p * o->dim;
+		uint8_t *dst = (uint8_t *)a->out + (size_t)p * bytes;
 
-		if (row)
-			memcpy(dst, row, bytes);
-		else
+		if (!row)
 			memset(dst, 0, bytes);
+		else if (widen)
+			embkv_dtype_to_f32(o->dtype, row, (float *)(void *)dst,
+					   o->dim);
+		else
+			memcpy(dst, row, bytes);
 		if (a->found)
 			a->found[p] = found;
 	}
@@ -213,8 +230,8 @@ static void scatter(struct op_state *o, uint32_t u, const float *row,
  */
 static void prefetch_row(const struct op_state *o, uint32_t u, size_t row)
 {
-	const char *dst = (const char *)(o->a->out +
-					 (size_t)o->b.first[u] * o->dim);
+	const char *dst = (const char *)o->a->out +
+			  (size_t)o->b.first[u] * o->out_bytes;
 
 	if (row > SCATTER_AHEAD_BYTES) /* wide rows: their start only */
 		row = SCATTER_AHEAD_BYTES;
@@ -241,20 +258,23 @@ static int consume_count(struct op_state *o, const struct embkv_rpc *r)
 static int consume_pull(struct op_state *o, const struct embkv_rpc *r)
 {
 	const uint32_t *ord = o->order + r->user_off;
-	size_t row = o->row_bytes, ahead;
+	size_t row = o->out_bytes, ahead;
 	struct embkv_wire_pull_reply pr;
 	int rc;
 
 	rc = embkv_wire_pull_reply_decode(r->body, r->body_len, &pr);
 	if (rc)
 		return rc;
-	if (pr.n != r->user_n || pr.dim != o->dim)
+	/* the table's dtype, fixed by its uid: another is a broken server */
+	if (pr.n != r->user_n || pr.dim != o->dim || pr.dtype != o->dtype)
 		return EMBKV_EPROTO;
 	ahead = SCATTER_AHEAD_BYTES / row > 1 ? SCATTER_AHEAD_BYTES / row : 1;
 	for (uint32_t j = 0; j < pr.n; j++) {
 		if (j + ahead < pr.n)
 			prefetch_row(o, ord[j + ahead], row);
-		scatter(o, ord[j], pr.vals + (size_t)j * o->dim, pr.found[j]);
+		scatter(o, ord[j],
+			(const uint8_t *)pr.vals + (size_t)j * o->wire_bytes,
+			pr.found[j]);
 	}
 	return 0;
 }
@@ -310,9 +330,11 @@ struct batch_op_desc {
 	/* One reply, on arrival (status 0). */
 	int (*consume)(struct op_state *o, const struct embkv_rpc *r);
 	/* Rows that fit a request body, and a reply body (NULL: the reply
-	 * is a count, of fixed size), of max_body bytes at this dim. */
+	 * is a count, of fixed size), of max_body bytes at this dim (and
+	 * the table's dtype, for replies). */
 	uint32_t (*req_max_rows)(size_t max_body, uint32_t dim);
-	uint32_t (*reply_max_rows)(size_t max_body, uint32_t dim);
+	uint32_t (*reply_max_rows)(size_t max_body, uint32_t dim,
+				   uint32_t dtype);
 };
 
 static const struct batch_op_desc batch_ops[] = {
@@ -321,7 +343,7 @@ static const struct batch_op_desc batch_ops[] = {
 		.opcode = EMBKV_WIRE_OP_PULL,
 		.consume = consume_pull,
 		.req_max_rows = pull_req_max_rows,
-		.reply_max_rows = embkv_wire_pull_reply_max_rows,
+		.reply_max_rows = embkv_wire_pull_reply_max_rows_dt,
 	},
 	[EMBKV_BATCH_PUSH] = {
 		.check = check_rows, .size = size_rows, .fill = fill_rows,
@@ -420,12 +442,12 @@ static uint32_t frame_cap(const struct op_state *o, uint32_t server)
 						    o->dim));
 	if (d->reply_max_rows && lim.max_reply > hdr)
 		cap = min_rows(cap, d->reply_max_rows(lim.max_reply - hdr,
-						      o->dim));
+						      o->dim, o->dtype));
 	return cap ? cap : 1;
 }
 
 /* The one-sided path's rows land here (client/onesided.c). */
-static void onesided_deliver(void *ctx, uint32_t u, const float *row)
+static void onesided_deliver(void *ctx, uint32_t u, const void *row)
 {
 	scatter(ctx, u, row, 1);
 }
@@ -548,6 +570,10 @@ static int state_init(struct op_state *o, const struct embkv_batch_args *a)
 	o->t = t;
 	o->dim = t->attr.dim;
 	o->row_bytes = t->row_bytes;
+	o->dtype = t->attr.dtype;
+	o->wire_bytes = t->payload_bytes;
+	o->widen = !a->raw && t->payload_bytes != t->row_bytes;
+	o->out_bytes = a->raw ? t->payload_bytes : t->row_bytes;
 	/* From the client's pool (client.c): a fresh allocation every call
 	 * was trimmed back to the kernel and faulted in again each time. */
 	embkv_buf_init(&o->scratch);
@@ -729,7 +755,8 @@ uint32_t embkv_share_rows_fit(const struct embkv_share *op, size_t max_req,
 				o->d->req_max_rows(max_req, o->dim));
 
 	if (o->d->reply_max_rows)
-		cap = min_rows(cap, o->d->reply_max_rows(max_rep, o->dim));
+		cap = min_rows(cap, o->d->reply_max_rows(max_rep, o->dim,
+							 o->dtype));
 	return cap;
 }
 
@@ -742,7 +769,8 @@ int embkv_share_section_size(const struct embkv_share *op, uint32_t n,
 	if (rc)
 		return rc;
 	if (o->a->op == EMBKV_BATCH_PULL)
-		return embkv_wire_pull_reply_size(n, o->dim, rep_len);
+		return embkv_wire_pull_reply_size_dt(n, o->dim, o->dtype,
+						     rep_len);
 	*rep_len = EMBKV_WIRE_COUNT_REPLY_SIZE;
 	return 0;
 }
@@ -823,6 +851,19 @@ int embkv_pull(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 	struct embkv_batch_args a = {
 		.t = t, .op = EMBKV_BATCH_PULL, .n = n, .keys = keys,
 		.out = out, .found = found, .mode = mode, .dflt = dflt,
+	};
+
+	return embkv_batch_run(&a);
+}
+
+int embkv_pull_raw(struct embkv_table_handle *t, uint32_t n,
+		   const uint64_t *keys, void *out, uint8_t *found,
+		   enum embkv_mode mode, const void *dflt)
+{
+	struct embkv_batch_args a = {
+		.t = t, .op = EMBKV_BATCH_PULL, .n = n, .keys = keys,
+		.out = out, .found = found, .mode = mode, .dflt = dflt,
+		.raw = true,
 	};
 
 	return embkv_batch_run(&a);

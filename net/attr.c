@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <embkv/embkv.h>
+#include "hashing/f16.h"
 
 #define DEFAULT_DIM 64u
 #define DEFAULT_PARTITIONS 64u
@@ -68,8 +69,88 @@ size_t embkv_dtype_size(enum embkv_dtype dtype)
 	switch (dtype) { /* no default: a new dtype must be sized here */
 	case EMBKV_DTYPE_F32:
 		return sizeof(float);
+	case EMBKV_DTYPE_F16:
+	case EMBKV_DTYPE_BF16:
+		return sizeof(uint16_t);
+	case EMBKV_DTYPE_COUNT:
+		break;
 	}
 	return 0;
+}
+
+static const char *const dtype_names[EMBKV_DTYPE_COUNT] = {
+	[EMBKV_DTYPE_F32] = "fp32",
+	[EMBKV_DTYPE_F16] = "fp16",
+	[EMBKV_DTYPE_BF16] = "bf16",
+};
+
+const char *embkv_dtype_name(enum embkv_dtype dtype)
+{
+	return (unsigned)dtype < EMBKV_DTYPE_COUNT ? dtype_names[dtype]
+						   : "unknown";
+}
+
+int embkv_dtype_parse(const char *name)
+{
+	static const struct {
+		const char *name;
+		enum embkv_dtype dtype;
+	} alias[] = {
+		{ "fp32", EMBKV_DTYPE_F32 }, { "f32", EMBKV_DTYPE_F32 },
+		{ "float32", EMBKV_DTYPE_F32 }, { "fp16", EMBKV_DTYPE_F16 },
+		{ "f16", EMBKV_DTYPE_F16 }, { "float16", EMBKV_DTYPE_F16 },
+		{ "half", EMBKV_DTYPE_F16 }, { "bf16", EMBKV_DTYPE_BF16 },
+		{ "bfloat16", EMBKV_DTYPE_BF16 },
+	};
+
+	for (size_t i = 0; name && i < sizeof(alias) / sizeof(alias[0]); i++)
+		if (strcasecmp(name, alias[i].name) == 0)
+			return (int)alias[i].dtype;
+	return -EINVAL;
+}
+
+void embkv_dtype_from_f32(enum embkv_dtype dtype, const float *src,
+			  void *dst, size_t n)
+{
+	uint16_t *h = dst;
+
+	switch (dtype) {
+	case EMBKV_DTYPE_F32:
+		memcpy(dst, src, n * sizeof(float));
+		break;
+	case EMBKV_DTYPE_F16:
+		for (size_t i = 0; i < n; i++)
+			h[i] = embkv_f32_to_f16(src[i]);
+		break;
+	case EMBKV_DTYPE_BF16:
+		for (size_t i = 0; i < n; i++)
+			h[i] = embkv_f32_to_bf16(src[i]);
+		break;
+	case EMBKV_DTYPE_COUNT:
+		break;
+	}
+}
+
+void embkv_dtype_to_f32(enum embkv_dtype dtype, const void *src, float *dst,
+			size_t n)
+{
+	const uint16_t *h = src;
+
+	switch (dtype) {
+	case EMBKV_DTYPE_F32:
+		memcpy(dst, src, n * sizeof(float));
+		break;
+	case EMBKV_DTYPE_F16:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = embkv_f16_to_f32(h[i]);
+		break;
+	case EMBKV_DTYPE_BF16:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = embkv_bf16_to_f32(h[i]);
+		break;
+	case EMBKV_DTYPE_COUNT:
+		break;
+	}
 }
 
 int embkv_table_attr_check(const struct embkv_table_attr *attr)
@@ -80,7 +161,7 @@ int embkv_table_attr_check(const struct embkv_table_attr *attr)
 		return -EINVAL;
 	if (attr->dim > EMBKV_MAX_DIM)
 		return EMBKV_ELIMIT;
-	if (attr->dtype != EMBKV_DTYPE_F32)
+	if ((unsigned)attr->dtype >= EMBKV_DTYPE_COUNT)
 		return -EINVAL;
 	if (attr->partitions == 0 ||
 	    (attr->partitions & (attr->partitions - 1)) != 0)
@@ -99,7 +180,15 @@ int embkv_table_attr_check(const struct embkv_table_attr *attr)
 	if (!(attr->index_load == 0.0f ||
 	      (attr->index_load >= 0.5f && attr->index_load <= 1.0f)))
 		return -EINVAL;
-	if (attr->flags != 0)
+	if (attr->flags & ~EMBKV_TABLE_FLAGS_KNOWN)
+		return -EINVAL;
+	/* rounding is a choice only where rows are narrower than fp32 */
+	if ((attr->flags & EMBKV_TABLE_ROUND_NEAREST) &&
+	    attr->dtype == EMBKV_DTYPE_F32)
+		return -EINVAL;
+	if ((attr->flags & EMBKV_TABLE_STATE_BF16) &&
+	    attr->opt.type != EMBKV_OPT_ADAGRAD &&
+	    attr->opt.type != EMBKV_OPT_ADAM)
 		return -EINVAL;
 	return 0;
 }
@@ -109,6 +198,7 @@ static const char *const opt_names[EMBKV_OPT_COUNT] = {
 	[EMBKV_OPT_ADAGRAD] = "adagrad",
 	[EMBKV_OPT_ADAM] = "adam",
 	[EMBKV_OPT_FTRL] = "ftrl",
+	[EMBKV_OPT_ROWWISE_ADAGRAD] = "rowwise_adagrad",
 };
 
 static const char *const init_names[EMBKV_INIT_COUNT] = {

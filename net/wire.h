@@ -491,25 +491,40 @@ int embkv_wire_pull_req_prepare(const struct embkv_wire_pull_req *m,
 int embkv_wire_pull_req_decode(const uint8_t *body, size_t len,
 			       struct embkv_wire_pull_req *out);
 
-/* PULL reply: u32 n, u32 dim, u8 found[n] (0 or 1), zero padding to a
- * multiple of 8, f32 vals[n * dim]. */
+/* PULL reply: u32 n, u16 dim, u8 dtype (enum embkv_dtype: the table's
+ * storage type), u8 reserved 0, u8 found[n] (0 or 1), zero padding to a
+ * multiple of 8, vals[n * dim] of dtype (rows as stored: a bf16 row of
+ * dim 64 is 128 bytes). An fp32 reply is byte for byte the one of
+ * protocol version 3 before 16-bit storage (dtype 0 in the upper half of
+ * what was a u32 dim). The _size, _max_rows and _prepare functions
+ * without _dt are fp32's. */
 enum embkv_wire_pull_reply_off {
 	EMBKV_WIRE_PULL_REPLY_N = 0,     /* u32 */
-	EMBKV_WIRE_PULL_REPLY_DIM = 4,   /* u32 */
+	EMBKV_WIRE_PULL_REPLY_DIM = 4,   /* u16 */
+	EMBKV_WIRE_PULL_REPLY_DTYPE = 6, /* u8 */
+	EMBKV_WIRE_PULL_REPLY_RESERVED = 7, /* u8 0 */
 	EMBKV_WIRE_PULL_REPLY_FOUND = 8, /* u8[n] */
 };
 struct embkv_wire_pull_reply {
 	uint32_t n;
 	uint32_t dim;
 	const uint8_t *found; /* n bytes, each 0 or 1 */
-	const float *vals;    /* n * dim floats, row i at i * dim */
+	const void *vals;     /* n rows of dim elements of dtype */
+	uint32_t dtype;       /* enum embkv_dtype */
 };
 int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len);
+int embkv_wire_pull_reply_size_dt(uint32_t n, uint32_t dim, uint32_t dtype,
+				  size_t *len);
 uint32_t embkv_wire_pull_reply_max_rows(size_t max_body, uint32_t dim);
+uint32_t embkv_wire_pull_reply_max_rows_dt(size_t max_body, uint32_t dim,
+					   uint32_t dtype);
 int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
 				 uint8_t *body, size_t cap);
 int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
 				  size_t cap, uint8_t **found, float **vals);
+int embkv_wire_pull_reply_prepare_dt(uint32_t n, uint32_t dim, uint32_t dtype,
+				     uint8_t *body, size_t cap,
+				     uint8_t **found, void **vals);
 int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
 				 struct embkv_wire_pull_reply *out);
 

@@ -203,9 +203,10 @@ static inline uint64_t pull_reply_vals_off(uint32_t n)
 	return align_up(PULL_REPLY_FIXED + (uint64_t)n, BODY_ALIGN);
 }
 
-static inline uint64_t pull_reply_bytes(uint32_t n, uint32_t dim)
+/* es: bytes of one element (embkv_dtype_size of the reply's dtype) */
+static inline uint64_t pull_reply_bytes(uint32_t n, uint32_t dim, size_t es)
 {
-	return pull_reply_vals_off(n) + (uint64_t)n * dim * F32_SIZE;
+	return pull_reply_vals_off(n) + (uint64_t)n * dim * es;
 }
 
 static inline uint64_t rows_vals_off(uint32_t n)

@@ -126,51 +126,72 @@ int embkv_wire_pull_req_decode(const uint8_t *body, size_t len,
 	return 0;
 }
 
-static int pull_reply_check(uint32_t n, uint32_t dim, size_t *len)
+static int pull_reply_check(uint32_t n, uint32_t dim, uint32_t dtype,
+			    size_t *len)
 {
 	int rc = dim_check(dim, -EINVAL);
+	size_t es = embkv_dtype_size((enum embkv_dtype)dtype);
 	uint64_t bytes;
 
 	if (rc)
 		return rc;
+	if (!es)
+		return -EINVAL;
 	if (n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
-	bytes = pull_reply_bytes(n, dim);
+	bytes = pull_reply_bytes(n, dim, es);
 	if (bytes > EMBKV_WIRE_MAX_BODY)
 		return EMBKV_ELIMIT;
 	*len = (size_t)bytes;
 	return 0;
 }
 
-int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len)
+int embkv_wire_pull_reply_size_dt(uint32_t n, uint32_t dim, uint32_t dtype,
+				  size_t *len)
 {
-	return len ? pull_reply_check(n, dim, len) : -EINVAL;
+	return len ? pull_reply_check(n, dim, dtype, len) : -EINVAL;
 }
 
-uint32_t embkv_wire_pull_reply_max_rows(size_t max_body, uint32_t dim)
+int embkv_wire_pull_reply_size(uint32_t n, uint32_t dim, size_t *len)
+{
+	return embkv_wire_pull_reply_size_dt(n, dim, EMBKV_DTYPE_F32, len);
+}
+
+uint32_t embkv_wire_pull_reply_max_rows_dt(size_t max_body, uint32_t dim,
+					   uint32_t dtype)
 {
 	uint64_t room = max_body < EMBKV_WIRE_MAX_BODY ? max_body
 						      : EMBKV_WIRE_MAX_BODY;
+	size_t es = embkv_dtype_size((enum embkv_dtype)dtype);
 	uint32_t n;
 
-	if (dim_check(dim, -EINVAL))
+	if (dim_check(dim, -EINVAL) || !es)
 		return 0;
 	/* found[n] padded to 8 costs n to n + 7 bytes: start from the
 	 * unpadded count, then step down past the padding (a step or two:
-	 * each row is at least 5 bytes). */
-	n = keys_fit(max_body, PULL_REPLY_FIXED, 1 + (uint64_t)dim * F32_SIZE);
-	while (n && pull_reply_bytes(n, dim) > room)
+	 * each row is at least 3 bytes). */
+	n = keys_fit(max_body, PULL_REPLY_FIXED, 1 + (uint64_t)dim * es);
+	while (n && pull_reply_bytes(n, dim, es) > room)
 		n--;
 	return n;
 }
 
+uint32_t embkv_wire_pull_reply_max_rows(size_t max_body, uint32_t dim)
+{
+	return embkv_wire_pull_reply_max_rows_dt(max_body, dim,
+						 EMBKV_DTYPE_F32);
+}
+
 /* Writes the fixed fields and the zero padding after found[]. */
-static void pull_reply_write(uint8_t *body, uint32_t n, uint32_t dim)
+static void pull_reply_write(uint8_t *body, uint32_t n, uint32_t dim,
+			     uint32_t dtype)
 {
 	size_t pad_at = PULL_REPLY_FIXED + (size_t)n;
 
 	put_u32(body + EMBKV_WIRE_PULL_REPLY_N, n);
-	put_u32(body + EMBKV_WIRE_PULL_REPLY_DIM, dim);
+	put_u16(body + EMBKV_WIRE_PULL_REPLY_DIM, (uint16_t)dim);
+	body[EMBKV_WIRE_PULL_REPLY_DTYPE] = (uint8_t)dtype;
+	body[EMBKV_WIRE_PULL_REPLY_RESERVED] = 0;
 	memset(body + pad_at, 0, (size_t)pull_reply_vals_off(n) - pad_at);
 }
 
@@ -178,7 +199,7 @@ int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
 				 uint8_t *body, size_t cap)
 {
 	size_t len, i;
-	int rc = m ? pull_reply_check(m->n, m->dim, &len) : -EINVAL;
+	int rc = m ? pull_reply_check(m->n, m->dim, m->dtype, &len) : -EINVAL;
 
 	if (!rc && m->n && (!m->found || !m->vals))
 		rc = -EINVAL;
@@ -189,20 +210,22 @@ int embkv_wire_pull_reply_encode(const struct embkv_wire_pull_reply *m,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	pull_reply_write(body, m->n, m->dim);
+	pull_reply_write(body, m->n, m->dim, m->dtype);
 	if (!m->n)
 		return 0;
 	memcpy(body + PULL_REPLY_FIXED, m->found, m->n);
 	memcpy(body + pull_reply_vals_off(m->n), m->vals,
-	       (size_t)m->n * m->dim * F32_SIZE);
+	       (size_t)m->n * m->dim *
+		       embkv_dtype_size((enum embkv_dtype)m->dtype));
 	return 0;
 }
 
-int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
-				  size_t cap, uint8_t **found, float **vals)
+int embkv_wire_pull_reply_prepare_dt(uint32_t n, uint32_t dim, uint32_t dtype,
+				     uint8_t *body, size_t cap,
+				     uint8_t **found, void **vals)
 {
 	size_t len;
-	int rc = pull_reply_check(n, dim, &len);
+	int rc = pull_reply_check(n, dim, dtype, &len);
 
 	if (!rc && (!found || !vals || (uintptr_t)body % BODY_ALIGN))
 		rc = -EINVAL;
@@ -210,17 +233,31 @@ int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
 		rc = enc_room(body, cap, len);
 	if (rc)
 		return rc;
-	pull_reply_write(body, n, dim);
+	pull_reply_write(body, n, dim, dtype);
 	*found = body + PULL_REPLY_FIXED;
-	*vals = (float *)(void *)(body + pull_reply_vals_off(n));
+	*vals = body + pull_reply_vals_off(n);
 	return 0;
+}
+
+int embkv_wire_pull_reply_prepare(uint32_t n, uint32_t dim, uint8_t *body,
+				  size_t cap, uint8_t **found, float **vals)
+{
+	void *v = NULL;
+	int rc = embkv_wire_pull_reply_prepare_dt(n, dim, EMBKV_DTYPE_F32,
+						  body, cap, found,
+						  vals ? &v : NULL);
+
+	if (!rc)
+		*vals = v;
+	return rc;
 }
 
 int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
 				 struct embkv_wire_pull_reply *out)
 {
-	uint32_t n, dim;
+	uint32_t n, dim, dtype;
 	uint64_t i, vals_off;
+	size_t es;
 	int rc = dec_args(body, len, out);
 
 	if (rc)
@@ -228,13 +265,19 @@ int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
 	if (len < PULL_REPLY_FIXED)
 		return EMBKV_EPROTO;
 	n = get_u32(body + EMBKV_WIRE_PULL_REPLY_N);
-	dim = get_u32(body + EMBKV_WIRE_PULL_REPLY_DIM);
+	dim = get_u16(body + EMBKV_WIRE_PULL_REPLY_DIM);
+	dtype = body[EMBKV_WIRE_PULL_REPLY_DTYPE];
 	rc = dim_check(dim, EMBKV_EPROTO);
 	if (rc)
 		return rc;
+	if (body[EMBKV_WIRE_PULL_REPLY_RESERVED])
+		return EMBKV_EPROTO;
+	es = embkv_dtype_size((enum embkv_dtype)dtype);
+	if (!es)
+		return EMBKV_EPROTO;
 	if (n > EMBKV_WIRE_MAX_KEYS)
 		return EMBKV_ELIMIT;
-	if (len != pull_reply_bytes(n, dim))
+	if (len != pull_reply_bytes(n, dim, es))
 		return EMBKV_EPROTO;
 	vals_off = pull_reply_vals_off(n);
 	for (i = PULL_REPLY_FIXED; i < PULL_REPLY_FIXED + (uint64_t)n; i++)
@@ -245,8 +288,9 @@ int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
 			return EMBKV_EPROTO;
 	out->n = n;
 	out->dim = dim;
+	out->dtype = dtype;
 	out->found = body + PULL_REPLY_FIXED;
-	out->vals = (const float *)(const void *)(body + vals_off);
+	out->vals = body + vals_off;
 	return 0;
 }
 

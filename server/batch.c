@@ -78,13 +78,14 @@ struct batch_req {
 	const uint32_t *hcounts;         /* HITS: counts */
 	struct embkvd_obuf *reply;
 	uint8_t *found;                  /* PULL reply, in reply */
-	float *out;
+	uint8_t *out;                    /* PULL rows as stored, in reply */
 	uint8_t *counts;                 /* count reply body, in reply */
 	/* By-owner grouping; order == NULL when one owner takes all keys. */
 	uint32_t *off;                   /* owner o: order[off[o], off[o+1]) */
 	uint32_t *order;                 /* key positions grouped by owner */
 	uint64_t *skeys;                 /* scratch, same grouping */
-	float *svals;                    /* rows (PULL, PUSH, ASSIGN) */
+	uint8_t *svals;                  /* rows: PULL's as stored, PUSH's
+					    and ASSIGN's fp32 */
 	uint32_t *scounts;               /* HITS counts */
 	uint8_t *sfound;                 /* PULL */
 	uint32_t part;                   /* SCAN: partition, start row */
@@ -230,27 +231,30 @@ static int plan_build(struct embkvd *s, const struct embkvd_map *map,
 
 /* Owner side ------------------------------------------------------------------ */
 
-/* Infer mode: a missing row reads as its initializer's value. */
+/* Infer mode: a missing row reads as its initializer's value (as
+ * stored). */
 static void infer_fill(const struct embkv_table *t, uint32_t n,
-		       const uint64_t *keys, const uint8_t *found, float *out)
+		       const uint64_t *keys, const uint8_t *found, uint8_t *out)
 {
 	for (uint32_t i = 0; i < n; i++)
 		if (!found[i])
-			embkv_init_row(&t->attr.init, keys[i], t->dim,
-				       out + (size_t)i * t->dim);
+			embkv_table_init_row(t, keys[i],
+					     out + (size_t)i * t->payload_bytes);
 }
 
+/* Rows leave as stored (t->payload_bytes each: PULL replies carry the
+ * table's dtype). */
 static uint32_t run_pull(struct batch_req *r, uint32_t lo, uint32_t cnt)
 {
-	size_t row = (size_t)r->dim * sizeof(float);
+	size_t row = r->t->payload_bytes;
 	const uint64_t *keys = r->keys;
-	float *out = r->out;
+	uint8_t *out = r->out;
 	uint8_t *found = r->found;
 	uint32_t hits;
 
 	if (r->order) {
 		keys = r->skeys + lo;
-		out = r->svals + (size_t)lo * r->dim;
+		out = r->svals + (size_t)lo * row;
 		found = r->sfound + lo;
 		for (uint32_t j = 0; j < cnt; j++)
 			r->skeys[lo + j] = r->keys[r->order[lo + j]];
@@ -262,8 +266,8 @@ static uint32_t run_pull(struct batch_req *r, uint32_t lo, uint32_t cnt)
 		for (uint32_t j = 0; j < cnt; j++) {
 			uint32_t i = r->order[lo + j];
 
-			memcpy(r->out + (size_t)i * r->dim,
-			       out + (size_t)j * r->dim, row);
+			memcpy(r->out + (size_t)i * row, out + (size_t)j * row,
+			       row);
 			r->found[i] = found[j];
 		}
 	}
@@ -293,14 +297,15 @@ static void gather(struct batch_req *r, uint32_t lo, uint32_t cnt,
 
 		r->skeys[lo + j] = r->keys[i];
 		if (r->vals)
-			memcpy(r->svals + (size_t)(lo + j) * r->dim,
+			memcpy(r->svals + (size_t)(lo + j) * row,
 			       r->vals + (size_t)i * r->dim, row);
 		if (r->hcounts)
 			r->scounts[lo + j] = r->hcounts[i];
 	}
 	k->keys = r->skeys + lo;
 	if (r->vals)
-		k->vals = r->svals + (size_t)lo * r->dim;
+		k->vals = (const float *)(const void *)(r->svals +
+							(size_t)lo * row);
 	if (r->hcounts)
 		k->counts = r->scounts + lo;
 }
@@ -538,11 +543,12 @@ static int req_buffers(struct batch_req *r)
 	};
 	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE;
 	uint8_t *body;
-	float *vals;
+	void *vals;
 	int rc;
 
 	if (r->bop->reply == BATCH_REPLY_ROWS) {
-		rc = embkv_wire_pull_reply_size(r->n, r->dim, &len);
+		rc = embkv_wire_pull_reply_size_dt(r->n, r->dim,
+						   r->t->attr.dtype, &len);
 		if (rc)
 			return rc;
 	} else if (r->bop->reply == BATCH_REPLY_SCAN) {
@@ -559,8 +565,9 @@ static int req_buffers(struct batch_req *r)
 	embkv_wire_hdr_encode(&h, r->reply->data);
 	body = r->reply->data + EMBKV_WIRE_HDR_SIZE;
 	if (r->bop->reply == BATCH_REPLY_ROWS) {
-		rc = embkv_wire_pull_reply_prepare(r->n, r->dim, body, len,
-						   &r->found, &vals);
+		rc = embkv_wire_pull_reply_prepare_dt(r->n, r->dim,
+						      r->t->attr.dtype, body,
+						      len, &r->found, &vals);
 		if (rc)
 			return rc;
 		r->out = vals;
@@ -579,7 +586,7 @@ static int req_scratch(struct batch_req *r)
 		return 0;
 	if (r->bop->vals == BATCH_VALS_COUNTS)
 		vals_bytes = (size_t)r->n * sizeof(uint32_t);
-	else if (r->bop->vals == BATCH_VALS_ROWS)
+	else if (r->bop->vals == BATCH_VALS_ROWS) /* fp32: the widest */
 		vals_bytes = (size_t)r->n * r->dim * sizeof(float);
 	len = (size_t)r->n * sizeof(uint64_t) + vals_bytes +
 	      (r->bop->reply == BATCH_REPLY_ROWS ? r->n : 0);
@@ -591,7 +598,7 @@ static int req_scratch(struct batch_req *r)
 	if (r->bop->vals == BATCH_VALS_COUNTS)
 		r->scounts = (uint32_t *)(r->skeys + r->n);
 	else if (r->bop->vals == BATCH_VALS_ROWS)
-		r->svals = (float *)(r->skeys + r->n);
+		r->svals = (uint8_t *)(r->skeys + r->n);
 	r->sfound = (uint8_t *)(r->skeys + r->n) + vals_bytes;
 	return 0;
 }
@@ -763,7 +770,8 @@ static struct batch_req *batch_setup(struct embkvd_conn *c, uint8_t op,
 			m.mode = EMBKV_PULL_INFER;   /* never inserts */
 	}
 	if (bop->reply == BATCH_REPLY_ROWS &&
-	    embkv_wire_pull_reply_size(m.n, m.dim, &reply_len)) {
+	    embkv_wire_pull_reply_size_dt(m.n, m.dim, ent->table->attr.dtype,
+					  &reply_len)) {
 		fail(f, EMBKV_ELIMIT, "the reply to %u keys of dim %u would be "
 		     "over the frame limit", m.n, m.dim);
 		goto put;
@@ -1036,7 +1044,8 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 		x->r = batch_setup(c, inner, h->request_id, sec.epoch,
 				   sec.body, sec.len, t0_ns, &x->f);
 		if (x->r && inner == EMBKV_WIRE_OP_PULL &&
-		    embkv_wire_pull_reply_size(x->r->n, x->r->dim, &len))
+		    embkv_wire_pull_reply_size_dt(x->r->n, x->r->dim,
+						  x->r->t->attr.dtype, &len))
 			len = 0; /* checked by batch_setup: cannot fail */
 		if (x->r && req_scratch(x->r)) {
 			fail(&x->f, -ENOMEM, "no memory for a %u-key batch",
@@ -1087,16 +1096,17 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 			.epoch = epoch,
 		};
 		uint8_t *sb;
-		float *vals;
+		void *vals;
 		int64_t k = embkv_wire_multi_sec_prepare(&rs, rb + at,
 							 reply_len - at, &sb);
 
 		if (!x->r)
 			memcpy(sb, x->f.msg, x->len);
 		else if (inner == EMBKV_WIRE_OP_PULL &&
-			 !embkv_wire_pull_reply_prepare(x->r->n, x->r->dim, sb,
-							x->len, &x->r->found,
-							&vals))
+			 !embkv_wire_pull_reply_prepare_dt(x->r->n, x->r->dim,
+							   x->r->t->attr.dtype,
+							   sb, x->len,
+							   &x->r->found, &vals))
 			x->r->out = vals;
 		else
 			x->r->counts = sb;

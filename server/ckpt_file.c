@@ -64,7 +64,8 @@ enum { T_MAGIC = 0, T_ROWS = 8, T_BLOCKS = 16, T_SUM = 24 };
 enum { R_KEY = 0, R_VERSION = 8, R_STEP = 16, R_META = 20,
        R_PAYLOAD = EMBKV_CKPT_ROW_HDR_BYTES };
 
-#define FLAGS_KNOWN (EMBKV_CKPT_FLAG_STEP | EMBKV_CKPT_FLAG_DELTA)
+#define FLAGS_KNOWN (EMBKV_CKPT_FLAG_STEP | EMBKV_CKPT_FLAG_DELTA | \
+		     EMBKV_CKPT_FLAG_STATE_BF16)
 /* iovecs per writev: header or trailer, and (block, sum) pairs. */
 #define WRITE_IOV 512
 
@@ -116,10 +117,16 @@ static int fail(char *why, size_t len, int err, const char *fmt, ...)
 	return err;
 }
 
-static uint32_t row_bytes_of(uint32_t dim, uint32_t state_floats)
+/* A row: header, dim elements of dtype, state values (fp32, or bf16
+ * with EMBKV_CKPT_FLAG_STATE_BF16). 0 for an unknown dtype. */
+static uint32_t row_bytes_of(uint32_t dim, uint32_t dtype,
+			     uint32_t state_floats, uint32_t flags)
 {
-	return EMBKV_CKPT_ROW_HDR_BYTES +
-	       (dim + state_floats) * (uint32_t)sizeof(float);
+	uint32_t es = (uint32_t)embkv_dtype_size((enum embkv_dtype)dtype);
+	uint32_t ss = flags & EMBKV_CKPT_FLAG_STATE_BF16 ? 2u : 4u;
+
+	return es ? EMBKV_CKPT_ROW_HDR_BYTES + dim * es + state_floats * ss
+		  : 0;
 }
 
 static uint32_t rows_per_block_of(uint32_t row_bytes)
@@ -232,7 +239,7 @@ int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
 		    uint64_t want_base, struct embkv_ckpt_snap **out)
 {
 	const size_t pb = t->payload_bytes, stride = t->stride;
-	const size_t sb = (size_t)t->state_floats * sizeof(float);
+	const size_t sb = t->state_bytes;
 	struct embkv_ckpt_snap *s;
 	struct embkv_part *p;
 	struct embkv_ckpt_file_info *f;
@@ -257,10 +264,12 @@ int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
 	f->dim = t->dim;
 	f->optimizer = (uint32_t)t->attr.opt.type;
 	f->state_floats = t->state_floats;
-	f->row_bytes = row_bytes_of(t->dim, t->state_floats);
-	f->rows_per_block = rows_per_block_of(f->row_bytes);
 	f->flags = (t->opt->needs_step ? EMBKV_CKPT_FLAG_STEP : 0) |
-		   (delta ? EMBKV_CKPT_FLAG_DELTA : 0);
+		   (delta ? EMBKV_CKPT_FLAG_DELTA : 0) |
+		   (t->state_bf16 ? EMBKV_CKPT_FLAG_STATE_BF16 : 0);
+	f->row_bytes = row_bytes_of(t->dim, f->dtype, t->state_floats,
+				    f->flags);
+	f->rows_per_block = rows_per_block_of(f->row_bytes);
 	f->ckpt_id = ckpt_id;
 	f->base_id = delta ? want_base : 0;
 	f->seq = p->seq;
@@ -302,7 +311,7 @@ int embkv_ckpt_snap(struct embkv_table *t, uint32_t part, uint64_t ckpt_id,
 		memcpy(o + R_PAYLOAD, r->payload, pb);
 		if (sb)
 			memcpy(o + R_PAYLOAD + pb,
-			       p->state + row * t->state_floats, sb);
+			       embkv_part_state_of(p, row), sb);
 		o += f->row_bytes;
 		n++;
 	}
@@ -424,10 +433,13 @@ static int hdr_decode(const uint8_t *b, uint64_t file_bytes, struct hdr *h,
 	if (get64(b, H_MAGIC) != EMBKV_CKPT_MAGIC)
 		return fail(why, len, EMBKV_EPROTO,
 			    "header: bad magic, not an embkv checkpoint file");
-	if (get32(b, H_VERSION) != EMBKV_CKPT_FORMAT_VERSION)
+	if (get32(b, H_VERSION) < EMBKV_CKPT_FORMAT_VERSION_MIN ||
+	    get32(b, H_VERSION) > EMBKV_CKPT_FORMAT_VERSION)
 		return fail(why, len, EMBKV_EPROTO,
-			    "header: format version %u, this build reads %u",
-			    get32(b, H_VERSION), EMBKV_CKPT_FORMAT_VERSION);
+			    "header: format version %u, this build reads %u "
+			    "to %u", get32(b, H_VERSION),
+			    EMBKV_CKPT_FORMAT_VERSION_MIN,
+			    EMBKV_CKPT_FORMAT_VERSION);
 	if (get64(b, H_SUM) != XXH3_64bits(b, H_SUM))
 		return fail(why, len, EMBKV_EPROTO, "header: checksum mismatch");
 	memset(h, 0, sizeof(*h));
@@ -454,6 +466,13 @@ static int hdr_decode(const uint8_t *b, uint64_t file_bytes, struct hdr *h,
 	    get32(b, H_LFU_EPOCH) > UINT16_MAX || f->flags & ~FLAGS_KNOWN)
 		return fail(why, len, EMBKV_EPROTO, "header: bad size or flags");
 	h->lfu_epoch = (uint16_t)get32(b, H_LFU_EPOCH);
+	/* version 1 knew fp32 rows and fp32 state only */
+	if (get32(b, H_VERSION) == 1 &&
+	    (f->dtype != EMBKV_DTYPE_F32 ||
+	     (f->flags & EMBKV_CKPT_FLAG_STATE_BF16)))
+		return fail(why, len, EMBKV_EPROTO,
+			    "header: a version 1 file with dtype %u or bf16 "
+			    "state", f->dtype);
 	if (f->flags & EMBKV_CKPT_FLAG_DELTA ?
 	    !f->base_id || f->ckpt_id <= f->base_id : f->base_id != 0)
 		return fail(why, len, EMBKV_EPROTO,
@@ -474,7 +493,8 @@ static int hdr_decode(const uint8_t *b, uint64_t file_bytes, struct hdr *h,
 			    "header: bad dtype %u, dim %u, optimizer %u or "
 			    "state size %u", f->dtype, f->dim, f->optimizer,
 			    f->state_floats);
-	if (f->row_bytes != row_bytes_of(f->dim, f->state_floats) ||
+	if (f->row_bytes != row_bytes_of(f->dim, f->dtype, f->state_floats,
+					 f->flags) ||
 	    f->rows_per_block != rows_per_block_of(f->row_bytes))
 		return fail(why, len, EMBKV_EPROTO,
 			    "header: row size %u or rows per block %u do not "
@@ -522,11 +542,16 @@ static int hdr_match(const struct hdr *h, const struct embkv_table *t,
 			    "dim %u dtype %u, table has dim %u dtype %u",
 			    f->dim, f->dtype, t->dim, (uint32_t)t->attr.dtype);
 	if (f->optimizer != (uint32_t)t->attr.opt.type ||
-	    f->state_floats != t->state_floats)
+	    f->state_floats != t->state_floats ||
+	    !(f->flags & EMBKV_CKPT_FLAG_STATE_BF16) != !t->state_bf16)
 		return fail(why, len, -EINVAL,
-			    "optimizer %u with %u state floats, table has %u "
-			    "with %u", f->optimizer, f->state_floats,
-			    (uint32_t)t->attr.opt.type, t->state_floats);
+			    "optimizer %u with %u state values (%s), table "
+			    "has %u with %u (%s)", f->optimizer,
+			    f->state_floats,
+			    f->flags & EMBKV_CKPT_FLAG_STATE_BF16 ? "bf16"
+								 : "fp32",
+			    (uint32_t)t->attr.opt.type, t->state_floats,
+			    t->state_bf16 ? "bf16" : "fp32");
 	if (f->hash_seed != t->attr.hash_seed)
 		return fail(why, len, -EINVAL,
 			    "hash seed differs from the table's");
@@ -572,7 +597,8 @@ static int rows_load(struct reader *r, uint64_t blk, const uint8_t *b,
 		     uint32_t from, uint32_t n, char *why, size_t len)
 {
 	const struct embkv_ckpt_file_info *f = &r->h.f;
-	const size_t payload = (size_t)f->dim * sizeof(float);
+	const size_t payload = (size_t)f->dim *
+			       embkv_dtype_size((enum embkv_dtype)f->dtype);
 	int delta = !!(f->flags & EMBKV_CKPT_FLAG_DELTA);
 	uint32_t m = 0, done;
 	uint64_t key;
@@ -587,11 +613,10 @@ static int rows_load(struct reader *r, uint64_t blk, const uint8_t *b,
 		v->version = get64(o, R_VERSION);
 		v->step = get32(o, R_STEP);
 		v->meta = get32(o, R_META) & ~(uint32_t)EMBKV_LFU_DIRTY;
-		/* Rows are a multiple of 4 bytes long in a malloc'ed buffer:
-		 * the floats are aligned. */
-		v->payload = (const float *)(const void *)(o + R_PAYLOAD);
-		v->state = (const float *)(const void *)(o + R_PAYLOAD +
-							 payload);
+		/* Copied with memcpy by the store: no alignment needed (a
+		 * 16-bit row of odd dim leaves the state 2-byte aligned). */
+		v->payload = o + R_PAYLOAD;
+		v->state = o + R_PAYLOAD + payload;
 	}
 	err = embkv_part_restore_rows(r->t, f->part, m, r->views, delta, &done);
 	if (!err)

@@ -37,7 +37,11 @@
 
 #define EMBKV_CKPT_MAGIC UINT64_C(0x314b43564b424d45)     /* "EMBKVCK1" */
 #define EMBKV_CKPT_END_MAGIC UINT64_C(0x444e45564b424d45) /* "EMBKVEND" */
-#define EMBKV_CKPT_FORMAT_VERSION 1u
+/* Version 2: rows of dim x size(dtype) (fp16, bf16), state fp32 or bf16
+ * (EMBKV_CKPT_FLAG_STATE_BF16); version 1 files (fp32 only, the same
+ * layout otherwise) are still read. */
+#define EMBKV_CKPT_FORMAT_VERSION 2u
+#define EMBKV_CKPT_FORMAT_VERSION_MIN 1u
 #define EMBKV_CKPT_HEADER_BYTES 128u
 #define EMBKV_CKPT_TRAILER_BYTES 32u
 #define EMBKV_CKPT_ROW_HDR_BYTES 24u   /* key, version, step, LFU word */
@@ -46,6 +50,7 @@
 #define EMBKV_CKPT_FLAG_STEP 1u        /* rows carry a meaningful step */
 #define EMBKV_CKPT_FLAG_DELTA 2u       /* a delta file: tombstones, then
 					  the rows changed since base_id */
+#define EMBKV_CKPT_FLAG_STATE_BF16 4u  /* optimizer state stored as bf16 */
 /* The version of a tombstone row (nothing else of it is set). */
 #define EMBKV_CKPT_TOMBSTONE EMBKV_VERSION_DEAD
 /* Readers read this much of a file at once (whole blocks). */

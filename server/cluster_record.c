@@ -137,13 +137,14 @@ char *cl_table_json(const struct ctable *t)
 	for (uint32_t p = 0; p < t->attr.partitions; p++)
 		if (json_array_append_new(parts, json_integer(t->parts[p])))
 			goto fail;
-	root = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:i, s:s, s:i, s:i, "
-			 "s:I, s:s}",
+	root = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o, s:i, s:s, s:i, s:s, "
+			 "s:i, s:I, s:s}",
 			 "uid", uid, "state", t->ready ? "ready" : "creating",
 			 "attr", hex, "epoch", (json_int_t)t->epoch,
 			 "members", members, "parts", parts,
 			 "spread", (int)(t->spread ? t->spread : t->nmembers),
 			 "name", t->attr.name, "dim", (int)t->attr.dim,
+			 "dtype", embkv_dtype_name(t->attr.dtype),
 			 "partitions", (int)t->attr.partitions,
 			 "capacity", (json_int_t)t->attr.capacity,
 			 "optimizer", embkv_optimizer_name(t->attr.opt.type));

@@ -23,7 +23,7 @@
  * is key's (its payload copied to dst), EMBKV_ENOTFOUND or EMBKV_ETORN. */
 static int try_matches(const struct embkv_table *t,
 		       const struct embkv_probe *pr, unsigned m, uint64_t key,
-		       float *dst, struct embkv_read_stats *rs)
+		       void *dst, struct embkv_read_stats *rs)
 {
 	for (; m; m &= m - 1) {
 		uint64_t row = embkv_probe_row(pr, (unsigned)__builtin_ctz(m));
@@ -40,7 +40,7 @@ static int try_matches(const struct embkv_table *t,
 /* Full lookup of one key: the probe's matches first, then every match in
  * both buckets, redone while a concurrent cuckoo move may have hidden it. */
 static int find_slow(const struct embkv_table *t, struct embkv_probe *pr,
-		     uint64_t key, unsigned tried, float *dst,
+		     uint64_t key, unsigned tried, void *dst,
 		     struct embkv_read_stats *rs)
 {
 	int err = EMBKV_ENOTFOUND;
@@ -64,7 +64,7 @@ static int find_slow(const struct embkv_table *t, struct embkv_probe *pr,
 
 /* The common case inline: the first fingerprint match holds the key. */
 static inline int find_one(const struct embkv_table *t, struct embkv_probe *pr,
-			   uint64_t key, float *dst,
+			   uint64_t key, void *dst,
 			   struct embkv_read_stats *rs)
 {
 	if (pr->match) {
@@ -86,8 +86,8 @@ static inline int find_one(const struct embkv_table *t, struct embkv_probe *pr,
 }
 
 uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found,
-			  const float *dflt, struct embkv_read_stats *rs)
+			  const uint64_t *keys, void *out, uint8_t *found,
+			  const void *dflt, struct embkv_read_stats *rs)
 {
 	struct embkv_read_stats local = { 0 };
 	struct embkv_probe probes[EMBKV_PROBE_CHUNK];
@@ -107,8 +107,9 @@ uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_probe *pr = &probes[j];
-			float *dst = out + (size_t)i * t->dim;
-			int ok = find_one(t, pr, keys[i], direct ? dst : buf,
+			uint8_t *dst = (uint8_t *)out +
+				       (size_t)i * t->payload_bytes;
+			int ok = find_one(t, pr, keys[i], direct ? (void *)dst : (void *)buf,
 					  rs) == 0;
 
 			if (ok && !direct)

@@ -1,5 +1,6 @@
 /*
- * Optimizer kernels: SGD, Adagrad, sparse/lazy Adam, FTRL-Proximal.
+ * Optimizer kernels: SGD, Adagrad, row-wise Adagrad, sparse/lazy Adam,
+ * FTRL-Proximal.
  *
  * What: one ops table per optimizer; apply() folds one gradient into one
  * row and its private state, in place, on the partition's owner thread.
@@ -43,6 +44,12 @@ static uint32_t optim_no_state(uint32_t dim)
 static uint32_t optim_one_array(uint32_t dim)
 {
 	return dim;
+}
+
+static uint32_t optim_one_float(uint32_t dim)
+{
+	(void)dim;
+	return 1;
 }
 
 static uint32_t optim_two_arrays(uint32_t dim)
@@ -113,6 +120,37 @@ optim_adagrad_apply(const struct embkv_opt_attr *hp, uint32_t dim,
 		acc[i] = a;
 		w[i] -= lr * g[i] / (sqrtf(a) + eps);
 	}
+}
+
+/* -------------------------------------------------------------------- */
+/* Row-wise Adagrad (FBGEMM's EXACT_ROWWISE_ADAGRAD): one accumulator    */
+/* per row: acc += mean(g^2); w -= lr * g / (sqrt(acc) + eps).           */
+/* State: acc[1], starting at initial_accum. The mean is summed in       */
+/* element order, so both instruction sets give the same row.            */
+/* -------------------------------------------------------------------- */
+
+static void optim_init_rowwise(const struct embkv_opt_attr *hp, uint32_t dim,
+			       float *state)
+{
+	(void)dim;
+	state[0] = hp->initial_accum;
+}
+
+static inline __attribute__((always_inline)) void
+optim_rowwise_adagrad_apply(const struct embkv_opt_attr *hp, uint32_t dim,
+			    float *restrict w, float *restrict acc,
+			    uint32_t *restrict step, const float *restrict g)
+{
+	float sum = 0.0f, a, mult;
+
+	(void)step;
+	for (size_t i = 0; i < dim; i++)
+		sum += g[i] * g[i];
+	a = acc[0] + sum / (float)dim;
+	acc[0] = a;
+	mult = hp->lr / (sqrtf(a) + hp->eps);
+	for (size_t i = 0; i < dim; i++)
+		w[i] -= mult * g[i];
 }
 
 /* -------------------------------------------------------------------- */
@@ -219,18 +257,20 @@ static void sgd_base(OPTIM_ARGS) { optim_sgd_apply(hp, dim, w, state, step, g); 
 static void adagrad_base(OPTIM_ARGS) { optim_adagrad_apply(hp, dim, w, state, step, g); }
 static void adam_base(OPTIM_ARGS) { optim_adam_apply(hp, dim, w, state, step, g); }
 static void ftrl_base(OPTIM_ARGS) { optim_ftrl_apply(hp, dim, w, state, step, g); }
+static void rowwise_base(OPTIM_ARGS) { optim_rowwise_adagrad_apply(hp, dim, w, state, step, g); }
 
 #define AVX2 __attribute__((target("avx2")))
 AVX2 static void sgd_avx2(OPTIM_ARGS) { optim_sgd_apply(hp, dim, w, state, step, g); }
 AVX2 static void adagrad_avx2(OPTIM_ARGS) { optim_adagrad_apply(hp, dim, w, state, step, g); }
 AVX2 static void adam_avx2(OPTIM_ARGS) { optim_adam_apply(hp, dim, w, state, step, g); }
 AVX2 static void ftrl_avx2(OPTIM_ARGS) { optim_ftrl_apply(hp, dim, w, state, step, g); }
+AVX2 static void rowwise_avx2(OPTIM_ARGS) { optim_rowwise_adagrad_apply(hp, dim, w, state, step, g); }
 
 /* -------------------------------------------------------------------- */
 /* Ops tables, lookup, checks                                            */
 /* -------------------------------------------------------------------- */
 
-#define OPTIM_TABLE(sgd, adagrad, adam, ftrl)                           \
+#define OPTIM_TABLE(sgd, adagrad, adam, ftrl, rowwise)                  \
 	{                                                               \
 		[EMBKV_OPT_SGD] = { "sgd", optim_no_state, false,       \
 				    optim_init_none, sgd },             \
@@ -241,14 +281,18 @@ AVX2 static void ftrl_avx2(OPTIM_ARGS) { optim_ftrl_apply(hp, dim, w, state, ste
 				     optim_init_zero2, adam },          \
 		[EMBKV_OPT_FTRL] = { "ftrl", optim_two_arrays, false,   \
 				     optim_init_zero2, ftrl },          \
+		[EMBKV_OPT_ROWWISE_ADAGRAD] = { "rowwise_adagrad",      \
+						optim_one_float, false, \
+						optim_init_rowwise,     \
+						rowwise },              \
 	}
 
 static const struct embkv_optim_ops optim_ops[EMBKV_OPTIM_ISA_COUNT]
 					     [EMBKV_OPT_COUNT] = {
 	[EMBKV_OPTIM_BASE] = OPTIM_TABLE(sgd_base, adagrad_base, adam_base,
-					 ftrl_base),
+					 ftrl_base, rowwise_base),
 	[EMBKV_OPTIM_AVX2] = OPTIM_TABLE(sgd_avx2, adagrad_avx2, adam_avx2,
-					 ftrl_avx2),
+					 ftrl_avx2, rowwise_avx2),
 };
 
 bool embkv_optim_isa_supported(enum embkv_optim_isa isa)
@@ -303,6 +347,7 @@ int embkv_optim_check(const struct embkv_opt_attr *hp)
 	case EMBKV_OPT_SGD:
 		return 0;
 	case EMBKV_OPT_ADAGRAD:
+	case EMBKV_OPT_ROWWISE_ADAGRAD:
 		if (!(hp->eps > 0.0f) || hp->initial_accum < 0.0f)
 			return -EINVAL;
 		return 0;

@@ -63,7 +63,7 @@ static inline void embkv_probe_prefetch(const struct embkv_table *t,
 	if (owner) {
 		embkv_record_prefetch(embkv_part_record(pr->p, row), t->stride);
 		if (pr->p->state)
-			__builtin_prefetch(pr->p->state + row * t->state_floats, 1);
+			__builtin_prefetch(pr->p->state + row * t->state_bytes, 1);
 	} else {
 		embkv_record_prefetch(embkv_part_record(pr->p, row),
 				      EMBKV_RECORD_HDR_BYTES + t->payload_bytes);

@@ -155,9 +155,6 @@ static int oj_pull(struct ck_ojob *o)
 
 	if (!part_serving(t, o->part))
 		return EMBKV_ESTALE;
-	/* rows travel as the owner reads them: dim f32 */
-	if (pb != (size_t)t->dim * sizeof(float))
-		return -EOPNOTSUPP;
 	j->head = t->parts[o->part].seq;
 	/* room for m keys and m rows: the reply is built in place */
 	j->raw = malloc((size_t)j->max * (8u + pb));
@@ -176,7 +173,7 @@ static int oj_pull(struct ck_ojob *o)
 		goto out;
 	rows = j->raw + (size_t)m * 8u;
 	if (m)
-		embkv_table_peek(t, m, keys, (float *)rows, found);
+		embkv_table_peek(t, m, keys, rows, found);
 	for (uint32_t i = 0; i < m; i++)
 		r += found[i];
 	j->rows = r;

@@ -26,11 +26,21 @@
  *   and act), so the memory latency of one key hides behind the others.
  *   The last stage always verifies the key on the row, so a hint that went
  *   stale in between (an insert, an eviction) only costs a rescan.
+ * - 16-bit tables (fp16, bf16; EMBKV_TABLE_STATE_BF16 for the state): the
+ *   arena holds rows as stored and the checksum covers those bytes; every
+ *   update widens the row (and state) to fp32 on the stack, runs the same
+ *   fp32 code as an fp32 table, and narrows once before the seal: to
+ *   nearest for values given (assign, init, restore copies bytes as
+ *   they are), with the table's rounding for optimizer and accumulate
+ *   write-backs. Stochastic rounding draws from (sr_seed, key, the
+ *   row's new version, element), so a replay gives the same rows. fp32
+ *   tables keep their in-place paths (one predictable branch per row).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include "hashing/f16.h"
 #include "server/init.h"
 #include "server/optim.h"
 #include "server/probe.h"
@@ -78,8 +88,7 @@ static void part_layout(const struct embkv_table *t, uint64_t cap,
 	*nbuckets = embkv_index_buckets_for(cap, load);
 	bytes[EMBKV_MEM_INDEX] = embkv_index_bytes(*nbuckets);
 	bytes[EMBKV_MEM_ARENA] = page_round(cap * t->stride);
-	bytes[EMBKV_MEM_STATE] = page_round(cap * t->state_floats *
-					    sizeof(float));
+	bytes[EMBKV_MEM_STATE] = page_round(cap * t->state_bytes);
 	bytes[EMBKV_MEM_STEPS] =
 		t->opt->needs_step ? page_round(cap * sizeof(uint32_t)) : 0;
 }
@@ -222,7 +231,7 @@ static int part_load_into(struct embkv_table *t, uint32_t i,
 	if (err)
 		goto unmap;
 	p->arena = p->mem[EMBKV_MEM_ARENA];
-	p->state = (float *)p->mem[EMBKV_MEM_STATE];
+	p->state = p->mem[EMBKV_MEM_STATE];
 	p->steps = (uint32_t *)p->mem[EMBKV_MEM_STEPS];
 	p->capacity = cap;
 	p->tomb_max = TOMB_MAX(cap);
@@ -310,9 +319,16 @@ static void table_layout(struct embkv_table *t)
 	t->nparts = attr->partitions;
 	t->part_bits = (unsigned)__builtin_ctz(attr->partitions);
 	t->dim = attr->dim;
-	t->payload_bytes = (size_t)attr->dim * sizeof(float);
+	t->dtype = attr->dtype;
+	t->payload_bytes = (size_t)attr->dim * embkv_dtype_size(attr->dtype);
 	t->stride = embkv_record_stride(t->payload_bytes);
 	t->state_floats = t->opt->state_floats(attr->dim);
+	t->state_bf16 = (attr->flags & EMBKV_TABLE_STATE_BF16) != 0;
+	t->state_bytes = (size_t)t->state_floats *
+			 (t->state_bf16 ? sizeof(uint16_t) : sizeof(float));
+	t->narrow = attr->dtype != EMBKV_DTYPE_F32;
+	t->round_nearest = (attr->flags & EMBKV_TABLE_ROUND_NEAREST) != 0;
+	t->sr_seed = attr->init.seed ^ UINT64_C(0x7372726f756e6421);
 }
 
 static int attr_usable(const struct embkv_table_attr *attr)
@@ -414,9 +430,141 @@ void embkv_table_destroy(struct embkv_table *t)
 
 /* ---- rows -------------------------------------------------------------- */
 
-static float *row_state(const struct embkv_part *p, uint64_t row)
+static void *row_state(const struct embkv_part *p, uint64_t row)
 {
-	return p->state ? p->state + row * p->table->state_floats : NULL;
+	return embkv_part_state_of(p, row);
+}
+
+/* ---- 16-bit rows and state ---------------------------------------------- */
+
+/* Stochastic rounding's draw base for the write of (key, version); salt
+ * tells the row's draws from its state's. */
+static uint64_t sr_base(const struct embkv_table *t, uint64_t key,
+			uint64_t version, uint64_t salt)
+{
+	uint64_t kv[2] = { key, version };
+
+	return XXH3_64bits_withSeed(kv, sizeof(kv), t->sr_seed ^ salt);
+}
+
+#define SR_SALT_STATE UINT64_C(0x5354415445)
+
+/* n floats to n 16-bit values of dtype: to nearest when base is 0 or the
+ * table rounds to nearest, else stochastically from base. */
+static void narrow_n(const struct embkv_table *t, enum embkv_dtype dtype,
+		     const float *src, uint16_t *dst, size_t n, uint64_t base,
+		     bool nearest)
+{
+	if (nearest || t->round_nearest) {
+		embkv_dtype_from_f32(dtype, src, dst, n);
+	} else if (dtype == EMBKV_DTYPE_BF16) {
+		for (size_t i = 0; i < n; i++)
+			dst[i] = embkv_f32_to_bf16_sr(src[i],
+						      embkv_sr_bits(base,
+								    (uint32_t)i));
+	} else {
+		for (size_t i = 0; i < n; i++)
+			dst[i] = embkv_f32_to_f16_sr(src[i],
+						     embkv_sr_bits(base,
+								   (uint32_t)i));
+	}
+}
+
+/* A row's values as stored, from floats: to nearest when nearest, else
+ * with the table's rounding for the write of (key, version). */
+static void row_store(const struct embkv_table *t, const float *src,
+		      void *dst, uint64_t key, uint64_t version, bool nearest)
+{
+	if (!t->narrow)
+		memcpy(dst, src, t->payload_bytes);
+	else
+		narrow_n(t, t->dtype, src, dst, t->dim,
+			 nearest ? 0 : sr_base(t, key, version, 0), nearest);
+}
+
+/* The 16-bit halves of state_init and embkv_table_init_row, out of line
+ * so that the fp32 paths carry none of their stack. */
+static __attribute__((noinline)) void
+state_init_bf16(const struct embkv_table *t, const struct embkv_opt_attr *hp,
+		void *state)
+{
+	float wide[2 * EMBKV_MAX_DIM];
+
+	t->opt->init_state(hp, t->dim, wide);
+	narrow_n(t, EMBKV_DTYPE_BF16, wide, state, t->state_floats, 0, true);
+}
+
+static __attribute__((noinline)) void
+init_row_narrow(const struct embkv_table *t, uint64_t key, void *dst)
+{
+	float wide[EMBKV_MAX_DIM];
+
+	embkv_init_row(&t->attr.init, key, t->dim, wide);
+	row_store(t, wide, dst, key, 0, true);
+}
+
+/* Writes a fresh row's optimizer state (as stored). */
+static void state_init(const struct embkv_table *t,
+		       const struct embkv_opt_attr *hp, void *state)
+{
+	if (t->state_bf16)
+		state_init_bf16(t, hp, state);
+	else
+		t->opt->init_state(hp, t->dim, state);
+}
+
+void embkv_table_init_row(const struct embkv_table *t, uint64_t key,
+			  void *dst)
+{
+	if (t->narrow)
+		init_row_narrow(t, key, dst);
+	else
+		embkv_init_row(&t->attr.init, key, t->dim, dst);
+}
+
+/*
+ * An optimizer step on a row that is not all fp32 (16-bit row or bf16
+ * state): widen, the fp32 kernel, narrow with the table's rounding for
+ * the row's next version, which the caller then seals. Kept out of line
+ * so that the fp32 loop carries none of its stack.
+ */
+static __attribute__((noinline)) void
+push_wide(const struct embkv_table *t, const struct embkv_opt_attr *hp,
+	  struct embkv_part *p, uint64_t row, struct embkv_record *r,
+	  uint64_t key, const float *g)
+{
+	float w[EMBKV_MAX_DIM] __attribute__((aligned(64)));
+	float st[2 * EMBKV_MAX_DIM] __attribute__((aligned(64)));
+	uint64_t version = r->version + 1;
+	void *state = row_state(p, row);
+	float *wp = t->narrow ? w : (float *)r->payload;
+	float *sp = t->state_bf16 ? st : state;
+
+	if (t->narrow)
+		embkv_dtype_to_f32(t->dtype, r->payload, w, t->dim);
+	if (t->state_bf16)
+		embkv_dtype_to_f32(EMBKV_DTYPE_BF16, state, st,
+				   t->state_floats);
+	t->opt->apply(hp, t->dim, wp, sp, p->steps ? p->steps + row : NULL,
+		      g);
+	if (t->state_bf16)
+		narrow_n(t, EMBKV_DTYPE_BF16, st, state, t->state_floats,
+			 sr_base(t, key, version, SR_SALT_STATE), false);
+	if (t->narrow)
+		row_store(t, w, r->payload, key, version, false);
+}
+
+/* accumulate on a 16-bit row: widen, add, narrow (table's rounding). */
+static __attribute__((noinline)) void
+accumulate_wide(const struct embkv_table *t, struct embkv_record *r,
+		uint64_t key, const float *d)
+{
+	float w[EMBKV_MAX_DIM] __attribute__((aligned(64)));
+
+	embkv_dtype_to_f32(t->dtype, r->payload, w, t->dim);
+	for (uint32_t k = 0; k < t->dim; k++)
+		w[k] += d[k];
+	row_store(t, w, r->payload, key, r->version + 1, false);
 }
 
 static uint32_t *row_step(const struct embkv_part *p, uint64_t row)
@@ -482,15 +630,15 @@ static void row_fill(struct embkv_part *p, uint64_t row, uint64_t key,
 	uint64_t version = (r->version & ~EMBKV_VERSION_DEAD) + 1;
 
 	if (values)
-		memcpy(r->payload, values, t->payload_bytes);
+		row_store(t, values, r->payload, key, version, true);
 	else
-		embkv_init_row(&t->attr.init, key, t->dim, r->payload);
+		embkv_table_init_row(t, key, r->payload);
 	embkv_record_seal(r, key, version, t->payload_bytes);
 	if (p->state) {
 		struct embkv_opt_attr hp;
 
 		embkv_table_opt_get(t, &hp);
-		t->opt->init_state(&hp, t->dim, row_state(p, row));
+		state_init(t, &hp, row_state(p, row));
 	}
 	if (p->steps)
 		p->steps[row] = 0;
@@ -684,7 +832,7 @@ static uint64_t probe_locate(const struct embkv_probe *c, uint64_t key)
 	return locate(c, key, &b, &s);
 }
 
-static void fill_default(float *dst, const float *dflt, size_t bytes)
+static void fill_default(void *dst, const void *dflt, size_t bytes)
 {
 	if (dflt)
 		memcpy(dst, dflt, bytes);
@@ -693,8 +841,8 @@ static void fill_default(float *dst, const float *dflt, size_t bytes)
 }
 
 /* Pull of a key that is not stored: create it, or say what it reads as. */
-static uint64_t pull_miss(struct embkv_probe *c, uint64_t key, float *dst,
-			  enum embkv_pull_mode mode, const float *dflt)
+static uint64_t pull_miss(struct embkv_probe *c, uint64_t key, void *dst,
+			  enum embkv_pull_mode mode, const void *dflt)
 {
 	const struct embkv_table *t = c->p->table;
 	uint64_t row = NO_ROW;
@@ -704,18 +852,18 @@ static uint64_t pull_miss(struct embkv_probe *c, uint64_t key, float *dst,
 	} else if (t->attr.admit_after > 1 &&
 		   embkv_cms_add(&c->p->cms, key) < t->attr.admit_after) {
 		c->p->st.admit_rejects++;
-		embkv_init_row(&t->attr.init, key, t->dim, dst);
+		embkv_table_init_row(t, key, dst);
 	} else {
 		row = insert(c, key, NULL);
 		if (row == NO_ROW)
-			embkv_init_row(&t->attr.init, key, t->dim, dst);
+			embkv_table_init_row(t, key, dst);
 	}
 	return row;
 }
 
 uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found,
-			  enum embkv_pull_mode mode, const float *dflt)
+			  const uint64_t *keys, void *out, uint8_t *found,
+			  enum embkv_pull_mode mode, const void *dflt)
 {
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t nfound = 0;
@@ -725,7 +873,8 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 		for (uint32_t j = 0; j < m; j++) {
 			uint32_t i = i0 + j;
 			struct embkv_probe *c = &pr[j];
-			float *dst = out + (size_t)i * t->dim;
+			uint8_t *dst = (uint8_t *)out +
+				       (size_t)i * t->payload_bytes;
 			uint64_t row = probe_locate(c, keys[i]);
 			int hit = row != NO_ROW;
 
@@ -749,7 +898,7 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 }
 
 uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found)
+			  const uint64_t *keys, void *out, uint8_t *found)
 {
 	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
 	uint32_t nfound = 0;
@@ -763,7 +912,7 @@ uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
 			found[i] = row != NO_ROW;
 			if (row == NO_ROW)
 				continue;
-			memcpy(out + (size_t)i * t->dim,
+			memcpy((uint8_t *)out + (size_t)i * t->payload_bytes,
 			       embkv_part_record(pr[j].p, row)->payload,
 			       t->payload_bytes);
 			nfound++;
@@ -794,8 +943,14 @@ uint32_t embkv_table_push(struct embkv_table *t, uint32_t n,
 				continue;
 			}
 			r = embkv_part_record(p, row);
-			t->opt->apply(&hp, t->dim, r->payload, row_state(p, row),
-				      row_step(p, row), grads + (size_t)i * t->dim);
+			if (t->narrow || t->state_bf16)
+				push_wide(t, &hp, p, row, r, keys[i],
+					  grads + (size_t)i * t->dim);
+			else
+				t->opt->apply(&hp, t->dim, r->payload,
+					      row_state(p, row),
+					      row_step(p, row),
+					      grads + (size_t)i * t->dim);
 			embkv_record_seal(r, keys[i], r->version + 1, t->payload_bytes);
 			embkv_lfu_mark_dirty(row_meta(p, row));
 			touch(p, row);
@@ -864,9 +1019,13 @@ uint32_t embkv_table_accumulate(struct embkv_table *t, uint32_t n,
 					continue;
 			}
 			r = embkv_part_record(c->p, row);
-			w = (float *)r->payload;
-			for (uint32_t k = 0; k < t->dim; k++)
-				w[k] += d[k];
+			if (t->narrow) {
+				accumulate_wide(t, r, keys[i], d);
+			} else {
+				w = (float *)r->payload;
+				for (uint32_t k = 0; k < t->dim; k++)
+					w[k] += d[k];
+			}
 			embkv_record_seal(r, keys[i], r->version + 1,
 					  t->payload_bytes);
 			embkv_lfu_mark_dirty(row_meta(c->p, row));
@@ -993,8 +1152,7 @@ static int restore_one(struct embkv_part *p, const struct embkv_probe *c,
 		version = r->version;
 	memcpy(rec->payload, r->payload, t->payload_bytes);
 	if (p->state)
-		memcpy(row_state(p, row), r->state,
-		       (size_t)t->state_floats * sizeof(float));
+		memcpy(row_state(p, row), r->state, t->state_bytes);
 	if (p->steps)
 		p->steps[row] = r->step;
 	*row_meta(p, row) = r->meta;

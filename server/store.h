@@ -111,7 +111,8 @@ struct embkv_part {
 	uint64_t rows;             /* live rows */
 	uint64_t next_fresh;       /* rows [0, next_fresh) were used before */
 	uint64_t free_head;        /* erased rows, linked through their payload */
-	float *state;              /* per row: optimizer state */
+	uint8_t *state;            /* per row: optimizer state,
+				      table->state_bytes each */
 	uint32_t *steps;           /* per row: step count (Adam) */
 	/* LFU counts live in each record's meta word (hashing/record.h). */
 	struct embkv_cms cms;      /* admission sketch (admit_after > 1) */
@@ -155,7 +156,17 @@ struct embkv_table {
 	uint32_t dim;
 	size_t payload_bytes;
 	size_t stride;
-	uint32_t state_floats;     /* optimizer state floats per row */
+	uint32_t state_floats;     /* optimizer state values per row */
+	size_t state_bytes;        /* their bytes: 4 each, 2 with
+				      EMBKV_TABLE_STATE_BF16 */
+	/* 16-bit storage (attr.dtype, attr.flags) */
+	enum embkv_dtype dtype;
+	bool narrow;               /* rows are 16-bit: updates convert */
+	bool state_bf16;           /* state stored as bf16 */
+	bool round_nearest;        /* write-backs round to nearest, not
+				      stochastically */
+	uint64_t sr_seed;          /* stochastic rounding's seed (from
+				      attr.init.seed) */
 	struct embkv_part *parts;  /* all nparts, loaded or not */
 	/* The partitions held from creation, one mapping per region kind
 	 * (store.c: slabs_load); NULL where none. */
@@ -270,33 +281,54 @@ static inline struct embkv_record *embkv_part_record(const struct embkv_part *p,
 	return (struct embkv_record *)(p->arena + row * p->table->stride);
 }
 
-/*
- * Lock-free validated lookup, any thread. For each key, out[i*dim...] gets
- * its row and found[i] = 1, or dflt (dim floats; NULL: zeros) and
- * found[i] = 0. Never returns another key's row. Counts into *rs (may be
- * NULL). Returns the number of keys found.
- */
-uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found,
-			  const float *dflt, struct embkv_read_stats *rs);
+/* Partition p's optimizer state of row (NULL when it keeps none). */
+static inline void *embkv_part_state_of(const struct embkv_part *p,
+					uint64_t row)
+{
+	return p->state ? p->state + row * p->table->state_bytes : NULL;
+}
 
 /*
- * Owner: pull rows. TRAIN: a missing key is created with the initializer,
- * unless the admission filter rejects it (then out gets the initializer
- * value and nothing is stored); INFER: a missing key gets dflt (NULL:
- * zeros). found[i] = 1 when the key was stored before this call (found may
+ * Rows in and out of the engine: pull, find and scan hand rows out as
+ * stored (t->payload_bytes each: dim elements of t->dtype), the bytes the
+ * record checksum covers; push, assign and accumulate take fp32 (grads,
+ * values, deltas: dim floats per key), and a 16-bit table rounds what it
+ * writes back (assign: to nearest; push, accumulate: the table's rounding).
+ * embkv_table_init_row writes key's initial row as stored (rounded to
+ * nearest from the initializer's floats).
+ */
+void embkv_table_init_row(const struct embkv_table *t, uint64_t key,
+			  void *dst);
+
+/*
+ * Lock-free validated lookup, any thread. For each key, row i of out (at
+ * i * t->payload_bytes, the stored type) gets its row and found[i] = 1, or
+ * dflt (one stored row; NULL: zeros) and found[i] = 0. Never returns
+ * another key's row. Counts into *rs (may be NULL). Returns the number of
+ * keys found.
+ */
+uint32_t embkv_table_find(const struct embkv_table *t, uint32_t n,
+			  const uint64_t *keys, void *out, uint8_t *found,
+			  const void *dflt, struct embkv_read_stats *rs);
+
+/*
+ * Owner: pull rows, as stored (t->payload_bytes each). TRAIN: a missing
+ * key is created with the initializer, unless the admission filter rejects
+ * it (then out gets the initializer value and nothing is stored); INFER: a
+ * missing key gets dflt (one stored row; NULL: zeros). found[i] = 1 when the key was stored before this call (found may
  * be NULL). Counts an access to every stored key. Returns the number found.
  */
 uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found,
-			  enum embkv_pull_mode mode, const float *dflt);
+			  const uint64_t *keys, void *out, uint8_t *found,
+			  enum embkv_pull_mode mode, const void *dflt);
 
-/* Owner: the stored rows of keys into out (n x dim), found[i] = 1 when
+/* Owner: the stored rows of keys into out (n rows of payload_bytes: dim
+ * elements of the table's dtype, as stored), found[i] = 1 when
  * stored (else out untouched, 0); counts nothing and touches no LFU
  * count, so that replication reads (server/repl.c) leave eviction and
  * the table's statistics as they were. Returns the number found. */
 uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
-			  const uint64_t *keys, float *out, uint8_t *found);
+			  const uint64_t *keys, void *out, uint8_t *found);
 
 /*
  * Owner: applies grads (n x dim) with the table's optimizer. A gradient for
@@ -335,8 +367,8 @@ struct embkv_row_view {
 	uint64_t row;             /* row id in the partition */
 	uint64_t key;
 	uint64_t version;         /* grows with every change of the row */
-	const float *payload;     /* dim floats */
-	const float *state;       /* state_floats floats; NULL: none */
+	const void *payload;      /* payload_bytes: dim elements of dtype */
+	const void *state;        /* state_bytes; NULL: none */
 	uint32_t step;            /* Adam's per-row step; 0: none */
 	uint32_t meta;            /* LFU word: count, dirty bit, epoch */
 };
@@ -357,7 +389,7 @@ int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
  * (or before the table is published). New code beside the hot paths.
  *
  * embkv_part_restore_row puts one row into partition i with its exact key,
- * payload, optimizer state (r->state: state_floats floats; ignored when the
+ * payload, optimizer state (r->state: state_bytes; ignored when the
  * optimizer keeps none), step and LFU word. Its version is r->version,
  * unless the row it lands on already carried a version at least that high
  * (a partition used before), then that one plus 1: a row's version only

@@ -135,5 +135,27 @@ if err=$("$bench" --mode replica --rows 5 2>&1); then
 elif ! printf '%s' "$err" | grep -q "bad value '5' for --rows"; then
 	echo "no clear error for replica --rows 5: $err"; status=1
 fi
+# Bytes-per-row mode (issue 17): every (dtype, optimizer, state) pair at
+# dim 64 on small filled tables; a 16-bit row costs less than an fp32 one
+# with the same optimizer, bf16 state less than fp32 state, and the figures
+# are the engine's (the record stride and state bytes it reports).
+bp=$("$bench" --mode bytes-per-row --rows 4096 --dims 64 --json) ||
+	{ echo "bytes-per-row mode failed: $bp"; status=1; }
+printf '%s' "$bp" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["results"]
+r = {(x["dtype"], x["optimizer"], x["state_dtype"]): x for x in d}
+assert len(r) == 21, len(r)
+for (dt, o, st), x in r.items():
+    assert x["rows"] == 4096 and x["bytes_per_row"] > x["record_stride"], x
+    assert x["stored_row_bytes"] == 64 * (4 if dt == "fp32" else 2), x
+    if dt != "fp32":
+        assert x["bytes_per_row"] < r[("fp32", o, st)]["bytes_per_row"], x
+    if st == "bf16":
+        assert x["bytes_per_row"] < r[(dt, o, "fp32")]["bytes_per_row"], x
+    assert x["onesided_read_bytes_per_row"] == 24 + x["stored_row_bytes"], x
+bf = r[("bf16", "rowwise_adagrad", "fp32")]
+assert bf["record_stride"] == 160 and bf["state_bytes_per_row"] == 4, bf
+' || { echo "bytes-per-row figures wrong: $bp"; status=1; }
 [ $status -eq 0 ] && echo "embkv-bench smoke: ok"
 exit $status

@@ -7,7 +7,9 @@
  * elements 1.. are equal to each other (equal gradients). The test asserts
  * that no reader ever accepted a bad row, and prints how often readers
  * had to retry. A third, unvalidated reader counts torn copies, to show
- * that the race was real.
+ * that the race was real. Run on an fp32 table and on a bf16 one (rows of
+ * 2-byte values, rounded to nearest so that equal elements stay equal:
+ * the checksum covers the 16-bit payload).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +30,7 @@
 
 struct shared {
 	struct embkv_table *t;
+	enum embkv_dtype dt;
 	volatile int stop;
 	uint64_t pool[POOL];
 	uint64_t accepted, bad, retries, reprobes, raw_torn;
@@ -44,6 +47,17 @@ static double now_s(void)
 static float tag_of(uint64_t key)
 {
 	return (float)(key % 100000) + 0.5f;
+}
+
+/* The tag as a row of dtype dt holds it (rounded once to nearest). */
+static float tag_stored(enum embkv_dtype dt, uint64_t key)
+{
+	float f = tag_of(key), back;
+	uint8_t b[4];
+
+	embkv_dtype_from_f32(dt, &f, b, 1);
+	embkv_dtype_to_f32(dt, b, &back, 1);
+	return back;
 }
 
 static void *owner(void *arg)
@@ -90,15 +104,16 @@ static void *reader(void *arg)
 {
 	struct shared *s = arg;
 	float out[POOL * DIM];
-	uint8_t found[POOL];
+	uint8_t raw[POOL * DIM * sizeof(float)], found[POOL];
 	struct embkv_read_stats rs = { 0 };
 	uint64_t accepted = 0, bad = 0;
 
 	while (!s->stop) {
-		embkv_table_find(s->t, POOL, s->pool, out, found, NULL, &rs);
+		embkv_table_find(s->t, POOL, s->pool, raw, found, NULL, &rs);
+		embkv_dtype_to_f32(s->dt, raw, out, POOL * DIM);
 		for (unsigned i = 0; i < POOL; i++) {
 			const float *r = out + i * DIM;
-			int ok = r[0] == tag_of(s->pool[i]);
+			int ok = r[0] == tag_stored(s->dt, s->pool[i]);
 
 			if (!found[i])
 				continue;
@@ -133,8 +148,11 @@ static void *raw_reader(void *arg)
 					(const void *)buf;
 
 				__atomic_thread_fence(__ATOMIC_ACQUIRE);
-				memcpy(buf, embkv_part_record(part, row), sizeof(buf));
-				torn += embkv_record_check(r, r->key, DIM * sizeof(float)) ==
+				memcpy(buf, embkv_part_record(part, row),
+				       EMBKV_RECORD_HDR_BYTES +
+					       t->payload_bytes);
+				torn += embkv_record_check(r, r->key,
+							   t->payload_bytes) ==
 					EMBKV_RECORD_TORN;
 			}
 		}
@@ -143,16 +161,19 @@ static void *raw_reader(void *arg)
 	return NULL;
 }
 
-static void test_owner_vs_readers(void **state)
+static void owner_vs_readers(enum embkv_dtype dt)
 {
 	struct embkv_table_attr a;
 	struct shared s;
 	pthread_t th[4];
 
-	(void)state;
 	memset(&s, 0, sizeof(s));
+	s.dt = dt;
 	embkv_table_attr_init(&a);
 	a.dim = DIM;
+	a.dtype = dt;
+	if (dt != EMBKV_DTYPE_F32)
+		a.flags = EMBKV_TABLE_ROUND_NEAREST;
 	a.capacity = 1024;
 	a.partitions = 2;
 	a.opt.lr = 1.0f;
@@ -176,10 +197,23 @@ static void test_owner_vs_readers(void **state)
 	embkv_table_destroy(s.t);
 }
 
+static void test_owner_vs_readers(void **state)
+{
+	(void)state;
+	owner_vs_readers(EMBKV_DTYPE_F32);
+}
+
+static void test_owner_vs_readers_bf16(void **state)
+{
+	(void)state;
+	owner_vs_readers(EMBKV_DTYPE_BF16);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_owner_vs_readers),
+		cmocka_unit_test(test_owner_vs_readers_bf16),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /*
- * tools/f16.h: float -> IEEE half rounds to nearest, ties to even, and
+ * hashing/f16.h: float -> IEEE half rounds to nearest, ties to even, and
  * half -> float is exact. Edge values by hand (zeros, subnormals, the
  * smallest normal, ties, the largest half and overflow, infinities, NaN),
  * every half back and forth, and, where the compiler has _Float16, a
@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "tools/f16.h"
+#include "hashing/f16.h"
 
 static float from_bits(uint32_t x)
 {

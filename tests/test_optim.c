@@ -3,7 +3,8 @@
  * this file computes in double precision, over several steps with varying
  * gradients, for a dim that is not a multiple of the vector width (37) and
  * one that is (64). Also: Adam's per-row step counts and bias corrections,
- * FTRL's exact zeros under L1, Adagrad's initial accumulator, writes that
+ * FTRL's exact zeros under L1, Adagrad's initial accumulator (and
+ * row-wise Adagrad's single one, fed the mean squared gradient), writes that
  * stay inside the row, and embkv_optim_check's rejections.
  */
 #include <stdarg.h>
@@ -100,6 +101,20 @@ static void ref_adagrad(const struct embkv_opt_attr *hp, struct ref_row *r,
 	}
 }
 
+/* Row-wise Adagrad: s[0] += mean(g^2); w -= lr g / (sqrt(s[0]) + eps). */
+static void ref_rowwise_adagrad(const struct embkv_opt_attr *hp,
+				struct ref_row *r, const float *g)
+{
+	double sum = 0.0;
+
+	for (uint32_t i = 0; i < r->dim; i++)
+		sum += (double)g[i] * g[i];
+	r->s[0] += sum / r->dim;
+	for (uint32_t i = 0; i < r->dim; i++)
+		r->w[i] -= (double)hp->lr * g[i] /
+			   (sqrt(r->s[0]) + (double)hp->eps);
+}
+
 static void ref_adam(const struct embkv_opt_attr *hp, struct ref_row *r,
 		     const float *g)
 {
@@ -154,6 +169,9 @@ static void ref_step(const struct embkv_opt_attr *hp, struct ref_row *r,
 	case EMBKV_OPT_FTRL:
 		ref_ftrl(hp, r, g);
 		break;
+	case EMBKV_OPT_ROWWISE_ADAGRAD:
+		ref_rowwise_adagrad(hp, r, g);
+		break;
 	default:
 		fail_msg("no reference for type %d", (int)hp->type);
 	}
@@ -191,6 +209,7 @@ static struct embkv_opt_attr hp_of(enum embkv_optimizer type)
 		hp.lr = LR_SGD;
 		break;
 	case EMBKV_OPT_ADAGRAD:
+	case EMBKV_OPT_ROWWISE_ADAGRAD:
 		hp.lr = LR_ADAGRAD;
 		hp.eps = ADAGRAD_EPS;
 		hp.initial_accum = ADAGRAD_ACC0;
@@ -250,7 +269,8 @@ static void row_setup(struct row *r, const struct embkv_opt_attr *hp,
 		r->s[i] = CANARY; /* init_state must overwrite all of it */
 	r->s[r->nstate] = CANARY;
 	r->ops->init_state(hp, dim, r->s);
-	if (hp->type == EMBKV_OPT_ADAGRAD)
+	if (hp->type == EMBKV_OPT_ADAGRAD ||
+	    hp->type == EMBKV_OPT_ROWWISE_ADAGRAD)
 		for (uint32_t i = 0; i < r->nstate; i++)
 			r->ref.s[i] = hp->initial_accum;
 }
@@ -310,10 +330,12 @@ static void test_ops_table(void **unused)
 	static const char *const names[EMBKV_OPT_COUNT] = {
 		[EMBKV_OPT_SGD] = "sgd", [EMBKV_OPT_ADAGRAD] = "adagrad",
 		[EMBKV_OPT_ADAM] = "adam", [EMBKV_OPT_FTRL] = "ftrl",
+		[EMBKV_OPT_ROWWISE_ADAGRAD] = "rowwise_adagrad",
 	};
 	static const uint32_t per_dim[EMBKV_OPT_COUNT] = {
 		[EMBKV_OPT_SGD] = 0, [EMBKV_OPT_ADAGRAD] = 1,
 		[EMBKV_OPT_ADAM] = 2, [EMBKV_OPT_FTRL] = 2,
+		[EMBKV_OPT_ROWWISE_ADAGRAD] = 0,
 	};
 
 	(void)unused;
@@ -323,7 +345,8 @@ static void test_ops_table(void **unused)
 		assert_non_null(ops);
 		assert_string_equal(ops->name, names[type]);
 		assert_int_equal(ops->state_floats(DIM_ODD),
-				 per_dim[type] * DIM_ODD);
+				 type == EMBKV_OPT_ROWWISE_ADAGRAD
+					 ? 1 : per_dim[type] * DIM_ODD);
 		assert_int_equal(ops->needs_step, type == EMBKV_OPT_ADAM);
 		assert_non_null(ops->init_state);
 		assert_non_null(ops->apply);
@@ -367,6 +390,41 @@ static void test_adagrad_matches_reference(void **unused)
 	run_against_reference(&hp, DIM_ODD, 0.0, 0.0);
 	run_against_reference(&hp, DIM_WIDE, 0.0, 0.0);
 	run_against_reference(&big_eps, DIM_ODD, 0.0, 0.0);
+}
+
+/* Row-wise Adagrad: one accumulator fed the mean of g^2 (so a row of
+ * larger gradients moves less per unit of gradient), against the
+ * double-precision formula over STEPS steps, dims 37 and 64, and with an
+ * eps large enough to show where it sits. */
+static void test_rowwise_adagrad_matches_reference(void **unused)
+{
+	const struct embkv_opt_attr hp = hp_of(EMBKV_OPT_ROWWISE_ADAGRAD);
+	struct embkv_opt_attr big_eps = hp;
+	struct row r;
+	float g[DIM_WIDE];
+
+	(void)unused;
+	big_eps.eps = LARGE_EPS;
+	run_against_reference(&hp, DIM_ODD, 0.0, 0.0);
+	run_against_reference(&hp, DIM_WIDE, 0.0, 0.0);
+	run_against_reference(&big_eps, DIM_ODD, 0.0, 0.0);
+	/* One step by hand: acc = 0.1 + mean(g^2), every weight moves by
+	 * the same multiple of its gradient. */
+	row_setup(&r, &hp, DIM_WIDE);
+	assert_int_equal(r.nstate, 1);
+	assert_true(r.s[0] == ADAGRAD_ACC0);
+	for (uint32_t i = 0; i < DIM_WIDE; i++)
+		g[i] = i % 2 ? 0.5f : -0.25f;
+	row_apply(&r, &hp, g);
+	assert_true(fabs(r.s[0] - (ADAGRAD_ACC0 + (0.25 + 0.0625) / 2)) <
+		    1e-7);
+	for (uint32_t i = 0; i < DIM_WIDE; i++) {
+		double mult = LR_ADAGRAD / (sqrt(ADAGRAD_ACC0 + 0.15625) +
+					    ADAGRAD_EPS);
+
+		assert_true(fabs(r.w[i] - (w0_at(i) - mult * g[i])) < 1e-6);
+	}
+	row_teardown(&r);
 }
 
 static void test_adam_matches_reference(void **unused)
@@ -682,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_sgd_matches_reference),
 		cmocka_unit_test(test_adagrad_initial_accum),
 		cmocka_unit_test(test_adagrad_matches_reference),
+		cmocka_unit_test(test_rowwise_adagrad_matches_reference),
 		cmocka_unit_test(test_adam_matches_reference),
 		cmocka_unit_test(test_adam_per_row_step),
 		cmocka_unit_test(test_adam_step_saturates),

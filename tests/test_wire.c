@@ -315,7 +315,7 @@ static int build_samples(void **state)
 	struct embkv_wire_pull_req pr = { 3, UID, DIM, N_KEYS,
 					  EMBKV_WIRE_PULL_INFER, sample_keys };
 	struct embkv_wire_pull_reply prep = { N_KEYS, DIM, sample_found,
-					      sample_vals };
+					      sample_vals, EMBKV_DTYPE_F32 };
 	struct embkv_wire_rows_req rr = { 3, UID, DIM, N_KEYS, sample_keys,
 					  sample_vals };
 	struct embkv_wire_erase_req er = { 3, UID, N_KEYS, sample_keys };
@@ -1394,13 +1394,83 @@ static void test_table_list_invalid(void **state)
 	free(b);
 }
 
+/* A PULL reply of a 16-bit table: dim 2 bytes a value, the dtype byte
+ * after a u16 dim (an fp32 reply keeps its old bytes, dtype 0), what a
+ * reader of the old u32 dim would see (over 4096: refused), an unknown
+ * dtype and a set reserved byte refused, prepare == encode. */
+static void test_pull_reply_16bit(void **state)
+{
+	enum { N = 5, D = 3 };
+	static const uint8_t found[N] = { 1, 0, 1, 1, 0 };
+	uint16_t vals[N * D];
+	struct embkv_wire_pull_reply m = { N, D, found, vals,
+					   EMBKV_DTYPE_BF16 }, d;
+	uint8_t *b, *b2, *f;
+	void *v;
+	size_t len, len32;
+
+	(void)state;
+	for (int i = 0; i < N * D; i++)
+		vals[i] = (uint16_t)(0x3f80 + i);
+	assert_int_equal(embkv_wire_pull_reply_size_dt(N, D, EMBKV_DTYPE_BF16,
+						       &len), 0);
+	assert_int_equal(len, 8 + 8 + 2 * N * D);
+	assert_int_equal(embkv_wire_pull_reply_size(N, D, &len32), 0);
+	assert_int_equal(len32, 8 + 8 + 4 * N * D);
+	assert_int_equal(embkv_wire_pull_reply_size_dt(N, D, 9, &len),
+			 -EINVAL);
+	assert_int_equal(embkv_wire_pull_reply_size_dt(N, D, EMBKV_DTYPE_F16,
+						       &len), 0);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_pull_reply_encode(&m, b, len), 0);
+	assert_int_equal(b[4] | b[5] << 8, D);
+	assert_int_equal(b[6], EMBKV_DTYPE_BF16);
+	assert_int_equal(b[7], 0);
+	/* an old reader's u32 dim: D | 2 << 16, over EMBKV_MAX_DIM */
+	assert_true(((uint32_t)b[4] | (uint32_t)b[5] << 8 |
+		     (uint32_t)b[6] << 16) > EMBKV_MAX_DIM);
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &d), 0);
+	assert_int_equal(d.dtype, EMBKV_DTYPE_BF16);
+	assert_int_equal(d.dim, D);
+	assert_memory_equal(d.vals, vals, sizeof(vals));
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_PULL |
+						  EMBKV_WIRE_OP_REPLY, b, len),
+			 0);
+	/* the same bytes claimed as fp32 do not add up */
+	b[6] = EMBKV_DTYPE_F32;
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	b[6] = 7;
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	b[6] = EMBKV_DTYPE_BF16;
+	b[7] = 1;
+	assert_int_equal(embkv_wire_pull_reply_decode(b, len, &d),
+			 EMBKV_EPROTO);
+	b[7] = 0;
+	b2 = xmalloc(len);
+	memset(b2, 0xee, len);
+	assert_int_equal(embkv_wire_pull_reply_prepare_dt(N, D,
+							  EMBKV_DTYPE_BF16, b2,
+							  len, &f, &v), 0);
+	memcpy(f, found, N);
+	memcpy(v, vals, sizeof(vals));
+	assert_memory_equal(b, b2, len);
+	/* more bf16 rows than fp32 rows fit a body */
+	assert_true(embkv_wire_pull_reply_max_rows_dt(1u << 16, 64,
+						      EMBKV_DTYPE_BF16) >
+		    embkv_wire_pull_reply_max_rows(1u << 16, 64));
+	free(b);
+	free(b2);
+}
+
 static void test_pull_round_trip(void **state)
 {
 	struct embkv_wire_pull_req m = { 11, UID, DIM, N_KEYS,
 					 EMBKV_WIRE_PULL_TRAIN, sample_keys };
 	struct embkv_wire_pull_req d;
 	struct embkv_wire_pull_reply rm = { N_KEYS, DIM, sample_found,
-					    sample_vals };
+					    sample_vals, EMBKV_DTYPE_F32 };
 	struct embkv_wire_pull_reply rd;
 	uint64_t *keys;
 	uint8_t *found;
@@ -2887,7 +2957,10 @@ static int fz_pull_reply(const uint8_t *b, size_t len)
 		return rc;
 	for (i = 0; i < m.n; i++)
 		assert_true(m.found[i] <= 1);
-	assert_true((const uint8_t *)(m.vals + (size_t)m.n * m.dim) == b + len);
+	assert_true((const uint8_t *)m.vals +
+			    (size_t)m.n * m.dim *
+				    embkv_dtype_size((enum embkv_dtype)m.dtype) ==
+		    b + len);
 	return 0;
 }
 
@@ -3217,6 +3290,7 @@ int main(void)
 		cmocka_unit_test(test_table_list_round_trip),
 		cmocka_unit_test(test_table_list_invalid),
 		cmocka_unit_test(test_pull_round_trip),
+		cmocka_unit_test(test_pull_reply_16bit),
 		cmocka_unit_test(test_rows_round_trip),
 		cmocka_unit_test(test_erase_count_round_trip),
 		cmocka_unit_test(test_hits_round_trip),

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <xxhash.h>
 #include "server/store.h"
+#include "tools/bench_bpr.h"
 #include "tools/bench_ckpt.h"
 #include "tools/bench_move.h"
 #include "tools/bench_latency.h"
@@ -325,6 +326,7 @@ static void usage(FILE *f)
 		"       embkv-bench --mode latency [options]  (infer pulls vs Redis, memcached; see --mode latency --help)\n"
 		"       embkv-bench --mode multi [options] (many tables per step; see --mode multi --help)\n"
 		"       embkv-bench --mode replica [options]  (a replica's lag; see --mode replica --help)\n"
+		"       embkv-bench --mode bytes-per-row [--dims 64,128] [--json]  (memory per row)\n"
 		"In-process benchmark of the shard store against plain-array bounds.\n"
 		"  --keys N        rows in the table (default %llu)\n"
 		"  --dim D         floats per row (default %u)\n"
@@ -476,7 +478,7 @@ int main(int argc, char **argv)
 		{ "net", bench_net_main },         { "rdma-count", bench_rdma_main },
 		{ "ckpt", bench_ckpt_main },       { "move", bench_move_main },
 		{ "latency", bench_latency_main }, { "multi", bench_multi_main },
-		{ "replica", bench_replica_main },
+		{ "replica", bench_replica_main }, { "bytes-per-row", bench_bpr_main },
 	};
 	for (int i = 1; i < argc; i++)
 		for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {

@@ -36,7 +36,7 @@
 
 #include <embkv/embkv.h>
 #include "tools/ctl.h"
-#include "tools/f16.h"
+#include "hashing/f16.h"
 
 #define EX_MAGIC "EMBKVEX1"
 #define EX_TRAILER_MAGIC "EMBKVEND"
@@ -337,19 +337,27 @@ static int keys_grow(struct export_state *e, uint64_t more)
 }
 
 /* Scans every partition: keys into e->keys, values (converted) to the
- * scratch file. */
+ * scratch file. Pages come as the table stores its rows; a 16-bit table's
+ * are widened to fp32 (exact), then narrowed to the file's fp16 when
+ * asked (exact again for an fp16 table: export never rounds twice). */
 static int export_scan(struct export_state *e, struct progress *pr)
 {
-	uint32_t nparts = embkv_table_attr_get(e->t)->partitions;
+	const struct embkv_table_attr *ta = embkv_table_attr_get(e->t);
+	uint32_t nparts = ta->partitions;
 	size_t in_row = (size_t)e->dim * sizeof(float);
+	size_t stored_row = (size_t)e->dim * embkv_dtype_size(ta->dtype);
 	uint64_t *keys = malloc(EX_PAGE_ROWS * sizeof(uint64_t));
 	float *vals = malloc(EX_PAGE_ROWS * in_row);
+	void *stored = ta->dtype == EMBKV_DTYPE_F32
+			       ? (void *)vals
+			       : malloc(EX_PAGE_ROWS * stored_row);
 	uint16_t *half = NULL;
 	int rc = 0;
 
 	if (e->dtype == EX_DTYPE_F16)
 		half = malloc(EX_PAGE_ROWS * (size_t)e->dim * sizeof(uint16_t));
-	if (!keys || !vals || (e->dtype == EX_DTYPE_F16 && !half)) {
+	if (!keys || !vals || !stored ||
+	    (e->dtype == EX_DTYPE_F16 && !half)) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -361,7 +369,7 @@ static int export_scan(struct export_state *e, struct progress *pr)
 			const void *out = vals;
 
 			rc = embkv_scan(e->t, p, &cursor, EX_PAGE_ROWS, keys,
-					vals, &n);
+					stored, &n);
 			if (rc) {
 				fprintf(stderr, "%s: export: scan of partition "
 					"%u: %s\n", embkv_ctl_prog, p,
@@ -374,6 +382,9 @@ static int export_scan(struct export_state *e, struct progress *pr)
 			if (rc)
 				goto out;
 			memcpy(e->keys + e->rows, keys, (size_t)n * 8);
+			if (stored != (void *)vals)
+				embkv_dtype_to_f32(ta->dtype, stored, vals,
+						   (size_t)n * e->dim);
 			if (half) {
 				for (size_t i = 0; i < (size_t)n * e->dim; i++)
 					half[i] = embkv_f32_to_f16(vals[i]);
@@ -392,6 +403,8 @@ static int export_scan(struct export_state *e, struct progress *pr)
 	}
 out:
 	free(half);
+	if (stored != (void *)vals)
+		free(stored);
 	free(vals);
 	free(keys);
 	return rc;

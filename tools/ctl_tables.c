@@ -28,14 +28,19 @@ static void attr_json_fields(const struct embkv_table_attr *a)
 {
 	printf("\"name\":");
 	embkv_ctl_json_str(a->name);
-	printf(",\"dim\":%u,\"dtype\":\"f32\",\"partitions\":%u,"
+	printf(",\"dim\":%u,\"dtype\":\"%s\",\"rounding\":\"%s\","
+	       "\"state_dtype\":\"%s\",\"partitions\":%u,"
 	       "\"capacity\":%" PRIu64 ",\"optimizer\":\"%s\",\"lr\":%g,"
 	       "\"beta1\":%g,\"beta2\":%g,\"eps\":%g,\"initial_accum\":%g,"
 	       "\"l1\":%g,\"l2\":%g,\"ftrl_beta\":%g,\"init\":\"%s\","
 	       "\"init_a\":%g,\"init_b\":%g,\"init_seed\":%" PRIu64 ","
 	       "\"admit_after\":%u,\"lfu_decay_period\":%u,"
 	       "\"hash_seed\":%" PRIu64 ",\"index_load\":%g",
-	       a->dim, a->partitions, a->capacity,
+	       a->dim, embkv_dtype_name(a->dtype),
+	       a->dtype == EMBKV_DTYPE_F32 ? "none" :
+	       a->flags & EMBKV_TABLE_ROUND_NEAREST ? "nearest" : "stochastic",
+	       a->flags & EMBKV_TABLE_STATE_BF16 ? "bf16" : "fp32",
+	       a->partitions, a->capacity,
 	       embkv_optimizer_name(a->opt.type), (double)a->opt.lr,
 	       (double)a->opt.beta1, (double)a->opt.beta2, (double)a->opt.eps,
 	       (double)a->opt.initial_accum, (double)a->opt.l1,
@@ -251,6 +256,7 @@ enum create_opt {
 	C_DIM = 1000, C_PARTS, C_CAP, C_OPT, C_LR, C_BETA1, C_BETA2, C_EPS,
 	C_ACCUM, C_L1, C_L2, C_FTRL_BETA, C_INIT, C_INIT_A, C_INIT_B,
 	C_INIT_SEED, C_ADMIT, C_DECAY, C_HASH_SEED, C_INDEX_LOAD, C_DTYPE,
+	C_ROUNDING, C_STATE_DTYPE,
 };
 
 static int create_set(struct embkv_table_attr *a, int o, const char *v)
@@ -289,7 +295,27 @@ static int create_set(struct embkv_table_attr *a, int o, const char *v)
 	case C_HASH_SEED: return embkv_ctl_parse_u64(v, &a->hash_seed);
 	case C_INDEX_LOAD: return embkv_ctl_parse_float(v, &a->index_load);
 	case C_DTYPE:
-		return strcmp(v, "f32") == 0 ? 0 : -EINVAL;
+		e = embkv_dtype_parse(v);
+		if (e < 0)
+			return e;
+		a->dtype = (enum embkv_dtype)e;
+		return 0;
+	case C_ROUNDING:
+		if (strcmp(v, "nearest") == 0)
+			a->flags |= EMBKV_TABLE_ROUND_NEAREST;
+		else if (strcmp(v, "stochastic") == 0)
+			a->flags &= ~EMBKV_TABLE_ROUND_NEAREST;
+		else
+			return -EINVAL;
+		return 0;
+	case C_STATE_DTYPE:
+		if (strcmp(v, "bf16") == 0)
+			a->flags |= EMBKV_TABLE_STATE_BF16;
+		else if (embkv_dtype_parse(v) == EMBKV_DTYPE_F32)
+			a->flags &= ~EMBKV_TABLE_STATE_BF16;
+		else
+			return -EINVAL;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -355,6 +381,22 @@ static bool attr_explain(const struct embkv_table_attr *a, char *why,
 			 "default) or from 0.5 to 1", (double)a->index_load);
 		return true;
 	}
+	if ((a->flags & EMBKV_TABLE_ROUND_NEAREST) &&
+	    a->dtype == EMBKV_DTYPE_F32) {
+		snprintf(why, len, "--rounding nearest: only for --dtype "
+			 "fp16 or bf16 (fp32 rows are not rounded)");
+		return true;
+	}
+	if ((a->flags & EMBKV_TABLE_STATE_BF16) &&
+	    a->opt.type != EMBKV_OPT_ADAGRAD && a->opt.type != EMBKV_OPT_ADAM) {
+		snprintf(why, len, "--state-dtype bf16: only for --optimizer "
+			 "adagrad or adam (%s keeps %s)",
+			 embkv_optimizer_name(a->opt.type),
+			 a->opt.type == EMBKV_OPT_SGD ? "no state" :
+			 a->opt.type == EMBKV_OPT_ROWWISE_ADAGRAD
+				 ? "one fp32 per row" : "fp32 state");
+		return true;
+	}
 	return false;
 }
 
@@ -365,14 +407,22 @@ static void value_explain(int o, const char *opt, const char *v, char *why,
 	switch (o) {
 	case C_OPT:
 		snprintf(why, len, "%s %s: must be one of sgd, adagrad, adam, "
-			 "ftrl", opt, v);
+			 "ftrl, rowwise_adagrad", opt, v);
 		return;
 	case C_INIT:
 		snprintf(why, len, "%s %s: must be one of zeros, uniform, "
 			 "normal", opt, v);
 		return;
 	case C_DTYPE:
-		snprintf(why, len, "%s %s: must be f32", opt, v);
+		snprintf(why, len, "%s %s: must be one of fp32, fp16, bf16",
+			 opt, v);
+		return;
+	case C_ROUNDING:
+		snprintf(why, len, "%s %s: must be stochastic or nearest", opt,
+			 v);
+		return;
+	case C_STATE_DTYPE:
+		snprintf(why, len, "%s %s: must be fp32 or bf16", opt, v);
 		return;
 	case C_DIM: case C_PARTS: case C_ADMIT: case C_DECAY:
 	case C_CAP: case C_INIT_SEED: case C_HASH_SEED:
@@ -421,6 +471,8 @@ int embkv_ctl_create_parse(int argc, char **argv,
 		{ "hash-seed", required_argument, NULL, C_HASH_SEED },
 		{ "index-load", required_argument, NULL, C_INDEX_LOAD },
 		{ "dtype", required_argument, NULL, C_DTYPE },
+		{ "rounding", required_argument, NULL, C_ROUNDING },
+		{ "state-dtype", required_argument, NULL, C_STATE_DTYPE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};

@@ -17,6 +17,13 @@
  * batch's pull runs asynchronously while this one computes and pushes,
  * as a real trainer overlaps them (--sync turns that off).
  *
+ * A created table stores its rows as --dtype (fp32, fp16 or bf16, with
+ * --rounding stochastic or nearest for the optimizer's write-backs) and
+ * trains with --optimizer (adagrad by default); the demo itself works in
+ * fp32 either way (the client widens pulled rows), so comparing the final
+ * loss of an fp32 and a bf16 table with the same --seed and --sync shows
+ * what 16-bit storage costs (tests/ops/demo_dtype_test.sh).
+ *
  * Prints a progress line every --report batches (batches, rows/s,
  * moving-average loss); the loss falls as hot keys learn their weights.
  * Exit status: 0 done, 1 an operation failed (or, with --check, the loss
@@ -63,6 +70,9 @@ struct opts {
 	uint32_t batches, batch, features, vocab, dim, report;
 	uint64_t seed;
 	int quiet, sync, check;
+	enum embkv_dtype dtype;   /* a created table's storage type */
+	enum embkv_optimizer opt; /* and optimizer */
+	uint32_t table_flags;     /* EMBKV_TABLE_ROUND_NEAREST */
 	/* SGD tables only: each key's pushed gradient is the mean of its
 	 * occurrences times sgd_scale (SGD_STEP / the table's lr). */
 	double sgd_scale;
@@ -246,14 +256,17 @@ static int open_table(const struct opts *o, struct embkv_client *c,
 	a.dim = o->dim;
 	a.partitions = TABLE_PARTS;
 	a.capacity = TABLE_CAPACITY;
-	a.opt.type = EMBKV_OPT_ADAGRAD;
+	a.dtype = o->dtype;
+	a.flags = o->table_flags;
+	a.opt.type = o->opt;
 	a.opt.lr = TABLE_LR;
 	rc = embkv_table_create_remote(c, &a);
 	if (rc && rc != EMBKV_ETABLEEXISTS) /* another trainer was first */
 		return rc;
 	if (!o->quiet && !rc)
-		printf("embkv-demo: created table %s (dim %u, adagrad lr %g)\n",
-		       a.name, a.dim, (double)a.opt.lr);
+		printf("embkv-demo: created table %s (dim %u, %s, %s lr %g)\n",
+		       a.name, a.dim, embkv_dtype_name(a.dtype),
+		       embkv_optimizer_name(a.opt.type), (double)a.opt.lr);
 	return embkv_table_open(c, o->table, t);
 }
 
@@ -367,7 +380,7 @@ static int train(const struct opts *o, struct embkv_table_handle *t)
 	pull_finish(&b[1]);
 	if (!rc)
 		printf("embkv-demo: %u batches of %u examples in %.2f s, loss "
-		       "%.4f -> %.4f\n", o->batches, o->batch, now_s() - t0,
+		       "%.6f -> %.6f\n", o->batches, o->batch, now_s() - t0,
 		       first, avg);
 	if (!rc && o->check && !(avg < LOSS_FALL * first)) {
 		fprintf(stderr, "embkv-demo: the loss did not fall\n");
@@ -398,6 +411,11 @@ static void usage(FILE *f)
 "  --features N         categorical fields per example [%u]\n"
 "  --vocab N            ids per field (Zipf %.1f) [%u]\n"
 "  --dim N              row width of a created table [%u]\n"
+"  --dtype T            storage of a created table: fp32, fp16, bf16 [fp32]\n"
+"  --rounding R         its 16-bit write-backs: stochastic, nearest\n"
+"                       [stochastic]\n"
+"  --optimizer NAME     its optimizer: adagrad, rowwise_adagrad, adam,\n"
+"                       sgd, ftrl [adagrad]\n"
 "  --report N           a progress line every N batches [%u]\n"
 "  --seed N             data seed [%llu]\n"
 "  --sync               pull synchronously (no overlap)\n"
@@ -411,7 +429,8 @@ static void usage(FILE *f)
 
 enum demo_opt {
 	O_SERVERS = 1000, O_TOKEN, O_TABLE, O_BATCHES, O_BATCH, O_FEATURES,
-	O_VOCAB, O_DIM, O_REPORT, O_SEED, O_SYNC, O_CHECK, O_QUIET,
+	O_VOCAB, O_DIM, O_REPORT, O_SEED, O_SYNC, O_CHECK, O_QUIET, O_DTYPE,
+	O_ROUNDING, O_OPTIMIZER,
 };
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -430,11 +449,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "sync", no_argument, NULL, O_SYNC },
 		{ "check", no_argument, NULL, O_CHECK },
 		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "dtype", required_argument, NULL, O_DTYPE },
+		{ "rounding", required_argument, NULL, O_ROUNDING },
+		{ "optimizer", required_argument, NULL, O_OPTIMIZER },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t v;
-	int c, bad = 0, li = -1;
+	int c, e, bad = 0, li = -1;
 
 	memset(o, 0, sizeof(*o));
 	o->table = DEFAULT_TABLE;
@@ -445,6 +467,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->dim = DEFAULT_DIM;
 	o->report = DEFAULT_REPORT;
 	o->seed = DEFAULT_SEED;
+	o->dtype = EMBKV_DTYPE_F32;
+	o->opt = EMBKV_OPT_ADAGRAD;
 	opterr = 0;
 	while (!bad && (c = getopt_long(argc, argv, ":h", lopts, &li)) != -1) {
 		switch (c) {
@@ -478,6 +502,22 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case O_SEED:
 			bad = embkv_tool_parse_u64(optarg, 0, UINT64_MAX, &o->seed);
 			break;
+		case O_DTYPE:
+			e = embkv_dtype_parse(optarg);
+			bad = e < 0;
+			o->dtype = bad ? EMBKV_DTYPE_F32 : (enum embkv_dtype)e;
+			break;
+		case O_ROUNDING:
+			bad = strcmp(optarg, "nearest") &&
+			      strcmp(optarg, "stochastic");
+			o->table_flags = strcmp(optarg, "nearest") ? 0
+						: EMBKV_TABLE_ROUND_NEAREST;
+			break;
+		case O_OPTIMIZER:
+			e = embkv_optimizer_parse(optarg);
+			bad = e < 0;
+			o->opt = bad ? EMBKV_OPT_ADAGRAD : (enum embkv_optimizer)e;
+			break;
 		case O_SYNC: o->sync = 1; break;
 		case O_CHECK: o->check = 1; break;
 		case O_QUIET: o->quiet = 1; break;
@@ -497,6 +537,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (bad || optind < argc) {
 		fprintf(stderr, "embkv-demo: bad argument %s (see --help)\n",
 			argv[optind < argc ? optind : optind - 1]);
+		return EXIT_USAGE;
+	}
+	if ((o->table_flags & EMBKV_TABLE_ROUND_NEAREST) &&
+	    o->dtype == EMBKV_DTYPE_F32) {
+		fprintf(stderr, "embkv-demo: --rounding is for --dtype fp16 "
+			"or bf16\n");
 		return EXIT_USAGE;
 	}
 	if ((uint64_t)o->batch * (o->features + 1) > UINT32_MAX) {

@@ -76,22 +76,49 @@ const char *embkv_strerror(int status);
 #define EMBKV_MAX_PARTITIONS 65536u
 #define EMBKV_MAX_ROWS_PER_PARTITION ((uint64_t)1 << 32)
 
+/*
+ * Storage type of a table's rows. Optimizer arithmetic is always fp32: a
+ * 16-bit row is widened, updated and written back rounded (stochastically
+ * or to nearest, EMBKV_TABLE_ROUND_NEAREST). Rows travel on the wire and
+ * through one-sided READs as stored; the client converts to and from the
+ * caller's floats (embkv_pull_raw hands the stored rows out).
+ */
 enum embkv_dtype {
-	EMBKV_DTYPE_F32 = 0, /* the only storage type for now */
+	EMBKV_DTYPE_F32 = 0,
+	EMBKV_DTYPE_F16 = 1,  /* IEEE 754 binary16 */
+	EMBKV_DTYPE_BF16 = 2, /* bfloat16: the upper 16 bits of an fp32 */
+	EMBKV_DTYPE_COUNT,
 };
 
 /*
- * Bytes of one stored element of dtype (4 for EMBKV_DTYPE_F32): a row
- * stored as dtype takes dim times this. 0 for a value that names no
- * dtype. Pure; any thread.
+ * Bytes of one stored element of dtype (4 for EMBKV_DTYPE_F32, 2 for the
+ * 16-bit types): a row stored as dtype takes dim times this. 0 for a value
+ * that names no dtype. Pure; any thread.
  */
 size_t embkv_dtype_size(enum embkv_dtype dtype);
+/* "fp32", "fp16", "bf16" ("unknown" otherwise); parse also takes "f32",
+ * "f16", "float32", "float16", "bfloat16" and returns the dtype or -EINVAL. */
+const char *embkv_dtype_name(enum embkv_dtype dtype);
+int embkv_dtype_parse(const char *name);
+
+/*
+ * Converts n elements between fp32 and a stored dtype (round to nearest,
+ * ties to even; NaN stays NaN, out-of-range fp16 becomes infinity). src
+ * and dst must not overlap. Pure; any thread.
+ */
+void embkv_dtype_from_f32(enum embkv_dtype dtype, const float *src,
+			  void *dst, size_t n);
+void embkv_dtype_to_f32(enum embkv_dtype dtype, const void *src, float *dst,
+			size_t n);
 
 enum embkv_optimizer {
 	EMBKV_OPT_SGD = 0,
 	EMBKV_OPT_ADAGRAD = 1,
 	EMBKV_OPT_ADAM = 2,     /* sparse/lazy Adam: per-row step counts */
 	EMBKV_OPT_FTRL = 3,     /* FTRL-Proximal, learning-rate power -1/2 */
+	/* Row-wise Adagrad (FBGEMM's): one fp32 accumulator per row,
+	 * acc += mean(g^2); w -= lr * g / (sqrt(acc) + eps). */
+	EMBKV_OPT_ROWWISE_ADAGRAD = 4,
 	EMBKV_OPT_COUNT,
 };
 
@@ -144,8 +171,28 @@ struct embkv_table_attr {
 	uint64_t hash_seed;         /* key hash seed */
 	float index_load;           /* index slots in use at full capacity,
 	                               in [0.5, 1]; 0: the default (0.92) */
-	uint32_t flags;             /* reserved, must be 0 */
+	uint32_t flags;             /* EMBKV_TABLE_* below, others 0 */
 };
+
+/*
+ * embkv_table_attr.flags.
+ *
+ * ROUND_NEAREST: a 16-bit table (fp16, bf16) writes optimizer updates
+ * back rounded to nearest (ties to even) instead of stochastically. The
+ * default, stochastic rounding, rounds up with probability equal to the
+ * distance from the value below, with a random number that is a pure
+ * function of the table's init seed, the key, the row's new version and
+ * the element (as FBGEMM's low-precision SGD does): the same pushes give
+ * the same rows. Assigned values, initial rows and restored rows are
+ * always rounded to nearest. Only for 16-bit dtypes (else -EINVAL).
+ *
+ * STATE_BF16: optimizer state (Adagrad's accumulators, Adam's moments)
+ * stored as bf16, rounded like the row; the arithmetic stays fp32. Only
+ * for Adagrad and Adam (else -EINVAL).
+ */
+#define EMBKV_TABLE_ROUND_NEAREST (1u << 0)
+#define EMBKV_TABLE_STATE_BF16 (1u << 1)
+#define EMBKV_TABLE_FLAGS_KNOWN (EMBKV_TABLE_ROUND_NEAREST | EMBKV_TABLE_STATE_BF16)
 
 /* Fills defaults: dim 64, fp32, 64 partitions, capacity 1M rows, SGD lr
  * 0.01, uniform(-0.01, 0.01) init, admission off. */
@@ -325,7 +372,8 @@ enum embkv_mode {
 
 /*
  * Pulls n rows into out (n x dim floats, row i for keys[i]). Duplicate
- * keys are fetched once. found (may be NULL) gets 1 for a stored key, 0
+ * keys are fetched once. Rows of an fp16 or bf16 table travel as stored
+ * and are widened to float here (exactly; embkv_pull_raw skips that). found (may be NULL) gets 1 for a stored key, 0
  * otherwise. In infer mode a missing key reads as dflt (dim floats; NULL:
  * zeros). Keys go to their servers in parallel.
  *
@@ -338,6 +386,18 @@ int embkv_pull(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 	       float *out, uint8_t *found, enum embkv_mode mode,
 	       const float *dflt);
 
+/*
+ * embkv_pull, but rows are handed out as the table stores them: n x dim
+ * elements of embkv_dtype_size(dtype) bytes each (for a bf16 table, the
+ * 16-bit rows a GPU kernel or numpy reads as they are; for fp32 the same
+ * as embkv_pull). In infer mode a missing key reads as dflt (one stored
+ * row; NULL: zeros). No conversion: the bytes are the ones the record
+ * checksum covered.
+ */
+int embkv_pull_raw(struct embkv_table_handle *t, uint32_t n,
+		   const uint64_t *keys, void *out, uint8_t *found,
+		   enum embkv_mode mode, const void *dflt);
+
 /* Pushes gradients (n x dim): duplicates are summed client-side, the
  * server applies the table's optimizer. *applied (may be NULL) gets how
  * many distinct keys were applied (the rest were not stored). */
@@ -345,7 +405,9 @@ int embkv_push(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
 	       const float *grads, uint32_t *applied);
 
 /* Stores values (n x dim) as the rows of keys (last one wins for a
- * duplicate key), bypassing admission. */
+ * duplicate key), bypassing admission. An fp16 or bf16 table stores each
+ * value rounded to nearest (ties to even), so a pull gives it back rounded
+ * once. */
 int embkv_assign(struct embkv_table_handle *t, uint32_t n,
 		 const uint64_t *keys, const float *values);
 
@@ -369,7 +431,8 @@ int embkv_erase(struct embkv_table_handle *t, uint32_t n, const uint64_t *keys,
  * one SCAN to the partition's server (routed by the table's shard map, a
  * stale map refreshed and the page asked again, as the batch calls do),
  * copies up to max rows into keys (max keys) and values (max rows of dim
- * floats, the table's fp32), sets *n and advances *cursor. The partition
+ * elements of the table's dtype, as stored: embkv_dtype_to_f32 widens
+ * them), sets *n and advances *cursor. The partition
  * is done when *cursor is EMBKV_SCAN_END; a call at EMBKV_SCAN_END returns
  * 0 with *n = 0 and sends nothing. *n may be 0 before the end (the server
  * bounds the rows it visits per page): keep calling until the end.

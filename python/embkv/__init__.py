@@ -279,13 +279,29 @@ class Client:
                      optimizer="sgd", lr=None, eps=None, initial_accum=None,
                      beta1=None, beta2=None, l1=None, l2=None, ftrl_beta=None,
                      init=None, init_a=None, init_b=None, seed=None,
-                     admit_after=None, hash_seed=None):
+                     admit_after=None, hash_seed=None, dtype="fp32",
+                     rounding="stochastic", state_dtype="fp32"):
         """Creates a table on every server (embkv_table_create_remote).
-        Unset arguments keep embkv_table_attr_init()'s defaults."""
+        Unset arguments keep embkv_table_attr_init()'s defaults. dtype:
+        the rows' storage ("fp32", "fp16", "bf16"); rounding: how a 16-bit
+        table writes optimizer updates back ("stochastic" or "nearest");
+        state_dtype: "bf16" stores Adagrad/Adam state as bf16."""
         a = _lib.TableAttr()
         lib.embkv_table_attr_init(byref(a))
         a.name = _name(name)
         a.dim = dim
+        dt = lib.embkv_dtype_parse(dtype.encode())
+        if dt < 0:
+            raise ValueError("embkv: unknown dtype %r" % (dtype,))
+        a.dtype = dt
+        if rounding not in ("stochastic", "nearest"):
+            raise ValueError("embkv: rounding %r: stochastic or nearest"
+                             % (rounding,))
+        if state_dtype not in ("fp32", "bf16"):
+            raise ValueError("embkv: state_dtype %r: fp32 or bf16"
+                             % (state_dtype,))
+        a.flags = ((1 if rounding == "nearest" else 0) |
+                   (2 if state_dtype == "bf16" else 0))
         opt = lib.embkv_optimizer_parse(optimizer.encode())
         if opt < 0:
             raise ValueError("embkv: unknown optimizer %r" % (optimizer,))
@@ -426,6 +442,7 @@ class Table:
         self.capacity = a.capacity
         self.optimizer = lib.embkv_optimizer_name(a.opt.type).decode()
         self.lr = a.opt.lr
+        self.dtype = lib.embkv_dtype_name(a.dtype).decode()
         self._ops = set()
         self._lock = threading.Lock()
 
@@ -477,6 +494,32 @@ class Table:
                    "embkv_pull", "table %r, %d keys" % (self.name, k.n))
         del dkeep
         return (out, _bool(fl)) if found else out
+
+    def pull_raw(self, keys, mode="train"):
+        """Rows of keys as the table stores them (embkv_pull_raw): for an
+        fp16 table an (n, dim) float16 array, for bf16 the 16-bit patterns
+        as uint16 (numpy has no bfloat16; with torch keys a torch.bfloat16
+        tensor), for fp32 float32. No conversion: the stored bytes. mode
+        'infer': missing keys read as zeros."""
+        k = _Keys(keys)
+        m = _mode(mode)
+        if self.dtype == "fp16":
+            npt, tt = np.float16, (_torch.float16 if k.torch else None)
+        elif self.dtype == "bf16":
+            npt, tt = np.uint16, (_torch.bfloat16 if k.torch else None)
+        else:
+            npt, tt = np.float32, (_torch.float32 if k.torch else None)
+        if tt is not None:
+            out = _torch.empty((k.n, self.dim), dtype=tt)
+            ptr = out.data_ptr() if k.n else 0
+        else:
+            out = np.empty((k.n, self.dim), dtype=npt)
+            ptr = out.ctypes.data
+        if k.n:
+            _check(lib.embkv_pull_raw(self._h(), k.n, k.ptr, ptr, None, m,
+                                      None),
+                   "embkv_pull_raw", "table %r, %d keys" % (self.name, k.n))
+        return out
 
     def push(self, keys, grads):
         """Pushes gradients (n x dim; duplicates summed): the number of

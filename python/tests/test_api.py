@@ -200,3 +200,41 @@ def test_timed_wait_and_poll(tname):
         c.close()
     finally:
         stop_embkvd(p)
+
+
+def test_16bit_tables(client, tname):
+    """A bf16 and an fp16 table: pull gives the assigned values rounded
+    once to the storage type; pull_raw gives the stored 16-bit rows (numpy
+    float16 / uint16 bf16 patterns, torch.bfloat16 with torch keys)."""
+    keys = np.arange(1, 201, dtype=np.uint64)
+    vals = np.random.default_rng(3).standard_normal((200, 8)).astype(
+        np.float32)
+    client.create_table(tname + "h", dim=8, partitions=4, capacity=4096,
+                        dtype="fp16")
+    h = client.open(tname + "h")
+    assert h.dtype == "fp16"
+    h.assign(keys, vals)
+    np.testing.assert_array_equal(h.pull(keys, mode="infer"),
+                                  vals.astype(np.float16).astype(np.float32))
+    raw = h.pull_raw(keys, mode="infer")
+    assert raw.dtype == np.float16
+    np.testing.assert_array_equal(raw, vals.astype(np.float16))
+    client.create_table(tname + "b", dim=8, partitions=4, capacity=4096,
+                        dtype="bf16", optimizer="rowwise_adagrad",
+                        rounding="nearest")
+    b = client.open(tname + "b")
+    assert b.dtype == "bf16" and b.optimizer == "rowwise_adagrad"
+    b.assign(keys, vals)
+    want = torch.from_numpy(vals).to(torch.bfloat16)
+    got = b.pull(torch.from_numpy(keys.astype(np.int64)), mode="infer")
+    assert torch.equal(got, want.to(torch.float32))
+    rt = b.pull_raw(torch.from_numpy(keys.astype(np.int64)), mode="infer")
+    assert rt.dtype == torch.bfloat16 and torch.equal(rt, want)
+    rn = b.pull_raw(keys, mode="infer")
+    assert rn.dtype == np.uint16
+    np.testing.assert_array_equal(rn, want.view(torch.int16).numpy().view(
+        np.uint16))
+    with pytest.raises(ValueError):
+        client.create_table(tname + "x", dtype="int8")
+    with pytest.raises(embkv.EmbkvError):   # fp32 rows are not rounded
+        client.create_table(tname + "y", rounding="nearest")

@@ -216,6 +216,66 @@ static void test_create_spreads(void **state)
 	free(grads);
 }
 
+/* A bf16 table with row-wise Adagrad and round-to-nearest write-backs:
+ * every member's catalog (filled from the etcd record) has its dtype,
+ * flags and optimizer, and rows assigned through one member read back,
+ * rounded once, through another. */
+static void test_bf16_table(void **state)
+{
+	struct embkv_client *c = client_of(0), *c2;
+	struct embkv_table_handle *t;
+	struct embkv_table_attr a;
+	uint64_t keys[NKEYS];
+	float *vals = calloc((size_t)NKEYS * DIM, sizeof(float));
+	float *got = calloc((size_t)NKEYS * DIM, sizeof(float));
+	float *want = calloc((size_t)NKEYS * DIM, sizeof(float));
+	uint16_t *stored = calloc((size_t)NKEYS * DIM, sizeof(uint16_t));
+
+	(void)state;
+	assert_true(vals && got && want && stored);
+	table_attr(&a, "half", 100000);
+	a.dtype = EMBKV_DTYPE_BF16;
+	a.opt.type = EMBKV_OPT_ROWWISE_ADAGRAD;
+	a.flags = EMBKV_TABLE_ROUND_NEAREST;
+	assert_int_equal(embkv_table_create_remote(c, &a), 0);
+	for (uint32_t i = 0; i < NMEM; i++) {
+		struct embkv_client *ci = client_of(i);
+
+		assert_int_equal(embkv_table_open(ci, "half", &t), 0);
+		assert_int_equal(embkv_table_attr_get(t)->dtype,
+				 EMBKV_DTYPE_BF16);
+		assert_int_equal(embkv_table_attr_get(t)->flags,
+				 EMBKV_TABLE_ROUND_NEAREST);
+		assert_int_equal(embkv_table_attr_get(t)->opt.type,
+				 EMBKV_OPT_ROWWISE_ADAGRAD);
+		embkv_table_close(t);
+		embkv_client_destroy(ci);
+	}
+	keys_fill(keys);
+	for (size_t k = 0; k < (size_t)NKEYS * DIM; k++)
+		vals[k] = 0.001f * (float)(k % 997) - 0.3f;
+	embkv_dtype_from_f32(EMBKV_DTYPE_BF16, vals, stored,
+			     (size_t)NKEYS * DIM);
+	embkv_dtype_to_f32(EMBKV_DTYPE_BF16, stored, want, (size_t)NKEYS * DIM);
+	assert_int_equal(embkv_table_open(c, "half", &t), 0);
+	assert_int_equal(embkv_assign(t, NKEYS, keys, vals), 0);
+	embkv_table_close(t);
+	c2 = client_of(2);
+	assert_int_equal(embkv_table_open(c2, "half", &t), 0);
+	assert_int_equal(embkv_pull(t, NKEYS, keys, got, NULL,
+				    EMBKV_MODE_INFER, NULL), 0);
+	assert_memory_equal(got, want, (size_t)NKEYS * DIM * sizeof(float));
+	embkv_table_close(t);
+	embkv_client_destroy(c2);
+	/* the later tests count on the tables the earlier ones left */
+	assert_int_equal(embkv_table_drop_remote(c, "half"), 0);
+	embkv_client_destroy(c);
+	free(vals);
+	free(got);
+	free(want);
+	free(stored);
+}
+
 /* Retries while the client reports the connection a restart broke. */
 static int pull_settled(struct embkv_table_handle *t, uint32_t n,
 			const uint64_t *keys, float *out)
@@ -499,6 +559,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_spreads),
+		cmocka_unit_test(test_bf16_table),
 		cmocka_unit_test(test_restart_is_unloaded),
 		cmocka_unit_test(test_create_all_or_nothing),
 		cmocka_unit_test(test_etcd_down),

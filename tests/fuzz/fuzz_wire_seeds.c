@@ -97,7 +97,7 @@ static long body_for(unsigned int op, uint8_t *b, size_t cap)
 	struct embkv_wire_table_info info = { .table_id = 3, .uid = UID };
 	struct embkv_wire_pull_req pr = { 3, UID, DIM, NK,
 					  EMBKV_WIRE_PULL_INFER, keys };
-	struct embkv_wire_pull_reply prep = { NK, DIM, found, vals };
+	struct embkv_wire_pull_reply prep = { NK, DIM, found, vals, EMBKV_DTYPE_F32 };
 	struct embkv_wire_rows_req rr = { 3, UID, DIM, NK, keys, vals };
 	struct embkv_wire_erase_req er = { 3, UID, NK, keys };
 	struct embkv_wire_count_reply cr = { 4, 1 };

@@ -41,10 +41,14 @@ ct "--lfu-decay-period 0: must be at least 1" --lfu-decay-period 0 t
 ct "--index-load 0.3: must be 0 (the default) or from 0.5 to 1" \
 	--index-load 0.3 t
 ct "table name 'a/b': must be 1 to 63 of the characters" a/b
-ct "--optimizer foo: must be one of sgd, adagrad, adam, ftrl" \
+ct "--optimizer foo: must be one of sgd, adagrad, adam, ftrl, rowwise_adagrad" \
 	--optimizer foo t
 ct "--init bar: must be one of zeros, uniform, normal" --init bar t
-ct "--dtype f16: must be f32" --dtype f16 t
+ct "--dtype f8: must be one of fp32, fp16, bf16" --dtype f8 t
+ct "--rounding up: must be stochastic or nearest" --rounding up t
+ct "--rounding nearest: only for --dtype fp16 or bf16" --rounding nearest t
+ct "--state-dtype bf16: only for --optimizer adagrad or adam" \
+	--state-dtype bf16 --optimizer sgd t
 ct "--dim x: must be a whole number" --dim x t
 ct "--capacity -1: must be a whole number" --capacity -1 t
 ct "--lr nan: must be a finite number" --lr nan t

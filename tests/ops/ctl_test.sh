@@ -48,6 +48,19 @@ set -e
 n=$(wc -l <"$tmp/watch")
 [ "$n" -ge 2 ] && [ "$n" -le 4 ] || fail "--watch 1 for 2.6 s: $n documents"
 [ "$(json_ok <"$tmp/watch")" = ok ] || fail "--watch documents"
+# 16-bit tables: create-table's --dtype, --rounding, --state-dtype reach
+# the server and come back in tables --json.
+"$ctl" --servers "$srv" create-table h16 --dim 8 --dtype bf16 \
+	--optimizer adam --state-dtype bf16 --rounding nearest >/dev/null ||
+	fail "create-table --dtype bf16"
+"$ctl" --servers "$srv" tables --json | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+t = [x for x in d["tables"] if x["name"] == "h16"][0]
+assert (t["dtype"], t["rounding"], t["state_dtype"], t["optimizer"]) == \
+    ("bf16", "nearest", "bf16", "adam"), t
+t = [x for x in d["tables"] if x["name"] == "t"][0]
+assert (t["dtype"], t["rounding"], t["state_dtype"]) == \
+    ("fp32", "none", "fp32"), t' || fail "tables --json: dtype of h16 or t"
 # The latency columns say their unit and meaning.
 "$ctl" stats --servers "$srv" >"$tmp/human"
 grep -q 'PULL_P99_US\*' "$tmp/human" || fail "no PULL_P99_US* column"

@@ -11,6 +11,10 @@
  *          one-sided for SECONDS s: every row accepted carries its key's
  *          tag and one version throughout (a torn copy would mix two);
  *          torn re-reads are counted and printed.
+ *   half:  fp16 and bf16 tables (dim 64): one-sided pulls, cold and warm,
+ *          give the RPC path's floats and, raw, its stored 16-bit rows
+ *          bit for bit; a cached key's READ is 24 + 2 x 64 = 152 bytes
+ *          (an fp32 row's is 280): read_bytes counts exactly that.
  *   evict: a small table; a reader caches the locations of set A, then a
  *          writer inserts set B (evicting A's rows and reusing their ids)
  *          while the reader keeps pulling A: a row is returned only with
@@ -195,6 +199,112 @@ out:
 	free(g);
 	free(fr);
 	free(fg);
+	return failures;
+}
+
+/* half ------------------------------------------------------------------- */
+
+#define HALF_KEYS 20000u
+#define HALF_DIM 64u
+
+static int half_one(struct embkv_client *rpc, struct embkv_client *one,
+		    enum embkv_dtype dt, const char *name)
+{
+	struct embkv_table_handle *tr = NULL, *to = NULL;
+	struct embkv_client_counters k0, k1, k2;
+	struct embkv_table_attr ta;
+	size_t n = (size_t)HALF_KEYS * HALF_DIM;
+	uint64_t *keys = malloc(HALF_KEYS * sizeof(*keys)), hits, rec, bytes;
+	float *v = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+	float *got = malloc(n * sizeof(float));
+	uint16_t *rref = malloc(n * 2), *rgot = malloc(n * 2);
+	uint8_t *fg = malloc(HALF_KEYS);
+	int rc;
+
+	CHECK(keys && v && ref && got && rref && rgot && fg, "memory");
+	embkv_table_attr_init(&ta);
+	snprintf(ta.name, sizeof(ta.name), "%s", name);
+	ta.dim = HALF_DIM;
+	ta.dtype = dt;
+	ta.capacity = 1u << 16;
+	ta.partitions = 64;
+	ta.opt.lr = 0.1f;
+	rc = embkv_table_create_remote(rpc, &ta);
+	CHECK(rc == 0, "create %s: %s", name, embkv_strerror(rc));
+	CHECK(embkv_table_open(rpc, name, &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, name, &to) == 0, "open one-sided");
+	CHECK(to->os, "no one-sided state on a 16-bit rdma table");
+	rec = to->rec_len;
+	CHECK(rec == 24 + 2 * HALF_DIM, "record READ of %llu bytes",
+	      (unsigned long long)rec);
+	for (uint32_t i = 0; i < HALF_KEYS; i++)
+		keys[i] = 0x9e3779b97f4a7c15ull * (i + 7);
+	for (size_t j = 0; j < n; j++)
+		v[j] = (float)((j * 2654435761u) % 2000) * 1e-3f - 1.0f;
+	CHECK(embkv_assign(tr, HALF_KEYS, keys, v) == 0, "assign");
+	/* and a push, so rows carry optimizer write-backs (stochastic) */
+	CHECK(embkv_push(tr, HALF_KEYS, keys, v, NULL) == 0, "push");
+	CHECK(embkv_pull(tr, HALF_KEYS, keys, ref, NULL, EMBKV_MODE_INFER,
+			 NULL) == 0, "rpc pull");
+	CHECK(embkv_pull_raw(tr, HALF_KEYS, keys, rref, NULL,
+			     EMBKV_MODE_INFER, NULL) == 0, "rpc raw pull");
+	embkv_client_counters(one, &k0);
+	CHECK(embkv_pull(to, HALF_KEYS, keys, got, fg, EMBKV_MODE_INFER,
+			 NULL) == 0, "one-sided pull (cold)");
+	embkv_client_counters(one, &k1);
+	CHECK(memcmp(ref, got, n * sizeof(float)) == 0,
+	      "%s: cold one-sided rows differ from the RPC path's", name);
+	for (uint32_t i = 0; i < HALF_KEYS; i++)
+		CHECK(fg[i] == 1, "key %u not found", i);
+	CHECK(k1.keys_onesided - k0.keys_onesided == HALF_KEYS,
+	      "%s cold: %llu keys one-sided", name,
+	      (unsigned long long)(k1.keys_onesided - k0.keys_onesided));
+	CHECK(embkv_pull_raw(to, HALF_KEYS, keys, rgot, fg, EMBKV_MODE_INFER,
+			     NULL) == 0, "one-sided raw pull (warm)");
+	embkv_client_counters(one, &k2);
+	CHECK(memcmp(rref, rgot, n * 2) == 0,
+	      "%s: warm one-sided raw rows differ from the RPC path's", name);
+	hits = k2.cache_hits - k1.cache_hits;
+	bytes = k2.read_bytes - k1.read_bytes;
+	/* cached: one READ of the record; not: both buckets, the record */
+	CHECK(k2.keys_onesided - k1.keys_onesided == HALF_KEYS &&
+	      bytes == hits * rec + (HALF_KEYS - hits) * (128 + rec) &&
+	      hits >= HALF_KEYS - HALF_KEYS / 100,
+	      "%s warm: %llu bytes, %llu cache hits", name,
+	      (unsigned long long)bytes, (unsigned long long)hits);
+	printf("PASS %s one-sided pulls == RPC (floats and raw bits), cold "
+	       "and warm; warm: %.2f READ bytes per key (%llu of %u cached; "
+	       "the record %llu bytes, %.3f x the stored row of %u)\n", name,
+	       (double)bytes / HALF_KEYS, (unsigned long long)hits, HALF_KEYS,
+	       (unsigned long long)rec, (double)rec / (2 * HALF_DIM),
+	       2 * HALF_DIM);
+out:
+	embkv_table_close(to);
+	embkv_table_close(tr);
+	free(keys);
+	free(v);
+	free(ref);
+	free(got);
+	free(rref);
+	free(rgot);
+	free(fg);
+	return failures;
+}
+
+static int test_half(void)
+{
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
+
+	if (!rpc || !one) {
+		printf("FAIL clients\n");
+		failures++;
+	} else {
+		half_one(rpc, one, EMBKV_DTYPE_BF16, "half_bf16");
+		half_one(rpc, one, EMBKV_DTYPE_F16, "half_fp16");
+		counters_print("half", one);
+	}
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
 	return failures;
 }
 
@@ -446,6 +556,8 @@ int main(int argc, char **argv)
 		test_torn(secs);
 	else if (strcmp(mode, "evict") == 0)
 		test_evict();
+	else if (strcmp(mode, "half") == 0)
+		test_half();
 	else
 		failures++;
 	rc = embkv_test_cluster_stop(&cl, STOP_MS);
