@@ -432,10 +432,12 @@ static bool pend_commit(struct rtable *t, struct pend *pe, bool *sweep)
 		return true;
 	}
 	p->applied = pe->seq;
+	/* idle (caught up, nothing to apply) only once an empty reply's
+	 * round landed: rows still being applied are not caught up */
+	if (!pe->empty || pe->seq != pe->head)
+		p->idle = false;
 	if (pe->seq == pe->head)
 		*sweep = p->sweep;
-	else
-		p->idle = false;
 	return true;
 }
 
@@ -887,10 +889,16 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct rpart *p = &t->p[i];
+		uint64_t d = p->pos ? p->head - p->applied :
+			     p->head ? p->head : 1;
 
 		if (!p->idle)
 			idle = false;
-		lag += p->pos ? p->head - p->applied : p->head ? p->head : 1;
+
+		/* a copy not in (swept, served) yet is behind */
+		if (!d && (!p->synced || p->snapping || p->sweep))
+			d = 1;
+		lag += d;
 		if (!p->synced || p->snapping || p->sweep)
 			fresh = 0;
 		else if (p->fresh_ms < fresh)
@@ -1152,8 +1160,11 @@ bool embkvd_replica_lag(struct embkvd_replica *r,
 						__ATOMIC_RELAXED);
 			*ms = now > fresh + RP_STUCK_MS ? now - fresh : 0;
 		} else {
+			/* behind: never 0, even within the millisecond */
 			*ms = !fresh ? now - r->start_ms :
 			      now > fresh ? now - fresh : 0;
+			if (!*ms)
+				*ms = 1;
 		}
 		*snapshots = __atomic_load_n(&t->snapshots, __ATOMIC_RELAXED);
 		return true;
