@@ -49,6 +49,11 @@
 #define RP_LOG_EVERY_MS 10000u
 #define RP_STUCK_MS 100u
 #define RP_PULL_PARTS_MAX 4096u    /* partitions of one REPL_PULL */
+/* The rows a primary puts in one REPL_PULL reply (server/repl.c's
+ * RP_PULL_BYTES), but at least one per partition asked: so that a reply
+ * of wide rows stays under the frame limit, a request asks at most this
+ * many bytes' worth of one-row partitions. */
+#define RP_PULL_REPLY_BYTES (30u << 20)
 #define RP_SNAP_INFLIGHT 16u       /* REPL_SNAP pages of one round */
 #define RP_TOKEN_MAX 4096u         /* bytes of a token file (embkvd's) */           /* an idle round is older: lagging */
 
@@ -788,14 +793,21 @@ static bool table_round(struct embkvd_replica *r, struct rtable *t)
 					       .parts = &order[np++],
 					       .nparts = 1 };
 		}
-	/* changes: grouped by server */
+	/* changes: grouped by server, at most per_req partitions a request */
+	uint32_t per_req = RP_PULL_PARTS_MAX;
+	size_t row_bytes = 8u + (t->e ? t->e->table->payload_bytes : 0);
+
+	if (RP_PULL_REPLY_BYTES / row_bytes < per_req)
+		per_req = (uint32_t)(RP_PULL_REPLY_BYTES / row_bytes);
+	if (per_req == 0)
+		per_req = 1;
 	for (uint32_t s = 0; s < nservers; s++) {
 		uint32_t first = np;
 
 		for (uint32_t i = 0; i < n; i++) {
 			if (t->p[i].snapping || t->map[i] != s)
 				continue;
-			if (np - first == RP_PULL_PARTS_MAX) {
+			if (np - first == per_req) {
 				g[nq++] = (struct rq){ .server = s,
 						       .parts = &order[first],
 						       .nparts = np - first };
