@@ -58,6 +58,14 @@ int embkv_part_feed_open(struct embkv_table *t, uint32_t i, uint64_t entries,
 
 		if (entries > FEED_ENTRIES_MAX)
 			entries = FEED_ENTRIES_MAX;
+		/* Never more entries than the partition holds rows (at
+		 * least 1024): a follower further behind than that copies
+		 * the partition, which then costs no more than the ring
+		 * would have, and the ring stays a small fraction of the
+		 * memory the partition was charged under --memory-limit
+		 * (8 bytes an entry against a record of 32 or more). */
+		if (entries > p->capacity)
+			entries = p->capacity;
 		while (n < entries)
 			n <<= 1;
 		f = malloc(sizeof(*f) + n * sizeof(f->keys[0]));

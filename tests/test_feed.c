@@ -165,12 +165,50 @@ static void test_breaks(void **state)
 	embkv_table_destroy(t);
 }
 
+/* The ring never has more entries than the partition holds rows (at
+ * least 1024), whatever a follower asks for: 65536 asked on a 4096-row
+ * partition remembers 4096 mutations, not 65536. */
+static void test_ring_bounded_by_capacity(void **state)
+{
+	struct embkv_table_attr a;
+	struct embkv_table *t;
+	uint64_t id, s0, upto, k, *keys = malloc(8192 * sizeof(*keys));
+	float v[DIM] = { 0 };
+	uint32_t n;
+
+	(void)state;
+	assert_non_null(keys);
+	embkv_table_attr_init(&a);
+	a.dim = DIM;
+	a.capacity = 4096;
+	a.partitions = 1;
+	a.opt.type = EMBKV_OPT_SGD;
+	a.opt.lr = 0.5f;
+	assert_int_equal(embkv_table_create(&a, &t), 0);
+	assert_true(t->parts[0].capacity <= 8192);
+	assert_int_equal(embkv_part_feed_open(t, 0, 65536, &id, &s0), 0);
+	for (uint32_t i = 0; i < 3u * 8192u; i++) {
+		k = i % 64;
+		embkv_table_assign(t, 1, &k, v);
+	}
+	/* too far back for a ring of at most 8192 entries */
+	assert_int_equal(embkv_part_feed_read(t, 0, id, s0, 8192, keys, &n,
+					      &upto), -ESPIPE);
+	/* the recent past is there */
+	assert_int_equal(embkv_part_feed_read(t, 0, id, t->parts[0].seq - 100,
+					      8192, keys, &n, &upto), 0);
+	assert_int_equal(n, 100);
+	free(keys);
+	embkv_table_destroy(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_mutation),
 		cmocka_unit_test(test_evictions_and_overrun),
 		cmocka_unit_test(test_breaks),
+		cmocka_unit_test(test_ring_bounded_by_capacity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
