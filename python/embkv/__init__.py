@@ -14,8 +14,9 @@ tensors; rows are float32. A contiguous CPU array or tensor of the right
 dtype is handed to the library as it is (no copy); anything else is
 converted first (inputs) or refused (an `out=` buffer, which must be
 written in place). Torch inputs give torch outputs, numpy inputs numpy.
-CUDA tensors are copied through host memory (libembkv has no GPU entry
-points yet).
+CUDA tensors given to these calls are copied through host memory; the
+device API (rows straight into and out of GPU memory) is embkv.gpu,
+which embkv.torch uses for CUDA keys when its probe says it works.
 
 Every failing call raises EmbkvError, whose .status is the library's code
 and whose message carries embkv_strerror()'s text; bad Python arguments

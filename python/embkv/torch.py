@@ -53,17 +53,67 @@ one side to the other's.) Caveat: two features on one table push
 separately (two sections of one push_multi), so a key in both gets two
 optimizer updates (equal to one for SGD only).
 
-Device tensors: keys on a GPU are copied to host for the call and the
-rows come back on the keys' device (libembkv has no GPU entry points yet).
+Device tensors: a feature whose keys are a CUDA tensor goes through
+libembkv's device API (embkv.gpu, include/embkv/embkv_gpu.h) when
+embkv.gpu.probe() says it works (status 0; probed once per process, on
+the first CUDA keys): its rows are pulled straight into a tensor on the
+keys' device and its gradients pushed from the device (duplicates
+deduplicated and summed on the GPU), ordered on torch's current CUDA
+stream (the one current when forward, prefetch() or the backward runs).
+That path is one request per table and server (one embkv.gpu.pull per
+feature in forward, one embkv.gpu.push per feature in backward), not the
+single multi-table round trip above: the device API takes one table per
+call (there is no device MULTI_PULL/MULTI_PUSH entry point), so a step
+costs as many round trips as device features; the features with host
+keys in the same forward still share one pull_multi/push_multi. Pushes
+stay asynchronous (flush() waits for them), prefetch() pulls device
+features too, infer mode is the same. Without the device path (a
+libembkv built without CUDA, no device: probe status -EOPNOTSUPP or
+-ENODEV), CUDA keys are copied to host for the host calls and the rows
+come back on the keys' device, as before.
 """
+import contextlib
 import threading
 
 import torch
 from torch import nn
 
 import embkv
+from embkv import gpu as _gpu
 
 _POOLINGS = ("sum", "mean", "none")
+
+# Keys on these devices take the device path when the probe allows it.
+_DEVICE_TYPES = ("cuda",)
+_probe_lock = threading.Lock()
+_probe_status = None     # embkv.gpu.probe()'s status, once per process
+
+
+def device_path():
+    """True when CUDA keys go through libembkv's device API (embkv.gpu):
+    its probe's status is 0. Probed on the first call, then cached for
+    the process."""
+    global _probe_status
+    with _probe_lock:
+        if _probe_status is None:
+            _probe_status = _gpu.probe()["status"]
+        return _probe_status == 0
+
+
+def _on_device(keys):
+    """Whether keys (a tensor) take the device path."""
+    return keys.device.type in _DEVICE_TYPES and device_path()
+
+
+def _stream_of(t):
+    """torch's current CUDA stream of t's device (None off CUDA): what a
+    device call made on another thread must be ordered on."""
+    return torch.cuda.current_stream(t.device) if t.is_cuda else None
+
+
+def _on_stream(stream):
+    return torch.cuda.stream(stream) if stream is not None \
+        else contextlib.nullcontext()
 
 
 def _segments(n, lengths, offsets, device):
@@ -151,7 +201,8 @@ class _Rows(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        ctx.owner._push([(t, k, g) for (t, k), g in zip(ctx.entries, grads)
+        ctx.owner._push([(t, k, g, dev)
+                         for (t, k, dev), g in zip(ctx.entries, grads)
                          if g is not None])
         return (None, None, None) + (None,) * len(grads)
 
@@ -199,15 +250,31 @@ class EmbeddingBagCollection(nn.Module):
     # Pushes -----------------------------------------------------------------
 
     def _push(self, entries):
-        """One push_multi (per client) of [(table, keys, grad)], started on
-        a thread; flush() waits for it."""
+        """One push_multi (per client) of the host entries of [(table,
+        keys, grad, device path)], and the device ones one embkv.gpu.push
+        each (on the stream current here), started on threads; flush()
+        waits for them."""
         groups = {}
-        for t, k, g in entries:
+        dev = []
+        for t, k, g, d in entries:
+            if d:
+                dev.append((t, k, g.to(torch.float32).contiguous(),
+                            _stream_of(g)))
+                continue
             groups.setdefault(id(t._client), (t._client, []))[1].append(
                 (t, k, g.contiguous()))
         for client, es in groups.values():
             self._pending.append(_Task(client.push_multi, es,
                                        tables=[e[0] for e in es]))
+        if dev:
+            self._pending.append(_Task(self._push_device, dev,
+                                       tables=[e[0] for e in dev]))
+
+    @staticmethod
+    def _push_device(entries):
+        for t, k, g, stream in entries:
+            with _on_stream(stream):
+                _gpu.push(t, k, g)
 
     def flush(self):
         """Waits for the pushes of the last backward (raises the first
@@ -235,31 +302,50 @@ class EmbeddingBagCollection(nn.Module):
                         "(keys, None, offsets)" % (feature,))
 
     @staticmethod
-    def _cpu_keys(keys):
+    def _norm_keys(keys):
+        """(int64 contiguous keys, device path): on their device for the
+        device path, else on the CPU."""
         keys = torch.as_tensor(keys)
         if keys.dim() != 1:
             raise ValueError("embkv.torch: keys must be 1-D")
         if keys.dtype.is_floating_point or keys.dtype == torch.bool:
             raise TypeError("embkv.torch: keys must be integers")
-        return keys.detach().to("cpu", torch.int64).contiguous()
+        if _on_device(keys):
+            return keys.detach().to(torch.int64).contiguous(), True
+        return keys.detach().to("cpu", torch.int64).contiguous(), False
 
     def _keys_of(self, features):
-        keys = {}
+        """({feature: keys}, {features on the device path})."""
+        keys, dev = {}, set()
         for f, v in features.items():
             if f not in self.tables:
                 raise KeyError("embkv.torch: no table for feature %r" % (f,))
-            keys[f] = self._cpu_keys(self._split(f, v)[0])
-        return keys
+            keys[f], d = self._norm_keys(self._split(f, v)[0])
+            if d:
+                dev.add(f)
+        return keys, dev
 
-    def _pull(self, keys, mode):
-        """{feature: rows} of {feature: cpu keys}: one pull_multi per
-        client (one request per server for all the features)."""
+    def _pull(self, keys, mode, dev=frozenset(), streams=None):
+        """{feature: rows} of {feature: keys}: the host features with one
+        pull_multi per client (one request per server for all of them),
+        the device features (dev) one embkv.gpu.pull each, on their
+        stream in streams (torch's current one where the pull is asked
+        for: this may run on a thread)."""
         out = {}
-        for client, fs in _by_client(self.tables, keys):
+        host = {f: k for f, k in keys.items() if f not in dev}
+        for client, fs in _by_client(self.tables, host):
             rows = client.pull_multi([(self.tables[f], keys[f]) for f in fs],
                                      mode=mode)
             out.update(zip(fs, rows))
+        for f in keys:
+            if f in dev:
+                with _on_stream((streams or {}).get(f)):
+                    out[f] = _gpu.pull(self.tables[f], keys[f], mode=mode)
         return out
+
+    @staticmethod
+    def _streams(keys, dev):
+        return {f: _stream_of(keys[f]) for f in dev}
 
     def _mode(self):
         return "train" if self.training else "infer"
@@ -273,14 +359,15 @@ class EmbeddingBagCollection(nn.Module):
         if exact:
             self.flush()
         self.drop_prefetch()
-        keys = self._keys_of(features)
-        self._prefetched = (self.training, keys,
-                            _Task(self._pull, keys, self._mode(),
+        keys, dev = self._keys_of(features)
+        self._prefetched = (self.training, keys, dev,
+                            _Task(self._pull, keys, self._mode(), dev,
+                                  self._streams(keys, dev),
                                   tables=[self.tables[f] for f in keys]))
 
     def drop_prefetch(self):
         if self._prefetched is not None:
-            task = self._prefetched[2]
+            task = self._prefetched[-1]
             self._prefetched = None
             try:
                 task.wait()
@@ -288,23 +375,27 @@ class EmbeddingBagCollection(nn.Module):
                 pass
 
     def _rows(self, features):
-        """{feature: (cpu keys, rows)}: the prefetched rows where a
-        prefetch of the same keys (and mode) exists, the others pulled now
-        in one pull_multi."""
-        keys = self._keys_of(features)
+        """{feature: (keys, rows, device path)}: the prefetched rows where
+        a prefetch of the same keys (and mode and path) exists, the others
+        pulled now (the host ones in one pull_multi)."""
+        keys, dev = self._keys_of(features)
         pre = {}
         if self._prefetched is not None:
-            training, pkeys, task = self._prefetched
+            training, pkeys, pdev, task = self._prefetched
             self._prefetched = None
             rows = task.wait()
             if training == self.training:
                 pre = {f: rows[f] for f, k in pkeys.items()
-                       if f in keys and torch.equal(k, keys[f])}
+                       if f in keys and (f in pdev) == (f in dev)
+                       and k.device == keys[f].device
+                       and torch.equal(k, keys[f])}
         todo = {f: k for f, k in keys.items() if f not in pre}
         got = dict(pre)
         if todo:
-            got.update(self._pull(todo, self._mode()))
-        return {f: (keys[f], got[f]) for f in keys}
+            tdev = dev & set(todo)
+            got.update(self._pull(todo, self._mode(), tdev,
+                                  self._streams(todo, tdev)))
+        return {f: (keys[f], got[f], f in dev) for f in keys}
 
     def forward(self, features):
         self.flush()
@@ -312,13 +403,15 @@ class EmbeddingBagCollection(nn.Module):
         if self.training and torch.is_grad_enabled() and pulled:
             fs = list(pulled)
             rows = _Rows.apply(self._anchor, self,
-                               [(self.tables[f], pulled[f][0]) for f in fs],
+                               [(self.tables[f], pulled[f][0], pulled[f][2])
+                                for f in fs],
                                *[pulled[f][1] for f in fs])
-            pulled = {f: (pulled[f][0], r) for f, r in zip(fs, rows)}
+            pulled = {f: (pulled[f][0], r, pulled[f][2])
+                      for f, r in zip(fs, rows)}
         out = {}
         for f, v in features.items():
             keys_in, lengths, offsets = self._split(f, v)
-            keys, rows = pulled[f]
+            keys, rows, _ = pulled[f]
             device = keys_in.device if isinstance(keys_in, torch.Tensor) \
                 else torch.device("cpu")
             table = self.tables[f]
