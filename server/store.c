@@ -645,17 +645,60 @@ static void row_fill(struct embkv_part *p, uint64_t row, uint64_t key,
 	*row_meta(p, row) = embkv_lfu_make(0, 1, p->clock.epoch);
 }
 
+/*
+ * The free list is linked through the dead rows' payloads. A payload of
+ * 8 bytes or more holds the next row as a u64; a shorter one (fp32 dim
+ * 1, 16-bit dims 1 to 3) as a u32 (UINT32_MAX: none), which always fits
+ * before the meta word (it sits at the payload's bytes rounded up to 4,
+ * hashing/record.h): a u64 there ran into the meta word, which row_free
+ * zeroes, and cut the link.
+ */
+#define FREE_LINK_NONE32 UINT32_MAX
+
+static void free_link_put(const struct embkv_table *t,
+			  struct embkv_record *r, uint64_t next)
+{
+	if (t->payload_bytes >= sizeof(uint64_t)) {
+		memcpy(r->payload, &next, sizeof(next));
+	} else {
+		uint32_t v = next == NO_ROW ? FREE_LINK_NONE32
+					    : (uint32_t)next;
+
+		memcpy(r->payload, &v, sizeof(v));
+	}
+}
+
+static uint64_t free_link_get(const struct embkv_table *t,
+			      const struct embkv_record *r)
+{
+	uint64_t next;
+	uint32_t v;
+
+	if (t->payload_bytes >= sizeof(uint64_t)) {
+		memcpy(&next, r->payload, sizeof(next));
+		return next;
+	}
+	memcpy(&v, r->payload, sizeof(v));
+	return v == FREE_LINK_NONE32 ? NO_ROW : v;
+}
+
 /* Marks a row dead (readers then report it missing) and frees it. */
 static void row_free(struct embkv_part *p, uint64_t row)
 {
 	const struct embkv_table *t = p->table;
 	struct embkv_record *r = embkv_part_record(p, row);
 	uint64_t version = (r->version + 1) | EMBKV_VERSION_DEAD;
+	bool link = t->payload_bytes >= sizeof(uint64_t) ||
+		    row < FREE_LINK_NONE32;
 
-	memcpy(r->payload, &p->free_head, sizeof(p->free_head));
+	/* (a u32 link cannot name row 2^32 - 1, the last of a partition
+	 * of exactly 2^32 rows: that row stays dead, not reused) */
+	if (link)
+		free_link_put(t, r, p->free_head);
 	embkv_record_seal(r, r->key, version, t->payload_bytes);
 	*row_meta(p, row) = 0;
-	p->free_head = row;
+	if (link)
+		p->free_head = row;
 	p->rows--;
 }
 
@@ -665,8 +708,8 @@ static uint64_t row_alloc(struct embkv_part *p)
 
 	if (p->free_head != NO_ROW) {
 		row = p->free_head;
-		memcpy(&p->free_head, embkv_part_record(p, row)->payload,
-		       sizeof(p->free_head));
+		p->free_head = free_link_get(p->table,
+					     embkv_part_record(p, row));
 	} else {
 		row = p->next_fresh++;
 	}
