@@ -191,6 +191,7 @@ struct ws {
 	uint32_t chunk_rows;    /* for this call's dim */
 	float *h_dflt;
 	size_t cap_dflt;
+	size_t cap_found;       /* per found buffer: rows */
 	void *ev[2];
 	int ev_used[2];
 	void *done;
@@ -212,7 +213,7 @@ static void ws_bufs_free(struct ws *w)
 	ops->host_free(w->h_dflt);
 	w->h_keys = NULL;
 	w->h_dflt = NULL;
-	w->cap_keys = w->cap_floats = w->cap_dflt = 0;
+	w->cap_keys = w->cap_floats = w->cap_dflt = w->cap_found = 0;
 }
 
 static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
@@ -255,7 +256,7 @@ static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
 	w->done_used = 0;
 	w->ev_used[0] = w->ev_used[1] = 0;
 	if (w->cap_keys < n || w->cap_floats < chunk * dim ||
-	    w->cap_dflt < dim) {
+	    w->cap_dflt < dim || w->cap_found < chunk) {
 		ws_bufs_free(w);
 		if ((rc = ops->host_alloc((void **)&w->h_keys,
 					  (size_t)n * sizeof(uint64_t))) ||
@@ -271,11 +272,16 @@ static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
 		w->cap_keys = n;
 		w->cap_floats = chunk * dim;
 		w->cap_dflt = dim;
+		w->cap_found = chunk;
 	}
 	w->chunk_rows = (uint32_t)(w->cap_floats / dim < UINT32_MAX
 				   ? w->cap_floats / dim : UINT32_MAX);
 	if (w->chunk_rows > chunk)
 		w->chunk_rows = (uint32_t)chunk; /* keep chunks small enough to overlap */
+	/* never more rows a chunk than the found buffers hold (a workspace
+	 * made for a wider table has room for fewer rows of flags) */
+	if (w->chunk_rows > w->cap_found)
+		w->chunk_rows = (uint32_t)w->cap_found;
 	*out = w;
 	return 0;
 fail:
