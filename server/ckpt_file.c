@@ -212,7 +212,12 @@ static void hdr_encode(const struct hdr *h, uint8_t b[EMBKV_CKPT_HEADER_BYTES])
 
 	memset(b, 0, EMBKV_CKPT_HEADER_BYTES);
 	put64(b, H_MAGIC, EMBKV_CKPT_MAGIC);
-	put32(b, H_VERSION, EMBKV_CKPT_FORMAT_VERSION);
+	/* version 1 where it says all (fp32 rows and state: the same bytes),
+	 * so that a server of the version before reads it (a move during a
+	 * rolling upgrade, a rolled-back binary); 2 only where it must */
+	put32(b, H_VERSION, f->dtype == EMBKV_DTYPE_F32 &&
+				    !(f->flags & EMBKV_CKPT_FLAG_STATE_BF16)
+			    ? 1u : EMBKV_CKPT_FORMAT_VERSION);
 	put32(b, H_HDR_BYTES, EMBKV_CKPT_HEADER_BYTES);
 	put64(b, H_UID, f->table_uid);
 	put64(b, H_SEED, f->hash_seed);
