@@ -480,10 +480,11 @@ static int table_here(struct embkvd_replica *r, struct rtable *t)
 
 		if (a->partitions != pa->partitions || a->dim != pa->dim ||
 		    a->hash_seed != pa->hash_seed ||
-		    a->capacity != pa->capacity) {
+		    a->capacity != pa->capacity || a->dtype != pa->dtype ||
+		    a->flags != pa->flags) {
 			rlog(t, "the primary's table changed its shape "
-			     "(partitions, dim, seed or capacity); not "
-			     "followed");
+			     "(partitions, dim, seed, capacity, dtype or "
+			     "flags); not followed (restart this server)");
 			return -EINVAL;
 		}
 		return 0;
