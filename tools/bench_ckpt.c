@@ -550,7 +550,6 @@ static int ck_parse(int argc, char **argv, struct ck_opts *o, char *buf,
 	};
 	char *end;
 	int c, li = 0;
-	ssize_t n;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = CK_DEFAULT_ROWS;
@@ -558,14 +557,8 @@ static int ck_parse(int argc, char **argv, struct ck_opts *o, char *buf,
 	o->push_s = 3;
 	o->push_threads = 2;
 	o->base_dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	n = readlink("/proc/self/exe", buf, buflen - 32);
-	if (n > 0) {
-		buf[n] = 0;
-		end = strrchr(buf, '/');
-		if (end)
-			strcpy(end, "/../server/embkvd");
+	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
 		unsigned long long v = 0;

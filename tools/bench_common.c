@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -73,6 +74,24 @@ int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
 	}
 	free(cdf);
 	return 0;
+}
+
+const char *bench_default_embkvd(char *buf, size_t buflen)
+{
+	ssize_t n;
+	char *end;
+
+	if (buflen < 64)
+		return NULL;
+	n = readlink("/proc/self/exe", buf, buflen - 32);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	end = strrchr(buf, '/');
+	if (!end)
+		return NULL;
+	strcpy(end, "/../server/embkvd");
+	return buf;
 }
 
 int bench_opts_finish(int argc, char **argv, const char *embkvd)

@@ -13,6 +13,9 @@ double bench_now_s(void);
 /* After a mode's getopt loop: no argument left over (optind), and an
  * embkvd binary that can run. 0, or -EINVAL with the reason printed. */
 int bench_opts_finish(int argc, char **argv, const char *embkvd);
+/* The embkvd beside this embkv-bench in the build tree
+ * (tools/../server/embkvd) into buf; buf, or NULL when unknown. */
+const char *bench_default_embkvd(char *buf, size_t buflen);
 
 /* The i-th benchmark key: arbitrary-looking 64-bit feature ids. */
 uint64_t bench_key_of(uint64_t i);

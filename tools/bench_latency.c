@@ -804,7 +804,6 @@ static int lt_parse(int argc, char **argv, struct lt_opts *o, char *buf,
 		{ 0, 0, 0, 0 },
 	};
 	int c, li = 0;
-	ssize_t n;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = LT_DEFAULT_ROWS;
@@ -812,16 +811,8 @@ static int lt_parse(int argc, char **argv, struct lt_opts *o, char *buf,
 	o->runs = LT_DEFAULT_RUNS;
 	o->threads = 2;
 	o->io_threads = 2;
-	n = readlink("/proc/self/exe", buf, buflen - 32);
-	if (n > 0) {
-		char *end;
-
-		buf[n] = 0;
-		end = strrchr(buf, '/');
-		if (end)
-			strcpy(end, "/../server/embkvd");
+	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
 		unsigned long long v;

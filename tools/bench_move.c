@@ -728,7 +728,6 @@ static int mv_parse(int argc, char **argv, struct mv_opts *o, char *buf,
 	const char *env = getenv("EMBKV_ETCD_BIN");
 	char *end;
 	int c, li = 0;
-	ssize_t n;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = MV_DEFAULT_ROWS;
@@ -739,14 +738,8 @@ static int mv_parse(int argc, char **argv, struct mv_opts *o, char *buf,
 	o->batch = 256;
 	o->etcd = env && *env ? env : "/usr/bin/etcd";
 	o->base_dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	n = readlink("/proc/self/exe", buf, buflen - 32);
-	if (n > 0) {
-		buf[n] = 0;
-		end = strrchr(buf, '/');
-		if (end)
-			strcpy(end, "/../server/embkvd");
+	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
 		unsigned long long v = 0;

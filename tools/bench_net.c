@@ -322,7 +322,6 @@ static int net_parse(int argc, char **argv, struct net_opts *o,
 	};
 	char *end;
 	int c, li = 0;
-	ssize_t n;
 
 	memset(o, 0, sizeof(*o));
 	o->keys = NET_DEFAULT_KEYS;
@@ -330,14 +329,8 @@ static int net_parse(int argc, char **argv, struct net_opts *o,
 	o->servers = NET_DEFAULT_SERVERS;
 	o->reps = NET_DEFAULT_REPS;
 	o->threads = 1;
-	n = readlink("/proc/self/exe", embkvd_buf, buflen - 32);
-	if (n > 0) {
-		embkvd_buf[n] = 0;
-		end = strrchr(embkvd_buf, '/');
-		if (end)
-			strcpy(end, "/../server/embkvd");
+	if (bench_default_embkvd(embkvd_buf, buflen))
 		o->embkvd = embkvd_buf;
-	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
 		unsigned long long v = 0;

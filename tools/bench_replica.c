@@ -272,20 +272,13 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o, char *buf,
 	};
 	char *end;
 	int c, li = 0;
-	ssize_t n;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = RB_DEFAULT_ROWS;
 	o->push_s = 5;
 	o->push_threads = 1;
-	n = readlink("/proc/self/exe", buf, buflen - 32);
-	if (n > 0) {
-		buf[n] = 0;
-		end = strrchr(buf, '/');
-		if (end)
-			strcpy(end, "/../server/embkvd");
+	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
 		unsigned long long v = 0;
