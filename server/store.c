@@ -37,6 +37,7 @@
  *   tables keep their in-place paths (one predictable branch per row).
  */
 #include <errno.h>
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -470,6 +471,22 @@ static void narrow_n(const struct embkv_table *t, enum embkv_dtype dtype,
 	}
 }
 
+/* fp16 write-backs of an optimizer step or an accumulate saturate at the
+ * largest finite half (65504) instead of overflowing to Inf, which would
+ * stay Inf (or become NaN) in every later step; bf16 has fp32's range.
+ * NaN and the infinities of the fp32 result pass as they are. */
+static void f16_saturate(const struct embkv_table *t, float *w)
+{
+	if (t->dtype != EMBKV_DTYPE_F16)
+		return;
+	for (uint32_t k = 0; k < t->dim; k++) {
+		if (w[k] > 65504.0f && w[k] <= FLT_MAX)
+			w[k] = 65504.0f;
+		else if (w[k] < -65504.0f && w[k] >= -FLT_MAX)
+			w[k] = -65504.0f;
+	}
+}
+
 /* A row's values as stored, from floats: to nearest when nearest, else
  * with the table's rounding for the write of (key, version). */
 static void row_store(const struct embkv_table *t, const float *src,
@@ -550,8 +567,10 @@ push_wide(const struct embkv_table *t, const struct embkv_opt_attr *hp,
 	if (t->state_bf16)
 		narrow_n(t, EMBKV_DTYPE_BF16, st, state, t->state_floats,
 			 sr_base(t, key, version, SR_SALT_STATE), false);
-	if (t->narrow)
+	if (t->narrow) {
+		f16_saturate(t, w);
 		row_store(t, w, r->payload, key, version, false);
+	}
 }
 
 /* accumulate on a 16-bit row: widen, add, narrow (table's rounding). */
@@ -564,6 +583,7 @@ accumulate_wide(const struct embkv_table *t, struct embkv_record *r,
 	embkv_dtype_to_f32(t->dtype, r->payload, w, t->dim);
 	for (uint32_t k = 0; k < t->dim; k++)
 		w[k] += d[k];
+	f16_saturate(t, w);
 	row_store(t, w, r->payload, key, r->version + 1, false);
 }
 

@@ -610,6 +610,46 @@ static void test_free_list_small_rows(void **unused)
 	}
 }
 
+/* fp16 optimizer write-backs and accumulates saturate at 65504 instead of
+ * overflowing to Inf; bf16 keeps fp32's range. */
+static void test_f16_saturates(void **unused)
+{
+	struct embkv_table *h = make(EMBKV_DTYPE_F16, EMBKV_OPT_SGD,
+				     EMBKV_TABLE_ROUND_NEAREST, 1.0f);
+	struct embkv_table *b = make(EMBKV_DTYPE_BF16, EMBKV_OPT_SGD,
+				     EMBKV_TABLE_ROUND_NEAREST, 1.0f);
+	uint64_t k[2] = { 5, 6 };
+	float v[2 * DIM], g[DIM], d[DIM], back[2 * DIM];
+	uint16_t out[2 * DIM];
+
+	(void)unused;
+	for (uint32_t i = 0; i < DIM; i++) {
+		v[i] = 60000.0f;            /* key 5 */
+		v[DIM + i] = -60000.0f;     /* key 6 */
+		g[i] = -20000.0f;           /* SGD: 60000 + 20000 */
+		d[i] = -20000.0f;           /* accumulate: -60000 - 20000 */
+	}
+	assert_int_equal(embkv_table_assign(h, 2, k, v), 2);
+	assert_int_equal(embkv_table_push(h, 1, &k[0], g), 1);
+	assert_int_equal(embkv_table_accumulate(h, 1, &k[1], d), 1);
+	assert_int_equal(embkv_table_pull(h, 2, k, out, NULL,
+					  EMBKV_PULL_INFER, NULL), 2);
+	embkv_dtype_to_f32(EMBKV_DTYPE_F16, out, back, 2 * DIM);
+	for (uint32_t i = 0; i < DIM; i++) {
+		assert_true(back[i] == 65504.0f);
+		assert_true(back[DIM + i] == -65504.0f);
+	}
+	/* bf16 has fp32's range: 80000 stays (to bf16's precision) */
+	assert_int_equal(embkv_table_assign(b, 1, k, v), 1);
+	assert_int_equal(embkv_table_push(b, 1, k, g), 1);
+	assert_int_equal(embkv_table_pull(b, 1, k, out, NULL,
+					  EMBKV_PULL_INFER, NULL), 1);
+	embkv_dtype_to_f32(EMBKV_DTYPE_BF16, out, back, DIM);
+	assert_true(back[0] > 79000.0f && back[0] < 81000.0f);
+	embkv_table_destroy(h);
+	embkv_table_destroy(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -624,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_checkpoint_v1),
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_free_list_small_rows),
+		cmocka_unit_test(test_f16_saturates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
