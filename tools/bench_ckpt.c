@@ -624,34 +624,15 @@ bad:
 	return -EINVAL;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* min, median, max of the field at offset off of every rep */
 static void stats_of(const struct ck_rep *r, uint32_t n, size_t off,
 		     double out[3])
 {
-	double v[CK_MAX_REPS];
-
-	for (uint32_t i = 0; i < n; i++)
-		memcpy(&v[i], (const char *)&r[i] + off, sizeof(double));
-	qsort(v, n, sizeof(double), cmp_d);
-	out[0] = v[0];
-	out[1] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	out[2] = v[n - 1];
+	bench_rep_stats(r, sizeof(*r), n, off, out);
 }
 
-struct figure {
-	const char *name;
-	size_t off;
-};
-
 #define FIG(n, f) { n, offsetof(struct ck_rep, f) }
-static const struct figure figures[] = {
+static const struct bench_figure figures[] = {
 	FIG("ckpt_write_mb_per_s", ckpt_write_mbs),
 	FIG("disk_write_mb_per_s", disk_write_mbs),
 	FIG("ckpt_restore_mb_per_s", ckpt_restore_mbs),
@@ -687,17 +668,15 @@ static void report(const struct ck_opts *o, const struct ck_rep *r,
 	static const char *const rname[3] = { "ckpt_write_vs_disk",
 					      "ckpt_restore_vs_disk",
 					      "push_during_ckpt_vs_idle" };
-	double s[3], rs[3][3];
+	double rs[3][3];
 
 	ratios(r, n, rs);
 	if (!o->json) {
 		fprintf(stderr, "over %u rep%s (min / median / max):\n", n,
 			n == 1 ? "" : "s");
-		for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
-			stats_of(r, n, figures[i].off, s);
-			fprintf(stderr, "  %-28s %12.2f %12.2f %12.2f\n",
-				figures[i].name, s[0], s[1], s[2]);
-		}
+		bench_figures_text(stderr, r, sizeof(*r), n, figures,
+				   sizeof(figures) / sizeof(figures[0]), 28,
+				   12);
 		for (int i = 0; i < 3; i++)
 			fprintf(stderr, "  %-28s %12.3f %12.3f %12.3f\n",
 				rname[i], rs[i][0], rs[i][1], rs[i][2]);
@@ -708,10 +687,8 @@ static void report(const struct ck_opts *o, const struct ck_rep *r,
 	       (unsigned long long)o->rows, CK_DIM, CK_PARTITIONS, n,
 	       o->push_threads, (unsigned long long)r[0].bytes,
 	       (unsigned long long)r[0].files, load_s);
-	for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
-		stats_of(r, n, figures[i].off, s);
-		printf(", \"%s\": %.3f", figures[i].name, s[1]);
-	}
+	bench_figures_json(r, sizeof(*r), n, figures,
+			   sizeof(figures) / sizeof(figures[0]));
 	for (int i = 0; i < 3; i++)
 		printf(", \"%s\": %.3f, \"%s_min\": %.3f, \"%s_max\": %.3f",
 		       rname[i], rs[i][1], rname[i], rs[i][0], rname[i],

@@ -76,6 +76,57 @@ int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
 	return 0;
 }
 
+int bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+void bench_rep_stats(const void *reps, size_t rep_size, uint32_t n,
+		     size_t off, double out[3])
+{
+	double *v = malloc((n ? n : 1) * sizeof(*v));
+
+	if (!v || !n) {
+		out[0] = out[1] = out[2] = 0;
+		free(v);
+		return;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		memcpy(&v[i], (const char *)reps + (size_t)i * rep_size + off,
+		       sizeof(double));
+	qsort(v, n, sizeof(double), bench_cmp_double);
+	out[0] = v[0];
+	out[1] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	out[2] = v[n - 1];
+	free(v);
+}
+
+void bench_figures_text(FILE *f, const void *reps, size_t rep_size,
+			uint32_t n, const struct bench_figure *fig,
+			size_t nfig, int name_w, int val_w)
+{
+	double s[3];
+
+	for (size_t i = 0; i < nfig; i++) {
+		bench_rep_stats(reps, rep_size, n, fig[i].off, s);
+		fprintf(f, "  %-*s %*.2f %*.2f %*.2f\n", name_w, fig[i].name,
+			val_w, s[0], val_w, s[1], val_w, s[2]);
+	}
+}
+
+void bench_figures_json(const void *reps, size_t rep_size, uint32_t n,
+			const struct bench_figure *fig, size_t nfig)
+{
+	double s[3];
+
+	for (size_t i = 0; i < nfig; i++) {
+		bench_rep_stats(reps, rep_size, n, fig[i].off, s);
+		printf(", \"%s\": %.3f", fig[i].name, s[1]);
+	}
+}
+
 const char *bench_default_embkvd(char *buf, size_t buflen)
 {
 	ssize_t n;

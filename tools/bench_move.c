@@ -346,13 +346,6 @@ out:
 	return NULL;
 }
 
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* Quantile q of the latencies (s) of pushes that started in [a0, a1) or
  * [b0, b1); *n gets their count. */
 static double push_quantile(const struct pusher *ps, uint32_t np, double q,
@@ -379,7 +372,7 @@ static double push_quantile(const struct pusher *ps, uint32_t np, double q,
 		free(v);
 		return 0;
 	}
-	qsort(v, k, sizeof(*v), cmp_d);
+	qsort(v, k, sizeof(*v), bench_cmp_double);
 	r = v[(size_t)(q * (double)(k - 1) + 0.5)];
 	free(v);
 	return r;
@@ -833,23 +826,11 @@ bad:
 static void stats_of(const struct mv_rep *r, uint32_t n, size_t off,
 		     double out[3])
 {
-	double v[MV_MAX_REPS];
-
-	for (uint32_t i = 0; i < n; i++)
-		memcpy(&v[i], (const char *)&r[i] + off, sizeof(double));
-	qsort(v, n, sizeof(double), cmp_d);
-	out[0] = v[0];
-	out[1] = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	out[2] = v[n - 1];
+	bench_rep_stats(r, sizeof(*r), n, off, out);
 }
 
-struct figure {
-	const char *name;
-	size_t off;
-};
-
 #define FIG(n, f) { n, offsetof(struct mv_rep, f) }
-static const struct figure figures[] = {
+static const struct bench_figure figures[] = {
 	FIG("part_rows", part_rows),
 	FIG("move_rows_per_s", move_rows_s),
 	FIG("inproc_copy_rows_per_s", inproc_rows_s),
@@ -891,17 +872,15 @@ static void report(const struct mv_opts *o, const struct mv_rep *r,
 	static const char *const rname[NRATIOS] = { "move_vs_inproc",
 						    "move_vs_memcpy",
 						    "push_p99_move_vs_idle" };
-	double s[3], rs[NRATIOS][3];
+	double rs[NRATIOS][3];
 
 	ratios(r, n, rs);
 	if (!o->json) {
 		fprintf(stderr, "over %u rep%s (min / median / max):\n", n,
 			n == 1 ? "" : "s");
-		for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
-			stats_of(r, n, figures[i].off, s);
-			fprintf(stderr, "  %-24s %14.2f %14.2f %14.2f\n",
-				figures[i].name, s[0], s[1], s[2]);
-		}
+		bench_figures_text(stderr, r, sizeof(*r), n, figures,
+				   sizeof(figures) / sizeof(figures[0]), 24,
+				   14);
 		for (int i = 0; i < NRATIOS; i++)
 			fprintf(stderr, "  %-24s %14.4f %14.4f %14.4f\n",
 				rname[i], rs[i][0], rs[i][1], rs[i][2]);
@@ -913,10 +892,8 @@ static void report(const struct mv_opts *o, const struct mv_rep *r,
 	       "\"move_gap_ms\": %.0f, \"load_s\": %.2f",
 	       (unsigned long long)o->rows, MV_DIM, o->parts, n,
 	       o->push_threads, o->batch, o->gap_s * 1e3, load_s);
-	for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
-		stats_of(r, n, figures[i].off, s);
-		printf(", \"%s\": %.3f", figures[i].name, s[1]);
-	}
+	bench_figures_json(r, sizeof(*r), n, figures,
+			   sizeof(figures) / sizeof(figures[0]));
 	for (int i = 0; i < NRATIOS; i++)
 		printf(", \"%s\": %.4f, \"%s_min\": %.4f, \"%s_max\": %.4f",
 		       rname[i], rs[i][1], rname[i], rs[i][0], rname[i],

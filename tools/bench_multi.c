@@ -194,13 +194,6 @@ static int one_step(struct mb_run *r, int variant, uint32_t step)
 	return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* One server count: servers, tables, every variant --reps times. */
 static int run_servers(const struct mb_opts *o, uint32_t nsrv)
 {
@@ -303,7 +296,7 @@ static int run_servers(const struct mb_opts *o, uint32_t nsrv)
 		goto out;
 	}
 	for (int v = 0; v < MB_VARIANTS; v++) {
-		qsort(us[v], o->reps, sizeof(double), cmp_double);
+		qsort(us[v], o->reps, sizeof(double), bench_cmp_double);
 		printf("servers %u  tables %u  keys %u  dim %u  %-6s  us/step "
 		       "min %9.1f  median %9.1f  max %9.1f\n", nsrv, o->tables,
 		       o->keys, o->dim, variant_name[v], us[v][0],
