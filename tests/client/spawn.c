@@ -28,7 +28,7 @@
 #define PEERS_MAX (EMBKV_TEST_MAX_SERVERS * EMBKV_TEST_ADDR_MAX)
 #define SELF_MAX 16u
 
-static uint64_t now_ms(void)
+uint64_t embkv_test_now_ms(void)
 {
 	struct timespec ts;
 
@@ -76,7 +76,7 @@ static int read_ready(struct embkv_test_proc *p, uint32_t nready,
 
 	while (p->naddrs < nready) {
 		struct pollfd pfd = { .fd = p->out_fd, .events = POLLIN };
-		uint64_t now = now_ms();
+		uint64_t now = embkv_test_now_ms();
 		char c;
 		ssize_t n;
 		int rc;
@@ -134,7 +134,7 @@ int embkv_test_proc_start(const char *const argv[], uint32_t nready,
 	}
 	close(fds[1]);
 	p->out_fd = fds[0];
-	rc = read_ready(p, nready, now_ms() + timeout_ms);
+	rc = read_ready(p, nready, embkv_test_now_ms() + timeout_ms);
 	if (rc)
 		goto kill_child;
 	th = malloc(sizeof(*th));
@@ -166,7 +166,7 @@ static void finish(struct embkv_test_proc *p)
 
 int embkv_test_proc_stop(struct embkv_test_proc *p, uint32_t timeout_ms)
 {
-	uint64_t deadline = now_ms() + timeout_ms;
+	uint64_t deadline = embkv_test_now_ms() + timeout_ms;
 	int status, rc;
 
 	if (p->pid <= 0)
@@ -182,7 +182,7 @@ int embkv_test_proc_stop(struct embkv_test_proc *p, uint32_t timeout_ms)
 			finish(p);
 			return rc;
 		}
-		if (now_ms() >= deadline) {
+		if (embkv_test_now_ms() >= deadline) {
 			kill(p->pid, SIGKILL);
 			while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
 				;

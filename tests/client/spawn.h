@@ -42,6 +42,9 @@ int embkv_test_proc_stop(struct embkv_test_proc *p, uint32_t timeout_ms);
 /* SIGKILL and reap (a server crash). */
 void embkv_test_proc_kill(struct embkv_test_proc *p);
 
+/* Monotonic milliseconds (the tests' deadlines). */
+uint64_t embkv_test_now_ms(void);
+
 /* A free TCP port on 127.0.0.1 (bound, read, released: another process
  * may take it first; callers retry). 0 on failure. */
 uint16_t embkv_test_free_port(void);

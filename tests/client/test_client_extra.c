@@ -53,14 +53,6 @@ struct state {
 	struct embkv_client *c;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The state letter of /proc/PID/stat ('T': stopped), or 0. */
 static char proc_state(pid_t pid)
 {
@@ -82,10 +74,10 @@ static char proc_state(pid_t pid)
 /* SIGSTOP, and wait until the kernel shows the process stopped. */
 static void stop_proc(pid_t pid)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = embkv_test_now_ms();
 
 	assert_int_equal(kill(pid, SIGSTOP), 0);
-	while (proc_state(pid) != 'T' && now_ms() - t0 < 5000)
+	while (proc_state(pid) != 'T' && embkv_test_now_ms() - t0 < 5000)
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	assert_int_equal(proc_state(pid), 'T');
 }
@@ -94,12 +86,12 @@ static void stop_proc(pid_t pid)
  * behind an uninterruptible sleep would otherwise win). */
 static void cont_proc(pid_t pid)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = embkv_test_now_ms();
 
 	do {
 		assert_int_equal(kill(pid, SIGCONT), 0);
 		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
-	} while (proc_state(pid) == 'T' && now_ms() - t0 < 5000);
+	} while (proc_state(pid) == 'T' && embkv_test_now_ms() - t0 < 5000);
 	assert_int_not_equal(proc_state(pid), 'T');
 }
 
@@ -171,9 +163,9 @@ static void test_timed_wait(void **state)
 	assert_int_equal(embkv_pull_async(t, NKEYS, keys, rows, NULL,
 					  EMBKV_MODE_TRAIN, NULL, &op), 0);
 	assert_int_equal(embkv_op_timedwait(op, 10, NULL), -EINVAL);
-	t0 = now_ms();
+	t0 = embkv_test_now_ms();
 	rc = embkv_op_timedwait(op, 200, &st);
-	dt = now_ms() - t0;
+	dt = embkv_test_now_ms() - t0;
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(dt >= 190 && dt < 2000);
 	assert_int_equal(embkv_op_test(op), 0);
@@ -185,8 +177,8 @@ static void test_timed_wait(void **state)
 	/* poll with op_test, then wait */
 	assert_int_equal(embkv_pull_async(t, NKEYS, keys, rows, NULL,
 					  EMBKV_MODE_TRAIN, NULL, &op), 0);
-	t0 = now_ms();
-	while (embkv_op_test(op) == 0 && now_ms() - t0 < 15000)
+	t0 = embkv_test_now_ms();
+	while (embkv_op_test(op) == 0 && embkv_test_now_ms() - t0 < 15000)
 		;
 	assert_int_equal(embkv_op_test(op), 1);
 	assert_int_equal(embkv_op_wait(op), 0);

@@ -36,14 +36,6 @@
 #define GUARD_GRACE_MS 200u
 #define FD_SCAN_MAX 1024
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void sleep_ms(uint32_t ms)
 {
 	struct timespec ts = { ms / 1000u, (long)(ms % 1000u) * 1000000L };
@@ -171,7 +163,7 @@ static pid_t spawn(const struct embkv_test_etcd *e)
 /* Waits until etcd answers a read: 0, -ECHILD when it exited. */
 static int wait_ready(struct embkv_test_etcd *e)
 {
-	uint64_t deadline = now_ms() + EMBKV_TEST_ETCD_START_MS;
+	uint64_t deadline = embkv_test_now_ms() + EMBKV_TEST_ETCD_START_MS;
 	struct embkv_etcd_attr a;
 	struct embkv_etcd *c;
 	int rc, st;
@@ -195,7 +187,7 @@ static int wait_ready(struct embkv_test_etcd *e)
 			rc = -ECHILD;
 			break;
 		}
-		if (now_ms() >= deadline) {
+		if (embkv_test_now_ms() >= deadline) {
 			rc = -ETIMEDOUT;
 			break;
 		}
@@ -261,14 +253,14 @@ int embkv_test_etcd_start(struct embkv_test_etcd *e)
 
 void embkv_test_etcd_halt(struct embkv_test_etcd *e)
 {
-	uint64_t deadline = now_ms() + HALT_MS;
+	uint64_t deadline = embkv_test_now_ms() + HALT_MS;
 	int st;
 
 	if (!e->pid)
 		return;
 	kill(e->pid, SIGTERM);
 	while (waitpid(e->pid, &st, WNOHANG) == 0) {
-		if (now_ms() >= deadline) {
+		if (embkv_test_now_ms() >= deadline) {
 			kill(e->pid, SIGKILL);
 			waitpid(e->pid, &st, 0);
 			break;
@@ -298,4 +290,42 @@ void embkv_test_etcd_stop(struct embkv_test_etcd *e)
 		waitpid(e->guard, NULL, 0);
 		e->guard = 0;
 	}
+}
+
+int embkv_test_member_start(const char *embkvd, const struct embkv_test_etcd *e,
+			    const char *cluster, uint32_t id,
+			    const char *listen, const char *threads,
+			    const char *ttl, const char *const *extra,
+			    uint32_t ready_ms, struct embkv_test_proc *p,
+			    char *addr)
+{
+	const char *argv[16 + 16];
+	char ids[16];
+	size_t n = 0;
+	int rc;
+
+	snprintf(ids, sizeof(ids), "%u", id);
+	argv[n++] = embkvd;
+	argv[n++] = "--listen";
+	argv[n++] = listen ? listen : "tcp://127.0.0.1:0";
+	argv[n++] = "--threads";
+	argv[n++] = threads ? threads : "2";
+	argv[n++] = "--etcd";
+	argv[n++] = e->url;
+	argv[n++] = "--cluster";
+	argv[n++] = cluster;
+	argv[n++] = "--member-ttl";
+	argv[n++] = ttl;
+	argv[n++] = "--member-id";
+	argv[n++] = ids;
+	for (size_t i = 0; extra && extra[i]; i++) {
+		if (n + 1 >= sizeof(argv) / sizeof(argv[0]))
+			return -E2BIG;
+		argv[n++] = extra[i];
+	}
+	argv[n] = NULL;
+	rc = embkv_test_proc_start(argv, 1, ready_ms, p);
+	if (!rc)
+		snprintf(addr, EMBKV_TEST_ADDR_MAX, "%s", p->addrs[0]);
+	return rc;
 }

@@ -51,4 +51,20 @@ int embkv_test_etcd_restart(struct embkv_test_etcd *e);
 /* Halts it and removes its directory. No-op on a zeroed struct. */
 void embkv_test_etcd_stop(struct embkv_test_etcd *e);
 
+struct embkv_test_proc;
+/*
+ * embkvd (its path) as member id of cluster on etcd e: --listen listen
+ * (NULL: tcp://127.0.0.1:0), --threads threads (NULL: 2), --member-ttl
+ * ttl, --member-id id, then the NULL-terminated flags extra (NULL: none,
+ * at most 16); waits up to ready_ms for its listener and copies its
+ * address into addr (EMBKV_TEST_ADDR_MAX bytes). 0, -E2BIG (extra too
+ * long) or embkv_test_proc_start's error.
+ */
+int embkv_test_member_start(const char *embkvd, const struct embkv_test_etcd *e,
+			    const char *cluster, uint32_t id,
+			    const char *listen, const char *threads,
+			    const char *ttl, const char *const *extra,
+			    uint32_t ready_ms, struct embkv_test_proc *p,
+			    char *addr);
+
 #endif

@@ -52,14 +52,6 @@ static const char *threads = "2"; /* owner threads of members started */
 static struct embkv_test_proc mem[NMEM + 1];
 static char addr[NMEM + 1][EMBKV_TEST_ADDR_MAX];
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Starts member id on listen (tcp://127.0.0.1:PORT), with an optional
  * memory limit. */
 static int start(uint32_t id, const char *listen, const char *limit)
@@ -327,8 +319,8 @@ static void test_restart_is_unloaded(void **state)
 	assert_true(nmine > 0 && nother > 0);
 	/* Same id, same address: it learns the table from etcd. */
 	snprintf(listen, sizeof(listen), "%s", addr[1]);
-	deadline = now_ms() + WAIT_MS;
-	while ((rc = start(1, listen, NULL)) && now_ms() < deadline)
+	deadline = embkv_test_now_ms() + WAIT_MS;
+	while ((rc = start(1, listen, NULL)) && embkv_test_now_ms() < deadline)
 		usleep(200 * 1000);
 	assert_int_equal(rc, 0);
 	assert_int_equal(open_on(1, "spread"), 0);
@@ -395,12 +387,12 @@ static void test_create_all_or_nothing(void **state)
 	/* A member that acked after the undo removes its ack once it sees
 	 * the delete. */
 	{
-		uint64_t deadline = now_ms() + WAIT_MS;
+		uint64_t deadline = embkv_test_now_ms() + WAIT_MS;
 
 		for (;;) {
 			assert_int_equal(embkv_etcd_get(e, "/" CLUSTER "/acks/",
 							true, &kvs), 0);
-			if (!kvs.n || now_ms() > deadline)
+			if (!kvs.n || embkv_test_now_ms() > deadline)
 				break;
 			embkv_etcd_kvs_free(&kvs);
 			usleep(50 * 1000);
@@ -413,7 +405,7 @@ static void test_create_all_or_nothing(void **state)
 	assert_int_equal(embkv_test_proc_stop(&mem[NMEM], STOP_MS), 0);
 	/* Its clean stop revoked its lease: the others stop naming it. */
 	{
-		uint64_t deadline = now_ms() + WAIT_MS;
+		uint64_t deadline = embkv_test_now_ms() + WAIT_MS;
 		struct embkv_client_attr ca;
 		const char *one[1] = { addr[0] };
 
@@ -429,7 +421,7 @@ static void test_create_all_or_nothing(void **state)
 			}
 			if (!rc)
 				embkv_client_destroy(c);
-			assert_true(now_ms() < deadline);
+			assert_true(embkv_test_now_ms() < deadline);
 			usleep(100 * 1000);
 		}
 	}
@@ -463,8 +455,8 @@ static void test_etcd_down(void **state)
 	assert_int_equal(open_on(0, "nope"), EMBKV_ENOTABLE);
 	assert_int_equal(embkv_test_etcd_restart(&etcd), 0);
 	/* Back: the members follow etcd again, and admin works. */
-	deadline = now_ms() + WAIT_MS;
-	while ((rc = embkv_table_create_remote(c, &a)) && now_ms() < deadline)
+	deadline = embkv_test_now_ms() + WAIT_MS;
+	while ((rc = embkv_table_create_remote(c, &a)) && embkv_test_now_ms() < deadline)
 		usleep(200 * 1000);
 	assert_int_equal(rc, 0);
 	for (uint32_t i = 0; i < NMEM; i++)
@@ -515,7 +507,7 @@ static void test_misrouted_is_stale(void **state)
 	 * has member 0 alone in its map. */
 	assert_int_equal(embkv_test_proc_stop(&mem[1], STOP_MS), 0);
 	assert_int_equal(embkv_test_proc_stop(&mem[2], STOP_MS), 0);
-	deadline = now_ms() + WAIT_MS;
+	deadline = embkv_test_now_ms() + WAIT_MS;
 	for (;;) {
 		struct embkv_client_attr ca;
 		const char *one[1] = { addr[0] };
@@ -528,7 +520,7 @@ static void test_misrouted_is_stale(void **state)
 			break;
 		if (!rc)
 			embkv_client_destroy(c);
-		assert_true(now_ms() < deadline);
+		assert_true(embkv_test_now_ms() < deadline);
 		usleep(100 * 1000);
 	}
 	table_attr(&a, "solo", 1000);
@@ -540,9 +532,9 @@ static void test_misrouted_is_stale(void **state)
 	threads = "1";
 	assert_int_equal(start(1, listen, NULL), 0);
 	threads = "2";
-	deadline = now_ms() + WAIT_MS;
+	deadline = embkv_test_now_ms() + WAIT_MS;
 	while (open_on(1, "solo"))
-		assert_true(now_ms() < deadline);
+		assert_true(embkv_test_now_ms() < deadline);
 	fd = raw_connect(1);
 	assert_true(fd >= 0);
 	assert_int_equal(th_open(fd, "solo", &info), 0);

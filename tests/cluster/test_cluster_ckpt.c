@@ -79,30 +79,14 @@ static uint64_t keys[NKEYS], newkeys[NNEW];
 static float ref[NKEYS * DIM];   /* rows at the full checkpoint */
 static uint64_t full_id;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Starts member id on listen, sharing g_dir. */
 static int start(uint32_t id, const char *listen)
 {
-	char ids[16];
-	const char *argv[] = {
-		EMBKVD_PATH, "--listen", listen, "--threads", "2",
-		"--etcd", etcd.url, "--cluster", CLUSTER, "--member-ttl", "2",
-		"--member-id", ids, "--data-dir", g_dir, NULL,
-	};
-	int rc;
+	const char *extra[] = { "--data-dir", g_dir, NULL };
 
-	snprintf(ids, sizeof(ids), "%u", id);
-	rc = embkv_test_proc_start(argv, 1, READY_MS, &mem[id]);
-	if (!rc)
-		snprintf(addr[id], sizeof(addr[id]), "%s", mem[id].addrs[0]);
-	return rc;
+	return embkv_test_member_start(EMBKVD_PATH, &etcd, CLUSTER, id, listen,
+				       NULL, "2", extra, READY_MS, &mem[id],
+				       addr[id]);
 }
 
 /* Restarts member id at its old address (its port may take a moment to
@@ -110,11 +94,11 @@ static int start(uint32_t id, const char *listen)
 static void restart(uint32_t id)
 {
 	char listen[EMBKV_TEST_ADDR_MAX];
-	uint64_t deadline = now_ms() + READY_MS;
+	uint64_t deadline = embkv_test_now_ms() + READY_MS;
 	int rc;
 
 	snprintf(listen, sizeof(listen), "%s", addr[id]);
-	while ((rc = start(id, listen)) && now_ms() < deadline)
+	while ((rc = start(id, listen)) && embkv_test_now_ms() < deadline)
 		usleep(200 * 1000);
 	assert_int_equal(rc, 0);
 }
@@ -173,10 +157,10 @@ static struct embkv_table_handle *open_t(struct embkv_client *c,
 					 const char *name)
 {
 	struct embkv_table_handle *t = NULL;
-	uint64_t deadline = now_ms() + RESTORE_MS;
+	uint64_t deadline = embkv_test_now_ms() + RESTORE_MS;
 	int rc;
 
-	while ((rc = embkv_table_open(c, name, &t)) && now_ms() < deadline)
+	while ((rc = embkv_table_open(c, name, &t)) && embkv_test_now_ms() < deadline)
 		usleep(100 * 1000);
 	if (rc)
 		fail_msg("cannot open %s: %s", name, embkv_strerror(rc));
@@ -188,13 +172,13 @@ static struct embkv_table_handle *open_t(struct embkv_client *c,
 static int pull_restored(struct embkv_table_handle *t, uint32_t n,
 			 const uint64_t *k, float *out, uint8_t *found)
 {
-	uint64_t deadline = now_ms() + RESTORE_MS;
+	uint64_t deadline = embkv_test_now_ms() + RESTORE_MS;
 	int rc;
 
 	for (;;) {
 		rc = embkv_pull(t, n, k, out, found, EMBKV_MODE_INFER, NULL);
 		if ((rc != EMBKV_EUNAVAIL && rc != EMBKV_EDISCONNECTED &&
-		     rc != EMBKV_ESTALE) || now_ms() > deadline)
+		     rc != EMBKV_ESTALE) || embkv_test_now_ms() > deadline)
 			return rc;
 		usleep(100 * 1000);
 	}
@@ -247,7 +231,7 @@ static uint64_t etcd_newest(void)
 static int run(const char *const *argv)
 {
 	static char out[OUT_MAX];
-	uint64_t deadline = now_ms() + RUN_MS;
+	uint64_t deadline = embkv_test_now_ms() + RUN_MS;
 	size_t len = 0;
 	int pfd[2], st;
 	pid_t pid;
@@ -267,7 +251,7 @@ static int run(const char *const *argv)
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
 		ssize_t n;
 
-		if (now_ms() >= deadline || poll(&p, 1, 100) < 0)
+		if (embkv_test_now_ms() >= deadline || poll(&p, 1, 100) < 0)
 			break;
 		if (!p.revents)
 			continue;
@@ -280,7 +264,7 @@ static int run(const char *const *argv)
 	}
 	out[len] = '\0';
 	close(pfd[0]);
-	if (now_ms() >= deadline)
+	if (embkv_test_now_ms() >= deadline)
 		kill(pid, SIGKILL);
 	if (waitpid(pid, &st, 0) != pid)
 		return -1;

@@ -70,19 +70,9 @@ static void sleep_ms(unsigned ms)
 
 static int start(uint32_t id)
 {
-	char ids[16];
-	const char *argv[] = {
-		EMBKVD_PATH, "--listen", "tcp://127.0.0.1:0", "--threads", "2",
-		"--etcd", etcd.url, "--cluster", CLUSTER, "--member-ttl", "4",
-		"--member-id", ids, NULL,
-	};
-	int rc;
-
-	snprintf(ids, sizeof(ids), "%u", id);
-	rc = embkv_test_proc_start(argv, 1, READY_MS, &mem[id]);
-	if (!rc)
-		snprintf(addr[id], sizeof(addr[id]), "%s", mem[id].addrs[0]);
-	return rc;
+	return embkv_test_member_start(EMBKVD_PATH, &etcd, CLUSTER, id, NULL,
+				       NULL, "4", NULL, READY_MS, &mem[id],
+				       addr[id]);
 }
 
 static int group_setup(void **state)

@@ -48,14 +48,6 @@
 
 static struct embkv_test_etcd etcd;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int group_setup(void **state)
 {
 	(void)state;
@@ -73,7 +65,7 @@ static int group_teardown(void **state)
  * in out: the exit status, or -1. */
 static int run(const char *const *argv, char *out, size_t cap)
 {
-	uint64_t deadline = now_ms() + RUN_MS;
+	uint64_t deadline = embkv_test_now_ms() + RUN_MS;
 	size_t len = 0;
 	int pfd[2], st;
 	pid_t pid;
@@ -93,7 +85,7 @@ static int run(const char *const *argv, char *out, size_t cap)
 		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
 		ssize_t n;
 
-		if (now_ms() >= deadline || poll(&p, 1, 100) < 0)
+		if (embkv_test_now_ms() >= deadline || poll(&p, 1, 100) < 0)
 			break;
 		if (!p.revents)
 			continue;
@@ -106,7 +98,7 @@ static int run(const char *const *argv, char *out, size_t cap)
 	}
 	out[len] = '\0';
 	close(pfd[0]);
-	if (now_ms() >= deadline)
+	if (embkv_test_now_ms() >= deadline)
 		kill(pid, SIGKILL);
 	if (waitpid(pid, &st, 0) != pid)
 		return -1;
@@ -215,9 +207,9 @@ static void test_up_then_down(void **state)
 	/* kill -9: unhealthy at once (no answer), down once the lease ran
 	 * out. */
 	embkv_test_proc_kill(&b);
-	deadline = now_ms() + DOWN_WAIT_MS;
+	deadline = embkv_test_now_ms() + DOWN_WAIT_MS;
 	while ((rc = ctl("health", out)) != 1 || !strstr(out, "DOWN")) {
-		assert_true(rc == 1 && now_ms() < deadline);
+		assert_true(rc == 1 && embkv_test_now_ms() < deadline);
 		usleep(250 * 1000);
 	}
 	assert_non_null(strstr(out, "member 1 "));
@@ -279,12 +271,12 @@ static void test_duplicate_id(void **state)
 static void data_round(struct embkv_table_handle *t, const uint64_t *keys,
 		       float *rows, const float *grads, bool bounded)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = embkv_test_now_ms();
 
 	assert_int_equal(embkv_pull(t, NKEYS, keys, rows, NULL,
 				    EMBKV_MODE_TRAIN, NULL), 0);
 	assert_int_equal(embkv_push(t, NKEYS, keys, grads, NULL), 0);
-	assert_true(!bounded || now_ms() - t0 < OP_BOUND_MS);
+	assert_true(!bounded || embkv_test_now_ms() - t0 < OP_BOUND_MS);
 }
 
 /* Runs last: stops and restarts the group's etcd. */
@@ -324,8 +316,8 @@ static void test_serves_without_etcd(void **state)
 
 	/* etcd gone for longer than the lease: the data path never waits. */
 	embkv_test_etcd_halt(&etcd);
-	until = now_ms() + (TTL_S + 1) * 1000u;
-	while (now_ms() < until) {
+	until = embkv_test_now_ms() + (TTL_S + 1) * 1000u;
+	while (embkv_test_now_ms() < until) {
 		data_round(t, keys, rows, grads, true);
 		rounds++;
 		usleep(50 * 1000);
@@ -339,8 +331,8 @@ static void test_serves_without_etcd(void **state)
 
 	/* etcd back: registered again (or its lease kept), and healthy. */
 	assert_int_equal(embkv_test_etcd_restart(&etcd), 0);
-	until = now_ms() + BACK_WAIT_MS;
-	while (member_pid(e, "7") != a.pid && now_ms() < until)
+	until = embkv_test_now_ms() + BACK_WAIT_MS;
+	while (member_pid(e, "7") != a.pid && embkv_test_now_ms() < until)
 		usleep(200 * 1000);
 	assert_int_equal(member_pid(e, "7"), a.pid);
 	/* ... and kept alive by it: still there a TTL and more later. */

@@ -56,29 +56,15 @@ static char addr[NMEM][EMBKV_TEST_ADDR_MAX];
 static char g_dir[256];
 static uint32_t nstarted;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int start(uint32_t id)
 {
-	char ids[16];
-	const char *argv[] = {
-		EMBKVD_PATH, "--listen", "tcp://127.0.0.1:0", "--threads", "2",
-		"--etcd", etcd.url, "--cluster", CLUSTER, "--member-ttl", "2",
-		"--member-id", ids, "--data-dir", g_dir, "--auto-recover", "4",
-		NULL,
-	};
-	int rc;
+	const char *extra[] = { "--data-dir", g_dir, "--auto-recover", "4",
+				NULL };
+	int rc = embkv_test_member_start(EMBKVD_PATH, &etcd, CLUSTER, id, NULL,
+					 NULL, "2", extra, READY_MS, &mem[id],
+					 addr[id]);
 
-	snprintf(ids, sizeof(ids), "%u", id);
-	rc = embkv_test_proc_start(argv, 1, READY_MS, &mem[id]);
 	if (!rc) {
-		snprintf(addr[id], sizeof(addr[id]), "%s", mem[id].addrs[0]);
 		if (id + 1 > nstarted)
 			nstarted = id + 1;
 	}
@@ -220,7 +206,7 @@ static void check_rows(struct embkv_table_handle *t, const float *want)
 	uint64_t *keys = malloc(NKEYS * sizeof(*keys));
 	float *out = malloc((size_t)NKEYS * DIM * sizeof(float));
 	uint8_t *found = malloc(NKEYS);
-	uint64_t deadline = now_ms() + WAIT_MS;
+	uint64_t deadline = embkv_test_now_ms() + WAIT_MS;
 	int rc;
 
 	for (uint32_t i = 0; i < NKEYS; i++)
@@ -231,7 +217,7 @@ static void check_rows(struct embkv_table_handle *t, const float *want)
 		if (rc == EMBKV_EUNAVAIL || rc == EMBKV_ESTALE)
 			usleep(100 * 1000);
 	} while ((rc == EMBKV_EUNAVAIL || rc == EMBKV_ESTALE) &&
-		 now_ms() < deadline);
+		 embkv_test_now_ms() < deadline);
 	assert_int_equal(rc, 0);
 	for (uint32_t i = 0; i < NKEYS; i++) {
 		assert_true(found[i]);
@@ -404,7 +390,7 @@ static void recover_lost_member(void **state)
 	memset(&mem[victim], 0, sizeof(mem[victim]));
 	sleep(3);          /* its 2 s lease expires */
 	c = client();
-	deadline = now_ms() + WAIT_MS;
+	deadline = embkv_test_now_ms() + WAIT_MS;
 	for (;;) {
 		uint32_t now_per[NMEM];
 		int rc = embkv_recover(c, &r);
@@ -421,19 +407,19 @@ static void recover_lost_member(void **state)
 		embkv_table_close(t);
 		if (!now_per[victim])
 			break;
-		assert_true(now_ms() < deadline);
+		assert_true(embkv_test_now_ms() < deadline);
 		usleep(500 * 1000);
 	}
 	embkv_client_destroy(c);
 	/* (a member may apply the new map a moment after the others: an
 	 * open that reaches the dead member's old address fails) */
-	deadline = now_ms() + WAIT_MS;
+	deadline = embkv_test_now_ms() + WAIT_MS;
 	for (;;) {
 		c = client();
 		if (!embkv_table_open(c, "mv", &t))
 			break;
 		embkv_client_destroy(c);
-		assert_true(now_ms() < deadline);
+		assert_true(embkv_test_now_ms() < deadline);
 		usleep(200 * 1000);
 	}
 	check_rows(t, final_ref);
@@ -451,7 +437,7 @@ static void recover_lost_member(void **state)
 		      victim, per[victim]);
 	embkv_test_proc_kill(&mem[victim]);
 	memset(&mem[victim], 0, sizeof(mem[victim]));
-	deadline = now_ms() + WAIT_MS;
+	deadline = embkv_test_now_ms() + WAIT_MS;
 	for (;;) {
 		/* (the open fails while the map still names the dead one) */
 		c = client();
@@ -462,7 +448,7 @@ static void recover_lost_member(void **state)
 			embkv_table_close(t);
 		}
 		embkv_client_destroy(c);
-		assert_true(now_ms() < deadline);
+		assert_true(embkv_test_now_ms() < deadline);
 		usleep(500 * 1000);
 	}
 	check_rows(t, final_ref);

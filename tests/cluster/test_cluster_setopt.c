@@ -46,29 +46,13 @@ static struct embkv_test_proc mem[NMEM];
 static char addr[NMEM][EMBKV_TEST_ADDR_MAX];
 static char g_dir[256];
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int start(uint32_t id, const char *listen)
 {
-	char ids[16];
-	const char *argv[] = {
-		EMBKVD_PATH, "--listen", listen, "--threads", "2",
-		"--etcd", etcd.url, "--cluster", CLUSTER, "--member-ttl", "2",
-		"--member-id", ids, "--data-dir", g_dir, NULL,
-	};
-	int rc;
+	const char *extra[] = { "--data-dir", g_dir, NULL };
 
-	snprintf(ids, sizeof(ids), "%u", id);
-	rc = embkv_test_proc_start(argv, 1, READY_MS, &mem[id]);
-	if (!rc)
-		snprintf(addr[id], sizeof(addr[id]), "%s", mem[id].addrs[0]);
-	return rc;
+	return embkv_test_member_start(EMBKVD_PATH, &etcd, CLUSTER, id, listen,
+				       NULL, "2", extra, READY_MS, &mem[id],
+				       addr[id]);
 }
 
 static int group_setup(void **state)
@@ -152,13 +136,13 @@ static void record_attr(const char *name, struct embkv_table_attr *a)
 static int pull_restored(struct embkv_table_handle *t, const uint64_t *k,
 			 float *out)
 {
-	uint64_t deadline = now_ms() + RESTORE_MS;
+	uint64_t deadline = embkv_test_now_ms() + RESTORE_MS;
 	int rc;
 
 	for (;;) {
 		rc = embkv_pull(t, NKEYS, k, out, NULL, EMBKV_MODE_INFER, NULL);
 		if ((rc != EMBKV_EUNAVAIL && rc != EMBKV_EDISCONNECTED &&
-		     rc != EMBKV_ESTALE) || now_ms() > deadline)
+		     rc != EMBKV_ESTALE) || embkv_test_now_ms() > deadline)
 			return rc;
 		usleep(100 * 1000);
 	}
@@ -228,8 +212,8 @@ static void test_set_lr_survives_restart(void **state)
 		char listen[EMBKV_TEST_ADDR_MAX];
 
 		snprintf(listen, sizeof(listen), "%s", addr[1]);
-		deadline = now_ms() + READY_MS;
-		while ((rc = start(1, listen)) && now_ms() < deadline)
+		deadline = embkv_test_now_ms() + READY_MS;
+		while ((rc = start(1, listen)) && embkv_test_now_ms() < deadline)
 			usleep(200 * 1000);
 		assert_int_equal(rc, 0);
 	}

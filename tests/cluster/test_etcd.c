@@ -39,14 +39,6 @@
 
 static struct embkv_test_etcd etcd;
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct embkv_etcd *client(const char *endpoints, uint32_t timeout_ms)
 {
 	struct embkv_etcd_attr a;
@@ -277,14 +269,14 @@ static void test_lease(void **state)
 	assert_true(ttl >= 0 && ttl <= granted);
 
 	/* Keep one alive, not the other, until the other's key is gone. */
-	deadline = now_ms() + EXPIRE_WAIT_MS;
+	deadline = embkv_test_now_ms() + EXPIRE_WAIT_MS;
 	while (exists(e, "/t/lease/dying")) {
-		assert_true(now_ms() < deadline);
-		if (now_ms() >= next_keep) {
+		assert_true(embkv_test_now_ms() < deadline);
+		if (embkv_test_now_ms() >= next_keep) {
 			assert_int_equal(embkv_etcd_lease_keepalive(e, kept,
 								    &ttl), 0);
 			assert_true(ttl >= LEASE_TTL_S);
-			next_keep = now_ms() + 400;
+			next_keep = embkv_test_now_ms() + 400;
 		}
 		usleep(100 * 1000);
 	}
@@ -348,12 +340,12 @@ static void on_watch(void *ctx, int status, const struct embkv_etcd_event *ev,
 /* Waits until s->n >= n (or errors >= errs when n < 0). */
 static bool seen_wait(struct seen *s, int n, int errs)
 {
-	uint64_t deadline = now_ms() + WATCH_WAIT_MS;
+	uint64_t deadline = embkv_test_now_ms() + WATCH_WAIT_MS;
 	bool ok;
 
 	pthread_mutex_lock(&s->lock);
 	while (!(ok = n >= 0 ? s->n >= n : s->errors >= errs) &&
-	       now_ms() < deadline) {
+	       embkv_test_now_ms() < deadline) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -411,9 +403,9 @@ static void test_watch(void **state)
 	pthread_mutex_unlock(&s.lock);
 
 	/* Stopping an idle stream is prompt and silences the callback. */
-	t0 = now_ms();
+	t0 = embkv_test_now_ms();
 	embkv_etcd_watch_stop(w);
-	assert_true(now_ms() - t0 < STOP_BOUND_MS);
+	assert_true(embkv_test_now_ms() - t0 < STOP_BOUND_MS);
 	assert_int_equal(embkv_etcd_put(e, "/t/w/c", "3", 1, 0, NULL), 0);
 	usleep(200 * 1000);
 	assert_false(s.after_stop);
@@ -593,9 +585,9 @@ static void test_silent_timeout(void **state)
 	fake_start(&f, NULL, 0); /* listens, never accepts */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", f.port);
 	e = client(url, SILENT_TIMEOUT_MS);
-	t0 = now_ms();
+	t0 = embkv_test_now_ms();
 	assert_int_equal(embkv_etcd_get(e, "/k", false, &r), -ETIMEDOUT);
-	took = now_ms() - t0;
+	took = embkv_test_now_ms() - t0;
 	assert_true(took >= SILENT_TIMEOUT_MS - 50 &&
 		    took < SILENT_TIMEOUT_MS + 500);
 	assert_true(embkv_etcd_unreachable(-ETIMEDOUT));
@@ -624,14 +616,14 @@ static void test_etcd_down(void **state)
 	assert_true(seen_wait(&s, 1, 0));
 
 	embkv_test_etcd_halt(&etcd);
-	t0 = now_ms();
+	t0 = embkv_test_now_ms();
 	assert_int_equal(embkv_etcd_get(e, "/t/d/a", false, &r),
 			 -ECONNREFUSED);
 	assert_int_equal(embkv_etcd_put(e, "/t/d/a", "1", 1, 0, NULL),
 			 -ECONNREFUSED);
 	assert_int_equal(embkv_etcd_lease_grant(e, 5, &id, NULL),
 			 -ECONNREFUSED);
-	assert_true(now_ms() - t0 < DOWN_BOUND_MS);
+	assert_true(embkv_test_now_ms() - t0 < DOWN_BOUND_MS);
 	assert_true(embkv_etcd_errmsg(e)[0] != '\0');
 	/* The watch heard the break, once. */
 	assert_true(seen_wait(&s, -1, 1));
@@ -649,9 +641,9 @@ static void test_etcd_down(void **state)
 	assert_string_equal(s.key[0], "/t/d/b");
 	assert_string_equal(s.key[1], "/t/d/c");
 	pthread_mutex_unlock(&s.lock);
-	t0 = now_ms();
+	t0 = embkv_test_now_ms();
 	embkv_etcd_watch_stop(w);
-	assert_true(now_ms() - t0 < STOP_BOUND_MS);
+	assert_true(embkv_test_now_ms() - t0 < STOP_BOUND_MS);
 	embkv_etcd_destroy(e);
 }
 

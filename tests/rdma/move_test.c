@@ -65,14 +65,6 @@ static int failures;
 	__FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); \
 	fflush(stdout); failures++; goto out; } } while (0)
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct embkv_client *client(void)
 {
 	struct embkv_client_attr ca;
@@ -313,9 +305,9 @@ int main(int argc, char **argv)
 	/* generation 1 in before anyone reads */
 	CHECK(pthread_create(&wth, NULL, write_loop, &w) == 0, "writer");
 	wstarted = true;
-	for (uint64_t end = now_ms() + 20000;
+	for (uint64_t end = embkv_test_now_ms() + 20000;
 	     !__atomic_load_n(&committed, __ATOMIC_ACQUIRE) && !w.rc &&
-	     now_ms() < end;)
+	     embkv_test_now_ms() < end;)
 		usleep(10000);
 	CHECK(__atomic_load_n(&committed, __ATOMIC_ACQUIRE) && !w.rc,
 	      "the first generation was not written");
@@ -341,7 +333,7 @@ int main(int argc, char **argv)
 	CHECK(embkv_table_map(mt, NULL, owner, PARTS) == 0, "map");
 	for (uint32_t k = 0; k < MOVES && !w.rc; k++) {
 		uint32_t part = (k * 3u) % PARTS, to;
-		uint64_t t0 = now_ms();
+		uint64_t t0 = embkv_test_now_ms();
 
 		to = (owner[part] + 1u + (k & 1u)) % NMEM;
 		rc = embkv_partition_move(mc, "mr", part, to, &ma, &res);
@@ -353,7 +345,7 @@ int main(int argc, char **argv)
 		moved++;
 		printf("move %u: partition %u -> server %u, %llu ms, "
 		       "generation %llu\n", k, part, to,
-		       (unsigned long long)(now_ms() - t0),
+		       (unsigned long long)(embkv_test_now_ms() - t0),
 		       (unsigned long long)__atomic_load_n(&committed,
 							   __ATOMIC_ACQUIRE));
 		usleep(200 * 1000);
@@ -362,13 +354,13 @@ int main(int argc, char **argv)
 	 * memory that is gone, falls back and is answered EMBKV_ESTALE) */
 	for (uint32_t i = 0; i < READERS; i++) {
 		uint16_t now[PARTS];
-		uint64_t until = now_ms() + 20000;
+		uint64_t until = embkv_test_now_ms() + 20000;
 
 		for (;;) {
 			CHECK(embkv_table_map(rd[i].t, NULL, now, PARTS) == 0,
 			      "map");
 			if (!memcmp(now, owner, sizeof(now)) ||
-			    now_ms() >= until)
+			    embkv_test_now_ms() >= until)
 				break;
 			usleep(50 * 1000);
 		}
