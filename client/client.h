@@ -303,6 +303,34 @@ void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
 			 void (*deliver)(void *ctx, uint32_t u, const void *row),
 			 void *ctx);
 
+/*
+ * The one-sided pull into landing memory (the GPUDirect path of
+ * client/gpu.c): the records of the distinct keys ukeys[first ..
+ * first + count) are READ into base + (u - first) * stride, memory the
+ * caller registers on each connection through reg (read_region, id
+ * naming that allocation), and check(arg, first, count, verdict) judges
+ * them where they landed after each round of READs, writing every
+ * record's verdict (enum embkv_record_verdict) to verdict[0..count).
+ * The caller zeroes the landing range before. rest[] gets the keys (u)
+ * not served, *nrest their count, for the RPC path. Never fails: what
+ * goes wrong sends keys to rest.
+ */
+struct embkv_os_landing {
+	void *base;
+	size_t bytes, stride;     /* stride >= t->rec_len, a multiple of 8 */
+	uint64_t id;
+	embkv_region_reg_fn reg;
+	void *reg_arg;
+	int (*check)(void *arg, uint32_t first, uint32_t count,
+		     uint8_t *verdict);
+	void *arg;
+	uint8_t *verdict;         /* host, count bytes */
+};
+void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
+			 uint32_t first, uint32_t count,
+			 const struct embkv_os_landing *land, uint32_t *rest,
+			 uint32_t *nrest);
+
 /* Async pool (async.c) ------------------------------------------------------ */
 
 /* Runs fn(arg) on a worker, detached (nobody waits for it). 0, or an
@@ -339,6 +367,8 @@ struct embkv_batch_args {
 	enum embkv_mode mode;     /* pull */
 	const void *dflt;         /* pull, may be NULL; a row like out's */
 	bool raw;                 /* pull: rows as stored (embkv_pull_raw) */
+	bool rpc_only;            /* pull: no one-sided READs (the GPUDirect
+				   * pull's leftovers: already tried) */
 	uint32_t *done;           /* push: applied; erase: erased; may be NULL */
 };
 

@@ -11,6 +11,14 @@
  *   push: dedup -> gradients summed per distinct key on the GPU -> copied
  *         to pinned memory a chunk ahead -> embkv_push per chunk.
  *
+ * GPUDirect (the probe found dma-buf or nvidia-peermem registration, or
+ * EMBKV_GPU_PATH asks for one): a pull of a table whose servers read
+ * one-sided READs the distinct keys' records straight into a device slab
+ * (allocated with the workspace, registered once per connection), the
+ * GPU checks them there and scatters the good rows (check_scatter_range),
+ * and only the keys left over (missing, torn too often, servers without
+ * one-sided reads) take the staging path, scattered by scatter_list.
+ *
  * Only distinct keys and their rows cross PCIe and the network. Without
  * CUDA built in (EMBKV_HAVE_CUDA 0) nothing is loaded and every call
  * says -EOPNOTSUPP, so the CPU library never needs libcuda or a GPU.
@@ -39,6 +47,9 @@
 
 /* Bytes of rows per staging chunk buffer (two per workspace). */
 #define GPU_CHUNK_BYTES (8u << 20)
+/* Bytes of a workspace's device slab for one-sided READs (GPUDirect):
+ * a pull's distinct keys go through it a range at a time. */
+#define GPU_SLAB_BYTES (32u << 20)
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static const struct embkv_gpu_ops *ops;
@@ -47,6 +58,7 @@ static struct embkv_gpu_info load_info;
 
 static struct {
 	uint64_t pulls, pushes, keys, distinct, h2d, d2h, chunks;
+	uint64_t direct_keys, direct_rest;
 } stats;
 
 static void count(uint64_t *c, uint64_t v)
@@ -97,6 +109,35 @@ static void *open_plugin(void)
 }
 #endif
 
+#if EMBKV_HAVE_CUDA
+/* The path in use: what the probe found, unless EMBKV_GPU_PATH says
+ * "staging" (never register device memory) or names a GPUDirect
+ * registration to use whatever the probe said (for machines whose probe
+ * is wrong, and for the tests: with the host stand-in plugin, "peermem"
+ * registers its host "device" memory with ibv_reg_mr, so the whole
+ * GPUDirect flow runs on soft-RoCE). A registration that fails on a
+ * connection sends that server's keys through staging. */
+static enum embkv_gpu_path path_chosen(enum embkv_gpu_path capable,
+				       char *why, size_t why_len)
+{
+	const char *e = getenv("EMBKV_GPU_PATH");
+	size_t l = strlen(why);
+
+	if (!e || !*e)
+		return capable;
+	if (!strcmp(e, "staging") && capable != EMBKV_GPU_PATH_STAGING) {
+		snprintf(why + l, why_len - l, "; EMBKV_GPU_PATH=staging");
+		return EMBKV_GPU_PATH_STAGING;
+	}
+	if (!strcmp(e, "peermem") || !strcmp(e, "dmabuf")) {
+		snprintf(why + l, why_len - l, "; EMBKV_GPU_PATH=%s", e);
+		return e[0] == 'p' ? EMBKV_GPU_PATH_PEERMEM
+				   : EMBKV_GPU_PATH_DMABUF;
+	}
+	return capable;
+}
+#endif
+
 static void load(void)
 {
 	struct embkv_gpu_info *in = &load_info;
@@ -140,8 +181,7 @@ static void load(void)
 		snprintf(in->name, sizeof(in->name), "%s", di.name);
 		in->capable = embkv_gpu_direct_probe(di.dmabuf, di.gdr, in->why,
 						     sizeof(in->why));
-		/* one-sided reads into device memory are not wired yet */
-		in->path = EMBKV_GPU_PATH_STAGING;
+		in->path = path_chosen(in->capable, in->why, sizeof(in->why));
 		load_status = 0;
 	}
 #else
@@ -158,9 +198,22 @@ int embkv_gpu_probe(struct embkv_gpu_info *info)
 	return load_status;
 }
 
+/* The calling thread's last device-call error text: set when a call
+ * of this thread fails with a CUDA error, and by embkv_gpu_op_wait from
+ * the worker that ran the op (the plugin's own text is per thread, and
+ * would be the worker's). */
+static __thread char tl_err[160];
+
+static int note_err(int rc)
+{
+	if (rc == -EIO && ops)
+		snprintf(tl_err, sizeof(tl_err), "%s", ops->last_error());
+	return rc;
+}
+
 const char *embkv_gpu_last_error(void)
 {
-	return ops ? ops->last_error() : "";
+	return tl_err;
 }
 
 void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
@@ -168,6 +221,7 @@ void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
 	if (!out)
 		return;
 	memset(out, 0, sizeof(*out));
+	pthread_once(&load_once, load); /* the path is the probe's */
 	out->path = load_status ? EMBKV_GPU_PATH_NONE : load_info.path;
 	out->pulls = __atomic_load_n(&stats.pulls, __ATOMIC_RELAXED);
 	out->pushes = __atomic_load_n(&stats.pushes, __ATOMIC_RELAXED);
@@ -176,6 +230,10 @@ void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
 	out->h2d_bytes = __atomic_load_n(&stats.h2d, __ATOMIC_RELAXED);
 	out->d2h_bytes = __atomic_load_n(&stats.d2h, __ATOMIC_RELAXED);
 	out->chunks = __atomic_load_n(&stats.chunks, __ATOMIC_RELAXED);
+	out->direct_keys = __atomic_load_n(&stats.direct_keys,
+					   __ATOMIC_RELAXED);
+	out->direct_rest = __atomic_load_n(&stats.direct_rest,
+					   __ATOMIC_RELAXED);
 }
 
 /* Pinned staging buffers: keys (cap_keys), two chunk buffers of rows and
@@ -196,6 +254,14 @@ struct ws {
 	int ev_used[2];
 	void *done;
 	int done_used;
+	/* GPUDirect: the device slab READs land in (made on first use, kept
+	 * and registered for the workspace's life), its process-unique id,
+	 * verdicts (device and pinned), and a pinned list of keys left. */
+	void *d_slab;
+	uint64_t slab_id;
+	uint8_t *d_verdict, *h_verdict;
+	uint32_t *h_list;
+	size_t cap_list;
 };
 
 static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -319,16 +385,214 @@ static int buf_wait(struct ws *w, int b)
 	return rc;
 }
 
-int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
-		      const uint64_t *d_keys, float *d_out, uint8_t *d_found,
-		      enum embkv_mode mode, const float *d_dflt, void *stream)
+/*
+ * Rows of the host keys keys[0..cnt) into device memory d_rows (cnt x dim
+ * floats) and d_found (cnt): embkv_pull a chunk at a time into one of the
+ * two pinned buffers, each chunk's copy to the device overlapping the
+ * next chunk's network pull. rpc_only: the keys were tried one-sided
+ * already (the GPUDirect pull's leftovers), so no READs again.
+ */
+static int stage_rows(struct embkv_table_handle *t, struct ws *w,
+		      const uint64_t *keys, uint32_t cnt_all, float *d_rows,
+		      uint8_t *d_found, enum embkv_mode mode,
+		      const float *h_dflt, int rpc_only, void *stream)
+{
+	uint32_t dim = t->attr.dim, off, k;
+	int rc = 0;
+
+	for (off = 0, k = 0; off < cnt_all; off += w->chunk_rows, k++) {
+		uint32_t cnt = cnt_all - off < w->chunk_rows ? cnt_all - off
+							     : w->chunk_rows;
+		int b = k & 1;
+		struct embkv_batch_args a = {
+			.t = t, .op = EMBKV_BATCH_PULL, .n = cnt,
+			.keys = keys + off, .out = w->h_rows[b],
+			.found = w->h_found[b], .mode = mode, .dflt = h_dflt,
+			.rpc_only = rpc_only,
+		};
+
+		if ((rc = buf_wait(w, b)))
+			break;
+		rc = embkv_batch_run(&a);
+		if (rc)
+			break;
+		if ((rc = ops->h2d(d_rows + (size_t)off * dim, w->h_rows[b],
+				   (size_t)cnt * dim * sizeof(float), stream)) ||
+		    (rc = ops->h2d(d_found + off, w->h_found[b], cnt,
+				   stream)) ||
+		    (rc = ops->event_record(w->ev[b], stream)))
+			break;
+		w->ev_used[b] = 1;
+		count(&stats.chunks, 1);
+		count(&stats.h2d, (uint64_t)cnt * (dim * sizeof(float) + 1));
+	}
+	return rc;
+}
+
+/* GPUDirect ------------------------------------------------------------------- */
+
+static uint64_t slab_ids;
+
+/* read_region's registration of a slab on a connection's protection
+ * domain: dma-buf or peermem, as the path in use says. */
+static void *slab_reg(void *pd, void *p, size_t len, int access, void *arg)
+{
+	(void)arg;
+	return embkv_gpu_direct_reg(ops, pd, p, len, access, load_info.path);
+}
+
+/* The workspace's slab and verdict buffers, made once. A record is at
+ * least 32 bytes apart in the slab, so GPU_SLAB_BYTES / 32 verdicts. */
+static int slab_get(struct ws *w, uint32_t nu)
+{
+	size_t nv = GPU_SLAB_BYTES / 32;
+	int rc;
+
+	if (w->cap_list < nu) {
+		ops->host_free(w->h_list);
+		w->h_list = NULL;
+		w->cap_list = 0;
+		rc = ops->host_alloc((void **)&w->h_list,
+				     (size_t)nu * sizeof(uint32_t));
+		if (rc)
+			return rc;
+		w->cap_list = nu;
+	}
+	if (w->d_slab)
+		return 0;
+	if ((rc = ops->dev_alloc_sync(&w->d_slab, GPU_SLAB_BYTES)) ||
+	    (rc = ops->dev_alloc_sync((void **)&w->d_verdict, nv)) ||
+	    (rc = ops->host_alloc((void **)&w->h_verdict, nv))) {
+		ops->dev_free_sync(w->d_slab);
+		ops->dev_free_sync(w->d_verdict);
+		w->d_slab = NULL;
+		w->d_verdict = NULL;
+		return rc;
+	}
+	w->slab_id = __atomic_add_fetch(&slab_ids, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+struct land_ctx {
+	const struct embkv_gpu_dedup *dd;
+	struct ws *w;
+	size_t stride, payload;
+	enum embkv_gpu_elem elem;
+	uint32_t dim;
+	float *d_out;
+	uint8_t *d_found;
+	void *stream;
+};
+
+/* After a round of READs into the slab: the GPU checks the range's
+ * records, scatters the good ones, and the verdicts come back. */
+static int land_check(void *arg, uint32_t first, uint32_t count_,
+		      uint8_t *verdict)
+{
+	struct land_ctx *x = arg;
+	int rc = ops->check_scatter_range(x->dd, first, count_, x->w->d_slab,
+					  x->stride, x->payload, x->elem,
+					  x->dim, x->d_out, x->d_found,
+					  x->w->d_verdict, x->stream);
+
+	if (!rc)
+		rc = ops->d2h(verdict, x->w->d_verdict, count_, x->stream);
+	if (!rc)
+		rc = ops->stream_wait(x->stream);
+	return rc;
+}
+
+static enum embkv_gpu_elem elem_of(enum embkv_dtype d)
+{
+	return d == EMBKV_DTYPE_F16 ? EMBKV_GPU_ELEM_F16
+	       : d == EMBKV_DTYPE_BF16 ? EMBKV_GPU_ELEM_BF16
+				       : EMBKV_GPU_ELEM_F32;
+}
+
+/*
+ * The GPUDirect pull: the distinct keys a slab's worth at a time, the
+ * slab zeroed (and the stream drained, so neither the zeroing nor the
+ * previous range's check can run after the NIC's writes), READ
+ * one-sided into it and checked there (client/onesided.c's
+ * embkv_onesided_land); the keys left over then take the staging path
+ * and scatter_list.
+ */
+static int pull_direct(struct embkv_table_handle *t,
+		       const struct embkv_gpu_dedup *dd, struct ws *w,
+		       float *d_out, uint8_t *d_found, enum embkv_mode mode,
+		       const float *h_dflt, void *stream)
+{
+	uint32_t dim = t->attr.dim, first, nrest = 0, got, per, k;
+	struct land_ctx x = {
+		.dd = dd, .w = w, .stride = ((size_t)t->rec_len + 63) & ~(size_t)63,
+		.payload = t->payload_bytes, .elem = elem_of(t->attr.dtype),
+		.dim = dim, .d_out = d_out, .d_found = d_found,
+		.stream = stream,
+	};
+	struct embkv_os_landing land;
+	uint64_t *rk = NULL;
+	float *d_rows = NULL;
+	uint8_t *d_ufound = NULL;
+	uint32_t *d_list = NULL;
+	int rc = slab_get(w, dd->nu);
+
+	if (rc)
+		return rc;
+	per = (uint32_t)(GPU_SLAB_BYTES / x.stride);
+	land = (struct embkv_os_landing){
+		.base = w->d_slab, .bytes = GPU_SLAB_BYTES, .stride = x.stride,
+		.id = w->slab_id, .reg = slab_reg, .check = land_check,
+		.arg = &x, .verdict = w->h_verdict,
+	};
+	for (first = 0; first < dd->nu; first += per) {
+		uint32_t cnt = dd->nu - first < per ? dd->nu - first : per;
+
+		if ((rc = ops->memset_dev(w->d_slab, 0, (size_t)cnt * x.stride,
+					  stream)) ||
+		    (rc = ops->stream_wait(stream)))
+			return rc;
+		embkv_onesided_land(t, w->h_keys, first, cnt, &land,
+				    w->h_list + nrest, &got);
+		nrest += got;
+	}
+	count(&stats.direct_keys, dd->nu - nrest);
+	count(&stats.direct_rest, nrest);
+	if (!nrest)
+		return 0;
+	rk = malloc((size_t)nrest * sizeof(*rk));
+	if (!rk)
+		return -ENOMEM;
+	for (k = 0; k < nrest; k++)
+		rk[k] = w->h_keys[w->h_list[k]];
+	if (!(rc = ops->dev_alloc((void **)&d_rows,
+				  (size_t)nrest * dim * sizeof(float), stream)) &&
+	    !(rc = ops->dev_alloc((void **)&d_ufound, nrest, stream)) &&
+	    !(rc = ops->dev_alloc((void **)&d_list,
+				  (size_t)nrest * sizeof(uint32_t), stream)) &&
+	    !(rc = ops->h2d(d_list, w->h_list, (size_t)nrest * sizeof(uint32_t),
+			    stream)) &&
+	    !(rc = stage_rows(t, w, rk, nrest, d_rows, d_ufound, mode, h_dflt,
+			      1, stream)))
+		rc = ops->scatter_list(dd, d_list, nrest, d_rows, d_ufound, dim,
+				       d_out, d_found, stream);
+	ops->dev_free(d_rows, stream);
+	ops->dev_free(d_ufound, stream);
+	ops->dev_free(d_list, stream);
+	/* stage_rows' last embkv_pull has returned: rk is no longer read */
+	free(rk);
+	return rc;
+}
+
+static int pull_device(struct embkv_table_handle *t, uint32_t n,
+		       const uint64_t *d_keys, float *d_out, uint8_t *d_found,
+		       enum embkv_mode mode, const float *d_dflt, void *stream)
 {
 	struct embkv_gpu_dedup dd;
 	struct ws *w;
 	float *d_urows = NULL;
 	uint8_t *d_ufound = NULL;
 	const float *h_dflt = NULL;
-	uint32_t dim, off, k;
+	uint32_t dim;
 	int rc = ready();
 
 	if (rc)
@@ -347,10 +611,6 @@ int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
 	count(&stats.pulls, 1);
 	count(&stats.keys, n);
 	count(&stats.distinct, dd.nu);
-	if ((rc = ops->dev_alloc((void **)&d_urows,
-				 (size_t)dd.nu * dim * sizeof(float), stream)) ||
-	    (rc = ops->dev_alloc((void **)&d_ufound, dd.nu, stream)))
-		goto free_dd;
 	if (d_dflt) {
 		rc = ops->d2h(w->h_dflt, d_dflt, (size_t)dim * sizeof(float),
 			      stream);
@@ -360,27 +620,17 @@ int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
 			goto free_dd;
 		h_dflt = w->h_dflt;
 	}
-	for (off = 0, k = 0; off < dd.nu; off += w->chunk_rows, k++) {
-		uint32_t cnt = dd.nu - off < w->chunk_rows ? dd.nu - off
-							     : w->chunk_rows;
-		int b = k & 1;
-
-		if ((rc = buf_wait(w, b)))
-			break;
-		rc = embkv_pull(t, cnt, w->h_keys + off, w->h_rows[b],
-				w->h_found[b], mode, h_dflt);
-		if (rc)
-			break;
-		if ((rc = ops->h2d(d_urows + (size_t)off * dim, w->h_rows[b],
-				   (size_t)cnt * dim * sizeof(float), stream)) ||
-		    (rc = ops->h2d(d_ufound + off, w->h_found[b], cnt,
-				   stream)) ||
-		    (rc = ops->event_record(w->ev[b], stream)))
-			break;
-		w->ev_used[b] = 1;
-		count(&stats.chunks, 1);
-		count(&stats.h2d, (uint64_t)cnt * (dim * sizeof(float) + 1));
+	if (load_info.path != EMBKV_GPU_PATH_STAGING && t->os) {
+		rc = pull_direct(t, &dd, w, d_out, d_found, mode, h_dflt,
+				 stream);
+		goto free_dd;
 	}
+	if ((rc = ops->dev_alloc((void **)&d_urows,
+				 (size_t)dd.nu * dim * sizeof(float), stream)) ||
+	    (rc = ops->dev_alloc((void **)&d_ufound, dd.nu, stream)))
+		goto free_dd;
+	rc = stage_rows(t, w, w->h_keys, dd.nu, d_urows, d_ufound, mode, h_dflt,
+			0, stream);
 	if (!rc)
 		rc = ops->scatter(&dd, d_urows, d_ufound, dim, d_out, d_found,
 				  stream);
@@ -393,9 +643,9 @@ put:
 	return rc;
 }
 
-int embkv_push_device(struct embkv_table_handle *t, uint32_t n,
-		      const uint64_t *d_keys, const float *d_grads,
-		      uint32_t *applied, void *stream)
+static int push_device(struct embkv_table_handle *t, uint32_t n,
+		       const uint64_t *d_keys, const float *d_grads,
+		       uint32_t *applied, void *stream)
 {
 	struct embkv_gpu_dedup dd;
 	struct ws *w;
@@ -471,6 +721,21 @@ put:
 	return rc;
 }
 
+int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
+		      const uint64_t *d_keys, float *d_out, uint8_t *d_found,
+		      enum embkv_mode mode, const float *d_dflt, void *stream)
+{
+	return note_err(pull_device(t, n, d_keys, d_out, d_found, mode,
+				    d_dflt, stream));
+}
+
+int embkv_push_device(struct embkv_table_handle *t, uint32_t n,
+		      const uint64_t *d_keys, const float *d_grads,
+		      uint32_t *applied, void *stream)
+{
+	return note_err(push_device(t, n, d_keys, d_grads, applied, stream));
+}
+
 /* Async forms: the synchronous call on the client's async workers. */
 struct embkv_gpu_op {
 	int dev;                /* the caller's CUDA device */
@@ -486,13 +751,16 @@ struct embkv_gpu_op {
 	enum embkv_mode mode;
 	const float *dflt;
 	void *stream;
+	char err[160];          /* the worker's error text */
 };
 
 static void op_run(void *arg)
 {
 	struct embkv_gpu_op *op = arg;
-	int st = ops->device_set(op->dev);
+	int st;
 
+	tl_err[0] = '\0'; /* the worker's text from an earlier op is not this one's */
+	st = ops->device_set(op->dev);
 	if (!st)
 		st = op->push
 			? embkv_push_device(op->t, op->n, op->keys, op->grads,
@@ -500,6 +768,9 @@ static void op_run(void *arg)
 			: embkv_pull_device(op->t, op->n, op->keys, op->out,
 					    op->found, op->mode, op->dflt,
 					    op->stream);
+	else
+		note_err(st);
+	snprintf(op->err, sizeof(op->err), "%s", st ? tl_err : "");
 
 	pthread_mutex_lock(&op->lock);
 	op->status = st;
@@ -581,6 +852,8 @@ int embkv_gpu_op_wait(struct embkv_gpu_op *op, uint32_t *applied)
 		pthread_cond_wait(&op->cond, &op->lock);
 	pthread_mutex_unlock(&op->lock);
 	st = op->status;
+	if (st)
+		snprintf(tl_err, sizeof(tl_err), "%s", op->err);
 	if (applied)
 		*applied = op->applied;
 	pthread_cond_destroy(&op->cond);

@@ -817,3 +817,381 @@ free_all:
 put_regions:
 	regions_put(reg);
 }
+
+/* The pull into landing memory (GPUDirect) ------------------------------------------
+ *
+ * The same one-sided protocol, but the records land in the caller's
+ * memory (GPU memory registered with each connection's NIC) instead of
+ * read_buf, and are verified where they landed, all of a range at once
+ * (land->check: the GPU's record check, which also scatters the good
+ * rows). The host never sees a row. Bucket copies are small and still
+ * land in read_buf: the host matches fingerprints as before.
+ *
+ * Rounds: every server's keys that need READs get them (bucket waves for
+ * keys without a location, then all the record READs as chains, several
+ * in flight), then one check of the range gives every record's verdict:
+ * OK -> served (location cached); TORN -> read again (bounded);
+ * OTHER_KEY or DEAD -> a cached location is dropped and the buckets read
+ * again from the first slot, else the next candidate slot after the one
+ * tried (the buckets read again: a fingerprint collision or a row that
+ * moved is rare). A record landing in GPU memory may also read as TORN
+ * until the NIC's writes are visible to the GPU (no flush is issued): the
+ * check turns that into a re-read, never into a wrong row.
+ *
+ * Invariant: a landing slot is only ever judged for a key that READ into
+ * it this round; the caller zeroes the range before the first round, so a
+ * slot never read fails the check (and the key was left for RPC anyway).
+ */
+
+#define LAND_ROUNDS 8u
+#define MAX_CHAINS_POLL 16u
+
+struct land_run {
+	struct os_run r;           /* t, c, os, srv, epoch, ukeys, sizes */
+	const struct embkv_os_landing *land;
+	uint32_t first;
+	uint8_t *read_now;         /* count: READ into its slot this round */
+	uint32_t *upart;           /* count: each key's partition */
+	const struct os_srv **srv; /* count: its server's regions */
+};
+
+/* Bucket waves for the keys of idx[0..n) in K_BUCKETS (host read_buf):
+ * each gets its next candidate (K_RECORD) or K_RPC. */
+static int land_buckets(struct land_run *lr, struct embkv_cconn *cc,
+			struct os_key *all, const uint32_t *idx, uint32_t n,
+			uint32_t chunk, uint64_t deadline)
+{
+	struct os_run *r = &lr->r;
+	uint32_t at = 0;
+	int rc = 0;
+
+	while (at < n && !rc) {
+		uint32_t m = 0, j;
+
+		/* gather up to chunk keys that want buckets into r->k */
+		for (; at < n && m < chunk; at++)
+			if (all[idx[at]].state == K_BUCKETS)
+				r->k[m++] = all[idx[at]];
+		if (!m)
+			break;
+		rc = wave(r, cc, m, deadline);
+		for (j = 0; j < m; j++) {
+			struct os_key *k = &r->k[j];
+
+			if (rc)
+				k->state = K_RPC;
+			else
+				next_candidate(k, slot_of(r, j));
+			all[k->u - lr->first] = *k;
+		}
+	}
+	return rc;
+}
+
+/* Every record READ of idx[0..n)'s keys in K_RECORD, into the landing
+ * slots, as chains of at most max_reads, up to MAX_CHAINS in flight. */
+static int land_records(struct land_run *lr, struct embkv_cconn *cc,
+			const void *region, struct os_key *all,
+			const uint32_t *idx, uint32_t n, uint32_t max_reads,
+			uint64_t deadline)
+{
+	struct os_run *r = &lr->r;
+	struct embkv_conn *tc = cc->tc;
+	uint32_t at = 0, posted = 0, done = 0, nr;
+	uint64_t cookies[MAX_CHAINS_POLL];
+	int rc;
+
+	if (max_reads > 2 * CHUNK_KEYS)
+		max_reads = 2 * CHUNK_KEYS; /* r->reads' room */
+	for (;;) {
+		while (at < n) {
+			/* the next chain */
+			uint32_t from = at;
+
+			nr = 0;
+			for (; at < n && nr < max_reads; at++) {
+				struct os_key *k = &all[idx[at]];
+				uint32_t s = k->u - lr->first;
+
+				if (k->state != K_RECORD)
+					continue;
+				r->reads[nr++] = (struct embkv_remote_read){
+					.remote_addr = k->p->arena_addr +
+						       k->row * r->srv->stride,
+					.rkey = k->p->arena_rkey,
+					.len = r->rec_len,
+					.local = (uint8_t *)lr->land->base +
+						 (size_t)s * lr->land->stride,
+					.region = region };
+				lr->read_now[s] = 1;
+			}
+			if (!nr)
+				break;
+			r->reads[nr - 1].cookie = ++posted;
+			rc = tc->ops->post_reads(tc, r->reads, nr);
+			if (rc == -EAGAIN) {
+				/* too many in flight: these go in the next post */
+				for (uint32_t j = from; j < at; j++)
+					lr->read_now[all[idx[j]].u -
+						     lr->first] = 0;
+				posted--;
+				at = from;
+				break;
+			}
+			if (rc)
+				return rc;
+			EMBKV_COUNT(r->c, round_trips, 1);
+			EMBKV_COUNT(r->c, key_round_trips, nr);
+			EMBKV_COUNT(r->c, read_wrs, nr);
+			EMBKV_COUNT(r->c, read_bytes, (uint64_t)nr * r->rec_len);
+		}
+		/* the inner loop stops at the end, or on -EAGAIN, which with
+		 * nothing in flight would never clear */
+		if (done == posted)
+			return at < n ? -EAGAIN : 0;
+		rc = tc->ops->poll_reads(tc, cookies, MAX_CHAINS_POLL);
+		if (rc < 0)
+			return rc;
+		if (rc > 0) {
+			done += (uint32_t)rc;
+			continue;
+		}
+		rc = embkv_fd_wait(tc->ops->poll_fd(tc), POLLIN, deadline);
+		if (rc)
+			return rc;
+	}
+}
+
+/* One server's READs of a round. Keys of a server that fails go to RPC. */
+static void land_server(struct land_run *lr, struct os_key *all,
+			const uint32_t *idx, uint32_t n)
+{
+	struct os_run *r = &lr->r;
+	struct embkv_cconn *cc = NULL;
+	struct embkv_conn_limits lim;
+	const void *region = NULL;
+	uint64_t deadline = embkv_client_deadline(r->c);
+	uint32_t chunk = 0, j;
+	int rc;
+
+	rc = embkv_client_conn_get(r->c, r->srv->server, deadline, &cc);
+	if (rc || !cc->tc->ops->post_reads || !cc->tc->ops->read_region)
+		goto fail;
+	cc->tc->ops->limits(cc->tc, &lim);
+	chunk = lim.max_reads / 2 < CHUNK_KEYS ? lim.max_reads / 2 : CHUNK_KEYS;
+	if (!chunk)
+		goto fail;
+	region = cc->tc->ops->read_region(cc->tc, lr->land->id,
+					  lr->land->base, lr->land->bytes,
+					  lr->land->reg, lr->land->reg_arg);
+	if (!region)
+		goto fail; /* not registrable here: those keys by RPC */
+	r->buf = cc->tc->ops->read_buf(cc->tc, (size_t)chunk * r->slot_bytes);
+	if (!r->buf)
+		goto fail;
+	rc = land_buckets(lr, cc, all, idx, n, chunk, deadline);
+	if (!rc)
+		rc = land_records(lr, cc, region, all, idx, n, lim.max_reads,
+				  deadline);
+	if (!rc) {
+		embkv_client_conn_put(r->c, cc);
+		return;
+	}
+	cc->broken = 1;
+fail:
+	for (j = 0; j < n; j++) {
+		struct os_key *k = &all[idx[j]];
+
+		if (k->state == K_BUCKETS || k->state == K_RECORD) {
+			k->state = K_RPC;
+			lr->read_now[k->u - lr->first] = 0;
+		}
+	}
+	embkv_client_conn_put(r->c, cc);
+}
+
+/* A round's verdicts: the next state of every key that read a record. */
+static void land_judge(struct land_run *lr, struct os_key *all,
+		       uint32_t count, const uint8_t *verdict)
+{
+	struct os_run *r = &lr->r;
+
+	for (uint32_t s = 0; s < count; s++) {
+		struct os_key *k = &all[s];
+		uint64_t key = r->ukeys[k->u];
+
+		if (!lr->read_now[s])
+			continue;
+		lr->read_now[s] = 0;
+		if (verdict[s] == EMBKV_RECORD_OK) {
+			if (!k->cached) {
+				struct embkv_loc loc = {
+					.key = key, .row = k->row,
+					.epoch = r->epoch,
+					.server = lr->srv[s]->server,
+					.part = lr->upart[s],
+				};
+
+				embkv_loccache_put(&r->os->lc, &loc);
+			}
+			r->served[r->nserved++] = key;
+			k->state = K_DONE;
+		} else if (verdict[s] == EMBKV_RECORD_TORN) {
+			EMBKV_COUNT(r->c, torn_retries, 1);
+			if (++k->torn > MAX_TORN)
+				k->state = K_RPC;
+		} else if (k->cached) {
+			embkv_loccache_drop(&r->os->lc, key, k->row);
+			EMBKV_COUNT(r->c, cache_drops, 1);
+			k->cached = 0;
+			k->cand = 0;
+			k->state = K_BUCKETS;
+		} else {
+			/* read the buckets again, from the slot after it */
+			k->state = k->cand < 2 * EMBKV_BUCKET_SLOTS ? K_BUCKETS
+								   : K_RPC;
+		}
+	}
+}
+
+void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
+			 uint32_t first, uint32_t count,
+			 const struct embkv_os_landing *land, uint32_t *rest,
+			 uint32_t *nrest)
+{
+	struct embkv_onesided *os = t->os;
+	struct embkv_client *c = t->c;
+	struct embkv_shardmap *m = NULL;
+	struct os_regions *reg = NULL;
+	struct land_run lr;
+	struct os_run *r = &lr.r;
+	struct os_key *all = NULL;
+	uint32_t *order = NULL, *off = NULL, *items = NULL, s, j, round;
+	unsigned bits;
+
+	*nrest = 0;
+	memset(&lr, 0, sizeof(lr));
+	if (!os || c->no_onesided || !count || !land || !land->check ||
+	    land->stride < t->rec_len || land->bytes < (size_t)count *
+	    land->stride)
+		goto all_rest;
+	m = embkv_shardmap_get(t);
+	reg = regions_get(os);
+	if (reg && reg->epoch != m->epoch) {
+		regions_put(reg);
+		reg = NULL;
+		if (!regions_fetch(os, m))
+			reg = regions_get(os);
+	}
+	if (!reg || !reg->nsrv || reg->epoch != m->epoch)
+		goto all_rest;
+	lr.land = land;
+	lr.first = first;
+	r->t = t;
+	r->c = c;
+	r->os = os;
+	r->epoch = m->epoch;
+	r->ukeys = ukeys;
+	r->payload_bytes = t->payload_bytes;
+	r->rec_len = t->rec_len;
+	r->slot_bytes = BUCKETS_BYTES + ((r->rec_len + LINE - 1) & ~(LINE - 1));
+	all = calloc(count, sizeof(*all));
+	lr.read_now = calloc(count, 1);
+	lr.upart = malloc((size_t)count * sizeof(*lr.upart));
+	lr.srv = calloc(count, sizeof(*lr.srv));
+	items = malloc((size_t)count * sizeof(*items));
+	order = malloc((size_t)count * sizeof(*order));
+	off = malloc(((size_t)m->nsrv + 1) * sizeof(*off));
+	r->k = malloc(CHUNK_KEYS * sizeof(*r->k));
+	r->reads = malloc(2 * CHUNK_KEYS * sizeof(*r->reads));
+	r->served = malloc((size_t)count * sizeof(*r->served));
+	if (!all || !lr.read_now || !lr.upart || !lr.srv || !items ||
+	    !order || !off || !r->k || !r->reads || !r->served)
+		goto all_rest;
+	/* each key's partition, server and starting state (cache first) */
+	bits = embkv_batch_part_bits(m->nparts);
+	for (j = 0; j < count; j++) {
+		struct os_key *k = &all[j];
+		uint64_t key = ukeys[first + j];
+		struct embkv_loc loc;
+
+		k->u = first + j;
+		k->h = embkv_hash_key(key, t->attr.hash_seed);
+		lr.upart[j] = embkv_hash_partition(k->h, bits);
+		items[j] = j;
+		lr.srv[j] = regions_srv(reg, m->srv[m->part_srv[lr.upart[j]]]);
+		k->state = K_RPC;
+		if (!lr.srv[j])
+			continue;
+		k->p = &lr.srv[j]->part[lr.upart[j]];
+		if (!k->p->capacity || !k->p->nbuckets)
+			continue;
+		k->state = K_BUCKETS;
+		if (embkv_loccache_get(&os->lc, key, &loc) &&
+		    loc.epoch == r->epoch && loc.server == lr.srv[j]->server &&
+		    loc.part == lr.upart[j] && loc.row < k->p->capacity) {
+			k->row = loc.row;
+			k->cached = 1;
+			k->state = K_RECORD;
+			EMBKV_COUNT(c, cache_hits, 1);
+		}
+	}
+	if (embkv_batch_route(items, count, lr.upart, m->part_srv, m->nsrv,
+			      order, off))
+		goto all_rest;
+	for (round = 0; round < LAND_ROUNDS; round++) {
+		int any = 0;
+
+		for (s = 0; s < m->nsrv; s++) {
+			uint32_t cnt = off[s + 1] - off[s], busy = 0;
+
+			for (j = 0; j < cnt; j++) {
+				uint8_t st = all[order[off[s] + j]].state;
+
+				busy += st == K_BUCKETS || st == K_RECORD;
+			}
+			if (!busy)
+				continue;
+			r->srv = lr.srv[order[off[s]]];
+			land_server(&lr, all, order + off[s], cnt);
+		}
+		for (j = 0; j < count; j++)
+			any |= lr.read_now[j];
+		if (!any)
+			break;
+		if (land->check(land->arg, first, count, land->verdict)) {
+			/* no verdicts: nothing read this round is trusted */
+			for (j = 0; j < count; j++)
+				if (all[j].state != K_DONE)
+					all[j].state = K_RPC;
+			break;
+		}
+		land_judge(&lr, all, count, land->verdict);
+	}
+	for (j = 0; j < count; j++)
+		if (all[j].state != K_DONE)
+			rest[(*nrest)++] = first + j;
+	EMBKV_COUNT(c, keys_onesided, r->nserved);
+	EMBKV_COUNT(c, fallbacks, *nrest);
+	if (r->nserved)
+		hits_count(os, r->served, r->nserved);
+	goto free_all;
+all_rest:
+	for (j = 0; j < count; j++)
+		rest[j] = first + j;
+	*nrest = count;
+free_all:
+	free(r->served);
+	free(r->reads);
+	free(r->k);
+	free(off);
+	free(order);
+	free(items);
+	free(lr.srv);
+	free(lr.upart);
+	free(lr.read_now);
+	free(all);
+	regions_put(reg);
+	if (m)
+		embkv_shardmap_put(m);
+}

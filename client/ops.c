@@ -672,7 +672,7 @@ static int batch_begin(struct op_state *o, const struct embkv_batch_args *a)
 
 	if (rc)
 		return rc;
-	if (a->op == EMBKV_BATCH_PULL && a->t->os) {
+	if (a->op == EMBKV_BATCH_PULL && a->t->os && !a->rpc_only) {
 		struct embkv_shardmap *m = embkv_shardmap_get(a->t);
 
 		embkv_onesided_pull(a->t, m, o->b.ukeys, o->upart, o->pend,

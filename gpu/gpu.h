@@ -129,6 +129,23 @@ struct embkv_gpu_ops {
 	 * async ops run on a worker thread on the caller's device. */
 	int (*device_get)(int *dev);
 	int (*device_set)(int dev);
+	/* (ABI 2; the texts of these two are in the kernels' branch) */
+	int (*check_scatter_range)(const struct embkv_gpu_dedup *dd,
+				   uint32_t first, uint32_t count,
+				   const void *d_records, size_t rec_stride,
+				   size_t payload_bytes,
+				   enum embkv_gpu_elem elem, uint32_t dim,
+				   float *d_out, uint8_t *d_found,
+				   uint8_t *d_verdict, void *stream);
+	int (*scatter_list)(const struct embkv_gpu_dedup *dd,
+			    const uint32_t *d_list, uint32_t m,
+			    const float *d_rows, const uint8_t *d_ufound,
+			    uint32_t dim, float *d_out, uint8_t *d_found,
+			    void *stream);
+	/* Device memory outside the stream-ordered pool (cudaMalloc; waits),
+	 * as GPUDirect registration needs: the one-sided READs' slab. */
+	int (*dev_alloc_sync)(void **p, size_t bytes);
+	void (*dev_free_sync)(void *p);
 };
 
 typedef const struct embkv_gpu_ops *(*embkv_gpu_plugin_fn)(void);

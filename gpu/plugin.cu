@@ -253,6 +253,17 @@ static int p_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 	return 0;
 }
 
+static int p_dev_alloc_sync(void **p, size_t bytes)
+{
+	return embkv_gpu_fail(cudaMalloc(p, bytes ? bytes : 1));
+}
+
+static void p_dev_free_sync(void *p)
+{
+	if (p)
+		cudaFree(p);
+}
+
 static int p_device_get(int *dev)
 {
 	return embkv_gpu_fail(cudaGetDevice(dev));
@@ -287,6 +298,8 @@ static const struct embkv_gpu_ops ops = {
 	p_dmabuf_fd,
 	p_device_get,
 	p_device_set,
+	p_dev_alloc_sync,
+	p_dev_free_sync,
 };
 
 extern "C" __attribute__((visibility("default")))

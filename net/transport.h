@@ -100,7 +100,19 @@ struct embkv_remote_read {
 	uint32_t len;
 	void *local;
 	uint64_t cookie; /* returned by poll_reads for each completed read */
+	/* NULL: local lies in read_buf; else a handle from read_region and
+	 * local lies inside that region. */
+	const void *region;
 };
+
+/*
+ * Registers memory the caller owns for reads into (read_region): reg
+ * (the caller's, e.g. GPUDirect registration of device memory) is given
+ * the transport's protection domain (an ibv_pd) and returns an ibv_mr
+ * for [p, p + len) whose addr is p, or NULL with errno set.
+ */
+typedef void *(*embkv_region_reg_fn)(void *pd, void *p, size_t len,
+				     int access, void *arg);
 
 /*
  * What one connection accepts beyond the wire's own limits (the rdma
@@ -177,7 +189,8 @@ struct embkv_transport_ops {
 	 * embkv_remote_read.local must lie inside it.
 	 * post_reads posts reads[0..n) as one chain (one doorbell, only the
 	 * last one signaled), n <= limits' max_reads: 0, -EAGAIN (too many
-	 * reads posted: poll first) or an error. The chain completes as a
+	 * reads posted, or chains completed whose cookies were not polled
+	 * yet: poll first) or an error. The chain completes as a
 	 * whole: poll_reads returns, without blocking, the cookie of the
 	 * LAST read of each completed chain (every read of that chain is
 	 * then in local), up to max of them: the count (0: wait on
@@ -189,6 +202,20 @@ struct embkv_transport_ops {
 			  const struct embkv_remote_read *reads, uint32_t n);
 	int (*poll_reads)(struct embkv_conn *c, uint64_t *cookies,
 			  uint32_t max);
+	/*
+	 * Optional (NULL: reads land only in read_buf): a handle for reads
+	 * into [p, p + len), memory the caller allocated (GPU memory for
+	 * GPUDirect RDMA), registered by reg on this connection the first
+	 * time id is asked for and kept until close (the connection holds
+	 * at most a few: the least recently asked one is deregistered to
+	 * make room, never while reads are posted into it). id names one
+	 * allocation for the process's life: a region that changes p or len
+	 * under the same id is registered again. NULL with errno set when
+	 * reg fails (the caller reads into read_buf or goes by RPC).
+	 */
+	const void *(*read_region)(struct embkv_conn *c, uint64_t id, void *p,
+				   size_t len, embkv_region_reg_fn reg,
+				   void *arg);
 };
 
 /* The built-in transports (net/tcp.c, net/verbs.c or, built without

@@ -21,6 +21,9 @@
  * ibv_post_send (one doorbell), only the last one signaled; RC completes
  * a send queue in order, so that completion means the whole chain is in
  * local memory. poll_reads hands back the cookie of each finished chain.
+ * A read lands in read_buf or in a region the caller registered with
+ * read_region (GPU memory: client/gpu.c); up to MAX_REGIONS stay
+ * registered per connection, all deregistered before the pd is freed.
  *
  * Waiting: poll_fd is an epoll set of the completion channel and the
  * rdma_cm channel, so a thread that waits for a reply also wakes up when
@@ -57,6 +60,7 @@
 #define CQ_BATCH 32
 #define SQ_SLACK 8u
 #define MAX_CHAINS 16u        /* post_reads chains in flight */
+#define MAX_REGIONS 4u        /* read_region registrations kept */
 #define RD_ATOM_MAX 16u       /* READs in flight per QP we ask for */
 #define CM_RETRY_COUNT 7      /* transport retries before the QP fails */
 #define CM_RNR_RETRY 6        /* 7 would be "forever" */
@@ -77,6 +81,14 @@ struct vreply {
 struct vchain {
 	uint64_t cookie;   /* of its last read */
 	uint32_t n;        /* 0: free */
+};
+
+/* Caller memory registered for reads into (read_region). */
+struct vregion {
+	uint64_t id, used; /* used: last asked, by a per-connection clock */
+	void *p;
+	size_t len;
+	struct ibv_mr *mr; /* NULL: a free entry */
 };
 
 struct verbs_conn {
@@ -107,6 +119,8 @@ struct verbs_conn {
 	struct vchain chains[MAX_CHAINS];
 	uint64_t done[MAX_CHAINS];
 	uint32_t ndone;
+	struct vregion regions[MAX_REGIONS];
+	uint64_t region_clock;
 };
 
 static struct verbs_conn *vc_of(struct embkv_conn *c)
@@ -350,6 +364,9 @@ static void vc_destroy(struct verbs_conn *vc)
 		rdma_destroy_qp(vc->id);
 	if (vc->rbuf_mr)
 		ibv_dereg_mr(vc->rbuf_mr);
+	for (uint32_t i = 0; i < MAX_REGIONS; i++)
+		if (vc->regions[i].mr) /* before the pd goes */
+			ibv_dereg_mr(vc->regions[i].mr);
 	if (vc->send_mr)
 		ibv_dereg_mr(vc->send_mr);
 	if (vc->arena_mr)
@@ -830,7 +847,7 @@ static int vc_post_reads(struct embkv_conn *c,
 {
 	struct verbs_conn *vc = vc_of(c);
 	struct ibv_send_wr *bad;
-	uint32_t k, slot = MAX_CHAINS;
+	uint32_t k, slot = MAX_CHAINS, busy;
 	int rc;
 
 	if (vc->err)
@@ -842,11 +859,25 @@ static int vc_post_reads(struct embkv_conn *c,
 	if (n > vc->max_reads)
 		return EMBKV_ELIMIT;
 	for (k = 0; k < n; k++) {
-		uintptr_t p = (uintptr_t)reads[k].local;
+		uintptr_t p = (uintptr_t)reads[k].local, base;
+		size_t blen;
 
-		if (!vc->rbuf || p < (uintptr_t)vc->rbuf || !reads[k].len ||
-		    reads[k].len > vc->rbuf_len ||
-		    p - (uintptr_t)vc->rbuf > vc->rbuf_len - reads[k].len)
+		if (reads[k].region) {
+			const struct vregion *g = reads[k].region;
+
+			if (g < vc->regions || g >= vc->regions + MAX_REGIONS ||
+			    !g->mr)
+				return -EINVAL;
+			base = (uintptr_t)g->p;
+			blen = g->len;
+		} else {
+			if (!vc->rbuf)
+				return -EINVAL;
+			base = (uintptr_t)vc->rbuf;
+			blen = vc->rbuf_len;
+		}
+		if (p < base || !reads[k].len || reads[k].len > blen ||
+		    p - base > blen - reads[k].len)
 			return -EINVAL;
 	}
 	if (vc->sq_used + n > vc->sq_depth) {
@@ -856,10 +887,14 @@ static int vc_post_reads(struct embkv_conn *c,
 		if (vc->sq_used + n > vc->sq_depth)
 			return -EAGAIN;
 	}
-	for (k = 0; k < MAX_CHAINS && slot == MAX_CHAINS; k++)
-		if (!vc->chains[k].n)
+	/* a chain holds its place until its cookie is polled: done[] has
+	 * room for MAX_CHAINS cookies, in flight and unpolled together */
+	for (k = 0, busy = vc->ndone; k < MAX_CHAINS; k++) {
+		busy += vc->chains[k].n != 0;
+		if (!vc->chains[k].n && slot == MAX_CHAINS)
 			slot = k;
-	if (slot == MAX_CHAINS)
+	}
+	if (slot == MAX_CHAINS || busy >= MAX_CHAINS)
 		return -EAGAIN;
 	for (k = 0; k < n; k++) {
 		struct ibv_send_wr *wr = &vc->rwr[k];
@@ -867,7 +902,9 @@ static int vc_post_reads(struct embkv_conn *c,
 
 		sge->addr = (uintptr_t)reads[k].local;
 		sge->length = reads[k].len;
-		sge->lkey = vc->rbuf_mr->lkey;
+		sge->lkey = reads[k].region
+			? ((const struct vregion *)reads[k].region)->mr->lkey
+			: vc->rbuf_mr->lkey;
 		memset(wr, 0, sizeof(*wr));
 		wr->wr_id = TAG_READ << TAG_SHIFT | slot;
 		wr->sg_list = sge;
@@ -913,6 +950,56 @@ static int vc_poll_reads(struct embkv_conn *c, uint64_t *cookies,
 	return (int)k;
 }
 
+static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
+				  size_t len, embkv_region_reg_fn regfn,
+				  void *arg)
+{
+	struct verbs_conn *vc = vc_of(c);
+	struct vregion *g = NULL, *lru = NULL;
+	struct ibv_mr *mr;
+	uint32_t i;
+
+	if (!p || !len || !regfn) {
+		errno = EINVAL;
+		return NULL;
+	}
+	for (i = 0; i < MAX_REGIONS; i++) {
+		struct vregion *e = &vc->regions[i];
+
+		if (e->mr && e->id == id) {
+			g = e;
+			break;
+		}
+		if (!lru || !e->mr || (lru->mr && e->used < lru->used))
+			lru = e;
+	}
+	if (g && g->p == p && g->len == len) {
+		g->used = ++vc->region_clock;
+		return g;
+	}
+	if (!g)
+		g = lru;
+	if (g->mr) {
+		/* deregistering memory reads may still be landing in */
+		for (i = 0; i < MAX_CHAINS; i++)
+			if (vc->chains[i].n) {
+				errno = EBUSY;
+				return NULL;
+			}
+		ibv_dereg_mr(g->mr);
+		g->mr = NULL;
+	}
+	mr = regfn(vc->pd, p, len, IBV_ACCESS_LOCAL_WRITE, arg);
+	if (!mr)
+		return NULL;
+	g->mr = mr;
+	g->id = id;
+	g->p = p;
+	g->len = len;
+	g->used = ++vc->region_clock;
+	return g;
+}
+
 const struct embkv_transport_ops embkv_verbs_ops = {
 	.scheme = "rdma",
 	.connect = vc_connect,
@@ -925,4 +1012,5 @@ const struct embkv_transport_ops embkv_verbs_ops = {
 	.read_buf = vc_read_buf,
 	.post_reads = vc_post_reads,
 	.poll_reads = vc_poll_reads,
+	.read_region = vc_read_region,
 };

@@ -17,12 +17,16 @@
  *
  * Data movement (embkv_gpu_probe reports it): keys are made distinct on
  * the GPU (sort, inverse index); only the distinct keys and their rows
- * cross PCIe and the network. Today rows move through pinned host memory
- * in chunks, double buffered (a chunk's network pull overlaps the
- * previous chunk's copy to the device); gradients are summed per key on
- * the GPU and leave through pinned memory the same way. GPUDirect RDMA
- * registration (dma-buf, else nvidia-peermem) is probed and reported; its
- * use for one-sided reads into device memory is not wired yet (gpu/README.md).
+ * cross PCIe and the network. With GPUDirect RDMA (the probe found
+ * dma-buf or nvidia-peermem registration and the table's servers are on
+ * rdma://) a pull READs the records one-sided straight into device
+ * memory and the GPU checks them there (checksum, key); otherwise, and
+ * for the keys that path leaves (missing, servers without one-sided
+ * reads), rows move through pinned host memory in chunks, double
+ * buffered (a chunk's network pull overlaps the previous chunk's copy to
+ * the device). Gradients are summed per key on the GPU and leave through
+ * pinned memory the same way. EMBKV_GPU_PATH=staging turns GPUDirect off
+ * (gpu/README.md).
  */
 #ifndef EMBKV_EMBKV_GPU_H
 #define EMBKV_EMBKV_GPU_H
@@ -114,6 +118,8 @@ struct embkv_gpu_stats {
 	uint64_t distinct_keys;     /* after dedup: what crossed PCIe */
 	uint64_t h2d_bytes, d2h_bytes;
 	uint64_t chunks;            /* staging chunks moved */
+	uint64_t direct_keys;       /* distinct keys READ into device memory */
+	uint64_t direct_rest;       /* keys a GPUDirect pull left to staging */
 };
 void embkv_gpu_stats_get(struct embkv_gpu_stats *out);
 

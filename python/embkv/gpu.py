@@ -46,7 +46,8 @@ class GpuStats(Structure):
     _fields_ = [("path", c_int), ("pulls", c_uint64), ("pushes", c_uint64),
                 ("keys", c_uint64), ("distinct_keys", c_uint64),
                 ("h2d_bytes", c_uint64), ("d2h_bytes", c_uint64),
-                ("chunks", c_uint64)]
+                ("chunks", c_uint64), ("direct_keys", c_uint64),
+                ("direct_rest", c_uint64)]
 
 
 _P = c_void_p

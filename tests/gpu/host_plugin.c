@@ -270,6 +270,69 @@ static int h_check_scatter(const struct embkv_gpu_dedup *dd,
 	return 0;
 }
 
+/* TEMP (lead): replaced by the kernels branch's versions */
+static int h_check_scatter_range(const struct embkv_gpu_dedup *dd,
+				 uint32_t first, uint32_t count,
+				 const void *records, size_t stride,
+				 size_t payload_bytes, enum embkv_gpu_elem elem,
+				 uint32_t dim, float *out, uint8_t *found,
+				 uint8_t *verdicts, void *stream)
+{
+	static uint32_t torn_left = UINT32_MAX;
+
+	(void)stream;
+	if (first > dd->nu || count > dd->nu - first)
+		return -EINVAL;
+	if (torn_left == UINT32_MAX)
+		torn_left = getenv("EMBKV_GPU_HOST_TEAR")
+			? (uint32_t)atoi(getenv("EMBKV_GPU_HOST_TEAR")) : 0;
+	for (uint32_t k = 0; k < count; k++) {
+		uint32_t r = first + k;
+		uint8_t *rec = (uint8_t *)records + (size_t)k * stride;
+		unsigned v;
+
+		if (torn_left && rec[0] | rec[8]) {
+			rec[24] ^= 1;
+			torn_left--;
+		}
+		v = embkv_gpu_rec_verdict(rec, dd->ukeys[r], payload_bytes);
+		verdicts[k] = (uint8_t)v;
+		if (v)
+			continue;
+		for (uint32_t j = dd->offsets[r]; j < dd->offsets[r + 1]; j++) {
+			uint32_t i = dd->perm[j];
+
+			for (uint32_t c = 0; c < dim; c++)
+				out[(size_t)i * dim + c] =
+					embkv_gpu_elem_f32(rec + 24, c, elem);
+			if (found)
+				found[i] = 1;
+		}
+	}
+	return 0;
+}
+
+static int h_scatter_list(const struct embkv_gpu_dedup *dd,
+			  const uint32_t *list, uint32_t m, const float *rows,
+			  const uint8_t *ufound, uint32_t dim, float *out,
+			  uint8_t *found, void *stream)
+{
+	(void)stream;
+	for (uint32_t k = 0; k < m; k++) {
+		uint32_t r = list[k];
+
+		for (uint32_t j = dd->offsets[r]; j < dd->offsets[r + 1]; j++) {
+			uint32_t i = dd->perm[j];
+
+			memcpy(out + (size_t)i * dim, rows + (size_t)k * dim,
+			       dim * sizeof(float));
+			if (found)
+				found[i] = ufound ? ufound[k] : 1;
+		}
+	}
+	return 0;
+}
+
 static int h_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 {
 	(void)p;
@@ -277,6 +340,11 @@ static int h_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 	(void)fd;
 	(void)offset;
 	return -EOPNOTSUPP;
+}
+
+static int h_dev_alloc_sync(void **p, size_t bytes)
+{
+	return h_alloc(p, bytes);
 }
 
 static int h_device_get(int *dev)
@@ -314,6 +382,10 @@ static const struct embkv_gpu_ops ops = {
 	.dmabuf_fd = h_dmabuf_fd,
 	.device_get = h_device_get,
 	.device_set = h_device_set,
+	.check_scatter_range = h_check_scatter_range,
+	.scatter_list = h_scatter_list,
+	.dev_alloc_sync = h_dev_alloc_sync,
+	.dev_free_sync = h_free,
 };
 
 const struct embkv_gpu_ops *embkv_gpu_plugin_ops(void)

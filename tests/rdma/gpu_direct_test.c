@@ -1,0 +1,452 @@
+/*
+ * embkv_rdma_gpu_direct_{probe,equiv,torn,half}: the GPUDirect pull
+ * (client/gpu.c pull_direct, client/onesided.c embkv_onesided_land)
+ * against real embkvd processes on rdma://, in the soft-RoCE VM.
+ *
+ * No machine here has a GPU next to an RDMA NIC, so the device is the
+ * host stand-in plugin (tests/gpu/host_plugin.c: "device" memory is host
+ * memory, the kernels are their host references) and EMBKV_GPU_PATH=
+ * peermem makes client/gpu.c register the stand-in's device slab the way
+ * nvidia-peermem memory is registered (ibv_reg_mr on the device pointer).
+ * Everything else is the real flow: the slab registered once per
+ * connection through the transport's read_region, one-sided READs of the
+ * records landing in it, the record check and scatter run over the slab
+ * (check_scatter_range), re-reads of what failed, the keys left over
+ * through staging and scatter_list.
+ *
+ *   probe: the GPUDirect ladder on soft-RoCE: a device that claims
+ *          dma-buf and GPUDirect support still gets staging (rxe has no
+ *          dma-buf registration, no nvidia-peermem here), and says why;
+ *          with the stand-in and no override the path in use is staging.
+ *   equiv: 2 servers, 40k distinct keys as 100k with duplicates: the
+ *          device pull equals embkv_pull by RPC bit for bit (rows and
+ *          found flags), cold and warm (warm: the location cache serves
+ *          every key, one READ each), every key served one-sided into the
+ *          slab; missing keys (infer: the device default row, found 0;
+ *          train: inserted) go through staging and scatter_list; keys
+ *          erased and inserted again after their locations were cached
+ *          come back with their new rows.
+ *   torn:  EMBKV_GPU_HOST_TEAR=64: the stand-in check flips a byte of the
+ *          first 64 records it judges; they must be read again (torn
+ *          re-reads counted) and the result still equal the RPC pull.
+ *   half:  bf16 and fp16 tables (dim 64): the device pull's floats equal
+ *          embkv_pull's; a cached key's READ is 24 + 2 x 64 bytes.
+ *
+ * usage: embkv_rdma_gpu_direct MODE. Prints PASS/FAIL lines; exit 0 when
+ * all pass.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <embkv/embkv.h>
+#include <embkv/embkv_gpu.h>
+#include "client/client.h"
+#include "client/gpu_direct.h"
+#include "tests/client/spawn.h"
+
+#define READY_MS 20000u
+#define STOP_MS 10000u
+
+static int failures;
+static struct embkv_test_cluster cl;
+
+#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", \
+	__FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); \
+	fflush(stdout); failures++; goto out; } } while (0)
+
+static struct embkv_client *client(int rpc_only)
+{
+	struct embkv_client_attr ca;
+	struct embkv_client *c = NULL;
+	int rc;
+
+	embkv_client_attr_init(&ca);
+	ca.servers = cl.addrs;
+	ca.nservers = 2;
+	ca.request_timeout_ms = 8000;
+	rc = embkv_client_create(&ca, &c);
+	if (rc) {
+		printf("client: %s\n", embkv_strerror(rc));
+		return NULL;
+	}
+	c->no_onesided = rpc_only;
+	return c;
+}
+
+static int table(struct embkv_client *c, const char *name, uint32_t dim,
+		 enum embkv_dtype dtype)
+{
+	struct embkv_table_attr ta;
+
+	embkv_table_attr_init(&ta);
+	snprintf(ta.name, sizeof(ta.name), "%s", name);
+	ta.dim = dim;
+	ta.capacity = 1u << 18;
+	ta.partitions = 64;
+	ta.dtype = dtype;
+	ta.init.type = EMBKV_INIT_NORMAL;
+	ta.opt.lr = 0.1f;
+	return embkv_table_create_remote(c, &ta);
+}
+
+static void stats_print(const char *who, struct embkv_client *c)
+{
+	struct embkv_client_counters k;
+	struct embkv_gpu_stats g;
+
+	embkv_client_counters(c, &k);
+	embkv_gpu_stats_get(&g);
+	printf("%s: path %s direct_keys %llu direct_rest %llu read_wrs %llu "
+	       "read_bytes %llu torn %llu cache_hits %llu cache_drops %llu\n",
+	       who, embkv_gpu_path_name(g.path),
+	       (unsigned long long)g.direct_keys,
+	       (unsigned long long)g.direct_rest,
+	       (unsigned long long)k.read_wrs,
+	       (unsigned long long)k.read_bytes,
+	       (unsigned long long)k.torn_retries,
+	       (unsigned long long)k.cache_hits,
+	       (unsigned long long)k.cache_drops);
+	fflush(stdout);
+}
+
+/* probe ------------------------------------------------------------------ */
+
+static int test_probe(void)
+{
+	struct embkv_gpu_info info;
+	char why[160];
+	enum embkv_gpu_path p;
+	int rc;
+
+	p = embkv_gpu_direct_probe(1, 1, why, sizeof(why));
+	printf("ladder (device claims dma-buf and GPUDirect): %s: %s\n",
+	       embkv_gpu_path_name(p), why);
+	CHECK(p == EMBKV_GPU_PATH_STAGING,
+	      "soft-RoCE chose %s", embkv_gpu_path_name(p));
+	CHECK(strstr(why, "dma-buf") && strstr(why, "staging"),
+	      "the reason does not say why: %s", why);
+	rc = embkv_gpu_probe(&info);
+	CHECK(rc == 0, "probe: %d (%s)", rc, info.why);
+	CHECK(info.path == EMBKV_GPU_PATH_STAGING &&
+	      info.capable == EMBKV_GPU_PATH_STAGING,
+	      "stand-in path %s capable %s", embkv_gpu_path_name(info.path),
+	      embkv_gpu_path_name(info.capable));
+	printf("PASS soft-RoCE: staging, and why (%s)\n", info.why);
+out:
+	return failures;
+}
+
+/* equiv ------------------------------------------------------------------ */
+
+#define EQ_DISTINCT 40000u
+#define EQ_N 100000u
+#define EQ_DIM 32u
+
+/* A device pull of keys[0..n) equals an RPC pull, rows and found flags. */
+static int same_as_rpc(struct embkv_table_handle *td,
+		       struct embkv_table_handle *tr, const uint64_t *keys,
+		       uint32_t n, uint32_t dim, enum embkv_mode mode,
+		       const float *dflt, const char *what)
+{
+	size_t bytes = (size_t)n * dim * sizeof(float);
+	float *ref = malloc(bytes), *got = malloc(bytes);
+	uint8_t *fr = malloc(n), *fg = malloc(n);
+	int rc, ok = 0;
+
+	CHECK(ref && got && fr && fg, "memory");
+	memset(got, 0x7f, bytes);
+	memset(fg, 7, n);
+	rc = embkv_pull_device(td, n, keys, got, fg, mode, dflt, NULL);
+	CHECK(rc == 0, "%s: device pull: %s", what, embkv_strerror(rc));
+	rc = embkv_pull(tr, n, keys, ref, fr, EMBKV_MODE_INFER, dflt);
+	CHECK(rc == 0, "%s: rpc pull: %s", what, embkv_strerror(rc));
+	CHECK(memcmp(fr, fg, n) == 0, "%s: found flags differ", what);
+	for (uint32_t i = 0; i < n; i++)
+		CHECK(memcmp(ref + (size_t)i * dim, got + (size_t)i * dim,
+			     dim * sizeof(float)) == 0,
+		      "%s: row %u (key %llx) differs: %g vs %g", what, i,
+		      (unsigned long long)keys[i], got[(size_t)i * dim],
+		      ref[(size_t)i * dim]);
+	ok = 1;
+out:
+	free(ref);
+	free(got);
+	free(fr);
+	free(fg);
+	return ok;
+}
+
+static int test_equiv(void)
+{
+	struct embkv_client *rpc = NULL, *one = NULL;
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_client_counters k0, k1;
+	struct embkv_gpu_stats g0, g1;
+	uint64_t *keys = malloc(EQ_N * sizeof(*keys)), *u = NULL;
+	float *g = NULL, dflt[EQ_DIM];
+	uint32_t i;
+	int rc;
+
+	CHECK(keys, "memory");
+	rpc = client(1);
+	one = client(0);
+	CHECK(rpc && one, "clients");
+	rc = table(rpc, "gd", EQ_DIM, EMBKV_DTYPE_F32);
+	CHECK(rc == 0, "create: %s", embkv_strerror(rc));
+	CHECK(embkv_table_open(rpc, "gd", &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, "gd", &td) == 0, "open one-sided");
+	CHECK(td->os, "no one-sided state on an rdma table");
+	u = malloc(EQ_DISTINCT * sizeof(*u));
+	g = malloc((size_t)EQ_DISTINCT * EQ_DIM * sizeof(float));
+	CHECK(u && g, "memory");
+	for (i = 0; i < EQ_DISTINCT; i++)
+		u[i] = 0x9e3779b97f4a7c15ull * (i + 1);
+	CHECK(embkv_pull(tr, EQ_DISTINCT, u, g, NULL, EMBKV_MODE_TRAIN,
+			 NULL) == 0, "insert");
+	for (size_t j = 0; j < (size_t)EQ_DISTINCT * EQ_DIM; j++)
+		g[j] = (float)((j * 2654435761u) % 1000) * 1e-3f - 0.5f;
+	CHECK(embkv_push(tr, EQ_DISTINCT, u, g, NULL) == 0, "push");
+	/* every distinct key, then duplicates, some hot */
+	for (i = 0; i < EQ_N; i++)
+		keys[i] = i < EQ_DISTINCT ? u[(i * 7919u) % EQ_DISTINCT]
+			  : i % 5 == 0 ? u[3] : u[(i * 104729u) % EQ_DISTINCT];
+
+	embkv_client_counters(one, &k0);
+	embkv_gpu_stats_get(&g0);
+	CHECK(g0.path == EMBKV_GPU_PATH_PEERMEM, "path %s, not peermem",
+	      embkv_gpu_path_name(g0.path));
+	CHECK(same_as_rpc(td, tr, keys, EQ_N, EQ_DIM, EMBKV_MODE_INFER, NULL,
+			  "cold"), "cold");
+	embkv_gpu_stats_get(&g1);
+	CHECK(g1.direct_keys - g0.direct_keys == EQ_DISTINCT &&
+	      g1.direct_rest == g0.direct_rest,
+	      "cold: %llu keys READ into the slab, %llu left",
+	      (unsigned long long)(g1.direct_keys - g0.direct_keys),
+	      (unsigned long long)(g1.direct_rest - g0.direct_rest));
+	printf("PASS cold device pull of %u keys (%u distinct) == RPC pull, "
+	       "every key READ into device memory\n", EQ_N, EQ_DISTINCT);
+
+	embkv_client_counters(one, &k0);
+	CHECK(same_as_rpc(td, tr, keys, EQ_N, EQ_DIM, EMBKV_MODE_TRAIN, NULL,
+			  "warm"), "warm");
+	embkv_client_counters(one, &k1);
+	CHECK(k1.cache_hits - k0.cache_hits >= EQ_DISTINCT - EQ_DISTINCT / 100 &&
+	      k1.read_wrs - k0.read_wrs <=
+	      EQ_DISTINCT + 3 * (EQ_DISTINCT - (k1.cache_hits - k0.cache_hits)),
+	      "warm: %llu cache hits, %llu READs",
+	      (unsigned long long)(k1.cache_hits - k0.cache_hits),
+	      (unsigned long long)(k1.read_wrs - k0.read_wrs));
+	printf("PASS warm device pull == RPC pull (train mode), %llu of %u "
+	       "keys from cached locations, %llu READs\n",
+	       (unsigned long long)(k1.cache_hits - k0.cache_hits),
+	       EQ_DISTINCT, (unsigned long long)(k1.read_wrs - k0.read_wrs));
+
+	/* missing keys among stored ones: infer -> the default row, found 0 */
+	for (i = 0; i < EQ_DIM; i++)
+		dflt[i] = 0.25f * (float)i - 1.0f;
+	for (i = 0; i < 3000; i++)
+		keys[i] = i % 3 ? 0xdead0000ull + i : u[i];
+	embkv_gpu_stats_get(&g0);
+	CHECK(same_as_rpc(td, tr, keys, 3000, EQ_DIM, EMBKV_MODE_INFER, dflt,
+			  "missing infer"), "missing infer");
+	embkv_gpu_stats_get(&g1);
+	CHECK(g1.direct_rest - g0.direct_rest == 2000 &&
+	      g1.direct_keys - g0.direct_keys == 1000,
+	      "missing: %llu direct, %llu left",
+	      (unsigned long long)(g1.direct_keys - g0.direct_keys),
+	      (unsigned long long)(g1.direct_rest - g0.direct_rest));
+	/* train inserts them (by RPC); then they are READ like the rest */
+	{
+		float *tmp = malloc((size_t)3000 * EQ_DIM * sizeof(float));
+		uint8_t *f = malloc(3000);
+
+		CHECK(tmp && f, "memory");
+		rc = embkv_pull_device(td, 3000, keys, tmp, f,
+				       EMBKV_MODE_TRAIN, NULL, NULL);
+		for (i = 0; i < 3000 && !rc; i += 3)
+			if (!f[i]) /* stored before: found */
+				rc = -1;
+		free(tmp);
+		free(f);
+		CHECK(rc == 0, "train pull of missing keys: %d", rc);
+	}
+	CHECK(same_as_rpc(td, tr, keys, 3000, EQ_DIM, EMBKV_MODE_INFER, NULL,
+			  "inserted"), "inserted");
+	printf("PASS missing keys through staging (infer default row, train "
+	       "insert), then READ one-sided\n");
+
+	/* cached locations made stale: erase, other keys take the rows,
+	 * the erased keys come back in other rows */
+	for (i = 0; i < 2000; i++)
+		keys[i] = 0xbeef00000ull + i;
+	CHECK(embkv_erase(tr, 2000, u, NULL) == 0, "erase");
+	CHECK(embkv_pull(tr, 2000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "reuse rows");
+	CHECK(embkv_pull(tr, 2000, u, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "insert again");
+	embkv_client_counters(one, &k0);
+	CHECK(same_as_rpc(td, tr, u, 2000, EQ_DIM, EMBKV_MODE_INFER, NULL,
+			  "stale locations"), "stale locations");
+	embkv_client_counters(one, &k1);
+	CHECK(k1.cache_drops - k0.cache_drops > 0,
+	      "no cached location was found stale");
+	printf("PASS stale cached locations: %llu dropped, rows equal\n",
+	       (unsigned long long)(k1.cache_drops - k0.cache_drops));
+	stats_print("equiv", one);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	free(keys);
+	free(u);
+	free(g);
+	return failures;
+}
+
+/* torn ------------------------------------------------------------------- */
+
+static int test_torn(void)
+{
+	struct embkv_client *rpc = NULL, *one = NULL;
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_client_counters k0, k1;
+	struct embkv_gpu_stats g0, g1;
+	uint64_t keys[5000];
+	float *g = malloc(5000 * 16 * sizeof(float));
+	uint32_t i;
+
+	CHECK(g, "memory");
+	rpc = client(1);
+	one = client(0);
+	CHECK(rpc && one, "clients");
+	CHECK(table(rpc, "gt", 16, EMBKV_DTYPE_F32) == 0, "create");
+	CHECK(embkv_table_open(rpc, "gt", &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, "gt", &td) == 0, "open one-sided");
+	for (i = 0; i < 5000; i++)
+		keys[i] = 0x51ed270b27ull * (i + 3);
+	CHECK(embkv_pull(tr, 5000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "insert");
+	embkv_client_counters(one, &k0);
+	embkv_gpu_stats_get(&g0);
+	CHECK(same_as_rpc(td, tr, keys, 5000, 16, EMBKV_MODE_INFER, NULL,
+			  "torn"), "torn");
+	embkv_client_counters(one, &k1);
+	embkv_gpu_stats_get(&g1);
+	CHECK(k1.torn_retries - k0.torn_retries >= 64,
+	      "%llu torn re-reads for 64 torn records",
+	      (unsigned long long)(k1.torn_retries - k0.torn_retries));
+	CHECK(g1.direct_keys - g0.direct_keys == 5000,
+	      "%llu keys one-sided after re-reads",
+	      (unsigned long long)(g1.direct_keys - g0.direct_keys));
+	printf("PASS 64 records torn in the landing slab: read again (%llu "
+	       "re-reads), rows equal the RPC pull\n",
+	       (unsigned long long)(k1.torn_retries - k0.torn_retries));
+	stats_print("torn", one);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	free(g);
+	return failures;
+}
+
+/* half ------------------------------------------------------------------- */
+
+static int half_one(struct embkv_client *rpc, struct embkv_client *one,
+		    enum embkv_dtype dtype, const char *name)
+{
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_client_counters k0, k1;
+	uint64_t keys[4000];
+	float *g = malloc(4000 * 64 * sizeof(float));
+	uint32_t i, hits;
+
+	CHECK(g, "memory");
+	CHECK(table(rpc, name, 64, dtype) == 0, "create %s", name);
+	CHECK(embkv_table_open(rpc, name, &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, name, &td) == 0, "open one-sided");
+	for (i = 0; i < 4000; i++)
+		keys[i] = 0xc2b2ae3d27d4eb4full * (i + 11);
+	CHECK(embkv_pull(tr, 4000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "insert");
+	CHECK(same_as_rpc(td, tr, keys, 4000, 64, EMBKV_MODE_INFER, NULL,
+			  name), "cold");
+	embkv_client_counters(one, &k0);
+	CHECK(same_as_rpc(td, tr, keys, 4000, 64, EMBKV_MODE_INFER, NULL,
+			  name), "warm");
+	embkv_client_counters(one, &k1);
+	hits = (uint32_t)(k1.cache_hits - k0.cache_hits);
+	CHECK(k1.read_bytes - k0.read_bytes ==
+	      (uint64_t)hits * (24 + 2 * 64) +
+	      (uint64_t)(4000 - hits) * (128 + 24 + 2 * 64),
+	      "%s: %llu bytes READ for %u cached keys", name,
+	      (unsigned long long)(k1.read_bytes - k0.read_bytes), hits);
+	printf("PASS %s: device pull == RPC pull, cold and warm, %u-byte "
+	       "READs into device memory\n", name, 24 + 2 * 64);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	free(g);
+	return failures;
+}
+
+static int test_half(void)
+{
+	struct embkv_client *rpc = client(1), *one = client(0);
+
+	if (!rpc || !one) {
+		printf("FAIL clients\n");
+		failures++;
+	} else {
+		half_one(rpc, one, EMBKV_DTYPE_BF16, "gh_bf16");
+		half_one(rpc, one, EMBKV_DTYPE_F16, "gh_fp16");
+		stats_print("half", one);
+	}
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	return failures;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const extra[] = { "--threads", "1", NULL };
+	const char *mode = argc > 1 ? argv[1] : "equiv";
+	const char *ip = getenv("EMBKV_VM_IP");
+	char prefix[64];
+	int rc;
+
+	alarm(150);
+	if (strcmp(mode, "probe") != 0)
+		setenv("EMBKV_GPU_PATH", "peermem", 1);
+	if (strcmp(mode, "torn") == 0)
+		setenv("EMBKV_GPU_HOST_TEAR", "64", 1);
+	snprintf(prefix, sizeof(prefix), "rdma://%s", ip ? ip : "10.0.2.15");
+	setenv(EMBKV_TEST_LISTEN_ENV, prefix, 1);
+	rc = embkv_test_cluster_start(EMBKVD_PATH, 2, extra, READY_MS, &cl);
+	if (rc) {
+		printf("FAIL cluster: %s\n", strerror(-rc));
+		return 1;
+	}
+	if (strcmp(mode, "probe") == 0)
+		test_probe();
+	else if (strcmp(mode, "equiv") == 0)
+		test_equiv();
+	else if (strcmp(mode, "torn") == 0)
+		test_torn();
+	else if (strcmp(mode, "half") == 0)
+		test_half();
+	else
+		failures++;
+	rc = embkv_test_cluster_stop(&cl, STOP_MS);
+	if (rc) {
+		printf("FAIL servers exited with %d\n", rc);
+		failures++;
+	}
+	printf("%s\n", failures ? "FAILED" : "ALL PASSED");
+	return failures ? 1 : 0;
+}
