@@ -13,7 +13,11 @@
  *   1. connect, limits (max_request = the server's recv_size);
  *   2. 200 pipelined requests (window 16) with replies of 100 B .. 600 KiB;
  *   3. a request frame over max_request fails with EMBKV_ELIMIT;
- *   4. a chain of 500 READs (one post) lands exactly;
+ *   4. a chain of 500 READs (one post) lands exactly; READs into memory
+ *      the caller registered (read_region: bounds, foreign handles, four
+ *      kept, least recently asked evicted, moved memory registered again);
+ *      chains posted without polling are refused once the transport's
+ *      room is used, and every cookie comes back once, in order;
  *   5. the server goes away: the client's recv gets an error within 5 s.
  * Every wait has a deadline; a 60 s alarm bounds the run.
  */
@@ -299,6 +303,13 @@ static int frame(uint8_t *buf, uint64_t id, uint64_t want, uint32_t body)
 	return embkv_wire_hdr_encode(&h, buf) ? 0 : -1;
 }
 
+/* read_region's registration callback: ibv_reg_mr, counted. */
+static void *reg_count(void *pd, void *p, size_t len, int access, void *arg)
+{
+	(*(int *)arg)++;
+	return ibv_reg_mr(pd, p, len, access);
+}
+
 static int wait_in(struct embkv_conn *c)
 {
 	return embkv_fd_wait(c->ops->poll_fd(c), POLLIN, embkv_now_ms() +
@@ -432,6 +443,116 @@ int main(int argc, char **argv)
 		free(r);
 		(void)off;
 		printf("PASS %u READs in one chain\n", NREADS);
+	}
+
+	/* 4b: READs into regions the caller registered (read_region, the
+	 * GPUDirect slab's path), and chains posted without polling */
+	{
+		enum { RLEN = 64 * 1024, NR = 5 };
+		uint8_t *mem[NR];
+		const void *h[NR], *h1;
+		struct embkv_remote_read rr[8];
+		uint64_t cookies[32];
+		int nreg = 0, posted = 0, polled = 0;
+
+		for (int i = 0; i < NR; i++) {
+			mem[i] = aligned_alloc(4096, RLEN);
+			CHECK(mem[i], "memory");
+			memset(mem[i], 0, RLEN);
+		}
+		CHECK(c->ops->read_region, "no read_region");
+		h1 = c->ops->read_region(c, 101, mem[0], RLEN, reg_count, &nreg);
+		CHECK(h1 && nreg == 1, "register: %p %d", h1, nreg);
+		CHECK(c->ops->read_region(c, 101, mem[0], RLEN, reg_count,
+					  &nreg) == h1 && nreg == 1,
+		      "the same id registered again");
+		for (uint32_t k = 0; k < 8; k++)
+			rr[k] = (struct embkv_remote_read){
+				.remote_addr = region_addr + (uint64_t)k * 2000,
+				.rkey = rkey, .len = 100 + k,
+				.local = mem[0] + (size_t)k * 4096,
+				.cookie = 77, .region = h1 };
+		CHECK(c->ops->post_reads(c, rr, 8) == 0, "post into region");
+		while ((rc = c->ops->poll_reads(c, cookies, 1)) == 0)
+			CHECK(wait_in(c) == 0, "read wait");
+		CHECK(rc == 1 && cookies[0] == 77, "poll %d", rc);
+		for (uint32_t k = 0; k < 8; k++)
+			for (uint32_t i = 0; i < rr[k].len; i++) {
+				uint32_t o = k * 2000 + i;
+
+				CHECK(mem[0][(size_t)k * 4096 + i] ==
+				      (uint8_t)(o * 13 + (o >> 12)),
+				      "region read %u byte %u", k, i);
+			}
+		/* outside the region, or a handle that is not one */
+		rr[0].local = mem[0] + RLEN - 50;
+		CHECK(c->ops->post_reads(c, rr, 1) == -EINVAL,
+		      "a read past the region's end was posted");
+		rr[0].local = mem[0];
+		rr[0].region = &rr[1];
+		CHECK(c->ops->post_reads(c, rr, 1) == -EINVAL,
+		      "a foreign region handle was accepted");
+		rr[0].region = h1;
+		/* more ids than kept: the least recently asked one goes */
+		for (int i = 1; i < NR; i++) {
+			h[i] = c->ops->read_region(c, 200 + i, mem[i], RLEN,
+						   reg_count, &nreg);
+			CHECK(h[i], "region %d", i);
+		}
+		CHECK(nreg == NR, "%d registrations", nreg);
+		h[0] = c->ops->read_region(c, 101, mem[0], RLEN, reg_count,
+					   &nreg);
+		CHECK(h[0] && nreg == NR + 1, "evicted id: %d registrations",
+		      nreg);
+		/* the same id with other memory is registered again */
+		CHECK(c->ops->read_region(c, 101, mem[1], RLEN, reg_count,
+					  &nreg) && nreg == NR + 2,
+		      "moved region not registered again");
+		h1 = c->ops->read_region(c, 101, mem[1], RLEN, reg_count, &nreg);
+		/* chains of 256 READs posted back to back, cookies not
+		 * polled: a post that finds the send queue full polls the
+		 * completions itself, so finished chains pile up unpolled;
+		 * they must be refused (-EAGAIN) once the transport's room
+		 * for cookies (16) is used, never lost or overrun */
+		for (int i = 0; i < 40; i++) {
+			struct embkv_remote_read big[256];
+
+			for (int k = 0; k < 256; k++)
+				big[k] = (struct embkv_remote_read){
+					.remote_addr = region_addr +
+						       (uint64_t)k * 64,
+					.rkey = rkey, .len = 64,
+					.local = mem[1] + (size_t)k * 64,
+					.cookie = 1000 + (uint64_t)i,
+					.region = h1 };
+			for (int tries = 0; tries < 100; tries++) {
+				rc = c->ops->post_reads(c, big, 256);
+				if (rc != -EAGAIN)
+					break;
+				usleep(1000); /* let the chains finish */
+			}
+			if (rc == -EAGAIN)
+				break;
+			CHECK(rc == 0, "chain %d: %d", i, rc);
+			posted++;
+		}
+		CHECK(rc == -EAGAIN && posted == 16,
+		      "%d chains posted without polling, then %d", posted, rc);
+		while (polled < posted) {
+			rc = c->ops->poll_reads(c, cookies, 32);
+			CHECK(rc >= 0, "poll: %d", rc);
+			for (int i = 0; i < rc; i++)
+				CHECK(cookies[i] == 1000 + (uint64_t)polled + (uint64_t)i,
+				      "cookie %llu", (unsigned long long)cookies[i]);
+			polled += rc;
+			if (!rc)
+				CHECK(wait_in(c) == 0, "wait");
+		}
+		for (int i = 0; i < NR; i++)
+			free(mem[i]);
+		printf("PASS READs into caller regions (%d registrations, LRU "
+		       "of 4), %d unpolled chains then -EAGAIN, every cookie "
+		       "once\n", nreg, posted);
 	}
 
 	/* 5: the server goes away */
