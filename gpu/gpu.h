@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define EMBKV_GPU_ABI 1
+#define EMBKV_GPU_ABI 2
 
 /* What the plugin learned about device 0 (the caller's current device). */
 struct embkv_gpu_dev_info {
@@ -129,7 +129,24 @@ struct embkv_gpu_ops {
 	 * async ops run on a worker thread on the caller's device. */
 	int (*device_get)(int *dev);
 	int (*device_set)(int dev);
-	/* (ABI 2; the texts of these two are in the kernels' branch) */
+
+	/* ABI 2: the one-sided path's record check over ranges of the
+	 * distinct keys, and the scatter of the rows left to RPC. */
+
+	/* The record check and scatter for the distinct keys r in [first,
+	 * first + count) of dd, whose records lie at d_records + (r - first)
+	 * * rec_stride (rec_stride a multiple of 8): a good record (XXH3 as
+	 * hashing/record.h, key == ukeys[r], not dead) is converted to fp32
+	 * and written to out[i] (and found[i] = 1; found may be NULL) for
+	 * every occurrence i of ukeys[r] (perm[offsets[r] .. offsets[r+1])),
+	 * and nothing else of out/found is written; d_verdict[r - first]
+	 * gets every record's verdict (count entries, not NULL). Parallel
+	 * over the rows' elements, so a hot key costs no more than distinct
+	 * ones. first + count <= dd->nu, else -EINVAL; count 0 is a no-op.
+	 * Also -EINVAL, before any work: dd or d_verdict NULL, d_records
+	 * or d_out NULL with count > 0, dim 0, elem unknown, rec_stride not
+	 * a multiple of 8 or under 24 + payload_bytes, payload_bytes under
+	 * dim elements of elem (logic_hd.h's embkv_gpu_range_args). */
 	int (*check_scatter_range)(const struct embkv_gpu_dedup *dd,
 				   uint32_t first, uint32_t count,
 				   const void *d_records, size_t rec_stride,
@@ -137,6 +154,15 @@ struct embkv_gpu_ops {
 				   enum embkv_gpu_elem elem, uint32_t dim,
 				   float *d_out, uint8_t *d_found,
 				   uint8_t *d_verdict, void *stream);
+	/* For k < m: r = d_list[k] (< dd->nu), rows d_rows[k * dim ..]
+	 * (fp32) and found flag d_ufound[k] (d_ufound may be NULL: 1) go to
+	 * out[i] and found[i] (found may be NULL) for every occurrence i of
+	 * ukeys[r]; other entries of out/found untouched. m 0 is a no-op.
+	 * Parallel over elements (a hot key costs no more than distinct
+	 * ones). The list may be in any order, without repeats. -EINVAL
+	 * before any work: m > dd->nu (a list without repeats has at most
+	 * nu entries), dim 0, dd NULL, or d_list, d_rows or d_out NULL with
+	 * m > 0 (embkv_gpu_list_args). */
 	int (*scatter_list)(const struct embkv_gpu_dedup *dd,
 			    const uint32_t *d_list, uint32_t m,
 			    const float *d_rows, const uint8_t *d_ufound,

@@ -24,6 +24,12 @@
  * caller's rows (converted from fp16/bf16 where stored so), parallel
  * over elements, so a hot key is no slower than distinct ones.
  *
+ * ABI 2 (the one-sided path, at the end of this file): the same check
+ * and scatter for a range of the distinct keys whose records landed in a
+ * compact buffer (check_scatter_range), and the scatter of the rows of a
+ * list of distinct keys fetched by RPC (scatter_list); both parallel
+ * over the elements they write.
+ *
  * Invariant: nothing here reads or writes past n keys, nu runs or the
  * dim columns of a row; device buffers are sized by the launchers.
  */
@@ -182,18 +188,24 @@ int embkv_gpu_k_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 	return embkv_gpu_fail(cudaGetLastError());
 }
 
-/* nchunks[r] = the chunks of run r (chunk_end is their inclusive scan) */
+/* nchunks[r] = the chunks of run r (chunk_end is their inclusive scan);
+ * pchunks[r] = those that keep partial sums (pchunk_end, their scan) */
 static __global__ void chunks_kernel(const uint32_t *offsets, uint32_t nu,
-				     uint32_t *nchunks)
+				     uint32_t *nchunks, uint32_t *pchunks)
 {
 	for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < nu;
-	     r += gridDim.x * blockDim.x)
-		nchunks[r] = embkv_gpu_chunks_of(offsets[r + 1] - offsets[r]);
+	     r += gridDim.x * blockDim.x) {
+		uint32_t cnt = offsets[r + 1] - offsets[r];
+
+		nchunks[r] = embkv_gpu_chunks_of(cnt);
+		pchunks[r] = embkv_gpu_partial_chunks_of(cnt);
+	}
 }
 
 static __global__ void chunk_sum_kernel(const uint32_t *offsets,
 					const uint32_t *perm,
-					const uint32_t *chunk_end, uint32_t nu,
+					const uint32_t *chunk_end,
+					const uint32_t *pchunk_end, uint32_t nu,
 					const float *grads, uint32_t dim,
 					float *partial, float *ugrads)
 {
@@ -203,8 +215,10 @@ static __global__ void chunk_sum_kernel(const uint32_t *offsets,
 		uint32_t r = embkv_gpu_run_of_chunk(chunk_end, nu, b), j0, j1;
 		uint32_t nch = embkv_gpu_chunk_range(offsets, chunk_end, r, b,
 						     &j0, &j1);
-		float *dst = nch == 1 ? ugrads + (uint64_t)r * dim
-				      : partial + (uint64_t)b * dim;
+		float *dst = nch == 1
+			? ugrads + (uint64_t)r * dim
+			: partial + embkv_gpu_partial_row(chunk_end, pchunk_end,
+							  r, b) * dim;
 
 		for (uint32_t c = threadIdx.x; c < dim; c += blockDim.x) {
 			float acc = grads[(uint64_t)perm[j0] * dim + c];
@@ -217,19 +231,24 @@ static __global__ void chunk_sum_kernel(const uint32_t *offsets,
 }
 
 static __global__ void chunk_merge_kernel(const uint32_t *chunk_end,
+					  const uint32_t *pchunk_end,
 					  uint32_t nu, const float *partial,
 					  uint32_t dim, float *ugrads)
 {
 	for (uint32_t r = blockIdx.x; r < nu; r += gridDim.x) {
 		uint32_t first = r ? chunk_end[r - 1] : 0;
+		uint32_t nch = chunk_end[r] - first;
+		const float *p;
 
-		if (chunk_end[r] - first < 2)
+		if (nch < 2)
 			continue;
+		p = partial + embkv_gpu_partial_row(chunk_end, pchunk_end, r,
+						    first) * dim;
 		for (uint32_t c = threadIdx.x; c < dim; c += blockDim.x) {
-			float acc = partial[(uint64_t)first * dim + c];
+			float acc = p[c];
 
-			for (uint32_t b = first + 1; b < chunk_end[r]; b++)
-				acc += partial[(uint64_t)b * dim + c];
+			for (uint32_t b = 1; b < nch; b++)
+				acc += p[(uint64_t)b * dim + c];
 			ugrads[(uint64_t)r * dim + c] = acc;
 		}
 	}
@@ -242,14 +261,25 @@ static unsigned cols_block(uint32_t dim)
 	return t > 256 ? 256 : t;
 }
 
+/*
+ * Memory: only runs of 2+ chunks keep partial sums (a run of one chunk
+ * writes its sum straight to ugrads), and their chunks number at most
+ * n / 32 (embkv_gpu_partial_chunks_of), so partial holds n / 32 rows,
+ * placed by a second scan (pchunk_end) over those runs only. A row per
+ * chunk of every run (nu + n / 64 rows, the launch bound) was ~1 GB for
+ * a million distinct keys at dim 256, where no row is needed at all.
+ * Both bounds come from n and nu, so there is no host round trip; the
+ * sums (and their order) are unchanged, only where partials live.
+ */
 int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 			 uint32_t dim, float *ugrads, cudaStream_t s)
 {
 	uint32_t nu = dd->nu;
 	/* chunks <= nu + n / CHUNK: the launch bound, no host round trip */
 	uint64_t maxch = (uint64_t)nu + dd->n / EMBKV_GPU_COALESCE_CHUNK;
-	size_t scan_tmp = 0, off = 0;
-	uint32_t *nch, *chunk_end;
+	uint64_t prows = dd->n / 32; /* >= the partial chunks, see above */
+	size_t scan_tmp = 0, off = 0, arr = up256(nu * sizeof(uint32_t));
+	uint32_t *nch, *chunk_end, *pch, *pchunk_end;
 	float *partial;
 	uint8_t *m;
 	cudaError_t e;
@@ -260,26 +290,32 @@ int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 					  (uint32_t *)NULL, (int)nu, s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
-	e = cudaMallocAsync((void **)&m, 2 * up256(nu * sizeof(uint32_t)) +
-					 up256(maxch * dim * sizeof(float)) +
+	e = cudaMallocAsync((void **)&m, 4 * arr +
+					 up256(prows * dim * sizeof(float)) +
 					 up256(scan_tmp), s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
-	nch = (uint32_t *)m; off += up256(nu * sizeof(uint32_t));
-	chunk_end = (uint32_t *)(m + off); off += up256(nu * sizeof(uint32_t));
-	partial = (float *)(m + off); off += up256(maxch * dim * sizeof(float));
-	chunks_kernel<<<grid_for(nu, 256), 256, 0, s>>>(dd->offsets, nu, nch);
+	nch = (uint32_t *)m; off += arr;
+	chunk_end = (uint32_t *)(m + off); off += arr;
+	pch = (uint32_t *)(m + off); off += arr;
+	pchunk_end = (uint32_t *)(m + off); off += arr;
+	partial = (float *)(m + off); off += up256(prows * dim * sizeof(float));
+	chunks_kernel<<<grid_for(nu, 256), 256, 0, s>>>(dd->offsets, nu, nch,
+							 pch);
 	e = cub::DeviceScan::InclusiveSum(m + off, scan_tmp, nch, chunk_end,
 					  (int)nu, s);
+	if (e == cudaSuccess)
+		e = cub::DeviceScan::InclusiveSum(m + off, scan_tmp, pch,
+						  pchunk_end, (int)nu, s);
 	if (e == cudaSuccess) {
 		unsigned g = maxch > 65535u * 16 ? 65535u * 16 : (unsigned)maxch;
 		unsigned gm = nu > 65535u * 16 ? 65535u * 16 : nu;
 
 		chunk_sum_kernel<<<g, cols_block(dim), 0, s>>>(
-			dd->offsets, dd->perm, chunk_end, nu, grads, dim,
-			partial, ugrads);
+			dd->offsets, dd->perm, chunk_end, pchunk_end, nu, grads,
+			dim, partial, ugrads);
 		chunk_merge_kernel<<<gm, cols_block(dim), 0, s>>>(
-			chunk_end, nu, partial, dim, ugrads);
+			chunk_end, pchunk_end, nu, partial, dim, ugrads);
 		e = cudaGetLastError();
 	}
 	cudaFreeAsync(m, s);
@@ -358,5 +394,152 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 	e = cudaGetLastError();
 	if (!verdicts)
 		cudaFreeAsync(v, s);
+	return embkv_gpu_fail(e);
+}
+
+/*
+ * check_scatter_range (ABI 2): the one-sided path reads the records of a
+ * range of the distinct keys into a compact landing buffer and checks
+ * them there. A thread per record gives its verdict; then the scatter
+ * runs over the range's occurrences x dim in sorted order (the range's
+ * occurrences are the sorted positions offsets[first] ..
+ * offsets[first + count], contiguous), so a hot key spreads over as
+ * many threads as it has elements. The element count lives on the device
+ * (offsets), so the grid is sized without a host round trip: enough
+ * blocks to fill the device (resident_grid), each grid-striding; the
+ * threads past the range's end exit at once.
+ */
+static unsigned resident_grid(uint64_t items, unsigned block)
+{
+	unsigned g = grid_for(items, block);
+	int dev = 0, sms = 0;
+
+	if (cudaGetDevice(&dev) == cudaSuccess &&
+	    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+				   dev) == cudaSuccess &&
+	    sms > 0 && g > (unsigned)sms * 16)
+		g = (unsigned)sms * 16;
+	return g;
+}
+
+static __global__ void range_check_kernel(const uint64_t *ukeys,
+					  uint32_t first, uint32_t count,
+					  const uint8_t *records, size_t stride,
+					  size_t payload_bytes,
+					  uint8_t *verdicts)
+{
+	for (uint32_t r = blockIdx.x * blockDim.x + threadIdx.x; r < count;
+	     r += gridDim.x * blockDim.x)
+		verdicts[r] = (uint8_t)embkv_gpu_rec_verdict(
+			records + (uint64_t)r * stride, ukeys[first + r],
+			payload_bytes);
+}
+
+static __global__ void range_scatter_kernel(
+	const uint32_t *offsets, const uint32_t *perm, const uint32_t *inverse,
+	uint32_t first, uint32_t count, const uint8_t *records, size_t stride,
+	const uint8_t *verdicts, enum embkv_gpu_elem elem, uint32_t dim,
+	float *out, uint8_t *found)
+{
+	uint64_t total = (uint64_t)(offsets[first + count] - offsets[first]) *
+			 dim;
+
+	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	     x < total; x += (uint64_t)gridDim.x * blockDim.x)
+		embkv_gpu_range_scatter_elem(offsets, perm, inverse, first,
+					     records, stride, verdicts, elem,
+					     dim, x, out, found);
+}
+
+int embkv_gpu_k_check_scatter_range(const struct embkv_gpu_dedup *dd,
+				    uint32_t first, uint32_t count,
+				    const void *records, size_t stride,
+				    size_t payload_bytes,
+				    enum embkv_gpu_elem elem, uint32_t dim,
+				    float *out, uint8_t *found,
+				    uint8_t *verdicts, cudaStream_t s)
+{
+	int rc = embkv_gpu_range_args(dd, first, count, records, stride,
+				      payload_bytes, elem, dim, out, verdicts);
+
+	if (rc || !count)
+		return rc;
+	range_check_kernel<<<grid_for(count, 128), 128, 0, s>>>(
+		dd->ukeys, first, count, (const uint8_t *)records, stride,
+		payload_bytes, verdicts);
+	range_scatter_kernel<<<resident_grid((uint64_t)dd->n * dim, 256), 256,
+			       0, s>>>(dd->offsets, dd->perm, dd->inverse,
+				       first, count, (const uint8_t *)records,
+				       stride, verdicts, elem, dim, out, found);
+	return embkv_gpu_fail(cudaGetLastError());
+}
+
+/*
+ * scatter_list (ABI 2): the rows of listed distinct keys (those the
+ * one-sided path left to RPC) to every occurrence. counts[k] = the
+ * occurrences of list[k]; their inclusive scan (cub) ends[] makes the
+ * listed occurrences one flat range, and a thread per element finds its
+ * listed key by a binary search in ends (embkv_gpu_list_scatter_elem):
+ * balanced whatever the counts, so a key with a million occurrences
+ * spreads over the whole grid. Grid as check_scatter_range's (the total
+ * is on the device).
+ */
+static __global__ void list_counts_kernel(const uint32_t *offsets,
+					  const uint32_t *list, uint32_t m,
+					  uint32_t *counts)
+{
+	for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < m;
+	     k += gridDim.x * blockDim.x)
+		counts[k] = offsets[list[k] + 1] - offsets[list[k]];
+}
+
+static __global__ void list_scatter_kernel(
+	const uint32_t *offsets, const uint32_t *perm, const uint32_t *list,
+	const uint32_t *ends, uint32_t m, const float *rows,
+	const uint8_t *ufound, uint32_t dim, float *out, uint8_t *found)
+{
+	uint64_t total = (uint64_t)ends[m - 1] * dim;
+
+	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	     x < total; x += (uint64_t)gridDim.x * blockDim.x)
+		embkv_gpu_list_scatter_elem(offsets, perm, list, ends, m, rows,
+					    ufound, dim, x, out, found);
+}
+
+int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
+			     const uint32_t *list, uint32_t m,
+			     const float *rows, const uint8_t *ufound,
+			     uint32_t dim, float *out, uint8_t *found,
+			     cudaStream_t s)
+{
+	size_t scan_tmp = 0, arr = up256((size_t)m * sizeof(uint32_t));
+	uint32_t *counts, *ends;
+	uint8_t *mem;
+	cudaError_t e;
+	int rc = embkv_gpu_list_args(dd, list, m, rows, dim, out);
+
+	if (rc || !m)
+		return rc;
+	e = cub::DeviceScan::InclusiveSum(NULL, scan_tmp, (uint32_t *)NULL,
+					  (uint32_t *)NULL, (int)m, s);
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	e = cudaMallocAsync((void **)&mem, 2 * arr + up256(scan_tmp), s);
+	if (e != cudaSuccess)
+		return embkv_gpu_fail(e);
+	counts = (uint32_t *)mem;
+	ends = (uint32_t *)(mem + arr);
+	list_counts_kernel<<<grid_for(m, 256), 256, 0, s>>>(dd->offsets, list,
+							     m, counts);
+	e = cub::DeviceScan::InclusiveSum(mem + 2 * arr, scan_tmp, counts,
+					  ends, (int)m, s);
+	if (e == cudaSuccess) {
+		list_scatter_kernel<<<resident_grid((uint64_t)dd->n * dim, 256),
+				      256, 0, s>>>(dd->offsets, dd->perm, list,
+						   ends, m, rows, ufound, dim,
+						   out, found);
+		e = cudaGetLastError();
+	}
+	cudaFreeAsync(mem, s);
 	return embkv_gpu_fail(e);
 }

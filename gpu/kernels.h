@@ -27,5 +27,18 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 			      uint32_t dim, float *out, uint8_t *found,
 			      uint32_t *failed, uint32_t *nfailed,
 			      uint8_t *verdicts, cudaStream_t s);
+/* ABI 2's ops; both check their arguments first (logic_hd.h). */
+int embkv_gpu_k_check_scatter_range(const struct embkv_gpu_dedup *dd,
+				    uint32_t first, uint32_t count,
+				    const void *records, size_t stride,
+				    size_t payload_bytes,
+				    enum embkv_gpu_elem elem, uint32_t dim,
+				    float *out, uint8_t *found,
+				    uint8_t *verdicts, cudaStream_t s);
+int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
+			     const uint32_t *list, uint32_t m,
+			     const float *rows, const uint8_t *ufound,
+			     uint32_t dim, float *out, uint8_t *found,
+			     cudaStream_t s);
 
 #endif

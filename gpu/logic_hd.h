@@ -11,6 +11,7 @@
 #ifndef EMBKV_GPU_LOGIC_HD_H
 #define EMBKV_GPU_LOGIC_HD_H
 
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -114,6 +115,105 @@ EMBKV_HD uint32_t embkv_gpu_chunk_range(const uint32_t *offsets,
 	*j1 = *j0 + EMBKV_GPU_COALESCE_CHUNK < end
 		      ? *j0 + EMBKV_GPU_COALESCE_CHUNK : end;
 	return chunk_end[r] - first;
+}
+
+/* Chunks a run of cnt occurrences keeps partial sums for: its chunks
+ * when it has 2 or more, else 0 (a run of one chunk writes its sum
+ * straight to ugrads). Their inclusive scan over the runs, pchunk_end,
+ * places each multi-chunk run's partial rows; the total is at most n /
+ * 32 (a run of c >= 2 chunks has cnt > 64 (c - 1) >= 32 c occurrences),
+ * which is what coalescing allocates instead of a row per chunk. */
+EMBKV_HD uint32_t embkv_gpu_partial_chunks_of(uint32_t cnt)
+{
+	uint32_t c = embkv_gpu_chunks_of(cnt);
+
+	return c >= 2 ? c : 0;
+}
+
+/* The partial row of chunk b of run r (a run of 2+ chunks). */
+EMBKV_HD uint64_t embkv_gpu_partial_row(const uint32_t *chunk_end,
+					const uint32_t *pchunk_end, uint32_t r,
+					uint32_t b)
+{
+	uint32_t first = r ? chunk_end[r - 1] : 0;
+
+	return (uint64_t)pchunk_end[r] - (chunk_end[r] - first) + (b - first);
+}
+
+/* Element x of check_scatter_range's scatter: x < (offsets[first +
+ * count] - offsets[first]) * dim counts the elements of the range's
+ * occurrences in sorted order. Sorted position p -> input position i =
+ * perm[p], whose run is inverse[i] (no search); a record that failed
+ * its check (verdicts[r - first] != 0) writes nothing. */
+EMBKV_HD void embkv_gpu_range_scatter_elem(
+	const uint32_t *offsets, const uint32_t *perm, const uint32_t *inverse,
+	uint32_t first, const uint8_t *records, size_t stride,
+	const uint8_t *verdicts, enum embkv_gpu_elem elem, uint32_t dim,
+	uint64_t x, float *out, uint8_t *found)
+{
+	uint32_t p = offsets[first] + (uint32_t)(x / dim);
+	uint32_t c = (uint32_t)(x % dim);
+	uint32_t i = perm[p];
+	uint32_t r = inverse[i] - first;
+
+	if (verdicts[r])
+		return;
+	out[(uint64_t)i * dim + c] =
+		embkv_gpu_elem_f32(records + (uint64_t)r * stride + 24, c, elem);
+	if (c == 0 && found)
+		found[i] = 1;
+}
+
+/* Element x of scatter_list's scatter: ends is the inclusive scan of the
+ * listed runs' occurrence counts, so x / dim = q is the q-th listed
+ * occurrence, of listed key k = the first with ends[k] > q (a binary
+ * search, embkv_gpu_run_of_chunk's), x < ends[m - 1] * dim. */
+EMBKV_HD void embkv_gpu_list_scatter_elem(
+	const uint32_t *offsets, const uint32_t *perm, const uint32_t *list,
+	const uint32_t *ends, uint32_t m, const float *rows,
+	const uint8_t *ufound, uint32_t dim, uint64_t x, float *out,
+	uint8_t *found)
+{
+	uint32_t q = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
+	uint32_t k = embkv_gpu_run_of_chunk(ends, m, q);
+	uint32_t start = k ? ends[k - 1] : 0;
+	uint32_t i = perm[offsets[list[k]] + (q - start)];
+
+	out[(uint64_t)i * dim + c] = rows[(uint64_t)k * dim + c];
+	if (c == 0 && found)
+		found[i] = ufound ? ufound[k] : 1;
+}
+
+/* The argument checks of check_scatter_range and scatter_list (gpu.h),
+ * on the host before any work; both plugins call these, so they refuse
+ * the same calls. 0 or -EINVAL. */
+EMBKV_HD int embkv_gpu_range_args(const struct embkv_gpu_dedup *dd,
+				  uint32_t first, uint32_t count,
+				  const void *records, size_t stride,
+				  size_t payload_bytes,
+				  enum embkv_gpu_elem elem, uint32_t dim,
+				  const void *out, const void *verdicts)
+{
+	size_t esize = elem == EMBKV_GPU_ELEM_F32 ? 4 : 2;
+
+	if (!dd || (uint64_t)first + count > dd->nu || !verdicts || !dim ||
+	    stride % 8 || stride < 24 + payload_bytes ||
+	    payload_bytes < esize * dim ||
+	    (elem != EMBKV_GPU_ELEM_F32 && elem != EMBKV_GPU_ELEM_F16 &&
+	     elem != EMBKV_GPU_ELEM_BF16) ||
+	    (count && (!records || !out)))
+		return -EINVAL;
+	return 0;
+}
+
+EMBKV_HD int embkv_gpu_list_args(const struct embkv_gpu_dedup *dd,
+				 const uint32_t *list, uint32_t m,
+				 const float *rows, uint32_t dim,
+				 const float *out)
+{
+	if (!dd || m > dd->nu || !dim || (m && (!list || !rows || !out)))
+		return -EINVAL;
+	return 0;
 }
 
 #endif

@@ -229,6 +229,28 @@ static int p_check_scatter(const struct embkv_gpu_dedup *dd,
 					 (cudaStream_t)stream);
 }
 
+static int p_check_scatter_range(const struct embkv_gpu_dedup *dd,
+				 uint32_t first, uint32_t count,
+				 const void *records, size_t stride,
+				 size_t payload_bytes, enum embkv_gpu_elem elem,
+				 uint32_t dim, float *out, uint8_t *found,
+				 uint8_t *verdicts, void *stream)
+{
+	return embkv_gpu_k_check_scatter_range(dd, first, count, records,
+					       stride, payload_bytes, elem,
+					       dim, out, found, verdicts,
+					       (cudaStream_t)stream);
+}
+
+static int p_scatter_list(const struct embkv_gpu_dedup *dd,
+			  const uint32_t *list, uint32_t m, const float *rows,
+			  const uint8_t *ufound, uint32_t dim, float *out,
+			  uint8_t *found, void *stream)
+{
+	return embkv_gpu_k_scatter_list(dd, list, m, rows, ufound, dim, out,
+					found, (cudaStream_t)stream);
+}
+
 static int p_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 {
 	typedef CUresult (*handle_fn)(void *, CUdeviceptr, size_t,
@@ -298,6 +320,8 @@ static const struct embkv_gpu_ops ops = {
 	p_dmabuf_fd,
 	p_device_get,
 	p_device_set,
+	p_check_scatter_range,
+	p_scatter_list,
 	p_dev_alloc_sync,
 	p_dev_free_sync,
 };

@@ -5,14 +5,30 @@
  * references with the kernels' exact contracts -- a stable sort dedup
  * (ascending distinct keys, inverse, perm in input order, offsets),
  * coalescing in the same chunks of EMBKV_GPU_COALESCE_CHUNK rows summed
- * in the same order, the scatter, and the record check. The per-element
- * logic is the kernels' own text (gpu/logic_hd.h: chunking, record
- * verdict, element conversion; gpu/xxh3_hd.h). Built as libembkv_gpu_host.so; the
- * host variants of the GPU tests load it in place of the CUDA plugin, so
- * client/gpu.c's staging path (dedup, chunking, double buffering, push
- * a chunk ahead) and the tests' own assertions run in every build.
+ * in the same order, the scatter, the record check, and (ABI 2) the
+ * record check over a range of the distinct keys and the scatter of
+ * listed keys' rows. The per-element logic is the kernels' own text
+ * (gpu/logic_hd.h: chunking and the partial rows, record verdict,
+ * element conversion, the range and list scatters' elements, the ABI 2
+ * ops' argument checks; gpu/xxh3_hd.h). Built as libembkv_gpu_host.so;
+ * the host variants of the GPU tests load it in place of the CUDA
+ * plugin, so client/gpu.c's staging path (dedup, chunking, double
+ * buffering, push a chunk ahead) and the tests' own assertions run in
+ * every build.
+ *
+ * Test hook (this stand-in only; the CUDA plugin has none):
+ * EMBKV_GPU_HOST_TEAR=N (N > 0) makes check_scatter_range tear the first
+ * N records it is ever asked to check in this process (a process-wide
+ * atomic count over all calls and threads): one payload byte of each
+ * (the checksum's first byte when payload_bytes is 0) is flipped BEFORE
+ * the check, in a private copy of the record (the caller's landing
+ * buffer is not written), so those records come back
+ * EMBKV_GPU_REC_TORN and their rows unwritten, as a READ that raced a
+ * write would, and the caller must re-read them. Read at every call;
+ * unset, empty, 0 or not a number: no tearing.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,34 +198,50 @@ static int h_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 	return 0;
 }
 
-/* The kernels' steps: chunk counts and their inclusive scan, each chunk
- * summed sequentially (chunk_sum_kernel), then a key's chunks in order
- * (chunk_merge_kernel). */
+/* The kernels' steps: chunk counts and their inclusive scans (all
+ * chunks; the chunks of runs of 2+ chunks, which place the partial rows,
+ * at most n / 32 of them), each chunk summed sequentially
+ * (chunk_sum_kernel), then a key's chunks in order (chunk_merge_kernel). */
 static int h_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 		      uint32_t dim, float *ugrads, void *stream)
 {
-	uint32_t *chunk_end = malloc((dd->nu ? dd->nu : 1) * sizeof(uint32_t));
+	size_t nu1 = dd->nu ? dd->nu : 1;
+	uint32_t *chunk_end = malloc(nu1 * sizeof(uint32_t));
+	uint32_t *pchunk_end = malloc(nu1 * sizeof(uint32_t));
 	float *partial;
-	uint32_t total = 0;
+	uint32_t total = 0, ptotal = 0;
 
 	(void)stream;
-	if (!chunk_end)
+	if (!chunk_end || !pchunk_end) {
+		free(chunk_end);
+		free(pchunk_end);
 		return -ENOMEM;
-	for (uint32_t r = 0; r < dd->nu; r++) {
-		total += embkv_gpu_chunks_of(dd->offsets[r + 1] - dd->offsets[r]);
-		chunk_end[r] = total;
 	}
-	partial = malloc(((size_t)total ? total : 1) * dim * sizeof(float));
+	for (uint32_t r = 0; r < dd->nu; r++) {
+		uint32_t cnt = dd->offsets[r + 1] - dd->offsets[r];
+
+		total += embkv_gpu_chunks_of(cnt);
+		chunk_end[r] = total;
+		ptotal += embkv_gpu_partial_chunks_of(cnt);
+		pchunk_end[r] = ptotal;
+	}
+	/* the kernels' bound, which the count must never pass */
+	if (ptotal > dd->n / 32)
+		abort();
+	partial = malloc(((size_t)ptotal ? ptotal : 1) * dim * sizeof(float));
 	if (!partial) {
 		free(chunk_end);
+		free(pchunk_end);
 		return -ENOMEM;
 	}
 	for (uint32_t b = 0; b < total; b++) {
 		uint32_t r = embkv_gpu_run_of_chunk(chunk_end, dd->nu, b), j0, j1;
 		uint32_t nch = embkv_gpu_chunk_range(dd->offsets, chunk_end, r, b,
 						     &j0, &j1);
-		float *dst = nch == 1 ? ugrads + (size_t)r * dim
-				      : partial + (size_t)b * dim;
+		float *dst = nch == 1
+			? ugrads + (size_t)r * dim
+			: partial + embkv_gpu_partial_row(chunk_end, pchunk_end,
+							  r, b) * dim;
 
 		for (uint32_t c = 0; c < dim; c++) {
 			float acc = grads[(size_t)dd->perm[j0] * dim + c];
@@ -221,19 +253,24 @@ static int h_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 	}
 	for (uint32_t r = 0; r < dd->nu; r++) {
 		uint32_t first = r ? chunk_end[r - 1] : 0;
+		uint32_t nch = chunk_end[r] - first;
+		const float *p;
 
-		if (chunk_end[r] - first < 2)
+		if (nch < 2)
 			continue;
+		p = partial + embkv_gpu_partial_row(chunk_end, pchunk_end, r,
+						    first) * dim;
 		for (uint32_t c = 0; c < dim; c++) {
-			float acc = partial[(size_t)first * dim + c];
+			float acc = p[c];
 
-			for (uint32_t b = first + 1; b < chunk_end[r]; b++)
-				acc += partial[(size_t)b * dim + c];
+			for (uint32_t b = 1; b < nch; b++)
+				acc += p[(size_t)b * dim + c];
 			ugrads[(size_t)r * dim + c] = acc;
 		}
 	}
 	free(partial);
 	free(chunk_end);
+	free(pchunk_end);
 	return 0;
 }
 
@@ -270,7 +307,24 @@ static int h_check_scatter(const struct embkv_gpu_dedup *dd,
 	return 0;
 }
 
-/* TEMP (lead): replaced by the kernels branch's versions */
+/* EMBKV_GPU_HOST_TEAR's count of the records torn so far (header). */
+static atomic_ulong host_torn;
+
+static unsigned long host_tear_limit(void)
+{
+	const char *v = getenv("EMBKV_GPU_HOST_TEAR");
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return 0;
+	n = strtoul(v, &end, 10);
+	return *end ? 0 : n;
+}
+
+/* The kernels' two steps (range_check_kernel, range_scatter_kernel):
+ * every verdict first, then the scatter over the range's occurrences x
+ * dim in sorted order, through logic_hd.h's element text. */
 static int h_check_scatter_range(const struct embkv_gpu_dedup *dd,
 				 uint32_t first, uint32_t count,
 				 const void *records, size_t stride,
@@ -278,58 +332,66 @@ static int h_check_scatter_range(const struct embkv_gpu_dedup *dd,
 				 uint32_t dim, float *out, uint8_t *found,
 				 uint8_t *verdicts, void *stream)
 {
-	static uint32_t torn_left = UINT32_MAX;
+	int rc = embkv_gpu_range_args(dd, first, count, records, stride,
+				      payload_bytes, elem, dim, out, verdicts);
+	unsigned long tear = host_tear_limit();
+	uint8_t *scratch = NULL;
+	uint64_t total;
 
 	(void)stream;
-	if (first > dd->nu || count > dd->nu - first)
-		return -EINVAL;
-	if (torn_left == UINT32_MAX)
-		torn_left = getenv("EMBKV_GPU_HOST_TEAR")
-			? (uint32_t)atoi(getenv("EMBKV_GPU_HOST_TEAR")) : 0;
-	for (uint32_t k = 0; k < count; k++) {
-		uint32_t r = first + k;
-		uint8_t *rec = (uint8_t *)records + (size_t)k * stride;
-		unsigned v;
+	if (rc || !count)
+		return rc;
+	for (uint32_t r = 0; r < count; r++) {
+		const uint8_t *rec = (const uint8_t *)records + (size_t)r * stride;
 
-		if (torn_left && rec[0] | rec[8]) {
-			rec[24] ^= 1;
-			torn_left--;
+		if (tear && atomic_load(&host_torn) < tear &&
+		    atomic_fetch_add(&host_torn, 1) < tear) {
+			if (!scratch && !(scratch = malloc(stride)))
+				return -ENOMEM;
+			memcpy(scratch, rec, stride);
+			scratch[payload_bytes ? 24 : 0] ^= 0x01;
+			rec = scratch;
 		}
-		v = embkv_gpu_rec_verdict(rec, dd->ukeys[r], payload_bytes);
-		verdicts[k] = (uint8_t)v;
-		if (v)
-			continue;
-		for (uint32_t j = dd->offsets[r]; j < dd->offsets[r + 1]; j++) {
-			uint32_t i = dd->perm[j];
-
-			for (uint32_t c = 0; c < dim; c++)
-				out[(size_t)i * dim + c] =
-					embkv_gpu_elem_f32(rec + 24, c, elem);
-			if (found)
-				found[i] = 1;
-		}
+		verdicts[r] = (uint8_t)embkv_gpu_rec_verdict(
+			rec, dd->ukeys[first + r], payload_bytes);
 	}
+	free(scratch);
+	total = (uint64_t)(dd->offsets[first + count] - dd->offsets[first]) *
+		dim;
+	for (uint64_t x = 0; x < total; x++)
+		embkv_gpu_range_scatter_elem(dd->offsets, dd->perm, dd->inverse,
+					     first, (const uint8_t *)records,
+					     stride, verdicts, elem, dim, x,
+					     out, found);
 	return 0;
 }
 
+/* The kernels' steps: the listed keys' occurrence counts, their
+ * inclusive scan, then every listed element through logic_hd.h's text. */
 static int h_scatter_list(const struct embkv_gpu_dedup *dd,
 			  const uint32_t *list, uint32_t m, const float *rows,
 			  const uint8_t *ufound, uint32_t dim, float *out,
 			  uint8_t *found, void *stream)
 {
+	int rc = embkv_gpu_list_args(dd, list, m, rows, dim, out);
+	uint32_t *ends, sum = 0;
+	uint64_t total;
+
 	(void)stream;
+	if (rc || !m)
+		return rc;
+	ends = malloc((size_t)m * sizeof(*ends));
+	if (!ends)
+		return -ENOMEM;
 	for (uint32_t k = 0; k < m; k++) {
-		uint32_t r = list[k];
-
-		for (uint32_t j = dd->offsets[r]; j < dd->offsets[r + 1]; j++) {
-			uint32_t i = dd->perm[j];
-
-			memcpy(out + (size_t)i * dim, rows + (size_t)k * dim,
-			       dim * sizeof(float));
-			if (found)
-				found[i] = ufound ? ufound[k] : 1;
-		}
+		sum += dd->offsets[list[k] + 1] - dd->offsets[list[k]];
+		ends[k] = sum;
 	}
+	total = (uint64_t)sum * dim;
+	for (uint64_t x = 0; x < total; x++)
+		embkv_gpu_list_scatter_elem(dd->offsets, dd->perm, list, ends,
+					    m, rows, ufound, dim, x, out, found);
+	free(ends);
 	return 0;
 }
 

@@ -6,8 +6,16 @@
  * sequential sum for keys with at most a chunk of duplicates), the
  * scatter, and the fused record check with records built by libxxhash,
  * one torn, one of another key and one dead, which must be listed for a
- * retry and left unwritten. Exits 77 ("no CUDA device: skipped") where
- * the plugin finds no device; tools/gpu-check.sh runs it on one.
+ * retry and left unwritten. ABI 2: check_scatter_range over ranges of a
+ * dedup (middle, edges, whole, a hot key, bad records, fp16/bf16, the
+ * argument checks) and scatter_list (shuffled subsets, NULL flags, a hot
+ * key), every caller row compared with a reference computed here and
+ * the rows they must not write filled with a sentinel first; coalescing
+ * of keys of 2+ chunks against the chunked order bit for bit. Exits 77
+ * ("no CUDA device: skipped") where the plugin finds no device;
+ * tools/gpu-check.sh runs it on one. Built against the host stand-in
+ * too (test_gpu_kernels_host, EMBKV_GPU_TEST_HOST_STANDIN: plus its
+ * EMBKV_GPU_HOST_TEAR hook).
  */
 #include <errno.h>
 #include <math.h>
@@ -473,6 +481,691 @@ static void test_check_scatter_2byte(void **state)
 	free(keys);
 }
 
+/* ---- ABI 2: check_scatter_range and scatter_list ---------------------- */
+
+#define SENT_BYTE 0x7f  /* out's sentinel: every float 0x7f7f7f7f */
+#define SENT_FOUND 2u   /* found's sentinel: neither 0 nor 1 */
+
+/* A record of hashing/record.h's layout at p: checksum, key, version,
+ * payload (pb bytes, already in place at p + 24). */
+static void seal_record(uint8_t *p, uint64_t key, uint64_t ver, size_t pb)
+{
+	uint64_t kv[2] = { key, ver };
+	uint64_t sum = XXH3_64bits_withSeed(kv, sizeof(kv),
+					    XXH3_64bits(p + 24, pb));
+
+	memcpy(p, &sum, 8);
+	memcpy(p + 8, kv, 16);
+}
+
+/* A random stored element of elem (no Inf/NaN: compared bit for bit). */
+static void rand_elem(uint8_t *dst, enum embkv_gpu_elem elem)
+{
+	if (elem == EMBKV_GPU_ELEM_F32) {
+		float f = frand() * 100;
+
+		memcpy(dst, &f, 4);
+	} else {
+		uint16_t v = (uint16_t)next64();
+
+		if (elem == EMBKV_GPU_ELEM_F16 && ((v >> 10) & 31) == 31)
+			v &= 0xbfff;
+		if (elem == EMBKV_GPU_ELEM_BF16 && ((v >> 7) & 255) == 255)
+			v &= 0xbfff;
+		memcpy(dst, &v, 2);
+	}
+}
+
+/* The test's own conversion (hashing/f16.h, not logic_hd.h). */
+static float ref_elem(const uint8_t *pay, uint32_t c, enum embkv_gpu_elem elem)
+{
+	uint16_t v;
+	uint32_t u;
+	float f;
+
+	if (elem == EMBKV_GPU_ELEM_F32) {
+		memcpy(&f, pay + 4 * (size_t)c, 4);
+		return f;
+	}
+	memcpy(&v, pay + 2 * (size_t)c, 2);
+	if (elem == EMBKV_GPU_ELEM_F16)
+		return embkv_f16_to_f32(v);
+	u = (uint32_t)v << 16;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+static int is_sentinel_row(const float *row, uint32_t dim)
+{
+	const uint8_t *b = (const uint8_t *)row;
+
+	for (size_t k = 0; k < (size_t)dim * sizeof(float); k++)
+		if (b[k] != SENT_BYTE)
+			return 0;
+	return 1;
+}
+
+/* Device out (n x dim) and found (n) filled with the sentinels. */
+static void sentinel_bufs(uint32_t n, uint32_t dim, float **d_out,
+			  uint8_t **d_found)
+{
+	*d_out = dev_copy(NULL, (size_t)n * dim * sizeof(float));
+	*d_found = dev_copy(NULL, n);
+	assert_int_equal(ops->memset_dev(*d_out, SENT_BYTE,
+					 (size_t)n * dim * sizeof(float),
+					 NULL), 0);
+	assert_int_equal(ops->memset_dev(*d_found, SENT_FOUND, n, NULL), 0);
+	assert_int_equal(ops->stream_wait(NULL), 0);
+}
+
+enum { BAD_NONE = 0, BAD_SOME = 1 };
+
+/* check_scatter_range over [first, first + count) of a dedup of keys
+ * (n), records in elem with bad ones at the range's first, middle and
+ * last record (torn, other key, dead) when bad; found passed or NULL.
+ * Every row of the caller is compared with a reference: a key of the
+ * range with a good record has its converted payload and found 1, every
+ * other row keeps the sentinel; verdicts are exact and the entry past
+ * count is not written. Returns the rows written (for the callers'
+ * checks that the case was not vacuous). */
+static uint32_t range_case(const struct embkv_gpu_dedup *dd,
+			   const struct host_dd *h, uint32_t n,
+			   uint32_t first, uint32_t count,
+			   enum embkv_gpu_elem elem, uint32_t dim, int bad,
+			   int with_found)
+{
+	const size_t es = elem == EMBKV_GPU_ELEM_F32 ? 4 : 2;
+	const size_t pb = es * dim, stride = (24 + pb + 4 + 7) & ~(size_t)7;
+	uint8_t *rec = calloc(count ? count : 1, stride), *d_rec;
+	uint8_t *want_v = calloc(count + 1, 1), *verd = malloc(count + 1);
+	uint8_t *d_verd, *found = malloc(n), *d_found;
+	float *out = malloc((size_t)n * dim * sizeof(float)), *d_out;
+	uint32_t written = 0;
+
+	assert_true(first + count <= h->nu);
+	for (uint32_t r = 0; r < count; r++) {
+		uint8_t *p = rec + (size_t)r * stride;
+		uint64_t key = h->ukeys[first + r], ver = next64() >> 1;
+
+		for (uint32_t c = 0; c < dim; c++)
+			rand_elem(p + 24 + es * c, elem);
+		if (bad && count >= 3 && r == count / 2) {
+			key ^= 0x100;
+			want_v[r] = EMBKV_GPU_REC_OTHER_KEY;
+		}
+		if (bad && count >= 3 && r == count - 1) {
+			ver |= 1ull << 63;
+			want_v[r] = EMBKV_GPU_REC_DEAD;
+		}
+		seal_record(p, key, ver, pb);
+		if (bad && r == 0) {
+			p[24 + pb - 1] ^= 0x40; /* after the checksum */
+			want_v[r] = EMBKV_GPU_REC_TORN;
+		}
+	}
+	d_rec = dev_copy(rec, (size_t)(count ? count : 1) * stride);
+	d_verd = dev_copy(NULL, count + 1);
+	assert_int_equal(ops->memset_dev(d_verd, 0xee, count + 1, NULL), 0);
+	sentinel_bufs(n, dim, &d_out, &d_found);
+	assert_int_equal(ops->check_scatter_range(dd, first, count, d_rec,
+						  stride, pb, elem, dim, d_out,
+						  with_found ? d_found : NULL,
+						  d_verd, NULL), 0);
+	host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+	host_copy(found, d_found, n);
+	host_copy(verd, d_verd, count + 1);
+	assert_memory_equal(verd, want_v, count);
+	assert_int_equal(verd[count], 0xee);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t r = h->inverse[i];
+		const float *row = out + (size_t)i * dim;
+
+		if (r >= first && r < first + count && !want_v[r - first]) {
+			const uint8_t *pay = rec + (size_t)(r - first) * stride +
+					     24;
+
+			for (uint32_t c = 0; c < dim; c++) {
+				float want = ref_elem(pay, c, elem);
+
+				assert_memory_equal(&row[c], &want, 4);
+			}
+			assert_int_equal(found[i], with_found ? 1 : SENT_FOUND);
+			written++;
+		} else {
+			assert_true(is_sentinel_row(row, dim));
+			assert_int_equal(found[i], SENT_FOUND);
+		}
+	}
+	ops->dev_free(d_rec, NULL);
+	ops->dev_free(d_verd, NULL);
+	ops->dev_free(d_out, NULL);
+	ops->dev_free(d_found, NULL);
+	assert_int_equal(ops->stream_wait(NULL), 0);
+	free(rec);
+	free(want_v);
+	free(verd);
+	free(found);
+	free(out);
+	return written;
+}
+
+/* A dedup of keys on the device, with its host copy. */
+static void dedup_of(const uint64_t *keys, uint32_t n,
+		     struct embkv_gpu_dedup *dd, struct host_dd *h,
+		     uint64_t **d_keys)
+{
+	*d_keys = dev_copy(keys, n * sizeof(*keys));
+	assert_int_equal(ops->dedup(*d_keys, n, dd, NULL, NULL), 0);
+	fetch_dd(dd, h);
+}
+
+static void dedup_done(struct embkv_gpu_dedup *dd, struct host_dd *h,
+		       uint64_t *d_keys)
+{
+	free_hdd(h);
+	ops->dedup_free(dd, NULL);
+	ops->dev_free(d_keys, NULL);
+	assert_int_equal(ops->stream_wait(NULL), 0);
+}
+
+/* The runs' occurrences in [first, first + count): rows a range owns. */
+static uint32_t occ_of(const struct host_dd *h, uint32_t first, uint32_t count)
+{
+	return h->offsets[first + count] - h->offsets[first];
+}
+
+static void test_check_scatter_range(void **state)
+{
+	const uint32_t n = 20000, dim = 24;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t first, count, w;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	assert_true(dd.nu > 100);
+	/* a middle range with duplicates, bad records at its edges and
+	 * middle; the rows of the other ranges keep the sentinel */
+	first = 300; /* make_keys' keys of a few duplicates are 0..996 */
+	count = dd.nu / 3;
+	assert_true(first + count < dd.nu - 100);
+	assert_true(occ_of(&h, first, count) > count + 500); /* duplicates */
+	w = range_case(&dd, &h, n, first, count, EMBKV_GPU_ELEM_F32, dim,
+		       BAD_SOME, 1);
+	assert_true(w > 0 && w < occ_of(&h, first, count));
+	/* all good: exactly the range's occurrences written, found NULL */
+	w = range_case(&dd, &h, n, first, count, EMBKV_GPU_ELEM_F32, dim,
+		       BAD_NONE, 0);
+	assert_int_equal(w, occ_of(&h, first, count));
+	/* ranges at the start and at the end, and single keys there */
+	assert_int_equal(range_case(&dd, &h, n, 0, 5, EMBKV_GPU_ELEM_F32, dim,
+				    BAD_NONE, 1), occ_of(&h, 0, 5));
+	assert_int_equal(range_case(&dd, &h, n, dd.nu - 7, 7,
+				    EMBKV_GPU_ELEM_F32, dim, BAD_NONE, 1),
+			 occ_of(&h, dd.nu - 7, 7));
+	assert_int_equal(range_case(&dd, &h, n, 0, 1, EMBKV_GPU_ELEM_F32, 3,
+				    BAD_NONE, 1), occ_of(&h, 0, 1));
+	assert_int_equal(range_case(&dd, &h, n, dd.nu - 1, 1,
+				    EMBKV_GPU_ELEM_F32, 3, BAD_NONE, 1),
+			 occ_of(&h, dd.nu - 1, 1));
+	/* the whole dedup as one range, with bad records */
+	w = range_case(&dd, &h, n, 0, dd.nu, EMBKV_GPU_ELEM_F32, 5, BAD_SOME,
+		       1);
+	assert_true(w > n / 2 && w < n);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* fp16 and bf16 payloads (dim * 2 bytes, an odd dim) over a range. */
+static void test_check_scatter_range_2byte(void **state)
+{
+	const uint32_t n = 3000, dim = 33;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t first, count;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	first = dd.nu / 4;
+	count = dd.nu / 2;
+	assert_true(range_case(&dd, &h, n, first, count, EMBKV_GPU_ELEM_F16,
+			       dim, BAD_SOME, 1) > 0);
+	assert_true(range_case(&dd, &h, n, first, count, EMBKV_GPU_ELEM_BF16,
+			       dim, BAD_SOME, 1) > 0);
+	assert_int_equal(range_case(&dd, &h, n, 0, dd.nu, EMBKV_GPU_ELEM_F16,
+				    dim, BAD_NONE, 0), n);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* count 0 is a no-op (even at first == nu, records NULL); a range past
+ * nu (or overflowing uint32), a NULL verdict array or a stride not a
+ * multiple of 8 is -EINVAL, and nothing is written. */
+static void test_check_scatter_range_args(void **state)
+{
+	const uint32_t n = 500, dim = 8;
+	const size_t pb = dim * 4, stride = (24 + pb + 4 + 7) & ~(size_t)7;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint8_t *rec, *d_rec, *d_verd, *d_found, verd[2], *found = malloc(n);
+	float *d_out, *out = malloc((size_t)n * dim * sizeof(float));
+	const enum embkv_gpu_elem f32 = EMBKV_GPU_ELEM_F32;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	rec = calloc(dd.nu, stride);
+	for (uint32_t r = 0; r < dd.nu; r++)
+		seal_record(rec + (size_t)r * stride, h.ukeys[r], 1, pb);
+	d_rec = dev_copy(rec, (size_t)dd.nu * stride);
+	d_verd = dev_copy(NULL, 2);
+	assert_int_equal(ops->memset_dev(d_verd, 0xee, 2, NULL), 0);
+	sentinel_bufs(n, dim, &d_out, &d_found);
+	assert_int_equal(ops->check_scatter_range(&dd, 0, 0, NULL, stride, pb,
+						  f32, dim, d_out, d_found,
+						  d_verd, NULL), 0);
+	assert_int_equal(ops->check_scatter_range(&dd, dd.nu, 0, d_rec,
+						  stride, pb, f32, dim, d_out,
+						  d_found, d_verd, NULL), 0);
+	assert_int_equal(ops->check_scatter_range(&dd, dd.nu, 1, d_rec,
+						  stride, pb, f32, dim, d_out,
+						  d_found, d_verd, NULL),
+			 -EINVAL);
+	assert_int_equal(ops->check_scatter_range(&dd, 0, dd.nu + 1, d_rec,
+						  stride, pb, f32, dim, d_out,
+						  d_found, d_verd, NULL),
+			 -EINVAL);
+	assert_int_equal(ops->check_scatter_range(&dd, dd.nu + 1, 0, d_rec,
+						  stride, pb, f32, dim, d_out,
+						  d_found, d_verd, NULL),
+			 -EINVAL);
+	assert_int_equal(ops->check_scatter_range(&dd, 2, UINT32_MAX, d_rec,
+						  stride, pb, f32, dim, d_out,
+						  d_found, d_verd, NULL),
+			 -EINVAL);
+	assert_int_equal(ops->check_scatter_range(&dd, 0, 1, d_rec, stride,
+						  pb, f32, dim, d_out, d_found,
+						  NULL, NULL), -EINVAL);
+	assert_int_equal(ops->check_scatter_range(&dd, 0, 1, d_rec, stride - 4,
+						  pb, f32, dim, d_out, d_found,
+						  d_verd, NULL), -EINVAL);
+	assert_int_equal(ops->check_scatter_range(&dd, 0, 1, d_rec, stride,
+						  pb, f32, dim + 1, d_out,
+						  d_found, d_verd, NULL),
+			 -EINVAL);
+	host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+	host_copy(found, d_found, n);
+	host_copy(verd, d_verd, 2);
+	for (uint32_t i = 0; i < n; i++) {
+		assert_true(is_sentinel_row(out + (size_t)i * dim, dim));
+		assert_int_equal(found[i], SENT_FOUND);
+	}
+	assert_int_equal(verd[0], 0xee);
+	assert_int_equal(verd[1], 0xee);
+	/* and the same arguments, valid, do write (the refusals above
+	 * were not a dead op) */
+	assert_int_equal(ops->check_scatter_range(&dd, 0, 1, d_rec, stride,
+						  pb, f32, dim, d_out, d_found,
+						  d_verd, NULL), 0);
+	host_copy(verd, d_verd, 2);
+	assert_int_equal(verd[0], EMBKV_GPU_REC_OK);
+	assert_int_equal(verd[1], 0xee);
+	host_copy(found, d_found, n);
+	assert_int_equal(found[h.perm[h.offsets[0]]], 1);
+	ops->dev_free(d_rec, NULL);
+	ops->dev_free(d_verd, NULL);
+	ops->dev_free(d_out, NULL);
+	ops->dev_free(d_found, NULL);
+	dedup_done(&dd, &h, d_keys);
+	free(rec);
+	free(keys);
+	free(out);
+	free(found);
+}
+
+/* One key 100k times among 2000 distinct ones, keys 0..1999 (every
+ * 51st position, in order) and the hot key 1000 everywhere else (so it
+ * sorts in the middle): n = 102000, the hot key 100001 times. */
+static uint64_t *hot_keys(uint32_t n)
+{
+	uint64_t *k = malloc(n * sizeof(*k));
+
+	assert_non_null(k);
+	for (uint32_t i = 0; i < n; i++)
+		k[i] = i % 51 == 0 && i / 51 < 2000 ? i / 51 : 1000;
+	return k;
+}
+
+static uint32_t run_of_key(const struct host_dd *h, uint64_t key)
+{
+	for (uint32_t r = 0; r < h->nu; r++)
+		if (h->ukeys[r] == key)
+			return r;
+	fail_msg("key %llu not found", (unsigned long long)key);
+	return 0;
+}
+
+static void test_check_scatter_range_hot(void **state)
+{
+	const uint32_t n = 102000, dim = 8;
+	uint64_t *keys = hot_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t hr, hot;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	assert_int_equal(dd.nu, 2000);
+	hr = run_of_key(&h, 1000);
+	hot = h.offsets[hr + 1] - h.offsets[hr];
+	assert_true(hot >= 100000);
+	assert_int_equal(range_case(&dd, &h, n, hr - 100, 300,
+				    EMBKV_GPU_ELEM_F32, dim, BAD_NONE, 1),
+			 occ_of(&h, hr - 100, 300));
+	assert_int_equal(range_case(&dd, &h, n, hr, 1, EMBKV_GPU_ELEM_BF16,
+				    dim, BAD_NONE, 1), hot);
+	/* the hot key's record torn: none of its 100k rows written */
+	assert_int_equal(range_case(&dd, &h, n, hr, 1, EMBKV_GPU_ELEM_F32,
+				    dim, BAD_SOME, 1), 0);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* scatter_list of m listed runs (a shuffled subset of the dedup's, the
+ * run force among them when < nu), rows and found flags random; every
+ * caller row compared with the reference: a listed key's occurrences
+ * have its row and flag (1 without ufound), every other row keeps the
+ * sentinel, found untouched when NULL. Returns the rows written. */
+static uint32_t list_case(const struct embkv_gpu_dedup *dd,
+			  const struct host_dd *h, uint32_t n, uint32_t m,
+			  uint32_t dim, uint32_t force, int with_found,
+			  int with_ufound)
+{
+	uint32_t *all = malloc(h->nu * sizeof(*all)), *slot, *d_list;
+	float *rows = malloc(((size_t)m + 1) * dim * sizeof(float)), *d_rows;
+	float *out = malloc((size_t)n * dim * sizeof(float)), *d_out;
+	uint8_t *uf = malloc(m + 1), *d_uf, *found = malloc(n), *d_found;
+	uint32_t written = 0;
+
+	assert_true(m <= h->nu);
+	slot = malloc(h->nu * sizeof(*slot));
+	for (uint32_t r = 0; r < h->nu; r++) {
+		all[r] = r;
+		slot[r] = UINT32_MAX;
+	}
+	for (uint32_t r = h->nu - 1; r > 0; r--) { /* Fisher-Yates */
+		uint32_t j = (uint32_t)(next64() % (r + 1)), t = all[r];
+
+		all[r] = all[j];
+		all[j] = t;
+	}
+	if (force < h->nu && m) {
+		for (uint32_t k = 0; k < h->nu; k++)
+			if (all[k] == force) {
+				all[k] = all[m / 2];
+				all[m / 2] = force;
+				break;
+			}
+	}
+	for (uint32_t k = 0; k < m; k++) {
+		slot[all[k]] = k;
+		uf[k] = (uint8_t)(next64() % 2);
+		for (uint32_t c = 0; c < dim; c++)
+			rows[(size_t)k * dim + c] = frand();
+	}
+	d_list = dev_copy(all, (m ? m : 1) * sizeof(uint32_t));
+	d_rows = dev_copy(rows, ((size_t)m + 1) * dim * sizeof(float));
+	d_uf = dev_copy(uf, m + 1);
+	sentinel_bufs(n, dim, &d_out, &d_found);
+	assert_int_equal(ops->scatter_list(dd, m ? d_list : NULL, m,
+					   m ? d_rows : NULL,
+					   with_ufound ? d_uf : NULL, dim,
+					   d_out, with_found ? d_found : NULL,
+					   NULL), 0);
+	host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+	host_copy(found, d_found, n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = slot[h->inverse[i]];
+		const float *row = out + (size_t)i * dim;
+
+		if (k != UINT32_MAX) {
+			assert_memory_equal(row, rows + (size_t)k * dim,
+					    dim * sizeof(float));
+			assert_int_equal(found[i],
+					 !with_found ? SENT_FOUND
+					 : with_ufound ? uf[k] : 1);
+			written++;
+		} else {
+			assert_true(is_sentinel_row(row, dim));
+			assert_int_equal(found[i], SENT_FOUND);
+		}
+	}
+	ops->dev_free(d_list, NULL);
+	ops->dev_free(d_rows, NULL);
+	ops->dev_free(d_uf, NULL);
+	ops->dev_free(d_out, NULL);
+	ops->dev_free(d_found, NULL);
+	assert_int_equal(ops->stream_wait(NULL), 0);
+	free(all);
+	free(slot);
+	free(rows);
+	free(out);
+	free(uf);
+	free(found);
+	return written;
+}
+
+static void test_scatter_list(void **state)
+{
+	const uint32_t n = 20000, dim = 12;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t hr = 0, w;
+	uint32_t one = 0, *d_one;
+	float *d_row;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	for (uint32_t r = 1; r < h.nu; r++) /* make_keys' hot key */
+		if (h.offsets[r + 1] - h.offsets[r] >
+		    h.offsets[hr + 1] - h.offsets[hr])
+			hr = r;
+	assert_true(h.offsets[hr + 1] - h.offsets[hr] > 3000);
+	/* a shuffled third of the keys, the hot one among them */
+	w = list_case(&dd, &h, n, dd.nu / 3, dim, hr, 1, 1);
+	assert_true(w > 3000 && w < n);
+	/* found NULL; ufound NULL (found 1); both; one key; every key */
+	assert_true(list_case(&dd, &h, n, dd.nu / 5, dim, UINT32_MAX, 0, 1) >
+		    0);
+	assert_true(list_case(&dd, &h, n, dd.nu / 5, dim, UINT32_MAX, 1, 0) >
+		    0);
+	assert_true(list_case(&dd, &h, n, 7, 1, UINT32_MAX, 0, 0) >= 7);
+	assert_int_equal(list_case(&dd, &h, n, 1, dim, hr, 1, 1),
+			 h.offsets[hr + 1] - h.offsets[hr]);
+	assert_int_equal(list_case(&dd, &h, n, dd.nu, 3, hr, 1, 1), n);
+	/* m 0: a no-op (nothing written); m > nu: -EINVAL */
+	assert_int_equal(list_case(&dd, &h, n, 0, dim, UINT32_MAX, 1, 1), 0);
+	d_one = dev_copy(&one, sizeof(one));
+	d_row = dev_copy(NULL, dim * sizeof(float));
+	assert_int_equal(ops->scatter_list(&dd, d_one, dd.nu + 1, d_row, NULL,
+					   dim, d_row, NULL, NULL), -EINVAL);
+	ops->dev_free(d_one, NULL);
+	ops->dev_free(d_row, NULL);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* One key 100k times: listed alone, and with a few others. */
+static void test_scatter_list_hot(void **state)
+{
+	const uint32_t n = 102000, dim = 8;
+	uint64_t *keys = hot_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t hr, hot;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	hr = run_of_key(&h, 1000);
+	hot = h.offsets[hr + 1] - h.offsets[hr];
+	assert_true(hot >= 100000);
+	assert_int_equal(list_case(&dd, &h, n, 1, dim, hr, 1, 1), hot);
+	assert_int_equal(list_case(&dd, &h, n, 50, dim, hr, 1, 0),
+			 hot + 49);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* Coalescing with keys of exactly 2 chunks (65 rows: the most partial
+ * rows per row of input, what bounds the partial buffer at n / 32),
+ * and of 1, 64, 129, 200 and 1000 rows, against the chunked order
+ * computed here: each chunk of 64 summed in input order, then the
+ * chunks' sums in order, bit for bit (a partial row of one key read for
+ * another would show). */
+static void test_coalesce_multichunk(void **state)
+{
+	const uint32_t counts[] = { 65, 1, 65, 64, 129, 65, 200, 2, 1000, 65 };
+	const uint32_t nk = sizeof(counts) / sizeof(counts[0]), dim = 19;
+	uint32_t n = 0, twos = 0;
+	uint64_t *keys, *d_keys;
+	float *g, *d_g, *d_ug, *ug;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+
+	(void)state;
+	for (uint32_t k = 0; k < nk; k++)
+		n += counts[k] * 40; /* 40 keys of each count */
+	keys = malloc(n * sizeof(*keys));
+	g = malloc((size_t)n * dim * sizeof(float));
+	{	/* keys interleaved: key (k, j) at random positions */
+		uint32_t *left = malloc(nk * 40 * sizeof(*left)), alive = nk * 40;
+		uint32_t *ids = malloc(nk * 40 * sizeof(*ids));
+
+		for (uint32_t q = 0; q < nk * 40; q++) {
+			left[q] = counts[q / 40];
+			ids[q] = q;
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t a = (uint32_t)(next64() % alive), q = ids[a];
+
+			keys[i] = 0x5000 + (uint64_t)q * 7919;
+			if (!--left[q])
+				ids[a] = ids[--alive];
+		}
+		free(left);
+		free(ids);
+	}
+	for (size_t i = 0; i < (size_t)n * dim; i++)
+		g[i] = frand();
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	assert_int_equal(dd.nu, nk * 40);
+	d_g = dev_copy(g, (size_t)n * dim * sizeof(float));
+	d_ug = dev_copy(NULL, (size_t)dd.nu * dim * sizeof(float));
+	assert_int_equal(ops->coalesce(&dd, d_g, dim, d_ug, NULL), 0);
+	ug = malloc((size_t)dd.nu * dim * sizeof(float));
+	host_copy(ug, d_ug, (size_t)dd.nu * dim * sizeof(float));
+	for (uint32_t r = 0; r < h.nu; r++) {
+		uint32_t o0 = h.offsets[r], o1 = h.offsets[r + 1];
+
+		twos += o1 - o0 == 65;
+		for (uint32_t c = 0; c < dim; c++) {
+			float total = 0;
+
+			for (uint32_t j0 = o0; j0 < o1;
+			     j0 += EMBKV_GPU_COALESCE_CHUNK) {
+				float acc = g[(size_t)h.perm[j0] * dim + c];
+
+				for (uint32_t j = j0 + 1;
+				     j < o1 && j < j0 + EMBKV_GPU_COALESCE_CHUNK;
+				     j++)
+					acc += g[(size_t)h.perm[j] * dim + c];
+				total = j0 == o0 ? acc : total + acc;
+			}
+			assert_memory_equal(&ug[(size_t)r * dim + c], &total,
+					    sizeof(float));
+		}
+	}
+	assert_int_equal(twos, 4 * 40);
+	ops->dev_free(d_g, NULL);
+	ops->dev_free(d_ug, NULL);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+	free(g);
+	free(ug);
+}
+
+#ifdef EMBKV_GPU_TEST_HOST_STANDIN
+/* host_plugin.c's EMBKV_GPU_HOST_TEAR hook (host variant only): the
+ * first N records checked in the process come back torn, rows unwritten,
+ * the caller's records unchanged; later checks of the same records pass
+ * (the re-read). The count starts here: calls without the variable set
+ * count nothing. */
+static void test_host_tear_hook(void **state)
+{
+	const uint32_t n = 600, dim = 4;
+	const size_t pb = dim * 4, stride = (24 + pb + 4 + 7) & ~(size_t)7;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint8_t *rec, *rec0, verd[8];
+	float *out = malloc((size_t)n * dim * sizeof(float));
+	uint8_t *found = malloc(n);
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	rec = calloc(8, stride);
+	rec0 = malloc(8 * stride);
+	for (uint32_t r = 0; r < 8; r++) {
+		for (uint32_t c = 0; c < dim; c++)
+			rand_elem(rec + (size_t)r * stride + 24 + 4 * c,
+				  EMBKV_GPU_ELEM_F32);
+		seal_record(rec + (size_t)r * stride, h.ukeys[10 + r], 1, pb);
+	}
+	memcpy(rec0, rec, 8 * stride);
+	assert_int_equal(setenv("EMBKV_GPU_HOST_TEAR", "5", 1), 0);
+	memset(out, SENT_BYTE, (size_t)n * dim * sizeof(float));
+	memset(found, SENT_FOUND, n);
+	/* 3 records, then 4: the first 5 of them torn (across calls) */
+	assert_int_equal(ops->check_scatter_range(&dd, 10, 3, rec, stride, pb,
+						  EMBKV_GPU_ELEM_F32, dim, out,
+						  found, verd, NULL), 0);
+	assert_int_equal(ops->check_scatter_range(&dd, 13, 4, rec + 3 * stride,
+						  stride, pb,
+						  EMBKV_GPU_ELEM_F32, dim, out,
+						  found, verd + 3, NULL), 0);
+	for (uint32_t r = 0; r < 7; r++)
+		assert_int_equal(verd[r], r < 5 ? EMBKV_GPU_REC_TORN
+						: EMBKV_GPU_REC_OK);
+	assert_memory_equal(rec, rec0, 8 * stride);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t r = h.inverse[i];
+
+		assert_int_equal(found[i], r >= 15 && r < 17 ? 1 : SENT_FOUND);
+	}
+	/* the re-read: the same records now pass */
+	assert_int_equal(ops->check_scatter_range(&dd, 10, 8, rec, stride, pb,
+						  EMBKV_GPU_ELEM_F32, dim, out,
+						  found, verd, NULL), 0);
+	for (uint32_t r = 0; r < 8; r++)
+		assert_int_equal(verd[r], EMBKV_GPU_REC_OK);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t r = h.inverse[i];
+
+		assert_int_equal(found[i], r >= 10 && r < 18 ? 1 : SENT_FOUND);
+	}
+	assert_int_equal(unsetenv("EMBKV_GPU_HOST_TEAR"), 0);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+	free(rec);
+	free(rec0);
+	free(out);
+	free(found);
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -481,6 +1174,16 @@ int main(void)
 		cmocka_unit_test(test_scatter),
 		cmocka_unit_test(test_check_scatter),
 		cmocka_unit_test(test_check_scatter_2byte),
+		cmocka_unit_test(test_coalesce_multichunk),
+		cmocka_unit_test(test_check_scatter_range),
+		cmocka_unit_test(test_check_scatter_range_2byte),
+		cmocka_unit_test(test_check_scatter_range_args),
+		cmocka_unit_test(test_check_scatter_range_hot),
+		cmocka_unit_test(test_scatter_list),
+		cmocka_unit_test(test_scatter_list_hot),
+#ifdef EMBKV_GPU_TEST_HOST_STANDIN
+		cmocka_unit_test(test_host_tear_hook),
+#endif
 	};
 	struct embkv_gpu_dev_info di;
 
