@@ -311,9 +311,12 @@ void embkv_onesided_pull(struct embkv_table_handle *t, struct embkv_shardmap *m,
  * naming that allocation), and check(arg, first, count, verdict) judges
  * them where they landed after each round of READs, writing every
  * record's verdict (enum embkv_record_verdict) to verdict[0..count).
- * The caller zeroes the landing range before. rest[] gets the keys (u)
- * not served, *nrest their count, for the RPC path. Never fails: what
- * goes wrong sends keys to rest.
+ * The caller zeroes the landing range before. Keys (u) not served: in
+ * rest[] (*nrest) those READs were tried for (missing keys, records torn
+ * too often: for the RPC path), in untried[] (*nuntried) those no READ
+ * was posted for (no regions, the slab not registrable on that
+ * connection, no connection: the host path may still READ them). Both
+ * have room for count. Never fails: what goes wrong leaves keys.
  */
 struct embkv_os_landing {
 	void *base;
@@ -329,7 +332,7 @@ struct embkv_os_landing {
 void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
 			 uint32_t first, uint32_t count,
 			 const struct embkv_os_landing *land, uint32_t *rest,
-			 uint32_t *nrest);
+			 uint32_t *nrest, uint32_t *untried, uint32_t *nuntried);
 
 /* Async pool (async.c) ------------------------------------------------------ */
 

@@ -213,7 +213,7 @@ static int note_err(int rc)
 
 const char *embkv_gpu_last_error(void)
 {
-	return tl_err;
+	return tl_err[0] || !ops ? tl_err : ops->last_error();
 }
 
 void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
@@ -280,6 +280,23 @@ static void ws_bufs_free(struct ws *w)
 	w->h_keys = NULL;
 	w->h_dflt = NULL;
 	w->cap_keys = w->cap_floats = w->cap_dflt = w->cap_found = 0;
+}
+
+/* The GPUDirect slab and its buffers. The slab's registrations on
+ * connections stay until those close or evict them: freed memory may
+ * stay pinned until then, but no READ is ever posted into it again (its
+ * id is never reused). */
+static void ws_slab_free(struct ws *w)
+{
+	ops->dev_free_sync(w->d_slab);
+	ops->dev_free_sync(w->d_verdict);
+	ops->host_free(w->h_verdict);
+	ops->host_free(w->h_list);
+	w->d_slab = NULL;
+	w->d_verdict = NULL;
+	w->h_verdict = NULL;
+	w->h_list = NULL;
+	w->cap_list = 0;
 }
 
 static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
@@ -352,6 +369,7 @@ static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
 	return 0;
 fail:
 	ws_bufs_free(w);
+	ws_slab_free(w);
 	ops->event_destroy(w->ev[0]);
 	ops->event_destroy(w->ev[1]);
 	ops->event_destroy(w->done);
@@ -523,6 +541,7 @@ static int pull_direct(struct embkv_table_handle *t,
 		       const float *h_dflt, void *stream)
 {
 	uint32_t dim = t->attr.dim, first, nrest = 0, got, per, k;
+	uint32_t nun = 0, gotu, *untried;
 	struct land_ctx x = {
 		.dd = dd, .w = w, .stride = ((size_t)t->rec_len + 63) & ~(size_t)63,
 		.payload = t->payload_bytes, .elem = elem_of(t->attr.dtype),
@@ -544,37 +563,54 @@ static int pull_direct(struct embkv_table_handle *t,
 		.id = w->slab_id, .reg = slab_reg, .check = land_check,
 		.arg = &x, .verdict = w->h_verdict,
 	};
+	untried = malloc((size_t)dd->nu * sizeof(*untried));
+	if (!untried)
+		return -ENOMEM;
 	for (first = 0; first < dd->nu; first += per) {
 		uint32_t cnt = dd->nu - first < per ? dd->nu - first : per;
 
 		if ((rc = ops->memset_dev(w->d_slab, 0, (size_t)cnt * x.stride,
 					  stream)) ||
-		    (rc = ops->stream_wait(stream)))
+		    (rc = ops->stream_wait(stream))) {
+			free(untried);
 			return rc;
+		}
 		embkv_onesided_land(t, w->h_keys, first, cnt, &land,
-				    w->h_list + nrest, &got);
+				    w->h_list + nrest, &got, untried + nun,
+				    &gotu);
 		nrest += got;
+		nun += gotu;
 	}
-	count(&stats.direct_keys, dd->nu - nrest);
-	count(&stats.direct_rest, nrest);
-	if (!nrest)
+	count(&stats.direct_keys, dd->nu - nrest - nun);
+	count(&stats.direct_rest, nrest + nun);
+	/* the list for scatter_list: tried keys, then untried ones */
+	memcpy(w->h_list + nrest, untried, (size_t)nun * sizeof(*untried));
+	free(untried);
+	if (!nrest && !nun)
 		return 0;
-	rk = malloc((size_t)nrest * sizeof(*rk));
+	rk = malloc(((size_t)nrest + nun) * sizeof(*rk));
 	if (!rk)
 		return -ENOMEM;
-	for (k = 0; k < nrest; k++)
+	for (k = 0; k < nrest + nun; k++)
 		rk[k] = w->h_keys[w->h_list[k]];
-	if (!(rc = ops->dev_alloc((void **)&d_rows,
-				  (size_t)nrest * dim * sizeof(float), stream)) &&
-	    !(rc = ops->dev_alloc((void **)&d_ufound, nrest, stream)) &&
-	    !(rc = ops->dev_alloc((void **)&d_list,
-				  (size_t)nrest * sizeof(uint32_t), stream)) &&
-	    !(rc = ops->h2d(d_list, w->h_list, (size_t)nrest * sizeof(uint32_t),
-			    stream)) &&
+	/* keys READs were tried for go by RPC only; the others (their
+	 * server could not take the slab) may still be READ into host
+	 * memory by the host path */
+	if (!(rc = ops->dev_alloc((void **)&d_rows, ((size_t)nrest + nun) *
+				  dim * sizeof(float), stream)) &&
+	    !(rc = ops->dev_alloc((void **)&d_ufound, (size_t)nrest + nun,
+				  stream)) &&
+	    !(rc = ops->dev_alloc((void **)&d_list, ((size_t)nrest + nun) *
+				  sizeof(uint32_t), stream)) &&
+	    !(rc = ops->h2d(d_list, w->h_list, ((size_t)nrest + nun) *
+			    sizeof(uint32_t), stream)) &&
 	    !(rc = stage_rows(t, w, rk, nrest, d_rows, d_ufound, mode, h_dflt,
-			      1, stream)))
-		rc = ops->scatter_list(dd, d_list, nrest, d_rows, d_ufound, dim,
-				       d_out, d_found, stream);
+			      1, stream)) &&
+	    !(rc = stage_rows(t, w, rk + nrest, nun,
+			      d_rows + (size_t)nrest * dim, d_ufound + nrest,
+			      mode, h_dflt, 0, stream)))
+		rc = ops->scatter_list(dd, d_list, nrest + nun, d_rows,
+				       d_ufound, dim, d_out, d_found, stream);
 	ops->dev_free(d_rows, stream);
 	ops->dev_free(d_ufound, stream);
 	ops->dev_free(d_list, stream);

@@ -98,6 +98,7 @@ enum key_state { K_BUCKETS, K_RECORD, K_DONE, K_RPC };
 struct os_key {
 	uint32_t u;                /* distinct key index */
 	uint8_t state, cached, torn;
+	uint8_t tried;             /* landing: a READ was posted for it */
 	uint8_t cand;              /* next bucket slot to try: b * 8 + i */
 	uint64_t row;
 	const struct os_part *p;
@@ -878,6 +879,7 @@ static int land_buckets(struct land_run *lr, struct embkv_cconn *cc,
 		for (j = 0; j < m; j++) {
 			struct os_key *k = &r->k[j];
 
+			k->tried = 1;
 			if (rc)
 				k->state = K_RPC;
 			else
@@ -924,6 +926,7 @@ static int land_records(struct land_run *lr, struct embkv_cconn *cc,
 						 (size_t)s * lr->land->stride,
 					.region = region };
 				lr->read_now[s] = 1;
+				k->tried = 1;
 			}
 			if (!nr)
 				break;
@@ -1057,7 +1060,7 @@ static void land_judge(struct land_run *lr, struct os_key *all,
 void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
 			 uint32_t first, uint32_t count,
 			 const struct embkv_os_landing *land, uint32_t *rest,
-			 uint32_t *nrest)
+			 uint32_t *nrest, uint32_t *untried, uint32_t *nuntried)
 {
 	struct embkv_onesided *os = t->os;
 	struct embkv_client *c = t->c;
@@ -1070,6 +1073,7 @@ void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
 	unsigned bits;
 
 	*nrest = 0;
+	*nuntried = 0;
 	memset(&lr, 0, sizeof(lr));
 	if (!os || c->no_onesided || !count || !land || !land->check ||
 	    land->stride < t->rec_len || land->bytes < (size_t)count *
@@ -1168,9 +1172,14 @@ void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
 		}
 		land_judge(&lr, all, count, land->verdict);
 	}
-	for (j = 0; j < count; j++)
-		if (all[j].state != K_DONE)
+	for (j = 0; j < count; j++) {
+		if (all[j].state == K_DONE)
+			continue;
+		if (all[j].tried)
 			rest[(*nrest)++] = first + j;
+		else
+			untried[(*nuntried)++] = first + j;
+	}
 	EMBKV_COUNT(c, keys_onesided, r->nserved);
 	EMBKV_COUNT(c, fallbacks, *nrest);
 	if (r->nserved)
@@ -1178,8 +1187,9 @@ void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
 	goto free_all;
 all_rest:
 	for (j = 0; j < count; j++)
-		rest[j] = first + j;
-	*nrest = count;
+		untried[j] = first + j;
+	*nrest = 0;
+	*nuntried = count;
 free_all:
 	free(r->served);
 	free(r->reads);

@@ -207,11 +207,12 @@ struct embkv_transport_ops {
 	 * into [p, p + len), memory the caller allocated (GPU memory for
 	 * GPUDirect RDMA), registered by reg on this connection the first
 	 * time id is asked for and kept until close (the connection holds
-	 * at most a few: the least recently asked one is deregistered to
-	 * make room, never while reads are posted into it). id names one
-	 * allocation for the process's life: a region that changes p or len
-	 * under the same id is registered again. NULL with errno set when
-	 * reg fails (the caller reads into read_buf or goes by RPC).
+	 * at most 16: the least recently asked one is deregistered to make
+	 * room, never while reads are posted). id names one allocation for
+	 * the process's life: a region that changes p or len under the same
+	 * id is registered again. NULL with errno set when reg fails; a
+	 * failure is remembered, so asking again for the same id, p and len
+	 * fails at once (the caller reads into read_buf or goes by RPC).
 	 */
 	const void *(*read_region)(struct embkv_conn *c, uint64_t id, void *p,
 				   size_t len, embkv_region_reg_fn reg,

@@ -60,7 +60,7 @@
 #define CQ_BATCH 32
 #define SQ_SLACK 8u
 #define MAX_CHAINS 16u        /* post_reads chains in flight */
-#define MAX_REGIONS 4u        /* read_region registrations kept */
+#define MAX_REGIONS 16u       /* read_region registrations kept */
 #define RD_ATOM_MAX 16u       /* READs in flight per QP we ask for */
 #define CM_RETRY_COUNT 7      /* transport retries before the QP fails */
 #define CM_RNR_RETRY 6        /* 7 would be "forever" */
@@ -88,7 +88,8 @@ struct vregion {
 	uint64_t id, used; /* used: last asked, by a per-connection clock */
 	void *p;
 	size_t len;
-	struct ibv_mr *mr; /* NULL: a free entry */
+	struct ibv_mr *mr;
+	int err;           /* its registration failed (errno): not retried */
 };
 
 struct verbs_conn {
@@ -866,6 +867,9 @@ static int vc_post_reads(struct embkv_conn *c,
 			const struct vregion *g = reads[k].region;
 
 			if (g < vc->regions || g >= vc->regions + MAX_REGIONS ||
+			    (uintptr_t)((const char *)g -
+					(const char *)vc->regions) %
+				    sizeof(*g) ||
 			    !g->mr)
 				return -EINVAL;
 			base = (uintptr_t)g->p;
@@ -965,16 +969,22 @@ static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
 	}
 	for (i = 0; i < MAX_REGIONS; i++) {
 		struct vregion *e = &vc->regions[i];
+		int taken = e->mr || e->err;
 
-		if (e->mr && e->id == id) {
+		if (taken && e->id == id) {
 			g = e;
 			break;
 		}
-		if (!lru || !e->mr || (lru->mr && e->used < lru->used))
+		if (!lru || !taken ||
+		    ((lru->mr || lru->err) && e->used < lru->used))
 			lru = e;
 	}
 	if (g && g->p == p && g->len == len) {
 		g->used = ++vc->region_clock;
+		if (g->err) { /* failed before: the memory cannot be registered */
+			errno = g->err;
+			return NULL;
+		}
 		return g;
 	}
 	if (!g)
@@ -989,14 +999,19 @@ static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
 		ibv_dereg_mr(g->mr);
 		g->mr = NULL;
 	}
-	mr = regfn(vc->pd, p, len, IBV_ACCESS_LOCAL_WRITE, arg);
-	if (!mr)
-		return NULL;
-	g->mr = mr;
 	g->id = id;
 	g->p = p;
 	g->len = len;
 	g->used = ++vc->region_clock;
+	g->err = 0;
+	errno = 0;
+	mr = regfn(vc->pd, p, len, IBV_ACCESS_LOCAL_WRITE, arg);
+	if (!mr) {
+		g->err = errno ? errno : EIO;
+		errno = g->err;
+		return NULL;
+	}
+	g->mr = mr;
 	return g;
 }
 

@@ -1,5 +1,5 @@
 /*
- * embkv_rdma_gpu_direct_{probe,equiv,torn,half}: the GPUDirect pull
+ * embkv_rdma_gpu_direct_{probe,equiv,torn,half,extra,noreg}: the GPUDirect pull
  * (client/gpu.c pull_direct, client/onesided.c embkv_onesided_land)
  * against real embkvd processes on rdma://, in the soft-RoCE VM.
  *
@@ -31,6 +31,13 @@
  *          re-reads counted) and the result still equal the RPC pull.
  *   half:  bf16 and fp16 tables (dim 64): the device pull's floats equal
  *          embkv_pull's; a cached key's READ is 24 + 2 x 64 bytes.
+ *
+ *   extra: odd 16-bit dims (fp16 3, bf16 5) and fp32 dim 4096, whose 5000
+ *          keys need three slab ranges: equal to RPC pulls, all READ.
+ *   noreg: EMBKV_GPU_PATH=dmabuf, which the stand-in's memory cannot
+ *          take: no connection registers the slab (the failure is kept,
+ *          not retried); every key goes through staging, still READ
+ *          one-sided into host memory by the host path, rows equal.
  *
  * usage: embkv_rdma_gpu_direct MODE. Prints PASS/FAIL lines; exit 0 when
  * all pass.
@@ -76,20 +83,26 @@ static struct embkv_client *client(int rpc_only)
 	return c;
 }
 
-static int table(struct embkv_client *c, const char *name, uint32_t dim,
-		 enum embkv_dtype dtype)
+static int table_cap(struct embkv_client *c, const char *name, uint32_t dim,
+		     enum embkv_dtype dtype, uint64_t cap)
 {
 	struct embkv_table_attr ta;
 
 	embkv_table_attr_init(&ta);
 	snprintf(ta.name, sizeof(ta.name), "%s", name);
 	ta.dim = dim;
-	ta.capacity = 1u << 18;
+	ta.capacity = cap;
 	ta.partitions = 64;
 	ta.dtype = dtype;
 	ta.init.type = EMBKV_INIT_NORMAL;
 	ta.opt.lr = 0.1f;
 	return embkv_table_create_remote(c, &ta);
+}
+
+static int table(struct embkv_client *c, const char *name, uint32_t dim,
+		 enum embkv_dtype dtype)
+{
+	return table_cap(c, name, dim, dtype, 1u << 18);
 }
 
 static void stats_print(const char *who, struct embkv_client *c)
@@ -412,6 +425,126 @@ static int test_half(void)
 	return failures;
 }
 
+/* extra ------------------------------------------------------------------ */
+
+/* A table of dtype and dim, nkeys keys with duplicates: the device pull
+ * equals the RPC pull cold and warm, every key READ into the slab. */
+static int extra_one(struct embkv_client *rpc, struct embkv_client *one,
+		     enum embkv_dtype dtype, uint32_t dim, uint32_t nkeys,
+		     const char *name)
+{
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_gpu_stats g0, g1;
+	uint32_t n = nkeys + nkeys / 2, i;
+	int rc;
+	uint64_t *keys = malloc((size_t)n * sizeof(*keys));
+	float *g = malloc((size_t)nkeys * dim * sizeof(float));
+
+	CHECK(keys && g, "memory");
+	rc = table_cap(rpc, name, dim, dtype, 4u * nkeys);
+	CHECK(rc == 0, "create %s: %s", name, embkv_strerror(rc));
+	CHECK(embkv_table_open(rpc, name, &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, name, &td) == 0, "open one-sided");
+	for (i = 0; i < n; i++)
+		keys[i] = 0xa0761d6478bd642full * ((i % nkeys) * 31 % nkeys + 1);
+	CHECK(embkv_pull(tr, nkeys, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) ==
+	      0, "insert");
+	embkv_gpu_stats_get(&g0);
+	CHECK(same_as_rpc(td, tr, keys, n, dim, EMBKV_MODE_INFER, NULL, name),
+	      "cold");
+	CHECK(same_as_rpc(td, tr, keys, n, dim, EMBKV_MODE_INFER, NULL, name),
+	      "warm");
+	embkv_gpu_stats_get(&g1);
+	CHECK(g1.direct_keys - g0.direct_keys == 2ull * nkeys &&
+	      g1.direct_rest == g0.direct_rest,
+	      "%s: %llu keys READ into the slab, %llu left", name,
+	      (unsigned long long)(g1.direct_keys - g0.direct_keys),
+	      (unsigned long long)(g1.direct_rest - g0.direct_rest));
+	printf("PASS %s: %u keys, device pull == RPC pull cold and warm, all "
+	       "READ into the slab\n", name, n);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	free(keys);
+	free(g);
+	return failures;
+}
+
+/* Odd 16-bit dims (records not a multiple of 8 bytes), and a pull of
+ * more keys than one slab holds (fp32 dim 4096: 16 KiB records, about
+ * 2000 a slab, so 5000 keys take three ranges). */
+static int test_extra(void)
+{
+	struct embkv_client *rpc = client(1), *one = client(0);
+
+	if (!rpc || !one) {
+		printf("FAIL clients\n");
+		failures++;
+	} else {
+		extra_one(rpc, one, EMBKV_DTYPE_F16, 3, 3000, "gx_fp16_3");
+		extra_one(rpc, one, EMBKV_DTYPE_BF16, 5, 3000, "gx_bf16_5");
+		extra_one(rpc, one, EMBKV_DTYPE_F32, 4096, 5000, "gx_f32_4096");
+		stats_print("extra", one);
+	}
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	return failures;
+}
+
+/* noreg ------------------------------------------------------------------ */
+
+/* EMBKV_GPU_PATH=dmabuf with the stand-in, whose memory has no dma-buf:
+ * no connection can register the slab. The pull must still equal the
+ * RPC pull, every key through staging, and those keys still READ
+ * one-sided into host memory by the host path (nothing was tried). */
+static int test_noreg(void)
+{
+	struct embkv_client *rpc = client(1), *one = client(0);
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_client_counters k0, k1;
+	struct embkv_gpu_stats g0, g1;
+	uint64_t keys[4000];
+	float *g = malloc(4000 * 16 * sizeof(float));
+	uint32_t i;
+
+	CHECK(rpc && one && g, "clients");
+	CHECK(table(rpc, "gn", 16, EMBKV_DTYPE_F32) == 0, "create");
+	CHECK(embkv_table_open(rpc, "gn", &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, "gn", &td) == 0, "open one-sided");
+	for (i = 0; i < 4000; i++)
+		keys[i] = 0x2d358dccaa6c78a5ull * (i + 5);
+	CHECK(embkv_pull(tr, 4000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "insert");
+	for (int round = 0; round < 2; round++) {
+		embkv_client_counters(one, &k0);
+		embkv_gpu_stats_get(&g0);
+		CHECK(g0.path == EMBKV_GPU_PATH_DMABUF, "path %s",
+		      embkv_gpu_path_name(g0.path));
+		CHECK(same_as_rpc(td, tr, keys, 4000, 16, EMBKV_MODE_INFER,
+				  NULL, "noreg"), "noreg");
+		embkv_client_counters(one, &k1);
+		embkv_gpu_stats_get(&g1);
+		CHECK(g1.direct_keys == g0.direct_keys &&
+		      g1.direct_rest - g0.direct_rest == 4000,
+		      "%llu direct, %llu left",
+		      (unsigned long long)(g1.direct_keys - g0.direct_keys),
+		      (unsigned long long)(g1.direct_rest - g0.direct_rest));
+		CHECK(k1.keys_onesided - k0.keys_onesided == 4000,
+		      "round %d: the host path READ %llu of 4000 keys", round,
+		      (unsigned long long)(k1.keys_onesided - k0.keys_onesided));
+	}
+	printf("PASS slab not registrable: device pull == RPC pull, every key "
+	       "READ one-sided by the host path, twice\n");
+	stats_print("noreg", one);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	free(g);
+	return failures;
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const extra[] = { "--threads", "1", NULL };
@@ -421,8 +554,11 @@ int main(int argc, char **argv)
 	int rc;
 
 	alarm(150);
-	if (strcmp(mode, "probe") != 0)
-		setenv("EMBKV_GPU_PATH", "peermem", 1);
+	if (strcmp(mode, "probe") == 0)
+		unsetenv("EMBKV_GPU_PATH");
+	else
+		setenv("EMBKV_GPU_PATH", strcmp(mode, "noreg") ? "peermem"
+							       : "dmabuf", 1);
 	if (strcmp(mode, "torn") == 0)
 		setenv("EMBKV_GPU_HOST_TEAR", "64", 1);
 	snprintf(prefix, sizeof(prefix), "rdma://%s", ip ? ip : "10.0.2.15");
@@ -440,6 +576,10 @@ int main(int argc, char **argv)
 		test_torn();
 	else if (strcmp(mode, "half") == 0)
 		test_half();
+	else if (strcmp(mode, "extra") == 0)
+		test_extra();
+	else if (strcmp(mode, "noreg") == 0)
+		test_noreg();
 	else
 		failures++;
 	rc = embkv_test_cluster_stop(&cl, STOP_MS);

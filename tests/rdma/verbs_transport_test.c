@@ -14,8 +14,9 @@
  *   2. 200 pipelined requests (window 16) with replies of 100 B .. 600 KiB;
  *   3. a request frame over max_request fails with EMBKV_ELIMIT;
  *   4. a chain of 500 READs (one post) lands exactly; READs into memory
- *      the caller registered (read_region: bounds, foreign handles, four
- *      kept, least recently asked evicted, moved memory registered again);
+ *      the caller registered (read_region: bounds, foreign handles, 16
+ *      kept, least recently asked evicted, moved memory registered again,
+ *      a failed registration remembered);
  *      chains posted without polling are refused once the transport's
  *      room is used, and every cookie comes back once, in order;
  *   5. the server goes away: the client's recv gets an error within 5 s.
@@ -310,6 +311,18 @@ static void *reg_count(void *pd, void *p, size_t len, int access, void *arg)
 	return ibv_reg_mr(pd, p, len, access);
 }
 
+/* A registration that cannot be done (as dma-buf without support). */
+static void *reg_fail(void *pd, void *p, size_t len, int access, void *arg)
+{
+	(void)pd;
+	(void)p;
+	(void)len;
+	(void)access;
+	(*(int *)arg)++;
+	errno = ENOTSUP;
+	return NULL;
+}
+
 static int wait_in(struct embkv_conn *c)
 {
 	return embkv_fd_wait(c->ops->poll_fd(c), POLLIN, embkv_now_ms() +
@@ -448,7 +461,7 @@ int main(int argc, char **argv)
 	/* 4b: READs into regions the caller registered (read_region, the
 	 * GPUDirect slab's path), and chains posted without polling */
 	{
-		enum { RLEN = 64 * 1024, NR = 5 };
+		enum { RLEN = 64 * 1024, NR = 17 };
 		uint8_t *mem[NR];
 		const void *h[NR], *h1;
 		struct embkv_remote_read rr[8];
@@ -500,6 +513,7 @@ int main(int argc, char **argv)
 			CHECK(h[i], "region %d", i);
 		}
 		CHECK(nreg == NR, "%d registrations", nreg);
+		/* 16 kept: the 17th evicted the least recently asked (101) */
 		h[0] = c->ops->read_region(c, 101, mem[0], RLEN, reg_count,
 					   &nreg);
 		CHECK(h[0] && nreg == NR + 1, "evicted id: %d registrations",
@@ -550,9 +564,23 @@ int main(int argc, char **argv)
 		}
 		for (int i = 0; i < NR; i++)
 			free(mem[i]);
+		/* a registration that fails is remembered, not retried */
+		{
+			int fails = 0;
+
+			CHECK(!c->ops->read_region(c, 900, mem[2], RLEN,
+						   reg_fail, &fails) &&
+			      errno == ENOTSUP && fails == 1,
+			      "failing registration: %d calls", fails);
+			CHECK(!c->ops->read_region(c, 900, mem[2], RLEN,
+						   reg_fail, &fails) &&
+			      errno == ENOTSUP && fails == 1,
+			      "a failed registration was tried again (%d)",
+			      fails);
+		}
 		printf("PASS READs into caller regions (%d registrations, LRU "
-		       "of 4), %d unpolled chains then -EAGAIN, every cookie "
-		       "once\n", nreg, posted);
+		       "of 16, a failure remembered), %d unpolled chains then "
+		       "-EAGAIN, every cookie once\n", nreg, posted);
 	}
 
 	/* 5: the server goes away */
