@@ -12,40 +12,47 @@
 #       the newest GLIBC_/GLIBCXX_ symbol versions needed, files). Fails if
 #       a carried file needs a library that is neither carried nor part of
 #       a plain glibc system.
-#   tools/gpu-check.sh [run]                 there, from the repository
+#   tools/gpu-check.sh [run [STEP...]]      there, from the repository
 #       root, with build-gpu-carry carried. In this order, each step under
 #       its own timeout inside one time budget (GPU_CHECK_BUDGET seconds,
-#       default 470): the GPU tests plainly; embkv-bench --mode gpu against
-#       a fresh local embkvd per run (bench.json); the tests under
-#       compute-sanitizer memcheck with leak check; python3 (torch) with
-#       embkv.gpu: a probe, then python/tests/test_gpu.py under pytest;
-#       then racecheck, synccheck and initcheck on the kernels test while
-#       time is left. Files in $OUT (the device tool's folder; else
-#       build-gpu-carry/out): summary.txt, env.txt (machine, libraries,
-#       tools), gpu-check.log (every step's whole output), sanitizer.log,
-#       bench.json (one line per bench run), embkvd.log. A compact summary
-#       (steps with PASS/FAIL/SKIP and seconds, the bench's figures, the
-#       bars' verdicts) is the END of stdout. Exit 0 only if every step
-#       ran and passed; a test that finds no device (exit 77), a GPU test
-#       pytest skipped, a missing compute-sanitizer or pytest, and a step
-#       the budget left no time for all count against it.
+#       default 420 of the call's 540): the GPU tests plainly;
+#       embkv-bench --mode gpu against a fresh local embkvd per run
+#       (dim 64 uniform and Zipf, dim 256, one 1M-key batch for the dedup
+#       bar); the kernel and pull/push tests under compute-sanitizer
+#       memcheck with leak check (90 s kept back for Python); python3
+#       (torch): a probe of embkv.gpu, then python/tests/test_gpu.py under
+#       pytest; then racecheck, synccheck and initcheck on the kernels test
+#       while time is left. STEP...: only the steps named (shell patterns,
+#       e.g. run 'bench_*' python_gpu), for a second, shorter try. Files in
+#       $OUT (the device tool's folder; else build-gpu-carry/out), six of
+#       them: summary.txt, env.txt (machine, nvidia-smi, tools, ldd of
+#       every carried file), gpu-check.log (every step's whole output),
+#       sanitizer.log, bench.json (one line per bench run, with its "run"
+#       name), embkvd.log. The END of stdout is a compact summary: each
+#       step PASS/FAIL/SKIP with seconds and detail, the bench's figures,
+#       the bars' verdicts. Exit 0 only if every step ran and passed: a
+#       test that finds no device (exit 77), a GPU test pytest skipped, a
+#       missing compute-sanitizer or pytest, and a step the budget left no
+#       time for all count against it.
 #   tools/gpu-check.sh selftest [BUILD_DIR]  here, without a GPU (ctest
 #       gpu_check_selftest): gathers a carry from BUILD_DIR (default
-#       build-cuda, built, not rebuilt) into a temporary folder and runs
-#       the same flow with small sizes: the kernel and pull/push tests and
-#       the bench against the host stand-in plugin
-#       (tests/gpu/libembkv_gpu_host.so, under the name libembkv_gpu.so),
-#       test_gpu_api and Python with the real plugin (which finds no
-#       device), the sanitizer steps through a stand-in that only runs the
-#       program; then checks the outputs (summary lines, bench.json
-#       fields, $OUT's file names and count). Exit 77 there is SKIP.
-#       Proves the plumbing, not the GPU code. OUT= keeps the files.
+#       build-cuda, built, not rebuilt) into a temporary folder (or takes
+#       $GPU_CHECK_CARRY as it is) and runs the same flow with small sizes:
+#       the kernel and pull/push tests and the bench against the host
+#       stand-in plugin (tests/gpu/libembkv_gpu_host.so, under the name
+#       libembkv_gpu.so), test_gpu_api and Python with the real plugin
+#       (which finds no device), the sanitizer steps through a stand-in
+#       that only runs the program; then checks the outputs (summary
+#       lines, bench.json fields, the bars, $OUT's file names and count).
+#       Exit 77 there is SKIP. Proves the plumbing, not the GPU code.
+#       OUT= keeps the files. tests/gpu/gpu_check_bare.sh runs it where
+#       the libraries the GPU machine may lack are hidden (root).
 #
 # The device tool's call: run(command="tools/gpu-check.sh run",
 #   carry=["build-gpu-carry"], timeout_s=540).
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-cd "$here"
+cd "$here" || exit 2
 cmd=${1:-run}
 [ $# -gt 0 ] && shift
 
@@ -112,7 +119,7 @@ gather() {
 		echo "needs from the system: $(needs "$c") (libc, libstdc++, libgcc_s; and the NVIDIA driver's libcuda.so.1 at run time)"
 		echo "size: $(du -sk "$c" | cut -f1) KiB"
 		echo "files:"
-		(cd "$c" && ls -l bin lib | grep -v '^total')
+		(cd "$c" && ls -l bin lib)
 	} >"$c/MANIFEST.txt"
 	return $bad
 }
@@ -185,8 +192,13 @@ if [ $mode = run ]; then
 else
 	b=${1:-build-cuda}
 	b=$(cd "$b" 2>/dev/null && pwd) || { echo "gpu-check: no build folder ${1:-build-cuda}" >&2; exit 2; }
-	C=$tmpd/carry
-	gather "$b" "$C" || { echo "gpu-check selftest: FAIL (gathering the carry)"; exit 1; }
+	if [ -n "${GPU_CHECK_CARRY:-}" ]; then
+		# a carry gathered already (e.g. build-gpu-carry, as it will travel)
+		C=$(cd "$GPU_CHECK_CARRY" && pwd) || exit 2
+	else
+		C=$tmpd/carry
+		gather "$b" "$C" || { echo "gpu-check selftest: FAIL (gathering the carry)"; exit 1; }
+	fi
 	standin=$b/tests/gpu/libembkv_gpu_host.so
 	[ -f "$standin" ] || { echo "gpu-check: $standin missing" >&2; exit 2; }
 	if [ -n "${OUT:-}" ]; then out=$OUT; else out=$tmpd/out; fi
@@ -297,19 +309,27 @@ cm_detail() {
 # machine). Python: only what the machine lacks (an older copy of a library
 # the machine has must not shadow it for python3 and torch).
 ldc=$(command -v ldconfig || echo /sbin/ldconfig)
+"$ldc" -p >"$tmpd/ldcache" 2>/dev/null
+syshas() { # SONAME: the loader's cache has it, and the file is there
+	local p
+	for p in $(awk -v n="$1" '$1 == n && /x86-64/ {print $NF}' "$tmpd/ldcache"); do
+		[ -e "$p" ] && return 0
+	done
+	return 1
+}
 pydir=$tmpd/pylib
 mkdir -p "$pydir"
 for f in "$C"/lib/*; do
 	n=$(basename "$f")
 	case $n in
 	libembkv*) ln -s "$f" "$pydir/$n" ;;
-	*) "$ldc" -p 2>/dev/null | grep -q "^[[:space:]]*$n " || ln -s "$f" "$pydir/$n" ;;
+	*) syshas "$n" || ln -s "$f" "$pydir/$n" ;;
 	esac
 done
 syslp=${LD_LIBRARY_PATH:-}
 # the driver's libcuda.so.1, where the loader would not find it
 cudadir=
-if ! "$ldc" -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+if ! syshas libcuda.so.1; then
 	for d in ${syslp//:/ } /usr/local/nvidia/lib64 /usr/local/nvidia/lib \
 		/usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/wsl/lib; do
 		if [ -e "$d/libcuda.so.1" ]; then cudadir=$d; break; fi
@@ -329,8 +349,11 @@ if [ $mode = selftest ]; then
 else
 	kenv=("${cenv[@]}")
 fi
+# embkvd with the C programs' libraries, wherever it is started from
+printf '#!/bin/sh\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$clp" "$C/bin/embkvd" >"$tmpd/embkvd"
+chmod +x "$tmpd/embkvd"
 penv=(env "LD_LIBRARY_PATH=$plp" "EMBKV_GPU_LIB=$plugin"
-	"EMBKV_LIB=$C/lib/libembkv.so.0" "EMBKVD=$C/bin/embkvd"
+	"EMBKV_LIB=$C/lib/libembkv.so.0" "EMBKVD=$tmpd/embkvd"
 	PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 "GPU_CHECK_MODE=$mode")
 
 # compute-sanitizer: $EMBKV_SANITIZER, PATH, the toolkit's folders
@@ -374,7 +397,7 @@ gpu_name=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,compute_cap --f
 	echo "== nvidia-smi"
 	timeout 20 nvidia-smi 2>&1 | head -n 25
 	timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
-	echo "== libcuda.so.1: $("$ldc" -p 2>/dev/null | grep 'libcuda\.so\.1 ' | head -n 1 | sed 's/^[[:space:]]*//')${cudadir:+ (added from $cudadir)}"
+	echo "== libcuda.so.1: $(grep -m1 'libcuda\.so\.1 ' "$tmpd/ldcache" | sed 's/^[[:space:]]*//')${cudadir:+ (added from $cudadir)}"
 	echo "LD_LIBRARY_PATH before: ${syslp:-(unset)}"
 	echo "C programs: LD_LIBRARY_PATH=$clp"
 	echo "python: LD_LIBRARY_PATH=$plp ($(ls "$pydir" | tr '\n' ' '))"
@@ -408,14 +431,16 @@ verdict pullpush "$(cm_detail)"
 # ---------------------------------------------------------------- 2. the bench
 # A fresh embkvd per run (the bench's table "gpu_bench" is opened again
 # if it exists, whatever its dim).
-start_embkvd() {
-	local a= i
+start_embkvd() { # NAME: its own output file (a shared one, truncated by
+	# the child after the fork, could still show the last run's address)
+	local a="" _i
+	dout=$tmpd/embkvd-$1.out
+	: >"$dout"
 	echo "== embkvd for $1" >>"$dlog"
-	"$C/bin/embkvd" --listen tcp://127.0.0.1:0 "${dflags[@]}" \
-		>"$tmpd/embkvd.out" 2>&1 &
+	"$tmpd/embkvd" --listen tcp://127.0.0.1:0 "${dflags[@]}" >>"$dout" 2>&1 &
 	daemon=$!
-	for i in $(seq 150); do
-		a=$(sed -n 's/^embkvd: listening on \(tcp:[^ ]*\).*/\1/p' "$tmpd/embkvd.out" | head -n 1)
+	for _i in $(seq 150); do
+		a=$(sed -n 's/^embkvd: listening on \(tcp:[^ ]*\).*/\1/p' "$dout" | head -n 1)
 		[ -n "$a" ] && break
 		kill -0 "$daemon" 2>/dev/null || break
 		sleep 0.1
@@ -426,7 +451,7 @@ stop_embkvd() {
 	kill "$daemon" 2>/dev/null
 	wait "$daemon" 2>/dev/null
 	daemon=
-	cat "$tmpd/embkvd.out" >>"$dlog"
+	cat "$dout" >>"$dlog"
 }
 jnum() { # LINE KEY: a number field of a flat JSON line
 	sed -n "s/.*\"$2\": \(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" <<<"$1"
