@@ -219,7 +219,21 @@ trap 'echo "gpu-check: stopped by a signal after $((SECONDS - t_start))s; summar
 t_start=$SECONDS
 left() { echo $((budget - (SECONDS - t_start))); }
 npass=0 nfail=0 nskip=0 reserve=0
-failed=
+failed='' hung=''
+# hung_skip NAME BASE...: records NAME as not run when a step it repeats
+# (BASE) timed out, which would only spend the budget again
+hung_skip() {
+	local n=$1 b
+	shift
+	for b in "$@"; do
+		case " $hung " in
+		*" $b "*)
+			want "$n" && record SKIP "$n" 0 "not run: $b timed out, this would hang too"
+			return 0 ;;
+		esac
+	done
+	return 1
+}
 
 # want NAME: whether this run does step NAME (run STEP...: only those,
 # shell patterns, e.g. 'bench_*' python_gpu; default all)
@@ -288,11 +302,20 @@ verdict() {
 	    else
 		record FAIL "$name" "$dur" "exit 77: the test found no CUDA device: $(grep -m1 'no CUDA device' "$so")"
 	    fi ;;
-	124|137) record FAIL "$name" "$dur" "timed out after ${tmo}s (killed) $detail" ;;
-	200) record SKIP "$name" 0 "not run: the time budget (${budget}s) is spent" ;;
+	124|137) record FAIL "$name" "$dur" "timed out after ${tmo}s (killed) $detail"
+		hung+=" $name" ;;
+	200) record SKIP "$name" 0 "$(nobudget)" ;;
 	201) ;; # not asked for
 	*) record FAIL "$name" "$dur" "exit $rc${detail:+; $detail}; last line: $(grep -v '^[[:space:]]*$' "$so" 2>/dev/null | tail -n 1 | cut -c1-120)" ;;
 	esac
+}
+
+nobudget() {
+	if [ "$reserve" -gt 0 ]; then
+		echo "not run: the budget's last ${reserve}s are kept for Python"
+	else
+		echo "not run: the time budget (${budget}s) is spent"
+	fi
 }
 
 # cmocka's verdict lines: device, counts, failed tests.
@@ -418,14 +441,18 @@ missing=$(awk '/^== the carried files/ {on=1} on && /^-- / {f=$2} on && /not fou
 echo "gpu-check $mode: ${gpu_name:-no nvidia-smi answer}; logs in $out"
 [ -n "$missing" ] && printf 'gpu-check: MISSING LIBRARIES:\n%s\n' "$missing"
 
+# Python's steps keep 90 s of the budget: what comes before them (and
+# hangs) cannot take it.
+[ -n "$py" ] && reserve=90
+
 # ---------------------------------------------------------------- 1. the GPU tests
 step xxh3_nvcc 60 "${cenv[@]}" "$C/bin/test_gpu_xxh3_nvcc"
 verdict xxh3_nvcc "$(cm_detail)"
 step api 60 "${cenv[@]}" "$C/bin/test_gpu_api"
 verdict api "$(cm_detail)"
-step kernels 120 "${kenv[@]}" "$C/bin/test_gpu_kernels"
+step kernels 90 "${kenv[@]}" "$C/bin/test_gpu_kernels"
 verdict kernels "$(cm_detail)"
-step pullpush 150 "${kenv[@]}" "$C/bin/test_gpu_pullpush"
+step pullpush 120 "${kenv[@]}" "$C/bin/test_gpu_pullpush"
 verdict pullpush "$(cm_detail)"
 
 # ---------------------------------------------------------------- 2. the bench
@@ -460,8 +487,9 @@ bench() { # NAME ARGS...
 	local name=$1 j
 	shift
 	want "$name" || return
+	hung_skip "$name" bench_uniform bench_zipf bench_dim256 bench_dedup1m && return
 	if [ $(( $(left) - reserve )) -lt 10 ]; then
-		record SKIP "$name" 0 "not run: the time budget (${budget}s) is spent"
+		record SKIP "$name" 0 "$(nobudget)"
 		return
 	fi
 	start_embkvd "$name"
@@ -470,7 +498,7 @@ bench() { # NAME ARGS...
 		record FAIL "$name" 0 "embkvd did not start (embkvd.log)"
 		return
 	fi
-	step "$name" 120 env "LD_LIBRARY_PATH=$clp" "EMBKV_GPU_LIB=$bplugin" \
+	step "$name" 90 env "LD_LIBRARY_PATH=$clp" "EMBKV_GPU_LIB=$bplugin" \
 		"$C/bin/embkv-bench" --mode gpu --servers "$addr" "$@" --json
 	stop_embkvd
 	j=$(grep -m1 '^{"mode": "gpu"' "$so")
@@ -507,18 +535,17 @@ san_detail() {
 	grep -q 'selftest stand-in' "$so" && e="stand-in, nothing checked: $e"
 	echo "${e:-no ERROR SUMMARY line}${l:+; $l}${x:+; $x}"
 }
-sanstep() { # NAME MAXT TOOL-ARGS... -- PROGRAM
-	local name=$1 max=$2
-	shift 2
+sanstep() { # NAME BASE MAXT TOOL-ARGS... PROGRAM (BASE: the plain step)
+	local name=$1 base=$2 max=$3
+	shift 3
+	hung_skip "$name" "$base" && return
 	step "$name" "$max" "${kenv[@]}" "${sancmd[@]}" --error-exitcode 3 --print-limit 30 "$@"
 	[ $rc = 201 ] || { echo "== $name: $*"; cat "$so"; } >>"$sanlog"
 	verdict "$name" "$(san_detail)"
 }
-# Python gets its time: what is left beyond this goes to the sanitizer.
-[ -n "$py" ] && reserve=90
 if [ -n "$san" ]; then
-	sanstep kernels_memcheck 150 --tool memcheck --leak-check full "$C/bin/test_gpu_kernels"
-	sanstep pullpush_memcheck 180 --tool memcheck --leak-check full "$C/bin/test_gpu_pullpush"
+	sanstep kernels_memcheck kernels 150 --tool memcheck --leak-check full "$C/bin/test_gpu_kernels"
+	sanstep pullpush_memcheck pullpush 180 --tool memcheck --leak-check full "$C/bin/test_gpu_pullpush"
 else
 	want memcheck && record SKIP memcheck 0 "compute-sanitizer not found (PATH, /usr/local/cuda*/bin, /usr/local/cuda*/compute-sanitizer)"
 fi
@@ -569,9 +596,9 @@ fi
 
 # ---------------------------------------------------------------- 5. more sanitizer tools
 if [ -n "$san" ]; then
-	sanstep kernels_racecheck 90 --tool racecheck "$C/bin/test_gpu_kernels"
-	sanstep kernels_synccheck 60 --tool synccheck "$C/bin/test_gpu_kernels"
-	sanstep kernels_initcheck 90 --tool initcheck "$C/bin/test_gpu_kernels"
+	sanstep kernels_racecheck kernels 90 --tool racecheck "$C/bin/test_gpu_kernels"
+	sanstep kernels_synccheck kernels 60 --tool synccheck "$C/bin/test_gpu_kernels"
+	sanstep kernels_initcheck kernels 90 --tool initcheck "$C/bin/test_gpu_kernels"
 fi
 
 # ---------------------------------------------------------------- the summary
