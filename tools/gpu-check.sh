@@ -409,7 +409,8 @@ done
 pytest=0
 [ -n "$py" ] && timeout 30 "$py" -c 'import pytest' >/dev/null 2>&1 && pytest=1
 
-gpu_name=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)
+smi=$(command -v nvidia-smi || echo /usr/local/nvidia/bin/nvidia-smi)
+gpu_name=$(timeout 20 "$smi" --query-gpu=name,driver_version,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)
 {
 	echo "== gpu-check $mode, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), budget ${budget}s"
 	echo "== machine"
@@ -418,8 +419,8 @@ gpu_name=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,compute_cap --f
 	ldd --version 2>&1 | head -n 1
 	echo "cpus $(nproc), $(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB memory"}')"
 	echo "== nvidia-smi"
-	timeout 20 nvidia-smi 2>&1 | head -n 25
-	timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
+	timeout 20 "$smi" 2>&1 | head -n 25
+	timeout 20 "$smi" --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
 	echo "== libcuda.so.1: $(grep -m1 'libcuda\.so\.1 ' "$tmpd/ldcache" | sed 's/^[[:space:]]*//')${cudadir:+ (added from $cudadir)}"
 	echo "LD_LIBRARY_PATH before: ${syslp:-(unset)}"
 	echo "C programs: LD_LIBRARY_PATH=$clp"
@@ -688,7 +689,7 @@ if [ $mode = selftest ]; then
 	grep -qE 'device_pull_vs_host >= 0.9 .*: bench_uniform [0-9.]+ (MET|NOT MET);' "$summary" ||
 		bad+=" no device_pull_vs_host verdict;"
 	grep -qE 'dedup_1m_us <= 300: [0-9.]+ (MET|NOT MET)' "$summary" || bad+=" no dedup_1m_us verdict;"
-	grep -qE '^PASS +kernels .*5 test\(s\) run' "$summary" || bad+=" kernels (stand-in) did not pass 5 tests;"
+	grep -qE '^PASS +kernels +[0-9]+s +[0-9]+ test\(s\) run' "$summary" || bad+=" kernels (stand-in) did not pass;"
 	n=0
 	for f in "$out"/* "$out"/*/*; do
 		[ -e "$f" ] || continue
