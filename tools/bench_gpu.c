@@ -5,13 +5,21 @@
  * (uniform, or --zipf S, so batches have duplicates). In the same run:
  *
  *   bounds      cudaMemcpyAsync pinned host <-> device, 256 MiB each way
- *   kernels     dedup, scatter, coalesce alone on a batch (device time)
+ *   kernels     dedup, scatter, coalesce alone on a batch (median of 5,
+ *               host clock around a stream wait); dedup plus inverse of
+ *               1M keys of the same distribution (dedup_1m_us)
+ *   check       the fused record check and scatter (check_scatter_range,
+ *               what a GPUDirect pull runs over its landed records)
+ *               against a plain gather of the same rows through the
+ *               inverse (scatter): gpu_scatter_vs_gather = gather time /
+ *               check time (1 = the check is free)
  *   pull        embkv_pull (host rows) vs embkv_pull_device (rows in HBM),
  *               rows/s of the batch's keys, and the distinct fraction
- *   push        embkv_push vs embkv_push_device
+ *               (device_pull_vs_host)
+ *   push        embkv_push vs embkv_push_device (device_push_vs_host)
  *
- * and the data path in use (staging today; the GPUDirect capability the
- * probe found is printed, its path is not wired). Device memory and the
+ * and the data path in use and the GPUDirect capability the probe found.
+ * Each run uses a table of its own dim (gpu_bench_d<dim>). Device memory and the
  * kernels are reached through the plugin's own table (gpu/gpu.h), which
  * the bench finds already loaded by libembkv (by its soname).
  */
@@ -25,6 +33,7 @@
 #include <embkv/embkv_gpu.h>
 
 #include "gpu/gpu.h"
+#include "hashing/record.h"
 #include "tools/bench_common.h"
 #include "tools/bench_gpu.h"
 
@@ -129,7 +138,11 @@ int bench_gpu_main(int argc, char **argv)
 	float *rows = NULL, *d_rows = NULL, *d_u = NULL;
 	void *h_big = NULL, *d_big = NULL;
 	double t0, h2d = 0, d2h = 0, k_dedup = 0, k_scatter = 0, k_coal = 0;
-	double pull_h = 0, pull_d = 0, push_h = 0, push_d = 0, distinct;
+	double pull_h = 0, pull_d = 0, push_h = 0, push_d = 0, distinct = 0;
+	double k_gather = 0, k_check = 0, k_dedup1m = 0;
+	uint64_t *h_ukeys = NULL, *d_1m = NULL;
+	uint8_t *h_rec = NULL, *d_verdict = NULL;
+	void *d_rec = NULL;
 	size_t rb;
 	int rc, ret = 1;
 
@@ -151,14 +164,14 @@ int bench_gpu_main(int argc, char **argv)
 	ca.nservers = o.nsrv;
 	CHECK(embkv_client_create(&ca, &c));
 	embkv_table_attr_init(&ta);
-	snprintf(ta.name, sizeof(ta.name), "gpu_bench");
+	snprintf(ta.name, sizeof(ta.name), "gpu_bench_d%u", o.dim);
 	ta.dim = o.dim;
 	ta.capacity = o.keys + o.keys / 4;
 	ta.opt.type = EMBKV_OPT_SGD;
 	rc = embkv_table_create_remote(c, &ta);
 	if (rc && rc != EMBKV_ETABLEEXISTS)
 		CHECK(rc);
-	CHECK(embkv_table_open(c, "gpu_bench", &t));
+	CHECK(embkv_table_open(c, ta.name, &t));
 	idx = malloc((size_t)o.batch * o.iters * sizeof(*idx));
 	keys = malloc((size_t)o.batch * o.iters * sizeof(*keys));
 	rows = malloc(rb);
@@ -193,21 +206,105 @@ int bench_gpu_main(int argc, char **argv)
 	CHECK(ops->stream_wait(NULL));
 	d2h = big / (bench_now_s() - t0);
 
-	/* kernels alone (one batch, after a warm-up) */
-	for (int w = 0; w < 2; w++) {
-		t0 = bench_now_s();
+	/* kernels alone: the median of 5 after a warm-up */
+	{
+		double td[6], ts[6], tc[6], tg[6], tk[6], t1[6];
+		size_t stride = (24 + (size_t)o.dim * sizeof(float) + 63) & ~(size_t)63;
+		uint32_t nbad = 0, nu;
+
 		CHECK(ops->dedup(d_keys, o.batch, &dd, NULL, NULL));
-		k_dedup = bench_now_s() - t0;
-		t0 = bench_now_s();
-		CHECK(ops->scatter(&dd, d_rows, NULL, o.dim, d_u, NULL, NULL));
+		nu = dd.nu;
+		distinct = (double)nu / o.batch;
+		/* records of the batch's distinct keys, as a GPUDirect pull
+		 * lands them: sealed host-side, copied to the device */
+		h_ukeys = malloc((size_t)dd.nu * sizeof(*h_ukeys));
+		h_rec = calloc(dd.nu, stride);
+		if (!h_ukeys || !h_rec)
+			CHECK(-ENOMEM);
+		CHECK(ops->d2h(h_ukeys, dd.ukeys, (size_t)dd.nu * 8, NULL));
 		CHECK(ops->stream_wait(NULL));
-		k_scatter = bench_now_s() - t0;
-		t0 = bench_now_s();
-		CHECK(ops->coalesce(&dd, d_rows, o.dim, d_u, NULL));
-		CHECK(ops->stream_wait(NULL));
-		k_coal = bench_now_s() - t0;
-		distinct = (double)dd.nu / o.batch;
+		for (uint32_t r = 0; r < dd.nu; r++) {
+			struct embkv_record *rec = (void *)(h_rec + (size_t)r * stride);
+
+			memcpy(rec->payload, rows + (size_t)(r % o.batch) * o.dim,
+			       (size_t)o.dim * sizeof(float));
+			embkv_record_seal(rec, h_ukeys[r], 1 + r,
+					  (size_t)o.dim * sizeof(float));
+		}
+		CHECK(ops->dev_alloc(&d_rec, (size_t)dd.nu * stride, NULL));
+		CHECK(ops->dev_alloc((void **)&d_verdict, dd.nu, NULL));
+		CHECK(ops->h2d(d_rec, h_rec, (size_t)dd.nu * stride, NULL));
 		ops->dedup_free(&dd, NULL);
+		for (int w = 0; w < 6; w++) {
+			t0 = bench_now_s();
+			CHECK(ops->dedup(d_keys, o.batch, &dd, NULL, NULL));
+			td[w] = bench_now_s() - t0;
+			t0 = bench_now_s();
+			CHECK(ops->scatter(&dd, d_rows, NULL, o.dim, d_u, NULL,
+					   NULL));
+			CHECK(ops->stream_wait(NULL));
+			ts[w] = tg[w] = bench_now_s() - t0;
+			t0 = bench_now_s();
+			CHECK(ops->check_scatter_range(&dd, 0, dd.nu, d_rec, stride,
+						       (size_t)o.dim * 4,
+						       EMBKV_GPU_ELEM_F32, o.dim,
+						       d_u, NULL, d_verdict,
+						       NULL));
+			CHECK(ops->stream_wait(NULL));
+			tk[w] = bench_now_s() - t0;
+			t0 = bench_now_s();
+			CHECK(ops->coalesce(&dd, d_rows, o.dim, d_u, NULL));
+			CHECK(ops->stream_wait(NULL));
+			tc[w] = bench_now_s() - t0;
+			ops->dedup_free(&dd, NULL);
+		}
+		/* every record must have passed the check */
+		CHECK(ops->d2h(h_rec, d_verdict, nu, NULL));
+		CHECK(ops->stream_wait(NULL));
+		for (uint32_t r = 0; r < nu; r++)
+			nbad += h_rec[r] != 0;
+		if (nbad) {
+			fprintf(stderr, "embkv-bench: %u records failed the "
+				"check\n", nbad);
+			goto out;
+		}
+		/* dedup plus inverse of 1M keys of the same distribution */
+		CHECK(ops->dev_alloc((void **)&d_1m, (size_t)(1u << 20) * 8, NULL));
+		{
+			uint64_t *k1 = malloc((size_t)(1u << 20) * 8);
+
+			if (!k1 || bench_stream((uint64_t *)k1, 1u << 20, o.keys,
+						o.zipf, 11)) {
+				free(k1);
+				CHECK(-ENOMEM);
+			}
+			for (size_t i = 0; i < (1u << 20); i++)
+				k1[i] = bench_key_of(k1[i]);
+			rc = ops->h2d(d_1m, k1, (size_t)(1u << 20) * 8, NULL);
+			if (!rc)
+				rc = ops->stream_wait(NULL);
+			free(k1);
+			CHECK(rc);
+		}
+		for (int w = 0; w < 6; w++) {
+			t0 = bench_now_s();
+			CHECK(ops->dedup(d_1m, 1u << 20, &dd, NULL, NULL));
+			t1[w] = bench_now_s() - t0;
+			ops->dedup_free(&dd, NULL);
+		}
+		/* medians of the 5 after the warm-up */
+		qsort(td + 1, 5, sizeof(double), bench_cmp_double);
+		qsort(ts + 1, 5, sizeof(double), bench_cmp_double);
+		qsort(tc + 1, 5, sizeof(double), bench_cmp_double);
+		qsort(tg + 1, 5, sizeof(double), bench_cmp_double);
+		qsort(tk + 1, 5, sizeof(double), bench_cmp_double);
+		qsort(t1 + 1, 5, sizeof(double), bench_cmp_double);
+		k_dedup = td[3];
+		k_scatter = ts[3];
+		k_coal = tc[3];
+		k_gather = tg[3];
+		k_check = tk[3];
+		k_dedup1m = t1[3];
 	}
 
 	/* warm: every key inserted */
@@ -245,29 +342,48 @@ int bench_gpu_main(int argc, char **argv)
 		       "\"distinct_fraction\": %.4f, \"h2d_GBps\": %.2f, "
 		       "\"d2h_GBps\": %.2f, \"dedup_us\": %.1f, "
 		       "\"scatter_us\": %.1f, \"coalesce_us\": %.1f, "
+		       "\"gather_us\": %.1f, \"check_scatter_us\": %.1f, "
+		       "\"gpu_scatter_vs_gather\": %.3f, "
+		       "\"dedup_1m_us\": %.1f, "
 		       "\"pull_host_rows_s\": %.0f, "
 		       "\"pull_device_rows_s\": %.0f, "
+		       "\"device_pull_vs_host\": %.3f, "
 		       "\"push_host_rows_s\": %.0f, "
-		       "\"push_device_rows_s\": %.0f, \"chunks\": %llu}\n",
+		       "\"push_device_rows_s\": %.0f, "
+		       "\"device_push_vs_host\": %.3f, \"chunks\": %llu, "
+		       "\"direct_keys\": %llu}\n",
 		       info.name, embkv_gpu_path_name(st.path),
 		       embkv_gpu_path_name(info.capable), o.dim, o.batch,
 		       (unsigned long long)o.keys, o.zipf, distinct, h2d / 1e9,
 		       d2h / 1e9, k_dedup * 1e6, k_scatter * 1e6,
-		       k_coal * 1e6, pull_h, pull_d, push_h, push_d,
-		       (unsigned long long)st.chunks);
+		       k_coal * 1e6, k_gather * 1e6, k_check * 1e6,
+		       k_check > 0 ? k_gather / k_check : 0, k_dedup1m * 1e6,
+		       pull_h, pull_d, pull_h > 0 ? pull_d / pull_h : 0,
+		       push_h, push_d, push_h > 0 ? push_d / push_h : 0,
+		       (unsigned long long)st.chunks,
+		       (unsigned long long)st.direct_keys);
 	else
 		printf("gpu: %s (cc %d.%d), path %s; GPUDirect capable: %s (%s)\n"
 		       "  bounds   H2D %.1f GB/s, D2H %.1f GB/s (pinned, 256 MiB)\n"
 		       "  kernels  batch %u (%.1f%% distinct): dedup %.0f us, "
-		       "scatter %.0f us, coalesce %.0f us\n"
-		       "  pull     host %.2f M rows/s, device %.2f M rows/s\n"
-		       "  push     host %.2f M rows/s, device %.2f M rows/s\n",
+		       "scatter %.0f us, coalesce %.0f us; dedup of 1M keys "
+		       "%.0f us\n"
+		       "  check    fused record check + scatter %.0f us vs "
+		       "plain gather %.0f us: gpu_scatter_vs_gather %.2f\n"
+		       "  pull     host %.2f M rows/s, device %.2f M rows/s "
+		       "(device_pull_vs_host %.2f)\n"
+		       "  push     host %.2f M rows/s, device %.2f M rows/s "
+		       "(device_push_vs_host %.2f)\n",
 		       info.name, info.cc_major, info.cc_minor,
 		       embkv_gpu_path_name(st.path),
 		       embkv_gpu_path_name(info.capable), info.why, h2d / 1e9,
 		       d2h / 1e9, o.batch, distinct * 100, k_dedup * 1e6,
-		       k_scatter * 1e6, k_coal * 1e6, pull_h / 1e6,
-		       pull_d / 1e6, push_h / 1e6, push_d / 1e6);
+		       k_scatter * 1e6, k_coal * 1e6, k_dedup1m * 1e6,
+		       k_check * 1e6, k_gather * 1e6,
+		       k_check > 0 ? k_gather / k_check : 0, pull_h / 1e6,
+		       pull_d / 1e6, pull_h > 0 ? pull_d / pull_h : 0,
+		       push_h / 1e6, push_d / 1e6,
+		       push_h > 0 ? push_d / push_h : 0);
 	ret = 0;
 out:
 	if (ops) {
@@ -275,12 +391,17 @@ out:
 		ops->dev_free(d_rows, NULL);
 		ops->dev_free(d_u, NULL);
 		ops->dev_free(d_big, NULL);
+		ops->dev_free(d_rec, NULL);
+		ops->dev_free(d_verdict, NULL);
+		ops->dev_free(d_1m, NULL);
 		ops->host_free(h_big);
 		ops->stream_wait(NULL);
 	}
 	free(idx);
 	free(keys);
 	free(rows);
+	free(h_ukeys);
+	free(h_rec);
 	if (t)
 		embkv_table_close(t);
 	if (c)

@@ -20,7 +20,9 @@ done
 out=$(EMBKV_GPU_LIB=$plugin "$bench" --mode gpu --servers "$addr" --dim 16 \
 	--batch 4096 --keys 20000 --iters 3 --zipf 1.05 --json)
 echo "$out"
-for f in path h2d_GBps dedup_us pull_device_rows_s push_device_rows_s; do
+for f in path h2d_GBps dedup_us pull_device_rows_s push_device_rows_s \
+	gather_us check_scatter_us gpu_scatter_vs_gather dedup_1m_us \
+	device_pull_vs_host device_push_vs_host; do
 	grep -q "\"$f\"" <<<"$out" || { echo "missing $f"; exit 1; }
 done
 grep -q '"path": "staging"' <<<"$out"
