@@ -609,6 +609,46 @@ static void next_candidate(struct os_key *k, const uint8_t *s)
 	}
 }
 
+/*
+ * A record copy's verdict for key k (server, part: where its location
+ * points): OK -> served, its location cached; TORN -> read again (at most
+ * MAX_TORN times, then RPC); a cached location that was wrong is dropped
+ * and the key starts over from its buckets' first slot. 1 for OTHER_KEY
+ * or DEAD from a bucket candidate: the caller moves to the next one.
+ */
+static int verdict_apply(struct os_run *r, struct os_key *k, uint64_t key,
+			 unsigned v, uint32_t server, uint32_t part)
+{
+	if (v == EMBKV_RECORD_OK) {
+		if (!k->cached) {
+			struct embkv_loc loc = {
+				.key = key, .row = k->row, .epoch = r->epoch,
+				.server = server, .part = part,
+			};
+
+			embkv_loccache_put(&r->os->lc, &loc);
+		}
+		r->served[r->nserved++] = key;
+		k->state = K_DONE;
+		return 0;
+	}
+	if (v == EMBKV_RECORD_TORN) {
+		EMBKV_COUNT(r->c, torn_retries, 1);
+		if (++k->torn > MAX_TORN)
+			k->state = K_RPC;
+		return 0;
+	}
+	if (k->cached) {
+		embkv_loccache_drop(&r->os->lc, key, k->row);
+		EMBKV_COUNT(r->c, cache_drops, 1);
+		k->cached = 0;
+		k->cand = 0;
+		k->state = K_BUCKETS;
+		return 0;
+	}
+	return 1;
+}
+
 /* After a wave: the next state of every key. 1 when some key has READs
  * left to do. */
 static int advance(struct os_run *r, uint32_t n)
@@ -630,34 +670,13 @@ static int advance(struct os_run *r, uint32_t n)
 				embkv_record_check(rec, key,
 						   r->payload_bytes);
 
-			if (v == EMBKV_RECORD_OK) {
-				struct embkv_loc loc = {
-					.key = key, .row = k->row,
-					.epoch = r->epoch,
-					.server = r->srv->server,
-					.part = (uint32_t)(k->p -
-							   r->srv->part),
-				};
-
+			if (v == EMBKV_RECORD_OK)
 				r->deliver(r->ctx, k->u, rec->payload);
-				if (!k->cached)
-					embkv_loccache_put(&r->os->lc, &loc);
-				r->served[r->nserved++] = key;
-				k->state = K_DONE;
-			} else if (v == EMBKV_RECORD_TORN) {
-				EMBKV_COUNT(r->c, torn_retries, 1);
-				if (++k->torn > MAX_TORN)
-					k->state = K_RPC;
-			} else if (k->cached) {
-				embkv_loccache_drop(&r->os->lc, key, k->row);
-				EMBKV_COUNT(r->c, cache_drops, 1);
-				k->cached = 0;
-				k->state = K_BUCKETS;
-			} else {
-				/* another key with the same fingerprint, or a
-				 * stale slot: the next candidate, if any */
+			/* another key with the same fingerprint, or a stale
+			 * slot: the next candidate, if any */
+			if (verdict_apply(r, k, key, v, r->srv->server,
+					  (uint32_t)(k->p - r->srv->part)))
 				next_candidate(k, s);
-			}
 		}
 		more |= k->state == K_BUCKETS || k->state == K_RECORD;
 	}
@@ -1026,34 +1045,11 @@ static void land_judge(struct land_run *lr, struct os_key *all,
 		if (!lr->read_now[s])
 			continue;
 		lr->read_now[s] = 0;
-		if (verdict[s] == EMBKV_RECORD_OK) {
-			if (!k->cached) {
-				struct embkv_loc loc = {
-					.key = key, .row = k->row,
-					.epoch = r->epoch,
-					.server = lr->srv[s]->server,
-					.part = lr->upart[s],
-				};
-
-				embkv_loccache_put(&r->os->lc, &loc);
-			}
-			r->served[r->nserved++] = key;
-			k->state = K_DONE;
-		} else if (verdict[s] == EMBKV_RECORD_TORN) {
-			EMBKV_COUNT(r->c, torn_retries, 1);
-			if (++k->torn > MAX_TORN)
-				k->state = K_RPC;
-		} else if (k->cached) {
-			embkv_loccache_drop(&r->os->lc, key, k->row);
-			EMBKV_COUNT(r->c, cache_drops, 1);
-			k->cached = 0;
-			k->cand = 0;
-			k->state = K_BUCKETS;
-		} else {
-			/* read the buckets again, from the slot after it */
+		/* other key or dead: the buckets again, from the slot after */
+		if (verdict_apply(r, k, key, verdict[s], lr->srv[s]->server,
+				  lr->upart[s]))
 			k->state = k->cand < 2 * EMBKV_BUCKET_SLOTS ? K_BUCKETS
 								   : K_RPC;
-		}
 	}
 }
 
