@@ -826,7 +826,10 @@ static int op_start(struct embkv_gpu_op *tmpl, struct embkv_gpu_op **out)
 	rc = ready();
 	if (rc)
 		return rc;
-	if (!tmpl->t)
+	/* cudaStreamPerThread names the calling thread's own stream: on
+	 * the worker it would be another stream, unordered with the
+	 * caller's work */
+	if (!tmpl->t || tmpl->stream == (void *)0x2)
 		return -EINVAL;
 	op = malloc(sizeof(*op));
 	if (!op)

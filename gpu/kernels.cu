@@ -97,6 +97,7 @@ int embkv_gpu_k_dedup(const uint64_t *d_keys, uint32_t n,
 		      struct embkv_gpu_dedup *dd, uint32_t *h_nu,
 		      cudaStream_t s)
 {
+	(void)cudaGetLastError(); /* not an earlier call's error */
 	size_t sort_tmp = 0, scan_tmp = 0, tmp, off = 0, total;
 	uint64_t *sorted;
 	uint32_t *iota, *head, *runid1, *d_nu;
@@ -118,7 +119,7 @@ int embkv_gpu_k_dedup(const uint64_t *d_keys, uint32_t n,
 	total = 2 * up256(n * sizeof(uint64_t)) +
 		5 * up256(n * sizeof(uint32_t)) +
 		up256((size_t)(n + 1) * sizeof(uint32_t)) + 256 + up256(tmp);
-	e = cudaMallocAsync((void **)&m, total, s);
+	e = embkv_gpu_malloc((void **)&m, total, s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
 	dd->mem = m;
@@ -156,7 +157,7 @@ int embkv_gpu_k_dedup(const uint64_t *d_keys, uint32_t n,
 	dd->nu = *h_nu;
 	return 0;
 fail:
-	cudaFreeAsync(m, s);
+	embkv_gpu_free(m, s);
 	memset(dd, 0, sizeof(*dd));
 	return embkv_gpu_fail(e);
 }
@@ -183,6 +184,7 @@ int embkv_gpu_k_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 			const uint8_t *ufound, uint32_t dim, float *out,
 			uint8_t *found, cudaStream_t s)
 {
+	(void)cudaGetLastError(); /* not an earlier call's error */
 	scatter_kernel<<<grid_for((uint64_t)dd->n * dim, 256), 256, 0, s>>>(
 		dd->inverse, urows, ufound, dd->n, dim, out, found);
 	return embkv_gpu_fail(cudaGetLastError());
@@ -274,6 +276,7 @@ static unsigned cols_block(uint32_t dim)
 int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 			 uint32_t dim, float *ugrads, cudaStream_t s)
 {
+	(void)cudaGetLastError(); /* not an earlier call's error */
 	uint32_t nu = dd->nu;
 	/* chunks <= nu + n / CHUNK: the launch bound, no host round trip */
 	uint64_t maxch = (uint64_t)nu + dd->n / EMBKV_GPU_COALESCE_CHUNK;
@@ -290,7 +293,7 @@ int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 					  (uint32_t *)NULL, (int)nu, s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
-	e = cudaMallocAsync((void **)&m, 4 * arr +
+	e = embkv_gpu_malloc((void **)&m, 4 * arr +
 					 up256(prows * dim * sizeof(float)) +
 					 up256(scan_tmp), s);
 	if (e != cudaSuccess)
@@ -318,7 +321,7 @@ int embkv_gpu_k_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 			chunk_end, pchunk_end, nu, partial, dim, ugrads);
 		e = cudaGetLastError();
 	}
-	cudaFreeAsync(m, s);
+	embkv_gpu_free(m, s);
 	return embkv_gpu_fail(e);
 }
 
@@ -375,6 +378,7 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 			      uint32_t *failed, uint32_t *nfailed,
 			      uint8_t *verdicts, cudaStream_t s)
 {
+	(void)cudaGetLastError(); /* not an earlier call's error */
 	uint8_t *v = verdicts;
 	cudaError_t e = cudaMemsetAsync(nfailed, 0, sizeof(*nfailed), s);
 
@@ -382,7 +386,7 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 		return embkv_gpu_fail(e);
 	if (!dd->nu)
 		return 0;
-	if (!v && (e = cudaMallocAsync((void **)&v, dd->nu, s)) != cudaSuccess)
+	if (!v && (e = embkv_gpu_malloc((void **)&v, dd->nu, s)) != cudaSuccess)
 		return embkv_gpu_fail(e);
 	check_kernel<<<grid_for(dd->nu, 128), 128, 0, s>>>(
 		dd->ukeys, dd->nu, (const uint8_t *)records, stride,
@@ -393,7 +397,7 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 				     dim, out, found);
 	e = cudaGetLastError();
 	if (!verdicts)
-		cudaFreeAsync(v, s);
+		embkv_gpu_free(v, s);
 	return embkv_gpu_fail(e);
 }
 
@@ -459,6 +463,7 @@ int embkv_gpu_k_check_scatter_range(const struct embkv_gpu_dedup *dd,
 				    float *out, uint8_t *found,
 				    uint8_t *verdicts, cudaStream_t s)
 {
+	(void)cudaGetLastError(); /* not an earlier call's error */
 	int rc = embkv_gpu_range_args(dd, first, count, records, stride,
 				      payload_bytes, elem, dim, out, verdicts);
 
@@ -512,6 +517,7 @@ int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
 			     uint32_t dim, float *out, uint8_t *found,
 			     cudaStream_t s)
 {
+	(void)cudaGetLastError(); /* not an earlier call's error */
 	size_t scan_tmp = 0, arr = up256((size_t)m * sizeof(uint32_t));
 	uint32_t *counts, *ends;
 	uint8_t *mem;
@@ -524,7 +530,7 @@ int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
 					  (uint32_t *)NULL, (int)m, s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
-	e = cudaMallocAsync((void **)&mem, 2 * arr + up256(scan_tmp), s);
+	e = embkv_gpu_malloc((void **)&mem, 2 * arr + up256(scan_tmp), s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
 	counts = (uint32_t *)mem;
@@ -540,6 +546,6 @@ int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
 						   out, found);
 		e = cudaGetLastError();
 	}
-	cudaFreeAsync(mem, s);
+	embkv_gpu_free(mem, s);
 	return embkv_gpu_fail(e);
 }

@@ -12,6 +12,10 @@
 /* 0 for cudaSuccess; else records the error's text for last_error() and
  * returns -ENOMEM (allocation) or -EIO. */
 int embkv_gpu_fail(cudaError_t e);
+/* Stream-ordered device memory of the calls (plugin.cu: the plugin's own
+ * pool, or cudaMalloc where the device has no pools). */
+cudaError_t embkv_gpu_malloc(void **p, size_t bytes, cudaStream_t s);
+void embkv_gpu_free(void *p, cudaStream_t s);
 
 int embkv_gpu_k_dedup(const uint64_t *d_keys, uint32_t n,
 		      struct embkv_gpu_dedup *dd, uint32_t *h_nu,

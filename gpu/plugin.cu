@@ -3,12 +3,13 @@
  * in statically, so that a machine needs only the driver, libcuda, which
  * the runtime itself loads at run time) and the kernels of kernels.cu.
  *
- * Device memory of the path's temporaries comes from the stream-ordered
- * allocator (cudaMallocAsync), whose pool keeps it between calls (release
- * threshold raised at probe), so a steady stream of batches allocates
- * nothing from the driver. Driver-only calls (the dma-buf export, the
- * dma-buf attribute) are reached through cudaGetDriverEntryPointByVersion,
- * never by linking libcuda.
+ * Device memory of the path's temporaries is stream-ordered, from a
+ * pool of the plugin's own per device (embkv_gpu_malloc below: 256 MiB
+ * kept between calls, so a steady stream of batches allocates nothing
+ * from the driver; cudaMalloc where the device has no pools).
+ * Driver-only calls (the dma-buf export, the dma-buf attribute) are
+ * reached through cudaGetDriverEntryPointByVersion, never by linking
+ * libcuda.
  *
  * Errors keep the CUDA error's text per thread for last_error().
  */
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <cuda.h>
 #include <cuda_runtime.h>
 
@@ -31,10 +33,94 @@ int embkv_gpu_fail(cudaError_t e)
 		return 0;
 	snprintf(last_err, sizeof(last_err), "%s: %s", cudaGetErrorName(e),
 		 cudaGetErrorString(e));
+	/* the runtime keeps a failed call's error for the thread until it
+	 * is read, and cub checks its launches with cudaPeekAtLastError:
+	 * left there, one failure would fail every later call */
+	(void)cudaGetLastError();
 	if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver ||
 	    e == cudaErrorInvalidDevice)
 		return -ENODEV;
 	return e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
+}
+
+/*
+ * Device memory of the calls: stream-ordered, from a pool of the
+ * plugin's own per device (cudaMemPoolCreate), which keeps up to 256 MiB
+ * of freed memory for the next batch and gives the rest back (the
+ * device's default pool, which torch may use, is left alone); where the
+ * device has no memory pools (some virtual GPUs), cudaMalloc, and a free
+ * waits for the stream first.
+ */
+#define POOL_DEVS 64
+#define POOL_KEEP (256ull << 20)
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static cudaMemPool_t pools[POOL_DEVS];
+static int pool_state[POOL_DEVS]; /* 0 not asked, 1 a pool, 2 none */
+
+static int pool_of(cudaMemPool_t *out)
+{
+	int dev = 0, v = 0, st;
+
+	if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= POOL_DEVS) {
+		(void)cudaGetLastError();
+		return 0;
+	}
+	st = __atomic_load_n(&pool_state[dev], __ATOMIC_ACQUIRE);
+	if (!st) {
+		pthread_mutex_lock(&pool_lock);
+		st = pool_state[dev];
+		if (!st) {
+			cudaMemPoolProps pp;
+			uint64_t keep = POOL_KEEP;
+
+			memset(&pp, 0, sizeof(pp));
+			pp.allocType = cudaMemAllocationTypePinned;
+			pp.location.type = cudaMemLocationTypeDevice;
+			pp.location.id = dev;
+			st = 2;
+			if (cudaDeviceGetAttribute(&v,
+				cudaDevAttrMemoryPoolsSupported, dev) ==
+				    cudaSuccess && v &&
+			    cudaMemPoolCreate(&pools[dev], &pp) == cudaSuccess) {
+				cudaMemPoolSetAttribute(pools[dev],
+					cudaMemPoolAttrReleaseThreshold, &keep);
+				st = 1;
+			}
+			(void)cudaGetLastError();
+			__atomic_store_n(&pool_state[dev], st,
+					 __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&pool_lock);
+	}
+	if (st == 1)
+		*out = pools[dev];
+	return st == 1;
+}
+
+cudaError_t embkv_gpu_malloc(void **p, size_t bytes, cudaStream_t s)
+{
+	cudaMemPool_t pool;
+
+	if (!bytes)
+		bytes = 1;
+	if (pool_of(&pool))
+		return cudaMallocFromPoolAsync(p, bytes, pool, s);
+	return cudaMalloc(p, bytes);
+}
+
+void embkv_gpu_free(void *p, cudaStream_t s)
+{
+	cudaMemPool_t pool;
+
+	if (!p)
+		return;
+	if (pool_of(&pool)) {
+		cudaFreeAsync(p, s);
+	} else {
+		cudaStreamSynchronize(s);
+		cudaFree(p);
+	}
+	(void)cudaGetLastError();
 }
 
 static const char *p_last_error(void)
@@ -60,8 +146,6 @@ static int p_probe(struct embkv_gpu_dev_info *info)
 	typedef CUresult (*attr_fn)(int *, CUdevice_attribute, CUdevice);
 	attr_fn attr;
 	cudaDeviceProp prop;
-	cudaMemPool_t pool;
-	uint64_t keep = UINT64_MAX;
 	cudaError_t e;
 	int dev = 0, v = 0;
 
@@ -89,10 +173,7 @@ static int p_probe(struct embkv_gpu_dev_info *info)
 	if (attr && attr(&v, CU_DEVICE_ATTRIBUTE_DMA_BUF_SUPPORTED, dev) ==
 			    CUDA_SUCCESS)
 		info->dmabuf = v;
-	/* keep freed device memory in the pool for the next batch */
-	if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess)
-		cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold,
-					&keep);
+	(void)cudaGetLastError(); /* attributes a device may not have */
 	return 0;
 }
 
@@ -110,14 +191,12 @@ static void p_host_free(void *p)
 
 static int p_dev_alloc(void **p, size_t bytes, void *stream)
 {
-	return embkv_gpu_fail(cudaMallocAsync(p, bytes ? bytes : 1,
-					      (cudaStream_t)stream));
+	return embkv_gpu_fail(embkv_gpu_malloc(p, bytes, (cudaStream_t)stream));
 }
 
 static void p_dev_free(void *p, void *stream)
 {
-	if (p)
-		cudaFreeAsync(p, (cudaStream_t)stream);
+	embkv_gpu_free(p, (cudaStream_t)stream);
 }
 
 static int p_h2d(void *dst, const void *src, size_t bytes, void *stream)
@@ -187,7 +266,7 @@ static int p_dedup(const uint64_t *d_keys, uint32_t n,
 	if (!rc)
 		rc = embkv_gpu_fail(cudaStreamSynchronize(s));
 	if (rc) {
-		cudaFreeAsync(dd->mem, s);
+		embkv_gpu_free(dd->mem, s);
 		memset(dd, 0, sizeof(*dd));
 	}
 	return rc;
@@ -196,7 +275,7 @@ static int p_dedup(const uint64_t *d_keys, uint32_t n,
 static void p_dedup_free(struct embkv_gpu_dedup *dd, void *stream)
 {
 	if (dd && dd->mem)
-		cudaFreeAsync(dd->mem, (cudaStream_t)stream);
+		embkv_gpu_free(dd->mem, (cudaStream_t)stream);
 	if (dd)
 		memset(dd, 0, sizeof(*dd));
 }
@@ -205,6 +284,8 @@ static int p_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 		     const uint8_t *ufound, uint32_t dim, float *out,
 		     uint8_t *found, void *stream)
 {
+	if (!dd || !dim)
+		return -EINVAL; /* a launch of 0 threads fails */
 	return embkv_gpu_k_scatter(dd, urows, ufound, dim, out, found,
 				   (cudaStream_t)stream);
 }
@@ -212,6 +293,8 @@ static int p_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 static int p_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 		      uint32_t dim, float *ugrads, void *stream)
 {
+	if (!dd || !dim)
+		return -EINVAL;
 	return embkv_gpu_k_coalesce(dd, grads, dim, ugrads,
 				    (cudaStream_t)stream);
 }
@@ -223,6 +306,8 @@ static int p_check_scatter(const struct embkv_gpu_dedup *dd,
 			   uint32_t *failed, uint32_t *nfailed,
 			   uint8_t *verdicts, void *stream)
 {
+	if (!dd || !dim || stride % 8 || stride < 24 + payload_bytes)
+		return -EINVAL;
 	return embkv_gpu_k_check_scatter(dd, records, stride, payload_bytes,
 					 elem, dim, out, found, failed,
 					 nfailed, verdicts,

@@ -95,7 +95,8 @@ int embkv_push_device(struct embkv_table_handle *t, uint32_t n,
  * stream must stay valid until embkv_gpu_op_wait returns the status and
  * frees the op. The pull's copy and scatter are enqueued on stream when
  * the op completes; wait for the op before enqueueing work that reads
- * d_out.
+ * d_out. cudaStreamPerThread is refused (-EINVAL): on the worker it would
+ * name another thread's stream; pass the stream itself.
  */
 struct embkv_gpu_op;
 int embkv_pull_device_async(struct embkv_table_handle *t, uint32_t n,

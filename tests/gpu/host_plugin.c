@@ -187,6 +187,8 @@ static int h_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 		     uint8_t *found, void *stream)
 {
 	(void)stream;
+	if (!dd || !dim)
+		return -EINVAL; /* as the plugin */
 	for (uint32_t i = 0; i < dd->n; i++) {
 		uint32_t r = dd->inverse[i];
 
@@ -205,6 +207,8 @@ static int h_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 static int h_coalesce(const struct embkv_gpu_dedup *dd, const float *grads,
 		      uint32_t dim, float *ugrads, void *stream)
 {
+	if (!dd || !dim)
+		return -EINVAL; /* as the plugin */
 	size_t nu1 = dd->nu ? dd->nu : 1;
 	uint32_t *chunk_end = malloc(nu1 * sizeof(uint32_t));
 	uint32_t *pchunk_end = malloc(nu1 * sizeof(uint32_t));
@@ -282,6 +286,8 @@ static int h_check_scatter(const struct embkv_gpu_dedup *dd,
 			   uint8_t *verdicts, void *stream)
 {
 	(void)stream;
+	if (!dd || !dim || stride % 8 || stride < 24 + payload_bytes)
+		return -EINVAL; /* as the plugin */
 	*nfailed = 0;
 	for (uint32_t r = 0; r < dd->nu; r++) {
 		const uint8_t *rec = (const uint8_t *)records + (size_t)r * stride;

@@ -141,8 +141,14 @@ static void pull_equal(struct embkv_table_handle *t, uint32_t n,
 		assert_int_equal(embkv_pull(t, n, keys, want, wf, mode, dflt),
 				 0);
 	if (async) {
-		struct embkv_gpu_op *op;
+		struct embkv_gpu_op *op = (struct embkv_gpu_op *)1;
 
+		/* cudaStreamPerThread would be the worker's stream: refused */
+		assert_int_equal(embkv_pull_device_async(t, n, d_keys, d_out,
+							 d_found, mode, d_dflt,
+							 (void *)0x2, &op),
+				 -EINVAL);
+		assert_null(op);
 		assert_int_equal(embkv_pull_device_async(t, n, d_keys, d_out,
 							 d_found, mode, d_dflt,
 							 NULL, &op), 0);
