@@ -171,9 +171,10 @@ static __global__ void scatter_kernel(const uint32_t *inverse,
 
 	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
 	     x < total; x += (uint64_t)gridDim.x * blockDim.x) {
-		uint32_t i = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
-		uint32_t r = inverse[i];
+		uint32_t i, c, r;
 
+		embkv_gpu_divmod(x, dim, &i, &c);
+		r = inverse[i];
 		out[x] = urows[(uint64_t)r * dim + c];
 		if (c == 0 && found)
 			found[i] = ufound[r];
@@ -359,9 +360,10 @@ static __global__ void record_scatter_kernel(const uint32_t *inverse,
 
 	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
 	     x < total; x += (uint64_t)gridDim.x * blockDim.x) {
-		uint32_t i = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
-		uint32_t r = inverse[i];
+		uint32_t i, c, r;
 
+		embkv_gpu_divmod(x, dim, &i, &c);
+		r = inverse[i];
 		if (verdicts[r])
 			continue;
 		out[x] = embkv_gpu_elem_f32(records + (uint64_t)r * stride + 24,

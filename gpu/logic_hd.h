@@ -58,7 +58,24 @@ EMBKV_HD float embkv_gpu_half_to_f32(uint16_t h)
 	return f;
 }
 
-/* Element c of a stored payload, as fp32. */
+/* x / dim and x % dim of an element index: in 32 bits when x fits (a
+ * 64-bit divide is a long instruction sequence on a GPU, per element). */
+EMBKV_HD void embkv_gpu_divmod(uint64_t x, uint32_t dim, uint32_t *q,
+			       uint32_t *c)
+{
+	if (x <= 0xffffffffull) {
+		*q = (uint32_t)x / dim;
+		*c = (uint32_t)x - *q * dim;
+	} else {
+		*q = (uint32_t)(x / dim);
+		*c = (uint32_t)(x % dim);
+	}
+}
+
+/* Element c of a stored payload, as fp32. On the device the payload is
+ * 8-byte aligned (records at a stride that is a multiple of 8, payload at
+ * +24: the plugin refuses other strides), so elements load directly
+ * (memcpy there compiles to byte loads). */
 EMBKV_HD float embkv_gpu_elem_f32(const uint8_t *payload, uint32_t c,
 				  enum embkv_gpu_elem elem)
 {
@@ -66,11 +83,17 @@ EMBKV_HD float embkv_gpu_elem_f32(const uint8_t *payload, uint32_t c,
 	uint32_t u;
 	float f;
 
+#ifdef __CUDA_ARCH__
+	if (elem == EMBKV_GPU_ELEM_F32)
+		return __ldg((const float *)payload + c);
+	h = __ldg((const unsigned short *)payload + c);
+#else
 	if (elem == EMBKV_GPU_ELEM_F32) {
 		memcpy(&f, payload + 4 * (size_t)c, sizeof(f));
 		return f;
 	}
 	memcpy(&h, payload + 2 * (size_t)c, sizeof(h));
+#endif
 	if (elem == EMBKV_GPU_ELEM_F16)
 		return embkv_gpu_half_to_f32(h);
 	u = (uint32_t)h << 16; /* bf16: the top half of a float */
@@ -151,9 +174,11 @@ EMBKV_HD void embkv_gpu_range_scatter_elem(
 	const uint8_t *verdicts, enum embkv_gpu_elem elem, uint32_t dim,
 	uint64_t x, float *out, uint8_t *found)
 {
-	uint32_t p = offsets[first] + (uint32_t)(x / dim);
-	uint32_t c = (uint32_t)(x % dim);
-	uint32_t i = perm[p];
+	uint32_t q, c, p, i;
+
+	embkv_gpu_divmod(x, dim, &q, &c);
+	p = offsets[first] + q;
+	i = perm[p];
 	uint32_t r = inverse[i] - first;
 
 	if (verdicts[r])
@@ -174,10 +199,12 @@ EMBKV_HD void embkv_gpu_list_scatter_elem(
 	const uint8_t *ufound, uint32_t dim, uint64_t x, float *out,
 	uint8_t *found)
 {
-	uint32_t q = (uint32_t)(x / dim), c = (uint32_t)(x % dim);
-	uint32_t k = embkv_gpu_run_of_chunk(ends, m, q);
-	uint32_t start = k ? ends[k - 1] : 0;
-	uint32_t i = perm[offsets[list[k]] + (q - start)];
+	uint32_t q, c, k, start, i;
+
+	embkv_gpu_divmod(x, dim, &q, &c);
+	k = embkv_gpu_run_of_chunk(ends, m, q);
+	start = k ? ends[k - 1] : 0;
+	i = perm[offsets[list[k]] + (q - start)];
 
 	out[(uint64_t)i * dim + c] = rows[(uint64_t)k * dim + c];
 	if (c == 0 && found)
