@@ -172,10 +172,22 @@ selftest) mode=selftest; only=() ;;
 *) echo "usage: tools/gpu-check.sh [prepare [BUILD_DIR] | run [STEP...] | selftest [BUILD_DIR]]" >&2; exit 2 ;;
 esac
 
-tmpd=$(mktemp -d /tmp/embkv-gpu-check.XXXXXX)
+tmpd=$(mktemp -d /tmp/embkv-gpu-check.XXXXXX) || { echo "gpu-check: mktemp failed" >&2; exit 2; }
 daemon=
+# reap PID: TERM, up to 10 s, then KILL (a stalled shutdown must not hold
+# up the summary)
+reap() {
+	local pid=$1 i
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
 cleanup() {
-	[ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+	[ -n "$daemon" ] && reap "$daemon"
 	rm -rf "$tmpd"
 }
 trap cleanup EXIT
@@ -215,8 +227,8 @@ benchj=$out/bench.json
 dlog=$out/embkvd.log
 : >"$summary"; : >"$log"; : >"$sanlog"; : >"$benchj"; : >"$dlog"
 # stopped from outside: what is known so far, at the end of stdout
-trap 'echo "gpu-check: stopped by a signal after $((SECONDS - t_start))s; summary.txt so far:"; cat "$summary"; exit 143' TERM INT
 t_start=$SECONDS
+trap 'echo "gpu-check: stopped by a signal after $((SECONDS - t_start))s; summary.txt so far:"; cat "$summary"; exit 143' TERM INT
 left() { echo $((budget - (SECONDS - t_start))); }
 npass=0 nfail=0 nskip=0 reserve=0
 failed='' hung=''
@@ -285,7 +297,14 @@ step() {
 	timeout -k 10 "$t" "$@" >"$so" 2>&1 </dev/null
 	rc=$?
 	dur=$((SECONDS - t0))
-	head -c 4000000 "$so" >>"$log"
+	# the beginning and the end (verdicts, ERROR SUMMARY) of long output
+	if [ "$(stat -c %s "$so" 2>/dev/null || echo 0)" -gt 524288 ]; then
+		head -c 262144 "$so" >>"$log"
+		echo "[... $(stat -c %s "$so") bytes, the middle left out ...]" >>"$log"
+		tail -c 262144 "$so" >>"$log"
+	else
+		cat "$so" >>"$log"
+	fi
 	echo "== $name: exit $rc after ${dur}s" >>"$log"
 	echo "--- $name: exit $rc after ${dur}s; its last lines:"
 	tail -n 8 "$so"
@@ -300,10 +319,14 @@ verdict() {
 	77) if [ $mode = selftest ]; then
 		record SKIP "$name" "$dur" "exit 77: no CUDA device (expected here)"
 	    else
-		record FAIL "$name" "$dur" "exit 77: the test found no CUDA device: $(grep -m1 'no CUDA device' "$so")"
+		record FAIL "$name" "$dur" "exit 77: the test found no CUDA device: $(grep -m1 'no CUDA device' "$so")${detail:+; $detail}"
 	    fi ;;
-	124|137) record FAIL "$name" "$dur" "timed out after ${tmo}s (killed) $detail"
-		hung+=" $name" ;;
+	124|137) if [ $rc = 137 ] && [ "$dur" -lt "$tmo" ]; then
+		record FAIL "$name" "$dur" "killed (signal 9) after ${dur}s, before its ${tmo}s timeout: out of memory?${detail:+; $detail}"
+	    else
+		record FAIL "$name" "$dur" "timed out after ${tmo}s (killed) $detail"
+		hung+=" $name"
+	    fi ;;
 	200) record SKIP "$name" 0 "$(nobudget)" ;;
 	201) ;; # not asked for
 	*) record FAIL "$name" "$dur" "exit $rc${detail:+; $detail}; last line: $(grep -v '^[[:space:]]*$' "$so" 2>/dev/null | tail -n 1 | cut -c1-120)" ;;
@@ -402,15 +425,18 @@ read -r -a sancmd <<<"$san"
 py=
 for p in "${EMBKV_PYTHON:-}" python3 /opt/torch/.venv/bin/python3 /usr/bin/python3; do
 	[ -n "$p" ] || continue
-	if timeout 60 "$p" -c 'import torch, numpy' >/dev/null 2>&1; then
+	if timeout -k 5 60 "$p" -c 'import torch, numpy' >/dev/null 2>&1; then
 		py=$(command -v "$p"); break
 	fi
 done
 pytest=0
-[ -n "$py" ] && timeout 30 "$py" -c 'import pytest' >/dev/null 2>&1 && pytest=1
+[ -n "$py" ] && timeout -k 5 30 "$py" -c 'import pytest' >/dev/null 2>&1 && pytest=1
 
 smi=$(command -v nvidia-smi || echo /usr/local/nvidia/bin/nvidia-smi)
-gpu_name=$(timeout 20 "$smi" --query-gpu=name,driver_version,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)
+# (into files, not pipes: a process stuck in the driver would hold a pipe
+# open past its timeout)
+timeout -k 5 20 "$smi" --query-gpu=name,driver_version,compute_cap --format=csv,noheader >"$tmpd/smiq" 2>/dev/null
+gpu_name=$(head -n 1 "$tmpd/smiq")
 {
 	echo "== gpu-check $mode, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), budget ${budget}s"
 	echo "== machine"
@@ -419,16 +445,19 @@ gpu_name=$(timeout 20 "$smi" --query-gpu=name,driver_version,compute_cap --forma
 	ldd --version 2>&1 | head -n 1
 	echo "cpus $(nproc), $(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB memory"}')"
 	echo "== nvidia-smi"
-	timeout 20 "$smi" 2>&1 | head -n 25
-	timeout 20 "$smi" --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1
+	timeout -k 5 20 "$smi" >"$tmpd/smi" 2>&1; head -n 25 "$tmpd/smi"
+	timeout -k 5 20 "$smi" --query-gpu=name,driver_version,memory.total,compute_cap --format=csv >"$tmpd/smi" 2>&1; cat "$tmpd/smi"
 	echo "== libcuda.so.1: $(grep -m1 'libcuda\.so\.1 ' "$tmpd/ldcache" | sed 's/^[[:space:]]*//')${cudadir:+ (added from $cudadir)}"
 	echo "LD_LIBRARY_PATH before: ${syslp:-(unset)}"
 	echo "C programs: LD_LIBRARY_PATH=$clp"
 	echo "python: LD_LIBRARY_PATH=$plp ($(ls "$pydir" | tr '\n' ' '))"
 	echo "== compute-sanitizer: ${san:-not found (PATH, /usr/local/cuda*/bin, /usr/local/cuda*/compute-sanitizer)}"
-	[ -n "$san" ] && [ $mode = run ] && timeout 30 "${sancmd[@]}" --version 2>&1 | tail -n 2
+	if [ -n "$san" ] && [ $mode = run ]; then
+		timeout -k 5 30 "${sancmd[@]}" --version >"$tmpd/sanv" 2>&1
+		tail -n 2 "$tmpd/sanv"
+	fi
 	echo "== python: ${py:-none with torch and numpy}; pytest: $([ $pytest = 1 ] && echo yes || echo no)"
-	[ -n "$py" ] && "$py" --version 2>&1
+	[ -n "$py" ] && timeout -k 5 20 "$py" --version 2>&1
 	echo "== carry: $C"
 	cat "$C/MANIFEST.txt" 2>/dev/null
 	echo "== the carried files' libraries, as the C programs load them"
@@ -476,8 +505,7 @@ start_embkvd() { # NAME: its own output file (a shared one, truncated by
 	addr=$a
 }
 stop_embkvd() {
-	kill "$daemon" 2>/dev/null
-	wait "$daemon" 2>/dev/null
+	reap "$daemon"
 	daemon=
 	cat "$dout" >>"$dlog"
 }
@@ -544,7 +572,7 @@ san_detail() {
 sanstep() { # NAME BASE MAXT TOOL-ARGS... PROGRAM (BASE: the plain step)
 	local name=$1 base=$2 max=$3
 	shift 3
-	hung_skip "$name" "$base" && return
+	hung_skip "$name" $base && return # BASE: one or more step names
 	step "$name" "$max" "${kenv[@]}" "${sancmd[@]}" --error-exitcode 3 --print-limit 30 "$@"
 	[ $rc = 201 ] || { echo "== $name: $*"; cat "$so"; } >>"$sanlog"
 	verdict "$name" "$(san_detail)"
@@ -602,9 +630,11 @@ fi
 
 # ---------------------------------------------------------------- 5. more sanitizer tools
 if [ -n "$san" ]; then
-	sanstep kernels_racecheck kernels 90 --tool racecheck "$C/bin/test_gpu_kernels"
-	sanstep kernels_synccheck kernels 60 --tool synccheck "$C/bin/test_gpu_kernels"
-	sanstep kernels_initcheck kernels 90 --tool initcheck "$C/bin/test_gpu_kernels"
+	# (not after a memcheck of the same test that hung: the sanitizer
+	# itself would hang again)
+	sanstep kernels_racecheck "kernels kernels_memcheck" 90 --tool racecheck "$C/bin/test_gpu_kernels"
+	sanstep kernels_synccheck "kernels kernels_memcheck" 60 --tool synccheck "$C/bin/test_gpu_kernels"
+	sanstep kernels_initcheck "kernels kernels_memcheck" 90 --tool initcheck "$C/bin/test_gpu_kernels"
 fi
 
 # ---------------------------------------------------------------- the summary
