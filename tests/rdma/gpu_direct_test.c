@@ -52,57 +52,37 @@
 #include <embkv/embkv_gpu.h>
 #include "client/client.h"
 #include "client/gpu_direct.h"
-#include "tests/client/spawn.h"
+#include "tests/rdma/rdma_test.h"
 
-#define READY_MS 20000u
-#define STOP_MS 10000u
-
-static int failures;
-static struct embkv_test_cluster cl;
-
-#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", \
-	__FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); \
-	fflush(stdout); failures++; goto out; } } while (0)
-
-static struct embkv_client *client(int rpc_only)
-{
-	struct embkv_client_attr ca;
-	struct embkv_client *c = NULL;
-	int rc;
-
-	embkv_client_attr_init(&ca);
-	ca.servers = cl.addrs;
-	ca.nservers = 2;
-	ca.request_timeout_ms = 8000;
-	rc = embkv_client_create(&ca, &c);
-	if (rc) {
-		printf("client: %s\n", embkv_strerror(rc));
-		return NULL;
-	}
-	c->no_onesided = rpc_only;
-	return c;
-}
-
-static int table_cap(struct embkv_client *c, const char *name, uint32_t dim,
-		     enum embkv_dtype dtype, uint64_t cap)
-{
-	struct embkv_table_attr ta;
-
-	embkv_table_attr_init(&ta);
-	snprintf(ta.name, sizeof(ta.name), "%s", name);
-	ta.dim = dim;
-	ta.capacity = cap;
-	ta.partitions = 64;
-	ta.dtype = dtype;
-	ta.init.type = EMBKV_INIT_NORMAL;
-	ta.opt.lr = 0.1f;
-	return embkv_table_create_remote(c, &ta);
-}
-
+/* A table on the test servers: lr 0.1, normal init. */
 static int table(struct embkv_client *c, const char *name, uint32_t dim,
-		 enum embkv_dtype dtype)
+		 enum embkv_dtype dtype, uint64_t cap)
 {
-	return table_cap(c, name, dim, dtype, 1u << 18);
+	return table_create(c, name, dim, cap, dtype, EMBKV_INIT_NORMAL);
+}
+
+/* Creates a table, opens it on both clients, inserts keys[0..n) by RPC
+ * (train). 0 or an error (said why). */
+static int setup(struct embkv_client *rpc, struct embkv_client *one,
+		 const char *name, uint32_t dim, enum embkv_dtype dtype,
+		 uint64_t cap, const uint64_t *keys, uint32_t n,
+		 struct embkv_table_handle **tr, struct embkv_table_handle **td)
+{
+	float *g = malloc((size_t)n * dim * sizeof(float));
+	int rc = g ? 0 : -ENOMEM;
+
+	if (!rc)
+		rc = table(rpc, name, dim, dtype, cap);
+	if (!rc)
+		rc = embkv_table_open(rpc, name, tr);
+	if (!rc)
+		rc = embkv_table_open(one, name, td);
+	if (!rc)
+		rc = embkv_pull(*tr, n, keys, g, NULL, EMBKV_MODE_TRAIN, NULL);
+	if (rc)
+		printf("setup %s: %s\n", name, embkv_strerror(rc));
+	free(g);
+	return rc;
 }
 
 static void stats_print(const char *who, struct embkv_client *c)
@@ -204,10 +184,10 @@ static int test_equiv(void)
 	int rc;
 
 	CHECK(keys, "memory");
-	rpc = client(1);
-	one = client(0);
+	rpc = client(2, 1);
+	one = client(2, 0);
 	CHECK(rpc && one, "clients");
-	rc = table(rpc, "gd", EQ_DIM, EMBKV_DTYPE_F32);
+	rc = table(rpc, "gd", EQ_DIM, EMBKV_DTYPE_F32, 1u << 18);
 	CHECK(rc == 0, "create: %s", embkv_strerror(rc));
 	CHECK(embkv_table_open(rpc, "gd", &tr) == 0, "open rpc");
 	CHECK(embkv_table_open(one, "gd", &td) == 0, "open one-sided");
@@ -329,20 +309,15 @@ static int test_torn(void)
 	struct embkv_client_counters k0, k1;
 	struct embkv_gpu_stats g0, g1;
 	uint64_t keys[5000];
-	float *g = malloc(5000 * 16 * sizeof(float));
 	uint32_t i;
 
-	CHECK(g, "memory");
-	rpc = client(1);
-	one = client(0);
+	rpc = client(2, 1);
+	one = client(2, 0);
 	CHECK(rpc && one, "clients");
-	CHECK(table(rpc, "gt", 16, EMBKV_DTYPE_F32) == 0, "create");
-	CHECK(embkv_table_open(rpc, "gt", &tr) == 0, "open rpc");
-	CHECK(embkv_table_open(one, "gt", &td) == 0, "open one-sided");
 	for (i = 0; i < 5000; i++)
 		keys[i] = 0x51ed270b27ull * (i + 3);
-	CHECK(embkv_pull(tr, 5000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
-	      "insert");
+	CHECK(setup(rpc, one, "gt", 16, EMBKV_DTYPE_F32, 1u << 18, keys, 5000,
+		    &tr, &td) == 0, "setup");
 	embkv_client_counters(one, &k0);
 	embkv_gpu_stats_get(&g0);
 	CHECK(same_as_rpc(td, tr, keys, 5000, 16, EMBKV_MODE_INFER, NULL,
@@ -364,7 +339,6 @@ out:
 	embkv_table_close(tr);
 	embkv_client_destroy(one);
 	embkv_client_destroy(rpc);
-	free(g);
 	return failures;
 }
 
@@ -376,17 +350,12 @@ static int half_one(struct embkv_client *rpc, struct embkv_client *one,
 	struct embkv_table_handle *tr = NULL, *td = NULL;
 	struct embkv_client_counters k0, k1;
 	uint64_t keys[4000];
-	float *g = malloc(4000 * 64 * sizeof(float));
 	uint32_t i, hits;
 
-	CHECK(g, "memory");
-	CHECK(table(rpc, name, 64, dtype) == 0, "create %s", name);
-	CHECK(embkv_table_open(rpc, name, &tr) == 0, "open rpc");
-	CHECK(embkv_table_open(one, name, &td) == 0, "open one-sided");
 	for (i = 0; i < 4000; i++)
 		keys[i] = 0xc2b2ae3d27d4eb4full * (i + 11);
-	CHECK(embkv_pull(tr, 4000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
-	      "insert");
+	CHECK(setup(rpc, one, name, 64, dtype, 1u << 18, keys, 4000, &tr,
+		    &td) == 0, "setup");
 	CHECK(same_as_rpc(td, tr, keys, 4000, 64, EMBKV_MODE_INFER, NULL,
 			  name), "cold");
 	embkv_client_counters(one, &k0);
@@ -404,13 +373,12 @@ static int half_one(struct embkv_client *rpc, struct embkv_client *one,
 out:
 	embkv_table_close(td);
 	embkv_table_close(tr);
-	free(g);
 	return failures;
 }
 
 static int test_half(void)
 {
-	struct embkv_client *rpc = client(1), *one = client(0);
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
 
 	if (!rpc || !one) {
 		printf("FAIL clients\n");
@@ -436,19 +404,14 @@ static int extra_one(struct embkv_client *rpc, struct embkv_client *one,
 	struct embkv_table_handle *tr = NULL, *td = NULL;
 	struct embkv_gpu_stats g0, g1;
 	uint32_t n = nkeys + nkeys / 2, i;
-	int rc;
 	uint64_t *keys = malloc((size_t)n * sizeof(*keys));
-	float *g = malloc((size_t)nkeys * dim * sizeof(float));
 
-	CHECK(keys && g, "memory");
-	rc = table_cap(rpc, name, dim, dtype, 4u * nkeys);
-	CHECK(rc == 0, "create %s: %s", name, embkv_strerror(rc));
-	CHECK(embkv_table_open(rpc, name, &tr) == 0, "open rpc");
-	CHECK(embkv_table_open(one, name, &td) == 0, "open one-sided");
+	CHECK(keys, "memory");
 	for (i = 0; i < n; i++)
 		keys[i] = 0xa0761d6478bd642full * ((i % nkeys) * 31 % nkeys + 1);
-	CHECK(embkv_pull(tr, nkeys, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) ==
-	      0, "insert");
+	/* keys[0..nkeys) are the distinct ones */
+	CHECK(setup(rpc, one, name, dim, dtype, 4u * nkeys, keys, nkeys, &tr,
+		    &td) == 0, "setup");
 	embkv_gpu_stats_get(&g0);
 	CHECK(same_as_rpc(td, tr, keys, n, dim, EMBKV_MODE_INFER, NULL, name),
 	      "cold");
@@ -466,7 +429,6 @@ out:
 	embkv_table_close(td);
 	embkv_table_close(tr);
 	free(keys);
-	free(g);
 	return failures;
 }
 
@@ -475,7 +437,7 @@ out:
  * 2000 a slab, so 5000 keys take three ranges). */
 static int test_extra(void)
 {
-	struct embkv_client *rpc = client(1), *one = client(0);
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
 
 	if (!rpc || !one) {
 		printf("FAIL clients\n");
@@ -499,22 +461,18 @@ static int test_extra(void)
  * one-sided into host memory by the host path (nothing was tried). */
 static int test_noreg(void)
 {
-	struct embkv_client *rpc = client(1), *one = client(0);
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
 	struct embkv_table_handle *tr = NULL, *td = NULL;
 	struct embkv_client_counters k0, k1;
 	struct embkv_gpu_stats g0, g1;
 	uint64_t keys[4000];
-	float *g = malloc(4000 * 16 * sizeof(float));
 	uint32_t i;
 
-	CHECK(rpc && one && g, "clients");
-	CHECK(table(rpc, "gn", 16, EMBKV_DTYPE_F32) == 0, "create");
-	CHECK(embkv_table_open(rpc, "gn", &tr) == 0, "open rpc");
-	CHECK(embkv_table_open(one, "gn", &td) == 0, "open one-sided");
+	CHECK(rpc && one, "clients");
 	for (i = 0; i < 4000; i++)
 		keys[i] = 0x2d358dccaa6c78a5ull * (i + 5);
-	CHECK(embkv_pull(tr, 4000, keys, g, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
-	      "insert");
+	CHECK(setup(rpc, one, "gn", 16, EMBKV_DTYPE_F32, 1u << 18, keys, 4000,
+		    &tr, &td) == 0, "setup");
 	for (int round = 0; round < 2; round++) {
 		embkv_client_counters(one, &k0);
 		embkv_gpu_stats_get(&g0);
@@ -541,52 +499,44 @@ out:
 	embkv_table_close(tr);
 	embkv_client_destroy(one);
 	embkv_client_destroy(rpc);
-	free(g);
 	return failures;
+}
+
+static void run_mode(int argc, char **argv)
+{
+	const char *mode = argv[1];
+
+	(void)argc;
+	if (!strcmp(mode, "probe"))
+		test_probe();
+	else if (!strcmp(mode, "equiv"))
+		test_equiv();
+	else if (!strcmp(mode, "torn"))
+		test_torn();
+	else if (!strcmp(mode, "half"))
+		test_half();
+	else if (!strcmp(mode, "extra"))
+		test_extra();
+	else
+		test_noreg();
 }
 
 int main(int argc, char **argv)
 {
-	static const char *const extra[] = { "--threads", "1", NULL };
+	static const struct rdma_mode modes[] = {
+		{ "probe", run_mode }, { "equiv", run_mode },
+		{ "torn", run_mode }, { "half", run_mode },
+		{ "extra", run_mode }, { "noreg", run_mode }, { NULL, NULL },
+	};
 	const char *mode = argc > 1 ? argv[1] : "equiv";
-	const char *ip = getenv("EMBKV_VM_IP");
-	char prefix[64];
-	int rc;
 
-	alarm(150);
-	if (strcmp(mode, "probe") == 0)
+	/* before the plugin loads (the first device call) */
+	if (!strcmp(mode, "probe"))
 		unsetenv("EMBKV_GPU_PATH");
 	else
 		setenv("EMBKV_GPU_PATH", strcmp(mode, "noreg") ? "peermem"
 							       : "dmabuf", 1);
-	if (strcmp(mode, "torn") == 0)
+	if (!strcmp(mode, "torn"))
 		setenv("EMBKV_GPU_HOST_TEAR", "64", 1);
-	snprintf(prefix, sizeof(prefix), "rdma://%s", ip ? ip : "10.0.2.15");
-	setenv(EMBKV_TEST_LISTEN_ENV, prefix, 1);
-	rc = embkv_test_cluster_start(EMBKVD_PATH, 2, extra, READY_MS, &cl);
-	if (rc) {
-		printf("FAIL cluster: %s\n", strerror(-rc));
-		return 1;
-	}
-	if (strcmp(mode, "probe") == 0)
-		test_probe();
-	else if (strcmp(mode, "equiv") == 0)
-		test_equiv();
-	else if (strcmp(mode, "torn") == 0)
-		test_torn();
-	else if (strcmp(mode, "half") == 0)
-		test_half();
-	else if (strcmp(mode, "extra") == 0)
-		test_extra();
-	else if (strcmp(mode, "noreg") == 0)
-		test_noreg();
-	else
-		failures++;
-	rc = embkv_test_cluster_stop(&cl, STOP_MS);
-	if (rc) {
-		printf("FAIL servers exited with %d\n", rc);
-		failures++;
-	}
-	printf("%s\n", failures ? "FAILED" : "ALL PASSED");
-	return failures ? 1 : 0;
+	return rdma_test_main(argc, argv, 2, 150, modes);
 }

@@ -33,51 +33,7 @@
 
 #include <embkv/embkv.h>
 #include "client/client.h"
-#include "tests/client/spawn.h"
-
-#define READY_MS 20000u
-#define STOP_MS 10000u
-
-static int failures;
-static struct embkv_test_cluster cl;
-
-#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", \
-	__FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); \
-	fflush(stdout); failures++; goto out; } } while (0)
-
-static struct embkv_client *client(uint32_t nsrv, int rpc_only)
-{
-	struct embkv_client_attr ca;
-	struct embkv_client *c = NULL;
-	int rc;
-
-	embkv_client_attr_init(&ca);
-	ca.servers = cl.addrs;
-	ca.nservers = nsrv;
-	ca.request_timeout_ms = 8000;
-	rc = embkv_client_create(&ca, &c);
-	if (rc) {
-		printf("client: %s\n", embkv_strerror(rc));
-		return NULL;
-	}
-	c->no_onesided = rpc_only;
-	return c;
-}
-
-static int table(struct embkv_client *c, const char *name, uint32_t dim,
-		 uint64_t cap, enum embkv_init_type init)
-{
-	struct embkv_table_attr ta;
-
-	embkv_table_attr_init(&ta);
-	snprintf(ta.name, sizeof(ta.name), "%s", name);
-	ta.dim = dim;
-	ta.capacity = cap;
-	ta.partitions = 64;
-	ta.init.type = init;
-	ta.opt.lr = 0.1f;
-	return embkv_table_create_remote(c, &ta);
-}
+#include "tests/rdma/rdma_test.h"
 
 static void counters_print(const char *who, struct embkv_client *c)
 {
@@ -122,7 +78,8 @@ static int test_equiv(void)
 	rpc = client(2, 1);
 	one = client(2, 0);
 	CHECK(rpc && one, "clients");
-	rc = table(rpc, "eq", EQ_DIM, 1u << 18, EMBKV_INIT_NORMAL);
+	rc = table_create(rpc, "eq", EQ_DIM, 1u << 18, EMBKV_DTYPE_F32,
+			  EMBKV_INIT_NORMAL);
 	CHECK(rc == 0, "create: %s", embkv_strerror(rc));
 	CHECK(embkv_table_open(rpc, "eq", &tr) == 0, "open rpc");
 	CHECK(embkv_table_open(one, "eq", &to) == 0, "open one-sided");
@@ -367,7 +324,8 @@ static int test_torn(unsigned seconds)
 	wc = client(2, 1);
 	rc_ = client(2, 0);
 	CHECK(out && wc && rc_, "clients");
-	rc = table(wc, "torn", TORN_DIM, 1u << 14, EMBKV_INIT_ZEROS);
+	rc = table_create(wc, "torn", TORN_DIM, 1u << 14, EMBKV_DTYPE_F32,
+			  EMBKV_INIT_ZEROS);
 	CHECK(rc == 0, "create: %s", embkv_strerror(rc));
 	CHECK(embkv_table_open(wc, "torn", &tw) == 0, "open w");
 	CHECK(embkv_table_open(rc_, "torn", &tr) == 0, "open r");
@@ -478,7 +436,8 @@ static int test_evict(void)
 	wc = client(2, 1);
 	rc_ = client(2, 0);
 	CHECK(a && b && va && out && wc && rc_, "clients");
-	rc = table(wc, "evict", EV_DIM, EV_CAP, EMBKV_INIT_ZEROS);
+	rc = table_create(wc, "evict", EV_DIM, EV_CAP, EMBKV_DTYPE_F32,
+			  EMBKV_INIT_ZEROS);
 	CHECK(rc == 0, "create: %s", embkv_strerror(rc));
 	CHECK(embkv_table_open(wc, "evict", &tw) == 0, "open w");
 	CHECK(embkv_table_open(rc_, "evict", &tr) == 0, "open r");
@@ -533,38 +492,38 @@ out:
 	return failures;
 }
 
+static void run_equiv(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	test_equiv();
+}
+
+static void run_torn(int argc, char **argv)
+{
+	test_torn(argc > 2 ? (unsigned)atoi(argv[2]) : 10);
+}
+
+static void run_evict(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	test_evict();
+}
+
+static void run_half(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	test_half();
+}
+
 int main(int argc, char **argv)
 {
-	static const char *const extra[] = { "--threads", "1", NULL };
-	const char *mode = argc > 1 ? argv[1] : "equiv";
-	unsigned secs = argc > 2 ? (unsigned)atoi(argv[2]) : 10;
-	const char *ip = getenv("EMBKV_VM_IP");
-	char prefix[64];
-	int rc;
+	static const struct rdma_mode modes[] = {
+		{ "equiv", run_equiv }, { "torn", run_torn },
+		{ "evict", run_evict }, { "half", run_half }, { NULL, NULL },
+	};
 
-	alarm(120);
-	snprintf(prefix, sizeof(prefix), "rdma://%s", ip ? ip : "10.0.2.15");
-	setenv(EMBKV_TEST_LISTEN_ENV, prefix, 1);
-	rc = embkv_test_cluster_start(EMBKVD_PATH, 2, extra, READY_MS, &cl);
-	if (rc) {
-		printf("FAIL cluster: %s\n", strerror(-rc));
-		return 1;
-	}
-	if (strcmp(mode, "equiv") == 0)
-		test_equiv();
-	else if (strcmp(mode, "torn") == 0)
-		test_torn(secs);
-	else if (strcmp(mode, "evict") == 0)
-		test_evict();
-	else if (strcmp(mode, "half") == 0)
-		test_half();
-	else
-		failures++;
-	rc = embkv_test_cluster_stop(&cl, STOP_MS);
-	if (rc) {
-		printf("FAIL servers exited with %d\n", rc);
-		failures++;
-	}
-	printf("%s\n", failures ? "FAILED" : "ALL PASSED");
-	return failures ? 1 : 0;
+	return rdma_test_main(argc, argv, 2, 120, modes);
 }
