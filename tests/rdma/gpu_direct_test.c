@@ -1,5 +1,5 @@
 /*
- * embkv_rdma_gpu_direct_{probe,equiv,torn,half,extra,noreg}: the GPUDirect pull
+ * embkv_rdma_gpu_direct_{probe,equiv,torn,half,extra,noreg,kill}: the GPUDirect pull
  * (client/gpu.c pull_direct, client/onesided.c embkv_onesided_land)
  * against real embkvd processes on rdma://, in the soft-RoCE VM.
  *
@@ -39,6 +39,10 @@
  *          not retried); every key goes through staging, still READ
  *          one-sided into host memory by the host path, rows equal.
  *
+ *   kill:  a server killed after its keys' locations were cached: a pull
+ *          that needs it fails in bounded time (connections broken
+ *          mid-landing), the other server's keys still land in the slab.
+ *
  * usage: embkv_rdma_gpu_direct MODE. Prints PASS/FAIL lines; exit 0 when
  * all pass.
  */
@@ -50,8 +54,10 @@
 
 #include <embkv/embkv.h>
 #include <embkv/embkv_gpu.h>
+#include "client/batch.h"
 #include "client/client.h"
 #include "client/gpu_direct.h"
+#include "hashing/hash.h"
 #include "tests/rdma/rdma_test.h"
 
 /* A table on the test servers: lr 0.1, normal init. */
@@ -502,6 +508,75 @@ out:
 	return failures;
 }
 
+/* kill ------------------------------------------------------------------- */
+
+/* A server killed after the device pull cached its keys' locations: a
+ * pull that needs it fails (an error, in bounded time: its connections
+ * break mid-landing, their slab registrations go with them), and the
+ * keys of the server left still come straight into the slab, equal to
+ * the RPC pull. */
+static int test_kill(void)
+{
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_gpu_stats g0, g1;
+	struct embkv_shardmap *m;
+	uint64_t keys[6000], live[6000];
+	float *out = malloc(6000 * 16 * sizeof(float));
+	uint32_t i, nlive = 0;
+	uint64_t t0;
+	int rc;
+
+	CHECK(rpc && one && out, "clients");
+	for (i = 0; i < 6000; i++)
+		keys[i] = 0x9fb21c651e98df25ull * (i + 7);
+	CHECK(setup(rpc, one, "gk", 16, EMBKV_DTYPE_F32, 1u << 18, keys, 6000,
+		    &tr, &td) == 0, "setup");
+	CHECK(same_as_rpc(td, tr, keys, 6000, 16, EMBKV_MODE_INFER, NULL,
+			  "before"), "before");
+	/* the keys of server 0 (client server index = cluster index) */
+	m = embkv_shardmap_get(td);
+	for (i = 0; i < 6000; i++) {
+		struct embkv_khash h = embkv_hash_key(keys[i],
+						      td->attr.hash_seed);
+		uint32_t part = embkv_hash_partition(
+			h, embkv_batch_part_bits(m->nparts));
+
+		if (m->srv[m->part_srv[part]] == 0)
+			live[nlive++] = keys[i];
+	}
+	embkv_shardmap_put(m);
+	CHECK(nlive > 1000 && nlive < 5000, "%u keys on server 0", nlive);
+	embkv_test_proc_kill(&cl.procs[1]);
+	cl.n = 1;
+	t0 = embkv_test_now_ms();
+	rc = embkv_pull_device(td, 6000, keys, out, NULL, EMBKV_MODE_INFER,
+			       NULL, NULL);
+	CHECK(rc != 0, "a pull that needs the killed server succeeded");
+	CHECK(embkv_test_now_ms() - t0 < 30000, "failing took %llu ms",
+	      (unsigned long long)(embkv_test_now_ms() - t0));
+	printf("PASS a pull that needs a killed server fails (%s) in %llu "
+	       "ms\n", embkv_strerror(rc),
+	       (unsigned long long)(embkv_test_now_ms() - t0));
+	embkv_gpu_stats_get(&g0);
+	CHECK(same_as_rpc(td, tr, live, nlive, 16, EMBKV_MODE_INFER, NULL,
+			  "live"), "live");
+	embkv_gpu_stats_get(&g1);
+	CHECK(g1.direct_keys - g0.direct_keys == nlive,
+	      "%llu of %u live keys READ into the slab",
+	      (unsigned long long)(g1.direct_keys - g0.direct_keys), nlive);
+	printf("PASS the %u keys of the server left: device pull == RPC pull, "
+	       "all READ into the slab\n", nlive);
+	stats_print("kill", one);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	free(out);
+	return failures;
+}
+
 static void run_mode(int argc, char **argv)
 {
 	const char *mode = argv[1];
@@ -517,6 +592,8 @@ static void run_mode(int argc, char **argv)
 		test_half();
 	else if (!strcmp(mode, "extra"))
 		test_extra();
+	else if (!strcmp(mode, "kill"))
+		test_kill();
 	else
 		test_noreg();
 }
@@ -526,7 +603,8 @@ int main(int argc, char **argv)
 	static const struct rdma_mode modes[] = {
 		{ "probe", run_mode }, { "equiv", run_mode },
 		{ "torn", run_mode }, { "half", run_mode },
-		{ "extra", run_mode }, { "noreg", run_mode }, { NULL, NULL },
+		{ "extra", run_mode }, { "noreg", run_mode },
+		{ "kill", run_mode }, { NULL, NULL },
 	};
 	const char *mode = argc > 1 ? argv[1] : "equiv";
 
