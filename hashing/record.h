@@ -36,6 +36,11 @@
 #define EMBKV_RECORD_HDR_BYTES 24u
 #define EMBKV_RECORD_ALIGN 8u
 #define EMBKV_VERSION_DEAD (UINT64_C(1) << 63)
+/* Versions a store takes from outside (checkpoint files, partition
+ * moves, replicas) are below this: the store's own increments from
+ * there (one per update) cannot reach EMBKV_VERSION_DEAD in 2^62 updates,
+ * so a live row never reads as dead. */
+#define EMBKV_VERSION_MAX (UINT64_C(1) << 62)
 /* How often a local reader re-copies a record that keeps failing its
  * checksum before it gives up with EMBKV_ETORN. */
 #define EMBKV_READ_MAX_TRIES 64u

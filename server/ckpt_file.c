@@ -660,6 +660,12 @@ static int rows_do(struct reader *r, uint64_t blk, const uint8_t *b,
 		uint64_t key = get64(o, R_KEY), version = get64(o, R_VERSION);
 
 		if (!(version & EMBKV_VERSION_DEAD)) {
+			if (version >= EMBKV_VERSION_MAX)
+				return fail(why, len, EMBKV_EPROTO,
+					    "block %llu row %u: version %llu "
+					    "out of range",
+					    (unsigned long long)blk, i,
+					    (unsigned long long)version);
 			if (first_live == n)
 				first_live = i;
 			r->seen_live = 1;

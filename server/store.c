@@ -1251,7 +1251,11 @@ int embkv_part_restore_rows(struct embkv_table *t, uint32_t i, uint32_t n,
 			__builtin_prefetch(&pr[j].p->index.buckets[pr[j].b2]);
 		}
 		for (uint32_t j = 0; j < m; j++) {
-			int err = pr[j].p != p ? -EINVAL
+			/* a version from outside at or past the bound would
+			 * reach the dead bit when the row is next updated */
+			int err = pr[j].p != p ||
+					  r[i0 + j].version >= EMBKV_VERSION_MAX
+				  ? -EINVAL
 				  : restore_one(p, &pr[j], &r[i0 + j], replace);
 
 			if (err) {

@@ -395,8 +395,8 @@ int embkv_part_for_each_row(const struct embkv_table *t, uint32_t i,
  * (a partition used before), then that one plus 1: a row's version only
  * grows. Payload and private state are written first, the record sealed
  * last, the index slot published after. r->row is ignored. 0; -EINVAL
- * (partition not loaded, key of another partition, dead version, state
- * missing); -EEXIST (key stored already); EMBKV_EFULL (at capacity, or the
+ * (partition not loaded, key of another partition, a version not below
+ * EMBKV_VERSION_MAX (dead ones included), state missing); -EEXIST (key stored already); EMBKV_EFULL (at capacity, or the
  * index found no slot). On error the partition is as it was.
  */
 int embkv_part_restore_row(struct embkv_table *t, uint32_t i,
@@ -414,7 +414,8 @@ int embkv_part_restore_clock(struct embkv_table *t, uint32_t i,
  * again: the caller checked every key). replace 0: a stored key is
  * -EEXIST; replace 1: a stored key's row is overwritten in place (payload,
  * state, step, LFU word as given; its version grows past the stored one).
- * Returns 0, or the error of row
+ * A version at or past EMBKV_VERSION_MAX is -EINVAL. Returns 0, or the
+ * error of row
  * *done (rows before it are in, the rest are not).
  */
 int embkv_part_restore_rows(struct embkv_table *t, uint32_t i, uint32_t n,
