@@ -684,29 +684,41 @@ static int advance(struct os_run *r, uint32_t n)
 }
 
 /* Starts the keys of one chunk: cache lookup, partition bounds. */
+/*
+ * A key's starting state on server srv, partition part (k->u and k->h
+ * set): RPC when the partition was not described, else its record when
+ * the location cache has it for this map, else its buckets.
+ */
+static void key_start(struct os_run *r, struct os_key *k,
+		      const struct os_srv *srv, uint32_t part)
+{
+	uint64_t key = r->ukeys[k->u];
+	struct embkv_loc loc;
+
+	k->p = &srv->part[part];
+	k->state = k->p->capacity && k->p->nbuckets ? K_BUCKETS : K_RPC;
+	if (k->state == K_RPC)
+		return;
+	if (embkv_loccache_get(&r->os->lc, key, &loc) &&
+	    loc.epoch == r->epoch && loc.server == srv->server &&
+	    loc.part == part && loc.row < k->p->capacity) {
+		k->row = loc.row;
+		k->cached = 1;
+		k->state = K_RECORD;
+		EMBKV_COUNT(r->c, cache_hits, 1);
+	}
+}
+
 static void chunk_start(struct os_run *r, const uint32_t *items,
 			const uint32_t *upart, uint32_t n)
 {
 	for (uint32_t j = 0; j < n; j++) {
 		struct os_key *k = &r->k[j];
-		uint64_t key = r->ukeys[items[j]];
-		struct embkv_loc loc;
 
 		memset(k, 0, sizeof(*k));
 		k->u = items[j];
-		k->p = &r->srv->part[upart[items[j]]];
-		k->state = k->p->capacity && k->p->nbuckets ? K_BUCKETS : K_RPC;
-		if (k->state == K_RPC)
-			continue;
-		k->h = embkv_hash_key(key, r->t->attr.hash_seed);
-		if (embkv_loccache_get(&r->os->lc, key, &loc) &&
-		    loc.epoch == r->epoch && loc.server == r->srv->server &&
-		    loc.part == upart[items[j]] && loc.row < k->p->capacity) {
-			k->row = loc.row;
-			k->cached = 1;
-			k->state = K_RECORD;
-			EMBKV_COUNT(r->c, cache_hits, 1);
-		}
+		k->h = embkv_hash_key(r->ukeys[items[j]], r->t->attr.hash_seed);
+		key_start(r, k, r->srv, upart[items[j]]);
 	}
 }
 
@@ -1112,29 +1124,15 @@ void embkv_onesided_land(struct embkv_table_handle *t, const uint64_t *ukeys,
 	bits = embkv_batch_part_bits(m->nparts);
 	for (j = 0; j < count; j++) {
 		struct os_key *k = &all[j];
-		uint64_t key = ukeys[first + j];
-		struct embkv_loc loc;
 
 		k->u = first + j;
-		k->h = embkv_hash_key(key, t->attr.hash_seed);
+		k->h = embkv_hash_key(ukeys[first + j], t->attr.hash_seed);
 		lr.upart[j] = embkv_hash_partition(k->h, bits);
 		items[j] = j;
 		lr.srv[j] = regions_srv(reg, m->srv[m->part_srv[lr.upart[j]]]);
 		k->state = K_RPC;
-		if (!lr.srv[j])
-			continue;
-		k->p = &lr.srv[j]->part[lr.upart[j]];
-		if (!k->p->capacity || !k->p->nbuckets)
-			continue;
-		k->state = K_BUCKETS;
-		if (embkv_loccache_get(&os->lc, key, &loc) &&
-		    loc.epoch == r->epoch && loc.server == lr.srv[j]->server &&
-		    loc.part == lr.upart[j] && loc.row < k->p->capacity) {
-			k->row = loc.row;
-			k->cached = 1;
-			k->state = K_RECORD;
-			EMBKV_COUNT(c, cache_hits, 1);
-		}
+		if (lr.srv[j])
+			key_start(r, k, lr.srv[j], lr.upart[j]);
 	}
 	if (embkv_batch_route(items, count, lr.upart, m->part_srv, m->nsrv,
 			      order, off))
