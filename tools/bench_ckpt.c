@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stddef.h>

@@ -241,14 +241,16 @@ int bench_opts_parse(int argc, char **argv, const struct bench_opt *opt,
 			*(int *)b->ptr = 1;
 			break;
 		case BENCH_OPT_CUSTOM:
-			rc = b->parse(optarg, b->ptr) ? -1 : 0;
+			rc = b->parse(optarg, b->ptr);
 			break;
 		}
-		if (rc) {
+		if (rc < 0 && (b->flags & BENCH_OPT_NONAME))
+			fprintf(stderr, "embkv-bench: bad value '%s'\n", optarg);
+		else if (rc < 0)
 			fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n",
 				optarg, lo[li].name);
+		if (rc)
 			rc = -EINVAL;
-		}
 	}
 	free(lo);
 	return rc;

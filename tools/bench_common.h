@@ -22,7 +22,8 @@
  *   DOUBLE    strtod, the whole argument, in [dmin, dmax];
  *   STR       the argument itself (const char *);
  *   FLAG      no argument, the int set to 1;
- *   CUSTOM    parse(argument, ptr), nonzero meaning a bad value;
+ *   CUSTOM    parse(argument, ptr): 0, or -1 for a bad value, or 1 when
+ *             the hook has said what is wrong itself;
  *   IGNORE    an argument taken and dropped (--mode, read by main).
  * A bad value prints "embkv-bench: bad value 'ARG' for --NAME"; an unknown
  * option or a missing argument prints getopt's message and usage(stderr);
@@ -40,6 +41,7 @@ enum bench_opt_kind {
 };
 #define BENCH_OPT_POW2 1u	/* U32/U64: a power of two */
 #define BENCH_OPT_DEC 2u	/* U32/U64: base 10 only */
+#define BENCH_OPT_NONAME 4u	/* "bad value 'ARG'" alone (the multi mode's) */
 
 struct bench_opt {
 	const char *name;
@@ -70,8 +72,9 @@ struct bench_opt {
 	  .ptr = BENCH_OPT_PTR_(p, const char *) }
 #define BENCH_FLAG(n, p)                                                 \
 	{ .name = (n), .kind = BENCH_OPT_FLAG, .ptr = BENCH_OPT_PTR_(p, int) }
-#define BENCH_CUSTOM(n, fn, p)                                           \
-	{ .name = (n), .kind = BENCH_OPT_CUSTOM, .ptr = (p), .parse = (fn) }
+#define BENCH_CUSTOM(n, fn, p, fl)                                       \
+	{ .name = (n), .kind = BENCH_OPT_CUSTOM, .ptr = (p), .parse = (fn),  \
+	  .flags = (fl) }
 
 int bench_opts_parse(int argc, char **argv, const struct bench_opt *opt,
 		     size_t nopt, void (*usage)(FILE *f));

@@ -44,7 +44,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>

@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -328,8 +327,8 @@ static int net_parse(int argc, char **argv, struct net_opts *o,
 		BENCH_U32("servers", &o->servers, 1, NET_MAX_SERVERS, 0),
 		BENCH_STR("embkvd", &o->embkvd),
 		BENCH_U32("threads", &o->threads, 1, 64, 0),
-		BENCH_CUSTOM("redis", parse_redis, o),
-		BENCH_CUSTOM("memcached", parse_memc, o),
+		BENCH_CUSTOM("redis", parse_redis, o, 0),
+		BENCH_CUSTOM("memcached", parse_memc, o, 0),
 		BENCH_U64("keys", &o->keys, 1000, 1ull << 32, 0),
 		BENCH_U64("ops", &o->ops, 1, UINT64_MAX, 0),
 		BENCH_U32("reps", &o->reps, 1, 100, 0),
