@@ -22,7 +22,6 @@
  * takes bytes per row from here, so the numbers must be the engine's.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,66 +180,74 @@ static void bpr_usage(FILE *f)
 		BPR_DEFAULT_ROWS);
 }
 
+/* --dims LIST: comma-separated dims, at most 8. */
+struct bpr_dims {
+	uint32_t v[8], n;
+};
+
+static int parse_dims(const char *arg, void *ptr)
+{
+	struct bpr_dims *d = ptr;
+	char *copy = strdup(arg), *end, *tok, *save = NULL;
+
+	if (!copy) {
+		fprintf(stderr, "embkv-bench: out of memory\n");
+		return 1;
+	}
+	d->n = 0;
+	for (tok = strtok_r(copy, ",", &save); tok && d->n < 8;
+	     tok = strtok_r(NULL, ",", &save)) {
+		unsigned long v = strtoul(tok, &end, 10);
+
+		if (*end || !v || v > EMBKV_MAX_DIM) {
+			fprintf(stderr, "embkv-bench: --dims %s: each must be 1 "
+				"to %u\n", tok, EMBKV_MAX_DIM);
+			free(copy);
+			return 1;
+		}
+		d->v[d->n++] = (uint32_t)v;
+	}
+	free(copy);
+	if (!d->n) {
+		fprintf(stderr, "embkv-bench: --dims: empty\n");
+		return 1;
+	}
+	return 0;
+}
+
+/* --rows N: at least one row per partition. */
+static int parse_rows(const char *arg, void *ptr)
+{
+	uint64_t *rows = ptr;
+	char *end;
+
+	*rows = strtoull(arg, &end, 10);
+	if (*end || *rows < BPR_PARTS) {
+		fprintf(stderr, "embkv-bench: --rows %s: must be a whole number "
+			"of at least %u\n", arg, BPR_PARTS);
+		return 1;
+	}
+	return 0;
+}
+
 int bench_bpr_main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "mode", required_argument, 0, 'M' },
-		{ "dims", required_argument, 0, 'd' },
-		{ "rows", required_argument, 0, 'r' },
-		{ "json", no_argument, 0, 'j' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
-	};
-	uint32_t dims[8] = { 64, 128 }, ndims = 2;
+	struct bpr_dims dm = { { 64, 128 }, 2 };
 	uint64_t rows = BPR_DEFAULT_ROWS;
-	int json = 0, o, first = 1;
+	int json = 0, first = 1;
+	const struct bench_opt opt[] = {
+		BENCH_IGNORE("mode"),
+		BENCH_CUSTOM("dims", parse_dims, &dm, 0),
+		BENCH_CUSTOM("rows", parse_rows, &rows, 0),
+		BENCH_FLAG("json", &json),
+	};
+	const uint32_t *dims = dm.v;
+	uint32_t ndims;
 
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		char *end, *tok, *save = NULL;
-
-		switch (o) {
-		case 'M':
-			break;
-		case 'd':
-			ndims = 0;
-			for (tok = strtok_r(optarg, ",", &save); tok && ndims < 8;
-			     tok = strtok_r(NULL, ",", &save)) {
-				unsigned long v = strtoul(tok, &end, 10);
-
-				if (*end || !v || v > EMBKV_MAX_DIM) {
-					fprintf(stderr, "embkv-bench: --dims "
-						"%s: each must be 1 to %u\n",
-						tok, EMBKV_MAX_DIM);
-					return 2;
-				}
-				dims[ndims++] = (uint32_t)v;
-			}
-			if (!ndims) {
-				fprintf(stderr, "embkv-bench: --dims: empty\n");
-				return 2;
-			}
-			break;
-		case 'r':
-			rows = strtoull(optarg, &end, 10);
-			if (*end || rows < BPR_PARTS) {
-				fprintf(stderr, "embkv-bench: --rows %s: must "
-					"be a whole number of at least %u\n",
-					optarg, BPR_PARTS);
-				return 2;
-			}
-			break;
-		case 'j':
-			json = 1;
-			break;
-		case 'h':
-			bpr_usage(stdout);
-			return 0;
-		default:
-			bpr_usage(stderr);
-			return 2;
-		}
-	}
+	if (bench_opts_parse(argc, argv, opt, sizeof(opt) / sizeof(opt[0]),
+			     bpr_usage))
+		return 2;
+	ndims = dm.n;
 	if (optind < argc) {
 		fprintf(stderr, "embkv-bench: unexpected argument %s\n",
 			argv[optind]);

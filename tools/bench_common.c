@@ -158,3 +158,100 @@ int bench_opts_finish(int argc, char **argv, const char *embkvd)
 	}
 	return 0;
 }
+
+/* An unsigned option's value, checked as every mode always has: 0 or -1. */
+static int opt_uint(const struct bench_opt *b, const char *arg)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(arg, &end, b->flags & BENCH_OPT_DEC ? 10 : 0);
+	if (errno || *end || end == arg || arg[0] == '-' || v == 0 ||
+	    v < b->min || v > b->max)
+		return -1;
+	if ((b->flags & BENCH_OPT_POW2) && (v & (v - 1)))
+		return -1;
+	if (b->kind == BENCH_OPT_U32)
+		*(uint32_t *)b->ptr = (uint32_t)v;
+	else
+		*(uint64_t *)b->ptr = v;
+	return 0;
+}
+
+static int opt_double(const struct bench_opt *b, const char *arg)
+{
+	char *end;
+	double d = strtod(arg, &end);
+
+	if (*end || end == arg || !(d >= b->dmin && d <= b->dmax))
+		return -1;
+	*(double *)b->ptr = d;
+	return 0;
+}
+
+int bench_opts_parse(int argc, char **argv, const struct bench_opt *opt,
+		     size_t nopt, void (*usage)(FILE *f))
+{
+	struct option *lo = calloc(nopt + 2, sizeof(*lo));
+	int c, li = 0, rc = 0;
+
+	if (!lo) {
+		fprintf(stderr, "embkv-bench: out of memory\n");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < nopt; i++) {
+		lo[i].name = opt[i].name;
+		lo[i].has_arg = opt[i].kind == BENCH_OPT_FLAG ? no_argument :
+								required_argument;
+		lo[i].val = (int)i + 1;
+	}
+	lo[nopt].name = "help";
+	lo[nopt].has_arg = no_argument;
+	lo[nopt].val = (int)nopt + 1;
+	optind = 1;
+	while (!rc && (c = getopt_long(argc, argv, "", lo, &li)) != -1) {
+		const struct bench_opt *b;
+
+		if (c == (int)nopt + 1) {
+			usage(stdout);
+			free(lo);
+			exit(0);
+		}
+		if (c < 1 || c > (int)nopt) {
+			usage(stderr);
+			rc = -EINVAL;
+			break;
+		}
+		b = &opt[c - 1];
+		switch (b->kind) {
+		case BENCH_OPT_IGNORE:
+			break;
+		case BENCH_OPT_U32:
+		case BENCH_OPT_U64:
+			rc = opt_uint(b, optarg);
+			break;
+		case BENCH_OPT_DOUBLE:
+			rc = opt_double(b, optarg);
+			break;
+		case BENCH_OPT_STR:
+			*(const char **)b->ptr = optarg;
+			break;
+		case BENCH_OPT_FLAG:
+			*(int *)b->ptr = 1;
+			break;
+		case BENCH_OPT_CUSTOM:
+			rc = b->parse(optarg, b->ptr);
+			break;
+		}
+		if (rc < 0 && (b->flags & BENCH_OPT_NONAME))
+			fprintf(stderr, "embkv-bench: bad value '%s'\n", optarg);
+		else if (rc < 0)
+			fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n",
+				optarg, lo[li].name);
+		if (rc)
+			rc = -EINVAL;
+	}
+	free(lo);
+	return rc;
+}

@@ -33,7 +33,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -788,22 +787,20 @@ static void lt_usage(FILE *f)
 static int lt_parse(int argc, char **argv, struct lt_opts *o, char *buf,
 		    size_t buflen)
 {
-	static const struct option lo[] = {
-		{ "mode", required_argument, 0, 'M' },
-		{ "rows", required_argument, 0, 'k' },
-		{ "requests", required_argument, 0, 'q' },
-		{ "runs", required_argument, 0, 'R' },
-		{ "threads", required_argument, 0, 't' },
-		{ "io-threads", required_argument, 0, 'i' },
-		{ "no-redis", no_argument, 0, 'r' },
-		{ "no-memcached", no_argument, 0, 'm' },
-		{ "own-clients", no_argument, 0, 'c' },
-		{ "embkvd", required_argument, 0, 'e' },
-		{ "json", no_argument, 0, 'j' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
+	const struct bench_opt opt[] = {
+		BENCH_IGNORE("mode"),
+		BENCH_U64("rows", &o->rows, 1000, 1ull << 30, BENCH_OPT_DEC),
+		BENCH_U32("requests", &o->requests, LT_MAX_CLIENTS, 10000000,
+			  BENCH_OPT_DEC),
+		BENCH_U32("runs", &o->runs, 1, LT_MAX_RUNS, BENCH_OPT_DEC),
+		BENCH_U32("threads", &o->threads, 1, 64, BENCH_OPT_DEC),
+		BENCH_U32("io-threads", &o->io_threads, 1, 64, BENCH_OPT_DEC),
+		BENCH_FLAG("no-redis", &o->no_redis),
+		BENCH_FLAG("no-memcached", &o->no_memc),
+		BENCH_FLAG("own-clients", &o->own_clients),
+		BENCH_STR("embkvd", &o->embkvd),
+		BENCH_FLAG("json", &o->json),
 	};
-	int c, li = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = LT_DEFAULT_ROWS;
@@ -813,71 +810,10 @@ static int lt_parse(int argc, char **argv, struct lt_opts *o, char *buf,
 	o->io_threads = 2;
 	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
-		unsigned long long v;
-		char *end;
-
-		errno = 0;
-		switch (c) {
-		case 'M':
-			break;
-		case 'k':
-		case 'q':
-		case 'R':
-		case 't':
-		case 'i':
-			v = strtoull(optarg, &end, 10);
-			if (errno || *end || end == optarg || optarg[0] == '-' ||
-			    v == 0)
-				goto bad;
-			if (c == 'k' && (v < 1000 || v > (1ull << 30)))
-				goto bad;
-			if (c == 'q' && (v < LT_MAX_CLIENTS || v > 10000000))
-				goto bad;
-			if (c == 'R' && v > LT_MAX_RUNS)
-				goto bad;
-			if ((c == 't' || c == 'i') && v > 64)
-				goto bad;
-			if (c == 'k')
-				o->rows = v;
-			else if (c == 'q')
-				o->requests = (uint32_t)v;
-			else if (c == 'R')
-				o->runs = (uint32_t)v;
-			else if (c == 't')
-				o->threads = (uint32_t)v;
-			else
-				o->io_threads = (uint32_t)v;
-			break;
-		case 'r':
-			o->no_redis = 1;
-			break;
-		case 'm':
-			o->no_memc = 1;
-			break;
-		case 'c':
-			o->own_clients = 1;
-			break;
-		case 'e':
-			o->embkvd = optarg;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 'h':
-			lt_usage(stdout);
-			exit(0);
-		default:
-			lt_usage(stderr);
-			return -EINVAL;
-		}
-	}
+	if (bench_opts_parse(argc, argv, opt, sizeof(opt) / sizeof(opt[0]),
+			     lt_usage))
+		return -EINVAL;
 	return bench_opts_finish(argc, argv, o->embkvd);
-bad:
-	fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n", optarg,
-		lo[li].name);
-	return -EINVAL;
 }
 
 /* ---- report ------------------------------------------------------------- */

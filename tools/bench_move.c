@@ -44,7 +44,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -701,26 +700,23 @@ static void mv_usage(FILE *f)
 static int mv_parse(int argc, char **argv, struct mv_opts *o, char *buf,
 		    size_t buflen)
 {
-	static const struct option lo[] = {
-		{ "mode", required_argument, 0, 'M' },
-		{ "move-rows", required_argument, 0, 'k' },
-		{ "partitions", required_argument, 0, 'P' },
-		{ "reps", required_argument, 0, 'R' },
-		{ "push-s", required_argument, 0, 's' },
-		{ "push-threads", required_argument, 0, 'p' },
-		{ "push-batch", required_argument, 0, 'b' },
-		{ "move-gap-ms", required_argument, 0, 'g' },
-		{ "threads", required_argument, 0, 't' },
-		{ "data-dir", required_argument, 0, 'd' },
-		{ "embkvd", required_argument, 0, 'e' },
-		{ "etcd", required_argument, 0, 'E' },
-		{ "json", no_argument, 0, 'j' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
+	double gap_ms = 0;
+	const struct bench_opt opt[] = {
+		BENCH_IGNORE("mode"),
+		BENCH_U64("move-rows", &o->rows, 1000, 1ull << 32, 0),
+		BENCH_U32("partitions", &o->parts, 2, 4096, BENCH_OPT_POW2),
+		BENCH_U32("reps", &o->reps, 1, MV_MAX_REPS, 0),
+		BENCH_DOUBLE("push-s", &o->push_s, 0.05, 600),
+		BENCH_U32("push-threads", &o->push_threads, 1, 64, 0),
+		BENCH_U32("push-batch", &o->batch, 1, 65536, 0),
+		BENCH_DOUBLE("move-gap-ms", &gap_ms, 0, 60000),
+		BENCH_U32("threads", &o->threads, 1, 1024, 0),
+		BENCH_STR("data-dir", &o->base_dir),
+		BENCH_STR("embkvd", &o->embkvd),
+		BENCH_STR("etcd", &o->etcd),
+		BENCH_FLAG("json", &o->json),
 	};
 	const char *env = getenv("EMBKV_ETCD_BIN");
-	char *end;
-	int c, li = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = MV_DEFAULT_ROWS;
@@ -733,93 +729,16 @@ static int mv_parse(int argc, char **argv, struct mv_opts *o, char *buf,
 	o->base_dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
-		unsigned long long v = 0;
-		double d;
-
-		errno = 0;
-		switch (c) {
-		case 'M':
-			break;
-		case 'k':
-		case 'P':
-		case 'R':
-		case 'p':
-		case 'b':
-		case 't':
-			v = strtoull(optarg, &end, 0);
-			if (errno || *end || end == optarg || optarg[0] == '-' ||
-			    v == 0)
-				goto bad;
-			if (c == 'k') {
-				if (v < 1000 || v > (1ull << 32))
-					goto bad;
-				o->rows = v;
-			} else if (c == 'P') {
-				if (v < 2 || v > 4096 || (v & (v - 1)))
-					goto bad;
-				o->parts = (uint32_t)v;
-			} else if (c == 'R') {
-				if (v > MV_MAX_REPS)
-					goto bad;
-				o->reps = (uint32_t)v;
-			} else if (c == 'p') {
-				if (v > 64)
-					goto bad;
-				o->push_threads = (uint32_t)v;
-			} else if (c == 'b') {
-				if (v > 65536)
-					goto bad;
-				o->batch = (uint32_t)v;
-			} else {
-				if (v > 1024)
-					goto bad;
-				o->threads = (uint32_t)v;
-			}
-			break;
-		case 's':
-			d = strtod(optarg, &end);
-			if (*end || end == optarg || !(d >= 0.05 && d <= 600))
-				goto bad;
-			o->push_s = d;
-			break;
-		case 'g':
-			d = strtod(optarg, &end);
-			if (*end || end == optarg || !(d >= 0 && d <= 60000))
-				goto bad;
-			o->gap_s = d / 1e3;
-			break;
-		case 'd':
-			o->base_dir = optarg;
-			break;
-		case 'e':
-			o->embkvd = optarg;
-			break;
-		case 'E':
-			o->etcd = optarg;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 'h':
-			mv_usage(stdout);
-			exit(0);
-		default:
-			mv_usage(stderr);
-			return -EINVAL;
-		}
-	}
+	if (bench_opts_parse(argc, argv, opt, sizeof(opt) / sizeof(opt[0]),
+			     mv_usage))
+		return -EINVAL;
+	o->gap_s = gap_ms / 1e3;
 	if (access(o->etcd, X_OK)) {
 		fprintf(stderr, "embkv-bench: etcd not found at %s (--etcd PATH; "
 			"Debian: etcd-server)\n", o->etcd);
 		return -EINVAL;
 	}
 	return bench_opts_finish(argc, argv, o->embkvd);
-bad:
-	fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n", optarg,
-		lo[li].name);
-	return -EINVAL;
 }
 
 /* min, median, max of the field at offset off of every rep */

@@ -20,7 +20,6 @@
  * per step, min / median / max over --reps repetitions.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -344,109 +343,87 @@ static void usage(void)
 		"build/server/embkvd\n");
 }
 
-static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *v)
+/* usage() says it on stderr, for --help too, as it always has. */
+static void mb_usage(FILE *f)
 {
-	char *end;
-	unsigned long x = strtoul(s, &end, 10);
+	(void)f;
+	usage();
+}
 
-	if (!*s || *end || x < lo || x > hi)
-		return -1;
-	*v = (uint32_t)x;
+/* --mode again, other than multi: the usage. */
+static int parse_mode(const char *arg, void *ptr)
+{
+	(void)ptr;
+	if (strcmp(arg, "multi")) {
+		usage();
+		return 1;
+	}
 	return 0;
+}
+
+/* --servers N[,N...]: server counts, each run in turn. */
+static int parse_servers(const char *arg, void *ptr)
+{
+	struct mb_opts *o = ptr;
+	char *copy = strdup(arg), *tok, *save = NULL, *end;
+	int rc = 0;
+
+	o->nserver_counts = 0;
+	for (tok = strtok_r(copy, ",", &save); tok && !rc;
+	     tok = strtok_r(NULL, ",", &save)) {
+		unsigned long x = strtoul(tok, &end, 10);
+
+		if (o->nserver_counts == MB_MAX_SERVERS || !*tok || *end ||
+		    x < 1 || x > MB_MAX_SERVERS)
+			rc = -1;
+		else
+			o->servers[o->nserver_counts++] = (uint32_t)x;
+	}
+	free(copy);
+	if (rc || !o->nserver_counts) {
+		fprintf(stderr, "embkv-bench: --servers %s: counts from 1 to %u, "
+			"comma-separated\n", arg, MB_MAX_SERVERS);
+		return 1;
+	}
+	return 0;
+}
+
+/* --only VARIANT: one of variant_name. */
+static int parse_only(const char *arg, void *ptr)
+{
+	struct mb_opts *o = ptr;
+
+	for (o->only = 0; o->only < MB_VARIANTS &&
+	     strcmp(arg, variant_name[o->only]); o->only++)
+		;
+	return o->only == MB_VARIANTS ? -1 : 0;
 }
 
 int bench_multi_main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "mode", required_argument, 0, 'M' },
-		{ "servers", required_argument, 0, 's' },
-		{ "tables", required_argument, 0, 't' },
-		{ "keys", required_argument, 0, 'k' },
-		{ "dim", required_argument, 0, 'd' },
-		{ "steps", required_argument, 0, 'n' },
-		{ "reps", required_argument, 0, 'r' },
-		{ "threads", required_argument, 0, 'T' },
-		{ "embkvd", required_argument, 0, 'e' },
-		{ "only", required_argument, 0, 'o' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
-	};
 	struct mb_opts o = {
 		.servers = { 1, 4 }, .nserver_counts = 2, .tables = 26,
 		.keys = 512, .dim = 16, .steps = 200, .reps = 3, .threads = 1,
 		.embkvd = "build/server/embkvd", .only = -1,
 	};
-	int c, rc = 0;
+	const unsigned nn = BENCH_OPT_DEC | BENCH_OPT_NONAME;
+	const struct bench_opt opt[] = {
+		BENCH_CUSTOM("mode", parse_mode, NULL, 0),
+		BENCH_CUSTOM("servers", parse_servers, &o, 0),
+		BENCH_U32("tables", &o.tables, 1, MB_MAX_TABLES, nn),
+		BENCH_U32("keys", &o.keys, 1, 1u << 16, nn),
+		BENCH_U32("dim", &o.dim, 1, EMBKV_MAX_DIM, nn),
+		BENCH_U32("steps", &o.steps, 1, 1u << 20, nn),
+		BENCH_U32("reps", &o.reps, 1, MB_MAX_REPS, nn),
+		BENCH_U32("threads", &o.threads, 1, 64, nn),
+		BENCH_STR("embkvd", &o.embkvd),
+		BENCH_CUSTOM("only", parse_only, &o, BENCH_OPT_NONAME),
+	};
+	int rc = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		switch (c) {
-		case 'M':
-			if (strcmp(optarg, "multi")) {
-				usage();
-				return 2;
-			}
-			break;
-		case 's': {
-			char *copy = strdup(optarg), *tok, *save = NULL;
-
-			o.nserver_counts = 0;
-			for (tok = strtok_r(copy, ",", &save); tok && !rc;
-			     tok = strtok_r(NULL, ",", &save)) {
-				if (o.nserver_counts == MB_MAX_SERVERS ||
-				    parse_u32(tok, 1, MB_MAX_SERVERS,
-					      &o.servers[o.nserver_counts++]))
-					rc = -1;
-			}
-			free(copy);
-			if (rc || !o.nserver_counts) {
-				fprintf(stderr, "embkv-bench: --servers %s: "
-					"counts from 1 to %u, comma-separated"
-					"\n", optarg, MB_MAX_SERVERS);
-				return 2;
-			}
-			break;
-		}
-		case 't':
-			rc = parse_u32(optarg, 1, MB_MAX_TABLES, &o.tables);
-			break;
-		case 'k':
-			rc = parse_u32(optarg, 1, 1u << 16, &o.keys);
-			break;
-		case 'd':
-			rc = parse_u32(optarg, 1, EMBKV_MAX_DIM, &o.dim);
-			break;
-		case 'n':
-			rc = parse_u32(optarg, 1, 1u << 20, &o.steps);
-			break;
-		case 'r':
-			rc = parse_u32(optarg, 1, MB_MAX_REPS, &o.reps);
-			break;
-		case 'T':
-			rc = parse_u32(optarg, 1, 64, &o.threads);
-			break;
-		case 'e':
-			o.embkvd = optarg;
-			break;
-		case 'o':
-			for (o.only = 0; o.only < MB_VARIANTS &&
-			     strcmp(optarg, variant_name[o.only]); o.only++)
-				;
-			rc = o.only == MB_VARIANTS ? -1 : 0;
-			break;
-		case 'h':
-			usage();
-			return 0;
-		default:
-			usage();
-			return 2;
-		}
-		if (rc) {
-			fprintf(stderr, "embkv-bench: bad value '%s'\n",
-				optarg);
-			return 2;
-		}
-	}
+	if (bench_opts_parse(argc, argv, opt, sizeof(opt) / sizeof(opt[0]),
+			     mb_usage))
+		return 2;
 	if (bench_opts_finish(argc, argv, o.embkvd))
 		return 2;
 	signal(SIGPIPE, SIG_IGN);

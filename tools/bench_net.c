@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -303,25 +302,38 @@ static void net_usage(FILE *f)
 		(unsigned long long)NET_DEFAULT_OPS, NET_DEFAULT_REPS);
 }
 
+/* --redis and --memcached: HOST:PORT into the options. */
+static int parse_redis(const char *arg, void *ptr)
+{
+	struct net_opts *o = ptr;
+
+	return parse_hostport(arg, o->redis_host, sizeof(o->redis_host),
+			      &o->redis_port);
+}
+
+static int parse_memc(const char *arg, void *ptr)
+{
+	struct net_opts *o = ptr;
+
+	return parse_hostport(arg, o->memc_host, sizeof(o->memc_host),
+			      &o->memc_port);
+}
+
 static int net_parse(int argc, char **argv, struct net_opts *o,
 		     char *embkvd_buf, size_t buflen)
 {
-	static const struct option lo[] = {
-		{ "mode", required_argument, 0, 'M' },
-		{ "servers", required_argument, 0, 's' },
-		{ "embkvd", required_argument, 0, 'e' },
-		{ "threads", required_argument, 0, 't' },
-		{ "redis", required_argument, 0, 'r' },
-		{ "memcached", required_argument, 0, 'm' },
-		{ "keys", required_argument, 0, 'k' },
-		{ "ops", required_argument, 0, 'o' },
-		{ "reps", required_argument, 0, 'R' },
-		{ "json", no_argument, 0, 'j' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
+	const struct bench_opt opt[] = {
+		BENCH_IGNORE("mode"),
+		BENCH_U32("servers", &o->servers, 1, NET_MAX_SERVERS, 0),
+		BENCH_STR("embkvd", &o->embkvd),
+		BENCH_U32("threads", &o->threads, 1, 64, 0),
+		BENCH_CUSTOM("redis", parse_redis, o, 0),
+		BENCH_CUSTOM("memcached", parse_memc, o, 0),
+		BENCH_U64("keys", &o->keys, 1000, 1ull << 32, 0),
+		BENCH_U64("ops", &o->ops, 1, UINT64_MAX, 0),
+		BENCH_U32("reps", &o->reps, 1, 100, 0),
+		BENCH_FLAG("json", &o->json),
 	};
-	char *end;
-	int c, li = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->keys = NET_DEFAULT_KEYS;
@@ -331,72 +343,10 @@ static int net_parse(int argc, char **argv, struct net_opts *o,
 	o->threads = 1;
 	if (bench_default_embkvd(embkvd_buf, buflen))
 		o->embkvd = embkvd_buf;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
-		unsigned long long v = 0;
-
-		if (c != 'j' && c != 'h' && c != '?' && c != 'e' && c != 'r' &&
-		    c != 'm' && c != 'M') {
-			errno = 0;
-			v = strtoull(optarg, &end, 0);
-			if (errno || *end || optarg[0] == '-' || v == 0)
-				goto bad;
-		}
-		switch (c) {
-		case 'M':
-			break;
-		case 's':
-			if (v > NET_MAX_SERVERS)
-				goto bad;
-			o->servers = (uint32_t)v;
-			break;
-		case 'e':
-			o->embkvd = optarg;
-			break;
-		case 't':
-			if (v > 64)
-				goto bad;
-			o->threads = (uint32_t)v;
-			break;
-		case 'r':
-			if (parse_hostport(optarg, o->redis_host,
-					   sizeof(o->redis_host), &o->redis_port))
-				goto bad;
-			break;
-		case 'm':
-			if (parse_hostport(optarg, o->memc_host,
-					   sizeof(o->memc_host), &o->memc_port))
-				goto bad;
-			break;
-		case 'k':
-			if (v < 1000 || v > (1ull << 32))
-				goto bad;
-			o->keys = v;
-			break;
-		case 'o':
-			o->ops = v;
-			break;
-		case 'R':
-			if (v > 100)
-				goto bad;
-			o->reps = (uint32_t)v;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 'h':
-			net_usage(stdout);
-			exit(0);
-		default:
-			net_usage(stderr);
-			return -EINVAL;
-		}
-	}
+	if (bench_opts_parse(argc, argv, opt, sizeof(opt) / sizeof(opt[0]),
+			     net_usage))
+		return -EINVAL;
 	return bench_opts_finish(argc, argv, o->embkvd);
-bad:
-	fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n", optarg,
-		lo[li].name);
-	return -EINVAL;
 }
 
 /* The servers' counters of the bench table, summed: inserts and

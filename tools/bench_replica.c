@@ -17,7 +17,6 @@
  * row, not of one key.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -259,19 +258,15 @@ static void rb_usage(FILE *f)
 static int rb_parse(int argc, char **argv, struct rb_opts *o, char *buf,
 		    size_t buflen)
 {
-	static const struct option lo[] = {
-		{ "mode", required_argument, 0, 'M' },
-		{ "rows", required_argument, 0, 'k' },
-		{ "push-s", required_argument, 0, 's' },
-		{ "push-threads", required_argument, 0, 'p' },
-		{ "threads", required_argument, 0, 't' },
-		{ "embkvd", required_argument, 0, 'e' },
-		{ "json", no_argument, 0, 'j' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0, 0, 0, 0 },
+	const struct bench_opt opt[] = {
+		BENCH_IGNORE("mode"),
+		BENCH_U64("rows", &o->rows, 1000, 1ull << 32, 0),
+		BENCH_DOUBLE("push-s", &o->push_s, 0.05, 600),
+		BENCH_U32("push-threads", &o->push_threads, 1, 64, 0),
+		BENCH_U32("threads", &o->threads, 1, 1024, 0),
+		BENCH_STR("embkvd", &o->embkvd),
+		BENCH_FLAG("json", &o->json),
 	};
-	char *end;
-	int c, li = 0;
 
 	memset(o, 0, sizeof(*o));
 	o->rows = RB_DEFAULT_ROWS;
@@ -279,61 +274,10 @@ static int rb_parse(int argc, char **argv, struct rb_opts *o, char *buf,
 	o->push_threads = 1;
 	if (bench_default_embkvd(buf, buflen))
 		o->embkvd = buf;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
-		unsigned long long v = 0;
-		double d;
-
-		errno = 0;
-		switch (c) {
-		case 'M':
-			break;
-		case 'k':
-		case 'p':
-		case 't':
-			v = strtoull(optarg, &end, 0);
-			if (errno || *end || end == optarg || optarg[0] == '-' ||
-			    v == 0)
-				goto bad;
-			if (c == 'k') {
-				if (v < 1000 || v > (1ull << 32))
-					goto bad;
-				o->rows = v;
-			} else if (c == 'p') {
-				if (v > 64)
-					goto bad;
-				o->push_threads = (uint32_t)v;
-			} else {
-				if (v > 1024)
-					goto bad;
-				o->threads = (uint32_t)v;
-			}
-			break;
-		case 's':
-			d = strtod(optarg, &end);
-			if (*end || end == optarg || !(d >= 0.05 && d <= 600))
-				goto bad;
-			o->push_s = d;
-			break;
-		case 'e':
-			o->embkvd = optarg;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 'h':
-			rb_usage(stdout);
-			exit(0);
-		default:
-			rb_usage(stderr);
-			return -EINVAL;
-		}
-	}
+	if (bench_opts_parse(argc, argv, opt, sizeof(opt) / sizeof(opt[0]),
+			     rb_usage))
+		return -EINVAL;
 	return bench_opts_finish(argc, argv, o->embkvd);
-bad:
-	fprintf(stderr, "embkv-bench: bad value '%s' for --%s\n", optarg,
-		lo[li].name);
-	return -EINVAL;
 }
 
 static int load_rows(const struct rb_opts *o, struct embkv_table_handle *t)
