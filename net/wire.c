@@ -631,6 +631,20 @@ static int v_multi_push_reply(const uint8_t *b, size_t l)
 				       EMBKV_WIRE_OP_REPLY, b, l, &m);
 }
 
+static int v_land_req(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_land_req m;
+
+	return embkv_wire_land_req_decode(b, l, &m);
+}
+
+static int v_land_reply(const uint8_t *b, size_t l)
+{
+	struct embkv_wire_land_reply m;
+
+	return embkv_wire_land_reply_decode(b, l, &m);
+}
+
 static int v_error(const uint8_t *b, size_t l)
 {
 	struct embkv_wire_error m;
@@ -680,6 +694,8 @@ static const struct op_info ops[] = {
 	  v_multi_pull, v_multi_pull_reply },
 	{ EMBKV_WIRE_OP_MULTI_PUSH, "MULTI_PUSH", "MULTI_PUSH_REPLY", false,
 	  v_multi_push, v_multi_push_reply },
+	{ EMBKV_WIRE_OP_PULL_LAND, "PULL_LAND", "PULL_LAND_REPLY", true,
+	  v_land_req, v_land_reply },
 	{ EMBKV_WIRE_OP_STATS, "STATS", "STATS_REPLY", false,
 	  v_table_ref, v_stats },
 	{ EMBKV_WIRE_OP_SHARD_MAP, "SHARD_MAP", "SHARD_MAP_REPLY", false,

@@ -99,6 +99,8 @@ enum embkv_wire_op {
 	EMBKV_WIRE_OP_ACCUMULATE = 0x26,
 	EMBKV_WIRE_OP_MULTI_PULL = 0x27, /* several tables' PULLs (5.25) */
 	EMBKV_WIRE_OP_MULTI_PUSH = 0x28, /* several tables' PUSHes (5.25) */
+	EMBKV_WIRE_OP_PULL_LAND = 0x29,  /* records RDMA-written (5.26);
+					    RDMA connections only */
 	EMBKV_WIRE_OP_STATS = 0x30,
 	EMBKV_WIRE_OP_SHARD_MAP = 0x31,
 	EMBKV_WIRE_OP_CONFIG = 0x32,        /* JSON: the server's settings */
@@ -527,6 +529,63 @@ int embkv_wire_pull_reply_prepare_dt(uint32_t n, uint32_t dim, uint32_t dtype,
 				     uint8_t **found, void **vals);
 int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
 				 struct embkv_wire_pull_reply *out);
+
+/*
+ * PULL_LAND (net/PROTOCOL.md 5.26, RDMA connections only): a PULL whose
+ * rows the server RDMA-WRITEs as whole records (checksum, key, version,
+ * payload as stored: hashing/record.h) into memory the client registered,
+ * key j's at addr + j * stride, before it replies; the reply carries a
+ * state per key. Request: u64 addr, u32 rkey, u32 stride, then a PULL
+ * request body (5.8). stride is a multiple of 8 in [32,
+ * EMBKV_WIRE_LAND_MAX_STRIDE]; the server checks it against the table's
+ * records. Reply: as a PULL reply (5.9) without rows, state[n] in place of
+ * found[n].
+ */
+#define EMBKV_WIRE_LAND_MAX_STRIDE (1u << 20)
+enum embkv_wire_land_req_off {
+	EMBKV_WIRE_LAND_REQ_ADDR = 0,     /* u64 */
+	EMBKV_WIRE_LAND_REQ_RKEY = 8,     /* u32 */
+	EMBKV_WIRE_LAND_REQ_STRIDE = 12,  /* u32 */
+	EMBKV_WIRE_LAND_REQ_PULL = 16,    /* a PULL request body */
+};
+enum embkv_wire_land_state {
+	EMBKV_WIRE_LAND_NONE = 0,     /* no record written (an infer-mode
+					 miss; an insert the table refused) */
+	EMBKV_WIRE_LAND_FOUND = 1,    /* written: the key was stored */
+	EMBKV_WIRE_LAND_INSERTED = 2, /* written: inserted by this pull */
+	EMBKV_WIRE_LAND_STATE_COUNT,
+};
+struct embkv_wire_land_req {
+	uint64_t addr;
+	uint32_t rkey;
+	uint32_t stride;
+	struct embkv_wire_pull_req pull;
+};
+int embkv_wire_land_req_size(const struct embkv_wire_land_req *m,
+			     size_t *len);
+uint32_t embkv_wire_land_req_max_rows(size_t max_body);
+/* m->pull.keys is ignored; *keys gets the n slots to fill. */
+int embkv_wire_land_req_prepare(const struct embkv_wire_land_req *m,
+				uint8_t *body, size_t cap, uint64_t **keys);
+int embkv_wire_land_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_land_req *out);
+/* Reply: u32 n, u16 dim, u8 dtype, u8 reserved 0, u8 state[n] (enum
+ * embkv_wire_land_state), zero padding to a multiple of 8. */
+struct embkv_wire_land_reply {
+	uint32_t n;
+	uint32_t dim;
+	uint32_t dtype;
+	const uint8_t *state;
+};
+int embkv_wire_land_reply_size(uint32_t n, size_t *len);
+int embkv_wire_land_reply_prepare(uint32_t n, uint32_t dim, uint32_t dtype,
+				  uint8_t *body, size_t cap, uint8_t **state);
+int embkv_wire_land_reply_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_land_reply *out);
+/* Bytes of a record slot for a table of dim and dtype: 24 + its payload,
+ * rounded up to 8 (the least stride a PULL_LAND may ask for); 0 for a
+ * bad dim or dtype. */
+uint32_t embkv_wire_land_min_stride(uint32_t dim, uint32_t dtype);
 
 /* PUSH (vals are gradients) and ASSIGN (vals are values) requests. */
 enum embkv_wire_rows_req_off {

@@ -294,6 +294,155 @@ int embkv_wire_pull_reply_decode(const uint8_t *body, size_t len,
 	return 0;
 }
 
+/* PULL_LAND ------------------------------------------------------------------- */
+
+static int land_req_check(const struct embkv_wire_land_req *m, size_t *len)
+{
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	if (m->stride < 32 || m->stride % 8 ||
+	    m->stride > EMBKV_WIRE_LAND_MAX_STRIDE)
+		return -EINVAL;
+	rc = pull_req_check(&m->pull, len);
+	if (!rc)
+		*len += EMBKV_WIRE_LAND_REQ_PULL;
+	return rc;
+}
+
+int embkv_wire_land_req_size(const struct embkv_wire_land_req *m, size_t *len)
+{
+	return len ? land_req_check(m, len) : -EINVAL;
+}
+
+uint32_t embkv_wire_land_req_max_rows(size_t max_body)
+{
+	return keys_fit(max_body,
+			EMBKV_WIRE_LAND_REQ_PULL + EMBKV_WIRE_PULL_REQ_KEYS,
+			U64_SIZE);
+}
+
+int embkv_wire_land_req_prepare(const struct embkv_wire_land_req *m,
+				uint8_t *body, size_t cap, uint64_t **keys)
+{
+	size_t len;
+	int rc = land_req_check(m, &len);
+
+	if (!rc && (!keys || (uintptr_t)body % BODY_ALIGN))
+		rc = -EINVAL;
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	put_u64(body + EMBKV_WIRE_LAND_REQ_ADDR, m->addr);
+	put_u32(body + EMBKV_WIRE_LAND_REQ_RKEY, m->rkey);
+	put_u32(body + EMBKV_WIRE_LAND_REQ_STRIDE, m->stride);
+	return embkv_wire_pull_req_prepare(&m->pull,
+					   body + EMBKV_WIRE_LAND_REQ_PULL,
+					   cap - EMBKV_WIRE_LAND_REQ_PULL, keys);
+}
+
+int embkv_wire_land_req_decode(const uint8_t *body, size_t len,
+			       struct embkv_wire_land_req *out)
+{
+	uint32_t stride;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < EMBKV_WIRE_LAND_REQ_PULL)
+		return EMBKV_EPROTO;
+	stride = get_u32(body + EMBKV_WIRE_LAND_REQ_STRIDE);
+	if (stride < 32 || stride % 8 || stride > EMBKV_WIRE_LAND_MAX_STRIDE)
+		return EMBKV_EPROTO;
+	rc = embkv_wire_pull_req_decode(body + EMBKV_WIRE_LAND_REQ_PULL,
+					len - EMBKV_WIRE_LAND_REQ_PULL,
+					&out->pull);
+	if (rc)
+		return rc;
+	out->addr = get_u64(body + EMBKV_WIRE_LAND_REQ_ADDR);
+	out->rkey = get_u32(body + EMBKV_WIRE_LAND_REQ_RKEY);
+	out->stride = stride;
+	return 0;
+}
+
+int embkv_wire_land_reply_size(uint32_t n, size_t *len)
+{
+	if (!len)
+		return -EINVAL;
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	*len = (size_t)pull_reply_vals_off(n);
+	return 0;
+}
+
+int embkv_wire_land_reply_prepare(uint32_t n, uint32_t dim, uint32_t dtype,
+				  uint8_t *body, size_t cap, uint8_t **state)
+{
+	size_t len;
+	int rc = dim_check(dim, -EINVAL);
+
+	if (!rc && (!embkv_dtype_size((enum embkv_dtype)dtype) || !state))
+		rc = -EINVAL;
+	if (!rc)
+		rc = embkv_wire_land_reply_size(n, &len);
+	if (!rc)
+		rc = enc_room(body, cap, len);
+	if (rc)
+		return rc;
+	pull_reply_write(body, n, dim, dtype);
+	*state = body + PULL_REPLY_FIXED;
+	memset(*state, 0, n);
+	return 0;
+}
+
+int embkv_wire_land_reply_decode(const uint8_t *body, size_t len,
+				 struct embkv_wire_land_reply *out)
+{
+	uint32_t n, dim, dtype;
+	uint64_t i;
+	int rc = dec_args(body, len, out);
+
+	if (rc)
+		return rc;
+	if (len < PULL_REPLY_FIXED)
+		return EMBKV_EPROTO;
+	n = get_u32(body + EMBKV_WIRE_PULL_REPLY_N);
+	dim = get_u16(body + EMBKV_WIRE_PULL_REPLY_DIM);
+	dtype = body[EMBKV_WIRE_PULL_REPLY_DTYPE];
+	rc = dim_check(dim, EMBKV_EPROTO);
+	if (rc)
+		return rc;
+	if (body[EMBKV_WIRE_PULL_REPLY_RESERVED] ||
+	    !embkv_dtype_size((enum embkv_dtype)dtype))
+		return EMBKV_EPROTO;
+	if (n > EMBKV_WIRE_MAX_KEYS)
+		return EMBKV_ELIMIT;
+	if (len != pull_reply_vals_off(n))
+		return EMBKV_EPROTO;
+	for (i = PULL_REPLY_FIXED; i < PULL_REPLY_FIXED + (uint64_t)n; i++)
+		if (body[i] >= EMBKV_WIRE_LAND_STATE_COUNT)
+			return EMBKV_EPROTO;
+	for (; i < len; i++)
+		if (body[i])
+			return EMBKV_EPROTO;
+	out->n = n;
+	out->dim = dim;
+	out->dtype = dtype;
+	out->state = body + PULL_REPLY_FIXED;
+	return 0;
+}
+
+uint32_t embkv_wire_land_min_stride(uint32_t dim, uint32_t dtype)
+{
+	size_t es = embkv_dtype_size((enum embkv_dtype)dtype);
+
+	if (dim_check(dim, -EINVAL) || !es)
+		return 0;
+	return (uint32_t)align_up(24 + (uint64_t)dim * es, 8);
+}
+
 /* PUSH / ASSIGN ------------------------------------------------------------------ */
 
 static int rows_req_check(const struct embkv_wire_rows_req *m, size_t *len)

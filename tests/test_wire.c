@@ -25,7 +25,7 @@
 #define FUZZ_RANDOM_LEN_MAX 512u
 #define FUZZ_MUTATIONS_MAX 4u
 #define FUZZ_RANDOM_PERCENT 10u
-#define N_KNOWN_OPS 77u /* 38 requests, 38 replies, ERROR */
+#define N_KNOWN_OPS 79u /* 39 requests, 39 replies, ERROR */
 #define UID 0x8badf00d0123abcdull /* a table uid; all 8 bytes nonzero */
 
 static const uint64_t sample_keys[N_KEYS] = {
@@ -399,6 +399,28 @@ static int build_samples(void **state)
 	ADD_SIZED(R(EMBKV_WIRE_OP_PULL),
 		  embkv_wire_pull_reply_size(N_KEYS, DIM, &len),
 		  embkv_wire_pull_reply_encode(&prep, b, len));
+	{
+		struct embkv_wire_land_req lr = { 0x7f0000400000ull, 0x77, 64,
+						  pr };
+		uint64_t *lk;
+		uint8_t *st;
+
+		if (embkv_wire_land_req_size(&lr, &len))
+			return -1;
+		b = xmalloc(len);
+		if (embkv_wire_land_req_prepare(&lr, b, len, &lk))
+			return -1;
+		memcpy(lk, sample_keys, sizeof(sample_keys));
+		add_sample(EMBKV_WIRE_OP_PULL_LAND, b, len);
+		if (embkv_wire_land_reply_size(N_KEYS, &len))
+			return -1;
+		b = xmalloc(len);
+		if (embkv_wire_land_reply_prepare(N_KEYS, DIM, EMBKV_DTYPE_F32,
+						  b, len, &st))
+			return -1;
+		memcpy(st, sample_found, N_KEYS);
+		add_sample(R(EMBKV_WIRE_OP_PULL_LAND), b, len);
+	}
 	ADD_SIZED(EMBKV_WIRE_OP_PUSH, embkv_wire_rows_req_size(&rr, &len),
 		  embkv_wire_rows_req_encode(&rr, b, len));
 	ADD_FIXED(R(EMBKV_WIRE_OP_PUSH), EMBKV_WIRE_COUNT_REPLY_SIZE,
@@ -1462,6 +1484,99 @@ static void test_pull_reply_16bit(void **state)
 		    embkv_wire_pull_reply_max_rows(1u << 16, 64));
 	free(b);
 	free(b2);
+}
+
+/* PULL_LAND: the destination fields, then a PULL request body; a reply
+ * of per-key states, no rows. */
+static void test_pull_land(void **state)
+{
+	struct embkv_wire_land_req m = {
+		.addr = 0x7f0012345600ull, .rkey = 0xabcd1234u, .stride = 88,
+		.pull = { 11, UID, DIM, N_KEYS, EMBKV_WIRE_PULL_INFER, NULL },
+	};
+	struct embkv_wire_land_req d;
+	struct embkv_wire_land_reply rd;
+	uint64_t *keys;
+	uint8_t *st, *b;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(embkv_wire_land_req_size(&m, &len), 0);
+	assert_int_equal(len, 16 + 24 + 8 * N_KEYS);
+	b = xmalloc(len);
+	assert_int_equal(embkv_wire_land_req_prepare(&m, b, len - 1, &keys),
+			 -ENOSPC);
+	assert_int_equal(embkv_wire_land_req_prepare(&m, b, len, &keys), 0);
+	memcpy(keys, sample_keys, sizeof(sample_keys));
+	assert_int_equal(embkv_wire_land_req_decode(b, len, &d), 0);
+	assert_true(d.addr == 0x7f0012345600ull);
+	assert_int_equal(d.rkey, 0xabcd1234u);
+	assert_int_equal(d.stride, 88);
+	assert_int_equal(d.pull.table_id, 11);
+	assert_true(d.pull.uid == UID);
+	assert_int_equal(d.pull.n, N_KEYS);
+	assert_int_equal(d.pull.mode, EMBKV_WIRE_PULL_INFER);
+	assert_ptr_equal(d.pull.keys, b + 40);
+	assert_memory_equal(d.pull.keys, sample_keys, sizeof(sample_keys));
+	assert_int_equal(embkv_wire_body_validate(EMBKV_WIRE_OP_PULL_LAND, b,
+						  len), 0);
+	assert_true(embkv_wire_op_checks_epoch(EMBKV_WIRE_OP_PULL_LAND));
+	assert_string_equal(embkv_wire_op_name(EMBKV_WIRE_OP_PULL_LAND),
+			    "PULL_LAND");
+	/* strides: under 32, not a multiple of 8, over the limit */
+	b[EMBKV_WIRE_LAND_REQ_STRIDE] = 24;
+	assert_int_equal(embkv_wire_land_req_decode(b, len, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_LAND_REQ_STRIDE] = 90;
+	assert_int_equal(embkv_wire_land_req_decode(b, len, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_LAND_REQ_STRIDE] = 88;
+	b[EMBKV_WIRE_LAND_REQ_STRIDE + 2] = 0x20; /* 2 MiB + 88 */
+	assert_int_equal(embkv_wire_land_req_decode(b, len, &d), EMBKV_EPROTO);
+	b[EMBKV_WIRE_LAND_REQ_STRIDE + 2] = 0;
+	/* the PULL part is checked as a PULL's: a cut body */
+	assert_int_equal(embkv_wire_land_req_decode(b, len - 8, &d),
+			 EMBKV_EPROTO);
+	assert_int_equal(embkv_wire_land_req_decode(b, 15, &d), EMBKV_EPROTO);
+	m.stride = 20;
+	assert_int_equal(embkv_wire_land_req_size(&m, &len), -EINVAL);
+	m.stride = 88;
+	assert_int_equal(embkv_wire_land_req_max_rows(40 + 8 * 3), 3);
+	assert_int_equal(embkv_wire_land_req_max_rows(40 + 8 * 3 - 1), 2);
+	free(b);
+
+	/* reply */
+	assert_int_equal(embkv_wire_land_reply_size(N_KEYS, &len), 0);
+	assert_int_equal(len, 8 + ((N_KEYS + 7) & ~7u));
+	b = xmalloc(len);
+	memset(b, 0xff, len);
+	assert_int_equal(embkv_wire_land_reply_prepare(N_KEYS, DIM,
+						       EMBKV_DTYPE_BF16, b,
+						       len, &st), 0);
+	for (uint32_t i = 0; i < N_KEYS; i++)
+		st[i] = (uint8_t)(i % EMBKV_WIRE_LAND_STATE_COUNT);
+	assert_int_equal(embkv_wire_land_reply_decode(b, len, &rd), 0);
+	assert_int_equal(rd.n, N_KEYS);
+	assert_int_equal(rd.dim, DIM);
+	assert_int_equal(rd.dtype, EMBKV_DTYPE_BF16);
+	assert_int_equal(rd.state[1], EMBKV_WIRE_LAND_FOUND);
+	assert_int_equal(embkv_wire_body_validate(
+		EMBKV_WIRE_OP_PULL_LAND | EMBKV_WIRE_OP_REPLY, b, len), 0);
+	st[0] = EMBKV_WIRE_LAND_STATE_COUNT;
+	assert_int_equal(embkv_wire_land_reply_decode(b, len, &rd),
+			 EMBKV_EPROTO);
+	st[0] = 0;
+	if (len > 8 + N_KEYS) { /* padding must be zero */
+		b[8 + N_KEYS] = 1;
+		assert_int_equal(embkv_wire_land_reply_decode(b, len, &rd),
+				 EMBKV_EPROTO);
+		b[8 + N_KEYS] = 0;
+	}
+	assert_int_equal(embkv_wire_land_reply_decode(b, len + 8, &rd),
+			 EMBKV_EPROTO);
+	free(b);
+	assert_int_equal(embkv_wire_land_min_stride(64, EMBKV_DTYPE_F32),
+			 24 + 256);
+	assert_int_equal(embkv_wire_land_min_stride(3, EMBKV_DTYPE_F16), 32);
+	assert_int_equal(embkv_wire_land_min_stride(0, EMBKV_DTYPE_F32), 0);
 }
 
 static void test_pull_round_trip(void **state)
@@ -2964,6 +3079,32 @@ static int fz_pull_reply(const uint8_t *b, size_t len)
 	return 0;
 }
 
+static int fz_land_req(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_land_req m;
+	int rc = embkv_wire_land_req_decode(b, len, &m);
+
+	if (!rc) {
+		assert_true(m.stride >= 32 && m.stride % 8 == 0 &&
+			    m.stride <= EMBKV_WIRE_LAND_MAX_STRIDE);
+		assert_int_equal(40 + 8ull * m.pull.n, len);
+	}
+	return rc;
+}
+
+static int fz_land_reply(const uint8_t *b, size_t len)
+{
+	struct embkv_wire_land_reply m;
+	int rc = embkv_wire_land_reply_decode(b, len, &m);
+
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < m.n; i++)
+		assert_true(m.state[i] < EMBKV_WIRE_LAND_STATE_COUNT);
+	assert_true(8 + (uint64_t)m.n <= len && len < 8 + (uint64_t)m.n + 8);
+	return 0;
+}
+
 static int fz_rows_req(const uint8_t *b, size_t len)
 {
 	struct embkv_wire_rows_req m;
@@ -3082,6 +3223,8 @@ static struct fuzz_target targets[] = {
 	{ "table_list", fz_table_list, { 0 } },
 	{ "pull_req", fz_pull_req, { 0 } },
 	{ "pull_reply", fz_pull_reply, { 0 } },
+	{ "land_req", fz_land_req, { 0 } },
+	{ "land_reply", fz_land_reply, { 0 } },
 	{ "rows_req", fz_rows_req, { 0 } },
 	{ "erase_req", fz_erase_req, { 0 } },
 	{ "hits", fz_hits, { 0 } },
@@ -3290,6 +3433,7 @@ int main(void)
 		cmocka_unit_test(test_table_list_round_trip),
 		cmocka_unit_test(test_table_list_invalid),
 		cmocka_unit_test(test_pull_round_trip),
+		cmocka_unit_test(test_pull_land),
 		cmocka_unit_test(test_pull_reply_16bit),
 		cmocka_unit_test(test_rows_round_trip),
 		cmocka_unit_test(test_erase_count_round_trip),
