@@ -549,10 +549,14 @@ enum embkv_wire_land_req_off {
 	EMBKV_WIRE_LAND_REQ_PULL = 16,    /* a PULL request body */
 };
 enum embkv_wire_land_state {
-	EMBKV_WIRE_LAND_NONE = 0,     /* no record written (an infer-mode
-					 miss; an insert the table refused) */
+	EMBKV_WIRE_LAND_NONE = 0,     /* no record (an infer-mode miss: the
+					 caller's default); slot zeroed */
 	EMBKV_WIRE_LAND_FOUND = 1,    /* written: the key was stored */
 	EMBKV_WIRE_LAND_INSERTED = 2, /* written: inserted by this pull */
+	EMBKV_WIRE_LAND_INIT = 3,     /* written: a train-mode insert the
+					 table refused (admission, full):
+					 the initializer's row, version 0,
+					 not stored */
 	EMBKV_WIRE_LAND_STATE_COUNT,
 };
 struct embkv_wire_land_req {

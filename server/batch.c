@@ -31,6 +31,11 @@
  * - The request holds a table reference and a connection hold until the
  *   I/O thread finished it, so neither is freed under an owner.
  *
+ * PULL_LAND (net/PROTOCOL.md 5.26, RDMA connections only) is a PULL whose
+ * owners copy whole records into a landing area allocated right after the
+ * reply frame (embkvd_obuf's land_*), which the connection RDMA-WRITEs to
+ * the client's memory ahead of the reply (server/verbs_conn.c).
+ *
  * MULTI_PULL / MULTI_PUSH (several tables' PULLs or PUSHes in one frame)
  * run each section as the request it holds, through the same checks
  * (batch_setup) and the same owner jobs, into one shared reply (the
@@ -49,6 +54,13 @@
 #include <string.h>
 #include "server/daemon.h"
 #include "server/init.h"
+#include "server/verbs.h"
+
+_Static_assert((int)EMBKV_LAND_NONE == (int)EMBKV_WIRE_LAND_NONE &&
+	       (int)EMBKV_LAND_FOUND == (int)EMBKV_WIRE_LAND_FOUND &&
+	       (int)EMBKV_LAND_INSERTED == (int)EMBKV_WIRE_LAND_INSERTED &&
+	       (int)EMBKV_LAND_INIT == (int)EMBKV_WIRE_LAND_INIT,
+	       "the store's landing states are the wire's");
 
 /* Largest SCAN reply body: a page stays within one default RDMA reply
  * slot, and its owner's copy within a few milliseconds. */
@@ -80,6 +92,10 @@ struct batch_req {
 	uint8_t *found;                  /* PULL reply, in reply */
 	uint8_t *out;                    /* PULL rows as stored, in reply */
 	uint8_t *counts;                 /* count reply body, in reply */
+	uint8_t *state;                  /* PULL_LAND reply, in reply */
+	uint8_t *land;                   /* PULL_LAND records, after it */
+	uint64_t land_addr, land_rkey;
+	uint32_t land_stride;
 	/* By-owner grouping; order == NULL when one owner takes all keys. */
 	uint32_t *off;                   /* owner o: order[off[o], off[o+1]) */
 	uint32_t *order;                 /* key positions grouped by owner */
@@ -127,6 +143,8 @@ struct batch_msg {
 	const uint32_t *hcounts;
 	uint32_t part;      /* SCAN */
 	uint64_t cursor;
+	uint64_t land_addr; /* PULL_LAND */
+	uint32_t land_rkey, land_stride;
 };
 
 /* What a batch reply carries. */
@@ -134,6 +152,7 @@ enum batch_reply {
 	BATCH_REPLY_ROWS,   /* PULL: found[n] and n rows */
 	BATCH_REPLY_COUNT,  /* done and skipped */
 	BATCH_REPLY_SCAN,   /* next cursor, n keys and n rows */
+	BATCH_REPLY_LAND,   /* PULL_LAND: state[n]; n records after it */
 };
 
 /* What each key carries into the by-owner scratch. */
@@ -272,6 +291,23 @@ static uint32_t run_pull(struct batch_req *r, uint32_t lo, uint32_t cnt)
 		}
 	}
 	return hits;
+}
+
+/* PULL_LAND: whole records into the landing area, each at its key's
+ * position (so no copy back from a scratch). */
+static uint32_t run_land(struct batch_req *r, uint32_t lo, uint32_t cnt)
+{
+	const uint64_t *keys = r->keys;
+	const uint32_t *pos = NULL;
+
+	if (r->order) {
+		for (uint32_t j = 0; j < cnt; j++)
+			r->skeys[lo + j] = r->keys[r->order[lo + j]];
+		keys = r->skeys + lo;
+		pos = r->order + lo;
+	}
+	return embkv_table_pull_records(r->t, cnt, keys, pos, r->land,
+					r->land_stride, r->state, r->mode);
 }
 
 /* An owner's keys [lo, lo + cnt) with their values, gathered into the
@@ -447,6 +483,27 @@ static int decode_pull(const uint8_t *body, uint32_t len,
 	return 0;
 }
 
+static int decode_land(const uint8_t *body, uint32_t len,
+		       struct batch_msg *m)
+{
+	struct embkv_wire_land_req land;
+	int rc = embkv_wire_land_req_decode(body, len, &land);
+
+	if (rc)
+		return rc;
+	m->table_id = land.pull.table_id;
+	m->uid = land.pull.uid;
+	m->n = land.pull.n;
+	m->dim = land.pull.dim;
+	m->keys = land.pull.keys;
+	m->mode = land.pull.mode == EMBKV_WIRE_PULL_INFER ? EMBKV_PULL_INFER
+							  : EMBKV_PULL_TRAIN;
+	m->land_addr = land.addr;
+	m->land_rkey = land.rkey;
+	m->land_stride = land.stride;
+	return 0;
+}
+
 /* PUSH, ASSIGN and ACCUMULATE */
 static int decode_rows(const uint8_t *body, uint32_t len,
 		       struct batch_msg *m)
@@ -529,6 +586,8 @@ static const struct batch_op batch_ops[EMBKV_WIRE_OP_REPLY] = {
 				 BATCH_VALS_COUNTS, false },
 	[EMBKV_WIRE_OP_SCAN] = { decode_scan, run_scan, BATCH_REPLY_SCAN,
 				 BATCH_VALS_NONE, false },
+	[EMBKV_WIRE_OP_PULL_LAND] = { decode_land, run_land,
+				      BATCH_REPLY_LAND, BATCH_VALS_NONE, true },
 };
 
 /* op's descriptor; NULL when op is no table operation. */
@@ -549,7 +608,7 @@ static int req_buffers(struct batch_req *r)
 		.request_id = r->req_id,
 		.epoch = embkvd_epoch(r->io->srv),
 	};
-	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE;
+	size_t len = EMBKV_WIRE_COUNT_REPLY_SIZE, land = 0;
 	uint8_t *body;
 	void *vals;
 	int rc;
@@ -564,12 +623,24 @@ static int req_buffers(struct batch_req *r)
 						&len);
 		if (rc)
 			return rc;
+	} else if (r->bop->reply == BATCH_REPLY_LAND) {
+		rc = embkv_wire_land_reply_size(r->n, &len);
+		if (rc)
+			return rc;
+		land = (size_t)r->n * r->land_stride; /* checked in setup */
 	}
 	h.body_len = (uint32_t)len;
-	r->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len);
+	r->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len + land);
 	if (!r->reply)
 		return -ENOMEM;
 	r->mem += r->reply->len;
+	if (land) {
+		r->reply->len = EMBKV_WIRE_HDR_SIZE + len;
+		r->reply->land_len = land;
+		r->reply->land_addr = r->land_addr;
+		r->reply->land_rkey = r->land_rkey;
+		r->land = r->reply->data + r->reply->len;
+	}
 	embkv_wire_hdr_encode(&h, r->reply->data);
 	body = r->reply->data + EMBKV_WIRE_HDR_SIZE;
 	if (r->bop->reply == BATCH_REPLY_ROWS) {
@@ -581,6 +652,12 @@ static int req_buffers(struct batch_req *r)
 		r->out = vals;
 	} else if (r->bop->reply == BATCH_REPLY_COUNT) {
 		r->counts = body;
+	} else if (r->bop->reply == BATCH_REPLY_LAND) {
+		rc = embkv_wire_land_reply_prepare(r->n, r->dim,
+						   r->t->attr.dtype, body, len,
+						   &r->state);
+		if (rc)
+			return rc;
 	}
 	return req_scratch(r);
 }
@@ -774,8 +851,31 @@ static struct batch_req *batch_setup(struct embkvd_conn *c, uint8_t op,
 			     ent->table->attr.name, embkv_wire_op_name(op));
 			goto put;
 		}
-		if (op == EMBKV_WIRE_OP_PULL)
+		if (op == EMBKV_WIRE_OP_PULL || op == EMBKV_WIRE_OP_PULL_LAND)
 			m.mode = EMBKV_PULL_INFER;   /* never inserts */
+	}
+	if (bop->reply == BATCH_REPLY_LAND) {
+		size_t rec = EMBKV_RECORD_HDR_BYTES +
+			     ent->table->payload_bytes;
+		size_t max = embkvd_vconn_land_max(c);
+
+		if (!max) {
+			fail(f, -EOPNOTSUPP, "PULL_LAND needs an RDMA "
+			     "connection: its records are RDMA-written");
+			goto put;
+		}
+		if (m.land_stride < rec) {
+			fail(f, -EINVAL, "a landing stride of %u bytes is under "
+			     "table %s's %zu-byte records", m.land_stride,
+			     ent->table->attr.name, rec);
+			goto put;
+		}
+		if ((uint64_t)m.n * m.land_stride > max) {
+			fail(f, EMBKV_ELIMIT, "%u records of %u bytes are over "
+			     "the %zu bytes a landing pull may write", m.n,
+			     m.land_stride, max);
+			goto put;
+		}
 	}
 	if (bop->reply == BATCH_REPLY_ROWS &&
 	    embkv_wire_pull_reply_size_dt(m.n, m.dim, ent->table->attr.dtype,
@@ -850,6 +950,9 @@ planned:
 	r->hcounts = m.hcounts;
 	r->part = m.part;
 	r->cursor = m.cursor;
+	r->land_addr = m.land_addr;
+	r->land_rkey = m.land_rkey;
+	r->land_stride = m.land_stride;
 	r->plan = pl.mem;
 	r->off = pl.off;
 	r->order = pl.order;
@@ -903,7 +1006,7 @@ static void batch_count(struct batch_req *r)
 	struct embkv_table_counters *ctr = &r->ent->ctr;
 	uint64_t us = (embkv_now_ns() - r->t0_ns) / 1000u;
 
-	if (r->op == EMBKV_WIRE_OP_PULL) {
+	if (r->op == EMBKV_WIRE_OP_PULL || r->op == EMBKV_WIRE_OP_PULL_LAND) {
 		embkv_stat_inc(&st->pulls, 1);
 		embkv_stat_inc(&st->pull_keys, r->n);
 		embkv_hist_add(&st->pull_us, us);

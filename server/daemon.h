@@ -266,6 +266,11 @@ struct embkvd_obuf {
 	struct embkvd_obuf *next;
 	uint8_t *data;                  /* a whole frame, malloc'ed */
 	size_t len, off;
+	/* PULL_LAND (RDMA only): land_len bytes after the frame, at data +
+	 * len, go by RDMA WRITE to land_addr / land_rkey before it */
+	size_t land_len;
+	uint64_t land_addr;
+	uint64_t land_rkey;
 };
 
 enum embkvd_conn_auth {

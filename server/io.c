@@ -111,6 +111,9 @@ struct embkvd_obuf *embkvd_obuf_alloc(size_t len)
 	ob->data = (uint8_t *)(ob + 1);
 	ob->len = len;
 	ob->off = 0;
+	ob->land_len = 0;
+	ob->land_addr = 0;
+	ob->land_rkey = 0;
 	return ob;
 }
 

@@ -452,6 +452,7 @@ static const struct svc_op svc_ops[EMBKV_WIRE_OP_REPLY] = {
 	[EMBKV_WIRE_OP_TABLE_REGIONS] = { .table_ref = svc_regions },
 	[EMBKV_WIRE_OP_TABLE_SET_OPT] = { .handle = svc_set_opt },
 	[EMBKV_WIRE_OP_PULL] = { .take = embkvd_batch_start },
+	[EMBKV_WIRE_OP_PULL_LAND] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_PUSH] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ASSIGN] = { .take = embkvd_batch_start },
 	[EMBKV_WIRE_OP_ERASE] = { .take = embkvd_batch_start },

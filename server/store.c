@@ -960,6 +960,59 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 	return nfound;
 }
 
+uint32_t embkv_table_pull_records(struct embkv_table *t, uint32_t n,
+				  const uint64_t *keys, const uint32_t *pos,
+				  uint8_t *out, size_t stride, uint8_t *state,
+				  enum embkv_pull_mode mode)
+{
+	struct embkv_probe pr[EMBKV_PROBE_CHUNK];
+	size_t rec = EMBKV_RECORD_HDR_BYTES + t->payload_bytes;
+	uint32_t nfound = 0;
+
+	for (uint32_t i0 = 0, m; i0 < n; i0 += m) {
+		m = embkv_probe_chunk(t, pr, keys, n, i0, 1);
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t i = i0 + j, at = pos ? pos[i] : i;
+			struct embkv_probe *c = &pr[j];
+			struct embkv_record *dst =
+				(struct embkv_record *)(void *)(out +
+								(size_t)at *
+									stride);
+			uint64_t row = probe_locate(c, keys[i]);
+			int hit = row != NO_ROW;
+
+			if (hit) {
+				c->p->st.hits++;
+			} else {
+				c->p->st.misses++;
+				row = mode == EMBKV_PULL_INFER
+					      ? NO_ROW
+					      : pull_miss(c, keys[i],
+							  dst->payload, mode,
+							  NULL);
+			}
+			/* the owner is the partition's only writer: the
+			 * record is copied whole and consistent */
+			if (row != NO_ROW) {
+				memcpy(dst, embkv_part_record(c->p, row), rec);
+				touch(c->p, row);
+				state[at] = hit ? EMBKV_LAND_FOUND
+						: EMBKV_LAND_INSERTED;
+			} else if (mode == EMBKV_PULL_INFER) {
+				memset(dst, 0, rec);
+				state[at] = EMBKV_LAND_NONE;
+			} else { /* refused insert: the initializer's row */
+				embkv_record_seal(dst, keys[i], 0,
+						  t->payload_bytes);
+				state[at] = EMBKV_LAND_INIT;
+			}
+			memset((uint8_t *)dst + rec, 0, stride - rec);
+			nfound += (uint32_t)hit;
+		}
+	}
+	return nfound;
+}
+
 uint32_t embkv_table_peek(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, void *out, uint8_t *found)
 {

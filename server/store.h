@@ -322,6 +322,28 @@ uint32_t embkv_table_pull(struct embkv_table *t, uint32_t n,
 			  const uint64_t *keys, void *out, uint8_t *found,
 			  enum embkv_pull_mode mode, const void *dflt);
 
+/*
+ * Owner: PULL_LAND's pull (net/PROTOCOL.md 5.26): key i's whole record
+ * (header and payload as stored, 24 + payload_bytes) into out + at *
+ * stride (at = pos ? pos[i] : i; stride >= 24 + payload_bytes), the rest
+ * of the slot zeroed, and state[at] an enum embkv_wire_land_state: FOUND,
+ * INSERTED (TRAIN: created as embkv_table_pull creates it), INIT (TRAIN,
+ * the admission filter or a full table refused it: a record of the
+ * initializer's row, version 0, sealed here, nothing stored) or NONE
+ * (INFER miss: the slot zeroed). Counts as embkv_table_pull. Returns the
+ * number found.
+ */
+enum embkv_land_state { /* the wire's embkv_wire_land_state */
+	EMBKV_LAND_NONE = 0,
+	EMBKV_LAND_FOUND = 1,
+	EMBKV_LAND_INSERTED = 2,
+	EMBKV_LAND_INIT = 3,
+};
+uint32_t embkv_table_pull_records(struct embkv_table *t, uint32_t n,
+				  const uint64_t *keys, const uint32_t *pos,
+				  uint8_t *out, size_t stride, uint8_t *state,
+				  enum embkv_pull_mode mode);
+
 /* Owner: the stored rows of keys into out (n rows of payload_bytes: dim
  * elements of the table's dtype, as stored), found[i] = 1 when
  * stored (else out untouched, 0); counts nothing and touches no LFU

@@ -37,6 +37,9 @@ void embkvd_verbs_timers(struct embkvd_io *io, uint64_t now_ns);
 void embkvd_vconn_event(struct embkvd_conn *c);
 /* Posts queued replies while send slots and the window allow. */
 void embkvd_vconn_flush(struct embkvd_conn *c);
+/* The most bytes a PULL_LAND reply may RDMA-WRITE on c (the client's
+ * reply slot); 0 when c is no RDMA connection. */
+size_t embkvd_vconn_land_max(const struct embkvd_conn *c);
 /* After any change: closes a closing connection once its replies went. */
 void embkvd_vconn_settle(struct embkvd_conn *c);
 /* Frees the QP, CQ, buffers and cm_id (from embkvd_conn_close). */

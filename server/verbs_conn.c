@@ -21,6 +21,12 @@
  *   with imm_data = htobe32(slot); anything larger is replaced by ERROR
  *   EMBKV_ELIMIT. Small replies are copied into a registered send slot,
  *   large ones registered in place until their completion.
+ * - A PULL_LAND reply (obuf land_len) is two work requests on the QP: an
+ *   RDMA WRITE of its records to the client's landing memory, then the
+ *   reply frame; RC executes them in order, so the client sees the reply
+ *   after the records were placed. Both come from the obuf, registered in
+ *   place until the reply's completion. The send queue has room for two
+ *   work requests per send entry.
  * - Closing frees the QP, CQ, channel, buffers and cm_id at once; the
  *   connection count drops exactly once, in embkvd_conn_close().
  */
@@ -35,6 +41,8 @@
 #define SENDS_PER_CREDIT 2u         /* send entries per window slot */
 #define CQ_BATCH 32
 #define SEND_TAG (1ull << 32)       /* wr_id: a send entry, else a RECV */
+#define LAND_TAG (1ull << 33)       /* wr_id: a PULL_LAND's WRITE (its
+				       reply's completion frees the entry) */
 #define NO_SLOT UINT32_MAX
 #define ERRMSG_BYTES (EMBKV_WIRE_ERRMSG_MAX + 1)
 
@@ -106,14 +114,14 @@ int embkvd_vconn_setup(struct embkvd_vconn *vc)
 	err = set_nonblock(vc->cch->fd);
 	if (err)
 		return err;
-	vc->cq = ibv_create_cq(v->ctx, (int)(vc->nrecv + vc->nsend), NULL,
+	vc->cq = ibv_create_cq(v->ctx, (int)(vc->nrecv + 2 * vc->nsend), NULL,
 			       vc->cch, 0);
 	if (!vc->cq)
 		return -ENOMEM;
 	if (ibv_req_notify_cq(vc->cq, 0))
 		return -EIO;
 	qa.send_cq = qa.recv_cq = vc->cq;
-	qa.cap.max_send_wr = vc->nsend;
+	qa.cap.max_send_wr = 2 * vc->nsend; /* a PULL_LAND posts two */
 	qa.cap.max_recv_wr = vc->nrecv;
 	qa.cap.max_send_sge = qa.cap.max_recv_sge = 1;
 	if (rdma_create_qp(vc->id, v->pd, &qa))
@@ -205,13 +213,20 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 	struct vsend *sd = &vc->sends[idx];
 	uint64_t req_id = frame_req_id(ob->data);
 	size_t len = ob->len;
-	struct ibv_sge sge;
+	struct ibv_sge sge, lsge;
 	struct ibv_send_wr wr = {
 		.wr_id = SEND_TAG | idx,
 		.sg_list = &sge,
 		.num_sge = 1,
 		.send_flags = IBV_SEND_SIGNALED,
-	}, *bad;
+	}, lwr = {
+		.wr_id = LAND_TAG | idx,
+		.sg_list = &lsge,
+		.num_sge = 1,
+		.opcode = IBV_WR_RDMA_WRITE,
+		.send_flags = IBV_SEND_SIGNALED,
+		.next = &wr,
+	}, *first = &wr, *bad;
 	int err;
 
 	if (len > vc->cli.recv_size && len > vc->cli.slot_size) {
@@ -221,7 +236,23 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 		if (!len)
 			return -EINVAL;
 	}
-	if (len <= vc->slot_bytes) {
+	if (ob && ob->land_len) {
+		/* records and frame registered in place, the records first */
+		sd->mr = ibv_reg_mr(vc->v->pd, ob->data, len + ob->land_len, 0);
+		if (!sd->mr) {
+			embkvd_obuf_free(ob);
+			return -ENOMEM;
+		}
+		sd->ob = ob;
+		lsge.addr = (uint64_t)(uintptr_t)(ob->data + len);
+		lsge.length = (uint32_t)ob->land_len;
+		lsge.lkey = sd->mr->lkey;
+		lwr.wr.rdma.remote_addr = ob->land_addr;
+		lwr.wr.rdma.rkey = (uint32_t)ob->land_rkey;
+		sge.addr = (uint64_t)(uintptr_t)ob->data;
+		sge.lkey = sd->mr->lkey;
+		first = &lwr;
+	} else if (len <= vc->slot_bytes) {
 		if (ob) {
 			memcpy(sd->slot, ob->data, len);
 			embkvd_obuf_free(ob);
@@ -250,7 +281,7 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 					 (uint64_t)slot * vc->cli.slot_size;
 		wr.wr.rdma.rkey = vc->cli.reply_rkey;
 	}
-	err = ibv_post_send(vc->id->qp, &wr, &bad);
+	err = ibv_post_send(vc->id->qp, first, &bad);
 	if (err) {
 		if (sd->mr) {
 			ibv_dereg_mr(sd->mr);
@@ -263,7 +294,14 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 	vc->free_head = sd->next_free;
 	vc->sends_inflight++;
 	embkv_stat_inc(&c->io->st.bytes_out, len);
+	if (first == &lwr)
+		embkv_stat_inc(&c->io->st.bytes_out, lwr.sg_list->length);
 	return 0;
+}
+
+size_t embkvd_vconn_land_max(const struct embkvd_conn *c)
+{
+	return c->vc && c->vc->state == VC_READY ? c->vc->cli.slot_size : 0;
 }
 
 void embkvd_vconn_flush(struct embkvd_conn *c)
@@ -394,6 +432,8 @@ void embkvd_vconn_event(struct embkvd_conn *c)
 				embkvd_conn_close(c);
 				break;
 			}
+			if (wc[k].wr_id & LAND_TAG)
+				continue; /* the reply's completion follows */
 			if (wc[k].wr_id & SEND_TAG)
 				on_send_done(vc, (uint32_t)wc[k].wr_id);
 			else

@@ -52,6 +52,12 @@ void embkvd_vconn_flush(struct embkvd_conn *c)
 	(void)c;
 }
 
+size_t embkvd_vconn_land_max(const struct embkvd_conn *c)
+{
+	(void)c;
+	return 0;
+}
+
 void embkvd_vconn_settle(struct embkvd_conn *c)
 {
 	(void)c;

@@ -142,6 +142,90 @@ static void test_pull_train_inserts_initializer_rows(void **state)
 	embkv_table_destroy(t);
 }
 
+/* PULL_LAND's pull: whole sealed records at their positions' slots, the
+ * rest of each slot zeroed, a state per key: found, inserted, an infer
+ * miss (slot zeroed), a refused insert (the initializer's row sealed with
+ * version 0, nothing stored). */
+static void test_pull_records(void **state)
+{
+	struct embkv_table *t = make_table(10000, 8, EMBKV_OPT_SGD);
+	const size_t pb = t->payload_bytes, rec = 24 + pb, stride = rec + 40;
+	uint64_t keys[6] = { 11, 22, 33, 44, 55, 66 }, k2[3] = { 11, 77, 88 };
+	uint32_t pos[3] = { 2, 0, 1 };
+	uint8_t st[6], st2[3], zero[64] = { 0 };
+	uint8_t *out = malloc(6 * stride);
+	float row[DIM], want[DIM];
+	uint8_t found[6];
+	struct embkv_table *adm;
+	struct embkv_table_attr a;
+
+	(void)state;
+	/* 11, 22 stored first */
+	assert_int_equal(embkv_table_pull(t, 2, keys, row, found,
+					  EMBKV_PULL_TRAIN, NULL), 0);
+	memset(out, 0xee, 6 * stride);
+	assert_int_equal(embkv_table_pull_records(t, 6, keys, NULL, out,
+						  stride, st,
+						  EMBKV_PULL_TRAIN), 2);
+	for (int i = 0; i < 6; i++) {
+		const struct embkv_record *r =
+			(const void *)(out + (size_t)i * stride);
+
+		assert_int_equal(st[i], i < 2 ? EMBKV_LAND_FOUND
+					      : EMBKV_LAND_INSERTED);
+		assert_int_equal(embkv_record_check(r, keys[i], pb),
+				 EMBKV_RECORD_OK);
+		embkv_init_row(&t->attr.init, keys[i], DIM, want);
+		assert_memory_equal(r->payload, want, pb);
+		assert_memory_equal((const uint8_t *)r + rec, zero,
+				    stride - rec);
+	}
+	/* infer: a miss leaves a zeroed slot; positions map slots */
+	memset(out, 0xee, 6 * stride);
+	assert_int_equal(embkv_table_pull_records(t, 3, k2, pos, out, stride,
+						  st2, EMBKV_PULL_INFER), 1);
+	assert_int_equal(st2[2], EMBKV_LAND_FOUND);
+	assert_int_equal(st2[0], EMBKV_LAND_NONE);
+	assert_int_equal(st2[1], EMBKV_LAND_NONE);
+	assert_int_equal(embkv_record_check((const void *)(out + 2 * stride),
+					    11, pb), EMBKV_RECORD_OK);
+	for (int i = 0; i < 2; i++)
+		for (size_t b = 0; b < stride; b++)
+			assert_int_equal(out[(size_t)i * stride + b], 0);
+	assert_int_equal(embkv_table_pull(t, 3, k2, row, found,
+					  EMBKV_PULL_INFER, NULL) , 1);
+	embkv_table_destroy(t);
+
+	/* admission: the first sight of a key is refused, its record is
+	 * the initializer's row at version 0, and nothing is stored */
+	embkv_table_attr_init(&a);
+	a.dim = DIM;
+	a.capacity = 1000;
+	a.partitions = 2;
+	a.admit_after = 2;
+	a.init.seed = 5;
+	assert_int_equal(embkv_table_create(&a, &adm), 0);
+	assert_int_equal(embkv_table_pull_records(adm, 1, keys, NULL, out,
+						  stride, st,
+						  EMBKV_PULL_TRAIN), 0);
+	assert_int_equal(st[0], EMBKV_LAND_INIT);
+	assert_int_equal(embkv_record_check((const void *)out, keys[0], pb),
+			 EMBKV_RECORD_OK);
+	assert_true(((const struct embkv_record *)(const void *)out)->version ==
+		    0);
+	embkv_init_row(&adm->attr.init, keys[0], DIM, want);
+	assert_memory_equal(out + 24, want, pb);
+	assert_int_equal(embkv_table_find(adm, 1, keys, row, found, NULL,
+					  NULL), 0);
+	/* the second sight admits it */
+	assert_int_equal(embkv_table_pull_records(adm, 1, keys, NULL, out,
+						  stride, st,
+						  EMBKV_PULL_TRAIN), 0);
+	assert_int_equal(st[0], EMBKV_LAND_INSERTED);
+	embkv_table_destroy(adm);
+	free(out);
+}
+
 /* The lock-free reader validates rows in place in an aligned output and
  * through a buffer otherwise: both give the same rows, found masks and
  * defaults. */
@@ -615,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_create_rejects_bad_attr),
 		cmocka_unit_test(test_table_size_predicts_create),
 		cmocka_unit_test(test_pull_train_inserts_initializer_rows),
+		cmocka_unit_test(test_pull_records),
 		cmocka_unit_test(test_find_any_output_alignment),
 		cmocka_unit_test(test_duplicate_keys_in_batch),
 		cmocka_unit_test(test_pull_infer_does_not_insert),

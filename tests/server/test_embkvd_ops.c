@@ -4,7 +4,8 @@
  * mode, push through every optimizer (bit-exact, with keys spread over
  * several owner threads), assign and erase, pipelined requests, a large
  * batch, per-key order of pipelined pushes, HITS (one-sided hits counted
- * into LFU) and TABLE_REGIONS refused over TCP (answered over rdma).
+ * into LFU) and TABLE_REGIONS refused over TCP (answered over rdma), as
+ * is PULL_LAND.
  *
  * Runs over TCP, or over rdma:// with the argument rdma://HOST (harness.h),
  * where th_pull/th_rows split batches to fit the transport's frames.
@@ -314,6 +315,25 @@ static void test_hits_and_regions(void **state)
 	} else {
 		assert_int_equal(th_call(fx->fd, EMBKV_WIRE_OP_TABLE_REGIONS, 1,
 					 idb, sizeof(idb), &f), -EOPNOTSUPP);
+		/* PULL_LAND's records are RDMA-written: not over TCP */
+		{
+			struct embkv_wire_land_req lr = {
+				.addr = 4096, .rkey = 1, .stride = 4096,
+				.pull = { id.table_id, id.uid, DIM, 1,
+					  EMBKV_WIRE_PULL_TRAIN, NULL },
+			};
+			uint64_t *lk;
+			uint8_t lb[48];
+
+			assert_int_equal(embkv_wire_land_req_prepare(&lr, lb,
+								     sizeof(lb),
+								     &lk), 0);
+			lk[0] = keys[0];
+			assert_int_equal(th_call(fx->fd,
+						 EMBKV_WIRE_OP_PULL_LAND, 1,
+						 lb, sizeof(lb), &f),
+					 -EOPNOTSUPP);
+		}
 	}
 	/* the connection is still usable */
 	assert_int_equal(th_rows(fx->fd, EMBKV_WIRE_OP_ASSIGN, id, DIM, 1, keys,
