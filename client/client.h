@@ -356,7 +356,33 @@ enum embkv_batch_op {
 	EMBKV_BATCH_ASSIGN,
 	EMBKV_BATCH_ERASE,
 	EMBKV_BATCH_ACCUMULATE,
+	EMBKV_BATCH_PULL_LAND,    /* PULL_LAND into args.land (GPUDirect) */
 	EMBKV_BATCH_OP_COUNT,
+};
+
+/*
+ * A landing pull's destination (EMBKV_BATCH_PULL_LAND, net/PROTOCOL.md
+ * 5.26): servers RDMA-WRITE the keys' records into slots of stride bytes
+ * from base (bytes of room; memory registered per connection through reg
+ * as read_region does, id naming it), a frame's keys in consecutive slots
+ * in the order the call assigns. The keys of the call must be distinct.
+ * Out: slot_pos[k] (room for n) = the position in keys whose record slot
+ * k holds, for k < *nslots; state[p] (n, set to LAND_UNANSWERED by the
+ * caller) = the enum embkv_wire_land_state of key p, or LAND_UNANSWERED
+ * when its frame got no good answer (an error, or no room in the slots:
+ * the call's status says which; keys answered stay answered).
+ */
+#define EMBKV_LAND_UNANSWERED 0xffu
+struct embkv_land_rpc {
+	void *base;
+	size_t bytes;
+	uint32_t stride;
+	uint64_t id;
+	embkv_region_reg_fn reg;
+	void *reg_arg;
+	uint32_t *slot_pos;
+	uint8_t *state;
+	uint32_t nslots;
 };
 
 struct embkv_batch_args {
@@ -372,6 +398,7 @@ struct embkv_batch_args {
 	bool raw;                 /* pull: rows as stored (embkv_pull_raw) */
 	bool rpc_only;            /* pull: no one-sided READs (the GPUDirect
 				   * pull's leftovers: already tried) */
+	struct embkv_land_rpc *land; /* PULL_LAND */
 	uint32_t *done;           /* push: applied; erase: erased; may be NULL */
 };
 

@@ -16,8 +16,12 @@
  * one-sided READs the distinct keys' records straight into a device slab
  * (allocated with the workspace, registered once per connection), the
  * GPU checks them there and scatters the good rows (check_scatter_range),
- * and only the keys left over (missing, torn too often, servers without
- * one-sided reads) take the staging path, scattered by scatter_list.
+ * The keys the READs leave (missing, torn too often) are pulled by
+ * PULL_LAND: their servers RDMA-WRITE the records into the slab too, and
+ * the GPU checks them there (check_scatter_list); an infer-mode miss gets
+ * the caller's default on the GPU. Only what is left after that (servers
+ * without one-sided reads or that cannot take the slab, records that
+ * failed their check) takes the staging path, scattered by scatter_list.
  *
  * Only distinct keys and their rows cross PCIe and the network. Without
  * CUDA built in (EMBKV_HAVE_CUDA 0) nothing is loaded and every call
@@ -58,7 +62,7 @@ static struct embkv_gpu_info load_info;
 
 static struct {
 	uint64_t pulls, pushes, keys, distinct, h2d, d2h, chunks;
-	uint64_t direct_keys, direct_rest;
+	uint64_t direct_keys, direct_rest, direct_landed;
 } stats;
 
 static void count(uint64_t *c, uint64_t v)
@@ -234,6 +238,8 @@ void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
 					   __ATOMIC_RELAXED);
 	out->direct_rest = __atomic_load_n(&stats.direct_rest,
 					   __ATOMIC_RELAXED);
+	out->direct_landed = __atomic_load_n(&stats.direct_landed,
+					     __ATOMIC_RELAXED);
 }
 
 /* Pinned staging buffers: keys (cap_keys), two chunk buffers of rows and
@@ -527,12 +533,198 @@ static enum embkv_gpu_elem elem_of(enum embkv_dtype d)
 				       : EMBKV_GPU_ELEM_F32;
 }
 
+/* Rows of the caller's default (h_dflt, or zeros) with found 0 for the
+ * distinct keys list[0..m) (infer-mode misses of a landing pull). */
+static int scatter_default(const struct embkv_gpu_dedup *dd,
+			   const uint32_t *list, uint32_t m, uint32_t dim,
+			   const float *h_dflt, float *d_out,
+			   uint8_t *d_found, void *stream)
+{
+	size_t rb = (size_t)dim * sizeof(float);
+	float *h_rows = NULL, *d_rows = NULL;
+	uint8_t *d_uf = NULL;
+	uint32_t *d_l = NULL;
+	int rc;
+
+	if (!m)
+		return 0;
+	h_rows = malloc((size_t)m * rb);
+	if (!h_rows)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < m; k++) {
+		if (h_dflt)
+			memcpy(h_rows + (size_t)k * dim, h_dflt, rb);
+		else
+			memset(h_rows + (size_t)k * dim, 0, rb);
+	}
+	if (!(rc = ops->dev_alloc((void **)&d_rows, (size_t)m * rb, stream)) &&
+	    !(rc = ops->dev_alloc((void **)&d_uf, m, stream)) &&
+	    !(rc = ops->dev_alloc((void **)&d_l, (size_t)m * sizeof(*d_l),
+				  stream)) &&
+	    !(rc = ops->memset_dev(d_uf, 0, m, stream)) &&
+	    !(rc = ops->h2d(d_rows, h_rows, (size_t)m * rb, stream)) &&
+	    !(rc = ops->h2d(d_l, list, (size_t)m * sizeof(*d_l), stream)) &&
+	    !(rc = ops->scatter_list(dd, d_l, m, d_rows, d_uf, dim, d_out,
+				     d_found, stream)))
+		rc = ops->stream_wait(stream); /* h_rows, list: pageable */
+	ops->dev_free(d_rows, stream);
+	ops->dev_free(d_uf, stream);
+	ops->dev_free(d_l, stream);
+	if (rc)
+		ops->stream_wait(stream);
+	free(h_rows);
+	return rc;
+}
+
+/*
+ * The keys one-sided READs tried and left (list[0..*n), distinct-key
+ * indices): pulled by PULL_LAND a slab's worth at a time, their servers
+ * writing the records into the slab, checked and scattered on the GPU
+ * (check_scatter_list, found = the server's "was stored"); infer-mode
+ * misses get the caller's default. list[0..*n) is then what is left for
+ * the staging path: keys whose frame got no good answer (a server that
+ * cannot take the slab or the op, an error, a move's retries past the
+ * slab) and records that failed their check (seen before the NIC's write
+ * was visible). Errors of the network only leave keys (the staging path
+ * meets them again); a GPU error is returned.
+ */
+static int land_rest(struct embkv_table_handle *t,
+		     const struct embkv_gpu_dedup *dd, struct ws *w,
+		     const struct land_ctx *x, enum embkv_mode mode,
+		     const float *h_dflt, uint32_t *list, uint32_t *n)
+{
+	uint32_t lstride = (t->rec_len + 7u) & ~7u;
+	uint32_t per = (uint32_t)(GPU_SLAB_BYTES / lstride);
+	uint32_t nin = *n, nleft = 0, ndef = 0, off, k, landed = 0;
+	uint32_t *in = NULL, *slot_pos = NULL, *slist = NULL, *def = NULL;
+	uint8_t *state = NULL, *sfound = NULL, *d_sfound = NULL;
+	uint32_t *d_slist = NULL;
+	uint64_t *rk = NULL;
+	void *stream = x->stream;
+	int rc = 0;
+
+	if (per > nin)
+		per = nin;
+	in = malloc((size_t)nin * sizeof(*in));
+	def = malloc((size_t)nin * sizeof(*def));
+	slot_pos = malloc((size_t)per * sizeof(*slot_pos));
+	slist = malloc((size_t)per * sizeof(*slist));
+	rk = malloc((size_t)per * sizeof(*rk));
+	state = malloc(per);
+	sfound = malloc(per);
+	if (!in || !def || !slot_pos || !slist || !rk || !state || !sfound) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(in, list, (size_t)nin * sizeof(*in));
+	if ((rc = ops->dev_alloc((void **)&d_slist,
+				 (size_t)per * sizeof(*d_slist), stream)) ||
+	    (rc = ops->dev_alloc((void **)&d_sfound, per, stream)))
+		goto out;
+	for (off = 0; off < nin; off += per) {
+		uint32_t cnt = nin - off < per ? nin - off : per, ns;
+		struct embkv_land_rpc lr = {
+			.base = w->d_slab, .bytes = GPU_SLAB_BYTES,
+			.stride = lstride, .id = w->slab_id, .reg = slab_reg,
+			.slot_pos = slot_pos, .state = state,
+		};
+		struct embkv_batch_args a = {
+			.t = t, .op = EMBKV_BATCH_PULL_LAND, .n = cnt,
+			.keys = rk, .mode = mode, .land = &lr,
+		};
+
+		for (k = 0; k < cnt; k++) {
+			rk[k] = w->h_keys[in[off + k]];
+			slot_pos[k] = UINT32_MAX; /* no frame wrote it */
+		}
+		memset(state, EMBKV_LAND_UNANSWERED, cnt);
+		/* zeroed, and nothing of the GPU's runs on the slab while
+		 * the servers write into it */
+		if ((rc = ops->memset_dev(w->d_slab, 0,
+					  (size_t)cnt * lstride, stream)) ||
+		    (rc = ops->stream_wait(stream)))
+			goto out;
+		(void)embkv_batch_run(&a); /* what fails stays unanswered */
+		ns = lr.nslots;
+		for (k = 0; k < ns; k++) {
+			if (slot_pos[k] == UINT32_MAX)
+				continue;
+			slist[k] = in[off + slot_pos[k]];
+			sfound[k] = state[slot_pos[k]] == EMBKV_WIRE_LAND_FOUND;
+		}
+		if (ns &&
+		    ((rc = ops->h2d(d_slist, slist, (size_t)ns * sizeof(*slist),
+				    stream)) ||
+		     (rc = ops->h2d(d_sfound, sfound, ns, stream))))
+			goto out;
+		/* each run of written slots (a failed frame's slots lie
+		 * between runs, unwritten) */
+		for (k = 0; k < ns;) {
+			uint32_t k1;
+
+			if (slot_pos[k] == UINT32_MAX) {
+				k++;
+				continue;
+			}
+			for (k1 = k; k1 < ns && slot_pos[k1] != UINT32_MAX; k1++)
+				;
+			rc = ops->check_scatter_list(
+				dd, d_slist + k, k1 - k,
+				(uint8_t *)w->d_slab + (size_t)k * lstride,
+				lstride, x->payload, x->elem, x->dim,
+				d_sfound + k, x->d_out, x->d_found,
+				w->d_verdict + k, stream);
+			if (rc)
+				goto out;
+			k = k1;
+		}
+		if (ns && ((rc = ops->d2h(w->h_verdict, w->d_verdict, ns,
+					  stream)) ||
+			   (rc = ops->stream_wait(stream))))
+			goto out;
+		for (k = 0; k < ns; k++) {
+			uint8_t st;
+
+			if (slot_pos[k] == UINT32_MAX)
+				continue; /* a slot of a frame that failed */
+			st = state[slot_pos[k]];
+			if (st == EMBKV_WIRE_LAND_NONE && mode == EMBKV_MODE_INFER)
+				def[ndef++] = slist[k];
+			else if (st == EMBKV_WIRE_LAND_NONE || w->h_verdict[k])
+				list[nleft++] = slist[k];
+			else
+				landed++;
+		}
+		for (k = 0; k < cnt; k++)
+			if (state[k] == EMBKV_LAND_UNANSWERED)
+				list[nleft++] = in[off + k];
+	}
+	rc = scatter_default(dd, def, ndef, x->dim, h_dflt, x->d_out,
+			     x->d_found, stream);
+	count(&stats.direct_landed, landed + ndef);
+	*n = nleft;
+out:
+	ops->dev_free(d_slist, stream);
+	ops->dev_free(d_sfound, stream);
+	if (rc)
+		ops->stream_wait(stream);
+	free(in);
+	free(def);
+	free(slot_pos);
+	free(slist);
+	free(rk);
+	free(state);
+	free(sfound);
+	return rc;
+}
+
 /*
  * The GPUDirect pull: the distinct keys a slab's worth at a time, the
  * slab zeroed (and the stream drained, so neither the zeroing nor the
  * previous range's check can run after the NIC's writes), READ
  * one-sided into it and checked there (client/onesided.c's
- * embkv_onesided_land); the keys left over then take the staging path
+ * embkv_onesided_land); the keys the READs left are pulled into the slab
+ * by PULL_LAND (land_rest), and what is left then takes the staging path
  * and scatter_list.
  */
 static int pull_direct(struct embkv_table_handle *t,
@@ -582,6 +774,11 @@ static int pull_direct(struct embkv_table_handle *t,
 		nun += gotu;
 	}
 	count(&stats.direct_keys, dd->nu - nrest - nun);
+	if (nrest && (rc = land_rest(t, dd, w, &x, mode, h_dflt, w->h_list,
+				     &nrest))) {
+		free(untried);
+		return rc;
+	}
 	count(&stats.direct_rest, nrest + nun);
 	/* the list for scatter_list: tried keys, then untried ones */
 	memcpy(w->h_list + nrest, untried, (size_t)nun * sizeof(*untried));

@@ -27,6 +27,13 @@
  * first lets the one-sided path (client/onesided.c) serve the keys of
  * rdma servers; only the keys it leaves go to the rounds.
  *
+ * A landing pull (EMBKV_BATCH_PULL_LAND, the GPUDirect pull's leftovers)
+ * is a PULL whose servers RDMA-WRITE records into the caller's registered
+ * memory (PROTOCOL.md 5.26): a round gives its frames consecutive slots
+ * after the previous rounds' (frame at order[at..] -> slots from
+ * land_base + at), and consuming a reply records which key each slot
+ * holds; the caller checks the records where they landed.
+ *
  * What differs between the operations (argument check, frame building,
  * reply consuming, rows per frame) is one row of batch_ops[] per
  * operation; everything else is the same code for all of them.
@@ -78,6 +85,10 @@ struct op_state {
 	int any_stale;
 	int err;
 	struct embkv_batch_args args;
+	/* a landing pull: the slot of this round's order[0], and the server
+	 * of the frame being built */
+	uint32_t land_base;
+	uint32_t cur_server;
 };
 
 /* Frames ------------------------------------------------------------------- */
@@ -112,6 +123,63 @@ static int fill_pull(struct op_state *o, uint32_t at, uint32_t n,
 	if (rc)
 		return rc;
 	for (uint32_t j = 0; j < m.n; j++)
+		keys[j] = o->b.ukeys[ord[j]];
+	return 0;
+}
+
+static int size_land(const struct op_state *o, uint32_t n, size_t *len)
+{
+	struct embkv_wire_land_req m = {
+		.stride = o->a->land->stride,
+		.pull = { .table_id = 0, .uid = 1, .dim = o->dim, .n = n },
+	};
+
+	return embkv_wire_land_req_size(&m, len);
+}
+
+/* The frame's slots: from land_base + at; its server's rkey for the
+ * landing memory (registered on that connection once, read_region). */
+static int fill_land(struct op_state *o, uint32_t at, uint32_t n,
+		     const struct embkv_wire_table_ref *tref, uint8_t *body,
+		     size_t len)
+{
+	struct embkv_land_rpc *land = o->a->land;
+	struct embkv_client *c = o->t->c;
+	struct embkv_wire_land_req m = {
+		.addr = (uint64_t)(uintptr_t)land->base +
+			(uint64_t)(o->land_base + at) * land->stride,
+		.stride = land->stride,
+		.pull = {
+			.table_id = tref->table_id, .uid = tref->uid,
+			.dim = o->dim, .n = n,
+			.mode = o->a->mode == EMBKV_MODE_INFER
+					? EMBKV_WIRE_PULL_INFER
+					: EMBKV_WIRE_PULL_TRAIN,
+		},
+	};
+	const uint32_t *ord = o->order + at;
+	struct embkv_cconn *cc = NULL;
+	const void *region = NULL;
+	uint64_t *keys;
+	int rc;
+
+	rc = embkv_client_conn_get(c, o->cur_server,
+				   embkv_client_deadline(c), &cc);
+	if (rc)
+		return rc;
+	if (cc->tc->ops->read_region && cc->tc->ops->region_rkey)
+		region = cc->tc->ops->read_region(cc->tc, land->id, land->base,
+						  land->bytes, land->reg,
+						  land->reg_arg);
+	if (region)
+		m.rkey = cc->tc->ops->region_rkey(cc->tc, region);
+	embkv_client_conn_put(c, cc);
+	if (!region)
+		return -EOPNOTSUPP; /* not an rdma server, or not registrable */
+	rc = embkv_wire_land_req_prepare(&m, body, len, &keys);
+	if (rc)
+		return rc;
+	for (uint32_t j = 0; j < n; j++)
 		keys[j] = o->b.ukeys[ord[j]];
 	return 0;
 }
@@ -279,12 +347,49 @@ static int consume_pull(struct op_state *o, const struct embkv_rpc *r)
 	return 0;
 }
 
+/* A PULL_LAND reply: which key each of its slots holds, and their states
+ * (the records were written before the reply). */
+static int consume_land(struct op_state *o, const struct embkv_rpc *r)
+{
+	struct embkv_land_rpc *land = o->a->land;
+	const uint32_t *ord = o->order + r->user_off;
+	uint32_t slot = o->land_base + r->user_off;
+	struct embkv_wire_land_reply lr;
+	int rc;
+
+	rc = embkv_wire_land_reply_decode(r->body, r->body_len, &lr);
+	if (rc)
+		return rc;
+	if (lr.n != r->user_n || lr.dim != o->dim || lr.dtype != o->dtype)
+		return EMBKV_EPROTO;
+	for (uint32_t j = 0; j < lr.n; j++) {
+		uint32_t p = o->b.first[ord[j]];
+
+		land->slot_pos[slot + j] = p;
+		land->state[p] = lr.state[j];
+	}
+	if (slot + lr.n > land->nslots)
+		land->nslots = slot + lr.n;
+	return 0;
+}
+
 /* Operations ---------------------------------------------------------------- */
 
 static int check_pull(const struct embkv_batch_args *a)
 {
 	if (!a->out || (a->mode != EMBKV_MODE_TRAIN &&
 			a->mode != EMBKV_MODE_INFER))
+		return -EINVAL;
+	return 0;
+}
+
+static int check_land(const struct embkv_batch_args *a)
+{
+	const struct embkv_land_rpc *l = a->land;
+
+	if (!l || !l->base || !l->reg || !l->slot_pos || !l->state ||
+	    l->stride < a->t->rec_len || l->stride % 8 ||
+	    (a->mode != EMBKV_MODE_TRAIN && a->mode != EMBKV_MODE_INFER))
 		return -EINVAL;
 	return 0;
 }
@@ -304,6 +409,12 @@ static uint32_t pull_req_max_rows(size_t max_body, uint32_t dim)
 {
 	(void)dim;
 	return embkv_wire_pull_req_max_rows(max_body);
+}
+
+static uint32_t land_req_max_rows(size_t max_body, uint32_t dim)
+{
+	(void)dim;
+	return embkv_wire_land_req_max_rows(max_body);
 }
 
 static uint32_t erase_req_max_rows(size_t max_body, uint32_t dim)
@@ -369,6 +480,13 @@ static const struct batch_op_desc batch_ops[] = {
 		.consume = consume_count,
 		.req_max_rows = erase_req_max_rows,
 	},
+	/* rows per frame: also what the slots' bytes allow (frame_cap) */
+	[EMBKV_BATCH_PULL_LAND] = {
+		.check = check_land, .size = size_land, .fill = fill_land,
+		.opcode = EMBKV_WIRE_OP_PULL_LAND,
+		.consume = consume_land,
+		.req_max_rows = land_req_max_rows,
+	},
 };
 
 #define BATCH_OPS (sizeof(batch_ops) / sizeof(batch_ops[0]))
@@ -394,6 +512,7 @@ static int build_frame(struct op_state *o, struct embkv_rpc *r,
 	size_t len;
 	int rc;
 
+	o->cur_server = r->server;
 	rc = o->d->size(o, r->user_n, &len);
 	if (!rc)
 		rc = embkv_rpc_frame(r, o->d->opcode, epoch, len, &body);
@@ -443,6 +562,10 @@ static uint32_t frame_cap(const struct op_state *o, uint32_t server)
 	if (d->reply_max_rows && lim.max_reply > hdr)
 		cap = min_rows(cap, d->reply_max_rows(lim.max_reply - hdr,
 						      o->dim, o->dtype));
+	/* a landing pull's records: at most a reply slot per frame (the
+	 * server's limit) */
+	if (o->a->op == EMBKV_BATCH_PULL_LAND && lim.max_reply)
+		cap = min_rows(cap, lim.max_reply / o->a->land->stride);
 	return cap ? cap : 1;
 }
 
@@ -470,6 +593,12 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			       m->nsrv, o->order, off);
 	if (rc)
 		goto free_off;
+	if (o->a->op == EMBKV_BATCH_PULL_LAND &&
+	    (uint64_t)o->land_base + o->npend >
+		    o->a->land->bytes / o->a->land->stride) {
+		rc = -ENOSPC; /* retries used up the slots: the caller's way */
+		goto free_off;
+	}
 	for (s = 0; s < m->nsrv; s++) {
 		caps[s] = off[s + 1] > off[s] ? frame_cap(o, m->srv[s]) : 1;
 		nrpc += frames_of(off[s + 1] - off[s], caps[s]);
@@ -496,6 +625,7 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 		}
 	}
 	rc = embkv_rpc_exchange(c, rpcs, nrpc, embkv_client_deadline(c));
+	o->land_base += o->npend; /* this round's slots are spent */
 	if (rc)
 		goto clear;
 	o->nretry = 0;

@@ -217,6 +217,15 @@ struct embkv_transport_ops {
 	const void *(*read_region)(struct embkv_conn *c, uint64_t id, void *p,
 				   size_t len, embkv_region_reg_fn reg,
 				   void *arg);
+	/*
+	 * Optional, with read_region: the rkey under which the server may
+	 * RDMA-WRITE into a region (regions are registered for local and
+	 * remote write: PULL_LAND, net/PROTOCOL.md 5.26). The region must
+	 * stay registered until such a reply came back: it does unless more
+	 * than 16 other regions are asked for on the connection meanwhile,
+	 * and then the server's WRITE fails and the connection closes.
+	 */
+	uint32_t (*region_rkey)(struct embkv_conn *c, const void *region);
 };
 
 /* The built-in transports (net/tcp.c, net/verbs.c or, built without

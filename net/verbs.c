@@ -1005,7 +1005,8 @@ static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
 	g->used = ++vc->region_clock;
 	g->err = 0;
 	errno = 0;
-	mr = regfn(vc->pd, p, len, IBV_ACCESS_LOCAL_WRITE, arg);
+	mr = regfn(vc->pd, p, len,
+		   IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE, arg);
 	if (!mr) {
 		g->err = errno ? errno : EIO;
 		errno = g->err;
@@ -1013,6 +1014,12 @@ static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
 	}
 	g->mr = mr;
 	return g;
+}
+
+static uint32_t vc_region_rkey(struct embkv_conn *c, const void *region)
+{
+	(void)c;
+	return ((const struct vregion *)region)->mr->rkey;
 }
 
 const struct embkv_transport_ops embkv_verbs_ops = {
@@ -1028,4 +1035,5 @@ const struct embkv_transport_ops embkv_verbs_ops = {
 	.post_reads = vc_post_reads,
 	.poll_reads = vc_poll_reads,
 	.read_region = vc_read_region,
+	.region_rkey = vc_region_rkey,
 };

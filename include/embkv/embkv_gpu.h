@@ -121,6 +121,10 @@ struct embkv_gpu_stats {
 	uint64_t chunks;            /* staging chunks moved */
 	uint64_t direct_keys;       /* distinct keys READ into device memory */
 	uint64_t direct_rest;       /* keys a GPUDirect pull left to staging */
+	uint64_t direct_landed;     /* keys the READs left whose records their
+				       servers wrote into device memory
+				       (PULL_LAND), or infer-mode misses
+				       given the default there */
 };
 void embkv_gpu_stats_get(struct embkv_gpu_stats *out);
 
