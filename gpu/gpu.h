@@ -25,7 +25,12 @@
 extern "C" {
 #endif
 
-#define EMBKV_GPU_ABI 2
+/* The table's version: 1 the staging path's ops (through device_set);
+ * 2 adds check_scatter_range, scatter_list and dev_alloc_sync /
+ * dev_free_sync (the one-sided path); 3 adds check_scatter_list (records
+ * an RPC wrote into the device slab). client/gpu.c loads only a plugin
+ * of exactly this version. */
+#define EMBKV_GPU_ABI 3
 
 /* What the plugin learned about device 0 (the caller's current device). */
 struct embkv_gpu_dev_info {
@@ -172,6 +177,37 @@ struct embkv_gpu_ops {
 	 * as GPUDirect registration needs: the one-sided READs' slab. */
 	int (*dev_alloc_sync)(void **p, size_t bytes);
 	void (*dev_free_sync)(void *p);
+
+	/* ABI 3: the keys of a GPUDirect pull that the one-sided READs left
+	 * over are pulled by an RPC whose server RDMA-WRITEs their whole
+	 * records (checksummed, as stored) into the client's device slab,
+	 * one frame's records contiguous; this checks and scatters them
+	 * (slab slot k -> distinct key d_list[k]), d_ufound the server's
+	 * found flags (0 for a key a train-mode pull just inserted). */
+
+	/* The record check and scatter for a list of distinct keys whose
+	 * records lie compactly: for k < m, the record at d_records + k *
+	 * rec_stride belongs to distinct key r = d_list[k] (< dd->nu; the
+	 * list without repeats, any order) and is checked exactly as
+	 * check_scatter_range checks one (XXH3 as hashing/record.h, key ==
+	 * ukeys[r], not dead), its verdict into d_verdict[k]; a good record
+	 * is converted to fp32 and written to out[i], and found[i] =
+	 * (d_ufound ? d_ufound[k] : 1) (found may be NULL), for every
+	 * occurrence i of ukeys[r]; a failed one writes nothing. m 0 is a
+	 * no-op. Parallel over the rows' elements like scatter_list (a hot
+	 * key costs no more than distinct ones). -EINVAL before any work:
+	 * dd or d_verdict NULL, m > dd->nu, d_list, d_records or d_out NULL
+	 * with m > 0, dim 0, elem unknown, rec_stride not a multiple of 8 or
+	 * under 24 + payload_bytes, payload_bytes under dim elements
+	 * (logic_hd.h's embkv_gpu_list_check_args). */
+	int (*check_scatter_list)(const struct embkv_gpu_dedup *dd,
+				  const uint32_t *d_list, uint32_t m,
+				  const void *d_records, size_t rec_stride,
+				  size_t payload_bytes,
+				  enum embkv_gpu_elem elem, uint32_t dim,
+				  const uint8_t *d_ufound, float *d_out,
+				  uint8_t *d_found, uint8_t *d_verdict,
+				  void *stream);
 };
 
 typedef const struct embkv_gpu_ops *(*embkv_gpu_plugin_fn)(void);

@@ -28,7 +28,9 @@
  * and scatter for a range of the distinct keys whose records landed in a
  * compact buffer (check_scatter_range), and the scatter of the rows of a
  * list of distinct keys fetched by RPC (scatter_list); both parallel
- * over the elements they write.
+ * over the elements they write. ABI 3: check_scatter_list, the check
+ * and scatter of listed keys' records that an RPC wrote into the device
+ * slab (scatter_list's scatter, reading records).
  *
  * Invariant: nothing here reads or writes past n keys, nu runs or the
  * dim columns of a row; device buffers are sized by the launchers.
@@ -513,6 +515,40 @@ static __global__ void list_scatter_kernel(
 					    ufound, dim, x, out, found);
 }
 
+/* The listed keys' counts and their inclusive scan, *ends (m entries),
+ * in stream-ordered memory *mem that the caller frees (NULL on failure;
+ * then nothing is left allocated). 1 <= m <= nu. */
+static cudaError_t list_ends(const uint32_t *offsets, const uint32_t *list,
+			     uint32_t m, uint8_t **mem, uint32_t **ends,
+			     cudaStream_t s)
+{
+	size_t scan_tmp = 0, arr = up256((size_t)m * sizeof(uint32_t));
+	uint32_t *counts;
+	cudaError_t e;
+
+	*mem = NULL;
+	e = cub::DeviceScan::InclusiveSum(NULL, scan_tmp, (uint32_t *)NULL,
+					  (uint32_t *)NULL, (int)m, s);
+	if (e != cudaSuccess)
+		return e;
+	e = embkv_gpu_malloc((void **)mem, 2 * arr + up256(scan_tmp), s);
+	if (e != cudaSuccess) {
+		*mem = NULL;
+		return e;
+	}
+	counts = (uint32_t *)*mem;
+	*ends = (uint32_t *)(*mem + arr);
+	list_counts_kernel<<<grid_for(m, 256), 256, 0, s>>>(offsets, list, m,
+							     counts);
+	e = cub::DeviceScan::InclusiveSum(*mem + 2 * arr, scan_tmp, counts,
+					  *ends, (int)m, s);
+	if (e != cudaSuccess) {
+		embkv_gpu_free(*mem, s);
+		*mem = NULL;
+	}
+	return e;
+}
+
 int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
 			     const uint32_t *list, uint32_t m,
 			     const float *rows, const uint8_t *ufound,
@@ -520,34 +556,95 @@ int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
 			     cudaStream_t s)
 {
 	(void)cudaGetLastError(); /* not an earlier call's error */
-	size_t scan_tmp = 0, arr = up256((size_t)m * sizeof(uint32_t));
-	uint32_t *counts, *ends;
+	uint32_t *ends;
 	uint8_t *mem;
 	cudaError_t e;
 	int rc = embkv_gpu_list_args(dd, list, m, rows, dim, out);
 
 	if (rc || !m)
 		return rc;
-	e = cub::DeviceScan::InclusiveSum(NULL, scan_tmp, (uint32_t *)NULL,
-					  (uint32_t *)NULL, (int)m, s);
+	e = list_ends(dd->offsets, list, m, &mem, &ends, s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
-	e = embkv_gpu_malloc((void **)&mem, 2 * arr + up256(scan_tmp), s);
+	list_scatter_kernel<<<resident_grid((uint64_t)dd->n * dim, 256), 256,
+			      0, s>>>(dd->offsets, dd->perm, list, ends, m,
+				      rows, ufound, dim, out, found);
+	e = cudaGetLastError();
+	embkv_gpu_free(mem, s);
+	return embkv_gpu_fail(e);
+}
+
+/*
+ * check_scatter_list (ABI 3): the records of the keys the one-sided
+ * READs left over, written whole by an RPC's server into the device slab
+ * (slot k for listed key list[k]). A thread per record gives its verdict
+ * against ukeys[list[k]] (as range_check_kernel does against its range),
+ * then scatter_list's flat, balanced scatter (list_ends, a binary search
+ * per element) reads each good record's payload instead of an fp32 row.
+ */
+static __global__ void list_check_kernel(const uint64_t *ukeys,
+					 const uint32_t *list, uint32_t m,
+					 const uint8_t *records, size_t stride,
+					 size_t payload_bytes,
+					 uint8_t *verdicts)
+{
+	for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < m;
+	     k += gridDim.x * blockDim.x)
+		verdicts[k] = (uint8_t)embkv_gpu_rec_verdict(
+			records + (uint64_t)k * stride, ukeys[list[k]],
+			payload_bytes);
+}
+
+static __global__ void list_rec_scatter_kernel(
+	const uint32_t *offsets, const uint32_t *perm, const uint32_t *list,
+	const uint32_t *ends, uint32_t m, const uint8_t *records,
+	size_t stride, const uint8_t *verdicts, enum embkv_gpu_elem elem,
+	const uint8_t *ufound, uint32_t dim, float *out, uint8_t *found)
+{
+	uint64_t total = (uint64_t)ends[m - 1] * dim;
+
+	for (uint64_t x = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+	     x < total; x += (uint64_t)gridDim.x * blockDim.x)
+		embkv_gpu_list_rec_scatter_elem(offsets, perm, list, ends, m,
+						records, stride, verdicts,
+						elem, ufound, dim, x, out,
+						found);
+}
+
+int embkv_gpu_k_check_scatter_list(const struct embkv_gpu_dedup *dd,
+				   const uint32_t *list, uint32_t m,
+				   const void *records, size_t stride,
+				   size_t payload_bytes,
+				   enum embkv_gpu_elem elem, uint32_t dim,
+				   const uint8_t *ufound, float *out,
+				   uint8_t *found, uint8_t *verdicts,
+				   cudaStream_t s)
+{
+	(void)cudaGetLastError(); /* not an earlier call's error */
+	uint32_t *ends;
+	uint8_t *mem;
+	cudaError_t e;
+	int rc = embkv_gpu_list_check_args(dd, list, m, records, stride,
+					   payload_bytes, elem, dim, out,
+					   verdicts);
+
+	if (rc || !m)
+		return rc;
+	list_check_kernel<<<grid_for(m, 128), 128, 0, s>>>(
+		dd->ukeys, list, m, (const uint8_t *)records, stride,
+		payload_bytes, verdicts);
+	e = cudaGetLastError();
+	if (e == cudaSuccess)
+		e = list_ends(dd->offsets, list, m, &mem, &ends, s);
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);
-	counts = (uint32_t *)mem;
-	ends = (uint32_t *)(mem + arr);
-	list_counts_kernel<<<grid_for(m, 256), 256, 0, s>>>(dd->offsets, list,
-							     m, counts);
-	e = cub::DeviceScan::InclusiveSum(mem + 2 * arr, scan_tmp, counts,
-					  ends, (int)m, s);
-	if (e == cudaSuccess) {
-		list_scatter_kernel<<<resident_grid((uint64_t)dd->n * dim, 256),
-				      256, 0, s>>>(dd->offsets, dd->perm, list,
-						   ends, m, rows, ufound, dim,
-						   out, found);
-		e = cudaGetLastError();
-	}
+	list_rec_scatter_kernel<<<resident_grid((uint64_t)dd->n * dim, 256),
+				  256, 0, s>>>(dd->offsets, dd->perm, list,
+					       ends, m,
+					       (const uint8_t *)records,
+					       stride, verdicts, elem, ufound,
+					       dim, out, found);
+	e = cudaGetLastError();
 	embkv_gpu_free(mem, s);
 	return embkv_gpu_fail(e);
 }

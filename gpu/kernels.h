@@ -44,5 +44,14 @@ int embkv_gpu_k_scatter_list(const struct embkv_gpu_dedup *dd,
 			     const float *rows, const uint8_t *ufound,
 			     uint32_t dim, float *out, uint8_t *found,
 			     cudaStream_t s);
+/* ABI 3's; checks its arguments first (embkv_gpu_list_check_args). */
+int embkv_gpu_k_check_scatter_list(const struct embkv_gpu_dedup *dd,
+				   const uint32_t *list, uint32_t m,
+				   const void *records, size_t stride,
+				   size_t payload_bytes,
+				   enum embkv_gpu_elem elem, uint32_t dim,
+				   const uint8_t *ufound, float *out,
+				   uint8_t *found, uint8_t *verdicts,
+				   cudaStream_t s);
 
 #endif

@@ -192,26 +192,64 @@ EMBKV_HD void embkv_gpu_range_scatter_elem(
 /* Element x of scatter_list's scatter: ends is the inclusive scan of the
  * listed runs' occurrence counts, so x / dim = q is the q-th listed
  * occurrence, of listed key k = the first with ends[k] > q (a binary
- * search, embkv_gpu_run_of_chunk's), x < ends[m - 1] * dim. */
+ * search, embkv_gpu_run_of_chunk's), x < ends[m - 1] * dim.
+ * embkv_gpu_list_locate returns that occurrence's input position i,
+ * with k and the column c. */
+EMBKV_HD uint32_t embkv_gpu_list_locate(const uint32_t *offsets,
+					const uint32_t *perm,
+					const uint32_t *list,
+					const uint32_t *ends, uint32_t m,
+					uint32_t dim, uint64_t x, uint32_t *k,
+					uint32_t *c)
+{
+	uint32_t q, start;
+
+	embkv_gpu_divmod(x, dim, &q, c);
+	*k = embkv_gpu_run_of_chunk(ends, m, q);
+	start = *k ? ends[*k - 1] : 0;
+	return perm[offsets[list[*k]] + (q - start)];
+}
+
 EMBKV_HD void embkv_gpu_list_scatter_elem(
 	const uint32_t *offsets, const uint32_t *perm, const uint32_t *list,
 	const uint32_t *ends, uint32_t m, const float *rows,
 	const uint8_t *ufound, uint32_t dim, uint64_t x, float *out,
 	uint8_t *found)
 {
-	uint32_t q, c, k, start, i;
-
-	embkv_gpu_divmod(x, dim, &q, &c);
-	k = embkv_gpu_run_of_chunk(ends, m, q);
-	start = k ? ends[k - 1] : 0;
-	i = perm[offsets[list[k]] + (q - start)];
+	uint32_t k, c;
+	uint32_t i = embkv_gpu_list_locate(offsets, perm, list, ends, m, dim,
+					   x, &k, &c);
 
 	out[(uint64_t)i * dim + c] = rows[(uint64_t)k * dim + c];
 	if (c == 0 && found)
 		found[i] = ufound ? ufound[k] : 1;
 }
 
-/* The argument checks of check_scatter_range and scatter_list (gpu.h),
+/* Element x of check_scatter_list's scatter: located as scatter_list's
+ * (x < ends[m - 1] * dim), the row read from listed record k's payload
+ * (records + k * stride + 24, converted from elem); a record that failed
+ * its check (verdicts[k] != 0) writes nothing. */
+EMBKV_HD void embkv_gpu_list_rec_scatter_elem(
+	const uint32_t *offsets, const uint32_t *perm, const uint32_t *list,
+	const uint32_t *ends, uint32_t m, const uint8_t *records,
+	size_t stride, const uint8_t *verdicts, enum embkv_gpu_elem elem,
+	const uint8_t *ufound, uint32_t dim, uint64_t x, float *out,
+	uint8_t *found)
+{
+	uint32_t k, c;
+	uint32_t i = embkv_gpu_list_locate(offsets, perm, list, ends, m, dim,
+					   x, &k, &c);
+
+	if (verdicts[k])
+		return;
+	out[(uint64_t)i * dim + c] =
+		embkv_gpu_elem_f32(records + (uint64_t)k * stride + 24, c, elem);
+	if (c == 0 && found)
+		found[i] = ufound ? ufound[k] : 1;
+}
+
+/* The argument checks of check_scatter_range, scatter_list and
+ * check_scatter_list (gpu.h),
  * on the host before any work; both plugins call these, so they refuse
  * the same calls. 0 or -EINVAL. */
 EMBKV_HD int embkv_gpu_range_args(const struct embkv_gpu_dedup *dd,
@@ -239,6 +277,22 @@ EMBKV_HD int embkv_gpu_list_args(const struct embkv_gpu_dedup *dd,
 				 const float *out)
 {
 	if (!dd || m > dd->nu || !dim || (m && (!list || !rows || !out)))
+		return -EINVAL;
+	return 0;
+}
+
+/* check_scatter_list's: the record and verdict checks of a range of m
+ * (the same refusals, m > nu among them) plus the list. */
+EMBKV_HD int embkv_gpu_list_check_args(const struct embkv_gpu_dedup *dd,
+				       const uint32_t *list, uint32_t m,
+				       const void *records, size_t stride,
+				       size_t payload_bytes,
+				       enum embkv_gpu_elem elem, uint32_t dim,
+				       const void *out, const void *verdicts)
+{
+	if (embkv_gpu_range_args(dd, 0, m, records, stride, payload_bytes,
+				 elem, dim, out, verdicts) ||
+	    (m && !list))
 		return -EINVAL;
 	return 0;
 }

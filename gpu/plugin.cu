@@ -336,6 +336,19 @@ static int p_scatter_list(const struct embkv_gpu_dedup *dd,
 					found, (cudaStream_t)stream);
 }
 
+static int p_check_scatter_list(const struct embkv_gpu_dedup *dd,
+				const uint32_t *list, uint32_t m,
+				const void *records, size_t stride,
+				size_t payload_bytes, enum embkv_gpu_elem elem,
+				uint32_t dim, const uint8_t *ufound, float *out,
+				uint8_t *found, uint8_t *verdicts, void *stream)
+{
+	return embkv_gpu_k_check_scatter_list(dd, list, m, records, stride,
+					      payload_bytes, elem, dim, ufound,
+					      out, found, verdicts,
+					      (cudaStream_t)stream);
+}
+
 static int p_dmabuf_fd(void *p, size_t bytes, int *fd, uint64_t *offset)
 {
 	typedef CUresult (*handle_fn)(void *, CUdeviceptr, size_t,
@@ -409,6 +422,7 @@ static const struct embkv_gpu_ops ops = {
 	p_scatter_list,
 	p_dev_alloc_sync,
 	p_dev_free_sync,
+	p_check_scatter_list,
 };
 
 extern "C" __attribute__((visibility("default")))

@@ -5,24 +5,26 @@
  * references with the kernels' exact contracts -- a stable sort dedup
  * (ascending distinct keys, inverse, perm in input order, offsets),
  * coalescing in the same chunks of EMBKV_GPU_COALESCE_CHUNK rows summed
- * in the same order, the scatter, the record check, and (ABI 2) the
+ * in the same order, the scatter, the record check, (ABI 2) the
  * record check over a range of the distinct keys and the scatter of
- * listed keys' rows. The per-element logic is the kernels' own text
+ * listed keys' rows, and (ABI 3) the record check and scatter of listed
+ * keys' records. The per-element logic is the kernels' own text
  * (gpu/logic_hd.h: chunking and the partial rows, record verdict,
- * element conversion, the range and list scatters' elements, the ABI 2
- * ops' argument checks; gpu/xxh3_hd.h). Built as libembkv_gpu_host.so;
+ * element conversion, the range and list scatters' elements, the ABI
+ * 2/3 ops' argument checks; gpu/xxh3_hd.h). Built as libembkv_gpu_host.so;
  * the host variants of the GPU tests load it in place of the CUDA
  * plugin, so client/gpu.c's staging path (dedup, chunking, double
  * buffering, push a chunk ahead) and the tests' own assertions run in
  * every build.
  *
  * Test hook (this stand-in only; the CUDA plugin has none):
- * EMBKV_GPU_HOST_TEAR=N (N > 0) makes check_scatter_range tear the first
- * N records it is ever asked to check in this process (a process-wide
- * atomic count over all calls and threads): one payload byte of each
- * (the checksum's first byte when payload_bytes is 0) is flipped BEFORE
- * the check, in a private copy of the record (the caller's landing
- * buffer is not written), so those records come back
+ * EMBKV_GPU_HOST_TEAR=N (N > 0) makes check_scatter_range and
+ * check_scatter_list tear the first N records they are ever asked to
+ * check in this process (one process-wide atomic count over both ops,
+ * all calls and threads; in each call's record order): one payload
+ * byte of each (the checksum's first byte when payload_bytes is 0) is
+ * flipped BEFORE the check, in a private copy of the record (the
+ * caller's landing buffer is not written), so those records come back
  * EMBKV_GPU_REC_TORN and their rows unwritten, as a READ that raced a
  * write would, and the caller must re-read them. Read at every call;
  * unset, empty, 0 or not a number: no tearing.
@@ -328,6 +330,24 @@ static unsigned long host_tear_limit(void)
 	return *end ? 0 : n;
 }
 
+/* The record to check in place of rec: while the hook's count of tear
+ * records lasts, a private copy (*scratch, stride bytes, allocated on
+ * first use; the caller frees it) with one byte flipped (header), else
+ * rec itself. NULL when out of memory. */
+static const uint8_t *host_tear_rec(const uint8_t *rec, size_t stride,
+				    size_t payload_bytes, unsigned long tear,
+				    uint8_t **scratch)
+{
+	if (!tear || atomic_load(&host_torn) >= tear ||
+	    atomic_fetch_add(&host_torn, 1) >= tear)
+		return rec;
+	if (!*scratch && !(*scratch = malloc(stride)))
+		return NULL;
+	memcpy(*scratch, rec, stride);
+	(*scratch)[payload_bytes ? 24 : 0] ^= 0x01;
+	return *scratch;
+}
+
 /* The kernels' two steps (range_check_kernel, range_scatter_kernel):
  * every verdict first, then the scatter over the range's occurrences x
  * dim in sorted order, through logic_hd.h's element text. */
@@ -348,16 +368,12 @@ static int h_check_scatter_range(const struct embkv_gpu_dedup *dd,
 	if (rc || !count)
 		return rc;
 	for (uint32_t r = 0; r < count; r++) {
-		const uint8_t *rec = (const uint8_t *)records + (size_t)r * stride;
+		const uint8_t *rec = host_tear_rec(
+			(const uint8_t *)records + (size_t)r * stride, stride,
+			payload_bytes, tear, &scratch);
 
-		if (tear && atomic_load(&host_torn) < tear &&
-		    atomic_fetch_add(&host_torn, 1) < tear) {
-			if (!scratch && !(scratch = malloc(stride)))
-				return -ENOMEM;
-			memcpy(scratch, rec, stride);
-			scratch[payload_bytes ? 24 : 0] ^= 0x01;
-			rec = scratch;
-		}
+		if (!rec)
+			return -ENOMEM;
 		verdicts[r] = (uint8_t)embkv_gpu_rec_verdict(
 			rec, dd->ukeys[first + r], payload_bytes);
 	}
@@ -372,6 +388,24 @@ static int h_check_scatter_range(const struct embkv_gpu_dedup *dd,
 	return 0;
 }
 
+/* The listed keys' occurrence counts and their inclusive scan (the
+ * kernels' list_ends); *total the listed occurrences. NULL: no memory. */
+static uint32_t *host_list_ends(const struct embkv_gpu_dedup *dd,
+				const uint32_t *list, uint32_t m,
+				uint32_t *total)
+{
+	uint32_t *ends = malloc((size_t)m * sizeof(*ends)), sum = 0;
+
+	if (!ends)
+		return NULL;
+	for (uint32_t k = 0; k < m; k++) {
+		sum += dd->offsets[list[k] + 1] - dd->offsets[list[k]];
+		ends[k] = sum;
+	}
+	*total = sum;
+	return ends;
+}
+
 /* The kernels' steps: the listed keys' occurrence counts, their
  * inclusive scan, then every listed element through logic_hd.h's text. */
 static int h_scatter_list(const struct embkv_gpu_dedup *dd,
@@ -380,23 +414,60 @@ static int h_scatter_list(const struct embkv_gpu_dedup *dd,
 			  uint8_t *found, void *stream)
 {
 	int rc = embkv_gpu_list_args(dd, list, m, rows, dim, out);
-	uint32_t *ends, sum = 0;
-	uint64_t total;
+	uint32_t *ends, occ;
 
 	(void)stream;
 	if (rc || !m)
 		return rc;
-	ends = malloc((size_t)m * sizeof(*ends));
-	if (!ends)
+	if (!(ends = host_list_ends(dd, list, m, &occ)))
 		return -ENOMEM;
-	for (uint32_t k = 0; k < m; k++) {
-		sum += dd->offsets[list[k] + 1] - dd->offsets[list[k]];
-		ends[k] = sum;
-	}
-	total = (uint64_t)sum * dim;
-	for (uint64_t x = 0; x < total; x++)
+	for (uint64_t x = 0; x < (uint64_t)occ * dim; x++)
 		embkv_gpu_list_scatter_elem(dd->offsets, dd->perm, list, ends,
 					    m, rows, ufound, dim, x, out, found);
+	free(ends);
+	return 0;
+}
+
+/* The kernels' steps (list_check_kernel, list_ends,
+ * list_rec_scatter_kernel): every listed record's verdict against
+ * ukeys[list[k]] (torn by the hook as check_scatter_range's are, one
+ * count for both), then every listed element through logic_hd.h. */
+static int h_check_scatter_list(const struct embkv_gpu_dedup *dd,
+				const uint32_t *list, uint32_t m,
+				const void *records, size_t stride,
+				size_t payload_bytes, enum embkv_gpu_elem elem,
+				uint32_t dim, const uint8_t *ufound, float *out,
+				uint8_t *found, uint8_t *verdicts, void *stream)
+{
+	int rc = embkv_gpu_list_check_args(dd, list, m, records, stride,
+					   payload_bytes, elem, dim, out,
+					   verdicts);
+	unsigned long tear = host_tear_limit();
+	uint8_t *scratch = NULL;
+	uint32_t *ends, occ;
+
+	(void)stream;
+	if (rc || !m)
+		return rc;
+	for (uint32_t k = 0; k < m; k++) {
+		const uint8_t *rec = host_tear_rec(
+			(const uint8_t *)records + (size_t)k * stride, stride,
+			payload_bytes, tear, &scratch);
+
+		if (!rec)
+			return -ENOMEM;
+		verdicts[k] = (uint8_t)embkv_gpu_rec_verdict(
+			rec, dd->ukeys[list[k]], payload_bytes);
+	}
+	free(scratch);
+	if (!(ends = host_list_ends(dd, list, m, &occ)))
+		return -ENOMEM;
+	for (uint64_t x = 0; x < (uint64_t)occ * dim; x++)
+		embkv_gpu_list_rec_scatter_elem(dd->offsets, dd->perm, list,
+						ends, m,
+						(const uint8_t *)records,
+						stride, verdicts, elem, ufound,
+						dim, x, out, found);
 	free(ends);
 	return 0;
 }
@@ -454,6 +525,7 @@ static const struct embkv_gpu_ops ops = {
 	.scatter_list = h_scatter_list,
 	.dev_alloc_sync = h_dev_alloc_sync,
 	.dev_free_sync = h_free,
+	.check_scatter_list = h_check_scatter_list,
 };
 
 const struct embkv_gpu_ops *embkv_gpu_plugin_ops(void)

@@ -10,7 +10,10 @@
  * dedup (middle, edges, whole, a hot key, bad records, fp16/bf16, the
  * argument checks) and scatter_list (shuffled subsets, NULL flags, a hot
  * key), every caller row compared with a reference computed here and
- * the rows they must not write filled with a sentinel first; coalescing
+ * the rows they must not write filled with a sentinel first. ABI 3:
+ * check_scatter_list (shuffled lists over a dedup with duplicates, each
+ * kind of bad record, fp16/bf16, ufound zeros or NULL, a hot key, m 0,
+ * the argument checks), compared the same way; coalescing
  * of keys of 2+ chunks against the chunked order bit for bit. Exits 77
  * ("no CUDA device: skipped") where the plugin finds no device;
  * tools/gpu-check.sh runs it on one. Built against the host stand-in
@@ -878,19 +881,18 @@ static void test_check_scatter_range_hot(void **state)
  * caller row compared with the reference: a listed key's occurrences
  * have its row and flag (1 without ufound), every other row keeps the
  * sentinel, found untouched when NULL. Returns the rows written. */
-static uint32_t list_case(const struct embkv_gpu_dedup *dd,
-			  const struct host_dd *h, uint32_t n, uint32_t m,
-			  uint32_t dim, uint32_t force, int with_found,
-			  int with_ufound)
+/* A list of m of h's runs in shuffled order, force (when < nu) at m /
+ * 2: *all holds every run (the list first), *slot[r] the list index of
+ * run r (UINT32_MAX when not listed). The caller frees both. */
+static void shuffled_list(const struct host_dd *h, uint32_t m, uint32_t force,
+			  uint32_t **all_out, uint32_t **slot_out)
 {
-	uint32_t *all = malloc(h->nu * sizeof(*all)), *slot, *d_list;
-	float *rows = malloc(((size_t)m + 1) * dim * sizeof(float)), *d_rows;
-	float *out = malloc((size_t)n * dim * sizeof(float)), *d_out;
-	uint8_t *uf = malloc(m + 1), *d_uf, *found = malloc(n), *d_found;
-	uint32_t written = 0;
+	uint32_t *all = malloc(h->nu * sizeof(*all));
+	uint32_t *slot = malloc(h->nu * sizeof(*slot));
 
 	assert_true(m <= h->nu);
-	slot = malloc(h->nu * sizeof(*slot));
+	assert_non_null(all);
+	assert_non_null(slot);
 	for (uint32_t r = 0; r < h->nu; r++) {
 		all[r] = r;
 		slot[r] = UINT32_MAX;
@@ -909,8 +911,25 @@ static uint32_t list_case(const struct embkv_gpu_dedup *dd,
 				break;
 			}
 	}
-	for (uint32_t k = 0; k < m; k++) {
+	for (uint32_t k = 0; k < m; k++)
 		slot[all[k]] = k;
+	*all_out = all;
+	*slot_out = slot;
+}
+
+static uint32_t list_case(const struct embkv_gpu_dedup *dd,
+			  const struct host_dd *h, uint32_t n, uint32_t m,
+			  uint32_t dim, uint32_t force, int with_found,
+			  int with_ufound)
+{
+	uint32_t *all, *slot, *d_list;
+	float *rows = malloc(((size_t)m + 1) * dim * sizeof(float)), *d_rows;
+	float *out = malloc((size_t)n * dim * sizeof(float)), *d_out;
+	uint8_t *uf = malloc(m + 1), *d_uf, *found = malloc(n), *d_found;
+	uint32_t written = 0;
+
+	shuffled_list(h, m, force, &all, &slot);
+	for (uint32_t k = 0; k < m; k++) {
 		uf[k] = (uint8_t)(next64() % 2);
 		for (uint32_t c = 0; c < dim; c++)
 			rows[(size_t)k * dim + c] = frand();
@@ -1019,6 +1038,339 @@ static void test_scatter_list_hot(void **state)
 	free(keys);
 }
 
+/* ---- ABI 3: check_scatter_list ----------------------------------------- */
+
+/* check_scatter_list of m listed runs (shuffled_list, force at m / 2):
+ * record k, of run list[k], in elem at a stride over 24 + pb; with bad
+ * and m >= 5, record 0 has a payload byte flipped and record 1 a stale
+ * checksum (that of the payload before it was rewritten), both torn,
+ * record m - 2 is a good record of another listed key (other key) and
+ * record m - 1 is dead; with bad and m < 5, record 0 is torn. found and
+ * ufound (random 0/1 per list entry) passed or NULL. Every caller row is
+ * compared with a reference computed here, bit for bit: a listed key
+ * with a good record has its record's converted payload and found =
+ * ufound[k] (1 without ufound), every other row and flag keeps the
+ * sentinel; the verdicts are exact and the entry past m not written.
+ * Returns the rows written. */
+static uint32_t klist_case(const struct embkv_gpu_dedup *dd,
+			   const struct host_dd *h, uint32_t n, uint32_t m,
+			   enum embkv_gpu_elem elem, uint32_t dim,
+			   uint32_t force, int bad, int with_found,
+			   int with_ufound)
+{
+	const size_t es = elem == EMBKV_GPU_ELEM_F32 ? 4 : 2;
+	const size_t pb = es * dim, stride = (24 + pb + 4 + 7) & ~(size_t)7;
+	uint32_t *all, *slot, *d_list, written = 0;
+	uint8_t *rec = calloc(m ? m : 1, stride), *d_rec, *old = malloc(pb);
+	uint8_t *want_v = calloc(m + 1, 1), *verd = malloc(m + 1), *d_verd;
+	uint8_t *uf = malloc(m + 1), *d_uf, *found = malloc(n), *d_found;
+	float *out = malloc((size_t)n * dim * sizeof(float)), *d_out;
+
+	shuffled_list(h, m, force, &all, &slot);
+	for (uint32_t k = 0; k < m; k++) {
+		uint8_t *p = rec + (size_t)k * stride;
+		uint64_t key = h->ukeys[all[k]], ver = next64() >> 1;
+		int full = bad && m >= 5;
+
+		uf[k] = (uint8_t)(next64() % 2);
+		for (uint32_t c = 0; c < dim; c++)
+			rand_elem(p + 24 + es * c, elem);
+		if (full && k == m - 2) {
+			key = h->ukeys[all[0]]; /* a listed key's, wrong slot */
+			want_v[k] = EMBKV_GPU_REC_OTHER_KEY;
+		}
+		if (full && k == m - 1) {
+			ver |= 1ull << 63;
+			want_v[k] = EMBKV_GPU_REC_DEAD;
+		}
+		seal_record(p, key, ver, pb);
+		if (full && k == 1) { /* a new payload under the old checksum */
+			memcpy(old, p + 24, pb);
+			for (uint32_t c = 0; c < dim; c++)
+				rand_elem(p + 24 + es * c, elem);
+			if (!memcmp(old, p + 24, pb))
+				p[24] ^= 0x01;
+			want_v[k] = EMBKV_GPU_REC_TORN;
+		}
+		if (bad && k == 0) {
+			p[24 + pb / 2] ^= 0x08; /* after the checksum */
+			want_v[k] = EMBKV_GPU_REC_TORN;
+		}
+	}
+	d_list = dev_copy(all, (m ? m : 1) * sizeof(uint32_t));
+	d_rec = dev_copy(rec, (size_t)(m ? m : 1) * stride);
+	d_uf = dev_copy(uf, m + 1);
+	d_verd = dev_copy(NULL, m + 1);
+	assert_int_equal(ops->memset_dev(d_verd, 0xee, m + 1, NULL), 0);
+	sentinel_bufs(n, dim, &d_out, &d_found);
+	assert_int_equal(ops->check_scatter_list(dd, m ? d_list : NULL, m,
+						 m ? d_rec : NULL, stride, pb,
+						 elem, dim,
+						 with_ufound ? d_uf : NULL,
+						 d_out,
+						 with_found ? d_found : NULL,
+						 d_verd, NULL), 0);
+	host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+	host_copy(found, d_found, n);
+	host_copy(verd, d_verd, m + 1);
+	for (uint32_t k = 0; k < m; k++)
+		assert_int_equal(verd[k], want_v[k]);
+	assert_int_equal(verd[m], 0xee);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = slot[h->inverse[i]];
+		const float *row = out + (size_t)i * dim;
+
+		if (k != UINT32_MAX && !want_v[k]) {
+			const uint8_t *pay = rec + (size_t)k * stride + 24;
+
+			for (uint32_t c = 0; c < dim; c++) {
+				float want = ref_elem(pay, c, elem);
+
+				assert_memory_equal(&row[c], &want, 4);
+			}
+			assert_int_equal(found[i],
+					 !with_found ? SENT_FOUND
+					 : with_ufound ? uf[k] : 1);
+			written++;
+		} else {
+			assert_true(is_sentinel_row(row, dim));
+			assert_int_equal(found[i], SENT_FOUND);
+		}
+	}
+	ops->dev_free(d_list, NULL);
+	ops->dev_free(d_rec, NULL);
+	ops->dev_free(d_uf, NULL);
+	ops->dev_free(d_verd, NULL);
+	ops->dev_free(d_out, NULL);
+	ops->dev_free(d_found, NULL);
+	assert_int_equal(ops->stream_wait(NULL), 0);
+	free(all);
+	free(slot);
+	free(rec);
+	free(old);
+	free(want_v);
+	free(verd);
+	free(uf);
+	free(found);
+	free(out);
+	return written;
+}
+
+/* The run with the most occurrences. */
+static uint32_t hot_run(const struct host_dd *h)
+{
+	uint32_t hr = 0;
+
+	for (uint32_t r = 1; r < h->nu; r++)
+		if (h->offsets[r + 1] - h->offsets[r] >
+		    h->offsets[hr + 1] - h->offsets[hr])
+			hr = r;
+	return hr;
+}
+
+static void test_check_scatter_list(void **state)
+{
+	const uint32_t n = 20000, dim = 24;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t hr, hot, w;
+	const enum embkv_gpu_elem f32 = EMBKV_GPU_ELEM_F32;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	hr = hot_run(&h); /* make_keys' hot key */
+	hot = h.offsets[hr + 1] - h.offsets[hr];
+	assert_true(hot > 3000);
+	assert_true(dd.nu > 1000 && dd.nu < n); /* duplicates */
+	/* a shuffled third of the keys, the hot one among them, with every
+	 * kind of bad record; found from ufound (zeros among them) */
+	w = klist_case(&dd, &h, n, dd.nu / 3, f32, dim, hr, BAD_SOME, 1, 1);
+	assert_true(w > hot && w < n);
+	/* all good: found NULL; ufound NULL (found 1); neither */
+	assert_true(klist_case(&dd, &h, n, dd.nu / 5, f32, dim, UINT32_MAX,
+			       BAD_NONE, 0, 1) > 0);
+	assert_true(klist_case(&dd, &h, n, dd.nu / 5, f32, dim, UINT32_MAX,
+			       BAD_NONE, 1, 0) > 0);
+	assert_true(klist_case(&dd, &h, n, 7, f32, 1, UINT32_MAX, BAD_NONE, 0,
+			       0) >= 7);
+	/* one key; every key (all rows), with and without bad records */
+	assert_int_equal(klist_case(&dd, &h, n, 1, f32, dim, hr, BAD_NONE, 1,
+				    0), hot);
+	assert_int_equal(klist_case(&dd, &h, n, dd.nu, f32, 3, hr, BAD_NONE, 1,
+				    1), n);
+	w = klist_case(&dd, &h, n, dd.nu, f32, 5, hr, BAD_SOME, 1, 1);
+	assert_true(w > hot && w < n);
+	/* m 0: a no-op, NULL list and records (nothing written) */
+	assert_int_equal(klist_case(&dd, &h, n, 0, f32, dim, UINT32_MAX,
+				    BAD_NONE, 1, 1), 0);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* fp16 and bf16 records (an odd dim), bad ones among them. */
+static void test_check_scatter_list_2byte(void **state)
+{
+	const uint32_t n = 3000, dim = 33;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	assert_true(klist_case(&dd, &h, n, dd.nu / 2, EMBKV_GPU_ELEM_F16, dim,
+			       hot_run(&h), BAD_SOME, 1, 1) > 0);
+	assert_true(klist_case(&dd, &h, n, dd.nu / 2, EMBKV_GPU_ELEM_BF16,
+			       dim, hot_run(&h), BAD_SOME, 1, 0) > 0);
+	assert_int_equal(klist_case(&dd, &h, n, dd.nu, EMBKV_GPU_ELEM_BF16,
+				    dim, UINT32_MAX, BAD_NONE, 0, 1), n);
+	assert_int_equal(klist_case(&dd, &h, n, dd.nu, EMBKV_GPU_ELEM_F16, 4,
+				    UINT32_MAX, BAD_NONE, 1, 0), n);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* One key 100k times (hot_keys: the 1999 others once each): listed
+ * alone, with 49 others (4 of them bad: exactly 45 of their rows), and
+ * its record torn (none of its rows written). */
+static void test_check_scatter_list_hot(void **state)
+{
+	const uint32_t n = 102000, dim = 8;
+	uint64_t *keys = hot_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t hr, hot;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	hr = run_of_key(&h, 1000);
+	hot = h.offsets[hr + 1] - h.offsets[hr];
+	assert_true(hot >= 100000);
+	assert_int_equal(klist_case(&dd, &h, n, 1, EMBKV_GPU_ELEM_F32, dim, hr,
+				    BAD_NONE, 1, 1), hot);
+	assert_int_equal(klist_case(&dd, &h, n, 50, EMBKV_GPU_ELEM_BF16, dim,
+				    hr, BAD_NONE, 1, 0), hot + 49);
+	assert_int_equal(klist_case(&dd, &h, n, 50, EMBKV_GPU_ELEM_F32, dim,
+				    hr, BAD_SOME, 1, 1), hot + 45);
+	assert_int_equal(klist_case(&dd, &h, n, 1, EMBKV_GPU_ELEM_F32, dim, hr,
+				    BAD_SOME, 1, 1), 0);
+	dedup_done(&dd, &h, d_keys);
+	free(keys);
+}
+
+/* Every refusal of gpu.h's list is -EINVAL and writes nothing (rows,
+ * found flags, verdicts); m 0 is a no-op with NULL list, records and
+ * out; the same arguments made valid do write. */
+static void test_check_scatter_list_args(void **state)
+{
+	const uint32_t n = 500, dim = 8;
+	const size_t pb = dim * 4, stride = (24 + pb + 4 + 7) & ~(size_t)7;
+	uint64_t *keys = make_keys(n), *d_keys;
+	struct embkv_gpu_dedup dd;
+	struct host_dd h;
+	uint32_t list[2] = { 1, 0 }, *d_list;
+	uint8_t *rec, *d_rec, *d_verd, *d_found, verd[3], *found = malloc(n);
+	float *d_out, *out = malloc((size_t)n * dim * sizeof(float));
+	const enum embkv_gpu_elem f32 = EMBKV_GPU_ELEM_F32;
+
+	(void)state;
+	dedup_of(keys, n, &dd, &h, &d_keys);
+	rec = calloc(2, stride);
+	for (uint32_t k = 0; k < 2; k++) {
+		for (uint32_t c = 0; c < dim; c++)
+			rand_elem(rec + (size_t)k * stride + 24 + 4 * c, f32);
+		seal_record(rec + (size_t)k * stride, h.ukeys[list[k]], 1, pb);
+	}
+	d_rec = dev_copy(rec, 2 * stride);
+	d_list = dev_copy(list, sizeof(list));
+	d_verd = dev_copy(NULL, 3);
+	assert_int_equal(ops->memset_dev(d_verd, 0xee, 3, NULL), 0);
+	sentinel_bufs(n, dim, &d_out, &d_found);
+#define KL(dd_, l, m, r, st, p, el, dm, o, v) \
+	ops->check_scatter_list(dd_, l, m, r, st, p, el, dm, NULL, o, d_found, \
+				v, NULL)
+	assert_int_equal(KL(NULL, d_list, 2, d_rec, stride, pb, f32, dim,
+			    d_out, d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb, f32, dim,
+			    d_out, NULL), -EINVAL);
+	assert_int_equal(KL(&dd, NULL, 0, NULL, stride, pb, f32, dim, d_out,
+			    NULL), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, dd.nu + 1, d_rec, stride, pb, f32,
+			    dim, d_out, d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, UINT32_MAX, d_rec, stride, pb, f32,
+			    dim, d_out, d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, NULL, 2, d_rec, stride, pb, f32, dim, d_out,
+			    d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, NULL, stride, pb, f32, dim, d_out,
+			    d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb, f32, dim, NULL,
+			    d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb, f32, 0, d_out,
+			    d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb,
+			    (enum embkv_gpu_elem)3, dim, d_out, d_verd),
+			 -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride - 4, pb, f32, dim,
+			    d_out, d_verd), -EINVAL);  /* not a multiple of 8 */
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, 24 + pb - 8, pb, f32, dim,
+			    d_out, d_verd), -EINVAL);  /* under 24 + pb */
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb - 4, f32, dim,
+			    d_out, d_verd), -EINVAL);  /* under dim elements */
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb, f32, dim + 1,
+			    d_out, d_verd), -EINVAL);
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, 2 * dim - 1,
+			    EMBKV_GPU_ELEM_F16, dim, d_out, d_verd), -EINVAL);
+	/* m 0: no-ops, whatever list, records and out are */
+	assert_int_equal(KL(&dd, NULL, 0, NULL, stride, pb, f32, dim, NULL,
+			    d_verd), 0);
+	assert_int_equal(KL(&dd, d_list, 0, d_rec, stride, pb, f32, dim, d_out,
+			    d_verd), 0);
+	host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+	host_copy(found, d_found, n);
+	host_copy(verd, d_verd, 3);
+	for (uint32_t i = 0; i < n; i++) {
+		assert_true(is_sentinel_row(out + (size_t)i * dim, dim));
+		assert_int_equal(found[i], SENT_FOUND);
+	}
+	for (uint32_t k = 0; k < 3; k++)
+		assert_int_equal(verd[k], 0xee);
+	/* the same arguments, valid, do write (the refusals above were not
+	 * a dead op): runs 1 and 0 from slots 0 and 1 */
+	assert_int_equal(KL(&dd, d_list, 2, d_rec, stride, pb, f32, dim, d_out,
+			    d_verd), 0);
+#undef KL
+	host_copy(verd, d_verd, 3);
+	assert_int_equal(verd[0], EMBKV_GPU_REC_OK);
+	assert_int_equal(verd[1], EMBKV_GPU_REC_OK);
+	assert_int_equal(verd[2], 0xee);
+	host_copy(out, d_out, (size_t)n * dim * sizeof(float));
+	host_copy(found, d_found, n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t r = h.inverse[i];
+
+		if (r < 2) {
+			assert_memory_equal(out + (size_t)i * dim,
+					    rec + (size_t)(1 - r) * stride + 24,
+					    pb);
+			assert_int_equal(found[i], 1);
+		} else {
+			assert_true(is_sentinel_row(out + (size_t)i * dim,
+						    dim));
+			assert_int_equal(found[i], SENT_FOUND);
+		}
+	}
+	ops->dev_free(d_rec, NULL);
+	ops->dev_free(d_list, NULL);
+	ops->dev_free(d_verd, NULL);
+	ops->dev_free(d_out, NULL);
+	ops->dev_free(d_found, NULL);
+	dedup_done(&dd, &h, d_keys);
+	free(rec);
+	free(keys);
+	free(out);
+	free(found);
+}
+
 /* Coalescing with keys of exactly 2 chunks (65 rows: the most partial
  * rows per row of input, what bounds the partial buffer at n / 32),
  * and of 1, 64, 129, 200 and 1000 rows, against the chunked order
@@ -1101,8 +1453,8 @@ static void test_coalesce_multichunk(void **state)
 /* host_plugin.c's EMBKV_GPU_HOST_TEAR hook (host variant only): the
  * first N records checked in the process come back torn, rows unwritten,
  * the caller's records unchanged; later checks of the same records pass
- * (the re-read). The count starts here: calls without the variable set
- * count nothing. */
+ * (the re-read); check_scatter_list tears from the same count. The count
+ * starts here: calls without the variable set count nothing. */
 static void test_host_tear_hook(void **state)
 {
 	const uint32_t n = 600, dim = 4;
@@ -1156,6 +1508,47 @@ static void test_host_tear_hook(void **state)
 
 		assert_int_equal(found[i], r >= 10 && r < 18 ? 1 : SENT_FOUND);
 	}
+	/* check_scatter_list shares the count (5 so far): at 8, its first 3
+	 * records are torn, in list order, and then a range's are not */
+	for (uint32_t k = 0; k < 4; k++)
+		seal_record(rec + (size_t)k * stride, h.ukeys[23 - k], 1, pb);
+	memcpy(rec0, rec, 4 * stride);
+	assert_int_equal(setenv("EMBKV_GPU_HOST_TEAR", "8", 1), 0);
+	memset(out, SENT_BYTE, (size_t)n * dim * sizeof(float));
+	memset(found, SENT_FOUND, n);
+	{
+		const uint32_t list[4] = { 23, 22, 21, 20 };
+
+		assert_int_equal(ops->check_scatter_list(
+					 &dd, list, 4, rec, stride, pb,
+					 EMBKV_GPU_ELEM_F32, dim, NULL, out,
+					 found, verd, NULL), 0);
+		for (uint32_t k = 0; k < 4; k++)
+			assert_int_equal(verd[k], k < 3 ? EMBKV_GPU_REC_TORN
+							: EMBKV_GPU_REC_OK);
+		assert_memory_equal(rec, rec0, 4 * stride);
+		assert_int_equal(ops->check_scatter_range(
+					 &dd, 23, 1, rec, stride, pb,
+					 EMBKV_GPU_ELEM_F32, dim, out, found,
+					 verd + 4, NULL), 0);
+		assert_int_equal(verd[4], EMBKV_GPU_REC_OK);
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t r = h.inverse[i];
+
+			assert_int_equal(found[i], r == 20 || r == 23
+						   ? 1 : SENT_FOUND);
+			if (r == 20)
+				assert_memory_equal(out + (size_t)i * dim,
+						    rec + 3 * stride + 24, pb);
+		}
+		/* the re-read of the list: all pass */
+		assert_int_equal(ops->check_scatter_list(
+					 &dd, list, 4, rec, stride, pb,
+					 EMBKV_GPU_ELEM_F32, dim, NULL, out,
+					 found, verd, NULL), 0);
+		for (uint32_t k = 0; k < 4; k++)
+			assert_int_equal(verd[k], EMBKV_GPU_REC_OK);
+	}
 	assert_int_equal(unsetenv("EMBKV_GPU_HOST_TEAR"), 0);
 	dedup_done(&dd, &h, d_keys);
 	free(keys);
@@ -1181,6 +1574,10 @@ int main(void)
 		cmocka_unit_test(test_check_scatter_range_hot),
 		cmocka_unit_test(test_scatter_list),
 		cmocka_unit_test(test_scatter_list_hot),
+		cmocka_unit_test(test_check_scatter_list),
+		cmocka_unit_test(test_check_scatter_list_2byte),
+		cmocka_unit_test(test_check_scatter_list_hot),
+		cmocka_unit_test(test_check_scatter_list_args),
 #ifdef EMBKV_GPU_TEST_HOST_STANDIN
 		cmocka_unit_test(test_host_tear_hook),
 #endif
