@@ -414,12 +414,15 @@ static int buf_wait(struct ws *w, int b)
  * floats) and d_found (cnt): embkv_pull a chunk at a time into one of the
  * two pinned buffers, each chunk's copy to the device overlapping the
  * next chunk's network pull. rpc_only: the keys were tried one-sided
- * already (the GPUDirect pull's leftovers), so no READs again.
+ * already (the GPUDirect pull's leftovers), so no READs again. nf (NULL,
+ * or cnt_all flags): keys a landing pull of this call inserted, found 0
+ * whatever the pull here says (it finds them stored now).
  */
 static int stage_rows(struct embkv_table_handle *t, struct ws *w,
 		      const uint64_t *keys, uint32_t cnt_all, float *d_rows,
 		      uint8_t *d_found, enum embkv_mode mode,
-		      const float *h_dflt, int rpc_only, void *stream)
+		      const float *h_dflt, int rpc_only, const uint8_t *nf,
+		      void *stream)
 {
 	uint32_t dim = t->attr.dim, off, k;
 	int rc = 0;
@@ -440,6 +443,9 @@ static int stage_rows(struct embkv_table_handle *t, struct ws *w,
 		rc = embkv_batch_run(&a);
 		if (rc)
 			break;
+		for (uint32_t i = 0; nf && i < cnt; i++)
+			if (nf[off + i])
+				w->h_found[b][i] = 0;
 		if ((rc = ops->h2d(d_rows + (size_t)off * dim, w->h_rows[b],
 				   (size_t)cnt * dim * sizeof(float), stream)) ||
 		    (rc = ops->h2d(d_found + off, w->h_found[b], cnt,
@@ -586,12 +592,15 @@ static int scatter_default(const struct embkv_gpu_dedup *dd,
  * cannot take the slab or the op, an error, a move's retries past the
  * slab) and records that failed their check (seen before the NIC's write
  * was visible). Errors of the network only leave keys (the staging path
- * meets them again); a GPU error is returned.
+ * meets them again); a GPU error is returned. nf[k] (room for *n) for
+ * the keys left: 1 when this pull inserted the key (its record failed
+ * the check), whose "found" the staging pull must not report.
  */
 static int land_rest(struct embkv_table_handle *t,
 		     const struct embkv_gpu_dedup *dd, struct ws *w,
 		     const struct land_ctx *x, enum embkv_mode mode,
-		     const float *h_dflt, uint32_t *list, uint32_t *n)
+		     const float *h_dflt, uint32_t *list, uint8_t *nf,
+		     uint32_t *n)
 {
 	uint32_t lstride = (t->rec_len + 7u) & ~7u;
 	uint32_t per = (uint32_t)(GPU_SLAB_BYTES / lstride);
@@ -688,16 +697,21 @@ static int land_rest(struct embkv_table_handle *t,
 			if (slot_pos[k] == UINT32_MAX)
 				continue; /* a slot of a frame that failed */
 			st = state[slot_pos[k]];
-			if (st == EMBKV_WIRE_LAND_NONE && mode == EMBKV_MODE_INFER)
+			if (st == EMBKV_WIRE_LAND_NONE && mode == EMBKV_MODE_INFER) {
 				def[ndef++] = slist[k];
-			else if (st == EMBKV_WIRE_LAND_NONE || w->h_verdict[k])
+			} else if (st == EMBKV_WIRE_LAND_NONE || w->h_verdict[k]) {
+				nf[nleft] = st == EMBKV_WIRE_LAND_INSERTED ||
+					    st == EMBKV_WIRE_LAND_INIT;
 				list[nleft++] = slist[k];
-			else
+			} else {
 				landed++;
+			}
 		}
 		for (k = 0; k < cnt; k++)
-			if (state[k] == EMBKV_LAND_UNANSWERED)
+			if (state[k] == EMBKV_LAND_UNANSWERED) {
+				nf[nleft] = 0;
 				list[nleft++] = in[off + k];
+			}
 	}
 	rc = scatter_default(dd, def, ndef, x->dim, h_dflt, x->d_out,
 			     x->d_found, stream);
@@ -734,6 +748,7 @@ static int pull_direct(struct embkv_table_handle *t,
 {
 	uint32_t dim = t->attr.dim, first, nrest = 0, got, per, k;
 	uint32_t nun = 0, gotu, *untried;
+	uint8_t *nf = NULL;
 	struct land_ctx x = {
 		.dd = dd, .w = w, .stride = ((size_t)t->rec_len + 63) & ~(size_t)63,
 		.payload = t->payload_bytes, .elem = elem_of(t->attr.dtype),
@@ -774,20 +789,30 @@ static int pull_direct(struct embkv_table_handle *t,
 		nun += gotu;
 	}
 	count(&stats.direct_keys, dd->nu - nrest - nun);
-	if (nrest && (rc = land_rest(t, dd, w, &x, mode, h_dflt, w->h_list,
-				     &nrest))) {
-		free(untried);
-		return rc;
+	if (nrest) {
+		nf = malloc(nrest);
+		rc = nf ? land_rest(t, dd, w, &x, mode, h_dflt, w->h_list, nf,
+				    &nrest)
+			: -ENOMEM;
+		if (rc) {
+			free(nf);
+			free(untried);
+			return rc;
+		}
 	}
 	count(&stats.direct_rest, nrest + nun);
 	/* the list for scatter_list: tried keys, then untried ones */
 	memcpy(w->h_list + nrest, untried, (size_t)nun * sizeof(*untried));
 	free(untried);
-	if (!nrest && !nun)
+	if (!nrest && !nun) {
+		free(nf);
 		return 0;
+	}
 	rk = malloc(((size_t)nrest + nun) * sizeof(*rk));
-	if (!rk)
+	if (!rk) {
+		free(nf);
 		return -ENOMEM;
+	}
 	for (k = 0; k < nrest + nun; k++)
 		rk[k] = w->h_keys[w->h_list[k]];
 	/* keys READs were tried for go by RPC only; the others (their
@@ -802,10 +827,10 @@ static int pull_direct(struct embkv_table_handle *t,
 	    !(rc = ops->h2d(d_list, w->h_list, ((size_t)nrest + nun) *
 			    sizeof(uint32_t), stream)) &&
 	    !(rc = stage_rows(t, w, rk, nrest, d_rows, d_ufound, mode, h_dflt,
-			      1, stream)) &&
+			      1, nf, stream)) &&
 	    !(rc = stage_rows(t, w, rk + nrest, nun,
 			      d_rows + (size_t)nrest * dim, d_ufound + nrest,
-			      mode, h_dflt, 0, stream)))
+			      mode, h_dflt, 0, NULL, stream)))
 		rc = ops->scatter_list(dd, d_list, nrest + nun, d_rows,
 				       d_ufound, dim, d_out, d_found, stream);
 	ops->dev_free(d_rows, stream);
@@ -813,6 +838,7 @@ static int pull_direct(struct embkv_table_handle *t,
 	ops->dev_free(d_list, stream);
 	/* stage_rows' last embkv_pull has returned: rk is no longer read */
 	free(rk);
+	free(nf);
 	return rc;
 }
 
@@ -863,7 +889,7 @@ static int pull_device(struct embkv_table_handle *t, uint32_t n,
 	    (rc = ops->dev_alloc((void **)&d_ufound, dd.nu, stream)))
 		goto free_dd;
 	rc = stage_rows(t, w, w->h_keys, dd.nu, d_urows, d_ufound, mode, h_dflt,
-			0, stream);
+			0, NULL, stream);
 	if (!rc)
 		rc = ops->scatter(&dd, d_urows, d_ufound, dim, d_out, d_found,
 				  stream);

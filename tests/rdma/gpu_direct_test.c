@@ -98,10 +98,12 @@ static void stats_print(const char *who, struct embkv_client *c)
 
 	embkv_client_counters(c, &k);
 	embkv_gpu_stats_get(&g);
-	printf("%s: path %s direct_keys %llu direct_rest %llu read_wrs %llu "
-	       "read_bytes %llu torn %llu cache_hits %llu cache_drops %llu\n",
+	printf("%s: path %s direct_keys %llu direct_landed %llu direct_rest "
+	       "%llu read_wrs %llu read_bytes %llu torn %llu cache_hits %llu "
+	       "cache_drops %llu\n",
 	       who, embkv_gpu_path_name(g.path),
 	       (unsigned long long)g.direct_keys,
+	       (unsigned long long)g.direct_landed,
 	       (unsigned long long)g.direct_rest,
 	       (unsigned long long)k.read_wrs,
 	       (unsigned long long)k.read_bytes,
@@ -252,30 +254,41 @@ static int test_equiv(void)
 	CHECK(same_as_rpc(td, tr, keys, 3000, EQ_DIM, EMBKV_MODE_INFER, dflt,
 			  "missing infer"), "missing infer");
 	embkv_gpu_stats_get(&g1);
-	CHECK(g1.direct_rest - g0.direct_rest == 2000 &&
+	CHECK(g1.direct_rest == g0.direct_rest &&
+	      g1.direct_landed - g0.direct_landed == 2000 &&
 	      g1.direct_keys - g0.direct_keys == 1000,
-	      "missing: %llu direct, %llu left",
+	      "missing: %llu direct, %llu landed, %llu left",
 	      (unsigned long long)(g1.direct_keys - g0.direct_keys),
+	      (unsigned long long)(g1.direct_landed - g0.direct_landed),
 	      (unsigned long long)(g1.direct_rest - g0.direct_rest));
-	/* train inserts them (by RPC); then they are READ like the rest */
+	/* train inserts them (PULL_LAND: their records written into the
+	 * slab); then they are READ like the rest */
 	{
 		float *tmp = malloc((size_t)3000 * EQ_DIM * sizeof(float));
 		uint8_t *f = malloc(3000);
 
 		CHECK(tmp && f, "memory");
+		embkv_gpu_stats_get(&g0);
 		rc = embkv_pull_device(td, 3000, keys, tmp, f,
 				       EMBKV_MODE_TRAIN, NULL, NULL);
-		for (i = 0; i < 3000 && !rc; i += 3)
-			if (!f[i]) /* stored before: found */
+		embkv_gpu_stats_get(&g1);
+		for (i = 0; i < 3000 && !rc; i++)
+			if (f[i] != !(i % 3)) /* stored before: found */
 				rc = -1;
 		free(tmp);
 		free(f);
 		CHECK(rc == 0, "train pull of missing keys: %d", rc);
+		CHECK(g1.direct_landed - g0.direct_landed == 2000 &&
+		      g1.direct_rest == g0.direct_rest,
+		      "train: %llu landed, %llu left",
+		      (unsigned long long)(g1.direct_landed - g0.direct_landed),
+		      (unsigned long long)(g1.direct_rest - g0.direct_rest));
 	}
 	CHECK(same_as_rpc(td, tr, keys, 3000, EQ_DIM, EMBKV_MODE_INFER, NULL,
 			  "inserted"), "inserted");
-	printf("PASS missing keys through staging (infer default row, train "
-	       "insert), then READ one-sided\n");
+	printf("PASS missing keys landed by PULL_LAND, none through staging "
+	       "(infer: the default row; train: inserted, found 0), then READ "
+	       "one-sided\n");
 
 	/* cached locations made stale: erase, other keys take the rows,
 	 * the erased keys come back in other rows */
@@ -577,6 +590,159 @@ out:
 	return failures;
 }
 
+/* land ------------------------------------------------------------------- */
+
+/* A train device pull of nkeys keys no server stores (with duplicates),
+ * then of as many again half stored: the READs find nothing for the new
+ * ones, PULL_LAND inserts them and their servers write the records into
+ * the slab. Found 0 for new keys and 1 for stored ones, rows equal what
+ * an RPC pull reads after; tear (the stand-in's torn records among the
+ * landed ones) of them go through staging, still found 0; the others
+ * none. */
+static int land_one(struct embkv_client *rpc, struct embkv_client *one,
+		    enum embkv_dtype dtype, uint32_t dim, uint32_t nkeys,
+		    uint32_t tear, const char *name)
+{
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_gpu_stats g0, g1;
+	uint32_t n = nkeys + nkeys / 2, i, pass;
+	uint64_t *keys = malloc((size_t)n * sizeof(*keys));
+	size_t bytes = (size_t)n * dim * sizeof(float);
+	float *got = malloc(bytes), *ref = malloc(bytes);
+	uint8_t *fg = malloc(n), *fr = malloc(n);
+
+	CHECK(keys && got && ref && fg && fr, "memory");
+	CHECK(table(rpc, name, dim, dtype, 4u * nkeys) == 0, "create");
+	CHECK(embkv_table_open(rpc, name, &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, name, &td) == 0, "open one-sided");
+	for (pass = 0; pass < 2; pass++) {
+		uint64_t landed, rest;
+
+		/* pass 1: the even distinct keys stored by pass 0 */
+		for (i = 0; i < n; i++) {
+			uint32_t d = (i % nkeys) * 31 % nkeys;
+
+			keys[i] = 0x94d049bb133111ebull * (d + 1) +
+				  (pass && d % 2 ? 0x5555ull << 40 : 0);
+		}
+		memset(fg, 7, n);
+		embkv_gpu_stats_get(&g0);
+		CHECK(embkv_pull_device(td, n, keys, got, fg, EMBKV_MODE_TRAIN,
+					NULL, NULL) == 0, "device pull");
+		embkv_gpu_stats_get(&g1);
+		CHECK(embkv_pull(tr, n, keys, ref, fr, EMBKV_MODE_INFER,
+				 NULL) == 0, "rpc pull");
+		for (i = 0; i < n; i++) {
+			uint32_t d = (i % nkeys) * 31 % nkeys;
+			uint8_t want = pass && d % 2 == 0;
+
+			CHECK(fr[i] == 1, "%s: key %u not stored", name, i);
+			CHECK(fg[i] == want, "%s pass %u: key %u found %u", name,
+			      pass, i, fg[i]);
+			CHECK(memcmp(got + (size_t)i * dim, ref + (size_t)i * dim,
+				     dim * sizeof(float)) == 0,
+			      "%s pass %u: row %u differs", name, pass, i);
+		}
+		landed = g1.direct_landed - g0.direct_landed;
+		rest = g1.direct_rest - g0.direct_rest;
+		CHECK(rest == (pass ? 0 : tear) &&
+		      landed + (g1.direct_keys - g0.direct_keys) + rest == nkeys,
+		      "%s pass %u: %llu landed, %llu READ, %llu left", name,
+		      pass, (unsigned long long)landed,
+		      (unsigned long long)(g1.direct_keys - g0.direct_keys),
+		      (unsigned long long)rest);
+		printf("PASS %s pass %u: %u keys (%u distinct), %llu landed by "
+		       "PULL_LAND, %llu READ, %llu through staging; == RPC "
+		       "pull, found flags right\n", name, pass, n, nkeys,
+		       (unsigned long long)landed,
+		       (unsigned long long)(g1.direct_keys - g0.direct_keys),
+		       (unsigned long long)rest);
+	}
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	free(keys);
+	free(got);
+	free(ref);
+	free(fg);
+	free(fr);
+	return failures;
+}
+
+/* A table that admits a key at its second sight: a device train pull of
+ * new keys lands records of the initializer's rows (not stored), found
+ * 0; the RPC train pull after admits them with those same rows. */
+static int land_admit(struct embkv_client *rpc, struct embkv_client *one)
+{
+	struct embkv_table_handle *tr = NULL, *td = NULL;
+	struct embkv_table_attr ta;
+	struct embkv_gpu_stats g0, g1;
+	enum { AN = 600, AD = 8 };
+	uint64_t keys[AN];
+	float got[AN * AD], ref[AN * AD];
+	uint8_t fg[AN], fr[AN];
+	uint32_t i;
+
+	embkv_table_attr_init(&ta);
+	snprintf(ta.name, sizeof(ta.name), "gl_admit");
+	ta.dim = AD;
+	ta.capacity = 1u << 14;
+	ta.partitions = 64;
+	ta.admit_after = 2;
+	ta.init.type = EMBKV_INIT_NORMAL;
+	CHECK(embkv_table_create_remote(rpc, &ta) == 0, "create");
+	CHECK(embkv_table_open(rpc, "gl_admit", &tr) == 0, "open rpc");
+	CHECK(embkv_table_open(one, "gl_admit", &td) == 0, "open one-sided");
+	for (i = 0; i < AN; i++)
+		keys[i] = 0xbf58476d1ce4e5b9ull * (i + 1);
+	embkv_gpu_stats_get(&g0);
+	CHECK(embkv_pull_device(td, AN, keys, got, fg, EMBKV_MODE_TRAIN, NULL,
+				NULL) == 0, "device pull");
+	embkv_gpu_stats_get(&g1);
+	CHECK(g1.direct_landed - g0.direct_landed == AN &&
+	      g1.direct_rest == g0.direct_rest, "%llu landed, %llu left",
+	      (unsigned long long)(g1.direct_landed - g0.direct_landed),
+	      (unsigned long long)(g1.direct_rest - g0.direct_rest));
+	CHECK(embkv_pull(tr, AN, keys, ref, fr, EMBKV_MODE_INFER, NULL) == 0,
+	      "infer");
+	for (i = 0; i < AN; i++)
+		CHECK(!fg[i] && !fr[i], "key %u stored at its first sight", i);
+	CHECK(embkv_pull(tr, AN, keys, ref, fr, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "admit");
+	CHECK(memcmp(got, ref, sizeof(got)) == 0,
+	      "landed rows are not the initializer's");
+	printf("PASS admission: %u new keys landed with their initializer's "
+	       "rows, found 0, nothing stored; admitted at the second sight "
+	       "with the same rows\n", AN);
+out:
+	embkv_table_close(td);
+	embkv_table_close(tr);
+	return failures;
+}
+
+static int test_land(int tear)
+{
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
+
+	if (!rpc || !one) {
+		printf("FAIL clients\n");
+		failures++;
+	} else if (tear) {
+		land_one(rpc, one, EMBKV_DTYPE_F32, 16, 3000, 50, "gl_torn");
+		stats_print("landtorn", one);
+	} else {
+		land_one(rpc, one, EMBKV_DTYPE_F32, 32, 30000, 0, "gl_f32");
+		land_one(rpc, one, EMBKV_DTYPE_BF16, 5, 3000, 0, "gl_bf16_5");
+		land_one(rpc, one, EMBKV_DTYPE_F32, 4096, 2200, 0,
+			 "gl_f32_4096");
+		land_admit(rpc, one);
+		stats_print("land", one);
+	}
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	return failures;
+}
+
 static void run_mode(int argc, char **argv)
 {
 	const char *mode = argv[1];
@@ -594,6 +760,10 @@ static void run_mode(int argc, char **argv)
 		test_extra();
 	else if (!strcmp(mode, "kill"))
 		test_kill();
+	else if (!strcmp(mode, "land"))
+		test_land(0);
+	else if (!strcmp(mode, "landtorn"))
+		test_land(1);
 	else
 		test_noreg();
 }
@@ -604,7 +774,8 @@ int main(int argc, char **argv)
 		{ "probe", run_mode }, { "equiv", run_mode },
 		{ "torn", run_mode }, { "half", run_mode },
 		{ "extra", run_mode }, { "noreg", run_mode },
-		{ "kill", run_mode }, { NULL, NULL },
+		{ "kill", run_mode }, { "land", run_mode },
+		{ "landtorn", run_mode }, { NULL, NULL },
 	};
 	const char *mode = argc > 1 ? argv[1] : "equiv";
 
@@ -616,5 +787,9 @@ int main(int argc, char **argv)
 							       : "dmabuf", 1);
 	if (!strcmp(mode, "torn"))
 		setenv("EMBKV_GPU_HOST_TEAR", "64", 1);
+	/* a fresh table: no bucket READ matches, so the first records
+	 * checked are landed ones */
+	if (!strcmp(mode, "landtorn"))
+		setenv("EMBKV_GPU_HOST_TEAR", "50", 1);
 	return rdma_test_main(argc, argv, 2, 150, modes);
 }
