@@ -197,6 +197,28 @@ static long body_for(unsigned int op, uint8_t *b, size_t cap)
 	case R(EMBKV_WIRE_OP_PULL):
 		return SIZED(embkv_wire_pull_reply_size(NK, DIM, &len),
 			     embkv_wire_pull_reply_encode(&prep, b, len));
+	case EMBKV_WIRE_OP_PULL_LAND: {
+		struct embkv_wire_land_req lr = { 0x7f0000400000ull, 0x77, 64,
+						  pr };
+		uint64_t *lk;
+
+		if (embkv_wire_land_req_size(&lr, &len) || len > cap ||
+		    embkv_wire_land_req_prepare(&lr, b, len, &lk))
+			return -1;
+		memcpy(lk, pr.keys, (size_t)pr.n * sizeof(*lk));
+		return (long)len;
+	}
+	case R(EMBKV_WIRE_OP_PULL_LAND): {
+		uint8_t *lst;
+
+		if (embkv_wire_land_reply_size(NK, &len) || len > cap ||
+		    embkv_wire_land_reply_prepare(NK, DIM, EMBKV_DTYPE_F32, b,
+						  len, &lst))
+			return -1;
+		for (uint32_t i = 0; i < NK; i++)
+			lst[i] = (uint8_t)(i % EMBKV_WIRE_LAND_STATE_COUNT);
+		return (long)len;
+	}
 	case EMBKV_WIRE_OP_PUSH:
 	case EMBKV_WIRE_OP_ASSIGN:
 	case EMBKV_WIRE_OP_ACCUMULATE:
