@@ -186,6 +186,13 @@ struct embkv_rpc {
 	int (*on_reply)(void *ctx, const struct embkv_rpc *r);
 	void *on_reply_ctx;
 	int consume_rc;
+	/* Set by the caller (NULL: none): called once by the exchange with
+	 * the connection the request will go on, before it is sent, to
+	 * complete what depends on the connection (a landing pull's rkey,
+	 * valid only on the connection that registered it). Not 0: none of
+	 * that server's requests of the exchange are sent, each fails with
+	 * that status, and the connection stays usable. */
+	int (*on_conn)(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc);
 	/* exchange private */
 	uint64_t req_id;
 	size_t sent;

@@ -633,6 +633,8 @@ static int land_rest(struct embkv_table_handle *t,
 	for (off = 0; off < nin; off += per) {
 		uint32_t cnt = nin - off < per ? nin - off : per, ns;
 		struct embkv_land_rpc lr = {
+			/* the whole slab: the registration's identity (read_region);
+			 * slots are bounded by n (ops.c), so cnt of them */
 			.base = w->d_slab, .bytes = GPU_SLAB_BYTES,
 			.stride = lstride, .id = w->slab_id, .reg = slab_reg,
 			.slot_pos = slot_pos, .state = state,
@@ -647,6 +649,8 @@ static int land_rest(struct embkv_table_handle *t,
 			slot_pos[k] = UINT32_MAX; /* no frame wrote it */
 		}
 		memset(state, EMBKV_LAND_UNANSWERED, cnt);
+		memset(slist, 0, (size_t)cnt * sizeof(*slist));
+		memset(sfound, 0, cnt);
 		/* zeroed, and nothing of the GPU's runs on the slab while
 		 * the servers write into it */
 		if ((rc = ops->memset_dev(w->d_slab, 0,

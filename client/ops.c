@@ -85,10 +85,8 @@ struct op_state {
 	int any_stale;
 	int err;
 	struct embkv_batch_args args;
-	/* a landing pull: the slot of this round's order[0], and the server
-	 * of the frame being built */
+	/* a landing pull: the slot of this round's order[0] */
 	uint32_t land_base;
-	uint32_t cur_server;
 };
 
 /* Frames ------------------------------------------------------------------- */
@@ -137,14 +135,13 @@ static int size_land(const struct op_state *o, uint32_t n, size_t *len)
 	return embkv_wire_land_req_size(&m, len);
 }
 
-/* The frame's slots: from land_base + at; its server's rkey for the
- * landing memory (registered on that connection once, read_region). */
+/* The frame's slots: from land_base + at; the rkey is the connection's
+ * (land_conn, once the exchange picked it). */
 static int fill_land(struct op_state *o, uint32_t at, uint32_t n,
 		     const struct embkv_wire_table_ref *tref, uint8_t *body,
 		     size_t len)
 {
 	struct embkv_land_rpc *land = o->a->land;
-	struct embkv_client *c = o->t->c;
 	struct embkv_wire_land_req m = {
 		.addr = (uint64_t)(uintptr_t)land->base +
 			(uint64_t)(o->land_base + at) * land->stride,
@@ -158,29 +155,40 @@ static int fill_land(struct op_state *o, uint32_t at, uint32_t n,
 		},
 	};
 	const uint32_t *ord = o->order + at;
-	struct embkv_cconn *cc = NULL;
-	const void *region = NULL;
 	uint64_t *keys;
 	int rc;
 
-	rc = embkv_client_conn_get(c, o->cur_server,
-				   embkv_client_deadline(c), &cc);
-	if (rc)
-		return rc;
-	if (cc->tc->ops->read_region && cc->tc->ops->region_rkey)
-		region = cc->tc->ops->read_region(cc->tc, land->id, land->base,
-						  land->bytes, land->reg,
-						  land->reg_arg);
-	if (region)
-		m.rkey = cc->tc->ops->region_rkey(cc->tc, region);
-	embkv_client_conn_put(c, cc);
-	if (!region)
-		return -EOPNOTSUPP; /* not an rdma server, or not registrable */
 	rc = embkv_wire_land_req_prepare(&m, body, len, &keys);
 	if (rc)
 		return rc;
 	for (uint32_t j = 0; j < n; j++)
 		keys[j] = o->b.ukeys[ord[j]];
+	return 0;
+}
+
+/* The landing memory registered on the connection the frame goes on
+ * (once per connection: read_region), its rkey into the frame. A server
+ * whose connection cannot take it: -EOPNOTSUPP, its frames unsent. */
+static int land_conn(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc)
+{
+	struct op_state *o = ctx;
+	struct embkv_land_rpc *land = o->a->land;
+	const void *region = NULL;
+	uint8_t *rk = r->req.data + EMBKV_WIRE_HDR_SIZE +
+		      EMBKV_WIRE_LAND_REQ_RKEY;
+	uint32_t rkey;
+
+	if (cc->tc->ops->read_region && cc->tc->ops->region_rkey)
+		region = cc->tc->ops->read_region(cc->tc, land->id, land->base,
+						  land->bytes, land->reg,
+						  land->reg_arg);
+	if (!region)
+		return -EOPNOTSUPP; /* not an rdma server, or not registrable */
+	rkey = cc->tc->ops->region_rkey(cc->tc, region);
+	rk[0] = (uint8_t)rkey;
+	rk[1] = (uint8_t)(rkey >> 8);
+	rk[2] = (uint8_t)(rkey >> 16);
+	rk[3] = (uint8_t)(rkey >> 24);
 	return 0;
 }
 
@@ -512,7 +520,6 @@ static int build_frame(struct op_state *o, struct embkv_rpc *r,
 	size_t len;
 	int rc;
 
-	o->cur_server = r->server;
 	rc = o->d->size(o, r->user_n, &len);
 	if (!rc)
 		rc = embkv_rpc_frame(r, o->d->opcode, epoch, len, &body);
@@ -594,8 +601,9 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 	if (rc)
 		goto free_off;
 	if (o->a->op == EMBKV_BATCH_PULL_LAND &&
-	    (uint64_t)o->land_base + o->npend >
-		    o->a->land->bytes / o->a->land->stride) {
+	    ((uint64_t)o->land_base + o->npend >
+		     o->a->land->bytes / o->a->land->stride ||
+	     (uint64_t)o->land_base + o->npend > o->a->n)) {
 		rc = -ENOSPC; /* retries used up the slots: the caller's way */
 		goto free_off;
 	}
@@ -619,6 +627,8 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			r->user_n = off[s + 1] - at < cap ? off[s + 1] - at : cap;
 			r->on_reply = consume_on_arrival;
 			r->on_reply_ctx = o;
+			if (o->a->op == EMBKV_BATCH_PULL_LAND)
+				r->on_conn = land_conn;
 			rc = build_frame(o, r, &m->tref[s], m->epoch);
 			if (rc)
 				goto clear;

@@ -94,6 +94,17 @@ static void rpc_fail(struct embkv_rpc *r, int status)
 	r->done = 1;
 }
 
+/* None of x's requests sent: each fails with status; the connection
+ * stays good. */
+static void xconn_refuse(struct xconn *x, struct embkv_rpc *rpcs, int status)
+{
+	for (uint32_t i = 0; i < x->n; i++)
+		rpc_fail(&rpcs[x->idx[i]], status);
+	x->answered = x->n;
+	x->next_send = x->n;
+	x->dead = 1;
+}
+
 static void xconn_fail(struct xconn *x, struct embkv_rpc *rpcs, int status)
 {
 	if (x->why_closed && status == EMBKV_EDISCONNECTED)
@@ -365,6 +376,11 @@ int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
 
 			r->req_id = x->cc->next_req_id++;
 			embkv_wire_hdr_set_request_id(r->req.data, r->req_id);
+			if (r->on_conn &&
+			    (grc = r->on_conn(r->on_reply_ctx, r, x->cc))) {
+				xconn_refuse(x, rpcs, grc);
+				break;
+			}
 		}
 	}
 	run_loop(xs, nx, rpcs, pfds, deadline);

@@ -355,7 +355,7 @@ void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob)
 	else
 		c->out_head = ob;
 	c->out_tail = ob;
-	c->out_bytes += ob->len;
+	c->out_bytes += ob->len + ob->land_len; /* land_len: RDMA only */
 	if (!c->on_flush) {
 		cds_list_add_tail(&c->flush_link, &c->io->flush);
 		c->on_flush = true;

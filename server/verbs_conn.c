@@ -71,13 +71,15 @@ static int post_recv(struct embkvd_vconn *vc, uint32_t i)
 
 void embkvd_vconn_free(struct embkvd_vconn *vc)
 {
+	/* the QP first: no work request still reads a send buffer when
+	 * its registration goes */
+	if (vc->has_qp)
+		rdma_destroy_qp(vc->id);
 	for (uint32_t i = 0; vc->sends && i < vc->nsend; i++) {
 		if (vc->sends[i].mr)
 			ibv_dereg_mr(vc->sends[i].mr);
 		embkvd_obuf_free(vc->sends[i].ob);
 	}
-	if (vc->has_qp)
-		rdma_destroy_qp(vc->id);
 	if (vc->cq)
 		ibv_destroy_cq(vc->cq);
 	if (vc->cch)
@@ -282,6 +284,12 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 		wr.wr.rdma.rkey = vc->cli.reply_rkey;
 	}
 	err = ibv_post_send(vc->id->qp, first, &bad);
+	if (err && first == &lwr && bad == &wr) {
+		/* the WRITE went out and reads the buffer: it stays
+		 * registered until the connection (closing on this error)
+		 * destroys its QP first (embkvd_vconn_free) */
+		return -err;
+	}
 	if (err) {
 		if (sd->mr) {
 			ibv_dereg_mr(sd->mr);
@@ -317,7 +325,7 @@ void embkvd_vconn_flush(struct embkvd_conn *c)
 		c->out_head = ob->next;
 		if (!c->out_head)
 			c->out_tail = NULL;
-		c->out_bytes -= ob->len;
+		c->out_bytes -= ob->len + ob->land_len;
 		if (vc->outstanding)
 			vc->outstanding--;
 		err = post_reply(c, ob);

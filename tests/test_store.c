@@ -154,7 +154,7 @@ static void test_pull_records(void **state)
 	uint32_t pos[3] = { 2, 0, 1 };
 	uint8_t st[6], st2[3], zero[64] = { 0 };
 	uint8_t *out = malloc(6 * stride);
-	float row[DIM], want[DIM];
+	float row[3 * DIM], want[DIM];
 	uint8_t found[6];
 	struct embkv_table *adm;
 	struct embkv_table_attr a;

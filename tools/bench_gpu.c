@@ -17,6 +17,10 @@
  *               rows/s of the batch's keys, and the distinct fraction
  *               (device_pull_vs_host)
  *   push        embkv_push vs embkv_push_device (device_push_vs_host)
+ *   cold        train pulls of keys no server stores yet (every key
+ *               inserted: a cold step; GPUDirect lands them by
+ *               PULL_LAND), host vs device (device_cold_pull_vs_host),
+ *               each on a key set of its own
  *
  * and the data path in use and the GPUDirect capability the probe found.
  * Each run uses a table of its own dim (gpu_bench_d<dim>). Device memory and the
@@ -139,6 +143,7 @@ int bench_gpu_main(int argc, char **argv)
 	void *h_big = NULL, *d_big = NULL;
 	double t0, h2d = 0, d2h = 0, k_dedup = 0, k_scatter = 0, k_coal = 0;
 	double pull_h = 0, pull_d = 0, push_h = 0, push_d = 0, distinct = 0;
+	double cold_h = 0, cold_d = 0;
 	double k_gather = 0, k_check = 0, k_dedup1m = 0;
 	uint64_t *h_ukeys = NULL, *d_1m = NULL;
 	uint8_t *h_rec = NULL, *d_verdict = NULL;
@@ -333,6 +338,32 @@ int bench_gpu_main(int argc, char **argv)
 		CHECK(embkv_push_device(t, o.batch, d_keys + (size_t)i * o.batch,
 					d_rows, NULL, NULL));
 	push_d = (double)o.batch * o.iters / (bench_now_s() - t0);
+	/* cold: fresh keys, a set for each side (the same distribution) */
+	{
+		size_t nk = (size_t)o.batch * o.iters;
+
+		for (size_t i = 0; i < nk; i++)
+			keys[i] ^= 0x5bd1e9955bd1e995ull;
+		t0 = bench_now_s();
+		for (uint32_t i = 0; i < o.iters; i++)
+			CHECK(embkv_pull(t, o.batch,
+					 keys + (size_t)i * o.batch, rows,
+					 NULL, EMBKV_MODE_TRAIN, NULL));
+		cold_h = (double)nk / (bench_now_s() - t0);
+		for (size_t i = 0; i < nk; i++)
+			keys[i] ^= 0x5bd1e9955bd1e995ull ^
+				   0x27d4eb2f165667c5ull;
+		CHECK(ops->h2d(d_keys, keys, nk * sizeof(*keys), NULL));
+		CHECK(ops->stream_wait(NULL));
+		t0 = bench_now_s();
+		for (uint32_t i = 0; i < o.iters; i++)
+			CHECK(embkv_pull_device(t, o.batch,
+						d_keys + (size_t)i * o.batch,
+						d_u, NULL, EMBKV_MODE_TRAIN,
+						NULL, NULL));
+		CHECK(ops->stream_wait(NULL));
+		cold_d = (double)nk / (bench_now_s() - t0);
+	}
 	embkv_gpu_stats_get(&st);
 
 	if (o.json)
@@ -350,8 +381,12 @@ int bench_gpu_main(int argc, char **argv)
 		       "\"device_pull_vs_host\": %.3f, "
 		       "\"push_host_rows_s\": %.0f, "
 		       "\"push_device_rows_s\": %.0f, "
-		       "\"device_push_vs_host\": %.3f, \"chunks\": %llu, "
-		       "\"direct_keys\": %llu}\n",
+		       "\"device_push_vs_host\": %.3f, "
+		       "\"cold_pull_host_rows_s\": %.0f, "
+		       "\"cold_pull_device_rows_s\": %.0f, "
+		       "\"device_cold_pull_vs_host\": %.3f, \"chunks\": %llu, "
+		       "\"direct_keys\": %llu, \"direct_landed\": %llu, "
+		       "\"direct_rest\": %llu}\n",
 		       info.name, embkv_gpu_path_name(st.path),
 		       embkv_gpu_path_name(info.capable), o.dim, o.batch,
 		       (unsigned long long)o.keys, o.zipf, distinct, h2d / 1e9,
@@ -360,8 +395,11 @@ int bench_gpu_main(int argc, char **argv)
 		       k_check > 0 ? k_gather / k_check : 0, k_dedup1m * 1e6,
 		       pull_h, pull_d, pull_h > 0 ? pull_d / pull_h : 0,
 		       push_h, push_d, push_h > 0 ? push_d / push_h : 0,
+		       cold_h, cold_d, cold_h > 0 ? cold_d / cold_h : 0,
 		       (unsigned long long)st.chunks,
-		       (unsigned long long)st.direct_keys);
+		       (unsigned long long)st.direct_keys,
+		       (unsigned long long)st.direct_landed,
+		       (unsigned long long)st.direct_rest);
 	else
 		printf("gpu: %s (cc %d.%d), path %s; GPUDirect capable: %s (%s)\n"
 		       "  bounds   H2D %.1f GB/s, D2H %.1f GB/s (pinned, 256 MiB)\n"
@@ -373,7 +411,10 @@ int bench_gpu_main(int argc, char **argv)
 		       "  pull     host %.2f M rows/s, device %.2f M rows/s "
 		       "(device_pull_vs_host %.2f)\n"
 		       "  push     host %.2f M rows/s, device %.2f M rows/s "
-		       "(device_push_vs_host %.2f)\n",
+		       "(device_push_vs_host %.2f)\n"
+		       "  cold     host %.2f M rows/s, device %.2f M rows/s "
+		       "(device_cold_pull_vs_host %.2f); GPUDirect keys: "
+		       "%llu READ, %llu landed, %llu staged\n",
 		       info.name, info.cc_major, info.cc_minor,
 		       embkv_gpu_path_name(st.path),
 		       embkv_gpu_path_name(info.capable), info.why, h2d / 1e9,
@@ -383,7 +424,11 @@ int bench_gpu_main(int argc, char **argv)
 		       k_check > 0 ? k_gather / k_check : 0, pull_h / 1e6,
 		       pull_d / 1e6, pull_h > 0 ? pull_d / pull_h : 0,
 		       push_h / 1e6, push_d / 1e6,
-		       push_h > 0 ? push_d / push_h : 0);
+		       push_h > 0 ? push_d / push_h : 0, cold_h / 1e6,
+		       cold_d / 1e6, cold_h > 0 ? cold_d / cold_h : 0,
+		       (unsigned long long)st.direct_keys,
+		       (unsigned long long)st.direct_landed,
+		       (unsigned long long)st.direct_rest);
 	ret = 0;
 out:
 	if (ops) {

@@ -22,7 +22,8 @@ out=$(EMBKV_GPU_LIB=$plugin "$bench" --mode gpu --servers "$addr" --dim 16 \
 echo "$out"
 for f in path h2d_GBps dedup_us pull_device_rows_s push_device_rows_s \
 	gather_us check_scatter_us gpu_scatter_vs_gather dedup_1m_us \
-	device_pull_vs_host device_push_vs_host; do
+	device_pull_vs_host device_push_vs_host device_cold_pull_vs_host \
+	direct_landed; do
 	grep -q "\"$f\"" <<<"$out" || { echo "missing $f"; exit 1; }
 done
 grep -q '"path": "staging"' <<<"$out"
