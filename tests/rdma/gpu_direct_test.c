@@ -731,7 +731,7 @@ static int test_land(int tear)
 		land_one(rpc, one, EMBKV_DTYPE_F32, 16, 3000, 50, "gl_torn");
 		stats_print("landtorn", one);
 	} else {
-		land_one(rpc, one, EMBKV_DTYPE_F32, 32, 30000, 0, "gl_f32");
+		land_one(rpc, one, EMBKV_DTYPE_F32, 32, 20000, 0, "gl_f32");
 		land_one(rpc, one, EMBKV_DTYPE_BF16, 5, 3000, 0, "gl_bf16_5");
 		land_one(rpc, one, EMBKV_DTYPE_F32, 4096, 2200, 0,
 			 "gl_f32_4096");
