@@ -193,6 +193,12 @@ struct embkv_rpc {
 	 * that server's requests of the exchange are sent, each fails with
 	 * that status, and the connection stays usable. */
 	int (*on_conn)(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc);
+	/* Set by the caller or on_conn: the request's last tail_len bytes
+	 * are at tail, in tail_region of the connection (send_gather), not
+	 * in req (whose len leaves them out; its header counts them). */
+	const void *tail, *tail_region;
+	size_t tail_len;
+	int unsent;             /* failed by on_conn: never sent */
 	/* exchange private */
 	uint64_t req_id;
 	size_t sent;
@@ -364,6 +370,7 @@ enum embkv_batch_op {
 	EMBKV_BATCH_ERASE,
 	EMBKV_BATCH_ACCUMULATE,
 	EMBKV_BATCH_PULL_LAND,    /* PULL_LAND into args.land (GPUDirect) */
+	EMBKV_BATCH_PUSH_DEV,     /* PUSH, rows gathered from args.dev */
 	EMBKV_BATCH_OP_COUNT,
 };
 
@@ -380,6 +387,28 @@ enum embkv_batch_op {
  * the call's status says which; keys answered stay answered).
  */
 #define EMBKV_LAND_UNANSWERED 0xffu
+
+/*
+ * A push whose rows leave registered memory (EMBKV_BATCH_PUSH_DEV, the
+ * GPUDirect push): each round, gather(arg, pos, m) lays the rows of the
+ * call's keys pos[0..m) (positions in keys, which must be distinct) at
+ * base + k * dim floats, and each PUSH frame's SEND gathers its keys from
+ * host memory and its rows from there (send_gather; base registered per
+ * connection through reg as read_region does, id naming it). Out:
+ * unsent[p] (n, zeroed by the caller) = 1 for keys whose frame was never
+ * sent (a server whose connection cannot take the memory): not applied,
+ * for the caller to push another way; the call's status leaves them out.
+ */
+struct embkv_push_dev {
+	void *base;
+	size_t bytes;
+	uint64_t id;
+	embkv_region_reg_fn reg;
+	void *reg_arg;
+	int (*gather)(void *arg, const uint32_t *pos, uint32_t m);
+	void *arg;
+	uint8_t *unsent;
+};
 struct embkv_land_rpc {
 	void *base;
 	size_t bytes;
@@ -406,6 +435,7 @@ struct embkv_batch_args {
 	bool rpc_only;            /* pull: no one-sided READs (the GPUDirect
 				   * pull's leftovers: already tried) */
 	struct embkv_land_rpc *land; /* PULL_LAND */
+	struct embkv_push_dev *dev;  /* PUSH_DEV */
 	uint32_t *done;           /* push: applied; erase: erased; may be NULL */
 };
 

@@ -62,7 +62,7 @@ static struct embkv_gpu_info load_info;
 
 static struct {
 	uint64_t pulls, pushes, keys, distinct, h2d, d2h, chunks;
-	uint64_t direct_keys, direct_rest, direct_landed;
+	uint64_t direct_keys, direct_rest, direct_landed, direct_pushed;
 } stats;
 
 static void count(uint64_t *c, uint64_t v)
@@ -239,6 +239,8 @@ void embkv_gpu_stats_get(struct embkv_gpu_stats *out)
 	out->direct_rest = __atomic_load_n(&stats.direct_rest,
 					   __ATOMIC_RELAXED);
 	out->direct_landed = __atomic_load_n(&stats.direct_landed,
+					     __ATOMIC_RELAXED);
+	out->direct_pushed = __atomic_load_n(&stats.direct_pushed,
 					     __ATOMIC_RELAXED);
 }
 
@@ -906,6 +908,135 @@ put:
 	return rc;
 }
 
+/* The GPUDirect push ------------------------------------------------------------ */
+
+struct push_ctx {
+	struct ws *w;
+	const float *d_rows;    /* the chunk's coalesced rows, key order */
+	uint32_t dim;
+	void *stream;
+};
+
+/* Rows pos[0..m) of the chunk into the slab, row k at slab + k * dim
+ * floats: scatter through pos as its inverse is a gather. Done (the
+ * stream drained) when it returns: the SENDs read the slab next. */
+static int push_gather(void *arg, const uint32_t *pos, uint32_t m)
+{
+	struct push_ctx *x = arg;
+	struct embkv_gpu_dedup by = { 0 };
+	uint32_t *d_pos = NULL;
+	int rc;
+
+	if (!m)
+		return 0;
+	if (!(rc = ops->dev_alloc((void **)&d_pos, (size_t)m * sizeof(*d_pos),
+				  x->stream)) &&
+	    !(rc = ops->h2d(d_pos, pos, (size_t)m * sizeof(*d_pos),
+			    x->stream))) {
+		by.n = m;
+		by.inverse = d_pos;
+		rc = ops->scatter(&by, x->d_rows, NULL, x->dim,
+				  (float *)x->w->d_slab, NULL, x->stream);
+	}
+	ops->dev_free(d_pos, x->stream);
+	if (!rc)
+		rc = ops->stream_wait(x->stream);
+	else
+		ops->stream_wait(x->stream);
+	return rc;
+}
+
+/*
+ * The GPUDirect push: the coalesced rows d_ug of the distinct keys leave
+ * device memory. A slab's worth of keys at a time, each round's rows are
+ * gathered into the slab in frame order (push_gather), and each PUSH
+ * frame's SEND takes its keys from host memory and its rows from the slab
+ * (send_gather): nothing of the rows crosses to the host. Keys of a
+ * server whose connection cannot take the slab were never sent: they are
+ * pushed from host memory (gathered, copied back, embkv_push). An error
+ * after a frame was sent ends the call as a host push's does (a push is
+ * applied at most once). *total: keys applied.
+ */
+static int push_direct(struct embkv_table_handle *t,
+		       const struct embkv_gpu_dedup *dd, struct ws *w,
+		       const float *d_ug, uint32_t *total, void *stream)
+{
+	uint32_t dim = t->attr.dim, per, off, k;
+	size_t row = (size_t)dim * sizeof(float);
+	uint8_t *unsent = NULL;
+	uint32_t *pos = NULL;
+	uint64_t *rk = NULL;
+	float *h_rows = NULL;
+	int rc = slab_get(w, dd->nu);
+
+	if (rc)
+		return rc;
+	per = (uint32_t)(GPU_SLAB_BYTES / row);
+	if (per > dd->nu)
+		per = dd->nu;
+	unsent = malloc(per);
+	pos = malloc((size_t)per * sizeof(*pos));
+	rk = malloc((size_t)per * sizeof(*rk));
+	if (!unsent || !pos || !rk) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (off = 0; off < dd->nu && !rc; off += per) {
+		uint32_t cnt = dd->nu - off < per ? dd->nu - off : per;
+		uint32_t got = 0, m = 0;
+		struct push_ctx x = {
+			.w = w, .d_rows = d_ug + (size_t)off * dim, .dim = dim,
+			.stream = stream,
+		};
+		struct embkv_push_dev dev = {
+			.base = w->d_slab, .bytes = GPU_SLAB_BYTES,
+			.id = w->slab_id, .reg = slab_reg,
+			.gather = push_gather, .arg = &x, .unsent = unsent,
+		};
+		struct embkv_batch_args a = {
+			.t = t, .op = EMBKV_BATCH_PUSH_DEV, .n = cnt,
+			.keys = w->h_keys + off, .dev = &dev, .done = &got,
+		};
+
+		memset(unsent, 0, cnt);
+		rc = embkv_batch_run(&a);
+		*total += got;
+		if (rc)
+			break;
+		for (k = 0; k < cnt; k++)
+			if (unsent[k]) {
+				pos[m] = k;
+				rk[m++] = w->h_keys[off + k];
+			}
+		count(&stats.direct_pushed, cnt - m);
+		if (!m)
+			continue;
+		/* the keys never sent: their rows through host memory */
+		count(&stats.direct_rest, m);
+		h_rows = malloc((size_t)m * row);
+		if (!h_rows) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (!(rc = push_gather(&x, pos, m)) &&
+		    !(rc = ops->d2h(h_rows, w->d_slab, (size_t)m * row,
+				    stream)) &&
+		    !(rc = ops->stream_wait(stream))) {
+			got = 0;
+			rc = embkv_push(t, m, rk, h_rows, &got);
+			*total += got;
+			count(&stats.d2h, (uint64_t)m * row);
+		}
+		free(h_rows);
+		h_rows = NULL;
+	}
+out:
+	free(unsent);
+	free(pos);
+	free(rk);
+	return rc;
+}
+
 static int push_device(struct embkv_table_handle *t, uint32_t n,
 		       const uint64_t *d_keys, const float *d_grads,
 		       uint32_t *applied, void *stream)
@@ -939,6 +1070,12 @@ static int push_device(struct embkv_table_handle *t, uint32_t n,
 	if ((rc = ops->dev_alloc((void **)&d_ug, dd.nu * row, stream)) ||
 	    (rc = ops->coalesce(&dd, d_grads, dim, d_ug, stream)))
 		goto free_dd;
+	if (load_info.path != EMBKV_GPU_PATH_STAGING && t->os) {
+		rc = push_direct(t, &dd, w, d_ug, &total, stream);
+		if (applied)
+			*applied = total;
+		goto free_dd;
+	}
 	nchunks = (dd.nu + w->chunk_rows - 1) / w->chunk_rows;
 	/* chunk k goes to buffer k & 1, copied one chunk ahead of its push */
 	for (k = 0; k < nchunks && k < 2 && !rc; k++) {

@@ -235,6 +235,49 @@ static int fill_rows(struct op_state *o, uint32_t at, uint32_t n,
 	return 0;
 }
 
+/* A device push's frame: header and keys; its rows stay where gather put
+ * them (build_frame makes them the request's tail). */
+static int fill_push_dev(struct op_state *o, uint32_t at, uint32_t n,
+			 const struct embkv_wire_table_ref *tref, uint8_t *body,
+			 size_t len)
+{
+	struct embkv_wire_rows_req m = {
+		.table_id = tref->table_id,
+		.uid = tref->uid,
+		.dim = o->dim,
+		.n = n,
+	};
+	const uint32_t *ord = o->order + at;
+	uint64_t *keys;
+	float *vals;
+	int rc;
+
+	rc = embkv_wire_rows_req_prepare(&m, body, len, &keys, &vals);
+	if (rc)
+		return rc;
+	for (uint32_t j = 0; j < m.n; j++)
+		keys[j] = o->b.ukeys[ord[j]];
+	return 0;
+}
+
+/* The device memory registered on the connection the frame goes on, as
+ * the SEND's second gather entry. */
+static int push_conn(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc)
+{
+	struct op_state *o = ctx;
+	struct embkv_push_dev *dev = o->a->dev;
+	const void *region = NULL;
+
+	if (cc->tc->ops->read_region && cc->tc->ops->send_gather)
+		region = cc->tc->ops->read_region(cc->tc, dev->id, dev->base,
+						  dev->bytes, dev->reg,
+						  dev->reg_arg);
+	if (!region)
+		return -EOPNOTSUPP; /* not an rdma server, or not registrable */
+	r->tail_region = region;
+	return 0;
+}
+
 static int size_erase(const struct op_state *o, uint32_t n, size_t *len)
 {
 	struct embkv_wire_erase_req m = { .table_id = 0, .uid = 1, .n = n };
@@ -402,6 +445,14 @@ static int check_land(const struct embkv_batch_args *a)
 	return 0;
 }
 
+static int check_push_dev(const struct embkv_batch_args *a)
+{
+	const struct embkv_push_dev *d = a->dev;
+
+	return d && d->base && d->reg && d->gather && d->unsent &&
+	       (uint64_t)a->n * a->t->row_bytes <= d->bytes ? 0 : -EINVAL;
+}
+
 static int check_rows(const struct embkv_batch_args *a)
 {
 	return a->vals ? 0 : -EINVAL;
@@ -488,6 +539,12 @@ static const struct batch_op_desc batch_ops[] = {
 		.consume = consume_count,
 		.req_max_rows = erase_req_max_rows,
 	},
+	[EMBKV_BATCH_PUSH_DEV] = {
+		.check = check_push_dev, .size = size_rows,
+		.fill = fill_push_dev, .opcode = EMBKV_WIRE_OP_PUSH,
+		.consume = consume_count,
+		.req_max_rows = embkv_wire_rows_req_max_rows,
+	},
 	/* rows per frame: also what the slots' bytes allow (frame_cap) */
 	[EMBKV_BATCH_PULL_LAND] = {
 		.check = check_land, .size = size_land, .fill = fill_land,
@@ -525,6 +582,14 @@ static int build_frame(struct op_state *o, struct embkv_rpc *r,
 		rc = embkv_rpc_frame(r, o->d->opcode, epoch, len, &body);
 	if (!rc)
 		rc = o->d->fill(o, r->user_off, r->user_n, tref, body, len);
+	if (!rc && o->a->op == EMBKV_BATCH_PUSH_DEV) {
+		/* the rows: where this round's gather put them */
+		r->tail_len = (size_t)r->user_n * o->row_bytes;
+		r->tail = (const uint8_t *)o->a->dev->base +
+			  (size_t)r->user_off * o->row_bytes;
+		r->req.len -= r->tail_len;
+		r->on_conn = push_conn;
+	}
 	return rc;
 }
 
@@ -600,6 +665,14 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 			       m->nsrv, o->order, off);
 	if (rc)
 		goto free_off;
+	if (o->a->op == EMBKV_BATCH_PUSH_DEV) {
+		/* this round's rows in its order, frame after frame */
+		for (i = 0; i < o->npend; i++)
+			o->retry[i] = o->b.first[o->order[i]];
+		rc = o->a->dev->gather(o->a->dev->arg, o->retry, o->npend);
+		if (rc)
+			goto free_off;
+	}
 	if (o->a->op == EMBKV_BATCH_PULL_LAND &&
 	    ((uint64_t)o->land_base + o->npend >
 		     o->a->land->bytes / o->a->land->stride ||
@@ -642,6 +715,13 @@ static int round_run(struct op_state *o, struct embkv_shardmap *m)
 	for (i = 0; i < nrpc; i++) {
 		struct embkv_rpc *r = &rpcs[i];
 
+		if (r->unsent && o->a->op == EMBKV_BATCH_PUSH_DEV) {
+			/* never sent, not applied: the caller's to push */
+			for (uint32_t j = 0; j < r->user_n; j++)
+				o->a->dev->unsent[o->b.first[
+					o->order[r->user_off + j]]] = 1;
+			continue;
+		}
 		if (r->status == EMBKV_ESTALE && r->has_reply) {
 			memcpy(o->retry + o->nretry, o->order + r->user_off,
 			       (size_t)r->user_n * sizeof(uint32_t));

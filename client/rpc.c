@@ -98,8 +98,10 @@ static void rpc_fail(struct embkv_rpc *r, int status)
  * stays good. */
 static void xconn_refuse(struct xconn *x, struct embkv_rpc *rpcs, int status)
 {
-	for (uint32_t i = 0; i < x->n; i++)
+	for (uint32_t i = 0; i < x->n; i++) {
 		rpc_fail(&rpcs[x->idx[i]], status);
+		rpcs[x->idx[i]].unsent = 1;
+	}
 	x->answered = x->n;
 	x->next_send = x->n;
 	x->dead = 1;
@@ -197,8 +199,12 @@ static int xconn_send(struct xconn *x, struct embkv_rpc *rpcs)
 
 	while (x->next_send < x->n) {
 		struct embkv_rpc *r = &rpcs[x->idx[x->next_send]];
-		int rc = tc->ops->send_some(tc, r->req.data, r->req.len,
-					    &r->sent);
+		int rc = r->tail_len
+			? tc->ops->send_gather(tc, r->req.data, r->req.len,
+					       r->tail_region, r->tail,
+					       r->tail_len, &r->sent)
+			: tc->ops->send_some(tc, r->req.data, r->req.len,
+					     &r->sent);
 
 		if (rc == -EAGAIN)
 			return 0;

@@ -226,6 +226,18 @@ struct embkv_transport_ops {
 	 * and then the server's WRITE fails and the connection closes.
 	 */
 	uint32_t (*region_rkey)(struct embkv_conn *c, const void *region);
+	/*
+	 * Optional, with read_region: send_some for a frame whose last
+	 * tail_len bytes are not after head but at tail, inside a region
+	 * of this connection (read_region): one SEND gathering both (the
+	 * GPUDirect push's rows leave device memory so). head's header
+	 * counts the tail in its body_len; head_len + tail_len is the
+	 * frame's length. *off becomes head_len once sent; the tail must
+	 * stay until the request's reply came.
+	 */
+	int (*send_gather)(struct embkv_conn *c, const uint8_t *head,
+			   size_t head_len, const void *region,
+			   const void *tail, size_t tail_len, size_t *off);
 };
 
 /* The built-in transports (net/tcp.c, net/verbs.c or, built without

@@ -476,7 +476,7 @@ static int resources(struct verbs_conn *vc, uint32_t *rd_atom)
 	qa.sq_sig_all = 0;
 	qa.cap.max_send_wr = vc->sq_depth;
 	qa.cap.max_recv_wr = EMBKV_VERBS_CLIENT_CREDITS;
-	qa.cap.max_send_sge = 1;
+	qa.cap.max_send_sge = 2; /* send_gather: frame and a region's tail */
 	qa.cap.max_recv_sge = 1;
 	if (rdma_create_qp(vc->id, vc->pd, &qa))
 		return errno ? -errno : -ENOMEM;
@@ -644,12 +644,14 @@ static void vc_close(struct embkv_conn *c)
 
 /* RPC ------------------------------------------------------------------------ */
 
-static int vc_send_some(struct embkv_conn *c, const uint8_t *frame,
-			size_t len, size_t *off)
+/* One request SEND: frame (copied into a send buffer) and, when
+ * tail_len, a second gather entry from a caller's region. */
+static int vc_send(struct verbs_conn *vc, const uint8_t *frame, size_t len,
+		   const struct vregion *g, const void *tail, size_t tail_len,
+		   size_t *off)
 {
-	struct verbs_conn *vc = vc_of(c);
 	struct ibv_send_wr wr, *bad;
-	struct ibv_sge sge;
+	struct ibv_sge sge[2];
 	uint32_t slot, i;
 	uint8_t *buf;
 	int rc;
@@ -660,7 +662,7 @@ static int vc_send_some(struct embkv_conn *c, const uint8_t *frame,
 		return 0;
 	if (len < EMBKV_WIRE_HDR_SIZE || *off)
 		return -EINVAL;
-	if (len > vc->max_request)
+	if (len + tail_len > vc->max_request)
 		return EMBKV_ELIMIT;
 	slot = (uint32_t)(get64(frame + EMBKV_WIRE_HDR_REQ_ID) %
 			  EMBKV_VERBS_CLIENT_SLOTS);
@@ -680,13 +682,19 @@ static int vc_send_some(struct embkv_conn *c, const uint8_t *frame,
 	i = (uint32_t)__builtin_ctz(vc->send_free);
 	buf = vc->send_mem + (size_t)i * vc->max_request;
 	memcpy(buf, frame, len);
-	sge.addr = (uintptr_t)buf;
-	sge.length = (uint32_t)len;
-	sge.lkey = vc->send_mr->lkey;
+	sge[0].addr = (uintptr_t)buf;
+	sge[0].length = (uint32_t)len;
+	sge[0].lkey = vc->send_mr->lkey;
 	memset(&wr, 0, sizeof(wr));
 	wr.wr_id = TAG_SEND << TAG_SHIFT | i;
-	wr.sg_list = &sge;
+	wr.sg_list = sge;
 	wr.num_sge = 1;
+	if (tail_len) {
+		sge[1].addr = (uintptr_t)tail;
+		sge[1].length = (uint32_t)tail_len;
+		sge[1].lkey = g->mr->lkey;
+		wr.num_sge = 2;
+	}
 	wr.opcode = IBV_WR_SEND;
 	wr.send_flags = IBV_SEND_SIGNALED;
 	rc = ibv_post_send(vc->id->qp, &wr, &bad);
@@ -698,6 +706,29 @@ static int vc_send_some(struct embkv_conn *c, const uint8_t *frame,
 	vc->slot_busy[slot] = 1;
 	*off = len;
 	return 0;
+}
+
+static int vc_send_some(struct embkv_conn *c, const uint8_t *frame,
+			size_t len, size_t *off)
+{
+	return vc_send(vc_of(c), frame, len, NULL, NULL, 0, off);
+}
+
+static int vc_send_gather(struct embkv_conn *c, const uint8_t *head,
+			  size_t head_len, const void *region,
+			  const void *tail, size_t tail_len, size_t *off)
+{
+	struct verbs_conn *vc = vc_of(c);
+	const struct vregion *g = region;
+
+	/* this connection's region, and the tail inside it */
+	if (g < vc->regions || g >= vc->regions + MAX_REGIONS ||
+	    (uintptr_t)((const char *)g - (const char *)vc->regions) %
+		    sizeof(*g) ||
+	    !g->mr || !tail_len || (uintptr_t)tail < (uintptr_t)g->p ||
+	    (uintptr_t)tail + tail_len > (uintptr_t)g->p + g->len)
+		return -EINVAL;
+	return vc_send(vc, head, head_len, g, tail, tail_len, off);
 }
 
 /* The reply slot of a write: imm_data as the server put it (network
@@ -990,9 +1021,10 @@ static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
 	if (!g)
 		g = lru;
 	if (g->mr) {
-		/* deregistering memory reads may still be landing in */
+		/* deregistering memory reads may still be landing in, or a
+		 * request's SEND still gathering from (send_gather) */
 		for (i = 0; i < MAX_CHAINS; i++)
-			if (vc->chains[i].n) {
+			if (vc->chains[i].n || vc->outstanding) {
 				errno = EBUSY;
 				return NULL;
 			}
@@ -1036,4 +1068,5 @@ const struct embkv_transport_ops embkv_verbs_ops = {
 	.poll_reads = vc_poll_reads,
 	.read_region = vc_read_region,
 	.region_rkey = vc_region_rkey,
+	.send_gather = vc_send_gather,
 };

@@ -125,6 +125,8 @@ struct embkv_gpu_stats {
 				       servers wrote into device memory
 				       (PULL_LAND), or infer-mode misses
 				       given the default there */
+	uint64_t direct_pushed;     /* distinct keys pushed with their rows
+				       sent from device memory (GPUDirect) */
 };
 void embkv_gpu_stats_get(struct embkv_gpu_stats *out);
 

@@ -48,7 +48,8 @@ class GpuStats(Structure):
                 ("h2d_bytes", c_uint64), ("d2h_bytes", c_uint64),
                 ("chunks", c_uint64), ("direct_keys", c_uint64),
                 ("direct_rest", c_uint64),
-                ("direct_landed", c_uint64)]
+                ("direct_landed", c_uint64),
+                ("direct_pushed", c_uint64)]
 
 
 _P = c_void_p

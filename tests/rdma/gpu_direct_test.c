@@ -1,5 +1,6 @@
 /*
- * embkv_rdma_gpu_direct_{probe,equiv,torn,half,extra,noreg,kill}: the GPUDirect pull
+ * embkv_rdma_gpu_direct_{probe,equiv,torn,half,extra,noreg,kill,land,
+ * landtorn,push}: the GPUDirect pull and push
  * (client/gpu.c pull_direct, client/onesided.c embkv_onesided_land)
  * against real embkvd processes on rdma://, in the soft-RoCE VM.
  *
@@ -39,6 +40,18 @@
  *          not retried); every key goes through staging, still READ
  *          one-sided into host memory by the host path, rows equal.
  *
+ *   push:  the device push (client/gpu.c push_direct): coalesced rows
+ *          gathered into the slab and sent from there (one SEND a frame
+ *          gathering keys from host memory and rows from the slab): the
+ *          rows equal a host push's into a twin table bit for bit (dim 16
+ *          with duplicates and a hot key; dim 1024); noreg also pushes:
+ *          nothing leaves the unregistrable slab, every key is pushed
+ *          from host memory exactly once.
+ *   land:  missing keys and inserts pulled by PULL_LAND: their servers
+ *          write the records into the slab (fp32 dims 32 and 4096 over
+ *          many frames, bf16 dim 5, admission's initializer rows),
+ *          found flags as the host pull's; landtorn: landed records torn
+ *          by the stand-in go through staging, found 0 kept.
  *   kill:  a server killed after its keys' locations were cached: a pull
  *          that needs it fails in bounded time (connections broken
  *          mid-landing), the other server's keys still land in the slab.
@@ -112,6 +125,13 @@ static void stats_print(const char *who, struct embkv_client *c)
 	       (unsigned long long)k.cache_drops);
 	fflush(stdout);
 }
+
+static int push_twins(struct embkv_client *rpc, struct embkv_client *one,
+		      const char *name, uint32_t dim, const uint64_t *u,
+		      uint32_t nu, const uint64_t *keys, uint32_t n,
+		      uint64_t *pushed, uint64_t *rest);
+static void push_keys(uint64_t *u, uint32_t nu, uint64_t *keys, uint32_t n,
+		      uint64_t mul);
 
 /* probe ------------------------------------------------------------------ */
 
@@ -512,6 +532,19 @@ static int test_noreg(void)
 	}
 	printf("PASS slab not registrable: device pull == RPC pull, every key "
 	       "READ one-sided by the host path, twice\n");
+	{
+		uint64_t u2[3000], k2[6000], pushed = 0, rest = 0;
+
+		push_keys(u2, 3000, k2, 6000, 0x85ebca6bull);
+		CHECK(push_twins(rpc, one, "gn_push", 16, u2, 3000, k2, 6000,
+				 &pushed, &rest), "noreg push");
+		CHECK(pushed == 0 && rest == 3000, "noreg push: %llu from the "
+		      "slab, %llu from host memory",
+		      (unsigned long long)pushed, (unsigned long long)rest);
+	}
+	printf("PASS slab not registrable: device push sends nothing from it, "
+	       "pushes every key from host memory once, rows equal a host "
+	       "push's\n");
 	stats_print("noreg", one);
 out:
 	embkv_table_close(td);
@@ -743,6 +776,117 @@ static int test_land(int tear)
 	return failures;
 }
 
+/* push ------------------------------------------------------------------- */
+
+/* Twin tables a (device push) and b (host push) of dim dim, their keys
+ * u[0..nu) inserted; grads for keys[0..n) (duplicates) in steps of 1/8,
+ * so that every sum is exact in any order. After a device push into a
+ * and embkv_push of the same into b, both tables' rows are equal bit for
+ * bit, and differ from before. *pushed / *rest: the GPU counters' moves
+ * over the device push. */
+static int push_twins(struct embkv_client *rpc, struct embkv_client *one,
+		      const char *name, uint32_t dim, const uint64_t *u,
+		      uint32_t nu, const uint64_t *keys, uint32_t n,
+		      uint64_t *pushed, uint64_t *rest)
+{
+	struct embkv_table_handle *ta = NULL, *tb = NULL, *td = NULL;
+	struct embkv_gpu_stats g0, g1;
+	char nb[64];
+	size_t bytes = (size_t)nu * dim * sizeof(float);
+	float *g = malloc((size_t)n * dim * sizeof(float));
+	float *before = malloc(bytes), *ra = malloc(bytes), *rb = malloc(bytes);
+	uint32_t applied = 0, happ = 0, i, changed = 0;
+	int ok = 0;
+
+	CHECK(g && before && ra && rb, "memory");
+	snprintf(nb, sizeof(nb), "%s_host", name);
+	CHECK(setup(rpc, one, name, dim, EMBKV_DTYPE_F32, 4u * nu, u, nu, &ta,
+		    &td) == 0, "setup");
+	CHECK(table(rpc, nb, dim, EMBKV_DTYPE_F32, 4u * nu) == 0 &&
+	      embkv_table_open(rpc, nb, &tb) == 0, "twin");
+	CHECK(embkv_pull(tb, nu, u, before, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
+	      "twin insert");
+	CHECK(embkv_pull(ta, nu, u, ra, NULL, EMBKV_MODE_INFER, NULL) == 0 &&
+	      memcmp(ra, before, bytes) == 0, "twins differ before the push");
+	for (size_t j = 0; j < (size_t)n * dim; j++)
+		g[j] = (float)((int)((j * 7 + j / dim) % 17) - 8) / 8.0f;
+	embkv_gpu_stats_get(&g0);
+	CHECK(embkv_push_device(td, n, keys, g, &applied, NULL) == 0,
+	      "device push");
+	embkv_gpu_stats_get(&g1);
+	CHECK(embkv_push(tb, n, keys, g, &happ) == 0, "host push");
+	CHECK(applied == nu && happ == nu, "applied %u (device), %u (host) of "
+	      "%u", applied, happ, nu);
+	CHECK(embkv_pull(ta, nu, u, ra, NULL, EMBKV_MODE_INFER, NULL) == 0 &&
+	      embkv_pull(tb, nu, u, rb, NULL, EMBKV_MODE_INFER, NULL) == 0,
+	      "pull after");
+	for (i = 0; i < nu; i++) {
+		CHECK(memcmp(ra + (size_t)i * dim, rb + (size_t)i * dim,
+			     dim * sizeof(float)) == 0,
+		      "%s: key %u: device push %g, host push %g", name, i,
+		      ra[(size_t)i * dim], rb[(size_t)i * dim]);
+		changed += memcmp(ra + (size_t)i * dim, before + (size_t)i * dim,
+				  dim * sizeof(float)) != 0;
+	}
+	CHECK(changed > nu / 2, "%u of %u rows changed", changed, nu);
+	*pushed = g1.direct_pushed - g0.direct_pushed;
+	*rest = g1.direct_rest - g0.direct_rest;
+	ok = 1;
+out:
+	embkv_table_close(td);
+	embkv_table_close(ta);
+	embkv_table_close(tb);
+	free(g);
+	free(before);
+	free(ra);
+	free(rb);
+	return ok;
+}
+
+/* Keys u[0..nu) and n positions over them: every key, then duplicates
+ * with a hot one. */
+static void push_keys(uint64_t *u, uint32_t nu, uint64_t *keys, uint32_t n,
+		      uint64_t mul)
+{
+	for (uint32_t i = 0; i < nu; i++)
+		u[i] = mul * (i + 1);
+	for (uint32_t i = 0; i < n; i++)
+		keys[i] = i < nu ? u[(i * 7919u) % nu]
+			  : i % 4 == 0 ? u[5] : u[(i * 104729u) % nu];
+}
+
+static int test_push(void)
+{
+	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
+	enum { PU = 10000, PN = 30000 };
+	uint64_t *u = malloc(PU * sizeof(*u)), *keys = malloc(PN * sizeof(*keys));
+	uint64_t pushed = 0, rest = 0;
+
+	CHECK(rpc && one && u && keys, "clients");
+	push_keys(u, PU, keys, PN, 0x7a6b5c4d3e2f1a0bull);
+	CHECK(push_twins(rpc, one, "gp", 16, u, PU, keys, PN, &pushed, &rest),
+	      "push");
+	CHECK(pushed == PU && rest == 0, "%llu keys pushed from device memory, "
+	      "%llu from host memory", (unsigned long long)pushed,
+	      (unsigned long long)rest);
+	printf("PASS device push of %u keys (%u distinct): every row sent "
+	       "from the device slab (gather SENDs), rows equal a host push's "
+	       "bit for bit\n", PN, PU);
+	push_keys(u, 2000, keys, 2000, 0x1b873593ull);
+	CHECK(push_twins(rpc, one, "gp_wide", 1024, u, 2000, keys, 2000,
+			 &pushed, &rest), "wide");
+	CHECK(pushed == 2000 && rest == 0, "wide: %llu pushed, %llu left",
+	      (unsigned long long)pushed, (unsigned long long)rest);
+	printf("PASS dim 1024 (15 rows a frame): rows equal a host push's\n");
+	stats_print("push", one);
+out:
+	embkv_client_destroy(one);
+	embkv_client_destroy(rpc);
+	free(u);
+	free(keys);
+	return failures;
+}
+
 static void run_mode(int argc, char **argv)
 {
 	const char *mode = argv[1];
@@ -764,6 +908,8 @@ static void run_mode(int argc, char **argv)
 		test_land(0);
 	else if (!strcmp(mode, "landtorn"))
 		test_land(1);
+	else if (!strcmp(mode, "push"))
+		test_push();
 	else
 		test_noreg();
 }
@@ -775,7 +921,8 @@ int main(int argc, char **argv)
 		{ "torn", run_mode }, { "half", run_mode },
 		{ "extra", run_mode }, { "noreg", run_mode },
 		{ "kill", run_mode }, { "land", run_mode },
-		{ "landtorn", run_mode }, { NULL, NULL },
+		{ "landtorn", run_mode }, { "push", run_mode },
+		{ NULL, NULL },
 	};
 	const char *mode = argc > 1 ? argv[1] : "equiv";
 
