@@ -104,7 +104,9 @@ struct embkv_gpu_ops {
 		     void *stream);
 	void (*dedup_free)(struct embkv_gpu_dedup *dd, void *stream);
 	/* out[i] = urows[inverse[i]] (dim floats), found[i] =
-	 * ufound[inverse[i]] (found may be NULL). */
+	 * ufound[inverse[i]] (found may be NULL). Reads only dd->n and
+	 * dd->inverse: a struct with just those gathers rows by index (the
+	 * GPUDirect push lays rows out in frame order so). */
 	int (*scatter)(const struct embkv_gpu_dedup *dd, const float *d_urows,
 		       const uint8_t *d_ufound, uint32_t dim, float *d_out,
 		       uint8_t *d_found, void *stream);
