@@ -186,12 +186,14 @@ struct embkv_rpc {
 	int (*on_reply)(void *ctx, const struct embkv_rpc *r);
 	void *on_reply_ctx;
 	int consume_rc;
-	/* Set by the caller (NULL: none): called once by the exchange with
-	 * the connection the request will go on, before it is sent, to
-	 * complete what depends on the connection (a landing pull's rkey,
-	 * valid only on the connection that registered it). Not 0: none of
-	 * that server's requests of the exchange are sent, each fails with
-	 * that status, and the connection stays usable. */
+	/* Set by the caller (NULL: none): called by the exchange with the
+	 * connection the request will go on, before anything of that
+	 * server's requests is sent, to complete what depends on the
+	 * connection (a landing pull's rkey, valid only on the connection
+	 * that registered it). Not 0: none of that server's requests of the
+	 * exchange are sent (on_conn is not called for the rest), each fails
+	 * with that status and unsent set, and the connection stays
+	 * usable. */
 	int (*on_conn)(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc);
 	/* Set by the caller or on_conn: the request's last tail_len bytes
 	 * are at tail, in tail_region of the connection (send_gather), not

@@ -953,7 +953,8 @@ static int push_gather(void *arg, const uint32_t *pos, uint32_t m)
  * frame's SEND takes its keys from host memory and its rows from the slab
  * (send_gather): nothing of the rows crosses to the host. Keys of a
  * server whose connection cannot take the slab were never sent: they are
- * pushed from host memory (gathered, copied back, embkv_push). An error
+ * pushed from host memory (gathered, copied back a pinned chunk at a
+ * time, embkv_push). An error
  * after a frame was sent ends the call as a host push's does (a push is
  * applied at most once). *total: keys applied.
  */
@@ -966,7 +967,6 @@ static int push_direct(struct embkv_table_handle *t,
 	uint8_t *unsent = NULL;
 	uint32_t *pos = NULL;
 	uint64_t *rk = NULL;
-	float *h_rows = NULL;
 	int rc = slab_get(w, dd->nu);
 
 	if (rc)
@@ -1011,24 +1011,26 @@ static int push_direct(struct embkv_table_handle *t,
 		count(&stats.direct_pushed, cnt - m);
 		if (!m)
 			continue;
-		/* the keys never sent: their rows through host memory */
+		/* the keys never sent: their rows through a pinned staging
+		 * buffer, a chunk at a time */
 		count(&stats.direct_rest, m);
-		h_rows = malloc((size_t)m * row);
-		if (!h_rows) {
-			rc = -ENOMEM;
+		if ((rc = buf_wait(w, 0)))
 			break;
+		for (k = 0; k < m && !rc; k += w->chunk_rows) {
+			uint32_t c = m - k < w->chunk_rows ? m - k
+							   : w->chunk_rows;
+
+			if (!(rc = push_gather(&x, pos + k, c)) &&
+			    !(rc = ops->d2h(w->h_rows[0], w->d_slab,
+					    (size_t)c * row, stream)) &&
+			    !(rc = ops->stream_wait(stream))) {
+				got = 0;
+				rc = embkv_push(t, c, rk + k, w->h_rows[0], &got);
+				*total += got;
+				count(&stats.d2h, (uint64_t)c * row);
+				count(&stats.chunks, 1);
+			}
 		}
-		if (!(rc = push_gather(&x, pos, m)) &&
-		    !(rc = ops->d2h(h_rows, w->d_slab, (size_t)m * row,
-				    stream)) &&
-		    !(rc = ops->stream_wait(stream))) {
-			got = 0;
-			rc = embkv_push(t, m, rk, h_rows, &got);
-			*total += got;
-			count(&stats.d2h, (uint64_t)m * row);
-		}
-		free(h_rows);
-		h_rows = NULL;
 	}
 out:
 	free(unsent);

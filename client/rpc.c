@@ -344,6 +344,7 @@ int embkv_rpc_exchange(struct embkv_client *c, struct embkv_rpc *rpcs,
 		rpcs[i].body = NULL;
 		rpcs[i].body_len = 0;
 		rpcs[i].consume_rc = 0;
+		rpcs[i].unsent = 0;
 	}
 	if (!n)
 		return 0;

@@ -7,7 +7,9 @@
  * answers costs a timeout, never a hang.
  *
  * RPC: a request frame is copied into one of `window` registered send
- * buffers and SENT (signaled: the completion frees the buffer). Replies
+ * buffers and SENT (signaled: the completion frees the buffer); a frame
+ * with a tail in a caller's region (send_gather: a GPUDirect push's rows)
+ * is SENT with that as a second gather entry. Replies
  * arrive in the RECVs posted at connect (our credits), either as the
  * frame itself (IBV_WC_RECV) or as the notice that the server wrote the
  * frame into slot request_id % reply_slots of our reply arena
@@ -22,8 +24,11 @@
  * a send queue in order, so that completion means the whole chain is in
  * local memory. poll_reads hands back the cookie of each finished chain.
  * A read lands in read_buf or in a region the caller registered with
- * read_region (GPU memory: client/gpu.c); up to MAX_REGIONS stay
- * registered per connection, all deregistered before the pd is freed.
+ * read_region (GPU memory: client/gpu.c; registered for local and remote
+ * write, so that a PULL_LAND server may write into it, and its rkey given
+ * by region_rkey); up to MAX_REGIONS stay registered per connection, all
+ * deregistered before the pd is freed, none while a work request or a
+ * request may still use one.
  *
  * Waiting: poll_fd is an epoll set of the completion channel and the
  * rdma_cm channel, so a thread that waits for a reply also wakes up when
@@ -83,7 +88,8 @@ struct vchain {
 	uint32_t n;        /* 0: free */
 };
 
-/* Caller memory registered for reads into (read_region). */
+/* Caller memory registered for reads into, a server's PULL_LAND writes
+ * into and gather SENDs from (read_region). */
 struct vregion {
 	uint64_t id, used; /* used: last asked, by a per-connection clock */
 	void *p;
@@ -1021,10 +1027,17 @@ static const void *vc_read_region(struct embkv_conn *c, uint64_t id, void *p,
 	if (!g)
 		g = lru;
 	if (g->mr) {
-		/* deregistering memory reads may still be landing in, or a
-		 * request's SEND still gathering from (send_gather) */
+		/* not while reads may still land in it, a SEND gather from
+		 * it (completions not yet polled: a lost ACK makes the NIC
+		 * send again) or a PULL_LAND's server write into it */
+		if (vc->sq_used)
+			(void)poll_cq(vc);
+		if (vc->sq_used || vc->outstanding) {
+			errno = EBUSY;
+			return NULL;
+		}
 		for (i = 0; i < MAX_CHAINS; i++)
-			if (vc->chains[i].n || vc->outstanding) {
+			if (vc->chains[i].n) {
 				errno = EBUSY;
 				return NULL;
 			}

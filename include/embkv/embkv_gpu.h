@@ -116,11 +116,14 @@ struct embkv_gpu_stats {
 	enum embkv_gpu_path path;
 	uint64_t pulls, pushes;
 	uint64_t keys;              /* keys asked for */
-	uint64_t distinct_keys;     /* after dedup: what crossed PCIe */
+	uint64_t distinct_keys;     /* after dedup: the keys that crossed
+				       PCIe or the NIC */
 	uint64_t h2d_bytes, d2h_bytes;
 	uint64_t chunks;            /* staging chunks moved */
 	uint64_t direct_keys;       /* distinct keys READ into device memory */
-	uint64_t direct_rest;       /* keys a GPUDirect pull left to staging */
+	uint64_t direct_rest;       /* keys a GPUDirect pull left to staging,
+				       or a GPUDirect push sent from host
+				       memory */
 	uint64_t direct_landed;     /* keys the READs left whose records their
 				       servers wrote into device memory
 				       (PULL_LAND), or infer-mode misses

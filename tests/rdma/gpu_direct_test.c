@@ -111,12 +111,13 @@ static void stats_print(const char *who, struct embkv_client *c)
 
 	embkv_client_counters(c, &k);
 	embkv_gpu_stats_get(&g);
-	printf("%s: path %s direct_keys %llu direct_landed %llu direct_rest "
-	       "%llu read_wrs %llu read_bytes %llu torn %llu cache_hits %llu "
-	       "cache_drops %llu\n",
+	printf("%s: path %s direct_keys %llu direct_landed %llu "
+	       "direct_pushed %llu direct_rest %llu read_wrs %llu read_bytes "
+	       "%llu torn %llu cache_hits %llu cache_drops %llu\n",
 	       who, embkv_gpu_path_name(g.path),
 	       (unsigned long long)g.direct_keys,
 	       (unsigned long long)g.direct_landed,
+	       (unsigned long long)g.direct_pushed,
 	       (unsigned long long)g.direct_rest,
 	       (unsigned long long)k.read_wrs,
 	       (unsigned long long)k.read_bytes,
@@ -807,7 +808,8 @@ static int push_twins(struct embkv_client *rpc, struct embkv_client *one,
 	CHECK(embkv_pull(tb, nu, u, before, NULL, EMBKV_MODE_TRAIN, NULL) == 0,
 	      "twin insert");
 	CHECK(embkv_pull(ta, nu, u, ra, NULL, EMBKV_MODE_INFER, NULL) == 0 &&
-	      memcmp(ra, before, bytes) == 0, "twins differ before the push");
+	      memcmp(ra, before, bytes) == 0,
+	      "the twin tables' rows differ before the push");
 	for (size_t j = 0; j < (size_t)n * dim; j++)
 		g[j] = (float)((int)((j * 7 + j / dim) % 17) - 8) / 8.0f;
 	embkv_gpu_stats_get(&g0);
@@ -878,6 +880,14 @@ static int test_push(void)
 	CHECK(pushed == 2000 && rest == 0, "wide: %llu pushed, %llu left",
 	      (unsigned long long)pushed, (unsigned long long)rest);
 	printf("PASS dim 1024 (15 rows a frame): rows equal a host push's\n");
+	/* more keys than a slab holds rows (2048 of 16 KiB): two chunks */
+	push_keys(u, 2100, keys, 2100, 0xcc9e2d51ull);
+	CHECK(push_twins(rpc, one, "gp_4096", 4096, u, 2100, keys, 2100,
+			 &pushed, &rest), "two slabs");
+	CHECK(pushed == 2100 && rest == 0, "4096: %llu pushed, %llu left",
+	      (unsigned long long)pushed, (unsigned long long)rest);
+	printf("PASS dim 4096, 2100 keys over two slab chunks: rows equal a "
+	       "host push's\n");
 	stats_print("push", one);
 out:
 	embkv_client_destroy(one);
