@@ -386,7 +386,7 @@ int bench_gpu_main(int argc, char **argv)
 		       "\"cold_pull_device_rows_s\": %.0f, "
 		       "\"device_cold_pull_vs_host\": %.3f, \"chunks\": %llu, "
 		       "\"direct_keys\": %llu, \"direct_landed\": %llu, "
-		       "\"direct_rest\": %llu}\n",
+		       "\"direct_pushed\": %llu, \"direct_rest\": %llu}\n",
 		       info.name, embkv_gpu_path_name(st.path),
 		       embkv_gpu_path_name(info.capable), o.dim, o.batch,
 		       (unsigned long long)o.keys, o.zipf, distinct, h2d / 1e9,
@@ -399,6 +399,7 @@ int bench_gpu_main(int argc, char **argv)
 		       (unsigned long long)st.chunks,
 		       (unsigned long long)st.direct_keys,
 		       (unsigned long long)st.direct_landed,
+		       (unsigned long long)st.direct_pushed,
 		       (unsigned long long)st.direct_rest);
 	else
 		printf("gpu: %s (cc %d.%d), path %s; GPUDirect capable: %s (%s)\n"
@@ -414,7 +415,7 @@ int bench_gpu_main(int argc, char **argv)
 		       "(device_push_vs_host %.2f)\n"
 		       "  cold     host %.2f M rows/s, device %.2f M rows/s "
 		       "(device_cold_pull_vs_host %.2f); GPUDirect keys: "
-		       "%llu READ, %llu landed, %llu staged\n",
+		       "%llu READ, %llu landed, %llu pushed, %llu staged\n",
 		       info.name, info.cc_major, info.cc_minor,
 		       embkv_gpu_path_name(st.path),
 		       embkv_gpu_path_name(info.capable), info.why, h2d / 1e9,
@@ -428,6 +429,7 @@ int bench_gpu_main(int argc, char **argv)
 		       cold_d / 1e6, cold_h > 0 ? cold_d / cold_h : 0,
 		       (unsigned long long)st.direct_keys,
 		       (unsigned long long)st.direct_landed,
+		       (unsigned long long)st.direct_pushed,
 		       (unsigned long long)st.direct_rest);
 	ret = 0;
 out:
