@@ -647,7 +647,7 @@ bar() { # VALUE OP LIMIT
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) exit; printf "%.2f", a / b }'; }
 figures() {
-	local j name sc d1 d1src pr ps
+	local j name sc d1 d1src pr ps cold
 	[ -s "$benchj" ] || { echo "bench: no JSON line (bench.json is empty)"; return; }
 	echo "bench (bench.json$([ $mode = selftest ] && echo '; the host stand-in: NOT GPU figures')):"
 	printf '  %-14s %4s %7s %6s %6s %6s %8s %8s %8s %13s %13s\n' run dim batch distnct h2dGB d2hGB dedup_us scat_us coal_us 'pull M/s h|d' 'push M/s h|d'
@@ -663,7 +663,7 @@ figures() {
 			"$(awk -v v="$(jnum "$j" push_device_rows_s)" 'BEGIN {printf "%.1f", v / 1e6}')"
 	done <"$benchj"
 	echo "bars (a figure the bench prints itself, else derived as said):"
-	sc=; pr=; ps=
+	sc=; pr=; ps=; cold=
 	while read -r j; do
 		name=$(sed -n 's/.*"run": "\([^"]*\)".*/\1/p' <<<"$j")
 		v=$(jnum "$j" gpu_scatter_vs_gather)
@@ -674,6 +674,8 @@ figures() {
 		v=$(jnum "$j" device_push_vs_host)
 		[ -n "$v" ] || v=$(ratio "$(jnum "$j" push_device_rows_s)" "$(jnum "$j" push_host_rows_s)")
 		ps+=" $name ${v:-?} $(bar "$v" '>=' 0.9);"
+		v=$(jnum "$j" device_cold_pull_vs_host)
+		[ -n "$v" ] && cold+=" $name $v;"
 		v=$(jnum "$j" dedup_1m_us)
 		if [ -n "$v" ] && [ -z "${d1:-}" ]; then d1=$v; d1src="the bench's dedup_1m_us ($name)"; fi
 	done <"$benchj"
@@ -686,6 +688,7 @@ figures() {
 	echo "  dedup_1m_us <= 300: ${d1:-n/a} $(bar "${d1:-}" '<=' 300) (${d1src:-})"
 	echo "  device_pull_vs_host >= 0.9 (derived: pull_device/pull_host rows/s where absent):$pr"
 	echo "  device_push_vs_host >= 0.9 (derived likewise):$ps"
+	echo "  (no bar) device_cold_pull_vs_host, train pulls of new keys:${cold:- n/a}"
 }
 figures >"$tmpd/figures" 2>&1
 cat "$tmpd/figures" >>"$summary"
