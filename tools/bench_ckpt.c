@@ -33,10 +33,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,146 +224,6 @@ static int disk_baseline(const char *path, uint64_t bytes, double *wr,
 	return rc;
 }
 
-/* ---- pushers ------------------------------------------------------------------ */
-
-struct batch_log {
-	double t0, t1;
-	uint32_t keys;
-};
-
-struct pusher {
-	pthread_t th;
-	struct embkv_table_handle *t;
-	uint64_t rows, seed;
-	atomic_int *stop;
-	int err;
-	struct batch_log *log;
-	size_t nlog, cap;
-};
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static void *push_main(void *arg)
-{
-	struct pusher *p = arg;
-	uint64_t *keys = malloc(CK_BATCH * sizeof(*keys));
-	float *grads = malloc((size_t)CK_BATCH * CK_DIM * sizeof(float));
-
-	if (!keys || !grads) {
-		p->err = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < (size_t)CK_BATCH * CK_DIM; i++)
-		grads[i] = (float)((int)(i % 13) - 6) * 1e-3f;
-	while (!atomic_load(p->stop)) {
-		struct batch_log b;
-
-		for (uint32_t j = 0; j < CK_BATCH; j++)
-			keys[j] = bench_key_of(rng_next(&p->seed) % p->rows);
-		b.t0 = bench_now_s();
-		p->err = embkv_push(p->t, CK_BATCH, keys, grads, NULL);
-		b.t1 = bench_now_s();
-		b.keys = CK_BATCH;
-		if (p->err)
-			break;
-		if (p->nlog == p->cap) {
-			size_t cap = p->cap ? 2 * p->cap : 4096;
-			struct batch_log *l = realloc(p->log, cap * sizeof(*l));
-
-			if (!l) {
-				p->err = -ENOMEM;
-				break;
-			}
-			p->log = l;
-			p->cap = cap;
-		}
-		p->log[p->nlog++] = b;
-	}
-out:
-	free(keys);
-	free(grads);
-	return NULL;
-}
-
-struct pushers {
-	struct pusher *p;
-	uint32_t n;
-	atomic_int stop;
-};
-
-static int pushers_start(struct pushers *ps, uint32_t n,
-			 struct embkv_table_handle *t, uint64_t rows,
-			 uint64_t seed)
-{
-	ps->p = calloc(n, sizeof(*ps->p));
-	ps->n = 0;
-	atomic_store(&ps->stop, 0);
-	if (!ps->p)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++) {
-		struct pusher *p = &ps->p[i];
-
-		p->t = t;
-		p->rows = rows;
-		p->seed = seed * 1000003u + i;
-		p->stop = &ps->stop;
-		if (pthread_create(&p->th, NULL, push_main, p))
-			return -EAGAIN;
-		ps->n++;
-	}
-	return 0;
-}
-
-/* Stops the pushers; the first push error, or 0. */
-static int pushers_join(struct pushers *ps)
-{
-	int rc = 0;
-
-	atomic_store(&ps->stop, 1);
-	for (uint32_t i = 0; i < ps->n; i++)
-		pthread_join(ps->p[i].th, NULL);
-	for (uint32_t i = 0; i < ps->n; i++)
-		if (ps->p[i].err && !rc)
-			rc = ps->p[i].err;
-	return rc;
-}
-
-/* Keys the joined pushers pushed within [w0, w1], each batch weighted by
- * its overlap with the window. */
-static double window_keys(const struct pushers *ps, double w0, double w1)
-{
-	double keys = 0;
-
-	for (uint32_t i = 0; i < ps->n; i++) {
-		const struct pusher *p = &ps->p[i];
-
-		for (size_t k = 0; k < p->nlog; k++) {
-			const struct batch_log *b = &p->log[k];
-			double a = b->t0 > w0 ? b->t0 : w0;
-			double e = b->t1 < w1 ? b->t1 : w1;
-
-			if (e > a && b->t1 > b->t0)
-				keys += b->keys * (e - a) / (b->t1 - b->t0);
-		}
-	}
-	return keys;
-}
-
-static void pushers_free(struct pushers *ps)
-{
-	for (uint32_t i = 0; ps->p && i < ps->n; i++)
-		free(ps->p[i].log);
-	free(ps->p);
-	ps->p = NULL;
-}
-
 /* Sleeps until bench_now_s() >= t. */
 static void sleep_until(double t)
 {
@@ -413,7 +271,11 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 	struct embkv_ckpt_attr a;
 	struct embkv_ckpt_result res;
 	struct restore_watch w = { 0 };
-	struct pushers ps;
+	struct bench_push_attr pa = {
+		.threads = o->push_threads, .batch = CK_BATCH, .dim = CK_DIM,
+		.t = pt, .rows = o->rows, .seed = rep + 1, .log = 1,
+	};
+	struct bench_pushers ps;
 	char path[4096 + 64], which[32];
 	uint64_t id;
 	double t0, w0, w1;
@@ -477,7 +339,9 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 	 * written, then push_s seconds alone again; the idle rate is that of
 	 * the two windows around the checkpoint, so that a machine whose
 	 * load drifts (shared cores) hurts both figures alike */
-	rc = pushers_start(&ps, o->push_threads, pt, o->rows, rep + 1);
+	rc = bench_pushers_init(&ps, &pa);
+	if (!rc)
+		rc = bench_pushers_start(&ps);
 	t0 = bench_now_s();
 	if (!rc)
 		sleep_until(t0 + CK_WARMUP_S + o->push_s);
@@ -488,16 +352,18 @@ static int run_rep(const struct ck_opts *o, uint32_t rep, const char *dir,
 	w1 = bench_now_s();
 	if (!rc)
 		sleep_until(w1 + o->push_s);
-	prc = pushers_join(&ps);
+	prc = bench_pushers_join(&ps);
 	r->ckpt_during_push_s = w1 - w0;
 	if (!rc && !prc) {
-		double idle = window_keys(&ps, t0 + CK_WARMUP_S, w0) +
-			      window_keys(&ps, w1, w1 + o->push_s);
+		double idle =
+			bench_pushers_window_keys(&ps, t0 + CK_WARMUP_S, w0) +
+			bench_pushers_window_keys(&ps, w1, w1 + o->push_s);
 
 		r->push_idle = idle / (w0 - t0 - CK_WARMUP_S + o->push_s);
-		r->push_ckpt = window_keys(&ps, w0, w1) / (w1 - w0);
+		r->push_ckpt = bench_pushers_window_keys(&ps, w0, w1) /
+				(w1 - w0);
 	}
-	pushers_free(&ps);
+	bench_pushers_free(&ps);
 	if (!o->json)
 		fprintf(stderr, "checkpoint under pushes: from %.3f to %.3f\n",
 			w0, w1);

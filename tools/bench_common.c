@@ -1,7 +1,10 @@
 /*
  * Shared pieces of embkv-bench (see bench_common.h). The Zipf stream
  * inverts the CDF by binary search in a table of cumulative weights: exact
- * and fast enough to pre-generate a stream before anything is timed.
+ * and fast enough to pre-generate a stream before anything is timed. The
+ * background pushers are the checkpoint, move and replica modes' push
+ * load: one thread per pusher, each batch's times kept when asked, so
+ * that the figures of a window can be taken after the join.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <embkv/embkv.h>
 #include "tools/bench_common.h"
 
 #define KEY_SEED 0x6b657973ull   /* "keys" */
@@ -32,7 +36,7 @@ uint64_t bench_key_of(uint64_t i)
 }
 
 /* splitmix64: a small, good generator for streams. */
-static uint64_t rng_next(uint64_t *s)
+uint64_t bench_rng_next(uint64_t *s)
 {
 	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
 
@@ -48,7 +52,7 @@ int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
 
 	if (zipf == 0) {
 		for (uint64_t i = 0; i < n; i++)
-			idx[i] = rng_next(&seed) % keys;
+			idx[i] = bench_rng_next(&seed) % keys;
 		return 0;
 	}
 	cdf = malloc(keys * sizeof(*cdf));
@@ -59,7 +63,8 @@ int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
 		cdf[r] = sum;
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		double u = (double)(rng_next(&seed) >> 11) * UNIT_53 * sum;
+		double u = (double)(bench_rng_next(&seed) >> 11) * UNIT_53 *
+			   sum;
 		uint64_t lo = 0, hi = keys - 1;
 
 		while (lo < hi) {
@@ -254,4 +259,161 @@ int bench_opts_parse(int argc, char **argv, const struct bench_opt *opt,
 	}
 	free(lo);
 	return rc;
+}
+
+/* ---- background pushers ------------------------------------------------ */
+
+int bench_pushers_init(struct bench_pushers *ps,
+		       const struct bench_push_attr *a)
+{
+	memset(ps, 0, sizeof(*ps));
+	ps->a = *a;
+	atomic_store(&ps->stop, 0);
+	ps->p = calloc(a->threads, sizeof(*ps->p));
+	if (!ps->p)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < a->threads; i++) {
+		struct bench_pusher *p = &ps->p[i];
+
+		p->t = a->t;
+		p->seed = a->seed * 1000003u + i;
+		if (a->stream)
+			p->at = (uint64_t)i * a->nstream / a->threads;
+		p->ps = ps;
+	}
+	return 0;
+}
+
+/* Appends one batch to p's log: 0 or -ENOMEM. */
+static int push_log(struct bench_pusher *p, const struct bench_push_batch *b)
+{
+	if (p->nlog == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 8192;
+		struct bench_push_batch *l = realloc(p->log, cap * sizeof(*l));
+
+		if (!l)
+			return -ENOMEM;
+		p->log = l;
+		p->cap = cap;
+	}
+	p->log[p->nlog++] = *b;
+	return 0;
+}
+
+static void *push_main(void *arg)
+{
+	struct bench_pusher *p = arg;
+	const struct bench_push_attr *a = &p->ps->a;
+	uint64_t *keys = malloc(a->batch * sizeof(*keys));
+	float *grads = malloc((size_t)a->batch * a->dim * sizeof(float));
+
+	if (!keys || !grads) {
+		p->err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < (size_t)a->batch * a->dim; i++)
+		grads[i] = (float)((int)(i % 13) - 6) * 1e-3f;
+	while (!atomic_load(&p->ps->stop)) {
+		struct bench_push_batch b = { .keys = a->batch };
+
+		for (uint32_t j = 0; j < a->batch; j++)
+			keys[j] = a->stream ? a->stream[p->at++ % a->nstream] :
+				  bench_key_of(bench_rng_next(&p->seed) %
+					       a->rows);
+		if (a->log) /* the clock only where the log wants it */
+			b.t0 = bench_now_s();
+		p->err = embkv_push(p->t, a->batch, keys, grads, NULL);
+		if (a->log)
+			b.t1 = bench_now_s();
+		if (p->err)
+			break;
+		p->keys += a->batch;
+		if (a->log && (p->err = push_log(p, &b)))
+			break;
+	}
+out:
+	free(keys);
+	free(grads);
+	return NULL;
+}
+
+int bench_pushers_start(struct bench_pushers *ps)
+{
+	for (uint32_t i = 0; i < ps->a.threads; i++) {
+		if (pthread_create(&ps->p[i].th, NULL, push_main, &ps->p[i]))
+			return -EAGAIN;
+		ps->started++;
+	}
+	return 0;
+}
+
+int bench_pushers_join(struct bench_pushers *ps)
+{
+	int rc = 0;
+
+	atomic_store(&ps->stop, 1);
+	for (uint32_t i = 0; i < ps->started; i++)
+		pthread_join(ps->p[i].th, NULL);
+	for (uint32_t i = 0; i < ps->started; i++)
+		if (ps->p[i].err && !rc)
+			rc = ps->p[i].err;
+	return rc;
+}
+
+void bench_pushers_free(struct bench_pushers *ps)
+{
+	for (uint32_t i = 0; ps->p && i < ps->a.threads; i++)
+		free(ps->p[i].log);
+	free(ps->p);
+	ps->p = NULL;
+}
+
+double bench_pushers_window_keys(const struct bench_pushers *ps, double w0,
+				 double w1)
+{
+	double keys = 0;
+
+	for (uint32_t i = 0; i < ps->started; i++) {
+		const struct bench_pusher *p = &ps->p[i];
+
+		for (size_t k = 0; k < p->nlog; k++) {
+			const struct bench_push_batch *b = &p->log[k];
+			double a = b->t0 > w0 ? b->t0 : w0;
+			double e = b->t1 < w1 ? b->t1 : w1;
+
+			if (e > a && b->t1 > b->t0)
+				keys += b->keys * (e - a) / (b->t1 - b->t0);
+		}
+	}
+	return keys;
+}
+
+double bench_pushers_quantile(const struct bench_pushers *ps, double q,
+			      double a0, double a1, double b0, double b1,
+			      size_t *n)
+{
+	size_t total = 0, k = 0;
+	double *v, r;
+
+	for (uint32_t i = 0; i < ps->started; i++)
+		total += ps->p[i].nlog;
+	v = malloc((total ? total : 1) * sizeof(*v));
+	if (!v)
+		return -1;
+	for (uint32_t i = 0; i < ps->started; i++)
+		for (size_t j = 0; j < ps->p[i].nlog; j++) {
+			double t = ps->p[i].log[j].t0;
+
+			if ((t >= a0 && t < a1) || (t >= b0 && t < b1))
+				v[k++] = ps->p[i].log[j].t1 - t;
+		}
+	*n = k;
+	if (!k) {
+		free(v);
+		return 0;
+	}
+	qsort(v, k, sizeof(*v), bench_cmp_double);
+	r = v[(size_t)(q * (double)(k - 1) + 0.5)];
+	free(v);
+	return r;
 }

@@ -1,14 +1,19 @@
 /*
  * What every embkv-bench mode shares: the clock, the benchmark's keys,
- * and the uniform and Zipf key streams, so that every mode measures the
- * same workload.
+ * the uniform and Zipf key streams, and the background pushers, so that
+ * every mode measures the same workload.
  */
 #ifndef EMBKV_TOOLS_BENCH_COMMON_H
 #define EMBKV_TOOLS_BENCH_COMMON_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+struct embkv_client;
+struct embkv_table_handle;
 
 /*
  * One option parser for every mode. A mode declares a table of its long
@@ -114,6 +119,9 @@ void bench_figures_json(const void *reps, size_t rep_size, uint32_t n,
 /* The i-th benchmark key: arbitrary-looking 64-bit feature ids. */
 uint64_t bench_key_of(uint64_t i);
 
+/* splitmix64: the next number of the generator whose state is *s. */
+uint64_t bench_rng_next(uint64_t *s);
+
 /*
  * Row indices in [0, keys) of a stream of n accesses: uniform when zipf is
  * 0, else Zipf(zipf) over ranks, rank r mapped to a scattered row so that
@@ -121,5 +129,68 @@ uint64_t bench_key_of(uint64_t i);
  */
 int bench_stream(uint64_t *idx, uint64_t n, uint64_t keys, double zipf,
 		 uint64_t seed);
+
+/*
+ * Background pushers: threads that push batches of keys, with a fixed
+ * gradient pattern, back to back with embkv_push until joined. The keys
+ * are uniform, bench_key_of(bench_rng_next(&seed) % rows) with pusher i's
+ * seed at seed * 1000003 + i, or, given a stream, the stream's keys
+ * cycled from i * nstream / threads on. With log set, each batch's start,
+ * end and keys are kept, for the window figures below.
+ */
+struct bench_push_attr {
+	uint32_t threads, batch, dim;
+	struct embkv_table_handle *t;	/* every pusher's; or set p[i].t */
+	uint64_t rows, seed;		/* uniform keys */
+	const uint64_t *stream;		/* or these keys, cycled */
+	uint64_t nstream;
+	int log;			/* keep the per-batch log */
+};
+
+struct bench_push_batch {
+	double t0, t1;
+	uint32_t keys;
+};
+
+struct bench_pusher {
+	struct embkv_table_handle *t;
+	struct embkv_client *c;		/* the caller's: each its own client */
+	uint64_t seed, at;		/* the generator, or place in stream */
+	uint64_t keys;			/* pushed */
+	int err;			/* the push's error that stopped it */
+	struct bench_push_batch *log;
+	size_t nlog, cap;
+	const struct bench_pushers *ps;
+	pthread_t th;
+};
+
+struct bench_pushers {
+	struct bench_push_attr a;
+	struct bench_pusher *p;		/* a.threads of them */
+	uint32_t started;
+	atomic_int stop;
+};
+
+/* Sets the pushers up, not started (the caller may then set p[i].t and
+ * p[i].c); *ps stays put until freed, each pusher points to it. 0 or
+ * -ENOMEM; either way bench_pushers_free may follow (it frees the logs,
+ * not the caller's tables and clients). */
+int bench_pushers_init(struct bench_pushers *ps,
+		       const struct bench_push_attr *a);
+/* Starts every pusher: 0, or -EAGAIN when a thread could not be made
+ * (those started run on; join them). */
+int bench_pushers_start(struct bench_pushers *ps);
+/* Stops and joins the started pushers: the first one's error, or 0. */
+int bench_pushers_join(struct bench_pushers *ps);
+void bench_pushers_free(struct bench_pushers *ps);
+/* Keys the joined pushers pushed within [w0, w1], each batch weighted by
+ * its overlap with the window (log). */
+double bench_pushers_window_keys(const struct bench_pushers *ps, double w0,
+				 double w1);
+/* Quantile q of the latencies (s) of batches that started in [a0, a1) or
+ * [b0, b1); *n gets their count. 0 when none, -1 out of memory (log). */
+double bench_pushers_quantile(const struct bench_pushers *ps, double q,
+			      double a0, double a1, double b0, double b1,
+			      size_t *n);
 
 #endif

@@ -135,15 +135,6 @@ static void row_values(uint64_t key, float *row)
 			 (float)d * 1e-5f;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* ---- processes ---------------------------------------------------------- */
 
 static unsigned free_port(void)
@@ -569,7 +560,7 @@ static void *worker_main(void *arg)
 		struct timespec t0, t1;
 
 		for (uint32_t i = 0; i < n; i++)
-			keys[i] = bench_key_of(splitmix(&seed) %
+			keys[i] = bench_key_of(bench_rng_next(&seed) %
 					       w->ctx->o->rows);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		w->err = request(w, &s, n, keys, out, found);

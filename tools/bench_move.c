@@ -46,9 +46,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,106 +275,6 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 	return 0;
 }
 
-/* ---- pushers ------------------------------------------------------------------ */
-
-struct push_log {
-	double t0, t1;
-};
-
-struct pusher {
-	pthread_t th;
-	struct embkv_client *c;
-	struct embkv_table_handle *t;
-	uint64_t rows, seed;
-	uint32_t batch;
-	atomic_int *stop;
-	int err;
-	struct push_log *log;
-	size_t nlog, cap;
-};
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static void *push_main(void *arg)
-{
-	struct pusher *p = arg;
-	uint64_t *keys = malloc(p->batch * sizeof(*keys));
-	float *grads = malloc((size_t)p->batch * MV_DIM * sizeof(float));
-
-	if (!keys || !grads) {
-		p->err = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < (size_t)p->batch * MV_DIM; i++)
-		grads[i] = (float)((int)(i % 13) - 6) * 1e-3f;
-	while (!atomic_load(p->stop)) {
-		struct push_log b;
-
-		for (uint32_t j = 0; j < p->batch; j++)
-			keys[j] = bench_key_of(rng_next(&p->seed) % p->rows);
-		b.t0 = bench_now_s();
-		p->err = embkv_push(p->t, p->batch, keys, grads, NULL);
-		b.t1 = bench_now_s();
-		if (p->err)
-			break;
-		if (p->nlog == p->cap) {
-			size_t cap = p->cap ? 2 * p->cap : 8192;
-			struct push_log *l = realloc(p->log, cap * sizeof(*l));
-
-			if (!l) {
-				p->err = -ENOMEM;
-				break;
-			}
-			p->log = l;
-			p->cap = cap;
-		}
-		p->log[p->nlog++] = b;
-	}
-out:
-	free(keys);
-	free(grads);
-	return NULL;
-}
-
-/* Quantile q of the latencies (s) of pushes that started in [a0, a1) or
- * [b0, b1); *n gets their count. */
-static double push_quantile(const struct pusher *ps, uint32_t np, double q,
-			    double a0, double a1, double b0, double b1,
-			    size_t *n)
-{
-	size_t total = 0, k = 0;
-	double *v, r;
-
-	for (uint32_t i = 0; i < np; i++)
-		total += ps[i].nlog;
-	v = malloc((total ? total : 1) * sizeof(*v));
-	if (!v)
-		return -1;
-	for (uint32_t i = 0; i < np; i++)
-		for (size_t j = 0; j < ps[i].nlog; j++) {
-			double t = ps[i].log[j].t0;
-
-			if ((t >= a0 && t < a1) || (t >= b0 && t < b1))
-				v[k++] = ps[i].log[j].t1 - t;
-		}
-	*n = k;
-	if (!k) {
-		free(v);
-		return 0;
-	}
-	qsort(v, k, sizeof(*v), bench_cmp_double);
-	r = v[(size_t)(q * (double)(k - 1) + 0.5)];
-	free(v);
-	return r;
-}
-
 /* ---- the in-process copy ---------------------------------------------------------- */
 
 /* Copies partition part of src into dst's (emptied first) the way a move
@@ -531,14 +429,16 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	uint32_t part = (rep * 5u + 3u) % o->parts;
 	struct embkv_move_attr ma;
 	struct embkv_ckpt_result res;
-	struct pusher *ps = NULL;
+	struct bench_push_attr pa = {
+		.threads = o->push_threads, .batch = o->batch, .dim = MV_DIM,
+		.rows = o->rows, .log = 1,
+	};
+	struct bench_pushers ps;
 	struct pause_log pl = { 0 };
-	atomic_int stop = 0;
-	uint32_t np = 0;
 	uint64_t rows = 0, moved = 0, seed = rep * 7919u + 1;
-	double s1, s2, t0, w0, m0, m1, a0;
+	double s1, s2, t0, w0, m0, m1, a0, a1;
 	size_t n;
-	int rc;
+	int rc, prc;
 
 	memset(r, 0, sizeof(*r));
 	embkv_move_attr_init(&ma);
@@ -568,14 +468,15 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	r->inproc_rows_s = (double)rows / r->inproc_s;
 	r->memcpy_rows_s = memcpy_rate(b->src, part);
 
-	/* 3. pushes: idle, moving back to back, idle */
-	ps = calloc(o->push_threads, sizeof(*ps));
-	if (!ps)
-		return -ENOMEM;
+	/* 3. pushes: idle, moving back to back, idle; a client each */
+	pa.seed = seed;
+	rc = bench_pushers_init(&ps, &pa);
+	if (rc)
+		return rc;
 	for (uint32_t i = 0; i < o->push_threads && !rc; i++) {
 		struct embkv_client_attr ca;
 		const char *addrs[NMEMBERS];
-		struct pusher *p = &ps[i];
+		struct bench_pusher *p = &ps.p[i];
 
 		for (uint32_t k = 0; k < NMEMBERS; k++)
 			addrs[k] = embkv_client_server_addr(b->c, k);
@@ -586,21 +487,12 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 		rc = embkv_client_create(&ca, &p->c);
 		if (!rc)
 			rc = embkv_table_open(p->c, "bench_move", &p->t);
-		if (rc) {
+		if (rc)
 			fprintf(stderr, "embkv-bench: pusher client: %s\n",
 				embkv_strerror(rc));
-			break;
-		}
-		p->rows = o->rows;
-		p->batch = o->batch;
-		p->seed = seed * 1000003u + i;
-		p->stop = &stop;
-		if (pthread_create(&p->th, NULL, push_main, p)) {
-			rc = -EAGAIN;
-			break;
-		}
-		np++;
 	}
+	if (!rc)
+		rc = bench_pushers_start(&ps);
 	t0 = bench_now_s();
 	w0 = t0 + MV_WARMUP_S;
 	m0 = w0 + o->push_s;
@@ -611,7 +503,7 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	ma.progress_ctx = &pl;
 	for (uint64_t k = 0; !rc && (k == 0 || bench_now_s() < m0 + o->push_s);
 	     k++) {
-		uint32_t q = (uint32_t)(rng_next(&seed) % o->parts);
+		uint32_t q = (uint32_t)(bench_rng_next(&seed) % o->parts);
 
 		rc = move_other(b, q, &ma, &res, &s1);
 		r->moves_in_window++;
@@ -621,36 +513,34 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	}
 	m1 = bench_now_s();
 	a0 = m1;
+	a1 = a0 + o->push_s;
 	if (pl.n) {
 		r->pause_ms = pl.sum_ms / pl.n;
 		r->pause_max_ms = pl.max_ms;
 		r->frozen_share = pl.sum_ms / 1e3 / (m1 - m0);
 	}
 	if (!rc)
-		sleep_until(a0 + o->push_s);
-	atomic_store(&stop, 1);
-	for (uint32_t i = 0; i < np; i++)
-		pthread_join(ps[i].th, NULL);
-	for (uint32_t i = 0; i < np && !rc; i++)
-		if (ps[i].err) {
-			rc = ps[i].err;
-			fprintf(stderr, "embkv-bench: push: %s\n",
-				embkv_strerror(rc));
-		}
+		sleep_until(a1);
+	prc = bench_pushers_join(&ps);
+	if (!rc && prc) {
+		rc = prc;
+		fprintf(stderr, "embkv-bench: push: %s\n", embkv_strerror(rc));
+	}
 	if (!rc) {
-		r->p50_idle_ms = 1e3 * push_quantile(ps, np, 0.5, w0, m0, a0,
-						     a0 + o->push_s, &n);
-		r->p99_idle_ms = 1e3 * push_quantile(ps, np, 0.99, w0, m0, a0,
-						     a0 + o->push_s, &n);
-		r->max_idle_ms = 1e3 * push_quantile(ps, np, 1.0, w0, m0, a0,
-						     a0 + o->push_s, &n);
+		/* idle: both windows around the moves */
+		r->p50_idle_ms = 1e3 * bench_pushers_quantile(&ps, 0.5, w0, m0,
+							      a0, a1, &n);
+		r->p99_idle_ms = 1e3 * bench_pushers_quantile(&ps, 0.99, w0, m0,
+							      a0, a1, &n);
+		r->max_idle_ms = 1e3 * bench_pushers_quantile(&ps, 1.0, w0, m0,
+							      a0, a1, &n);
 		r->pushes_idle = (double)n;
-		r->p50_move_ms = 1e3 * push_quantile(ps, np, 0.5, m0, m1, 0, 0,
-						     &n);
-		r->p99_move_ms = 1e3 * push_quantile(ps, np, 0.99, m0, m1, 0,
-						     0, &n);
-		r->max_move_ms = 1e3 * push_quantile(ps, np, 1.0, m0, m1, 0, 0,
-						     &n);
+		r->p50_move_ms = 1e3 * bench_pushers_quantile(&ps, 0.5, m0, m1,
+							      0, 0, &n);
+		r->p99_move_ms = 1e3 * bench_pushers_quantile(&ps, 0.99, m0, m1,
+							      0, 0, &n);
+		r->max_move_ms = 1e3 * bench_pushers_quantile(&ps, 1.0, m0, m1,
+							      0, 0, &n);
 		r->pushes_move = (double)n;
 		if (!r->pushes_idle || !r->pushes_move) {
 			fprintf(stderr, "embkv-bench: no push in a window\n");
@@ -659,14 +549,13 @@ static int run_rep(struct bench *b, uint32_t rep, struct mv_rep *r)
 	}
 	if (!o->json)
 		fprintf(stderr, "pushes: idle from %.3f to %.3f and %.3f to "
-			"%.3f, moving from %.3f to %.3f\n", w0, m0, a0,
-			a0 + o->push_s, m0, m1);
+			"%.3f, moving from %.3f to %.3f\n", w0, m0, a0, a1,
+			m0, m1);
 	for (uint32_t i = 0; i < o->push_threads; i++) {
-		embkv_table_close(ps[i].t);
-		embkv_client_destroy(ps[i].c);
-		free(ps[i].log);
+		embkv_table_close(ps.p[i].t);
+		embkv_client_destroy(ps.p[i].c);
 	}
-	free(ps);
+	bench_pushers_free(&ps);
 	return rc;
 }
 

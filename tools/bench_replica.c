@@ -17,9 +17,7 @@
  * row, not of one key.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,43 +102,6 @@ static int start_server(const struct rb_opts *o, const char *const *extra,
 	if (f)
 		fclose(f);
 	return -ETIMEDOUT;
-}
-
-/* ---- pushers ------------------------------------------------------------ */
-
-struct pusher {
-	pthread_t th;
-	struct embkv_table_handle *t;
-	const uint64_t *stream;    /* keys, RB_STREAM of them, cycled */
-	uint64_t at, keys;
-	atomic_int *stop;
-	int err;
-};
-
-static void *push_main(void *arg)
-{
-	struct pusher *p = arg;
-	uint64_t *keys = malloc(RB_BATCH * sizeof(*keys));
-	float *grads = malloc((size_t)RB_BATCH * RB_DIM * sizeof(float));
-
-	if (!keys || !grads) {
-		p->err = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < (size_t)RB_BATCH * RB_DIM; i++)
-		grads[i] = (float)((int)(i % 13) - 6) * 1e-3f;
-	while (!atomic_load(p->stop)) {
-		for (uint32_t j = 0; j < RB_BATCH; j++)
-			keys[j] = p->stream[p->at++ % RB_STREAM];
-		p->err = embkv_push(p->t, RB_BATCH, keys, grads, NULL);
-		if (p->err)
-			break;
-		p->keys += RB_BATCH;
-	}
-out:
-	free(keys);
-	free(grads);
-	return NULL;
 }
 
 /* ---- the replica's lag ---------------------------------------------------- */
@@ -333,27 +294,23 @@ static int run_phase(const struct rb_opts *o, struct embkv_table_handle **ts,
 	size_t cap = (size_t)(o->push_s * 1000.0 / RB_SAMPLE_MS) + 16, ns = 0;
 	uint64_t *ms = malloc(cap * sizeof(*ms));
 	uint64_t *ups = malloc(cap * sizeof(*ups));
-	struct pusher *ps = calloc(o->push_threads, sizeof(*ps));
-	atomic_int stop = 0;
-	uint32_t started = 0;
+	struct bench_push_attr pa = {
+		.threads = o->push_threads, .batch = RB_BATCH, .dim = RB_DIM,
+		.stream = stream, .nstream = RB_STREAM,
+	};
+	struct bench_pushers ps;
 	uint64_t keys = 0;
 	double t0;
-	int err = 0;
+	int err = bench_pushers_init(&ps, &pa), serr;
 
-	if (!ms || !ups || !ps) {
+	if (!ms || !ups || err) {
 		err = -ENOMEM;
 		goto out;
 	}
+	for (uint32_t i = 0; i < o->push_threads; i++)
+		ps.p[i].t = ts[i];
 	t0 = bench_now_s();
-	for (uint32_t i = 0; i < o->push_threads; i++) {
-		ps[i] = (struct pusher){ .t = ts[i], .stream = stream,
-					 .at = (uint64_t)i * RB_STREAM /
-					       o->push_threads,
-					 .stop = &stop };
-		if (pthread_create(&ps[i].th, NULL, push_main, &ps[i]))
-			break;
-		started++;
-	}
+	serr = bench_pushers_start(&ps);
 	while (bench_now_s() - t0 < o->push_s && ns < cap) {
 		struct lag l;
 
@@ -363,16 +320,12 @@ static int run_phase(const struct rb_opts *o, struct embkv_table_handle **ts,
 		ms[ns] = l.ms;
 		ups[ns++] = l.updates;
 	}
-	atomic_store(&stop, 1);
-	for (uint32_t i = 0; i < started; i++) {
-		pthread_join(ps[i].th, NULL);
-		keys += ps[i].keys;
-		if (ps[i].err && !err)
-			err = ps[i].err;
-	}
+	err = bench_pushers_join(&ps);
+	for (uint32_t i = 0; i < ps.started; i++)
+		keys += ps.p[i].keys;
 	ph->push_s = bench_now_s() - t0;
-	if (err || started < o->push_threads) {
-		err = err ? err : -EAGAIN;
+	if (err || serr) {
+		err = err ? err : serr;
 		fprintf(stderr, "embkv-bench: push: %s\n", embkv_strerror(err));
 		goto out;
 	}
@@ -395,7 +348,7 @@ static int run_phase(const struct rb_opts *o, struct embkv_table_handle **ts,
 out:
 	free(ms);
 	free(ups);
-	free(ps);
+	bench_pushers_free(&ps);
 	return err;
 }
 
