@@ -51,9 +51,12 @@
 
 /* Bytes of rows per staging chunk buffer (two per workspace). */
 #define GPU_CHUNK_BYTES (8u << 20)
-/* Bytes of a workspace's device slab for one-sided READs (GPUDirect):
- * a pull's distinct keys go through it a range at a time. */
+/* Bytes of a workspace's device slab (GPUDirect): a pull's distinct keys
+ * land in it a range at a time, a push's rows leave from it. 32 MiB, or
+ * EMBKV_GPU_SLAB_MB (1 to 1024) read when the plugin loads; another
+ * value is ignored. */
 #define GPU_SLAB_BYTES (32u << 20)
+static size_t slab_bytes = GPU_SLAB_BYTES;
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static const struct embkv_gpu_ops *ops;
@@ -186,6 +189,14 @@ static void load(void)
 		in->capable = embkv_gpu_direct_probe(di.dmabuf, di.gdr, in->why,
 						     sizeof(in->why));
 		in->path = path_chosen(in->capable, in->why, sizeof(in->why));
+		{
+			const char *mb = getenv("EMBKV_GPU_SLAB_MB");
+			char *end;
+			unsigned long v = mb ? strtoul(mb, &end, 10) : 0;
+
+			if (mb && *mb && !*end && v >= 1 && v <= 1024)
+				slab_bytes = (size_t)v << 20;
+		}
 		load_status = 0;
 	}
 #else
@@ -474,10 +485,10 @@ static void *slab_reg(void *pd, void *p, size_t len, int access, void *arg)
 }
 
 /* The workspace's slab and verdict buffers, made once. A record is at
- * least 32 bytes apart in the slab, so GPU_SLAB_BYTES / 32 verdicts. */
+ * least 32 bytes apart in the slab, so slab_bytes / 32 verdicts. */
 static int slab_get(struct ws *w, uint32_t nu)
 {
-	size_t nv = GPU_SLAB_BYTES / 32;
+	size_t nv = slab_bytes / 32;
 	int rc;
 
 	if (w->cap_list < nu) {
@@ -492,7 +503,7 @@ static int slab_get(struct ws *w, uint32_t nu)
 	}
 	if (w->d_slab)
 		return 0;
-	if ((rc = ops->dev_alloc_sync(&w->d_slab, GPU_SLAB_BYTES)) ||
+	if ((rc = ops->dev_alloc_sync(&w->d_slab, slab_bytes)) ||
 	    (rc = ops->dev_alloc_sync((void **)&w->d_verdict, nv)) ||
 	    (rc = ops->host_alloc((void **)&w->h_verdict, nv))) {
 		ops->dev_free_sync(w->d_slab);
@@ -605,7 +616,7 @@ static int land_rest(struct embkv_table_handle *t,
 		     uint32_t *n)
 {
 	uint32_t lstride = (t->rec_len + 7u) & ~7u;
-	uint32_t per = (uint32_t)(GPU_SLAB_BYTES / lstride);
+	uint32_t per = (uint32_t)(slab_bytes / lstride);
 	uint32_t nin = *n, nleft = 0, ndef = 0, off, k, landed = 0;
 	uint32_t *in = NULL, *slot_pos = NULL, *slist = NULL, *def = NULL;
 	uint8_t *state = NULL, *sfound = NULL, *d_sfound = NULL;
@@ -637,7 +648,7 @@ static int land_rest(struct embkv_table_handle *t,
 		struct embkv_land_rpc lr = {
 			/* the whole slab: the registration's identity (read_region);
 			 * slots are bounded by n (ops.c), so cnt of them */
-			.base = w->d_slab, .bytes = GPU_SLAB_BYTES,
+			.base = w->d_slab, .bytes = slab_bytes,
 			.stride = lstride, .id = w->slab_id, .reg = slab_reg,
 			.slot_pos = slot_pos, .state = state,
 		};
@@ -770,9 +781,9 @@ static int pull_direct(struct embkv_table_handle *t,
 
 	if (rc)
 		return rc;
-	per = (uint32_t)(GPU_SLAB_BYTES / x.stride);
+	per = (uint32_t)(slab_bytes / x.stride);
 	land = (struct embkv_os_landing){
-		.base = w->d_slab, .bytes = GPU_SLAB_BYTES, .stride = x.stride,
+		.base = w->d_slab, .bytes = slab_bytes, .stride = x.stride,
 		.id = w->slab_id, .reg = slab_reg, .check = land_check,
 		.arg = &x, .verdict = w->h_verdict,
 	};
@@ -971,7 +982,7 @@ static int push_direct(struct embkv_table_handle *t,
 
 	if (rc)
 		return rc;
-	per = (uint32_t)(GPU_SLAB_BYTES / row);
+	per = (uint32_t)(slab_bytes / row);
 	if (per > dd->nu)
 		per = dd->nu;
 	unsent = malloc(per);
@@ -989,7 +1000,7 @@ static int push_direct(struct embkv_table_handle *t,
 			.stream = stream,
 		};
 		struct embkv_push_dev dev = {
-			.base = w->d_slab, .bytes = GPU_SLAB_BYTES,
+			.base = w->d_slab, .bytes = slab_bytes,
 			.id = w->slab_id, .reg = slab_reg,
 			.gather = push_gather, .arg = &x, .unsent = unsent,
 		};

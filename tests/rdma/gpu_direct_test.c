@@ -33,8 +33,9 @@
  *   half:  bf16 and fp16 tables (dim 64): the device pull's floats equal
  *          embkv_pull's; a cached key's READ is 24 + 2 x 64 bytes.
  *
- *   extra: odd 16-bit dims (fp16 3, bf16 5) and fp32 dim 4096, whose 2200
- *          keys need two slab ranges: equal to RPC pulls, all READ.
+ *   extra: odd 16-bit dims (fp16 3, bf16 5) and fp32 dim 4096, whose 150
+ *          keys need three ranges of a 1 MiB slab (EMBKV_GPU_SLAB_MB=1,
+ *          as land and push ask too): equal to RPC pulls, all READ.
  *   noreg: EMBKV_GPU_PATH=dmabuf, which the stand-in's memory cannot
  *          take: no connection registers the slab (the failure is kept,
  *          not retried); every key goes through staging, still READ
@@ -473,8 +474,8 @@ out:
 }
 
 /* Odd 16-bit dims (records not a multiple of 8 bytes), and a pull of
- * more keys than one slab holds (fp32 dim 4096: 16 KiB records, 2040 a
- * slab, so 2200 keys take two ranges). */
+ * more keys than one slab holds (fp32 dim 4096: 16 KiB records, 63 in
+ * the 1 MiB slab this mode asks for, so 150 keys take three ranges). */
 static int test_extra(void)
 {
 	struct embkv_client *rpc = client(2, 1), *one = client(2, 0);
@@ -485,7 +486,7 @@ static int test_extra(void)
 	} else {
 		extra_one(rpc, one, EMBKV_DTYPE_F16, 3, 3000, "gx_fp16_3");
 		extra_one(rpc, one, EMBKV_DTYPE_BF16, 5, 3000, "gx_bf16_5");
-		extra_one(rpc, one, EMBKV_DTYPE_F32, 4096, 2200, "gx_f32_4096");
+		extra_one(rpc, one, EMBKV_DTYPE_F32, 4096, 150, "gx_f32_4096");
 		stats_print("extra", one);
 	}
 	embkv_client_destroy(one);
@@ -767,7 +768,7 @@ static int test_land(int tear)
 	} else {
 		land_one(rpc, one, EMBKV_DTYPE_F32, 32, 20000, 0, "gl_f32");
 		land_one(rpc, one, EMBKV_DTYPE_BF16, 5, 3000, 0, "gl_bf16_5");
-		land_one(rpc, one, EMBKV_DTYPE_F32, 4096, 2200, 0,
+		land_one(rpc, one, EMBKV_DTYPE_F32, 4096, 150, 0,
 			 "gl_f32_4096");
 		land_admit(rpc, one);
 		stats_print("land", one);
@@ -874,19 +875,21 @@ static int test_push(void)
 	printf("PASS device push of %u keys (%u distinct): every row sent "
 	       "from the device slab (gather SENDs), rows equal a host push's "
 	       "bit for bit\n", PN, PU);
-	push_keys(u, 2000, keys, 2000, 0x1b873593ull);
-	CHECK(push_twins(rpc, one, "gp_wide", 1024, u, 2000, keys, 2000,
+	/* the 1 MiB slab this mode asks for holds 256 rows of dim 1024 and
+	 * 64 of dim 4096: several chunks each */
+	push_keys(u, 600, keys, 900, 0x1b873593ull);
+	CHECK(push_twins(rpc, one, "gp_wide", 1024, u, 600, keys, 900,
 			 &pushed, &rest), "wide");
-	CHECK(pushed == 2000 && rest == 0, "wide: %llu pushed, %llu left",
+	CHECK(pushed == 600 && rest == 0, "wide: %llu pushed, %llu left",
 	      (unsigned long long)pushed, (unsigned long long)rest);
-	printf("PASS dim 1024 (15 rows a frame): rows equal a host push's\n");
-	/* more keys than a slab holds rows (2048 of 16 KiB): two chunks */
-	push_keys(u, 2100, keys, 2100, 0xcc9e2d51ull);
-	CHECK(push_twins(rpc, one, "gp_4096", 4096, u, 2100, keys, 2100,
-			 &pushed, &rest), "two slabs");
-	CHECK(pushed == 2100 && rest == 0, "4096: %llu pushed, %llu left",
+	printf("PASS dim 1024 (15 rows a frame, 3 slab chunks): rows equal a "
+	       "host push's\n");
+	push_keys(u, 150, keys, 150, 0xcc9e2d51ull);
+	CHECK(push_twins(rpc, one, "gp_4096", 4096, u, 150, keys, 150,
+			 &pushed, &rest), "three slabs");
+	CHECK(pushed == 150 && rest == 0, "4096: %llu pushed, %llu left",
 	      (unsigned long long)pushed, (unsigned long long)rest);
-	printf("PASS dim 4096, 2100 keys over two slab chunks: rows equal a "
+	printf("PASS dim 4096, 150 keys over three slab chunks: rows equal a "
 	       "host push's\n");
 	stats_print("push", one);
 out:
@@ -948,5 +951,9 @@ int main(int argc, char **argv)
 	 * checked are landed ones */
 	if (!strcmp(mode, "landtorn"))
 		setenv("EMBKV_GPU_HOST_TEAR", "50", 1);
+	/* a small slab: several slab ranges and chunks with few keys */
+	if (!strcmp(mode, "extra") || !strcmp(mode, "land") ||
+	    !strcmp(mode, "push"))
+		setenv("EMBKV_GPU_SLAB_MB", "1", 1);
 	return rdma_test_main(argc, argv, 2, 150, modes);
 }
