@@ -26,6 +26,17 @@
  * reader with a stale map or cached locations off the old owner's copy;
  * the client's RPC path is fenced by EMBKV_ESTALE instead.
  *
+ * embkv_rdma_move_gpu (built with MOVE_GPU, in tests/gpu/ with the host
+ * stand-in plugin as the GPU and EMBKV_GPU_PATH=peermem): the same, with
+ * reader 0 pulling through the GPUDirect path (embkv_pull_device: READs
+ * into the device slab, PULL_LAND for what they leave, whose frames get
+ * EMBKV_ESTALE during a move) under the same assertions, and a device
+ * pusher on a second table "ma" whose partitions move along: it pushes
+ * -1 to every key, lr 1, from zero rows (embkv_push_device: rows sent
+ * from the slab, a round re-gathered after EMBKV_ESTALE), so that every
+ * element must end equal to the number of pushes that succeeded: none
+ * applied twice, none lost.
+ *
  * usage: embkv_rdma_move [SECONDS_AFTER] (servers on rdma://$EMBKV_VM_IP,
  * default 10.0.2.15). Prints PASS/FAIL lines; exit 0 when all pass.
  */
@@ -39,6 +50,9 @@
 #include <unistd.h>
 
 #include <embkv/embkv.h>
+#if MOVE_GPU
+#include <embkv/embkv_gpu.h>
+#endif
 #include "tests/client/spawn.h"
 #include "tests/cluster/etcd_harness.h"
 
@@ -162,6 +176,15 @@ static void *read_loop(void *arg)
 			idx[j] = (uint32_t)rand_r(&seed) % NKEYS;
 			keys[j] = key_of(idx[j]);
 		}
+#if MOVE_GPU
+		/* reader 0: the GPUDirect path (stand-in: "device" memory is
+		 * host memory) */
+		if (r->id == 0)
+			r->rc = embkv_pull_device(r->t, PULL_KEYS, keys, out,
+						  found, EMBKV_MODE_INFER, NULL,
+						  NULL);
+		else
+#endif
 		r->rc = embkv_pull(r->t, PULL_KEYS, keys, out, found,
 				   EMBKV_MODE_INFER, NULL);
 		if (r->rc == EMBKV_EUNAVAIL || r->rc == EMBKV_ESTALE) {
@@ -210,6 +233,47 @@ static void *read_loop(void *arg)
 	}
 	return NULL;
 }
+
+/* ---- the device pusher (MOVE_GPU) ------------------------------------------ */
+
+struct pusher {
+	struct embkv_client *c;
+	struct embkv_table_handle *t;
+	uint64_t pushes, errors;
+	int first_rc;
+	uint32_t short_applied;
+};
+
+#if MOVE_GPU
+static void *push_loop(void *arg)
+{
+	struct pusher *p = arg;
+	static uint64_t keys[NKEYS];
+	static float grads[NKEYS * DIM];
+
+	for (uint32_t i = 0; i < NKEYS; i++)
+		keys[i] = key_of(i);
+	for (uint32_t i = 0; i < NKEYS * DIM; i++)
+		grads[i] = -1.0f;
+	while (!stop) {
+		uint32_t applied = 0;
+		int rc = embkv_push_device(p->t, NKEYS, keys, grads, &applied,
+					   NULL);
+
+		if (rc) {
+			/* applied in part, perhaps: the count is lost */
+			if (!p->errors++)
+				p->first_rc = rc;
+		} else {
+			p->pushes++;
+			if (applied != NKEYS)
+				p->short_applied++;
+		}
+		usleep(3000);
+	}
+	return NULL;
+}
+#endif
 
 static uint64_t onesided_keys(struct reader *rd)
 {
@@ -269,7 +333,11 @@ int main(int argc, char **argv)
 	struct embkv_table_handle *mt = NULL, *wt = NULL;
 	struct reader *rd = calloc(READERS, sizeof(*rd));
 	struct writer w = { 0 };
-	pthread_t wth, rth[READERS];
+	struct pusher pu = { 0 };
+	pthread_t wth, rth[READERS], pth;
+	bool pstarted = false;
+	struct embkv_table_handle *pt = NULL;
+	uint16_t powner[PARTS];
 	uint32_t nthreads = 0, moved = 0;
 	uint16_t owner[PARTS];
 	struct embkv_table_attr at;
@@ -280,6 +348,9 @@ int main(int argc, char **argv)
 	int rc;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+#if MOVE_GPU
+	setenv("EMBKV_GPU_PATH", "peermem", 1); /* before the plugin loads */
+#endif
 	if (!ip || !*ip)
 		ip = "10.0.2.15";
 	snprintf(dir, sizeof(dir), "/tmp/embkv-rdma-move.%d", getpid());
@@ -321,6 +392,32 @@ int main(int argc, char **argv)
 		      "reader");
 		nthreads++;
 	}
+#if MOVE_GPU
+	/* "ma": zero rows, SGD lr 1, every key stored before the pushes */
+	snprintf(at.name, sizeof(at.name), "ma");
+	at.opt.type = EMBKV_OPT_SGD;
+	at.opt.lr = 1.0f;
+	rc = embkv_table_create_remote(mc, &at);
+	CHECK(rc == 0, "create ma: %s", embkv_strerror(rc));
+	CHECK(embkv_table_open(mc, "ma", &pt) == 0, "open ma");
+	{
+		static uint64_t k[NKEYS];
+		static float z[NKEYS * DIM];
+
+		for (uint32_t i = 0; i < NKEYS; i++)
+			k[i] = key_of(i);
+		CHECK(embkv_pull(pt, NKEYS, k, z, NULL, EMBKV_MODE_TRAIN,
+				 NULL) == 0, "insert into ma");
+	}
+	pu.c = client();
+	CHECK(pu.c && embkv_table_open(pu.c, "ma", &pu.t) == 0, "pusher");
+	CHECK(pthread_create(&pth, NULL, push_loop, &pu) == 0, "pusher");
+	pstarted = true;
+	CHECK(embkv_table_map(pt, NULL, powner, PARTS) == 0, "map ma");
+#else
+	(void)pt;
+	(void)powner;
+#endif
 	usleep(500 * 1000);
 	os0 = onesided_keys(rd);
 	fb0 = fallback_keys(rd);
@@ -343,6 +440,14 @@ int main(int argc, char **argv)
 		      k, part, to);
 		owner[part] = (uint16_t)to;
 		moved++;
+#if MOVE_GPU
+		/* the pushed table's same partition, to the next member */
+		to = (powner[part] + 1u) % NMEM;
+		rc = embkv_partition_move(mc, "ma", part, to, &ma, &res);
+		CHECK(rc == 0 && res.files == 1, "move %u of ma's partition "
+		      "%u to %u: %s", k, part, to, res.error);
+		powner[part] = (uint16_t)to;
+#endif
 		printf("move %u: partition %u -> server %u, %llu ms, "
 		       "generation %llu\n", k, part, to,
 		       (unsigned long long)(embkv_test_now_ms() - t0),
@@ -375,6 +480,51 @@ out:
 	stop = 1;
 	if (wstarted)
 		pthread_join(wth, NULL);
+	if (pstarted)
+		pthread_join(pth, NULL);
+#if MOVE_GPU
+	if (pstarted && !failures) {
+		static uint64_t k[NKEYS];
+		static float v[NKEYS * DIM];
+		struct embkv_gpu_stats gs;
+		uint32_t off = 0;
+
+		for (uint32_t i = 0; i < NKEYS; i++)
+			k[i] = key_of(i);
+		rc = embkv_pull(pt, NKEYS, k, v, NULL, EMBKV_MODE_INFER, NULL);
+		for (uint32_t i = 0; !rc && i < NKEYS * DIM; i++)
+			off += v[i] != (float)pu.pushes;
+		embkv_gpu_stats_get(&gs);
+		printf("device pusher: %llu pushes, %llu failed (first: %s), "
+		       "%u applied short; GPU stats: %llu keys READ, %llu "
+		       "landed, %llu pushed from the slab, %llu staged\n",
+		       (unsigned long long)pu.pushes,
+		       (unsigned long long)pu.errors,
+		       embkv_strerror(pu.first_rc), pu.short_applied,
+		       (unsigned long long)gs.direct_keys,
+		       (unsigned long long)gs.direct_landed,
+		       (unsigned long long)gs.direct_pushed,
+		       (unsigned long long)gs.direct_rest);
+		if (rc || pu.errors || pu.short_applied || off) {
+			printf("FAIL device pushes during moves: pull %s, "
+			       "%llu failed, %u short, %u elements not %llu\n",
+			       embkv_strerror(rc),
+			       (unsigned long long)pu.errors,
+			       pu.short_applied, off,
+			       (unsigned long long)pu.pushes);
+			failures++;
+		} else if (pu.pushes < (uint64_t)moved || !gs.direct_pushed ||
+			   !gs.direct_keys) {
+			printf("FAIL the device paths were not exercised\n");
+			failures++;
+		} else {
+			printf("PASS %llu device pushes during %u moves of "
+			       "their table: every element is exactly their "
+			       "count (none applied twice or lost)\n",
+			       (unsigned long long)pu.pushes, moved);
+		}
+	}
+#endif
 	for (uint32_t i = 0; i < nthreads; i++)
 		pthread_join(rth[i], NULL);
 	if (!failures) {
@@ -441,6 +591,12 @@ out:
 		if (rd[i].c)
 			embkv_client_destroy(rd[i].c);
 	}
+	if (pu.t)
+		embkv_table_close(pu.t);
+	if (pu.c)
+		embkv_client_destroy(pu.c);
+	if (pt)
+		embkv_table_close(pt);
 	if (wt)
 		embkv_table_close(wt);
 	if (mt)
