@@ -166,24 +166,36 @@ static int fill_land(struct op_state *o, uint32_t at, uint32_t n,
 	return 0;
 }
 
-/* The landing memory registered on the connection the frame goes on
- * (once per connection: read_region), its rkey into the frame. A server
- * whose connection cannot take it: -EOPNOTSUPP, its frames unsent. */
+/* The caller's memory [base, base + bytes), named id, registered on
+ * connection cc through reg (read_region: once per connection); NULL
+ * when cc's transport lacks regions or the op the caller needs (need),
+ * or cannot register it (not an rdma server, or not registrable). */
+static const void *conn_region(struct embkv_cconn *cc, bool need,
+			       uint64_t id, void *base, size_t bytes,
+			       embkv_region_reg_fn reg, void *reg_arg)
+{
+	if (!cc->tc->ops->read_region || !need)
+		return NULL;
+	return cc->tc->ops->read_region(cc->tc, id, base, bytes, reg, reg_arg);
+}
+
+/* The landing memory registered on the connection the frame goes on,
+ * its rkey into the frame. A server whose connection cannot take it:
+ * -EOPNOTSUPP, its frames unsent. */
 static int land_conn(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc)
 {
 	struct op_state *o = ctx;
 	struct embkv_land_rpc *land = o->a->land;
-	const void *region = NULL;
+	const void *region = conn_region(cc,
+					 cc->tc->ops->region_rkey != NULL,
+					 land->id, land->base, land->bytes,
+					 land->reg, land->reg_arg);
 	uint8_t *rk = r->req.data + EMBKV_WIRE_HDR_SIZE +
 		      EMBKV_WIRE_LAND_REQ_RKEY;
 	uint32_t rkey;
 
-	if (cc->tc->ops->read_region && cc->tc->ops->region_rkey)
-		region = cc->tc->ops->read_region(cc->tc, land->id, land->base,
-						  land->bytes, land->reg,
-						  land->reg_arg);
 	if (!region)
-		return -EOPNOTSUPP; /* not an rdma server, or not registrable */
+		return -EOPNOTSUPP;
 	rkey = cc->tc->ops->region_rkey(cc->tc, region);
 	rk[0] = (uint8_t)rkey;
 	rk[1] = (uint8_t)(rkey >> 8);
@@ -266,14 +278,13 @@ static int push_conn(void *ctx, struct embkv_rpc *r, struct embkv_cconn *cc)
 {
 	struct op_state *o = ctx;
 	struct embkv_push_dev *dev = o->a->dev;
-	const void *region = NULL;
+	const void *region = conn_region(cc,
+					 cc->tc->ops->send_gather != NULL,
+					 dev->id, dev->base, dev->bytes,
+					 dev->reg, dev->reg_arg);
 
-	if (cc->tc->ops->read_region && cc->tc->ops->send_gather)
-		region = cc->tc->ops->read_region(cc->tc, dev->id, dev->base,
-						  dev->bytes, dev->reg,
-						  dev->reg_arg);
 	if (!region)
-		return -EOPNOTSUPP; /* not an rdma server, or not registrable */
+		return -EOPNOTSUPP;
 	r->tail_region = region;
 	return 0;
 }
