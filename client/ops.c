@@ -238,37 +238,14 @@ static int fill_rows(struct op_state *o, uint32_t at, uint32_t n,
 		float *dst = vals + (size_t)j * o->dim;
 
 		keys[j] = o->b.ukeys[u];
+		if (!o->a->vals) /* a device push: the rows are the tail */
+			continue;
 		if (push) /* duplicates' gradients summed */
 			embkv_batch_sum_row(&o->b, u, o->a->vals, o->dim, dst);
 		else      /* the last value of a duplicate wins */
 			memcpy(dst, o->a->vals + (size_t)o->b.last[u] * o->dim,
 			       o->row_bytes);
 	}
-	return 0;
-}
-
-/* A device push's frame: header and keys; its rows stay where gather put
- * them (build_frame makes them the request's tail). */
-static int fill_push_dev(struct op_state *o, uint32_t at, uint32_t n,
-			 const struct embkv_wire_table_ref *tref, uint8_t *body,
-			 size_t len)
-{
-	struct embkv_wire_rows_req m = {
-		.table_id = tref->table_id,
-		.uid = tref->uid,
-		.dim = o->dim,
-		.n = n,
-	};
-	const uint32_t *ord = o->order + at;
-	uint64_t *keys;
-	float *vals;
-	int rc;
-
-	rc = embkv_wire_rows_req_prepare(&m, body, len, &keys, &vals);
-	if (rc)
-		return rc;
-	for (uint32_t j = 0; j < m.n; j++)
-		keys[j] = o->b.ukeys[ord[j]];
 	return 0;
 }
 
@@ -552,7 +529,7 @@ static const struct batch_op_desc batch_ops[] = {
 	},
 	[EMBKV_BATCH_PUSH_DEV] = {
 		.check = check_push_dev, .size = size_rows,
-		.fill = fill_push_dev, .opcode = EMBKV_WIRE_OP_PUSH,
+		.fill = fill_rows, .opcode = EMBKV_WIRE_OP_PUSH,
 		.consume = consume_count,
 		.req_max_rows = embkv_wire_rows_req_max_rows,
 	},
