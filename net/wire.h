@@ -923,6 +923,11 @@ enum embkv_wire_stat_id {
 	EMBKV_WIRE_STAT_REPL_LAG_UPDATES = 44,
 	EMBKV_WIRE_STAT_REPL_LAG_MS = 45,
 	EMBKV_WIRE_STAT_REPL_SNAPSHOTS = 46,
+	/* Reply buffers registered with the NIC since start (server group,
+	 * only with an rdma:// listener), and the bytes of registered ones
+	 * kept idle for reuse (--rdma-reply-pool). */
+	EMBKV_WIRE_STAT_RDMA_REPLY_REGS = 47,
+	EMBKV_WIRE_STAT_RDMA_REPLY_POOL_BYTES = 48,
 	EMBKV_WIRE_STAT_ID_COUNT,
 };
 /* "rows", "pull_keys", ...; NULL for an id this build does not know. */

@@ -616,6 +616,8 @@ static const char *const stat_names[EMBKV_WIRE_STAT_ID_COUNT] = {
 	[EMBKV_WIRE_STAT_REPL_LAG_UPDATES] = "repl_lag_updates",
 	[EMBKV_WIRE_STAT_REPL_LAG_MS] = "repl_lag_ms",
 	[EMBKV_WIRE_STAT_REPL_SNAPSHOTS] = "repl_snapshots",
+	[EMBKV_WIRE_STAT_RDMA_REPLY_REGS] = "rdma_reply_regs",
+	[EMBKV_WIRE_STAT_RDMA_REPLY_POOL_BYTES] = "rdma_reply_pool_bytes",
 };
 
 const char *embkv_wire_stat_name(unsigned int id)

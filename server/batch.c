@@ -630,7 +630,8 @@ static int req_buffers(struct batch_req *r)
 		land = (size_t)r->n * r->land_stride; /* checked in setup */
 	}
 	h.body_len = (uint32_t)len;
-	r->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + len + land);
+	r->reply = embkvd_obuf_alloc(r->conn,
+				     EMBKV_WIRE_HDR_SIZE + len + land);
 	if (!r->reply)
 		return -ENOMEM;
 	r->mem += r->reply->len;
@@ -1195,7 +1196,8 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	rh.body_len = (uint32_t)reply_len;
 	p = calloc(1, sizeof(*p));
 	if (p)
-		p->reply = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + reply_len);
+		p->reply = embkvd_obuf_alloc(c, EMBKV_WIRE_HDR_SIZE +
+						   reply_len);
 	if (!p || !p->reply) {
 		embkvd_conn_error(c, h->request_id, -ENOMEM, false,
 				  "no memory for a %llu-byte reply",

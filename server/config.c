@@ -180,7 +180,7 @@ static json_t *limits(const struct embkvd *s)
 {
 	const struct embkvd_attr *a = &s->attr;
 
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			 "max_conns", (json_int_t)a->max_conns,
 			 "max_unauth_conns", (json_int_t)a->max_unauth_conns,
 			 "auth_timeout_ms", (json_int_t)a->auth_timeout_ms,
@@ -191,7 +191,9 @@ static json_t *limits(const struct embkvd *s)
 			 "failed_logins_window_ms",
 			 (json_int_t)EMBKVD_GUARD_WINDOW_MS,
 			 "failed_logins_block_ms",
-			 (json_int_t)EMBKVD_GUARD_BLOCK_MS);
+			 (json_int_t)EMBKVD_GUARD_BLOCK_MS,
+			 "rdma_reply_pool_bytes",
+			 (json_int_t)a->rdma_reply_pool);
 }
 
 /* The whole document; NULL when out of memory. */

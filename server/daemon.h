@@ -38,6 +38,7 @@
 #include <urcu/list.h>
 #include <urcu/wfcqueue.h>
 #include "net/wire.h"
+#include "server/obpool.h"
 #include "server/catalog.h"
 #include "server/metrics.h"
 #include "server/owner.h"
@@ -55,6 +56,8 @@ struct embkvd_attr {
 	bool rdma;                      /* listen on rdma_host:rdma_port */
 	char rdma_host[EMBKVD_HOST_MAX + 1]; /* an address of an RDMA device */
 	uint16_t rdma_port;             /* 0: rdma_cm picks one */
+	uint64_t rdma_reply_pool;       /* bytes of idle registered reply
+					 * buffers kept (server/obpool.c) */
 	uint32_t threads;               /* owner threads */
 	uint32_t io_threads;
 	uint64_t memory_limit;          /* bytes of all tables; 0: none */
@@ -129,6 +132,7 @@ struct embkvd {
 	uint16_t port;                  /* bound port (TCP) */
 	uint16_t rdma_port;             /* bound port (RDMA) */
 	struct embkvd_verbs *verbs;     /* NULL: no rdma:// listener */
+	struct embkvd_obpool *obpool;   /* large RDMA replies; NULL: none */
 	struct embkvd_member *member;   /* NULL: no --etcd */
 	struct embkvd_cluster *cluster; /* table catalog in etcd; NULL: none */
 	struct embkvd_ckpt *ckpt;       /* --data-dir; NULL: none */
@@ -262,16 +266,7 @@ void embkvd_io_post(struct embkvd_io *io, struct cds_wfcq_node *node);
 
 /* ---- connections (io.c) ------------------------------------------------ */
 
-struct embkvd_obuf {
-	struct embkvd_obuf *next;
-	uint8_t *data;                  /* a whole frame, malloc'ed */
-	size_t len, off;
-	/* PULL_LAND (RDMA only): land_len bytes after the frame, at data +
-	 * len, go by RDMA WRITE to land_addr / land_rkey before it */
-	size_t land_len;
-	uint64_t land_addr;
-	uint64_t land_rkey;
-};
+/* struct embkvd_obuf, embkvd_obuf_free: server/obpool.h */
 
 enum embkvd_conn_auth {
 	EMBKVD_CONN_AUTH_WAIT_HELLO,    /* token set: nothing seen yet */
@@ -339,9 +334,12 @@ struct embkvd_conn {
 int embkvd_conn_reply(struct embkvd_conn *c, uint64_t req_id, uint8_t op,
 		      uint32_t body_len, uint8_t **body);
 /* An output buffer for a frame of len bytes at ob->data (8-byte aligned,
- * so a body right after the header is too); NULL when out of memory. */
-struct embkvd_obuf *embkvd_obuf_alloc(size_t len);
-void embkvd_obuf_free(struct embkvd_obuf *ob);
+ * so a body right after the header is too) to be sent on c (NULL: any
+ * connection); NULL when out of memory. A large frame for an RDMA
+ * connection comes from the server's pool of registered reply buffers
+ * (server/obpool.c), any other is malloc'ed. */
+struct embkvd_obuf *embkvd_obuf_alloc(const struct embkvd_conn *c,
+				      size_t len);
 /* Queues ob (a whole frame); ownership passes, even if c is closed. */
 void embkvd_conn_send(struct embkvd_conn *c, struct embkvd_obuf *ob);
 /* Queues ERROR status with a message; close: then closes the connection

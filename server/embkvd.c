@@ -67,6 +67,7 @@ enum {
 	OPT_REPLICA_OF,
 	OPT_PRIMARY_SERVERS,
 	OPT_REPL_LOG_ROWS,
+	OPT_RDMA_REPLY_POOL,
 };
 
 static const struct option long_opts[] = {
@@ -99,6 +100,7 @@ static const struct option long_opts[] = {
 	{ "replica-of", required_argument, NULL, OPT_REPLICA_OF },
 	{ "primary-servers", required_argument, NULL, OPT_PRIMARY_SERVERS },
 	{ "repl-log-rows", required_argument, NULL, OPT_REPL_LOG_ROWS },
+	{ "rdma-reply-pool", required_argument, NULL, OPT_RDMA_REPLY_POOL },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -167,6 +169,11 @@ static void usage(FILE *f)
 "                            connections together (K, M, G suffixes; at\n"
 "                            least 64M; default 1G); over it, reading\n"
 "                            waits (net/PROTOCOL.md section 9)\n"
+"  --rdma-reply-pool BYTES   RDMA replies over 64 KiB go from buffers\n"
+"                            registered once and reused: keep up to BYTES\n"
+"                            of them idle (K, M, G suffixes; default 64M;\n"
+"                            registered memory is locked, RLIMIT_MEMLOCK);\n"
+"                            0: register each such reply for itself\n"
 "  --default-table NAME      create table NAME with the default attributes\n"
 "                            at start\n"
 "  --etcd URL[,URL...]       register in the etcd cluster at these client\n"
@@ -451,6 +458,12 @@ static int parse_flag(struct opts *o, int c, const char *arg)
 		    o->attr.inflight_bytes < EMBKV_WIRE_MAX_BODY)
 			return bad(name, arg, "expected BYTES[K|M|G|T], at "
 				   "least 64M (the largest body)");
+		return 0;
+	case OPT_RDMA_REPLY_POOL:
+		if (parse_size(arg, &o->attr.rdma_reply_pool) ||
+		    o->attr.rdma_reply_pool > (64ull << 30))
+			return bad(name, arg, "expected BYTES[K|M|G], at most "
+				   "64G");
 		return 0;
 	case OPT_AUTO_RECOVER:
 		if (parse_u64(arg, 1, 86400, &v))

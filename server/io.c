@@ -98,28 +98,14 @@ static char tag_listen, tag_inbox, tag_rdma_cm;
 
 /* Output buffers ----------------------------------------------------------- */
 
-_Static_assert(sizeof(struct embkvd_obuf) % 8 == 0,
-	       "frame data right after the obuf must be 8-byte aligned");
-
-struct embkvd_obuf *embkvd_obuf_alloc(size_t len)
+struct embkvd_obuf *embkvd_obuf_alloc(const struct embkvd_conn *c,
+				      size_t len)
 {
-	struct embkvd_obuf *ob = malloc(sizeof(*ob) + len);
+	struct embkvd_obuf *ob = NULL;
 
-	if (!ob)
-		return NULL;
-	ob->next = NULL;
-	ob->data = (uint8_t *)(ob + 1);
-	ob->len = len;
-	ob->off = 0;
-	ob->land_len = 0;
-	ob->land_addr = 0;
-	ob->land_rkey = 0;
-	return ob;
-}
-
-void embkvd_obuf_free(struct embkvd_obuf *ob)
-{
-	free(ob);
+	if (c && c->vc && len >= EMBKVD_OBPOOL_MIN)
+		ob = embkvd_obpool_get(c->io->srv->obpool, len);
+	return ob ? ob : embkvd_obuf_plain(len);
 }
 
 /* Connection state ---------------------------------------------------------- */
@@ -375,7 +361,7 @@ int embkvd_conn_reply(struct embkvd_conn *c, uint64_t req_id, uint8_t op,
 
 	if (!c->open)
 		return -ENOTCONN; /* the body would have nowhere to go */
-	ob = embkvd_obuf_alloc(EMBKV_WIRE_HDR_SIZE + (size_t)body_len);
+	ob = embkvd_obuf_alloc(c, EMBKV_WIRE_HDR_SIZE + (size_t)body_len);
 	if (!ob)
 		return -ENOMEM;
 	if (!embkv_wire_hdr_encode(&h, ob->data)) {

@@ -165,6 +165,17 @@ static void server_metrics(struct embkvd *s, FILE *f)
 	one(f, "embkv_owner_threads", "gauge", "Partition owner threads.",
 	    embkv_owner_count(s->owners));
 	one(f, "embkv_io_threads", "gauge", "Network I/O threads.", s->nio);
+	if (s->obpool) {
+		struct embkvd_obpool_stats ps;
+
+		embkvd_obpool_stats(s->obpool, &ps);
+		one(f, "embkv_rdma_reply_registrations_total", "counter",
+		    "Reply buffers registered with the RDMA NIC (pooled "
+		    "buffers once, then reused).", ps.registrations);
+		one(f, "embkv_rdma_reply_pool_bytes", "gauge",
+		    "Registered reply buffers kept idle for reuse.",
+		    ps.idle_bytes);
+	}
 	embkvd_ckpt_last(s->ckpt, &last);
 	if (last.id) {
 		one_f(f, "embkv_checkpoint_last_timestamp_seconds", "gauge",

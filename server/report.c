@@ -113,6 +113,13 @@ static void server_stats(struct embkvd *s, struct stat_fill *f)
 	put(f, EMBKV_WIRE_STAT_EPOCH, embkvd_epoch(s));
 	put(f, EMBKV_WIRE_STAT_OWNER_THREADS, embkv_owner_count(s->owners));
 	put(f, EMBKV_WIRE_STAT_IO_THREADS, s->nio);
+	if (s->obpool) {
+		struct embkvd_obpool_stats ps;
+
+		embkvd_obpool_stats(s->obpool, &ps);
+		put(f, EMBKV_WIRE_STAT_RDMA_REPLY_REGS, ps.registrations);
+		put(f, EMBKV_WIRE_STAT_RDMA_REPLY_POOL_BYTES, ps.idle_bytes);
+	}
 	embkvd_ckpt_last(s->ckpt, &last);
 	if (last.id) {
 		uint64_t wall = (uint64_t)time(NULL) * 1000u;

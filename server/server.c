@@ -51,6 +51,7 @@
 #define DEFAULT_FRAME_TIMEOUT_MS 30000u
 #define DEFAULT_INFLIGHT_BYTES (1ull << 30)
 #define DEFAULT_MAX_UNAUTH_CONNS 64u
+#define DEFAULT_RDMA_REPLY_POOL (64ull << 20)
 #define PORT_STR_MAX sizeof("65535")
 #define SAMPLE_PERIOD_S 1
 #define MAX_EVENTS 4
@@ -161,6 +162,7 @@ void embkvd_attr_init(struct embkvd_attr *attr)
 	attr->frame_timeout_ms = DEFAULT_FRAME_TIMEOUT_MS;
 	attr->inflight_bytes = DEFAULT_INFLIGHT_BYTES;
 	attr->max_unauth_conns = DEFAULT_MAX_UNAUTH_CONNS;
+	attr->rdma_reply_pool = DEFAULT_RDMA_REPLY_POOL;
 	attr->epoch = 1;
 	attr->repl_log_rows = EMBKVD_REPL_LOG_ROWS_DEFAULT;
 }
@@ -420,6 +422,10 @@ int embkvd_create(const struct embkvd_attr *attr,
 				   embkv_strerror(err));
 			goto destroy;
 		}
+		err = embkvd_obpool_create(attr->rdma_reply_pool,
+					   embkvd_verbs_unreg, &s->obpool);
+		if (err)
+			goto destroy;
 	}
 	embkv_catalog_attr_init(&ca);
 	ca.memory_limit = attr->memory_limit;
@@ -599,6 +605,9 @@ void embkvd_destroy(struct embkvd *s)
 	embkvd_cluster_destroy(s->cluster); /* before the catalog */
 	embkvd_ckpt_free(s->ckpt);          /* no thread can reach it now */
 	embkv_catalog_destroy(s->cat);
+	/* Its idle buffers' registrations go before the protection domain;
+	 * every connection was closed, so none is in use. */
+	embkvd_obpool_destroy(s->obpool);
 	embkvd_verbs_close(s->verbs);
 	embkvd_map_destroy(s->map); /* no reader is left */
 	if (s->ep_fd >= 0)

@@ -33,6 +33,10 @@ void embkvd_verbs_cm_events(struct embkvd_io *io);
 /* Closes verbs connections whose setup took too long. */
 void embkvd_verbs_timers(struct embkvd_io *io, uint64_t now_ns);
 
+/* Drops a registration that server/obpool.c keeps with a reply buffer
+ * (the pool's unreg). */
+void embkvd_verbs_unreg(void *reg);
+
 /* A verbs connection's completion channel is readable. */
 void embkvd_vconn_event(struct embkvd_conn *c);
 /* Posts queued replies while send slots and the window allow. */

@@ -20,12 +20,15 @@
  *   slot_size) an RDMA WRITE WITH IMM into slot request_id % reply_slots
  *   with imm_data = htobe32(slot); anything larger is replaced by ERROR
  *   EMBKV_ELIMIT. Small replies are copied into a registered send slot,
- *   large ones registered in place until their completion.
+ *   large ones sent in place: from a pooled buffer, registered on its
+ *   first reply and kept so (server/obpool.c), else registered for that
+ *   reply alone until its completion. A buffer goes back to the pool only
+ *   after its reply's completion or once the QP is destroyed.
  * - A PULL_LAND reply (obuf land_len) is two work requests on the QP: an
  *   RDMA WRITE of its records to the client's landing memory, then the
  *   reply frame; RC executes them in order, so the client sees the reply
- *   after the records were placed. Both come from the obuf, registered in
- *   place until the reply's completion. The send queue has room for two
+ *   after the records were placed. Both come from the obuf, registered as
+ *   a large reply is. The send queue has room for two
  *   work requests per send entry.
  * - Closing frees the QP, CQ, channel, buffers and cm_id at once; the
  *   connection count drops exactly once, in embkvd_conn_close().
@@ -48,10 +51,55 @@
 
 struct vsend {
 	uint8_t *slot;                  /* registered copy buffer */
-	struct embkvd_obuf *ob;         /* large reply, registered in place */
-	struct ibv_mr *mr;
+	struct embkvd_obuf *ob;         /* large reply, sent in place */
+	struct ibv_mr *mr;              /* ob's registration for this reply
+					   alone; NULL when ob is pooled (its
+					   registration stays with it) */
 	uint32_t next_free;
 };
+
+/* After the reply's completion, or once the QP is gone: drops a reply
+ * registration of its own and gives the buffer back (a pooled one keeps
+ * its registration in the pool). */
+static void send_release(struct vsend *sd)
+{
+	if (sd->mr)
+		ibv_dereg_mr(sd->mr);
+	embkvd_obuf_free(sd->ob);
+	sd->mr = NULL;
+	sd->ob = NULL;
+}
+
+/* A registration of ob for a reply of `bytes` at ob->data (through its
+ * land_len): a pooled buffer's own, made on its first reply and kept with
+ * it; else one for this reply alone (sd->mr). NULL when the NIC refused. */
+static struct ibv_mr *reply_mr(struct embkvd_vconn *vc, struct vsend *sd,
+			       struct embkvd_obuf *ob, size_t bytes)
+{
+	struct embkvd_obpool *pool = vc->v->srv->obpool;
+	struct ibv_mr *mr = ob->reg;
+
+	if (ob->pool) {
+		/* one protection domain per server, so one per pool */
+		if (!mr) {
+			mr = ibv_reg_mr(vc->v->pd, ob, ob->alloc, 0);
+			if (!mr)
+				return NULL;
+			ob->reg = mr;
+			embkvd_obpool_registered(ob->pool);
+		}
+		return mr;
+	}
+	sd->mr = ibv_reg_mr(vc->v->pd, ob->data, bytes, 0);
+	if (sd->mr)
+		embkvd_obpool_registered(pool);
+	return sd->mr;
+}
+
+void embkvd_verbs_unreg(void *reg)
+{
+	ibv_dereg_mr(reg);
+}
 
 /* Connections: resources ---------------------------------------------------------- */
 
@@ -75,11 +123,8 @@ void embkvd_vconn_free(struct embkvd_vconn *vc)
 	 * its registration goes */
 	if (vc->has_qp)
 		rdma_destroy_qp(vc->id);
-	for (uint32_t i = 0; vc->sends && i < vc->nsend; i++) {
-		if (vc->sends[i].mr)
-			ibv_dereg_mr(vc->sends[i].mr);
-		embkvd_obuf_free(vc->sends[i].ob);
-	}
+	for (uint32_t i = 0; vc->sends && i < vc->nsend; i++)
+		send_release(&vc->sends[i]);
 	if (vc->cq)
 		ibv_destroy_cq(vc->cq);
 	if (vc->cch)
@@ -216,6 +261,7 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 	uint64_t req_id = frame_req_id(ob->data);
 	size_t len = ob->len;
 	struct ibv_sge sge, lsge;
+	struct ibv_mr *mr;
 	struct ibv_send_wr wr = {
 		.wr_id = SEND_TAG | idx,
 		.sg_list = &sge,
@@ -239,20 +285,20 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 			return -EINVAL;
 	}
 	if (ob && ob->land_len) {
-		/* records and frame registered in place, the records first */
-		sd->mr = ibv_reg_mr(vc->v->pd, ob->data, len + ob->land_len, 0);
-		if (!sd->mr) {
+		/* records and frame sent in place, the records first */
+		mr = reply_mr(vc, sd, ob, len + ob->land_len);
+		if (!mr) {
 			embkvd_obuf_free(ob);
 			return -ENOMEM;
 		}
 		sd->ob = ob;
 		lsge.addr = (uint64_t)(uintptr_t)(ob->data + len);
 		lsge.length = (uint32_t)ob->land_len;
-		lsge.lkey = sd->mr->lkey;
+		lsge.lkey = mr->lkey;
 		lwr.wr.rdma.remote_addr = ob->land_addr;
 		lwr.wr.rdma.rkey = (uint32_t)ob->land_rkey;
 		sge.addr = (uint64_t)(uintptr_t)ob->data;
-		sge.lkey = sd->mr->lkey;
+		sge.lkey = mr->lkey;
 		first = &lwr;
 	} else if (len <= vc->slot_bytes) {
 		if (ob) {
@@ -262,14 +308,14 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 		sge.addr = (uint64_t)(uintptr_t)sd->slot;
 		sge.lkey = vc->smr->lkey;
 	} else {
-		sd->mr = ibv_reg_mr(vc->v->pd, ob->data, len, 0);
-		if (!sd->mr) {
+		mr = reply_mr(vc, sd, ob, len);
+		if (!mr) {
 			embkvd_obuf_free(ob);
 			return -ENOMEM;
 		}
 		sd->ob = ob;
 		sge.addr = (uint64_t)(uintptr_t)ob->data;
-		sge.lkey = sd->mr->lkey;
+		sge.lkey = mr->lkey;
 	}
 	sge.length = (uint32_t)len;
 	if (len <= vc->cli.recv_size) {
@@ -291,12 +337,7 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 		return -err;
 	}
 	if (err) {
-		if (sd->mr) {
-			ibv_dereg_mr(sd->mr);
-			embkvd_obuf_free(sd->ob);
-			sd->mr = NULL;
-			sd->ob = NULL;
-		}
+		send_release(sd);
 		return -err;
 	}
 	vc->free_head = sd->next_free;
@@ -405,12 +446,7 @@ static void on_send_done(struct embkvd_vconn *vc, uint32_t i)
 {
 	struct vsend *sd = &vc->sends[i];
 
-	if (sd->mr) {
-		ibv_dereg_mr(sd->mr);
-		embkvd_obuf_free(sd->ob);
-		sd->mr = NULL;
-		sd->ob = NULL;
-	}
+	send_release(sd);
 	sd->next_free = vc->free_head;
 	vc->free_head = i;
 	vc->sends_inflight--;

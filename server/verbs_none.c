@@ -21,6 +21,11 @@ void embkvd_verbs_close(struct embkvd_verbs *v)
 	(void)v;
 }
 
+void embkvd_verbs_unreg(void *reg)
+{
+	(void)reg;
+}
+
 int embkvd_verbs_attach(struct embkvd *s, struct embkvd_io *io, int epfd,
 			struct epoll_event *ev)
 {

@@ -11,7 +11,10 @@
  *                doorbell, all keys of a batch at once);
  *   READs and bytes moved by them;
  * beside the payload bytes (dim x 4). Batch-level round trips (chains
- * per batch) are reported too.
+ * per batch) are reported too. The load (train pulls of new keys, served
+ * by RPC: PULL replies over 64 KiB each) reports the servers' PULL
+ * requests and the reply buffers they registered meanwhile (their
+ * rdma_reply_regs: once per pooled buffer, not per reply).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +36,10 @@ struct rc_opts {
 	const char *srv[RC_MAX_SERVERS];
 	char *list;
 	int json;
+};
+
+struct rc_server_sums {
+	uint64_t pulls, reply_regs;
 };
 
 struct rc_pass {
@@ -163,8 +170,30 @@ static int rc_pull_all(struct embkv_table_handle *t, struct embkv_client *c,
 	return 0;
 }
 
-static int rc_load(const struct rc_opts *o, const uint64_t *keys, float *out)
+static void rc_on_stat(void *ctx, uint32_t server, const char *table,
+		       const char *name, uint64_t value)
 {
+	struct rc_server_sums *s = ctx;
+
+	(void)server;
+	if (table)
+		return;
+	if (!strcmp(name, "pulls"))
+		s->pulls += value;
+	else if (!strcmp(name, "rdma_reply_regs"))
+		s->reply_regs += value;
+}
+
+static int rc_server_sums(struct embkv_client *c, struct rc_server_sums *s)
+{
+	memset(s, 0, sizeof(*s));
+	return embkv_stats(c, rc_on_stat, s);
+}
+
+static int rc_load(const struct rc_opts *o, const uint64_t *keys, float *out,
+		   struct rc_server_sums *load)
+{
+	struct rc_server_sums s0, s1;
 	struct embkv_client *c = rc_client(o);
 	struct embkv_table_handle *t = NULL;
 	struct embkv_table_attr ta;
@@ -183,11 +212,19 @@ static int rc_load(const struct rc_opts *o, const uint64_t *keys, float *out)
 		rc = 0;
 	if (!rc)
 		rc = embkv_table_open(c, RC_TABLE, &t);
+	if (!rc)
+		rc = rc_server_sums(c, &s0);
 	for (uint32_t at = 0; !rc && at < o->keys; at += o->batch) {
 		uint32_t m = o->keys - at < o->batch ? o->keys - at : o->batch;
 
 		rc = embkv_pull(t, m, keys + at, out, NULL, EMBKV_MODE_TRAIN,
 				NULL);
+	}
+	if (!rc)
+		rc = rc_server_sums(c, &s1);
+	if (!rc) {
+		load->pulls = s1.pulls - s0.pulls;
+		load->reply_regs = s1.reply_regs - s0.reply_regs;
 	}
 	if (rc)
 		fprintf(stderr, "embkv-bench: loading: %s\n", embkv_strerror(rc));
@@ -200,6 +237,7 @@ int bench_rdma_main(int argc, char **argv)
 {
 	struct rc_opts o;
 	struct rc_pass cold, warm;
+	struct rc_server_sums load;
 	struct embkv_client *c = NULL;
 	struct embkv_table_handle *t = NULL;
 	uint64_t *keys;
@@ -215,7 +253,7 @@ int bench_rdma_main(int argc, char **argv)
 		return 1;
 	for (uint32_t i = 0; i < o.keys; i++)
 		keys[i] = 0x9e3779b97f4a7c15ull * (i + 1);
-	rc = rc_load(&o, keys, out);
+	rc = rc_load(&o, keys, out, &load);
 	if (rc)
 		goto out;
 	rc = 1;
@@ -239,7 +277,8 @@ int bench_rdma_main(int argc, char **argv)
 		       "\"warm_round_trips_per_batch\": %.2f, "
 		       "\"payload_bytes_per_row\": %.0f, "
 		       "\"onesided_fraction\": %.4f, \"torn_retries\": %llu, "
-		       "\"fallbacks\": %llu}\n",
+		       "\"fallbacks\": %llu, \"load_pull_requests\": %llu, "
+		       "\"load_reply_registrations\": %llu}\n",
 		       o.keys, o.dim, o.batch, o.nsrv,
 		       cold.round_trips_per_key, cold.reads_per_key,
 		       cold.bytes_per_key, cold.round_trips_per_batch,
@@ -247,7 +286,9 @@ int bench_rdma_main(int argc, char **argv)
 		       warm.bytes_per_key, warm.round_trips_per_batch, payload,
 		       warm.onesided_fraction,
 		       (unsigned long long)(cold.torn + warm.torn),
-		       (unsigned long long)(cold.fallbacks + warm.fallbacks));
+		       (unsigned long long)(cold.fallbacks + warm.fallbacks),
+		       (unsigned long long)load.pulls,
+		       (unsigned long long)load.reply_regs);
 	} else {
 		printf("rdma-count: %u keys, dim %u, batches of %u, %u servers "
 		       "(counts, not times)\n", o.keys, o.dim, o.batch, o.nsrv);
@@ -261,6 +302,9 @@ int bench_rdma_main(int argc, char **argv)
 		       warm.bytes_per_key, warm.round_trips_per_batch);
 		printf("  payload %.0f bytes/row; warm wire/payload %.3f\n",
 		       payload, warm.bytes_per_key / payload);
+		printf("  load: %llu PULL requests served by RPC, %llu reply "
+		       "buffers registered\n", (unsigned long long)load.pulls,
+		       (unsigned long long)load.reply_regs);
 	}
 	rc = 0;
 out:

@@ -128,6 +128,7 @@ static void print_text(uint32_t srv, const char *addr, const json_t *c)
 	line("deadlines", "auth %" PRIu64 " ms, frame %" PRIu64 " ms",
 	     jnum(l, "auth_timeout_ms"), jnum(l, "frame_timeout_ms"));
 	line("inflight bytes", "%s", jbytes(l, "inflight_bytes", b1));
+	line("rdma reply pool", "%s", jbytes(l, "rdma_reply_pool_bytes", b1));
 	line("failed logins", "%" PRIu64 " in %" PRIu64 " ms: blocked %"
 	     PRIu64 " ms", jnum(l, "failed_logins_max"),
 	     jnum(l, "failed_logins_window_ms"),

@@ -14,6 +14,12 @@
  * - Over rdma:// (the RDMA VM runs this program with rdma://10.0.2.15)
  *   each server's registered bytes are exactly its partitions' indexes and
  *   arenas; over TCP nothing is registered.
+ * - Large replies: 12 train pulls of 4096 new keys (a 500 KiB PULL reply
+ *   per server each). Over rdma:// the servers register at most 2 reply
+ *   buffers each and keep them (rdma_reply_pool_bytes), or, started with
+ *   --rdma-reply-pool 0, register one per reply and keep none; the rows
+ *   those reused buffers carried equal the stored rows (read again
+ *   one-sided). Over TCP no server reports reply registrations.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +28,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +58,10 @@ struct per_server {
 
 struct seen {
 	struct per_server s[EMBKV_TEST_MAX_SERVERS];
+	/* server group */
+	uint64_t reply_regs[EMBKV_TEST_MAX_SERVERS];
+	uint64_t reply_pool[EMBKV_TEST_MAX_SERVERS];
+	bool reply_stats[EMBKV_TEST_MAX_SERVERS];
 };
 
 static void on_stat(void *ctx, uint32_t server, const char *table,
@@ -59,6 +70,15 @@ static void on_stat(void *ctx, uint32_t server, const char *table,
 	struct seen *sn = ctx;
 	struct per_server *p;
 
+	if (!table && server < EMBKV_TEST_MAX_SERVERS) {
+		if (!strcmp(name, "rdma_reply_regs")) {
+			sn->reply_regs[server] = value;
+			sn->reply_stats[server] = true;
+		} else if (!strcmp(name, "rdma_reply_pool_bytes")) {
+			sn->reply_pool[server] = value;
+		}
+		return;
+	}
 	if (!table || strcmp(table, TABLE) || server >= EMBKV_TEST_MAX_SERVERS)
 		return;
 	p = &sn->s[server];
@@ -250,12 +270,105 @@ static void test_three_servers_add_capacity(void **state)
 	stop(&cl, c);
 }
 
+#define REPLY_BATCHES 12u
+#define REPLY_DIM 64u
+
+/* Two servers started with extra; REPLY_BATCHES train pulls of BATCH new
+ * keys, then the same keys pulled again (one-sided over rdma://) must
+ * give the same rows. The servers' reply counters after it go to sn. */
+static void large_replies(const char *const *extra, struct seen *sn)
+{
+	struct embkv_test_cluster cl;
+	struct embkv_table_handle *t;
+	struct embkv_table_attr a;
+	struct embkv_client *c;
+	size_t rows = (size_t)REPLY_BATCHES * BATCH * REPLY_DIM;
+	uint64_t *keys = malloc((size_t)REPLY_BATCHES * BATCH * sizeof(*keys));
+	float *first = malloc(rows * sizeof(float));
+	float *again = malloc(rows * sizeof(float));
+	uint8_t *found = malloc(BATCH);
+
+	assert_non_null(keys);
+	assert_non_null(first);
+	assert_non_null(again);
+	assert_non_null(found);
+	assert_int_equal(embkv_test_cluster_start(EMBKVD_PATH, 2, extra,
+						  READY_MS, &cl), 0);
+	c = connect_all(&cl);
+	embkv_table_attr_init(&a);
+	strcpy(a.name, "replies");
+	a.dim = REPLY_DIM;
+	a.capacity = 2ull * REPLY_BATCHES * BATCH;
+	a.init.type = EMBKV_INIT_NORMAL;
+	assert_int_equal(embkv_table_create_remote(c, &a), 0);
+	assert_int_equal(embkv_table_open(c, "replies", &t), 0);
+	for (uint32_t i = 0; i < REPLY_BATCHES * BATCH; i++)
+		keys[i] = 0x2545f4914f6cdd1dull * (i + 7);
+	for (uint32_t b = 0; b < REPLY_BATCHES; b++)
+		assert_int_equal(embkv_pull(t, BATCH, keys + (size_t)b * BATCH,
+					    first + (size_t)b * BATCH *
+						    REPLY_DIM,
+					    NULL, EMBKV_MODE_TRAIN, NULL), 0);
+	for (uint32_t b = 0; b < REPLY_BATCHES; b++) {
+		assert_int_equal(embkv_pull(t, BATCH, keys + (size_t)b * BATCH,
+					    again + (size_t)b * BATCH *
+						    REPLY_DIM,
+					    found, EMBKV_MODE_INFER, NULL), 0);
+		for (uint32_t j = 0; j < BATCH; j++)
+			assert_int_equal(found[j], 1);
+	}
+	/* initializer rows are random: a stale buffer would not match */
+	assert_memory_equal(first, again, rows * sizeof(float));
+	memset(sn, 0, sizeof(*sn));
+	assert_int_equal(embkv_stats(c, on_stat, sn), 0);
+	for (uint32_t i = 0; i < 2; i++)
+		fprintf(stderr, "server %u: %llu reply registrations, %llu "
+			"bytes kept\n", i,
+			(unsigned long long)sn->reply_regs[i],
+			(unsigned long long)sn->reply_pool[i]);
+	embkv_table_close(t);
+	stop(&cl, c);
+	free(found);
+	free(again);
+	free(first);
+	free(keys);
+}
+
+static void test_large_replies_reuse_registrations(void **state)
+{
+	const char *const pooled[] = { "--threads", "1", NULL };
+	const char *const unpooled[] = { "--threads", "1",
+					 "--rdma-reply-pool", "0", NULL };
+	struct seen sn;
+
+	(void)state;
+	large_replies(pooled, &sn);
+	for (uint32_t i = 0; i < 2; i++) {
+		assert_int_equal(sn.reply_stats[i], over_rdma());
+		if (!over_rdma())
+			continue;
+		/* one call at a time: one buffer of the class in use */
+		assert_true(sn.reply_regs[i] >= 1 && sn.reply_regs[i] <= 2);
+		assert_true(sn.reply_pool[i] >= 500u * 1024 &&
+			    sn.reply_pool[i] <= (64u << 20));
+	}
+	large_replies(unpooled, &sn);
+	for (uint32_t i = 0; i < 2; i++) {
+		assert_int_equal(sn.reply_stats[i], over_rdma());
+		if (!over_rdma())
+			continue;
+		assert_true(sn.reply_regs[i] >= REPLY_BATCHES);
+		assert_int_equal(sn.reply_pool[i], 0);
+	}
+}
+
 /* usage: test_client_memory [SCHEME://HOST] (see test_client_cluster). */
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_servers_hold_what_one_cannot),
 		cmocka_unit_test(test_three_servers_add_capacity),
+		cmocka_unit_test(test_large_replies_reuse_registrations),
 	};
 
 	if (argc > 1)

@@ -33,7 +33,7 @@ for i in 0 1; do
 		--threads 2 --io-threads 1 --memory-limit 2G --max-conns 77 \
 		--max-unauth-conns 9 --auth-timeout-ms 4321 \
 		--frame-timeout-ms 12345 --inflight-bytes 96M \
-		--token-file "$tmp/token" --data-dir "$tmp/data" \
+		--rdma-reply-pool 24M --token-file "$tmp/token" --data-dir "$tmp/data" \
 		--metrics-listen 127.0.0.1:0 --log-file "$tmp/log$i" \
 		>"$tmp/out$i" 2>"$tmp/err$i" &
 	pids+=($!)
@@ -80,7 +80,8 @@ for i, x in enumerate(s):
                  "auth_timeout_ms": 4321, "frame_timeout_ms": 12345,
                  "inflight_bytes": 96 << 20, "failed_logins_max": 5,
                  "failed_logins_window_ms": 10000,
-                 "failed_logins_block_ms": 5000}, l
+                 "failed_logins_block_ms": 5000,
+                 "rdma_reply_pool_bytes": 24 << 20}, l
     assert c["auth"] == {"token_required": True,
                          "token_file": tmp + "/token"}, c["auth"]
     assert c["data_dir"] == tmp + "/data", c["data_dir"]
@@ -102,7 +103,7 @@ grep -q -- "$token" "$tmp/text" && fail "the token is in the text"
 for want in "SERVER 0  tcp://127.0.0.1:$p0  up" "SERVER 1  tcp://127.0.0.1:$p1  up" \
 	"limit 2.0 GiB" "77 (logging in at once: 9)" "auth 4321 ms, frame 12345 ms" \
 	"cfgt: " "4 of 8 partitions" "required, file $tmp/token" \
-	"1 tcp://127.0.0.1:$p1 (self)" "none (no --etcd)"; do
+	"1 tcp://127.0.0.1:$p1 (self)" "none (no --etcd)" "24.0 MiB"; do
 	grep -qF -- "$want" "$tmp/text" || fail "config text lacks '$want'"
 done
 
