@@ -634,7 +634,7 @@ static int req_buffers(struct batch_req *r)
 				     EMBKV_WIRE_HDR_SIZE + len + land);
 	if (!r->reply)
 		return -ENOMEM;
-	r->mem += r->reply->len;
+	r->mem += r->reply->alloc; /* its footprint, a pooled one's class */
 	if (land) {
 		r->reply->len = EMBKV_WIRE_HDR_SIZE + len;
 		r->reply->land_len = land;
@@ -1206,7 +1206,7 @@ void embkvd_multi_start(struct embkvd_conn *c, const struct embkv_wire_hdr *h,
 	}
 	p->conn = c;
 	p->body = body;
-	p->mem = h->body_len + p->reply->len;
+	p->mem = h->body_len + p->reply->alloc;
 	embkv_wire_hdr_encode(&rh, p->reply->data);
 	rb = p->reply->data + EMBKV_WIRE_HDR_SIZE;
 	embkv_wire_multi_encode_head(m.count, rb, reply_len);

@@ -103,7 +103,8 @@ struct embkvd_obuf *embkvd_obuf_alloc(const struct embkvd_conn *c,
 {
 	struct embkvd_obuf *ob = NULL;
 
-	if (c && c->vc && len >= EMBKVD_OBPOOL_MIN)
+	/* sent in place (not copied into a send slot): a pooled buffer */
+	if (c && c->vc && len > embkvd_vconn_copy_max(c))
 		ob = embkvd_obpool_get(c->io->srv->obpool, len);
 	return ob ? ob : embkvd_obuf_plain(len);
 }

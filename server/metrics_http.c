@@ -173,7 +173,8 @@ static void server_metrics(struct embkvd *s, FILE *f)
 		    "Reply buffers registered with the RDMA NIC (pooled "
 		    "buffers once, then reused).", ps.registrations);
 		one(f, "embkv_rdma_reply_pool_bytes", "gauge",
-		    "Registered reply buffers kept idle for reuse.",
+		    "Pooled reply buffers kept idle for reuse (registered once "
+		    "a reply was sent from them).",
 		    ps.idle_bytes);
 	}
 	embkvd_ckpt_last(s->ckpt, &last);

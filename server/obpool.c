@@ -2,34 +2,40 @@
  * Output buffers, and the pool of registered reply buffers of RDMA
  * connections.
  *
- * What: a reply over verbs larger than a send slot (64 KiB: a PULL reply
- * of a few hundred rows, a PULL_LAND's records) goes to the NIC from the
- * buffer it was built in, so that buffer must be registered with the
- * protection domain. Registering pins its pages and writes the NIC's
- * translation table; deregistering undoes it: a cost per MiB paid on the
- * I/O thread that serves every connection (measured on soft-RoCE: about
- * 177 us per MiB, more than a 100 Gb/s link needs to send it). So the
- * large buffers of RDMA connections come from this pool: size classes
- * two per doubling from 64 KiB to 16 MiB; a buffer given back keeps its
- * registration and goes on its class's list (LIFO: the warmest first),
- * and the next reply of that class reuses both. Smaller frames, larger
- * ones and TCP replies stay plain malloc'ed buffers.
+ * What: a reply over verbs too large for the connection's send slots
+ * (the client's recv_size, at most 64 KiB: a PULL reply of a few hundred
+ * rows, a PULL_LAND's records) goes to the NIC from the buffer it was
+ * built in, so that buffer must be registered with the protection
+ * domain. Registering pins its pages and writes the NIC's translation
+ * table; deregistering undoes it: a cost per MiB paid on the I/O thread
+ * that serves every connection (measured in the soft-RoCE VM: 200 to 400
+ * us per MiB, more than the 84 us a 100 Gb/s link needs to send it). So
+ * those buffers come from this pool: size classes two per doubling from
+ * 4 KiB to 16 MiB; a buffer given back keeps its registration and goes
+ * on its class's list (LIFO: the warmest first), and the next reply of
+ * that class reuses both. Replies copied into send slots, replies over
+ * 16 MiB and TCP replies stay plain malloc'ed buffers.
  *
- * Why not register the whole reply memory once: replies are built by
- * the owner threads at the size the request needs, and their number in
+ * Why not register the whole reply memory once: a reply is allocated at
+ * the size its request needs (the owner threads fill it), and their number in
  * flight follows the clients' windows; a pool of whole buffers keeps the
  * same code for both and bounds what it keeps, not what is in flight
  * (that is bounded by the connections' backlog limits, as before).
  *
  * Invariants:
- * - Idle buffers never exceed keep_bytes; a buffer given back over it is
- *   unregistered and freed.
+ * - Idle buffers never exceed keep_bytes. A buffer given back is kept if
+ *   it fits at all, idle buffers of other classes (the largest first)
+ *   unregistered and freed to make room, so what is kept follows the
+ *   replies of the moment; a buffer given back over it is unregistered
+ *   and freed. A registration the NIC refuses (locked memory exhausted)
+ *   is retried once after every idle buffer was dropped (trim).
  * - A registration belongs to its buffer: it is dropped only when the
  *   buffer is freed, never while the buffer is in use (the transport
  *   gives a buffer back only after its send completed, or after its QP
  *   was destroyed).
  * - The pool outlives its buffers: destroying it frees the idle ones,
- *   and the last buffer in use to come back frees the pool.
+ *   and the last buffer in use to come back frees the pool; nothing
+ *   reads the pool after its lock is released.
  * - Any thread gets and gives back (owner threads build replies, I/O
  *   threads send them); one mutex guards the lists.
  */
@@ -40,7 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CLASSES 17u                 /* 64K << k/2, times 1.5 on odd k */
+#define CLASSES 25u                 /* 4K << k/2, times 1.5 on odd k */
 #define ALIGN 4096u                 /* whole pages: nothing else shares
 				       a registered page */
 
@@ -55,11 +61,11 @@ struct embkvd_obpool {
 	void (*unreg)(void *reg);
 };
 
-/* Bytes of class k: 64K, 96K, 128K, 192K, ... 16M (k = 16) plus one
- * page for the header in front of the frame. */
+/* Bytes of class k: 4K, 6K, 8K, 12K, ... 16M (k = 24) plus one page for
+ * the header in front of the frame. */
 static size_t class_bytes(uint32_t k)
 {
-	size_t base = (k & 1u) ? (96u << 10) : (64u << 10);
+	size_t base = (k & 1u) ? (6u << 10) : (4u << 10);
 
 	return (base << (k / 2u)) + ALIGN;
 }
@@ -116,11 +122,38 @@ int embkvd_obpool_create(uint64_t keep_bytes, void (*unreg)(void *reg),
 	return 0;
 }
 
-static void drop(struct embkvd_obpool *p, struct embkvd_obuf *ob)
+/* Without the lock, and without touching the pool (its last buffer may
+ * have freed it meanwhile): unreg is the pool's, read under its lock. */
+static void drop_list(void (*unreg)(void *reg), struct embkvd_obuf *list)
 {
-	if (ob->reg && p->unreg)
-		p->unreg(ob->reg);
-	free(ob);
+	while (list) {
+		struct embkvd_obuf *ob = list;
+
+		list = ob->next;
+		if (ob->reg && unreg)
+			unreg(ob->reg);
+		free(ob);
+	}
+}
+
+/* Under the lock: moves idle buffers to *out, largest classes first and
+ * never of class `except`, until `need` more bytes fit under keep (or
+ * none are left). */
+static void take_idle(struct embkvd_obpool *p, uint32_t except, size_t need,
+		      struct embkvd_obuf **out)
+{
+	for (uint32_t k = CLASSES; k-- > 0 && p->idle_bytes + need > p->keep;) {
+		if (k == except)
+			continue;
+		while (p->idle[k] && p->idle_bytes + need > p->keep) {
+			struct embkvd_obuf *ob = p->idle[k];
+
+			p->idle[k] = ob->next;
+			p->idle_bytes -= ob->alloc;
+			ob->next = *out;
+			*out = ob;
+		}
+	}
 }
 
 static void pool_free(struct embkvd_obpool *p)
@@ -129,32 +162,49 @@ static void pool_free(struct embkvd_obpool *p)
 	free(p);
 }
 
-void embkvd_obpool_destroy(struct embkvd_obpool *p)
+/* Under the lock: every idle buffer to *out. */
+static void take_all(struct embkvd_obpool *p, struct embkvd_obuf **out)
 {
-	struct embkvd_obuf *list = NULL;
-	bool last;
-
-	if (!p)
-		return;
-	pthread_mutex_lock(&p->lock);
 	for (uint32_t k = 0; k < CLASSES; k++)
 		while (p->idle[k]) {
 			struct embkvd_obuf *ob = p->idle[k];
 
 			p->idle[k] = ob->next;
-			ob->next = list;
-			list = ob;
+			ob->next = *out;
+			*out = ob;
 		}
 	p->idle_bytes = 0;
+}
+
+void embkvd_obpool_trim(struct embkvd_obpool *p)
+{
+	struct embkvd_obuf *list = NULL;
+	void (*unreg)(void *reg);
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	take_all(p, &list);
+	unreg = p->unreg;
+	pthread_mutex_unlock(&p->lock);
+	drop_list(unreg, list);
+}
+
+void embkvd_obpool_destroy(struct embkvd_obpool *p)
+{
+	struct embkvd_obuf *list = NULL;
+	void (*unreg)(void *reg);
+	bool last;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	take_all(p, &list);
 	p->dead = true;
 	last = !p->out;
+	unreg = p->unreg;
 	pthread_mutex_unlock(&p->lock);
-	while (list) {
-		struct embkvd_obuf *ob = list;
-
-		list = ob->next;
-		drop(p, ob);
-	}
+	drop_list(unreg, list);
 	if (last)
 		pool_free(p);
 }
@@ -197,8 +247,10 @@ struct embkvd_obuf *embkvd_obpool_get(struct embkvd_obpool *p, size_t len)
 
 void embkvd_obuf_free(struct embkvd_obuf *ob)
 {
+	struct embkvd_obuf *list = NULL;
 	struct embkvd_obpool *p;
-	bool keep, last = false;
+	void (*unreg)(void *reg);
+	bool last = false;
 
 	if (!ob)
 		return;
@@ -209,18 +261,22 @@ void embkvd_obuf_free(struct embkvd_obuf *ob)
 	}
 	pthread_mutex_lock(&p->lock);
 	p->out--;
-	keep = !p->dead && p->idle_bytes + ob->alloc <= p->keep;
-	if (keep) {
+	/* the buffer just used is kept, at the cost of idle ones of other
+	 * classes if need be: what is kept follows the current replies */
+	if (!p->dead && ob->alloc <= p->keep)
+		take_idle(p, ob->cls, ob->alloc, &list);
+	if (!p->dead && p->idle_bytes + ob->alloc <= p->keep) {
 		ob->next = p->idle[ob->cls];
 		p->idle[ob->cls] = ob;
 		p->idle_bytes += ob->alloc;
 	} else {
+		ob->next = list;
+		list = ob;
 		last = p->dead && !p->out;
 	}
+	unreg = p->unreg;
 	pthread_mutex_unlock(&p->lock);
-	if (keep)
-		return;
-	drop(p, ob);
+	drop_list(unreg, list);
 	if (last)
 		pool_free(p);
 }

@@ -38,21 +38,24 @@ struct embkvd_obuf *embkvd_obuf_plain(size_t len);
 /* Frees a plain buffer, or gives a pooled one back. NULL-safe. */
 void embkvd_obuf_free(struct embkvd_obuf *ob);
 
-/* The smallest frame the pool takes (smaller replies are copied into the
- * connection's registered send slots) and the largest class. */
-#define EMBKVD_OBPOOL_MIN (64u << 10)
+/* The smallest frame the pool takes (a connection copies replies up to
+ * its client's recv_size, at least 1 KiB, into registered send slots)
+ * and the largest class. */
+#define EMBKVD_OBPOOL_MIN (4u << 10)
 #define EMBKVD_OBPOOL_MAX (16u << 20)
 
 struct embkvd_obpool_stats {
 	uint64_t registrations;         /* embkvd_obpool_registered calls */
 	uint64_t reuses;                /* gets served by a kept buffer */
-	uint64_t idle_bytes;            /* kept, not in use */
+	uint64_t idle_bytes;            /* kept, not in use (registered
+					 * once they were sent from) */
 	uint64_t out;                   /* buffers in use */
 };
 
 /*
  * A pool that keeps at most keep_bytes of idle buffers (0: none; every
- * buffer is freed, and unregistered, when given back). unreg drops a
+ * buffer is freed, and unregistered, when given back; a buffer given back
+ * displaces idle ones of other classes to fit). unreg drops a
  * buffer's registration (called without the pool's lock, never on NULL).
  * 0 or -ENOMEM.
  */
@@ -71,6 +74,9 @@ void embkvd_obpool_destroy(struct embkvd_obpool *p);
  * Any thread.
  */
 struct embkvd_obuf *embkvd_obpool_get(struct embkvd_obpool *p, size_t len);
+/* Unregisters and frees every idle buffer (a registration failed: the
+ * locked memory they hold may be what is missing). NULL-safe. */
+void embkvd_obpool_trim(struct embkvd_obpool *p);
 /* The transport registered ob->reg (counted in the stats). */
 void embkvd_obpool_registered(struct embkvd_obpool *p);
 void embkvd_obpool_stats(struct embkvd_obpool *p,

@@ -41,6 +41,10 @@ void embkvd_verbs_unreg(void *reg);
 void embkvd_vconn_event(struct embkvd_conn *c);
 /* Posts queued replies while send slots and the window allow. */
 void embkvd_vconn_flush(struct embkvd_conn *c);
+/* The largest reply c copies into a registered send slot (larger ones
+ * are sent in place, from a registered buffer); 0 when c is no RDMA
+ * connection. */
+size_t embkvd_vconn_copy_max(const struct embkvd_conn *c);
 /* The most bytes a PULL_LAND reply may RDMA-WRITE on c (the client's
  * reply slot); 0 when c is no RDMA connection. */
 size_t embkvd_vconn_land_max(const struct embkvd_conn *c);

@@ -79,21 +79,26 @@ static struct ibv_mr *reply_mr(struct embkvd_vconn *vc, struct vsend *sd,
 	struct embkvd_obpool *pool = vc->v->srv->obpool;
 	struct ibv_mr *mr = ob->reg;
 
-	if (ob->pool) {
-		/* one protection domain per server, so one per pool */
-		if (!mr) {
-			mr = ibv_reg_mr(vc->v->pd, ob, ob->alloc, 0);
-			if (!mr)
-				return NULL;
-			ob->reg = mr;
-			embkvd_obpool_registered(ob->pool);
-		}
-		return mr;
+	void *base = ob->pool ? (void *)ob : (void *)ob->data;
+	size_t len = ob->pool ? ob->alloc : bytes;
+
+	if (mr)
+		return mr; /* one protection domain per server, so per pool */
+	mr = ibv_reg_mr(vc->v->pd, base, len, 0);
+	if (!mr) {
+		/* locked memory may be what is missing: what the pool keeps
+		 * idle goes, then one more try */
+		embkvd_obpool_trim(pool);
+		mr = ibv_reg_mr(vc->v->pd, base, len, 0);
+		if (!mr)
+			return NULL;
 	}
-	sd->mr = ibv_reg_mr(vc->v->pd, ob->data, bytes, 0);
-	if (sd->mr)
-		embkvd_obpool_registered(pool);
-	return sd->mr;
+	embkvd_obpool_registered(pool);
+	if (ob->pool)
+		ob->reg = mr;
+	else
+		sd->mr = mr;
+	return mr;
 }
 
 void embkvd_verbs_unreg(void *reg)
@@ -346,6 +351,11 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 	if (first == &lwr)
 		embkv_stat_inc(&c->io->st.bytes_out, lwr.sg_list->length);
 	return 0;
+}
+
+size_t embkvd_vconn_copy_max(const struct embkvd_conn *c)
+{
+	return c->vc ? c->vc->slot_bytes : 0;
 }
 
 size_t embkvd_vconn_land_max(const struct embkvd_conn *c)

@@ -63,6 +63,12 @@ size_t embkvd_vconn_land_max(const struct embkvd_conn *c)
 	return 0;
 }
 
+size_t embkvd_vconn_copy_max(const struct embkvd_conn *c)
+{
+	(void)c;
+	return 0;
+}
+
 void embkvd_vconn_settle(struct embkvd_conn *c)
 {
 	(void)c;

@@ -4,16 +4,18 @@
  * the pool's unreg frees, so a registration dropped twice is a double
  * free and one never dropped a leak (the ASan build runs this too).
  *
- * - Classes: frames under 64 KiB or over 16 MiB are not pooled; a pooled
+ * - Classes: frames under 4 KiB or over 16 MiB are not pooled; a pooled
  *   buffer holds its frame (written whole) inside its registered range,
  *   at most 1.5 times the frame plus a page.
  * - Reuse: a buffer given back is the next one of its class, with its
  *   registration; another class gets another buffer.
  * - Bound: with room for two idle buffers, five given back keep two and
- *   unregister three, each once.
+ *   unregister three, each once. A buffer of another class given back
+ *   displaces idle ones (unregistered) to be kept; trim drops them all.
  * - keep 0: nothing is kept, every registration is dropped at once.
  * - Lifetime: destroying the pool drops the idle buffers; one still in
- *   use stays valid and is freed (and unregistered) when it comes back.
+ *   use stays valid and is freed (and unregistered) when it comes back,
+ *   also when two threads give back the last 200 at once.
  * - Threads: two threads get, register, write and give back 20,000
  *   buffers of random classes; every registration is dropped exactly once
  *   and none is in use at the end.
@@ -180,6 +182,56 @@ static void test_bound(void **state)
 	assert_int_equal(unregs, 5);
 }
 
+static void test_displace_and_trim(void **state)
+{
+	struct embkvd_obpool_stats st;
+	struct embkvd_obuf *a[2], *b, *again;
+	struct embkvd_obpool *p;
+	size_t one;
+
+	(void)state;
+	p = make(0);
+	a[0] = embkvd_obpool_get(p, 200 * KIB);
+	one = a[0]->alloc;
+	embkvd_obuf_free(a[0]);
+	embkvd_obpool_destroy(p);
+
+	/* room for two of a[]'s class; b's class is larger */
+	p = make(2 * one);
+	for (int i = 0; i < 2; i++) {
+		a[i] = embkvd_obpool_get(p, 200 * KIB);
+		fake_reg(p, a[i]);
+	}
+	b = embkvd_obpool_get(p, 300 * KIB);
+	fake_reg(p, b);
+	assert_true(b->alloc > one && b->alloc <= 2 * one);
+	embkvd_obuf_free(a[0]);
+	embkvd_obuf_free(a[1]);
+	assert_int_equal(unregs, 0);
+	embkvd_obuf_free(b); /* kept: both a[] make room for it */
+	embkvd_obpool_stats(p, &st);
+	assert_int_equal(unregs, 2);
+	assert_int_equal(st.idle_bytes, b->alloc);
+	again = embkvd_obpool_get(p, 300 * KIB);
+	assert_ptr_equal(again, b);
+	assert_non_null(again->reg);
+	embkvd_obuf_free(again);
+	/* a buffer larger than the whole bound is never kept */
+	again = embkvd_obpool_get(p, 3 * one);
+	fake_reg(p, again);
+	embkvd_obuf_free(again);
+	assert_int_equal(unregs, 3);
+	embkvd_obpool_stats(p, &st);
+	assert_int_equal(st.idle_bytes, b->alloc);
+	embkvd_obpool_trim(p);
+	embkvd_obpool_stats(p, &st);
+	assert_int_equal(st.idle_bytes, 0);
+	assert_int_equal(unregs, 4);
+	embkvd_obpool_trim(NULL);
+	embkvd_obpool_destroy(p);
+	assert_int_equal(unregs, 4);
+}
+
 static void test_keep_none(void **state)
 {
 	struct embkvd_obpool *p = make(0);
@@ -221,6 +273,49 @@ static void test_destroy_with_buffer_out(void **state)
 	assert_int_equal(unregs, 2);
 }
 
+#define LAST_OUT 200u
+
+struct give_back {
+	struct embkvd_obuf **v;
+	uint32_t n;
+};
+
+static void *give_back_run(void *arg)
+{
+	struct give_back *g = arg;
+
+	for (uint32_t i = 0; i < g->n; i++)
+		embkvd_obuf_free(g->v[i]);
+	return NULL;
+}
+
+/* Destroyed with 200 buffers out, given back by two threads at once:
+ * each registration dropped once, no read of the freed pool (ASan). */
+static void test_destroy_then_threads_give_back(void **state)
+{
+	struct embkvd_obpool *p = make(64 * MIB);
+	struct embkvd_obuf *v[LAST_OUT];
+	struct give_back g[2] = {
+		{ v, LAST_OUT / 2 }, { v + LAST_OUT / 2, LAST_OUT / 2 },
+	};
+	pthread_t th[2];
+
+	(void)state;
+	for (uint32_t i = 0; i < LAST_OUT; i++) {
+		v[i] = embkvd_obpool_get(p, 8 * KIB + i * 100);
+		assert_non_null(v[i]);
+		fake_reg(p, v[i]);
+	}
+	embkvd_obpool_destroy(p);
+	assert_int_equal(unregs, 0);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, give_back_run,
+						&g[i]), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(unregs, LAST_OUT);
+}
+
 struct stress {
 	struct embkvd_obpool *p;
 	unsigned seed;
@@ -243,6 +338,8 @@ static void *stress_run(void *arg)
 			return NULL;
 		if (!held[slot]->reg) {
 			held[slot]->reg = malloc(16);
+			if (!held[slot]->reg)
+				return NULL;
 			embkvd_obpool_registered(s->p);
 		}
 		held[slot]->data[0] = (uint8_t)i;
@@ -286,8 +383,10 @@ int main(void)
 		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_reuse),
 		cmocka_unit_test(test_bound),
+		cmocka_unit_test(test_displace_and_trim),
 		cmocka_unit_test(test_keep_none),
 		cmocka_unit_test(test_destroy_with_buffer_out),
+		cmocka_unit_test(test_destroy_then_threads_give_back),
 		cmocka_unit_test(test_threads),
 	};
 

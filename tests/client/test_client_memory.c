@@ -15,7 +15,7 @@
  *   each server's registered bytes are exactly its partitions' indexes and
  *   arenas; over TCP nothing is registered.
  * - Large replies: 12 train pulls of 4096 new keys (a 500 KiB PULL reply
- *   per server each). Over rdma:// the servers register at most 2 reply
+ *   per server each). Over rdma:// the servers register at most 4 reply
  *   buffers each and keep them (rdma_reply_pool_bytes), or, started with
  *   --rdma-reply-pool 0, register one per reply and keep none; the rows
  *   those reused buffers carried equal the stored rows (read again
@@ -347,8 +347,10 @@ static void test_large_replies_reuse_registrations(void **state)
 		assert_int_equal(sn.reply_stats[i], over_rdma());
 		if (!over_rdma())
 			continue;
-		/* one call at a time: one buffer of the class in use */
-		assert_true(sn.reply_regs[i] >= 1 && sn.reply_regs[i] <= 2);
+		/* the replies (about 2048 rows) fall in the 512K and 768K
+		 * classes: one buffer each, plus one should a reply be built
+		 * before the previous one's completion was seen */
+		assert_true(sn.reply_regs[i] >= 1 && sn.reply_regs[i] <= 4);
 		assert_true(sn.reply_pool[i] >= 500u * 1024 &&
 			    sn.reply_pool[i] <= (64u << 20));
 	}
