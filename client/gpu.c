@@ -324,6 +324,8 @@ static int ws_get(uint32_t n, uint32_t dim, struct ws **out)
 	size_t chunk = GPU_CHUNK_BYTES / ((size_t)dim * sizeof(float));
 	int rc = 0, dev = 0;
 
+	if (n > INT32_MAX)
+		return -EINVAL; /* dedup's limit: before pinning n keys' room */
 	if (chunk < 1)
 		chunk = 1;
 	if (chunk > n)

@@ -104,7 +104,7 @@ struct embkv_gpu_ops {
 		     void *stream);
 	void (*dedup_free)(struct embkv_gpu_dedup *dd, void *stream);
 	/* out[i] = urows[inverse[i]] (dim floats), found[i] =
-	 * ufound[inverse[i]] (found may be NULL). Reads only dd->n and
+	 * ufound[inverse[i]], or 1 when ufound is NULL (found may be NULL). Reads only dd->n and
 	 * dd->inverse: a struct with just those gathers rows by index (the
 	 * GPUDirect push lays rows out in frame order so). */
 	int (*scatter)(const struct embkv_gpu_dedup *dd, const float *d_urows,
@@ -121,7 +121,9 @@ struct embkv_gpu_ops {
 	 * may be NULL) for every occurrence i of ukeys[r]; a failed one
 	 * leaves them and is listed: d_failed[k] = r (nu entries of room),
 	 * *d_nfailed = the count (order not defined), d_verdict[r] its
-	 * verdict (may be NULL). */
+	 * verdict (may be NULL). -EINVAL, before any work: as
+	 * check_scatter_range's over all nu keys (d_failed standing for
+	 * d_verdict there), or d_nfailed NULL. */
 	int (*check_scatter)(const struct embkv_gpu_dedup *dd,
 			     const void *d_records, size_t rec_stride,
 			     size_t payload_bytes, enum embkv_gpu_elem elem,
@@ -153,7 +155,8 @@ struct embkv_gpu_ops {
 	 * Also -EINVAL, before any work: dd or d_verdict NULL, d_records
 	 * or d_out NULL with count > 0, dim 0, elem unknown, rec_stride not
 	 * a multiple of 8 or under 24 + payload_bytes, payload_bytes under
-	 * dim elements of elem (logic_hd.h's embkv_gpu_range_args). */
+	 * dim elements of elem, d_records not 8-byte aligned (logic_hd.h's
+	 * embkv_gpu_range_args). */
 	int (*check_scatter_range)(const struct embkv_gpu_dedup *dd,
 				   uint32_t first, uint32_t count,
 				   const void *d_records, size_t rec_stride,

@@ -150,6 +150,9 @@ int embkv_gpu_k_dedup(const uint64_t *d_keys, uint32_t n,
 	runs_kernel<<<grid_for(n, 256), 256, 0, s>>>(sorted, dd->perm, runid1,
 						     n, dd->ukeys, dd->offsets,
 						     dd->inverse, d_nu);
+	e = cudaGetLastError(); /* else *h_nu would be whatever d_nu held */
+	if (e != cudaSuccess)
+		goto fail;
 	e = cudaMemcpyAsync(h_nu, d_nu, sizeof(*h_nu), cudaMemcpyDeviceToHost,
 			    s);
 	if (e == cudaSuccess)
@@ -179,7 +182,7 @@ static __global__ void scatter_kernel(const uint32_t *inverse,
 		r = inverse[i];
 		out[x] = urows[(uint64_t)r * dim + c];
 		if (c == 0 && found)
-			found[i] = ufound[r];
+			found[i] = ufound ? ufound[r] : 1;
 	}
 }
 
@@ -384,7 +387,15 @@ int embkv_gpu_k_check_scatter(const struct embkv_gpu_dedup *dd,
 {
 	(void)cudaGetLastError(); /* not an earlier call's error */
 	uint8_t *v = verdicts;
-	cudaError_t e = cudaMemsetAsync(nfailed, 0, sizeof(*nfailed), s);
+	cudaError_t e;
+
+	/* check_scatter_range's refusals over all nu (failed standing for
+	 * its verdicts), and nfailed */
+	if (!nfailed || embkv_gpu_range_args(dd, 0, dd->nu, records, stride,
+					     payload_bytes, elem, dim, out,
+					     failed))
+		return -EINVAL;
+	e = cudaMemsetAsync(nfailed, 0, sizeof(*nfailed), s);
 
 	if (e != cudaSuccess)
 		return embkv_gpu_fail(e);

@@ -261,12 +261,15 @@ EMBKV_HD int embkv_gpu_range_args(const struct embkv_gpu_dedup *dd,
 {
 	size_t esize = elem == EMBKV_GPU_ELEM_F32 ? 4 : 2;
 
+	/* records 8-byte aligned: the device loads payload elements in
+	 * place (a misaligned load is a sticky fault there) */
 	if (!dd || (uint64_t)first + count > dd->nu || !verdicts || !dim ||
 	    stride % 8 || stride < 24 + payload_bytes ||
 	    payload_bytes < esize * dim ||
 	    (elem != EMBKV_GPU_ELEM_F32 && elem != EMBKV_GPU_ELEM_F16 &&
 	     elem != EMBKV_GPU_ELEM_BF16) ||
-	    (count && (!records || !out)))
+	    (count && (!records || !out)) ||
+	    ((uintptr_t)records & 7u))
 		return -EINVAL;
 	return 0;
 }

@@ -307,7 +307,7 @@ static int p_check_scatter(const struct embkv_gpu_dedup *dd,
 			   uint8_t *verdicts, void *stream)
 {
 	if (!dd || !dim || stride % 8 || stride < 24 + payload_bytes)
-		return -EINVAL;
+		return -EINVAL; /* the rest in embkv_gpu_k_check_scatter */
 	return embkv_gpu_k_check_scatter(dd, records, stride, payload_bytes,
 					 elem, dim, out, found, failed,
 					 nfailed, verdicts,
@@ -394,35 +394,37 @@ static int p_device_set(int dev)
 	return embkv_gpu_fail(cudaSetDevice(dev));
 }
 
+/* Designated, in the struct's order (C++20's rule, which nvcc's C++17
+ * mode accepts as GCC does): ops of one signature cannot trade places. */
 static const struct embkv_gpu_ops ops = {
-	EMBKV_GPU_ABI,
-	p_last_error,
-	p_probe,
-	p_host_alloc,
-	p_host_free,
-	p_dev_alloc,
-	p_dev_free,
-	p_h2d,
-	p_d2h,
-	p_memset_dev,
-	p_event_create,
-	p_event_destroy,
-	p_event_record,
-	p_event_wait,
-	p_stream_wait,
-	p_dedup,
-	p_dedup_free,
-	p_scatter,
-	p_coalesce,
-	p_check_scatter,
-	p_dmabuf_fd,
-	p_device_get,
-	p_device_set,
-	p_check_scatter_range,
-	p_scatter_list,
-	p_dev_alloc_sync,
-	p_dev_free_sync,
-	p_check_scatter_list,
+	.abi = EMBKV_GPU_ABI,
+	.last_error = p_last_error,
+	.probe = p_probe,
+	.host_alloc = p_host_alloc,
+	.host_free = p_host_free,
+	.dev_alloc = p_dev_alloc,
+	.dev_free = p_dev_free,
+	.h2d = p_h2d,
+	.d2h = p_d2h,
+	.memset_dev = p_memset_dev,
+	.event_create = p_event_create,
+	.event_destroy = p_event_destroy,
+	.event_record = p_event_record,
+	.event_wait = p_event_wait,
+	.stream_wait = p_stream_wait,
+	.dedup = p_dedup,
+	.dedup_free = p_dedup_free,
+	.scatter = p_scatter,
+	.coalesce = p_coalesce,
+	.check_scatter = p_check_scatter,
+	.dmabuf_fd = p_dmabuf_fd,
+	.device_get = p_device_get,
+	.device_set = p_device_set,
+	.check_scatter_range = p_check_scatter_range,
+	.scatter_list = p_scatter_list,
+	.dev_alloc_sync = p_dev_alloc_sync,
+	.dev_free_sync = p_dev_free_sync,
+	.check_scatter_list = p_check_scatter_list,
 };
 
 extern "C" __attribute__((visibility("default")))

@@ -74,6 +74,7 @@ const char *embkv_gpu_last_error(void);
  * fetched and their copy and scatter are enqueued on stream, so work
  * enqueued after it sees them (synchronize the stream before reading them
  * on the host). Equal bit for bit to embkv_pull of the same keys.
+ * n over INT32_MAX: -EINVAL (the device dedup's limit), before any work.
  */
 int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
 		      const uint64_t *d_keys, float *d_out, uint8_t *d_found,
@@ -84,7 +85,8 @@ int embkv_pull_device(struct embkv_table_handle *t, uint32_t n,
  * Duplicates are summed on the GPU (exactly as embkv_push sums them for a
  * key with up to 64 duplicates; in a fixed order beyond). Returns when
  * the push is applied (it waits for the stream's earlier work, which
- * wrote the gradients). *applied as embkv_push.
+ * wrote the gradients). *applied as embkv_push. n over INT32_MAX:
+ * -EINVAL.
  */
 int embkv_push_device(struct embkv_table_handle *t, uint32_t n,
 		      const uint64_t *d_keys, const float *d_grads,

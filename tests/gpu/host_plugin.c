@@ -197,7 +197,7 @@ static int h_scatter(const struct embkv_gpu_dedup *dd, const float *urows,
 		memcpy(out + (size_t)i * dim, urows + (size_t)r * dim,
 		       dim * sizeof(float));
 		if (found)
-			found[i] = ufound[r];
+			found[i] = ufound ? ufound[r] : 1;
 	}
 	return 0;
 }
@@ -288,7 +288,9 @@ static int h_check_scatter(const struct embkv_gpu_dedup *dd,
 			   uint8_t *verdicts, void *stream)
 {
 	(void)stream;
-	if (!dd || !dim || stride % 8 || stride < 24 + payload_bytes)
+	if (!dd || !nfailed ||
+	    embkv_gpu_range_args(dd, 0, dd->nu, records, stride,
+				 payload_bytes, elem, dim, out, failed))
 		return -EINVAL; /* as the plugin */
 	*nfailed = 0;
 	for (uint32_t r = 0; r < dd->nu; r++) {

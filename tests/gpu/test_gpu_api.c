@@ -38,7 +38,13 @@ static void test_probe(void **state)
 		assert_int_equal(rc, 0);
 		assert_true(info.name[0] != 0);
 		assert_true(info.cc_major > 0);
-		assert_int_equal(info.path, EMBKV_GPU_PATH_STAGING);
+		/* staging, unless an RDMA device can register device
+		 * memory (none in the RDMA VM, none on the GPU machine
+		 * seen so far): then the path the probe says it found */
+		assert_true(info.path == EMBKV_GPU_PATH_STAGING ||
+			    info.path == info.capable);
+		assert_true(info.path >= EMBKV_GPU_PATH_STAGING &&
+			    info.path <= EMBKV_GPU_PATH_PEERMEM);
 	}
 	/* the same answer every time (loaded once) */
 	assert_int_equal(embkv_gpu_probe(NULL), rc);

@@ -288,6 +288,13 @@ static void test_scatter(void **state)
 				    ur + (size_t)r * dim, dim * sizeof(float));
 		assert_int_equal(found[i], uf[r]);
 	}
+	/* no ufound: every found is 1 */
+	assert_int_equal(ops->memset_dev(d_found, 0, n, NULL), 0);
+	assert_int_equal(ops->scatter(&dd, d_ur, NULL, dim, d_out, d_found,
+				      NULL), 0);
+	host_copy(found, d_found, n);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(found[i], 1);
 	free_hdd(&h);
 	ops->dedup_free(&dd, NULL);
 	ops->dev_free(d_keys, NULL);
@@ -352,6 +359,28 @@ static void test_check_scatter(void **state)
 	assert_int_equal(ops->memset_dev(d_out, 0xff,
 					 (size_t)n * dim * sizeof(float),
 					 NULL), 0);
+	/* refused before any work: no nfailed or failed, an unknown elem,
+	 * a payload under dim elements, misaligned records */
+	assert_int_equal(ops->check_scatter(&dd, d_rec, stride, pb,
+					    EMBKV_GPU_ELEM_F32, dim, d_out,
+					    d_found, d_failed, NULL, d_verd,
+					    NULL), -EINVAL);
+	assert_int_equal(ops->check_scatter(&dd, d_rec, stride, pb,
+					    EMBKV_GPU_ELEM_F32, dim, d_out,
+					    d_found, NULL, d_nfailed, d_verd,
+					    NULL), -EINVAL);
+	assert_int_equal(ops->check_scatter(&dd, d_rec, stride, pb,
+					    (enum embkv_gpu_elem)7, dim,
+					    d_out, d_found, d_failed,
+					    d_nfailed, d_verd, NULL), -EINVAL);
+	assert_int_equal(ops->check_scatter(&dd, d_rec, stride, pb - 4,
+					    EMBKV_GPU_ELEM_F32, dim, d_out,
+					    d_found, d_failed, d_nfailed,
+					    d_verd, NULL), -EINVAL);
+	assert_int_equal(ops->check_scatter(&dd, d_rec + 4, stride, pb,
+					    EMBKV_GPU_ELEM_F32, dim, d_out,
+					    d_found, d_failed, d_nfailed,
+					    d_verd, NULL), -EINVAL);
 	assert_int_equal(ops->check_scatter(&dd, d_rec, stride, pb,
 					    EMBKV_GPU_ELEM_F32, dim, d_out,
 					    d_found, d_failed, d_nfailed,
@@ -796,6 +825,11 @@ static void test_check_scatter_range_args(void **state)
 						  d_verd, NULL), -EINVAL);
 	assert_int_equal(ops->check_scatter_range(&dd, 0, 1, d_rec, stride,
 						  pb, f32, dim + 1, d_out,
+						  d_found, d_verd, NULL),
+			 -EINVAL);
+	/* records not 8-byte aligned (a device load would fault) */
+	assert_int_equal(ops->check_scatter_range(&dd, 0, 1, d_rec + 4,
+						  stride, pb, f32, dim, d_out,
 						  d_found, d_verd, NULL),
 			 -EINVAL);
 	host_copy(out, d_out, (size_t)n * dim * sizeof(float));

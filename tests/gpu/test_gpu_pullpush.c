@@ -202,7 +202,11 @@ static void test_pull(void **state)
 	k = make_keys(20000, 9000);
 	pull_equal(t, 20000, k, 24, EMBKV_MODE_INFER, dflt, 0);
 	embkv_gpu_stats_get(&st);
-	assert_int_equal(st.path, EMBKV_GPU_PATH_STAGING);
+	/* the probe's path (staging without an RDMA device that can
+	 * register device memory); over tcp:// every pull stages anyway */
+	assert_true(st.path >= EMBKV_GPU_PATH_STAGING &&
+		    st.path <= EMBKV_GPU_PATH_PEERMEM);
+	assert_int_equal(st.direct_keys, 0);
 	assert_true(st.pulls >= 7);
 	assert_true(st.distinct_keys < st.keys);
 	assert_true(st.chunks >= 9);
