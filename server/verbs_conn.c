@@ -78,7 +78,6 @@ static struct ibv_mr *reply_mr(struct embkvd_vconn *vc, struct vsend *sd,
 {
 	struct embkvd_obpool *pool = vc->v->srv->obpool;
 	struct ibv_mr *mr = ob->reg;
-
 	void *base = ob->pool ? (void *)ob : (void *)ob->data;
 	size_t len = ob->pool ? ob->alloc : bytes;
 
@@ -289,38 +288,31 @@ static int post_reply(struct embkvd_conn *c, struct embkvd_obuf *ob)
 		if (!len)
 			return -EINVAL;
 	}
-	if (ob && ob->land_len) {
-		/* records and frame sent in place, the records first */
+	if (ob && (ob->land_len || len > vc->slot_bytes)) {
+		/* sent in place: frame (and a PULL_LAND's records, first) */
 		mr = reply_mr(vc, sd, ob, len + ob->land_len);
 		if (!mr) {
 			embkvd_obuf_free(ob);
 			return -ENOMEM;
 		}
 		sd->ob = ob;
-		lsge.addr = (uint64_t)(uintptr_t)(ob->data + len);
-		lsge.length = (uint32_t)ob->land_len;
-		lsge.lkey = mr->lkey;
-		lwr.wr.rdma.remote_addr = ob->land_addr;
-		lwr.wr.rdma.rkey = (uint32_t)ob->land_rkey;
 		sge.addr = (uint64_t)(uintptr_t)ob->data;
 		sge.lkey = mr->lkey;
-		first = &lwr;
-	} else if (len <= vc->slot_bytes) {
+		if (ob->land_len) {
+			lsge.addr = (uint64_t)(uintptr_t)(ob->data + len);
+			lsge.length = (uint32_t)ob->land_len;
+			lsge.lkey = mr->lkey;
+			lwr.wr.rdma.remote_addr = ob->land_addr;
+			lwr.wr.rdma.rkey = (uint32_t)ob->land_rkey;
+			first = &lwr;
+		}
+	} else {
 		if (ob) {
 			memcpy(sd->slot, ob->data, len);
 			embkvd_obuf_free(ob);
 		}
 		sge.addr = (uint64_t)(uintptr_t)sd->slot;
 		sge.lkey = vc->smr->lkey;
-	} else {
-		mr = reply_mr(vc, sd, ob, len);
-		if (!mr) {
-			embkvd_obuf_free(ob);
-			return -ENOMEM;
-		}
-		sd->ob = ob;
-		sge.addr = (uint64_t)(uintptr_t)ob->data;
-		sge.lkey = mr->lkey;
 	}
 	sge.length = (uint32_t)len;
 	if (len <= vc->cli.recv_size) {
